@@ -1,0 +1,32 @@
+// Plain types for call stacks and leak profiles. No imports.
+
+/** One frame of a symbolized stack. */
+export interface Frame {
+  /** Function name, or null when no symbol covers the address (renderers show `module+0xOFFSET`). */
+  function: string | null;
+  /** Basename of the module (ELF object) holding the address, or "[unknown]". */
+  module: string;
+  /** Offset of the address from the module's load bias (i.e. the ELF virtual address). */
+  offset: number;
+  /** Source file and line, when debug info gave them. */
+  file?: string;
+  line?: number;
+}
+
+/** Outstanding (or allocated) memory attributed to one call path. */
+export interface StackSample {
+  /** Leaf first (the allocator), root last (main / thread start). */
+  frames: Frame[];
+  /** Bytes still outstanding at the end of the window (estimated when sampled). */
+  bytes: number;
+  /** Allocations still outstanding (estimated when sampled). */
+  count: number;
+  /** Bytes and count allocated during the window, outstanding or not (when known). */
+  allocBytes?: number;
+  allocCount?: number;
+}
+
+/** The name a frame is shown under in folded stacks, flame graphs and pprof. */
+export function frameLabel(f: Frame): string {
+  return f.function ?? `${f.module}+0x${f.offset.toString(16)}`;
+}
