@@ -1,2 +1,3 @@
 export * from './errors.js';
 export * from './memory.js';
+export * from './stacks.js';
