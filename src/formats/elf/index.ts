@@ -1,0 +1,3 @@
+export * from './elf.js';
+export * from './load.js';
+export * from './core.js';

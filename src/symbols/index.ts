@@ -1,0 +1,2 @@
+export * from './debug-files.js';
+export * from './symbolizer.js';

@@ -1,0 +1,88 @@
+// Address -> (module, function, offset) and name -> runtime address, across a target's modules.
+// Sources per module: the object's .symtab/.dynsym, then its debug file's .symtab.
+// A frame with no covering symbol keeps function = null (shown as module+0xOFFSET), never
+// a misleading nearest name.
+
+import { basename } from 'node:path';
+import type { ElfFile, ElfSymbol } from '../formats/elf/index.js';
+import { loadElf } from '../formats/elf/index.js';
+import type { Frame, Module } from '../model/index.js';
+import { LeakscopeError } from '../model/errors.js';
+import { findDebugFile } from './debug-files.js';
+
+export interface ModuleSymbols {
+  module: Module;
+  elf: ElfFile;
+  debug?: { path: string; elf: ElfFile };
+}
+
+/** Where a symbol came from: the object itself or its debug file. */
+export type SymbolSource = 'symtab' | 'dynsym' | 'debug-file';
+
+export interface ResolvedSymbol {
+  name: string;
+  runtimeAddr: number;
+  size: number;
+  module: Module;
+  source: SymbolSource;
+}
+
+export class Symbolizer {
+  private info = new Map<string, ModuleSymbols | null>();
+  constructor(readonly modules: readonly Module[]) {}
+
+  /** Parsed ELF and debug file of a module (cached; null when unreadable). */
+  symbolsOf(mod: Module): ModuleSymbols | null {
+    let s = this.info.get(mod.path);
+    if (s === undefined) {
+      try {
+        const elf = loadElf(mod.hostPath);
+        s = { module: mod, elf, debug: findDebugFile(elf, mod.path) };
+      } catch { s = null; }
+      this.info.set(mod.path, s);
+    }
+    return s;
+  }
+
+  moduleAt(addr: number): Module | undefined {
+    for (const mod of this.modules) for (const m of mod.mappings) if (addr >= m.start && addr < m.end) return mod;
+    return undefined;
+  }
+
+  /** Modules whose basename starts with `prefix` ("libc.so", "nginx"). */
+  modulesNamed(prefix: string): Module[] {
+    return this.modules.filter((m) => basename(m.path).startsWith(prefix));
+  }
+
+  /** One frame for a runtime address. */
+  frame(addr: number): Frame {
+    const mod = this.moduleAt(addr);
+    if (!mod) return { function: null, module: '[unknown]', offset: addr };
+    const vaddr = addr - mod.loadBias;
+    const s = this.symbolsOf(mod);
+    let sym: ElfSymbol | undefined;
+    if (s) sym = s.elf.symbolAt(vaddr) ?? s.debug?.elf.symbolAt(vaddr);
+    return { function: sym ? sym.name.split('@')[0]! : null, module: basename(mod.path), offset: vaddr };
+  }
+
+  /** Resolves a symbol by name in the given modules (default: all), object first, then its debug file. */
+  lookup(name: string, opts: { module?: string } = {}): ResolvedSymbol | undefined {
+    const mods = opts.module ? this.modulesNamed(opts.module) : this.modules;
+    for (const mod of mods) {
+      const s = this.symbolsOf(mod);
+      if (!s) continue;
+      const own = s.elf.findSymbol(name);
+      if (own) return { name, runtimeAddr: own.value + mod.loadBias, size: own.size, module: mod, source: own.source };
+      const dbg = s.debug?.elf.findSymbol(name);
+      if (dbg) return { name, runtimeAddr: dbg.value + mod.loadBias, size: dbg.size, module: mod, source: 'debug-file' };
+    }
+    return undefined;
+  }
+
+  /** Like lookup, but a missing symbol is a LeakscopeError('not-found'). */
+  require(name: string, opts: { module?: string } = {}): ResolvedSymbol {
+    const r = this.lookup(name, opts);
+    if (!r) throw new LeakscopeError('not-found', `symbol ${name} not found${opts.module ? ` in ${opts.module}*` : ''}`);
+    return r;
+  }
+}

@@ -1,0 +1,56 @@
+// The one interface every analyzer reads target memory through. A live process
+// (/proc/PID/mem) and an ELF core file both implement it, so live and post-mortem
+// analysis are the same code. Analyzers never touch /proc directly.
+
+import type { Mapping, MappingWithUsage, Module } from '../model/memory.js';
+
+export interface ThreadState {
+  tid: number;
+  /** Registers by x86-64 user_regs_struct name (rip, rsp, rbp, ...), when known (core files). */
+  regs?: Record<string, number>;
+}
+
+export interface AddressSpace {
+  readonly kind: 'live' | 'core';
+  /** Process id (from the core's notes for a core file). */
+  readonly pid: number;
+  /** "pid 1234 (nginx)" or "core /tmp/x.core (nginx, pid 1234)". */
+  readonly description: string;
+  /** Command name (comm). */
+  readonly command: string;
+  /** Memory mappings, sorted by address. Live: re-read from /proc on each call with refresh. */
+  mappings(opts?: { refresh?: boolean }): Mapping[];
+  /** Mappings with RSS / PSS / swap (live: smaps; core: bytes present in the dump as RSS). */
+  usage(): MappingWithUsage[];
+  /** Loaded ELF objects with load bias (executable first). */
+  modules(): Module[];
+  /** Path of the main executable as leakscope can open it. */
+  exeHostPath(): string;
+  /** Maps a path seen by the target to one leakscope can open (live: through /proc/PID/root). */
+  hostPath(targetPath: string): string;
+  threads(): ThreadState[];
+  /**
+   * Reads up to `len` bytes at runtime address `addr` into `buf[bufOffset..]`.
+   * Returns how many bytes were read: short (possibly 0) at the first unreadable byte. Never throws for unmapped memory.
+   */
+  readInto(addr: number, buf: Uint8Array, bufOffset: number, len: number): number;
+  /** Exactly `len` bytes at `addr`, or LeakscopeError('unreadable'). */
+  read(addr: number, len: number): Buffer;
+  /** A u64 at addr (number, exact below 2^53), or 'unreadable'. */
+  readU64(addr: number): number;
+  /** Releases file descriptors. */
+  close(): void;
+}
+
+/** The mapping holding addr, by binary search over sorted mappings. */
+export function findMapping(mappings: readonly Mapping[], addr: number): Mapping | undefined {
+  let lo = 0, hi = mappings.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const m = mappings[mid]!;
+    if (addr < m.start) hi = mid - 1;
+    else if (addr >= m.end) lo = mid + 1;
+    else return m;
+  }
+  return undefined;
+}

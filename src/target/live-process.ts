@@ -1,0 +1,144 @@
+// AddressSpace of a live process: /proc/PID/mem (pread, never write), maps, smaps, status, exe,
+// honouring /proc/PID/root for processes in other mount namespaces (containers).
+// Reading never stops the target (no ptrace attach); the kernel checks PTRACE_MODE_ATTACH.
+
+import { closeSync, openSync, readFileSync, readSync, readlinkSync, existsSync, readdirSync } from 'node:fs';
+import { LeakscopeError } from '../model/errors.js';
+import type { Mapping, MappingWithUsage, Module } from '../model/memory.js';
+import { parseMaps, parseSmaps, parseStatus } from '../formats/procfs/index.js';
+import type { AddressSpace, ThreadState } from './address-space.js';
+import { buildModules } from './modules.js';
+
+const TWO32 = 4294967296;
+
+export class LiveProcess implements AddressSpace {
+  readonly kind = 'live' as const;
+  readonly command: string;
+  private fd: number;
+  private cachedMaps?: Mapping[];
+  private cachedModules?: Module[];
+  private scratch = Buffer.alloc(8);
+
+  private constructor(readonly pid: number, fd: number, command: string) {
+    this.fd = fd;
+    this.command = command;
+  }
+
+  get description(): string { return `pid ${this.pid} (${this.command})`; }
+
+  /** Opens a process for reading. One-line errors: no such process, kernel thread, permission. */
+  static open(pid: number): LiveProcess {
+    if (!Number.isInteger(pid) || pid <= 0) throw new LeakscopeError('usage', `not a process id: ${pid}`);
+    const dir = `/proc/${pid}`;
+    if (!existsSync(dir)) throw new LeakscopeError('no-such-process', `no such process: ${pid}`);
+    let status: Map<string, string>;
+    try { status = parseStatus(readFileSync(`${dir}/status`, 'utf8')); } catch { throw new LeakscopeError('no-such-process', `no such process: ${pid} (it exited)`); }
+    const command = status.get('Name') ?? '?';
+    // Kernel threads have no user address space: empty maps, no exe, PF_KTHREAD.
+    let maps = '';
+    try { maps = readFileSync(`${dir}/maps`, 'utf8'); } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EPERM') throw permissionError(pid, command);
+      throw new LeakscopeError('no-such-process', `no such process: ${pid} (it exited)`);
+    }
+    if (!maps.trim() && !status.has('VmSize')) {
+      throw new LeakscopeError('kernel-thread', `pid ${pid} (${command}) is a kernel thread: it has no user memory to analyze`);
+    }
+    let fd: number;
+    try { fd = openSync(`${dir}/mem`, 'r'); } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EPERM') throw permissionError(pid, command);
+      if (code === 'ENOENT' || code === 'ESRCH') throw new LeakscopeError('no-such-process', `no such process: ${pid} (it exited)`);
+      throw new LeakscopeError('io', `open /proc/${pid}/mem: ${(e as Error).message}`);
+    }
+    return new LiveProcess(pid, fd, command);
+  }
+
+  mappings(opts: { refresh?: boolean } = {}): Mapping[] {
+    if (!this.cachedMaps || opts.refresh) {
+      try { this.cachedMaps = parseMaps(readFileSync(`/proc/${this.pid}/maps`, 'utf8')); } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ESRCH' || (e as NodeJS.ErrnoException).code === 'ENOENT') {
+          throw new LeakscopeError('no-such-process', `process ${this.pid} exited`);
+        }
+        throw e;
+      }
+    }
+    return this.cachedMaps;
+  }
+
+  usage(): MappingWithUsage[] {
+    return parseSmaps(readFileSync(`/proc/${this.pid}/smaps`, 'utf8'));
+  }
+
+  exeTargetPath(): string {
+    try { return readlinkSync(`/proc/${this.pid}/exe`).replace(/ \(deleted\)$/, ''); } catch { return ''; }
+  }
+
+  exeHostPath(): string { return `/proc/${this.pid}/exe`; }
+
+  hostPath(targetPath: string): string {
+    // /proc/PID/root is the target's root directory: correct in and out of containers.
+    return `/proc/${this.pid}/root${targetPath}`;
+  }
+
+  modules(): Module[] {
+    if (!this.cachedModules) {
+      const exe = this.exeTargetPath();
+      this.cachedModules = buildModules(this.mappings(), (p) => this.hostPath(p), exe);
+    }
+    return this.cachedModules;
+  }
+
+  threads(): ThreadState[] {
+    try {
+      // /proc/PID/task/TID/syscall ends with "sp pc" while the thread is in a syscall (or "running").
+      return readdirSync(`/proc/${this.pid}/task`).map((t) => {
+        const th: ThreadState = { tid: Number(t) };
+        try {
+          const f = readFileSync(`/proc/${this.pid}/task/${t}/syscall`, 'utf8').trim().split(' ');
+          if (f.length >= 3 && f[0] !== 'running') th.regs = { rsp: parseInt(f[f.length - 2]!, 16), rip: parseInt(f[f.length - 1]!, 16) };
+        } catch { /* thread gone or not permitted */ }
+        return th;
+      });
+    } catch { return []; }
+  }
+
+  readInto(addr: number, buf: Uint8Array, bufOffset: number, len: number): number {
+    let done = 0;
+    while (done < len) {
+      let n: number;
+      try {
+        n = readSync(this.fd, buf, bufOffset + done, len - done, addr + done);
+      } catch {
+        // EIO: the first byte is unmapped; a short read already stopped at the boundary.
+        return done;
+      }
+      if (n <= 0) return done;
+      done += n;
+    }
+    return done;
+  }
+
+  read(addr: number, len: number): Buffer {
+    const buf = Buffer.allocUnsafe(len);
+    const n = this.readInto(addr, buf, 0, len);
+    if (n !== len) {
+      throw new LeakscopeError('unreadable', `${this.description}: cannot read ${len} bytes at 0x${addr.toString(16)} (only ${n} readable)`);
+    }
+    return buf;
+  }
+
+  readU64(addr: number): number {
+    const b = this.scratch;
+    if (this.readInto(addr, b, 0, 8) !== 8) throw new LeakscopeError('unreadable', `${this.description}: cannot read 8 bytes at 0x${addr.toString(16)}`);
+    return b.readUInt32LE(4) * TWO32 + b.readUInt32LE(0);
+  }
+
+  close(): void {
+    if (this.fd >= 0) { try { closeSync(this.fd); } catch { /* already closed */ } this.fd = -1; }
+  }
+}
+
+function permissionError(pid: number, command: string): LeakscopeError {
+  return new LeakscopeError('permission', `not permitted to read the memory of pid ${pid} (${command}): run as root or with CAP_SYS_PTRACE`);
+}

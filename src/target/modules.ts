@@ -1,0 +1,58 @@
+// Loaded ELF objects of a target, from its file-backed mappings, with their load bias.
+// Load bias: runtime address = ELF vaddr + loadBias (pprof's ObjFile base; libbpf's "base address").
+
+import { loadElf } from '../formats/elf/index.js';
+import type { ElfFile } from '../formats/elf/index.js';
+import { PT_LOAD } from '../formats/elf/elf.js';
+import type { Mapping, Module } from '../model/memory.js';
+
+/** Pure: the load bias of an object whose mapping of file offset `mappingOffset` starts at `mappingStart`. */
+export function computeLoadBias(elf: Pick<ElfFile, 'segments'>, mappingStart: number, mappingOffset: number): number {
+  // Find the PT_LOAD segment whose page-aligned file range holds mappingOffset.
+  for (const s of elf.segments) {
+    if (s.type !== PT_LOAD) continue;
+    const pageOff = s.offset - (s.offset % 4096);
+    if (mappingOffset >= pageOff && mappingOffset < s.offset + Math.max(s.filesz, 1)) {
+      // runtime(mappingStart) corresponds to file offset mappingOffset -> vaddr = s.vaddr - s.offset + mappingOffset
+      return mappingStart - (s.vaddr - s.offset + mappingOffset);
+    }
+  }
+  return mappingStart - mappingOffset;
+}
+
+function isElfPath(path: string): boolean {
+  return path.startsWith('/') && !path.startsWith('/dev/') && !path.startsWith('/memfd:') && !path.includes('(deleted)') &&
+    !path.startsWith('/SYSV');
+}
+
+/**
+ * Groups file-backed mappings by path into modules. `hostPath` maps a target path to an openable one.
+ * Objects that are not ELF (locale archives, fonts, ...) are left out. `exePath` (target view) is listed first.
+ */
+export function buildModules(mappings: readonly Mapping[], hostPath: (p: string) => string, exePath?: string): Module[] {
+  const byPath = new Map<string, Mapping[]>();
+  for (const m of mappings) {
+    if (!isElfPath(m.path)) continue;
+    let list = byPath.get(m.path);
+    if (!list) byPath.set(m.path, (list = []));
+    list.push(m);
+  }
+  const out: Module[] = [];
+  for (const [path, maps] of byPath) {
+    const host = hostPath(path);
+    let elf: ElfFile;
+    try { elf = loadElf(host); } catch { continue; }
+    if (elf.isCore) continue;
+    const first = maps.reduce((a, b) => (a.start < b.start ? a : b));
+    const loadBias = computeLoadBias(elf, first.start, first.offset);
+    out.push({ path, hostPath: host, base: first.start, loadBias, mappings: maps, buildId: elf.buildId });
+  }
+  out.sort((a, b) => (a.path === exePath ? -1 : b.path === exePath ? 1 : a.base - b.base));
+  return out;
+}
+
+/** The module whose mappings hold runtime address addr. */
+export function moduleAt(modules: readonly Module[], addr: number): Module | undefined {
+  for (const mod of modules) for (const m of mod.mappings) if (addr >= m.start && addr < m.end) return mod;
+  return undefined;
+}
