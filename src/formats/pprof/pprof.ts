@@ -1,0 +1,144 @@
+// pprof profiles (gzipped `perftools.profiles.Profile` protobuf, google/pprof proto/profile.proto)
+// for a leak profile, shaped like a Go heap profile so `go tool pprof` and other viewers show the
+// usual four views:
+//   sample types  [inuse_space/bytes, inuse_objects/count, alloc_space/bytes, alloc_objects/count]
+//   default       inuse_space
+//   period        space/bytes = the sampling period in bytes (1 = every allocation recorded)
+// Tables:
+// - one Mapping per module (filename = module basename, no build id);
+// - one Location per (module, offset); `address` is the module's ELF virtual address
+//   (Frame.offset), not a runtime address, so each Mapping spans [0, max offset + 1) with file
+//   offset 0 and mappings of different modules overlap (the address, not the range, is what a
+//   symbolizer needs: objAddr = address - memoryStart + fileOffset = vaddr);
+// - one Function per (name, source file); an unsymbolized frame's Location has no Line, which
+//   pprof shows as `module+0xaddress`;
+// - one Sample per input sample (not merged), locations leaf first as pprof wants.
+// Values are int64: estimates from sampling are rounded. alloc_* are 0 for samples that lack
+// allocBytes/allocCount; the profile's comments say so.
+
+import { gzipSync } from 'node:zlib';
+import { Function as PprofFunction, Location, Mapping, Profile, Sample, StringTable, ValueType } from 'pprof-format';
+import { LeakscopeError } from '../../model/errors.js';
+import type { StackSample } from '../../model/stacks.js';
+
+export interface PprofOptions {
+  /** Length of the trace window in nanoseconds. */
+  durationNanos: number | bigint;
+  /** Start of the trace window, nanoseconds since the Unix epoch (needs bigint for exactness). */
+  timeNanos: number | bigint;
+  /** Byte-weighted sampling in force during the trace, if any. */
+  sampling?: { periodBytes: number };
+}
+
+/** Sample value order in the profile. */
+export const PPROF_SAMPLE_TYPES = [
+  ['inuse_space', 'bytes'],
+  ['inuse_objects', 'count'],
+  ['alloc_space', 'bytes'],
+  ['alloc_objects', 'count'],
+] as const;
+
+function int(v: number, what: string, index: number): number {
+  if (!Number.isFinite(v) || v < 0) {
+    throw new LeakscopeError('malformed', `pprof: sample ${index} has ${what} = ${v}; expected a finite number >= 0`);
+  }
+  return Math.round(v);
+}
+
+function nanos(v: number | bigint, what: string): bigint {
+  if (typeof v === 'bigint') return v;
+  if (!Number.isFinite(v)) throw new LeakscopeError('usage', `pprof: ${what} = ${v} is not a number of nanoseconds`);
+  return BigInt(Math.round(v));
+}
+
+/** The pprof protobuf of `samples`, gzip-compressed (what `go tool pprof` reads). */
+export function toPprof(samples: readonly StackSample[], opts: PprofOptions): Uint8Array {
+  const strings = new StringTable();
+  const mappings: Mapping[] = [];
+  const mappingByModule = new Map<string, { mapping: Mapping; maxOffset: number; allSymbolized: boolean }>();
+  const locations: Location[] = [];
+  const locationByKey = new Map<string, number>();
+  const functions: PprofFunction[] = [];
+  const functionByKey = new Map<string, number>();
+  const out: Sample[] = [];
+  let anyAlloc = false;
+
+  samples.forEach((s, index) => {
+    const locationId: number[] = [];
+    for (const f of s.frames) {
+      if (!Number.isSafeInteger(f.offset) || f.offset < 0) {
+        throw new LeakscopeError('malformed', `pprof: sample ${index} has a frame in ${f.module} at offset ${f.offset}`);
+      }
+      let m = mappingByModule.get(f.module);
+      if (!m) {
+        const mapping = new Mapping({ id: mappings.length + 1, filename: strings.dedup(f.module), fileOffset: 0, memoryStart: 0 });
+        mappings.push(mapping);
+        m = { mapping, maxOffset: 0, allSymbolized: true };
+        mappingByModule.set(f.module, m);
+      }
+      const key = `${f.module}\0${f.offset}`;
+      let id = locationByKey.get(key);
+      if (id === undefined) {
+        id = locations.length + 1;
+        const line = [];
+        if (f.function !== null) {
+          const fkey = `${f.function}\0${f.file ?? ''}`;
+          let functionId = functionByKey.get(fkey);
+          if (functionId === undefined) {
+            functionId = functions.length + 1;
+            const name = strings.dedup(f.function);
+            functions.push(new PprofFunction({ id: functionId, name, systemName: name, filename: strings.dedup(f.file ?? '') }));
+            functionByKey.set(fkey, functionId);
+          }
+          line.push({ functionId, line: f.line ?? 0 });
+        } else {
+          m.allSymbolized = false;
+        }
+        locations.push(new Location({ id, mappingId: m.mapping.id, address: f.offset, line }));
+        locationByKey.set(key, id);
+        m.maxOffset = Math.max(m.maxOffset, f.offset);
+      }
+      locationId.push(id);
+    }
+    if (s.allocBytes !== undefined || s.allocCount !== undefined) anyAlloc = true;
+    out.push(
+      new Sample({
+        locationId,
+        value: [
+          int(s.bytes, 'bytes', index),
+          int(s.count, 'count', index),
+          int(s.allocBytes ?? 0, 'allocBytes', index),
+          int(s.allocCount ?? 0, 'allocCount', index),
+        ],
+      }),
+    );
+  });
+  for (const { mapping, maxOffset, allSymbolized } of mappingByModule.values()) {
+    mapping.memoryLimit = maxOffset + 1;
+    mapping.hasFunctions = allSymbolized;
+    mapping.hasFilenames = allSymbolized;
+  }
+
+  const sampleType = PPROF_SAMPLE_TYPES.map(([type, unit]) => new ValueType({ type: strings.dedup(type), unit: strings.dedup(unit) }));
+  const comment = [strings.dedup('leakscope: location addresses are ELF virtual addresses within each mapping\'s module')];
+  if (!anyAlloc) comment.push(strings.dedup('leakscope: alloc_space/alloc_objects were not recorded (all 0)'));
+  const periodBytes = opts.sampling?.periodBytes ?? 1;
+  if (!Number.isSafeInteger(periodBytes) || periodBytes < 1) {
+    throw new LeakscopeError('usage', `pprof: sampling period ${periodBytes} bytes; expected an integer >= 1`);
+  }
+  const profile = new Profile({
+    sampleType,
+    sample: out,
+    mapping: mappings,
+    location: locations,
+    function: functions,
+    stringTable: strings,
+    timeNanos: nanos(opts.timeNanos, 'timeNanos'),
+    durationNanos: nanos(opts.durationNanos, 'durationNanos'),
+    periodType: new ValueType({ type: strings.dedup('space'), unit: strings.dedup('bytes') }),
+    period: periodBytes,
+    comment,
+    defaultSampleType: strings.dedup('inuse_space'),
+  });
+  return gzipSync(profile.encode());
+}
