@@ -1,3 +1,4 @@
 export * from './errors.js';
 export * from './memory.js';
 export * from './stacks.js';
+export * from './mem.js';

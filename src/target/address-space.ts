@@ -22,6 +22,11 @@ export interface AddressSpace {
   mappings(opts?: { refresh?: boolean }): Mapping[];
   /** Mappings with RSS / PSS / swap (live: smaps; core: bytes present in the dump as RSS). */
   usage(): MappingWithUsage[];
+  /**
+   * Resident bytes of [start, end) (page granularity). Live: /proc/PID/pagemap (present or swapped bits);
+   * core: bytes present in the dump. Used to split one VMA between categories.
+   */
+  residentBytes(start: number, end: number): { rss: number; swap: number };
   /** Loaded ELF objects with load bias (executable first). */
   modules(): Module[];
   /** Path of the main executable as leakscope can open it. */

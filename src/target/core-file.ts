@@ -124,6 +124,16 @@ export class CoreFile implements AddressSpace {
     });
   }
 
+  residentBytes(start: number, end: number): { rss: number; swap: number } {
+    let rss = 0;
+    for (const p of this.pieces) {
+      if (p.source !== 'core') continue;
+      const a = Math.max(start, p.start), b = Math.min(end, p.end);
+      if (b > a) rss += b - a;
+    }
+    return { rss, swap: 0 };
+  }
+
   exeTargetPath(): string {
     if (this.exeOverride) return this.exeOverride;
     // The executable is the NT_FILE entry mapped at the lowest address with file offset 0 whose name matches the command.

@@ -103,6 +103,28 @@ export class LiveProcess implements AddressSpace {
     } catch { return []; }
   }
 
+  residentBytes(start: number, end: number): { rss: number; swap: number } {
+    // pagemap: one u64 per 4 KiB page; bit 63 present, bit 62 swapped (Documentation/admin-guide/mm/pagemap.rst).
+    const first = Math.floor(start / 4096), last = Math.ceil(end / 4096);
+    let rss = 0, swap = 0;
+    let fd: number;
+    try { fd = openSync(`/proc/${this.pid}/pagemap`, 'r'); } catch { return { rss: 0, swap: 0 }; }
+    try {
+      const CHUNK = 8192;  // pages per read (64 KiB of pagemap)
+      const buf = Buffer.alloc(CHUNK * 8);
+      for (let p = first; p < last; p += CHUNK) {
+        const n = Math.min(CHUNK, last - p);
+        const got = readSync(fd, buf, 0, n * 8, p * 8) / 8;
+        for (let i = 0; i < got; i++) {
+          const hi = buf.readUInt32LE(i * 8 + 4);
+          if (hi & 0x80000000) rss += 4096;
+          else if (hi & 0x40000000) swap += 4096;
+        }
+      }
+    } catch { /* process gone */ } finally { closeSync(fd); }
+    return { rss, swap };
+  }
+
   readInto(addr: number, buf: Uint8Array, bufOffset: number, len: number): number {
     let done = 0;
     while (done < len) {
