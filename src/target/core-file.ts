@@ -14,8 +14,8 @@ import { findMapping } from './address-space.js';
 import { buildModules } from './modules.js';
 
 const TWO32 = 4294967296;
-/** brk starts within 32 MiB above the executable's end (x86-64 ASLR, arch_randomize_brk). */
-const BRK_RANDOM_RANGE = 0x2000000;
+/** brk starts within 1 GiB above the executable's end (x86-64 ASLR, arch_randomize_brk: SZ_1G for 64-bit). */
+const BRK_RANDOM_RANGE = 0x40000000;
 
 interface Piece { start: number; end: number; source: 'core' | 'file' | 'zero'; fileOffset: number; fd?: number }
 
@@ -96,11 +96,26 @@ export class CoreFile implements AddressSpace {
         (this.pieces[this.pieces.length - 1] as Piece & { path: string }).path = f.path;
       }
     }
+    // File mappings the dump left out entirely (gcore skips unmodified code): readable from the file.
+    for (const f of files) {
+      let cursor = f.start;
+      const covering = out.filter((m) => m.end > f.start && m.start < f.end).sort((a, b) => a.start - b.start);
+      const gaps: Array<[number, number]> = [];
+      for (const m of covering) { if (m.start > cursor) gaps.push([cursor, m.start]); cursor = Math.max(cursor, m.end); }
+      if (cursor < f.end) gaps.push([cursor, f.end]);
+      for (const [a, b] of gaps) {
+        out.push({ start: a, end: b, perms: 'r-xp', offset: f.fileOffset + (a - f.start), dev: '00:00', inode: 0, path: f.path });
+        this.pieces.push(Object.assign({ start: a, end: b, source: 'file' as const, fileOffset: f.fileOffset + (a - f.start) }, { path: f.path }));
+      }
+    }
     out.sort((a, b) => a.start - b.start);
     this.pieces.sort((a, b) => a.start - b.start);
     // Name anonymous regions as /proc/PID/maps would: [stack] holds a thread's sp; [heap] starts
     // within BRK_RANDOM_RANGE above the executable's end.
-    const exeEnd = Math.max(0, ...out.filter((m) => m.path && m.path === this.exeTargetPath()).map((m) => m.end));
+    let exeEnd = Math.max(0, ...out.filter((m) => m.path && m.path === this.exeTargetPath()).map((m) => m.end));
+    // The executable's .bss continues in an anonymous mapping right after its last file page.
+    const bss = out.find((m) => !m.path && m.start === exeEnd);
+    if (bss) exeEnd = bss.end;
     for (const m of out) {
       if (m.path) continue;
       if (this.model.threads.some((t) => t.regs.rsp >= m.start && t.regs.rsp < m.end)) {
