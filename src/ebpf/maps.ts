@@ -65,7 +65,7 @@ export function bytes(size: number): Codec<Uint8Array> {
       if (v.length !== size) throw new LeakscopeError('usage', `bytes codec: expected ${size} bytes, got ${v.length}`);
       b.set(v, o);
     },
-    decode: (b, o) => Uint8Array.prototype.slice.call(b, o, o + size),
+    decode: (b, o) => new Uint8Array(b.subarray(o, o + size)), // a plain copy, not a Buffer
   };
 }
 /** A C struct of codec fields laid out with natural alignment (like the C compiler does for u8/u32/u64). */
@@ -123,9 +123,23 @@ export interface MapSpec<K, V> {
   value: Codec<V>;
   maxEntries: number;
   flags?: number;
+  /** Adopt this map fd instead of creating a map. */
+  fd?: number;
 }
 
 /** Raw map: fd plus scratch buffers for one key, one next key and one (possibly per-CPU) value. */
+function createMapFd(name: string, type: MapTypeName, keySize: number, valueSize: number, maxEntries: number, flags: number): number {
+  const a = attrBuffer();
+  a.buf.writeUInt32LE(MapType[type], 0);
+  a.buf.writeUInt32LE(keySize, 4);
+  a.buf.writeUInt32LE(valueSize, 8);
+  a.buf.writeUInt32LE(maxEntries, 12);
+  a.buf.writeUInt32LE(flags, 16);
+  a.buf.write(name.replace(/[^A-Za-z0-9_.]/g, '_').slice(0, BPF_OBJ_NAME_LEN - 1), 28, 'latin1');
+  const what = `create ${type} map "${name}" (key ${keySize} B, value ${valueSize} B, ${maxEntries} entries)`;
+  return bpf(BpfCmd.MAP_CREATE, a, what, type === 'ringbuf' ? [Errno.EINVAL] : []);
+}
+
 export class RawMap {
   readonly fd: number;
   readonly type: MapTypeName;
@@ -139,21 +153,21 @@ export class RawMap {
   protected readonly valueBuf: NativeBuffer;
   private handle: Resource | undefined;
 
-  constructor(readonly name: string, type: MapTypeName, keySize: number, valueSize: number, maxEntries: number, flags = 0) {
+  /**
+   * Creates the map, or adopts `existingFd` (an fd for a map of this shape obtained elsewhere,
+   * e.g. with pidfd_getfd); the map then owns and closes that fd.
+   */
+  constructor(readonly name: string, type: MapTypeName, keySize: number, valueSize: number, maxEntries: number, flags = 0, existingFd?: number) {
     this.type = type;
     this.keySize = keySize;
     this.valueSize = valueSize;
     this.maxEntries = maxEntries;
     this.valueBytes = type === 'percpu-array' ? possibleCpuCount() * Math.ceil(valueSize / 8) * 8 : valueSize;
-    const a = attrBuffer();
-    a.buf.writeUInt32LE(MapType[type], 0);
-    a.buf.writeUInt32LE(keySize, 4);
-    a.buf.writeUInt32LE(valueSize, 8);
-    a.buf.writeUInt32LE(maxEntries, 12);
-    a.buf.writeUInt32LE(flags, 16);
-    a.buf.write(name.replace(/[^A-Za-z0-9_.]/g, '_').slice(0, BPF_OBJ_NAME_LEN - 1), 28, 'latin1');
-    const what = `create ${type} map "${name}" (key ${keySize} B, value ${valueSize} B, ${maxEntries} entries)`;
-    this.fd = bpf(BpfCmd.MAP_CREATE, a, what, type === 'ringbuf' ? [Errno.EINVAL] : []);
+    if (existingFd !== undefined) {
+      this.fd = existingFd;
+    } else {
+      this.fd = createMapFd(name, type, keySize, valueSize, maxEntries, flags);
+    }
     this.keyBuf = new NativeBuffer(keySize);
     this.nextKeyBuf = new NativeBuffer(keySize);
     this.valueBuf = new NativeBuffer(this.valueBytes);
@@ -173,8 +187,13 @@ export class RawMap {
     this.handle = undefined;
   }
 
-  private elemAttr(key: NativeBuffer | null, value: NativeBuffer | null, flags: number): NativeBuffer {
+  /** Throws once closed: the scratch buffers are freed then and must not be written. */
+  protected open(): void {
     if (this.fd < 0) throw new LeakscopeError('usage', `map ${this.name} is closed`);
+  }
+
+  private elemAttr(key: NativeBuffer | null, value: NativeBuffer | null, flags: number): NativeBuffer {
+    this.open();
     const a = attrBuffer();
     a.buf.writeUInt32LE(this.fd, 0);
     if (key) a.buf.writeBigUInt64LE(key.addr, 8);
@@ -209,6 +228,7 @@ export class RawMap {
   }
   /** Iterates raw keys: calls `each` with `keyBuf` holding the key (GET_NEXT_KEY walk). */
   protected walkKeys(each: () => void): void {
+    this.open();
     let first = true;
     while (this.nextKeyRaw(first)) {
       first = false;
@@ -221,19 +241,22 @@ export class RawMap {
 /** A hash / LRU hash / array map with typed keys and values. */
 export class BpfMap<K, V> extends RawMap {
   constructor(readonly spec: MapSpec<K, V>) {
-    super(spec.name, spec.type, spec.key.size, spec.value.size, spec.maxEntries, spec.flags ?? 0);
+    super(spec.name, spec.type, spec.key.size, spec.value.size, spec.maxEntries, spec.flags ?? 0, spec.fd);
   }
   lookup(key: K): V | undefined {
+    this.open();
     this.spec.key.encode(key, this.keyBuf.buf, 0);
     return this.lookupRaw() ? this.spec.value.decode(this.valueBuf.buf, 0) : undefined;
   }
   update(key: K, value: V, flags: number = UpdateFlag.ANY): void {
+    this.open();
     this.spec.key.encode(key, this.keyBuf.buf, 0);
     this.spec.value.encode(value, this.valueBuf.buf, 0);
     this.updateRaw(flags);
   }
   /** Returns false when the key was absent. */
   delete(key: K): boolean {
+    this.open();
     this.spec.key.encode(key, this.keyBuf.buf, 0);
     return this.deleteRaw();
   }
@@ -256,12 +279,13 @@ export class BpfMap<K, V> extends RawMap {
 export class PerCpuArrayMap<V> extends RawMap {
   readonly cpus = possibleCpuCount();
   private readonly stride: number;
-  constructor(readonly spec: { name: string; value: Codec<V>; maxEntries: number }) {
-    super(spec.name, 'percpu-array', 4, spec.value.size, spec.maxEntries);
+  constructor(readonly spec: { name: string; value: Codec<V>; maxEntries: number; fd?: number }) {
+    super(spec.name, 'percpu-array', 4, spec.value.size, spec.maxEntries, 0, spec.fd);
     this.stride = Math.ceil(spec.value.size / 8) * 8;
   }
   /** Values for each possible CPU, indexed by CPU number. */
   lookup(index: number): V[] | undefined {
+    this.open();
     this.keyBuf.buf.writeUInt32LE(index, 0);
     if (!this.lookupRaw()) return undefined;
     const out: V[] = [];
@@ -270,6 +294,7 @@ export class PerCpuArrayMap<V> extends RawMap {
   }
   /** Sets the value on every CPU (one value each, or the same value for all). */
   update(index: number, values: V | V[]): void {
+    this.open();
     this.keyBuf.buf.writeUInt32LE(index, 0);
     this.valueBuf.buf.fill(0);
     for (let c = 0; c < this.cpus; c++) {
@@ -291,6 +316,7 @@ export class StackTraceMap extends RawMap {
   }
   /** The addresses of a stack (trailing zero slots removed), or undefined. */
   lookup(stackId: number): bigint[] | undefined {
+    this.open();
     this.keyBuf.buf.writeUInt32LE(stackId, 0);
     if (!this.lookupRaw()) return undefined;
     const out: bigint[] = [];
@@ -302,6 +328,7 @@ export class StackTraceMap extends RawMap {
     return out;
   }
   delete(stackId: number): boolean {
+    this.open();
     this.keyBuf.buf.writeUInt32LE(stackId, 0);
     return this.deleteRaw();
   }

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import {
-  R0, R1, R2, R3, R6, R7, R8, R10, add64, call, exit, jeq, label, ldMap, ldx, loadReg, mov64, st, stx, tgidFilter, type Body,
+  R0, R1, R2, R3, R6, R7, R8, R10, add64, and64, call, exit, ja, jeq, label, ldMap, ldx, loadReg, mov64, st, stx, tgidFilter, type Body,
 } from './asm.js';
 import type { RingBufMap, PerCpuArrayMap } from './maps.js';
 
@@ -35,6 +35,9 @@ export class TargetProcess {
   private constructor(readonly path: string) {
     this.child = spawn(path, [], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.exited = new Promise((res) => this.child.on('exit', (code) => res(code)));
+    this.child.on('exit', () => {
+      for (const w of this.waiting.splice(0)) w(`exited ${this.child.exitCode ?? this.child.signalCode}`);
+    });
     const rl = createInterface({ input: this.child.stdout });
     rl.on('line', (line) => {
       const w = this.waiting.shift();
@@ -53,10 +56,8 @@ export class TargetProcess {
   private nextLine(): Promise<string> {
     const l = this.lines.shift();
     if (l !== undefined) return Promise.resolve(l);
-    return new Promise((res, rej) => {
-      this.waiting.push(res);
-      this.child.once('exit', () => rej(new Error(`${this.path} exited`)));
-    });
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve('exited');
+    return new Promise((res) => this.waiting.push(res));
   }
   /** Sends one command; resolves with the text after "done ". */
   async run(command: string): Promise<string> {
@@ -138,4 +139,47 @@ export function countInto(map: PerCpuArrayMap<bigint>): Body {
     stx('dw', R0, 0, R2),
     label(`skip_count_${map.fd}`),
   ];
+}
+
+/**
+ * A program for `ebpf_target_payload(buf, len, seq)`: reserves `8 + payloadBytes` bytes, writes
+ * { u64 seq; u8 data[payloadBytes] copied from buf }, and submits it, or discards it when
+ * `discardOdd` and seq is odd. Ring-buffer-full drops are counted in `drops[0]`.
+ */
+export function payloadRecorder(rb: RingBufMap, drops: PerCpuArrayMap<bigint>, payloadBytes: number, opts: { tgid?: number; discardOdd?: boolean } = {}): Body {
+  return [
+    mov64(R6, R1), //                          r6 = ctx
+    opts.tgid !== undefined ? tgidFilter(opts.tgid, 'out') : [],
+    ldMap(R1, rb),
+    mov64(R2, 8 + payloadBytes),
+    mov64(R3, 0),
+    call('ringbuf_reserve'),
+    jeq(R0, 0, 'full'),
+    mov64(R7, R0), //                          r7 = record
+    loadReg(R1, R6, 'rdx'),
+    stx('dw', R7, 0, R1), //                   record->seq = seq (3rd argument)
+    mov64(R1, R7),
+    add64(R1, 8),
+    mov64(R2, payloadBytes),
+    loadReg(R3, R6, 'rdi'),
+    call('probe_read_user'), //               copy payloadBytes from buf (1st argument)
+    opts.discardOdd
+      ? [loadReg(R1, R6, 'rdx'), and64(R1, 1), jeq(R1, 0, 'submit'), mov64(R1, R7), mov64(R2, 0), call('ringbuf_discard'), ja('out')]
+      : [],
+    label('submit'),
+    mov64(R1, R7),
+    mov64(R2, 0),
+    call('ringbuf_submit'),
+    ja('out'),
+    label('full'),
+    countInto(drops),
+    label('out'),
+    mov64(R0, 0),
+    exit(),
+  ];
+}
+
+/** Sum over CPUs of a per-CPU u64 counter slot. */
+export function sumCounter(map: PerCpuArrayMap<bigint>, index = 0): number {
+  return Number((map.lookup(index) ?? []).reduce((a, b) => a + b, 0n));
 }
