@@ -1,0 +1,170 @@
+// Unwinds real stacks captured by test/fixtures/c/unwind-capture.c (gcc -O2 -fomit-frame-pointer) and
+// checks them against the fixture's own ground truth: the expected function chain, and glibc's
+// backtrace() (libgcc's unwinder) taken from level_c / thread_c, whose return addresses past that
+// frame must equal ours exactly.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { unwindStack, type ModuleResolver, type X86Registers } from './unwinder.js';
+import { CfiCache } from './cfi-cache.js';
+import { ModuleMap } from './module-map.js';
+import {
+  runCaptureFixture, modulesFromMaps, symbolizer, matchChain, debugFileByBuildId, FIXTURE_SRC, readCapture, parseMaps,
+  type Capture,
+} from './test-capture.js';
+import { readFileSync } from 'node:fs';
+
+const run = runCaptureFixture();
+const mods = modulesFromMaps(run.maps);
+const sym = symbolizer(mods);
+const libc = mods.find((m) => /\/libc\.so\.6$/.test(m.path));
+const haveLibcDebug = !!debugFileByBuildId(libc?.buildId);
+
+function unwind(c: Capture, resolver: ModuleResolver, opts = {}) {
+  return unwindStack(c.regs, c.stack, c.stackAddr, resolver, opts);
+}
+
+for (const which of ['main', 'thread'] as const) {
+  test(`${which} thread: CFI unwind matches the fixture's chain and libgcc's backtrace()`, () => {
+    const c = run[which];
+    const res = unwind(c, new ModuleMap(mods, new CfiCache()));
+    const frames = res.pcs.map(sym);
+    const names = frames.map((f) => `${f.module}:${f.name}`).join(' ');
+    assert.equal(res.stopReason, 'outermost', `${res.stopReason} ${res.stopDetail}; got ${names}`);
+    assert.equal(res.pcs[0], c.regs.rip);
+    assert.ok(matchChain(frames, c.chain), `chain ${c.chain.join(' ')} vs ${names}`);
+    // backtrace()[0] is a different call site in the same function (level_c / thread_c).
+    assert.equal(sym(c.backtrace[0]!).name, frames[1]!.name);
+    assert.deepEqual(res.pcs.slice(2).map((x) => x.toString(16)), c.backtrace.slice(1).map((x) => x.toString(16)));
+    assert.deepEqual(res.sources, ['registers', ...res.pcs.slice(1).map(() => 'cfi')]);
+    for (let i = 1; i < res.sps.length; i++) assert.ok(res.sps[i]! > res.sps[i - 1]!, 'sp increases');
+    if (!haveLibcDebug) { console.log('# libc6-dbg not installed: libc frame names not checked'); return; }
+    const libcNames = frames.filter((f) => f.module === 'libc.so.6').map((f) => f.name);
+    if (which === 'main') {
+      assert.ok(libcNames.includes('msort_with_tmp.part.0') || libcNames.includes('msort_with_tmp'), names);
+      assert.ok(libcNames.includes('__qsort_r'), names);
+      assert.deepEqual(libcNames.slice(-2), ['__libc_start_call_main', '__libc_start_main'], names);
+    } else {
+      assert.deepEqual(libcNames, ['start_thread', '__clone3'], names);
+    }
+  });
+}
+
+test('a short stack copy stops with stack-end, keeping the frames it could unwind', () => {
+  const c = run.main;
+  const full = unwind(c, new ModuleMap(mods, new CfiCache()));
+  // Cut the copy just below the slot holding frame 5's return address.
+  const cut = full.sps[5]! - 8 - c.stackAddr;
+  const res = unwindStack(c.regs, c.stack.subarray(0, cut), c.stackAddr, new ModuleMap(mods, new CfiCache()));
+  assert.equal(res.stopReason, 'stack-end');
+  assert.deepEqual(res.pcs, full.pcs.slice(0, 5));
+});
+
+test('maxDepth bounds the walk', () => {
+  const res = unwind(run.main, new ModuleMap(mods, new CfiCache()), { maxDepth: 3 });
+  assert.equal(res.stopReason, 'max-depth');
+  assert.equal(res.pcs.length, 3);
+});
+
+test('uretprobe trampoline return addresses are replaced by the recorded ones, innermost first', () => {
+  const c = run.main;
+  const mm = new ModuleMap(mods, new CfiCache());
+  const full = unwind(c, mm);
+  const tramp = { start: 0x7fffff000000, end: 0x7fffff001000 }; // a [uprobes] page: in no module
+  const stack = new Uint8Array(c.stack);
+  const dv = new DataView(stack.buffer);
+  const overrides: number[] = [];
+  for (const i of [2, 5, 9]) { // frames whose return-address slots hold the trampoline
+    const slot = full.sps[i]! - 8 - c.stackAddr;
+    assert.equal(Number(dv.getBigUint64(slot, true)), full.pcs[i]);
+    dv.setBigUint64(slot, BigInt(tramp.start), true);
+    overrides.push(full.pcs[i]!);
+  }
+  const res = unwindStack(c.regs, stack, c.stackAddr, mm, { trampolineRange: tramp, returnAddressOverrides: overrides });
+  assert.deepEqual(res.pcs, full.pcs);
+  assert.equal(res.stopReason, 'outermost');
+  const short = unwindStack(c.regs, stack, c.stackAddr, mm, { trampolineRange: tramp, returnAddressOverrides: overrides.slice(0, 2) });
+  assert.equal(short.stopReason, 'trampoline-unresolved');
+  assert.deepEqual(short.pcs, full.pcs.slice(0, 9));
+});
+
+test('CfiCache loads each module once and ModuleMap shares it', () => {
+  const cache = new CfiCache();
+  const mm = new ModuleMap(mods, cache);
+  unwind(run.main, mm);
+  unwind(run.thread, mm);
+  const used = new Set(unwind(run.main, mm).pcs.concat(unwind(run.thread, mm).pcs).map((pc) => sym(pc).module));
+  assert.equal(cache.size, used.size);
+  assert.equal(cache.get(libc!.hostPath, { buildId: libc!.buildId }).problems.length, 0);
+});
+
+test('frame-pointer fallback follows a validated rbp chain when no FDE covers the pc', () => {
+  // Synthetic stack at 0x7ffe00001000: frame A's rbp -> B -> C (rbp 0 ends the chain).
+  const base = 0x7ffe00001000;
+  const bytes = new Uint8Array(256);
+  const dv = new DataView(bytes.buffer);
+  const put = (addr: number, v: number) => dv.setBigUint64(addr - base, BigInt(v), true);
+  put(base + 0x40, base + 0x80); put(base + 0x48, 0x401111); // frame 1: saved rbp, return address
+  put(base + 0x80, base + 0xc0); put(base + 0x88, 0x402222);
+  put(base + 0xc0, 0);           put(base + 0xc8, 0x403333);
+  const none: ModuleResolver = { moduleAt: () => undefined };
+  const regs: X86Registers = { rip: 0x400000, rsp: base, rbp: base + 0x40 };
+  const res = unwindStack(regs, bytes, base, none);
+  assert.deepEqual(res.pcs, [0x400000, 0x401111, 0x402222, 0x403333]);
+  assert.deepEqual(res.sources, ['registers', 'frame-pointer', 'frame-pointer', 'frame-pointer']);
+  assert.equal(res.stopReason, 'no-module');
+  // rbp below sp (not a frame pointer) or outside the copy: no fallback.
+  assert.deepEqual(unwindStack({ ...regs, rbp: base - 0x100 }, bytes, base, none).pcs, [0x400000]);
+  assert.deepEqual(unwindStack({ ...regs, rbp: base + 0x1000 }, bytes, base, none).pcs, [0x400000]);
+  assert.deepEqual(unwindStack(regs, bytes, base, none, { framePointerFallback: false }).pcs, [0x400000]);
+  // A chain that loops back down stops instead of repeating.
+  put(base + 0x80, base + 0x40);
+  const loop = unwindStack(regs, bytes, base, none);
+  assert.deepEqual(loop.pcs, [0x400000, 0x401111, 0x402222]);
+});
+
+test('.debug_frame only: the same program built with -fno-asynchronous-unwind-tables unwinds through .debug_frame', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'leakscope-df-'));
+  const bin = join(dir, 'unwind-capture-df');
+  const cc = spawnSync('gcc', ['-O2', '-fomit-frame-pointer', '-fno-inline-small-functions', '-pthread', '-g',
+    '-fno-asynchronous-unwind-tables', '-o', bin, FIXTURE_SRC], { stdio: 'inherit' });
+  if (cc.error || cc.status !== 0) { t.skip('gcc not available'); return; }
+  const out = mkdtempSync(join(tmpdir(), 'leakscope-df-out-'));
+  execFileSync(bin, [out]);
+  const maps = parseMaps(readFileSync(join(out, 'maps'), 'utf8'));
+  const dmods = modulesFromMaps(maps);
+  const dsym = symbolizer(dmods);
+  const cache = new CfiCache();
+  const exe = dmods.find((m) => m.path === bin)!;
+  const cfi = cache.get(exe.hostPath, { buildId: exe.buildId });
+  assert.ok(cfi.debugFrame, 'binary has .debug_frame');
+  for (const name of ['main', 'thread'] as const) {
+    const c = readCapture(out, name);
+    const res = unwindStack(c.regs, c.stack, c.stackAddr, new ModuleMap(dmods, cache));
+    const frames = res.pcs.map(dsym);
+    assert.ok(matchChain(frames, c.chain), `${c.chain.join(' ')} vs ${frames.map((f) => f.name).join(' ')} (${res.stopReason} ${res.stopDetail})`);
+    assert.equal(res.stopReason, 'outermost');
+  }
+  // The program's own functions are found only in .debug_frame.
+  const leaf = readCapture(out, 'main').regs.rip - exe.loadBias;
+  assert.equal(cfi.findFde(leaf)?.section.kind, 'debug_frame');
+});
+
+test('performance: cached unwinds of the captures', () => {
+  const mm = new ModuleMap(mods, new CfiCache());
+  for (const [label, c, len] of [['main 8 KiB', run.main, 8192], ['main full', run.main, run.main.stack.byteLength], ['thread', run.thread, run.thread.stack.byteLength]] as const) {
+    const stack = c.stack.subarray(0, Math.min(len, c.stack.byteLength));
+    const first = unwindStack(c.regs, stack, c.stackAddr, mm);
+    for (let i = 0; i < 2000; i++) unwindStack(c.regs, stack, c.stackAddr, mm); // warm up the JIT
+    const n = 20000;
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) unwindStack(c.regs, stack, c.stackAddr, mm);
+    const us = Number(process.hrtime.bigint() - t0) / n / 1000;
+    console.log(`# ${label}: ${us.toFixed(2)} µs per unwind of ${first.pcs.length} frames (${(us / first.pcs.length).toFixed(2)} µs/frame), ${stack.byteLength}-byte stack, stop ${first.stopReason}`);
+    assert.ok(us < 50, `${us} µs`);
+  }
+});
