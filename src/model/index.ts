@@ -2,3 +2,4 @@ export * from './errors.js';
 export * from './memory.js';
 export * from './stacks.js';
 export * from './mem.js';
+export * from './leaks.js';

@@ -1,0 +1,43 @@
+// Plain types for a leak trace (step 5). No imports but model siblings.
+import type { StackSample } from './stacks.js';
+
+export type TraceMode = 'pool' | 'malloc';
+
+export interface TraceCost {
+  /** Probe hits in the target during the window, per probe. */
+  probeHits: Record<string, number>;
+  totalProbeHits: number;
+  /** Estimated CPU time the probes cost the target (hits x per-hit cost), seconds. */
+  estimatedCpuSeconds: number;
+  /** Per-hit cost used for the estimate, microseconds (measured on this machine, or the default). */
+  perHitMicros: number;
+  /** Share of the window the probes were attached (duty cycle), 0..1. */
+  dutyCycle: number;
+  /** Events lost (ring buffer full, outstanding map full). */
+  lostEvents: number;
+}
+
+export interface LeakTrace {
+  mode: TraceMode;
+  target: string;
+  pid: number;
+  durationSeconds: number;
+  /** Byte-weighted sampling period (0 = every allocation traced). */
+  sampleBytes: number;
+  /** Allocations younger than this at the end are not counted (seconds). */
+  minAgeSeconds: number;
+  /** Outstanding memory by call path, heaviest first. */
+  stacks: StackSample[];
+  totals: {
+    /** Outstanding (estimated) bytes / allocations at the end of the window. */
+    outstandingBytes: number; outstandingCount: number;
+    /** Allocated during the window (estimated). */
+    allocatedBytes: number; allocatedCount: number;
+    /** Sampled events captured, and how many stacks unwound to main / a thread start. */
+    sampledEvents: number; completeStacks: number;
+  };
+  cost: TraceCost;
+  /** Where the probes were attached ("libc.so.6:malloc", "nginx:ngx_create_pool+0x1c"). */
+  probes: string[];
+  notes: string[];
+}
