@@ -25,14 +25,14 @@ export interface Capture {
   backtrace: number[];
 }
 
-export interface CaptureRun { dir: string; maps: Mapping[]; main: Capture; thread: Capture }
+export interface CaptureRun { dir: string; maps: Mapping[]; main: Capture; thread: Capture; signal: Capture }
 
 /** Builds the fixture when missing (make -C test/fixtures) and runs it into a fresh directory. */
 export function runCaptureFixture(bin = FIXTURE_BIN): CaptureRun {
   if (bin === FIXTURE_BIN && !existsSync(bin)) execFileSync('make', ['-s', '-C', join(REPO, 'test/fixtures')], { stdio: 'inherit' });
   const dir = mkdtempSync(join(tmpdir(), 'leakscope-unwind-'));
   execFileSync(bin, [dir], { stdio: 'inherit' });
-  return { dir, maps: parseMaps(readFileSync(join(dir, 'maps'), 'utf8')), main: readCapture(dir, 'main'), thread: readCapture(dir, 'thread') };
+  return { dir, maps: parseMaps(readFileSync(join(dir, 'maps'), 'utf8')), main: readCapture(dir, 'main'), thread: readCapture(dir, 'thread'), signal: readCapture(dir, 'signal') };
 }
 
 function hex(s: string): number { return Number(BigInt(s)); }

@@ -28,7 +28,7 @@ function unwind(c: Capture, resolver: ModuleResolver, opts = {}) {
   return unwindStack(c.regs, c.stack, c.stackAddr, resolver, opts);
 }
 
-for (const which of ['main', 'thread'] as const) {
+for (const which of ['main', 'thread', 'signal'] as const) {
   test(`${which} thread: CFI unwind matches the fixture's chain and libgcc's backtrace()`, () => {
     const c = run[which];
     const res = unwind(c, new ModuleMap(mods, new CfiCache()));
@@ -40,7 +40,9 @@ for (const which of ['main', 'thread'] as const) {
     // backtrace()[0] is a different call site in the same function (level_c / thread_c).
     assert.equal(sym(c.backtrace[0]!).name, frames[1]!.name);
     assert.deepEqual(res.pcs.slice(2).map((x) => x.toString(16)), c.backtrace.slice(1).map((x) => x.toString(16)));
-    assert.deepEqual(res.sources, ['registers', ...res.pcs.slice(1).map(() => 'cfi')]);
+    // The signal frame's caller is the interrupted pc (exact), every other pc a return address.
+    const sigIdx = which === 'signal' ? frames.findIndex((f) => f.module === 'libc.so.6') + 1 : -1;
+    assert.deepEqual(res.sources, res.pcs.map((_, i) => (i === 0 ? 'registers' : i === sigIdx ? 'signal-frame' : 'cfi')));
     for (let i = 1; i < res.sps.length; i++) assert.ok(res.sps[i]! > res.sps[i - 1]!, 'sp increases');
     if (!haveLibcDebug) { console.log('# libc6-dbg not installed: libc frame names not checked'); return; }
     const libcNames = frames.filter((f) => f.module === 'libc.so.6').map((f) => f.name);
@@ -48,8 +50,11 @@ for (const which of ['main', 'thread'] as const) {
       assert.ok(libcNames.includes('msort_with_tmp.part.0') || libcNames.includes('msort_with_tmp'), names);
       assert.ok(libcNames.includes('__qsort_r'), names);
       assert.deepEqual(libcNames.slice(-2), ['__libc_start_call_main', '__libc_start_main'], names);
-    } else {
+    } else if (which === 'thread') {
       assert.deepEqual(libcNames, ['start_thread', '__clone3'], names);
+    } else {
+      assert.equal(frames[sigIdx - 1]!.name, '__restore_rt', names);
+      assert.deepEqual(libcNames.slice(-2), ['__libc_start_call_main', '__libc_start_main'], names);
     }
   });
 }
@@ -142,7 +147,7 @@ test('.debug_frame only: the same program built with -fno-asynchronous-unwind-ta
   const exe = dmods.find((m) => m.path === bin)!;
   const cfi = cache.get(exe.hostPath, { buildId: exe.buildId });
   assert.ok(cfi.debugFrame, 'binary has .debug_frame');
-  for (const name of ['main', 'thread'] as const) {
+  for (const name of ['main', 'thread', 'signal'] as const) {
     const c = readCapture(out, name);
     const res = unwindStack(c.regs, c.stack, c.stackAddr, new ModuleMap(dmods, cache));
     const frames = res.pcs.map(dsym);
@@ -156,7 +161,7 @@ test('.debug_frame only: the same program built with -fno-asynchronous-unwind-ta
 
 test('performance: cached unwinds of the captures', () => {
   const mm = new ModuleMap(mods, new CfiCache());
-  for (const [label, c, len] of [['main 8 KiB', run.main, 8192], ['main full', run.main, run.main.stack.byteLength], ['thread', run.thread, run.thread.stack.byteLength]] as const) {
+  for (const [label, c, len] of [['main 8 KiB', run.main, 8192], ['main full', run.main, run.main.stack.byteLength], ['thread', run.thread, run.thread.stack.byteLength], ['signal frame', run.signal, run.signal.stack.byteLength]] as const) {
     const stack = c.stack.subarray(0, Math.min(len, c.stack.byteLength));
     const first = unwindStack(c.regs, stack, c.stackAddr, mm);
     for (let i = 0; i < 2000; i++) unwindStack(c.regs, stack, c.stackAddr, mm); // warm up the JIT

@@ -65,7 +65,11 @@ export type StopReason =
   | 'malformed-cfi'      // the covering FDE failed to parse or evaluate
   | 'trampoline-unresolved'; // a uretprobe trampoline with no override left
 
-export type FrameSource = 'registers' | 'cfi' | 'frame-pointer';
+/**
+ * How a pc was found. 'signal-frame': restored from a signal frame (the interrupted instruction itself,
+ * not a return address: symbolize it without the usual `pc - 1`).
+ */
+export type FrameSource = 'registers' | 'cfi' | 'signal-frame' | 'frame-pointer';
 
 export interface UnwindResult {
   /** pcs[0] = the probe's rip; then return addresses (call site + instruction length), leaf first. */
@@ -127,7 +131,39 @@ function exprContext(regs: Float64Array, mem: StackMemory): ExpressionContext {
   };
 }
 
+/**
+ * Expressions glibc's signal trampoline uses for every register: `DW_OP_bregN off` and
+ * `DW_OP_bregN off; DW_OP_deref`. Recognized once per expression and evaluated without BigInt.
+ */
+interface SimpleExpr { reg: number; offset: number; deref: boolean }
+const simpleExprs = new WeakMap<Uint8Array, SimpleExpr | null>();
+
+function simpleExpr(expr: Uint8Array): SimpleExpr | null {
+  let hit = simpleExprs.get(expr);
+  if (hit !== undefined) return hit;
+  hit = null;
+  const op = expr[0];
+  if (op !== undefined && op >= 0x70 && op <= 0x8f) {
+    // sleb128 offset, at most 4 bytes (|offset| < 2^27) for the fast path.
+    let off = 0, mul = 1, i = 1, b = 0x80;
+    for (; i < expr.length && i <= 4 && (b & 0x80); i++) { b = expr[i]!; off += (b & 0x7f) * mul; mul *= 128; }
+    if (!(b & 0x80)) {
+      if (b & 0x40) off -= mul;
+      if (i === expr.length) hit = { reg: op - 0x70, offset: off, deref: false };
+      else if (i === expr.length - 1 && expr[i] === 0x06) hit = { reg: op - 0x70, offset: off, deref: true };
+    }
+  }
+  simpleExprs.set(expr, hit);
+  return hit;
+}
+
 function evalToNumber(expr: Uint8Array, regs: Float64Array, mem: StackMemory, initial: number[]): number {
+  const simple = simpleExpr(expr);
+  if (simple && simple.reg < NREGS) {
+    const base = regs[simple.reg]!;
+    if (Number.isNaN(base)) throw new StopError('register-unavailable', `expression needs DWARF register ${simple.reg}`);
+    return simple.deref ? mem.read64(base + simple.offset) : base + simple.offset;
+  }
   try {
     const v = evaluateExpression(expr, exprContext(regs, mem), initial.map((x) => BigInt(x)));
     if (v >= 1n << 53n) throw new StopError('malformed-cfi', `expression value 0x${v.toString(16)} beyond 2^53`);
@@ -260,7 +296,7 @@ export function unwindStack(
       }
       exact = row.signalFrame;
       pc = ra;
-      source = 'cfi';
+      source = row.signalFrame ? 'signal-frame' : 'cfi';
       continue;
     }
     // Frame-pointer fallback: [rbp] = caller's rbp, [rbp + 8] = return address, caller's sp = rbp + 16.
