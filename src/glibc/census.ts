@@ -1,0 +1,529 @@
+// The glibc heap census: every chunk of every arena heap and every mmapped chunk,
+// classified as in use, tcache, fastbin, bin (unsorted / small / large), top or mmapped.
+//
+// How (glibc 2.36 malloc/malloc.c):
+//  - Each heap is walked chunk by chunk from its first chunk (next = chunk + chunksize).
+//    A chunk is free in a bin iff the NEXT chunk's PREV_INUSE bit is clear; tcache and
+//    fastbin chunks keep that bit set, so the walk first counts them as in use and the
+//    free lists reclassify them afterwards (they are few; each is checked: header size
+//    matches its bin, it lies in a walked heap, no chunk is listed twice).
+//  - tcaches: tcache_perthread_struct is an ordinary in-use chunk (0x290 bytes in
+//    2.30-2.41) of the arena a thread first allocated from. Every in-use chunk of that
+//    size is a candidate; a candidate is a tcache when its counts/entries validate and
+//    its chains have the right length, sizes and key (tcache_key, 2.34+).
+//  - Memory is read in windows (16 MiB, one buffer reused); chunk headers are parsed
+//    with DataView reads from the window, numbers only, no per-chunk allocation.
+//  - Every loop is bounded: a heap walk advances by >= 16 bytes per chunk and stops at
+//    the heap end; free-list walks are bounded by counts and detect cycles (Brent).
+//    Anything that does not validate becomes an inconsistency {address, kind, detail},
+//    and the walk of that heap (or list) stops there: a partial census, never a hang.
+
+import type { AddressSpace } from '../target/address-space.js';
+import { Symbolizer } from '../symbols/symbolizer.js';
+import type { ArenaCensus, ClassTotals, ExactSize, HeapCensus, HistogramBucket, Inconsistency } from './census-types.js';
+import { locateGlibc, type GlibcLocation } from './locate.js';
+import { readArenas, readMallocParams, type RawArena, type RawHeap } from './arenas.js';
+import { mmapCandidateRanges, scanMmappedChunks } from './mmapped.js';
+import { fastbinChunkSize, MIN_LARGE_SIZE, tcacheBinChunkSize } from './layout.js';
+
+export interface CensusOptions {
+  /** Window size for streaming reads (default 16 MiB). */
+  windowBytes?: number;
+  /** How many exact sizes to keep in topSizes (default 20). */
+  topSizes?: number;
+  /** Skip the mmapped-chunk scan. */
+  skipMmapped?: boolean;
+  /** A symbolizer over space.modules() (made when absent). */
+  symbolizer?: Symbolizer;
+  /** A location from locateGlibc (made when absent). */
+  location?: GlibcLocation;
+}
+
+export const DEFAULT_WINDOW = 16 << 20;
+const MAX_LISTED_INCONSISTENCIES = 100;
+const TWO32 = 4294967296;
+/** Exact in-use sizes below this are counted in a flat array (index size >> 4). */
+const EXACT_FLAT_LIMIT = 1 << 16;
+
+let sharedWindow: Buffer | undefined;
+function windowBuffer(bytes: number): Buffer {
+  if (!sharedWindow || sharedWindow.length !== bytes) sharedWindow = Buffer.allocUnsafe(bytes);
+  return sharedWindow;
+}
+
+function emptyTotals(): ClassTotals {
+  return {
+    inUseChunks: 0, inUseBytes: 0, freeChunks: 0, freeBytes: 0, tcacheChunks: 0, tcacheBytes: 0,
+    fastbinChunks: 0, fastbinBytes: 0, binChunks: 0, binBytes: 0, topBytes: 0,
+    mmappedChunks: 0, mmappedBytes: 0, systemBytes: 0,
+  };
+}
+
+function bucketOf(size: number): number {
+  return size < TWO32 ? 31 - Math.clz32(size) : 63 - Math.clz32(Math.floor(size / TWO32));
+}
+
+interface Segment { start: number; end: number; walkedEnd: number; arena: ArenaCensus }
+
+/** Counts and bytes of free chunks found by the walk below / above MIN_LARGE_SIZE, per arena. */
+interface ArenaScratch { freeSmallN: number; freeLargeN: number; unsortedSmallN: number; unsortedLargeN: number }
+
+class Census {
+  readonly inconsistencies: Inconsistency[] = [];
+  inconsistencyCount = 0;
+  complete = true;
+  bytesRead = 0;
+  chunksWalked = 0;
+  // histogram (all arenas + mmapped), by bucket k = floor(log2(size))
+  readonly hInN = new Float64Array(64);
+  readonly hInB = new Float64Array(64);
+  readonly hFreeN = new Float64Array(64);
+  readonly hFreeB = new Float64Array(64);
+  readonly exactFlat = new Float64Array(EXACT_FLAT_LIMIT >> 4);
+  readonly exactMap = new Map<number, number>();
+  /** In-use chunks whose size is that of a tcache_perthread_struct. */
+  readonly tcacheCandidates: number[] = [];
+  readonly segments: Segment[] = [];
+  readonly reclassified = new Set<number>();
+  private readonly buf: Buffer;
+  private readonly dv: DataView;
+  /** Scratch for free-list reads (readSmall). */
+  readonly small = Buffer.alloc(64);
+
+  constructor(readonly space: AddressSpace, readonly loc: GlibcLocation, windowBytes: number) {
+    this.buf = windowBuffer(windowBytes);
+    this.dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+  }
+
+  report(i: Inconsistency): void {
+    this.inconsistencyCount++;
+    if (this.inconsistencies.length < MAX_LISTED_INCONSISTENCIES) this.inconsistencies.push(i);
+  }
+
+  /** Reads `len` bytes at addr into the small scratch buffer; false when unreadable. */
+  readSmall(addr: number, len: number): boolean {
+    if (!(addr > 0) || !Number.isSafeInteger(addr)) return false;
+    const n = this.space.readInto(addr, this.small, 0, len);
+    this.bytesRead += n;
+    return n === len;
+  }
+  u64(off: number): number { return this.small.readUInt32LE(off + 4) * TWO32 + this.small.readUInt32LE(off); }
+
+  /**
+   * Walks one heap from heap.firstChunk. Counts in-use and bin chunks into `a`, the top
+   * chunk when the heap holds it. Returns the address where the walk stopped.
+   */
+  walkHeap(heap: RawHeap, a: ArenaCensus, s: ArenaScratch, tcacheStructSize: number): number {
+    const dv = this.dv, buf = this.buf, space = this.space;
+    const hInN = this.hInN, hInB = this.hInB, hFreeN = this.hFreeN, hFreeB = this.hFreeB, exactFlat = this.exactFlat;
+    const winCap = buf.length;
+    const limit = heap.top >= 0 ? heap.top : heap.end;
+    const end = heap.end;
+    let winStart = 0, winEnd = 0;
+    let p = heap.firstChunk;
+    let prevSize = 0;
+    let inUseN = 0, inUseB = 0, binN = 0, binB = 0, freeSmallN = 0, freeLargeN = 0, largestFree = a.largestFreeChunk;
+    let chunks = 0;
+    let stopped = false;
+    let bytesRead = 0;
+    while (p < limit) {
+      if (p + 16 > winEnd) {
+        const want = Math.min(winCap, Math.max(end + 16, limit + 16) - p);
+        const n = space.readInto(p, buf, 0, want);
+        bytesRead += n;
+        if (n < 16) {
+          this.report({ address: p, kind: 'unreadable', detail: `chunk header unreadable inside heap 0x${heap.start.toString(16)}` });
+          stopped = true;
+          break;
+        }
+        winStart = p;
+        winEnd = p + n;
+      }
+      const off = p - winStart + 8;
+      const lo = dv.getUint32(off, true);
+      const hi = dv.getUint32(off + 4, true);
+      const sz = hi * TWO32 + (lo - (lo & 7));
+      if (prevSize !== 0) {
+        if ((lo & 1) !== 0) {
+          inUseN++;
+          inUseB += prevSize;
+          const k = prevSize < TWO32 ? 31 - Math.clz32(prevSize) : bucketOf(prevSize);
+          hInN[k]++;
+          hInB[k] += prevSize;
+          if (prevSize < EXACT_FLAT_LIMIT) exactFlat[prevSize >>> 4]++;
+          else this.exactMap.set(prevSize, (this.exactMap.get(prevSize) ?? 0) + 1);
+          if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
+        } else {
+          binN++;
+          binB += prevSize;
+          const k = prevSize < TWO32 ? 31 - Math.clz32(prevSize) : bucketOf(prevSize);
+          hFreeN[k]++;
+          hFreeB[k] += prevSize;
+          if (prevSize < MIN_LARGE_SIZE) freeSmallN++; else freeLargeN++;
+          if (prevSize > largestFree) largestFree = prevSize;
+        }
+      }
+      if (sz < 32 || (lo & 10) !== 0 || p + sz > limit) {
+        // A heap that is not the current one ends with fenceposts: a 16-byte chunk, then a
+        // 0-size header (sysmalloc, when the arena moved on to a new heap).
+        if (heap.top < 0 && (sz === 16 || sz === 0) && (lo & 2) === 0 && p + 16 <= end && end - p <= 64) {
+          prevSize = 0;
+          break;
+        }
+        this.report({
+          address: p, kind: 'bad-chunk',
+          detail: `chunk header 0x${(hi * TWO32 + lo).toString(16)} at 0x${p.toString(16)}: ${sz < 32 ? 'size below 32' : (lo & 8) !== 0 ? 'size not a multiple of 16' : (lo & 2) !== 0 ? 'IS_MMAPPED inside a heap' : `runs past 0x${limit.toString(16)}`}`,
+        });
+        prevSize = 0;
+        stopped = true;
+        break;
+      }
+      chunks++;
+      prevSize = sz;
+      p += sz;
+    }
+    if (!stopped && heap.top >= 0) {
+      // p == top: its header classifies the last chunk and gives the top size.
+      if (p === heap.top && this.readSmall(p, 16)) {
+        const lo = this.small.readUInt32LE(8);
+        const tsz = this.u64(8) - (lo & 7);
+        if (prevSize !== 0) {
+          if ((lo & 1) !== 0) {
+            inUseN++; inUseB += prevSize;
+            const k = bucketOf(prevSize);
+            hInN[k]++; hInB[k] += prevSize;
+            if (prevSize < EXACT_FLAT_LIMIT) exactFlat[prevSize >>> 4]++;
+            else this.exactMap.set(prevSize, (this.exactMap.get(prevSize) ?? 0) + 1);
+            if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
+          } else {
+            binN++; binB += prevSize;
+            const k = bucketOf(prevSize);
+            hFreeN[k]++; hFreeB[k] += prevSize;
+            if (prevSize < MIN_LARGE_SIZE) freeSmallN++; else freeLargeN++;
+            if (prevSize > largestFree) largestFree = prevSize;
+          }
+        }
+        a.topBytes += tsz;
+        if (p + tsz !== heap.end) {
+          this.report({ address: p, kind: 'top-size', detail: `top chunk ends at 0x${(p + tsz).toString(16)}, heap ends at 0x${heap.end.toString(16)}` });
+        }
+        p += tsz;
+      } else {
+        this.report({ address: p, kind: 'top-not-reached', detail: `walk ended at 0x${p.toString(16)}, top chunk is 0x${heap.top.toString(16)}` });
+        stopped = true;
+      }
+    }
+    if (stopped) this.complete = false;
+    a.inUseChunks += inUseN; a.inUseBytes += inUseB;
+    a.binChunks += binN; a.binBytes += binB;
+    a.largestFreeChunk = largestFree;
+    s.freeSmallN += freeSmallN; s.freeLargeN += freeLargeN;
+    this.chunksWalked += chunks;
+    this.bytesRead += bytesRead;
+    const walkedEnd = stopped ? p : heap.end;
+    a.heaps.push({ start: heap.start, end: heap.end, walkedEnd, chunks });
+    this.segments.push({ start: heap.firstChunk, end: heap.end, walkedEnd, arena: a });
+    return walkedEnd;
+  }
+
+  segmentOf(addr: number): Segment | undefined {
+    const segs = this.segments;
+    let lo = 0, hi = segs.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const s = segs[mid]!;
+      if (addr < s.start) hi = mid - 1;
+      else if (addr >= s.end) lo = mid + 1;
+      else return s;
+    }
+    return undefined;
+  }
+
+  /** Moves a free-list chunk (counted as in use by the walk) into tcache or fastbin. */
+  reclassify(chunk: number, size: number, cls: 'tcache' | 'fastbin', listAddr: number): boolean {
+    if (this.reclassified.has(chunk)) {
+      this.report({ address: chunk, kind: `${cls}-duplicate`, detail: `chunk listed twice in the free lists (seen again in ${cls} list at 0x${listAddr.toString(16)})` });
+      return false;
+    }
+    const seg = this.segmentOf(chunk);
+    if (!seg) {
+      this.report({ address: chunk, kind: `${cls}-out-of-heap`, detail: `${cls} list at 0x${listAddr.toString(16)} points outside every arena heap` });
+      return false;
+    }
+    this.reclassified.add(chunk);
+    const a = seg.arena;
+    if (chunk < seg.walkedEnd) {
+      // The walk counted it as in use.
+      a.inUseChunks--; a.inUseBytes -= size;
+      const k = bucketOf(size);
+      this.hInN[k]--; this.hInB[k] -= size;
+      if (size < EXACT_FLAT_LIMIT) this.exactFlat[size >>> 4]--;
+      else this.exactMap.set(size, (this.exactMap.get(size) ?? 1) - 1);
+    }
+    const k = bucketOf(size);
+    this.hFreeN[k]++; this.hFreeB[k] += size;
+    if (cls === 'tcache') { a.tcacheChunks++; a.tcacheBytes += size; } else { a.fastbinChunks++; a.fastbinBytes += size; }
+    if (size > a.largestFreeChunk) a.largestFreeChunk = size;
+    return true;
+  }
+
+  /** Walks each fastbin of an arena (fd mangled since 2.32), bounded and cycle-checked. */
+  walkFastbins(raw: RawArena, a: ArenaCensus, maxSteps: number): void {
+    const L = this.loc.layout;
+    for (let i = 0; i < raw.fastbins.length; i++) {
+      let p = raw.fastbins[i]!;
+      const want = fastbinChunkSize(i);
+      let steps = 0, power = 1, lam = 0, tortoise = p;
+      const listAddr = raw.address + (L.mstate.fastbinsY ?? 0) + i * 8;
+      while (p !== 0) {
+        if (steps++ >= maxSteps) { this.report({ address: p, kind: 'fastbin-too-long', detail: `fastbin ${i} of arena 0x${raw.address.toString(16)} longer than ${maxSteps}` }); break; }
+        if (p % 16 !== 0 || !this.readSmall(p + 8, 16)) {
+          this.report({ address: p, kind: 'fastbin-bad-pointer', detail: `fastbin ${i} of arena 0x${raw.address.toString(16)}: chunk 0x${p.toString(16)} misaligned or unreadable` });
+          break;
+        }
+        const size = this.u64(0) - (this.small[0]! & 7);
+        if (size !== want) {
+          this.report({ address: p, kind: 'fastbin-bad-size', detail: `fastbin ${i} (chunk size ${want}) holds a chunk of size ${size}` });
+          break;
+        }
+        if (!this.reclassify(p, size, 'fastbin', listAddr)) break;
+        p = L.safeLinking ? reveal(this.small.readUInt32LE(8), this.small.readUInt32LE(12), p + 16) : this.u64(8);
+        // Brent's cycle detection: O(1) memory.
+        if (p === tortoise) { this.report({ address: p, kind: 'fastbin-cycle', detail: `fastbin ${i} of arena 0x${raw.address.toString(16)} loops` }); break; }
+        if (++lam === power) { tortoise = p; power *= 2; lam = 0; }
+      }
+    }
+  }
+
+  /** Counts the unsorted bin (bk chain from bin_at(1)), bounded by the bin chunks the walk found. */
+  walkUnsorted(raw: RawArena, a: ArenaCensus, s: ArenaScratch): void {
+    const L = this.loc.layout;
+    const bin = raw.address + L.mstate.bins - 16;
+    let p = raw.unsortedBk;
+    const max = a.binChunks + 1;
+    let steps = 0;
+    while (p !== bin) {
+      if (steps++ >= max) { this.report({ address: p, kind: 'unsorted-loop', detail: `unsorted bin of arena 0x${raw.address.toString(16)} longer than the ${a.binChunks} free chunks the walk found` }); return; }
+      if (p % 16 !== 0 || !this.readSmall(p + 8, 24)) {
+        this.report({ address: p, kind: 'unsorted-bad-pointer', detail: `unsorted bin of arena 0x${raw.address.toString(16)}: 0x${p.toString(16)} misaligned or unreadable` });
+        return;
+      }
+      const size = this.u64(0) - (this.small[0]! & 7);
+      if (size < MIN_LARGE_SIZE) s.unsortedSmallN++; else s.unsortedLargeN++;
+      p = this.u64(16);
+    }
+  }
+}
+
+/** stored ^ (pos >> 12), 64-bit, from the two 32-bit halves of the stored value (PROTECT_PTR, glibc 2.32+). */
+function reveal(storedLo: number, storedHi: number, pos: number): number {
+  const shifted = Math.floor(pos / 4096);
+  const lo = (storedLo ^ (shifted % TWO32)) >>> 0;
+  const hi = (storedHi ^ Math.floor(shifted / TWO32)) >>> 0;
+  return hi * TWO32 + lo;
+}
+
+/**
+ * Census of a glibc heap. Throws LeakscopeError when glibc's state cannot be found or is
+ * unsupported; damage found while walking becomes `inconsistencies` (partial census).
+ */
+export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapCensus {
+  const t0 = performance.now();
+  const symbolizer = opts.symbolizer ?? new Symbolizer(space.modules());
+  const loc = opts.location ?? locateGlibc(space, symbolizer);
+  const L = loc.layout;
+  const c = new Census(space, loc, opts.windowBytes ?? DEFAULT_WINDOW);
+  const mp = readMallocParams(space, loc);
+  const sources = { ...loc.sources };
+  const { arenas: raws, heapMaxSize } = readArenas(space, loc, mp, (i) => c.report(i));
+  sources.heaps = `main heap from ${mp ? 'mp_.sbrk_base' : '[heap] start'} to main_arena.top; thread heaps: top & ~(${heapMaxSize >>> 20} MiB - 1), then heap_info.prev`;
+
+  const arenas: ArenaCensus[] = [];
+  const scratch: ArenaScratch[] = [];
+  for (const raw of raws) {
+    const a: ArenaCensus = {
+      ...emptyTotals(), unsortedChunks: 0, smallbinChunks: 0, largebinChunks: 0,
+      index: raw.index, kind: raw.kind, address: raw.address, topChunk: raw.top, attachedThreads: raw.attachedThreads,
+      heaps: [], fragmentation: 0, largestFreeChunk: 0,
+    };
+    a.systemBytes = raw.systemMem;
+    const s: ArenaScratch = { freeSmallN: 0, freeLargeN: 0, unsortedSmallN: 0, unsortedLargeN: 0 };
+    for (const h of raw.heaps) c.walkHeap(h, a, s, L.tcache.structChunkSize);
+    const heapBytes = raw.heaps.reduce((n, h) => n + (h.end - h.start), 0);
+    if (raw.heaps.length && raw.kind === 'thread' && heapBytes !== raw.systemMem) {
+      c.report({ address: raw.address, kind: 'system-mem', detail: `arena system_mem ${raw.systemMem} != sum of heap sizes ${heapBytes}` });
+    }
+    arenas.push(a);
+    scratch.push(s);
+  }
+  c.segments.sort((x, y) => x.start - y.start);
+
+  // Free lists: fastbins, then every thread's tcache.
+  for (let i = 0; i < raws.length; i++) {
+    const raw = raws[i]!, a = arenas[i]!;
+    const maxSteps = Math.max(16, Math.ceil(raw.heaps.reduce((n, h) => n + (h.end - h.start), 0) / 32));
+    c.walkFastbins(raw, a, maxSteps);
+    c.walkUnsorted(raw, a, scratch[i]!);
+  }
+  const tcaches = walkTcaches(c, mp);
+  if (tcaches.keySource) sources.tcacheKey = tcaches.keySource;
+  sources.tcaches = `${tcaches.found} tcache_perthread_struct found among ${c.tcacheCandidates.length} in-use chunks of ${L.tcache.structChunkSize} bytes`;
+
+  // mmapped chunks (no arena): anonymous rw VMAs minus the thread heaps.
+  const totals = { ...emptyTotals(), unsortedChunks: 0, smallbinChunks: 0, largebinChunks: 0, fragmentation: 0, largestFreeChunk: 0, arenas: arenas.length, tcaches: tcaches.found };
+  if (!opts.skipMmapped) {
+    const exclude = raws.filter((r) => r.kind === 'thread').flatMap((r) => r.heaps.map((h) => ({ start: h.start, end: h.start + heapMaxSize })));
+    if (loc.heapMapping) exclude.push({ start: loc.heapMapping.start, end: loc.heapMapping.end });
+    c.bytesRead += scanMmappedChunks(space, mmapCandidateRanges(space.mappings(), exclude), (m) => {
+      totals.mmappedChunks++;
+      totals.mmappedBytes += m.mappedBytes;
+      const k = bucketOf(m.size);
+      c.hInN[k]++; c.hInB[k] += m.size;
+      if (m.size < EXACT_FLAT_LIMIT) c.exactFlat[m.size >>> 4]++;
+      else c.exactMap.set(m.size, (c.exactMap.get(m.size) ?? 0) + 1);
+    });
+    sources.mmapped = 'scan of anonymous rw mappings (thread heaps excluded), chunk headers validated';
+    if (mp && (mp.nMmaps !== totals.mmappedChunks || mp.mmappedMem !== totals.mmappedBytes)) {
+      c.report({ address: loc.mp!, kind: 'mmapped-mismatch', detail: `scan found ${totals.mmappedChunks} mmapped chunks / ${totals.mmappedBytes} bytes, mp_ says n_mmaps ${mp.nMmaps} / mmapped_mem ${mp.mmappedMem}` });
+    }
+  }
+
+  for (let i = 0; i < arenas.length; i++) {
+    const a = arenas[i]!, s = scratch[i]!;
+    a.unsortedChunks = s.unsortedSmallN + s.unsortedLargeN;
+    a.smallbinChunks = Math.max(0, s.freeSmallN - s.unsortedSmallN);
+    a.largebinChunks = Math.max(0, s.freeLargeN - s.unsortedLargeN);
+    a.freeChunks = a.tcacheChunks + a.fastbinChunks + a.binChunks + (a.topBytes > 0 ? 1 : 0);
+    a.freeBytes = a.tcacheBytes + a.fastbinBytes + a.binBytes + a.topBytes;
+    a.fragmentation = fragmentation(a);
+    for (const k of ['inUseChunks', 'inUseBytes', 'freeChunks', 'freeBytes', 'tcacheChunks', 'tcacheBytes', 'fastbinChunks', 'fastbinBytes', 'binChunks', 'binBytes', 'topBytes', 'systemBytes', 'unsortedChunks', 'smallbinChunks', 'largebinChunks'] as const) {
+      totals[k] += a[k];
+    }
+    totals.largestFreeChunk = Math.max(totals.largestFreeChunk, a.largestFreeChunk);
+  }
+  totals.fragmentation = fragmentation(totals);
+
+  const histogram: HistogramBucket[] = [];
+  for (let k = 0; k < 64; k++) {
+    if (c.hInN[k] === 0 && c.hFreeN[k] === 0) continue;
+    histogram.push({ minBytes: 2 ** k, maxBytes: 2 ** (k + 1), inUseChunks: c.hInN[k]!, inUseBytes: c.hInB[k]!, freeChunks: c.hFreeN[k]!, freeBytes: c.hFreeB[k]! });
+  }
+  const sizes: ExactSize[] = [];
+  for (let i = 0; i < c.exactFlat.length; i++) if (c.exactFlat[i]! > 0) sizes.push({ size: i << 4, count: c.exactFlat[i]!, bytes: (i << 4) * c.exactFlat[i]! });
+  for (const [size, count] of c.exactMap) if (count > 0) sizes.push({ size, count, bytes: size * count });
+  sizes.sort((x, y) => y.bytes - x.bytes || y.size - x.size);
+
+  return {
+    pid: space.pid,
+    target: space.description,
+    glibcVersion: loc.version.text,
+    totals,
+    arenas,
+    histogram,
+    topSizes: sizes.slice(0, opts.topSizes ?? 20),
+    sources,
+    glibcView: {
+      nMmaps: mp ? mp.nMmaps : null,
+      mmappedMem: mp ? mp.mmappedMem : null,
+      mmapThreshold: mp ? mp.mmapThreshold : null,
+      tcacheCount: mp ? mp.tcacheCount : null,
+    },
+    inconsistencies: c.inconsistencies,
+    inconsistencyCount: c.inconsistencyCount,
+    complete: c.complete,
+    stats: { elapsedMs: Math.round((performance.now() - t0) * 10) / 10, bytesRead: c.bytesRead, chunksWalked: c.chunksWalked },
+  };
+}
+
+function fragmentation(t: { inUseBytes: number; freeBytes: number; topBytes: number }): number {
+  const free = t.freeBytes - t.topBytes;
+  const denom = t.inUseBytes + free;
+  return denom > 0 ? free / denom : 0;
+}
+
+/**
+ * Finds the tcache_perthread_structs among the candidates and reclassifies their entries.
+ * Validation per candidate: every count <= mp_.tcache_count, count == 0 iff entry == NULL,
+ * entries 16-aligned inside a walked heap; then each chain: header size of its bin, key ==
+ * tcache_key (2.34+; inferred as the most common key when there is no symbol) or == the
+ * tcache itself (2.29-2.33), length == count, next demangled (2.32+).
+ */
+function walkTcaches(c: Census, mp: ReturnType<typeof readMallocParams>): { found: number; keySource?: string } {
+  const L = c.loc.layout, T = L.tcache;
+  const structBytes = T.entries + T.bins * 8;
+  const maxCount = T.countBytes === 1 ? 255 : mp && mp.tcacheCount > 0 ? mp.tcacheCount : 65535;
+  const buf = Buffer.alloc(structBytes);
+  type Cand = { chunk: number; counts: number[]; entries: number[] };
+  const valid: Cand[] = [];
+  for (const chunk of c.tcacheCandidates) {
+    const n = c.space.readInto(chunk + 16, buf, 0, structBytes);
+    c.bytesRead += n;
+    if (n !== structBytes) continue;
+    const counts: number[] = [], entries: number[] = [];
+    let ok = true;
+    for (let i = 0; i < T.bins && ok; i++) {
+      const cnt = T.countBytes === 1 ? buf[i]! : buf.readUInt16LE(i * 2);
+      const e = buf.readUInt32LE(T.entries + i * 8 + 4) * TWO32 + buf.readUInt32LE(T.entries + i * 8);
+      if (T.countMeaning === 'count' && (cnt > maxCount || (cnt === 0) !== (e === 0))) ok = false;
+      if (e !== 0 && (e % 16 !== 0 || !c.segmentOf(e - 16))) ok = false;
+      counts.push(cnt); entries.push(e);
+    }
+    if (ok) valid.push({ chunk, counts, entries });
+  }
+  // tcache_key: from the debug file, else the most common key among the first entries.
+  let key = c.loc.tcacheKey;
+  let keySource: string | undefined;
+  if (T.key === 'random' && key === null) {
+    const votes = new Map<number, number>();
+    for (const v of valid) for (const e of v.entries) {
+      if (e !== 0 && c.readSmall(e + 8, 8)) { const k = c.u64(0); votes.set(k, (votes.get(k) ?? 0) + 1); }
+    }
+    let best = 0;
+    for (const [k, n] of votes) if (n > best) { best = n; key = k; }
+    if (key !== null) keySource = `heuristic: most common tcache_entry.key (${best} of ${[...votes.values()].reduce((x, y) => x + y, 0)} list heads)`;
+  }
+  let found = 0;
+  for (const v of valid) {
+    const user = v.chunk + 16;
+    // A candidate with entries must show the key in its first entry; else it is user data.
+    if (T.key !== 'none') {
+      const head = v.entries.find((e) => e !== 0);
+      if (head !== undefined) {
+        if (!c.readSmall(head + 8, 8)) continue;
+        const k = c.u64(0);
+        if ((T.key === 'random' && k !== key) || (T.key === 'perthread' && k !== user)) continue;
+      }
+    }
+    found++;
+    for (let i = 0; i < T.bins; i++) {
+      let e = v.entries[i]!;
+      const limit = T.countMeaning === 'count' ? v.counts[i]! : maxCount;
+      let n = 0;
+      const listAddr = user + T.entries + i * 8;
+      while (e !== 0) {
+        if (n >= limit) {
+          report(c, e, 'tcache-count', `tcache 0x${user.toString(16)} bin ${i}: more entries than its count ${limit}`);
+          break;
+        }
+        const chunk = e - 16;
+        if (e % 16 !== 0 || !c.readSmall(chunk + 8, 24)) { report(c, e, 'tcache-bad-pointer', `tcache 0x${user.toString(16)} bin ${i}: entry 0x${e.toString(16)} misaligned or unreadable`); break; }
+        const size = c.u64(0) - (c.small[0]! & 7);
+        if (i < 64 && size !== tcacheBinChunkSize(i)) { report(c, e, 'tcache-bad-size', `tcache 0x${user.toString(16)} bin ${i} (chunk size ${tcacheBinChunkSize(i)}) holds a chunk of size ${size}`); break; }
+        const k = c.u64(16);
+        if ((T.key === 'random' && key !== null && k !== key) || (T.key === 'perthread' && k !== user)) {
+          report(c, e, 'tcache-bad-key', `tcache 0x${user.toString(16)} bin ${i}: entry key 0x${k.toString(16)} is not the tcache key`);
+          break;
+        }
+        if (!c.reclassify(chunk, size, 'tcache', listAddr)) break;
+        n++;
+        e = L.safeLinking ? reveal(c.small.readUInt32LE(8), c.small.readUInt32LE(12), e) : c.u64(8);
+      }
+      if (T.countMeaning === 'count' && e === 0 && n !== v.counts[i]) {
+        report(c, listAddr, 'tcache-count', `tcache 0x${user.toString(16)} bin ${i}: count ${v.counts[i]} but ${n} entries`);
+      }
+    }
+  }
+  return { found, keySource };
+}
+
+function report(c: Census, address: number, kind: string, detail: string): void { c.report({ address, kind, detail }); }
