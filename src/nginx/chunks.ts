@@ -1,0 +1,65 @@
+// What the pool analysis needs from the glibc heap census (src/glibc): the in-use chunks.
+// The census is the one heap walker; this is the narrow view of it nginx/ uses, so the
+// analysis also runs over a recorded chunk list in tests.
+
+/** glibc chunk header size in front of the user pointer (prev_size + size fields), x86-64. */
+export const CHUNK_HEADER = 16;
+
+export interface InUseChunks {
+  /**
+   * Calls `cb` for every in-use chunk: its user pointer (chunk address + 16), its chunk size
+   * (header included, flag bits masked, as glibc counts it) and whether it is mmapped.
+   */
+  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean) => void): void;
+  /** The chunk size of the in-use chunk whose user pointer is `userAddr`, else undefined. */
+  sizeOf(userAddr: number): number | undefined;
+  /** The user pointer of the in-use chunk holding `addr` (user area), else undefined. */
+  containing?(addr: number): number | undefined;
+}
+
+/** A simple InUseChunks over arrays (tests, recorded censuses, adapters). */
+export class ChunkList implements InUseChunks {
+  private readonly addrs: Float64Array;
+  private readonly sizes: Float64Array;
+  private readonly mm: Uint8Array;
+  private readonly index = new Map<number, number>();
+
+  constructor(chunks: ReadonlyArray<{ userAddr: number; chunkSize: number; mmapped?: boolean }>) {
+    const sorted = [...chunks].sort((a, b) => a.userAddr - b.userAddr);
+    this.addrs = new Float64Array(sorted.length);
+    this.sizes = new Float64Array(sorted.length);
+    this.mm = new Uint8Array(sorted.length);
+    sorted.forEach((c, i) => {
+      this.addrs[i] = c.userAddr; this.sizes[i] = c.chunkSize; this.mm[i] = c.mmapped ? 1 : 0;
+      this.index.set(c.userAddr, i);
+    });
+  }
+  get length(): number { return this.addrs.length; }
+  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean) => void): void {
+    for (let i = 0; i < this.addrs.length; i++) cb(this.addrs[i]!, this.sizes[i]!, this.mm[i] === 1);
+  }
+  sizeOf(userAddr: number): number | undefined {
+    const i = this.index.get(userAddr);
+    return i === undefined ? undefined : this.sizes[i];
+  }
+  containing(addr: number): number | undefined {
+    let lo = 0, hi = this.addrs.length - 1, best = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.addrs[mid]! <= addr) { best = mid; lo = mid + 1; } else hi = mid - 1;
+    }
+    if (best < 0) return undefined;
+    const a = this.addrs[best]!;
+    // user area of a chunk: [userAddr, chunk + chunkSize) = [userAddr, userAddr + chunkSize - 16)
+    return addr < a + this.sizes[best]! - CHUNK_HEADER + 8 ? a : undefined;
+  }
+}
+
+/** Power-of-two bucket of a chunk size, as the census histogram: [2^k, 2^(k+1)). */
+export function bucketOf(chunkSize: number): { minBytes: number; maxBytes: number } {
+  const k = Math.floor(Math.log2(Math.max(1, chunkSize)));
+  let min = 2 ** k;
+  if (min > chunkSize) min /= 2; // float guard
+  else if (min * 2 <= chunkSize) min *= 2;
+  return { minBytes: min, maxBytes: min * 2 };
+}
