@@ -1,0 +1,90 @@
+// What a probe captures for the unwinder: registers and a copy of the top of the user stack,
+// written into one ring-buffer record (as `perf record --call-graph dwarf` does, offline unwinding).
+//
+// Record layout (little-endian, bytes):
+//   0  u32 kind            EventKind
+//   4  u32 stackLen        bytes of stack copied (0..STACK_BYTES)
+//   8  u64 pidTgid         tgid << 32 | tid
+//  16  u64 timeNs          bpf_ktime_get_ns() (CLOCK_MONOTONIC)
+//  24  u64 size            requested bytes (malloc family) or 0
+//  32  u64 address         result pointer when known at capture (pool mode), else 0
+//  40  u64 aux             per-kind: realloc's old pointer, posix_memalign's memptr
+//  48  u64 rip, rsp, rbp, rbx, r12, r13, r14, r15   (pt_regs at the probe)
+// 112  stack bytes [rsp, rsp + stackLen)
+//
+// probe_read_user is all-or-nothing, and a copy that crosses the end of the stack mapping
+// fails (shared/reference/ebpf.md), so the copy goes page by page: the rest of rsp's page,
+// then whole pages, stopping at the first page that cannot be read. STACK_BYTES = 8 KiB as perf's default.
+
+import * as A from '../ebpf/asm.js';
+import type { Body } from '../ebpf/asm.js';
+import type { RingRecord } from '../ebpf/ringbuf.js';
+
+export const EventKind = { mallocSample: 1, poolCreate: 2 } as const;
+export const HEADER_BYTES = 112;
+export const STACK_BYTES = 8192;
+const PAGE = 4096;
+/** Reserved size: the verifier must see every variable-length page copy stay inside the record. */
+export const RECORD_BYTES = HEADER_BYTES + STACK_BYTES + PAGE;
+
+export const CAPTURED_REGS = ['rip', 'rsp', 'rbp', 'rbx', 'r12', 'r13', 'r14', 'r15'] as const;
+export type CapturedRegs = Record<typeof CAPTURED_REGS[number], number>;
+
+/**
+ * Fills the header registers and the stack copy of the record in `rec` (a ring-buffer
+ * pointer), from the pt_regs in `ctx`. Uses r1-r5, r7, r8 (r7/r8 are clobbered); `rec` and `ctx`
+ * must be callee-saved registers other than r7/r8 (r6, r9).
+ */
+export function captureRegsAndStack(rec: A.Reg, ctx: A.Reg, uniq: string): Body {
+  const done = `capture_done_${uniq}`;
+  return [
+    CAPTURED_REGS.map((r, i) => [A.loadReg(A.R1, ctx, r), A.stx('dw', rec, 48 + i * 8, A.R1)]),
+    A.st('w', rec, 4, 0),
+    A.loadReg(A.R7, ctx, 'rsp'),
+    // r8 = PAGE - (rsp & (PAGE-1)): bytes left in rsp's page, 1..PAGE
+    A.mov64(A.R2, A.R7), A.and64(A.R2, PAGE - 1), A.mov64(A.R8, PAGE), A.sub64(A.R8, A.R2),
+    // page 1: [rsp, rsp + r8)
+    A.mov64(A.R1, rec), A.add64(A.R1, HEADER_BYTES), A.mov64(A.R2, A.R8), A.mov64(A.R3, A.R7),
+    A.call('probe_read_user'), A.jne(A.R0, 0, done),
+    A.stx('w', rec, 4, A.R8),
+    // page 2: [rsp + r8, rsp + r8 + PAGE)
+    A.mov64(A.R1, rec), A.add64(A.R1, HEADER_BYTES), A.add64(A.R1, A.R8), A.mov64(A.R2, PAGE),
+    A.mov64(A.R3, A.R7), A.add64(A.R3, A.R8),
+    A.call('probe_read_user'), A.jne(A.R0, 0, done),
+    A.mov64(A.R1, A.R8), A.add64(A.R1, PAGE), A.stx('w', rec, 4, A.R1),
+    // page 3: the remaining STACK_BYTES - PAGE - r8 bytes (0..PAGE-1)
+    A.mov64(A.R2, PAGE), A.sub64(A.R2, A.R8), A.jeq(A.R2, 0, done),
+    A.mov64(A.R1, rec), A.add64(A.R1, HEADER_BYTES + PAGE), A.add64(A.R1, A.R8),
+    A.mov64(A.R3, A.R7), A.add64(A.R3, PAGE), A.add64(A.R3, A.R8),
+    A.call('probe_read_user'), A.jne(A.R0, 0, done),
+    A.st('w', rec, 4, STACK_BYTES),
+    A.label(done),
+  ];
+}
+
+export interface CapturedEvent {
+  kind: number;
+  tgid: number; tid: number;
+  timeNs: number;
+  size: number;
+  address: number;
+  aux: number;
+  regs: CapturedRegs;
+  /** Copy of the stack from regs.rsp. */
+  stack: Uint8Array;
+}
+
+/** Decodes a record (copies the stack: the ring memory is reused after the callback). */
+export function decodeCapture(r: RingRecord): CapturedEvent {
+  const regs = {} as CapturedRegs;
+  CAPTURED_REGS.forEach((name, i) => { regs[name] = r.u64n(48 + i * 8); });
+  const stackLen = Math.min(r.u32(4), STACK_BYTES, Math.max(0, r.length - HEADER_BYTES));
+  return {
+    kind: r.u32(0),
+    tgid: r.u32(12), tid: r.u32(8),
+    timeNs: r.u64n(16),
+    size: r.u64n(24), address: r.u64n(32), aux: r.u64n(40),
+    regs,
+    stack: r.u8.slice(r.offset + HEADER_BYTES, r.offset + HEADER_BYTES + stackLen),
+  };
+}

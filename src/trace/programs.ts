@@ -1,0 +1,197 @@
+// The BPF programs of the leak tracers, as readable assembler. One entry program per allocation
+// function convention, one return program, one for free, one for pool creation.
+//
+// Maps (created by the tracer):
+//   events       ring buffer of capture records (capture.ts)
+//   pending      hash  pid_tgid -> {timeNs, size, aux}: a sampled call between entry and return
+//   outstanding  hash  pointer  -> {timeNs, size, pidTgid}: sampled allocations not yet freed
+//   stats        per-CPU array of u64 counters (Stat)
+//
+// Sampling (decided at entry, before any other work): an allocation of `size` bytes is sampled
+// with probability p = min(1, size / sampleBytes) using bpf_get_prandom_u32; the user side scales
+// each sample by 1/p (bytes: max(size, sampleBytes)), which is unbiased for totals per stack.
+
+import * as A from '../ebpf/asm.js';
+import type { Body, MapRef, Reg } from '../ebpf/asm.js';
+import { R0, R1, R2, R3, R6, R7, R9, FP } from '../ebpf/asm.js';
+import { EventKind, RECORD_BYTES, captureRegsAndStack } from './capture.js';
+
+export const Stat = {
+  entryHits: 0, sampled: 1, returnHits: 2, freeHits: 3, freeMatched: 4, ringFull: 5, outstandingFull: 6, poolHits: 7,
+} as const;
+export const STAT_COUNT = 8;
+
+/** How an allocation function takes its size, and where its result comes from. */
+export type AllocConvention =
+  | 'size0'          // malloc(size), valloc(size), pvalloc(size)
+  | 'calloc'         // calloc(n, size)
+  | 'realloc'        // realloc(old, size): old is freed
+  | 'size1'          // memalign(align, size), aligned_alloc(align, size)
+  | 'posix_memalign'; // posix_memalign(&ptr, align, size): result stored through arg 0, rax = 0 on success
+
+export interface TracerMaps { events: MapRef; pending: MapRef; outstanding: MapRef; stats: MapRef }
+
+// BPF stack slots (offsets from FP).
+const K_TID = -8;        // u64 pid_tgid key
+const V_TS = -32, V_SIZE = -24, V_AUX = -16;   // pending / outstanding value {timeNs, size, aux|pidTgid}
+const K_PTR = -40;       // u64 pointer key
+const K_STAT = -44;      // u32 stat index
+
+function statInc(m: TracerMaps, stat: number, uniq: string): Body {
+  const skip = `stat_skip_${uniq}`;
+  return [
+    A.st('w', FP, K_STAT, stat),
+    A.ldMap(R1, m.stats), A.mov64(R2, FP), A.add64(R2, K_STAT), A.call('map_lookup_elem'),
+    A.jeq(R0, 0, skip),
+    A.ldx('dw', R1, R0, 0), A.add64(R1, 1), A.stx('dw', R0, 0, R1),
+    A.label(skip),
+  ];
+}
+
+function tgidOrExit(tgid: number | undefined): Body {
+  return tgid === undefined ? [] : A.tgidFilter(tgid, 'out');
+}
+
+/** r0 = bpf_map_delete_elem(map, &fp[keyOff]) */
+function mapDelete(map: MapRef, keyOff: number): Body {
+  return [A.ldMap(R1, map), A.mov64(R2, FP), A.add64(R2, keyOff), A.call('map_delete_elem')];
+}
+
+function sizeOf(conv: AllocConvention, ctx: Reg): Body {
+  switch (conv) {
+    case 'size0': return [A.loadArg(R7, ctx, 0)];
+    case 'calloc': return [A.loadArg(R7, ctx, 0), A.loadArg(R1, ctx, 1), A.mul64(R7, R1)];
+    case 'realloc': return [A.loadArg(R7, ctx, 1)];
+    case 'size1': return [A.loadArg(R7, ctx, 1)];
+    case 'posix_memalign': return [A.loadArg(R7, ctx, 2)];
+  }
+}
+
+/** Entry of an allocation function: sample, capture the stack, remember the call until it returns. */
+export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; sampleBytes: number }): Body {
+  const ctx = R6;
+  return [
+    A.mov64(ctx, R1),
+    tgidOrExit(opts.tgid),
+    statInc(m, Stat.entryHits, 'entry'),
+    // realloc frees its old block whether or not this call is sampled.
+    conv === 'realloc' ? [
+      A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'no_old'), A.stx('dw', FP, K_PTR, R1), mapDelete(m.outstanding, K_PTR),
+      A.jne(R0, 0, 'no_old'), statInc(m, Stat.freeMatched, 'realloc'), A.label('no_old'),
+    ] : [],
+    sizeOf(conv, ctx),
+    // A call nested in a sampled call (realloc(NULL, n) -> malloc) belongs to the outer one.
+    A.call('get_current_pid_tgid'), A.stx('dw', FP, K_TID, R0),
+    A.ldMap(R1, m.pending), A.mov64(R2, FP), A.add64(R2, K_TID), A.call('map_lookup_elem'),
+    A.jne(R0, 0, 'out'),
+    // Sampling: keep with probability size / sampleBytes.
+    opts.sampleBytes > 0 ? [
+      A.jge(R7, opts.sampleBytes, 'sampled'),
+      A.call('get_prandom_u32'), A.mod64(R0, opts.sampleBytes),
+      A.jge(R0, R7, 'out'),
+    ] : [],
+    A.label('sampled'),
+    statInc(m, Stat.sampled, 'sampled'),
+    A.stx('dw', FP, V_SIZE, R7),
+    conv === 'posix_memalign' || conv === 'realloc' ? [A.loadArg(R1, ctx, 0), A.stx('dw', FP, V_AUX, R1)] : [A.st('dw', FP, V_AUX, 0)],
+    A.call('ktime_get_ns'), A.stx('dw', FP, V_TS, R0),
+    // The capture record.
+    A.ldMap(R1, m.events), A.mov64(R2, RECORD_BYTES), A.mov64(R3, 0), A.call('ringbuf_reserve'),
+    A.jne(R0, 0, 'have_rec'),
+    statInc(m, Stat.ringFull, 'ringfull'), A.ja('out'),
+    A.label('have_rec'),
+    A.mov64(R9, R0),
+    A.st('w', R9, 0, EventKind.mallocSample),
+    A.ldx('dw', R1, FP, K_TID), A.stx('dw', R9, 8, R1),
+    A.ldx('dw', R1, FP, V_TS), A.stx('dw', R9, 16, R1),
+    A.ldx('dw', R1, FP, V_SIZE), A.stx('dw', R9, 24, R1),
+    A.st('dw', R9, 32, 0),
+    A.ldx('dw', R1, FP, V_AUX), A.stx('dw', R9, 40, R1),
+    captureRegsAndStack(R9, ctx, 'alloc'),
+    A.mov64(R1, R9), A.mov64(R2, 0), A.call('ringbuf_submit'),
+    // pending[pid_tgid] = {timeNs, size, aux}
+    A.ldMap(R1, m.pending), A.mov64(R2, FP), A.add64(R2, K_TID), A.mov64(R3, FP), A.add64(R3, V_TS),
+    A.mov64(A.R4, 0), A.call('map_update_elem'),
+    A.label('out'),
+    A.returnZero(),
+  ];
+}
+
+/** Return of an allocation function: a pending sampled call becomes an outstanding allocation. */
+export function allocReturnProgram(m: TracerMaps, conv: 'rax' | 'posix_memalign', opts: { tgid?: number }): Body {
+  const ctx = R6;
+  return [
+    A.mov64(ctx, R1),
+    tgidOrExit(opts.tgid),
+    statInc(m, Stat.returnHits, 'ret'),
+    A.call('get_current_pid_tgid'), A.stx('dw', FP, K_TID, R0),
+    A.ldMap(R1, m.pending), A.mov64(R2, FP), A.add64(R2, K_TID), A.call('map_lookup_elem'),
+    A.jeq(R0, 0, 'out'),
+    A.ldx('dw', R1, R0, 0), A.stx('dw', FP, V_TS, R1),
+    A.ldx('dw', R1, R0, 8), A.stx('dw', FP, V_SIZE, R1),
+    A.ldx('dw', R7, R0, 16),   // aux: posix_memalign's memptr
+    mapDelete(m.pending, K_TID),
+    conv === 'posix_memalign' ? [
+      A.loadReg(R1, ctx, 'rax'), A.jne(R1, 0, 'out'),   // non-zero: failed
+      A.mov64(R1, FP), A.add64(R1, K_PTR), A.mov64(R2, 8), A.mov64(R3, R7), A.call('probe_read_user'),
+      A.jne(R0, 0, 'out'),
+    ] : [A.loadReg(R1, ctx, 'rax'), A.stx('dw', FP, K_PTR, R1)],
+    A.ldx('dw', R1, FP, K_PTR), A.jeq(R1, 0, 'out'),
+    // outstanding[ptr] = {timeNs, size, pidTgid}
+    A.ldx('dw', R1, FP, K_TID), A.stx('dw', FP, V_AUX, R1),
+    A.ldMap(R1, m.outstanding), A.mov64(R2, FP), A.add64(R2, K_PTR), A.mov64(R3, FP), A.add64(R3, V_TS),
+    A.mov64(A.R4, 0), A.call('map_update_elem'),
+    A.jeq(R0, 0, 'out'),
+    statInc(m, Stat.outstandingFull, 'full'),
+    A.label('out'),
+    A.returnZero(),
+  ];
+}
+
+/** free(ptr): forget a sampled allocation. */
+export function freeProgram(m: TracerMaps, opts: { tgid?: number }): Body {
+  const ctx = R6;
+  return [
+    A.mov64(ctx, R1),
+    tgidOrExit(opts.tgid),
+    statInc(m, Stat.freeHits, 'free'),
+    A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'out'),
+    A.stx('dw', FP, K_PTR, R1),
+    mapDelete(m.outstanding, K_PTR),
+    A.jne(R0, 0, 'out'),
+    statInc(m, Stat.freeMatched, 'freed'),
+    A.label('out'),
+    A.returnZero(),
+  ];
+}
+
+/**
+ * Pool creation, probed at the instruction after ngx_create_pool's call to ngx_memalign
+ * (rax = the new pool): one probe hit per pool, no uretprobe. Liveness is checked at the end by
+ * reading memory (the pool census), so ngx_destroy_pool is not probed at all.
+ */
+export function poolCreateProgram(m: TracerMaps, opts: { tgid?: number }): Body {
+  const ctx = R6;
+  return [
+    A.mov64(ctx, R1),
+    tgidOrExit(opts.tgid),
+    statInc(m, Stat.poolHits, 'pool'),
+    A.loadReg(R7, ctx, 'rax'), A.jeq(R7, 0, 'out'),
+    A.stx('dw', FP, K_PTR, R7),
+    A.ldMap(R1, m.events), A.mov64(R2, RECORD_BYTES), A.mov64(R3, 0), A.call('ringbuf_reserve'),
+    A.jne(R0, 0, 'have_rec'),
+    statInc(m, Stat.ringFull, 'ringfull'), A.ja('out'),
+    A.label('have_rec'),
+    A.mov64(R9, R0),
+    A.st('w', R9, 0, EventKind.poolCreate),
+    A.call('get_current_pid_tgid'), A.stx('dw', R9, 8, R0),
+    A.call('ktime_get_ns'), A.stx('dw', R9, 16, R0),
+    A.st('dw', R9, 24, 0),
+    A.ldx('dw', R1, FP, K_PTR), A.stx('dw', R9, 32, R1),
+    A.st('dw', R9, 40, 0),
+    captureRegsAndStack(R9, ctx, 'pool'),
+    A.mov64(R1, R9), A.mov64(R2, 0), A.call('ringbuf_submit'),
+    A.label('out'),
+    A.returnZero(),
+  ];
+}

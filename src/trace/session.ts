@@ -1,0 +1,173 @@
+// A leak-trace session: creates the maps, loads the programs, attaches the probes to one
+// process, streams capture records to a callback, and at the end detaches and reads what is
+// still outstanding. Probes are fd-based: they vanish if leakscope dies, even by SIGKILL.
+
+import { basename } from 'node:path';
+import { BpfMap, PerCpuArrayMap, RingBufMap, u64, u64n, record } from '../ebpf/maps.js';
+import { loadProgram } from '../ebpf/prog.js';
+import type { Program } from '../ebpf/prog.js';
+import { openRingBuffer } from '../ebpf/ringbuf.js';
+import type { RingBufferReader } from '../ebpf/ringbuf.js';
+import { attachUprobe } from '../ebpf/uprobe.js';
+import type { UprobeLink } from '../ebpf/uprobe.js';
+import type { Body } from '../ebpf/asm.js';
+import { LeakscopeError } from '../model/errors.js';
+import { decodeCapture } from './capture.js';
+import type { CapturedEvent } from './capture.js';
+import { STAT_COUNT, Stat, allocEntryProgram, allocReturnProgram, freeProgram, poolCreateProgram } from './programs.js';
+import type { AllocConvention, TracerMaps } from './programs.js';
+
+/** A probe to attach: a file, where in it, and the program. */
+export interface ProbeSpec {
+  /** Shown in results: "libc.so.6:malloc". */
+  name: string;
+  binaryPath: string;
+  /** ELF vaddr of the probed instruction. */
+  vaddr: number;
+  retprobe: boolean;
+  body: Body;
+}
+
+export interface OutstandingEntry { address: number; timeNs: number; size: number; tid: number }
+
+export interface SessionOptions {
+  pid: number;
+  /** Ring buffer data size in bytes (power of two). Default 16 MiB. */
+  ringBytes?: number;
+  /** Maximum outstanding sampled allocations tracked in the kernel. Default 262144. */
+  maxOutstanding?: number;
+  onEvent: (e: CapturedEvent) => void;
+}
+
+const valueCodec = record<{ timeNs: number; size: number; aux: number }>({ timeNs: u64n, size: u64n, aux: u64n });
+
+export class TraceSession {
+  readonly maps: { events: RingBufMap; pending: BpfMap<number, { timeNs: number; size: number; aux: number }>; outstanding: BpfMap<number, { timeNs: number; size: number; aux: number }>; stats: PerCpuArrayMap<bigint> };
+  private programs = new Map<string, Program>();
+  private links: Array<{ spec: ProbeSpec; link: UprobeLink }> = [];
+  private reader?: RingBufferReader;
+  private specs: ProbeSpec[] = [];
+  attachedNs = 0;
+  private attachedSince = 0;
+
+  constructor(readonly opts: SessionOptions) {
+    this.maps = {
+      events: new RingBufMap('ls_events', opts.ringBytes ?? 16 << 20),
+      pending: new BpfMap({ name: 'ls_pending', type: 'lru-hash', key: u64n, value: valueCodec, maxEntries: 16384 }),
+      outstanding: new BpfMap({ name: 'ls_outstanding', type: 'hash', key: u64n, value: valueCodec, maxEntries: opts.maxOutstanding ?? 262144 }),
+      stats: new PerCpuArrayMap({ name: 'ls_stats', value: u64, maxEntries: STAT_COUNT }),
+    };
+  }
+
+  get tracerMaps(): TracerMaps { return this.maps; }
+
+  add(spec: ProbeSpec): void { this.specs.push(spec); }
+
+  /** Loads every program and attaches every probe; starts streaming events. */
+  start(): void {
+    for (const s of this.specs) {
+      const key = JSON.stringify([s.retprobe, s.name.split(':')[1]]);
+      let prog = this.programs.get(key);
+      if (!prog) {
+        prog = loadProgram({ name: `ls_${basename(s.name).replace(/[^A-Za-z0-9_]/g, '_')}`.slice(0, 15), body: s.body });
+        this.programs.set(key, prog);
+      }
+      (s as ProbeSpec & { prog: Program }).prog = prog;
+    }
+    this.reader = openRingBuffer(this.maps.events, (r) => this.opts.onEvent(decodeCapture(r)), { wakeup: 'poll', intervalMs: 100 });
+    this.attach();
+  }
+
+  /** Attaches all probes (also after a `detach()`, for duty cycles). */
+  attach(): void {
+    if (this.links.length) return;
+    // Deduplicate probes at the same file offset (aliases such as memalign / aligned_alloc).
+    const seen = new Set<string>();
+    try {
+      for (const s of this.specs) {
+        const k = `${s.binaryPath}:${s.vaddr}:${s.retprobe}`;
+        if (seen.has(k)) continue;
+        seen.add(k);
+        const prog = (s as ProbeSpec & { prog: Program }).prog;
+        this.links.push({ spec: s, link: attachUprobe(prog, { binaryPath: s.binaryPath, vaddr: s.vaddr }, { pid: this.opts.pid, retprobe: s.retprobe }) });
+      }
+    } catch (e) {
+      this.detach();
+      throw e;
+    }
+    this.attachedSince = Number(process.hrtime.bigint());
+  }
+
+  /** Detaches every probe; maps stay readable. */
+  detach(): void {
+    for (const { link } of this.links.reverse()) link.detach();
+    if (this.links.length && this.attachedSince) this.attachedNs += Number(process.hrtime.bigint()) - this.attachedSince;
+    this.links = [];
+    this.attachedSince = 0;
+  }
+
+  get attached(): boolean { return this.links.length > 0; }
+
+  /** Drains the ring buffer now. */
+  drain(): void { this.reader?.drain(); }
+
+  stats(): Record<keyof typeof Stat, number> {
+    const out = {} as Record<keyof typeof Stat, number>;
+    for (const [name, idx] of Object.entries(Stat) as Array<[keyof typeof Stat, number]>) {
+      out[name] = (this.maps.stats.lookup(idx) ?? []).reduce((s, v) => s + Number(v), 0);
+    }
+    return out;
+  }
+
+  outstanding(): OutstandingEntry[] {
+    return this.maps.outstanding.entries().map(([address, v]) => ({ address, timeNs: v.timeNs, size: v.size, tid: v.aux % 0x100000000 }));
+  }
+
+  probeNames(): string[] { return [...new Set(this.specs.map((s) => `${s.name}${s.retprobe ? ' (return)' : ''}`))]; }
+
+  /** Detaches, drains and releases everything. Safe to call twice. */
+  close(): void {
+    this.detach();
+    try { this.reader?.drain(); } catch { /* closed */ }
+    this.reader?.close();
+    this.reader = undefined;
+    for (const p of this.programs.values()) p.close();
+    this.programs.clear();
+    this.maps.events.close(); this.maps.pending.close(); this.maps.outstanding.close(); this.maps.stats.close();
+  }
+}
+
+/** The malloc-family probes of one libc, deduplicated by address. */
+export const ALLOC_FUNCTIONS: Array<{ symbol: string; conv: AllocConvention }> = [
+  { symbol: 'malloc', conv: 'size0' },
+  { symbol: 'calloc', conv: 'calloc' },
+  { symbol: 'realloc', conv: 'realloc' },
+  { symbol: 'posix_memalign', conv: 'posix_memalign' },
+  { symbol: 'aligned_alloc', conv: 'size1' },
+  { symbol: 'memalign', conv: 'size1' },
+  { symbol: 'valloc', conv: 'size0' },
+  { symbol: 'pvalloc', conv: 'size0' },
+  // reallocarray(old, n, size) calls realloc internally (glibc malloc/reallocarray.c), whose probe sees it.
+];
+
+export interface MallocProbeOptions { pid: number; sampleBytes: number; libcPath: string; symbolVaddr: (name: string) => number | undefined }
+
+export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] {
+  const out: ProbeSpec[] = [];
+  const seen = new Set<number>();
+  for (const f of ALLOC_FUNCTIONS) {
+    const vaddr = o.symbolVaddr(f.symbol);
+    if (vaddr === undefined || seen.has(vaddr)) continue;
+    seen.add(vaddr);
+    out.push({ name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: false, body: allocEntryProgram(m, f.conv, { tgid: o.pid, sampleBytes: o.sampleBytes }) });
+    out.push({ name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: true, body: allocReturnProgram(m, f.conv === 'posix_memalign' ? 'posix_memalign' : 'rax', { tgid: o.pid }) });
+  }
+  const free = o.symbolVaddr('free');
+  if (free === undefined) throw new LeakscopeError('not-found', `${o.libcPath}: no free symbol`);
+  out.push({ name: 'libc:free', binaryPath: o.libcPath, vaddr: free, retprobe: false, body: freeProgram(m, { tgid: o.pid }) });
+  return out;
+}
+
+export function poolProbe(m: TracerMaps, o: { pid: number; binaryPath: string; returnSiteVaddr: number; label: string }): ProbeSpec {
+  return { name: o.label, binaryPath: o.binaryPath, vaddr: o.returnSiteVaddr, retprobe: false, body: poolCreateProgram(m, { tgid: o.pid }) };
+}
