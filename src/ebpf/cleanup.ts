@@ -61,6 +61,9 @@ class Registry {
   detachAll(): void {
     this.closeAll(Stage.PerfEvent);
   }
+  has(r: Resource): boolean {
+    return this.live.has(r);
+  }
   count(stage?: Stage): number {
     return [...this.live].filter((r) => stage === undefined || r.stage === stage).length;
   }

@@ -7,9 +7,13 @@
 //
 // Wakeup: the ring buffer fd is pollable (EPOLLIN while data is available, level
 // triggered). We register it with libuv's poller through koffi.node.poll, so Node sleeps in
-// its own epoll_wait and drains on readiness: no busy loop, no blocking call. A plain
-// interval timer is the fallback ('timer' mode). The kernel only wakes a consumer that has
-// caught up (consumer_pos == the committed record's position), so we always drain fully.
+// its own epoll_wait and drains on readiness: no busy loop, no blocking call. The kernel
+// wakes a consumer whenever a record is committed while the consumer is caught up, i.e.
+// after every drain; at high rates that is one cross-CPU wakeup per few records, which slows
+// the *traced* process (measured: 42k vs 88k events/s from one thread). So 'poll' mode is
+// adaptive: a readiness event drains, then stops polling (an fd no one waits on costs the
+// producer nothing) and drains again every `batchMs` while records keep coming; the first
+// empty drain re-arms the poller. 'timer' mode only drains every `intervalMs`.
 import koffi from 'koffi';
 import { LeakscopeError } from '../model/errors.js';
 import { resources, Stage, type Resource } from './cleanup.js';
@@ -57,6 +61,8 @@ export interface RingBufferOptions {
   wakeup?: 'poll' | 'timer';
   /** Timer period (timer mode), and a safety drain period in poll mode (0 = none). Default 50 ms / 200 ms. */
   intervalMs?: number;
+  /** Poll mode: after a wakeup, drain on this period instead of per wakeup while busy (0 = pure poll). Default 5 ms. */
+  batchMs?: number;
   /** Keep the Node event loop alive while reading (default false: the caller decides when to stop). */
   ref?: boolean;
 }
@@ -79,7 +85,9 @@ export class RingBufferReader {
   private cons64: BigUint64Array;
   private prod64: BigUint64Array;
   private readonly record = new RingRecord();
-  private poller: { stop(): void; close(): void; unref(): void } | undefined;
+  private poller: { start(opts: { readable: boolean }, cb: () => void): void; stop(): void; close(): void; unref(): void } | undefined;
+  private pollerActive = false;
+  private batchTimer: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
   private handle: Resource | undefined;
   private draining = false;
@@ -107,15 +115,39 @@ export class RingBufferReader {
     this.handle = resources.add({ stage: Stage.Reader, what: `ring buffer reader ${map.name}`, close: () => this.destroy() });
     const mode = opts.wakeup ?? 'poll';
     if (mode === 'poll') {
-      const h = koffi.node.poll(map.fd, { readable: true }, () => this.drain());
+      const h = koffi.node.poll(map.fd, { readable: true }, () => this.onReadable());
       if (!opts.ref) h.unref();
       this.poller = h;
+      this.pollerActive = true;
     }
     const interval = opts.intervalMs ?? (mode === 'timer' ? 50 : 200);
     if (interval > 0) {
       this.timer = setInterval(() => this.drain(), interval);
       if (!opts.ref) this.timer.unref();
     }
+  }
+
+  private onReadable(): void {
+    this.drain();
+    const batchMs = this.opts.batchMs ?? 5;
+    if (batchMs <= 0 || !this.poller || !this.handle) return;
+    // Busy: stop kernel wakeups and batch on a timer until a drain comes back empty.
+    this.poller.stop();
+    this.pollerActive = false;
+    const tick = (): void => {
+      this.batchTimer = undefined;
+      if (!this.handle || !this.poller) return;
+      if (this.drain() > 0 || this.pending() > 0) {
+        this.batchTimer = setTimeout(tick, batchMs);
+        if (!this.opts.ref) this.batchTimer.unref();
+      } else {
+        // Level-triggered: a record committed since the drain fires this at once.
+        this.poller.start({ readable: true }, () => this.onReadable());
+        this.pollerActive = true;
+      }
+    };
+    this.batchTimer = setTimeout(tick, batchMs);
+    if (!this.opts.ref) this.batchTimer.unref();
   }
 
   /**
@@ -186,9 +218,11 @@ export class RingBufferReader {
 
   private destroy(): void {
     this.handle = undefined;
-    this.poller?.stop();
+    if (this.pollerActive) this.poller?.stop();
     this.poller?.close();
     this.poller = undefined;
+    if (this.batchTimer) clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     // Drop every view before unmapping: touching them afterwards would fault.

@@ -247,3 +247,27 @@ test('uprobe: SIGKILL of the attaching process removes the probe', { skip }, asy
     counter?.close();
   }
 });
+
+test('cleanup: SIGINT detaches probes first, then the program can still report its maps', { skip }, async () => {
+  const target = await TargetProcess.start();
+  const off = resolveUprobeOffset(ADD);
+  const childScript = join(dirname(fileURLToPath(import.meta.url)), 'test-attach-child.js');
+  const child = spawn(process.execPath, [childScript, BIN, String(target.pid), 'sigint'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  const lines: string[] = [];
+  const waiters: Array<(l: string) => void> = [];
+  createInterface({ input: child.stdout }).on('line', (l) => (waiters.shift() ?? ((x: string) => lines.push(x)))(l));
+  const nextLine = (): Promise<string> => (lines.length ? Promise.resolve(lines.shift()!) : new Promise((r) => waiters.push(r)));
+  try {
+    assert.match(await nextLine(), /^attached /);
+    await target.run('add 40 1');
+    assert.equal(codeByte(target.pid, off), 0xcc);
+    child.kill('SIGINT');
+    assert.equal(await nextLine(), 'interrupted 40 attached=false');
+    assert.equal(await exited, 0, 'the child exits normally once its work is done');
+    assert.equal(codeByte(target.pid, off), fileByte(off), 'breakpoint removed');
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await target.quit();
+  }
+});

@@ -114,8 +114,9 @@ export class UprobeLink {
     this.handles.push(resources.addFd(perfFd, Stage.PerfEvent, `perf event ${description} fd ${perfFd}`));
     if (linkFd !== undefined) this.handles.push(resources.addFd(linkFd, Stage.Link, `link ${description} fd ${linkFd}`));
   }
+  /** False after detach() and after the cleanup registry detached everything (signal, exit). */
   get attached(): boolean {
-    return this.handles.length > 0;
+    return this.handles.some((h) => resources.has(h));
   }
   /** Closes the link, then the perf event: the breakpoint is gone when this returns. */
   detach(): void {
