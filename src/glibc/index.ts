@@ -1,0 +1,6 @@
+export * from './census-types.js';
+export { heapCensus, DEFAULT_WINDOW, type CensusOptions } from './census.js';
+export { compareCensus } from './compare.js';
+export { glibcRegions } from './regions.js';
+export { locateGlibc, detectGlibcVersion, findLibc, type GlibcLocation } from './locate.js';
+export { layoutFor, parseGlibcVersion, type GlibcLayout, type GlibcVersion } from './layout.js';

@@ -1,0 +1,115 @@
+// `leakscope heap`: terminal table and versioned JSON (`leakscope.heap/1`) of a HeapCensus.
+// Field names of the JSON are the DESIGN.md `heap` contract; the renderer never reads the target.
+import type { CensusComparison, ClassTotals, HeapCensus } from '../glibc/census-types.js';
+import { LeakscopeError } from '../model/errors.js';
+import { formatBytes, formatPercent, safeText, textTable } from './text-format.js';
+
+const hex = (n: number) => `0x${n.toString(16)}`;
+
+function totalsRow(label: string, t: ClassTotals): string[] {
+  return [
+    label,
+    String(t.inUseChunks), formatBytes(t.inUseBytes),
+    String(t.tcacheChunks), formatBytes(t.tcacheBytes),
+    String(t.fastbinChunks), formatBytes(t.fastbinBytes),
+    String(t.binChunks), formatBytes(t.binBytes),
+    formatBytes(t.topBytes),
+    String(t.mmappedChunks), formatBytes(t.mmappedBytes),
+    formatBytes(t.systemBytes),
+  ];
+}
+
+export function renderHeapTable(c: HeapCensus, opts: { comparison?: CensusComparison } = {}): string {
+  const t = c.totals;
+  const out: string[] = [
+    `${safeText(c.target)}: glibc ${safeText(c.glibcVersion)}, ${t.arenas} arena(s), ${t.tcaches} tcache(s)`,
+    `in use ${formatBytes(t.inUseBytes)} in ${t.inUseChunks} chunks + mmapped ${formatBytes(t.mmappedBytes)} in ${t.mmappedChunks}; ` +
+      `free ${formatBytes(t.freeBytes)} (top ${formatBytes(t.topBytes)}); from the system ${formatBytes(t.systemBytes + t.mmappedBytes)}; ` +
+      `fragmentation ${formatPercent(t.fragmentation)}`,
+    '',
+    textTable(
+      ['arena', 'in use', 'bytes', 'tcache', 'bytes', 'fastbin', 'bytes', 'bins', 'bytes', 'top', 'mmapped', 'bytes', 'system'],
+      [...c.arenas.map((a) => totalsRow(`${a.kind === 'main' ? 'main' : `#${a.index}`} ${hex(a.address)}`, a)), totalsRow('total', t)],
+    ),
+    '',
+    'chunk sizes (chunk size = header included), power-of-two buckets; in use includes mmapped chunks:',
+  ];
+  const growth = opts.comparison ? new Map(opts.comparison.buckets.map((b) => [b.minBytes, b])) : undefined;
+  const header = ['bucket', 'in use', 'bytes', 'free', 'bytes'];
+  if (growth) header.push('Δ in use', 'Δ bytes');
+  out.push(textTable(header, c.histogram.map((b) => {
+    const row = [`${formatBytes(b.minBytes)} – ${formatBytes(b.maxBytes)}`, String(b.inUseChunks), formatBytes(b.inUseBytes), String(b.freeChunks), formatBytes(b.freeBytes)];
+    if (growth) {
+      const g = growth.get(b.minBytes);
+      row.push(g ? `${g.inUseChunks >= 0 ? '+' : ''}${g.inUseChunks}` : '0', g ? formatBytes(g.inUseBytes) : '0 B');
+    }
+    return row;
+  })));
+  if (c.topSizes.length) {
+    out.push('', 'largest in-use sizes:');
+    out.push(textTable(['chunk size', 'count', 'bytes'], c.topSizes.slice(0, 10).map((s) => [String(s.size), String(s.count), formatBytes(s.bytes)])));
+  }
+  if (c.inconsistencyCount) {
+    out.push('', `${c.inconsistencyCount} inconsistenc${c.inconsistencyCount === 1 ? 'y' : 'ies'}${c.complete ? '' : ' (census is partial)'}:`);
+    for (const i of c.inconsistencies.slice(0, 10)) out.push(`  ${hex(i.address)} ${safeText(i.kind)}: ${safeText(i.detail)}`);
+  }
+  const gv = c.glibcView;
+  if (gv.nMmaps !== null && (gv.nMmaps !== t.mmappedChunks || gv.mmappedMem !== t.mmappedBytes)) {
+    out.push(`glibc's own view: n_mmaps ${gv.nMmaps}, mmapped_mem ${formatBytes(gv.mmappedMem ?? 0)}`);
+  }
+  out.push('', 'sources:');
+  for (const [k, v] of Object.entries(c.sources)) out.push(`  ${k}: ${safeText(v)}`);
+  return out.join('\n');
+}
+
+const TOTAL_FIELDS = [
+  'inUseChunks', 'inUseBytes', 'freeChunks', 'freeBytes', 'tcacheChunks', 'tcacheBytes', 'fastbinChunks', 'fastbinBytes',
+  'binChunks', 'binBytes', 'topBytes', 'mmappedChunks', 'mmappedBytes', 'systemBytes',
+] as const;
+
+function pickTotals(t: ClassTotals): Record<string, number> {
+  const o: Record<string, number> = {};
+  for (const k of TOTAL_FIELDS) o[k] = t[k];
+  return o;
+}
+
+/** The versioned JSON document (`schema: 'leakscope.heap/1'`); arrays are never null. */
+export function heapJson(c: HeapCensus, opts: { comparison?: CensusComparison } = {}): object {
+  return {
+    schema: 'leakscope.heap/1',
+    target: c.target,
+    pid: c.pid,
+    glibcVersion: c.glibcVersion,
+    totals: {
+      ...pickTotals(c.totals),
+      unsortedChunks: c.totals.unsortedChunks, smallbinChunks: c.totals.smallbinChunks, largebinChunks: c.totals.largebinChunks,
+      fragmentation: c.totals.fragmentation, largestFreeChunk: c.totals.largestFreeChunk, arenas: c.totals.arenas, tcaches: c.totals.tcaches,
+    },
+    arenas: c.arenas.map((a) => ({
+      index: a.index, kind: a.kind, address: a.address, topChunk: a.topChunk, attachedThreads: a.attachedThreads,
+      ...pickTotals(a),
+      unsortedChunks: a.unsortedChunks, smallbinChunks: a.smallbinChunks, largebinChunks: a.largebinChunks,
+      fragmentation: a.fragmentation, largestFreeChunk: a.largestFreeChunk,
+      heaps: a.heaps.map((h) => ({ start: h.start, end: h.end, walkedEnd: h.walkedEnd, chunks: h.chunks })),
+    })),
+    histogram: c.histogram.map((b) => ({ ...b })),
+    topSizes: c.topSizes.map((s) => ({ ...s })),
+    glibcView: { ...c.glibcView },
+    sources: { ...c.sources },
+    inconsistencies: c.inconsistencies.map((i) => ({ ...i })),
+    inconsistencyCount: c.inconsistencyCount,
+    complete: c.complete,
+    stats: { ...c.stats },
+    ...(opts.comparison ? { comparison: opts.comparison } : {}),
+  };
+}
+
+/**
+ * A census back from its JSON (for `--baseline FILE.json`). Throws on a document that is
+ * not `leakscope.heap/1`.
+ */
+export function censusFromJson(doc: unknown): HeapCensus {
+  const d = doc as Record<string, unknown>;
+  if (!d || typeof d !== 'object' || d.schema !== 'leakscope.heap/1') throw new LeakscopeError('malformed', `baseline is not a leakscope.heap/1 document (schema: ${String(d?.schema)})`);
+  return d as unknown as HeapCensus;
+}
