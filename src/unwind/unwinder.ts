@@ -7,6 +7,7 @@
 // rbp chain (validated: inside the copy, strictly increasing). Memory reads outside the copy end
 // the walk; the result says why it ended.
 
+import { ByteReader } from '../binary/byte-reader.js';
 import { isLeakscopeError } from '../model/errors.js';
 import {
   DW_REG, evaluateExpression, ExpressionUnavailable, type ExpressionContext, type RegisterRule, type UnwindRow,
@@ -316,4 +317,20 @@ export function unwindStack(
     pc = ra;
     source = 'frame-pointer';
   }
+}
+
+/**
+ * Registers from a copy of the kernel's `struct pt_regs` as a uprobe program sees it (x86-64; offsets
+ * from shared/reference/ebpf.md: r15 0, r14 8, r13 16, r12 24, rbp 32, rbx 40, r11 48, r10 56, r9 64,
+ * r8 72, rax 80, rcx 88, rdx 96, rsi 104, rdi 112, orig_rax 120, rip 128, cs 136, eflags 144, rsp 152).
+ * `offset`: where the 168-byte struct starts in `bytes`. Values >= 2^53 lose precision (never addresses).
+ */
+export function x86RegistersFromPtRegs(bytes: Uint8Array, offset = 0): X86Registers {
+  const r = new ByteReader(bytes, { label: 'pt_regs' });
+  r.check(offset, 160);
+  const q = (o: number): number => r.u64At(offset + o);
+  return {
+    r15: q(0), r14: q(8), r13: q(16), r12: q(24), rbp: q(32), rbx: q(40), r11: q(48), r10: q(56),
+    r9: q(64), r8: q(72), rax: q(80), rcx: q(88), rdx: q(96), rsi: q(104), rdi: q(112), rip: q(128), rsp: q(152),
+  };
 }
