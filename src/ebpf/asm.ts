@@ -205,6 +205,8 @@ export const jle = (d: Reg, s: Reg | number, t: string): Insn => jmp('jle', d, s
 export const jset = (d: Reg, s: Reg | number, t: string): Insn => jmp('jset', d, s, t);
 export const jsgt = (d: Reg, s: Reg | number, t: string): Insn => jmp('jsgt', d, s, t);
 export const jslt = (d: Reg, s: Reg | number, t: string): Insn => jmp('jslt', d, s, t);
+export const jsle = (d: Reg, s: Reg | number, t: string): Insn => jmp('jsle', d, s, t);
+export const jsge = (d: Reg, s: Reg | number, t: string): Insn => jmp('jsge', d, s, t);
 /** goto target */
 export function ja(target: string): Insn {
   return insn(JMP | JmpOp.ja, 0, 0, 0, 0, { target });
@@ -246,6 +248,47 @@ export function loadArg(dst: Reg, ctx: Reg, n: number): Insn {
  */
 export function tgidFilter(tgid: number, target: string): Body {
   return [call('get_current_pid_tgid'), rsh64(R0, 32), jne(R0, tgid, target)];
+}
+
+/** x86-64 page size: the unit in which user memory is present or not. */
+export const PAGE_SIZE = 4096;
+
+/**
+ * Copies the longest readable prefix of user memory [src, src + len) to dst + dstOff.
+ * bpf_probe_read_user cannot fault pages in and fails as a whole (zeroing dst) when any page
+ * is absent, e.g. the never-touched random gap (up to 8 KiB, arch_align_stack) between a
+ * main thread's first frame and its environment strings. So: try the whole range; then up
+ * to the end of the page after src's page; then to the end of src's own page.
+ * Contract: `len` holds [1, max] (the verifier must know it); `dst` points at >= dstOff + max
+ * bytes; src, len, dst are callee-saved registers (r6..r9). On return `len` holds the bytes
+ * copied (0 if none). Clobbers r0..r5. `id` makes the labels unique per use.
+ */
+export function readUserPrefix(dst: Reg, dstOff: number, src: Reg, len: Reg, max: number, id = 'rup'): Body {
+  const copy = (next: string): Body => [
+    jgt(len, max, `${id}_clamp_${next}`), // keep the verifier's bound on len after each change
+    ja(`${id}_go_${next}`),
+    label(`${id}_clamp_${next}`),
+    mov64(len, max),
+    label(`${id}_go_${next}`),
+    mov64(R1, dst), add64(R1, dstOff), mov64(R2, len), mov64(R3, src), call('probe_read_user'),
+    jeq(R0, 0, `${id}_done`),
+  ];
+  return [
+    copy('1'),
+    // Up to the end of the next page: 2 * PAGE_SIZE - (src & (PAGE_SIZE - 1)), in [4097, 8192].
+    mov64(R2, src), and64(R2, PAGE_SIZE - 1), mov64(R1, 2 * PAGE_SIZE), sub64(R1, R2),
+    jle(len, R1, `${id}_own_page`), // not shorter than what already failed
+    mov64(len, R1),
+    copy('2'),
+    label(`${id}_own_page`),
+    mov64(R2, src), and64(R2, PAGE_SIZE - 1), mov64(R1, PAGE_SIZE), sub64(R1, R2),
+    jle(len, R1, `${id}_fail`),
+    mov64(len, R1),
+    copy('3'),
+    label(`${id}_fail`),
+    mov64(len, 0),
+    label(`${id}_done`),
+  ];
 }
 
 /** r0 = 0; exit */
