@@ -74,8 +74,11 @@ export interface CapturedEvent {
   stack: Uint8Array;
 }
 
-/** Decodes a record (copies the stack: the ring memory is reused after the callback). */
-export function decodeCapture(r: RingRecord): CapturedEvent {
+/**
+ * Decodes a record. The stack is a zero-copy view valid only during the ring-buffer callback
+ * (unwind it there); pass `copy` to keep it.
+ */
+export function decodeCapture(r: RingRecord, copy = false): CapturedEvent {
   const regs = {} as CapturedRegs;
   CAPTURED_REGS.forEach((name, i) => { regs[name] = r.u64n(48 + i * 8); });
   const stackLen = Math.min(r.u32(4), STACK_BYTES, Math.max(0, r.length - HEADER_BYTES));
@@ -85,6 +88,6 @@ export function decodeCapture(r: RingRecord): CapturedEvent {
     timeNs: r.u64n(16),
     size: r.u64n(24), address: r.u64n(32), aux: r.u64n(40),
     regs,
-    stack: r.u8.slice(r.offset + HEADER_BYTES, r.offset + HEADER_BYTES + stackLen),
+    stack: copy ? r.u8.slice(r.offset + HEADER_BYTES, r.offset + HEADER_BYTES + stackLen) : r.u8.subarray(r.offset + HEADER_BYTES, r.offset + HEADER_BYTES + stackLen),
   };
 }

@@ -36,6 +36,7 @@ export interface SessionOptions {
   ringBytes?: number;
   /** Maximum outstanding sampled allocations tracked in the kernel. Default 262144. */
   maxOutstanding?: number;
+  /** Called on Node's thread for each record; `e.stack` is valid only during the call. */
   onEvent: (e: CapturedEvent) => void;
 }
 

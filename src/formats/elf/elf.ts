@@ -227,8 +227,7 @@ export class ElfFile {
         if (s.shndx === 0 || !s.name || (s.type !== 'func' && s.type !== 'object' && s.type !== 'notype' && s.type !== 'other')) continue;
         if (s.type === 'notype' && s.size === 0) continue;
         const prev = seen.get(s.value);
-        // Prefer functions, global names, and symbols with a size.
-        if (!prev || (prev.type !== 'func' && s.type === 'func') || (prev.bind !== 'global' && s.bind === 'global' && s.type === prev.type) || (prev.size === 0 && s.size > 0)) seen.set(s.value, s);
+        if (!prev || betterAlias(s, prev)) seen.set(s.value, s);
       }
       this.sortedFuncs = [...seen.values()].sort((a, b) => a.value - b.value);
     }
@@ -250,6 +249,16 @@ export class ElfFile {
     }
     return undefined;
   }
+}
+
+/** Of two symbols at one address, the one to show: a function, then a public-looking name
+ *  (fewer leading underscores: `calloc` over `__libc_calloc`), then global binding, then a size. */
+function betterAlias(s: ElfSymbol, prev: ElfSymbol): boolean {
+  if ((s.type === 'func') !== (prev.type === 'func')) return s.type === 'func';
+  const u = (x: ElfSymbol) => /^_*/.exec(x.name)![0].length;
+  if (u(s) !== u(prev)) return u(s) < u(prev);
+  if ((s.bind === 'global') !== (prev.bind === 'global')) return s.bind === 'global';
+  return prev.size === 0 && s.size > 0;
 }
 
 export function parseElf(bytes: Uint8Array, label?: string): ElfFile {

@@ -1,0 +1,195 @@
+// The leak tracers (step 5): which C call paths allocated memory that is still outstanding at
+// the end of a window.
+//
+//   --mode malloc  probes libc's allocation functions (entry, sampled + return) and free; the
+//                  outstanding set lives in a BPF hash map; byte-weighted sampling decided in BPF.
+//   --mode pool    one probe per nginx pool creation, at the instruction after ngx_create_pool's
+//                  call to ngx_memalign (rax = pool): no uretprobe, no ngx_destroy_pool probe.
+//                  Which pools are still alive, and how many bytes each holds, is read from
+//                  memory at the end (the pool census), so the cost is one probe hit per pool.
+//                  Probes may run on a duty cycle (attached part of each second).
+
+import { basename } from 'node:path';
+import type { AddressSpace } from '../target/address-space.js';
+import type { LeakTrace, StackSample, TraceMode } from '../model/index.js';
+import { LeakscopeError } from '../model/errors.js';
+import { Symbolizer } from '../symbols/index.js';
+import { loadElf } from '../formats/elf/index.js';
+import { TraceSession, mallocProbes, poolProbe } from './session.js';
+import type { CapturedEvent } from './capture.js';
+import { StackResolver } from './stacks.js';
+import { returnSiteOfCall } from './call-sites.js';
+
+/** tcmalloc's default sampling period (bytes). */
+export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
+/** Cost of one uprobe hit on this VM (shared/reference/ebpf.md: ~10 µs), used for the estimate. */
+export const DEFAULT_PER_HIT_MICROS = 10;
+
+export interface TraceProgress { elapsedSeconds: number; durationSeconds: number; events: number; probeHits: number }
+
+export interface LeakTraceOptions {
+  mode: TraceMode;
+  durationSeconds: number;
+  /** Byte-weighted sampling period for malloc mode; 0 traces every allocation. */
+  sampleBytes?: number;
+  minAgeSeconds?: number;
+  /** Pool mode: share of each second the probe is attached (0 < duty <= 1). */
+  dutyCycle?: number;
+  /** Pool mode: live pools at the end of the window, address -> bytes held (the pool census). */
+  livePools?: () => Map<number, number>;
+  perHitMicros?: number;
+  onProgress?: (p: TraceProgress) => void;
+  /** Ends the window early (SIGINT): the result covers what was traced so far. */
+  signal?: AbortSignal;
+}
+
+interface EventRecord { pcs: number[]; size: number; timeNs: number; complete: boolean }
+
+export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): Promise<LeakTrace> {
+  if (space.kind !== 'live') throw new LeakscopeError('usage', 'tracing needs a live process, not a core file');
+  if (!(opts.durationSeconds > 0)) throw new LeakscopeError('usage', `--duration must be positive (got ${opts.durationSeconds})`);
+  const sampleBytes = opts.mode === 'malloc' ? Math.floor(opts.sampleBytes ?? DEFAULT_SAMPLE_BYTES) : 0;
+  if (sampleBytes < 0 || sampleBytes >= 2 ** 31) throw new LeakscopeError('usage', `--sample-bytes must be in [0, 2^31) (got ${sampleBytes})`);
+  const duty = opts.mode === 'pool' ? Math.min(1, Math.max(0.01, opts.dutyCycle ?? 1)) : 1;
+  const minAgeNs = (opts.minAgeSeconds ?? 0) * 1e9;
+  const perHit = opts.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
+  const notes: string[] = [];
+
+  const resolver = new StackResolver(space);
+  const events = new Map<string, EventRecord>();      // malloc: `${tid}:${timeNs}`; pool: `${address}`
+  let sampledEvents = 0;
+  const onEvent = (e: CapturedEvent) => {
+    sampledEvents++;
+    const u = resolver.unwind(e);
+    const frames = resolver.frames(u.pcs);
+    const rec: EventRecord = { pcs: u.pcs, size: e.size, timeNs: e.timeNs, complete: StackResolver.complete(frames) };
+    if (opts.mode === 'pool') {
+      const prev = events.get(String(e.address));
+      if (!prev || prev.timeNs <= e.timeNs) events.set(String(e.address), rec);
+    } else {
+      events.set(`${e.tid}:${e.timeNs}`, rec);
+    }
+  };
+
+  // Records are ~12 KiB (8 KiB of stack): unsampled tracing needs room for bursts.
+  const session = new TraceSession({ pid: space.pid, onEvent, ringBytes: sampleBytes === 0 ? 64 << 20 : 8 << 20 });
+  const symbolizer = new Symbolizer(space.modules());
+  const probes: string[] = [];
+  try {
+    if (opts.mode === 'malloc') {
+      const libc = symbolizer.modulesNamed('libc.so')[0];
+      if (!libc) throw new LeakscopeError('not-found', `${space.description}: libc.so is not loaded: malloc mode needs glibc`);
+      const elf = loadElf(libc.hostPath);
+      for (const p of mallocProbes(session.tracerMaps, { pid: space.pid, sampleBytes, libcPath: libc.hostPath, symbolVaddr: (n) => elf.findSymbol(n)?.value })) session.add(p);
+    } else {
+      const create = symbolizer.lookup('ngx_create_pool');
+      if (!create) throw new LeakscopeError('not-found', `${space.description}: no ngx_create_pool symbol: pool mode needs nginx`);
+      const elf = loadElf(create.module.hostPath);
+      const site = returnSiteOfCall(elf, 'ngx_create_pool', ['ngx_memalign', 'ngx_alloc']);
+      session.add(poolProbe(session.tracerMaps, {
+        pid: space.pid, binaryPath: create.module.hostPath, returnSiteVaddr: site.returnVaddr,
+        label: `${basename(create.module.path)}:ngx_create_pool+0x${(site.returnVaddr - elf.findSymbol('ngx_create_pool')!.value).toString(16)}`,
+      }));
+    }
+    probes.push(...session.probeNames());
+    session.start();
+
+    // The window: progress each second; duty cycle in pool mode; early end on abort.
+    const t0 = Date.now();
+    const end = t0 + opts.durationSeconds * 1000;
+    while (Date.now() < end && !opts.signal?.aborted) {
+      const second = Math.min(1000, end - Date.now());
+      if (duty < 1) {
+        await sleep(second * duty, opts.signal);
+        session.detach();
+        await sleep(second * (1 - duty), opts.signal);
+        if (Date.now() < end && !opts.signal?.aborted) session.attach();
+      } else {
+        await sleep(second, opts.signal);
+      }
+      session.drain();
+      const st = session.stats();
+      opts.onProgress?.({ elapsedSeconds: (Date.now() - t0) / 1000, durationSeconds: opts.durationSeconds, events: sampledEvents, probeHits: st.entryHits + st.freeHits + st.returnHits + st.poolHits });
+    }
+    const endNs = monotonicNs();
+    session.detach();
+    session.drain();
+    const elapsed = (Date.now() - t0) / 1000;
+    const st = session.stats();
+    const attachedShare = elapsed > 0 ? Math.min(1, session.attachedNs / 1e9 / elapsed) : 1;
+
+    // Outstanding at the end, by call path.
+    const byStack = new Map<string, { pcs: number[]; bytes: number; count: number; allocBytes: number; allocCount: number }>();
+    const bucket = (pcs: number[]) => {
+      const k = pcs.join(',');
+      let b = byStack.get(k);
+      if (!b) byStack.set(k, (b = { pcs, bytes: 0, count: 0, allocBytes: 0, allocCount: 0 }));
+      return b;
+    };
+    let outBytes = 0, outCount = 0, allocBytes = 0, allocCount = 0, complete = 0;
+    const scale = (size: number) => (sampleBytes > 0 && size < sampleBytes ? { bytes: sampleBytes, count: sampleBytes / Math.max(1, size) } : { bytes: size, count: 1 });
+    if (opts.mode === 'malloc') {
+      for (const ev of events.values()) {
+        const w = scale(ev.size);
+        const b = bucket(ev.pcs);
+        b.allocBytes += w.bytes; b.allocCount += w.count; allocBytes += w.bytes; allocCount += w.count;
+        if (ev.complete) complete++;
+      }
+      for (const o of session.outstanding()) {
+        const ev = events.get(`${o.tid}:${o.timeNs}`);
+        if (!ev || endNs - o.timeNs < minAgeNs) continue;
+        const w = scale(o.size);
+        const b = bucket(ev.pcs);
+        b.bytes += w.bytes; b.count += w.count; outBytes += w.bytes; outCount += w.count;
+      }
+      if (st.outstandingFull) notes.push(`${st.outstandingFull} sampled allocations were not tracked: the outstanding map was full`);
+    } else {
+      const live = opts.livePools?.() ?? new Map<number, number>();
+      const dutyScale = 1 / attachedShare;
+      for (const [addr, ev] of events) {
+        if (ev.complete) complete++;
+        const bytes = live.get(Number(addr));
+        const b = bucket(ev.pcs);
+        b.allocCount += dutyScale; allocCount += dutyScale;
+        if (bytes === undefined || endNs - ev.timeNs < minAgeNs) continue;
+        b.bytes += bytes * dutyScale; b.count += dutyScale; outBytes += bytes * dutyScale; outCount += dutyScale;
+      }
+      if (!opts.livePools) notes.push('pool liveness not checked: no pool census');
+      if (attachedShare < 0.999) notes.push(`probe attached ${(attachedShare * 100).toFixed(0)}% of the window; counts scaled by ${dutyScale.toFixed(2)}`);
+    }
+    if (st.ringFull) notes.push(`${st.ringFull} events lost: ring buffer full`);
+
+    const stacks: StackSample[] = [...byStack.values()]
+      .filter((b) => b.bytes > 0 || b.count > 0)
+      .map((b) => ({ frames: resolver.frames(b.pcs), bytes: Math.round(b.bytes), count: Math.round(b.count * 100) / 100, allocBytes: Math.round(b.allocBytes), allocCount: Math.round(b.allocCount * 100) / 100 }))
+      .sort((a, b) => b.bytes - a.bytes);
+    const probeHits: Record<string, number> = opts.mode === 'malloc'
+      ? { 'alloc entry': st.entryHits, 'alloc return': st.returnHits, free: st.freeHits }
+      : { 'pool create': st.poolHits };
+    const totalHits = Object.values(probeHits).reduce((a, b) => a + b, 0);
+    return {
+      mode: opts.mode, target: space.description, pid: space.pid,
+      durationSeconds: elapsed, sampleBytes, minAgeSeconds: opts.minAgeSeconds ?? 0,
+      stacks,
+      totals: { outstandingBytes: Math.round(outBytes), outstandingCount: Math.round(outCount), allocatedBytes: Math.round(allocBytes), allocatedCount: Math.round(allocCount), sampledEvents, completeStacks: complete },
+      cost: { probeHits, totalProbeHits: totalHits, estimatedCpuSeconds: (totalHits * perHit) / 1e6, perHitMicros: perHit, dutyCycle: attachedShare, lostEvents: st.ringFull + st.outstandingFull },
+      probes, notes,
+    };
+  } finally {
+    session.close();
+  }
+}
+
+function monotonicNs(): number {
+  // bpf_ktime_get_ns is CLOCK_MONOTONIC; so is process.hrtime.
+  return Number(process.hrtime.bigint());
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (ms <= 0 || signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() { clearTimeout(t); signal?.removeEventListener('abort', done); resolve(); }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
