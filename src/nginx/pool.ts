@@ -110,7 +110,7 @@ const hex = (n: number) => '0x' + n.toString(16);
  * `ok: false` means "not a pool" (or no longer one). A pool whose later parts fail is kept
  * with what was valid, and each failure is returned in `problems`.
  */
-export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks, header?: PoolHeader): PoolReadResult {
+export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks, header?: PoolHeader, prefix?: Uint8Array): PoolReadResult {
   let h = header;
   if (!h) {
     const buf = Buffer.allocUnsafe(POOL.sizeof);
@@ -161,6 +161,17 @@ export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks,
     }
   }
 
+  // The used part of the first block holds most large / cleanup records: read it once.
+  // (`prefix`: bytes at addr the caller already read, e.g. the scan's window.)
+  const firstUsed = Math.min(h.last - addr, 1 << 16);
+  let first: Buffer, firstGot: number;
+  if (prefix && prefix.byteLength >= firstUsed) { first = Buffer.from(prefix.buffer, prefix.byteOffset, firstUsed); firstGot = firstUsed; }
+  else { first = Buffer.allocUnsafe(firstUsed); firstGot = space.readInto(addr, first, 0, firstUsed); }
+  const readRecord = (at: number, into: Buffer, len: number): boolean => {
+    if (at >= addr && at + len <= addr + firstGot) { first.copy(into, 0, at - addr, at - addr + len); return true; }
+    return space.readInto(at, into, 0, len) === len;
+  };
+
   const large: PoolLargeAlloc[] = [];
   let freedLargeSlots = 0;
   const rec = Buffer.allocUnsafe(POOL_CLEANUP.sizeof);
@@ -169,7 +180,7 @@ export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks,
     if (seenRec.size >= LIMITS.maxLarge) { problems.push({ kind: 'too-many-large', address: addr, detail: `more than ${LIMITS.maxLarge} large records` }); break; }
     if (seenRec.has(l) || !inBlocks(l, POOL_LARGE.sizeof)) { problems.push({ kind: 'large-list-broken', address: addr, detail: `large record ${hex(l)} ${seenRec.has(l) ? 'repeats' : 'lies outside the pool'}` }); break; }
     seenRec.add(l);
-    if (space.readInto(l, rec, 0, POOL_LARGE.sizeof) !== POOL_LARGE.sizeof) { problems.push({ kind: 'large-list-broken', address: addr, detail: `large record ${hex(l)} unreadable` }); break; }
+    if (!readRecord(l, rec, POOL_LARGE.sizeof)) { problems.push({ kind: 'large-list-broken', address: addr, detail: `large record ${hex(l)} unreadable` }); break; }
     const r = new ByteReader(rec, { base: l, label: 'ngx_pool_large_t' });
     const alloc = r.u64At(POOL_LARGE.alloc);
     if (alloc === 0) freedLargeSlots++;
@@ -187,7 +198,7 @@ export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks,
     if (seenCln.size >= LIMITS.maxCleanups) { problems.push({ kind: 'too-many-cleanups', address: addr, detail: `more than ${LIMITS.maxCleanups} cleanups` }); break; }
     if (seenCln.has(c) || !inBlocks(c, POOL_CLEANUP.sizeof)) { problems.push({ kind: 'cleanup-list-broken', address: addr, detail: `cleanup ${hex(c)} ${seenCln.has(c) ? 'repeats' : 'lies outside the pool'}` }); break; }
     seenCln.add(c);
-    if (space.readInto(c, rec, 0, POOL_CLEANUP.sizeof) !== POOL_CLEANUP.sizeof) { problems.push({ kind: 'cleanup-list-broken', address: addr, detail: `cleanup ${hex(c)} unreadable` }); break; }
+    if (!readRecord(c, rec, POOL_CLEANUP.sizeof)) { problems.push({ kind: 'cleanup-list-broken', address: addr, detail: `cleanup ${hex(c)} unreadable` }); break; }
     const r = new ByteReader(rec, { base: c, label: 'ngx_pool_cleanup_t' });
     cleanups.push({ handler: r.u64At(POOL_CLEANUP.handler), data: r.u64At(POOL_CLEANUP.data) });
     c = r.u64At(POOL_CLEANUP.next);

@@ -97,7 +97,7 @@ export interface PoolAnalysis {
   inconsistencyKinds: Record<string, number>;
   stats: {
     elapsedMs: number; chunksSeen: number; candidates: number; signatureMatches: number; bytesRead: number;
-    phasesMs: { roots: number; scan: number; validate: number; staticRefs: number; heapRefs: number };
+    phasesMs: { roots: number; scan: number; validate: number; staticRefs: number; heapRefs: number; attribute: number; group: number };
   };
 }
 
@@ -106,8 +106,13 @@ export interface AnalyzePoolsOptions {
   chunks: InUseChunks;
   symbolizer?: Symbolizer;
   layouts?: NginxLayouts;
-  /** Search in-use heap chunks for references to pools no root or static data holds (default true). */
-  heapReferences?: boolean;
+  /**
+   * Search in-use chunks for references to pools that no root or static data holds:
+   * 'default' searches every in-use chunk except pools' large allocations (byte buffers
+   * handed out by ngx_palloc; searching them costs a full re-read of the data) and the
+   * never-used tails of pool blocks; 'all' searches large allocations too; 'off' skips the search.
+   */
+  heapReferences?: 'default' | 'all' | 'off';
   /** Census histogram, when the caller has it (else bucket totals are counted from `chunks`). */
   histogram?: ReadonlyArray<{ minBytes: number; maxBytes: number; inUseChunks: number; inUseBytes: number }>;
 }
@@ -116,6 +121,8 @@ const hex = (n: number) => '0x' + n.toString(16);
 const MAX_LISTED_INCONSISTENCIES = 100;
 /** Smallest chunk that can hold a pool: ngx_pool_t (80) + 1 byte -> request2size(81) = 96. */
 const MIN_POOL_CHUNK = 96;
+/** Bytes read at each candidate chunk by the scan. */
+const SCAN_BYTES = 512;
 
 export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): PoolAnalysis {
   const t0 = performance.now();
@@ -178,8 +185,10 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     }
     addrs[n] = userAddr; sizes[n] = chunkSize; mm[n] = mmapped ? 1 : 0; n++;
   });
-  const matches: Array<{ addr: number; header: ReturnType<typeof parsePoolHeader> }> = [];
-  readBatched(space, addrs.subarray(0, n), POOL.sizeof, (i, buf, off, got) => {
+  // Each candidate's first SCAN_BYTES: the header, and for most pools the whole used part of
+  // the first block with its large / cleanup records (a read costs about the same either way).
+  const matches: Array<{ addr: number; header: ReturnType<typeof parsePoolHeader>; prefix: Uint8Array }> = [];
+  readBatched(space, addrs.subarray(0, n), SCAN_BYTES, (i, buf, off, got) => {
     bytesRead += got;
     if (got < POOL.sizeof) return;
     const addr = addrs[i]!;
@@ -189,14 +198,14 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     const size = end - addr;
     if (!(size > POOL.sizeof) || !chunkFitsBlock(size, sizes[i]!, mm[i] === 1)) return;
     const h = parsePoolHeader(r, off);
-    if (poolHeaderPlausible(addr, h)) matches.push({ addr, header: h });
+    if (poolHeaderPlausible(addr, h)) matches.push({ addr, header: h, prefix: Uint8Array.prototype.slice.call(buf, off, off + got) });
   }, { gap: 4096, maxWindow: 4 << 20 });
   const tScan = performance.now();
 
   // ---- validate: full read of every candidate and every root pool ----
   const pools = new Map<number, { read: PoolRead; foundBy: NginxPool['foundBy'] }>();
   for (const m of matches) {
-    const res = readPool(space, m.addr, chunks, m.header);
+    const res = readPool(space, m.addr, chunks, m.header, m.prefix);
     if (!res.ok) continue; // signature-alike data, or a pool that changed under us
     for (const p of res.problems) problem(p);
     pools.set(m.addr, { read: res.pool, foundBy: 'scan' });
@@ -271,16 +280,23 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   // ---- heap references, for pools neither a root nor static data holds ----
   const heapRefs = new Map<number, string[]>();
   const orphans = [...pools.keys()].filter((a) => !rootRefs.has(a) && !staticRefs.has(a));
-  if ((opts.heapReferences ?? true) && orphans.length) {
-    // chunk -> pool that owns it (block or large allocation), to ignore a pool's references to itself
+  if ((opts.heapReferences ?? 'default') !== 'off' && orphans.length) {
+    // chunk -> pool that owns it (block or large allocation), to ignore a pool's references to
+    // itself; a block is searched only up to d.last (the rest was never handed out: stale bytes).
     const ownChunk = new Map<number, number>();
+    const blockUsed = new Map<number, number>();
+    const poolLarge = new Set<number>();
     for (const [addr, p] of pools) {
-      for (const b of p.read.blocks) ownChunk.set(b.address, addr);
-      for (const l of p.read.large) ownChunk.set(l.address, addr);
+      for (const b of p.read.blocks) { ownChunk.set(b.address, addr); blockUsed.set(b.address, b.used); }
+      for (const l of p.read.large) { ownChunk.set(l.address, addr); poolLarge.add(l.address); }
     }
+    const searchLarge = opts.heapReferences === 'all';
     const orphanTargets = new PointerTargets(orphans);
     const starts: number[] = [], lens: number[] = [];
     chunks.forEach((userAddr, chunkSize, mmapped) => {
+      const used = blockUsed.get(userAddr);
+      if (used !== undefined) { starts.push(userAddr); lens.push(used); return; }
+      if (!searchLarge && poolLarge.has(userAddr)) return;
       starts.push(userAddr);
       // user area: chunk size minus the header, plus the next chunk's prev_size field for heap chunks
       lens.push(chunkSize - CHUNK_HEADER + (mmapped ? 0 : 8));
@@ -342,6 +358,7 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   }
   out.sort((a, b) => b.bytes - a.bytes || a.address - b.address);
 
+  const tAttr = performance.now();
   // ---- groups ----
   const groupIndex = new Map<string, number>();
   const groups: PoolGroup[] = [];
@@ -372,9 +389,11 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     if (!b) split.set(minBytes, (b = { minBytes, maxBytes, censusInUseChunks: 0, censusInUseBytes: 0, poolChunks: 0, poolBytes: 0, groups: [] }));
     return b;
   };
+  const shares = new Map<string, PoolBucketGroupShare>();
   const share = (b: PoolBucketSplit, g: number) => {
-    let s = b.groups.find((x) => x.group === g);
-    if (!s) b.groups.push((s = { group: g, blockChunks: 0, blockBytes: 0, largeChunks: 0, largeBytes: 0 }));
+    const key = `${b.minBytes}/${g}`;
+    let s = shares.get(key);
+    if (!s) { b.groups.push((s = { group: g, blockChunks: 0, blockBytes: 0, largeChunks: 0, largeBytes: 0 })); shares.set(key, s); }
     return s;
   };
   out.forEach((p, i) => {
@@ -419,7 +438,7 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     inconsistencyKinds: kinds,
     stats: {
       elapsedMs: tEnd - t0, chunksSeen, candidates: n, signatureMatches: matches.length, bytesRead,
-      phasesMs: { roots: tRoots - t0, scan: tScan - tRoots, validate: tValidate - tScan, staticRefs: tStatic - tValidate, heapRefs: tHeap - tStatic },
+      phasesMs: { roots: tRoots - t0, scan: tScan - tRoots, validate: tValidate - tScan, staticRefs: tStatic - tValidate, heapRefs: tHeap - tStatic, attribute: tAttr - tHeap, group: tEnd - tAttr },
     },
   };
 }
