@@ -6,7 +6,22 @@ import type { BreakdownInputs } from '../analysis/memory-breakdown.js';
 import { memJson, renderMemTable } from '../report/mem-table.js';
 import { glibcRegions } from '../glibc/index.js';
 import { nginxShmZones } from '../nginx/index.js';
-import { isLeakscopeError } from '../model/errors.js';
+import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
+import type { LeakTrace } from '../model/leaks.js';
+import { readFileSync } from 'node:fs';
+import { heapCensus, compareCensus } from '../glibc/index.js';
+import type { CensusComparison } from '../glibc/index.js';
+import { heapJson, renderHeapTable, censusFromJson } from '../report/heap-table.js';
+import { poolsJson, renderPoolsTable } from '../report/pools-table.js';
+import { leaksJson, renderLeaksTable } from '../report/leaks-table.js';
+import { renderFlameGraphSvg } from '../report/flamegraph-svg.js';
+import { toFolded } from '../formats/folded/folded.js';
+import { toPprof } from '../formats/pprof/pprof.js';
+import { heapAndPools, livePoolBytes } from '../analysis/pool-census.js';
+import { traceLeaks } from '../trace/leak-tracer.js';
+import type { TraceProgress } from '../trace/leak-tracer.js';
+import { requireEbpf, interruptSignal } from '../ebpf/index.js';
+import { writeFile } from './output.js';
 
 export interface CommandResult { text: () => string; json: () => object }
 
@@ -36,4 +51,65 @@ export function runMem(space: AddressSpace): CommandResult {
   const symbolizer = new Symbolizer(space.modules());
   const b = memoryBreakdown(space, breakdownInputs(space, symbolizer));
   return { text: () => renderMemTable(b), json: () => memJson(b) };
+}
+
+export function runHeap(space: AddressSpace, opts: { baseline?: string }): CommandResult {
+  const symbolizer = new Symbolizer(space.modules());
+  const census = heapCensus(space, { symbolizer });
+  let comparison: CensusComparison | undefined;
+  if (opts.baseline) comparison = compareCensus(censusFromJson(readJsonFile(opts.baseline)), census);
+  return { text: () => renderHeapTable(census, { comparison }), json: () => heapJson(census, { comparison }) };
+}
+
+export function runPools(space: AddressSpace, opts: { largest: number }): CommandResult {
+  const symbolizer = new Symbolizer(space.modules());
+  if (!symbolizer.lookup('ngx_cycle')) throw new LeakscopeError('not-found', `${space.description} is not nginx: no ngx_cycle symbol in its modules`);
+  const r = heapAndPools(space, { symbolizer, pools: true });
+  return { text: () => renderPoolsTable(r.pools!, opts), json: () => poolsJson(r.pools!, opts) };
+}
+
+export interface LeaksCliOptions {
+  duration: number; mode: 'pool' | 'malloc'; sampleBytes: number; minAge: number; duty: number;
+  svg?: string; folded?: string; pprof?: string;
+}
+
+export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise<CommandResult> {
+  requireEbpf();
+  const interrupt = interruptSignal();
+  const progress = process.stderr.isTTY
+    ? (p: TraceProgress) => process.stderr.write(`\rtracing ${space.description}: ${Math.min(p.elapsedSeconds, p.durationSeconds).toFixed(0)}/${p.durationSeconds} s, ${p.events} stacks, ${p.probeHits} probe hits   `)
+    : undefined;
+  let trace: LeakTrace;
+  try {
+    trace = await traceLeaks(space, {
+      mode: o.mode, durationSeconds: o.duration, sampleBytes: o.sampleBytes, minAgeSeconds: o.minAge, dutyCycle: o.duty,
+      livePools: o.mode === 'pool' ? () => livePoolBytes(space) : undefined,
+      onProgress: progress, signal: interrupt.signal,
+    });
+  } finally {
+    interrupt.dispose();
+    if (progress) process.stderr.write('\n');
+  }
+  writeLeakOutputs(trace, o);
+  return { text: () => renderLeaksTable(trace), json: () => leaksJson(trace) };
+}
+
+/** --svg / --folded / --pprof files of a trace. */
+export function writeLeakOutputs(t: LeakTrace, o: { svg?: string; folded?: string; pprof?: string }): void {
+  if (o.svg) writeFile(o.svg, renderFlameGraphSvg(t.stacks, { title: `leakscope: outstanding ${t.mode === 'pool' ? 'pool' : 'malloc'} memory, ${t.target}`, weight: 'bytes' }));
+  if (o.folded) writeFile(o.folded, toFolded(t.stacks, 'bytes'));
+  if (o.pprof) {
+    writeFile(o.pprof, toPprof(t.stacks, {
+      durationNanos: Math.round(t.durationSeconds * 1e9), timeNanos: BigInt(Date.now()) * 1000000n,
+      sampling: t.sampleBytes ? { periodBytes: t.sampleBytes } : undefined,
+    }));
+  }
+}
+
+function readJsonFile(path: string): unknown {
+  let text: string;
+  try { text = readFileSync(path, 'utf8'); } catch (e) {
+    throw new LeakscopeError((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not-found' : 'io', `${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  try { return JSON.parse(text); } catch { throw new LeakscopeError('malformed', `${path}: not JSON`); }
 }

@@ -5,18 +5,36 @@ import { openTarget } from './target.js';
 import type { TargetOptions } from './target.js';
 import { emit } from './output.js';
 import type { JsonOption } from './output.js';
-import { runMem } from './commands.js';
+import { runHeap, runLeaks, runMem, runPools } from './commands.js';
+import type { LeaksCliOptions } from './commands.js';
 
 interface CommonOptions extends TargetOptions { json?: JsonOption }
 
-function targetCommand(program: Command, name: string, description: string): Command {
-  return program.command(name)
+function targetCommand(program: Command, name: string, description: string, opts: { core?: boolean } = {}): Command {
+  const c = program.command(name)
     .description(description)
     .argument('[pid]', 'process id of the target')
-    .option('--nginx', 'the nginx worker with the largest RSS')
-    .option('--core <file>', 'analyze an ELF core file (gcore) instead of a live process')
-    .option('--exe <binary>', 'the executable that produced the core file')
-    .addOption(new Option('--json [file]', 'machine-readable result (versioned JSON) to stdout or FILE'));
+    .option('--nginx', 'the nginx worker with the largest RSS');
+  if (opts.core !== false) {
+    c.option('--core <file>', 'analyze an ELF core file (gcore) instead of a live process')
+      .option('--exe <binary>', 'the executable that produced the core file');
+  }
+  return c.addOption(new Option('--json [file]', 'machine-readable result (versioned JSON) to stdout or FILE'));
+}
+
+function withTarget<O extends CommonOptions>(pid: string | undefined, opts: O, run: (space: ReturnType<typeof openTarget>) => Promise<void> | void): Promise<void> {
+  const space = openTarget(pid, opts);
+  return Promise.resolve(run(space)).finally(() => space.close());
+}
+
+function number(name: string, min: number, max = Infinity): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v.replace(/[kK]$/, '000').replace(/[kK]i$/, ''));
+    const mult = /ki$/i.test(v) ? 1024 : /mi$/i.test(v) ? 1 << 20 : 1;
+    const val = /[km]i$/i.test(v) ? Number(v.slice(0, -2)) * mult : n;
+    if (!Number.isFinite(val) || val < min || val > max) throw new LeakscopeError('usage', `${name}: expected a number in [${min}, ${max}], got ${JSON.stringify(v)}`);
+    return val;
+  };
 }
 
 export function buildProgram(): Command {
@@ -27,13 +45,38 @@ export function buildProgram(): Command {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
   targetCommand(program, 'mem', 'step 1: where the RSS lives (glibc heap, arenas, mmapped chunks, nginx shm, code, stacks)')
-    .action((pid: string | undefined, opts: CommonOptions) => {
-      const space = openTarget(pid, opts);
-      try {
-        const r = runMem(space);
-        emit(opts.json, r.text, r.json);
-      } finally { space.close(); }
-    });
+    .action((pid: string | undefined, opts: CommonOptions) => withTarget(pid, opts, (space) => {
+      const r = runMem(space);
+      emit(opts.json, r.text, r.json);
+    }));
+
+  targetCommand(program, 'heap', 'steps 2 and 4: glibc heap census (arenas, in-use / free chunks, size histogram)')
+    .option('--baseline <file>', 'a saved `heap --json` (e.g. of a sibling worker) to compare against')
+    .action((pid: string | undefined, opts: CommonOptions & { baseline?: string }) => withTarget(pid, opts, (space) => {
+      const r = runHeap(space, { baseline: opts.baseline });
+      emit(opts.json, r.text, r.json);
+    }));
+
+  targetCommand(program, 'pools', 'step 3: nginx memory pools by owner and module; unreferenced pools')
+    .option('--largest <n>', 'list the N largest pools', number('--largest', 0, 10000), 10)
+    .action((pid: string | undefined, opts: CommonOptions & { largest: number }) => withTarget(pid, opts, (space) => {
+      const r = runPools(space, { largest: opts.largest });
+      emit(opts.json, r.text, r.json);
+    }));
+
+  targetCommand(program, 'leaks', 'step 5: outstanding allocations of a trace window by C call path (eBPF)', { core: false })
+    .option('--duration <seconds>', 'trace window', number('--duration', 0.1, 86400), 10)
+    .addOption(new Option('--mode <mode>', 'pool: nginx pools (one probe per pool); malloc: libc allocations').choices(['pool', 'malloc']).default('malloc'))
+    .option('--sample-bytes <n>', 'malloc mode: byte-weighted sampling period (0 = every allocation)', number('--sample-bytes', 0, 2 ** 31 - 1), 512 * 1024)
+    .option('--min-age <seconds>', 'ignore memory younger than this at the end', number('--min-age', 0), 0)
+    .option('--duty <ratio>', 'pool mode: share of each second the probe is attached', number('--duty', 0.01, 1), 1)
+    .option('--svg <file>', 'write an interactive flame graph')
+    .option('--folded <file>', 'write folded stacks (bytes)')
+    .option('--pprof <file>', 'write a gzipped pprof profile')
+    .action((pid: string | undefined, opts: CommonOptions & LeaksCliOptions) => withTarget(pid, opts, async (space) => {
+      const r = await runLeaks(space, opts);
+      emit(opts.json, r.text, r.json);
+    }));
   return program;
 }
 
@@ -68,5 +111,3 @@ export function exitCodeFor(e: unknown): number {
 }
 
 function oneLine(s: string): string { return s.replace(/\s*\n\s*/g, ' ').slice(0, 400); }
-
-export { LeakscopeError };

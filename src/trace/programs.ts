@@ -17,9 +17,9 @@ import { R0, R1, R2, R3, R6, R7, R9, FP } from '../ebpf/asm.js';
 import { EventKind, RECORD_BYTES, captureRegsAndStack } from './capture.js';
 
 export const Stat = {
-  entryHits: 0, sampled: 1, returnHits: 2, freeHits: 3, freeMatched: 4, ringFull: 5, outstandingFull: 6, poolHits: 7,
+  entryHits: 0, sampled: 1, returnHits: 2, freeHits: 3, freeMatched: 4, ringFull: 5, outstandingFull: 6, poolHits: 7, nested: 8, unsampled: 9,
 } as const;
-export const STAT_COUNT = 8;
+export const STAT_COUNT = 10;
 
 /** How an allocation function takes its size, and where its result comes from. */
 export type AllocConvention =
@@ -83,12 +83,15 @@ export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { 
     // A call nested in a sampled call (realloc(NULL, n) -> malloc) belongs to the outer one.
     A.call('get_current_pid_tgid'), A.stx('dw', FP, K_TID, R0),
     A.ldMap(R1, m.pending), A.mov64(R2, FP), A.add64(R2, K_TID), A.call('map_lookup_elem'),
-    A.jne(R0, 0, 'out'),
+    A.jeq(R0, 0, 'not_nested'),
+    statInc(m, Stat.nested, 'nested'), A.ja('out'),
+    A.label('not_nested'),
     // Sampling: keep with probability size / sampleBytes.
     opts.sampleBytes > 0 ? [
       A.jge(R7, opts.sampleBytes, 'sampled'),
       A.call('get_prandom_u32'), A.mod64(R0, opts.sampleBytes),
-      A.jge(R0, R7, 'out'),
+      A.jlt(R0, R7, 'sampled'),
+      statInc(m, Stat.unsampled, 'unsampled'), A.ja('out'),
     ] : [],
     A.label('sampled'),
     statInc(m, Stat.sampled, 'sampled'),
