@@ -45,19 +45,28 @@ export function mmapCandidateRanges(mappings: readonly Mapping[], exclude: reado
   return out;
 }
 
+/** Bytes read per probe window: reading pages in bulk is ~20x cheaper than one pread per page. */
+const PROBE_WINDOW = 256 << 10;
+
 /** Scans ranges for mmapped chunks; calls `sink` per chunk. Returns bytes read. */
 export function scanMmappedChunks(space: AddressSpace, ranges: readonly { start: number; end: number }[], sink: (c: MmappedChunk) => void): number {
-  const hdr = Buffer.alloc(16);
+  const win = Buffer.from(new ArrayBuffer(PROBE_WINDOW));
   let bytesRead = 0, probes = 0;
   for (const r of ranges) {
     let q = Math.ceil(r.start / PAGE_SIZE) * PAGE_SIZE;
+    let winStart = 0, winEnd = 0;
     while (q + PAGE_SIZE <= r.end && probes < MAX_PROBED_PAGES) {
       probes++;
-      const n = space.readInto(q, hdr, 0, 16);
-      bytesRead += n;
-      if (n !== 16) { q += PAGE_SIZE; continue; }
-      const prevLo = hdr.readUInt32LE(0), prevHi = hdr.readUInt32LE(4);
-      const lo = hdr.readUInt32LE(8), hi = hdr.readUInt32LE(12);
+      if (q + 16 > winEnd || q < winStart) {
+        const n = space.readInto(q, win, 0, Math.min(PROBE_WINDOW, r.end - q));
+        bytesRead += n;
+        winStart = q;
+        winEnd = q + n;
+        if (n < 16) { winEnd = 0; q += PAGE_SIZE; continue; }
+      }
+      const o = q - winStart;
+      const prevLo = win.readUInt32LE(o), prevHi = win.readUInt32LE(o + 4);
+      const lo = win.readUInt32LE(o + 8), hi = win.readUInt32LE(o + 12);
       if ((lo & 7) === 2 && prevHi === 0 && prevLo < PAGE_SIZE && (prevLo & 15) === 0) {
         const size = hi * 4294967296 + (lo - 2);
         const mapped = prevLo + size;

@@ -1,0 +1,116 @@
+// Heap census benchmark: `node dist/bench/heap.js` (root, after `make -C test/fixtures`).
+// The glibc-bigheap fixture builds a heap of ~4.5M chunks of 192 bytes in the main arena
+// (~824 MiB) plus 2 thread arenas; we time, in the same run, median of RUNS:
+//   census: heapCensus() walk (glibc located once beforehand, as the CLI does per run;
+//           locating, i.e. parsing libc's debug file, is reported apart);
+//   read:   a plain read of the same memory ranges (every arena heap) through
+//           /proc/PID/mem in 16 MiB windows into one buffer: the floor for any walk
+//           (also with 1 MiB windows, the census's own window size, for reference).
+// The census also reads libc data, free-list nodes and probes anonymous mappings for
+// mmapped chunks (censusBytesRead), all inside its time.
+// Target: census <= 1.5x read.
+import { closeSync, openSync, readSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { LiveProcess } from '../src/target/index.js';
+import { Symbolizer } from '../src/symbols/index.js';
+import { heapCensus, locateGlibc } from '../src/glibc/index.js';
+import { ensureFixturesBuilt } from '../test/helpers/build.js';
+import { startFixture } from '../test/helpers/fixture.js';
+
+const RUNS = 3;
+const WINDOW = 16 << 20;
+
+interface BigheapTruth { pid: number; mainChunks: number; threadChunks: number; chunkSize: number; freed: number; mallinfo2: { arena: number; uordblks: number } }
+
+function median(xs: number[]): number { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]!; }
+
+function plainRead(pid: number, ranges: { start: number; end: number }[], buf: Buffer): number {
+  const WINDOW = buf.length;
+  const fd = openSync(`/proc/${pid}/mem`, 'r');
+  let total = 0;
+  try {
+    for (const r of ranges) {
+      for (let a = r.start; a < r.end;) {
+        const n = readSync(fd, buf, 0, Math.min(WINDOW, r.end - a), a);
+        if (n <= 0) break;
+        total += n;
+        a += n;
+      }
+    }
+  } finally { closeSync(fd); }
+  return total;
+}
+
+export async function benchHeap(opts: { mainChunks?: number; threadChunks?: number } = {}): Promise<object> {
+  await ensureFixturesBuilt();
+  const args = [String(opts.mainChunks ?? 4_500_000), String(opts.threadChunks ?? 250_000)];
+  const fx = await startFixture<BigheapTruth>('glibc-bigheap', args, { timeoutMs: 120_000 });
+  try {
+    const space = LiveProcess.open(fx.pid);
+    const t0 = performance.now();
+    const symbolizer = new Symbolizer(space.modules());
+    const location = locateGlibc(space, symbolizer);
+    const locateMs = performance.now() - t0;
+    const censusMs: number[] = [], readMs: number[] = [];
+    let census = heapCensus(space, { symbolizer, location });
+    const ranges = census.arenas.flatMap((a) => a.heaps.map((h) => ({ start: h.start, end: h.end })));
+    const buf = Buffer.allocUnsafe(WINDOW);
+    const buf1M = Buffer.allocUnsafe(1 << 20);
+    const read1MMs: number[] = [];
+    const rssBefore = process.memoryUsage().rss;
+    let readBytes = 0;
+    for (let i = 0; i < RUNS; i++) {
+      let s = performance.now();
+      readBytes = plainRead(fx.pid, ranges, buf);
+      readMs.push(performance.now() - s);
+      s = performance.now();
+      plainRead(fx.pid, ranges, buf1M);
+      read1MMs.push(performance.now() - s);
+      s = performance.now();
+      census = heapCensus(space, { symbolizer, location });
+      censusMs.push(performance.now() - s);
+    }
+    const rssAfter = process.memoryUsage().rss;
+    space.close();
+    const t = fx.truth;
+    const expectChunks = t.mainChunks + 2 * t.threadChunks;
+    const inUseOfSize = census.topSizes.find((x) => x.size === t.chunkSize)?.count ?? 0;
+    const result = {
+      heapBytes: readBytes,
+      chunksWalked: census.stats.chunksWalked,
+      expectedPatternChunks: expectChunks,
+      inUseOfPatternSize: inUseOfSize,
+      expectedInUseOfPatternSize: expectChunks - t.freed,
+      inconsistencies: census.inconsistencyCount,
+      systemBytesMatchesMallinfo: census.totals.systemBytes === t.mallinfo2.arena,
+      locateMs: Math.round(locateMs),
+      censusMs: censusMs.map((x) => Math.round(x)),
+      readMs: readMs.map((x) => Math.round(x)),
+      read1MiBWindowsMs: read1MMs.map((x) => Math.round(x)),
+      censusBytesRead: census.stats.bytesRead,
+      censusMedianMs: Math.round(median(censusMs)),
+      readMedianMs: Math.round(median(readMs)),
+      ratio: Math.round((median(censusMs) / median(readMs)) * 100) / 100,
+      ratioVs1MiBRead: Math.round((median(censusMs) / median(read1MMs)) * 100) / 100,
+      target: 1.5,
+      readGiBps: Math.round((readBytes / 2 ** 30 / (median(readMs) / 1000)) * 100) / 100,
+      censusGiBps: Math.round((readBytes / 2 ** 30 / (median(censusMs) / 1000)) * 100) / 100,
+      leakscopeRssGrowthMiB: Math.round((rssAfter - rssBefore) / 2 ** 20),
+      leakscopeRssMiB: Math.round(rssAfter / 2 ** 20),
+    };
+    return result;
+  } finally {
+    await fx.stop();
+  }
+}
+
+function printTable(r: Record<string, unknown>): void {
+  const w = Math.max(...Object.keys(r).map((k) => k.length));
+  for (const [k, v] of Object.entries(r)) console.log(`${k.padEnd(w)}  ${Array.isArray(v) ? v.join(' / ') : String(v)}`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const r = (await benchHeap()) as Record<string, unknown>;
+  console.log('heap census vs plain /proc/PID/mem read (median of 3, same run)');
+  printTable(r);
+}
