@@ -37,6 +37,11 @@ export interface CensusOptions {
   symbolizer?: Symbolizer;
   /** A location from locateGlibc (made when absent). */
   location?: GlibcLocation;
+  /**
+   * Called once per chunk finally counted as in use (after tcache / fastbin chunks are moved out),
+   * and per mmapped chunk: user pointer (chunk + 16), chunk size, mmapped. For the pool analysis.
+   */
+  onInUseChunk?: (userAddr: number, chunkSize: number, mmapped: boolean) => void;
 }
 
 /**
@@ -101,6 +106,11 @@ class Census {
   freeSize = new Float64Array(1024);
   freeBk = new Float64Array(1024);
   freeLen = 0;
+  /** In-use heap chunks (address, size) as walked, when a caller asked for them (onInUseChunk). */
+  collect = false;
+  usedAddr = new Float64Array(0);
+  usedSize = new Float64Array(0);
+  usedLen = 0;
   private readonly buf: Buffer;
   /** The window as little-endian u32 words (x86-64 hosts and targets only): chunk headers are 8-aligned. */
   private readonly u32: Uint32Array;
@@ -134,6 +144,7 @@ class Census {
     const u32 = this.u32, buf = this.buf, space = this.space;
     const hFreeN = this.hFreeN, hFreeB = this.hFreeB, exactFlat = this.exactFlat;
     const winCap = buf.length;
+    const collect = this.collect;
     const limit = heap.top >= 0 ? heap.top : heap.end;
     const end = heap.end;
     let winStart = 0, winEnd = 0;
@@ -171,6 +182,7 @@ class Census {
           if (prevSize < EXACT_FLAT_LIMIT) exactFlat[prevSize >>> 4]++;
           else this.exactMap.set(prevSize, (this.exactMap.get(prevSize) ?? 0) + 1);
           if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
+          if (collect) this.collectInUse(p - prevSize, prevSize);
         } else {
           binN++;
           binB += prevSize;
@@ -213,6 +225,7 @@ class Census {
             if (prevSize < EXACT_FLAT_LIMIT) exactFlat[prevSize >>> 4]++;
             else this.exactMap.set(prevSize, (this.exactMap.get(prevSize) ?? 0) + 1);
             if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
+            if (collect) this.collectInUse(p - prevSize, prevSize);
           } else {
             binN++; binB += prevSize;
             const k = bucketOf(prevSize);
@@ -243,6 +256,16 @@ class Census {
     a.heaps.push({ start: heap.start, end: heap.end, walkedEnd, chunks });
     this.segments.push({ start: heap.firstChunk, end: heap.end, walkedEnd, arena: a, free0, free1: this.freeLen });
     return walkedEnd;
+  }
+
+  collectInUse(addr: number, size: number): void {
+    const n = this.usedLen;
+    if (n === this.usedAddr.length) {
+      const grow = (a: Float64Array) => { const b = new Float64Array(Math.max(1024, a.length * 2)); b.set(a); return b; };
+      this.usedAddr = grow(this.usedAddr); this.usedSize = grow(this.usedSize);
+    }
+    this.usedAddr[n] = addr; this.usedSize[n] = size;
+    this.usedLen = n + 1;
   }
 
   indexFree(addr: number, size: number, bk: number): void {
@@ -382,6 +405,7 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
   const loc = opts.location ?? locateGlibc(space, symbolizer);
   const L = loc.layout;
   const c = new Census(space, loc, opts.windowBytes ?? DEFAULT_WINDOW);
+  c.collect = !!opts.onInUseChunk;
   const mp = readMallocParams(space, loc);
   const sources = { ...loc.sources };
   const { arenas: raws, heapMaxSize } = readArenas(space, loc, mp, (i) => c.report(i));
@@ -418,12 +442,20 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
   if (tcaches.keySource) sources.tcacheKey = tcaches.keySource;
   sources.tcaches = `${tcaches.found} tcache_perthread_struct found among ${c.tcacheCandidates.length} in-use chunks of ${L.tcache.structChunkSize} bytes`;
 
+  if (opts.onInUseChunk) {
+    for (let i = 0; i < c.usedLen; i++) {
+      const addr = c.usedAddr[i]!;
+      if (!c.reclassified.has(addr)) opts.onInUseChunk(addr + 16, c.usedSize[i]!, false);
+    }
+  }
+
   // mmapped chunks (no arena): anonymous rw VMAs minus the thread heaps.
   const totals = { ...emptyTotals(), unsortedChunks: 0, smallbinChunks: 0, largebinChunks: 0, fragmentation: 0, largestFreeChunk: 0, arenas: arenas.length, tcaches: tcaches.found };
   if (!opts.skipMmapped) {
     const exclude = raws.filter((r) => r.kind === 'thread').flatMap((r) => r.heaps.map((h) => ({ start: h.start, end: h.start + heapMaxSize })));
     if (loc.heapMapping) exclude.push({ start: loc.heapMapping.start, end: loc.heapMapping.end });
     c.bytesRead += scanMmappedChunks(space, mmapCandidateRanges(space.mappings(), exclude), (m) => {
+      opts.onInUseChunk?.(m.address + 16, m.size, true);
       totals.mmappedChunks++;
       totals.mmappedBytes += m.mappedBytes;
       if (m.size < EXACT_FLAT_LIMIT) c.exactFlat[m.size >>> 4]++;
