@@ -56,6 +56,7 @@ export class LiveProcess implements AddressSpace {
 
   mappings(opts: { refresh?: boolean } = {}): Mapping[] {
     if (!this.cachedMaps || opts.refresh) {
+      this.cachedModules = undefined;   // rebuilt from the new mappings (dlopen / dlclose)
       try { this.cachedMaps = parseMaps(readFileSync(`/proc/${this.pid}/maps`, 'utf8')); } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ESRCH' || (e as NodeJS.ErrnoException).code === 'ENOENT') {
           throw new LeakscopeError('no-such-process', `process ${this.pid} exited`);

@@ -1,7 +1,7 @@
 // What a probe captures for the unwinder: registers and a copy of the top of the user stack,
 // written into one ring-buffer record (as `perf record --call-graph dwarf` does, offline unwinding).
 //
-// Record layout (little-endian, bytes):
+// Record layout (little-endian, bytes; only header + stackLen bytes reach the ring):
 //   0  u32 kind            EventKind
 //   4  u32 stackLen        bytes of stack copied (0..STACK_BYTES)
 //   8  u64 pidTgid         tgid << 32 | tid
@@ -24,7 +24,7 @@ export const EventKind = { mallocSample: 1, poolCreate: 2 } as const;
 export const HEADER_BYTES = 112;
 export const STACK_BYTES = 8192;
 const PAGE = 4096;
-/** Reserved size: the verifier must see every variable-length page copy stay inside the record. */
+/** Scratch record size: the verifier must see every variable-length page copy stay inside it. */
 export const RECORD_BYTES = HEADER_BYTES + STACK_BYTES + PAGE;
 
 export const CAPTURED_REGS = ['rip', 'rsp', 'rbp', 'rbx', 'r12', 'r13', 'r14', 'r15'] as const;

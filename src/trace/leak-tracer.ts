@@ -57,12 +57,12 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
 
   const resolver = new StackResolver(space);
   const events = new Map<string, EventRecord>();      // malloc: `${tid}:${timeNs}`; pool: `${address}`
-  let sampledEvents = 0;
+  let sampledEvents = 0, complete = 0;
   const onEvent = (e: CapturedEvent) => {
     sampledEvents++;
     const u = resolver.unwind(e);
-    const frames = resolver.frames(u.pcs);
-    const rec: EventRecord = { pcs: u.pcs, size: e.size, timeNs: e.timeNs, complete: StackResolver.complete(frames) };
+    const rec: EventRecord = { pcs: u.pcs, size: e.size, timeNs: e.timeNs, complete: StackResolver.complete(resolver.frames(u.pcs)) };
+    if (rec.complete) complete++;
     if (opts.mode === 'pool') {
       const prev = events.get(String(e.address));
       if (!prev || prev.timeNs <= e.timeNs) events.set(String(e.address), rec);
@@ -93,6 +93,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     }
     probes.push(...session.probeNames());
     session.start();
+    resolver.refresh();   // the [uprobes] trampoline page exists once uretprobes are attached
 
     // The window: progress each second; duty cycle in pool mode; early end on abort.
     const t0 = Date.now();
@@ -126,14 +127,13 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       if (!b) byStack.set(k, (b = { pcs, bytes: 0, count: 0, allocBytes: 0, allocCount: 0 }));
       return b;
     };
-    let outBytes = 0, outCount = 0, allocBytes = 0, allocCount = 0, complete = 0;
+    let outBytes = 0, outCount = 0, allocBytes = 0, allocCount = 0;
     const scale = (size: number) => (sampleBytes > 0 && size < sampleBytes ? { bytes: sampleBytes, count: sampleBytes / Math.max(1, size) } : { bytes: size, count: 1 });
     if (opts.mode === 'malloc') {
       for (const ev of events.values()) {
         const w = scale(ev.size);
         const b = bucket(ev.pcs);
         b.allocBytes += w.bytes; b.allocCount += w.count; allocBytes += w.bytes; allocCount += w.count;
-        if (ev.complete) complete++;
       }
       for (const o of session.outstanding()) {
         const ev = events.get(`${o.tid}:${o.timeNs}`);
@@ -147,7 +147,6 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       const live = opts.livePools?.() ?? new Map<number, number>();
       const dutyScale = 1 / attachedShare;
       for (const [addr, ev] of events) {
-        if (ev.complete) complete++;
         const bytes = live.get(Number(addr));
         const b = bucket(ev.pcs);
         b.allocCount += dutyScale; allocCount += dutyScale;

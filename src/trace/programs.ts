@@ -6,6 +6,10 @@
 //   pending      hash  pid_tgid -> {timeNs, size, aux}: a sampled call between entry and return
 //   outstanding  hash  pointer  -> {timeNs, size, pidTgid}: sampled allocations not yet freed
 //   stats        per-CPU array of u64 counters (Stat)
+//   scratch      per-CPU array, one RECORD_BYTES value: the record is built there, then copied into
+//                the ring with ringbuf_output at its real length (header + stack actually copied),
+//                so the ring holds ~3x more records than with a fixed-size reserve. (A task preempted
+//                mid-program on a PREEMPT kernel could see its scratch reused: one garbled record.)
 //
 // Sampling (decided at entry, before any other work): an allocation of `size` bytes is sampled
 // with probability p = min(1, size / sampleBytes) using bpf_get_prandom_u32; the user side scales
@@ -14,7 +18,7 @@
 import * as A from '../ebpf/asm.js';
 import type { Body, MapRef, Reg } from '../ebpf/asm.js';
 import { R0, R1, R2, R3, R6, R7, R9, FP } from '../ebpf/asm.js';
-import { EventKind, RECORD_BYTES, captureRegsAndStack } from './capture.js';
+import { EventKind, HEADER_BYTES, STACK_BYTES, captureRegsAndStack } from './capture.js';
 
 export const Stat = {
   entryHits: 0, sampled: 1, returnHits: 2, freeHits: 3, freeMatched: 4, ringFull: 5, outstandingFull: 6, poolHits: 7, nested: 8, unsampled: 9,
@@ -29,7 +33,7 @@ export type AllocConvention =
   | 'size1'          // memalign(align, size), aligned_alloc(align, size)
   | 'posix_memalign'; // posix_memalign(&ptr, align, size): result stored through arg 0, rax = 0 on success
 
-export interface TracerMaps { events: MapRef; pending: MapRef; outstanding: MapRef; stats: MapRef }
+export interface TracerMaps { events: MapRef; pending: MapRef; outstanding: MapRef; stats: MapRef; scratch: MapRef }
 
 // BPF stack slots (offsets from FP).
 const K_TID = -8;        // u64 pid_tgid key
@@ -45,6 +49,30 @@ function statInc(m: TracerMaps, stat: number, uniq: string): Body {
     A.jeq(R0, 0, skip),
     A.ldx('dw', R1, R0, 0), A.add64(R1, 1), A.stx('dw', R0, 0, R1),
     A.label(skip),
+  ];
+}
+
+/** r9 = &scratch[0] (this CPU's record buffer), or goto out. Uses K_STAT as the key slot. */
+function scratchRecord(m: TracerMaps): Body {
+  return [
+    A.st('w', FP, K_STAT, 0),
+    A.ldMap(R1, m.scratch), A.mov64(R2, FP), A.add64(R2, K_STAT), A.call('map_lookup_elem'),
+    A.jeq(R0, 0, 'out'),
+    A.mov64(R9, R0),
+  ];
+}
+
+/** ringbuf_output(events, r9, HEADER_BYTES + stackLen): only the bytes captured. Counts a full ring. */
+function outputRecord(m: TracerMaps, uniq: string): Body {
+  const ok = `output_ok_${uniq}`, clamp = `output_len_${uniq}`;
+  return [
+    A.ldx('w', R3, R9, 4),
+    A.jle(R3, STACK_BYTES, clamp), A.mov64(R3, STACK_BYTES), A.label(clamp),
+    A.add64(R3, HEADER_BYTES),
+    A.ldMap(R1, m.events), A.mov64(R2, R9), A.mov64(A.R4, 0), A.call('ringbuf_output'),
+    A.jeq(R0, 0, ok),
+    statInc(m, Stat.ringFull, `ringfull_${uniq}`),
+    A.label(ok),
   ];
 }
 
@@ -68,7 +96,7 @@ function sizeOf(conv: AllocConvention, ctx: Reg): Body {
 }
 
 /** Entry of an allocation function: sample, capture the stack, remember the call until it returns. */
-export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; sampleBytes: number }): Body {
+export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; sampleBytes: number; mayNest?: boolean }): Body {
   const ctx = R6;
   return [
     A.mov64(ctx, R1),
@@ -91,19 +119,24 @@ export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { 
       A.jge(R7, opts.sampleBytes, 'sampled'),
       A.call('get_prandom_u32'), A.mod64(R0, opts.sampleBytes),
       A.jlt(R0, R7, 'sampled'),
-      statInc(m, Stat.unsampled, 'unsampled'), A.ja('out'),
+      statInc(m, Stat.unsampled, 'unsampled'),
+      // Functions that call malloc internally (posix_memalign with small alignment, realloc(NULL, n))
+      // leave a marker (timeNs 0) so the inner call is not sampled on its own: the decision is the
+      // outer call's, and the inner stack would pass through the outer's uretprobe trampoline.
+      opts.mayNest ? [
+        A.st('dw', FP, V_TS, 0), A.st('dw', FP, V_SIZE, 0), A.st('dw', FP, V_AUX, 0),
+        A.ldMap(R1, m.pending), A.mov64(R2, FP), A.add64(R2, K_TID), A.mov64(R3, FP), A.add64(R3, V_TS),
+        A.mov64(A.R4, 0), A.call('map_update_elem'),
+      ] : [],
+      A.ja('out'),
     ] : [],
     A.label('sampled'),
     statInc(m, Stat.sampled, 'sampled'),
     A.stx('dw', FP, V_SIZE, R7),
     conv === 'posix_memalign' || conv === 'realloc' ? [A.loadArg(R1, ctx, 0), A.stx('dw', FP, V_AUX, R1)] : [A.st('dw', FP, V_AUX, 0)],
     A.call('ktime_get_ns'), A.stx('dw', FP, V_TS, R0),
-    // The capture record.
-    A.ldMap(R1, m.events), A.mov64(R2, RECORD_BYTES), A.mov64(R3, 0), A.call('ringbuf_reserve'),
-    A.jne(R0, 0, 'have_rec'),
-    statInc(m, Stat.ringFull, 'ringfull'), A.ja('out'),
-    A.label('have_rec'),
-    A.mov64(R9, R0),
+    // The capture record, built in the per-CPU scratch value.
+    scratchRecord(m),
     A.st('w', R9, 0, EventKind.mallocSample),
     A.ldx('dw', R1, FP, K_TID), A.stx('dw', R9, 8, R1),
     A.ldx('dw', R1, FP, V_TS), A.stx('dw', R9, 16, R1),
@@ -111,7 +144,7 @@ export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { 
     A.st('dw', R9, 32, 0),
     A.ldx('dw', R1, FP, V_AUX), A.stx('dw', R9, 40, R1),
     captureRegsAndStack(R9, ctx, 'alloc'),
-    A.mov64(R1, R9), A.mov64(R2, 0), A.call('ringbuf_submit'),
+    outputRecord(m, 'alloc'),
     // pending[pid_tgid] = {timeNs, size, aux}
     A.ldMap(R1, m.pending), A.mov64(R2, FP), A.add64(R2, K_TID), A.mov64(R3, FP), A.add64(R3, V_TS),
     A.mov64(A.R4, 0), A.call('map_update_elem'),
@@ -134,6 +167,7 @@ export function allocReturnProgram(m: TracerMaps, conv: 'rax' | 'posix_memalign'
     A.ldx('dw', R1, R0, 8), A.stx('dw', FP, V_SIZE, R1),
     A.ldx('dw', R7, R0, 16),   // aux: posix_memalign's memptr
     mapDelete(m.pending, K_TID),
+    A.ldx('dw', R1, FP, V_TS), A.jeq(R1, 0, 'out'),   // an unsampled outer call's marker
     conv === 'posix_memalign' ? [
       A.loadReg(R1, ctx, 'rax'), A.jne(R1, 0, 'out'),   // non-zero: failed
       A.mov64(R1, FP), A.add64(R1, K_PTR), A.mov64(R2, 8), A.mov64(R3, R7), A.call('probe_read_user'),
@@ -181,11 +215,7 @@ export function poolCreateProgram(m: TracerMaps, opts: { tgid?: number }): Body 
     statInc(m, Stat.poolHits, 'pool'),
     A.loadReg(R7, ctx, 'rax'), A.jeq(R7, 0, 'out'),
     A.stx('dw', FP, K_PTR, R7),
-    A.ldMap(R1, m.events), A.mov64(R2, RECORD_BYTES), A.mov64(R3, 0), A.call('ringbuf_reserve'),
-    A.jne(R0, 0, 'have_rec'),
-    statInc(m, Stat.ringFull, 'ringfull'), A.ja('out'),
-    A.label('have_rec'),
-    A.mov64(R9, R0),
+    scratchRecord(m),
     A.st('w', R9, 0, EventKind.poolCreate),
     A.call('get_current_pid_tgid'), A.stx('dw', R9, 8, R0),
     A.call('ktime_get_ns'), A.stx('dw', R9, 16, R0),
@@ -193,7 +223,7 @@ export function poolCreateProgram(m: TracerMaps, opts: { tgid?: number }): Body 
     A.ldx('dw', R1, FP, K_PTR), A.stx('dw', R9, 32, R1),
     A.st('dw', R9, 40, 0),
     captureRegsAndStack(R9, ctx, 'pool'),
-    A.mov64(R1, R9), A.mov64(R2, 0), A.call('ringbuf_submit'),
+    outputRecord(m, 'pool'),
     A.label('out'),
     A.returnZero(),
   ];

@@ -3,7 +3,8 @@
 // still outstanding. Probes are fd-based: they vanish if leakscope dies, even by SIGKILL.
 
 import { basename } from 'node:path';
-import { BpfMap, PerCpuArrayMap, RingBufMap, u64, u64n, record } from '../ebpf/maps.js';
+import { BpfMap, PerCpuArrayMap, RingBufMap, bytes, u64, u64n, record } from '../ebpf/maps.js';
+import { RECORD_BYTES } from './capture.js';
 import { loadProgram } from '../ebpf/prog.js';
 import type { Program } from '../ebpf/prog.js';
 import { openRingBuffer } from '../ebpf/ringbuf.js';
@@ -43,7 +44,7 @@ export interface SessionOptions {
 const valueCodec = record<{ timeNs: number; size: number; aux: number }>({ timeNs: u64n, size: u64n, aux: u64n });
 
 export class TraceSession {
-  readonly maps: { events: RingBufMap; pending: BpfMap<number, { timeNs: number; size: number; aux: number }>; outstanding: BpfMap<number, { timeNs: number; size: number; aux: number }>; stats: PerCpuArrayMap<bigint> };
+  readonly maps: { events: RingBufMap; pending: BpfMap<number, { timeNs: number; size: number; aux: number }>; outstanding: BpfMap<number, { timeNs: number; size: number; aux: number }>; stats: PerCpuArrayMap<bigint>; scratch: PerCpuArrayMap<Uint8Array> };
   private programs = new Map<string, Program>();
   private links: Array<{ spec: ProbeSpec; link: UprobeLink }> = [];
   private reader?: RingBufferReader;
@@ -57,6 +58,7 @@ export class TraceSession {
       pending: new BpfMap({ name: 'ls_pending', type: 'lru-hash', key: u64n, value: valueCodec, maxEntries: 16384 }),
       outstanding: new BpfMap({ name: 'ls_outstanding', type: 'hash', key: u64n, value: valueCodec, maxEntries: opts.maxOutstanding ?? 262144 }),
       stats: new PerCpuArrayMap({ name: 'ls_stats', value: u64, maxEntries: STAT_COUNT }),
+      scratch: new PerCpuArrayMap({ name: 'ls_scratch', value: bytes(RECORD_BYTES), maxEntries: 1 }),
     };
   }
 
@@ -134,7 +136,7 @@ export class TraceSession {
     this.reader = undefined;
     for (const p of this.programs.values()) p.close();
     this.programs.clear();
-    this.maps.events.close(); this.maps.pending.close(); this.maps.outstanding.close(); this.maps.stats.close();
+    for (const m of Object.values(this.maps)) m.close();
   }
 }
 
@@ -160,7 +162,9 @@ export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] 
     const vaddr = o.symbolVaddr(f.symbol);
     if (vaddr === undefined || seen.has(vaddr)) continue;
     seen.add(vaddr);
-    out.push({ name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: false, body: allocEntryProgram(m, f.conv, { tgid: o.pid, sampleBytes: o.sampleBytes }) });
+    // Every function but malloc and calloc may call malloc internally (glibc 2.36 _mid_memalign, realloc).
+    const mayNest = f.symbol !== 'malloc' && f.symbol !== 'calloc';
+    out.push({ name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: false, body: allocEntryProgram(m, f.conv, { tgid: o.pid, sampleBytes: o.sampleBytes, mayNest }) });
     out.push({ name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: true, body: allocReturnProgram(m, f.conv === 'posix_memalign' ? 'posix_memalign' : 'rax', { tgid: o.pid }) });
   }
   const free = o.symbolVaddr('free');

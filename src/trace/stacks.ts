@@ -38,7 +38,7 @@ export class StackResolver {
   refresh(): void {
     if (this.space.kind !== 'live') return;
     this.space.mappings({ refresh: true });
-    const mods = (this.space as AddressSpace & { modules(): Module[] }).modules();
+    const mods = this.space.modules();
     this.modules = mods;
     this.symbolizer = new Symbolizer(mods);
     this.moduleMap = this.makeMap();

@@ -1,0 +1,166 @@
+// The leak tracers against ground truth: a C fixture that knows exactly what each call path
+// leaked, and real Debian nginx (no frame pointers, no debug info) with the leaking module.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { Profile } from 'pprof-format';
+import { startFixture } from '../../test/helpers/fixture.js';
+import type { MallocLeakerReport } from '../../test/helpers/fixture.js';
+import { startNginx, driveRequests, runWrk } from '../../test/helpers/nginx.js';
+import { withBrowser, openFile } from '../../test/helpers/browser.js';
+import { LiveProcess } from '../target/index.js';
+import { traceLeaks } from './leak-tracer.js';
+import { livePoolBytes } from '../analysis/pool-census.js';
+import { frameLabel } from '../model/index.js';
+import type { LeakTrace, StackSample } from '../model/index.js';
+import { toFolded } from '../formats/folded/folded.js';
+import { toPprof } from '../formats/pprof/pprof.js';
+import { renderFlameGraphSvg } from '../report/flamegraph-svg.js';
+
+const names = (s: StackSample) => s.frames.map(frameLabel);
+/** Outstanding bytes / count per leaking path of the fixture, keyed by leak_path_X. */
+function byPath(t: LeakTrace): Map<string, { bytes: number; count: number }> {
+  const out = new Map<string, { bytes: number; count: number }>();
+  for (const s of t.stacks) {
+    const p = names(s).find((n) => /^(leak_path_[a-d]|churn_path)$/.test(n)) ?? 'other';
+    const e = out.get(p) ?? { bytes: 0, count: 0 };
+    e.bytes += s.bytes; e.count += s.count;
+    out.set(p, e);
+  }
+  return out;
+}
+
+async function traceFixtureBatch(command: string, sampleBytes: number, seconds: number) {
+  const fx = await startFixture('malloc-leaker');
+  try {
+    const space = LiveProcess.open(fx.pid);
+    let attached!: () => void;
+    const ready = new Promise<void>((r) => { attached = r; });
+    const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: seconds, sampleBytes, onProgress: () => attached() });
+    setTimeout(() => attached(), 300);
+    await ready;
+    const report = await fx.command<MallocLeakerReport>(command, 120_000);
+    const t = await trace;
+    space.close();
+    return { t, report };
+  } finally { await fx.stop(); }
+}
+
+test('malloc mode, sampling off: per-path leaked counts and bytes are exact; outputs decode', async (t) => {
+  const { t: trace, report } = await traceFixtureBatch('go 2000 250', 0, 5);
+  assert.equal(trace.cost.lostEvents, 0, `no events lost: ${JSON.stringify(trace.cost)} ${trace.notes}`);
+  const got = byPath(trace);
+  for (const p of report.paths) {
+    assert.deepEqual(got.get(p.name), { bytes: p.leakedBytes, count: p.leakedCount }, p.name);
+  }
+  assert.equal(got.get('churn_path'), undefined, 'the non-leaking churn contributes nothing');
+  assert.equal(got.get('other'), undefined);
+  // every stack names its path through the fixture's call chain down to main
+  for (const s of trace.stacks) {
+    const n = names(s);
+    const path = n.find((x) => x.startsWith('leak_path_'))!;
+    const letter = path.slice(-1);
+    assert.deepEqual(n.slice(n.indexOf(path), n.indexOf('main') + 1), [path, `leaker_mid_${letter}`, 'leaker_iteration', 'leaker_run_batch', 'main']);
+  }
+  assert.equal(trace.totals.completeStacks, trace.totals.sampledEvents, 'every stack reaches main');
+
+  // pprof decodes (pprof-format) into the same totals; folded lines follow speedscope's rule; the SVG opens in Chromium.
+  const profile = Profile.decode(gunzipSync(toPprof(trace.stacks, { durationNanos: 5e9, timeNanos: BigInt(Date.now()) * 1000000n })));
+  const typeNames = profile.sampleType.map((st) => `${profile.stringTable.strings[Number(st.type)]}/${profile.stringTable.strings[Number(st.unit)]}`);
+  const col = (name: string) => typeNames.indexOf(name);
+  const sum = (i: number) => profile.sample.reduce((a, s) => a + Number(s.value[i]), 0);
+  assert.equal(sum(col('inuse_space/bytes')), report.totalLeakedBytes);
+  assert.equal(sum(col('inuse_objects/count')), report.paths.reduce((a, p) => a + p.leakedCount, 0));
+  const folded = toFolded(trace.stacks, 'bytes');
+  let foldedTotal = 0;
+  for (const line of folded.trim().split('\n')) {
+    const m = /^(.*) (\d+)$/.exec(line);   // speedscope src/import/bg-flamegraph.ts
+    assert.ok(m, `speedscope rule: ${line}`);
+    assert.ok(m[1]!.split(';')[0] === '_start' || m[1]!.split(';')[0]!.length > 0);
+    foldedTotal += Number(m[2]);
+  }
+  assert.equal(foldedTotal, report.totalLeakedBytes);
+  const dir = mkdtempSync(join(tmpdir(), 'leakscope-trace-'));
+  const svgPath = join(dir, 'leaks.svg');
+  writeFileSync(svgPath, renderFlameGraphSvg(trace.stacks, { title: 'malloc-leaker', weight: 'bytes' }));
+  await withBrowser(t, async ({ page, errors }) => {
+    await openFile(page, svgPath);
+    const texts = await page.locator('text').allTextContents();
+    const titles = await page.locator('title').allTextContents();
+    for (const p of report.paths) assert.ok(titles.some((x) => x.includes(p.name)), `frame ${p.name} in the SVG`);
+    assert.ok(texts.some((x) => x.includes('leak_path_c')), 'the widest frames are labelled');
+    assert.deepEqual(errors, []);
+  });
+});
+
+test('malloc mode, default sampling (512 KiB): per-path estimates are unbiased', async () => {
+  const { t: trace, report } = await traceFixtureBatch('go 60000', 512 * 1024, 40);
+  const got = byPath(trace);
+  for (const p of report.paths) {
+    // Bernoulli sampling with p = size/period, each sample weighted 1/p: the relative standard
+    // error is 1/sqrt(expected samples), expected samples = leaked bytes / period.
+    const expectedSamples = p.leakedBytes / (512 * 1024);
+    const est = got.get(p.name)?.bytes ?? 0;
+    const rel = Math.abs(est - p.leakedBytes) / p.leakedBytes;
+    const fourSigma = 4 / Math.sqrt(expectedSamples);
+    assert.ok(rel <= fourSigma, `${p.name}: estimate ${est} vs ${p.leakedBytes} (${(rel * 100).toFixed(1)}%, 4 sigma = ${(fourSigma * 100).toFixed(1)}%)`);
+    if (expectedSamples >= 900) assert.ok(rel <= 0.10, `${p.name}: within 10% (${(rel * 100).toFixed(1)}%, ${expectedSamples.toFixed(0)} expected samples)`);
+    console.log(`# ${p.name}: truth ${p.leakedBytes} B, estimate ${est} B (${(rel * 100).toFixed(1)}% off, ${expectedSamples.toFixed(0)} expected samples)`);
+  }
+  const total = [...got.values()].reduce((a, b) => a + b.bytes, 0);
+  assert.ok(Math.abs(total - report.totalLeakedBytes) <= report.totalLeakedBytes * 0.1, `total ${total} vs ${report.totalLeakedBytes}`);
+});
+
+test('nginx under load, malloc mode: the heaviest leak runs malloc <- ngx_alloc <- ... <- module <- main', async () => {
+  const ngx = await startNginx({ workers: 1 });
+  try {
+    const [worker] = ngx.workerPids();
+    await driveRequests(ngx, '/ok', 10, 2);
+    const space = LiveProcess.open(worker!);
+    const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: 5 });
+    await new Promise((r) => setTimeout(r, 500));
+    const load = runWrk(ngx.url('/ok'), 3, 8);
+    const leak = await driveRequests(ngx, '/leak-keep', 40, 2);
+    assert.equal(leak.ok, 40);
+    await load;
+    const t = await trace;
+    space.close();
+    const heaviest = names(t.stacks[0]!);
+    assert.deepEqual(heaviest.slice(0, 2), ['malloc', 'ngx_alloc'], heaviest.join(' <- '));
+    const mod = heaviest.indexOf('ngx_http_leak_create_session');
+    assert.ok(mod >= 2 && mod <= 4, `the module's function follows ngx_palloc_large or its caller: ${heaviest.join(' <- ')}`);
+    assert.ok(heaviest.includes('main'), 'reaches main');
+    assert.ok(t.totals.completeStacks >= 0.95 * t.totals.sampledEvents, `${t.totals.completeStacks} of ${t.totals.sampledEvents} stacks reach main`);
+    for (const s of t.stacks) assert.ok(!names(s).includes('ngx_http_leak_none_session'), 'the non-leaking location contributes nothing');
+    console.log(`# heaviest: ${heaviest.join(' <- ')}; ${t.totals.completeStacks}/${t.totals.sampledEvents} complete`);
+  } finally { await ngx.stop(); }
+});
+
+test('nginx under load, pool mode: leaked pools carry the module function in their creation stack', async () => {
+  const ngx = await startNginx({ workers: 1 });
+  try {
+    const [worker] = ngx.workerPids();
+    await driveRequests(ngx, '/ok', 10, 2);
+    const space = LiveProcess.open(worker!);
+    const trace = traceLeaks(space, { mode: 'pool', durationSeconds: 5, livePools: () => livePoolBytes(space) });
+    await new Promise((r) => setTimeout(r, 500));
+    const load = runWrk(ngx.url('/ok'), 3, 8);
+    assert.equal((await driveRequests(ngx, '/leak-keep', 30, 2)).ok, 30);
+    assert.equal((await driveRequests(ngx, '/leak-drop', 20, 2)).ok, 20);
+    await load;
+    const t = await trace;
+    space.close();
+    const leaking = t.stacks.filter((s) => names(s).includes('ngx_http_leak_create_session'));
+    assert.equal(leaking.reduce((a, s) => a + s.count, 0), 50, 'exactly the 50 leaked pools');
+    for (const s of leaking) {
+      assert.equal(names(s)[0], 'ngx_create_pool');
+      assert.ok(s.bytes >= s.count * (16 * 1024 + 300 * 1024), 'each holds its block and its large allocation');
+    }
+    for (const s of t.stacks) assert.ok(!names(s).includes('ngx_http_leak_none_session'), 'the non-leaking location contributes nothing');
+    assert.ok(t.totals.completeStacks >= 0.95 * t.totals.sampledEvents, `${t.totals.completeStacks} of ${t.totals.sampledEvents} stacks reach main`);
+    assert.deepEqual(Object.keys(t.cost.probeHits), ['pool create']);
+  } finally { await ngx.stop(); }
+});
