@@ -11,12 +11,12 @@ import { CoreFile, LiveProcess } from '../target/index.js';
 import type { AddressSpace } from '../target/index.js';
 import { Symbolizer } from '../symbols/index.js';
 import { memoryBreakdown } from './memory-breakdown.js';
-import { breakdownInputs } from '../cli/commands.js';
+import { breakdownInputsFor } from './breakdown-inputs.js';
 import { sh } from '../../test/support/proc.js';
 import type { MemBreakdown, MemCategoryName } from '../model/index.js';
 
 function breakdown(space: AddressSpace): MemBreakdown {
-  return memoryBreakdown(space, breakdownInputs(space, new Symbolizer(space.modules())));
+  return memoryBreakdown(space, breakdownInputsFor(space, new Symbolizer(space.modules())));
 }
 const rss = (b: MemBreakdown, n: MemCategoryName) => b.categories.find((c) => c.name === n)!.rssBytes;
 function within(actual: number, expected: number, ratio: number, what: string) {

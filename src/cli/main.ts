@@ -7,6 +7,9 @@ import { emit } from './output.js';
 import type { JsonOption } from './output.js';
 import { runHeap, runLeaks, runMem, runPools } from './commands.js';
 import type { LeaksCliOptions } from './commands.js';
+import { runAnalyze } from './analyze-command.js';
+import type { AnalyzeCliOptions } from './analyze-command.js';
+import { runDemo } from './demo.js';
 
 interface CommonOptions extends TargetOptions { json?: JsonOption }
 
@@ -77,6 +80,28 @@ export function buildProgram(): Command {
       const r = await runLeaks(space, opts);
       emit(opts.json, r.text, r.json);
     }));
+  targetCommand(program, 'analyze', 'steps 1-5: the guided analysis, with a conclusion and an HTML report')
+    .option('--duration <seconds>', 'trace window (0: no trace)', number('--duration', 0, 86400), 10)
+    .option('--pause <seconds>', 'observation pause between two heap censuses', number('--pause', 0, 3600), 2)
+    .addOption(new Option('--mode <mode>', 'trace mode').choices(['auto', 'pool', 'malloc']).default('auto'))
+    .option('--sample-bytes <n>', 'malloc mode sampling period (0 = every allocation)', number('--sample-bytes', 0, 2 ** 31 - 1), 512 * 1024)
+    .option('--min-age <seconds>', 'memory younger than this at the end is not a leak', number('--min-age', 0), 1)
+    .option('--baseline <file>', 'a saved `heap --json` to compare against')
+    .option('--html <file>', 'write the self-contained HTML report')
+    .action((pid: string | undefined, opts: CommonOptions & AnalyzeCliOptions) => withTarget(pid, opts, async (space) => {
+      const r = await runAnalyze(space, { ...opts, siblings: true });
+      emit(opts.json, r.text, r.json);
+    }));
+
+  program.command('demo')
+    .description('start a real nginx with a leaking module, drive traffic, run analyze, write the report')
+    .option('--duration <seconds>', 'trace window', number('--duration', 1, 600), 8)
+    .option('--html <file>', 'where to write the report', 'leakscope-demo.html')
+    .addOption(new Option('--json [file]', 'also write the analyze JSON to FILE (or stdout)'))
+    .action(async (opts: { duration: number; html: string; json?: JsonOption }) => {
+      const r = await runDemo(opts);
+      emit(opts.json, r.text, r.json);
+    });
   return program;
 }
 

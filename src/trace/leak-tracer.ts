@@ -33,6 +33,8 @@ export interface LeakTraceOptions {
   /** Byte-weighted sampling period for malloc mode; 0 traces every allocation. */
   sampleBytes?: number;
   minAgeSeconds?: number;
+  /** Malloc mode: trace only requests of [min, max) bytes (e.g. the anomalous bucket). */
+  sizeRange?: { min: number; max: number };
   /** Pool mode: share of each second the probe is attached (0 < duty <= 1). */
   dutyCycle?: number;
   /** Pool mode: live pools at the end of the window, address -> bytes held (the pool census). */
@@ -80,7 +82,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       const libc = symbolizer.modulesNamed('libc.so')[0];
       if (!libc) throw new LeakscopeError('not-found', `${space.description}: libc.so is not loaded: malloc mode needs glibc`);
       const elf = loadElf(libc.hostPath);
-      for (const p of mallocProbes(session.tracerMaps, { pid: space.pid, sampleBytes, libcPath: libc.hostPath, symbolVaddr: (n) => elf.findSymbol(n)?.value })) session.add(p);
+      for (const p of mallocProbes(session.tracerMaps, { pid: space.pid, sampleBytes, libcPath: libc.hostPath, symbolVaddr: (n) => elf.findSymbol(n)?.value, sizeRange: opts.sizeRange })) session.add(p);
     } else {
       const create = symbolizer.lookup('ngx_create_pool');
       if (!create) throw new LeakscopeError('not-found', `${space.description}: no ngx_create_pool symbol: pool mode needs nginx`);
@@ -92,6 +94,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       }));
     }
     probes.push(...session.probeNames());
+    if (opts.sizeRange) notes.push(`only requests of ${opts.sizeRange.min} to ${opts.sizeRange.max - 1} bytes traced`);
     session.start();
     resolver.refresh();   // the [uprobes] trampoline page exists once uretprobes are attached
 

@@ -96,7 +96,7 @@ function sizeOf(conv: AllocConvention, ctx: Reg): Body {
 }
 
 /** Entry of an allocation function: sample, capture the stack, remember the call until it returns. */
-export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; sampleBytes: number; mayNest?: boolean }): Body {
+export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; sampleBytes: number; mayNest?: boolean; sizeRange?: { min: number; max: number } }): Body {
   const ctx = R6;
   return [
     A.mov64(ctx, R1),
@@ -108,6 +108,8 @@ export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { 
       A.jne(R0, 0, 'no_old'), statInc(m, Stat.freeMatched, 'realloc'), A.label('no_old'),
     ] : [],
     sizeOf(conv, ctx),
+    // Only requests in [min, max) bytes (the anomalous chunk-size bucket): decided before anything else.
+    opts.sizeRange ? [A.jlt(R7, opts.sizeRange.min, 'out'), A.jge(R7, opts.sizeRange.max, 'out')] : [],
     // A call nested in a sampled call (realloc(NULL, n) -> malloc) belongs to the outer one.
     A.call('get_current_pid_tgid'), A.stx('dw', FP, K_TID, R0),
     A.ldMap(R1, m.pending), A.mov64(R2, FP), A.add64(R2, K_TID), A.call('map_lookup_elem'),

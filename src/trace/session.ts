@@ -153,7 +153,7 @@ export const ALLOC_FUNCTIONS: Array<{ symbol: string; conv: AllocConvention }> =
   // reallocarray(old, n, size) calls realloc internally (glibc malloc/reallocarray.c), whose probe sees it.
 ];
 
-export interface MallocProbeOptions { pid: number; sampleBytes: number; libcPath: string; symbolVaddr: (name: string) => number | undefined }
+export interface MallocProbeOptions { pid: number; sampleBytes: number; libcPath: string; symbolVaddr: (name: string) => number | undefined; sizeRange?: { min: number; max: number } }
 
 export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] {
   const out: ProbeSpec[] = [];
@@ -164,7 +164,7 @@ export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] 
     seen.add(vaddr);
     // Every function but malloc and calloc may call malloc internally (glibc 2.36 _mid_memalign, realloc).
     const mayNest = f.symbol !== 'malloc' && f.symbol !== 'calloc';
-    out.push({ name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: false, body: allocEntryProgram(m, f.conv, { tgid: o.pid, sampleBytes: o.sampleBytes, mayNest }) });
+    out.push({ name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: false, body: allocEntryProgram(m, f.conv, { tgid: o.pid, sampleBytes: o.sampleBytes, mayNest, sizeRange: o.sizeRange }) });
     out.push({ name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: true, body: allocReturnProgram(m, f.conv === 'posix_memalign' ? 'posix_memalign' : 'rax', { tgid: o.pid }) });
   }
   const free = o.symbolVaddr('free');

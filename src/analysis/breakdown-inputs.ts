@@ -1,0 +1,30 @@
+// The inputs of the memory breakdown from the models: glibc's regions and nginx's shm zones.
+import type { AddressSpace } from '../target/address-space.js';
+import type { Symbolizer } from '../symbols/index.js';
+import type { BreakdownInputs } from './memory-breakdown.js';
+import { glibcRegions } from '../glibc/index.js';
+import { nginxShmZones } from '../nginx/index.js';
+import { isLeakscopeError } from '../model/errors.js';
+
+/** The inputs of the memory breakdown: glibc's regions and nginx's shm zones, when found. */
+export function breakdownInputsFor(space: AddressSpace, symbolizer: Symbolizer): BreakdownInputs {
+  const inputs: BreakdownInputs = { notes: [] };
+  try {
+    const g = glibcRegions(space, symbolizer);
+    const libc = symbolizer.lookup('main_arena', { module: 'libc.so' });
+    inputs.glibc = { ...g, source: libc ? `arena ring from main_arena (${libc.source}); mmapped chunks by validated headers` : 'arena ring located without symbols (top-chunk search); mmapped chunks by validated headers' };
+  } catch (e) {
+    if (!isLeakscopeError(e)) throw e;
+    inputs.notes!.push(`glibc allocator state not found: ${e.message}`);
+  }
+  if (symbolizer.lookup('ngx_cycle')) {
+    try {
+      inputs.shmZones = nginxShmZones(space, symbolizer).map((z) => ({ name: z.name, address: z.address, size: z.size, module: z.module ?? undefined }));
+    } catch (e) {
+      if (!isLeakscopeError(e)) throw e;
+      inputs.notes!.push(`nginx shared memory zones not read: ${e.message}`);
+    }
+  }
+  return inputs;
+}
+

@@ -1,0 +1,21 @@
+// `leakscope analyze`: the terminal narrative of an AnalyzeDocument (steps, then the conclusion).
+import type { AnalyzeDocument } from './html-report.js';
+import { safeText } from './text-format.js';
+
+const MARK: Record<string, string> = { ok: 'ok', anomaly: '!!', skipped: '--', error: 'xx' };
+
+export function renderAnalyzeText(doc: AnalyzeDocument): string {
+  const out: string[] = [`leakscope analysis of ${safeText(doc.target)} (${doc.durationSeconds.toFixed(1)} s)`, ''];
+  doc.steps.forEach((s, i) => {
+    out.push(`${i + 1}. [${MARK[s.status] ?? s.status}] ${safeText(s.title)}: ${safeText(s.finding)}`);
+    for (const e of s.evidence.slice(0, 4)) out.push(`      - ${safeText(e)}`);
+  });
+  const c = doc.conclusion;
+  out.push('');
+  out.push(`${c.leak ? 'LEAK' : 'NO LEAK'} (confidence: ${c.confidence})`);
+  if (c.module) out.push(`  module:   ${safeText(c.module)}`);
+  if (c.bucket) out.push(`  bucket:   chunks of ${c.bucket.minBytes}–${c.bucket.maxBytes - 1} bytes`);
+  if (c.function) out.push(`  function: ${safeText(c.function)}`);
+  out.push(`  ${safeText(c.summary)}`);
+  return out.join('\n');
+}
