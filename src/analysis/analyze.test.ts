@@ -1,0 +1,155 @@
+// The guided analysis end to end, against scenarios whose truth is known: real nginx with the
+// leaking module (and the same nginx healthy), a C program leaking through malloc, a program
+// whose leaking function has a name hostile to HTML; the HTML report in headless Chromium;
+// `leakscope demo` as the README runs it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import http from 'node:http';
+import { startNginx } from '../../test/helpers/nginx.js';
+import type { NginxHandle } from '../../test/helpers/nginx.js';
+import { startFixture } from '../../test/helpers/fixture.js';
+import { withBrowser, openFile } from '../../test/helpers/browser.js';
+import { LiveProcess } from '../target/index.js';
+import { analyze } from './analyze.js';
+import { renderHtmlReport } from '../report/html-report.js';
+import type { AnalyzeDocument } from '../report/html-report.js';
+import { REPO, leakscope } from '../../test/support/proc.js';
+
+const TRACE = 5;
+
+/** Keeps requests going (paths in turn) until stopped. */
+function traffic(ngx: NginxHandle, paths: string[], pauseMs: number): () => Promise<number> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  let stop = false, n = 0;
+  const get = (p: string) => new Promise<void>((res) => {
+    http.get(ngx.url(p), { agent }, (r) => { r.resume(); r.on('end', () => res()); }).on('error', () => res());
+  });
+  const loop = (async () => {
+    for (let i = 0; !stop; i++) {
+      await Promise.all(paths.map((p) => get(p)));
+      n += paths.length;
+      await new Promise((r) => setTimeout(r, pauseMs));
+    }
+  })();
+  return async () => { stop = true; await loop; agent.destroy(); return n; };
+}
+
+async function analyzeNginx(paths: string[]): Promise<AnalyzeDocument> {
+  const ngx = await startNginx({ workers: 1 });
+  try {
+    const stopWarm = traffic(ngx, paths, 5);
+    await new Promise((r) => setTimeout(r, 1500));
+    const [worker] = ngx.workerPids();
+    const space = LiveProcess.open(worker!);
+    try {
+      return await analyze(space, { traceSeconds: TRACE, pauseSeconds: 2 });
+    } finally {
+      await stopWarm();
+      space.close();
+    }
+  } finally { await ngx.stop(); }
+}
+
+let leakDoc: AnalyzeDocument | undefined;
+
+test('leak scenario (real nginx, leaking module): names the module, the bucket and the function', async () => {
+  const doc = await analyzeNginx(['/leak-keep', '/leak-drop', '/ok', '/ok']);
+  leakDoc = doc;
+  const c = doc.conclusion;
+  assert.equal(c.leak, true, c.summary);
+  assert.equal(c.module, 'ngx_http_leak_module');
+  assert.deepEqual(c.bucket, { minBytes: 256 * 1024, maxBytes: 512 * 1024 }, 'the 300 KiB large allocations');
+  assert.equal(c.function, 'ngx_http_leak_create_session');
+  assert.equal(c.confidence, 'high');
+  assert.deepEqual(doc.steps.map((s) => s.id), ['memory', 'allocator', 'pools', 'buckets', 'code-path']);
+  assert.ok(doc.durationSeconds <= TRACE + 10, `the whole analysis took ${doc.durationSeconds} s for a ${TRACE} s window`);
+  console.log(`# ${c.summary} (${doc.durationSeconds.toFixed(1)} s)`);
+});
+
+test('healthy nginx under the same load: no leak', async () => {
+  const doc = await analyzeNginx(['/ok', '/ok', '/ok', '/ok']);
+  assert.equal(doc.conclusion.leak, false, doc.conclusion.summary);
+  assert.equal(doc.conclusion.confidence, 'none');
+});
+
+test('a C program leaking through malloc: names the leaking function and its bucket', async () => {
+  const fx = await startFixture('malloc-leaker');
+  try {
+    let stop = false;
+    const driver = (async () => { while (!stop) await fx.command('go 50 2000', 60_000); })();
+    const space = LiveProcess.open(fx.pid);
+    let doc: AnalyzeDocument;
+    try {
+      doc = await analyze(space, { traceSeconds: TRACE, pauseSeconds: 2 });
+    } finally { stop = true; await driver; space.close(); }
+    const c = doc.conclusion;
+    assert.equal(c.leak, true, c.summary);
+    // leak_path_c leaks the most: 64 KiB (posix_memalign) every 4th call -> chunks of 64 KiB + 16.
+    assert.deepEqual(c.bucket, { minBytes: 64 * 1024, maxBytes: 128 * 1024 });
+    assert.equal(c.function, 'leak_path_c');
+    assert.equal(c.module, 'malloc-leaker');
+    assert.equal(doc.pools, null, 'not nginx: no pool step');
+    assert.equal((doc.leaks as { mode: string }).mode, 'malloc');
+  } finally { await fx.stop(); }
+});
+
+test('HTML report of the leak scenario renders in Chromium with every section and the flame graph', async (t) => {
+  assert.ok(leakDoc, 'the leak scenario ran');
+  const dir = join(REPO, 'test/output');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'analyze-report.html');
+  writeFileSync(file, renderHtmlReport(leakDoc));
+  await withBrowser(t, async ({ page, errors }) => {
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await openFile(page, file);
+    const body = await page.locator('body').innerText();
+    for (const s of leakDoc!.steps) assert.ok(body.includes(s.title), `section ${s.title}`);
+    const frames = await page.locator('svg title').allTextContents();
+    assert.ok(frames.some((x) => x.includes('ngx_http_leak_create_session')), 'flame graph frame of the module function');
+    assert.ok(await page.locator('[data-anomalous="true"]').count() >= 1, 'the anomalous bucket is marked');
+    await page.screenshot({ path: join(dir, 'analyze-report.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+  });
+});
+
+test('a hostile symbol name is escaped in the HTML report and its flame graph', async (t) => {
+  const fx = await startFixture('hostile-symbol');
+  const hostile = fx.truth.symbol;
+  try {
+    let stop = false;
+    const driver = (async () => { while (!stop) { await fx.command('go 400', 60_000); await new Promise((r) => setTimeout(r, 100)); } })();
+    const space = LiveProcess.open(fx.pid);
+    let doc: AnalyzeDocument;
+    try {
+      doc = await analyze(space, { traceSeconds: 3, pauseSeconds: 1, sampleBytes: 0 });
+    } finally { stop = true; await driver; space.close(); }
+    assert.equal(doc.conclusion.function, hostile, doc.conclusion.summary);
+    const html = renderHtmlReport(doc);
+    assert.ok(!html.includes('<img src=x'), 'never raw in the markup');
+    const file = join(mkdtempSync(join(tmpdir(), 'leakscope-hostile-')), 'report.html');
+    writeFileSync(file, html);
+    await withBrowser(t, async ({ page, errors, dialogs }) => {
+      await openFile(page, file);
+      assert.equal(await page.locator('img').count(), 0, 'no element injected');
+      assert.ok((await page.locator('body').innerText()).includes(hostile), 'shown as text');
+      assert.ok((await page.locator('svg title').allTextContents()).some((x) => x.includes(hostile)), 'flame graph frame as text');
+      assert.deepEqual(dialogs, []);
+      assert.deepEqual(errors, []);
+    });
+  } finally { await fx.stop(); }
+});
+
+test('leakscope demo (the README\'s first command) writes the report and names the leak', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'leakscope-demo-test-'));
+  const html = join(dir, 'report.html'), json = join(dir, 'report.json');
+  const r = leakscope(['demo', '--duration', '3', '--html', html, '--json', json]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(existsSync(html));
+  const doc = JSON.parse(readFileSync(json, 'utf8')) as AnalyzeDocument;
+  assert.equal(doc.conclusion.leak, true);
+  assert.equal(doc.conclusion.function, 'ngx_http_leak_create_session');
+  assert.match(r.stdout, /report: /);
+});
