@@ -1,0 +1,325 @@
+// Trace overhead benchmark (issue 6), run as root: `node dist/bench/trace-overhead.js`.
+//
+// Target: nginx as a gateway (1 worker, the leaking test module loaded) proxying to an
+// upstream nginx on loopback, under wrk (1 thread, 16 connections: the gateway's single
+// worker is the bottleneck; nothing is pinned, the machine has 2 cores). wrk runs
+// bench/gateway-mix.lua: every LEAK_EVERY-th request is /leak-drop (the module leaks a
+// pool), the others /gw/bench (proxied). No location both proxies and leaks: the test
+// module's `leak_pool` is a content handler, as is proxy_pass.
+//
+// Modes, side by side in interleaved rounds (the order rotates each round), each a wrk run
+// of SECONDS with the tracer attached for the whole run (the tracer is started, then wrk
+// starts once its perf_event fds, one per uprobe, are all open and stable):
+//   untraced      no tracer
+//   pool          `leakscope leaks PID --mode pool` (CLI child process, as in production)
+//   malloc        `leakscope leaks PID --mode malloc` (default sampling: 512 KiB)
+//   bpftrace      `bpftrace -p PID bench/memleak.bt PID` (memleak-style, stacks on every allocation)
+// Reported: median requests/s per mode, its ratio to the untraced median, probe hits per
+// request (the tracer's own count / wrk's request count), the worker's CPU per request,
+// and the tracer's own CPU. Before the rounds, one bpftrace counting run measures how
+// many times the worker calls each probed function per request (what explains the cost).
+// Targets: pool >= 90% of untraced, malloc >= 70%.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { REPO_ROOT, ensureFixturesBuilt } from '../test/helpers/build.js';
+import { killQuietly, onExit } from '../test/helpers/cleanup.js';
+import { parseWrkOutput, startNginx, type NginxHandle, type WrkResult } from '../test/helpers/nginx.js';
+
+export type OverheadMode = 'untraced' | 'pool' | 'malloc' | 'bpftrace' | `pool-duty-${number}`;
+
+export interface OverheadOptions {
+  rounds?: number;
+  /** wrk run length per mode and round (s). */
+  seconds?: number;
+  connections?: number;
+  /** Every Nth request is /leak-drop (0: none). */
+  leakEvery?: number;
+  /** leak_size of the test module. */
+  leakSize?: string;
+  modes?: OverheadMode[];
+}
+
+interface RunResult {
+  round: number;
+  mode: OverheadMode;
+  requestsPerSec: number;
+  requests: number;
+  errors: number;
+  /** Probe hits the tracer counted (null for untraced / unknown). */
+  probeHits: number | null;
+  probeHitsByKind?: Record<string, number>;
+  /** Worker CPU (user + sys) per request during the wrk run (µs). */
+  workerCpuMicrosPerRequest: number;
+  /** The tracer process's CPU (user + sys) from start to the end of the wrk run (s). */
+  tracerCpuSeconds: number | null;
+  lostEvents?: number;
+  note?: string;
+}
+
+const LIBC_FUNCTIONS = ['malloc', 'calloc', 'realloc', 'posix_memalign', 'memalign', 'free'] as const;
+const TICK_MICROS = 1e6 / 100; // USER_HZ = 100 on Linux x86-64
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** utime + stime of a process, in clock ticks (0 when it is gone). */
+function cpuTicks(pid: number): number {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return 0;
+  }
+}
+
+/** Open perf_event fds of a process (one per attached uprobe, for both tracers). */
+function perfEventFds(pid: number): number {
+  let n = 0;
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`).includes('perf_event')) n++;
+      } catch { /* closed meanwhile */ }
+    }
+  } catch { /* exited */ }
+  return n;
+}
+
+/** Resolves once the process has >= 1 perf_event fd and the count has not changed for
+ *  `stableMs`; rejects when it exits first or after `timeoutMs`. */
+async function waitAttached(child: ChildProcess, what: string, output: () => string, stableMs = 500, timeoutMs = 30_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let last = -1;
+  let since = Date.now();
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited before attaching (${child.exitCode ?? child.signalCode}): ${output().trim().slice(-2000)}`);
+    const n = perfEventFds(child.pid!);
+    if (n !== last) { last = n; since = Date.now(); }
+    else if (n > 0 && Date.now() - since >= stableMs) return n;
+    if (Date.now() > deadline) throw new Error(`${what}: probes not attached within ${timeoutMs} ms (${n} perf_event fds): ${output().trim().slice(-2000)}`);
+    await sleep(50);
+  }
+}
+
+function spawnLogged(cmd: string, args: string[], env?: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const unregister = onExit(() => killQuietly(child.pid, 'SIGKILL'));
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('error', (e) => { out += String(e); unregister(); resolve(-1); });
+    child.on('close', (code) => { unregister(); resolve(code); });
+  });
+  return { child, output: () => out, exited };
+}
+
+async function runWrkMix(h: NginxHandle, seconds: number, connections: number, leakEvery: number): Promise<WrkResult> {
+  const script = join(REPO_ROOT, 'bench', 'gateway-mix.lua');
+  const p = spawnLogged('wrk', ['-t', '1', '-c', String(connections), '-d', `${seconds}s`, '-s', script, h.url('/'), '--', String(leakEvery)]);
+  const code = await p.exited;
+  if (code !== 0) throw new Error(`wrk exited ${code}: ${p.output()}`);
+  return parseWrkOutput(p.output());
+}
+
+interface Tracer {
+  /** Probes are attached. */
+  ready: Promise<void>;
+  /** Ends the trace; resolves with what the tracer reported. */
+  stop(): Promise<{ probeHits: number | null; byKind?: Record<string, number>; lostEvents?: number; note?: string }>;
+  pid: number;
+}
+
+function startLeakscope(worker: number, mode: 'pool' | 'malloc', tmp: string, run: number, duty?: number): Tracer {
+  const json = join(tmp, `leaks-${mode}-${run}.json`);
+  // A long window, ended by SIGINT once wrk is done (the CLI then writes its JSON).
+  const args = [join(REPO_ROOT, 'bin', 'leakscope'), 'leaks', String(worker), '--mode', mode, '--duration', '600', '--json', json];
+  if (duty !== undefined) args.push('--duty', String(duty));
+  const p = spawnLogged(process.execPath, args);
+  return {
+    pid: p.child.pid!,
+    ready: waitAttached(p.child, `leakscope leaks --mode ${mode}`, p.output).then(() => undefined),
+    async stop() {
+      p.child.kill('SIGINT');
+      const code = await p.exited;
+      if (code !== 0) throw new Error(`leakscope leaks --mode ${mode} exited ${code}: ${p.output().trim().slice(-2000)}`);
+      const j = JSON.parse(readFileSync(json, 'utf8')) as { cost: { probeHits: Record<string, number>; totalProbeHits: number; lostEvents: number }; notes?: string[] };
+      return { probeHits: j.cost.totalProbeHits, byKind: j.cost.probeHits, lostEvents: j.cost.lostEvents, note: j.notes?.length ? j.notes.join('; ') : undefined };
+    },
+  };
+}
+
+function bpftraceEnv(): NodeJS.ProcessEnv {
+  // memleak keeps up to 10240 outstanding allocations by default; leakscope 262144.
+  return { ...process.env, BPFTRACE_MAP_KEYS_MAX: '262144' };
+}
+
+/** bpftrace under `ulimit -l unlimited` where allowed (it warns, and works, when not). */
+function spawnBpftrace(args: string[]): ReturnType<typeof spawnLogged> {
+  const quoted = args.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  return spawnLogged('bash', ['-c', `ulimit -l unlimited 2>/dev/null; exec bpftrace ${quoted}`], bpftraceEnv());
+}
+
+function startBpftrace(worker: number): Tracer {
+  const p = spawnBpftrace(['-p', String(worker), join(REPO_ROOT, 'bench', 'memleak.bt'), String(worker)]);
+  return {
+    pid: p.child.pid!,
+    ready: waitAttached(p.child, 'bpftrace memleak.bt', p.output).then(() => undefined),
+    async stop() {
+      p.child.kill('SIGINT');
+      await p.exited;
+      const m = /@hits:\s*(\d+)/.exec(p.output());
+      return { probeHits: m ? Number(m[1]) : null, note: m ? undefined : `no @hits in bpftrace output: ${p.output().trim().slice(-500)}` };
+    },
+  };
+}
+
+/** One bpftrace counting run: calls per request of each probed libc function and of
+ *  ngx_create_pool / ngx_destroy_pool in the worker. */
+async function callsPerRequest(h: NginxHandle, worker: number, seconds: number, connections: number, leakEvery: number): Promise<{ requests: number; perRequest: Record<string, number>; requestsPerSec: number }> {
+  const exe = readlinkSync(`/proc/${worker}/exe`);
+  const probes = [
+    ...LIBC_FUNCTIONS.map((f) => `uprobe:libc:${f}`),
+    `uprobe:${exe}:ngx_create_pool`,
+    `uprobe:${exe}:ngx_destroy_pool`,
+  ];
+  const p = spawnBpftrace(['-p', String(worker), '-e', `${probes.join(',\n')} /pid == ${worker}/ { @[probe] = count(); }`]);
+  try {
+    await waitAttached(p.child, 'bpftrace (call counts)', p.output);
+    const w = await runWrkMix(h, seconds, connections, leakEvery);
+    p.child.kill('SIGINT');
+    await p.exited;
+    const perRequest: Record<string, number> = {};
+    for (const m of p.output().matchAll(/@\[uprobe:([^\]]+)\]:\s*(\d+)/g)) {
+      const name = m[1]!.split(':').pop()!;
+      perRequest[name] = Number(m[2]) / Math.max(1, w.totalRequests);
+    }
+    if (!Object.keys(perRequest).length) throw new Error(`bpftrace (call counts): no counts in its output: ${p.output().trim().slice(-1000)}`);
+    return { requests: w.totalRequests, perRequest, requestsPerSec: w.requestsPerSec };
+  } finally {
+    killQuietly(p.child.pid, 'SIGKILL');
+  }
+}
+
+export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<object> {
+  const rounds = opts.rounds ?? 3;
+  const seconds = opts.seconds ?? 9;
+  const connections = opts.connections ?? 16;
+  const leakEvery = opts.leakEvery ?? 100;
+  const leakSize = opts.leakSize ?? '1k';
+  if (process.getuid?.() !== 0) throw new Error('trace-overhead: run as root (eBPF)');
+  if (spawnSync('wrk', ['--version']).error) throw new Error('trace-overhead: wrk is not installed (apt-get install wrk)');
+  const haveBpftrace = spawnSync('bpftrace', ['--version']).status === 0;
+  const modes: OverheadMode[] = (opts.modes ?? ['untraced', 'pool', 'malloc', 'bpftrace']).filter((m) => m !== 'bpftrace' || haveBpftrace);
+  await ensureFixturesBuilt();
+
+  const tmp = mkdtempSync(join(os.tmpdir(), 'leakscope-bench-overhead-'));
+  const h = await startNginx({ workers: 1, gateway: true, leakSize, workerConnections: 1024 });
+  try {
+    const [worker] = h.workerPids();
+    if (!worker) throw new Error('no nginx worker');
+    await runWrkMix(h, 2, connections, leakEvery); // warm-up: connections, upstream keepalive, caches
+
+    const calls = haveBpftrace ? await callsPerRequest(h, worker, 4, connections, leakEvery) : null;
+
+    const runs: RunResult[] = [];
+    let run = 0;
+    for (let round = 0; round < rounds; round++) {
+      const order = modes.map((_, i) => modes[(i + round) % modes.length]!);
+      for (const mode of order) {
+        run++;
+        let tracer: Tracer | undefined;
+        if (mode === 'pool' || mode === 'malloc') tracer = startLeakscope(worker, mode, tmp, run);
+        else if (mode.startsWith('pool-duty-')) tracer = startLeakscope(worker, 'pool', tmp, run, Number(mode.slice('pool-duty-'.length)));
+        else if (mode === 'bpftrace') tracer = startBpftrace(worker);
+        try {
+          await tracer?.ready;
+          const w0 = cpuTicks(worker);
+          const w = await runWrkMix(h, seconds, connections, leakEvery);
+          const workerTicks = cpuTicks(worker) - w0;
+          const tracerTicks = tracer ? cpuTicks(tracer.pid) : 0;
+          const t = tracer ? await tracer.stop() : undefined;
+          tracer = undefined;
+          const errors = w.non2xx + w.socketErrors.connect + w.socketErrors.read + w.socketErrors.write + w.socketErrors.timeout;
+          runs.push({
+            round, mode, requestsPerSec: w.requestsPerSec, requests: w.totalRequests, errors,
+            probeHits: mode === 'untraced' ? 0 : t?.probeHits ?? null, probeHitsByKind: t?.byKind,
+            workerCpuMicrosPerRequest: (workerTicks * TICK_MICROS) / Math.max(1, w.totalRequests),
+            tracerCpuSeconds: mode === 'untraced' ? null : tracerTicks / 100,
+            lostEvents: t?.lostEvents, note: t?.note,
+          });
+          const r = runs[runs.length - 1]!;
+          process.stderr.write(`  round ${round + 1} ${mode.padEnd(10)} ${r.requestsPerSec.toFixed(0).padStart(7)} req/s${r.probeHits !== null && mode !== 'untraced' ? `, ${(r.probeHits / Math.max(1, r.requests)).toFixed(2)} hits/req` : ''}\n`);
+        } finally {
+          if (tracer) {
+            killQuietly(tracer.pid, 'SIGKILL');
+            await tracer.stop().catch(() => undefined);
+          }
+        }
+      }
+    }
+
+    const base = median(runs.filter((r) => r.mode === 'untraced').map((r) => r.requestsPerSec));
+    const summary = modes.map((mode) => {
+      const rs = runs.filter((r) => r.mode === mode);
+      const rps = median(rs.map((r) => r.requestsPerSec));
+      const hitsPerReq = rs.every((r) => r.probeHits !== null) ? median(rs.map((r) => r.probeHits! / Math.max(1, r.requests))) : null;
+      const byKind: Record<string, number> = {};
+      for (const k of Object.keys(rs[0]?.probeHitsByKind ?? {})) byKind[k] = median(rs.map((r) => (r.probeHitsByKind?.[k] ?? 0) / Math.max(1, r.requests)));
+      const target = mode === 'pool' ? 0.9 : mode === 'malloc' ? 0.7 : null;
+      return {
+        mode,
+        medianRequestsPerSec: rps,
+        ratio: base > 0 ? rps / base : 0,
+        target,
+        met: target === null ? null : rps / base >= target,
+        probeHitsPerRequest: hitsPerReq,
+        probeHitsPerRequestByKind: Object.keys(byKind).length ? byKind : undefined,
+        workerCpuMicrosPerRequest: median(rs.map((r) => r.workerCpuMicrosPerRequest)),
+        tracerCpuSeconds: mode === 'untraced' ? null : median(rs.map((r) => r.tracerCpuSeconds ?? 0)),
+        runs: rs.map((r) => Math.round(r.requestsPerSec)),
+        errors: rs.reduce((s, r) => s + r.errors, 0),
+      };
+    });
+    const untracedCpu = summary.find((s) => s.mode === 'untraced')?.workerCpuMicrosPerRequest ?? 0;
+
+    const result = {
+      target: `nginx gateway (1 worker, pid ${worker}) -> upstream nginx on loopback; wrk -t1 -c${connections} -d${seconds}s, every ${leakEvery}th request /leak-drop (leak_size ${leakSize})`,
+      rounds, seconds, connections, leakEvery, cpus: os.cpus().length,
+      summary: summary.map((s) => ({ ...s, extraWorkerMicrosPerRequest: s.workerCpuMicrosPerRequest - untracedCpu })),
+      callsPerRequest: calls,
+      runs,
+      goal: 'pool >= 90% of untraced, malloc >= 70%',
+    };
+
+    const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
+    const rows = [
+      ['mode', 'req/s (median)', 'ratio', 'target', 'probe hits/req', 'worker µs/req', 'tracer CPU s', 'runs (req/s)'],
+      ...result.summary.map((s) => [
+        s.mode, s.medianRequestsPerSec.toFixed(0), pct(s.ratio),
+        s.target === null ? '' : `>= ${pct(s.target)} ${s.met ? 'met' : 'NOT met'}`,
+        s.probeHitsPerRequest === null ? '?' : `${s.probeHitsPerRequest.toFixed(2)}${s.probeHitsPerRequestByKind ? ` (${Object.entries(s.probeHitsPerRequestByKind).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')})` : ''}`,
+        s.workerCpuMicrosPerRequest.toFixed(1), s.tracerCpuSeconds === null ? '' : s.tracerCpuSeconds.toFixed(2), s.runs.join(' '),
+      ]),
+    ];
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    console.log(result.target);
+    console.log(rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n'));
+    if (calls) console.log(`calls per request in the worker (bpftrace count, ${calls.requests} requests): ${Object.entries(calls.perRequest).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
+    const notes = [...new Set(runs.filter((r) => r.note).map((r) => `${r.mode}: ${r.note}`))];
+    for (const n of notes) console.log(`note: ${n}`);
+    return result;
+  } finally {
+    await h.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const extra = (process.env.LEAKSCOPE_BENCH_MODES ?? '').split(',').filter(Boolean) as OverheadMode[];
+  benchTraceOverhead(extra.length ? { modes: extra } : {}).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+}
