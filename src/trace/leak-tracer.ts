@@ -18,7 +18,7 @@ import { loadElf } from '../formats/elf/index.js';
 import { TraceSession, mallocProbes, poolProbe } from './session.js';
 import type { CapturedEvent } from './capture.js';
 import { StackResolver } from './stacks.js';
-import { returnSiteOfCall } from './call-sites.js';
+import { entryProbeOffset, resultTestJumpVaddr, returnSiteOfCall } from './call-sites.js';
 
 /** tcmalloc's default sampling period (bytes). */
 export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
@@ -82,15 +82,18 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       const libc = symbolizer.modulesNamed('libc.so')[0];
       if (!libc) throw new LeakscopeError('not-found', `${space.description}: libc.so is not loaded: malloc mode needs glibc`);
       const elf = loadElf(libc.hostPath);
-      for (const p of mallocProbes(session.tracerMaps, { pid: space.pid, sampleBytes, libcPath: libc.hostPath, symbolVaddr: (n) => elf.findSymbol(n)?.value, sizeRange: opts.sizeRange })) session.add(p);
+      for (const p of mallocProbes(session.tracerMaps, { pid: space.pid, sampleBytes, libcPath: libc.hostPath, symbolVaddr: (n) => { const v = elf.findSymbol(n)?.value; return v === undefined ? undefined : v + entryProbeOffset(elf, n); }, sizeRange: opts.sizeRange })) session.add(p);
     } else {
       const create = symbolizer.lookup('ngx_create_pool');
       if (!create) throw new LeakscopeError('not-found', `${space.description}: no ngx_create_pool symbol: pool mode needs nginx`);
       const elf = loadElf(create.module.hostPath);
       const site = returnSiteOfCall(elf, 'ngx_create_pool', ['ngx_memalign', 'ngx_alloc']);
+      // Prefer the (emulated) null-check jump after the call: rax still holds the pool there.
+      const probeVaddr = resultTestJumpVaddr(elf, site) ?? site.returnVaddr;
+      if (probeVaddr === site.returnVaddr) notes.push('no null check after ngx_memalign found: probing the (single-stepped) return site');
       session.add(poolProbe(session.tracerMaps, {
-        pid: space.pid, binaryPath: create.module.hostPath, returnSiteVaddr: site.returnVaddr,
-        label: `${basename(create.module.path)}:ngx_create_pool+0x${(site.returnVaddr - elf.findSymbol('ngx_create_pool')!.value).toString(16)}`,
+        pid: space.pid, binaryPath: create.module.hostPath, returnSiteVaddr: probeVaddr,
+        label: `${basename(create.module.path)}:ngx_create_pool+0x${(probeVaddr - elf.findSymbol('ngx_create_pool')!.value).toString(16)}`,
       }));
     }
     probes.push(...session.probeNames());

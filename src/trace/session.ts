@@ -153,6 +153,7 @@ export const ALLOC_FUNCTIONS: Array<{ symbol: string; conv: AllocConvention }> =
   // reallocarray(old, n, size) calls realloc internally (glibc malloc/reallocarray.c), whose probe sees it.
 ];
 
+/** symbolVaddr: where to probe a function: its address, or past a leading flag-only test (call-sites.ts). */
 export interface MallocProbeOptions { pid: number; sampleBytes: number; libcPath: string; symbolVaddr: (name: string) => number | undefined; sizeRange?: { min: number; max: number } }
 
 export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] {
