@@ -17,7 +17,12 @@ export interface ProgramSpec {
   body: Body;
   /** "GPL" unless told: probe_read_user, get_stackid and the ring buffer helpers are GPL-only. */
   license?: string;
+  /** expected_attach_type (enum bpf_attach_type), e.g. AttachType.uprobeSession; default 0. */
+  expectedAttachType?: number;
 }
+
+/** enum bpf_attach_type values used here (include/uapi/linux/bpf.h). */
+export const AttachType = { perfEvent: 41, uprobeMulti: 48, uprobeSession: 57 } as const;
 
 /** First verifier-log buffer size; doubled on ENOSPC up to the kernel's limit (UINT_MAX >> 2). */
 const LOG_SIZE = 1 << 20;
@@ -38,7 +43,7 @@ export class Program {
   }
 }
 
-function progAttr(type: number, code: NativeBuffer, insnCount: number, license: NativeBuffer, name: string, log?: NativeBuffer): NativeBuffer {
+function progAttr(type: number, code: NativeBuffer, insnCount: number, license: NativeBuffer, name: string, log?: NativeBuffer, expectedAttachType = 0): NativeBuffer {
   const a = attrBuffer();
   a.buf.writeUInt32LE(type, 0);
   a.buf.writeUInt32LE(insnCount, 4);
@@ -50,6 +55,7 @@ function progAttr(type: number, code: NativeBuffer, insnCount: number, license: 
     a.buf.writeBigUInt64LE(log.addr, 32);
   }
   a.buf.write(name.replace(/[^A-Za-z0-9_.]/g, '_').slice(0, 15), 48, 'latin1');
+  a.buf.writeUInt32LE(expectedAttachType, 68);
   return a;
 }
 
@@ -67,7 +73,7 @@ export function loadProgram(spec: ProgramSpec): Program {
   license.buf.write(`${spec.license ?? 'GPL'}\0`, 0, 'latin1');
   const what = `load program ${spec.name} (${insnCount} insns)`;
   try {
-    const fd = bpfRaw(BpfCmd.PROG_LOAD, progAttr(type, code, insnCount, license, spec.name));
+    const fd = bpfRaw(BpfCmd.PROG_LOAD, progAttr(type, code, insnCount, license, spec.name, undefined, spec.expectedAttachType));
     if (fd >= 0) return new Program(fd, spec.name, insnCount);
     const errno = -fd;
     // Retry with the verifier log; grow it while the kernel says it is too small.
@@ -75,7 +81,7 @@ export function loadProgram(spec: ProgramSpec): Program {
     for (;;) {
       const log = new NativeBuffer(size);
       try {
-        const fd2 = bpfRaw(BpfCmd.PROG_LOAD, progAttr(type, code, insnCount, license, spec.name, log));
+        const fd2 = bpfRaw(BpfCmd.PROG_LOAD, progAttr(type, code, insnCount, license, spec.name, log, spec.expectedAttachType));
         if (fd2 >= 0) return new Program(fd2, spec.name, insnCount); // a transient failure
         const errno2 = -fd2;
         if (errno2 === Errno.ENOSPC && size < LOG_SIZE_MAX) {

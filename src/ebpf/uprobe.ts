@@ -111,7 +111,7 @@ export class UprobeLink {
     readonly linkFd: number | undefined,
     readonly fileOffset: number,
   ) {
-    this.handles.push(resources.addFd(perfFd, Stage.PerfEvent, `perf event ${description} fd ${perfFd}`));
+    if (perfFd >= 0) this.handles.push(resources.addFd(perfFd, Stage.PerfEvent, `perf event ${description} fd ${perfFd}`));
     if (linkFd !== undefined) this.handles.push(resources.addFd(linkFd, Stage.Link, `link ${description} fd ${linkFd}`));
   }
   /** False after detach() and after the cleanup registry detached everything (signal, exit). */
@@ -182,4 +182,52 @@ function attachPerfEvent(prog: Program, perfFd: number, desc: string, fileOffset
     throw e;
   }
   return new UprobeLink(desc, perfFd, undefined, fileOffset);
+}
+
+export interface UprobeMultiOptions {
+  /** Process (tgid) whose probes fire; the kernel filters by its address space. */
+  pid?: number;
+  /**
+   * Session (kernel >= 6.13, BPF_TRACE_UPROBE_SESSION): the program runs at entry and, only when the
+   * entry run returned 0, again at return; the return probe's trap and return-address hijack are
+   * skipped for calls the entry declined. The program tells the two runs apart itself.
+   */
+  session?: boolean;
+}
+
+/**
+ * Attaches `prog` at several file offsets of one binary with one uprobe_multi link
+ * (BPF_LINK_CREATE, attach type BPF_TRACE_UPROBE_MULTI or _SESSION). `prog` must have been loaded
+ * with the matching expectedAttachType. 'not-supported' on kernels without uprobe_multi (< 6.6)
+ * or sessions (< 6.13).
+ */
+export function attachUprobeMulti(prog: Program, binaryPath: string, fileOffsets: readonly number[], opts: UprobeMultiOptions = {}): UprobeLink {
+  const path = resolvePath(binaryPath);
+  const kind = opts.session ? 'uprobe session' : 'uprobe multi';
+  const desc = `${kind} ${path}:[${fileOffsets.map((o) => '0x' + o.toString(16)).join(',')}]${opts.pid !== undefined ? ` pid ${opts.pid}` : ''}`;
+  const pathBuf = new NativeBuffer(Buffer.byteLength(path) + 1);
+  pathBuf.buf.write(`${path}\0`, 0, 'utf8');
+  const offs = new NativeBuffer(8 * Math.max(1, fileOffsets.length));
+  fileOffsets.forEach((o, i) => offs.buf.writeBigUInt64LE(BigInt(o), i * 8));
+  try {
+    // link_create: prog_fd 0, target_fd 4, attach_type 8, flags 12, then uprobe_multi at 16:
+    // path 16, offsets 24, ref_ctr_offsets 32, cookies 40, cnt 48, flags 52, pid 56 (uapi bpf.h).
+    const a = attrBuffer();
+    a.buf.writeUInt32LE(prog.fd, 0);
+    a.buf.writeUInt32LE(opts.session ? 57 : 48, 8);
+    a.buf.writeBigUInt64LE(pathBuf.addr, 16);
+    a.buf.writeBigUInt64LE(offs.addr, 24);
+    a.buf.writeUInt32LE(fileOffsets.length, 48);
+    a.buf.writeUInt32LE(opts.pid ?? 0, 56);
+    const fd = bpfRaw(BpfCmd.LINK_CREATE, a);
+    if (fd < 0) {
+      const errno = -fd;
+      if (errno === Errno.ESRCH) throw new LeakscopeError('no-such-process', `${desc}: no process ${opts.pid}`);
+      throw errnoError(`attach ${prog.name} as ${desc}`, errno, [Errno.EINVAL, Errno.EOPNOTSUPP, Errno.ENOSYS]);
+    }
+    return new UprobeLink(desc, -1, fd, fileOffsets[0] ?? 0);
+  } finally {
+    pathBuf.free();
+    offs.free();
+  }
 }

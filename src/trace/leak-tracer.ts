@@ -82,7 +82,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       const libc = symbolizer.modulesNamed('libc.so')[0];
       if (!libc) throw new LeakscopeError('not-found', `${space.description}: libc.so is not loaded: malloc mode needs glibc`);
       const elf = loadElf(libc.hostPath);
-      for (const p of mallocProbes(session.tracerMaps, { pid: space.pid, sampleBytes, libcPath: libc.hostPath, symbolVaddr: (n) => { const v = elf.findSymbol(n)?.value; return v === undefined ? undefined : v + entryProbeOffset(elf, n); }, sizeRange: opts.sizeRange })) session.add(p);
+      for (const p of mallocProbes(session.tracerMaps, { pid: space.pid, sampleBytes, libcPath: libc.hostPath, symbolVaddr: (n) => { const v = elf.findSymbol(n)?.value; return v === undefined ? undefined : v + entryProbeOffset(elf, n); }, sizeRange: opts.sizeRange, loadBias: libc.loadBias })) session.add(p);
     } else {
       const create = symbolizer.lookup('ngx_create_pool');
       if (!create) throw new LeakscopeError('not-found', `${space.description}: no ngx_create_pool symbol: pool mode needs nginx`);
@@ -96,10 +96,11 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         label: `${basename(create.module.path)}:ngx_create_pool+0x${(probeVaddr - elf.findSymbol('ngx_create_pool')!.value).toString(16)}`,
       }));
     }
-    probes.push(...session.probeNames());
-    if (opts.sizeRange) notes.push(`only requests of ${opts.sizeRange.min} to ${opts.sizeRange.max - 1} bytes traced`);
     session.start();
     resolver.refresh();   // the [uprobes] trampoline page exists once uretprobes are attached
+    probes.push(...session.probeNames());
+    if (opts.mode === 'malloc') notes.push(session.usesSessions ? 'uprobe sessions: return probes only for sampled calls' : 'no uprobe sessions (kernel < 6.13): a return probe on every allocation');
+    if (opts.sizeRange) notes.push(`only requests of ${opts.sizeRange.min} to ${opts.sizeRange.max - 1} bytes traced`);
 
     // The window: progress each second; duty cycle in pool mode; early end on abort.
     const t0 = Date.now();

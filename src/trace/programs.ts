@@ -97,15 +97,28 @@ function sizeOf(conv: AllocConvention, ctx: Reg): Body {
 
 /** Entry of an allocation function: sample, capture the stack, remember the call until it returns. */
 export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; sampleBytes: number; mayNest?: boolean; sizeRange?: { min: number; max: number } }): Body {
+  return [A.mov64(R6, R1), allocEntryBody(m, conv, { ...opts, skipReturns: 0 })];
+}
+
+/**
+ * The entry logic on the pt_regs in r6. Exits with 0 after a sampled call (its return must be
+ * seen) and with `skipReturns` otherwise (1 in a session: the kernel then skips the return probe).
+ * `relay`: a call that glibc relays to malloc (memalign family with alignment <= 16,
+ * realloc(NULL, n)) is left to the inner malloc probe.
+ */
+function allocEntryBody(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; sampleBytes: number; mayNest?: boolean; sizeRange?: { min: number; max: number }; skipReturns: number; relay?: boolean }): Body {
   const ctx = R6;
   return [
-    A.mov64(ctx, R1),
     tgidOrExit(opts.tgid),
     statInc(m, Stat.entryHits, 'entry'),
+    // glibc 2.36 _mid_memalign: "If we need less alignment than we give anyway, just relay to malloc".
+    opts.relay && conv === 'posix_memalign' ? [A.loadArg(R1, ctx, 1), A.jle(R1, 16, 'out')] : [],
+    opts.relay && conv === 'size1' ? [A.loadArg(R1, ctx, 0), A.jle(R1, 16, 'out')] : [],
     // realloc frees its old block whether or not this call is sampled.
     conv === 'realloc' ? [
       A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'no_old'), A.stx('dw', FP, K_PTR, R1), mapDelete(m.outstanding, K_PTR),
       A.jne(R0, 0, 'no_old'), statInc(m, Stat.freeMatched, 'realloc'), A.label('no_old'),
+      opts.relay ? [A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'out')] : [],
     ] : [],
     sizeOf(conv, ctx),
     // Only requests in [min, max) bytes (the anomalous chunk-size bucket): decided before anything else.
@@ -150,16 +163,20 @@ export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { 
     // pending[pid_tgid] = {timeNs, size, aux}
     A.ldMap(R1, m.pending), A.mov64(R2, FP), A.add64(R2, K_TID), A.mov64(R3, FP), A.add64(R3, V_TS),
     A.mov64(A.R4, 0), A.call('map_update_elem'),
-    A.label('out'),
     A.returnZero(),
+    A.label('out'),
+    A.mov64(R0, opts.skipReturns), A.exit(),
   ];
 }
 
 /** Return of an allocation function: a pending sampled call becomes an outstanding allocation. */
 export function allocReturnProgram(m: TracerMaps, conv: 'rax' | 'posix_memalign', opts: { tgid?: number }): Body {
+  return [A.mov64(R6, R1), allocReturnBody(m, conv, opts)];
+}
+
+function allocReturnBody(m: TracerMaps, conv: 'rax' | 'posix_memalign', opts: { tgid?: number }): Body {
   const ctx = R6;
   return [
-    A.mov64(ctx, R1),
     tgidOrExit(opts.tgid),
     statInc(m, Stat.returnHits, 'ret'),
     A.call('get_current_pid_tgid'), A.stx('dw', FP, K_TID, R0),
@@ -229,4 +246,36 @@ export function poolCreateProgram(m: TracerMaps, opts: { tgid?: number }): Body 
     A.label('out'),
     A.returnZero(),
   ];
+}
+
+/**
+ * One program for both runs of a uprobe session on an allocation function: at entry the probed
+ * instruction's address is in rip; at return rip is the caller's return address. Unsampled calls
+ * return 1 at entry, so the kernel skips their return probe: only sampled calls pay for it.
+ */
+export function allocSessionProgram(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; sampleBytes: number; sizeRange?: { min: number; max: number }; entryRuntimeAddr: number }): Body {
+  return [
+    A.mov64(R6, R1),
+    A.loadReg(R1, R6, 'rip'), A.ldImm64(R2, opts.entryRuntimeAddr), A.jne(R1, R2, 'at_return'),
+    prefixLabels(allocEntryBody(m, conv, { ...opts, skipReturns: 1, relay: true }), 'e_'),
+    A.label('at_return'),
+    prefixLabels(allocReturnBody(m, conv === 'posix_memalign' ? 'posix_memalign' : 'rax', opts), 'r_'),
+  ];
+}
+
+/** Renames every label (and jump target) of a body, so two bodies can share one program. */
+function prefixLabels(body: Body, prefix: string): Body {
+  const out: Array<A.Item> = [];
+  const walk = (b: Body) => {
+    for (const x of b) {
+      if (Array.isArray(x)) walk(x as Body);
+      else {
+        const it = x as A.Item;
+        if (it.kind === 'label') out.push({ ...it, name: prefix + it.name });
+        else out.push(it.target !== undefined ? { ...it, target: prefix + it.target } : it);
+      }
+    }
+  };
+  walk(body);
+  return out;
 }

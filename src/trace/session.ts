@@ -5,17 +5,17 @@
 import { basename } from 'node:path';
 import { BpfMap, PerCpuArrayMap, RingBufMap, bytes, u64, u64n, record } from '../ebpf/maps.js';
 import { RECORD_BYTES } from './capture.js';
-import { loadProgram } from '../ebpf/prog.js';
+import { AttachType, loadProgram } from '../ebpf/prog.js';
 import type { Program } from '../ebpf/prog.js';
 import { openRingBuffer } from '../ebpf/ringbuf.js';
 import type { RingBufferReader } from '../ebpf/ringbuf.js';
-import { attachUprobe } from '../ebpf/uprobe.js';
+import { attachUprobe, attachUprobeMulti, resolveUprobeOffset } from '../ebpf/uprobe.js';
 import type { UprobeLink } from '../ebpf/uprobe.js';
 import type { Body } from '../ebpf/asm.js';
-import { LeakscopeError } from '../model/errors.js';
+import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import { decodeCapture } from './capture.js';
 import type { CapturedEvent } from './capture.js';
-import { STAT_COUNT, Stat, allocEntryProgram, allocReturnProgram, freeProgram, poolCreateProgram } from './programs.js';
+import { STAT_COUNT, Stat, allocEntryProgram, allocReturnProgram, allocSessionProgram, freeProgram, poolCreateProgram } from './programs.js';
 import type { AllocConvention, TracerMaps } from './programs.js';
 
 /** A probe to attach: a file, where in it, and the program. */
@@ -27,6 +27,10 @@ export interface ProbeSpec {
   vaddr: number;
   retprobe: boolean;
   body: Body;
+  /** A uprobe session program (entry + return in one, BPF_TRACE_UPROBE_SESSION) replacing `fallback`. */
+  session?: boolean;
+  /** Used instead of this spec when the kernel has no uprobe sessions (< 6.13). */
+  fallback?: ProbeSpec[];
 }
 
 export interface OutstandingEntry { address: number; timeNs: number; size: number; tid: number }
@@ -66,19 +70,50 @@ export class TraceSession {
 
   add(spec: ProbeSpec): void { this.specs.push(spec); }
 
+  /** True when the probes use uprobe sessions (return probes only for sampled calls). */
+  usesSessions = false;
+
   /** Loads every program and attaches every probe; starts streaming events. */
   start(): void {
-    for (const s of this.specs) {
-      const key = JSON.stringify([s.retprobe, s.name.split(':')[1]]);
+    if (this.specs.some((s) => s.session)) {
+      try {
+        this.loadAll(this.specs);
+        this.usesSessions = true;
+        this.probeSessionAttach();
+      } catch (e) {
+        if (!isLeakscopeError(e) || (e.code !== 'not-supported' && e.code !== 'malformed')) throw e;
+        // Kernel without uprobe sessions: entry uprobes plus uretprobes on every call.
+        for (const p of this.programs.values()) p.close();
+        this.programs.clear();
+        this.specs = this.specs.flatMap((s) => (s.session ? s.fallback ?? [] : [s]));
+        this.usesSessions = false;
+      }
+    }
+    if (!this.usesSessions) this.loadAll(this.specs);
+    this.reader = openRingBuffer(this.maps.events, (r) => this.opts.onEvent(decodeCapture(r)), { wakeup: 'poll', intervalMs: 100 });
+    this.attach();
+  }
+
+  private loadAll(specs: ProbeSpec[]): void {
+    for (const s of specs) {
+      const key = JSON.stringify([s.retprobe, s.session ?? false, s.name.split(':')[1]]);
       let prog = this.programs.get(key);
       if (!prog) {
-        prog = loadProgram({ name: `ls_${basename(s.name).replace(/[^A-Za-z0-9_]/g, '_')}`.slice(0, 15), body: s.body });
+        prog = loadProgram({
+          name: `ls_${basename(s.name).replace(/[^A-Za-z0-9_]/g, '_')}`.slice(0, 15), body: s.body,
+          expectedAttachType: s.session ? AttachType.uprobeSession : undefined,
+        });
         this.programs.set(key, prog);
       }
       (s as ProbeSpec & { prog: Program }).prog = prog;
     }
-    this.reader = openRingBuffer(this.maps.events, (r) => this.opts.onEvent(decodeCapture(r)), { wakeup: 'poll', intervalMs: 100 });
-    this.attach();
+  }
+
+  /** Attaches and detaches the first session probe once: 'not-supported' surfaces here, before the window. */
+  private probeSessionAttach(): void {
+    const s = this.specs.find((x) => x.session)!;
+    const link = attachUprobeMulti((s as ProbeSpec & { prog: Program }).prog, s.binaryPath, [resolveUprobeOffset({ binaryPath: s.binaryPath, vaddr: s.vaddr })], { pid: this.opts.pid, session: true });
+    link.detach();
   }
 
   /** Attaches all probes (also after a `detach()`, for duty cycles). */
@@ -92,7 +127,10 @@ export class TraceSession {
         if (seen.has(k)) continue;
         seen.add(k);
         const prog = (s as ProbeSpec & { prog: Program }).prog;
-        this.links.push({ spec: s, link: attachUprobe(prog, { binaryPath: s.binaryPath, vaddr: s.vaddr }, { pid: this.opts.pid, retprobe: s.retprobe }) });
+        const link = s.session
+          ? attachUprobeMulti(prog, s.binaryPath, [resolveUprobeOffset({ binaryPath: s.binaryPath, vaddr: s.vaddr })], { pid: this.opts.pid, session: true })
+          : attachUprobe(prog, { binaryPath: s.binaryPath, vaddr: s.vaddr }, { pid: this.opts.pid, retprobe: s.retprobe });
+        this.links.push({ spec: s, link });
       }
     } catch (e) {
       this.detach();
@@ -126,7 +164,7 @@ export class TraceSession {
     return this.maps.outstanding.entries().map(([address, v]) => ({ address, timeNs: v.timeNs, size: v.size, tid: v.aux % 0x100000000 }));
   }
 
-  probeNames(): string[] { return [...new Set(this.specs.map((s) => `${s.name}${s.retprobe ? ' (return)' : ''}`))]; }
+  probeNames(): string[] { return [...new Set(this.specs.map((s) => `${s.name}${s.session ? ' (session)' : s.retprobe ? ' (return)' : ''}`))]; }
 
   /** Detaches, drains and releases everything. Safe to call twice. */
   close(): void {
@@ -154,7 +192,11 @@ export const ALLOC_FUNCTIONS: Array<{ symbol: string; conv: AllocConvention }> =
 ];
 
 /** symbolVaddr: where to probe a function: its address, or past a leading flag-only test (call-sites.ts). */
-export interface MallocProbeOptions { pid: number; sampleBytes: number; libcPath: string; symbolVaddr: (name: string) => number | undefined; sizeRange?: { min: number; max: number } }
+export interface MallocProbeOptions {
+  pid: number; sampleBytes: number; libcPath: string; symbolVaddr: (name: string) => number | undefined; sizeRange?: { min: number; max: number };
+  /** libc's load bias in the target: enables uprobe sessions (the program compares rip with the probe's runtime address). */
+  loadBias?: number;
+}
 
 export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] {
   const out: ProbeSpec[] = [];
@@ -165,8 +207,15 @@ export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] 
     seen.add(vaddr);
     // Every function but malloc and calloc may call malloc internally (glibc 2.36 _mid_memalign, realloc).
     const mayNest = f.symbol !== 'malloc' && f.symbol !== 'calloc';
-    out.push({ name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: false, body: allocEntryProgram(m, f.conv, { tgid: o.pid, sampleBytes: o.sampleBytes, mayNest, sizeRange: o.sizeRange }) });
-    out.push({ name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: true, body: allocReturnProgram(m, f.conv === 'posix_memalign' ? 'posix_memalign' : 'rax', { tgid: o.pid }) });
+    const fallback: ProbeSpec[] = [
+      { name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: false, body: allocEntryProgram(m, f.conv, { tgid: o.pid, sampleBytes: o.sampleBytes, mayNest, sizeRange: o.sizeRange }) },
+      { name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: true, body: allocReturnProgram(m, f.conv === 'posix_memalign' ? 'posix_memalign' : 'rax', { tgid: o.pid }) },
+    ];
+    if (o.loadBias === undefined) { out.push(...fallback); continue; }
+    out.push({
+      name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: false, session: true, fallback,
+      body: allocSessionProgram(m, f.conv, { tgid: o.pid, sampleBytes: o.sampleBytes, sizeRange: o.sizeRange, entryRuntimeAddr: vaddr + o.loadBias }),
+    });
   }
   const free = o.symbolVaddr('free');
   if (free === undefined) throw new LeakscopeError('not-found', `${o.libcPath}: no free symbol`);
