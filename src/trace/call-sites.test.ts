@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { findDirectCalls, returnSiteOfCall } from './call-sites.js';
 import { loadElf } from '../formats/elf/index.js';
-import { sh } from '../../test/support/proc.js';
+import { sh } from '../../test/helpers/proc.js';
 
 test('annotated bytes: E8 rel32 resolves relative to the next instruction', () => {
   const code = Uint8Array.from([

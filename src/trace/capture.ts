@@ -31,11 +31,11 @@ export const CAPTURED_REGS = ['rip', 'rsp', 'rbp', 'rbx', 'r12', 'r13', 'r14', '
 export type CapturedRegs = Record<typeof CAPTURED_REGS[number], number>;
 
 /**
- * Fills the header registers and the stack copy of the record in `rec` (a ring-buffer
- * pointer), from the pt_regs in `ctx`. Uses r1-r5, r7, r8 (r7/r8 are clobbered); `rec` and `ctx`
- * must be callee-saved registers other than r7/r8 (r6, r9).
+ * Fills the header registers and the stack copy of the record in `rec` (a scratch record), from
+ * the pt_regs in `ctx`: at most `stackBytes` (4096 or 8192) from rsp, page by page. Uses r1-r5,
+ * r7, r8 (r7/r8 are clobbered); `rec` and `ctx` must be callee-saved registers other than r7/r8.
  */
-export function captureRegsAndStack(rec: A.Reg, ctx: A.Reg, uniq: string): Body {
+export function captureRegsAndStack(rec: A.Reg, ctx: A.Reg, uniq: string, stackBytes: 4096 | 8192 = STACK_BYTES): Body {
   const done = `capture_done_${uniq}`;
   return [
     CAPTURED_REGS.map((r, i) => [A.loadReg(A.R1, ctx, r), A.stx('dw', rec, 48 + i * 8, A.R1)]),
@@ -47,17 +47,19 @@ export function captureRegsAndStack(rec: A.Reg, ctx: A.Reg, uniq: string): Body 
     A.mov64(A.R1, rec), A.add64(A.R1, HEADER_BYTES), A.mov64(A.R2, A.R8), A.mov64(A.R3, A.R7),
     A.call('probe_read_user'), A.jne(A.R0, 0, done),
     A.stx('w', rec, 4, A.R8),
-    // page 2: [rsp + r8, rsp + r8 + PAGE)
-    A.mov64(A.R1, rec), A.add64(A.R1, HEADER_BYTES), A.add64(A.R1, A.R8), A.mov64(A.R2, PAGE),
-    A.mov64(A.R3, A.R7), A.add64(A.R3, A.R8),
-    A.call('probe_read_user'), A.jne(A.R0, 0, done),
-    A.mov64(A.R1, A.R8), A.add64(A.R1, PAGE), A.stx('w', rec, 4, A.R1),
-    // page 3: the remaining STACK_BYTES - PAGE - r8 bytes (0..PAGE-1)
+    stackBytes === 8192 ? [
+      // page 2: [rsp + r8, rsp + r8 + PAGE)
+      A.mov64(A.R1, rec), A.add64(A.R1, HEADER_BYTES), A.add64(A.R1, A.R8), A.mov64(A.R2, PAGE),
+      A.mov64(A.R3, A.R7), A.add64(A.R3, A.R8),
+      A.call('probe_read_user'), A.jne(A.R0, 0, done),
+      A.mov64(A.R1, A.R8), A.add64(A.R1, PAGE), A.stx('w', rec, 4, A.R1),
+    ] : [],
+    // last part: the remaining stackBytes - (stackBytes - PAGE) - r8 = PAGE - r8 bytes (0..PAGE-1)
     A.mov64(A.R2, PAGE), A.sub64(A.R2, A.R8), A.jeq(A.R2, 0, done),
-    A.mov64(A.R1, rec), A.add64(A.R1, HEADER_BYTES + PAGE), A.add64(A.R1, A.R8),
-    A.mov64(A.R3, A.R7), A.add64(A.R3, PAGE), A.add64(A.R3, A.R8),
+    A.mov64(A.R1, rec), A.add64(A.R1, HEADER_BYTES + stackBytes - PAGE), A.add64(A.R1, A.R8),
+    A.mov64(A.R3, A.R7), A.add64(A.R3, stackBytes - PAGE), A.add64(A.R3, A.R8),
     A.call('probe_read_user'), A.jne(A.R0, 0, done),
-    A.st('w', rec, 4, STACK_BYTES),
+    A.st('w', rec, 4, stackBytes),
     A.label(done),
   ];
 }

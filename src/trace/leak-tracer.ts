@@ -35,6 +35,8 @@ export interface LeakTraceOptions {
   minAgeSeconds?: number;
   /** Malloc mode: trace only requests of [min, max) bytes (e.g. the anomalous bucket). */
   sizeRange?: { min: number; max: number };
+  /** Pool mode: bytes of stack copied per pool creation (4096 or 8192; default 4096: nginx's request paths need < 3 KiB). */
+  stackBytes?: 4096 | 8192;
   /** Pool mode: share of each second the probe is attached (0 < duty <= 1). */
   dutyCycle?: number;
   /** Pool mode: live pools at the end of the window, address -> bytes held (the pool census). */
@@ -74,7 +76,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   };
 
   // Records are ~12 KiB (8 KiB of stack): unsampled tracing needs room for bursts.
-  const session = new TraceSession({ pid: space.pid, onEvent, ringBytes: sampleBytes === 0 ? 64 << 20 : 8 << 20 });
+  const session = new TraceSession({ pid: space.pid, onEvent, ringBytes: sampleBytes === 0 ? 64 << 20 : 16 << 20 });
   const symbolizer = new Symbolizer(space.modules());
   const probes: string[] = [];
   try {
@@ -92,7 +94,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       const probeVaddr = resultTestJumpVaddr(elf, site) ?? site.returnVaddr;
       if (probeVaddr === site.returnVaddr) notes.push('no null check after ngx_memalign found: probing the (single-stepped) return site');
       session.add(poolProbe(session.tracerMaps, {
-        pid: space.pid, binaryPath: create.module.hostPath, returnSiteVaddr: probeVaddr,
+        pid: space.pid, binaryPath: create.module.hostPath, returnSiteVaddr: probeVaddr, stackBytes: opts.stackBytes ?? 4096,
         label: `${basename(create.module.path)}:ngx_create_pool+0x${(probeVaddr - elf.findSymbol('ngx_create_pool')!.value).toString(16)}`,
       }));
     }
@@ -191,7 +193,8 @@ function monotonicNs(): number {
   return Number(process.hrtime.bigint());
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** setTimeout as a promise that an AbortSignal ends early. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (ms <= 0 || signal?.aborted) return resolve();
     const t = setTimeout(done, ms);

@@ -24,6 +24,8 @@ export const Stat = {
   entryHits: 0, sampled: 1, returnHits: 2, freeHits: 3, freeMatched: 4, ringFull: 5, outstandingFull: 6, poolHits: 7, nested: 8, unsampled: 9,
 } as const;
 export const STAT_COUNT = 10;
+/** ringbuf_output flag (uapi bpf.h BPF_RB_NO_WAKEUP). */
+const BPF_RB_NO_WAKEUP = 1;
 
 /** How an allocation function takes its size, and where its result comes from. */
 export type AllocConvention =
@@ -69,7 +71,8 @@ function outputRecord(m: TracerMaps, uniq: string): Body {
     A.ldx('w', R3, R9, 4),
     A.jle(R3, STACK_BYTES, clamp), A.mov64(R3, STACK_BYTES), A.label(clamp),
     A.add64(R3, HEADER_BYTES),
-    A.ldMap(R1, m.events), A.mov64(R2, R9), A.mov64(A.R4, 0), A.call('ringbuf_output'),
+    // BPF_RB_NO_WAKEUP: no irq_work per record in the target; the reader drains on a timer.
+    A.ldMap(R1, m.events), A.mov64(R2, R9), A.mov64(A.R4, BPF_RB_NO_WAKEUP), A.call('ringbuf_output'),
     A.jeq(R0, 0, ok),
     statInc(m, Stat.ringFull, `ringfull_${uniq}`),
     A.label(ok),
@@ -226,7 +229,7 @@ export function freeProgram(m: TracerMaps, opts: { tgid?: number }): Body {
  * (rax = the new pool): one probe hit per pool, no uretprobe. Liveness is checked at the end by
  * reading memory (the pool census), so ngx_destroy_pool is not probed at all.
  */
-export function poolCreateProgram(m: TracerMaps, opts: { tgid?: number }): Body {
+export function poolCreateProgram(m: TracerMaps, opts: { tgid?: number; stackBytes?: 4096 | 8192 }): Body {
   const ctx = R6;
   return [
     A.mov64(ctx, R1),
@@ -241,7 +244,7 @@ export function poolCreateProgram(m: TracerMaps, opts: { tgid?: number }): Body 
     A.st('dw', R9, 24, 0),
     A.ldx('dw', R1, FP, K_PTR), A.stx('dw', R9, 32, R1),
     A.st('dw', R9, 40, 0),
-    captureRegsAndStack(R9, ctx, 'pool'),
+    captureRegsAndStack(R9, ctx, 'pool', opts.stackBytes),
     outputRecord(m, 'pool'),
     A.label('out'),
     A.returnZero(),

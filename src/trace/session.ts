@@ -90,7 +90,9 @@ export class TraceSession {
       }
     }
     if (!this.usesSessions) this.loadAll(this.specs);
-    this.reader = openRingBuffer(this.maps.events, (r) => this.opts.onEvent(decodeCapture(r)), { wakeup: 'poll', intervalMs: 100 });
+    // Records are written without wakeups (BPF_RB_NO_WAKEUP): drain every 10 ms. The ring holds
+    // 10 ms of ~4-12 KiB records at well over 100k events/s.
+    this.reader = openRingBuffer(this.maps.events, (r) => this.opts.onEvent(decodeCapture(r)), { wakeup: 'timer', intervalMs: 10 });
     this.attach();
   }
 
@@ -223,6 +225,6 @@ export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] 
   return out;
 }
 
-export function poolProbe(m: TracerMaps, o: { pid: number; binaryPath: string; returnSiteVaddr: number; label: string }): ProbeSpec {
-  return { name: o.label, binaryPath: o.binaryPath, vaddr: o.returnSiteVaddr, retprobe: false, body: poolCreateProgram(m, { tgid: o.pid }) };
+export function poolProbe(m: TracerMaps, o: { pid: number; binaryPath: string; returnSiteVaddr: number; label: string; stackBytes?: 4096 | 8192 }): ProbeSpec {
+  return { name: o.label, binaryPath: o.binaryPath, vaddr: o.returnSiteVaddr, retprobe: false, body: poolCreateProgram(m, { tgid: o.pid, stackBytes: o.stackBytes }) };
 }
