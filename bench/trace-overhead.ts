@@ -214,7 +214,7 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
   if (process.getuid?.() !== 0) throw new Error('trace-overhead: run as root (eBPF)');
   if (spawnSync('wrk', ['--version']).error) throw new Error('trace-overhead: wrk is not installed (apt-get install wrk)');
   const haveBpftrace = spawnSync('bpftrace', ['--version']).status === 0;
-  const modes: OverheadMode[] = (opts.modes ?? ['untraced', 'pool', 'malloc', 'bpftrace']).filter((m) => m !== 'bpftrace' || haveBpftrace);
+  const modes: OverheadMode[] = (opts.modes ?? ['untraced', 'pool', 'pool-duty-0.5', 'malloc', 'bpftrace']).filter((m) => m !== 'bpftrace' || haveBpftrace);
   await ensureFixturesBuilt();
 
   const tmp = mkdtempSync(join(os.tmpdir(), 'leakscope-bench-overhead-'));
