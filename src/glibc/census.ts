@@ -40,8 +40,11 @@ export interface CensusOptions {
   /**
    * Called once per chunk finally counted as in use (after tcache / fastbin chunks are moved out),
    * and per mmapped chunk: user pointer (chunk + 16), chunk size, mmapped. For the pool analysis.
+   * `poolCandidate`: a hint from the user data as the walk read it: the second word (ngx_pool_t
+   * d.end at user + 8) satisfies 80 < d.end - userAddr <= chunkSize (true) or not (false);
+   * undefined when those bytes were not in the walk's window, and for mmapped chunks.
    */
-  onInUseChunk?: (userAddr: number, chunkSize: number, mmapped: boolean) => void;
+  onInUseChunk?: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean) => void;
 }
 
 /**
@@ -84,6 +87,17 @@ interface Segment { start: number; end: number; walkedEnd: number; arena: ArenaC
  */
 const FREE_INDEX_MAX = 1 << 20;
 
+const HINT_NO = 0, HINT_YES = 1, HINT_UNKNOWN = 2;
+/**
+ * Pool-candidate hint of an in-use chunk (onInUseChunk's `poolCandidate`): the chunk's header is
+ * at window word `w` (u32 index), so its user data's second word (ngx_pool_t d.end, user + 8)
+ * is at words w + 6, w + 7. Candidate iff 80 < d.end - userAddr <= chunkSize.
+ */
+function poolHint(u32: Uint32Array, w: number, userAddr: number, chunkSize: number): number {
+  const d = u32[w + 7]! * TWO32 + u32[w + 6]! - userAddr;
+  return d > 80 && d <= chunkSize ? HINT_YES : HINT_NO;
+}
+
 /** Counts and bytes of free chunks found by the walk below / above MIN_LARGE_SIZE, per arena. */
 interface ArenaScratch { freeSmallN: number; freeLargeN: number; unsortedSmallN: number; unsortedLargeN: number }
 
@@ -110,6 +124,8 @@ class Census {
   collect = false;
   usedAddr = new Float64Array(0);
   usedSize = new Float64Array(0);
+  /** Per collected chunk: pool-candidate hint (HINT_NO / HINT_YES / HINT_UNKNOWN). */
+  usedHint = new Uint8Array(0);
   usedLen = 0;
   private readonly buf: Buffer;
   /** The window as little-endian u32 words (x86-64 hosts and targets only): chunk headers are 8-aligned. */
@@ -182,7 +198,12 @@ class Census {
           if (prevSize < EXACT_FLAT_LIMIT) exactFlat[prevSize >>> 4]++;
           else this.exactMap.set(prevSize, (this.exactMap.get(prevSize) ?? 0) + 1);
           if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
-          if (collect) this.collectInUse(p - prevSize, prevSize);
+          if (collect) {
+            // The chunk's user words 0..1 (chunk + 16 .. + 32) lie before p, so in this window
+            // unless the chunk starts in an earlier one.
+            const c = p - prevSize;
+            this.collectInUse(c, prevSize, c >= winStart ? poolHint(u32, (c - winStart) >>> 2, c + 16, prevSize) : HINT_UNKNOWN);
+          }
         } else {
           binN++;
           binB += prevSize;
@@ -225,7 +246,10 @@ class Census {
             if (prevSize < EXACT_FLAT_LIMIT) exactFlat[prevSize >>> 4]++;
             else this.exactMap.set(prevSize, (this.exactMap.get(prevSize) ?? 0) + 1);
             if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
-            if (collect) this.collectInUse(p - prevSize, prevSize);
+            if (collect) {
+              const c = p - prevSize;
+              this.collectInUse(c, prevSize, c >= winStart && p <= winEnd ? poolHint(u32, (c - winStart) >>> 2, c + 16, prevSize) : HINT_UNKNOWN);
+            }
           } else {
             binN++; binB += prevSize;
             const k = bucketOf(prevSize);
@@ -258,13 +282,14 @@ class Census {
     return walkedEnd;
   }
 
-  collectInUse(addr: number, size: number): void {
+  collectInUse(addr: number, size: number, hint: number): void {
     const n = this.usedLen;
     if (n === this.usedAddr.length) {
       const grow = (a: Float64Array) => { const b = new Float64Array(Math.max(1024, a.length * 2)); b.set(a); return b; };
       this.usedAddr = grow(this.usedAddr); this.usedSize = grow(this.usedSize);
+      const h = new Uint8Array(this.usedAddr.length); h.set(this.usedHint); this.usedHint = h;
     }
-    this.usedAddr[n] = addr; this.usedSize[n] = size;
+    this.usedAddr[n] = addr; this.usedSize[n] = size; this.usedHint[n] = hint;
     this.usedLen = n + 1;
   }
 
@@ -445,7 +470,7 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
   if (opts.onInUseChunk) {
     for (let i = 0; i < c.usedLen; i++) {
       const addr = c.usedAddr[i]!;
-      if (!c.reclassified.has(addr)) opts.onInUseChunk(addr + 16, c.usedSize[i]!, false);
+      if (!c.reclassified.has(addr)) { const h = c.usedHint[i]!; opts.onInUseChunk(addr + 16, c.usedSize[i]!, false, h === HINT_UNKNOWN ? undefined : h === HINT_YES); }
     }
   }
 

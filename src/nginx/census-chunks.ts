@@ -10,7 +10,7 @@ import { ChunkList } from './chunks.js';
 
 /** The census option this adapter relies on (proposed to src/glibc; see src/nginx/README.md). */
 export interface InUseChunkSink {
-  onInUseChunk?: (userAddr: number, chunkSize: number, mmapped: boolean) => void;
+  onInUseChunk?: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean) => void;
 }
 
 export interface CensusWithChunks { census: HeapCensus; chunks: ChunkList; elapsedMs: number }
@@ -18,8 +18,8 @@ export interface CensusWithChunks { census: HeapCensus; chunks: ChunkList; elaps
 /** Runs the heap census once and collects its in-use chunks. */
 export function censusWithChunks(space: AddressSpace, opts: CensusOptions = {}): CensusWithChunks {
   const t0 = performance.now();
-  const list: Array<{ userAddr: number; chunkSize: number; mmapped: boolean }> = [];
-  const sink: InUseChunkSink = { onInUseChunk: (userAddr, chunkSize, mmapped) => { list.push({ userAddr, chunkSize, mmapped }); } };
+  const list: Array<{ userAddr: number; chunkSize: number; mmapped: boolean; poolCandidate: boolean | undefined }> = [];
+  const sink: InUseChunkSink = { onInUseChunk: (userAddr, chunkSize, mmapped, poolCandidate) => { list.push({ userAddr, chunkSize, mmapped, poolCandidate }); } };
   const census = heapCensus(space, { ...opts, ...sink } as CensusOptions);
   const expected = census.totals.inUseChunks + census.totals.mmappedChunks;
   if (list.length === 0 && expected > 0) {

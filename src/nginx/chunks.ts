@@ -8,9 +8,11 @@ export const CHUNK_HEADER = 16;
 export interface InUseChunks {
   /**
    * Calls `cb` for every in-use chunk: its user pointer (chunk address + 16), its chunk size
-   * (header included, flag bits masked, as glibc counts it) and whether it is mmapped.
+   * (header included, flag bits masked, as glibc counts it), whether it is mmapped, and the
+   * census's pool-candidate hint when it has one (false: the chunk's second word, d.end, cannot
+   * be that of an ngx_pool_t in this chunk; see CensusOptions.onInUseChunk).
    */
-  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean) => void): void;
+  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean) => void): void;
   /** The chunk size of the in-use chunk whose user pointer is `userAddr`, else undefined. */
   sizeOf(userAddr: number): number | undefined;
   /** The user pointer of the in-use chunk holding `addr` (user area), else undefined. */
@@ -22,21 +24,28 @@ export class ChunkList implements InUseChunks {
   private readonly addrs: Float64Array;
   private readonly sizes: Float64Array;
   private readonly mm: Uint8Array;
+  /** Pool-candidate hint: 0 no, 1 yes, 2 unknown. */
+  private readonly hint: Uint8Array;
   private readonly index = new Map<number, number>();
 
-  constructor(chunks: ReadonlyArray<{ userAddr: number; chunkSize: number; mmapped?: boolean }>) {
+  constructor(chunks: ReadonlyArray<{ userAddr: number; chunkSize: number; mmapped?: boolean; poolCandidate?: boolean }>) {
     const sorted = [...chunks].sort((a, b) => a.userAddr - b.userAddr);
     this.addrs = new Float64Array(sorted.length);
     this.sizes = new Float64Array(sorted.length);
     this.mm = new Uint8Array(sorted.length);
+    this.hint = new Uint8Array(sorted.length);
     sorted.forEach((c, i) => {
       this.addrs[i] = c.userAddr; this.sizes[i] = c.chunkSize; this.mm[i] = c.mmapped ? 1 : 0;
+      this.hint[i] = c.poolCandidate === undefined ? 2 : c.poolCandidate ? 1 : 0;
       this.index.set(c.userAddr, i);
     });
   }
   get length(): number { return this.addrs.length; }
-  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean) => void): void {
-    for (let i = 0; i < this.addrs.length; i++) cb(this.addrs[i]!, this.sizes[i]!, this.mm[i] === 1);
+  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean) => void): void {
+    for (let i = 0; i < this.addrs.length; i++) {
+      const h = this.hint[i]!;
+      cb(this.addrs[i]!, this.sizes[i]!, this.mm[i] === 1, h === 2 ? undefined : h === 1);
+    }
   }
   sizeOf(userAddr: number): number | undefined {
     const i = this.index.get(userAddr);

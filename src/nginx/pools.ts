@@ -170,14 +170,15 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   const bucketTotals = new Map<number, { chunks: number; bytes: number }>();
   const countBuckets = !opts.histogram;
   let chunksSeen = 0;
-  chunks.forEach((userAddr, chunkSize, mmapped) => {
+  chunks.forEach((userAddr, chunkSize, mmapped, poolCandidate) => {
     chunksSeen++;
     if (countBuckets) {
       const b = bucketOf(chunkSize).minBytes;
       const e = bucketTotals.get(b);
       if (e) { e.chunks++; e.bytes += chunkSize; } else bucketTotals.set(b, { chunks: 1, bytes: chunkSize });
     }
-    if (chunkSize < MIN_POOL_CHUNK) return;
+    // poolCandidate false: the census saw a d.end that fails the scan's first test below.
+    if (chunkSize < MIN_POOL_CHUNK || poolCandidate === false) return;
     if (n === addrs.length) {
       const a2 = new Float64Array(n * 2); a2.set(addrs); addrs = a2;
       const s2 = new Float64Array(n * 2); s2.set(sizes); sizes = s2;
