@@ -22,7 +22,7 @@ import type { NginxLayouts } from './layouts.js';
 import { chunkFitsBlock, parsePoolHeader, poolHeaderPlausible, POOL, readPool } from './pool.js';
 import type { PoolBlock, PoolInconsistency, PoolLargeAlloc, PoolRead } from './pool.js';
 import { readBatched } from './read-batch.js';
-import { PointerTargets, searchRanges, writableRegions } from './references.js';
+import { PointerTargets, scanForPointers, searchRanges, writableRegions } from './references.js';
 
 export type PoolOwner = 'cycle' | 'old-cycle' | 'connection' | 'request' | 'upstream' | 'static' | 'heap' | 'unreferenced';
 
@@ -188,7 +188,9 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   });
   // Each candidate's first SCAN_BYTES: the header, and for most pools the whole used part of
   // the first block with its large / cleanup records (a read costs about the same either way).
-  const matches: Array<{ addr: number; header: ReturnType<typeof parsePoolHeader>; prefix: Uint8Array }> = [];
+  // Matches' prefixes are copied into one arena (views made once the scan is done).
+  const matches: Array<{ addr: number; header: ReturnType<typeof parsePoolHeader>; prefixOff: number; prefixLen: number; prefix?: Uint8Array }> = [];
+  let arena = Buffer.allocUnsafe(1 << 16), arenaLen = 0;
   readBatched(space, addrs.subarray(0, n), SCAN_BYTES, (i, buf, off, got) => {
     bytesRead += got;
     if (got < POOL.sizeof) return;
@@ -199,8 +201,15 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     const size = end - addr;
     if (!(size > POOL.sizeof) || !chunkFitsBlock(size, sizes[i]!, mm[i] === 1)) return;
     const h = parsePoolHeader(r, off);
-    if (poolHeaderPlausible(addr, h)) matches.push({ addr, header: h, prefix: Uint8Array.prototype.slice.call(buf, off, off + got) });
+    if (!poolHeaderPlausible(addr, h)) return;
+    if (arenaLen + got > arena.length) { const a2 = Buffer.allocUnsafe(Math.max(arena.length * 2, arenaLen + got)); arena.copy(a2, 0, 0, arenaLen); arena = a2; }
+    buf.copy(arena, arenaLen, off, off + got);
+    matches.push({ addr, header: h, prefixOff: arenaLen, prefixLen: got });
+    arenaLen += got;
   }, { gap: 4096, maxWindow: 4 << 20 });
+  /** Scan bytes at a matched pool (its first SCAN_BYTES, as read), by address. */
+  const prefixes = new Map<number, Uint8Array>();
+  for (const m of matches) { m.prefix = arena.subarray(m.prefixOff, m.prefixOff + m.prefixLen); prefixes.set(m.addr, m.prefix); }
   const tScan = performance.now();
 
   // ---- validate: full read of every candidate and every root pool ----
@@ -294,22 +303,33 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     const searchLarge = opts.heapReferences === 'all';
     const orphanTargets = new PointerTargets(orphans);
     const starts: number[] = [], lens: number[] = [];
+    // Hits in ascending slot order (as one address-ordered search finds them): the first 8 per pool are kept.
+    const hits: Array<{ chunk: number; slot: number; value: number }> = [];
+    const onHit = (chunk: number, slot: number, value: number) => {
+      if (ownChunk.get(chunk) === value) return; // referenced from inside its own blocks / large allocations
+      hits.push({ chunk, slot, value });
+    };
     chunks.forEach((userAddr, chunkSize, mmapped) => {
       const used = blockUsed.get(userAddr);
-      if (used !== undefined) { starts.push(userAddr); lens.push(used); return; }
+      if (used !== undefined) {
+        // A first block whose used part the scan already read: search those bytes.
+        const pre = prefixes.get(userAddr);
+        if (pre && used <= pre.byteLength) { scanForPointers(pre, 0, used, userAddr, orphanTargets, (slot, v) => onHit(userAddr, slot, v)); return; }
+        starts.push(userAddr); lens.push(used); return;
+      }
       if (!searchLarge && poolLarge.has(userAddr)) return;
       starts.push(userAddr);
       // user area: chunk size minus the header, plus the next chunk's prev_size field for heap chunks
       lens.push(chunkSize - CHUNK_HEADER + (mmapped ? 0 : 8));
     });
-    bytesRead += searchRanges(space, starts, lens, orphanTargets, (ci, _slot, value) => {
-      const chunk = starts[ci]!;
+    bytesRead += searchRanges(space, starts, lens, orphanTargets, (ci, slot, value) => onHit(starts[ci]!, slot, value));
+    hits.sort((a, b) => a.slot - b.slot);
+    for (const { chunk, value } of hits) {
       const holder = ownChunk.get(chunk);
-      if (holder === value) return; // referenced from inside its own blocks / large allocations
       let l = heapRefs.get(value);
       if (!l) heapRefs.set(value, (l = []));
       if (l.length < 8) l.push(holder !== undefined ? `pool ${hex(holder)}` : `heap chunk ${hex(chunk)}`);
-    });
+    }
   }
   const tHeap = performance.now();
 
