@@ -44,7 +44,14 @@ export interface CensusOptions {
    * d.end at user + 8) satisfies 80 < d.end - userAddr <= chunkSize (true) or not (false);
    * undefined when those bytes were not in the walk's window, and for mmapped chunks.
    */
-  onInUseChunk?: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean) => void;
+  onInUseChunk?: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean, userBytes?: Uint8Array) => void;
+  /**
+   * With onInUseChunk: for chunks whose poolCandidate hint is true, also pass `userBytes`, the
+   * first this-many bytes at the user pointer as the walk read them (when its window held them
+   * all; they may run into the next chunks). Default 0 (none). Copied once (bounded by
+   * IN_USE_BYTES_BUDGET in all); the views stay valid after the census returns.
+   */
+  inUseChunkBytes?: number;
 }
 
 /**
@@ -88,6 +95,8 @@ interface Segment { start: number; end: number; walkedEnd: number; arena: ArenaC
 const FREE_INDEX_MAX = 1 << 20;
 
 const HINT_NO = 0, HINT_YES = 1, HINT_UNKNOWN = 2;
+/** Cap on the bytes copied for CensusOptions.inUseChunkBytes (per census). */
+const IN_USE_BYTES_BUDGET = 64 << 20;
 /**
  * Pool-candidate hint of an in-use chunk (onInUseChunk's `poolCandidate`): the chunk's header is
  * at window word `w` (u32 index), so its user data's second word (ngx_pool_t d.end, user + 8)
@@ -127,6 +136,11 @@ class Census {
   /** Per collected chunk: pool-candidate hint (HINT_NO / HINT_YES / HINT_UNKNOWN). */
   usedHint = new Uint8Array(0);
   usedLen = 0;
+  /** With inUseChunkBytes: per collected chunk, offset of its bytes in usedBytes (-1: none). */
+  prefixBytes = 0;
+  usedBytesOff = new Float64Array(0);
+  usedBytes = Buffer.alloc(0);
+  usedBytesLen = 0;
   private readonly buf: Buffer;
   /** The window as little-endian u32 words (x86-64 hosts and targets only): chunk headers are 8-aligned. */
   private readonly u32: Uint32Array;
@@ -202,7 +216,9 @@ class Census {
             // The chunk's user words 0..1 (chunk + 16 .. + 32) lie before p, so in this window
             // unless the chunk starts in an earlier one.
             const c = p - prevSize;
-            this.collectInUse(c, prevSize, c >= winStart ? poolHint(u32, (c - winStart) >>> 2, c + 16, prevSize) : HINT_UNKNOWN);
+            const hint = c >= winStart ? poolHint(u32, (c - winStart) >>> 2, c + 16, prevSize) : HINT_UNKNOWN;
+            this.collectInUse(c, prevSize, hint);
+            if (hint === HINT_YES && this.prefixBytes > 0) this.collectBytes(c + 16 - winStart, winEnd - winStart);
           }
         } else {
           binN++;
@@ -248,7 +264,9 @@ class Census {
             if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
             if (collect) {
               const c = p - prevSize;
-              this.collectInUse(c, prevSize, c >= winStart && p <= winEnd ? poolHint(u32, (c - winStart) >>> 2, c + 16, prevSize) : HINT_UNKNOWN);
+              const hint = c >= winStart && p <= winEnd ? poolHint(u32, (c - winStart) >>> 2, c + 16, prevSize) : HINT_UNKNOWN;
+              this.collectInUse(c, prevSize, hint);
+              if (hint === HINT_YES && this.prefixBytes > 0) this.collectBytes(c + 16 - winStart, winEnd - winStart);
             }
           } else {
             binN++; binB += prevSize;
@@ -291,6 +309,23 @@ class Census {
     }
     this.usedAddr[n] = addr; this.usedSize[n] = size; this.usedHint[n] = hint;
     this.usedLen = n + 1;
+  }
+
+  /** Copies the collected chunk's first prefixBytes user bytes from the window (at `off`), when wanted and in budget. */
+  collectBytes(off: number, winLen: number): void {
+    const n = this.usedLen - 1;
+    if (this.usedBytesOff.length < this.usedAddr.length) {
+      const o = new Float64Array(this.usedAddr.length).fill(-1); o.set(this.usedBytesOff); this.usedBytesOff = o;
+    }
+    const len = this.prefixBytes;
+    if (off < 0 || off + len > winLen || this.usedBytesLen + len > IN_USE_BYTES_BUDGET) return;
+    if (this.usedBytesLen + len > this.usedBytes.length) {
+      const b = Buffer.allocUnsafe(Math.min(IN_USE_BYTES_BUDGET, Math.max(1 << 16, this.usedBytes.length * 2, this.usedBytesLen + len)));
+      this.usedBytes.copy(b, 0, 0, this.usedBytesLen); this.usedBytes = b;
+    }
+    this.buf.copy(this.usedBytes, this.usedBytesLen, off, off + len);
+    this.usedBytesOff[n] = this.usedBytesLen;
+    this.usedBytesLen += len;
   }
 
   indexFree(addr: number, size: number, bk: number): void {
@@ -431,6 +466,7 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
   const L = loc.layout;
   const c = new Census(space, loc, opts.windowBytes ?? DEFAULT_WINDOW);
   c.collect = !!opts.onInUseChunk;
+  if (c.collect) c.prefixBytes = Math.max(0, Math.min(opts.inUseChunkBytes ?? 0, 4096));
   const mp = readMallocParams(space, loc);
   const sources = { ...loc.sources };
   const { arenas: raws, heapMaxSize } = readArenas(space, loc, mp, (i) => c.report(i));
@@ -470,7 +506,10 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
   if (opts.onInUseChunk) {
     for (let i = 0; i < c.usedLen; i++) {
       const addr = c.usedAddr[i]!;
-      if (!c.reclassified.has(addr)) { const h = c.usedHint[i]!; opts.onInUseChunk(addr + 16, c.usedSize[i]!, false, h === HINT_UNKNOWN ? undefined : h === HINT_YES); }
+      if (c.reclassified.has(addr)) continue;
+      const h = c.usedHint[i]!;
+      const bo = h === HINT_YES && i < c.usedBytesOff.length ? c.usedBytesOff[i]! : -1;
+      opts.onInUseChunk(addr + 16, c.usedSize[i]!, false, h === HINT_UNKNOWN ? undefined : h === HINT_YES, bo >= 0 ? c.usedBytes.subarray(bo, bo + c.prefixBytes) : undefined);
     }
   }
 

@@ -6,11 +6,13 @@ import { LeakscopeError } from '../model/errors.js';
 import { heapCensus } from '../glibc/index.js';
 import type { CensusOptions, HeapCensus } from '../glibc/index.js';
 import type { AddressSpace } from '../target/index.js';
-import { ChunkList } from './chunks.js';
+import { ChunkList, POOL_SCAN_BYTES } from './chunks.js';
 
 /** The census option this adapter relies on (proposed to src/glibc; see src/nginx/README.md). */
 export interface InUseChunkSink {
-  onInUseChunk?: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean) => void;
+  onInUseChunk?: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean, userBytes?: Uint8Array) => void;
+  /** First user bytes wanted with each pool candidate (the pool scan's window). */
+  inUseChunkBytes?: number;
 }
 
 export interface CensusWithChunks { census: HeapCensus; chunks: ChunkList; elapsedMs: number }
@@ -18,8 +20,11 @@ export interface CensusWithChunks { census: HeapCensus; chunks: ChunkList; elaps
 /** Runs the heap census once and collects its in-use chunks. */
 export function censusWithChunks(space: AddressSpace, opts: CensusOptions = {}): CensusWithChunks {
   const t0 = performance.now();
-  const list: Array<{ userAddr: number; chunkSize: number; mmapped: boolean; poolCandidate: boolean | undefined }> = [];
-  const sink: InUseChunkSink = { onInUseChunk: (userAddr, chunkSize, mmapped, poolCandidate) => { list.push({ userAddr, chunkSize, mmapped, poolCandidate }); } };
+  const list: Array<{ userAddr: number; chunkSize: number; mmapped: boolean; poolCandidate: boolean | undefined; userBytes: Uint8Array | undefined }> = [];
+  const sink: InUseChunkSink = {
+    onInUseChunk: (userAddr, chunkSize, mmapped, poolCandidate, userBytes) => { list.push({ userAddr, chunkSize, mmapped, poolCandidate, userBytes }); },
+    inUseChunkBytes: POOL_SCAN_BYTES,
+  };
   const census = heapCensus(space, { ...opts, ...sink } as CensusOptions);
   const expected = census.totals.inUseChunks + census.totals.mmappedChunks;
   if (list.length === 0 && expected > 0) {

@@ -4,15 +4,18 @@
 
 /** glibc chunk header size in front of the user pointer (prev_size + size fields), x86-64. */
 export const CHUNK_HEADER = 16;
+/** Bytes the pool scan looks at per candidate chunk (from the user pointer). */
+export const POOL_SCAN_BYTES = 512;
 
 export interface InUseChunks {
   /**
    * Calls `cb` for every in-use chunk: its user pointer (chunk address + 16), its chunk size
    * (header included, flag bits masked, as glibc counts it), whether it is mmapped, and the
    * census's pool-candidate hint when it has one (false: the chunk's second word, d.end, cannot
-   * be that of an ngx_pool_t in this chunk; see CensusOptions.onInUseChunk).
+   * be that of an ngx_pool_t in this chunk; see CensusOptions.onInUseChunk), and for candidates
+   * the first bytes at the user pointer when the census kept them (POOL_SCAN_BYTES of them).
    */
-  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean) => void): void;
+  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean, userBytes?: Uint8Array) => void): void;
   /** The chunk size of the in-use chunk whose user pointer is `userAddr`, else undefined. */
   sizeOf(userAddr: number): number | undefined;
   /** The user pointer of the in-use chunk holding `addr` (user area), else undefined. */
@@ -26,25 +29,28 @@ export class ChunkList implements InUseChunks {
   private readonly mm: Uint8Array;
   /** Pool-candidate hint: 0 no, 1 yes, 2 unknown. */
   private readonly hint: Uint8Array;
+  private readonly bytes: Array<Uint8Array | undefined>;
   private readonly index = new Map<number, number>();
 
-  constructor(chunks: ReadonlyArray<{ userAddr: number; chunkSize: number; mmapped?: boolean; poolCandidate?: boolean }>) {
+  constructor(chunks: ReadonlyArray<{ userAddr: number; chunkSize: number; mmapped?: boolean; poolCandidate?: boolean; userBytes?: Uint8Array }>) {
     const sorted = [...chunks].sort((a, b) => a.userAddr - b.userAddr);
     this.addrs = new Float64Array(sorted.length);
     this.sizes = new Float64Array(sorted.length);
     this.mm = new Uint8Array(sorted.length);
     this.hint = new Uint8Array(sorted.length);
+    this.bytes = new Array<Uint8Array | undefined>(sorted.length);
     sorted.forEach((c, i) => {
+      this.bytes[i] = c.userBytes;
       this.addrs[i] = c.userAddr; this.sizes[i] = c.chunkSize; this.mm[i] = c.mmapped ? 1 : 0;
       this.hint[i] = c.poolCandidate === undefined ? 2 : c.poolCandidate ? 1 : 0;
       this.index.set(c.userAddr, i);
     });
   }
   get length(): number { return this.addrs.length; }
-  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean) => void): void {
+  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean, userBytes?: Uint8Array) => void): void {
     for (let i = 0; i < this.addrs.length; i++) {
       const h = this.hint[i]!;
-      cb(this.addrs[i]!, this.sizes[i]!, this.mm[i] === 1, h === 2 ? undefined : h === 1);
+      cb(this.addrs[i]!, this.sizes[i]!, this.mm[i] === 1, h === 2 ? undefined : h === 1, this.bytes[i]);
     }
   }
   sizeOf(userAddr: number): number | undefined {

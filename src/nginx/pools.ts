@@ -14,7 +14,7 @@ import { ByteReader } from '../binary/byte-reader.js';
 import type { Module } from '../model/memory.js';
 import { Symbolizer } from '../symbols/index.js';
 import type { AddressSpace } from '../target/index.js';
-import { bucketOf, CHUNK_HEADER } from './chunks.js';
+import { bucketOf, CHUNK_HEADER, POOL_SCAN_BYTES } from './chunks.js';
 import type { InUseChunks } from './chunks.js';
 import { objectAt, readRoots } from './cycle.js';
 import type { NginxModuleInfo, NginxRoots } from './cycle.js';
@@ -122,7 +122,7 @@ const MAX_LISTED_INCONSISTENCIES = 100;
 /** Smallest chunk that can hold a pool: ngx_pool_t (80) + 1 byte -> request2size(81) = 96. */
 const MIN_POOL_CHUNK = 96;
 /** Bytes read at each candidate chunk by the scan. */
-const SCAN_BYTES = 512;
+const SCAN_BYTES = POOL_SCAN_BYTES;
 
 export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): PoolAnalysis {
   const t0 = performance.now();
@@ -169,8 +169,27 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   let addrs = new Float64Array(1 << 14), sizes = new Float64Array(1 << 14), mm = new Uint8Array(1 << 14);
   const bucketTotals = new Map<number, { chunks: number; bytes: number }>();
   const countBuckets = !opts.histogram;
-  let chunksSeen = 0;
-  chunks.forEach((userAddr, chunkSize, mmapped, poolCandidate) => {
+  let chunksSeen = 0, candidates = 0;
+  // Each candidate's first SCAN_BYTES: the header, and for most pools the whole used part of
+  // the first block with its large / cleanup records (a read costs about the same either way).
+  // Matches' bytes are copied into one arena (views made once the scan is done).
+  const matches: Array<{ addr: number; header: ReturnType<typeof parsePoolHeader>; prefixOff: number; prefixLen: number; prefix?: Uint8Array }> = [];
+  let arena = Buffer.allocUnsafe(1 << 16), arenaLen = 0;
+  const examine = (addr: number, chunkSize: number, mmapped: boolean, buf: Uint8Array, off: number, got: number) => {
+    if (got < POOL.sizeof) return;
+    // Cheap pre-checks on d.end before parsing: d.end - addr must fit the chunk.
+    const r = new ByteReader(buf, { base: addr - off, label: 'chunk' });
+    const end = r.u64At(off + POOL.end);
+    const size = end - addr;
+    if (!(size > POOL.sizeof) || !chunkFitsBlock(size, chunkSize, mmapped)) return;
+    const h = parsePoolHeader(r, off);
+    if (!poolHeaderPlausible(addr, h)) return;
+    if (arenaLen + got > arena.length) { const a2 = Buffer.allocUnsafe(Math.max(arena.length * 2, arenaLen + got)); arena.copy(a2, 0, 0, arenaLen); arena = a2; }
+    arena.set(buf.subarray(off, off + got), arenaLen);
+    matches.push({ addr, header: h, prefixOff: arenaLen, prefixLen: got });
+    arenaLen += got;
+  };
+  chunks.forEach((userAddr, chunkSize, mmapped, poolCandidate, userBytes) => {
     chunksSeen++;
     if (countBuckets) {
       const b = bucketOf(chunkSize).minBytes;
@@ -179,6 +198,8 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     }
     // poolCandidate false: the census saw a d.end that fails the scan's first test below.
     if (chunkSize < MIN_POOL_CHUNK || poolCandidate === false) return;
+    candidates++;
+    if (userBytes && userBytes.byteLength === SCAN_BYTES) { examine(userAddr, chunkSize, mmapped, userBytes, 0, SCAN_BYTES); return; }
     if (n === addrs.length) {
       const a2 = new Float64Array(n * 2); a2.set(addrs); addrs = a2;
       const s2 = new Float64Array(n * 2); s2.set(sizes); sizes = s2;
@@ -186,27 +207,12 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     }
     addrs[n] = userAddr; sizes[n] = chunkSize; mm[n] = mmapped ? 1 : 0; n++;
   });
-  // Each candidate's first SCAN_BYTES: the header, and for most pools the whole used part of
-  // the first block with its large / cleanup records (a read costs about the same either way).
-  // Matches' prefixes are copied into one arena (views made once the scan is done).
-  const matches: Array<{ addr: number; header: ReturnType<typeof parsePoolHeader>; prefixOff: number; prefixLen: number; prefix?: Uint8Array }> = [];
-  let arena = Buffer.allocUnsafe(1 << 16), arenaLen = 0;
+  // Candidates the census gave no bytes for are read here.
   readBatched(space, addrs.subarray(0, n), SCAN_BYTES, (i, buf, off, got) => {
     bytesRead += got;
-    if (got < POOL.sizeof) return;
-    const addr = addrs[i]!;
-    // Cheap pre-checks on d.end before parsing: d.end - addr must fit the chunk.
-    const r = new ByteReader(buf, { base: addr - off, label: 'chunk' });
-    const end = r.u64At(off + POOL.end);
-    const size = end - addr;
-    if (!(size > POOL.sizeof) || !chunkFitsBlock(size, sizes[i]!, mm[i] === 1)) return;
-    const h = parsePoolHeader(r, off);
-    if (!poolHeaderPlausible(addr, h)) return;
-    if (arenaLen + got > arena.length) { const a2 = Buffer.allocUnsafe(Math.max(arena.length * 2, arenaLen + got)); arena.copy(a2, 0, 0, arenaLen); arena = a2; }
-    buf.copy(arena, arenaLen, off, off + got);
-    matches.push({ addr, header: h, prefixOff: arenaLen, prefixLen: got });
-    arenaLen += got;
+    examine(addrs[i]!, sizes[i]!, mm[i] === 1, buf, off, got);
   }, { gap: 4096, maxWindow: 4 << 20 });
+  matches.sort((a, b) => a.addr - b.addr);
   /** Scan bytes at a matched pool (its first SCAN_BYTES, as read), by address. */
   const prefixes = new Map<number, Uint8Array>();
   for (const m of matches) { m.prefix = arena.subarray(m.prefixOff, m.prefixOff + m.prefixLen); prefixes.set(m.addr, m.prefix); }
@@ -458,7 +464,7 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     inconsistencyCount: problemCount,
     inconsistencyKinds: kinds,
     stats: {
-      elapsedMs: tEnd - t0, chunksSeen, candidates: n, signatureMatches: matches.length, bytesRead,
+      elapsedMs: tEnd - t0, chunksSeen, candidates, signatureMatches: matches.length, bytesRead,
       phasesMs: { roots: tRoots - t0, scan: tScan - tRoots, validate: tValidate - tScan, staticRefs: tStatic - tValidate, heapRefs: tHeap - tStatic, attribute: tAttr - tHeap, group: tEnd - tAttr },
     },
   };
