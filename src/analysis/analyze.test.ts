@@ -16,7 +16,7 @@ import { LiveProcess } from '../target/index.js';
 import { analyze } from './analyze.js';
 import { renderHtmlReport } from '../report/html-report.js';
 import type { AnalyzeDocument } from '../report/html-report.js';
-import { REPO, leakscope } from '../../test/support/proc.js';
+import { REPO, leakscope } from '../../test/helpers/proc.js';
 
 const TRACE = 5;
 

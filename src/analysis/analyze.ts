@@ -22,7 +22,7 @@ import { frameLabel } from '../model/index.js';
 import { memoryBreakdown } from './memory-breakdown.js';
 import { heapAndPools } from './pool-census.js';
 import type { HeapAndPools } from './pool-census.js';
-import { traceLeaks } from '../trace/leak-tracer.js';
+import { sleep, traceLeaks } from '../trace/leak-tracer.js';
 import type { TraceProgress } from '../trace/leak-tracer.js';
 import { breakdownInputsFor } from './breakdown-inputs.js';
 import { memJson } from '../report/mem-table.js';
@@ -330,13 +330,4 @@ function conclude(space: AddressSpace, final: HeapAndPools, g: Growth, t: LeakTr
 
 function noLeak(why: string): AnalyzeConclusion {
   return { leak: false, module: null, bucket: null, function: null, confidence: 'none', summary: `No leak found: ${why}.` };
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (ms <= 0 || signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() { clearTimeout(t); signal?.removeEventListener('abort', done); resolve(); }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

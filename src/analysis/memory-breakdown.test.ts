@@ -12,7 +12,7 @@ import type { AddressSpace } from '../target/index.js';
 import { Symbolizer } from '../symbols/index.js';
 import { memoryBreakdown } from './memory-breakdown.js';
 import { breakdownInputsFor } from './breakdown-inputs.js';
-import { sh } from '../../test/support/proc.js';
+import { sh } from '../../test/helpers/proc.js';
 import type { MemBreakdown, MemCategoryName } from '../model/index.js';
 
 function breakdown(space: AddressSpace): MemBreakdown {

@@ -5,7 +5,7 @@ import { copyFileSync, mkdtempSync, statSync, truncateSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXIT_CODES } from '../model/errors.js';
-import { FIXTURE_BUILD, leakscope, sh, spawnReady } from '../../test/support/proc.js';
+import { FIXTURE_BUILD, leakscope, sh, spawnReady } from '../../test/helpers/proc.js';
 
 function assertOneLineError(r: { status: number; stdout: string; stderr: string }, status: number, pattern: RegExp) {
   assert.equal(r.status, status, `exit status (stderr: ${r.stderr})`);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { CoreFile, LiveProcess } from './index.js';
 import { Symbolizer } from '../symbols/index.js';
 import { LeakscopeError } from '../model/errors.js';
-import { FIXTURE_BUILD, sh, spawnReady } from '../../test/support/proc.js';
+import { FIXTURE_BUILD, sh, spawnReady } from '../../test/helpers/proc.js';
 
 function gdbAddress(pid: number, expr: string): number {
   const out = sh('gdb', ['-batch', '-nx', '-p', String(pid), '-ex', `p/x (unsigned long)${expr}`]).stdout;

@@ -1,12 +1,12 @@
-// Small process helpers for tests: run a command, spawn a fixture that prints one JSON line.
+// Small process helpers for tests: run a command or ./bin/leakscope, spawn a program that prints one JSON line
+// when ready (startFixture in fixture.ts is the richer version for the C fixtures' protocol).
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { REPO_ROOT, FIXTURES_BUILD_DIR } from './build.js';
 
-/** Repository root (tests run from dist/test/support). */
-export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-export const FIXTURE_BUILD = join(REPO, 'test/fixtures/build');
+export const REPO = REPO_ROOT;
+export const FIXTURE_BUILD = FIXTURES_BUILD_DIR;
 
 export function sh(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): { status: number; stdout: string; stderr: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', input: opts.input, env: opts.env ?? process.env, maxBuffer: 64 << 20 });

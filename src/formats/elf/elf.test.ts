@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { loadElf, parseElf } from './index.js';
 import { LeakscopeError } from '../../model/errors.js';
 import { debugRoots, findDebugFile } from '../../symbols/debug-files.js';
-import { FIXTURE_BUILD, sh } from '../../../test/support/proc.js';
+import { FIXTURE_BUILD, sh } from '../../../test/helpers/proc.js';
 
 const NGINX = '/usr/sbin/nginx';
 const LIBC = '/lib/x86_64-linux-gnu/libc.so.6';
