@@ -30,11 +30,11 @@ function withTarget<O extends CommonOptions>(pid: string | undefined, opts: O, r
   return Promise.resolve(run(space)).finally(() => space.close());
 }
 
+/** A numeric option: a plain number, or bytes with a binary suffix (512Ki, 4Mi). */
 function number(name: string, min: number, max = Infinity): (v: string) => number {
   return (v: string) => {
-    const n = Number(v.replace(/[kK]$/, '000').replace(/[kK]i$/, ''));
-    const mult = /ki$/i.test(v) ? 1024 : /mi$/i.test(v) ? 1 << 20 : 1;
-    const val = /[km]i$/i.test(v) ? Number(v.slice(0, -2)) * mult : n;
+    const m = /^([0-9]*\.?[0-9]+)\s*(Ki|Mi|Gi)?$/.exec(v.trim());
+    const val = m ? Number(m[1]) * ({ Ki: 1024, Mi: 1 << 20, Gi: 1 << 30 }[m[2] as 'Ki'] ?? 1) : NaN;
     if (!Number.isFinite(val) || val < min || val > max) throw new LeakscopeError('usage', `${name}: expected a number in [${min}, ${max}], got ${JSON.stringify(v)}`);
     return val;
   };
