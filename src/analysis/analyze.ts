@@ -314,7 +314,10 @@ function conclude(space: AddressSpace, final: HeapAndPools, g: Growth, t: LeakTr
   if (bucket && traced) confidence = 'high';
   else if (bucket || traced) confidence = bucket ? 'medium' : 'low';
   const leak = confidence !== 'none';
-  if (!leak) return noLeak(`no chunk-size bucket grew significantly and nothing allocated during the${t ? ` ${t.durationSeconds.toFixed(0)} s` : ''} window is still outstanding${t ? '' : ' (no trace)'}`);
+  if (!leak && !t && !g.buckets.length) {
+    return { ...noLeak(''), summary: 'Cannot tell from one snapshot: nothing to compare the heap with and no trace. Give --baseline (a `heap --json` saved earlier) or analyze the live process.' };
+  }
+  if (!leak) return noLeak(`no chunk-size bucket grew significantly${t ? ` and nothing allocated during the ${t.durationSeconds.toFixed(0)} s window is still outstanding` : ' (no trace was run)'}`);
   const parts: string[] = [];
   if (bucket) parts.push(`${g.anomalous!.chunkGrowth} more chunks of ${formatBytes(bucket.minBytes)}–${formatBytes(bucket.maxBytes)} (+${formatBytes(bucketBytes)}) than ${g.source}`);
   if (top && fn) parts.push(`${formatBytes(top.bytes)} allocated by ${fn}${module ? ` in ${module}` : ''} during the trace is still outstanding (${formatPercent(traceBytes ? top.bytes / traceBytes : 0)} of what the window left behind)`);
