@@ -12,7 +12,7 @@ export function renderAnalyzeText(doc: AnalyzeDocument): string {
   });
   const c = doc.conclusion;
   out.push('');
-  out.push(`${c.leak ? 'LEAK' : 'NO LEAK'} (confidence: ${c.confidence})`);
+  out.push(`${c.leak ? 'LEAK FOUND' : 'NO LEAK FOUND'} (confidence: ${c.confidence})`);
   if (c.module) out.push(`  module:   ${safeText(c.module)}`);
   if (c.bucket) out.push(`  bucket:   chunks of ${c.bucket.minBytes}–${c.bucket.maxBytes - 1} bytes`);
   if (c.function) out.push(`  function: ${safeText(c.function)}`);
