@@ -281,15 +281,22 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   const staticRefs = new Map<number, Array<{ ref: string; module: string | null; symbol: string | null }>>();
   const targets = new PointerTargets(pools.keys());
   const regions = writableRegions(symbolizer, objects);
+  // Per region and symbol: the symbol's address, nginx module and display name (looked up once).
+  const regionNames = regions.map((r) => basename(r.object.path));
+  const symInfo = regions.map(() => new Map<string | null, { runtimeAddr: number | undefined; module: string | null; symbol: string | null }>());
   bytesRead += searchRanges(space, regions.map((r) => r.start), regions.map((r) => r.end - r.start), targets, (ri, slot, value) => {
-    const region = regions[ri]!;
+    const region = regions[ri]!, name = regionNames[ri]!;
     const f = symbolizer.frame(slot);
     const sym = f.function;
-    const symAddr = sym ? symbolizer.lookup(sym, { module: basename(region.object.path) }) : undefined;
-    const where = sym ? `${sym}${symAddr && slot !== symAddr.runtimeAddr ? `+${hex(slot - symAddr.runtimeAddr)}` : ''}` : `${hex(f.offset)}`;
+    let si = symInfo[ri]!.get(sym);
+    if (!si) {
+      si = { runtimeAddr: sym ? symbolizer.lookup(sym, { module: name })?.runtimeAddr : undefined, module: nginxModuleFor(region.object, sym), symbol: sym ? `${name}:${sym}` : null };
+      symInfo[ri]!.set(sym, si);
+    }
+    const where = sym ? `${sym}${si.runtimeAddr !== undefined && slot !== si.runtimeAddr ? `+${hex(slot - si.runtimeAddr)}` : ''}` : `${hex(f.offset)}`;
     let l = staticRefs.get(value);
     if (!l) staticRefs.set(value, (l = []));
-    l.push({ ref: `${basename(region.object.path)}:${where}`, module: nginxModuleFor(region.object, sym), symbol: sym ? `${basename(region.object.path)}:${sym}` : null });
+    l.push({ ref: `${name}:${where}`, module: si.module, symbol: si.symbol });
   });
   const tStatic = performance.now();
 
@@ -343,8 +350,13 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   const out: NginxPool[] = [];
   const cleanupCache = new Map<number, PoolCleanupInfo>();
   const poolOwnerKind = new Map<number, PoolOwner>();
+  const none: never[] = [];
   for (const [addr, { read, foundBy }] of pools) {
-    const cleanups = read.cleanups.map((c) => {
+    const rc = read.cleanups;
+    const cleanups: PoolCleanupInfo[] = new Array(rc.length);
+    let creator: string | null = null; // the first cleanup with a module
+    for (let i = 0; i < rc.length; i++) {
+      const c = rc[i]!;
       let info = cleanupCache.get(c.handler);
       if (!info) {
         const f = c.handler ? symbolizer.frame(c.handler) : { function: null, module: '', offset: 0 };
@@ -352,20 +364,27 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
         info = { handler: c.handler, function: f.function, object: f.module, module: nginxModuleFor(obj, f.function), data: 0 };
         cleanupCache.set(c.handler, info);
       }
-      return { ...info, data: c.data };
-    });
-    const blockBytes = read.blocks.reduce((s, b) => s + b.chunkSize, 0);
-    const usedBytes = read.blocks.reduce((s, b) => s + b.used, 0);
-    const largeBytes = read.large.reduce((s, l) => s + l.chunkSize, 0);
+      cleanups[i] = { handler: info.handler, function: info.function, object: info.object, module: info.module, data: c.data };
+      if (creator === null && info.module) creator = info.module;
+    }
+    let blockBytes = 0, usedBytes = 0, largeBytes = 0;
+    for (const b of read.blocks) { blockBytes += b.chunkSize; usedBytes += b.used; }
+    for (const l of read.large) largeBytes += l.chunkSize;
     const pool: NginxPool = {
       address: addr, size: read.size, blocks: read.blocks, large: read.large, cleanups,
       blockBytes, usedBytes, largeBytes, bytes: blockBytes + largeBytes, foundBy,
-      owner: 'unreferenced', module: null, creator: cleanups.find((c) => c.module)?.module ?? null, referencedFrom: null, references: [],
+      owner: 'unreferenced', module: null, creator, referencedFrom: null, references: none,
     };
-    const rr = (rootRefs.get(addr) ?? []).sort((a, b) => a.rank - b.rank);
-    const sr = staticRefs.get(addr) ?? [];
-    const hr = heapRefs.get(addr) ?? [];
-    pool.references = [...new Set(rr.map((r) => r.ref)), ...sr.map((s) => s.ref), ...hr];
+    const rr = rootRefs.get(addr) ?? none;
+    if (rr.length > 1) rr.sort((a, b) => a.rank - b.rank);
+    const sr = staticRefs.get(addr) ?? none;
+    const hr = heapRefs.get(addr) ?? none;
+    const refs: string[] = [];
+    if (rr.length === 1) refs.push(rr[0]!.ref);
+    else if (rr.length > 1) for (const r of new Set(rr.map((x) => x.ref))) refs.push(r);
+    for (const x of sr) refs.push(x.ref);
+    for (const x of hr) refs.push(x);
+    pool.references = refs;
     if (rr.length) { pool.owner = rr[0]!.owner; pool.referencedFrom = rr[0]!.ref; }
     else if (sr.length) {
       pool.owner = 'static';
@@ -387,15 +406,22 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
 
   const tAttr = performance.now();
   // ---- groups ----
-  const groupIndex = new Map<string, number>();
+  // group key (owner, module, creator, referencedFrom): nested maps, no key strings built per pool
+  type Level<T> = Map<string | null, T>;
+  const groupIndex = new Map<PoolOwner, Level<Level<Level<number>>>>();
+  const level = <T>(m: Map<string | null, T> | Map<PoolOwner, T>, k: string | null, make: () => T): T => {
+    let v = (m as Map<string | null, T>).get(k);
+    if (v === undefined) (m as Map<string | null, T>).set(k, (v = make()));
+    return v;
+  };
   const groups: PoolGroup[] = [];
   const poolGroup: number[] = [];
   for (const p of out) {
-    const key = JSON.stringify([p.owner, p.module, p.creator, p.referencedFrom]);
-    let gi = groupIndex.get(key);
+    const byRef = level(level(level(groupIndex, p.owner, () => new Map()), p.module, () => new Map()), p.creator, () => new Map<string | null, number>());
+    let gi = byRef.get(p.referencedFrom);
     if (gi === undefined) {
       gi = groups.length;
-      groupIndex.set(key, gi);
+      byRef.set(p.referencedFrom, gi);
       groups.push({ owner: p.owner, module: p.module, creator: p.creator, referencedFrom: p.referencedFrom, pools: 0, blocks: 0, blockBytes: 0, usedBytes: 0, largeAllocs: 0, largeBytes: 0, bytes: 0 });
     }
     const g = groups[gi]!;
@@ -405,26 +431,32 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   }
   // sort groups by bytes, remapping indices
   const order = groups.map((_, i) => i).sort((a, b) => groups[b]!.bytes - groups[a]!.bytes || a - b);
-  const newIndex = new Map(order.map((old, i) => [old, i]));
+  const newIndex = new Int32Array(order.length);
+  order.forEach((old, i) => { newIndex[old] = i; });
   const sortedGroups = order.map((i) => groups[i]!);
 
   // ---- census buckets split by group ----
   const split = new Map<number, PoolBucketSplit>();
+  const bySize = new Map<number, PoolBucketSplit>(); // chunk size -> its bucket (few distinct sizes)
   const bucket = (size: number) => {
+    let b = bySize.get(size);
+    if (b) return b;
     const { minBytes, maxBytes } = bucketOf(size);
-    let b = split.get(minBytes);
+    b = split.get(minBytes);
     if (!b) split.set(minBytes, (b = { minBytes, maxBytes, censusInUseChunks: 0, censusInUseBytes: 0, poolChunks: 0, poolBytes: 0, groups: [] }));
+    bySize.set(size, b);
     return b;
   };
-  const shares = new Map<string, PoolBucketGroupShare>();
+  const shares = new Map<PoolBucketSplit, Map<number, PoolBucketGroupShare>>();
   const share = (b: PoolBucketSplit, g: number) => {
-    const key = `${b.minBytes}/${g}`;
-    let s = shares.get(key);
-    if (!s) { b.groups.push((s = { group: g, blockChunks: 0, blockBytes: 0, largeChunks: 0, largeBytes: 0 })); shares.set(key, s); }
+    let m = shares.get(b);
+    if (!m) shares.set(b, (m = new Map()));
+    let s = m.get(g);
+    if (!s) { b.groups.push((s = { group: g, blockChunks: 0, blockBytes: 0, largeChunks: 0, largeBytes: 0 })); m.set(g, s); }
     return s;
   };
   out.forEach((p, i) => {
-    const g = newIndex.get(poolGroup[i]!)!;
+    const g = newIndex[poolGroup[i]!]!;
     for (const bl of p.blocks) { const b = bucket(bl.chunkSize); const s = share(b, g); s.blockChunks++; s.blockBytes += bl.chunkSize; b.poolChunks++; b.poolBytes += bl.chunkSize; }
     for (const l of p.large) { const b = bucket(l.chunkSize); const s = share(b, g); s.largeChunks++; s.largeBytes += l.chunkSize; b.poolChunks++; b.poolBytes += l.chunkSize; }
   });
