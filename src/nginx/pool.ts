@@ -103,6 +103,33 @@ export type PoolReadResult = { ok: true; pool: PoolRead; problems: PoolInconsist
 
 const hex = (n: number) => '0x' + n.toString(16);
 
+/** Scratch for block headers and records read from the target (readPool is synchronous): 32 bytes. */
+const scratch = Buffer.alloc(Math.max(POOL_DATA_SIZE, POOL_CLEANUP.sizeof));
+const scratchReader = new ByteReader(scratch, { label: 'ngx_pool_t record' });
+const LIST_FIELDS = ['chain', 'large', 'cleanup'] as const;
+/** Bytes of a chain link, a large record, a cleanup record. */
+const LIST_RECORD_BYTES = [16, POOL_LARGE.sizeof, POOL_CLEANUP.sizeof] as const;
+
+/** Whether [p, p + len) lies inside one of the blocks. */
+function inBlocks(blocks: readonly PoolBlock[], p: number, len: number): boolean {
+  for (const b of blocks) if (p >= b.address && p + len <= b.address + b.size) return true;
+  return false;
+}
+
+/** Addresses visited by a list walk: a short array, a Set once past 16 (lists are bounded by LIMITS). */
+class Visited {
+  private arr: number[];
+  private set: Set<number> | null = null;
+  constructor(first?: number) { this.arr = first === undefined ? [] : [first]; }
+  get size(): number { return this.set ? this.set.size : this.arr.length; }
+  has(v: number): boolean { return this.set ? this.set.has(v) : this.arr.includes(v); }
+  add(v: number): void {
+    if (this.set) this.set.add(v);
+    else if (this.arr.length < 16) { if (!this.arr.includes(v)) this.arr.push(v); }
+    else { this.set = new Set(this.arr); this.set.add(v); }
+  }
+}
+
 /**
  * Reads and validates the pool at `addr`: header signature, every block (same size,
  * d.last inside, each an in-use chunk of the right size), current/large/cleanup/chain
@@ -126,15 +153,15 @@ export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks,
   }
   const problems: PoolInconsistency[] = [];
   const blocks: PoolBlock[] = [{ address: addr, size, used: h.last - addr, chunkSize: firstChunk }];
-  const seen = new Set<number>([addr]);
-  const hdr = Buffer.allocUnsafe(POOL_DATA_SIZE);
+  const seen = new Visited(addr);
+  const hdr = scratch;
   let next = h.next;
   while (next !== 0) {
     if (blocks.length >= LIMITS.maxBlocks) { problems.push({ kind: 'too-many-blocks', address: addr, detail: `more than ${LIMITS.maxBlocks} blocks` }); break; }
     if (seen.has(next)) { problems.push({ kind: 'block-cycle', address: addr, detail: `d.next loops back to ${hex(next)}` }); break; }
     seen.add(next);
     if (space.readInto(next, hdr, 0, POOL_DATA_SIZE) !== POOL_DATA_SIZE) { problems.push({ kind: 'block-unreadable', address: addr, detail: `block ${hex(next)} unreadable` }); break; }
-    const r = new ByteReader(hdr, { base: next, label: 'ngx_pool_data_t' });
+    const r = scratchReader;
     const last = r.u64At(0), end = r.u64At(8), nxt = r.u64At(16), failed = r.u64At(24);
     if (end - next !== size || last < next + POOL_DATA_SIZE || last > end || failed > LIMITS.maxFailed || (nxt !== 0 && !isUserPointer(nxt))) {
       problems.push({ kind: 'block-invalid', address: addr, detail: `block ${hex(next)}: d.end - block = ${end - next} (pool size ${size}), d.last = ${hex(last)}` });
@@ -148,14 +175,17 @@ export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks,
     blocks.push({ address: next, size, used: last - next, chunkSize: cs });
     next = nxt;
   }
-  const inBlocks = (p: number, len: number) => blocks.some((b) => p >= b.address && p + len <= b.address + b.size);
-  if (!blocks.some((b) => b.address === h!.current)) {
+  let isBlock = false;
+  for (const b of blocks) if (b.address === h.current) { isBlock = true; break; }
+  if (!isBlock) {
     // current is always one of the pool's blocks; a mismatch on the first block means "not a pool".
     if (blocks.length === 1 && h.next === 0) return { ok: false, reason: `current ${hex(h.current)} is not a block of ${hex(addr)}` };
     problems.push({ kind: 'current-outside', address: addr, detail: `current ${hex(h.current)} is not one of its ${blocks.length} blocks` });
   }
-  for (const [name, p, len] of [['chain', h.chain, 16], ['large', h.large, 16], ['cleanup', h.cleanup, 24]] as const) {
-    if (p !== 0 && !inBlocks(p, len)) {
+  for (let k = 0; k < LIST_FIELDS.length; k++) {
+    const name = LIST_FIELDS[k]!, len = LIST_RECORD_BYTES[k]!;
+    const p = k === 0 ? h.chain : k === 1 ? h.large : h.cleanup;
+    if (p !== 0 && !inBlocks(blocks, p, len)) {
       if (blocks.length === 1 && h.next === 0) return { ok: false, reason: `${name} ${hex(p)} lies outside the pool's block` };
       problems.push({ kind: `${name}-outside`, address: addr, detail: `${name} ${hex(p)} lies outside its blocks` });
     }
@@ -164,44 +194,45 @@ export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks,
   // The used part of the first block holds most large / cleanup records: read it once.
   // (`prefix`: bytes at addr the caller already read, e.g. the scan's window.)
   const firstUsed = Math.min(h.last - addr, 1 << 16);
-  let first: Buffer, firstGot: number;
-  if (prefix && prefix.byteLength >= firstUsed) { first = Buffer.from(prefix.buffer, prefix.byteOffset, firstUsed); firstGot = firstUsed; }
-  else { first = Buffer.allocUnsafe(firstUsed); firstGot = space.readInto(addr, first, 0, firstUsed); }
-  const readRecord = (at: number, into: Buffer, len: number): boolean => {
-    if (at >= addr && at + len <= addr + firstGot) { first.copy(into, 0, at - addr, at - addr + len); return true; }
-    return space.readInto(at, into, 0, len) === len;
+  let first: ByteReader, firstGot: number;
+  if (prefix && prefix.byteLength >= firstUsed) { first = new ByteReader(prefix, { base: addr, label: 'ngx_pool_t block' }); firstGot = firstUsed; }
+  else { const b = Buffer.allocUnsafe(firstUsed); firstGot = space.readInto(addr, b, 0, firstUsed); first = new ByteReader(b, { base: addr, label: 'ngx_pool_t block' }); }
+  // A record's bytes: in `first` (recReader = first, recOff = its offset) or read into the scratch.
+  let recReader = first, recOff = 0;
+  const readRecord = (at: number, len: number): boolean => {
+    if (at >= addr && at + len <= addr + firstGot) { recReader = first; recOff = at - addr; return true; }
+    recReader = scratchReader; recOff = 0;
+    return space.readInto(at, scratch, 0, len) === len;
   };
 
   const large: PoolLargeAlloc[] = [];
   let freedLargeSlots = 0;
-  const rec = Buffer.allocUnsafe(POOL_CLEANUP.sizeof);
-  const seenRec = new Set<number>();
+  const seenRec = new Visited();
   for (let l = h.large; l !== 0;) {
     if (seenRec.size >= LIMITS.maxLarge) { problems.push({ kind: 'too-many-large', address: addr, detail: `more than ${LIMITS.maxLarge} large records` }); break; }
-    if (seenRec.has(l) || !inBlocks(l, POOL_LARGE.sizeof)) { problems.push({ kind: 'large-list-broken', address: addr, detail: `large record ${hex(l)} ${seenRec.has(l) ? 'repeats' : 'lies outside the pool'}` }); break; }
+    if (seenRec.has(l) || !inBlocks(blocks, l, POOL_LARGE.sizeof)) { problems.push({ kind: 'large-list-broken', address: addr, detail: `large record ${hex(l)} ${seenRec.has(l) ? 'repeats' : 'lies outside the pool'}` }); break; }
     seenRec.add(l);
-    if (!readRecord(l, rec, POOL_LARGE.sizeof)) { problems.push({ kind: 'large-list-broken', address: addr, detail: `large record ${hex(l)} unreadable` }); break; }
-    const r = new ByteReader(rec, { base: l, label: 'ngx_pool_large_t' });
-    const alloc = r.u64At(POOL_LARGE.alloc);
+    if (!readRecord(l, POOL_LARGE.sizeof)) { problems.push({ kind: 'large-list-broken', address: addr, detail: `large record ${hex(l)} unreadable` }); break; }
+    const alloc = recReader.u64At(recOff + POOL_LARGE.alloc);
+    const nextRec = recReader.u64At(recOff + POOL_LARGE.next);
     if (alloc === 0) freedLargeSlots++;
     else {
       const cs = chunks.sizeOf(alloc);
       if (cs === undefined) problems.push({ kind: 'large-not-in-use-chunk', address: addr, detail: `large allocation ${hex(alloc)} is not an in-use chunk` });
       else large.push({ address: alloc, chunkSize: cs });
     }
-    l = r.u64At(POOL_LARGE.next);
+    l = nextRec;
   }
 
   const cleanups: PoolCleanup[] = [];
-  const seenCln = new Set<number>();
+  const seenCln = new Visited();
   for (let c = h.cleanup; c !== 0;) {
     if (seenCln.size >= LIMITS.maxCleanups) { problems.push({ kind: 'too-many-cleanups', address: addr, detail: `more than ${LIMITS.maxCleanups} cleanups` }); break; }
-    if (seenCln.has(c) || !inBlocks(c, POOL_CLEANUP.sizeof)) { problems.push({ kind: 'cleanup-list-broken', address: addr, detail: `cleanup ${hex(c)} ${seenCln.has(c) ? 'repeats' : 'lies outside the pool'}` }); break; }
+    if (seenCln.has(c) || !inBlocks(blocks, c, POOL_CLEANUP.sizeof)) { problems.push({ kind: 'cleanup-list-broken', address: addr, detail: `cleanup ${hex(c)} ${seenCln.has(c) ? 'repeats' : 'lies outside the pool'}` }); break; }
     seenCln.add(c);
-    if (!readRecord(c, rec, POOL_CLEANUP.sizeof)) { problems.push({ kind: 'cleanup-list-broken', address: addr, detail: `cleanup ${hex(c)} unreadable` }); break; }
-    const r = new ByteReader(rec, { base: c, label: 'ngx_pool_cleanup_t' });
-    cleanups.push({ handler: r.u64At(POOL_CLEANUP.handler), data: r.u64At(POOL_CLEANUP.data) });
-    c = r.u64At(POOL_CLEANUP.next);
+    if (!readRecord(c, POOL_CLEANUP.sizeof)) { problems.push({ kind: 'cleanup-list-broken', address: addr, detail: `cleanup ${hex(c)} unreadable` }); break; }
+    cleanups.push({ handler: recReader.u64At(recOff + POOL_CLEANUP.handler), data: recReader.u64At(recOff + POOL_CLEANUP.data) });
+    c = recReader.u64At(recOff + POOL_CLEANUP.next);
   }
   return { ok: true, pool: { address: addr, size, header: h, blocks, large, cleanups, freedLargeSlots }, problems };
 }

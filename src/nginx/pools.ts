@@ -238,18 +238,29 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   const blockOwner = new Map<number, number>();
   const largeOwner = new Map<number, number>();
   for (const [addr, p] of pools) {
-    for (const b of p.read.blocks.slice(1)) blockOwner.set(b.address, addr);
+    const bl = p.read.blocks;
+    for (let i = 1; i < bl.length; i++) blockOwner.set(bl[i]!.address, addr);
   }
-  for (const addr of [...pools.keys()]) {
-    if (blockOwner.has(addr)) { problem({ kind: 'pool-overlap', address: addr, detail: `pool ${hex(addr)} is also a block of pool ${hex(blockOwner.get(addr)!)}` }); pools.delete(addr); }
+  if (blockOwner.size) {
+    for (const addr of [...pools.keys()]) {
+      if (blockOwner.has(addr)) { problem({ kind: 'pool-overlap', address: addr, detail: `pool ${hex(addr)} is also a block of pool ${hex(blockOwner.get(addr)!)}` }); pools.delete(addr); }
+    }
   }
   for (const [addr, p] of pools) {
-    p.read.large = p.read.large.filter((l) => {
+    const large = p.read.large;
+    let kept: PoolLargeAlloc[] | null = null; // copy made at the first shared allocation
+    for (let i = 0; i < large.length; i++) {
+      const l = large[i]!;
       const other = largeOwner.get(l.address);
-      if (other !== undefined) { problem({ kind: 'large-shared', address: addr, detail: `large allocation ${hex(l.address)} also listed by pool ${hex(other)}` }); return false; }
+      if (other !== undefined) {
+        problem({ kind: 'large-shared', address: addr, detail: `large allocation ${hex(l.address)} also listed by pool ${hex(other)}` });
+        if (!kept) kept = large.slice(0, i);
+        continue;
+      }
       largeOwner.set(l.address, addr);
-      return true;
-    });
+      if (kept) kept.push(l);
+    }
+    if (kept) p.read.large = kept;
   }
   const tValidate = performance.now();
 
