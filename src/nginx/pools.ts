@@ -173,17 +173,22 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   // Each candidate's first SCAN_BYTES: the header, and for most pools the whole used part of
   // the first block with its large / cleanup records (a read costs about the same either way).
   // Matches' bytes are copied into one arena (views made once the scan is done).
+  // (The census's bytes are kept as they are: views of its own copy.)
   const matches: Array<{ addr: number; header: ReturnType<typeof parsePoolHeader>; prefixOff: number; prefixLen: number; prefix?: Uint8Array }> = [];
   let arena = Buffer.allocUnsafe(1 << 16), arenaLen = 0;
-  const examine = (addr: number, chunkSize: number, mmapped: boolean, buf: Uint8Array, off: number, got: number) => {
+  // One reader per underlying ArrayBuffer (the census's copy, the read window), not one per candidate.
+  let reader: ByteReader | undefined;
+  const examine = (addr: number, chunkSize: number, mmapped: boolean, buf: Uint8Array, off: number, got: number, keep: boolean) => {
     if (got < POOL.sizeof) return;
+    if (!reader || reader.bytes.buffer !== buf.buffer) reader = new ByteReader(new Uint8Array(buf.buffer), { label: 'chunk' });
+    const r = reader, at = buf.byteOffset + off;
     // Cheap pre-checks on d.end before parsing: d.end - addr must fit the chunk.
-    const r = new ByteReader(buf, { base: addr - off, label: 'chunk' });
-    const end = r.u64At(off + POOL.end);
+    const end = r.u64At(at + POOL.end);
     const size = end - addr;
     if (!(size > POOL.sizeof) || !chunkFitsBlock(size, chunkSize, mmapped)) return;
-    const h = parsePoolHeader(r, off);
+    const h = parsePoolHeader(r, at);
     if (!poolHeaderPlausible(addr, h)) return;
+    if (keep) { matches.push({ addr, header: h, prefixOff: -1, prefixLen: got, prefix: buf.byteLength === got && off === 0 ? buf : buf.subarray(off, off + got) }); return; }
     if (arenaLen + got > arena.length) { const a2 = Buffer.allocUnsafe(Math.max(arena.length * 2, arenaLen + got)); arena.copy(a2, 0, 0, arenaLen); arena = a2; }
     arena.set(buf.subarray(off, off + got), arenaLen);
     matches.push({ addr, header: h, prefixOff: arenaLen, prefixLen: got });
@@ -199,7 +204,7 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     // poolCandidate false: the census saw a d.end that fails the scan's first test below.
     if (chunkSize < MIN_POOL_CHUNK || poolCandidate === false) return;
     candidates++;
-    if (userBytes && userBytes.byteLength === SCAN_BYTES) { examine(userAddr, chunkSize, mmapped, userBytes, 0, SCAN_BYTES); return; }
+    if (userBytes && userBytes.byteLength === SCAN_BYTES) { examine(userAddr, chunkSize, mmapped, userBytes, 0, SCAN_BYTES, true); return; }
     if (n === addrs.length) {
       const a2 = new Float64Array(n * 2); a2.set(addrs); addrs = a2;
       const s2 = new Float64Array(n * 2); s2.set(sizes); sizes = s2;
@@ -210,12 +215,15 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   // Candidates the census gave no bytes for are read here.
   readBatched(space, addrs.subarray(0, n), SCAN_BYTES, (i, buf, off, got) => {
     bytesRead += got;
-    examine(addrs[i]!, sizes[i]!, mm[i] === 1, buf, off, got);
+    examine(addrs[i]!, sizes[i]!, mm[i] === 1, buf, off, got, false);
   }, { gap: 4096, maxWindow: 4 << 20 });
   matches.sort((a, b) => a.addr - b.addr);
   /** Scan bytes at a matched pool (its first SCAN_BYTES, as read), by address. */
   const prefixes = new Map<number, Uint8Array>();
-  for (const m of matches) { m.prefix = arena.subarray(m.prefixOff, m.prefixOff + m.prefixLen); prefixes.set(m.addr, m.prefix); }
+  for (const m of matches) {
+    if (m.prefixOff >= 0) m.prefix = arena.subarray(m.prefixOff, m.prefixOff + m.prefixLen);
+    prefixes.set(m.addr, m.prefix!);
+  }
   const tScan = performance.now();
 
   // ---- validate: full read of every candidate and every root pool ----
@@ -317,31 +325,40 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   if ((opts.heapReferences ?? 'default') !== 'off' && orphans.length) {
     // chunk -> pool that owns it (block or large allocation), to ignore a pool's references to
     // itself; a block is searched only up to d.last (the rest was never handed out: stale bytes).
-    const ownChunk = new Map<number, number>();
-    const blockUsed = new Map<number, number>();
-    const poolLarge = new Set<number>();
+    // One map: chunk -> slot; per slot the owning pool (the last one listing the chunk) and the
+    // used part when some pool lists it as a block (-1: only as a large allocation).
+    const own = new Map<number, number>();
+    const ownPool: number[] = [], ownUsed: number[] = [];
+    const claim = (chunk: number, pool: number, used: number) => {
+      const k = own.get(chunk);
+      if (k === undefined) { own.set(chunk, ownPool.length); ownPool.push(pool); ownUsed.push(used); return; }
+      ownPool[k] = pool;
+      if (used >= 0) ownUsed[k] = used;
+    };
     for (const [addr, p] of pools) {
-      for (const b of p.read.blocks) { ownChunk.set(b.address, addr); blockUsed.set(b.address, b.used); }
-      for (const l of p.read.large) { ownChunk.set(l.address, addr); poolLarge.add(l.address); }
+      for (const b of p.read.blocks) claim(b.address, addr, b.used);
+      for (const l of p.read.large) claim(l.address, addr, -1);
     }
+    const ownerOf = (chunk: number): number | undefined => { const k = own.get(chunk); return k === undefined ? undefined : ownPool[k]; };
     const searchLarge = opts.heapReferences === 'all';
     const orphanTargets = new PointerTargets(orphans);
     const starts: number[] = [], lens: number[] = [];
     // Hits in ascending slot order (as one address-ordered search finds them): the first 8 per pool are kept.
     const hits: Array<{ chunk: number; slot: number; value: number }> = [];
     const onHit = (chunk: number, slot: number, value: number) => {
-      if (ownChunk.get(chunk) === value) return; // referenced from inside its own blocks / large allocations
+      if (ownerOf(chunk) === value) return; // referenced from inside its own blocks / large allocations
       hits.push({ chunk, slot, value });
     };
     chunks.forEach((userAddr, chunkSize, mmapped) => {
-      const used = blockUsed.get(userAddr);
-      if (used !== undefined) {
+      const k = own.get(userAddr);
+      const used = k === undefined ? -1 : ownUsed[k]!;
+      if (used >= 0) {
         // A first block whose used part the scan already read: search those bytes.
         const pre = prefixes.get(userAddr);
         if (pre && used <= pre.byteLength) { scanForPointers(pre, 0, used, userAddr, orphanTargets, (slot, v) => onHit(userAddr, slot, v)); return; }
         starts.push(userAddr); lens.push(used); return;
       }
-      if (!searchLarge && poolLarge.has(userAddr)) return;
+      if (!searchLarge && k !== undefined) return; // a pool's large allocation
       starts.push(userAddr);
       // user area: chunk size minus the header, plus the next chunk's prev_size field for heap chunks
       lens.push(chunkSize - CHUNK_HEADER + (mmapped ? 0 : 8));
@@ -349,7 +366,7 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     bytesRead += searchRanges(space, starts, lens, orphanTargets, (ci, slot, value) => onHit(starts[ci]!, slot, value));
     hits.sort((a, b) => a.slot - b.slot);
     for (const { chunk, value } of hits) {
-      const holder = ownChunk.get(chunk);
+      const holder = ownerOf(chunk);
       let l = heapRefs.get(value);
       if (!l) heapRefs.set(value, (l = []));
       if (l.length < 8) l.push(holder !== undefined ? `pool ${hex(holder)}` : `heap chunk ${hex(chunk)}`);
