@@ -110,6 +110,9 @@ const LIST_FIELDS = ['chain', 'large', 'cleanup'] as const;
 /** Bytes of a chain link, a large record, a cleanup record. */
 const LIST_RECORD_BYTES = [16, POOL_LARGE.sizeof, POOL_CLEANUP.sizeof] as const;
 
+/** Readers over the ArrayBuffers of callers' prefixes (the census's copy): one per buffer, not one per pool. */
+let prefixReader: ByteReader | undefined;
+
 /** Whether [p, p + len) lies inside one of the blocks. */
 function inBlocks(blocks: readonly PoolBlock[], p: number, len: number): boolean {
   for (const b of blocks) if (p >= b.address && p + len <= b.address + b.size) return true;
@@ -118,9 +121,10 @@ function inBlocks(blocks: readonly PoolBlock[], p: number, len: number): boolean
 
 /** Addresses visited by a list walk: a short array, a Set once past 16 (lists are bounded by LIMITS). */
 class Visited {
-  private arr: number[];
+  private readonly arr: number[] = [];
   private set: Set<number> | null = null;
-  constructor(first?: number) { this.arr = first === undefined ? [] : [first]; }
+  /** Empties it for the next walk (instances are reused: readPool is synchronous). */
+  reset(first?: number): this { this.arr.length = 0; this.set = null; if (first !== undefined) this.arr.push(first); return this; }
   get size(): number { return this.set ? this.set.size : this.arr.length; }
   has(v: number): boolean { return this.set ? this.set.has(v) : this.arr.includes(v); }
   add(v: number): void {
@@ -129,6 +133,7 @@ class Visited {
     else { this.set = new Set(this.arr); this.set.add(v); }
   }
 }
+const visitedBlocks = new Visited(), visitedLarge = new Visited(), visitedCleanups = new Visited();
 
 /**
  * Reads and validates the pool at `addr`: header signature, every block (same size,
@@ -153,7 +158,7 @@ export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks,
   }
   const problems: PoolInconsistency[] = [];
   const blocks: PoolBlock[] = [{ address: addr, size, used: h.last - addr, chunkSize: firstChunk }];
-  const seen = new Visited(addr);
+  const seen = visitedBlocks.reset(addr);
   const hdr = scratch;
   let next = h.next;
   while (next !== 0) {
@@ -194,20 +199,23 @@ export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks,
   // The used part of the first block holds most large / cleanup records: read it once.
   // (`prefix`: bytes at addr the caller already read, e.g. the scan's window.)
   const firstUsed = Math.min(h.last - addr, 1 << 16);
-  let first: ByteReader, firstGot: number;
-  if (prefix && prefix.byteLength >= firstUsed) { first = new ByteReader(prefix, { base: addr, label: 'ngx_pool_t block' }); firstGot = firstUsed; }
-  else { const b = Buffer.allocUnsafe(firstUsed); firstGot = space.readInto(addr, b, 0, firstUsed); first = new ByteReader(b, { base: addr, label: 'ngx_pool_t block' }); }
+  // `first` holds the block's bytes from offset firstAt.
+  let first: ByteReader, firstAt: number, firstGot: number;
+  if (prefix && prefix.byteLength >= firstUsed) {
+    if (!prefixReader || prefixReader.bytes.buffer !== prefix.buffer) prefixReader = new ByteReader(new Uint8Array(prefix.buffer), { label: 'ngx_pool_t block' });
+    first = prefixReader; firstAt = prefix.byteOffset; firstGot = firstUsed;
+  } else { const b = Buffer.allocUnsafe(firstUsed); firstGot = space.readInto(addr, b, 0, firstUsed); first = new ByteReader(b, { base: addr, label: 'ngx_pool_t block' }); firstAt = 0; }
   // A record's bytes: in `first` (recReader = first, recOff = its offset) or read into the scratch.
   let recReader = first, recOff = 0;
   const readRecord = (at: number, len: number): boolean => {
-    if (at >= addr && at + len <= addr + firstGot) { recReader = first; recOff = at - addr; return true; }
+    if (at >= addr && at + len <= addr + firstGot) { recReader = first; recOff = firstAt + at - addr; return true; }
     recReader = scratchReader; recOff = 0;
     return space.readInto(at, scratch, 0, len) === len;
   };
 
   const large: PoolLargeAlloc[] = [];
   let freedLargeSlots = 0;
-  const seenRec = new Visited();
+  const seenRec = visitedLarge.reset();
   for (let l = h.large; l !== 0;) {
     if (seenRec.size >= LIMITS.maxLarge) { problems.push({ kind: 'too-many-large', address: addr, detail: `more than ${LIMITS.maxLarge} large records` }); break; }
     if (seenRec.has(l) || !inBlocks(blocks, l, POOL_LARGE.sizeof)) { problems.push({ kind: 'large-list-broken', address: addr, detail: `large record ${hex(l)} ${seenRec.has(l) ? 'repeats' : 'lies outside the pool'}` }); break; }
@@ -225,7 +233,7 @@ export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks,
   }
 
   const cleanups: PoolCleanup[] = [];
-  const seenCln = new Visited();
+  const seenCln = visitedCleanups.reset();
   for (let c = h.cleanup; c !== 0;) {
     if (seenCln.size >= LIMITS.maxCleanups) { problems.push({ kind: 'too-many-cleanups', address: addr, detail: `more than ${LIMITS.maxCleanups} cleanups` }); break; }
     if (seenCln.has(c) || !inBlocks(blocks, c, POOL_CLEANUP.sizeof)) { problems.push({ kind: 'cleanup-list-broken', address: addr, detail: `cleanup ${hex(c)} ${seenCln.has(c) ? 'repeats' : 'lies outside the pool'}` }); break; }

@@ -349,13 +349,15 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
       if (ownerOf(chunk) === value) return; // referenced from inside its own blocks / large allocations
       hits.push({ chunk, slot, value });
     };
+    let preChunk = 0;
+    const onPrefixHit = (slot: number, value: number) => onHit(preChunk, slot, value);
     chunks.forEach((userAddr, chunkSize, mmapped) => {
       const k = own.get(userAddr);
       const used = k === undefined ? -1 : ownUsed[k]!;
       if (used >= 0) {
         // A first block whose used part the scan already read: search those bytes.
         const pre = prefixes.get(userAddr);
-        if (pre && used <= pre.byteLength) { scanForPointers(pre, 0, used, userAddr, orphanTargets, (slot, v) => onHit(userAddr, slot, v)); return; }
+        if (pre && used <= pre.byteLength) { preChunk = userAddr; scanForPointers(pre, 0, used, userAddr, orphanTargets, onPrefixHit); return; }
         starts.push(userAddr); lens.push(used); return;
       }
       if (!searchLarge && k !== undefined) return; // a pool's large allocation

@@ -29,6 +29,10 @@ export function writableRegions(symbolizer: Symbolizer, objects: readonly Module
   return out;
 }
 
+/** DataView of the last ArrayBuffer scanned (one buffer retained at most). */
+let lastBuffer: ArrayBufferLike | undefined;
+let lastView: DataView | undefined;
+
 /**
  * Scans the 8-aligned slots of `buf[off .. off+len)` (whose first byte is at runtime address
  * `addr`) for values in `targets`, calling `hit(slotAddr, value)`.
@@ -36,9 +40,13 @@ export function writableRegions(symbolizer: Symbolizer, objects: readonly Module
 export function scanForPointers(buf: Uint8Array, off: number, len: number, addr: number, targets: PointerTargets, hit: (slotAddr: number, value: number) => void): void {
   // Align the first slot to 8 in the target's address space.
   const skip = (8 - (addr % 8)) % 8;
-  let p = off + skip;
-  const end = off + len;
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  // Offsets into the whole ArrayBuffer: one DataView per ArrayBuffer (many small ranges share one).
+  const base = buf.byteOffset;
+  let p = base + off + skip;
+  const end = base + off + len;
+  off += base;
+  if (lastBuffer !== buf.buffer) { lastBuffer = buf.buffer; lastView = new DataView(buf.buffer); }
+  const view = lastView!;
   const { min, max, set } = targets;
   for (; p + 8 <= end; p += 8) {
     const hi = view.getUint32(p + 4, true);
