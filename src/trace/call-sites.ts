@@ -109,6 +109,13 @@ export function resultTestJumpVaddr(elf: ElfFile, site: CallSite, window = 64): 
   return undefined;
 }
 
+/** Entry probe offset of the function at `vaddr` (see emulatedEntryOffset). */
+export function entryProbeOffsetAt(elf: ElfFile, vaddr: number): number {
+  const off = elf.vaddrToFileOffset(vaddr);
+  if (off === undefined) return 0;
+  return emulatedEntryOffset(elf.reader.bytesAt(off, Math.min(16, elf.bytes.byteLength - off)));
+}
+
 /** Entry probe offset of a function symbol (see emulatedEntryOffset). */
 export function entryProbeOffset(elf: ElfFile, symbol: string): number {
   const s = elf.findSymbol(symbol);

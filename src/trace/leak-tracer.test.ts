@@ -19,6 +19,7 @@ import type { LeakTrace, StackSample } from '../model/index.js';
 import { toFolded } from '../formats/folded/folded.js';
 import { toPprof } from '../formats/pprof/pprof.js';
 import { renderFlameGraphSvg } from '../report/flamegraph-svg.js';
+import { debugRoots } from '../symbols/debug-files.js';
 
 const names = (s: StackSample) => s.frames.map(frameLabel);
 /** Outstanding bytes / count per leaking path of the fixture, keyed by leak_path_X. */
@@ -52,6 +53,7 @@ async function traceFixtureBatch(command: string, sampleBytes: number, seconds: 
 test('malloc mode, sampling off: per-path leaked counts and bytes are exact; outputs decode', async (t) => {
   const { t: trace, report } = await traceFixtureBatch('go 2000 250', 0, 5);
   assert.equal(trace.cost.lostEvents, 0, `no events lost: ${JSON.stringify(trace.cost)} ${trace.notes}`);
+  assert.ok(trace.probes.some((p) => p.startsWith('libc:_int_memalign')), `with libc6-dbg the memalign family is probed in _int_memalign: ${trace.probes}`);
   const got = byPath(trace);
   for (const p of report.paths) {
     assert.deepEqual(got.get(p.name), { bytes: p.leakedBytes, count: p.leakedCount }, p.name);
@@ -94,6 +96,17 @@ test('malloc mode, sampling off: per-path leaked counts and bytes are exact; out
     assert.ok(texts.some((x) => x.includes('leak_path_c')), 'the widest frames are labelled');
     assert.deepEqual(errors, []);
   });
+});
+
+test('malloc mode without libc\'s debug file (memalign family probed at its entry points): still exact', async () => {
+  const saved = debugRoots.splice(0, debugRoots.length);
+  try {
+    const { t: trace, report } = await traceFixtureBatch('go 1000 250', 0, 4);
+    assert.ok(trace.probes.some((p) => p.startsWith('libc:posix_memalign')), `probes: ${trace.probes}`);
+    assert.equal(trace.cost.lostEvents, 0);
+    const got = byPath(trace);
+    for (const p of report.paths) assert.deepEqual(got.get(p.name), { bytes: p.leakedBytes, count: p.leakedCount }, p.name);
+  } finally { debugRoots.push(...saved); }
 });
 
 test('malloc mode, default sampling (512 KiB): per-path estimates are unbiased', async () => {

@@ -18,7 +18,7 @@ import { loadElf } from '../formats/elf/index.js';
 import { TraceSession, mallocProbes, poolProbe } from './session.js';
 import type { CapturedEvent } from './capture.js';
 import { StackResolver } from './stacks.js';
-import { entryProbeOffset, resultTestJumpVaddr, returnSiteOfCall } from './call-sites.js';
+import { entryProbeOffsetAt, resultTestJumpVaddr, returnSiteOfCall } from './call-sites.js';
 
 /** tcmalloc's default sampling period (bytes). */
 export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
@@ -84,7 +84,13 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       const libc = symbolizer.modulesNamed('libc.so')[0];
       if (!libc) throw new LeakscopeError('not-found', `${space.description}: libc.so is not loaded: malloc mode needs glibc`);
       const elf = loadElf(libc.hostPath);
-      for (const p of mallocProbes(session.tracerMaps, { pid: space.pid, sampleBytes, libcPath: libc.hostPath, symbolVaddr: (n) => { const v = elf.findSymbol(n)?.value; return v === undefined ? undefined : v + entryProbeOffset(elf, n); }, sizeRange: opts.sizeRange, loadBias: libc.loadBias })) session.add(p);
+      const debugElf = symbolizer.symbolsOf(libc)?.debug?.elf;
+      // Exported functions from libc itself; glibc internals (_int_memalign) from its debug file.
+      const symbolVaddr = (n: string) => {
+        const v = elf.findSymbol(n)?.value ?? (n.startsWith('_int_') ? debugElf?.findSymbol(n)?.value : undefined);
+        return v === undefined ? undefined : v + entryProbeOffsetAt(elf, v);
+      };
+      for (const p of mallocProbes(session.tracerMaps, { pid: space.pid, sampleBytes, libcPath: libc.hostPath, symbolVaddr, sizeRange: opts.sizeRange, loadBias: libc.loadBias })) session.add(p);
     } else {
       const create = symbolizer.lookup('ngx_create_pool');
       if (!create) throw new LeakscopeError('not-found', `${space.description}: no ngx_create_pool symbol: pool mode needs nginx`);

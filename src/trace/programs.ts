@@ -33,7 +33,8 @@ export type AllocConvention =
   | 'calloc'         // calloc(n, size)
   | 'realloc'        // realloc(old, size): old is freed
   | 'size1'          // memalign(align, size), aligned_alloc(align, size)
-  | 'posix_memalign'; // posix_memalign(&ptr, align, size): result stored through arg 0, rax = 0 on success
+  | 'posix_memalign' // posix_memalign(&ptr, align, size): result stored through arg 0, rax = 0 on success
+  | 'int_memalign';  // glibc-internal _int_memalign(arena, align, size): what every memalign-family call with alignment > 16 ends in
 
 export interface TracerMaps { events: MapRef; pending: MapRef; outstanding: MapRef; stats: MapRef; scratch: MapRef }
 
@@ -95,6 +96,7 @@ function sizeOf(conv: AllocConvention, ctx: Reg): Body {
     case 'realloc': return [A.loadArg(R7, ctx, 1)];
     case 'size1': return [A.loadArg(R7, ctx, 1)];
     case 'posix_memalign': return [A.loadArg(R7, ctx, 2)];
+    case 'int_memalign': return [A.loadArg(R7, ctx, 2)];
   }
 }
 

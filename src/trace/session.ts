@@ -200,10 +200,24 @@ export interface MallocProbeOptions {
   loadBias?: number;
 }
 
+/**
+ * With libc's debug symbols, the memalign family (posix_memalign, memalign, aligned_alloc, valloc,
+ * pvalloc) is probed where it really allocates: alignments <= 16 are relayed to malloc (whose
+ * probe sees them) and larger ones end in _int_memalign (glibc 2.36 malloc.c _mid_memalign).
+ * That saves a probe hit on each of nginx's posix_memalign(16, ...) calls.
+ */
+export const ALLOC_FUNCTIONS_WITH_INTERNALS: Array<{ symbol: string; conv: AllocConvention }> = [
+  { symbol: 'malloc', conv: 'size0' },
+  { symbol: 'calloc', conv: 'calloc' },
+  { symbol: 'realloc', conv: 'realloc' },
+  { symbol: '_int_memalign', conv: 'int_memalign' },
+];
+
 export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] {
   const out: ProbeSpec[] = [];
   const seen = new Set<number>();
-  for (const f of ALLOC_FUNCTIONS) {
+  const functions = o.symbolVaddr('_int_memalign') !== undefined ? ALLOC_FUNCTIONS_WITH_INTERNALS : ALLOC_FUNCTIONS;
+  for (const f of functions) {
     const vaddr = o.symbolVaddr(f.symbol);
     if (vaddr === undefined || seen.has(vaddr)) continue;
     seen.add(vaddr);
