@@ -218,21 +218,17 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     examine(addrs[i]!, sizes[i]!, mm[i] === 1, buf, off, got, false);
   }, { gap: 4096, maxWindow: 4 << 20 });
   matches.sort((a, b) => a.addr - b.addr);
-  /** Scan bytes at a matched pool (its first SCAN_BYTES, as read), by address. */
-  const prefixes = new Map<number, Uint8Array>();
-  for (const m of matches) {
-    if (m.prefixOff >= 0) m.prefix = arena.subarray(m.prefixOff, m.prefixOff + m.prefixLen);
-    prefixes.set(m.addr, m.prefix!);
-  }
+  for (const m of matches) if (m.prefixOff >= 0) m.prefix = arena.subarray(m.prefixOff, m.prefixOff + m.prefixLen);
   const tScan = performance.now();
 
   // ---- validate: full read of every candidate and every root pool ----
-  const pools = new Map<number, { read: PoolRead; foundBy: NginxPool['foundBy'] }>();
+  // prefix: the scan's bytes at the pool (its first SCAN_BYTES, as read), when it was found by the scan
+  const pools = new Map<number, { read: PoolRead; foundBy: NginxPool['foundBy']; prefix: Uint8Array | undefined }>();
   for (const m of matches) {
     const res = readPool(space, m.addr, chunks, m.header, m.prefix);
     if (!res.ok) continue; // signature-alike data, or a pool that changed under us
     for (const p of res.problems) problem(p);
-    pools.set(m.addr, { read: res.pool, foundBy: 'scan' });
+    pools.set(m.addr, { read: res.pool, foundBy: 'scan', prefix: m.prefix });
   }
   for (const [addr, refs] of rootRefs) {
     const have = pools.get(addr);
@@ -240,7 +236,7 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     const res = readPool(space, addr, chunks);
     if (!res.ok) { problem({ kind: 'root-pool-invalid', address: addr, detail: `${refs[0]!.ref} = ${hex(addr)}: ${res.reason}` }); continue; }
     for (const p of res.problems) problem(p);
-    pools.set(addr, { read: res.pool, foundBy: 'root' });
+    pools.set(addr, { read: res.pool, foundBy: 'root', prefix: undefined });
   }
   // A later block of one pool can never be the first block of another.
   const blockOwner = new Map<number, number>();
@@ -327,17 +323,21 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     // itself; a block is searched only up to d.last (the rest was never handed out: stale bytes).
     // One map: chunk -> slot; per slot the owning pool (the last one listing the chunk) and the
     // used part when some pool lists it as a block (-1: only as a large allocation).
+    // (ownPrefix: the scan's bytes when the chunk is a pool's first block.)
     const own = new Map<number, number>();
     const ownPool: number[] = [], ownUsed: number[] = [];
-    const claim = (chunk: number, pool: number, used: number) => {
+    const ownPrefix: Array<Uint8Array | undefined> = [];
+    const claim = (chunk: number, pool: number, used: number, prefix: Uint8Array | undefined) => {
       const k = own.get(chunk);
-      if (k === undefined) { own.set(chunk, ownPool.length); ownPool.push(pool); ownUsed.push(used); return; }
+      if (k === undefined) { own.set(chunk, ownPool.length); ownPool.push(pool); ownUsed.push(used); ownPrefix.push(prefix); return; }
       ownPool[k] = pool;
       if (used >= 0) ownUsed[k] = used;
+      if (prefix) ownPrefix[k] = prefix;
     };
     for (const [addr, p] of pools) {
-      for (const b of p.read.blocks) claim(b.address, addr, b.used);
-      for (const l of p.read.large) claim(l.address, addr, -1);
+      const bl = p.read.blocks;
+      for (let i = 0; i < bl.length; i++) claim(bl[i]!.address, addr, bl[i]!.used, i === 0 ? p.prefix : undefined);
+      for (const l of p.read.large) claim(l.address, addr, -1, undefined);
     }
     const ownerOf = (chunk: number): number | undefined => { const k = own.get(chunk); return k === undefined ? undefined : ownPool[k]; };
     const searchLarge = opts.heapReferences === 'all';
@@ -356,7 +356,7 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
       const used = k === undefined ? -1 : ownUsed[k]!;
       if (used >= 0) {
         // A first block whose used part the scan already read: search those bytes.
-        const pre = prefixes.get(userAddr);
+        const pre = ownPrefix[k!];
         if (pre && used <= pre.byteLength) { preChunk = userAddr; scanForPointers(pre, 0, used, userAddr, orphanTargets, onPrefixHit); return; }
         starts.push(userAddr); lens.push(used); return;
       }
@@ -379,7 +379,6 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   // ---- attribute ----
   const out: NginxPool[] = [];
   const cleanupCache = new Map<number, PoolCleanupInfo>();
-  const poolOwnerKind = new Map<number, PoolOwner>();
   const none: never[] = [];
   for (const [addr, { read, foundBy }] of pools) {
     const rc = read.cleanups;
@@ -423,10 +422,11 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
       pool.referencedFrom = withModule.symbol ?? withModule.ref.replace(/\+0x[0-9a-f]+$/, '');
     } else if (hr.length) { pool.owner = 'heap'; pool.referencedFrom = hr[0]!.startsWith('pool') ? 'pool' : 'heap chunk'; }
     if (sr.length && !pool.module) pool.module = sr.find((s) => s.module)?.module ?? null;
-    poolOwnerKind.set(addr, pool.owner);
     out.push(pool);
   }
   // Heap references from another pool's memory name that pool's owner.
+  const poolOwnerKind = new Map<number, PoolOwner>();
+  if (out.some((p) => p.owner === 'heap')) for (const p of out) poolOwnerKind.set(p.address, p.owner);
   for (const p of out) {
     if (p.owner !== 'heap') continue;
     const via = (heapRefs.get(p.address) ?? []).find((r) => r.startsWith('pool '));
