@@ -37,7 +37,11 @@ export interface LeakTraceOptions {
   sizeRange?: { min: number; max: number };
   /** Pool mode: bytes of stack copied per pool creation (4096 or 8192; default 4096: nginx's request paths need < 3 KiB). */
   stackBytes?: 4096 | 8192;
-  /** Pool mode: share of each second the probe is attached (0 < duty <= 1). */
+  /**
+   * Share of each second the sampling probes are attached (0 < duty <= 1): ngx_create_pool's in
+   * pool mode; the allocation functions' in malloc mode (free stays attached). Estimates are scaled
+   * by 1 / the share of the window they were attached.
+   */
   dutyCycle?: number;
   /** Pool mode: live pools at the end of the window, address -> bytes held (the pool census). */
   livePools?: () => Map<number, number>;
@@ -54,7 +58,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   if (!(opts.durationSeconds > 0)) throw new LeakscopeError('usage', `--duration must be positive (got ${opts.durationSeconds})`);
   const sampleBytes = opts.mode === 'malloc' ? Math.floor(opts.sampleBytes ?? DEFAULT_SAMPLE_BYTES) : 0;
   if (sampleBytes < 0 || sampleBytes >= 2 ** 31) throw new LeakscopeError('usage', `--sample-bytes must be in [0, 2^31) (got ${sampleBytes})`);
-  const duty = opts.mode === 'pool' ? Math.min(1, Math.max(0.01, opts.dutyCycle ?? 1)) : 1;
+  const duty = Math.min(1, Math.max(0.01, opts.dutyCycle ?? 1));
   const minAgeNs = (opts.minAgeSeconds ?? 0) * 1e9;
   const perHit = opts.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
   const notes: string[] = [];
@@ -110,14 +114,14 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     if (opts.mode === 'malloc') notes.push(session.usesSessions ? 'uprobe sessions: return probes only for sampled calls' : 'no uprobe sessions (kernel < 6.13): a return probe on every allocation');
     if (opts.sizeRange) notes.push(`only requests of ${opts.sizeRange.min} to ${opts.sizeRange.max - 1} bytes traced`);
 
-    // The window: progress each second; duty cycle in pool mode; early end on abort.
+    // The window: progress each second; duty cycle; early end on abort.
     const t0 = Date.now();
     const end = t0 + opts.durationSeconds * 1000;
     while (Date.now() < end && !opts.signal?.aborted) {
       const second = Math.min(1000, end - Date.now());
       if (duty < 1) {
         await sleep(second * duty, opts.signal);
-        session.detach();
+        session.pauseSampling();
         await sleep(second * (1 - duty), opts.signal);
         if (Date.now() < end && !opts.signal?.aborted) session.attach();
       } else {
@@ -143,7 +147,11 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       return b;
     };
     let outBytes = 0, outCount = 0, allocBytes = 0, allocCount = 0;
-    const scale = (size: number) => (sampleBytes > 0 && size < sampleBytes ? { bytes: sampleBytes, count: sampleBytes / Math.max(1, size) } : { bytes: size, count: 1 });
+    // Only a duty cycle samples in time; without one the probes were attached all along.
+    const dutyScale = duty < 1 ? 1 / Math.max(attachedShare, 0.01) : 1;
+    const scale = (size: number) => (sampleBytes > 0 && size < sampleBytes
+      ? { bytes: sampleBytes * dutyScale, count: (sampleBytes / Math.max(1, size)) * dutyScale }
+      : { bytes: size * dutyScale, count: dutyScale });
     if (opts.mode === 'malloc') {
       for (const ev of events.values()) {
         const w = scale(ev.size);
@@ -160,7 +168,6 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       if (st.outstandingFull) notes.push(`${st.outstandingFull} sampled allocations were not tracked: the outstanding map was full`);
     } else {
       const live = opts.livePools?.() ?? new Map<number, number>();
-      const dutyScale = 1 / attachedShare;
       for (const [addr, ev] of events) {
         const bytes = live.get(Number(addr));
         const b = bucket(ev.pcs);
@@ -169,8 +176,8 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         b.bytes += bytes * dutyScale; b.count += dutyScale; outBytes += bytes * dutyScale; outCount += dutyScale;
       }
       if (!opts.livePools) notes.push('pool liveness not checked: no pool census');
-      if (attachedShare < 0.999) notes.push(`probe attached ${(attachedShare * 100).toFixed(0)}% of the window; counts scaled by ${dutyScale.toFixed(2)}`);
     }
+    if (duty < 1) notes.push(`sampling probes attached ${(attachedShare * 100).toFixed(0)}% of the window; estimates scaled by ${dutyScale.toFixed(2)}`);
     if (st.ringFull) notes.push(`${st.ringFull} events lost: ring buffer full`);
 
     const stacks: StackSample[] = [...byStack.values()]

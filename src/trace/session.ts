@@ -31,6 +31,8 @@ export interface ProbeSpec {
   session?: boolean;
   /** Used instead of this spec when the kernel has no uprobe sessions (< 6.13). */
   fallback?: ProbeSpec[];
+  /** Stays attached through duty-cycle pauses (free: a missed free would look like a leak). */
+  alwaysOn?: boolean;
 }
 
 export interface OutstandingEntry { address: number; timeNs: number; size: number; tid: number }
@@ -118,11 +120,11 @@ export class TraceSession {
     link.detach();
   }
 
-  /** Attaches all probes (also after a `detach()`, for duty cycles). */
+  /** Attaches all probes (also after a `detach()` or `pauseSampling()`). */
   attach(): void {
-    if (this.links.length) return;
     // Deduplicate probes at the same file offset (aliases such as memalign / aligned_alloc).
-    const seen = new Set<string>();
+    const seen = new Set<string>(this.links.map(({ spec: s }) => `${s.binaryPath}:${s.vaddr}:${s.retprobe}`));
+    if (seen.size && this.attachedSince) return;
     try {
       for (const s of this.specs) {
         const k = `${s.binaryPath}:${s.vaddr}:${s.retprobe}`;
@@ -147,6 +149,23 @@ export class TraceSession {
     if (this.links.length && this.attachedSince) this.attachedNs += Number(process.hrtime.bigint()) - this.attachedSince;
     this.links = [];
     this.attachedSince = 0;
+  }
+
+  /**
+   * Duty cycle: detaches the sampling probes but keeps `alwaysOn` ones (free), so allocations
+   * sampled while attached are still seen freed. Calls caught between entry and return lose their
+   * return: their pending entries are dropped so they do not block the thread's next samples.
+   * `resumeSampling()` (= attach) re-attaches. attachedNs counts the sampling probes' time.
+   */
+  pauseSampling(): void {
+    const keep: typeof this.links = [];
+    for (const l of this.links.reverse()) {
+      if (l.spec.alwaysOn) keep.push(l); else l.link.detach();
+    }
+    if (this.attachedSince) this.attachedNs += Number(process.hrtime.bigint()) - this.attachedSince;
+    this.links = keep.reverse();
+    this.attachedSince = 0;
+    for (const k of this.maps.pending.keys()) this.maps.pending.delete(k);
   }
 
   get attached(): boolean { return this.links.length > 0; }
@@ -235,7 +254,7 @@ export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] 
   }
   const free = o.symbolVaddr('free');
   if (free === undefined) throw new LeakscopeError('not-found', `${o.libcPath}: no free symbol`);
-  out.push({ name: 'libc:free', binaryPath: o.libcPath, vaddr: free, retprobe: false, body: freeProgram(m, { tgid: o.pid }) });
+  out.push({ name: 'libc:free', binaryPath: o.libcPath, vaddr: free, retprobe: false, alwaysOn: true, body: freeProgram(m, { tgid: o.pid }) });
   return out;
 }
 
