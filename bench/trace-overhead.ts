@@ -28,7 +28,7 @@ import { REPO_ROOT, ensureFixturesBuilt } from '../test/helpers/build.js';
 import { killQuietly, onExit } from '../test/helpers/cleanup.js';
 import { parseWrkOutput, startNginx, type NginxHandle, type WrkResult } from '../test/helpers/nginx.js';
 
-export type OverheadMode = 'untraced' | 'pool' | 'malloc' | 'bpftrace' | `pool-duty-${number}`;
+export type OverheadMode = 'untraced' | 'pool' | 'malloc' | 'bpftrace' | `pool-duty-${number}` | `malloc-duty-${number}`;
 
 export interface OverheadOptions {
   rounds?: number;
@@ -214,7 +214,7 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
   if (process.getuid?.() !== 0) throw new Error('trace-overhead: run as root (eBPF)');
   if (spawnSync('wrk', ['--version']).error) throw new Error('trace-overhead: wrk is not installed (apt-get install wrk)');
   const haveBpftrace = spawnSync('bpftrace', ['--version']).status === 0;
-  const modes: OverheadMode[] = (opts.modes ?? ['untraced', 'pool', 'pool-duty-0.5', 'malloc', 'bpftrace']).filter((m) => m !== 'bpftrace' || haveBpftrace);
+  const modes: OverheadMode[] = (opts.modes ?? ['untraced', 'pool', 'pool-duty-0.5', 'malloc', 'malloc-duty-0.5', 'bpftrace']).filter((m) => m !== 'bpftrace' || haveBpftrace);
   await ensureFixturesBuilt();
 
   const tmp = mkdtempSync(join(os.tmpdir(), 'leakscope-bench-overhead-'));
@@ -235,6 +235,7 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
         let tracer: Tracer | undefined;
         if (mode === 'pool' || mode === 'malloc') tracer = startLeakscope(worker, mode, tmp, run);
         else if (mode.startsWith('pool-duty-')) tracer = startLeakscope(worker, 'pool', tmp, run, Number(mode.slice('pool-duty-'.length)));
+        else if (mode.startsWith('malloc-duty-')) tracer = startLeakscope(worker, 'malloc', tmp, run, Number(mode.slice('malloc-duty-'.length)));
         else if (mode === 'bpftrace') tracer = startBpftrace(worker);
         try {
           await tracer?.ready;
@@ -270,7 +271,7 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
       const hitsPerReq = rs.every((r) => r.probeHits !== null) ? median(rs.map((r) => r.probeHits! / Math.max(1, r.requests))) : null;
       const byKind: Record<string, number> = {};
       for (const k of Object.keys(rs[0]?.probeHitsByKind ?? {})) byKind[k] = median(rs.map((r) => (r.probeHitsByKind?.[k] ?? 0) / Math.max(1, r.requests)));
-      const target = mode === 'pool' ? 0.9 : mode === 'malloc' ? 0.7 : null;
+      const target = mode.startsWith('pool') ? 0.9 : mode.startsWith('malloc') ? 0.7 : null;
       return {
         mode,
         medianRequestsPerSec: rps,
