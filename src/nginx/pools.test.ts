@@ -18,7 +18,7 @@ import { censusWithChunks } from './census-chunks.js';
 import { analyzePools } from './pools.js';
 import type { PoolAnalysis } from './pools.js';
 import { nginxShmZones } from './shm.js';
-import { bucketOf } from './chunks.js';
+import { bucketOf, ChunkList } from './chunks.js';
 import { poolsJson, renderPoolsTable } from '../report/pools-table.js';
 
 const MAGIC = 0x4c45414b53434f50; // "LEAKSCOP" as a u64 (exact as a double? no: compare halves)
@@ -152,6 +152,24 @@ test('leaked pools: exactly the leaked ones, kept attributed to the module, drop
     const b256k = a.buckets.find((b) => b.minBytes === 256 * 1024)!;
     assert.equal(b256k.groups.filter((s) => leakGroups.has(s.group)).reduce((s, x) => s + x.largeChunks, 0), 50);
     assert.equal(a.inconsistencyCount, 0, JSON.stringify(a.inconsistencies.slice(0, 5)));
+
+    // The census's pool-candidate hints and bytes only save reads: every leaked pool's chunk is
+    // hinted a candidate (or unknown), and the analysis over the bare chunk list (no hints, no
+    // bytes: every chunk read by the scan) finds the same leaked pools with the same owners.
+    const bare: Array<{ userAddr: number; chunkSize: number; mmapped: boolean }> = [];
+    const hint = new Map<number, boolean | undefined>();
+    let hintedOut = 0;
+    census.chunks.forEach((userAddr, size, mmapped, poolCandidate) => {
+      bare.push({ userAddr, chunkSize: size, mmapped });
+      hint.set(userAddr, poolCandidate);
+      if (poolCandidate === false) hintedOut++;
+    });
+    assert.ok(hintedOut > 0, 'some chunks hinted not a pool');
+    for (const p of leaked) assert.notEqual(hint.get(p.address), false, `leaked pool 0x${p.address.toString(16)} hinted not a pool`);
+    const a2 = analyzePools(space, { chunks: new ChunkList(bare), histogram: census2.histogram });
+    const ownersOf = (x: PoolAnalysis) => x.pools.filter((p) => hasMagic(space, p.address)).map((p) => `${p.address}:${p.owner}:${p.module}:${p.bytes}`).sort();
+    assert.deepEqual(ownersOf(a2), ownersOf(a));
+    assert.ok(a2.stats.candidates > a.stats.candidates, `${a2.stats.candidates} candidates without hints, ${a.stats.candidates} with`);
 
     // renderers
     const json = poolsJson(a) as { schema: string; totals: Record<string, number>; groups: unknown[] };
