@@ -117,7 +117,15 @@ export interface AnalyzePoolsOptions {
   histogram?: ReadonlyArray<{ minBytes: number; maxBytes: number; inUseChunks: number; inUseBytes: number }>;
 }
 
-const hex = (n: number) => '0x' + n.toString(16);
+/**
+ * '0x' + n in hex. Number#toString(16) is slow for values outside the small-integer range
+ * (every user address), so those go as two parts: n / 2^16 (< 2^31) and the low 16 bits.
+ */
+const hex = (n: number): string => {
+  if (n >= 0 && n < 0x40000000) return '0x' + n.toString(16);
+  if (!(n >= 0 && n < 2 ** 47) || !Number.isInteger(n)) return '0x' + n.toString(16);
+  return '0x' + Math.floor(n / 65536).toString(16) + (n % 65536).toString(16).padStart(4, '0');
+};
 const MAX_LISTED_INCONSISTENCIES = 100;
 /** Smallest chunk that can hold a pool: ngx_pool_t (80) + 1 byte -> request2size(81) = 96. */
 const MIN_POOL_CHUNK = 96;
@@ -439,15 +447,15 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   // group key (owner, module, creator, referencedFrom): nested maps, no key strings built per pool
   type Level<T> = Map<string | null, T>;
   const groupIndex = new Map<PoolOwner, Level<Level<Level<number>>>>();
-  const level = <T>(m: Map<string | null, T> | Map<PoolOwner, T>, k: string | null, make: () => T): T => {
-    let v = (m as Map<string | null, T>).get(k);
-    if (v === undefined) (m as Map<string | null, T>).set(k, (v = make()));
+  const level = <T>(m: Map<string | null, T>, k: string | null): T => {
+    let v = m.get(k);
+    if (v === undefined) m.set(k, (v = new Map() as T));
     return v;
   };
   const groups: PoolGroup[] = [];
   const poolGroup: number[] = [];
   for (const p of out) {
-    const byRef = level(level(level(groupIndex, p.owner, () => new Map()), p.module, () => new Map()), p.creator, () => new Map<string | null, number>());
+    const byRef = level(level(level(groupIndex as Level<Level<Level<Level<number>>>>, p.owner), p.module), p.creator);
     let gi = byRef.get(p.referencedFrom);
     if (gi === undefined) {
       gi = groups.length;
