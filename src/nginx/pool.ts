@@ -69,10 +69,12 @@ export function poolHeaderPlausible(addr: number, h: PoolHeader): boolean {
   if (h.failed > LIMITS.maxFailed) return false;
   if (!isUserPointer(h.log) || h.log % 8 !== 0) return false;
   if (!isUserPointer(h.current) || h.current % 16 !== 0) return false;
-  for (const p of [h.next, h.chain, h.large, h.cleanup]) if (p !== 0 && (!isUserPointer(p) || p % 8 !== 0)) return false;
+  if (!nullOrAlignedPointer(h.next) || !nullOrAlignedPointer(h.chain) || !nullOrAlignedPointer(h.large) || !nullOrAlignedPointer(h.cleanup)) return false;
   if (h.next === addr) return false;
   return true;
 }
+
+function nullOrAlignedPointer(p: number): boolean { return p === 0 || (isUserPointer(p) && p % 8 === 0); }
 
 export interface PoolBlock {
   address: number;
@@ -121,15 +123,21 @@ function inBlocks(blocks: readonly PoolBlock[], p: number, len: number): boolean
 
 /** Addresses visited by a list walk: a short array, a Set once past 16 (lists are bounded by LIMITS). */
 class Visited {
-  private readonly arr: number[] = [];
+  private readonly arr = new Float64Array(16);
+  private n = 0;
   private set: Set<number> | null = null;
   /** Empties it for the next walk (instances are reused: readPool is synchronous). */
-  reset(first?: number): this { this.arr.length = 0; this.set = null; if (first !== undefined) this.arr.push(first); return this; }
-  get size(): number { return this.set ? this.set.size : this.arr.length; }
-  has(v: number): boolean { return this.set ? this.set.has(v) : this.arr.includes(v); }
+  reset(first?: number): this { this.n = 0; this.set = null; if (first !== undefined) this.arr[this.n++] = first; return this; }
+  get size(): number { return this.set ? this.set.size : this.n; }
+  has(v: number): boolean {
+    if (this.set) return this.set.has(v);
+    for (let i = 0; i < this.n; i++) if (this.arr[i] === v) return true;
+    return false;
+  }
   add(v: number): void {
     if (this.set) this.set.add(v);
-    else if (this.arr.length < 16) { if (!this.arr.includes(v)) this.arr.push(v); }
+    else if (this.has(v)) return;
+    else if (this.n < this.arr.length) this.arr[this.n++] = v;
     else { this.set = new Set(this.arr); this.set.add(v); }
   }
 }
