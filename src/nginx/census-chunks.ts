@@ -7,6 +7,7 @@ import { heapCensus } from '../glibc/index.js';
 import type { CensusOptions, HeapCensus } from '../glibc/index.js';
 import type { AddressSpace } from '../target/index.js';
 import { ChunkList, POOL_SCAN_BYTES } from './chunks.js';
+import type { ChunkArrays } from './chunks.js';
 
 /** The census option this adapter relies on (proposed to src/glibc; see src/nginx/README.md). */
 export interface InUseChunkSink {
@@ -20,9 +21,21 @@ export interface CensusWithChunks { census: HeapCensus; chunks: ChunkList; elaps
 /** Runs the heap census once and collects its in-use chunks. */
 export function censusWithChunks(space: AddressSpace, opts: CensusOptions = {}): CensusWithChunks {
   const t0 = performance.now();
-  const list: Array<{ userAddr: number; chunkSize: number; mmapped: boolean; poolCandidate: boolean | undefined; userBytes: Uint8Array | undefined }> = [];
+  // Collected into parallel arrays (no object per chunk).
+  const list: ChunkArrays = { length: 0, addrs: new Float64Array(1024), sizes: new Float64Array(1024), mmapped: new Uint8Array(1024), hint: new Uint8Array(1024), bytes: [] };
   const sink: InUseChunkSink = {
-    onInUseChunk: (userAddr, chunkSize, mmapped, poolCandidate, userBytes) => { list.push({ userAddr, chunkSize, mmapped, poolCandidate, userBytes }); },
+    onInUseChunk: (userAddr, chunkSize, mmapped, poolCandidate, userBytes) => {
+      const n = list.length;
+      if (n === list.addrs.length) {
+        const f = (a: Float64Array) => { const b = new Float64Array(n * 2); b.set(a); return b; };
+        const u = (a: Uint8Array) => { const b = new Uint8Array(n * 2); b.set(a); return b; };
+        list.addrs = f(list.addrs); list.sizes = f(list.sizes); list.mmapped = u(list.mmapped); list.hint = u(list.hint);
+      }
+      list.addrs[n] = userAddr; list.sizes[n] = chunkSize; list.mmapped[n] = mmapped ? 1 : 0;
+      list.hint[n] = poolCandidate === undefined ? 2 : poolCandidate ? 1 : 0;
+      list.bytes[n] = userBytes;
+      list.length = n + 1;
+    },
     inUseChunkBytes: POOL_SCAN_BYTES,
   };
   const census = heapCensus(space, { ...opts, ...sink } as CensusOptions);

@@ -22,7 +22,14 @@ export interface InUseChunks {
   containing?(addr: number): number | undefined;
 }
 
-/** A simple InUseChunks over arrays (tests, recorded censuses, adapters). */
+/** In-use chunks as parallel arrays (any order); `hint`: 0 no, 1 yes, 2 unknown (see InUseChunks.forEach). */
+export interface ChunkArrays {
+  length: number;
+  addrs: Float64Array; sizes: Float64Array; mmapped: Uint8Array; hint: Uint8Array;
+  bytes: Array<Uint8Array | undefined>;
+}
+
+/** A simple InUseChunks over arrays sorted by address (tests, recorded censuses, adapters). */
 export class ChunkList implements InUseChunks {
   private readonly addrs: Float64Array;
   private readonly sizes: Float64Array;
@@ -30,9 +37,25 @@ export class ChunkList implements InUseChunks {
   /** Pool-candidate hint: 0 no, 1 yes, 2 unknown. */
   private readonly hint: Uint8Array;
   private readonly bytes: Array<Uint8Array | undefined>;
-  private readonly index = new Map<number, number>();
 
-  constructor(chunks: ReadonlyArray<{ userAddr: number; chunkSize: number; mmapped?: boolean; poolCandidate?: boolean; userBytes?: Uint8Array }>) {
+  constructor(chunks: ReadonlyArray<{ userAddr: number; chunkSize: number; mmapped?: boolean; poolCandidate?: boolean; userBytes?: Uint8Array }> | ChunkArrays) {
+    if ('addrs' in chunks) {
+      // Arrays: sorted by address through an index permutation (skipped when already sorted).
+      const n = chunks.length;
+      let sorted = true;
+      for (let i = 1; i < n && sorted; i++) if (chunks.addrs[i - 1]! > chunks.addrs[i]!) sorted = false;
+      const order = new Uint32Array(n);
+      for (let i = 0; i < n; i++) order[i] = i;
+      if (!sorted) order.sort((a, b) => chunks.addrs[a]! - chunks.addrs[b]!);
+      this.addrs = new Float64Array(n); this.sizes = new Float64Array(n); this.mm = new Uint8Array(n); this.hint = new Uint8Array(n);
+      this.bytes = new Array<Uint8Array | undefined>(n);
+      for (let i = 0; i < n; i++) {
+        const k = order[i]!;
+        this.addrs[i] = chunks.addrs[k]!; this.sizes[i] = chunks.sizes[k]!; this.mm[i] = chunks.mmapped[k]!; this.hint[i] = chunks.hint[k]!;
+        this.bytes[i] = chunks.bytes[k];
+      }
+      return;
+    }
     const sorted = [...chunks].sort((a, b) => a.userAddr - b.userAddr);
     this.addrs = new Float64Array(sorted.length);
     this.sizes = new Float64Array(sorted.length);
@@ -43,7 +66,6 @@ export class ChunkList implements InUseChunks {
       this.bytes[i] = c.userBytes;
       this.addrs[i] = c.userAddr; this.sizes[i] = c.chunkSize; this.mm[i] = c.mmapped ? 1 : 0;
       this.hint[i] = c.poolCandidate === undefined ? 2 : c.poolCandidate ? 1 : 0;
-      this.index.set(c.userAddr, i);
     });
   }
   get length(): number { return this.addrs.length; }
@@ -53,16 +75,22 @@ export class ChunkList implements InUseChunks {
       cb(this.addrs[i]!, this.sizes[i]!, this.mm[i] === 1, h === 2 ? undefined : h === 1, this.bytes[i]);
     }
   }
-  sizeOf(userAddr: number): number | undefined {
-    const i = this.index.get(userAddr);
-    return i === undefined ? undefined : this.sizes[i];
-  }
-  containing(addr: number): number | undefined {
-    let lo = 0, hi = this.addrs.length - 1, best = -1;
+  /** Index of the last chunk whose user pointer is <= addr, or -1 (binary search: no per-chunk map to build or keep). */
+  private floor(addr: number): number {
+    const a = this.addrs;
+    let lo = 0, hi = a.length - 1, best = -1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      if (this.addrs[mid]! <= addr) { best = mid; lo = mid + 1; } else hi = mid - 1;
+      if (a[mid]! <= addr) { best = mid; lo = mid + 1; } else hi = mid - 1;
     }
+    return best;
+  }
+  sizeOf(userAddr: number): number | undefined {
+    const i = this.floor(userAddr);
+    return i >= 0 && this.addrs[i] === userAddr ? this.sizes[i] : undefined;
+  }
+  containing(addr: number): number | undefined {
+    const best = this.floor(addr);
     if (best < 0) return undefined;
     const a = this.addrs[best]!;
     // user area of a chunk: [userAddr, chunk + chunkSize) = [userAddr, userAddr + chunkSize - 16)

@@ -7,6 +7,14 @@ import type { AddressSpace } from '../target/index.js';
 export interface BatchOptions { gap?: number; maxWindow?: number }
 
 /**
+ * The window buffer, shared by every call (one process-wide buffer, at most the largest
+ * maxWindow asked for, 4 MiB by default): a fresh multi-MiB buffer per call costs an
+ * allocation and adds external-memory pressure that triggers V8 collections.
+ * `buf` given to a callback is valid only during that callback.
+ */
+let sharedWindow: Buffer | undefined;
+
+/**
  * For each [addr, addr+len) (any order), calls `cb(index, buf, off, got)` with the bytes at
  * buf[off .. off+got); `got` < len when the range is (partly) unreadable. Returns the number
  * of read calls made.
@@ -24,7 +32,7 @@ export function readBatched(
   for (let i = 0; i < n; i++) order[i] = i;
   order.sort((a, b) => addrs[a]! - addrs[b]!);
   const lenOf = typeof lens === 'number' ? () => lens : (i: number) => lens[i]!;
-  let buf = Buffer.allocUnsafe(Math.min(maxWindow, 1 << 16));
+  let buf = sharedWindow ?? (sharedWindow = Buffer.allocUnsafe(1 << 16));
   let calls = 0;
   let i = 0;
   while (i < n) {
@@ -40,7 +48,7 @@ export function readBatched(
       j++;
     }
     const size = end - start;
-    if (buf.length < size) buf = Buffer.allocUnsafe(Math.max(size, Math.min(maxWindow, buf.length * 2)));
+    if (buf.length < size) buf = sharedWindow = Buffer.allocUnsafe(Math.max(size, Math.min(maxWindow, buf.length * 2)));
     let got = space.readInto(start, buf, 0, size);
     calls++;
     if (got < size && j - i > 1) {
