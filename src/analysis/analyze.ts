@@ -59,7 +59,7 @@ const MIN_SHARE_OF_HEAP = 0.01;
 /** Owners whose pools live as long as their owner: not leak suspects. */
 const LIFECYCLE_OWNERS = new Set(['cycle', 'old-cycle', 'connection', 'request', 'upstream']);
 /** Allocation wrappers skipped when naming the leaking function. */
-const ALLOCATOR_FUNCTIONS = /^(malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc|pvalloc|__libc_\w+|_int_\w+|ngx_alloc|ngx_calloc|ngx_memalign|ngx_palloc\w*|ngx_pnalloc|ngx_pcalloc|ngx_pmemalign|ngx_create_pool|ngx_array_\w+|ngx_list_\w+|ngx_hash_\w+|CRYPTO_\w*alloc\w*|lj_alloc\w*|operator new.*|_Zn[wa]\w+)$/;
+const ALLOCATOR_FUNCTIONS = /^(malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc|pvalloc|__libc_\w+|_int_\w+|_mid_memalign|ngx_alloc|ngx_calloc|ngx_memalign|ngx_palloc\w*|ngx_pnalloc|ngx_pcalloc|ngx_pmemalign|ngx_create_pool|ngx_array_\w+|ngx_list_\w+|ngx_hash_\w+|CRYPTO_\w*alloc\w*|lj_alloc\w*|operator new.*|_Zn[wa]\w+)$/;
 
 interface Growth { source: string; buckets: AnalyzeBucketGrowth[]; anomalous: AnalyzeBucketGrowth | null }
 
@@ -286,7 +286,8 @@ export function byLeakingFunction(stacks: readonly StackSample[]): Array<{ fn: s
 export function leakingFunction(s: StackSample): string | null {
   for (const f of s.frames) {
     if (f.function === null) continue;
-    if (ALLOCATOR_FUNCTIONS.test(f.function)) continue;
+    // gcc's clones (_mid_memalign.constprop.0, foo.isra.0, foo.part.1, foo.cold) are their function.
+    if (ALLOCATOR_FUNCTIONS.test(f.function.replace(/\.(constprop|isra|part|cold|lto_priv)(\.\d+)*/g, ''))) continue;
     return f.function;
   }
   return null;

@@ -45,7 +45,12 @@ export function buildModules(mappings: readonly Mapping[], hostPath: (p: string)
     if (elf.isCore) continue;
     const first = maps.reduce((a, b) => (a.start < b.start ? a : b));
     const loadBias = computeLoadBias(elf, first.start, first.offset);
-    out.push({ path, hostPath: host, base: first.start, loadBias, mappings: maps, buildId: elf.buildId });
+    // .bss past the file's last page is an anonymous mapping right after it: part of the object
+    // up to the end of its last PT_LOAD (vaddr + memsz), so static arrays there resolve to symbols.
+    const loadEnd = loadBias + Math.max(0, ...elf.segments.filter((sg) => sg.type === PT_LOAD).map((sg) => sg.vaddr + sg.memsz));
+    const fileEnd = Math.max(...maps.map((m) => m.end));
+    const bss = mappings.filter((m) => !m.path && m.start >= fileEnd && m.start < loadEnd);
+    out.push({ path, hostPath: host, base: first.start, loadBias, mappings: [...maps, ...bss].sort((a, b) => a.start - b.start), buildId: elf.buildId });
   }
   out.sort((a, b) => (a.path === exePath ? -1 : b.path === exePath ? 1 : a.base - b.base));
   return out;

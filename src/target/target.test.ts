@@ -31,6 +31,11 @@ test('live process: modules with load bias, symbols by name across modules (gdb 
     const f = sym.require('elf_sample_function');
     assert.equal(f.runtimeAddr, parseInt(String(fx.line.function), 16));
     assert.deepEqual({ fn: sym.frame(f.runtimeAddr + 2).function, mod: sym.frame(f.runtimeAddr + 2).module }, { fn: 'elf_sample_function', mod: 'elf-sample' });
+    // .bss past the file's last page lives in an anonymous mapping: still the executable's
+    const bssSym = sym.require('elf_sample_static_buffer');
+    const tail = bssSym.runtimeAddr + bssSym.size - 8;
+    assert.ok(space.mappings().some((m) => !m.path && tail >= m.start && tail < m.end), 'the buffer ends in an anonymous mapping');
+    assert.equal(sym.frame(tail).function, 'elf_sample_static_buffer');
     const ma = sym.require('main_arena', { module: 'libc.so' });
     assert.equal(ma.source, 'debug-file');
     assert.equal(ma.runtimeAddr, gdbAddress(fx.pid, '&main_arena'));
