@@ -31,7 +31,10 @@ export async function benchPools(opts: { leaks?: number; leakSize?: string } = {
     const space = LiveProcess.open(pid!);
     try {
       const symbolizer = new Symbolizer(space.modules());
-      heapCensus(space, { symbolizer }); // warm-up: symbol tables, page cache
+      // Warm-up, the same for both sides: symbol tables, page cache, and one run of each code path
+      // (the census's first run also pays V8's compilation; so does the pool analysis's).
+      heapCensus(space, { symbolizer });
+      { const w = censusWithChunks(space, { symbolizer }); analyzePools(space, { chunks: w.chunks, symbolizer, histogram: w.census.histogram }); }
       const censusMs: number[] = [], listMs: number[] = [], poolsMs: number[] = [];
       let last: ReturnType<typeof analyzePools> | undefined;
       let census: ReturnType<typeof heapCensus> | undefined;

@@ -90,16 +90,20 @@ function perfEventFds(pid: number): number {
 }
 
 /** Resolves once the process has >= 1 perf_event fd and the count has not changed for
- *  `stableMs`; rejects when it exits first or after `timeoutMs`. */
+ *  `stableMs` (or, under a duty cycle, where the count keeps changing, 1 s after the first fd);
+ *  rejects when it exits first or after `timeoutMs`. */
 async function waitAttached(child: ChildProcess, what: string, output: () => string, stableMs = 500, timeoutMs = 30_000): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   let last = -1;
   let since = Date.now();
+  let firstSeen = 0;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited before attaching (${child.exitCode ?? child.signalCode}): ${output().trim().slice(-2000)}`);
     const n = perfEventFds(child.pid!);
+    if (n > 0 && !firstSeen) firstSeen = Date.now();
     if (n !== last) { last = n; since = Date.now(); }
     else if (n > 0 && Date.now() - since >= stableMs) return n;
+    if (firstSeen && Date.now() - firstSeen >= 1000) return n;
     if (Date.now() > deadline) throw new Error(`${what}: probes not attached within ${timeoutMs} ms (${n} perf_event fds): ${output().trim().slice(-2000)}`);
     await sleep(50);
   }
