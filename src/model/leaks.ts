@@ -9,7 +9,7 @@ export interface TraceCost {
   totalProbeHits: number;
   /** Estimated CPU time the probes cost the target (hits x per-hit cost), seconds. */
   estimatedCpuSeconds: number;
-  /** Per-hit cost used for the estimate, microseconds (measured on this machine, or the default). */
+  /** Per-hit cost used for the estimate, microseconds (entry hits; return hits count ~4 µs). */
   perHitMicros: number;
   /** Share of the window the probes were attached (duty cycle), 0..1. */
   dutyCycle: number;

@@ -29,7 +29,7 @@ export function renderLeaksTable(t: LeakTrace, opts: { top?: number } = {}): str
   out.push('');
   out.push(`stacks: ${t.totals.sampledEvents} captured, ${(complete * 100).toFixed(1)}% unwound to main or a thread start`);
   out.push(`cost: ${t.cost.totalProbeHits} probe hits (${Object.entries(t.cost.probeHits).map(([k, v]) => `${k} ${v}`).join(', ')}),` +
-    ` about ${(t.cost.estimatedCpuSeconds * 1000).toFixed(0)} ms of target CPU at ${t.cost.perHitMicros} µs per hit` +
+    ` about ${(t.cost.estimatedCpuSeconds * 1000).toFixed(0)} ms of target CPU (~${t.cost.perHitMicros} µs per hit measured on a 2-core VM)` +
     (t.cost.dutyCycle < 0.999 ? `, probes attached ${(t.cost.dutyCycle * 100).toFixed(0)}% of the window` : '') +
     (t.cost.lostEvents ? `, ${t.cost.lostEvents} events lost` : ''));
   for (const n of t.notes) out.push(`note: ${safeText(n)}`);
