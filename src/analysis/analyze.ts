@@ -113,8 +113,6 @@ export async function analyze(space: AddressSpace, opts: AnalyzeOptions): Promis
   }
   const growth = pickGrowth(comparisons, after.census);
 
-  steps.push(allocatorStep(after.census));
-  if (isNginx) steps.push(poolsStep(after.pools, before.pools, growth.anomalous));
 
   // ---- step 5 (trace), aimed by what was found ----
   let trace: LeakTrace | null = null;
@@ -139,6 +137,9 @@ export async function analyze(space: AddressSpace, opts: AnalyzeOptions): Promis
     comparisons.push({ source: `the same process before the ${opts.traceSeconds} s trace window`, cmp: overall });
   }
   const finalGrowth = pickGrowth(comparisons, final.census);
+  // Steps 2-4 report the state at the end of the analysis, with growth since its start.
+  steps.push(allocatorStep(final.census));
+  if (isNginx) steps.push(poolsStep(final.pools, before.pools, finalGrowth.anomalous));
   steps.push(bucketsStep(finalGrowth, final.census));
   steps.push(codePathStep(trace, traceMode, finalGrowth.anomalous, live));
 
@@ -222,7 +223,7 @@ function poolsStep(p: PoolAnalysis | null, before: PoolAnalysis | null, anomalou
   const evidence = p.groups.slice(0, 6).map((g) => `${g.owner}${g.module ? ` / ${g.module}` : ''}${g.creator ? ` (created by ${g.creator})` : ''}: ${g.pools} pools, ${formatBytes(g.bytes)} (${g.largeAllocs} large allocations, ${formatBytes(g.largeBytes)})`);
   if (before) {
     const grew = p.totals.pools - before.totals.pools;
-    evidence.push(`pools: ${before.totals.pools} -> ${p.totals.pools} (${grew >= 0 ? '+' : ''}${grew}) during the observation`);
+    evidence.push(`pools: ${before.totals.pools} -> ${p.totals.pools} (${grew >= 0 ? '+' : ''}${grew}) during the analysis`);
   }
   if (anomalous) {
     const b = p.buckets.find((x) => x.minBytes === anomalous.minBytes);
