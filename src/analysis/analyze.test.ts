@@ -86,7 +86,7 @@ test('a C program leaking through malloc: names the leaking function and its buc
       doc = await analyze(space, { traceSeconds: TRACE, pauseSeconds: 2 });
     } finally { stop = true; await driver; space.close(); }
     const c = doc.conclusion;
-    assert.equal(c.leak, true, c.summary);
+    assert.equal(c.leak, true, `${c.summary} ${JSON.stringify(doc.steps.map((s) => s.finding))}`);
     // leak_path_c leaks the most: 64 KiB (posix_memalign) every 4th call -> chunks of 64 KiB + 16.
     assert.deepEqual(c.bucket, { minBytes: 64 * 1024, maxBytes: 128 * 1024 });
     assert.equal(c.function, 'leak_path_c');

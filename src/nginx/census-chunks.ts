@@ -43,8 +43,13 @@ export function censusWithChunks(space: AddressSpace, opts: CensusOptions = {}):
   if (list.length === 0 && expected > 0) {
     throw new LeakscopeError('not-supported', `the heap census reported ${expected} in-use chunks but not the chunks themselves (CensusOptions.onInUseChunk missing in src/glibc)`);
   }
+  // On a heap that changes while it is walked, a free-list chunk the walk saw as free is not in
+  // the list yet still counted out of the in-use total: the two may differ by a few chunks. That
+  // is one more counted inconsistency of a live walk, not a failure; a quiescent heap matches
+  // exactly (tested).
   if (list.length !== expected) {
-    throw new LeakscopeError('malformed', `the heap census counted ${expected} in-use chunks but reported ${list.length}`);
+    census.inconsistencyCount++;
+    if (census.inconsistencies.length < 100) census.inconsistencies.push({ address: 0, kind: 'chunk-list-mismatch', detail: `the census counted ${expected} in-use chunks and listed ${list.length} (the heap changed during the walk)` });
   }
   return { census, chunks: new ChunkList(list), elapsedMs: performance.now() - t0 };
 }

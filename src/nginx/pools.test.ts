@@ -152,6 +152,9 @@ test('leaked pools: exactly the leaked ones, kept attributed to the module, drop
     const b256k = a.buckets.find((b) => b.minBytes === 256 * 1024)!;
     assert.equal(b256k.groups.filter((s) => leakGroups.has(s.group)).reduce((s, x) => s + x.largeChunks, 0), 50);
     assert.equal(a.inconsistencyCount, 0, JSON.stringify(a.inconsistencies.slice(0, 5)));
+    // quiescent worker: the census lists exactly the chunks it counts as in use
+    assert.equal(census.census.inconsistencyCount, 0, JSON.stringify(census.census.inconsistencies.slice(0, 5)));
+    assert.equal(census.chunks.length, census.census.totals.inUseChunks + census.census.totals.mmappedChunks);
 
     // The census's pool-candidate hints and bytes only save reads: every leaked pool's chunk is
     // hinted a candidate (or unknown), and the analysis over the bare chunk list (no hints, no
