@@ -56,6 +56,9 @@ export interface AnalyzeOptions {
 const MIN_CHUNK_GROWTH = 8;
 const MIN_BYTE_GROWTH = 1 << 20;
 const MIN_SHARE_OF_HEAP = 0.01;
+/** Against a sibling worker or a saved baseline. */
+const MIN_STATIC_BYTE_GROWTH = 8 << 20;
+const MIN_STATIC_SHARE_OF_HEAP = 0.1;
 /** Owners whose pools live as long as their owner: not leak suspects. */
 const LIFECYCLE_OWNERS = new Set(['cycle', 'old-cycle', 'connection', 'request', 'upstream']);
 /** Allocation wrappers skipped when naming the leaking function. */
@@ -173,7 +176,11 @@ function pickGrowth(comparisons: Array<{ source: string; cmp: CensusComparison }
       chunkGrowth: b.inUseChunks, byteGrowth: b.inUseBytes,
     }));
     const top = buckets.reduce<AnalyzeBucketGrowth | null>((a, b) => (!a || b.byteGrowth > a.byteGrowth ? b : a), null);
-    const significant = !!top && top.chunkGrowth >= MIN_CHUNK_GROWTH && top.byteGrowth >= MIN_BYTE_GROWTH && top.byteGrowth >= heapBytes * MIN_SHARE_OF_HEAP;
+    // Two snapshots of one process over seconds differ little when nothing leaks; two workers (or
+    // a saved baseline) differ with their load: those need a much larger difference.
+    const temporal = source.startsWith('the same process');
+    const minBytes = temporal ? MIN_BYTE_GROWTH : MIN_STATIC_BYTE_GROWTH, minShare = temporal ? MIN_SHARE_OF_HEAP : MIN_STATIC_SHARE_OF_HEAP;
+    const significant = !!top && top.chunkGrowth >= MIN_CHUNK_GROWTH && top.byteGrowth >= minBytes && top.byteGrowth >= heapBytes * minShare;
     const score = significant ? top!.byteGrowth : -1;
     if (score > bestBytes || (!best.source && comparisons.length)) {
       if (score > bestBytes) bestBytes = score;
@@ -312,14 +319,21 @@ function conclude(space: AddressSpace, final: HeapAndPools, g: Growth, t: LeakTr
   const traceBytes = t?.totals.outstandingBytes ?? 0;
   const bucketBytes = g.anomalous?.byteGrowth ?? 0;
   const traced = !!top && top.bytes >= MIN_BYTE_GROWTH / 4;
+  // A leak needs the heap to have grown (or to differ from a healthy baseline). Memory the trace
+  // saw outstanding without any growth is long-lived state as likely as a leak: not enough alone.
+  // Growth of the process itself during the analysis is stronger evidence than a difference from
+  // a sibling or a saved baseline; a call path that explains it makes it high.
+  const temporal = g.source.startsWith('the same process');
   let confidence: Confidence = 'none';
-  if (bucket && traced) confidence = 'high';
-  else if (bucket || traced) confidence = bucket ? 'medium' : 'low';
+  if (bucket) confidence = traced ? 'high' : temporal ? 'medium' : 'low';
   const leak = confidence !== 'none';
   if (!leak && !t && !g.buckets.length) {
     return { ...noLeak(''), summary: 'Cannot tell from one snapshot: nothing to compare the heap with and no trace. Give --baseline (a `heap --json` saved earlier) or analyze the live process.' };
   }
-  if (!leak) return noLeak(`no chunk-size bucket grew significantly${t ? ` and nothing allocated during the ${t.durationSeconds.toFixed(0)} s window is still outstanding` : ' (no trace was run)'}`);
+  if (!leak) {
+    const rest = traced ? `; ${formatBytes(traceBytes)} allocated during the ${t!.durationSeconds.toFixed(0)} s window is still outstanding (${fn ?? 'unknown'}), which without heap growth looks like long-lived state` : t ? ` and nothing allocated during the ${t.durationSeconds.toFixed(0)} s window is still outstanding` : ' (no trace was run)';
+    return noLeak(`no chunk-size bucket grew significantly${rest}`);
+  }
   const parts: string[] = [];
   if (bucket) parts.push(`${g.anomalous!.chunkGrowth} more chunks of ${formatBytes(bucket.minBytes)}–${formatBytes(bucket.maxBytes)} (+${formatBytes(bucketBytes)}) than ${g.source}`);
   if (top && fn) parts.push(`${formatBytes(top.bytes)} allocated by ${fn}${module ? ` in ${module}` : ''} during the trace is still outstanding (${formatPercent(traceBytes ? top.bytes / traceBytes : 0)} of what the window left behind)`);
@@ -329,7 +343,8 @@ function conclude(space: AddressSpace, final: HeapAndPools, g: Growth, t: LeakTr
   }
   return {
     leak, module, bucket, function: fn, confidence,
-    summary: `Leak${module ? ` in ${module}` : ''}${fn ? `, allocated by ${fn}` : ''}: ${parts.join('; ')}.` + (confidence !== 'high' ? ' The evidence is partial: ' + (bucket ? 'the trace did not catch the allocations (is the leak active now?)' : 'the heap did not grow measurably during the analysis') + '.' : ''),
+    summary: `Leak${module ? ` in ${module}` : ''}${fn ? `, allocated by ${fn}` : ''}: ${parts.join('; ')}.` +
+      (confidence === 'high' ? '' : ` The evidence is partial: no call path traced during the window explains the growth${temporal ? '' : ', and the growth is a difference from ' + g.source + ', not growth seen during the analysis'} (is the leak active now?).`),
   };
 }
 
