@@ -37,18 +37,20 @@ function traffic(ngx: NginxHandle, paths: string[], pauseMs: number): () => Prom
   return async () => { stop = true; await loop; agent.destroy(); return n; };
 }
 
-async function analyzeNginx(paths: string[]): Promise<AnalyzeDocument> {
-  const ngx = await startNginx({ workers: 1 });
+async function analyzeNginx(paths: string[], workers = 1): Promise<AnalyzeDocument> {
+  const ngx = await startNginx({ workers });
   try {
     const stopWarm = traffic(ngx, paths, 5);
     await new Promise((r) => setTimeout(r, 1500));
-    const [worker] = ngx.workerPids();
+    const [worker, ...others] = ngx.workerPids();
     const space = LiveProcess.open(worker!);
+    const siblings = others.map((p) => LiveProcess.open(p));
     try {
-      return await analyze(space, { traceSeconds: TRACE, pauseSeconds: 2 });
+      return await analyze(space, { traceSeconds: TRACE, pauseSeconds: 2, siblings });
     } finally {
       await stopWarm();
       space.close();
+      for (const s of siblings) s.close();
     }
   } finally { await ngx.stop(); }
 }
@@ -73,6 +75,11 @@ test('healthy nginx under the same load: no leak', async () => {
   const doc = await analyzeNginx(['/ok', '/ok', '/ok', '/ok']);
   assert.equal(doc.conclusion.leak, false, doc.conclusion.summary);
   assert.equal(doc.conclusion.confidence, 'none');
+});
+
+test('healthy nginx with two workers: the sibling is compared and still no leak', async () => {
+  const doc = await analyzeNginx(['/ok', '/ok', '/ok', '/ok'], 2);
+  assert.equal(doc.conclusion.leak, false, doc.conclusion.summary);
 });
 
 test('a C program leaking through malloc: names the leaking function and its bucket', async () => {
