@@ -19,6 +19,7 @@
 //    and the walk of that heap (or list) stops there: a partial census, never a hang.
 
 import type { AddressSpace } from '../target/address-space.js';
+import { findMapping } from '../target/address-space.js';
 import { Symbolizer } from '../symbols/symbolizer.js';
 import type { ArenaCensus, ClassTotals, ExactSize, HeapCensus, HistogramBucket, Inconsistency } from './census-types.js';
 import { locateGlibc, type GlibcLocation } from './locate.js';
@@ -354,16 +355,7 @@ class Census {
   }
 
   segmentOf(addr: number): Segment | undefined {
-    const segs = this.segments;
-    let lo = 0, hi = segs.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const s = segs[mid]!;
-      if (addr < s.start) hi = mid - 1;
-      else if (addr >= s.end) lo = mid + 1;
-      else return s;
-    }
-    return undefined;
+    return findMapping(this.segments, addr);
   }
 
   /** Moves a free-list chunk (counted as in use by the walk) into tcache or fastbin. */

@@ -47,8 +47,8 @@ export interface AddressSpace {
   close(): void;
 }
 
-/** The mapping holding addr, by binary search over sorted mappings. */
-export function findMapping(mappings: readonly Mapping[], addr: number): Mapping | undefined {
+/** The range holding addr, by binary search over ranges sorted by start ([start, end), disjoint). */
+export function findMapping<T extends { start: number; end: number } = Mapping>(mappings: readonly T[], addr: number): T | undefined {
   let lo = 0, hi = mappings.length - 1;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;

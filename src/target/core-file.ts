@@ -187,7 +187,7 @@ export class CoreFile implements AddressSpace {
     let done = 0;
     while (done < len) {
       const a = addr + done;
-      const p = findMapping(this.pieces as unknown as Mapping[], a) as unknown as (Piece & { path?: string }) | undefined;
+      const p = findMapping(this.pieces, a) as (Piece & { path?: string }) | undefined;
       if (!p) return done;
       const n = Math.min(len - done, p.end - a);
       let fd: number | undefined = this.fd;
