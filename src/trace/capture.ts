@@ -12,9 +12,9 @@
 //  48  u64 rip, rsp, rbp, rbx, r12, r13, r14, r15   (pt_regs at the probe)
 // 112  stack bytes [rsp, rsp + stackLen)
 //
-// probe_read_user is all-or-nothing, and a copy that crosses the end of the stack mapping
-// fails (shared/reference/ebpf.md), so the copy goes page by page: the rest of rsp's page,
-// then whole pages, stopping at the first page that cannot be read. STACK_BYTES = 8 KiB as perf's default.
+// probe_read_user is all-or-nothing, and a copy that crosses the end of the stack mapping (or
+// an absent page) fails (shared/reference/ebpf.md), so the copy keeps the longest readable
+// page-aligned prefix (asm.readUserPrefix). STACK_BYTES = 8 KiB as perf's default.
 
 import * as A from '../ebpf/asm.js';
 import type { Body } from '../ebpf/asm.js';
@@ -23,44 +23,25 @@ import type { RingRecord } from '../ebpf/ringbuf.js';
 export const EventKind = { mallocSample: 1, poolCreate: 2 } as const;
 export const HEADER_BYTES = 112;
 export const STACK_BYTES = 8192;
-const PAGE = 4096;
-/** Scratch record size: the verifier must see every variable-length page copy stay inside it. */
-export const RECORD_BYTES = HEADER_BYTES + STACK_BYTES + PAGE;
+/** Scratch record size: header and the largest stack copy. */
+export const RECORD_BYTES = HEADER_BYTES + STACK_BYTES;
 
 export const CAPTURED_REGS = ['rip', 'rsp', 'rbp', 'rbx', 'r12', 'r13', 'r14', 'r15'] as const;
 export type CapturedRegs = Record<typeof CAPTURED_REGS[number], number>;
 
 /**
  * Fills the header registers and the stack copy of the record in `rec` (a scratch record), from
- * the pt_regs in `ctx`: at most `stackBytes` (4096 or 8192) from rsp, page by page. Uses r1-r5,
- * r7, r8 (r7/r8 are clobbered); `rec` and `ctx` must be callee-saved registers other than r7/r8.
+ * the pt_regs in `ctx`: the longest readable prefix of at most `stackBytes` (4096 or 8192) from rsp
+ * (asm.readUserPrefix: whole, to the end of the next page, or rsp's own page). Uses r1-r5, r7, r8
+ * (r7/r8 are clobbered); `rec` and `ctx` must be callee-saved registers other than r7/r8.
  */
 export function captureRegsAndStack(rec: A.Reg, ctx: A.Reg, uniq: string, stackBytes: 4096 | 8192 = STACK_BYTES): Body {
-  const done = `capture_done_${uniq}`;
   return [
     CAPTURED_REGS.map((r, i) => [A.loadReg(A.R1, ctx, r), A.stx('dw', rec, 48 + i * 8, A.R1)]),
-    A.st('w', rec, 4, 0),
     A.loadReg(A.R7, ctx, 'rsp'),
-    // r8 = PAGE - (rsp & (PAGE-1)): bytes left in rsp's page, 1..PAGE
-    A.mov64(A.R2, A.R7), A.and64(A.R2, PAGE - 1), A.mov64(A.R8, PAGE), A.sub64(A.R8, A.R2),
-    // page 1: [rsp, rsp + r8)
-    A.mov64(A.R1, rec), A.add64(A.R1, HEADER_BYTES), A.mov64(A.R2, A.R8), A.mov64(A.R3, A.R7),
-    A.call('probe_read_user'), A.jne(A.R0, 0, done),
+    A.mov64(A.R8, stackBytes),
+    A.readUserPrefix(rec, HEADER_BYTES, A.R7, A.R8, stackBytes, `capture_${uniq}`),   // r8 = bytes copied
     A.stx('w', rec, 4, A.R8),
-    stackBytes === 8192 ? [
-      // page 2: [rsp + r8, rsp + r8 + PAGE)
-      A.mov64(A.R1, rec), A.add64(A.R1, HEADER_BYTES), A.add64(A.R1, A.R8), A.mov64(A.R2, PAGE),
-      A.mov64(A.R3, A.R7), A.add64(A.R3, A.R8),
-      A.call('probe_read_user'), A.jne(A.R0, 0, done),
-      A.mov64(A.R1, A.R8), A.add64(A.R1, PAGE), A.stx('w', rec, 4, A.R1),
-    ] : [],
-    // last part: the remaining stackBytes - (stackBytes - PAGE) - r8 = PAGE - r8 bytes (0..PAGE-1)
-    A.mov64(A.R2, PAGE), A.sub64(A.R2, A.R8), A.jeq(A.R2, 0, done),
-    A.mov64(A.R1, rec), A.add64(A.R1, HEADER_BYTES + stackBytes - PAGE), A.add64(A.R1, A.R8),
-    A.mov64(A.R3, A.R7), A.add64(A.R3, stackBytes - PAGE), A.add64(A.R3, A.R8),
-    A.call('probe_read_user'), A.jne(A.R0, 0, done),
-    A.st('w', rec, 4, stackBytes),
-    A.label(done),
   ];
 }
 
