@@ -77,25 +77,23 @@ export class TraceSession {
 
   /** Loads every program and attaches every probe; starts streaming events. */
   start(): void {
-    if (this.specs.some((s) => s.session)) {
-      try {
-        this.loadAll(this.specs);
-        this.usesSessions = true;
-        this.probeSessionAttach();
-      } catch (e) {
-        if (!isLeakscopeError(e) || (e.code !== 'not-supported' && e.code !== 'malformed')) throw e;
-        // Kernel without uprobe sessions: entry uprobes plus uretprobes on every call.
-        for (const p of this.programs.values()) p.close();
-        this.programs.clear();
-        this.specs = this.specs.flatMap((s) => (s.session ? s.fallback ?? [] : [s]));
-        this.usesSessions = false;
-      }
-    }
-    if (!this.usesSessions) this.loadAll(this.specs);
     // Records are written without wakeups (BPF_RB_NO_WAKEUP): drain every 10 ms. The ring holds
     // 10 ms of ~4-12 KiB records at well over 100k events/s.
     this.reader = openRingBuffer(this.maps.events, (r) => this.opts.onEvent(decodeCapture(r)), { wakeup: 'timer', intervalMs: 10 });
-    this.attach();
+    const sessions = this.specs.some((s) => s.session);
+    try {
+      this.loadAll(this.specs);
+      this.attach();
+      this.usesSessions = sessions;
+    } catch (e) {
+      if (!sessions || !isLeakscopeError(e) || (e.code !== 'not-supported' && e.code !== 'malformed')) throw e;
+      // Kernel without uprobe sessions: entry uprobes plus uretprobes on every call.
+      for (const p of this.programs.values()) p.close();
+      this.programs.clear();
+      this.specs = this.specs.flatMap((s) => (s.session ? s.fallback ?? [] : [s]));
+      this.loadAll(this.specs);
+      this.attach();
+    }
   }
 
   private loadAll(specs: ProbeSpec[]): void {
@@ -111,13 +109,6 @@ export class TraceSession {
       }
       (s as ProbeSpec & { prog: Program }).prog = prog;
     }
-  }
-
-  /** Attaches and detaches the first session probe once: 'not-supported' surfaces here, before the window. */
-  private probeSessionAttach(): void {
-    const s = this.specs.find((x) => x.session)!;
-    const link = attachUprobeMulti((s as ProbeSpec & { prog: Program }).prog, s.binaryPath, [resolveUprobeOffset({ binaryPath: s.binaryPath, vaddr: s.vaddr })], { pid: this.opts.pid, session: true });
-    link.detach();
   }
 
   /** Attaches all probes (also after a `detach()` or `pauseSampling()`). */
