@@ -3,6 +3,7 @@
 // analysis are the same code. Analyzers never touch /proc directly.
 
 import type { Mapping, MappingWithUsage, Module } from '../model/memory.js';
+import { LeakscopeError } from '../model/errors.js';
 
 export interface ThreadState {
   tid: number;
@@ -58,4 +59,20 @@ export function findMapping<T extends { start: number; end: number } = Mapping>(
     else return m;
   }
   return undefined;
+}
+
+type Readable = Pick<AddressSpace, 'readInto' | 'description'>;
+
+/** `AddressSpace.read` for any implementation: exactly `len` bytes or LeakscopeError('unreadable'). */
+export function readExactly(space: Readable, addr: number, len: number): Buffer {
+  const buf = Buffer.allocUnsafe(len);
+  const n = space.readInto(addr, buf, 0, len);
+  if (n !== len) throw new LeakscopeError('unreadable', `${space.description}: cannot read ${len} bytes at 0x${addr.toString(16)} (only ${n} readable)`);
+  return buf;
+}
+
+/** `AddressSpace.readU64` for any implementation, through an 8-byte scratch buffer. */
+export function readU64Via(space: Readable, scratch: Buffer, addr: number): number {
+  if (space.readInto(addr, scratch, 0, 8) !== 8) throw new LeakscopeError('unreadable', `${space.description}: cannot read 8 bytes at 0x${addr.toString(16)}`);
+  return scratch.readUInt32LE(4) * 4294967296 + scratch.readUInt32LE(0);
 }

@@ -10,10 +10,9 @@ import { ElfFile, PT_NOTE, PF_R, PF_W, PF_X } from '../formats/elf/elf.js';
 import { parseCore } from '../formats/elf/core.js';
 import type { CoreModel } from '../formats/elf/core.js';
 import type { AddressSpace, ThreadState } from './address-space.js';
-import { findMapping } from './address-space.js';
+import { findMapping, readExactly, readU64Via } from './address-space.js';
 import { buildModules } from './modules.js';
 
-const TWO32 = 4294967296;
 /** brk starts within 1 GiB above the executable's end (x86-64 ASLR, arch_randomize_brk: SZ_1G for 64-bit). */
 const BRK_RANDOM_RANGE = 0x40000000;
 
@@ -201,17 +200,9 @@ export class CoreFile implements AddressSpace {
     return done;
   }
 
-  read(addr: number, len: number): Buffer {
-    const buf = Buffer.allocUnsafe(len);
-    const n = this.readInto(addr, buf, 0, len);
-    if (n !== len) throw new LeakscopeError('unreadable', `${this.description}: cannot read ${len} bytes at 0x${addr.toString(16)} (only ${n} readable)`);
-    return buf;
-  }
+  read(addr: number, len: number): Buffer { return readExactly(this, addr, len); }
 
-  readU64(addr: number): number {
-    if (this.readInto(addr, this.scratch, 0, 8) !== 8) throw new LeakscopeError('unreadable', `${this.description}: cannot read 8 bytes at 0x${addr.toString(16)}`);
-    return this.scratch.readUInt32LE(4) * TWO32 + this.scratch.readUInt32LE(0);
-  }
+  readU64(addr: number): number { return readU64Via(this, this.scratch, addr); }
 
   close(): void {
     try { closeSync(this.fd); } catch { /* closed */ }

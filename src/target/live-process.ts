@@ -7,9 +7,9 @@ import { LeakscopeError } from '../model/errors.js';
 import type { Mapping, MappingWithUsage, Module } from '../model/memory.js';
 import { parseMaps, parseSmaps, parseStatus } from '../formats/procfs/index.js';
 import type { AddressSpace, ThreadState } from './address-space.js';
+import { readExactly, readU64Via } from './address-space.js';
 import { buildModules } from './modules.js';
 
-const TWO32 = 4294967296;
 
 export class LiveProcess implements AddressSpace {
   readonly kind = 'live' as const;
@@ -142,20 +142,9 @@ export class LiveProcess implements AddressSpace {
     return done;
   }
 
-  read(addr: number, len: number): Buffer {
-    const buf = Buffer.allocUnsafe(len);
-    const n = this.readInto(addr, buf, 0, len);
-    if (n !== len) {
-      throw new LeakscopeError('unreadable', `${this.description}: cannot read ${len} bytes at 0x${addr.toString(16)} (only ${n} readable)`);
-    }
-    return buf;
-  }
+  read(addr: number, len: number): Buffer { return readExactly(this, addr, len); }
 
-  readU64(addr: number): number {
-    const b = this.scratch;
-    if (this.readInto(addr, b, 0, 8) !== 8) throw new LeakscopeError('unreadable', `${this.description}: cannot read 8 bytes at 0x${addr.toString(16)}`);
-    return b.readUInt32LE(4) * TWO32 + b.readUInt32LE(0);
-  }
+  readU64(addr: number): number { return readU64Via(this, this.scratch, addr); }
 
   close(): void {
     if (this.fd >= 0) { try { closeSync(this.fd); } catch { /* already closed */ } this.fd = -1; }
