@@ -1,15 +1,14 @@
 // `leakscope analyze` wiring: target, siblings, baseline, progress, outputs.
-import { readFileSync } from 'node:fs';
 import type { AddressSpace } from '../target/address-space.js';
 import { LiveProcess, siblingWorkers } from '../target/index.js';
 import { analyze } from '../analysis/analyze.js';
 import type { AnalyzeDocument } from '../report/html-report.js';
 import { renderHtmlReport } from '../report/html-report.js';
 import { renderAnalyzeText } from '../report/analyze-text.js';
-import { censusFromJson } from '../report/heap-table.js';
 import { interruptSignal, requireEbpf } from '../ebpf/index.js';
-import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
+import { isLeakscopeError } from '../model/errors.js';
 import { writeFile } from './output.js';
+import { readBaselineCensus } from './commands.js';
 import type { CommandResult } from './commands.js';
 
 export interface AnalyzeCliOptions {
@@ -25,15 +24,7 @@ export async function runAnalyze(space: AddressSpace, o: AnalyzeCliOptions): Pro
       try { siblings.push(LiveProcess.open(s.pid)); } catch (e) { if (!isLeakscopeError(e)) throw e; }
     }
   }
-  let baseline;
-  if (o.baseline) {
-    let text: string;
-    try { text = readFileSync(o.baseline, 'utf8'); } catch { throw new LeakscopeError('not-found', `${o.baseline}: no such file`); }
-    try { baseline = censusFromJson(JSON.parse(text)); } catch (e) {
-      if (isLeakscopeError(e)) throw e.wrap(o.baseline);
-      throw new LeakscopeError('malformed', `${o.baseline}: not JSON`);
-    }
-  }
+  const baseline = o.baseline ? readBaselineCensus(o.baseline) : undefined;
   const tty = process.stderr.isTTY && !o.quiet;
   const interrupt = interruptSignal();
   let doc: AnalyzeDocument;

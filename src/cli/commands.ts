@@ -4,11 +4,11 @@ import { Symbolizer } from '../symbols/index.js';
 import { memoryBreakdown } from '../analysis/memory-breakdown.js';
 import { breakdownInputsFor } from '../analysis/breakdown-inputs.js';
 import { memJson, renderMemTable } from '../report/mem-table.js';
-import { LeakscopeError } from '../model/errors.js';
+import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import type { LeakTrace } from '../model/leaks.js';
 import { readFileSync } from 'node:fs';
 import { heapCensus, compareCensus } from '../glibc/index.js';
-import type { CensusComparison } from '../glibc/index.js';
+import type { CensusComparison, HeapCensus } from '../glibc/index.js';
 import { heapJson, renderHeapTable, censusFromJson } from '../report/heap-table.js';
 import { poolsJson, renderPoolsTable } from '../report/pools-table.js';
 import { leaksJson, renderLeaksTable } from '../report/leaks-table.js';
@@ -33,7 +33,7 @@ export function runHeap(space: AddressSpace, opts: { baseline?: string }): Comma
   const symbolizer = new Symbolizer(space.modules());
   const census = heapCensus(space, { symbolizer });
   let comparison: CensusComparison | undefined;
-  if (opts.baseline) comparison = compareCensus(censusFromJson(readJsonFile(opts.baseline)), census);
+  if (opts.baseline) comparison = compareCensus(readBaselineCensus(opts.baseline), census);
   return { text: () => renderHeapTable(census, { comparison }), json: () => heapJson(census, { comparison }) };
 }
 
@@ -79,6 +79,14 @@ export function writeLeakOutputs(t: LeakTrace, o: { svg?: string; folded?: strin
       durationNanos: Math.round(t.durationSeconds * 1e9), timeNanos: BigInt(Date.now()) * 1000000n,
       sampling: t.sampleBytes ? { periodBytes: t.sampleBytes } : undefined,
     }));
+  }
+}
+
+/** A census saved with `heap --json` (the baseline of `heap --baseline` and `analyze --baseline`). */
+export function readBaselineCensus(path: string): HeapCensus {
+  try { return censusFromJson(readJsonFile(path)); } catch (e) {
+    if (isLeakscopeError(e) && !e.message.startsWith(path)) throw e.wrap(path);
+    throw e;
   }
 }
 
