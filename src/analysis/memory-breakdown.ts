@@ -6,6 +6,7 @@
 
 import { basename } from 'node:path';
 import type { AddressSpace } from '../target/address-space.js';
+import { isElfPath } from '../target/modules.js';
 import type { MemBreakdown, MemCategory, MemCategoryName, MemRegion, MappingWithUsage } from '../model/index.js';
 
 export interface GlibcRegionsInput {
@@ -96,7 +97,7 @@ export function memoryBreakdown(space: AddressSpace, inputs: BreakdownInputs = {
 function classifyRest(m: MappingWithUsage, stackSps: number[], luajit: boolean, haveGlibc: boolean): MemCategoryName {
   if (m.path === '[heap]') return haveGlibc ? 'other-anon' : 'glibc-main-heap';
   if (m.path === '[stack]' || m.path.startsWith('[stack:') || stackSps.some((sp) => sp >= m.start && sp < m.end)) return 'stack';
-  if (m.path.startsWith('/') && !m.path.includes('(deleted)') && !m.path.startsWith('/dev/') && !m.path.startsWith('/SYSV')) {
+  if (isElfPath(m.path)) {
     if (luajit && /luajit/i.test(basename(m.path))) return 'luajit';
     return /\.so(\.|$)|\/s?bin\/|\/nginx/.test(m.path) || m.perms.includes('x') ? 'code' : 'file';
   }

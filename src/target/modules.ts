@@ -20,7 +20,8 @@ export function computeLoadBias(elf: Pick<ElfFile, 'segments'>, mappingStart: nu
   return mappingStart - mappingOffset;
 }
 
-function isElfPath(path: string): boolean {
+/** A path that can name a loaded object file (not a device, deleted file, memfd or SysV segment). */
+export function isElfPath(path: string): boolean {
   return path.startsWith('/') && !path.startsWith('/dev/') && !path.startsWith('/memfd:') && !path.includes('(deleted)') &&
     !path.startsWith('/SYSV');
 }
