@@ -7,22 +7,30 @@ export const CHUNK_HEADER = 16;
 /** Bytes the pool scan looks at per candidate chunk (from the user pointer). */
 export const POOL_SCAN_BYTES = 512;
 
+/**
+ * The in-use chunks in address order; a chunk is known by its index (0 .. length-1). Per chunk:
+ * its user pointer (chunk address + 16), its chunk size (header included, flag bits masked, as
+ * glibc counts it), whether it is mmapped, the census's pool-candidate hint (0: the chunk's
+ * second word, d.end, cannot be that of an ngx_pool_t in this chunk, see
+ * CensusOptions.onInUseChunk; 1: it can; 2: unknown), and for candidates the first bytes at the
+ * user pointer when the census kept them (POOL_SCAN_BYTES of them). Hot loops read the arrays.
+ */
 export interface InUseChunks {
-  /**
-   * Calls `cb` for every in-use chunk: its user pointer (chunk address + 16), its chunk size
-   * (header included, flag bits masked, as glibc counts it), whether it is mmapped, and the
-   * census's pool-candidate hint when it has one (false: the chunk's second word, d.end, cannot
-   * be that of an ngx_pool_t in this chunk; see CensusOptions.onInUseChunk), and for candidates
-   * the first bytes at the user pointer when the census kept them (POOL_SCAN_BYTES of them).
-   */
-  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean, userBytes?: Uint8Array) => void): void;
+  readonly length: number;
+  readonly addrs: Float64Array;
+  readonly sizes: Float64Array;
+  readonly mmapped: Uint8Array;
+  readonly hint: Uint8Array;
+  readonly bytes: ReadonlyArray<Uint8Array | undefined>;
+  /** Calls `cb` for every chunk in address order, with the facts above (the hint as a boolean, undefined when unknown). */
+  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate: boolean | undefined, userBytes: Uint8Array | undefined, index: number) => void): void;
+  /** The index of the in-use chunk whose user pointer is `userAddr`, else -1. */
+  indexOf(userAddr: number): number;
   /** The chunk size of the in-use chunk whose user pointer is `userAddr`, else undefined. */
   sizeOf(userAddr: number): number | undefined;
-  /** The user pointer of the in-use chunk holding `addr` (user area), else undefined. */
-  containing?(addr: number): number | undefined;
 }
 
-/** In-use chunks as parallel arrays (any order); `hint`: 0 no, 1 yes, 2 unknown (see InUseChunks.forEach). */
+/** In-use chunks as parallel arrays (any order); `hint`: 0 no, 1 yes, 2 unknown (see InUseChunks). */
 export interface ChunkArrays {
   length: number;
   addrs: Float64Array; sizes: Float64Array; mmapped: Uint8Array; hint: Uint8Array;
@@ -31,12 +39,12 @@ export interface ChunkArrays {
 
 /** A simple InUseChunks over arrays sorted by address (tests, recorded censuses, adapters). */
 export class ChunkList implements InUseChunks {
-  private readonly addrs: Float64Array;
-  private readonly sizes: Float64Array;
-  private readonly mm: Uint8Array;
+  readonly addrs: Float64Array;
+  readonly sizes: Float64Array;
+  readonly mmapped: Uint8Array;
   /** Pool-candidate hint: 0 no, 1 yes, 2 unknown. */
-  private readonly hint: Uint8Array;
-  private readonly bytes: Array<Uint8Array | undefined>;
+  readonly hint: Uint8Array;
+  readonly bytes: Array<Uint8Array | undefined>;
 
   constructor(chunks: ReadonlyArray<{ userAddr: number; chunkSize: number; mmapped?: boolean; poolCandidate?: boolean; userBytes?: Uint8Array }> | ChunkArrays) {
     if ('addrs' in chunks) {
@@ -47,11 +55,11 @@ export class ChunkList implements InUseChunks {
       const order = new Uint32Array(n);
       for (let i = 0; i < n; i++) order[i] = i;
       if (!sorted) order.sort((a, b) => chunks.addrs[a]! - chunks.addrs[b]!);
-      this.addrs = new Float64Array(n); this.sizes = new Float64Array(n); this.mm = new Uint8Array(n); this.hint = new Uint8Array(n);
+      this.addrs = new Float64Array(n); this.sizes = new Float64Array(n); this.mmapped = new Uint8Array(n); this.hint = new Uint8Array(n);
       this.bytes = new Array<Uint8Array | undefined>(n);
       for (let i = 0; i < n; i++) {
         const k = order[i]!;
-        this.addrs[i] = chunks.addrs[k]!; this.sizes[i] = chunks.sizes[k]!; this.mm[i] = chunks.mmapped[k]!; this.hint[i] = chunks.hint[k]!;
+        this.addrs[i] = chunks.addrs[k]!; this.sizes[i] = chunks.sizes[k]!; this.mmapped[i] = chunks.mmapped[k]!; this.hint[i] = chunks.hint[k]!;
         this.bytes[i] = chunks.bytes[k];
       }
       return;
@@ -59,20 +67,20 @@ export class ChunkList implements InUseChunks {
     const sorted = [...chunks].sort((a, b) => a.userAddr - b.userAddr);
     this.addrs = new Float64Array(sorted.length);
     this.sizes = new Float64Array(sorted.length);
-    this.mm = new Uint8Array(sorted.length);
+    this.mmapped = new Uint8Array(sorted.length);
     this.hint = new Uint8Array(sorted.length);
     this.bytes = new Array<Uint8Array | undefined>(sorted.length);
     sorted.forEach((c, i) => {
       this.bytes[i] = c.userBytes;
-      this.addrs[i] = c.userAddr; this.sizes[i] = c.chunkSize; this.mm[i] = c.mmapped ? 1 : 0;
+      this.addrs[i] = c.userAddr; this.sizes[i] = c.chunkSize; this.mmapped[i] = c.mmapped ? 1 : 0;
       this.hint[i] = c.poolCandidate === undefined ? 2 : c.poolCandidate ? 1 : 0;
     });
   }
   get length(): number { return this.addrs.length; }
-  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean, userBytes?: Uint8Array) => void): void {
+  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate: boolean | undefined, userBytes: Uint8Array | undefined, index: number) => void): void {
     for (let i = 0; i < this.addrs.length; i++) {
       const h = this.hint[i]!;
-      cb(this.addrs[i]!, this.sizes[i]!, this.mm[i] === 1, h === 2 ? undefined : h === 1, this.bytes[i]);
+      cb(this.addrs[i]!, this.sizes[i]!, this.mmapped[i] === 1, h === 2 ? undefined : h === 1, this.bytes[i], i);
     }
   }
   /** Index of the last chunk whose user pointer is <= addr, or -1 (binary search: no per-chunk map to build or keep). */
@@ -85,16 +93,13 @@ export class ChunkList implements InUseChunks {
     }
     return best;
   }
-  sizeOf(userAddr: number): number | undefined {
+  indexOf(userAddr: number): number {
     const i = this.floor(userAddr);
-    return i >= 0 && this.addrs[i] === userAddr ? this.sizes[i] : undefined;
+    return i >= 0 && this.addrs[i] === userAddr ? i : -1;
   }
-  containing(addr: number): number | undefined {
-    const best = this.floor(addr);
-    if (best < 0) return undefined;
-    const a = this.addrs[best]!;
-    // user area of a chunk: [userAddr, chunk + chunkSize) = [userAddr, userAddr + chunkSize - 16)
-    return addr < a + this.sizes[best]! - CHUNK_HEADER + 8 ? a : undefined;
+  sizeOf(userAddr: number): number | undefined {
+    const i = this.indexOf(userAddr);
+    return i >= 0 ? this.sizes[i] : undefined;
   }
 }
 

@@ -41,37 +41,29 @@ export function chunkFitsBlock(size: number, chunkSize: number, mmapped: boolean
   return chunkSize === nb || chunkSize === nb + 16;
 }
 
-export interface PoolHeader {
-  last: number; end: number; next: number; failed: number; max: number;
-  current: number; chain: number; large: number; cleanup: number; log: number;
-}
-
-export function parsePoolHeader(r: ByteReader, off: number): PoolHeader {
-  return {
-    last: r.u64At(off + POOL.last), end: r.u64At(off + POOL.end), next: r.u64At(off + POOL.next),
-    failed: r.u64At(off + POOL.failed), max: r.u64At(off + POOL.max), current: r.u64At(off + POOL.current),
-    chain: r.u64At(off + POOL.chain), large: r.u64At(off + POOL.large), cleanup: r.u64At(off + POOL.cleanup),
-    log: r.u64At(off + POOL.log),
-  };
-}
-
 /**
- * Pure, cheap test of the first block's header (used to scan every in-use chunk):
+ * Pure, cheap test of a first block's header at r[off ..] for a pool at `addr` (used to scan
+ * every in-use chunk; reads the fields in place, no object per candidate):
  * d.end - pool = size in (80, 1 GiB], d.last in [pool + 80, d.end], max = min(size - 80, 4095),
  * failed small, log a non-null aligned user pointer, the other pointers null or user pointers.
  * Pointers into the pool's own blocks are checked once the blocks are known (readPool).
  */
-export function poolHeaderPlausible(addr: number, h: PoolHeader): boolean {
-  const size = h.end - addr;
+export function poolSignatureAt(r: ByteReader, off: number, addr: number): boolean {
+  const end = r.u64At(off + POOL.end);
+  const size = end - addr;
   if (!(size > POOL.sizeof && size <= LIMITS.maxPoolSize)) return false;
-  if (h.last < addr + POOL.sizeof || h.last > h.end) return false;
-  if (h.max !== Math.min(size - POOL.sizeof, MAX_ALLOC_FROM_POOL)) return false;
-  if (h.failed > LIMITS.maxFailed) return false;
-  if (!isUserPointer(h.log) || h.log % 8 !== 0) return false;
-  if (!isUserPointer(h.current) || h.current % 16 !== 0) return false;
-  if (!nullOrAlignedPointer(h.next) || !nullOrAlignedPointer(h.chain) || !nullOrAlignedPointer(h.large) || !nullOrAlignedPointer(h.cleanup)) return false;
-  if (h.next === addr) return false;
-  return true;
+  const last = r.u64At(off + POOL.last);
+  if (last < addr + POOL.sizeof || last > end) return false;
+  if (r.u64At(off + POOL.max) !== Math.min(size - POOL.sizeof, MAX_ALLOC_FROM_POOL)) return false;
+  if (r.u64At(off + POOL.failed) > LIMITS.maxFailed) return false;
+  const log = r.u64At(off + POOL.log);
+  if (!isUserPointer(log) || log % 8 !== 0) return false;
+  const current = r.u64At(off + POOL.current);
+  if (!isUserPointer(current) || current % 16 !== 0) return false;
+  const next = r.u64At(off + POOL.next);
+  if (!nullOrAlignedPointer(next) || next === addr) return false;
+  return nullOrAlignedPointer(r.u64At(off + POOL.chain)) && nullOrAlignedPointer(r.u64At(off + POOL.large))
+    && nullOrAlignedPointer(r.u64At(off + POOL.cleanup));
 }
 
 function nullOrAlignedPointer(p: number): boolean { return p === 0 || (isUserPointer(p) && p % 8 === 0); }
@@ -86,14 +78,18 @@ export interface PoolBlock {
   chunkSize: number;
 }
 export interface PoolLargeAlloc { address: number; chunkSize: number }
-export interface PoolCleanup { handler: number; data: number }
+/**
+ * One cleanup record: its handler and data; `function`, `object` and `module` (the handler's
+ * symbol, loaded object and nginx module) are filled in by the pool attribution (pools.ts),
+ * declared here so the record is created once in its final shape.
+ */
+export interface PoolCleanup { handler: number; function: string | null; object: string; module: string | null; data: number }
 
 export interface PoolInconsistency { kind: string; address: number; detail: string }
 
 export interface PoolRead {
   address: number;
   size: number;
-  header: PoolHeader;
   blocks: PoolBlock[];
   large: PoolLargeAlloc[];
   cleanups: PoolCleanup[];
@@ -101,19 +97,22 @@ export interface PoolRead {
   freedLargeSlots: number;
 }
 
-export type PoolReadResult = { ok: true; pool: PoolRead; problems: PoolInconsistency[] } | { ok: false; reason: string };
-
 const hex = (n: number) => '0x' + n.toString(16);
 
-/** Scratch for block headers and records read from the target (readPool is synchronous): 32 bytes. */
+// readPool is synchronous: its scratch buffers and readers are shared by every call.
+/** Scratch for block headers and records read from the target: 32 bytes. */
 const scratch = Buffer.alloc(Math.max(POOL_DATA_SIZE, POOL_CLEANUP.sizeof));
 const scratchReader = new ByteReader(scratch, { label: 'ngx_pool_t record' });
+/** The header and used part of a first block read from the target (grows to 64 KiB at most). */
+let firstScratch = Buffer.alloc(4096);
+let firstScratchReader = new ByteReader(firstScratch, { label: 'ngx_pool_t block' });
+/** Readers over the ArrayBuffers of callers' prefixes (the census's copy): one per buffer, not one per pool. */
+let prefixReader: ByteReader | undefined;
 const LIST_FIELDS = ['chain', 'large', 'cleanup'] as const;
 /** Bytes of a chain link, a large record, a cleanup record. */
 const LIST_RECORD_BYTES = [16, POOL_LARGE.sizeof, POOL_CLEANUP.sizeof] as const;
-
-/** Readers over the ArrayBuffers of callers' prefixes (the census's copy): one per buffer, not one per pool. */
-let prefixReader: ByteReader | undefined;
+/** Largest used part of a first block read in one piece, bytes. */
+const MAX_FIRST_READ = 1 << 16;
 
 /** Whether [p, p + len) lies inside one of the blocks. */
 function inBlocks(blocks: readonly PoolBlock[], p: number, len: number): boolean {
@@ -142,38 +141,86 @@ class Visited {
   }
 }
 const visitedBlocks = new Visited(), visitedLarge = new Visited(), visitedCleanups = new Visited();
+/** "None yet" markers while the lists are walked (each pool gets its own arrays). */
+const NO_LARGE: PoolLargeAlloc[] = [], NO_CLEANUPS: PoolCleanup[] = [];
+
+/** The fields of the header readPool works on (numbers in a Float64Array: kept unboxed). */
+const header = new Float64Array(7);
+const H_LAST = 0, H_END = 1, H_NEXT = 2, H_CURRENT = 3, H_CHAIN = 4, H_LARGE = 5, H_CLEANUP = 6;
+function readHeader(r: ByteReader, off: number, h: Float64Array): void {
+  h[H_LAST] = r.u64At(off + POOL.last); h[H_END] = r.u64At(off + POOL.end); h[H_NEXT] = r.u64At(off + POOL.next);
+  h[H_CURRENT] = r.u64At(off + POOL.current); h[H_CHAIN] = r.u64At(off + POOL.chain); h[H_LARGE] = r.u64At(off + POOL.large);
+  h[H_CLEANUP] = r.u64At(off + POOL.cleanup);
+}
+
+/**
+ * The bytes of the first block's used part: [addr, addr + got) at first[at ..]. Set by readPool
+ * (module state rather than a closure per pool: readPool runs once per candidate).
+ */
+let first: ByteReader = scratchReader, firstAt = 0, firstGot = 0, firstAddr = 0;
+/** Offset in the returned reader of the record [at, at + len): in `first` when it lies there, else read into the scratch; null when unreadable. */
+let recOff = 0;
+function recordReader(space: AddressSpace, at: number, len: number): ByteReader | null {
+  if (at >= firstAddr && at + len <= firstAddr + firstGot) { recOff = firstAt + at - firstAddr; return first; }
+  recOff = 0;
+  return space.readInto(at, scratch, 0, len) === len ? scratchReader : null;
+}
 
 /**
  * Reads and validates the pool at `addr`: header signature, every block (same size,
  * d.last inside, each an in-use chunk of the right size), current/large/cleanup/chain
  * pointing into its own blocks (or null), the large and cleanup lists (bounded, cycle-safe).
- * `ok: false` means "not a pool" (or no longer one). A pool whose later parts fail is kept
- * with what was valid, and each failure is returned in `problems`.
+ * Returns the reason (a string) when it is not a pool (or no longer one). A pool whose later
+ * parts fail is returned with what was valid, and each failure is appended to `problems`
+ * (nothing is appended for a "not a pool" answer).
+ * `prefix`: bytes at `addr` the caller already read (the scan's window), used instead of
+ * reading the header and the first block's used part when long enough.
  */
-export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks, header?: PoolHeader, prefix?: Uint8Array): PoolReadResult {
-  let h = header;
-  if (!h) {
-    const buf = Buffer.allocUnsafe(POOL.sizeof);
-    if (space.readInto(addr, buf, 0, POOL.sizeof) !== POOL.sizeof) return { ok: false, reason: `header at ${hex(addr)} unreadable` };
-    h = parsePoolHeader(new ByteReader(buf, { base: addr, label: 'ngx_pool_t' }), 0);
+export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks, problems: PoolInconsistency[], prefix?: Uint8Array): PoolRead | string {
+  // ---- header: the prefix or one read of the first block's start ----
+  let hr: ByteReader, ho: number, hgot: number;
+  if (prefix && prefix.byteLength >= POOL.sizeof) {
+    if (!prefixReader || prefixReader.bytes.buffer !== prefix.buffer) prefixReader = new ByteReader(new Uint8Array(prefix.buffer), { label: 'ngx_pool_t block' });
+    hr = prefixReader; ho = prefix.byteOffset; hgot = prefix.byteLength;
+  } else {
+    // The header and, in the same read, the start of the used part (most pools use < 4 KiB).
+    hgot = space.readInto(addr, firstScratch, 0, firstScratch.length);
+    if (hgot < POOL.sizeof) return `header at ${hex(addr)} unreadable`;
+    hr = firstScratchReader; ho = 0;
   }
-  if (!poolHeaderPlausible(addr, h)) return { ok: false, reason: `header at ${hex(addr)} fails the ngx_pool_t signature` };
-  const size = h.end - addr;
+  if (!poolSignatureAt(hr, ho, addr)) return `header at ${hex(addr)} fails the ngx_pool_t signature`;
+  readHeader(hr, ho, header);
+  const hLast = header[H_LAST]!, hEnd = header[H_END]!, hNext = header[H_NEXT]!;
+  const hCurrent = header[H_CURRENT]!, hChain = header[H_CHAIN]!, hLarge = header[H_LARGE]!, hCleanup = header[H_CLEANUP]!;
+  const size = hEnd - addr;
   const firstChunk = chunks.sizeOf(addr);
-  if (firstChunk === undefined) return { ok: false, reason: `${hex(addr)} is not an in-use chunk` };
+  if (firstChunk === undefined) return `${hex(addr)} is not an in-use chunk`;
   if (!chunkFitsBlock(size, firstChunk, false) && !chunkFitsBlock(size, firstChunk, true)) {
-    return { ok: false, reason: `pool size ${size} does not fit its chunk size ${firstChunk}` };
+    return `pool size ${size} does not fit its chunk size ${firstChunk}`;
   }
-  const problems: PoolInconsistency[] = [];
-  const blocks: PoolBlock[] = [{ address: addr, size, used: h.last - addr, chunkSize: firstChunk }];
+  const problemsBefore = problems.length;
+
+  // ---- the used part of the first block holds most large / cleanup records: have it in one piece ----
+  const firstUsed = Math.min(hLast - addr, MAX_FIRST_READ);
+  firstAddr = addr;
+  if (hgot >= firstUsed) { first = hr; firstAt = ho; firstGot = firstUsed; }
+  else {
+    if (firstScratch.length < firstUsed) {
+      firstScratch = Buffer.alloc(Math.min(MAX_FIRST_READ, Math.max(firstUsed, firstScratch.length * 2)));
+      firstScratchReader = new ByteReader(firstScratch, { label: 'ngx_pool_t block' });
+    }
+    first = firstScratchReader; firstAt = 0; firstGot = space.readInto(addr, firstScratch, 0, firstUsed);
+  }
+
+  // ---- blocks ----
+  const blocks: PoolBlock[] = [{ address: addr, size, used: hLast - addr, chunkSize: firstChunk }];
   const seen = visitedBlocks.reset(addr);
-  const hdr = scratch;
-  let next = h.next;
+  let next = hNext;
   while (next !== 0) {
     if (blocks.length >= LIMITS.maxBlocks) { problems.push({ kind: 'too-many-blocks', address: addr, detail: `more than ${LIMITS.maxBlocks} blocks` }); break; }
     if (seen.has(next)) { problems.push({ kind: 'block-cycle', address: addr, detail: `d.next loops back to ${hex(next)}` }); break; }
     seen.add(next);
-    if (space.readInto(next, hdr, 0, POOL_DATA_SIZE) !== POOL_DATA_SIZE) { problems.push({ kind: 'block-unreadable', address: addr, detail: `block ${hex(next)} unreadable` }); break; }
+    if (space.readInto(next, scratch, 0, POOL_DATA_SIZE) !== POOL_DATA_SIZE) { problems.push({ kind: 'block-unreadable', address: addr, detail: `block ${hex(next)} unreadable` }); break; }
     const r = scratchReader;
     const last = r.u64At(0), end = r.u64At(8), nxt = r.u64At(16), failed = r.u64At(24);
     if (end - next !== size || last < next + POOL_DATA_SIZE || last > end || failed > LIMITS.maxFailed || (nxt !== 0 && !isUserPointer(nxt))) {
@@ -188,67 +235,59 @@ export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks,
     blocks.push({ address: next, size, used: last - next, chunkSize: cs });
     next = nxt;
   }
+  // A pool of one block (d.next null) that fails these is "not a pool"; a longer one is kept with the problem.
+  const single = blocks.length === 1 && hNext === 0;
   let isBlock = false;
-  for (const b of blocks) if (b.address === h.current) { isBlock = true; break; }
+  for (const b of blocks) if (b.address === hCurrent) { isBlock = true; break; }
   if (!isBlock) {
-    // current is always one of the pool's blocks; a mismatch on the first block means "not a pool".
-    if (blocks.length === 1 && h.next === 0) return { ok: false, reason: `current ${hex(h.current)} is not a block of ${hex(addr)}` };
-    problems.push({ kind: 'current-outside', address: addr, detail: `current ${hex(h.current)} is not one of its ${blocks.length} blocks` });
+    // current is always one of the pool's blocks.
+    if (single) { problems.length = problemsBefore; return `current ${hex(hCurrent)} is not a block of ${hex(addr)}`; }
+    problems.push({ kind: 'current-outside', address: addr, detail: `current ${hex(hCurrent)} is not one of its ${blocks.length} blocks` });
   }
   for (let k = 0; k < LIST_FIELDS.length; k++) {
     const name = LIST_FIELDS[k]!, len = LIST_RECORD_BYTES[k]!;
-    const p = k === 0 ? h.chain : k === 1 ? h.large : h.cleanup;
+    const p = k === 0 ? hChain : k === 1 ? hLarge : hCleanup;
     if (p !== 0 && !inBlocks(blocks, p, len)) {
-      if (blocks.length === 1 && h.next === 0) return { ok: false, reason: `${name} ${hex(p)} lies outside the pool's block` };
+      if (single) { problems.length = problemsBefore; return `${name} ${hex(p)} lies outside the pool's block`; }
       problems.push({ kind: `${name}-outside`, address: addr, detail: `${name} ${hex(p)} lies outside its blocks` });
     }
   }
 
-  // The used part of the first block holds most large / cleanup records: read it once.
-  // (`prefix`: bytes at addr the caller already read, e.g. the scan's window.)
-  const firstUsed = Math.min(h.last - addr, 1 << 16);
-  // `first` holds the block's bytes from offset firstAt.
-  let first: ByteReader, firstAt: number, firstGot: number;
-  if (prefix && prefix.byteLength >= firstUsed) {
-    if (!prefixReader || prefixReader.bytes.buffer !== prefix.buffer) prefixReader = new ByteReader(new Uint8Array(prefix.buffer), { label: 'ngx_pool_t block' });
-    first = prefixReader; firstAt = prefix.byteOffset; firstGot = firstUsed;
-  } else { const b = Buffer.allocUnsafe(firstUsed); firstGot = space.readInto(addr, b, 0, firstUsed); first = new ByteReader(b, { base: addr, label: 'ngx_pool_t block' }); firstAt = 0; }
-  // A record's bytes: in `first` (recReader = first, recOff = its offset) or read into the scratch.
-  let recReader = first, recOff = 0;
-  const readRecord = (at: number, len: number): boolean => {
-    if (at >= addr && at + len <= addr + firstGot) { recReader = first; recOff = firstAt + at - addr; return true; }
-    recReader = scratchReader; recOff = 0;
-    return space.readInto(at, scratch, 0, len) === len;
-  };
-
-  const large: PoolLargeAlloc[] = [];
+  // ---- large allocations ----
+  // Lists start as one-element literals (exact size: most pools have 0-2 of each).
+  let large = NO_LARGE;
   let freedLargeSlots = 0;
   const seenRec = visitedLarge.reset();
-  for (let l = h.large; l !== 0;) {
+  for (let l = hLarge; l !== 0;) {
     if (seenRec.size >= LIMITS.maxLarge) { problems.push({ kind: 'too-many-large', address: addr, detail: `more than ${LIMITS.maxLarge} large records` }); break; }
     if (seenRec.has(l) || !inBlocks(blocks, l, POOL_LARGE.sizeof)) { problems.push({ kind: 'large-list-broken', address: addr, detail: `large record ${hex(l)} ${seenRec.has(l) ? 'repeats' : 'lies outside the pool'}` }); break; }
     seenRec.add(l);
-    if (!readRecord(l, POOL_LARGE.sizeof)) { problems.push({ kind: 'large-list-broken', address: addr, detail: `large record ${hex(l)} unreadable` }); break; }
-    const alloc = recReader.u64At(recOff + POOL_LARGE.alloc);
-    const nextRec = recReader.u64At(recOff + POOL_LARGE.next);
+    const rr = recordReader(space, l, POOL_LARGE.sizeof);
+    if (!rr) { problems.push({ kind: 'large-list-broken', address: addr, detail: `large record ${hex(l)} unreadable` }); break; }
+    const alloc = rr.u64At(recOff + POOL_LARGE.alloc);
+    const nextRec = rr.u64At(recOff + POOL_LARGE.next);
     if (alloc === 0) freedLargeSlots++;
     else {
       const cs = chunks.sizeOf(alloc);
       if (cs === undefined) problems.push({ kind: 'large-not-in-use-chunk', address: addr, detail: `large allocation ${hex(alloc)} is not an in-use chunk` });
+      else if (large === NO_LARGE) large = [{ address: alloc, chunkSize: cs }];
       else large.push({ address: alloc, chunkSize: cs });
     }
     l = nextRec;
   }
 
-  const cleanups: PoolCleanup[] = [];
+  // ---- cleanups ----
+  let cleanups = NO_CLEANUPS;
   const seenCln = visitedCleanups.reset();
-  for (let c = h.cleanup; c !== 0;) {
+  for (let c = hCleanup; c !== 0;) {
     if (seenCln.size >= LIMITS.maxCleanups) { problems.push({ kind: 'too-many-cleanups', address: addr, detail: `more than ${LIMITS.maxCleanups} cleanups` }); break; }
     if (seenCln.has(c) || !inBlocks(blocks, c, POOL_CLEANUP.sizeof)) { problems.push({ kind: 'cleanup-list-broken', address: addr, detail: `cleanup ${hex(c)} ${seenCln.has(c) ? 'repeats' : 'lies outside the pool'}` }); break; }
     seenCln.add(c);
-    if (!readRecord(c, POOL_CLEANUP.sizeof)) { problems.push({ kind: 'cleanup-list-broken', address: addr, detail: `cleanup ${hex(c)} unreadable` }); break; }
-    cleanups.push({ handler: recReader.u64At(recOff + POOL_CLEANUP.handler), data: recReader.u64At(recOff + POOL_CLEANUP.data) });
-    c = recReader.u64At(recOff + POOL_CLEANUP.next);
+    const rr = recordReader(space, c, POOL_CLEANUP.sizeof);
+    if (!rr) { problems.push({ kind: 'cleanup-list-broken', address: addr, detail: `cleanup ${hex(c)} unreadable` }); break; }
+    const cln: PoolCleanup = { handler: rr.u64At(recOff + POOL_CLEANUP.handler), function: null, object: '', module: null, data: rr.u64At(recOff + POOL_CLEANUP.data) };
+    if (cleanups === NO_CLEANUPS) cleanups = [cln]; else cleanups.push(cln);
+    c = rr.u64At(recOff + POOL_CLEANUP.next);
   }
-  return { ok: true, pool: { address: addr, size, header: h, blocks, large, cleanups, freedLargeSlots }, problems };
+  return { address: addr, size, blocks, large: large === NO_LARGE ? [] : large, cleanups: cleanups === NO_CLEANUPS ? [] : cleanups, freedLargeSlots };
 }

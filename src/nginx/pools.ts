@@ -19,14 +19,15 @@ import type { InUseChunks } from './chunks.js';
 import { objectAt, readRoots } from './cycle.js';
 import type { NginxModuleInfo, NginxRoots } from './cycle.js';
 import type { NginxLayouts } from './layouts.js';
-import { chunkFitsBlock, parsePoolHeader, poolHeaderPlausible, POOL, readPool } from './pool.js';
-import type { PoolBlock, PoolInconsistency, PoolLargeAlloc, PoolRead } from './pool.js';
+import { chunkFitsBlock, POOL, poolSignatureAt, readPool } from './pool.js';
+import type { PoolBlock, PoolCleanup, PoolInconsistency, PoolLargeAlloc, PoolRead } from './pool.js';
 import { readBatched } from './read-batch.js';
 import { PointerTargets, scanForPointers, searchRanges, writableRegions } from './references.js';
 
 export type PoolOwner = 'cycle' | 'old-cycle' | 'connection' | 'request' | 'upstream' | 'static' | 'heap' | 'unreferenced';
 
-export interface PoolCleanupInfo { handler: number; function: string | null; object: string; module: string | null; data: number }
+/** A pool cleanup with its handler's symbol, loaded object and nginx module. */
+export type PoolCleanupInfo = PoolCleanup;
 
 export interface NginxPool {
   address: number;
@@ -132,295 +133,373 @@ const MIN_POOL_CHUNK = 96;
 /** Bytes read at each candidate chunk by the scan. */
 const SCAN_BYTES = POOL_SCAN_BYTES;
 
-export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): PoolAnalysis {
-  const t0 = performance.now();
-  const chunks = opts.chunks;
-  const symbolizer = opts.symbolizer ?? new Symbolizer(space.modules());
-  const objects = space.modules();
-  const problems: PoolInconsistency[] = [];
-  const kinds: Record<string, number> = {};
-  let problemCount = 0;
-  const problem = (p: PoolInconsistency) => {
-    problemCount++;
-    kinds[p.kind] = (kinds[p.kind] ?? 0) + 1;
-    if (problems.length < MAX_LISTED_INCONSISTENCIES) problems.push(p);
-  };
-  let bytesRead = 0;
+/** Inconsistencies: the first MAX_LISTED_INCONSISTENCIES listed, all counted (in total and by kind). */
+class ProblemLog {
+  readonly listed: PoolInconsistency[] = [];
+  readonly kinds: Record<string, number> = {};
+  count = 0;
+  add(p: PoolInconsistency): void {
+    this.count++;
+    this.kinds[p.kind] = (this.kinds[p.kind] ?? 0) + 1;
+    if (this.listed.length < MAX_LISTED_INCONSISTENCIES) this.listed.push(p);
+  }
+}
 
-  // ---- roots ----
-  const roots: NginxRoots = readRoots(space, symbolizer, { layouts: opts.layouts });
-  for (const p of roots.problems) problem({ kind: p.kind, address: 0, detail: p.detail });
-  interface RootRef { owner: PoolOwner; ref: string; rank: number }
-  const rootRefs = new Map<number, RootRef[]>();
-  const addRoot = (pool: number, owner: PoolOwner, ref: string, rank: number) => {
+interface RootRef { owner: PoolOwner; ref: string; rank: number }
+
+/** Pools referenced by the roots: pool address -> every root reference to it. */
+function rootReferences(roots: NginxRoots): { refs: Map<number, RootRef[]>; connectionsInUse: number; requests: number; upstreams: number } {
+  const refs = new Map<number, RootRef[]>();
+  const add = (pool: number, owner: PoolOwner, ref: string, rank: number) => {
     if (!pool) return;
-    let l = rootRefs.get(pool);
-    if (!l) rootRefs.set(pool, (l = []));
+    let l = refs.get(pool);
+    if (!l) refs.set(pool, (l = []));
     l.push({ owner, ref, rank });
   };
   const cyc = roots.cycle;
-  let requests = 0, upstreams = 0, inUse = 0;
+  let requests = 0, upstreams = 0, connectionsInUse = 0;
   if (cyc) {
-    addRoot(cyc.pool, 'cycle', 'ngx_cycle->pool', 0);
-    cyc.oldCycles.forEach((o, i) => addRoot(o.pool, 'old-cycle', `ngx_cycle->old_cycle${i ? `(${i + 1})` : ''}->pool`, 1));
+    add(cyc.pool, 'cycle', 'ngx_cycle->pool', 0);
+    cyc.oldCycles.forEach((o, i) => add(o.pool, 'old-cycle', `ngx_cycle->old_cycle${i ? `(${i + 1})` : ''}->pool`, 1));
     for (const c of cyc.connections) {
-      inUse++;
-      if (c.requestPool) { requests++; addRoot(c.requestPool, 'request', 'ngx_cycle->connections[].data (request)->pool', 2); }
-      if (c.upstreamOf) { upstreams++; addRoot(c.pool, 'upstream', 'ngx_cycle->connections[].pool (upstream)', 3); }
-      else addRoot(c.pool, 'connection', 'ngx_cycle->connections[].pool', 4);
+      connectionsInUse++;
+      if (c.requestPool) { requests++; add(c.requestPool, 'request', 'ngx_cycle->connections[].data (request)->pool', 2); }
+      if (c.upstreamOf) { upstreams++; add(c.pool, 'upstream', 'ngx_cycle->connections[].pool (upstream)', 3); }
+      else add(c.pool, 'connection', 'ngx_cycle->connections[].pool', 4);
     }
   }
-  const tRoots = performance.now();
+  return { refs, connectionsInUse, requests, upstreams };
+}
 
-  // ---- scan every in-use chunk for the pool signature ----
+/** Chunks whose first bytes carry the pool signature, in address order. */
+interface SignatureMatches {
+  chunk: Int32Array; addr: Float64Array;
+  /** The bytes read at each match (its first SCAN_BYTES, or fewer where the read stopped). */
+  prefix: Uint8Array[];
+  chunksSeen: number; candidates: number; bytesRead: number;
+  /** Census bucket totals counted from the chunks (when the caller gave no histogram). */
+  bucketTotals: Map<number, { chunks: number; bytes: number }> | null;
+}
+
+/**
+ * Scans every in-use chunk for the pool signature: the census's bytes where it kept them
+ * (pool-candidate chunks), one batched read of SCAN_BYTES per other candidate. Each candidate's
+ * first SCAN_BYTES hold the header and, for most pools, the whole used part of the first block
+ * with its large / cleanup records (a read costs about the same either way).
+ */
+function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: boolean): SignatureMatches {
   let n = 0;
-  let addrs = new Float64Array(1 << 14), sizes = new Float64Array(1 << 14), mm = new Uint8Array(1 << 14);
-  const bucketTotals = new Map<number, { chunks: number; bytes: number }>();
-  const countBuckets = !opts.histogram;
-  let chunksSeen = 0, candidates = 0;
-  // Each candidate's first SCAN_BYTES: the header, and for most pools the whole used part of
-  // the first block with its large / cleanup records (a read costs about the same either way).
-  // Matches' bytes are copied into one arena (views made once the scan is done).
-  // (The census's bytes are kept as they are: views of its own copy.)
-  const matches: Array<{ addr: number; header: ReturnType<typeof parsePoolHeader>; prefixOff: number; prefixLen: number; prefix?: Uint8Array }> = [];
+  let addrs = new Float64Array(1 << 12), sizes = new Float64Array(1 << 12), mm = new Uint8Array(1 << 12), idx = new Int32Array(1 << 12);
+  const bucketTotals = countBuckets ? new Map<number, { chunks: number; bytes: number }>() : null;
+  let candidates = 0, bytesRead = 0;
+  // Matches' bytes: the census's kept as they are (views of its own copy); bytes read here are
+  // copied into one arena (views made once the scan is done: the arena may still grow).
+  const mChunk: number[] = [], mAddr: number[] = [], mPrefix: Array<Uint8Array | undefined> = [], mArenaOff: number[] = [], mLen: number[] = [];
   let arena = Buffer.allocUnsafe(1 << 16), arenaLen = 0;
   // One reader per underlying ArrayBuffer (the census's copy, the read window), not one per candidate.
   let reader: ByteReader | undefined;
-  const examine = (addr: number, chunkSize: number, mmapped: boolean, buf: Uint8Array, off: number, got: number, keep: boolean) => {
+  const examine = (chunk: number, addr: number, chunkSize: number, mmapped: boolean, buf: Uint8Array, off: number, got: number, keep: boolean) => {
     if (got < POOL.sizeof) return;
     if (!reader || reader.bytes.buffer !== buf.buffer) reader = new ByteReader(new Uint8Array(buf.buffer), { label: 'chunk' });
     const r = reader, at = buf.byteOffset + off;
-    // Cheap pre-checks on d.end before parsing: d.end - addr must fit the chunk.
-    const end = r.u64At(at + POOL.end);
-    const size = end - addr;
+    // Cheap pre-check on d.end before the signature: d.end - addr must fit the chunk.
+    const size = r.u64At(at + POOL.end) - addr;
     if (!(size > POOL.sizeof) || !chunkFitsBlock(size, chunkSize, mmapped)) return;
-    const h = parsePoolHeader(r, at);
-    if (!poolHeaderPlausible(addr, h)) return;
-    if (keep) { matches.push({ addr, header: h, prefixOff: -1, prefixLen: got, prefix: buf.byteLength === got && off === 0 ? buf : buf.subarray(off, off + got) }); return; }
+    if (!poolSignatureAt(r, at, addr)) return;
+    mChunk.push(chunk); mAddr.push(addr); mLen.push(got);
+    if (keep) { mPrefix.push(buf.byteLength === got && off === 0 ? buf : buf.subarray(off, off + got)); mArenaOff.push(-1); return; }
     if (arenaLen + got > arena.length) { const a2 = Buffer.allocUnsafe(Math.max(arena.length * 2, arenaLen + got)); arena.copy(a2, 0, 0, arenaLen); arena = a2; }
     arena.set(buf.subarray(off, off + got), arenaLen);
-    matches.push({ addr, header: h, prefixOff: arenaLen, prefixLen: got });
-    arenaLen += got;
+    mPrefix.push(undefined); mArenaOff.push(arenaLen);
+    arenaLen += (got + 7) & ~7; // copies stay 8-aligned, as the pointer search reads them
   };
-  chunks.forEach((userAddr, chunkSize, mmapped, poolCandidate, userBytes) => {
-    chunksSeen++;
-    if (countBuckets) {
+  const { addrs: cAddr, sizes: cSize, mmapped: cMm, hint: cHint, bytes: cBytes } = chunks;
+  const nChunks = chunks.length;
+  for (let k = 0; k < nChunks; k++) {
+    const chunkSize = cSize[k]!;
+    if (bucketTotals) {
       const b = bucketOf(chunkSize).minBytes;
       const e = bucketTotals.get(b);
       if (e) { e.chunks++; e.bytes += chunkSize; } else bucketTotals.set(b, { chunks: 1, bytes: chunkSize });
     }
-    // poolCandidate false: the census saw a d.end that fails the scan's first test below.
-    if (chunkSize < MIN_POOL_CHUNK || poolCandidate === false) return;
+    // hint 0: the census saw a d.end that fails the pre-check in examine.
+    if (chunkSize < MIN_POOL_CHUNK || cHint[k] === 0) continue;
     candidates++;
-    if (userBytes && userBytes.byteLength === SCAN_BYTES) { examine(userAddr, chunkSize, mmapped, userBytes, 0, SCAN_BYTES, true); return; }
+    const userBytes = cBytes[k];
+    if (userBytes && userBytes.byteLength === SCAN_BYTES) { examine(k, cAddr[k]!, chunkSize, cMm[k] === 1, userBytes, 0, SCAN_BYTES, true); continue; }
     if (n === addrs.length) {
       const a2 = new Float64Array(n * 2); a2.set(addrs); addrs = a2;
       const s2 = new Float64Array(n * 2); s2.set(sizes); sizes = s2;
       const m2 = new Uint8Array(n * 2); m2.set(mm); mm = m2;
+      const i2 = new Int32Array(n * 2); i2.set(idx); idx = i2;
     }
-    addrs[n] = userAddr; sizes[n] = chunkSize; mm[n] = mmapped ? 1 : 0; n++;
-  });
-  // Candidates the census gave no bytes for are read here.
+    addrs[n] = cAddr[k]!; sizes[n] = chunkSize; mm[n] = cMm[k]!; idx[n] = k; n++;
+  }
+  // Candidates the census gave no bytes for.
   readBatched(space, addrs.subarray(0, n), SCAN_BYTES, (i, buf, off, got) => {
     bytesRead += got;
-    examine(addrs[i]!, sizes[i]!, mm[i] === 1, buf, off, got, false);
+    examine(idx[i]!, addrs[i]!, sizes[i]!, mm[i] === 1, buf, off, got, false);
   }, { gap: 4096, maxWindow: 4 << 20 });
-  matches.sort((a, b) => a.addr - b.addr);
-  for (const m of matches) if (m.prefixOff >= 0) m.prefix = arena.subarray(m.prefixOff, m.prefixOff + m.prefixLen);
-  const tScan = performance.now();
+  // Address order = chunk index order.
+  const m = mChunk.length;
+  const order = new Uint32Array(m);
+  for (let i = 0; i < m; i++) order[i] = i;
+  order.sort((a, b) => mChunk[a]! - mChunk[b]!);
+  const chunk = new Int32Array(m), addr = new Float64Array(m), prefix: Uint8Array[] = new Array(m);
+  for (let j = 0; j < m; j++) {
+    const i = order[j]!, off = mArenaOff[i]!;
+    chunk[j] = mChunk[i]!; addr[j] = mAddr[i]!;
+    prefix[j] = off >= 0 ? arena.subarray(off, off + mLen[i]!) : mPrefix[i]!;
+  }
+  return { chunk, addr, prefix, chunksSeen: nChunks, candidates, bytesRead, bucketTotals };
+}
 
-  // ---- validate: full read of every candidate and every root pool ----
-  // prefix: the scan's bytes at the pool (its first SCAN_BYTES, as read), when it was found by the scan
-  const pools = new Map<number, { read: PoolRead; foundBy: NginxPool['foundBy']; prefix: Uint8Array | undefined }>();
-  for (const m of matches) {
-    const res = readPool(space, m.addr, chunks, m.header, m.prefix);
-    if (!res.ok) continue; // signature-alike data, or a pool that changed under us
-    for (const p of res.problems) problem(p);
-    pools.set(m.addr, { read: res.pool, foundBy: 'scan', prefix: m.prefix });
+/** The validated pools, as parallel arrays indexed by pool number (no object per pool until the output). */
+class PoolSet {
+  readonly addr: number[] = [];
+  /** Chunk index of the first block. */
+  readonly chunk: number[] = [];
+  readonly read: PoolRead[] = [];
+  readonly foundBy: Array<NginxPool['foundBy']> = [];
+  /** The scan's bytes at the pool (its first SCAN_BYTES, as read), when it was found by the scan. */
+  readonly prefix: Array<Uint8Array | undefined> = [];
+  readonly roots: Array<RootRef[] | undefined> = [];
+  /** False once dropped (a pool that is another pool's block). */
+  readonly alive: boolean[] = [];
+  /** chunk index -> pool whose first block it is (-1: none). */
+  readonly firstOf: Int32Array;
+  constructor(nChunks: number) { this.firstOf = new Int32Array(nChunks).fill(-1); }
+  get length(): number { return this.addr.length; }
+  add(chunk: number, addr: number, read: PoolRead, foundBy: NginxPool['foundBy'], prefix: Uint8Array | undefined, roots: RootRef[] | undefined): void {
+    this.firstOf[chunk] = this.addr.length;
+    this.addr.push(addr); this.chunk.push(chunk); this.read.push(read); this.foundBy.push(foundBy);
+    this.prefix.push(prefix); this.roots.push(roots); this.alive.push(true);
   }
-  for (const [addr, refs] of rootRefs) {
-    const have = pools.get(addr);
-    if (have) { have.foundBy = 'both'; continue; }
-    const res = readPool(space, addr, chunks);
-    if (!res.ok) { problem({ kind: 'root-pool-invalid', address: addr, detail: `${refs[0]!.ref} = ${hex(addr)}: ${res.reason}` }); continue; }
-    for (const p of res.problems) problem(p);
-    pools.set(addr, { read: res.pool, foundBy: 'root', prefix: undefined });
+  /** Pool numbers still alive, in pool order. */
+  live(): number[] {
+    const out: number[] = [];
+    for (let p = 0; p < this.alive.length; p++) if (this.alive[p]) out.push(p);
+    return out;
   }
-  // A later block of one pool can never be the first block of another.
-  const blockOwner = new Map<number, number>();
-  const largeOwner = new Map<number, number>();
-  for (const [addr, p] of pools) {
-    const bl = p.read.blocks;
-    for (let i = 1; i < bl.length; i++) blockOwner.set(bl[i]!.address, addr);
+}
+
+/**
+ * Full read of every signature match and every root pool (readPool), then the cross-pool checks:
+ * a later block of one pool can never be the first block of another (that one is dropped), and
+ * a large allocation listed by two pools stays with the first.
+ */
+function validatePools(space: AddressSpace, chunks: InUseChunks, matches: SignatureMatches, rootRefs: Map<number, RootRef[]>, log: ProblemLog): PoolSet {
+  const pools = new PoolSet(chunks.length);
+  const readProblems: PoolInconsistency[] = [];
+  for (let j = 0; j < matches.chunk.length; j++) {
+    const prefix = matches.prefix[j]!;
+    const res = readPool(space, matches.addr[j]!, chunks, readProblems, prefix);
+    if (typeof res === 'string') continue; // signature-alike data, or a pool that changed under us
+    pools.add(matches.chunk[j]!, matches.addr[j]!, res, 'scan', prefix, undefined);
   }
-  if (blockOwner.size) {
-    for (const addr of [...pools.keys()]) {
-      if (blockOwner.has(addr)) { problem({ kind: 'pool-overlap', address: addr, detail: `pool ${hex(addr)} is also a block of pool ${hex(blockOwner.get(addr)!)}` }); pools.delete(addr); }
+  rootRefs.forEach((refs, addr) => {
+    const chunk = chunks.indexOf(addr);
+    const have = chunk >= 0 ? pools.firstOf[chunk]! : -1;
+    if (have >= 0) { pools.foundBy[have] = 'both'; pools.roots[have] = refs; return; }
+    const res = chunk >= 0 ? readPool(space, addr, chunks, readProblems) : `${hex(addr)} is not an in-use chunk`;
+    if (typeof res === 'string') { log.add({ kind: 'root-pool-invalid', address: addr, detail: `${refs[0]!.ref} = ${hex(addr)}: ${res}` }); return; }
+    pools.add(chunk, addr, res, 'root', undefined, refs);
+  });
+  for (let i = 0; i < readProblems.length; i++) log.add(readProblems[i]!);
+
+  const n = pools.length;
+  // chunk -> pool that lists it as a later block (-1: none)
+  const laterBlockOf = new Int32Array(chunks.length).fill(-1);
+  let laterBlocks = 0;
+  for (let p = 0; p < n; p++) {
+    const bl = pools.read[p]!.blocks;
+    for (let i = 1; i < bl.length; i++) { laterBlockOf[chunks.indexOf(bl[i]!.address)] = p; laterBlocks++; }
+  }
+  if (laterBlocks) {
+    for (let p = 0; p < n; p++) {
+      const other = laterBlockOf[pools.chunk[p]!]!;
+      if (other < 0) continue;
+      log.add({ kind: 'pool-overlap', address: pools.addr[p]!, detail: `pool ${hex(pools.addr[p]!)} is also a block of pool ${hex(pools.addr[other]!)}` });
+      pools.alive[p] = false;
     }
   }
-  for (const [addr, p] of pools) {
-    const large = p.read.large;
+  // chunk -> pool that lists it as a large allocation (-1: none)
+  const largeOf = new Int32Array(chunks.length).fill(-1);
+  for (let p = 0; p < n; p++) {
+    if (!pools.alive[p]) continue;
+    const read = pools.read[p]!, large = read.large;
     let kept: PoolLargeAlloc[] | null = null; // copy made at the first shared allocation
     for (let i = 0; i < large.length; i++) {
       const l = large[i]!;
-      const other = largeOwner.get(l.address);
-      if (other !== undefined) {
-        problem({ kind: 'large-shared', address: addr, detail: `large allocation ${hex(l.address)} also listed by pool ${hex(other)}` });
+      const k = chunks.indexOf(l.address);
+      const other = largeOf[k]!;
+      if (other >= 0) {
+        log.add({ kind: 'large-shared', address: pools.addr[p]!, detail: `large allocation ${hex(l.address)} also listed by pool ${hex(pools.addr[other]!)}` });
         if (!kept) kept = large.slice(0, i);
         continue;
       }
-      largeOwner.set(l.address, addr);
+      largeOf[k] = p;
       if (kept) kept.push(l);
     }
-    if (kept) p.read.large = kept;
+    if (kept) read.large = kept;
   }
-  const tValidate = performance.now();
+  return pools;
+}
 
-  // ---- nginx module names by object and symbol ----
-  const modules = cyc?.modules ?? [];
-  const modulesByObject = new Map<string, NginxModuleInfo[]>();
-  for (const m of modules) {
-    let l = modulesByObject.get(m.object);
-    if (!l) modulesByObject.set(m.object, (l = []));
-    l.push(m);
-  }
-  const nginxModuleFor = (object: Module | undefined, symbol: string | null): string | null => {
-    if (!object) return null;
-    const mods = modulesByObject.get(object.path) ?? [];
-    if (mods.length === 1) return mods[0]!.name;
-    if (symbol) {
-      // the module whose name (minus "_module") is the longest prefix of the symbol
-      let best: string | null = null, bestLen = 0;
-      for (const m of mods) {
-        const stem = m.name.replace(/_module$/, '');
-        if ((symbol === stem || symbol.startsWith(stem + '_')) && stem.length > bestLen) { best = m.name; bestLen = stem.length; }
-      }
-      return best;
+/** nginx module names (ngx_module_t.name from cycle->modules) by loaded object and symbol. */
+class ModuleNamer {
+  private readonly byObject = new Map<string, NginxModuleInfo[]>();
+  constructor(modules: readonly NginxModuleInfo[]) {
+    for (const m of modules) {
+      let l = this.byObject.get(m.object);
+      if (!l) this.byObject.set(m.object, (l = []));
+      l.push(m);
     }
-    return null;
-  };
+  }
+  /** The module an object's symbol belongs to: the object's only module, else the one whose name (minus "_module") is the longest prefix of the symbol. */
+  moduleFor(object: Module | undefined, symbol: string | null): string | null {
+    if (!object) return null;
+    const mods = this.byObject.get(object.path) ?? [];
+    if (mods.length === 1) return mods[0]!.name;
+    if (!symbol) return null;
+    let best: string | null = null, bestLen = 0;
+    for (const m of mods) {
+      const stem = m.name.replace(/_module$/, '');
+      if ((symbol === stem || symbol.startsWith(stem + '_')) && stem.length > bestLen) { best = m.name; bestLen = stem.length; }
+    }
+    return best;
+  }
+}
 
-  // ---- static references: writable segments of every loaded object ----
-  const staticRefs = new Map<number, Array<{ ref: string; module: string | null; symbol: string | null }>>();
-  const targets = new PointerTargets(pools.keys());
+interface StaticRef { ref: string; module: string | null; symbol: string | null }
+
+/** References to live pools from the writable segments (.data, .bss) of every loaded object: per pool number. */
+function staticReferences(space: AddressSpace, symbolizer: Symbolizer, objects: readonly Module[], pools: PoolSet, live: readonly number[], namer: ModuleNamer): { refs: Array<StaticRef[] | undefined>; bytesRead: number } {
+  const refs: Array<StaticRef[] | undefined> = new Array(pools.length);
+  // target index t -> pool live[t]
+  const targets = new PointerTargets(live.map((p) => pools.addr[p]!));
   const regions = writableRegions(symbolizer, objects);
   // Per region and symbol: the symbol's address, nginx module and display name (looked up once).
   const regionNames = regions.map((r) => basename(r.object.path));
   const symInfo = regions.map(() => new Map<string | null, { runtimeAddr: number | undefined; module: string | null; symbol: string | null }>());
-  bytesRead += searchRanges(space, regions.map((r) => r.start), regions.map((r) => r.end - r.start), targets, (ri, slot, value) => {
+  const bytesRead = searchRanges(space, regions.map((r) => r.start), regions.map((r) => r.end - r.start), targets, (ri, slot, t) => {
     const region = regions[ri]!, name = regionNames[ri]!;
     const f = symbolizer.frame(slot);
     const sym = f.function;
     let si = symInfo[ri]!.get(sym);
     if (!si) {
-      si = { runtimeAddr: sym ? symbolizer.lookup(sym, { module: name })?.runtimeAddr : undefined, module: nginxModuleFor(region.object, sym), symbol: sym ? `${name}:${sym}` : null };
+      si = { runtimeAddr: sym ? symbolizer.lookup(sym, { module: name })?.runtimeAddr : undefined, module: namer.moduleFor(region.object, sym), symbol: sym ? `${name}:${sym}` : null };
       symInfo[ri]!.set(sym, si);
     }
     const where = sym ? `${sym}${si.runtimeAddr !== undefined && slot !== si.runtimeAddr ? `+${hex(slot - si.runtimeAddr)}` : ''}` : `${hex(f.offset)}`;
-    let l = staticRefs.get(value);
-    if (!l) staticRefs.set(value, (l = []));
-    l.push({ ref: `${name}:${where}`, module: si.module, symbol: si.symbol });
+    const r: StaticRef = { ref: `${name}:${where}`, module: si.module, symbol: si.symbol };
+    const l = refs[live[t]!];
+    if (l) l.push(r); else refs[live[t]!] = [r];
   });
-  const tStatic = performance.now();
+  return { refs, bytesRead };
+}
 
-  // ---- heap references, for pools neither a root nor static data holds ----
-  const heapRefs = new Map<number, string[]>();
-  const orphans = [...pools.keys()].filter((a) => !rootRefs.has(a) && !staticRefs.has(a));
-  if ((opts.heapReferences ?? 'default') !== 'off' && orphans.length) {
-    // chunk -> pool that owns it (block or large allocation), to ignore a pool's references to
-    // itself; a block is searched only up to d.last (the rest was never handed out: stale bytes).
-    // One map: chunk -> slot; per slot the owning pool (the last one listing the chunk) and the
-    // used part when some pool lists it as a block (-1: only as a large allocation).
-    // (ownPrefix: the scan's bytes when the chunk is a pool's first block.)
-    const own = new Map<number, number>();
-    const ownPool: number[] = [], ownUsed: number[] = [];
-    const ownPrefix: Array<Uint8Array | undefined> = [];
-    const claim = (chunk: number, pool: number, used: number, prefix: Uint8Array | undefined) => {
-      const k = own.get(chunk);
-      if (k === undefined) { own.set(chunk, ownPool.length); ownPool.push(pool); ownUsed.push(used); ownPrefix.push(prefix); return; }
-      ownPool[k] = pool;
-      if (used >= 0) ownUsed[k] = used;
-      if (prefix) ownPrefix[k] = prefix;
-    };
-    for (const [addr, p] of pools) {
-      const bl = p.read.blocks;
-      for (let i = 0; i < bl.length; i++) claim(bl[i]!.address, addr, bl[i]!.used, i === 0 ? p.prefix : undefined);
-      for (const l of p.read.large) claim(l.address, addr, -1, undefined);
-    }
-    const ownerOf = (chunk: number): number | undefined => { const k = own.get(chunk); return k === undefined ? undefined : ownPool[k]; };
-    const searchLarge = opts.heapReferences === 'all';
-    const orphanTargets = new PointerTargets(orphans);
-    const starts: number[] = [], lens: number[] = [];
-    // Hits in ascending slot order (as one address-ordered search finds them): the first 8 per pool are kept.
-    const hits: Array<{ chunk: number; slot: number; value: number }> = [];
-    const onHit = (chunk: number, slot: number, value: number) => {
-      if (ownerOf(chunk) === value) return; // referenced from inside its own blocks / large allocations
-      hits.push({ chunk, slot, value });
-    };
-    let preChunk = 0;
-    const onPrefixHit = (slot: number, value: number) => onHit(preChunk, slot, value);
-    chunks.forEach((userAddr, chunkSize, mmapped) => {
-      const k = own.get(userAddr);
-      const used = k === undefined ? -1 : ownUsed[k]!;
-      if (used >= 0) {
-        // A first block whose used part the scan already read: search those bytes.
-        const pre = ownPrefix[k!];
-        if (pre && used <= pre.byteLength) { preChunk = userAddr; scanForPointers(pre, 0, used, userAddr, orphanTargets, onPrefixHit); return; }
-        starts.push(userAddr); lens.push(used); return;
-      }
-      if (!searchLarge && k !== undefined) return; // a pool's large allocation
-      starts.push(userAddr);
-      // user area: chunk size minus the header, plus the next chunk's prev_size field for heap chunks
-      lens.push(chunkSize - CHUNK_HEADER + (mmapped ? 0 : 8));
-    });
-    bytesRead += searchRanges(space, starts, lens, orphanTargets, (ci, slot, value) => onHit(starts[ci]!, slot, value));
-    hits.sort((a, b) => a.slot - b.slot);
-    for (const { chunk, value } of hits) {
-      const holder = ownerOf(chunk);
-      let l = heapRefs.get(value);
-      if (!l) heapRefs.set(value, (l = []));
-      if (l.length < 8) l.push(holder !== undefined ? `pool ${hex(holder)}` : `heap chunk ${hex(chunk)}`);
-    }
+/**
+ * References to `orphans` (pool numbers) from in-use heap chunks other than the pools' own
+ * blocks and large allocations. Per pool number: up to 8 holders ("pool 0x..." or "heap chunk
+ * 0x..."), in address order, and `via`, the first holder that is a pool (-1: none).
+ */
+function heapReferences(space: AddressSpace, chunks: InUseChunks, pools: PoolSet, live: readonly number[], orphans: readonly number[], searchLarge: boolean): { refs: Array<string[] | undefined>; via: Int32Array; bytesRead: number } {
+  const refs: Array<string[] | undefined> = new Array(pools.length);
+  const via = new Int32Array(pools.length).fill(-1);
+  const nChunks = chunks.length;
+  // chunk -> pool that owns it (block or large allocation; the last one listing it), to ignore a
+  // pool's references to itself; a block is searched only up to d.last (the rest was never
+  // handed out: stale bytes): used = that, or -1 when only listed as a large allocation.
+  const owner = new Int32Array(nChunks).fill(-1);
+  const used = new Float64Array(nChunks).fill(-1);
+  for (let j = 0; j < live.length; j++) {
+    const p = live[j]!, read = pools.read[p]!;
+    for (let i = 0; i < read.blocks.length; i++) { const b = read.blocks[i]!; const k = chunks.indexOf(b.address); owner[k] = p; used[k] = b.used; }
+    for (let i = 0; i < read.large.length; i++) owner[chunks.indexOf(read.large[i]!.address)] = p;
   }
-  const tHeap = performance.now();
+  const targets = new PointerTargets(orphans.map((p) => pools.addr[p]!));
+  // Ranges to search; rangeChunk[i]: the chunk of range i.
+  const starts: number[] = [], lens: number[] = [], rangeChunk: number[] = [];
+  // Hits in any order (sorted by slot below).
+  const hitChunk: number[] = [], hitSlot: number[] = [], hitPool: number[] = [];
+  const onHit = (chunk: number, slot: number, t: number) => {
+    const p = orphans[t]!;
+    if (owner[chunk] === p) return; // referenced from inside its own blocks / large allocations
+    hitChunk.push(chunk); hitSlot.push(slot); hitPool.push(p);
+  };
+  const { addrs: cAddr, sizes: cSize, mmapped: cMm } = chunks;
+  for (let k = 0; k < nChunks; k++) {
+    const u = used[k]!;
+    if (u >= 0) {
+      // A first block whose used part the scan already read: search those bytes.
+      const fp = pools.firstOf[k]!;
+      const pre = fp >= 0 && pools.alive[fp] ? pools.prefix[fp] : undefined;
+      if (pre && u <= pre.byteLength) { scanForPointers(pre, 0, u, cAddr[k]!, targets, onHit, k); continue; }
+      starts.push(cAddr[k]!); lens.push(u); rangeChunk.push(k); continue;
+    }
+    if (!searchLarge && owner[k]! >= 0) continue; // a pool's large allocation
+    starts.push(cAddr[k]!);
+    // user area: chunk size minus the header, plus the next chunk's prev_size field for heap chunks
+    lens.push(cSize[k]! - CHUNK_HEADER + (cMm[k] === 1 ? 0 : 8));
+    rangeChunk.push(k);
+  }
+  const bytesRead = searchRanges(space, starts, lens, targets, (ri, slot, t) => onHit(rangeChunk[ri]!, slot, t));
+  const order = new Uint32Array(hitSlot.length);
+  for (let i = 0; i < order.length; i++) order[i] = i;
+  order.sort((a, b) => hitSlot[a]! - hitSlot[b]!);
+  for (let j = 0; j < order.length; j++) {
+    const i = order[j]!, chunk = hitChunk[i]!, p = hitPool[i]!;
+    const holder = owner[chunk]!;
+    if (holder >= 0 && via[p]! < 0) via[p] = holder;
+    const l = (refs[p] ??= []);
+    if (l.length < 8) l.push(holder >= 0 ? `pool ${hex(pools.addr[holder]!)}` : `heap chunk ${hex(chunks.addrs[chunk]!)}`);
+  }
+  return { refs, via, bytesRead };
+}
 
-  // ---- attribute ----
-  const out: NginxPool[] = [];
-  const cleanupCache = new Map<number, PoolCleanupInfo>();
+/** The output pools (pool order): sizes, cleanups with their handlers' symbols and modules, owner, module, creator, references. */
+function attributePools(pools: PoolSet, live: readonly number[], staticRefs: Array<StaticRef[] | undefined>,
+  heap: { refs: Array<string[] | undefined>; via: Int32Array }, symbolizer: Symbolizer, objects: readonly Module[], namer: ModuleNamer): NginxPool[] {
+  const out: NginxPool[] = new Array(live.length);
+  const outOf: Array<NginxPool | undefined> = new Array(pools.length);
+  const cleanupCache = new Map<number, { function: string | null; object: string; module: string | null }>();
   const none: never[] = [];
-  for (const [addr, { read, foundBy }] of pools) {
-    const rc = read.cleanups;
-    const cleanups: PoolCleanupInfo[] = new Array(rc.length);
+  for (let j = 0; j < live.length; j++) {
+    const p = live[j]!, read = pools.read[p]!;
+    const cleanups = read.cleanups;
     let creator: string | null = null; // the first cleanup with a module
-    for (let i = 0; i < rc.length; i++) {
-      const c = rc[i]!;
+    for (let i = 0; i < cleanups.length; i++) {
+      const c = cleanups[i]!;
       let info = cleanupCache.get(c.handler);
       if (!info) {
         const f = c.handler ? symbolizer.frame(c.handler) : { function: null, module: '', offset: 0 };
         const obj = c.handler ? objectAt(objects, c.handler) : undefined;
-        info = { handler: c.handler, function: f.function, object: f.module, module: nginxModuleFor(obj, f.function), data: 0 };
+        info = { function: f.function, object: f.module, module: namer.moduleFor(obj, f.function) };
         cleanupCache.set(c.handler, info);
       }
-      cleanups[i] = { handler: info.handler, function: info.function, object: info.object, module: info.module, data: c.data };
+      c.function = info.function; c.object = info.object; c.module = info.module;
       if (creator === null && info.module) creator = info.module;
     }
     let blockBytes = 0, usedBytes = 0, largeBytes = 0;
-    for (const b of read.blocks) { blockBytes += b.chunkSize; usedBytes += b.used; }
-    for (const l of read.large) largeBytes += l.chunkSize;
+    for (let i = 0; i < read.blocks.length; i++) { const b = read.blocks[i]!; blockBytes += b.chunkSize; usedBytes += b.used; }
+    for (let i = 0; i < read.large.length; i++) largeBytes += read.large[i]!.chunkSize;
     const pool: NginxPool = {
-      address: addr, size: read.size, blocks: read.blocks, large: read.large, cleanups,
-      blockBytes, usedBytes, largeBytes, bytes: blockBytes + largeBytes, foundBy,
+      address: pools.addr[p]!, size: read.size, blocks: read.blocks, large: read.large, cleanups,
+      blockBytes, usedBytes, largeBytes, bytes: blockBytes + largeBytes, foundBy: pools.foundBy[p]!,
       owner: 'unreferenced', module: null, creator, referencedFrom: null, references: none,
     };
-    const rr = rootRefs.get(addr) ?? none;
+    const rr = pools.roots[p] ?? none;
     if (rr.length > 1) rr.sort((a, b) => a.rank - b.rank);
-    const sr = staticRefs.get(addr) ?? none;
-    const hr = heapRefs.get(addr) ?? none;
-    const refs: string[] = [];
-    if (rr.length === 1) refs.push(rr[0]!.ref);
-    else if (rr.length > 1) for (const r of new Set(rr.map((x) => x.ref))) refs.push(r);
-    for (const x of sr) refs.push(x.ref);
-    for (const x of hr) refs.push(x);
+    const sr = staticRefs[p] ?? none;
+    const hr = heap.refs[p] ?? none;
+    let refs: string[];
+    if (rr.length <= 1 && !sr.length && !hr.length) refs = rr.length ? [rr[0]!.ref] : [];
+    else {
+      refs = rr.length > 1 ? [...new Set(rr.map((x) => x.ref))] : rr.map((x) => x.ref);
+      for (let i = 0; i < sr.length; i++) refs.push(sr[i]!.ref);
+      for (let i = 0; i < hr.length; i++) refs.push(hr[i]!);
+    }
     pool.references = refs;
     if (rr.length) { pool.owner = rr[0]!.owner; pool.referencedFrom = rr[0]!.ref; }
     else if (sr.length) {
@@ -428,34 +507,36 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
       const withModule = sr.find((s) => s.module) ?? sr[0]!;
       pool.module = withModule.module;
       pool.referencedFrom = withModule.symbol ?? withModule.ref.replace(/\+0x[0-9a-f]+$/, '');
-    } else if (hr.length) { pool.owner = 'heap'; pool.referencedFrom = hr[0]!.startsWith('pool') ? 'pool' : 'heap chunk'; }
+    } else if (hr.length) pool.owner = 'heap';
     if (sr.length && !pool.module) pool.module = sr.find((s) => s.module)?.module ?? null;
-    out.push(pool);
+    out[j] = pool;
+    outOf[p] = pool;
   }
   // Heap references from another pool's memory name that pool's owner.
-  const poolOwnerKind = new Map<number, PoolOwner>();
-  if (out.some((p) => p.owner === 'heap')) for (const p of out) poolOwnerKind.set(p.address, p.owner);
-  for (const p of out) {
-    if (p.owner !== 'heap') continue;
-    const via = (heapRefs.get(p.address) ?? []).find((r) => r.startsWith('pool '));
-    if (via) p.referencedFrom = `pool of ${poolOwnerKind.get(parseInt(via.slice(5), 16)) ?? 'unknown'}`;
+  for (let j = 0; j < live.length; j++) {
+    const p = live[j]!, pool = outOf[p]!;
+    if (pool.owner !== 'heap') continue;
+    const v = heap.via[p]!;
+    pool.referencedFrom = v >= 0 ? `pool of ${outOf[v]?.owner ?? 'unknown'}` : 'heap chunk';
   }
-  out.sort((a, b) => b.bytes - a.bytes || a.address - b.address);
+  return out;
+}
 
-  const tAttr = performance.now();
-  // ---- groups ----
-  // group key (owner, module, creator, referencedFrom): nested maps, no key strings built per pool
+/** Groups by (owner, module, creator, referencedFrom), largest bytes first; groupOf[i]: the group of pools[i]. */
+function groupPools(pools: readonly NginxPool[]): { groups: PoolGroup[]; groupOf: Int32Array } {
+  // group key: nested maps, no key strings built per pool
   type Level<T> = Map<string | null, T>;
-  const groupIndex = new Map<PoolOwner, Level<Level<Level<number>>>>();
+  const index = new Map<PoolOwner, Level<Level<Level<number>>>>();
   const level = <T>(m: Map<string | null, T>, k: string | null): T => {
     let v = m.get(k);
     if (v === undefined) m.set(k, (v = new Map() as T));
     return v;
   };
   const groups: PoolGroup[] = [];
-  const poolGroup: number[] = [];
-  for (const p of out) {
-    const byRef = level(level(level(groupIndex as Level<Level<Level<Level<number>>>>, p.owner), p.module), p.creator);
+  const first = new Int32Array(pools.length);
+  for (let i = 0; i < pools.length; i++) {
+    const p = pools[i]!;
+    const byRef = level(level(level(index as Level<Level<Level<Level<number>>>>, p.owner), p.module), p.creator);
     let gi = byRef.get(p.referencedFrom);
     if (gi === undefined) {
       gi = groups.length;
@@ -465,15 +546,22 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     const g = groups[gi]!;
     g.pools++; g.blocks += p.blocks.length; g.blockBytes += p.blockBytes; g.usedBytes += p.usedBytes;
     g.largeAllocs += p.large.length; g.largeBytes += p.largeBytes; g.bytes += p.bytes;
-    poolGroup.push(gi);
+    first[i] = gi;
   }
   // sort groups by bytes, remapping indices
-  const order = groups.map((_, i) => i).sort((a, b) => groups[b]!.bytes - groups[a]!.bytes || a - b);
-  const newIndex = new Int32Array(order.length);
-  order.forEach((old, i) => { newIndex[old] = i; });
-  const sortedGroups = order.map((i) => groups[i]!);
+  const order = new Uint32Array(groups.length);
+  for (let i = 0; i < order.length; i++) order[i] = i;
+  order.sort((a, b) => groups[b]!.bytes - groups[a]!.bytes || a - b);
+  const rank = new Int32Array(order.length);
+  for (let i = 0; i < order.length; i++) rank[order[i]!] = i;
+  const groupOf = new Int32Array(pools.length);
+  for (let i = 0; i < pools.length; i++) groupOf[i] = rank[first[i]!]!;
+  return { groups: Array.from(order, (i) => groups[i]!), groupOf };
+}
 
-  // ---- census buckets split by group ----
+/** How the groups split the census's histogram buckets: per bucket, the pool blocks and large allocations of each group. */
+function splitBuckets(pools: readonly NginxPool[], groupOf: Int32Array,
+  census: ReadonlyArray<{ minBytes: number; inUseChunks: number; inUseBytes: number }>, log: ProblemLog): PoolBucketSplit[] {
   const split = new Map<number, PoolBucketSplit>();
   const bySize = new Map<number, PoolBucketSplit>(); // chunk size -> its bucket (few distinct sizes)
   const bucket = (size: number) => {
@@ -493,28 +581,72 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     if (!s) { b.groups.push((s = { group: g, blockChunks: 0, blockBytes: 0, largeChunks: 0, largeBytes: 0 })); m.set(g, s); }
     return s;
   };
-  out.forEach((p, i) => {
-    const g = newIndex[poolGroup[i]!]!;
-    for (const bl of p.blocks) { const b = bucket(bl.chunkSize); const s = share(b, g); s.blockChunks++; s.blockBytes += bl.chunkSize; b.poolChunks++; b.poolBytes += bl.chunkSize; }
-    for (const l of p.large) { const b = bucket(l.chunkSize); const s = share(b, g); s.largeChunks++; s.largeBytes += l.chunkSize; b.poolChunks++; b.poolBytes += l.chunkSize; }
-  });
-  if (opts.histogram) {
-    for (const h of opts.histogram) { const b = split.get(h.minBytes); if (b) { b.censusInUseChunks = h.inUseChunks; b.censusInUseBytes = h.inUseBytes; } }
-  } else {
-    for (const [min, t] of bucketTotals) { const b = split.get(min); if (b) { b.censusInUseChunks = t.chunks; b.censusInUseBytes = t.bytes; } }
+  for (let i = 0; i < pools.length; i++) {
+    const p = pools[i]!, g = groupOf[i]!;
+    for (let k = 0; k < p.blocks.length; k++) {
+      const cs = p.blocks[k]!.chunkSize, b = bucket(cs), s = share(b, g);
+      s.blockChunks++; s.blockBytes += cs; b.poolChunks++; b.poolBytes += cs;
+    }
+    for (let k = 0; k < p.large.length; k++) {
+      const cs = p.large[k]!.chunkSize, b = bucket(cs), s = share(b, g);
+      s.largeChunks++; s.largeBytes += cs; b.poolChunks++; b.poolBytes += cs;
+    }
   }
-  for (const b of split.values()) {
-    b.groups.sort((x, y) => x.group - y.group);
-    if (b.poolChunks > b.censusInUseChunks) problem({ kind: 'bucket-exceeds-census', address: 0, detail: `bucket ${b.minBytes}: ${b.poolChunks} pool chunks but the census has ${b.censusInUseChunks} in use` });
-  }
+  for (const h of census) { const b = split.get(h.minBytes); if (b) { b.censusInUseChunks = h.inUseChunks; b.censusInUseBytes = h.inUseBytes; } }
   const buckets = [...split.values()].sort((a, b) => a.minBytes - b.minBytes);
+  for (const b of buckets) {
+    b.groups.sort((x, y) => x.group - y.group);
+    if (b.poolChunks > b.censusInUseChunks) log.add({ kind: 'bucket-exceeds-census', address: 0, detail: `bucket ${b.minBytes}: ${b.poolChunks} pool chunks but the census has ${b.censusInUseChunks} in use` });
+  }
+  return buckets;
+}
 
+export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): PoolAnalysis {
+  const t0 = performance.now();
+  const chunks = opts.chunks;
+  const symbolizer = opts.symbolizer ?? new Symbolizer(space.modules());
+  const objects = space.modules();
+  const log = new ProblemLog();
+
+  const roots: NginxRoots = readRoots(space, symbolizer, { layouts: opts.layouts });
+  for (const p of roots.problems) log.add({ kind: p.kind, address: 0, detail: p.detail });
+  const rootRefs = rootReferences(roots);
+  const tRoots = performance.now();
+
+  const matches = scanChunks(space, chunks, !opts.histogram);
+  const tScan = performance.now();
+
+  const pools = validatePools(space, chunks, matches, rootRefs.refs, log);
+  const live = pools.live();
+  const tValidate = performance.now();
+
+  const modules = roots.cycle?.modules ?? [];
+  const namer = new ModuleNamer(modules);
+  const statics = staticReferences(space, symbolizer, objects, pools, live, namer);
+  const tStatic = performance.now();
+
+  // Heap references, for pools neither a root nor static data holds.
+  const orphans = live.filter((p) => !pools.roots[p] && !statics.refs[p]);
+  const mode = opts.heapReferences ?? 'default';
+  const heap = mode !== 'off' && orphans.length
+    ? heapReferences(space, chunks, pools, live, orphans, mode === 'all')
+    : { refs: [], via: new Int32Array(0), bytesRead: 0 };
+  const tHeap = performance.now();
+
+  const out = attributePools(pools, live, statics.refs, heap, symbolizer, objects, namer);
+  out.sort((a, b) => b.bytes - a.bytes || a.address - b.address);
+  const tAttr = performance.now();
+
+  const { groups, groupOf } = groupPools(out);
+  const censusBuckets = opts.histogram ?? [...matches.bucketTotals!].map(([minBytes, t]) => ({ minBytes, inUseChunks: t.chunks, inUseBytes: t.bytes }));
+  const buckets = splitBuckets(out, groupOf, censusBuckets, log);
   const totals = { pools: out.length, blocks: 0, bytes: 0, largeAllocs: 0, largeBytes: 0, blockBytes: 0, usedBytes: 0 };
-  for (const g of sortedGroups) {
+  for (const g of groups) {
     totals.blocks += g.blocks; totals.bytes += g.bytes; totals.largeAllocs += g.largeAllocs; totals.largeBytes += g.largeBytes;
     totals.blockBytes += g.blockBytes; totals.usedBytes += g.usedBytes;
   }
   const tEnd = performance.now();
+  const cyc = roots.cycle;
   return {
     pid: space.pid,
     target: space.description,
@@ -522,19 +654,20 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     layoutSource: roots.layouts.source,
     layoutDetail: roots.layouts.sourceDetail,
     totals,
-    groups: sortedGroups,
+    groups,
     pools: out,
     buckets,
     modules,
     roots: {
-      cycle: cyc?.address ?? null, connectionsInUse: inUse, requests, upstreams, oldCycles: cyc?.oldCycles.length ?? 0,
-      cycleSymbolSource: roots.cycleSymbolSource ?? null,
+      cycle: cyc?.address ?? null, connectionsInUse: rootRefs.connectionsInUse, requests: rootRefs.requests, upstreams: rootRefs.upstreams,
+      oldCycles: cyc?.oldCycles.length ?? 0, cycleSymbolSource: roots.cycleSymbolSource ?? null,
     },
-    inconsistencies: problems,
-    inconsistencyCount: problemCount,
-    inconsistencyKinds: kinds,
+    inconsistencies: log.listed,
+    inconsistencyCount: log.count,
+    inconsistencyKinds: log.kinds,
     stats: {
-      elapsedMs: tEnd - t0, chunksSeen, candidates, signatureMatches: matches.length, bytesRead,
+      elapsedMs: tEnd - t0, chunksSeen: matches.chunksSeen, candidates: matches.candidates, signatureMatches: matches.chunk.length,
+      bytesRead: matches.bytesRead + statics.bytesRead + heap.bytesRead,
       phasesMs: { roots: tRoots - t0, scan: tScan - tRoots, validate: tValidate - tScan, staticRefs: tStatic - tValidate, heapRefs: tHeap - tStatic, attribute: tAttr - tHeap, group: tEnd - tAttr },
     },
   };
