@@ -268,7 +268,15 @@ class PoolSet {
   readonly alive: boolean[] = [];
   /** chunk index -> pool whose first block it is (-1: none). */
   readonly firstOf: Int32Array;
-  constructor(nChunks: number) { this.firstOf = new Int32Array(nChunks).fill(-1); }
+  /** chunk index -> live pool that has it as a block or large allocation (-1: none); set once validated. */
+  readonly ownerOf: Int32Array;
+  /** chunk index -> bytes handed out (d.last - block) when it is a live pool's block, else -1. */
+  readonly usedOf: Float64Array;
+  constructor(nChunks: number) {
+    this.firstOf = new Int32Array(nChunks).fill(-1);
+    this.ownerOf = new Int32Array(nChunks).fill(-1);
+    this.usedOf = new Float64Array(nChunks).fill(-1);
+  }
   get length(): number { return this.addr.length; }
   add(chunk: number, addr: number, read: PoolRead, foundBy: NginxPool['foundBy'], prefix: Uint8Array | undefined, roots: RootRef[] | undefined): void {
     this.firstOf[chunk] = this.addr.length;
@@ -286,7 +294,8 @@ class PoolSet {
 /**
  * Full read of every signature match and every root pool (readPool), then the cross-pool checks:
  * a later block of one pool can never be the first block of another (that one is dropped), and
- * a large allocation listed by two pools stays with the first.
+ * a large allocation listed by two pools stays with the first. Fills the chunk ownership
+ * (PoolSet.ownerOf / usedOf) of the pools that remain.
  */
 function validatePools(space: AddressSpace, chunks: InUseChunks, matches: SignatureMatches, rootRefs: Map<number, RootRef[]>, log: ProblemLog): PoolSet {
   const pools = new PoolSet(chunks.length);
@@ -339,9 +348,14 @@ function validatePools(space: AddressSpace, chunks: InUseChunks, matches: Signat
         continue;
       }
       largeOf[k] = p;
+      pools.ownerOf[k] = p;
       if (kept) kept.push(l);
     }
     if (kept) read.large = kept;
+    const bl = read.blocks;
+    const first = pools.chunk[p]!;
+    pools.ownerOf[first] = p; pools.usedOf[first] = bl[0]!.used;
+    for (let i = 1; i < bl.length; i++) { const k = chunks.indexOf(bl[i]!.address); pools.ownerOf[k] = p; pools.usedOf[k] = bl[i]!.used; }
   }
   return pools;
 }
@@ -379,19 +393,29 @@ function staticReferences(space: AddressSpace, symbolizer: Symbolizer, objects: 
   // target index t -> pool live[t]
   const targets = new PointerTargets(live.map((p) => pools.addr[p]!));
   const regions = writableRegions(symbolizer, objects);
-  // Per region and symbol: the symbol's address, nginx module and display name (looked up once).
+  // Per region and symbol: the symbol's address and size, nginx module and display name (looked
+  // up once); per region the last symbol hit, reused while slots stay inside it (a table of
+  // pools is one symbol: one lookup for all its hits).
+  interface SymInfo { sym: string | null; start: number; end: number; runtimeAddr: number | undefined; module: string | null; symbol: string | null }
   const regionNames = regions.map((r) => basename(r.object.path));
-  const symInfo = regions.map(() => new Map<string | null, { runtimeAddr: number | undefined; module: string | null; symbol: string | null }>());
+  const symInfo = regions.map(() => new Map<string | null, SymInfo>());
+  const lastSym: Array<SymInfo | undefined> = new Array(regions.length);
   const bytesRead = searchRanges(space, regions.map((r) => r.start), regions.map((r) => r.end - r.start), targets, (ri, slot, t) => {
     const region = regions[ri]!, name = regionNames[ri]!;
-    const f = symbolizer.frame(slot);
-    const sym = f.function;
-    let si = symInfo[ri]!.get(sym);
-    if (!si) {
-      si = { runtimeAddr: sym ? symbolizer.lookup(sym, { module: name })?.runtimeAddr : undefined, module: namer.moduleFor(region.object, sym), symbol: sym ? `${name}:${sym}` : null };
-      symInfo[ri]!.set(sym, si);
+    let si = lastSym[ri];
+    if (!si || slot < si.start || slot >= si.end) {
+      const sym = symbolizer.frame(slot).function;
+      si = symInfo[ri]!.get(sym);
+      if (!si) {
+        const resolved = sym ? symbolizer.lookup(sym, { module: name }) : undefined;
+        const start = resolved?.runtimeAddr ?? 0;
+        si = { sym, start, end: resolved && resolved.size > 0 ? start + resolved.size : 0, runtimeAddr: resolved?.runtimeAddr, module: namer.moduleFor(region.object, sym), symbol: sym ? `${name}:${sym}` : null };
+        symInfo[ri]!.set(sym, si);
+      }
+      lastSym[ri] = si;
     }
-    const where = sym ? `${sym}${si.runtimeAddr !== undefined && slot !== si.runtimeAddr ? `+${hex(slot - si.runtimeAddr)}` : ''}` : `${hex(f.offset)}`;
+    const sym = si.sym;
+    const where = sym ? `${sym}${si.runtimeAddr !== undefined && slot !== si.runtimeAddr ? `+${hex(slot - si.runtimeAddr)}` : ''}` : hex(slot - region.object.loadBias);
     const r: StaticRef = { ref: `${name}:${where}`, module: si.module, symbol: si.symbol };
     const l = refs[live[t]!];
     if (l) l.push(r); else refs[live[t]!] = [r];
@@ -404,23 +428,17 @@ function staticReferences(space: AddressSpace, symbolizer: Symbolizer, objects: 
  * blocks and large allocations. Per pool number: up to 8 holders ("pool 0x..." or "heap chunk
  * 0x..."), in address order, and `via`, the first holder that is a pool (-1: none).
  */
-function heapReferences(space: AddressSpace, chunks: InUseChunks, pools: PoolSet, live: readonly number[], orphans: readonly number[], searchLarge: boolean): { refs: Array<string[] | undefined>; via: Int32Array; bytesRead: number } {
+function heapReferences(space: AddressSpace, chunks: InUseChunks, pools: PoolSet, orphans: readonly number[], searchLarge: boolean): { refs: Array<string[] | undefined>; via: Int32Array; bytesRead: number } {
   const refs: Array<string[] | undefined> = new Array(pools.length);
   const via = new Int32Array(pools.length).fill(-1);
   const nChunks = chunks.length;
-  // chunk -> pool that owns it (block or large allocation; the last one listing it), to ignore a
-  // pool's references to itself; a block is searched only up to d.last (the rest was never
-  // handed out: stale bytes): used = that, or -1 when only listed as a large allocation.
-  const owner = new Int32Array(nChunks).fill(-1);
-  const used = new Float64Array(nChunks).fill(-1);
-  for (let j = 0; j < live.length; j++) {
-    const p = live[j]!, read = pools.read[p]!;
-    for (let i = 0; i < read.blocks.length; i++) { const b = read.blocks[i]!; const k = chunks.indexOf(b.address); owner[k] = p; used[k] = b.used; }
-    for (let i = 0; i < read.large.length; i++) owner[chunks.indexOf(read.large[i]!.address)] = p;
-  }
+  // A pool's references to itself (from its own blocks or large allocations) are ignored; a block
+  // is searched only up to d.last (the rest was never handed out: stale bytes).
+  const owner = pools.ownerOf, used = pools.usedOf;
   const targets = new PointerTargets(orphans.map((p) => pools.addr[p]!));
-  // Ranges to search; rangeChunk[i]: the chunk of range i.
-  const starts: number[] = [], lens: number[] = [], rangeChunk: number[] = [];
+  // Ranges to search (at most one per chunk); rangeChunk[i]: the chunk of range i.
+  const starts = new Float64Array(nChunks), lens = new Float64Array(nChunks), rangeChunk = new Int32Array(nChunks);
+  let nRanges = 0;
   // Hits in any order (sorted by slot below).
   const hitChunk: number[] = [], hitSlot: number[] = [], hitPool: number[] = [];
   const onHit = (chunk: number, slot: number, t: number) => {
@@ -436,15 +454,15 @@ function heapReferences(space: AddressSpace, chunks: InUseChunks, pools: PoolSet
       const fp = pools.firstOf[k]!;
       const pre = fp >= 0 && pools.alive[fp] ? pools.prefix[fp] : undefined;
       if (pre && u <= pre.byteLength) { scanForPointers(pre, 0, u, cAddr[k]!, targets, onHit, k); continue; }
-      starts.push(cAddr[k]!); lens.push(u); rangeChunk.push(k); continue;
+      starts[nRanges] = cAddr[k]!; lens[nRanges] = u; rangeChunk[nRanges++] = k; continue;
     }
     if (!searchLarge && owner[k]! >= 0) continue; // a pool's large allocation
-    starts.push(cAddr[k]!);
+    starts[nRanges] = cAddr[k]!;
     // user area: chunk size minus the header, plus the next chunk's prev_size field for heap chunks
-    lens.push(cSize[k]! - CHUNK_HEADER + (cMm[k] === 1 ? 0 : 8));
-    rangeChunk.push(k);
+    lens[nRanges] = cSize[k]! - CHUNK_HEADER + (cMm[k] === 1 ? 0 : 8);
+    rangeChunk[nRanges++] = k;
   }
-  const bytesRead = searchRanges(space, starts, lens, targets, (ri, slot, t) => onHit(rangeChunk[ri]!, slot, t));
+  const bytesRead = searchRanges(space, starts.subarray(0, nRanges), lens.subarray(0, nRanges), targets, (ri, slot, t) => onHit(rangeChunk[ri]!, slot, t));
   const order = new Uint32Array(hitSlot.length);
   for (let i = 0; i < order.length; i++) order[i] = i;
   order.sort((a, b) => hitSlot[a]! - hitSlot[b]!);
@@ -629,7 +647,7 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   const orphans = live.filter((p) => !pools.roots[p] && !statics.refs[p]);
   const mode = opts.heapReferences ?? 'default';
   const heap = mode !== 'off' && orphans.length
-    ? heapReferences(space, chunks, pools, live, orphans, mode === 'all')
+    ? heapReferences(space, chunks, pools, orphans, mode === 'all')
     : { refs: [], via: new Int32Array(0), bytesRead: 0 };
   const tHeap = performance.now();
 
