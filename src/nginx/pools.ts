@@ -194,7 +194,9 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
   let candidates = 0, bytesRead = 0;
   // Matches' bytes: the census's kept as they are (views of its own copy); bytes read here are
   // copied into one arena (views made once the scan is done: the arena may still grow).
-  const mChunk: number[] = [], mAddr: number[] = [], mPrefix: Array<Uint8Array | undefined> = [], mArenaOff: number[] = [], mLen: number[] = [];
+  let m = 0;
+  let mChunk = new Int32Array(1 << 10), mAddr = new Float64Array(1 << 10), mArenaOff = new Float64Array(1 << 10), mLen = new Int32Array(1 << 10);
+  const mPrefix: Array<Uint8Array | undefined> = [];
   let arena = Buffer.allocUnsafe(1 << 16), arenaLen = 0;
   // One reader per underlying ArrayBuffer (the census's copy, the read window), not one per candidate.
   let reader: ByteReader | undefined;
@@ -206,11 +208,17 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
     const size = r.u64At(at + POOL.end) - addr;
     if (!(size > POOL.sizeof) || !chunkFitsBlock(size, chunkSize, mmapped)) return;
     if (!poolSignatureAt(r, at, addr)) return;
-    mChunk.push(chunk); mAddr.push(addr); mLen.push(got);
-    if (keep) { mPrefix.push(buf.byteLength === got && off === 0 ? buf : buf.subarray(off, off + got)); mArenaOff.push(-1); return; }
+    if (m === mChunk.length) {
+      const c2 = new Int32Array(m * 2); c2.set(mChunk); mChunk = c2;
+      const a2 = new Float64Array(m * 2); a2.set(mAddr); mAddr = a2;
+      const o2 = new Float64Array(m * 2); o2.set(mArenaOff); mArenaOff = o2;
+      const l2 = new Int32Array(m * 2); l2.set(mLen); mLen = l2;
+    }
+    mChunk[m] = chunk; mAddr[m] = addr; mLen[m] = got;
+    if (keep) { mPrefix.push(buf.byteLength === got && off === 0 ? buf : buf.subarray(off, off + got)); mArenaOff[m++] = -1; return; }
     if (arenaLen + got > arena.length) { const a2 = Buffer.allocUnsafe(Math.max(arena.length * 2, arenaLen + got)); arena.copy(a2, 0, 0, arenaLen); arena = a2; }
     arena.set(buf.subarray(off, off + got), arenaLen);
-    mPrefix.push(undefined); mArenaOff.push(arenaLen);
+    mPrefix.push(undefined); mArenaOff[m++] = arenaLen;
     arenaLen += (got + 7) & ~7; // copies stay 8-aligned, as the pointer search reads them
   };
   const { addrs: cAddr, sizes: cSize, mmapped: cMm, hint: cHint, bytes: cBytes } = chunks;
@@ -241,7 +249,6 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
     examine(idx[i]!, addrs[i]!, sizes[i]!, mm[i] === 1, buf, off, got, false);
   }, { gap: 4096, maxWindow: 4 << 20 });
   // Address order = chunk index order.
-  const m = mChunk.length;
   const order = new Uint32Array(m);
   for (let i = 0; i < m; i++) order[i] = i;
   order.sort((a, b) => mChunk[a]! - mChunk[b]!);
@@ -254,39 +261,45 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
   return { chunk, addr, prefix, chunksSeen: nChunks, candidates, bytesRead, bucketTotals };
 }
 
-/** The validated pools, as parallel arrays indexed by pool number (no object per pool until the output). */
+/**
+ * The validated pools, as parallel arrays indexed by pool number (no object per pool until the
+ * output), sized for `capacity` pools up front (the scan's matches plus the root pools).
+ */
 class PoolSet {
-  readonly addr: number[] = [];
+  length = 0;
+  readonly addr: Float64Array;
   /** Chunk index of the first block. */
-  readonly chunk: number[] = [];
-  readonly read: PoolRead[] = [];
-  readonly foundBy: Array<NginxPool['foundBy']> = [];
+  readonly chunk: Int32Array;
+  /** 0 once dropped (a pool that is another pool's block). */
+  readonly alive: Uint8Array;
+  readonly read: PoolRead[];
+  readonly foundBy: Array<NginxPool['foundBy']>;
   /** The scan's bytes at the pool (its first SCAN_BYTES, as read), when it was found by the scan. */
-  readonly prefix: Array<Uint8Array | undefined> = [];
-  readonly roots: Array<RootRef[] | undefined> = [];
-  /** False once dropped (a pool that is another pool's block). */
-  readonly alive: boolean[] = [];
+  readonly prefix: Array<Uint8Array | undefined>;
+  readonly roots: Array<RootRef[] | undefined>;
   /** chunk index -> pool whose first block it is (-1: none). */
   readonly firstOf: Int32Array;
   /** chunk index -> live pool that has it as a block or large allocation (-1: none); set once validated. */
   readonly ownerOf: Int32Array;
   /** chunk index -> bytes handed out (d.last - block) when it is a live pool's block, else -1. */
   readonly usedOf: Float64Array;
-  constructor(nChunks: number) {
+  constructor(nChunks: number, capacity: number) {
+    this.addr = new Float64Array(capacity); this.chunk = new Int32Array(capacity); this.alive = new Uint8Array(capacity);
+    this.read = new Array(capacity); this.foundBy = new Array(capacity); this.prefix = new Array(capacity); this.roots = new Array(capacity);
     this.firstOf = new Int32Array(nChunks).fill(-1);
     this.ownerOf = new Int32Array(nChunks).fill(-1);
     this.usedOf = new Float64Array(nChunks).fill(-1);
   }
-  get length(): number { return this.addr.length; }
   add(chunk: number, addr: number, read: PoolRead, foundBy: NginxPool['foundBy'], prefix: Uint8Array | undefined, roots: RootRef[] | undefined): void {
-    this.firstOf[chunk] = this.addr.length;
-    this.addr.push(addr); this.chunk.push(chunk); this.read.push(read); this.foundBy.push(foundBy);
-    this.prefix.push(prefix); this.roots.push(roots); this.alive.push(true);
+    const p = this.length++;
+    this.firstOf[chunk] = p;
+    this.addr[p] = addr; this.chunk[p] = chunk; this.alive[p] = 1;
+    this.read[p] = read; this.foundBy[p] = foundBy; this.prefix[p] = prefix; this.roots[p] = roots;
   }
   /** Pool numbers still alive, in pool order. */
   live(): number[] {
     const out: number[] = [];
-    for (let p = 0; p < this.alive.length; p++) if (this.alive[p]) out.push(p);
+    for (let p = 0; p < this.length; p++) if (this.alive[p]) out.push(p);
     return out;
   }
 }
@@ -298,7 +311,7 @@ class PoolSet {
  * (PoolSet.ownerOf / usedOf) of the pools that remain.
  */
 function validatePools(space: AddressSpace, chunks: InUseChunks, matches: SignatureMatches, rootRefs: Map<number, RootRef[]>, log: ProblemLog): PoolSet {
-  const pools = new PoolSet(chunks.length);
+  const pools = new PoolSet(chunks.length, matches.chunk.length + rootRefs.size);
   const readProblems: PoolInconsistency[] = [];
   for (let j = 0; j < matches.chunk.length; j++) {
     const prefix = matches.prefix[j]!;
@@ -329,7 +342,7 @@ function validatePools(space: AddressSpace, chunks: InUseChunks, matches: Signat
       const other = laterBlockOf[pools.chunk[p]!]!;
       if (other < 0) continue;
       log.add({ kind: 'pool-overlap', address: pools.addr[p]!, detail: `pool ${hex(pools.addr[p]!)} is also a block of pool ${hex(pools.addr[other]!)}` });
-      pools.alive[p] = false;
+      pools.alive[p] = 0;
     }
   }
   // chunk -> pool that lists it as a large allocation (-1: none)
@@ -511,22 +524,25 @@ function attributePools(pools: PoolSet, live: readonly number[], staticRefs: Arr
     if (rr.length > 1) rr.sort((a, b) => a.rank - b.rank);
     const sr = staticRefs[p] ?? none;
     const hr = heap.refs[p] ?? none;
-    let refs: string[];
-    if (rr.length <= 1 && !sr.length && !hr.length) refs = rr.length ? [rr[0]!.ref] : [];
-    else {
-      refs = rr.length > 1 ? [...new Set(rr.map((x) => x.ref))] : rr.map((x) => x.ref);
-      for (let i = 0; i < sr.length; i++) refs.push(sr[i]!.ref);
-      for (let i = 0; i < hr.length; i++) refs.push(hr[i]!);
-    }
+    // references: root references (distinct), then static, then heap; built at their exact length
+    const rootRefs = rr.length > 1 ? [...new Set(rr.map((x) => x.ref))] : null;
+    const nRoot = rootRefs ? rootRefs.length : rr.length;
+    const refs: string[] = new Array(nRoot + sr.length + hr.length);
+    let k = 0;
+    for (let i = 0; i < nRoot; i++) refs[k++] = rootRefs ? rootRefs[i]! : rr[i]!.ref;
+    for (let i = 0; i < sr.length; i++) refs[k++] = sr[i]!.ref;
+    for (let i = 0; i < hr.length; i++) refs[k++] = hr[i]!;
     pool.references = refs;
+    // the first static reference from a known nginx module's data, else the first one
+    let withModule: StaticRef | undefined;
+    for (let i = 0; i < sr.length && !withModule; i++) if (sr[i]!.module) withModule = sr[i];
     if (rr.length) { pool.owner = rr[0]!.owner; pool.referencedFrom = rr[0]!.ref; }
     else if (sr.length) {
       pool.owner = 'static';
-      const withModule = sr.find((s) => s.module) ?? sr[0]!;
-      pool.module = withModule.module;
-      pool.referencedFrom = withModule.symbol ?? withModule.ref.replace(/\+0x[0-9a-f]+$/, '');
+      const ref = withModule ?? sr[0]!;
+      pool.referencedFrom = ref.symbol ?? ref.ref.replace(/\+0x[0-9a-f]+$/, '');
     } else if (hr.length) pool.owner = 'heap';
-    if (sr.length && !pool.module) pool.module = sr.find((s) => s.module)?.module ?? null;
+    if (withModule) pool.module = withModule.module;
     out[j] = pool;
     outOf[p] = pool;
   }
