@@ -174,9 +174,10 @@ function recordReader(space: AddressSpace, at: number, len: number): ByteReader 
  * parts fail is returned with what was valid, and each failure is appended to `problems`
  * (nothing is appended for a "not a pool" answer).
  * `prefix`: bytes at `addr` the caller already read (the scan's window), used instead of
- * reading the header and the first block's used part when long enough.
+ * reading the header and the first block's used part when long enough; `signatureChecked`:
+ * the caller has verified poolSignatureAt on those same bytes (not repeated).
  */
-export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks, problems: PoolInconsistency[], prefix?: Uint8Array): PoolRead | string {
+export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks, problems: PoolInconsistency[], prefix?: Uint8Array, signatureChecked = false): PoolRead | string {
   // ---- header: the prefix or one read of the first block's start ----
   let hr: ByteReader, ho: number, hgot: number;
   if (prefix && prefix.byteLength >= POOL.sizeof) {
@@ -188,7 +189,7 @@ export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks,
     if (hgot < POOL.sizeof) return `header at ${hex(addr)} unreadable`;
     hr = firstScratchReader; ho = 0;
   }
-  if (!poolSignatureAt(hr, ho, addr)) return `header at ${hex(addr)} fails the ngx_pool_t signature`;
+  if (!(signatureChecked && hr === prefixReader) && !poolSignatureAt(hr, ho, addr)) return `header at ${hex(addr)} fails the ngx_pool_t signature`;
   readHeader(hr, ho, header);
   const hLast = header[H_LAST]!, hEnd = header[H_END]!, hNext = header[H_NEXT]!;
   const hCurrent = header[H_CURRENT]!, hChain = header[H_CHAIN]!, hLarge = header[H_LARGE]!, hCleanup = header[H_CLEANUP]!;

@@ -243,15 +243,16 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
     }
     addrs[n] = cAddr[k]!; sizes[n] = chunkSize; mm[n] = cMm[k]!; idx[n] = k; n++;
   }
+  const fromCensus = m;
   // Candidates the census gave no bytes for.
   readBatched(space, addrs.subarray(0, n), SCAN_BYTES, (i, buf, off, got) => {
     bytesRead += got;
     examine(idx[i]!, addrs[i]!, sizes[i]!, mm[i] === 1, buf, off, got, false);
   }, { gap: 4096, maxWindow: 4 << 20 });
-  // Address order = chunk index order.
+  // Address order = chunk index order: merge the two runs, each already in order (matches on
+  // the census's bytes, in the loop's order; then those read, in readBatched's address order).
   const order = new Uint32Array(m);
-  for (let i = 0; i < m; i++) order[i] = i;
-  order.sort((a, b) => mChunk[a]! - mChunk[b]!);
+  for (let i = 0, a = 0, b = fromCensus; i < m; i++) order[i] = b >= m || (a < fromCensus && mChunk[a]! < mChunk[b]!) ? a++ : b++;
   const chunk = new Int32Array(m), addr = new Float64Array(m), prefix: Uint8Array[] = new Array(m);
   for (let j = 0; j < m; j++) {
     const i = order[j]!, off = mArenaOff[i]!;
@@ -315,7 +316,7 @@ function validatePools(space: AddressSpace, chunks: InUseChunks, matches: Signat
   const readProblems: PoolInconsistency[] = [];
   for (let j = 0; j < matches.chunk.length; j++) {
     const prefix = matches.prefix[j]!;
-    const res = readPool(space, matches.addr[j]!, chunks, readProblems, prefix);
+    const res = readPool(space, matches.addr[j]!, chunks, readProblems, prefix, true);
     if (typeof res === 'string') continue; // signature-alike data, or a pool that changed under us
     pools.add(matches.chunk[j]!, matches.addr[j]!, res, 'scan', prefix, undefined);
   }
