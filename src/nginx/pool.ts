@@ -100,11 +100,13 @@ export interface PoolRead {
 const hex = (n: number) => '0x' + n.toString(16);
 
 // readPool is synchronous: its scratch buffers and readers are shared by every call.
+/** Bytes read at a pool the caller has no bytes for: its header and most pools' whole used part. */
+const FIRST_READ = 4096;
 /** Scratch for block headers and records read from the target: 32 bytes. */
 const scratch = Buffer.alloc(Math.max(POOL_DATA_SIZE, POOL_CLEANUP.sizeof));
 const scratchReader = new ByteReader(scratch, { label: 'ngx_pool_t record' });
 /** The header and used part of a first block read from the target (grows to 64 KiB at most). */
-let firstScratch = Buffer.alloc(4096);
+let firstScratch = Buffer.alloc(FIRST_READ);
 let firstScratchReader = new ByteReader(firstScratch, { label: 'ngx_pool_t block' });
 /** Readers over the ArrayBuffers of callers' prefixes (the census's copy): one per buffer, not one per pool. */
 let prefixReader: ByteReader | undefined;
@@ -185,7 +187,7 @@ export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks,
     hr = prefixReader; ho = prefix.byteOffset; hgot = prefix.byteLength;
   } else {
     // The header and, in the same read, the start of the used part (most pools use < 4 KiB).
-    hgot = space.readInto(addr, firstScratch, 0, firstScratch.length);
+    hgot = space.readInto(addr, firstScratch, 0, FIRST_READ);
     if (hgot < POOL.sizeof) return `header at ${hex(addr)} unreadable`;
     hr = firstScratchReader; ho = 0;
   }
