@@ -79,11 +79,11 @@ export interface PoolBlock {
 }
 export interface PoolLargeAlloc { address: number; chunkSize: number }
 /**
- * One cleanup record: its handler and data; `function`, `object` and `module` (the handler's
- * symbol, loaded object and nginx module) are filled in by the pool attribution (pools.ts),
- * declared here so the record is created once in its final shape.
+ * One cleanup record: its handler and data; `function`, `object`, `offset` and `module` (the
+ * handler's symbol, loaded object, address in that object's file and nginx module) are filled
+ * in by the pool attribution (pools.ts), declared here so the record is created once in its final shape.
  */
-export interface PoolCleanup { handler: number; function: string | null; object: string; module: string | null; data: number }
+export interface PoolCleanup { handler: number; function: string | null; object: string; offset: number; module: string | null; data: number }
 
 export interface PoolInconsistency { kind: string; address: number; detail: string }
 
@@ -288,7 +288,7 @@ export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks,
     seenCln.add(c);
     const rr = recordReader(space, c, POOL_CLEANUP.sizeof);
     if (!rr) { problems.push({ kind: 'cleanup-list-broken', address: addr, detail: `cleanup ${hex(c)} unreadable` }); break; }
-    const cln: PoolCleanup = { handler: rr.u64At(recOff + POOL_CLEANUP.handler), function: null, object: '', module: null, data: rr.u64At(recOff + POOL_CLEANUP.data) };
+    const cln: PoolCleanup = { handler: rr.u64At(recOff + POOL_CLEANUP.handler), function: null, object: '', offset: 0, module: null, data: rr.u64At(recOff + POOL_CLEANUP.data) };
     if (cleanups === NO_CLEANUPS) cleanups = [cln]; else cleanups.push(cln);
     c = rr.u64At(recOff + POOL_CLEANUP.next);
   }

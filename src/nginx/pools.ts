@@ -495,7 +495,7 @@ function attributePools(pools: PoolSet, live: readonly number[], staticRefs: Arr
   heap: { refs: Array<string[] | undefined>; via: Int32Array }, symbolizer: Symbolizer, objects: readonly Module[], namer: ModuleNamer): NginxPool[] {
   const out: NginxPool[] = new Array(live.length);
   const outOf: Array<NginxPool | undefined> = new Array(pools.length);
-  const cleanupCache = new Map<number, { function: string | null; object: string; module: string | null }>();
+  const cleanupCache = new Map<number, { function: string | null; object: string; offset: number; module: string | null }>();
   const none: never[] = [];
   for (let j = 0; j < live.length; j++) {
     const p = live[j]!, read = pools.read[p]!;
@@ -507,10 +507,10 @@ function attributePools(pools: PoolSet, live: readonly number[], staticRefs: Arr
       if (!info) {
         const f = c.handler ? symbolizer.frame(c.handler) : { function: null, module: '', offset: 0 };
         const obj = c.handler ? objectAt(objects, c.handler) : undefined;
-        info = { function: f.function, object: f.module, module: namer.moduleFor(obj, f.function) };
+        info = { function: f.function, object: f.module, offset: f.offset, module: namer.moduleFor(obj, f.function) };
         cleanupCache.set(c.handler, info);
       }
-      c.function = info.function; c.object = info.object; c.module = info.module;
+      c.function = info.function; c.object = info.object; c.offset = info.offset; c.module = info.module;
       if (creator === null && info.module) creator = info.module;
     }
     let blockBytes = 0, usedBytes = 0, largeBytes = 0;

@@ -30,7 +30,7 @@ export function renderPoolsTable(a: PoolAnalysis, opts: { largest?: number } = {
     out.push('', `largest pools:`);
     out.push(textTable(['pool', 'owner', 'size', 'blocks', 'large', 'bytes', 'cleanups', 'referenced from'],
       a.pools.slice(0, k).map((p) => [hex(p.address), p.owner, formatBytes(p.size), String(p.blocks.length), String(p.large.length), formatBytes(p.bytes),
-        orDash(p.cleanups.map((c) => c.function ?? `${c.object}+${hex(c.handler)}`).join(',')), orDash(p.references[0] ?? null)])));
+        orDash(p.cleanups.map((c) => c.function ?? `${c.object}+${hex(c.offset)}`).join(',')), orDash(p.references[0] ?? null)])));
   }
   const bk = a.buckets.filter((b) => b.poolChunks > 0);
   if (bk.length) {
@@ -53,7 +53,7 @@ function poolJson(p: NginxPool): object {
     references: p.references, foundBy: p.foundBy,
     blocks: p.blocks.map((b) => ({ address: b.address, size: b.size, used: b.used, chunkSize: b.chunkSize })),
     large: p.large.map((l) => ({ address: l.address, chunkSize: l.chunkSize })),
-    cleanups: p.cleanups.map((c) => ({ handler: c.handler, function: c.function, object: c.object, module: c.module, data: c.data })),
+    cleanups: p.cleanups.map((c) => ({ handler: c.handler, function: c.function, object: c.object, offset: c.offset, module: c.module, data: c.data })),
     blockBytes: p.blockBytes, usedBytes: p.usedBytes, largeBytes: p.largeBytes, bytes: p.bytes,
   };
 }
