@@ -7,14 +7,13 @@
 //    (CLOCK_MONOTONIC), untraced vs our uprobe vs bpftrace's `@c = count()` on the same
 //    fixture, median of RUNS runs.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, openSync, readSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { R0, R1, R6, exit, label, mov64, tgidFilter } from '../src/ebpf/asm.js';
 import { checkEbpfSupport } from '../src/ebpf/features.js';
 import { PerCpuArrayMap, RingBufMap, u64 } from '../src/ebpf/maps.js';
 import { loadProgram } from '../src/ebpf/prog.js';
 import { openRingBuffer } from '../src/ebpf/ringbuf.js';
-import { TargetProcess, countInto, fixturePath, payloadRecorder, runtimeAddress, sumCounter } from '../src/ebpf/test-support.js';
+import { TargetProcess, countInto, fixturePath, memoryByte, payloadRecorder, runtimeAddress, sumCounter } from '../src/ebpf/test-support.js';
 import { attachUprobe, resolveUprobeOffset } from '../src/ebpf/uprobe.js';
 
 const RUNS = 3;
@@ -114,17 +113,6 @@ async function nsPerCall(target: TargetProcess): Promise<number> {
   return Number(await target.run(`nop ${NOP_CALLS}`));
 }
 
-function codeByte(pid: number, addr: number): number {
-  const fd = openSync(`/proc/${pid}/mem`, 'r');
-  try {
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, addr);
-    return b[0]!;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 async function probeCost(): Promise<ProbeCostResult> {
   const bin = fixturePath();
   const nop = { binaryPath: bin, symbol: 'ebpf_target_nop' };
@@ -168,8 +156,8 @@ async function probeCost(): Promise<ProbeCostResult> {
       const btExit = new Promise((r) => bt.on('exit', r));
       const t0 = Date.now();
       // Attached once the breakpoint is written into the fixture's code.
-      while (codeByte(target.pid, addr) !== 0xcc && Date.now() - t0 < 30_000 && bt.exitCode === null) await sleep(20);
-      if (codeByte(target.pid, addr) !== 0xcc) {
+      while (memoryByte(target.pid, addr) !== 0xcc && Date.now() - t0 < 30_000 && bt.exitCode === null) await sleep(20);
+      if (memoryByte(target.pid, addr) !== 0xcc) {
         note = `bpftrace did not attach: ${out.trim().split('\n').slice(-2).join(' ')}`;
         bt.kill('SIGKILL');
       } else {

@@ -1,7 +1,7 @@
 // Helpers shared by the src/ebpf tests and bench/ebpf.ts: the ebpf-target fixture process and
 // a small "record the call" program. Not part of the runtime's API.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -82,6 +82,18 @@ export function runtimeAddress(pid: number, path: string, fileOffset: number): n
     if (fileOffset >= off && fileOffset < off + (end - start)) return start + (fileOffset - off);
   }
   return undefined;
+}
+
+/** The byte at `addr` as process `pid` sees it (0xcc where a uprobe's breakpoint is in), read from /proc/PID/mem. */
+export function memoryByte(pid: number, addr: number): number {
+  const fd = openSync(`/proc/${pid}/mem`, 'r');
+  try {
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, addr);
+    return b[0]!;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +11,7 @@ import { PerCpuArrayMap, RingBufMap, u64 } from './maps.js';
 import { listObjectIds, loadProgram, objectInfo } from './prog.js';
 import { openRingBuffer, type RingRecord } from './ringbuf.js';
 import { closeFd, pidfdGetfd, pidfdOpen } from './syscalls.js';
-import { CALL_EVENT_SIZE, TargetProcess, callRecorder, fixturePath, runtimeAddress, sumCounter } from './test-support.js';
+import { CALL_EVENT_SIZE, TargetProcess, callRecorder, fixturePath, memoryByte, runtimeAddress, sumCounter } from './test-support.js';
 import { attachUprobe, resolveUprobeOffset, uprobePmu } from './uprobe.js';
 
 const failed = checkEbpfSupport().filter((c) => !c.ok);
@@ -56,14 +56,7 @@ function recorder(tgid: number | undefined) {
 function codeByte(pid: number, fileOffset: number): number {
   const addr = runtimeAddress(pid, BIN, fileOffset);
   assert.ok(addr !== undefined, `ebpf-target mapping in /proc/${pid}/maps`);
-  const fd = openSync(`/proc/${pid}/mem`, 'r');
-  try {
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, addr);
-    return b[0]!;
-  } finally {
-    closeSync(fd);
-  }
+  return memoryByte(pid, addr);
 }
 function fileByte(fileOffset: number): number {
   return readFileSync(BIN)[fileOffset]!;
