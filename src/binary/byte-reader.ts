@@ -103,6 +103,31 @@ export class ByteReader {
     } while (b & 0x80);
     return result;
   }
+  /** Unsigned LEB128 as a bigint: at most 10 bytes, wrapped to 64 bits (DWARF expression operands). */
+  ulebn(): bigint {
+    let result = 0n, shift = 0n;
+    for (let i = 0; i < 10; i++) {
+      const b = this.u8();
+      result |= BigInt(b & 0x7f) << shift;
+      shift += 7n;
+      if (!(b & 0x80)) return BigInt.asUintN(64, result);
+    }
+    throw new LeakscopeError('malformed', `${this.label}: ULEB128 longer than 10 bytes at offset 0x${(this.base + this.pos).toString(16)}`);
+  }
+  /** Signed LEB128 as a bigint: at most 10 bytes, wrapped to 64 bits. */
+  slebn(): bigint {
+    let result = 0n, shift = 0n;
+    for (let i = 0; i < 10; i++) {
+      const b = this.u8();
+      result |= BigInt(b & 0x7f) << shift;
+      shift += 7n;
+      if (!(b & 0x80)) {
+        if (b & 0x40) result -= 1n << shift;
+        return BigInt.asIntN(64, result);
+      }
+    }
+    throw new LeakscopeError('malformed', `${this.label}: SLEB128 longer than 10 bytes at offset 0x${(this.base + this.pos).toString(16)}`);
+  }
   /** Signed LEB128; exact up to +-2^53. */
   sleb(): number {
     let result = 0, mul = 1, b: number;

@@ -610,8 +610,8 @@ export function evaluateExpression(expr: Uint8Array, ctx: ExpressionContext, ini
         case 0x0d: push(BigInt(r.i32())); break;                                       // const4s
         case 0x0e: push(r.u64n()); break;                                              // const8u
         case 0x0f: push(r.u64n()); break;                                              // const8s (same bits)
-        case 0x10: push(uleb64(r)); break;                                             // constu
-        case 0x11: push(sleb64(r)); break;                                             // consts
+        case 0x10: push(r.ulebn()); break;                                             // constu
+        case 0x11: push(r.slebn()); break;                                             // consts
         case 0x12: { const v = pop(); push(v); push(v); break; }                       // dup
         case 0x13: pop(); break;                                                       // drop
         case 0x14: { if (st.length < 2) throw malformed(r, 'over on a short stack'); push(st[st.length - 2]!); break; }
@@ -628,7 +628,7 @@ export function evaluateExpression(expr: Uint8Array, ctx: ExpressionContext, ini
         case 0x20: push(~pop()); break;                                                // not
         case 0x21: { const b = pop(), a = pop(); push(a | b); break; }                 // or
         case 0x22: { const b = pop(), a = pop(); push(a + b); break; }                 // plus
-        case 0x23: push(pop() + uleb64(r)); break;                                     // plus_uconst
+        case 0x23: push(pop() + r.ulebn()); break;                                     // plus_uconst
         case 0x24: { const b = pop(), a = pop(); push(b >= 64n ? 0n : a << b); break; } // shl
         case 0x25: { const b = pop(), a = pop(); push(b >= 64n ? 0n : a >> b); break; } // shr
         case 0x26: { const b = pop(), a = s64(pop()); push(a >> (b >= 64n ? 63n : b)); break; } // shra
@@ -645,7 +645,7 @@ export function evaluateExpression(expr: Uint8Array, ctx: ExpressionContext, ini
           break;
         }
         case 0x2f: jump(r, r.i16(), expr.byteLength); break;                           // skip
-        case 0x92: { const n = r.uleb(); push(regVal(n) + sleb64(r)); break; }        // bregx
+        case 0x92: { const n = r.uleb(); push(regVal(n) + r.slebn()); break; }        // bregx
         case 0x94: {                                                                   // deref_size
           const size = r.u8();
           if (size < 1 || size > 8) throw malformed(r, `deref_size ${size}`);
@@ -671,26 +671,3 @@ function jump(r: ByteReader, delta: number, len: number): void {
   r.pos = to;
 }
 function abs64(v: bigint): bigint { const s = s64(v); return s < 0n ? -s : s; }
-function uleb64(r: ByteReader): bigint {
-  let result = 0n, shift = 0n;
-  for (let i = 0; i < 10; i++) {
-    const b = r.u8();
-    result |= BigInt(b & 0x7f) << shift;
-    shift += 7n;
-    if (!(b & 0x80)) return u64(result);
-  }
-  throw malformed(r, 'ULEB128 longer than 10 bytes');
-}
-function sleb64(r: ByteReader): bigint {
-  let result = 0n, shift = 0n;
-  for (let i = 0; i < 10; i++) {
-    const b = r.u8();
-    result |= BigInt(b & 0x7f) << shift;
-    shift += 7n;
-    if (!(b & 0x80)) {
-      if (b & 0x40) result -= 1n << shift;
-      return BigInt.asIntN(64, result);
-    }
-  }
-  throw malformed(r, 'SLEB128 longer than 10 bytes');
-}
