@@ -23,7 +23,7 @@ export interface InUseChunks {
   readonly hint: Uint8Array;
   readonly bytes: ReadonlyArray<Uint8Array | undefined>;
   /** Calls `cb` for every chunk in address order, with the facts above (the hint as a boolean, undefined when unknown). */
-  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate: boolean | undefined, userBytes: Uint8Array | undefined, index: number) => void): void;
+  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean, userBytes?: Uint8Array) => void): void;
   /** The index of the in-use chunk whose user pointer is `userAddr`, else -1. */
   indexOf(userAddr: number): number;
   /** The chunk size of the in-use chunk whose user pointer is `userAddr`, else undefined. */
@@ -77,10 +77,10 @@ export class ChunkList implements InUseChunks {
     });
   }
   get length(): number { return this.addrs.length; }
-  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate: boolean | undefined, userBytes: Uint8Array | undefined, index: number) => void): void {
+  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean, userBytes?: Uint8Array) => void): void {
     for (let i = 0; i < this.addrs.length; i++) {
       const h = this.hint[i]!;
-      cb(this.addrs[i]!, this.sizes[i]!, this.mmapped[i] === 1, h === 2 ? undefined : h === 1, this.bytes[i], i);
+      cb(this.addrs[i]!, this.sizes[i]!, this.mmapped[i] === 1, h === 2 ? undefined : h === 1, this.bytes[i]);
     }
   }
   /** Index of the last chunk whose user pointer is <= addr, or -1 (binary search: no per-chunk map to build or keep). */

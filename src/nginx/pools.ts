@@ -173,7 +173,8 @@ function rootReferences(roots: NginxRoots): { refs: Map<number, RootRef[]>; conn
 
 /** Chunks whose first bytes carry the pool signature, in address order. */
 interface SignatureMatches {
-  chunk: Int32Array; addr: Float64Array;
+  /** Chunk indices. */
+  chunk: Int32Array;
   /** The bytes read at each match (its first SCAN_BYTES, or fewer where the read stopped). */
   prefix: Uint8Array[];
   chunksSeen: number; candidates: number; bytesRead: number;
@@ -188,41 +189,42 @@ interface SignatureMatches {
  * with its large / cleanup records (a read costs about the same either way).
  */
 function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: boolean): SignatureMatches {
-  let n = 0;
-  let addrs = new Float64Array(1 << 12), sizes = new Float64Array(1 << 12), mm = new Uint8Array(1 << 12), idx = new Int32Array(1 << 12);
+  const { addrs: cAddr, sizes: cSize, mmapped: cMm, hint: cHint, bytes: cBytes } = chunks;
+  const nChunks = chunks.length;
   const bucketTotals = countBuckets ? new Map<number, { chunks: number; bytes: number }>() : null;
   let candidates = 0, bytesRead = 0;
-  // Matches' bytes: the census's kept as they are (views of its own copy); bytes read here are
-  // copied into one arena (views made once the scan is done: the arena may still grow).
+  // Candidates the census gave no bytes for (chunk indices), read after the loop.
+  const toRead = new Int32Array(nChunks);
+  let nToRead = 0;
+  // Matches: chunk index and bytes. The census's bytes are kept as they are (views of its own
+  // copy; arenaOff -1); bytes read here are copied into one arena (views made once the scan is
+  // done: the arena may still grow).
   let m = 0;
-  let mChunk = new Int32Array(1 << 10), mAddr = new Float64Array(1 << 10), mArenaOff = new Float64Array(1 << 10), mLen = new Int32Array(1 << 10);
+  let mChunk = new Int32Array(1 << 10), mArenaOff = new Float64Array(1 << 10), mLen = new Int32Array(1 << 10);
   const mPrefix: Array<Uint8Array | undefined> = [];
   let arena = Buffer.allocUnsafe(1 << 16), arenaLen = 0;
   // One reader per underlying ArrayBuffer (the census's copy, the read window), not one per candidate.
   let reader: ByteReader | undefined;
-  const examine = (chunk: number, addr: number, chunkSize: number, mmapped: boolean, buf: Uint8Array, off: number, got: number, keep: boolean) => {
+  const examine = (k: number, buf: Uint8Array, off: number, got: number, keep: boolean) => {
     if (got < POOL.sizeof) return;
     if (!reader || reader.bytes.buffer !== buf.buffer) reader = new ByteReader(new Uint8Array(buf.buffer), { label: 'chunk' });
-    const r = reader, at = buf.byteOffset + off;
+    const r = reader, at = buf.byteOffset + off, addr = cAddr[k]!;
     // Cheap pre-check on d.end before the signature: d.end - addr must fit the chunk.
     const size = r.u64At(at + POOL.end) - addr;
-    if (!(size > POOL.sizeof) || !chunkFitsBlock(size, chunkSize, mmapped)) return;
+    if (!(size > POOL.sizeof) || !chunkFitsBlock(size, cSize[k]!, cMm[k] === 1)) return;
     if (!poolSignatureAt(r, at, addr)) return;
     if (m === mChunk.length) {
       const c2 = new Int32Array(m * 2); c2.set(mChunk); mChunk = c2;
-      const a2 = new Float64Array(m * 2); a2.set(mAddr); mAddr = a2;
       const o2 = new Float64Array(m * 2); o2.set(mArenaOff); mArenaOff = o2;
       const l2 = new Int32Array(m * 2); l2.set(mLen); mLen = l2;
     }
-    mChunk[m] = chunk; mAddr[m] = addr; mLen[m] = got;
+    mChunk[m] = k; mLen[m] = got;
     if (keep) { mPrefix.push(buf.byteLength === got && off === 0 ? buf : buf.subarray(off, off + got)); mArenaOff[m++] = -1; return; }
     if (arenaLen + got > arena.length) { const a2 = Buffer.allocUnsafe(Math.max(arena.length * 2, arenaLen + got)); arena.copy(a2, 0, 0, arenaLen); arena = a2; }
     arena.set(buf.subarray(off, off + got), arenaLen);
     mPrefix.push(undefined); mArenaOff[m++] = arenaLen;
     arenaLen += (got + 7) & ~7; // copies stay 8-aligned, as the pointer search reads them
   };
-  const { addrs: cAddr, sizes: cSize, mmapped: cMm, hint: cHint, bytes: cBytes } = chunks;
-  const nChunks = chunks.length;
   for (let k = 0; k < nChunks; k++) {
     const chunkSize = cSize[k]!;
     if (bucketTotals) {
@@ -234,32 +236,27 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
     if (chunkSize < MIN_POOL_CHUNK || cHint[k] === 0) continue;
     candidates++;
     const userBytes = cBytes[k];
-    if (userBytes && userBytes.byteLength === SCAN_BYTES) { examine(k, cAddr[k]!, chunkSize, cMm[k] === 1, userBytes, 0, SCAN_BYTES, true); continue; }
-    if (n === addrs.length) {
-      const a2 = new Float64Array(n * 2); a2.set(addrs); addrs = a2;
-      const s2 = new Float64Array(n * 2); s2.set(sizes); sizes = s2;
-      const m2 = new Uint8Array(n * 2); m2.set(mm); mm = m2;
-      const i2 = new Int32Array(n * 2); i2.set(idx); idx = i2;
-    }
-    addrs[n] = cAddr[k]!; sizes[n] = chunkSize; mm[n] = cMm[k]!; idx[n] = k; n++;
+    if (userBytes && userBytes.byteLength === SCAN_BYTES) examine(k, userBytes, 0, SCAN_BYTES, true);
+    else toRead[nToRead++] = k;
   }
   const fromCensus = m;
-  // Candidates the census gave no bytes for.
-  readBatched(space, addrs.subarray(0, n), SCAN_BYTES, (i, buf, off, got) => {
+  const readAddrs = new Float64Array(nToRead);
+  for (let i = 0; i < nToRead; i++) readAddrs[i] = cAddr[toRead[i]!]!;
+  readBatched(space, readAddrs, SCAN_BYTES, (i, buf, off, got) => {
     bytesRead += got;
-    examine(idx[i]!, addrs[i]!, sizes[i]!, mm[i] === 1, buf, off, got, false);
+    examine(toRead[i]!, buf, off, got, false);
   }, { gap: 4096, maxWindow: 4 << 20 });
   // Address order = chunk index order: merge the two runs, each already in order (matches on
   // the census's bytes, in the loop's order; then those read, in readBatched's address order).
   const order = new Uint32Array(m);
   for (let i = 0, a = 0, b = fromCensus; i < m; i++) order[i] = b >= m || (a < fromCensus && mChunk[a]! < mChunk[b]!) ? a++ : b++;
-  const chunk = new Int32Array(m), addr = new Float64Array(m), prefix: Uint8Array[] = new Array(m);
+  const chunk = new Int32Array(m), prefix: Uint8Array[] = new Array(m);
   for (let j = 0; j < m; j++) {
     const i = order[j]!, off = mArenaOff[i]!;
-    chunk[j] = mChunk[i]!; addr[j] = mAddr[i]!;
+    chunk[j] = mChunk[i]!;
     prefix[j] = off >= 0 ? arena.subarray(off, off + mLen[i]!) : mPrefix[i]!;
   }
-  return { chunk, addr, prefix, chunksSeen: nChunks, candidates, bytesRead, bucketTotals };
+  return { chunk, prefix, chunksSeen: nChunks, candidates, bytesRead, bucketTotals };
 }
 
 /**
@@ -315,10 +312,10 @@ function validatePools(space: AddressSpace, chunks: InUseChunks, matches: Signat
   const pools = new PoolSet(chunks.length, matches.chunk.length + rootRefs.size);
   const readProblems: PoolInconsistency[] = [];
   for (let j = 0; j < matches.chunk.length; j++) {
-    const prefix = matches.prefix[j]!;
-    const res = readPool(space, matches.addr[j]!, chunks, readProblems, prefix, true);
+    const chunk = matches.chunk[j]!, addr = chunks.addrs[chunk]!, prefix = matches.prefix[j]!;
+    const res = readPool(space, addr, chunks, readProblems, prefix, true);
     if (typeof res === 'string') continue; // signature-alike data, or a pool that changed under us
-    pools.add(matches.chunk[j]!, matches.addr[j]!, res, 'scan', prefix, undefined);
+    pools.add(chunk, addr, res, 'scan', prefix, undefined);
   }
   rootRefs.forEach((refs, addr) => {
     const chunk = chunks.indexOf(addr);

@@ -29,10 +29,11 @@ export function writableRegions(symbolizer: Symbolizer, objects: readonly Module
   return out;
 }
 
-/** Views of the last ArrayBuffer scanned (one buffer retained at most): 32-bit words and bytes. */
+/** 32-bit words of the last ArrayBuffer scanned (one buffer retained at most). */
 let lastBuffer: ArrayBufferLike | undefined;
 let lastWords: Uint32Array | undefined;
-let lastView: DataView | undefined;
+/** Where a range whose slots are not 4-aligned in its ArrayBuffer is copied first (grown as needed). */
+let alignedCopy = Buffer.alloc(0);
 
 /**
  * Called for each slot holding a target value: `tag` is the caller's (e.g. the range index),
@@ -43,47 +44,36 @@ export type PointerHit = (tag: number, slotAddr: number, target: number) => void
 /**
  * Scans the 8-aligned slots of `buf[off .. off+len)` (whose first byte is at runtime address
  * `addr`) for values in `targets`, calling `hit(tag, slotAddr, targetIndex)`.
- * Slots are read as two 32-bit words through a Uint32Array over the whole ArrayBuffer when
- * they are 4-aligned in it (the usual case: windows and census copies start 8-aligned; an
- * element load is far cheaper than a DataView call before the JIT has optimized this loop),
- * else through a DataView. Host and target are both little-endian x86-64.
+ * Slots are read as two 32-bit words through a Uint32Array over the whole ArrayBuffer (an
+ * element load is far cheaper than a DataView call before the JIT has optimized this loop);
+ * windows and census copies start 8-aligned, any other range is copied to an aligned buffer
+ * first. Host and target are both little-endian x86-64.
  */
 export function scanForPointers(buf: Uint8Array, off: number, len: number, addr: number, targets: PointerTargets, hit: PointerHit, tag: number): void {
   // Align the first slot to 8 in the target's address space.
   const skip = (8 - (addr % 8)) % 8;
   // Offsets into the whole ArrayBuffer (many small ranges share one).
   const start = buf.byteOffset + off;
-  const first = start + skip;
-  const end = start + len;
-  if (lastBuffer !== buf.buffer) {
-    lastBuffer = buf.buffer;
-    lastWords = new Uint32Array(buf.buffer, 0, buf.buffer.byteLength >>> 2);
-    lastView = new DataView(buf.buffer);
-  }
-  const { min, max, minHi, maxHi } = targets;
-  if ((first & 3) === 0) {
-    const w = lastWords!;
-    const last = (end >>> 2) - 2; // last word index a slot may start at
-    for (let i = first >>> 2; i <= last; i += 2) {
-      const hi = w[i + 1]!;
-      if (hi > maxHi || hi < minHi) continue;
-      const lo = w[i]!;
-      const v = hi * TWO32 + lo;
-      if (v < min || v > max) continue;
-      const t = targets.find(lo, v);
-      if (t >= 0) hit(tag, addr + (i * 4 - start), t);
-    }
+  if (((start + skip) & 3) !== 0) {
+    // Copy from the first slot on: in the copy it sits at offset 0, and the recursion takes the aligned path.
+    const n = Math.max(0, len - skip);
+    if (alignedCopy.length < n) alignedCopy = Buffer.alloc(Math.max(n, alignedCopy.length * 2, 4096));
+    alignedCopy.set(buf.subarray(off + skip, off + skip + n), 0);
+    scanForPointers(alignedCopy, 0, n, addr + skip, targets, hit, tag);
     return;
   }
-  const view = lastView!;
-  for (let p = first; p + 8 <= end; p += 8) {
-    const hi = view.getUint32(p + 4, true);
+  if (lastBuffer !== buf.buffer) { lastBuffer = buf.buffer; lastWords = new Uint32Array(buf.buffer, 0, buf.buffer.byteLength >>> 2); }
+  const w = lastWords!;
+  const { min, max, minHi, maxHi } = targets;
+  const last = ((start + len) >>> 2) - 2; // last word index a slot may start at
+  for (let i = (start + skip) >>> 2; i <= last; i += 2) {
+    const hi = w[i + 1]!;
     if (hi > maxHi || hi < minHi) continue;
-    const lo = view.getUint32(p, true);
+    const lo = w[i]!;
     const v = hi * TWO32 + lo;
     if (v < min || v > max) continue;
     const t = targets.find(lo, v);
-    if (t >= 0) hit(tag, addr + (p - start), t);
+    if (t >= 0) hit(tag, addr + (i * 4 - start), t);
   }
 }
 
@@ -135,8 +125,6 @@ export class PointerTargets {
     }
     return -1;
   }
-  /** The index of `v`, or -1. */
-  indexOf(v: number): number { return this.find(v % TWO32, v); }
 }
 
 /** Bytes of target memory read per window (big ranges are split into pieces of at most this). */
