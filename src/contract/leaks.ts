@@ -4,7 +4,7 @@
 
 import type { LeakTrace, TraceCost } from '../model/leaks.js';
 import type { Frame } from '../model/stacks.js';
-import { amount, array, count, literal, nullable, object, parseWith, ratio, record, schema, string } from './json-check.js';
+import { amount, array, count, literal, nullable, object, optional, parseWith, ratio, record, schema, string } from './json-check.js';
 
 export const LEAKS_SCHEMA = 'leakscope.leaks/1';
 
@@ -15,6 +15,8 @@ export interface LeakStackEntry {
   bytes: number; count: number;
   /** Allocated during the window (0 when unknown). */
   allocBytes: number; allocCount: number;
+  /** Malloc mode: outstanding bytes at each of the document's seriesSeconds (additive in /1). */
+  series?: number[];
 }
 
 export interface LeaksDocument {
@@ -28,6 +30,8 @@ export interface LeaksDocument {
   cost: TraceCost;
   probes: string[];
   stacks: LeakStackEntry[];
+  /** Seconds since the window start of each stack's series values (additive in /1). */
+  seriesSeconds?: number[];
   notes: string[];
 }
 
@@ -43,7 +47,9 @@ export function encodeLeaks(t: LeakTrace): LeaksDocument {
     stacks: t.stacks.map((s) => ({
       frames: s.frames.map((f) => ({ function: f.function, module: f.module, offset: f.offset })),
       bytes: s.bytes, count: s.count, allocBytes: s.allocBytes ?? 0, allocCount: s.allocCount ?? 0,
+      ...(s.series ? { series: s.series } : {}),
     })),
+    ...(t.seriesSeconds ? { seriesSeconds: t.seriesSeconds } : {}),
     notes: t.notes,
   };
 }
@@ -66,7 +72,9 @@ export const leaksDocument = object({
   stacks: array(object({
     frames: array(object({ function: nullable(string), module: string, offset: amount })),
     bytes: amount, count: amount, allocBytes: amount, allocCount: amount,
+    series: optional(array(amount)),
   })),
+  seriesSeconds: optional(array(amount)),
   notes: array(string),
 });
 

@@ -448,6 +448,7 @@ function renderStep(doc: AnalyzeDocument, step: AnalyzeStep, index: number): str
 
 function renderConclusion(doc: AnalyzeDocument): string {
   const c = doc.conclusion;
+  const verdict = c.verdict ?? (c.leak ? 'leak' : 'no-leak');
   const conf: Confidence = c.confidence in CONFIDENCE_DOTS ? c.confidence : 'none';
   const dots = '●'.repeat(CONFIDENCE_DOTS[conf]) + '○'.repeat(3 - CONFIDENCE_DOTS[conf]);
   const facts: string[] = [];
@@ -455,9 +456,11 @@ function renderConclusion(doc: AnalyzeDocument): string {
   if (c.bucket) facts.push(`<div><dt>Chunk size</dt><dd>${h(bucketLabel(c.bucket.minBytes, c.bucket.maxBytes))}</dd></div>`);
   if (doc.anomalousBucket) facts.push(`<div><dt>Growth</dt><dd>${h(`${signed(num(doc.anomalousBucket.chunkGrowth), (v) => formatCount(v))} chunks, ${signed(num(doc.anomalousBucket.byteGrowth), formatBytes)}`)}</dd></div>`);
   if (c.function) facts.push(`<div><dt>Function</dt><dd class="mono">${h(c.function)}</dd></div>`);
+  if (c.growthRate) facts.push(`<div><dt>Rate</dt><dd>${h(`${formatBytes(c.growthRate.bytesPerSecond)}/s, +${formatBytes(c.growthRate.bytesPerHour)}/hour`)}</dd></div>`);
+  if (c.nextCommand) facts.push(`<div><dt>To tell</dt><dd class="mono">${h(c.nextCommand)}</dd></div>`);
   return [
-    `<section class="conclusion ${c.leak ? 'is-leak' : 'no-leak'}" id="conclusion" data-leak="${c.leak ? 'true' : 'false'}">`,
-    `<div class="verdict"><span class="verdict-tag">${c.leak ? 'Leak found' : 'No leak found'}</span>` +
+    `<section class="conclusion ${c.leak ? 'is-leak' : verdict === 'cannot-tell' ? 'cannot-tell' : 'no-leak'}" id="conclusion" data-leak="${c.leak ? 'true' : 'false'}" data-verdict="${h(verdict)}">`,
+    `<div class="verdict"><span class="verdict-tag">${c.leak ? 'Leak found' : verdict === 'cannot-tell' ? 'Cannot tell yet' : 'No leak found'}</span>` +
       `<span class="confidence confidence-${conf}" data-confidence="${conf}"><span class="dots" aria-hidden="true">${dots}</span> ${conf === 'none' ? 'no confidence' : `${conf} confidence`}</span></div>`,
     `<p class="summary">${h(c.summary)}</p>`,
     facts.length ? `<dl class="facts">${facts.join('')}</dl>` : '',
@@ -494,6 +497,7 @@ main { max-width: 1200px; margin: 0 auto; padding: 24px 28px 48px; }
 .target .mono { color: var(--text); }
 .conclusion { background: var(--card); border: 1px solid var(--border); border-left: 6px solid var(--ok); border-radius: 8px; padding: 22px 28px; margin-bottom: 18px; }
 .conclusion.is-leak { border-left-color: var(--accent); }
+.conclusion.cannot-tell { border-left-color: var(--warn); }
 .verdict { display: flex; align-items: center; gap: 14px; margin-bottom: 8px; }
 .verdict-tag { font-size: 12px; font-weight: 700; letter-spacing: .06em; text-transform: uppercase; padding: 3px 10px; border-radius: 999px; background: var(--ok-bg); color: var(--ok); }
 .is-leak .verdict-tag { background: var(--accent-bg); color: #b3321a; }
@@ -741,7 +745,7 @@ export function renderHtmlReport(doc: AnalyzeDocument): string {
     `base-uri 'none'`,
     `form-action 'none'`,
   ].join('; ');
-  const title = `leakscope: ${doc.conclusion.leak ? 'leak found' : 'no leak found'} in ${doc.target}`;
+  const title = `leakscope: ${doc.conclusion.leak ? 'leak found' : (doc.conclusion.verdict === 'cannot-tell' ? 'cannot tell yet' : 'no leak found')} in ${doc.target}`;
   return [
     `<!DOCTYPE html>`,
     `<html lang="en">`,
