@@ -130,6 +130,8 @@ export function nextCommand(f: Findings): string {
   if (f.targetKind === 'core') {
     return 'leakscope heap --json PID > baseline.json (on the live process, now), then later: leakscope analyze PID --baseline baseline.json --duration 30';
   }
+  // Growth outside every model: a trace of malloc cannot see it; the breakdown names the mappings.
+  if (f.unexplained.length) return 'leakscope mem PID (run it again later: the largest other-anon regions are where the growth is)';
   const duration = Math.max(30, Math.ceil((f.asked.traceSeconds || 0) * 2));
   const sample = f.detectionFloor !== null && f.detectionFloor > NO_LEAK_FLOOR ? 65536 : (f.asked.sampleBytes ?? 65536);
   // Floor 2 * sample / duration must reach NO_LEAK_FLOOR.
