@@ -191,9 +191,14 @@ export function steadyPaths(t: LeakTrace): SteadyPath[] | null {
   return out.sort((a, b) => b.rate.bytesPerSecond - a.rate.bytesPerSecond);
 }
 
-/** The smallest steady growth a sampled trace resolves: two samples' worth over the window (B/s). */
+/** Samples of growth a steady path needs over the window to be told from sampling noise
+ *  (byte-weighted sampling makes the samples of a steady path a Poisson process: with 8 expected,
+ *  the per-second series is a line with few steps missing; with 2 it is often flat). */
+export const SAMPLES_TO_SEE_GROWTH = 8;
+
+/** The smallest steady growth a sampled trace resolves, bytes per second. */
 export function detectionFloor(t: Pick<LeakTrace, 'sampleBytes' | 'durationSeconds'>): number {
-  return t.durationSeconds > 0 ? (2 * Math.max(t.sampleBytes, 1)) / t.durationSeconds : Infinity;
+  return t.durationSeconds > 0 ? (SAMPLES_TO_SEE_GROWTH * Math.max(t.sampleBytes, 1)) / t.durationSeconds : Infinity;
 }
 
 /** Growth of unmodelled categories between two breakdowns. */

@@ -25,13 +25,13 @@ function steadyPath(perSecond: number, fn = 'leak_session_record'): SteadyPath {
 }
 const otherAnon: UnexplainedGrowth = { category: 'other-anon', growthBytes: 90 * MiB, seconds: 8, startBytes: 20 * MiB, endBytes: 110 * MiB };
 
-/** A live process observed 22 s, traced 20 s in malloc mode sampling 64 KiB (floor 6.4 KiB/s). */
+/** A live process observed 22 s, traced 20 s in malloc mode sampling 16 KiB (floor 6.4 KiB/s). */
 function live(p: Partial<Findings> = {}): Findings {
   return {
     heapError: null, isNginx: false, mainModule: 'app', growth: growth('pause', null),
     trace: { durationSeconds: 20, outstandingBytes: 0, top: null }, pools: null,
-    targetKind: 'live', observedSeconds: 22, steady: [], traceHeapGrowth: 0, detectionFloor: (2 * 64 * KiB) / 20,
-    unexplained: [], asked: { pauseSeconds: 2, traceSeconds: 20, sampleBytes: 64 * KiB, baseline: false },
+    targetKind: 'live', observedSeconds: 22, steady: [], traceHeapGrowth: 0, detectionFloor: (8 * 16 * KiB) / 20,
+    unexplained: [], asked: { pauseSeconds: 2, traceSeconds: 20, sampleBytes: 16 * KiB, baseline: false },
     ...p,
   };
 }
@@ -73,7 +73,7 @@ const rows: Row[] = [
     summary: /no trace ran \(--duration 0\).*To tell: leakscope analyze PID --pause \d+ --duration \d+/ },
   { name: 'trace too coarse for a 20-40 KB/s leak (512 KiB over 10 s)', verdict: 'cannot-tell',
     f: live({ trace: { durationSeconds: 10, outstandingBytes: 0, top: null }, detectionFloor: detectionFloor({ sampleBytes: 512 * KiB, durationSeconds: 10 }), asked: { pauseSeconds: 2, traceSeconds: 10, sampleBytes: 512 * KiB, baseline: false } }),
-    summary: /steady growth below 102 KiB\/s .* is invisible/ },
+    summary: /steady growth below 410 KiB\/s .* is invisible/ },
   { name: 'RSS grew where no model looks (Lua heap, a private mmap allocator)', verdict: 'cannot-tell',
     f: live({ unexplained: [otherAnon] }), summary: /RSS grew 90\.0 MiB in other-anon over 8 s.*no model/ },
   { name: 'a steady path the heap does not follow (cache slower than the window)', verdict: 'cannot-tell',
@@ -108,8 +108,9 @@ test('verdict: a leak found by rate carries the rate and its interval', () => {
   assert.equal(c.growthRate?.function, 'leak_session_record');
 });
 
-test('detection floor: the default analyze sampling over 10 s sees 20 KiB/s', () => {
-  assert.ok(detectionFloor({ sampleBytes: 64 * KiB, durationSeconds: 10 }) <= NO_LEAK_FLOOR);
+test('detection floor: the default analyze sampling (16 KiB) over 10 s sees 20 KiB/s', () => {
+  assert.ok(detectionFloor({ sampleBytes: 16 * KiB, durationSeconds: 10 }) <= NO_LEAK_FLOOR);
+  assert.ok(detectionFloor({ sampleBytes: 64 * KiB, durationSeconds: 10 }) > NO_LEAK_FLOOR);
   assert.ok(detectionFloor({ sampleBytes: 512 * KiB, durationSeconds: 10 }) > NO_LEAK_FLOOR);
 });
 

@@ -21,7 +21,7 @@ import type { AnalyzeConclusion, Confidence, Verdict } from '../contract/analyze
 import { isGrowthOverTime } from '../contract/analyze.js';
 import { formatBytes, formatPercent } from '../model/units.js';
 import type { Findings, SteadyPath } from './evidence.js';
-import { moduleName } from './evidence.js';
+import { moduleName, SAMPLES_TO_SEE_GROWTH } from './evidence.js';
 import { formatRatePerHour } from './growth-rate.js';
 
 /** A traced call path explains growth when it left at least this much outstanding (bytes). */
@@ -133,9 +133,9 @@ export function nextCommand(f: Findings): string {
   // Growth outside every model: a trace of malloc cannot see it; the breakdown names the mappings.
   if (f.unexplained.length) return 'leakscope mem PID (run it again later: the largest other-anon regions are where the growth is)';
   const duration = Math.max(30, Math.ceil((f.asked.traceSeconds || 0) * 2));
-  const sample = f.detectionFloor !== null && f.detectionFloor > NO_LEAK_FLOOR ? 65536 : (f.asked.sampleBytes ?? 65536);
-  // Floor 2 * sample / duration must reach NO_LEAK_FLOOR.
-  const need = Math.max(duration, Math.ceil((2 * sample) / NO_LEAK_FLOOR));
+  const sample = Math.min(f.asked.sampleBytes || 16384, 16384);
+  // The detection floor (SAMPLES_TO_SEE_GROWTH * sample / duration) must reach NO_LEAK_FLOOR.
+  const need = Math.max(duration, Math.ceil((SAMPLES_TO_SEE_GROWTH * sample) / NO_LEAK_FLOOR));
   return `leakscope analyze PID --pause ${Math.max(10, f.asked.pauseSeconds * 2)} --duration ${need} --mode malloc --sample-bytes ${sample}`;
 }
 
