@@ -78,12 +78,14 @@ test('leak scenario (real nginx, leaking module): names the module, the bucket a
 test('healthy nginx under the same load: no leak', async () => {
   const doc = await analyzeNginx(['/ok', '/ok', '/ok', '/ok']);
   assert.equal(doc.conclusion.leak, false, doc.conclusion.summary);
-  assert.equal(doc.conclusion.confidence, 'none');
+  assert.equal(doc.conclusion.verdict, 'no-leak', doc.conclusion.summary);
+  assert.notEqual(doc.steps.find((s) => s.id === 'pools')!.status, 'anomaly', 'no pools warning on a healthy server');
 });
 
 test('healthy nginx with two workers: the sibling is compared and still no leak', async () => {
   const doc = await analyzeNginx(['/ok', '/ok', '/ok', '/ok'], 2);
   assert.equal(doc.conclusion.leak, false, doc.conclusion.summary);
+  assert.equal(doc.conclusion.verdict, 'no-leak', doc.conclusion.summary);
 });
 
 test('a C program leaking through malloc: names the leaking function and its bucket', async () => {

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { startFixture } from '../../test/helpers/fixture.js';
 import type { FixtureHandle } from '../../test/helpers/fixture.js';
 import { ensureFixturesBuilt } from '../../test/helpers/build.js';
-import { sh } from '../../test/helpers/proc.js';
+import { leakscope, sh } from '../../test/helpers/proc.js';
 import { CoreFile, LiveProcess } from '../target/index.js';
 import { analyze } from './analyze.js';
 import type { AnalyzeDocument } from '../contract/analyze.js';
@@ -126,4 +126,18 @@ test('a core file: cannot-tell', async (t) => {
       assert.doesNotMatch(renderAnalyzeText(doc), /NO LEAK/);
     } finally { space.close(); }
   } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
+test('analyze --fail-on-leak: exit 1 on leak, 0 on cannot-tell; conclusion.verdict in the JSON', async () => {
+  await ensureFixturesBuilt();
+  for (const [mode, verdict, status] of [['mmap-leak', 'leak', 1], ['bounded-cache', 'cannot-tell', 0]] as const) {
+    const fx = await startFixture<Truth>('growth-cases', [mode]);
+    started.push(fx);
+    try {
+      const r = leakscope(['analyze', String(fx.pid), '--duration', '0', '--pause', '2', '--fail-on-leak', '--json']);
+      const doc = parseAnalyze(JSON.parse(r.stdout));
+      assert.equal(doc.conclusion.verdict, verdict, doc.conclusion.summary);
+      assert.equal(r.status, status, `${mode}: ${r.stderr}`);
+    } finally { await fx.stop(); }
+  }
 });

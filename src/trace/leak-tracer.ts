@@ -133,7 +133,12 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       const out = session.outstanding();
       if (out.length > SERIES_MAX_OUTSTANDING) { seriesOff = true; notes.push(`per-second outstanding record stopped: ${out.length} sampled allocations outstanding`); return; }
       const byKey = new Map<string, number>();
+      // The map is walked while free() deletes from it: a walk whose current key was deleted
+      // restarts from the first key (bpf_map_get_next_key), so an address may come twice.
+      const seen = new Set<number>();
       for (const o of out) {
+        if (seen.has(o.address)) continue;
+        seen.add(o.address);
         const ev = events.get(`${o.tid}:${o.timeNs}`);
         if (!ev) continue;
         const k = ev.pcs.join(',');
