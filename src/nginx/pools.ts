@@ -5,7 +5,8 @@
 //                else 'static' (a module's .data/.bss points at it), else 'heap' (another in-use
 //                chunk, not one of the pool's own, points at it), else 'unreferenced' (a leak suspect);
 //   module       the nginx module (ngx_module_t.name) whose static data refers to it;
-//   creator      the nginx module whose code its cleanup handlers are (evidence of who made it).
+//   creator      the nginx module whose code its cleanup handlers are (evidence of who made it),
+//                for pools no root owns only (a module's cleanup on the cycle pool names no creator).
 // Byte counts are glibc chunk sizes (from the census), so they reconcile with `heap` totals:
 // a pool's bytes = its blocks' chunk sizes + its live large allocations' chunk sizes.
 
@@ -534,7 +535,9 @@ function attributePools(pools: PoolSet, live: readonly number[], staticRefs: Arr
     // the first static reference from a known nginx module's data, else the first one
     let withModule: StaticRef | undefined;
     for (let i = 0; i < sr.length && !withModule; i++) if (sr[i]!.module) withModule = sr[i];
-    if (rr.length) { pool.owner = rr[0]!.owner; pool.referencedFrom = rr[0]!.ref; }
+    // A root-owned pool (cycle, connection, request) was made by nginx itself: a module's cleanup
+    // handler on it (ngx_http_lua_module registers one on the cycle pool) does not make it the creator.
+    if (rr.length) { pool.owner = rr[0]!.owner; pool.referencedFrom = rr[0]!.ref; pool.creator = null; }
     else if (sr.length) {
       pool.owner = 'static';
       const ref = withModule ?? sr[0]!;
