@@ -186,7 +186,19 @@ export function steadyPaths(t: LeakTrace): SteadyPath[] | null {
   const out: SteadyPath[] = [];
   for (const e of m.values()) {
     const d = growsSteadily(e.series.map((bytes, i) => ({ seconds: times[i]!, bytes })));
-    if (d.steady && d.rate) out.push({ fn: e.fn, module: e.module, rate: d.rate, outstandingBytes: e.bytes });
+    if (!d.steady || !d.rate) continue;
+    // A sampled path's series is a count of samples (each sampleBytes) over time: its points are
+    // not independent, so least squares understates the slope's uncertainty. The interval is at
+    // least the Poisson one of the samples the growth is made of: ±1.96 √N samples over the span.
+    const r = d.rate;
+    if (t.sampleBytes > 0 && r.spanSeconds > 0) {
+      const n = Math.max(1, (r.bytesPerSecond * r.spanSeconds) / t.sampleBytes);
+      const half = Math.max(r.highBytesPerSecond - r.bytesPerSecond, (1.96 * Math.sqrt(n) * t.sampleBytes) / r.spanSeconds);
+      if (!(r.bytesPerSecond - half > 0)) continue;
+      r.lowBytesPerSecond = r.bytesPerSecond - half; r.highBytesPerSecond = r.bytesPerSecond + half;
+      r.lowBytesPerHour = r.lowBytesPerSecond * 3600; r.highBytesPerHour = r.highBytesPerSecond * 3600;
+    }
+    out.push({ fn: e.fn, module: e.module, rate: r, outstandingBytes: e.bytes });
   }
   return out.sort((a, b) => b.rate.bytesPerSecond - a.rate.bytesPerSecond);
 }

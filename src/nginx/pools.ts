@@ -17,7 +17,7 @@ import { Symbolizer } from '../symbols/index.js';
 import type { AddressSpace } from '../target/index.js';
 import { bucketOf, CHUNK_HEADER, POOL_SCAN_BYTES } from './chunks.js';
 import type { InUseChunks } from './chunks.js';
-import { objectAt, readRoots } from './cycle.js';
+import { HTTP_REQUEST_SIGNATURE, objectAt, readRoots } from './cycle.js';
 import type { NginxModuleInfo, NginxRoots } from './cycle.js';
 import type { NginxLayouts } from './layouts.js';
 import { chunkFitsBlock, POOL, poolSignatureAt, readPool } from './pool.js';
@@ -659,6 +659,21 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   if (space.kind === 'live' && roots.cycle) {
     const again = rootReferences(readRoots(space, symbolizer, { layouts: roots.layouts }));
     for (const p of live) if (!pools.roots[p]) pools.roots[p] = again.refs.get(pools.addr[p]!);
+    // A request pool by structure: ngx_http_alloc_request makes the ngx_http_request_t the pool's
+    // first allocation (at pool + sizeof(ngx_pool_t)), with r->pool == pool and r->signature
+    // "HTTP". Such a pool is a request's, being set up or torn down when no connection holds it
+    // (the same chunk serves request after request): never a leak suspect.
+    const R = roots.layouts.ngx_http_request_t;
+    const buf = Buffer.alloc(Math.max(R.signature, R.pool) + 8);
+    for (const p of live) {
+      if (pools.roots[p]) continue;
+      const addr = pools.addr[p]!;
+      if (space.readInto(addr + POOL.sizeof, buf, 0, buf.length) !== buf.length) continue;
+      const poolField = buf.readUInt32LE(R.pool + 4) * 4294967296 + buf.readUInt32LE(R.pool);
+      if (buf.readUInt32LE(R.signature) === HTTP_REQUEST_SIGNATURE && poolField === addr) {
+        pools.roots[p] = [{ owner: 'request', ref: 'ngx_http_request_t at the pool start (request in flight)', rank: 2 }];
+      }
+    }
   }
   const tValidate = performance.now();
 
