@@ -395,7 +395,7 @@ class Census {
   }
 
   /** Walks each fastbin of an arena (fd mangled since 2.32), bounded and cycle-checked. */
-  walkFastbins(raw: RawArena, a: ArenaCensus, maxSteps: number): void {
+  walkFastbins(raw: RawArena, _a: ArenaCensus, maxSteps: number): void {
     const L = this.loc.layout;
     for (let i = 0; i < raw.fastbins.length; i++) {
       let p = raw.fastbins[i]!;

@@ -160,7 +160,7 @@ function rootReferences(roots: NginxRoots): { refs: Map<number, RootRef[]>; conn
   let requests = 0, upstreams = 0, connectionsInUse = 0;
   if (cyc) {
     add(cyc.pool, 'cycle', 'ngx_cycle->pool', 0);
-    cyc.oldCycles.forEach((o, i) => add(o.pool, 'old-cycle', `ngx_cycle->old_cycle${i ? `(${i + 1})` : ''}->pool`, 1));
+    cyc.oldCycles.forEach((o, i) => { add(o.pool, 'old-cycle', `ngx_cycle->old_cycle${i ? `(${i + 1})` : ''}->pool`, 1); });
     for (const c of cyc.connections) {
       connectionsInUse++;
       if (c.requestPool) { requests++; add(c.requestPool, 'request', 'ngx_cycle->connections[].data (request)->pool', 2); }

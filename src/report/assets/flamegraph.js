@@ -75,7 +75,7 @@
     try {
       var re = new RegExp(term);
       test = function (s) { return re.test(s); };
-    } catch (err) {
+    } catch (_err) {
       test = function (s) { return s.indexOf(term) >= 0; };
     }
     matches = [];
