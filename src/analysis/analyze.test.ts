@@ -29,7 +29,7 @@ function traffic(ngx: NginxHandle, paths: string[], pauseMs: number): () => Prom
     http.get(ngx.url(p), { agent }, (r) => { r.resume(); r.on('end', () => res()); }).on('error', () => res());
   });
   const loop = (async () => {
-    for (let i = 0; !stop; i++) {
+    while (!stop) {
       await Promise.all(paths.map((p) => get(p)));
       n += paths.length;
       await new Promise((r) => setTimeout(r, pauseMs));
@@ -118,6 +118,7 @@ test('HTML report of the leak scenario renders in Chromium with every section an
   await withBrowser(t, async ({ page, errors }) => {
     await page.setViewportSize({ width: 1280, height: 900 });
     await openFile(page, file);
+    // biome-ignore lint/performance/useDomNodeTextContent: the text as rendered (CSS applied) is what is checked
     const body = await page.locator('body').innerText();
     for (const s of leakDoc!.steps) assert.ok(body.includes(s.title), `section ${s.title}`);
     const frames = await page.locator('svg title').allTextContents();
@@ -147,6 +148,7 @@ test('a hostile symbol name is escaped in the HTML report and its flame graph', 
     await withBrowser(t, async ({ page, errors, dialogs }) => {
       await openFile(page, file);
       assert.equal(await page.locator('img').count(), 0, 'no element injected');
+      // biome-ignore lint/performance/useDomNodeTextContent: the text as rendered (CSS applied) is what is checked
       assert.ok((await page.locator('body').innerText()).includes(hostile), 'shown as text');
       assert.ok((await page.locator('svg title').allTextContents()).some((x) => x.includes(hostile)), 'flame graph frame as text');
       assert.deepEqual(dialogs, []);

@@ -76,7 +76,7 @@ export function conclude(f: Findings): AnalyzeConclusion {
     } else if (traceTop && fn) {
       parts.push(`${formatBytes(traceTop.bytes)} allocated by ${fn}${module ? ` in ${module}` : ''} during the trace is still outstanding (${formatPercent(t!.outstandingBytes ? traceTop.bytes / t!.outstandingBytes : 0)} of what the window left behind)`);
     }
-    if (f.isNginx && f.pools && f.pools.suspectPools) parts.push(`${f.pools.suspectPools} nginx pools are held by no connection or request in two reads`);
+    if (f.isNginx && f.pools?.suspectPools) parts.push(`${f.pools.suspectPools} nginx pools are held by no connection or request in two reads`);
     parts.push(...unexplained);
     const partial = confidence === 'high' ? '' : ` The evidence is partial: no call path traced during the window explains the growth${overTime ? '' : ', and the growth is a difference from ' + g.source + ', not growth seen during the analysis'} (is the leak active now?).`;
     return {
