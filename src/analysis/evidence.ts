@@ -329,7 +329,7 @@ export function poolsStep(p: PoolAnalysis | null, before: PoolAnalysis | null, a
   // Cleanup handlers say which module registered cleanups on a pool, not who created it: a
   // creator is only named from a trace (the code-path step).
   const evidence = p.groups.slice(0, 6).map((g) => `${g.owner}${g.module ? ` / ${g.module}` : ''}${g.creator && !LIFECYCLE_OWNERS.has(g.owner) ? ` (cleanups registered by ${g.creator})` : ''}: ${g.pools} pools, ${formatBytes(g.bytes)} (${g.largeAllocs} large allocations, ${formatBytes(g.largeBytes)})`);
-  if (stable && stable.transient) evidence.push(`${stable.transient} pools unowned in one read only (requests or connections being set up or torn down): not suspects`);
+  if (stable?.transient) evidence.push(`${stable.transient} pools unowned in one read only (requests or connections being set up or torn down): not suspects`);
   if (before) {
     const grew = p.totals.pools - before.totals.pools;
     evidence.push(`pools: ${before.totals.pools} -> ${p.totals.pools} (${grew >= 0 ? '+' : ''}${grew}) during the analysis`);

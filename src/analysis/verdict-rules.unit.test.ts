@@ -92,7 +92,7 @@ for (const row of rows) {
     assert.equal(c.leak, row.verdict === 'leak');
     if (row.verdict === 'cannot-tell') {
       assert.equal(c.confidence, 'none');
-      assert.ok(c.nextCommand && c.nextCommand.startsWith('leakscope '), 'names the command that would tell');
+      assert.ok(c.nextCommand?.startsWith('leakscope '), 'names the command that would tell');
       assert.doesNotMatch(c.summary, /^No leak/);
     }
     if (row.verdict !== 'cannot-tell') assert.equal(c.nextCommand, undefined);
