@@ -4,3 +4,4 @@ export * from './core-file.js';
 export * from './modules.js';
 export * from './find-process.js';
 export * from './target-files.js';
+export * from './pid-namespace.js';
