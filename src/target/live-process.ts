@@ -33,8 +33,12 @@ export class LiveProcess implements AddressSpace {
 
   get description(): string { return `pid ${this.pid} (${this.command})`; }
 
-  /** Opens a process for reading. One-line errors: no such process, kernel thread, permission. */
-  static open(pid: number): LiveProcess {
+  /**
+   * Opens a process for reading. One-line errors: no such process (also a zombie: "has exited"),
+   * kernel thread, permission. `mapFiles: false` (tests) opens mapped objects inside the target's
+   * root as when /proc/PID/map_files is not permitted.
+   */
+  static open(pid: number, opts: { mapFiles?: boolean } = {}): LiveProcess {
     if (!Number.isInteger(pid) || pid <= 0) throw new LeakscopeError('usage', `not a process id: ${pid}`);
     const dir = `/proc/${pid}`;
     if (!existsSync(dir)) throw new LeakscopeError('no-such-process', `no such process: ${pid}`);
@@ -62,7 +66,9 @@ export class LiveProcess implements AddressSpace {
       if (code === 'ENOENT' || code === 'ESRCH') throw new LeakscopeError('no-such-process', `process ${pid} has exited`);
       throw new LeakscopeError('io', `open /proc/${pid}/mem: ${(e as Error).message}`);
     }
-    return new LiveProcess(pid, fd, command);
+    const live = new LiveProcess(pid, fd, command);
+    if (opts.mapFiles === false) live.mapFiles = false;
+    return live;
   }
 
   mappings(opts: { refresh?: boolean } = {}): Mapping[] {
