@@ -257,12 +257,13 @@ export function* notesIn(r: ByteReader, off: number, size: number, label: string
   let p = off;
   const end = off + size;
   r.check(off, size);
+  const v = r.view;
   while (p + 12 <= end) {
-    const namesz = r.u32At(p), descsz = r.u32At(p + 4), type = r.u32At(p + 8);
+    const namesz = v.getUint32(p, true), descsz = v.getUint32(p + 4, true), type = v.getUint32(p + 8, true);
     const nameOff = p + 12, descOff = nameOff + ((namesz + 3) & ~3);
-    if (namesz > end - nameOff || descOff + descsz > end) throw new LeakscopeError('truncated', `${label}: note at 0x${(r.base + p).toString(16)} runs past its segment`);
-    const name = namesz ? Buffer.from(r.bytesAt(nameOff, namesz - 1)).toString('latin1') : '';
-    yield { name, type, desc: r.bytesAt(descOff, descsz), descOffset: r.base + descOff };
+    if (namesz > end - nameOff || descsz > end - descOff) throw new LeakscopeError('truncated', `${label}: note at 0x${(r.base + p).toString(16)} runs past its segment`);
+    // A note without a name belongs to no owner (every real note has "CORE", "GNU", "LINUX"...): skipped unread.
+    if (namesz) yield { name: Buffer.from(r.bytesAt(nameOff, namesz - 1)).toString('latin1'), type, desc: r.bytesAt(descOff, descsz), descOffset: r.base + descOff };
     p = descOff + ((descsz + 3) & ~3);
   }
 }
