@@ -12,7 +12,6 @@ import { ET_CORE, PT_NOTE, PF_R, PF_W, PF_X, notesIn } from '../formats/elf/elf.
 import type { ElfSegment } from '../formats/elf/elf.js';
 import { parseCoreParts } from '../formats/elf/core.js';
 import type { CoreModel } from '../formats/elf/core.js';
-import { loadElfFrom } from '../formats/elf/load.js';
 import { TargetRoot, hostRoot, openUserFile } from './target-files.js';
 import type { AddressSpace, ThreadState } from './address-space.js';
 import { findMapping, readExactly, readU64Via } from './address-space.js';
@@ -114,8 +113,9 @@ export class CoreFile implements AddressSpace {
       const model = parseCoreParts({ label: path, type, segments, notes: eachNote(), fileSize: size });
       if (opts.exe !== undefined) {
         exe = openUserFile(opts.exe, 'executable');
-        const elf = loadElfFrom({ ...exe, fd: dupFd(exe.fd) }, { cache: false });
-        if (elf.isCore) throw new LeakscopeError('not-elf', `${opts.exe}: a core file, not an executable (--exe)`);
+        const eh = readRange(exe, 0, 64);
+        if (eh.length < 18 || eh.readUInt32BE(0) !== 0x7f454c46) throw new LeakscopeError('not-elf', `${opts.exe}: not an ELF executable (--exe)`);
+        if (eh.readUInt16LE(16) === ET_CORE) throw new LeakscopeError('not-elf', `${opts.exe}: a core file, not an executable (--exe)`);
       }
       return new CoreFile(path, fd, model, opts.exe, exe);
     } catch (e) {
