@@ -26,10 +26,12 @@ const RSS_LIMIT_KIB = 600 * 1024;
 interface Run { status: number | null; stdout: string; stderr: string; maxRssKiB: number; timedOut: boolean; opened: string[]; ms: number }
 
 /** Runs ./bin/leakscope under GNU time (max RSS) and, with `trace`, strace (every path opened). */
-function run(args: string[], opts: { trace?: boolean } = {}): Run {
+function run(args: string[], opts: { trace?: boolean; noMapFiles?: boolean } = {}): Run {
   const dir = mkdtempSync(join(tmpdir(), 'leakscope-hostile-run-'));
   const log = join(dir, 'strace.log');
   const cmd = ['-f', 'LEAKSCOPE_MAXRSS=%M',
+    // Without CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE, /proc/PID/map_files cannot be opened.
+    ...(opts.noMapFiles ? ['setpriv', '--bounding-set', '-sys_admin,-checkpoint_restore'] : []),
     ...(opts.trace ? ['strace', '-f', '-qq', '-y', '-s', '4096', '-e', 'trace=open,openat,openat2,open_tree,name_to_handle_at,readlink,readlinkat,execve', '-o', log] : []),
     process.execPath, BIN, ...args];
   const t0 = Date.now();
@@ -121,6 +123,20 @@ test('own mount namespace: the library path (target view) is an absolute symlink
       assert.match(mod.hostPath, /^\/proc\/\d+\/map_files\/[0-9a-f]+-[0-9a-f]+$/);
       assert.ok(new Symbolizer([mod]).lookup('elf_sample_function'), 'its symbols come from the mapped file');
     } finally { space.close(); }
+    // Without map_files: the path, resolved inside the target's root, leads to a file (the target
+    // sees the canary) that is not the inode mapped (maps' dev:inode): refused after an O_PATH open
+    // (which opens nothing) and fstat, never read.
+    const r2 = run(['mem', String(fx.pid)], { trace: true, noMapFiles: true });
+    assertBounded(r2, 'mem without map_files');
+    assert.equal(r2.status, 0, r2.stderr);
+    const hits = r2.opened.filter((l) => l.includes('canary-secret'));
+    assert.deepEqual(hits.filter((l) => !/O_PATH/.test(l)), [], 'the canary is never opened for reading');
+    assert.ok(!r2.stdout.includes(canary.content));
+    const fallback = LiveProcess.open(fx.pid, { mapFiles: false });
+    try {
+      assert.ok(!fallback.modules().some((m) => m.path === libPath), 'not the mapped inode: no module');
+      assert.ok(fallback.modules().some((m) => m.path.endsWith('/libc.so.6') && /^\/proc\/self\/fd\/\d+$/.test(m.hostPath)), 'libc is');
+    } finally { fallback.close(); }
   } finally { await fx.stop(); rmSync(dir, { recursive: true, force: true }); }
 });
 
@@ -156,12 +172,22 @@ test('chroot: a chrooted target is analysed like any other; planted symlinks, FI
     const doc = JSON.parse(r.stdout) as { histogram: Array<{ minBytes: number; inUseChunks: number }> };
     const bucket = doc.histogram.find((b) => b.minBytes === 512);
     assert.ok(bucket && bucket.inUseChunks >= 300, `[512, 1024) holds the 300 in-use chunks: ${JSON.stringify(bucket)}`);
+    // Same without map_files (no CAP_SYS_ADMIN): objects opened inside the chroot, by the maps path
+    // less the chroot prefix; the link planted at the unstripped path is never used.
+    const r2 = run(['heap', String(fx.pid), '--json'], { trace: true, noMapFiles: true });
+    assertBounded(r2, 'heap without map_files');
+    assert.equal(r2.status, 0, r2.stderr);
+    assertCanaryUntouched(r2, canary, 'heap without map_files');
+    assert.ok(r2.opened.some((l) => l.includes('map_files') && /EPERM/.test(l)), 'map_files was refused in that run');
+    const bucket2 = (JSON.parse(r2.stdout) as typeof doc).histogram.find((b) => b.minBytes === 512);
+    assert.ok(bucket2 && bucket2.inUseChunks >= 300, `without map_files too: ${JSON.stringify(bucket2)}`);
 
     // Without map_files, objects are opened inside the target's root: the planted symlink resolves
     // there (to nothing), never to the host's canary; same through the component-walk fallback.
     const space = LiveProcess.open(fx.pid, { mapFiles: false });
     try {
-      assert.ok(!space.modules().some((m) => m.path === hostLibc), 'libc path inside the chroot is the planted link: no module');
+      const libcMod = space.modules().find((m) => m.path === hostLibc);
+      assert.ok(libcMod && /^\/proc\/self\/fd\/\d+$/.test(libcMod.hostPath), `libc found inside the chroot and pinned: ${libcMod?.hostPath}`);
       assert.throws(() => space.openTargetFile(hostLibc, 'object'), (e: unknown) => e instanceof LeakscopeError && e.code === 'not-found');
       assert.throws(() => space.openTargetFile('/dev/zero', 'debug-file'), (e: unknown) => e instanceof LeakscopeError && e.code === 'malformed' && /character device/.test(e.message));
       assert.throws(() => space.openTargetFile(libcInRoot.replace(/libc\.so.*/, '../../../../../../proc/self/root' + canary.path), 'object'), (e: unknown) => e instanceof LeakscopeError);

@@ -106,8 +106,22 @@ export class LiveProcess implements AddressSpace {
   private objectPath(targetPath: string, first: Mapping): string {
     this.mapFiles ??= mapFilesPermitted(this.pid, first);
     if (this.mapFiles) return mapFilesPath(this.pid, first);
-    return this.root.pinTargetFile(targetPath, 'object');
+    return this.root.pinTargetFile(this.insideRoot(targetPath), 'object', first);
   }
+
+  /**
+   * /proc/PID/maps prints paths as leakscope's root sees them: for a chrooted target, with the
+   * chroot directory in front. That prefix (readlink /proc/PID/root) is taken off to name the
+   * file inside the target's root.
+   */
+  private insideRoot(mapsPath: string): string {
+    if (this.rootPrefix === undefined) {
+      try { this.rootPrefix = readlinkSync(`/proc/${this.pid}/root`).replace(/\/+$/, ''); } catch { this.rootPrefix = ''; }
+    }
+    const pre = this.rootPrefix;
+    return pre && mapsPath.startsWith(`${pre}/`) ? mapsPath.slice(pre.length) : mapsPath;
+  }
+  private rootPrefix?: string;
 
   modules(): Module[] {
     if (!this.cachedModules) {

@@ -11,7 +11,7 @@
 //     a directory.
 // Files the user names (--core, --exe, --baseline) are checked the same way (regular, size cap).
 
-import { closeSync, lstatSync, openSync, readlinkSync } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, readlinkSync } from 'node:fs';
 import { LeakscopeError } from '../model/errors.js';
 import type { Mapping, OpenedFile, TargetFileKind, TargetFiles } from '../model/memory.js';
 import { O_PATH, checkPathFd, openError, openRegularFile, readWholeAndClose, reopenRegular } from '../binary/regular-file.js';
@@ -90,9 +90,13 @@ export class TargetRoot implements TargetFiles {
    * `targetPath` checked (regular, within the cap) and pinned: returns /proc/self/fd/N of an O_PATH fd
    * held until close(), a path that names exactly that inode (for loaders and uprobes that take paths).
    */
-  pinTargetFile(targetPath: string, kind: TargetFileKind): string {
+  pinTargetFile(targetPath: string, kind: TargetFileKind, mapped?: Pick<Mapping, 'dev' | 'inode'>): string {
     const label = this.labelOf(targetPath);
     const fd = checkPathFd(this.openPath(targetPath, label), label, SIZE_CAPS[kind], WHAT[kind]);
+    if (mapped && !sameInode(fd, mapped)) {
+      closeSync(fd);
+      throw new LeakscopeError('not-found', `${label}: not the file the target mapped (device ${mapped.dev}, inode ${mapped.inode})`);
+    }
     this.pinned.push(fd);
     return `/proc/self/fd/${fd}`;
   }
@@ -107,6 +111,16 @@ export class TargetRoot implements TargetFiles {
     this.pinned = [];
     if (this.dirFd >= 0) { try { closeSync(this.dirFd); } catch { /* closed */ } this.dirFd = -1; }
   }
+}
+
+/** Whether an open file is the inode a /proc/PID/maps line names ("fe:01" hex major:minor, inode). */
+export function sameInode(fd: number, mapped: Pick<Mapping, 'dev' | 'inode'>): boolean {
+  const st = fstatSync(fd);
+  const [maj, min] = mapped.dev.split(':').map((x) => parseInt(x, 16));
+  // st_dev in glibc's encoding (gnu_dev_major / gnu_dev_minor, sysmacros.h).
+  const stMajor = (Math.floor(st.dev / 256) & 0xfff) | (Math.floor(st.dev / 2 ** 32) & ~0xfff);
+  const stMinor = (st.dev & 0xff) | (Math.floor(st.dev / 4096) & 0xffffff00);
+  return st.ino === mapped.inode && stMajor === maj && stMinor === min;
 }
 
 /**
