@@ -1,4 +1,5 @@
 // Turning command-line target arguments into an AddressSpace: PID | --nginx | --core FILE [--exe BIN].
+import { existsSync } from 'node:fs';
 import { LeakscopeError } from '../model/errors.js';
 import type { AddressSpace } from '../target/address-space.js';
 import { CoreFile, LiveProcess, largestNginxWorker } from '../target/index.js';
@@ -14,7 +15,7 @@ export function resolvePid(pidArg: string | undefined, opts: TargetOptions): num
 
 export function openTarget(pidArg: string | undefined, opts: TargetOptions): AddressSpace {
   if (opts.core) {
-    // --core and --exe: regular files within size caps, checked by CoreFile.open (target/target-files.ts).
+    if (opts.exe && !existsSync(opts.exe)) throw new LeakscopeError('not-found', `${opts.exe}: no such file`);
     return CoreFile.open(opts.core, { exe: opts.exe });
   }
   return LiveProcess.open(resolvePid(pidArg, opts));
