@@ -43,16 +43,25 @@ export function debugFileCandidates(elf: ElfFile, objectPath: string): string[] 
  * `files` opens paths inside the target's root (default: leakscope's own root, for objects of the host).
  */
 export function findDebugFile(elf: ElfFile, objectPath: string, files: TargetFiles = sharedHostRoot()): { path: string; elf: ElfFile } | undefined {
-  for (const p of debugFileCandidates(elf, objectPath)) {
-    if (p === objectPath) continue;
-    try {
-      const dbg = loadElfFrom(files.openTargetFile(p, 'debug-file'));
-      if (elf.buildId && dbg.buildId && dbg.buildId !== elf.buildId) continue;
-      if (dbg === elf) continue;   // the object itself (its identity): not a separate debug file
-      return { path: p, elf: dbg };
-    } catch { /* absent, refused, unreadable or not ELF: try the next */ }
-  }
-  return undefined;
+  const tryIn = (where: TargetFiles, candidates: string[], needId: boolean) => {
+    for (const p of candidates) {
+      if (p === objectPath) continue;
+      try {
+        const dbg = loadElfFrom(where.openTargetFile(p, 'debug-file'));
+        if (elf.buildId && dbg.buildId && dbg.buildId !== elf.buildId) continue;
+        if (needId && !(elf.buildId && dbg.buildId === elf.buildId)) continue;
+        if (dbg === elf) continue;   // the object itself (its identity): not a separate debug file
+        return { path: p, elf: dbg };
+      } catch { /* absent, refused, unreadable or not ELF: try the next */ }
+    }
+    return undefined;
+  };
+  const candidates = debugFileCandidates(elf, objectPath);
+  const inTarget = tryIn(files, candidates, false);
+  if (inTarget || files === sharedHostRoot()) return inTarget;
+  // A target with its own root (a container): the host's debug files by build-id too (a hex name
+  // under the host's debug roots, accepted only with the same build-id), e.g. libc6-dbg on the host.
+  return tryIn(sharedHostRoot(), candidates.filter((p) => p.includes('/.build-id/')), true);
 }
 
 let hostFiles: TargetFiles | undefined;

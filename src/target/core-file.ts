@@ -8,7 +8,7 @@ import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import type { Mapping, MappingWithUsage, Module, OpenedFile, TargetFileKind } from '../model/memory.js';
 import { ByteReader } from '../binary/byte-reader.js';
 import { formatBytes, readRange } from '../binary/regular-file.js';
-import { ET_CORE, PT_NOTE, PF_R, PF_W, PF_X, notesIn } from '../formats/elf/elf.js';
+import { ET_CORE, PT_LOAD, PT_NOTE, PF_R, PF_W, PF_X, notesIn } from '../formats/elf/elf.js';
 import type { ElfSegment } from '../formats/elf/elf.js';
 import { parseCoreParts } from '../formats/elf/core.js';
 import type { CoreModel } from '../formats/elf/core.js';
@@ -93,6 +93,11 @@ export class CoreFile implements AddressSpace {
       const segments: ElfSegment[] = [];
       for (let i = 0; i < phnum; i++) {
         const o = i * 56;
+        // Checked exactly (bigint) here: as numbers, addresses near 2^64 round.
+        const vaddr = phr.u64nAt(o + 16), memsz = phr.u64nAt(o + 40);
+        if (phr.u32At(o) === PT_LOAD && memsz > 0n && vaddr + memsz > 1n << 64n) {
+          throw new LeakscopeError('malformed', `${path}: core segment at 0x${vaddr.toString(16)} (+${memsz} bytes) ends past the 64-bit address space`);
+        }
         segments.push({ type: phr.u32At(o), flags: phr.u32At(o + 4), offset: phr.u64At(o + 8), vaddr: phr.u64At(o + 16),
           filesz: phr.u64At(o + 32), memsz: phr.u64At(o + 40), align: phr.u64At(o + 48) });
       }

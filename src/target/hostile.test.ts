@@ -48,6 +48,7 @@ function run(args: string[], opts: { trace?: boolean; noMapFiles?: boolean } = {
 }
 
 function assertBounded(r: Run, what: string): void {
+  console.log(`figure: ${what}: ${r.ms} ms, max RSS ${r.maxRssKiB} KiB, exit ${r.status}`);
   assert.equal(r.timedOut, false, `${what}: finished (took ${r.ms} ms; a hang is killed after ${HANG_MS} ms)`);
   assert.ok(r.maxRssKiB > 0 && r.maxRssKiB < RSS_LIMIT_KIB, `${what}: max RSS ${r.maxRssKiB} KiB < ${RSS_LIMIT_KIB} KiB`);
 }
