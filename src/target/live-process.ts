@@ -106,8 +106,13 @@ export class LiveProcess implements AddressSpace {
   private objectPath(targetPath: string, first: Mapping): string {
     this.mapFiles ??= mapFilesPermitted(this.pid, first);
     if (this.mapFiles) return mapFilesPath(this.pid, first);
-    return this.root.pinTargetFile(this.insideRoot(targetPath), 'object', first);
+    // Pinned once per mapped inode (modules are rebuilt on every maps refresh).
+    const key = `${targetPath}\0${first.dev}\0${first.inode}`;
+    let pinned = this.pinnedObjects.get(key);
+    if (!pinned) this.pinnedObjects.set(key, (pinned = this.root.pinTargetFile(this.insideRoot(targetPath), 'object', first)));
+    return pinned;
   }
+  private pinnedObjects = new Map<string, string>();
 
   /**
    * /proc/PID/maps prints paths as leakscope's root sees them: for a chrooted target, with the

@@ -66,11 +66,14 @@ export class TargetRoot implements TargetFiles {
   private openPath(targetPath: string, label: string): number {
     checkTargetPath(targetPath, label);
     const rel = targetPath.replace(/^\/+/, '') || '.';
-    if (!this.forceFallback) {
+    // EAGAIN: a rename or mount raced the lookup (RESOLVE_IN_ROOT refuses to guess): try again, a few times.
+    for (let attempt = 0; !this.forceFallback; attempt++) {
       try {
         const fd = openat2(this.rootFd(), rel, O_PATH | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
-        if (fd !== undefined) return fd;
+        if (fd === undefined) break;   // kernel < 5.6
+        return fd;
       } catch (e) {
+        if (e instanceof Openat2Error && e.code === 'EAGAIN' && attempt < 3) continue;
         if (e instanceof Openat2Error) throw openError(label, { code: e.code, message: e.message });
         throw e;
       }
