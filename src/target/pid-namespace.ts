@@ -4,6 +4,7 @@
 // (bpf_get_ns_current_pid_tgid with the namespace's nsfs dev and inode; kernel >= 5.7).
 
 import { readFileSync, statSync } from 'node:fs';
+import { release } from 'node:os';
 import { LeakscopeError } from '../model/errors.js';
 
 /** The initial pid namespace's inode (PROC_PID_INIT_INO, include/linux/proc_ns.h). */
@@ -35,6 +36,10 @@ export function pidNamespaceFilter(pid: number): PidNamespaceFilter | undefined 
   let own: number;
   try { own = statSync('/proc/self/ns/pid').ino; } catch { return undefined; }   // no nsfs: no namespaces
   if (own === PROC_PID_INIT_INO) return undefined;
+  const [major = 0, minor = 0] = release().split('.').map((x) => parseInt(x, 10));
+  if (major < 5 || (major === 5 && minor < 7)) {
+    throw new LeakscopeError('not-supported', `tracing from inside a pid namespace needs Linux >= 5.7 (bpf_get_ns_current_pid_tgid); this is ${release()}: run leakscope in the host's pid namespace`);
+  }
   try {
     const st = statSync(`/proc/${pid}/ns/pid`);
     const tgid = innermostPid(readFileSync(`/proc/${pid}/status`, 'utf8'), pid);
