@@ -18,6 +18,8 @@ class ImageSpace implements AddressSpace {
   readonly command = 'image';
   /** Called once, right after the next read at this address has filled the caller's buffer. */
   after: { addr: number; run: () => void } | null = null;
+  /** A memory image names no files. */
+  openTargetFile(targetPath: string): never { throw new LeakscopeError('not-found', `${targetPath}: a memory image has no files`); }
   constructor(readonly base: number, readonly bytes: Buffer) {}
   mappings(): Mapping[] { return []; }
   usage(): MappingWithUsage[] { return []; }
