@@ -10,6 +10,8 @@ import type { LeaksCliOptions } from './commands.js';
 import { runAnalyze } from './analyze-command.js';
 import type { AnalyzeCliOptions } from './analyze-command.js';
 import { runDemo } from './demo.js';
+import { runLua } from './lua-command.js';
+import type { LuaCliOptions } from './lua-command.js';
 
 interface CommonOptions extends TargetOptions { json?: JsonOption }
 
@@ -90,6 +92,16 @@ export function buildProgram(): Command {
     .option('--html <file>', 'write the self-contained HTML report')
     .action((pid: string | undefined, opts: CommonOptions & AnalyzeCliOptions) => withTarget(pid, opts, async (space) => {
       const r = await runAnalyze(space, { ...opts, siblings: true });
+      emit(opts.json, r.text, r.json);
+    }));
+
+  targetCommand(program, 'lua', 'OpenResty / LuaJIT: every Lua VM, GC objects by type, the largest and the growing tables by path')
+    .option('--tables <n>', 'list the N largest tables (and at most N growing ones)', number('--tables', 0, 100000), 20)
+    .option('--baseline <file>', 'a saved `lua --json` to compare against: which tables grew')
+    .option('--pause <seconds>', 'take two snapshots this far apart: which tables grew', number('--pause', 0, 3600))
+    .option('--scan', 'also scan all anonymous memory for Lua states (any allocator; ~1 s per GiB)')
+    .action((pid: string | undefined, opts: CommonOptions & LuaCliOptions) => withTarget(pid, opts, async (space) => {
+      const r = await runLua(space, opts);
       emit(opts.json, r.text, r.json);
     }));
 

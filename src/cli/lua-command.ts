@@ -1,0 +1,53 @@
+// `leakscope lua PID`: every Lua VM of the target, GC objects by type, the largest tables by
+// path; with --baseline FILE (a saved `lua --json`) or --pause S (two snapshots S seconds
+// apart), the tables that grew.
+import { readFileSync } from 'node:fs';
+import type { AddressSpace } from '../target/address-space.js';
+import { Symbolizer } from '../symbols/index.js';
+import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
+import { luaHeaps, tableGrowth } from '../luajit/index.js';
+import type { LuaHeaps } from '../luajit/index.js';
+import { luaJson, luaTablesFromJson, renderLuaText } from '../report/lua-table.js';
+import type { LuaGrowthReport } from '../report/lua-table.js';
+import type { CommandResult } from './commands.js';
+
+export interface LuaCliOptions { tables: number; baseline?: string; pause?: number; scan?: boolean }
+
+/** Tables compared between two snapshots (more than are listed, so a table that grew into the list is matched). */
+const COMPARED_TABLES = 1000;
+
+export async function runLua(space: AddressSpace, o: LuaCliOptions): Promise<CommandResult> {
+  if (o.baseline && o.pause !== undefined) throw new LeakscopeError('usage', '--baseline and --pause are exclusive');
+  const symbolizer = new Symbolizer(space.modules());
+  const opts = { symbolizer, scan: o.scan, tables: Math.max(o.tables, o.pause !== undefined ? COMPARED_TABLES : 0) };
+  let growth: LuaGrowthReport | undefined;
+  let first: Array<{ globalState: number; gcTotal: number; tables: LuaHeaps['vms'][number]['tables'] }> | undefined;
+  if (o.baseline) first = readBaseline(o.baseline);
+  else if (o.pause !== undefined) {
+    first = luaHeaps(space, opts).vms;
+    await new Promise((r) => setTimeout(r, o.pause! * 1000));
+  }
+  const h = luaHeaps(space, opts);
+  if (!h.vms.length && !o.scan) throw new LeakscopeError('not-found', `${space.description}: no Lua VM found (no LuaJIT state validated${h.problems.length ? `: ${h.problems[0]}` : ''}); try --scan`);
+  if (first) {
+    growth = {
+      baseline: o.baseline ? `baseline ${o.baseline}` : `${o.pause} s pause`,
+      vms: h.vms.map((vm) => {
+        const b = first!.find((x) => x.globalState === vm.globalState);
+        return { globalState: vm.globalState, gcTotalBefore: b?.gcTotal ?? 0, gcTotalAfter: vm.gcTotal, tables: tableGrowth(b?.tables ?? [], vm.tables, o.tables) };
+      }),
+    };
+  }
+  for (const vm of h.vms) vm.tables = vm.tables.slice(0, o.tables);
+  return { text: () => renderLuaText(h, growth), json: () => luaJson(h, growth) };
+}
+
+function readBaseline(path: string): ReturnType<typeof luaTablesFromJson> {
+  let text: string;
+  try { text = readFileSync(path, 'utf8'); } catch (e) {
+    throw new LeakscopeError((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not-found' : 'io', `${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  let doc: unknown;
+  try { doc = JSON.parse(text); } catch { throw new LeakscopeError('malformed', `${path}: not JSON`); }
+  try { return luaTablesFromJson(doc); } catch (e) { throw isLeakscopeError(e) ? e.wrap(path) : e; }
+}
