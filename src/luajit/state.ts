@@ -25,8 +25,9 @@ export const GC_STATES = ['pause', 'propagate', 'atomic', 'sweepstring', 'sweep'
 
 /** The libluajit object a process maps (its path and build-id), if any. */
 export function luajitLibrary(space: AddressSpace): { path: string; buildId?: string; loadBias: number; textStart: number; textEnd: number } | undefined {
-  for (const m of space.modules()) {
-    if (!/libluajit[^/]*\.so/.test(basename(m.path)) && !/\/luajit[^/]*$/.test(m.path)) continue;
+  const mods = space.modules();
+  const lib = mods.find((m) => /^libluajit[^/]*\.so/.test(basename(m.path))) ?? mods.find((m) => /^luajit(-[0-9.]+(-beta[0-9]+)?)?$/.test(basename(m.path)));
+  for (const m of lib ? [lib] : []) {
     const text = m.mappings.find((x) => x.perms.startsWith('r-x'));
     return { path: m.path, buildId: m.buildId, loadBias: m.loadBias, textStart: text?.start ?? 0, textEnd: text?.end ?? 0 };
   }
