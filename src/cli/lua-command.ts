@@ -11,7 +11,7 @@ import { luaJson, luaTablesFromJson, renderLuaText } from '../report/lua-table.j
 import type { LuaGrowthReport } from '../report/lua-table.js';
 import type { CommandResult } from './commands.js';
 
-export interface LuaCliOptions { tables: number; baseline?: string; pause?: number; scan?: boolean }
+export interface LuaCliOptions { tables: number; baseline?: string; pause?: number; scan?: boolean; freeze?: boolean }
 
 /** Tables compared between two snapshots (more than are listed, so a table that grew into the list is matched). */
 const COMPARED_TABLES = 1000;
@@ -19,7 +19,7 @@ const COMPARED_TABLES = 1000;
 export async function runLua(space: AddressSpace, o: LuaCliOptions): Promise<CommandResult> {
   if (o.baseline && o.pause !== undefined) throw new LeakscopeError('usage', '--baseline and --pause are exclusive');
   const symbolizer = new Symbolizer(space.modules());
-  const opts = { symbolizer, scan: o.scan, tables: Math.max(o.tables, o.pause !== undefined ? COMPARED_TABLES : 0) };
+  const opts = { symbolizer, scan: o.scan, freeze: o.freeze, tables: Math.max(o.tables, o.pause !== undefined ? COMPARED_TABLES : 0) };
   let growth: LuaGrowthReport | undefined;
   let first: Array<{ globalState: number; gcTotal: number; tables: LuaHeaps['vms'][number]['tables'] }> | undefined;
   if (o.baseline) first = readBaseline(o.baseline);

@@ -100,6 +100,7 @@ export function buildProgram(): Command {
     .option('--baseline <file>', 'a saved `lua --json` to compare against: which tables grew')
     .option('--pause <seconds>', 'take two snapshots this far apart: which tables grew', number('--pause', 0, 3600))
     .option('--scan', 'also scan all anonymous memory for Lua states (any allocator; ~1 s per GiB)')
+    .option('--freeze', 'exact on a busy worker: stop its main thread while it waits for events (ptrace, never a signal) for the copy, ~1 s per GiB of Lua heap')
     .action((pid: string | undefined, opts: CommonOptions & LuaCliOptions) => withTarget(pid, opts, async (space) => {
       const r = await runLua(space, opts);
       emit(opts.json, r.text, r.json);

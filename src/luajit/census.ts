@@ -149,17 +149,21 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
   let strings = 0;
   if (!img.has(tab, 8 * (mask + 1))) problems.push('string table is not inside the copied heap regions');
   else {
-    for (let i = 0; i <= mask && !tooMany; i++) {
+    let badChains = 0, firstBad = '';
+    chains: for (let i = 0; i <= mask && !tooMany; i++) {
       for (let p = clearBit0(img.u64(tab + 8 * i)); p; p = img.u64(p)) {
-        if (!img.has(p, 24) || img.u8(p + H.gct!) !== GCT.str) { problems.push(`string chain ${i} leads to 0x${p.toString(16)}, not a string`); break; }
-        if (++strings > header.strNum + 1024 || !room()) { problems.push(`string chain ${i} longer than str.num allows`); break; }
+        if (!img.has(p, 24) || img.u8(p + H.gct!) !== GCT.str) { if (!badChains++) firstBad = `string chain ${i} leads to 0x${p.toString(16)}, not a string`; break; }
+        if (++strings > header.strNum + 1024) { problems.push(`the string table holds more strings than str.num (${header.strNum}) allows`); break chains; }
+        if (!room()) break chains;
         push(p, GCT.str, 24 + ((img.u32(p + s.GCstr!.len!) + 4) & ~3), img.u8(p + H.marked!));
       }
     }
+    if (badChains) problems.push(`${firstBad}${badChains > 1 ? ` (and ${badChains - 1} more malformed chains)` : ''}`);
   }
   if (strings !== header.strNum && !problems.length) problems.push(`${strings} strings in the table, str.num says ${header.strNum}`);
   // 3. open upvalues of every thread (not on the root list).
   for (const th of threads) {
+    if (tooMany) break;
     let k = 0;
     for (let p = img.u64(th + T.openupval!); p; p = img.u64(p)) {
       if (!img.has(p, 48) || img.u8(p + H.gct!) !== GCT.upval || ++k > 1 << 20 || !room()) { problems.push(`open upvalue list of thread 0x${th.toString(16)} is malformed`); break; }
@@ -167,7 +171,7 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
     }
   }
   // 4. g->gc.mmudata: circular list of udata / cdata awaiting __gc.
-  if (header.mmudata && img.has(header.mmudata, 16)) {
+  if (header.mmudata && img.has(header.mmudata, 16) && !tooMany) {
     const last = header.mmudata;
     let k = 0;
     for (let p = img.u64(last); ; p = img.u64(p)) {

@@ -10,6 +10,8 @@
 
 import type { AddressSpace } from '../target/address-space.js';
 import { sampleActivity, stayedIdle } from '../target/thread-activity.js';
+import { freezeInEventWait } from '../target/freeze.js';
+import type { Frozen } from '../target/freeze.js';
 import type { Symbolizer } from '../symbols/index.js';
 import { HeapImage } from './image.js';
 import { findDirectChunks, readSegments, walkSegment } from './alloc.js';
@@ -22,6 +24,7 @@ import { reachability } from './reach.js';
 import type { Reach } from './reach.js';
 import { objectPath } from './paths.js';
 import type { PathContext } from './paths.js';
+import { LeakscopeError } from '../model/errors.js';
 
 export interface LuaTable {
   path: string; address: number; shallowBytes: number; payloadBytes: number; retainedBytes: number; arraySize: number; hashSize: number;
@@ -63,6 +66,8 @@ export interface LuaHeaps {
   /** Bytes of every lj_alloc region (segments + direct chunks) and their resident part. */
   regionBytes: number;
   copySeconds: number;
+  /** --freeze: how long the thread was stopped (s), or undefined. */
+  frozenSeconds?: number;
   consistency: { quiescent: boolean; sweepFree: boolean; detail: string };
   problems: string[];
 }
@@ -77,6 +82,8 @@ export interface LuaHeapOptions {
   paths?: boolean;
   /** Keep census / reach / image for later use (growth). */
   keep?: boolean;
+  /** Stop the main thread (PTRACE_SEIZE + INTERRUPT, only while it waits for events) from finding the regions to the end of the copy. */
+  freeze?: boolean;
 }
 
 interface GcMark { state: number; white: number; threshold: number; strTab: number; strMask: number; total: number }
@@ -96,14 +103,28 @@ function sweepFree(a: GcMark | undefined, b: GcMark | undefined): boolean {
 
 export function luaHeaps(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
   const problems: string[] = [];
+  space.mappings({ refresh: true });
   const loc = locateVms(space, opts.symbolizer, { scan: opts.scan, scanIfNone: false });
   problems.push(...loc.problems);
+  let frozen: Frozen | undefined;
+  if (opts.freeze && loc.vms.length) {
+    if (space.kind !== 'live') throw new LeakscopeError('usage', '--freeze applies to a live process only');
+    frozen = freezeInEventWait(space.pid);
+    space.mappings({ refresh: true });
+  }
+  const tf = process.hrtime.bigint();
+  try {
   const segsByVm = new Map<number, AllocSegment[]>();
   const allSegs: AllocSegment[] = [];
   for (const vm of loc.vms) {
     const allocd = space.readU64(vm.globalState + vm.layouts.structs.global_State!.allocd!);
-    const vp: string[] = [];
-    const segs = readSegments(space, vm.layouts, allocd, vp);
+    let vp: string[] = [];
+    let segs = readSegments(space, vm.layouts, allocd, vp);
+    if (vp.length) {                 // the heap may have grown since the mappings were read
+      space.mappings({ refresh: true });
+      vp = [];
+      segs = readSegments(space, vm.layouts, allocd, vp);
+    }
     problems.push(...vp.map((p) => `VM 0x${vm.globalState.toString(16)}: ${p}`));
     segsByVm.set(vm.globalState, segs);
     allSegs.push(...segs);
@@ -117,7 +138,11 @@ export function luaHeaps(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
   const copySeconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const marksAfter = loc.vms.map((vm) => gcMark(space, vm));
   const after = sampleActivity(space);
-  const idle = space.kind === 'core' ? { idle: true, why: 'core file' } : stayedIdle(before, after);
+  frozen?.release();
+  const frozenSeconds = frozen ? Number(process.hrtime.bigint() - tf) / 1e9 : undefined;
+  const idle = space.kind === 'core' ? { idle: true, why: 'core file' }
+    : frozen ? { idle: true, why: `main thread stopped in system call ${frozen.syscall} (event wait) for ${frozenSeconds!.toFixed(3)} s (--freeze)` }
+    : stayedIdle(before, after);
   const allSweepFree = loc.vms.every((_, i) => sweepFree(marksBefore[i], marksAfter[i]));
   if (img.unreadableBytes) problems.push(`${img.unreadableBytes} bytes of the heap regions were unreadable`);
 
@@ -150,10 +175,11 @@ export function luaHeaps(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
   }
   return {
     target: space.description, pid: space.pid, library: loc.library?.path, libraryBuildId: loc.library?.buildId,
-    vms, directChunks: direct, regionBytes: img.bytes, copySeconds,
+    vms, directChunks: direct, regionBytes: img.bytes, copySeconds, frozenSeconds,
     consistency: { quiescent: idle.idle, sweepFree: allSweepFree, detail: idle.idle ? idle.why : `${idle.why}; ${allSweepFree ? 'no sweep phase during the copy' : 'a sweep phase may have run during the copy'}` },
     problems,
   };
+  } finally { frozen?.release(); }
 }
 
 /** A data or function symbol covering addr, as "name (object)", else "object+0xOFFSET" inside a loaded object. */

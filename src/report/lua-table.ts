@@ -20,7 +20,7 @@ export function renderLuaText(h: LuaHeaps, growth?: LuaGrowthReport): string {
   const regions = h.vms.reduce((a, v) => a + v.alloc.segments.length, 0);
   out.push(`${safeText(h.target)}: ${h.vms.length} Lua VM(s)${h.library ? `, ${safeText(h.library)}${h.libraryBuildId ? ` (build-id ${h.libraryBuildId})` : ''}` : ', no LuaJIT library mapped'}`);
   if (!h.vms.length) { out.push('no Lua VM found'); for (const p of h.problems) out.push(`  problem: ${safeText(p)}`); return out.join('\n'); }
-  out.push(`lj_alloc regions ${formatBytes(h.regionBytes)} (${regions} segment(s), ${h.directChunks.length} direct chunk(s)), copied in ${h.copySeconds.toFixed(2)} s; ` +
+  out.push(`lj_alloc regions ${formatBytes(h.regionBytes)} (${regions} segment(s), ${h.directChunks.length} direct chunk(s)), copied in ${h.copySeconds.toFixed(2)} s${h.frozenSeconds !== undefined ? ` (worker stopped ${h.frozenSeconds.toFixed(3)} s)` : ''}; ` +
     `consistency: ${h.consistency.quiescent ? 'quiescent' : h.consistency.sweepFree ? 'sweep-free' : 'not proved'} (${safeText(h.consistency.detail)})`);
   for (const p of h.problems) out.push(`  problem: ${safeText(p)}`);
   for (const vm of h.vms) out.push('', ...renderVm(vm, growth?.vms.find((g) => g.globalState === vm.globalState), growth?.baseline));
@@ -62,7 +62,7 @@ export function luaJson(h: LuaHeaps, growth?: LuaGrowthReport): object {
   return {
     schema: 'leakscope.lua/1',
     target: h.target, pid: h.pid, library: h.library ?? null, libraryBuildId: h.libraryBuildId ?? null,
-    regionBytes: h.regionBytes, copySeconds: h.copySeconds, consistency: h.consistency, problems: h.problems,
+    regionBytes: h.regionBytes, copySeconds: h.copySeconds, frozenSeconds: h.frozenSeconds ?? null, consistency: h.consistency, problems: h.problems,
     directChunks: h.directChunks.map((d) => ({ address: d.start, bytes: d.end - d.start, chunkBytes: d.chunkBytes })),
     vms: h.vms.map((vm) => ({
       globalState: vm.globalState, mainThread: vm.mainThread, foundBy: vm.foundBy, layouts: vm.layouts,
