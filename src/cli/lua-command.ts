@@ -6,9 +6,9 @@ import type { AddressSpace } from '../target/address-space.js';
 import { Symbolizer } from '../symbols/index.js';
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import { luaHeaps, tableGrowth } from '../luajit/index.js';
-import type { LuaHeaps } from '../luajit/index.js';
-import { luaJson, luaTablesFromJson, renderLuaText } from '../report/lua-table.js';
-import type { LuaGrowthReport } from '../report/lua-table.js';
+import type { LuaGrowth, LuaTable } from '../luajit/index.js';
+import { encodeLua, parseJsonText, parseLua } from '../contract/index.js';
+import { renderLuaText } from '../report/lua-table.js';
 import type { CommandResult } from './commands.js';
 
 export interface LuaCliOptions { tables: number; baseline?: string; pause?: number; scan?: boolean; freeze?: boolean }
@@ -16,19 +16,21 @@ export interface LuaCliOptions { tables: number; baseline?: string; pause?: numb
 /** Tables compared between two snapshots (more than are listed, so a table that grew into the list is matched). */
 const COMPARED_TABLES = 1000;
 
+type Snapshot = Array<{ globalState: number; gcTotal: number; tables: LuaTable[] }>;
+
 export async function runLua(space: AddressSpace, o: LuaCliOptions): Promise<CommandResult> {
   if (o.baseline && o.pause !== undefined) throw new LeakscopeError('usage', '--baseline and --pause are exclusive');
   const symbolizer = new Symbolizer(space.modules());
   const opts = { symbolizer, scan: o.scan, freeze: o.freeze, tables: Math.max(o.tables, o.pause !== undefined ? COMPARED_TABLES : 0) };
-  let growth: LuaGrowthReport | undefined;
-  let first: Array<{ globalState: number; gcTotal: number; tables: LuaHeaps['vms'][number]['tables'] }> | undefined;
+  let first: Snapshot | undefined;
   if (o.baseline) first = readBaseline(o.baseline);
   else if (o.pause !== undefined) {
     first = luaHeaps(space, opts).vms;
     await new Promise((r) => setTimeout(r, o.pause! * 1000));
   }
   const h = luaHeaps(space, opts);
-  if (!h.vms.length && !o.scan) throw new LeakscopeError('not-found', `${space.description}: no Lua VM found (no LuaJIT state validated${h.problems.length ? `: ${h.problems[0]}` : ''}); try --scan`);
+  if (!h.vms.length) throw new LeakscopeError('not-found', `${space.description}: no Lua VM found (no LuaJIT state validated${h.problems.length ? `: ${h.problems[0]}` : ''})${o.scan ? '' : '; try --scan'}`);
+  let growth: LuaGrowth | undefined;
   if (first) {
     growth = {
       baseline: o.baseline ? `baseline ${o.baseline}` : `${o.pause} s pause`,
@@ -39,15 +41,14 @@ export async function runLua(space: AddressSpace, o: LuaCliOptions): Promise<Com
     };
   }
   for (const vm of h.vms) vm.tables = vm.tables.slice(0, o.tables);
-  return { text: () => renderLuaText(h, growth), json: () => luaJson(h, growth) };
+  const doc = encodeLua(h, growth);
+  return { text: () => renderLuaText(doc), json: () => doc };
 }
 
-function readBaseline(path: string): ReturnType<typeof luaTablesFromJson> {
+function readBaseline(path: string): Snapshot {
   let text: string;
   try { text = readFileSync(path, 'utf8'); } catch (e) {
     throw new LeakscopeError((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not-found' : 'io', `${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
   }
-  let doc: unknown;
-  try { doc = JSON.parse(text); } catch { throw new LeakscopeError('malformed', `${path}: not JSON`); }
-  try { return luaTablesFromJson(doc); } catch (e) { throw isLeakscopeError(e) ? e.wrap(path) : e; }
+  try { return parseLua(parseJsonText(text)).vms; } catch (e) { throw isLeakscopeError(e) ? e.wrap(path) : e; }
 }

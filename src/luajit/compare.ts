@@ -34,3 +34,10 @@ export function tableGrowth(before: readonly LuaTable[], after: readonly LuaTabl
   out.sort((x, y) => y.growthBytes - x.growthBytes);
   return out.slice(0, limit);
 }
+
+/** Growth of each VM between two snapshots (a saved `lua --json` or a pause). */
+export interface LuaGrowth {
+  /** Where the first snapshot came from: "baseline FILE" or "5 s pause". */
+  baseline: string;
+  vms: Array<{ globalState: number; gcTotalBefore: number; gcTotalAfter: number; tables: TableGrowth[] }>;
+}

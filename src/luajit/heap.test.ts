@@ -5,6 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { LiveProcess } from '../target/index.js';
 import { Symbolizer } from '../symbols/index.js';
 import { ensureFixturesBuilt, REPO_ROOT } from '../../test/helpers/build.js';
@@ -69,5 +71,23 @@ test('leakscope lua --json on the plain LuaJIT program: leakscope.lua/1 with exa
     assert.equal(a.tables[0]!.path, '[registry]._LOADED.harness.store');
     assert.equal(a.tables[0]!.payloadBytes, h.truth.a.payload);
     assert.equal(a.partial, false);
+    // --baseline: the saved document, then 80 more strings: the store grew by their payload (plus its own array growth).
+    const dir = mkdtempSync(join(tmpdir(), 'leakscope-lua-'));
+    try {
+      const base = join(dir, 'base.json');
+      writeFileSync(base, out);
+      const more = await h.command<HarnessTruth>('grow 80');
+      const out2 = execFileSync(join(REPO_ROOT, 'bin', 'leakscope'), ['lua', String(h.pid), '--json', '--tables', '3', '--baseline', base], { encoding: 'utf8' });
+      const doc2 = JSON.parse(out2) as { vms: Array<{ mainThread: number; tables: Array<{ path: string; shallowBytes: number }>; growth: { tables: Array<{ path: string; growthBytes: number; ownBytesBefore: number; ownBytesAfter: number }> } }> };
+      const a2 = doc2.vms.find((v) => v.mainThread === h.truth.a.L)!;
+      const g = a2.growth.tables[0]!;
+      assert.equal(g.path, '[registry]._LOADED.harness.store');
+
+      assert.ok(g.growthBytes >= more.a.payload - h.truth.a.payload, `growth ${g.growthBytes} >= the new strings' ${more.a.payload - h.truth.a.payload} B`);
+
+      // A malformed baseline is exit 8 naming the JSON path.
+      writeFileSync(base, JSON.stringify({ schema: 'leakscope.lua/1', vms: 3 }));
+      assert.throws(() => execFileSync(join(REPO_ROOT, 'bin', 'leakscope'), ['lua', String(h.pid), '--baseline', base], { stdio: 'pipe' }), (e: { status: number; stderr: Buffer }) => e.status === 8 && /base\.json/.test(e.stderr.toString()));
+    } finally { rmSync(dir, { recursive: true, force: true }); }
   } finally { await h.stop(); }
 });
