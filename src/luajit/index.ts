@@ -7,3 +7,4 @@ export * from './reach.js';
 export * from './paths.js';
 export * from './heap.js';
 export * from './compare.js';
+export * from './regions.js';
