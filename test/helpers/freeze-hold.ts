@@ -4,6 +4,9 @@
 import { freezeInEventWait } from '../../src/target/freeze.js';
 
 const pid = Number(process.argv[2]);
-const f = freezeInEventWait(pid);
-process.stdout.write(`frozen ${f.syscall}\n`);
-setInterval(() => {}, 1 << 30);
+// Without a PID (e.g. picked up by `node --test` discovery) it does nothing.
+if (Number.isInteger(pid) && pid > 0) {
+  const f = freezeInEventWait(pid);
+  process.stdout.write(`frozen ${f.syscall}\n`);
+  setInterval(() => {}, 1 << 30);
+}
