@@ -11,6 +11,8 @@ import { frameLabel } from '../model/stacks.js';
 import { formatBytes, formatPercent } from '../model/units.js';
 import type { NginxPool, PoolAnalysis } from '../nginx/pools.js';
 import type { Observations } from './observe.js';
+import { luaFinding, luaStep } from './lua-evidence.js';
+import type { LuaFinding } from './lua-evidence.js';
 
 /** A bucket counts as anomalous with at least this many more chunks. */
 export const MIN_CHUNK_GROWTH = 8;
@@ -64,6 +66,8 @@ export interface Findings {
     /** The largest such group that names a module or creator. */
     attributedSuspect: { module: string | null; creator: string | null } | null;
   };
+  /** Lua heaps (lua-evidence.ts); absent or null without a Lua VM. */
+  lua?: LuaFinding | null;
 }
 
 /** Of all comparisons, the one whose top bucket grew most (in bytes), with that bucket when it is significant. */
@@ -156,6 +160,7 @@ export function findings(o: Observations): Findings {
     growth,
     trace: t ? { durationSeconds: t.durationSeconds, outstandingBytes: t.totals.outstandingBytes, top: byLeakingFunction(t.stacks)[0] ?? null } : null,
     pools: poolFindings,
+    lua: luaFinding(o.lua ?? null),
   };
 }
 
@@ -169,6 +174,8 @@ export function steps(o: Observations, growth: Growth): AnalyzeStep[] {
   // Steps 2-4 report the state at the end of the analysis, with growth since its start.
   out.push(allocatorStep(o.final.census));
   if (o.isNginx) out.push(poolsStep(o.final.pools, o.before.pools, growth.anomalous));
+  const lua = luaFinding(o.lua ?? null);
+  if (lua) out.push(luaStep(lua, o.lua!.after));
   out.push(bucketsStep(growth, o.final.census));
   out.push(codePathStep(o.trace, o.traceMode, o.target.kind === 'live'));
   return out;

@@ -20,11 +20,14 @@ import { isGrowthOverTime } from '../contract/analyze.js';
 import { formatBytes, formatPercent } from '../model/units.js';
 import type { Findings } from './evidence.js';
 import { moduleName } from './evidence.js';
+import { luaVerdict } from './lua-evidence.js';
 
 /** A traced call path explains growth when it left at least this much outstanding (bytes). */
 export const MIN_TRACED_BYTES = (1 << 20) / 4;
 
 export function conclude(f: Findings): AnalyzeConclusion {
+  const lua = luaVerdict(f.lua);            // a Lua table that grew during the analysis (lua-evidence.ts)
+  if (lua) return lua;
   if (f.heapError !== null) return noLeak('the glibc heap could not be walked, so no leak can be located');
   const g = f.growth;
   const t = f.trace;

@@ -84,7 +84,12 @@ export interface LuaHeapOptions {
   keep?: boolean;
   /** Stop the main thread (PTRACE_SEIZE + INTERRUPT, only while it waits for events) from finding the regions to the end of the copy. */
   freeze?: boolean;
+  /** Live copies tried until one is consistent (default 3). */
+  attempts?: number;
 }
+
+/** How long a live copy waits for the collector to leave its sweep phases (ms). */
+const SWEEP_WAIT_MS = 1000;
 
 interface GcMark { state: number; white: number; threshold: number; strTab: number; strMask: number; total: number }
 
@@ -101,7 +106,21 @@ function sweepFree(a: GcMark | undefined, b: GcMark | undefined): boolean {
   return !!a && !!b && a.state <= 1 && b.state <= 1 && a.white === b.white && a.threshold === b.threshold && a.strTab === b.strTab && a.strMask === b.strMask;
 }
 
+/**
+ * Snapshot of every Lua heap of the target. A live copy that cannot be proved consistent is
+ * retried (`attempts`, default 3, a few ms apart) before a partial result is returned.
+ */
 export function luaHeaps(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
+  const attempts = space.kind === 'live' && !opts.freeze ? Math.max(1, opts.attempts ?? 3) : 1;
+  let r = luaHeapsOnce(space, opts);
+  for (let a = 1; a < attempts && r.vms.some((v) => v.partial); a++) {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+    r = luaHeapsOnce(space, opts);
+  }
+  return r;
+}
+
+function luaHeapsOnce(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
   const problems: string[] = [];
   space.mappings({ refresh: true });
   const loc = locateVms(space, opts.symbolizer, { scan: opts.scan, scanIfNone: false });
@@ -130,11 +149,24 @@ export function luaHeaps(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
     allSegs.push(...segs);
   }
   const direct = loc.vms.length ? findDirectChunks(space, allSegs) : [];
-  // Copy, bracketed by the consistency samples.
+  // Copy, bracketed by the consistency samples; on a running process, not while a GC sweep
+  // frees objects (wait up to SWEEP_WAIT_MS for the collector to leave the sweep phases).
+  if (space.kind === 'live' && !frozen) {
+    const until = Date.now() + SWEEP_WAIT_MS;
+    while (Date.now() < until && loc.vms.some((vm) => (gcMark(space, vm)?.state ?? 0) > 1)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+  }
   const before = sampleActivity(space);
   const marksBefore = loc.vms.map((vm) => gcMark(space, vm));
   const t0 = process.hrtime.bigint();
-  const img = HeapImage.copy(space, [...allSegs.map((s) => ({ start: s.start, end: s.end, kind: 'segment' as const })), ...direct.map((d) => ({ start: d.start, end: d.end, kind: 'direct' as const }))]);
+  // Copy order on a running process: the regions holding each global_State first, then those
+  // holding its string table, then the rest. Objects on g's lists at the moment g is copied
+  // exist before any later region is copied and are not freed unless a sweep runs, so a copy
+  // torn by new allocations misses new objects (a census delta) instead of reading stale memory.
+  const first = [...loc.vms.map((vm) => vm.globalState), ...marksBefore.map((m) => m?.strTab ?? 0)];
+  const rank = (r: { start: number; end: number }) => { const i = first.findIndex((a) => a >= r.start && a < r.end); return i < 0 ? first.length : i; };
+  const ranges = [...allSegs.map((s) => ({ start: s.start, end: s.end, kind: 'segment' as const })), ...direct.map((d) => ({ start: d.start, end: d.end, kind: 'direct' as const }))];
+  ranges.sort((a, b) => rank(a) - rank(b));
+  const img = HeapImage.copy(space, ranges);
   const copySeconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const marksAfter = loc.vms.map((vm) => gcMark(space, vm));
   const after = sampleActivity(space);

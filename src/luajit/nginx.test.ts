@@ -6,35 +6,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LiveProcess } from '../target/index.js';
 import { Symbolizer } from '../symbols/index.js';
-import { ensureFixturesBuilt, FIXTURES_DIR, REPO_ROOT } from '../../test/helpers/build.js';
-import { startNginx } from '../../test/helpers/nginx.js';
+import { ensureFixturesBuilt, REPO_ROOT } from '../../test/helpers/build.js';
+import { startLuaNginx, LUA_LEAK_TABLE } from '../../test/helpers/lua-nginx.js';
 import type { NginxHandle } from '../../test/helpers/nginx.js';
 import { luaHeaps, tableGrowth } from './index.js';
 import { memoryBreakdown } from '../analysis/memory-breakdown.js';
 import { breakdownInputsFor } from '../analysis/breakdown-inputs.js';
 import type { LuaHeaps } from './index.js';
 
-const MODULES = '/usr/share/nginx/modules';
-const SESSIONS = '[registry]._LOADED.acme_leak.cache.sessions';
-
-async function startLuaNginx(): Promise<NginxHandle> {
-  assert.ok(existsSync(`${MODULES}/ngx_http_lua_module.so`), 'libnginx-mod-http-lua is installed (scripts/setup.sh)');
-  return startNginx({
-    workers: 1, loadModule: false,
-    mainExtra: `load_module ${MODULES}/ndk_http_module.so;\nload_module ${MODULES}/ngx_http_lua_module.so;`,
-    httpExtra: `lua_package_path "${join(FIXTURES_DIR, 'lua')}/?.lua;;";`,
-    serverExtra: [
-      'location = /leak { content_by_lua_block { ngx.print(require("acme_leak").put(tonumber(ngx.var.arg_n) or 1, tonumber(ngx.var.arg_size) or 4096)) } }',
-      'location = /ok { content_by_lua_block { ngx.print(require("healthy").handle(50)) } }',
-      'location = /fullgc { content_by_lua_block { collectgarbage("collect"); collectgarbage("collect"); ngx.print("done") } }',
-      'location = /count { content_by_lua_block { ngx.print(collectgarbage("count") * 1024) } }',
-    ].join('\n        '),
-  });
-}
+const SESSIONS = LUA_LEAK_TABLE;
 
 function snapshot(pid: number, tables = 1000): LuaHeaps {
   const space = LiveProcess.open(pid);

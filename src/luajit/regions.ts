@@ -20,6 +20,7 @@ export interface LuajitRegions {
 }
 
 export function luajitRegions(space: AddressSpace, symbolizer: Symbolizer): LuajitRegions {
+  space.mappings({ refresh: true });      // the heap may have grown since the target was opened
   const loc = locateVms(space, symbolizer);
   const problems = [...loc.problems];
   const regions: LuajitRegions['regions'] = [];
