@@ -113,21 +113,10 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
   if (!img.has(g, G.sizeof!)) problems.push('global_State is not inside the copied heap regions');
   // Upper bound on objects: every object is at least 16 bytes of gc.total.
   const maxObjects = Math.floor(header.total / 16) + 64;
-  let cap = Math.min(maxObjects, 1 << 16);
-  let addr = new Float64Array(cap), gct = new Uint8Array(cap), size = new Float64Array(cap), marked = new Uint8Array(cap);
-  let n = 0;
-  const push = (a: number, t: number, sz: number, m: number) => {
-    if (n === cap) {
-      cap = Math.min(cap * 2, maxObjects + 1);
-      const a2 = new Float64Array(cap); a2.set(addr); addr = a2;
-      const t2 = new Uint8Array(cap); t2.set(gct); gct = t2;
-      const s2 = new Float64Array(cap); s2.set(size); size = s2;
-      const m2 = new Uint8Array(cap); m2.set(marked); marked = m2;
-    }
-    addr[n] = a; gct[n] = t; size[n] = sz; marked[n] = m; n++;
-  };
+  const list = new ObjectList(Math.min(maxObjects, 1 << 16), maxObjects + 1);
+  const push = (a: number, t: number, sz: number, m: number) => list.push(a, t, sz, m);
   let tooMany = false;
-  const room = () => { if (n >= maxObjects) { if (!tooMany) problems.push(`more objects than gc.total allows (${maxObjects}): a list loops or the heap moved`); tooMany = true; return false; } return true; };
+  const room = () => { if (list.n >= maxObjects) { if (!tooMany) problems.push(`more objects than gc.total allows (${maxObjects}): a list loops or the heap moved`); tooMany = true; return false; } return true; };
 
   const sz = objectSizer(img, L, g, problems);
   let stackBytesMain = 0;
@@ -150,12 +139,13 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
   if (!img.has(tab, 8 * (mask + 1))) problems.push('string table is not inside the copied heap regions');
   else {
     let badChains = 0, firstBad = '';
+    const GCT_OFF = H.gct!, MARKED = H.marked!, LEN = s.GCstr!.len!, STR = GCT.str;
     chains: for (let i = 0; i <= mask && !tooMany; i++) {
       for (let p = clearBit0(img.u64(tab + 8 * i)); p; p = img.u64(p)) {
-        if (!img.has(p, 24) || img.u8(p + H.gct!) !== GCT.str) { if (!badChains++) firstBad = `string chain ${i} leads to 0x${p.toString(16)}, not a string`; break; }
+        if (!img.has(p, 24) || img.u8(p + GCT_OFF) !== STR) { if (!badChains++) firstBad = `string chain ${i} leads to 0x${p.toString(16)}, not a string`; break; }
         if (++strings > header.strNum + 1024) { problems.push(`the string table holds more strings than str.num (${header.strNum}) allows`); break chains; }
         if (!room()) break chains;
-        push(p, GCT.str, 24 + ((img.u32(p + s.GCstr!.len!) + 4) & ~3), img.u8(p + H.marked!));
+        list.push(p, STR, 24 + ((img.u32(p + LEN) + 4) & ~3), img.u8(p + MARKED));
       }
     }
     if (badChains) problems.push(`${firstBad}${badChains > 1 ? ` (and ${badChains - 1} more malformed chains)` : ''}`);
@@ -184,6 +174,7 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
     }
   }
 
+  const n = list.n, addr = list.addr, gct = list.gct, size = list.size, marked = list.marked;
   // Index; a duplicate means a list was read torn.
   const index = new AddressIndex(n);
   for (let i = 0; i < n; i++) if (index.insert(addr[i]!, i) >= 0) { problems.push(`object 0x${addr[i]!.toString(16)} is on two lists`); break; }
@@ -238,6 +229,27 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
     globalState: g, header, count: n, addr: addr.subarray(0, n), gct: gct.subarray(0, n), size: size.subarray(0, n), marked: marked.subarray(0, n),
     index, types: [...byType.values()], nonObject, objectBytes, nonObjectBytes, delta, problems, traces, ctsFinalizer, ctsMiscmap, lightudSegments,
   };
+}
+
+/** Parallel typed arrays of objects, grown by doubling up to `max`. */
+class ObjectList {
+  n = 0;
+  addr: Float64Array; gct: Uint8Array; size: Float64Array; marked: Uint8Array;
+  constructor(private cap: number, private readonly max: number) {
+    this.addr = new Float64Array(cap); this.gct = new Uint8Array(cap); this.size = new Float64Array(cap); this.marked = new Uint8Array(cap);
+  }
+  push(a: number, t: number, sz: number, m: number): void {
+    if (this.n === this.cap) this.grow();
+    const i = this.n++;
+    this.addr[i] = a; this.gct[i] = t; this.size[i] = sz; this.marked[i] = m;
+  }
+  private grow(): void {
+    this.cap = Math.min(this.cap * 2, this.max);
+    const a2 = new Float64Array(this.cap); a2.set(this.addr); this.addr = a2;
+    const t2 = new Uint8Array(this.cap); t2.set(this.gct); this.gct = t2;
+    const s2 = new Float64Array(this.cap); s2.set(this.size); this.size = s2;
+    const m2 = new Uint8Array(this.cap); m2.set(this.marked); this.marked = m2;
+  }
 }
 
 /** The size function of one VM: bytes an object's free function releases (-1 when malformed). */

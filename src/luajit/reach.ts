@@ -33,15 +33,11 @@ export interface Reach {
 export function reachability(img: HeapImage, L: LuajitLayouts, c: LuaCensus): Reach {
   const s = L.structs;
   const n = c.count;
-  const parent = new Int32Array(n).fill(-1), edge = new Uint8Array(n), aux = new Float64Array(n), order = new Int32Array(n);
-  let head = 0, tail = 0;
-  const idx = c.index;
-  const visit = (p: number, from: number, e: Edge, a: number) => {
-    const i = idx.get(p);
-    if (i < 0 || parent[i] !== -1) return;
-    parent[i] = from; edge[i] = e; aux[i] = a; order[tail++] = i;
-  };
-  const visitTv = (at: number, from: number, e: Edge, a: number) => { const p = tvGcPtr(img, at); if (p) visit(p, from, e, a); };
+  const q = new BfsQueue(n, c);
+  const { parent, edge, aux, order } = q;
+  let head = 0;
+  const visit = (p: number, from: number, e: Edge, a: number) => q.visit(p, from, e, a);
+  const visitTv = (at: number, from: number, e: Edge, a: number) => { const p = tvGcPtr(img, at); if (p) q.visit(p, from, e, a); };
   const G = s.global_State!, T = s.lua_State!, TB = s.GCtab!, ND = s.Node!, FL = s.GCfuncL!, FC = s.GCfuncC!, UV = s.GCupval!;
   const PR = s.GCproto!, UD = s.GCudata!, TR = s.GCtrace!, IR = s.IRIns!, H = s.GChead!;
   const g = c.globalState;
@@ -59,7 +55,7 @@ export function reachability(img: HeapImage, L: LuajitLayouts, c: LuaCensus): Re
   visit(mainEnv, -2, Edge.Root, root(2));
   for (let k = 0; k < G.gcrootCount!; k++) visit(img.u64(g + G.gcroot! + 8 * k), -2, Edge.Root, root(3, k));
   const drain = () => {
-    while (head < tail) {
+    while (head < q.tail) {
       const i = order[head++]!;
       const p = c.addr[i]!;
       switch (c.gct[i]) {
@@ -152,6 +148,7 @@ export function reachability(img: HeapImage, L: LuajitLayouts, c: LuaCensus): Re
   void H;
   // Payload and retained sizes along the BFS tree (children after parents in `order`).
   const payload = new Float64Array(n), retained = new Float64Array(n);
+  const tail = q.tail;
   for (let k = tail - 1; k >= 0; k--) {
     const i = order[k]!;
     retained[i]! += c.size[i]!;
@@ -161,4 +158,18 @@ export function reachability(img: HeapImage, L: LuajitLayouts, c: LuaCensus): Re
   let gc = 0, gb = 0;
   for (let i = 0; i < n; i++) if (parent[i] === -1) { gc++; gb += c.size[i]!; }
   return { parent, edge, aux, order: order.subarray(0, tail), reached: tail, payload, retained, pendingGarbage: { count: gc, bytes: gb } };
+}
+
+/** BFS state: per object its parent (-1 unreached, -2 root), the edge that reached it, and the visit order. */
+class BfsQueue {
+  readonly parent: Int32Array; readonly edge: Uint8Array; readonly aux: Float64Array; readonly order: Int32Array;
+  tail = 0;
+  constructor(n: number, private readonly c: LuaCensus) {
+    this.parent = new Int32Array(n).fill(-1); this.edge = new Uint8Array(n); this.aux = new Float64Array(n); this.order = new Int32Array(n);
+  }
+  visit(p: number, from: number, e: Edge, a: number): void {
+    const i = this.c.index.get(p);
+    if (i < 0 || this.parent[i] !== -1) return;
+    this.parent[i] = from; this.edge[i] = e; this.aux[i] = a; this.order[this.tail++] = i;
+  }
 }
