@@ -31,7 +31,8 @@ export class AddressIndex {
     this.mask = n - 1;
   }
   private slot(addr: number): number {
-    const lo = addr % 4294967296, hi = (addr - lo) / 4294967296;
+    // addr >>> 0 is addr mod 2^32 (ToUint32) and the division is exact below 2^53: no float modulus.
+    const lo = addr >>> 0, hi = (addr / 4294967296) | 0;
     return (Math.imul((lo >>> 3) ^ Math.imul(hi, 0x27d4eb2d), 0x9e3779b1) >>> 0) & this.mask;
   }
   /** Inserts addr -> i; returns the existing index if addr was already there. */
@@ -89,7 +90,7 @@ export interface LuaCensus {
 }
 
 /** Bit 0 cleared (JS bit operators would truncate a 47-bit pointer to 32 bits). */
-const clearBit0 = (v: number) => v - (v % 2);
+const clearBit0 = (v: number) => v - (v & 1);
 
 /** TValue helpers (GC64): itype = hi >> 15 (arithmetic); GC objects have itype -5 (str) .. -13 (udata). */
 export function tvGcPtr(img: HeapImage, at: number): number {
