@@ -7,9 +7,10 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { LiveProcess } from '../target/index.js';
+import { CoreFile, LiveProcess } from '../target/index.js';
 import { Symbolizer } from '../symbols/index.js';
-import { ensureFixturesBuilt, REPO_ROOT } from '../../test/helpers/build.js';
+import { ensureFixturesBuilt, FIXTURES_BUILD_DIR, REPO_ROOT } from '../../test/helpers/build.js';
+import { sh } from '../../test/helpers/proc.js';
 import { startFixture } from '../../test/helpers/fixture.js';
 import { luaHeaps, tableGrowth } from './index.js';
 import type { LuaVm } from './index.js';
@@ -90,4 +91,24 @@ test('leakscope lua --json on the plain LuaJIT program: leakscope.lua/1 with exa
       assert.throws(() => execFileSync(join(REPO_ROOT, 'bin', 'leakscope'), ['lua', String(h.pid), '--baseline', base], { stdio: 'pipe' }), (e: { status: number; stderr: Buffer }) => e.status === 8 && /base\.json/.test(e.stderr.toString()));
     } finally { rmSync(dir, { recursive: true, force: true }); }
   } finally { await h.stop(); }
+});
+
+test('a gcore of the plain LuaJIT program: the same exact census from the core file', async () => {
+  await ensureFixturesBuilt();
+  const h = await startFixture<HarnessTruth>('luajit-harness', ['120', '3000']);
+  const dir = mkdtempSync(join(tmpdir(), 'leakscope-lua-core-'));
+  try {
+    const r = sh('gcore', ['-o', join(dir, 'core'), String(h.pid)]);
+    assert.equal(r.status, 0, r.stderr);
+    const core = CoreFile.open(join(dir, `core.${h.pid}`), { exe: join(FIXTURES_BUILD_DIR, 'luajit-harness') });
+    try {
+      const res = luaHeaps(core, { symbolizer: new Symbolizer(core.modules()), tables: 3 });
+      assert.ok(res.consistency.quiescent, res.consistency.detail);
+      const a = vmOf(res.vms, h.truth.a.L);
+      assert.equal(a.objectBytes + a.nonObjectBytes, h.truth.a.count);
+      assert.equal(a.partial, false, a.problems.join('; '));
+      assert.equal(a.tables[0]!.path, '[registry]._LOADED.harness.store');
+      assert.equal(a.tables[0]!.payloadBytes, h.truth.a.payload);
+    } finally { core.close(); }
+  } finally { rmSync(dir, { recursive: true, force: true }); await h.stop(); }
 });
