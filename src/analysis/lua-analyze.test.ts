@@ -9,6 +9,9 @@ import { ensureFixturesBuilt } from '../../test/helpers/build.js';
 import { startLuaNginx, LUA_LEAK_TABLE } from '../../test/helpers/lua-nginx.js';
 import type { NginxHandle } from '../../test/helpers/nginx.js';
 import { analyze } from './analyze.js';
+import { memoryBreakdown } from './memory-breakdown.js';
+import { breakdownInputsFor } from './breakdown-inputs.js';
+import { Symbolizer } from '../symbols/index.js';
 import type { AnalyzeDocument } from '../contract/analyze.js';
 
 function traffic(ngx: NginxHandle, path: string, pauseMs: number): () => Promise<number> {
@@ -52,4 +55,23 @@ test('analyze, healthy Lua location under the same traffic: no leak', { timeout:
   assert.ok(requests > 50, `traffic ran (${requests} requests)`);
   assert.equal(doc.steps.find((s) => s.id === 'luajit')?.status, 'ok');
   assert.equal(doc.conclusion.leak, false, doc.conclusion.summary);
+});
+
+test('mem on the Lua worker: the lj_alloc regions are the luajit category, in use == collectgarbage("count") * 1024', { timeout: 60_000 }, async () => {
+  await ensureFixturesBuilt();
+  const ngx = await startLuaNginx();
+  try {
+    const get = async (p: string) => { const r = await ngx.request(p); assert.equal(r.status, 200, r.body); return r.body; };
+    const payload = Number(await get('/leak?n=200&size=20000'));
+    await get('/fullgc');
+    const count = Number(await get('/count'));
+    const space = LiveProcess.open(ngx.workerPids()[0]!);
+    try {
+      const mem = memoryBreakdown(space, breakdownInputsFor(space, new Symbolizer(space.modules())));
+      const lj = mem.categories.find((c) => c.name === 'luajit')!;
+      assert.equal(lj.usedBytes, count, 'luajit used == gc.total');
+      assert.ok(lj.rssBytes >= payload, `luajit RSS ${lj.rssBytes} holds the ${payload} B the leak wrote`);
+      assert.ok(mem.categories.find((c) => c.name === 'other-anon')!.rssBytes < lj.rssBytes, 'the Lua heap is no longer other-anon');
+    } finally { space.close(); }
+  } finally { await ngx.stop(); }
 });
