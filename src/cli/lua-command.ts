@@ -1,8 +1,8 @@
 // `leakscope lua PID`: every Lua VM of the target, GC objects by type, the largest tables by
 // path; with --baseline FILE (a saved `lua --json`) or --pause S (two snapshots S seconds
 // apart), the tables that grew.
-import { readFileSync } from 'node:fs';
 import type { AddressSpace } from '../target/address-space.js';
+import { readUserFile } from '../target/target-files.js';
 import { Symbolizer } from '../symbols/index.js';
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import { luaHeaps, tableGrowth } from '../luajit/index.js';
@@ -46,9 +46,7 @@ export async function runLua(space: AddressSpace, o: LuaCliOptions): Promise<Com
 }
 
 function readBaseline(path: string): Snapshot {
-  let text: string;
-  try { text = readFileSync(path, 'utf8'); } catch (e) {
-    throw new LeakscopeError((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not-found' : 'io', `${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
-  try { return parseLua(parseJsonText(text)).vms; } catch (e) { throw isLeakscopeError(e) ? e.wrap(path) : e; }
+  // A regular file within the baseline size cap, bounded read (never a FIFO, /dev/zero or a directory).
+  const text = readUserFile(path, 'baseline').toString('utf8');
+  try { return parseLua(parseJsonText(text)).vms; } catch (e) { throw isLeakscopeError(e) && !e.message.startsWith(path) ? e.wrap(path) : e; }
 }
