@@ -16,6 +16,8 @@ import type { GrowthRate } from './growth-rate.js';
 import { stableSuspects } from './pool-suspects.js';
 import type { StableSuspects } from './pool-suspects.js';
 import type { MemCategoryName } from '../model/index.js';
+import { luaFinding, luaStep } from './lua-evidence.js';
+import type { LuaFinding } from './lua-evidence.js';
 
 /** A bucket counts as anomalous with at least this many more chunks. */
 export const MIN_CHUNK_GROWTH = 8;
@@ -86,6 +88,8 @@ export interface Findings {
     /** The largest such group that names a module or creator. */
     attributedSuspect: { module: string | null; creator: string | null } | null;
   };
+  /** Lua heaps (lua-evidence.ts); absent or null without a Lua VM. */
+  lua?: LuaFinding | null;
 }
 
 /** Of all comparisons, the one whose top bucket grew most (in bytes), with that bucket when it is significant. */
@@ -260,6 +264,7 @@ export function findings(o: Observations): Findings {
     growth,
     trace: t ? { durationSeconds: t.durationSeconds, outstandingBytes: t.totals.outstandingBytes, top: byLeakingFunction(t.stacks)[0] ?? null } : null,
     pools: poolFindings,
+    lua: luaFinding(o.lua ?? null),
   };
 }
 
@@ -275,6 +280,8 @@ export function steps(o: Observations, f: Findings): AnalyzeStep[] {
   const steadyHeap = !!f.steady?.length && f.traceHeapGrowth !== null && f.traceHeapGrowth > 0;
   out.push(allocatorStep(o.final.census, { anomalous: !!growth.anomalous || steadyHeap, mem: o.memEnd ?? o.mem }));
   if (o.isNginx) out.push(poolsStep(o.final.pools, o.before.pools, growth.anomalous, f.pools?.stable ?? null));
+  const lua = luaFinding(o.lua ?? null);
+  if (lua) out.push(luaStep(lua, o.lua!.after));
   out.push(bucketsStep(growth, o.final.census));
   out.push(codePathStep(o.trace, o.traceMode, o.target.kind === 'live', f.steady, !!growth.anomalous));
   return out;

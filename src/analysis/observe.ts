@@ -29,6 +29,11 @@ import { memoryBreakdown } from './memory-breakdown.js';
 import { heapAndPools } from './pool-census.js';
 import type { HeapAndPools } from './pool-census.js';
 import { formatBytes } from '../model/units.js';
+import { luaHeaps, luajitLibrary } from '../luajit/index.js';
+import type { LuaObservation } from './lua-evidence.js';
+
+/** Tables compared between the two Lua snapshots. */
+const LUA_TABLES = 1000;
 
 export interface AnalyzeOptions {
   /** Trace window, seconds (0: no trace). */
@@ -91,6 +96,8 @@ export interface Observations {
   poolsConfirm: PoolAnalysis | 'frozen' | null;
   /** What was asked, for the command that would tell more. */
   asked: { pauseSeconds: number; traceSeconds: number; sampleBytes: number | null; baseline: boolean };
+  /** Lua heaps (OpenResty / LuaJIT) at the start and after the pause, when a Lua VM was found. */
+  lua?: LuaObservation | null;
 }
 
 export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promise<Observations> {
@@ -124,6 +131,7 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
     return obs;
   }
   obs.before = before;
+  const lua = luajitLibrary(space) ? luaHeaps(space, { symbolizer, tables: LUA_TABLES }) : null;
 
   // Baselines: a file, sibling workers, and the growth over an observation pause.
   const comparisons = obs.comparisons;
@@ -141,6 +149,11 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
     await sleep(pause * 1000, opts.signal);
     after = heapAndPools(space, { symbolizer, pools: isNginx });
     comparisons.push({ kind: 'pause', label: `the same process ${pause} s earlier`, cmp: compareCensus(before.census, after.census) });
+  }
+  if (lua?.vms.length) {
+    say('LuaJIT heap: objects by type, tables by path');
+    obs.lua = pause > 0 ? { before: lua, after: luaHeaps(space, { symbolizer, tables: LUA_TABLES }), label: `the same process ${pause} s earlier`, seconds: pause }
+      : { before: lua, after: lua, label: 'one snapshot', seconds: 0 };
   }
   obs.final = after;
   if (isNginx && pause > 0) obs.poolsConfirm = before.pools;

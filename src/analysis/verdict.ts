@@ -23,6 +23,7 @@ import { formatBytes, formatPercent } from '../model/units.js';
 import type { Findings, SteadyPath } from './evidence.js';
 import { moduleName, SAMPLES_TO_SEE_GROWTH } from './evidence.js';
 import { formatRatePerHour } from './growth-rate.js';
+import { luaVerdict } from './lua-evidence.js';
 
 /** A traced call path explains growth when it left at least this much outstanding (bytes). */
 export const MIN_TRACED_BYTES = (1 << 20) / 4;
@@ -32,6 +33,8 @@ export const HEAP_CONFIRMS = 0.4;
 export const NO_LEAK_FLOOR = 20 * 1024;
 
 export function conclude(f: Findings): AnalyzeConclusion {
+  const lua = luaVerdict(f.lua);            // a Lua table that grew during the analysis (lua-evidence.ts)
+  if (lua) return lua;
   const g = f.growth;
   const t = f.trace;
   const bucket = g.anomalous ? { minBytes: g.anomalous.minBytes, maxBytes: g.anomalous.maxBytes } : null;

@@ -10,6 +10,8 @@ import type { LeaksCliOptions } from './commands.js';
 import { runAnalyze } from './analyze-command.js';
 import type { AnalyzeCliOptions } from './analyze-command.js';
 import { runDemo } from './demo.js';
+import { runLua } from './lua-command.js';
+import type { LuaCliOptions } from './lua-command.js';
 
 interface CommonOptions extends TargetOptions { json?: JsonOption }
 
@@ -94,6 +96,17 @@ export function buildProgram(): Command {
       emit(opts.json, r.text, r.json);
       // --fail-on-leak: exit 1 on verdict `leak` (0 on `no-leak` and `cannot-tell`), for scripts and CI.
       if (opts.failOnLeak && (r.doc.conclusion.verdict ?? (r.doc.conclusion.leak ? 'leak' : 'no-leak')) === 'leak') process.exitCode = 1;
+    }));
+
+  targetCommand(program, 'lua', 'OpenResty / LuaJIT: every Lua VM, GC objects by type, the largest and the growing tables by path')
+    .option('--tables <n>', 'list the N largest tables (and at most N growing ones)', number('--tables', 0, 100000), 20)
+    .option('--baseline <file>', 'a saved `lua --json` to compare against: which tables grew')
+    .option('--pause <seconds>', 'take two snapshots this far apart: which tables grew', number('--pause', 0, 3600))
+    .option('--scan', 'also scan all anonymous memory for Lua states (any allocator; ~1 s per GiB)')
+    .option('--freeze', 'exact on a busy worker: stop its main thread while it waits for events (ptrace, never a signal) for the copy, ~1 s per GiB of Lua heap')
+    .action((pid: string | undefined, opts: CommonOptions & LuaCliOptions) => withTarget(pid, opts, async (space) => {
+      const r = await runLua(space, opts);
+      emit(opts.json, r.text, r.json);
     }));
 
   program.command('demo')

@@ -20,7 +20,7 @@ import type { PoolsDocument } from './pools.js';
 
 export const ANALYZE_SCHEMA = 'leakscope.analyze/1';
 
-export type AnalyzeStepId = 'memory' | 'allocator' | 'pools' | 'buckets' | 'code-path';
+export type AnalyzeStepId = 'memory' | 'allocator' | 'pools' | 'luajit' | 'buckets' | 'code-path';
 export type AnalyzeStepStatus = 'ok' | 'anomaly' | 'skipped' | 'error';
 export type Confidence = 'high' | 'medium' | 'low' | 'none';
 /** What users script on: `leak` (exit 1 with --fail-on-leak), `no-leak`, `cannot-tell`. */
@@ -144,7 +144,7 @@ export const analyzeDocument = object({
   generatedAt: string,
   durationSeconds: amount,
   steps: array(object({
-    id: literal('memory', 'allocator', 'pools', 'buckets', 'code-path'),
+    id: literal('memory', 'allocator', 'pools', 'luajit', 'buckets', 'code-path'),
     title: string, finding: string, evidence: array(string),
     status: literal('ok', 'anomaly', 'skipped', 'error'),
   })),

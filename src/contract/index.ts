@@ -7,4 +7,5 @@ export * from './heap.js';
 export * from './pools.js';
 export * from './leaks.js';
 export * from './analyze.js';
+export * from './lua.js';
 export * from './parse.js';

@@ -2,7 +2,7 @@
 // rssBytes, pssBytes, swapBytes, mappings }], glibcShare). Byte counts are integers in bytes.
 
 import type { MemBreakdown, MemCategoryName } from '../model/mem.js';
-import { address, array, count, literal, object, parseWith, ratio, schema, string } from './json-check.js';
+import { address, array, count, literal, object, optional, parseWith, ratio, schema, string } from './json-check.js';
 
 export const MEM_SCHEMA = 'leakscope.mem/1';
 
@@ -17,6 +17,9 @@ export interface MemCategoryEntry {
   source: string;
   /** Largest regions (at most 10). */
   top: MemRegionEntry[];
+  /** In use / free inside the category's regions by its allocator's accounting (luajit: Σ gc.total), when known. */
+  usedBytes?: number;
+  freeBytes?: number;
 }
 
 export interface MemDocument {
@@ -41,6 +44,7 @@ export function encodeMem(b: MemBreakdown): MemDocument {
     categories: b.categories.map((c) => ({
       name: c.name, rssBytes: c.rssBytes, pssBytes: c.pssBytes, swapBytes: c.swapBytes, mappings: c.mappings, source: c.source,
       top: c.top.map((r) => ({ start: r.start, end: r.end, rssBytes: r.rssBytes, swapBytes: r.swapBytes, label: r.label })),
+      ...(c.usedBytes !== undefined ? { usedBytes: c.usedBytes, freeBytes: c.freeBytes ?? 0 } : {}),
     })),
     modules: b.modules,
     notes: b.notes,
@@ -55,6 +59,7 @@ const region = object({ start: address, end: address, rssBytes: count, swapBytes
 const category = object({
   name: literal(...CATEGORY_NAMES), rssBytes: count, pssBytes: count, swapBytes: count, mappings: count, source: string,
   top: array(region),
+  usedBytes: optional(count), freeBytes: optional(count),
 });
 export const memDocument = object({
   schema: schema(MEM_SCHEMA), target: string, pid: count,

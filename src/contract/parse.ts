@@ -9,12 +9,14 @@ import type { HeapDocument } from './heap.js';
 import { fail } from './json-check.js';
 import { parseLeaks } from './leaks.js';
 import type { LeaksDocument } from './leaks.js';
+import { parseLua } from './lua.js';
+import type { LuaDocument } from './lua.js';
 import { parseMem } from './mem.js';
 import type { MemDocument } from './mem.js';
 import { parsePools } from './pools.js';
 import type { PoolsDocument } from './pools.js';
 
-export type LeakscopeDocument = MemDocument | HeapDocument | PoolsDocument | LeaksDocument | AnalyzeDocument;
+export type LeakscopeDocument = MemDocument | HeapDocument | PoolsDocument | LeaksDocument | AnalyzeDocument | LuaDocument;
 
 const PARSERS: Record<string, (doc: unknown) => LeakscopeDocument> = {
   'leakscope.mem/1': parseMem,
@@ -22,6 +24,7 @@ const PARSERS: Record<string, (doc: unknown) => LeakscopeDocument> = {
   'leakscope.pools/1': parsePools,
   'leakscope.leaks/1': parseLeaks,
   'leakscope.analyze/1': parseAnalyze,
+  'leakscope.lua/1': parseLua,
 };
 
 /** Any leakscope document, told apart by its `schema`; throws `malformed` naming the first problem. */

@@ -71,7 +71,7 @@ const signed = (n: number, f: (v: number) => string) => `${n > 0 ? '+' : n < 0 ?
 const CHART_W = 1100;
 const FLAME_ID = 'leak-flamegraph';
 
-const STEP_NUMBER: Record<AnalyzeStepId, number> = { memory: 1, allocator: 2, pools: 3, buckets: 4, 'code-path': 5 };
+const STEP_NUMBER: Partial<Record<AnalyzeStepId, number>> = { memory: 1, allocator: 2, pools: 3, buckets: 4, 'code-path': 5 };
 const STATUS_LABEL: Record<AnalyzeStepStatus, string> = { ok: 'OK', anomaly: 'Anomaly', skipped: 'Skipped', error: 'Error' };
 const CONFIDENCE_DOTS: Record<Confidence, number> = { high: 3, medium: 2, low: 1, none: 0 };
 
@@ -419,7 +419,7 @@ function codePathVisual(doc: AnalyzeDocument): string {
   return out.join('\n');
 }
 
-const VISUALS: Record<AnalyzeStepId, (doc: AnalyzeDocument) => string> = {
+const VISUALS: Partial<Record<AnalyzeStepId, (doc: AnalyzeDocument) => string>> = {
   memory: memoryVisual,
   allocator: allocatorVisual,
   pools: poolsVisual,

@@ -13,6 +13,8 @@ export function renderMemTable(b: MemDocument): string {
   ];
   const shm = b.categories.find((c) => c.name === 'nginx-shm');
   if (shm?.top.length) out.push(`nginx shm zones: ${shm.top.map((r) => `${safeText(r.label)} ${formatBytes(r.rssBytes)}`).join(', ')}`);
+  const lj = b.categories.find((c) => c.name === 'luajit');
+  if (lj && lj.usedBytes !== undefined) out.push(`LuaJIT heap: lj_alloc regions ${formatBytes(lj.usedBytes + (lj.freeBytes ?? 0))}, used by Lua objects (gc.total) ${formatBytes(lj.usedBytes)}, free inside ${formatBytes(lj.freeBytes ?? 0)}`);
   for (const n of b.notes) out.push(`note: ${safeText(n)}`);
   return out.join('\n');
 }
