@@ -53,6 +53,11 @@ export interface CensusOptions {
    * IN_USE_BYTES_BUDGET in all); the views stay valid after the census returns.
    */
   inUseChunkBytes?: number;
+  /**
+   * Called once per validated tcache_perthread_struct (user pointer): allocator metadata that
+   * onInUseChunk also reports as an in-use chunk (the program never asked for it).
+   */
+  onTcacheStruct?: (userAddr: number) => void;
 }
 
 /**
@@ -491,7 +496,7 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
     c.walkFastbins(raw, a, maxSteps);
     c.walkUnsorted(raw, a, scratch[i]!);
   }
-  const tcaches = walkTcaches(c, mp);
+  const tcaches = walkTcaches(c, mp, opts.onTcacheStruct);
   if (tcaches.keySource) sources.tcacheKey = tcaches.keySource;
   sources.tcaches = `${tcaches.found} tcache_perthread_struct found among ${c.tcacheCandidates.length} in-use chunks of ${L.tcache.structChunkSize} bytes`;
 
@@ -586,7 +591,7 @@ function fragmentation(t: { inUseBytes: number; freeBytes: number; topBytes: num
  * tcache_key (2.34+; inferred as the most common key when there is no symbol) or == the
  * tcache itself (2.29-2.33), length == count, next demangled (2.32+).
  */
-function walkTcaches(c: Census, mp: ReturnType<typeof readMallocParams>): { found: number; keySource?: string } {
+function walkTcaches(c: Census, mp: ReturnType<typeof readMallocParams>, onStruct?: (userAddr: number) => void): { found: number; keySource?: string } {
   const L = c.loc.layout, T = L.tcache;
   const structBytes = T.entries + T.bins * 8;
   const maxCount = T.countBytes === 1 ? 255 : mp && mp.tcacheCount > 0 ? mp.tcacheCount : 65535;
@@ -633,6 +638,7 @@ function walkTcaches(c: Census, mp: ReturnType<typeof readMallocParams>): { foun
       }
     }
     found++;
+    onStruct?.(user);
     for (let i = 0; i < T.bins; i++) {
       let e = v.entries[i]!;
       const limit = T.countMeaning === 'count' ? v.counts[i]! : maxCount;
