@@ -10,6 +10,7 @@ import type { LeaksCliOptions } from './commands.js';
 import { runAnalyze } from './analyze-command.js';
 import type { AnalyzeCliOptions } from './analyze-command.js';
 import { runDemo } from './demo.js';
+import { runHeapReach } from './reach-command.js';
 
 interface CommonOptions extends TargetOptions { json?: JsonOption }
 
@@ -55,7 +56,15 @@ export function buildProgram(): Command {
 
   targetCommand(program, 'heap', 'steps 2 and 4: glibc heap census (arenas, in-use / free chunks, size histogram)')
     .option('--baseline <file>', 'a saved `heap --json` (e.g. of a sibling worker) to compare against')
-    .action((pid: string | undefined, opts: CommonOptions & { baseline?: string }) => withTarget(pid, opts, (space) => {
+    .option('--reach', 'reachability of the in-use chunks: definitely / indirectly / possibly lost, reachable')
+    .option('--scans <n>', 'with --reach: scans a chunk must be lost in to count as lost (default 2 live, 1 core)', number('--scans', 1, 10))
+    .action((pid: string | undefined, opts: CommonOptions & { baseline?: string; reach?: boolean; scans?: number }) => withTarget(pid, opts, async (space) => {
+      if (opts.reach) {
+        if (opts.baseline) throw new LeakscopeError('usage', '--reach and --baseline cannot be combined');
+        const rr = await runHeapReach(space, { scans: opts.scans });
+        emit(opts.json, rr.text, rr.json);
+        return;
+      }
       const r = runHeap(space, { baseline: opts.baseline });
       emit(opts.json, r.text, r.json);
     }));
