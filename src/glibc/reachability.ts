@@ -328,8 +328,9 @@ class Scan {
    * Reads every block's words once (address order, 4 MiB windows), checks each header against the
    * census (changed: unknown), stores the edges between blocks.
    */
-  readBlocks(): void {
+  readBlocks(tcacheKey: number | null): void {
     const t = this.t, n = t.n, space = this.space;
+    const key = tcacheKey, keyLo = key === null ? 0 : key % TWO32, keyHi = key === null ? 0 : Math.floor(key / TWO32);
     const { buf, u32 } = window();
     const { min, max, minHi, maxHi } = t;
     let i = 0;
@@ -340,9 +341,10 @@ class Scan {
       const winStart = Math.floor((t.addr[i]! - 16) / 4096) * 4096;
       let j = i + 1;
       let winEnd = t.end(i);
-      while (j < n && t.end(j) - winStart <= WINDOW && t.addr[j]! - 16 - winEnd < (64 << 10)) { winEnd = t.end(j); j++; }
-      const big = winEnd - winStart > WINDOW;   // one chunk bigger than a window: read in pieces
-      const got = big ? 0 : space.readInto(winStart, buf, 0, winEnd - winStart);
+      while (j < n && t.end(j) + 8 - winStart <= WINDOW && t.addr[j]! - 16 - winEnd < (64 << 10)) { winEnd = t.end(j); j++; }
+      const big = winEnd + 8 - winStart > WINDOW;   // one chunk bigger than a window: read in pieces
+      // + 8: the next chunk's size field (its PREV_INUSE bit says whether the last chunk is still in use).
+      const got = big ? 0 : space.readInto(winStart, buf, 0, winEnd + 8 - winStart);
       this.bytesRead += got;
       for (let k = i; k < j; k++) {
         this.edgeStart[k] = this.edgeLen;
@@ -360,6 +362,10 @@ class Scan {
         const lo = u32[hw]!, hi = u32[hw + 1]!;
         const sz = hi * TWO32 + (lo - (lo & 7));
         if (sz !== t.size(k) || ((lo & 2) !== 0) !== ((t.flags[k]! & F_MMAPPED) !== 0)) { this.state[k] = S_UNKNOWN; continue; }
+        // Freed since the census: the next chunk's PREV_INUSE clear (bins), or tcache_key at user + 8 (tcache, 2.34+).
+        const nw = (off + (e - a)) >>> 2;
+        if ((t.flags[k]! & F_MMAPPED) === 0 && off + (e - a) + 8 <= got && (u32[nw]! & 1) === 0) { this.state[k] = S_UNKNOWN; continue; }
+        if (key !== null && e - a >= 16 && u32[(off >>> 2) + 2] === keyLo && u32[(off >>> 2) + 3] === keyHi) { this.state[k] = S_UNKNOWN; continue; }
         if (!stored) continue;
         const wEnd = (off + (e - a)) >>> 2;
         for (let w = off >>> 2; w + 1 < wEnd; w += 2) {
@@ -631,7 +637,7 @@ function oneScan(space: AddressSpace, symbolizer: Symbolizer, location: GlibcLoc
   table.finish();
   const scan = new Scan(space, census, table, allocator, maxEdges);
   scanRoots(scan, space, census, location);
-  scan.readBlocks();
+  scan.readBlocks(location.tcacheKey);
   scan.mark();
   return scan;
 }
