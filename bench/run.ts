@@ -9,6 +9,7 @@ import { REPO_ROOT } from '../test/helpers/build.js';
 import { benchEbpf } from './ebpf.js';
 import { benchHeap } from './heap.js';
 import { benchPools } from './pools.js';
+import { benchReach } from './reach.js';
 import { benchTraceOverhead } from './trace-overhead.js';
 
 interface Bench {
@@ -23,6 +24,7 @@ const BENCHES: Bench[] = [
   { name: 'ebpf', title: 'eBPF runtime: ring buffer and cost per probe hit', run: benchEbpf, printsTable: true },
   { name: 'heap', title: 'heap census vs plain /proc/PID/mem read', run: benchHeap, printsTable: false },
   { name: 'pools', title: 'nginx pool analysis vs heap census', run: benchPools, printsTable: true },
+  { name: 'reach', title: 'census vs census + reachability (issue 16)', run: benchReach, printsTable: false },
   { name: 'trace-overhead', title: 'trace overhead on a proxying nginx worker (issue 6)', run: benchTraceOverhead, printsTable: true },
 ];
 

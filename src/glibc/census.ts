@@ -58,6 +58,14 @@ export interface CensusOptions {
    * onInUseChunk also reports as an in-use chunk (the program never asked for it).
    */
   onTcacheStruct?: (userAddr: number) => void;
+  /**
+   * A cheaper alternative to onInUseChunk (no list kept inside the census): called during the walk
+   * for every chunk the walk sees in use (user pointer, chunk size; ascending within each heap),
+   * then `onFreeListChunk` for each of those found in a tcache or fastbin afterwards (so not in use),
+   * then `onWalkInUse(.., true)` for every mmapped chunk.
+   */
+  onWalkInUse?: (userAddr: number, chunkSize: number, mmapped: boolean) => void;
+  onFreeListChunk?: (userAddr: number) => void;
 }
 
 /**
@@ -137,6 +145,9 @@ class Census {
   freeLen = 0;
   /** In-use heap chunks (address, size) as walked, when a caller asked for them (onInUseChunk). */
   collect = false;
+  /** CensusOptions.onWalkInUse / onFreeListChunk. */
+  onWalk?: (userAddr: number, chunkSize: number, mmapped: boolean) => void;
+  onFreeList?: (userAddr: number) => void;
   usedAddr = new Float64Array(0);
   usedSize = new Float64Array(0);
   /** Per collected chunk: pool-candidate hint (HINT_NO / HINT_YES / HINT_UNKNOWN). */
@@ -181,6 +192,7 @@ class Census {
     const hFreeN = this.hFreeN, hFreeB = this.hFreeB, exactFlat = this.exactFlat;
     const winCap = buf.length;
     const collect = this.collect;
+    const onWalk = this.onWalk;
     const limit = heap.top >= 0 ? heap.top : heap.end;
     const end = heap.end;
     let winStart = 0, winEnd = 0;
@@ -218,6 +230,7 @@ class Census {
           if (prevSize < EXACT_FLAT_LIMIT) exactFlat[prevSize >>> 4]++;
           else this.exactMap.set(prevSize, (this.exactMap.get(prevSize) ?? 0) + 1);
           if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
+          if (onWalk !== undefined) onWalk(p - prevSize + 16, prevSize, false);
           if (collect) {
             // The chunk's user words 0..1 (chunk + 16 .. + 32) lie before p, so in this window
             // unless the chunk starts in an earlier one.
@@ -268,6 +281,7 @@ class Census {
             if (prevSize < EXACT_FLAT_LIMIT) exactFlat[prevSize >>> 4]++;
             else this.exactMap.set(prevSize, (this.exactMap.get(prevSize) ?? 0) + 1);
             if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
+            if (onWalk !== undefined) onWalk(p - prevSize + 16, prevSize, false);
             if (collect) {
               const c = p - prevSize;
               const hint = c >= winStart && p <= winEnd ? poolHint(u32, (c - winStart) >>> 2, c + 16, prevSize) : HINT_UNKNOWN;
@@ -377,6 +391,7 @@ class Census {
     this.reclassified.add(chunk);
     const a = seg.arena;
     if (chunk < seg.walkedEnd) {
+      this.onFreeList?.(chunk + 16);
       // The walk counted it as in use.
       a.inUseChunks--; a.inUseBytes -= size;
       if (size < EXACT_FLAT_LIMIT) this.exactFlat[size >>> 4]--;
@@ -463,6 +478,8 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
   const L = loc.layout;
   const c = new Census(space, loc, opts.windowBytes ?? DEFAULT_WINDOW);
   c.collect = !!opts.onInUseChunk;
+  c.onWalk = opts.onWalkInUse;
+  c.onFreeList = opts.onFreeListChunk;
   if (c.collect) c.prefixBytes = Math.max(0, Math.min(opts.inUseChunkBytes ?? 0, 4096));
   const mp = readMallocParams(space, loc);
   const sources = { ...loc.sources };
@@ -517,6 +534,7 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
     if (loc.heapMapping) exclude.push({ start: loc.heapMapping.start, end: loc.heapMapping.end });
     c.bytesRead += scanMmappedChunks(space, mmapCandidateRanges(space.mappings(), exclude), (m) => {
       opts.onInUseChunk?.(m.address + 16, m.size, true);
+      opts.onWalkInUse?.(m.address + 16, m.size, true);
       totals.mmappedChunks++;
       totals.mmappedBytes += m.mappedBytes;
       if (m.size < EXACT_FLAT_LIMIT) c.exactFlat[m.size >>> 4]++;

@@ -52,6 +52,8 @@ export const STACK_RED_ZONE = 128;
 const WINDOW = 4 << 20;
 /** Default cap on stored edges (4 bytes each). */
 export const DEFAULT_MAX_EDGES = 24 << 20;
+/** Most chunk-table entries allocated up front (13 bytes each, virtual until written). */
+const MAX_PRESIZED = 1 << 26;
 
 export type ReachClass = 'definitelyLost' | 'indirectlyLost' | 'possiblyLost' | 'reachable' | 'unknown';
 export const REACH_CLASSES: readonly ReachClass[] = ['definitelyLost', 'indirectlyLost', 'possiblyLost', 'reachable', 'unknown'];
@@ -59,6 +61,7 @@ export const REACH_CLASSES: readonly ReachClass[] = ['definitelyLost', 'indirect
 // Per-chunk states of one scan.
 const S_UNREACHED = 0, S_REACHABLE = 1, S_POSSIBLE = 2, S_DEFINITE = 3, S_INDIRECT = 4, S_UNKNOWN = 5, S_ALLOCATOR = 6;
 const F_MMAPPED = 1;
+const M_REACH = 0, M_POSSIBLE = 1, M_CLIQUE = 2;
 
 export interface ClassCount { chunks: number; bytes: number }
 
@@ -109,7 +112,7 @@ export interface Reachability {
   /** Scans made; a chunk is lost only when it was lost in every one (stability). */
   scans: number;
   notes: string[];
-  stats: { elapsedMs: number; bytesRead: number; chunks: number; edges: number; edgesStored: boolean; rootBytes: number };
+  stats: { elapsedMs: number; bytesRead: number; chunks: number; edges: number; edgesStored: boolean; rootBytes: number; phasesMs: Record<string, number> };
 }
 
 export interface ReachOptions {
@@ -170,13 +173,17 @@ export class ChunkTable {
   /** End of block i's words (exclusive). */
   end(i: number): number { return this.addr[i]! + this.size16[i]! * 16 - ((this.flags[i]! & F_MMAPPED) !== 0 ? 16 : 8); }
 
+  /** User pointers of chunks reported in use by the walk and found on a free list afterwards. */
+  readonly freed: number[] = [];
+
   /**
-   * Sorts by address (the census reports ascending runs: one per heap, then mmapped chunks;
-   * runs are ordered by their first address, a full sort only if they overlap) and builds the
-   * lookup table.
+   * Sorts by address (the census reports ascending runs: one per heap, then mmapped chunks; runs
+   * are ordered by their first address, a full sort only if they overlap), drops the chunks found
+   * on a free list, and builds the lookup table. Arrays keep their (possibly larger) buffers when
+   * nothing moves: untouched pages of a zero-filled typed array cost no RSS.
    */
   finish(): void {
-    const n = this.n;
+    let n = this.n;
     const runs: number[] = [0];
     for (let i = 1; i < n; i++) if (this.addr[i]! < this.addr[i - 1]!) runs.push(i);
     if (runs.length > 1) {
@@ -190,9 +197,20 @@ export class ChunkTable {
       const a = new Float64Array(n), s = new Uint32Array(n), f = new Uint8Array(n);
       for (let i = 0; i < n; i++) { const o = order[i]!; a[i] = this.addr[o]!; s[i] = this.size16[o]!; f[i] = this.flags[o]!; }
       this.addr = a; this.size16 = s; this.flags = f;
-    } else if (this.addr.length > n * 1.25 + 16) {
-      this.addr = this.addr.slice(0, n); this.size16 = this.size16.slice(0, n); this.flags = this.flags.slice(0, n);
     }
+    if (this.freed.length) {
+      // Compaction in place, merging with the sorted free-list chunks.
+      const fr = Float64Array.from(this.freed).sort();
+      let w = 0, q = 0;
+      for (let i = 0; i < n; i++) {
+        const v = this.addr[i]!;
+        while (q < fr.length && fr[q]! < v) q++;
+        if (q < fr.length && fr[q] === v) continue;
+        this.addr[w] = v; this.size16[w] = this.size16[i]!; this.flags[w] = this.flags[i]!; w++;
+      }
+      this.n = n = w;
+    }
+    this.addr = this.addr.subarray(0, n); this.size16 = this.size16.subarray(0, n); this.flags = this.flags.subarray(0, n);
     this.buildLookup();
   }
 
@@ -225,14 +243,16 @@ export class ChunkTable {
     }
     this.regTab[R] = total;
     this.table = new Int32Array(total);
+    const addr = this.addr, size16 = this.size16, flags = this.flags, table = this.table;
     for (let r = 0; r < R; r++) {
-      const gran = this.regGran[r]!, base = this.regTab[r]!, cnt = this.regTab[r + 1]! - base;
+      const gran = this.regGran[r]!, base = this.regTab[r]!, cnt = this.regTab[r + 1]! - base, start = starts[r]!;
       let k = firsts[r]!;
       const last = r + 1 < R ? firsts[r + 1]! : n;
+      let kEnd = addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
       for (let g = 0; g < cnt; g++) {
-        const at = starts[r]! + g * gran;
-        while (k < last - 1 && this.end(k) <= at) k++;
-        this.table[base + g] = k;
+        const at = start + g * gran;
+        while (k < last - 1 && kEnd <= at) { k++; kEnd = addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8); }
+        table[base + g] = k;
       }
     }
     this.min = starts[0]!; this.max = ends[R - 1]!;
@@ -299,6 +319,7 @@ class Scan {
   rootBytes = 0;
   roots = new Map<string, ReachRoot>();
   notes: string[] = [];
+  phasesMs: Record<string, number> = {};
 
   constructor(readonly space: AddressSpace, readonly census: HeapCensus, table: ChunkTable, allocator: number[], readonly maxEdges: number) {
     this.t = table;
@@ -306,7 +327,7 @@ class Scan {
     this.state = new Uint8Array(n);
     this.rootHit = new Uint8Array(n);
     this.edgeStart = new Uint32Array(n + 1);
-    this.edges = new Uint32Array(Math.min(maxEdges, Math.max(1024, n)));
+    this.edges = new Uint32Array(Math.min(maxEdges, Math.max(1024, n >>> 3)));
     this.firstUnstored = n;
     this.scratch = new Int32Array(n).fill(-1);
     for (const a of allocator) { const i = table.indexOf(a); if (i >= 0) this.state[i] = S_ALLOCATOR; }
@@ -333,49 +354,57 @@ class Scan {
     const key = tcacheKey, keyLo = key === null ? 0 : key % TWO32, keyHi = key === null ? 0 : Math.floor(key / TWO32);
     const { buf, u32 } = window();
     const { min, max, minHi, maxHi } = t;
+    const addr = t.addr, size16 = t.size16, flags = t.flags, state = this.state, edgeStart = this.edgeStart;
+    /** End of block k's words (see ChunkTable.end), inline. */
+    const endOf = (k: number) => addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
     let i = 0;
     let stored = true;
     while (i < n) {
       // A window from the page of chunk i's header over the following chunks (gaps < 64 KiB read
-      // through); a page-aligned start keeps /proc/PID/mem copying whole pages.
-      const winStart = Math.floor((t.addr[i]! - 16) / 4096) * 4096;
+      // through); a page-aligned start keeps /proc/PID/mem copying whole pages. + 8: the next
+      // chunk's size field (its PREV_INUSE bit says whether the last chunk is still in use).
+      const winStart = Math.floor((addr[i]! - 16) / 4096) * 4096;
+      const winLimit = winStart + WINDOW - 8;
       let j = i + 1;
-      let winEnd = t.end(i);
-      while (j < n && t.end(j) + 8 - winStart <= WINDOW && t.addr[j]! - 16 - winEnd < (64 << 10)) { winEnd = t.end(j); j++; }
-      const big = winEnd + 8 - winStart > WINDOW;   // one chunk bigger than a window: read in pieces
-      // + 8: the next chunk's size field (its PREV_INUSE bit says whether the last chunk is still in use).
+      let winEnd = endOf(i);
+      while (j < n) {
+        const e = endOf(j);
+        if (e > winLimit || addr[j]! - 16 - winEnd >= (64 << 10)) break;
+        winEnd = e; j++;
+      }
+      const big = winEnd > winLimit;   // one chunk bigger than a window: read in pieces
       const got = big ? 0 : space.readInto(winStart, buf, 0, winEnd + 8 - winStart);
       this.bytesRead += got;
       for (let k = i; k < j; k++) {
-        this.edgeStart[k] = this.edgeLen;
-        if (this.state[k] === S_ALLOCATOR) continue;
+        edgeStart[k] = this.edgeLen;
+        if (state[k] === S_ALLOCATOR) continue;
         if (big) {
-          if (!this.checkHeaderDirect(k)) { this.state[k] = S_UNKNOWN; continue; }
+          if (!this.checkHeaderDirect(k)) { state[k] = S_UNKNOWN; continue; }
           if (stored && !this.scanBig(k)) stored = this.overflow(k);
           continue;
         }
-        const a = t.addr[k]!, e = t.end(k);
+        const a = addr[k]!;
+        const mm = (flags[k]! & F_MMAPPED) !== 0;
         const off = a - winStart;
-        if (off + (e - a) > got) { this.state[k] = S_UNKNOWN; continue; }
+        const offEnd = off + size16[k]! * 16 - (mm ? 16 : 8);
+        if (offEnd > got) { state[k] = S_UNKNOWN; continue; }
         // Header: the size field (user - 8) must still be the census's size and kind.
         const hw = (off - 8) >>> 2;
         const lo = u32[hw]!, hi = u32[hw + 1]!;
-        const sz = hi * TWO32 + (lo - (lo & 7));
-        if (sz !== t.size(k) || ((lo & 2) !== 0) !== ((t.flags[k]! & F_MMAPPED) !== 0)) { this.state[k] = S_UNKNOWN; continue; }
+        if (hi !== 0 ? hi * TWO32 + (lo - (lo & 7)) !== size16[k]! * 16 : (lo >>> 4) !== size16[k] || ((lo & 2) !== 0) !== mm) { state[k] = S_UNKNOWN; continue; }
         // Freed since the census: the next chunk's PREV_INUSE clear (bins), or tcache_key at user + 8 (tcache, 2.34+).
-        const nw = (off + (e - a)) >>> 2;
-        if ((t.flags[k]! & F_MMAPPED) === 0 && off + (e - a) + 8 <= got && (u32[nw]! & 1) === 0) { this.state[k] = S_UNKNOWN; continue; }
-        if (key !== null && e - a >= 16 && u32[(off >>> 2) + 2] === keyLo && u32[(off >>> 2) + 3] === keyHi) { this.state[k] = S_UNKNOWN; continue; }
+        const w0 = off >>> 2, wEnd = offEnd >>> 2;
+        if (!mm && offEnd + 8 <= got && (u32[wEnd]! & 1) === 0) { state[k] = S_UNKNOWN; continue; }
+        if (key !== null && wEnd - w0 >= 4 && u32[w0 + 2] === keyLo && u32[w0 + 3] === keyHi) { state[k] = S_UNKNOWN; continue; }
         if (!stored) continue;
-        const wEnd = (off + (e - a)) >>> 2;
-        for (let w = off >>> 2; w + 1 < wEnd; w += 2) {
+        for (let w = w0; w + 1 < wEnd; w += 2) {
           const h = u32[w + 1]!;
           if (h < minHi || h > maxHi) continue;
           const v = h * TWO32 + u32[w]!;
           if (v < min || v >= max) continue;
           const tgt = t.find(v);
           if (tgt < 0 || tgt === k) continue;
-          if (!this.addEdge(k, tgt, v !== t.addr[tgt])) { stored = this.overflow(k); break; }
+          if (!this.addEdge(k, tgt, v !== addr[tgt])) { stored = this.overflow(k); break; }
         }
       }
       i = j;
@@ -477,10 +506,32 @@ class Scan {
   }
 
   /**
-   * Propagates from the blocks on `stack[0..len)`: for each edge (src -> tgt), `accept` decides
-   * whether tgt is newly marked (and then scanned). Blocks without stored edges are read in batches.
+   * Marks one target `j` reached over an edge in `mode` (M_REACH: start pointers make unreached
+   * blocks reachable; M_POSSIBLE: any pointer makes them possibly lost; M_CLIQUE: unreached blocks
+   * join the clique of `leader`, an earlier leader is absorbed). Returns true when j is to be scanned.
    */
-  private propagate(stack: Int32Array, len: number, accept: (tgt: number, interior: boolean) => boolean): void {
+  private accept(mode: number, j: number, interior: boolean, leader: number): boolean {
+    const state = this.state;
+    const s = state[j]!;
+    if (mode === M_REACH) {
+      if (interior || s !== S_UNREACHED) return false;
+      state[j] = S_REACHABLE; return true;
+    }
+    if (mode === M_POSSIBLE) {
+      if (s !== S_UNREACHED) return false;
+      state[j] = S_POSSIBLE; return true;
+    }
+    if (j === leader) return false;
+    if (s === S_UNREACHED) { state[j] = S_INDIRECT; this.scratch[j] = leader; return true; }
+    if (s === S_DEFINITE) { state[j] = S_INDIRECT; this.scratch[j] = leader; }   // an earlier leader, absorbed
+    return false;
+  }
+
+  /**
+   * Propagates from the blocks on `stack[0..len)` over their edges (see accept). Blocks without
+   * stored edges are read again, in address order, once the stored ones are done.
+   */
+  private propagate(stack: Int32Array, len: number, mode: number, leader: number): void {
     const edges = this.edges, es = this.edgeStart, fu = this.firstUnstored;
     const pending: number[] = [];
     for (;;) {
@@ -490,38 +541,31 @@ class Scan {
         for (let p = es[i]!, q = es[i + 1]!; p < q; p++) {
           const e = edges[p]!;
           const j = e >>> 1;
-          if (accept(j, (e & 1) !== 0)) stack[len++] = j;
+          if (this.accept(mode, j, (e & 1) !== 0, leader)) stack[len++] = j;
         }
       }
       if (pending.length === 0) return;
       pending.sort((x, y) => x - y);
-      for (const i of pending.splice(0)) this.wordsOf(i, (tgt, interior) => { if (accept(tgt, interior)) stack[len++] = tgt; return true; });
+      for (const i of pending.splice(0)) this.wordsOf(i, (tgt, interior) => { if (this.accept(mode, tgt, interior, leader)) stack[len++] = tgt; return true; });
     }
   }
 
-  /** Reachable, possibly lost, then cliques of the rest. Returns the clique leader per lost block in `scratch`. */
+  /** Reachable, possibly lost, then cliques of the rest (leader per lost block in `scratch`). */
   mark(): void {
     const n = this.t.n, state = this.state, hit = this.rootHit;
     const stack = new Int32Array(n);
     let len = 0;
-    const blocked = (s: number) => s === S_UNKNOWN || s === S_ALLOCATOR;
     // 1. Reachable: chains of start pointers from the roots.
     for (let i = 0; i < n; i++) if ((hit[i]! & 1) !== 0 && state[i] === S_UNREACHED) { state[i] = S_REACHABLE; stack[len++] = i; }
-    this.propagate(stack, len, (j, interior) => {
-      if (interior || state[j] !== S_UNREACHED) return false;
-      state[j] = S_REACHABLE; return true;
-    });
-    // 2. Possibly lost: reached through some interior pointer.
+    this.propagate(stack, len, M_REACH, -1);
+    // 2. Possibly lost: reached through some interior pointer (from a root or a reached block).
     len = 0;
     for (let i = 0; i < n; i++) {
       const s = state[i]!;
-      if (s === S_REACHABLE) stack[len++] = i;
+      if (s === S_REACHABLE) { if (i >= this.firstUnstored || this.edgeStart[i] !== this.edgeStart[i + 1]) stack[len++] = i; }
       else if (s === S_UNREACHED && hit[i] !== 0) { state[i] = S_POSSIBLE; stack[len++] = i; }
     }
-    this.propagate(stack, len, (j) => {
-      if (state[j] !== S_UNREACHED) return false;
-      state[j] = S_POSSIBLE; return true;
-    });
+    this.propagate(stack, len, M_POSSIBLE, -1);
     // 3. Cliques in address order (valgrind's lc_push_with_clique_if_a_chunk_ptr).
     const clique = this.scratch;
     clique.fill(-1);
@@ -530,12 +574,7 @@ class Scan {
       state[i] = S_DEFINITE;
       clique[i] = i;
       stack[0] = i;
-      this.propagate(stack, 1, (j) => {
-        if (j === i || blocked(state[j]!)) return false;
-        if (state[j] === S_UNREACHED) { state[j] = S_INDIRECT; clique[j] = i; return true; }
-        if (state[j] === S_DEFINITE) { state[j] = S_INDIRECT; clique[j] = i; }   // an earlier leader, absorbed
-        return false;
-      });
+      this.propagate(stack, 1, M_CLIQUE, i);
     }
   }
 
@@ -626,19 +665,31 @@ function scanRoots(scan: Scan, space: AddressSpace, census: HeapCensus, loc: Gli
 }
 
 function oneScan(space: AddressSpace, symbolizer: Symbolizer, location: GlibcLocation, maxEdges: number, capacity: number): Scan {
+  const t0 = performance.now();
   if (space.kind === 'live') space.mappings({ refresh: true });
-  const table = new ChunkTable(capacity);
+  // Capacity: at most one chunk per 32 bytes of the brk heap and anonymous rw memory (thread heaps
+  // and mmapped chunks live there); zero-filled, so only the entries written cost RSS.
+  let bound = capacity;
+  for (const m of space.mappings()) if (m.path === '[heap]' || (m.path === '' && m.perms.startsWith('rw'))) bound += (m.end - m.start) / 32;
+  const table = new ChunkTable(Math.min(MAX_PRESIZED, Math.ceil(bound)));
   const allocator: number[] = [];
   const census = heapCensus(space, {
     symbolizer, location,
-    onInUseChunk: (u, size, mmapped) => table.push(u, size, mmapped),
+    onWalkInUse: (u, size, mmapped) => table.push(u, size, mmapped),
+    onFreeListChunk: (u) => table.freed.push(u),
     onTcacheStruct: (u) => allocator.push(u),
   });
+  const t1 = performance.now();
   table.finish();
   const scan = new Scan(space, census, table, allocator, maxEdges);
+  const t2 = performance.now();
   scanRoots(scan, space, census, location);
+  const t3 = performance.now();
   scan.readBlocks(location.tcacheKey);
+  const t4 = performance.now();
   scan.mark();
+  const t5 = performance.now();
+  scan.phasesMs = { census: t1 - t0, table: t2 - t1, roots: t3 - t2, blocks: t4 - t3, mark: t5 - t4 };
   return scan;
 }
 
@@ -648,7 +699,6 @@ const CLASS_OF: Record<number, ReachClass | 'allocator'> = {
   [S_UNKNOWN]: 'unknown', [S_ALLOCATOR]: 'allocator', [S_UNREACHED]: 'unknown',
 };
 
-function bucketIndex(size: number): number { return Math.floor(Math.log2(size)); }
 
 /**
  * Reachability of every in-use chunk of a glibc process (live or core). Scans `opts.scans` times
@@ -666,7 +716,7 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   let bytesRead = 0;
   for (let s = 0; s < scans; s++) {
     if (s > 0) await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
-    scan = oneScan(space, symbolizer, location, maxEdges, prevTable ? Math.ceil(prevTable.n * 1.1) + 1024 : 1 << 16);
+    scan = oneScan(space, symbolizer, location, maxEdges, 1024);
     bytesRead += scan.bytesRead;
     const t = scan.t, st = scan.state;
     // Stability: lost now and lost before at the same address and size; else unknown (or reachable).
@@ -685,24 +735,35 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   }
   const t = scan.t, st = scan.state;
   const zero = (): ClassCount => ({ chunks: 0, bytes: 0 });
-  const totals: Record<ReachClass | 'allocator', ClassCount> = { definitelyLost: zero(), indirectlyLost: zero(), possiblyLost: zero(), reachable: zero(), unknown: zero(), allocator: zero() };
-  const buckets = new Map<number, ReachBucket>();
+  // Counts per state x bucket in typed arrays (no object per chunk).
+  const cnt = new Float64Array(8 * 64), byt = new Float64Array(8 * 64);
   const groupBytes = new Map<number, { chunks: number; bytes: number }>();
   for (let i = 0; i < t.n; i++) {
-    const c = CLASS_OF[st[i]!]!;
-    const size = t.size(i);
-    totals[c].chunks++; totals[c].bytes += size;
-    if (c === 'allocator') continue;
-    const k = bucketIndex(size);
-    let b = buckets.get(k);
-    if (!b) buckets.set(k, (b = { minBytes: 2 ** k, maxBytes: 2 ** (k + 1), definitelyLost: zero(), indirectlyLost: zero(), possiblyLost: zero(), reachable: zero(), unknown: zero() }));
-    b[c].chunks++; b[c].bytes += size;
-    if (c === 'definitelyLost' || c === 'indirectlyLost') {
+    const s = st[i]!;
+    const size = t.size16[i]! * 16;
+    const k = size < TWO32 ? 31 - Math.clz32(size) : Math.floor(Math.log2(size));
+    cnt[s * 64 + k]++; byt[s * 64 + k] += size;
+    if (s === S_DEFINITE || s === S_INDIRECT) {
       const leader = scan.leaderOf(i);
       let g = groupBytes.get(leader);
       if (!g) groupBytes.set(leader, (g = { chunks: 0, bytes: 0 }));
       g.chunks++; g.bytes += size;
     }
+  }
+  const totals: Record<ReachClass | 'allocator', ClassCount> = { definitelyLost: zero(), indirectlyLost: zero(), possiblyLost: zero(), reachable: zero(), unknown: zero(), allocator: zero() };
+  const buckets: ReachBucket[] = [];
+  for (let k = 0; k < 64; k++) {
+    let b: ReachBucket | undefined;
+    for (let s = 0; s < 8; s++) {
+      const c = cnt[s * 64 + k]!;
+      if (c === 0) continue;
+      const cls = CLASS_OF[s]!;
+      totals[cls].chunks += c; totals[cls].bytes += byt[s * 64 + k]!;
+      if (cls === 'allocator') continue;
+      b ??= { minBytes: 2 ** k, maxBytes: 2 ** (k + 1), definitelyLost: zero(), indirectlyLost: zero(), possiblyLost: zero(), reachable: zero(), unknown: zero() };
+      b[cls].chunks += c; b[cls].bytes += byt[s * 64 + k]!;
+    }
+    if (b) buckets.push(b);
   }
   // Largest lost: definitely lost leaders by group bytes, then possibly lost by size.
   const want = opts.largest ?? 10;
@@ -730,12 +791,12 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   const reach: Reachability = {
     definitelyLost: totals.definitelyLost, indirectlyLost: totals.indirectlyLost, possiblyLost: totals.possiblyLost,
     reachable: totals.reachable, unknown: totals.unknown, allocator: totals.allocator,
-    buckets: [...buckets.entries()].sort((a, b) => a[0] - b[0]).map(([, b]) => b),
+    buckets,
     roots: [...scan.roots.values()].sort((a, b) => b.bytes - a.bytes),
     largestLost,
     scans,
     notes,
-    stats: { elapsedMs: Math.round((performance.now() - t0) * 10) / 10, bytesRead, chunks: t.n, edges: scan.edgeLen, edgesStored: scan.firstUnstored === t.n, rootBytes: scan.rootBytes },
+    stats: { elapsedMs: Math.round((performance.now() - t0) * 10) / 10, bytesRead, chunks: t.n, edges: scan.edgeLen, edgesStored: scan.firstUnstored === t.n, rootBytes: scan.rootBytes, phasesMs: Object.fromEntries(Object.entries(scan.phasesMs).map(([k, v]) => [k, Math.round(v)])) },
   };
   return {
     reachability: reach,
