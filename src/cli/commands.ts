@@ -7,7 +7,7 @@ import { memJson, renderMemTable } from '../report/mem-table.js';
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import type { LeakTrace } from '../model/leaks.js';
 import { readFileSync } from 'node:fs';
-import { heapCensus, compareCensus } from '../glibc/index.js';
+import { heapCensus, compareCensus, reachability } from '../glibc/index.js';
 import type { CensusComparison, HeapCensus } from '../glibc/index.js';
 import { heapJson, renderHeapTable, censusFromJson } from '../report/heap-table.js';
 import { poolsJson, renderPoolsTable } from '../report/pools-table.js';
@@ -47,6 +47,8 @@ export function runPools(space: AddressSpace, opts: { largest: number }): Comman
 export interface LeaksCliOptions {
   duration: number; mode: 'pool' | 'malloc'; sampleBytes: number; minAge: number; duty: number;
   svg?: string; folded?: string; pprof?: string;
+  /** Split each path's outstanding memory by reachability at the end (heap scans after the window). */
+  reach?: boolean;
 }
 
 export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise<CommandResult> {
@@ -60,6 +62,7 @@ export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise
     trace = await traceLeaks(space, {
       mode: o.mode, durationSeconds: o.duration, sampleBytes: o.sampleBytes, minAgeSeconds: o.minAge, dutyCycle: o.duty,
       livePools: o.mode === 'pool' ? () => livePoolBytes(space) : undefined,
+      reachAtEnd: o.reach ? async () => (await reachability(space)).classOf : undefined,
       onProgress: progress, signal: interrupt.signal,
     });
   } finally {

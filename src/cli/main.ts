@@ -85,6 +85,7 @@ export function buildProgram(): Command {
     .option('--svg <file>', 'write an interactive flame graph')
     .option('--folded <file>', 'write folded stacks (bytes)')
     .option('--pprof <file>', 'write a gzipped pprof profile')
+    .option('--reach', 'split each path\'s outstanding memory by reachability at the end: unreachable (a leak) vs reachable (a cache)')
     .action((pid: string | undefined, opts: CommonOptions & LeaksCliOptions) => withTarget(pid, opts, async (space) => {
       const r = await runLeaks(space, opts);
       emit(opts.json, r.text, r.json);

@@ -20,8 +20,12 @@ export function renderLeaksTable(t: LeakTrace, opts: { top?: number } = {}): str
     ` (allocated during the window: ${t.mode === 'pool' ? `${t.totals.allocatedCount} pools` : `${formatBytes(t.totals.allocatedBytes)} in ${t.totals.allocatedCount}`})`);
   if (t.stacks.length) {
     out.push('');
-    out.push(textTable(['bytes', 'count', 'call path (leaf first)'],
-      t.stacks.slice(0, top).map((s) => [formatBytes(s.bytes), String(Math.round(s.count)), shortPath(s.frames)])));
+    const reach = t.stacks.some((s) => s.reach);
+    out.push(textTable(['bytes', 'count', ...(reach ? ['unreachable', 'reachable'] : []), 'call path (leaf first)'],
+      t.stacks.slice(0, top).map((s) => [formatBytes(s.bytes), String(Math.round(s.count)),
+        ...(reach ? [s.reach ? reachCell(s.reach.lostBytes, s.bytes) : '?', s.reach ? reachCell(s.reach.reachableBytes, s.bytes) : '?'] : []),
+        shortPath(s.frames)])));
+    if (reach) out.push('unreachable: definitely or indirectly lost at the end (a leak); reachable: still referenced (a cache or live data)');
   } else {
     out.push('no outstanding memory from this window');
   }
@@ -36,6 +40,10 @@ export function renderLeaksTable(t: LeakTrace, opts: { top?: number } = {}): str
   return out.join('\n');
 }
 
+function reachCell(part: number, whole: number): string {
+  return whole > 0 ? `${formatBytes(part)} ${Math.round((part / whole) * 100)}%` : formatBytes(part);
+}
+
 export function leaksJson(t: LeakTrace): object {
   return {
     schema: 'leakscope.leaks/1',
@@ -48,6 +56,7 @@ export function leaksJson(t: LeakTrace): object {
     stacks: t.stacks.map((s) => ({
       frames: s.frames.map((f) => ({ function: f.function, module: f.module, offset: f.offset })),
       bytes: s.bytes, count: s.count, allocBytes: s.allocBytes ?? 0, allocCount: s.allocCount ?? 0,
+      ...(s.reach ? { reach: { ...s.reach } } : {}),
     })),
     notes: t.notes,
   };
