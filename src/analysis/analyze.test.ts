@@ -15,7 +15,8 @@ import { withBrowser, openFile } from '../../test/helpers/browser.js';
 import { LiveProcess } from '../target/index.js';
 import { analyze } from './analyze.js';
 import { renderHtmlReport } from '../report/html-report.js';
-import type { AnalyzeDocument } from '../report/html-report.js';
+import type { AnalyzeDocument } from '../contract/analyze.js';
+import { parseAnalyze } from '../contract/analyze.js';
 import { REPO, leakscope } from '../../test/helpers/proc.js';
 
 const TRACE = 5;
@@ -68,6 +69,9 @@ test('leak scenario (real nginx, leaking module): names the module, the bucket a
   assert.equal(c.confidence, 'high');
   assert.deepEqual(doc.steps.map((s) => s.id), ['memory', 'allocator', 'pools', 'buckets', 'code-path']);
   assert.ok(doc.durationSeconds <= TRACE + 10, `the whole analysis took ${doc.durationSeconds} s for a ${TRACE} s window`);
+  // A real analysis document (with its embedded mem, heap, pools and leaks documents) reads back through the contract.
+  const text = JSON.parse(JSON.stringify(doc));
+  assert.deepEqual(JSON.parse(JSON.stringify(parseAnalyze(text))), text);
   console.log(`# ${c.summary} (${doc.durationSeconds.toFixed(1)} s)`);
 });
 

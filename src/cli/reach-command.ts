@@ -2,8 +2,9 @@
 import type { AddressSpace } from '../target/address-space.js';
 import { Symbolizer } from '../symbols/index.js';
 import { reachability } from '../glibc/index.js';
-import { heapJson, renderHeapTable } from '../report/heap-table.js';
-import { reachJson, renderReachTable } from '../report/reach-table.js';
+import { encodeHeap } from '../contract/index.js';
+import { renderHeapTable } from '../report/heap-table.js';
+import { renderReachTable } from '../report/reach-table.js';
 import type { CommandResult } from './commands.js';
 
 export interface ReachCliOptions { scans?: number; largest?: number }
@@ -11,8 +12,6 @@ export interface ReachCliOptions { scans?: number; largest?: number }
 export async function runHeapReach(space: AddressSpace, o: ReachCliOptions): Promise<CommandResult> {
   const symbolizer = new Symbolizer(space.modules());
   const r = await reachability(space, { symbolizer, scans: o.scans, largest: o.largest });
-  return {
-    text: () => `${renderHeapTable(r.census)}\n\n${renderReachTable(r.reachability)}`,
-    json: () => ({ ...heapJson(r.census), reachability: reachJson(r.reachability) }),
-  };
+  const doc = encodeHeap(r.census, { reachability: r.reachability });
+  return { text: () => `${renderHeapTable(doc)}\n\n${renderReachTable(doc.reachability!)}`, json: () => doc };
 }

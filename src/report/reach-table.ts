@@ -1,7 +1,11 @@
-// `leakscope heap --reach`: the reachability section (terminal) and its JSON (`reachability` of the
-// `leakscope.heap/1` document, DESIGN.md). Renders a Reachability model; never reads the target.
-import type { ClassCount, Reachability, ReachClass } from '../glibc/reachability.js';
+// `leakscope heap --reach`: the terminal section of a `leakscope.heap/1` document's `reachability`
+// (DESIGN.md). The renderer never reads the target.
+import type { HeapDocument } from '../contract/heap.js';
 import { formatBytes, safeText, textTable } from './text-format.js';
+
+type Reachability = NonNullable<HeapDocument['reachability']>;
+type ClassCount = Reachability['reachable'];
+type ReachClass = 'definitelyLost' | 'indirectlyLost' | 'possiblyLost' | 'reachable' | 'unknown';
 
 const LABELS: Record<ReachClass, string> = {
   definitelyLost: 'definitely lost', indirectlyLost: 'indirectly lost', possiblyLost: 'possibly lost', reachable: 'reachable', unknown: 'unknown',
@@ -37,19 +41,4 @@ export function renderReachTable(r: Reachability): string {
   if (r.roots.length > 20) out.push(`  ... ${r.roots.length - 20} more`);
   for (const n of r.notes) out.push(`note: ${safeText(n)}`);
   return out.join('\n');
-}
-
-/** The `reachability` member of `heap --reach --json`. */
-export function reachJson(r: Reachability): object {
-  const c = (x: ClassCount) => ({ chunks: x.chunks, bytes: x.bytes });
-  return {
-    definitelyLost: c(r.definitelyLost), indirectlyLost: c(r.indirectlyLost), possiblyLost: c(r.possiblyLost),
-    reachable: c(r.reachable), unknown: c(r.unknown), allocator: c(r.allocator),
-    buckets: r.buckets.map((b) => ({ minBytes: b.minBytes, maxBytes: b.maxBytes, ...Object.fromEntries(CLASSES.map((k) => [k, c(b[k])])) })),
-    roots: r.roots.map((x) => ({ ...x })),
-    largestLost: r.largestLost.map((x) => ({ ...x })),
-    scans: r.scans,
-    notes: [...r.notes],
-    stats: { ...r.stats },
-  };
 }
