@@ -12,7 +12,7 @@
 
 import { ByteReader } from '../binary/byte-reader.js';
 import type { AddressSpace } from '../target/index.js';
-import { CHUNK_HEADER } from './chunks.js';
+import { CHUNK_HEADER, POOL_HINT } from './chunks.js';
 import type { InUseChunks } from './chunks.js';
 
 export const POOL = { last: 0, end: 8, next: 16, failed: 24, max: 32, current: 40, chain: 48, large: 56, cleanup: 64, log: 72, sizeof: 80 } as const;
@@ -39,6 +39,16 @@ export function chunkFitsBlock(size: number, chunkSize: number, mmapped: boolean
   const nb = request2size(size);
   if (mmapped) return chunkSize >= nb && chunkSize <= nb + 4096 + CHUNK_HEADER;
   return chunkSize === nb || chunkSize === nb + 16;
+}
+
+/**
+ * The pool-candidate test on a chunk's bytes as the census walk reads them (ChunkPeek.tag):
+ * the chunk's header is at window word `w`, so its user data's second word (d.end, user + 8) is
+ * at words w + 6, w + 7 (little-endian). Candidate iff 80 < d.end - userAddr <= chunkSize.
+ */
+export function poolCandidateTag(words: Uint32Array, w: number, userAddr: number, chunkSize: number): number {
+  const d = words[w + 7]! * 4294967296 + words[w + 6]! - userAddr;
+  return d > POOL.sizeof && d <= chunkSize ? POOL_HINT.yes : POOL_HINT.no;
 }
 
 /**

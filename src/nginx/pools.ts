@@ -14,7 +14,7 @@ import { ByteReader } from '../binary/byte-reader.js';
 import type { Module } from '../model/memory.js';
 import { Symbolizer } from '../symbols/index.js';
 import type { AddressSpace } from '../target/index.js';
-import { bucketOf, CHUNK_HEADER, POOL_SCAN_BYTES } from './chunks.js';
+import { bucketOf, CHUNK_HEADER, POOL_HINT, POOL_SCAN_BYTES } from './chunks.js';
 import type { InUseChunks } from './chunks.js';
 import { objectAt, readRoots } from './cycle.js';
 import type { NginxModuleInfo, NginxRoots } from './cycle.js';
@@ -232,8 +232,8 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
       const e = bucketTotals.get(b);
       if (e) { e.chunks++; e.bytes += chunkSize; } else bucketTotals.set(b, { chunks: 1, bytes: chunkSize });
     }
-    // hint 0: the census saw a d.end that fails the pre-check in examine.
-    if (chunkSize < MIN_POOL_CHUNK || cHint[k] === 0) continue;
+    // The census saw a d.end that fails the pre-check in examine.
+    if (chunkSize < MIN_POOL_CHUNK || cHint[k] === POOL_HINT.no) continue;
     candidates++;
     const userBytes = cBytes[k];
     if (userBytes && userBytes.byteLength === SCAN_BYTES) examine(k, userBytes, 0, SCAN_BYTES, true);
