@@ -14,7 +14,7 @@
 
 import type { ComparisonKind } from '../contract/analyze.js';
 import type { CensusComparison, HeapCensus } from '../glibc/index.js';
-import { compareCensus } from '../glibc/index.js';
+import { compareCensus, reachability } from '../glibc/index.js';
 import type { LeakTrace, MemBreakdown } from '../model/index.js';
 import { isLeakscopeError } from '../model/errors.js';
 import { Symbolizer } from '../symbols/index.js';
@@ -42,6 +42,8 @@ export interface AnalyzeOptions {
   sampleBytes?: number;
   /** Allocations younger than this at the end are not leaks (seconds). Default 1. */
   minAgeSeconds?: number;
+  /** Scan the heap's reachability at the end (default true): unreachable chunks in the growing bucket are strong evidence. */
+  reach?: boolean;
   onStep?: (text: string) => void;
   onTraceProgress?: (p: TraceProgress) => void;
   signal?: AbortSignal;
@@ -79,6 +81,16 @@ export interface Observations {
   /** The trace, when one ran, and its mode. */
   trace: LeakTrace | null;
   traceMode: 'pool' | 'malloc' | null;
+  /**
+   * Reachability at the end (live: lost in two scans): definitely + indirectly lost chunks in all
+   * and per chunk-size bucket; absent when it did not run.
+   */
+  reach?: ObservedReach | null;
+}
+
+export interface ObservedReach {
+  lostChunks: number; lostBytes: number;
+  buckets: Array<{ minBytes: number; maxBytes: number; lostChunks: number; lostBytes: number }>;
 }
 
 export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promise<Observations> {
@@ -147,6 +159,16 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
     });
     obs.final = endState ?? heapAndPools(space, { symbolizer, pools: isNginx });
     comparisons.push({ kind: 'trace-window', label: `the same process before the ${opts.traceSeconds} s trace window`, cmp: compareCensus(before.census, obs.final.census) });
+  }
+  if (opts.reach !== false) {
+    say('reachability: which in-use chunks nothing points to any more');
+    try {
+      const r = (await reachability(space, { symbolizer })).reachability;
+      obs.reach = {
+        lostChunks: r.definitelyLost.chunks + r.indirectlyLost.chunks, lostBytes: r.definitelyLost.bytes + r.indirectlyLost.bytes,
+        buckets: r.buckets.map((b) => ({ minBytes: b.minBytes, maxBytes: b.maxBytes, lostChunks: b.definitelyLost.chunks + b.indirectlyLost.chunks, lostBytes: b.definitelyLost.bytes + b.indirectlyLost.bytes })),
+      };
+    } catch (e) { if (!isLeakscopeError(e)) throw e; obs.reach = null; }
   }
   return obs;
 }

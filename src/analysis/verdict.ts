@@ -7,7 +7,8 @@
 //   - no significant bucket growth                     -> no leak (what the trace saw, if anything,
 //                                                         is long-lived state without heap growth)
 //   - a significant bucket and a traced call path of at
-//     least MIN_TRACED_BYTES                           -> leak, confidence high
+//     least MIN_TRACED_BYTES, or at least half of the
+//     bucket's growth unreachable at the end           -> leak, confidence high
 //   - a significant bucket, growth of the process
 //     itself over time (pause / trace window)          -> leak, confidence medium
 //   - a significant bucket, a difference from a
@@ -46,8 +47,12 @@ export function conclude(f: Findings): AnalyzeConclusion {
   // Growth of the process itself during the analysis is stronger evidence than a difference from
   // a sibling or a saved baseline; a call path that explains it makes it high.
   const overTime = g.kind !== null && isGrowthOverTime(g.kind);
+  // Unreachable growth: chunks of the grown bucket that nothing points to any more (lost in two
+  // scans) are a leak by definition, not a cache: strong evidence, like a traced call path.
+  const u = f.unreachable;
+  const unreachableGrowth = !!u && !!g.anomalous && g.anomalous.byteGrowth > 0 && u.bucketLostBytes >= g.anomalous.byteGrowth / 2;
   let confidence: Confidence = 'none';
-  if (bucket) confidence = traced ? 'high' : overTime ? 'medium' : 'low';
+  if (bucket) confidence = traced || unreachableGrowth ? 'high' : overTime ? 'medium' : 'low';
   const leak = confidence !== 'none';
   if (!leak && !t && !g.buckets.length) {
     return { ...noLeak(''), summary: 'Cannot tell from one snapshot: nothing to compare the heap with and no trace. Give --baseline (a `heap --json` saved earlier) or analyze the live process.' };
@@ -59,11 +64,12 @@ export function conclude(f: Findings): AnalyzeConclusion {
   const parts: string[] = [];
   if (bucket) parts.push(`${g.anomalous!.chunkGrowth} more chunks of ${formatBytes(bucket.minBytes)}–${formatBytes(bucket.maxBytes)} (+${formatBytes(bucketBytes)}) than ${g.source}`);
   if (top && fn) parts.push(`${formatBytes(top.bytes)} allocated by ${fn}${module ? ` in ${module}` : ''} during the trace is still outstanding (${formatPercent(traceBytes ? top.bytes / traceBytes : 0)} of what the window left behind)`);
+  if (unreachableGrowth) parts.push(`${u!.bucketLostChunks} chunks of that size (${formatBytes(u!.bucketLostBytes)}) are unreachable: nothing points to them any more`);
   if (f.isNginx && f.pools && f.pools.suspectPools) parts.push(`${f.pools.suspectPools} nginx pools are held by no connection or request`);
   return {
     leak, module, bucket, function: fn, confidence,
     summary: `Leak${module ? ` in ${module}` : ''}${fn ? `, allocated by ${fn}` : ''}: ${parts.join('; ')}.` +
-      (confidence === 'high' ? '' : ` The evidence is partial: no call path traced during the window explains the growth${overTime ? '' : ', and the growth is a difference from ' + g.source + ', not growth seen during the analysis'} (is the leak active now?).`),
+      (confidence === 'high' ? (traced ? '' : ' No call path was traced to explain it.') : ` The evidence is partial: no call path traced during the window explains the growth${overTime ? '' : ', and the growth is a difference from ' + g.source + ', not growth seen during the analysis'} (is the leak active now?).`),
   };
 }
 

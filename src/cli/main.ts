@@ -98,6 +98,7 @@ export function buildProgram(): Command {
     .option('--min-age <seconds>', 'memory younger than this at the end is not a leak', number('--min-age', 0), 1)
     .option('--baseline <file>', 'a saved `heap --json` to compare against')
     .option('--html <file>', 'write the self-contained HTML report')
+    .option('--no-reach', 'skip the reachability scan at the end (unreachable chunks of the grown bucket are strong evidence)')
     .action((pid: string | undefined, opts: CommonOptions & AnalyzeCliOptions) => withTarget(pid, opts, async (space) => {
       const r = await runAnalyze(space, { ...opts, siblings: true });
       emit(opts.json, r.text, r.json);
