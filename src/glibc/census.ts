@@ -57,9 +57,12 @@ export interface CensusOptions {
    * A cheaper alternative to onInUseChunk (no list kept inside the census): called during the walk
    * for every chunk the walk sees in use (user pointer, chunk size; ascending within each heap),
    * then `onFreeListChunk` for each of those found in a tcache or fastbin afterwards (so not in use),
-   * then `onWalkInUse(.., true)` for every mmapped chunk.
+   * then `onWalkInUse(.., true)` for every mmapped chunk. When the walk's window holds the whole
+   * chunk and the next chunk's header, `words` is the window (little-endian u32) and `userWord` the
+   * index of the chunk's first user word in it (valid during the call only): the bytes the walk
+   * judged the chunk by, so a caller reads no chunk twice.
    */
-  onWalkInUse?: (userAddr: number, chunkSize: number, mmapped: boolean) => void;
+  onWalkInUse?: (userAddr: number, chunkSize: number, mmapped: boolean, words?: Uint32Array, userWord?: number) => void;
   onFreeListChunk?: (userAddr: number) => void;
 }
 
@@ -153,7 +156,7 @@ class Census {
   /** In-use heap chunks (address, size) as walked, when a caller asked for them (onInUseChunk). */
   collect = false;
   /** CensusOptions.onWalkInUse / onFreeListChunk. */
-  onWalk?: (userAddr: number, chunkSize: number, mmapped: boolean) => void;
+  onWalk?: (userAddr: number, chunkSize: number, mmapped: boolean, words?: Uint32Array, userWord?: number) => void;
   onFreeList?: (userAddr: number) => void;
   usedAddr = new Float64Array(0);
   usedSize = new Float64Array(0);
@@ -240,7 +243,11 @@ class Census {
           if (prevSize < EXACT_FLAT_LIMIT) exactFlat[prevSize >>> 4]++;
           else this.exactMap.set(prevSize, (this.exactMap.get(prevSize) ?? 0) + 1);
           if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
-          if (onWalk !== undefined) onWalk(p - prevSize + 16, prevSize, false);
+          if (onWalk !== undefined) {
+            const c = p - prevSize;
+            if (c >= winStart) onWalk(c + 16, prevSize, false, u32, (c + 16 - winStart) >>> 2);
+            else onWalk(c + 16, prevSize, false);
+          }
           if (collect) {
             // The chunk's user words 0..1 (chunk + 16 .. + 32) lie before p, so in this window
             // unless the chunk starts in an earlier one.
@@ -291,7 +298,11 @@ class Census {
             if (prevSize < EXACT_FLAT_LIMIT) exactFlat[prevSize >>> 4]++;
             else this.exactMap.set(prevSize, (this.exactMap.get(prevSize) ?? 0) + 1);
             if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
-            if (onWalk !== undefined) onWalk(p - prevSize + 16, prevSize, false);
+            if (onWalk !== undefined) {
+              const c = p - prevSize;
+              if (c >= winStart && p + 16 <= winEnd) onWalk(c + 16, prevSize, false, u32, (c + 16 - winStart) >>> 2);
+              else onWalk(c + 16, prevSize, false);
+            }
             if (collect) {
               const c = p - prevSize;
               const tag = peek && c >= winStart && p <= winEnd ? peek.tag(u32, (c - winStart) >>> 2, c + 16, prevSize) : NOT_PEEKED;

@@ -61,6 +61,10 @@ export const REACH_CLASSES: readonly ReachClass[] = ['definitelyLost', 'indirect
 // Per-chunk states of one scan.
 const S_UNREACHED = 0, S_REACHABLE = 1, S_POSSIBLE = 2, S_DEFINITE = 3, S_INDIRECT = 4, S_UNKNOWN = 5, S_ALLOCATOR = 6;
 const F_MMAPPED = 1;
+/** Words not scanned during the census walk (chunk across two of its windows, mmapped): read after it. */
+const F_READ = 2;
+/** Edges not stored (candidate or edge budget exhausted): read again whenever the mark reaches the block. */
+const F_NOEDGES = 4;
 const M_REACH = 0, M_POSSIBLE = 1, M_CLIQUE = 2;
 
 export interface ClassCount { chunks: number; bytes: number }
@@ -152,22 +156,72 @@ export class ChunkTable {
   private table = new Int32Array(0);
   min = Infinity; max = -Infinity; minHi = 0; maxHi = 0;
 
-  constructor(capacity: number) {
+  /**
+   * Candidate pointers (words whose value lies in [candMin, candMax)) of each chunk, as the census
+   * walk read them: cand[candStart[i] .. candStart[i] + candLen[i]). Resolved to edges once every
+   * chunk is known.
+   */
+  candStart: Uint32Array;
+  candLen: Uint32Array;
+  cand = new Float64Array(1 << 12);
+  candN = 0;
+  candFull = false;
+  candMin = 0; candMax = 0; candMinHi = 0; candMaxHi = 0;
+
+  constructor(capacity: number, readonly maxCandidates = DEFAULT_MAX_EDGES) {
     this.addr = new Float64Array(Math.max(16, capacity));
     this.size16 = new Uint32Array(this.addr.length);
     this.flags = new Uint8Array(this.addr.length);
+    this.candStart = new Uint32Array(this.addr.length);
+    this.candLen = new Uint32Array(this.addr.length);
   }
 
-  push(userAddr: number, chunkSize: number, mmapped: boolean): void {
+  /** Where chunk addresses can be (a coarse filter for candidates during the walk). */
+  setCandidateRange(min: number, max: number): void {
+    this.candMin = min; this.candMax = max;
+    this.candMinHi = Math.floor(min / TWO32); this.candMaxHi = Math.floor(max / TWO32);
+  }
+
+  /** A chunk the census walk saw in use; with `words`, its user words are scanned for candidates now. */
+  push(userAddr: number, chunkSize: number, mmapped: boolean, words?: Uint32Array, userWord?: number): void {
     const n = this.n;
     if (n === this.addr.length) {
       const a = new Float64Array(n * 2); a.set(this.addr); this.addr = a;
       const s = new Uint32Array(n * 2); s.set(this.size16); this.size16 = s;
       const f = new Uint8Array(n * 2); f.set(this.flags); this.flags = f;
+      const c = new Uint32Array(n * 2); c.set(this.candStart); this.candStart = c;
+      const l = new Uint32Array(n * 2); l.set(this.candLen); this.candLen = l;
     }
-    this.addr[n] = userAddr; this.size16[n] = Math.floor(chunkSize / 16); this.flags[n] = mmapped ? F_MMAPPED : 0;
+    this.addr[n] = userAddr; this.size16[n] = Math.floor(chunkSize / 16);
     this.n = n + 1;
+    if (words === undefined || userWord === undefined || this.candFull) { this.flags[n] = (mmapped ? F_MMAPPED : 0) | F_READ; return; }
+    this.flags[n] = mmapped ? F_MMAPPED : 0;
+    this.candStart[n] = this.candN;
+    this.candLen[n] = this.collect(words, userWord, userWord + ((chunkSize - (mmapped ? 16 : 8)) >>> 2));
+    if (this.candFull) { this.candN = this.candStart[n]!; this.candLen[n] = 0; this.flags[n] |= F_READ; }
   }
+
+  /** Appends the 8-aligned words of words[w0 .. w1) (u32 indices, w0 even) that pass the range filter; returns how many. */
+  collect(words: Uint32Array, w0: number, w1: number): number {
+    const minHi = this.candMinHi, maxHi = this.candMaxHi, min = this.candMin, max = this.candMax;
+    let k = 0;
+    for (let w = w0; w + 1 < w1; w += 2) {
+      const h = words[w + 1]!;
+      if (h < minHi || h > maxHi) continue;
+      const v = h * TWO32 + words[w]!;
+      if (v < min || v >= max) continue;
+      if (this.candN === this.cand.length) {
+        if (this.candN >= this.maxCandidates) { this.candFull = true; return k; }
+        const c = new Float64Array(Math.min(this.maxCandidates, this.cand.length * 2)); c.set(this.cand); this.cand = c;
+      }
+      this.cand[this.candN++] = v;
+      k++;
+    }
+    return k;
+  }
+
+  /** Frees the candidates (after they became edges). */
+  dropCandidates(): void { this.cand = new Float64Array(0); this.candN = 0; }
 
   size(i: number): number { return this.size16[i]! * 16; }
   /** End of block i's words (exclusive). */
@@ -187,16 +241,28 @@ export class ChunkTable {
     const runs: number[] = [0];
     for (let i = 1; i < n; i++) if (this.addr[i]! < this.addr[i - 1]!) runs.push(i);
     if (runs.length > 1) {
-      const order = new Uint32Array(n);
       const rs = runs.map((s, k) => ({ s, e: k + 1 < runs.length ? runs[k + 1]! : n })).sort((a, b) => this.addr[a.s]! - this.addr[b.s]!);
-      let k = 0;
-      for (const r of rs) for (let i = r.s; i < r.e; i++) order[k++] = i;
-      let sorted = true;
-      for (let i = 1; i < n && sorted; i++) if (this.addr[order[i]!]! <= this.addr[order[i - 1]!]!) sorted = false;
-      if (!sorted) order.sort((a, b) => this.addr[a]! - this.addr[b]!);
-      const a = new Float64Array(n), s = new Uint32Array(n), f = new Uint8Array(n);
-      for (let i = 0; i < n; i++) { const o = order[i]!; a[i] = this.addr[o]!; s[i] = this.size16[o]!; f[i] = this.flags[o]!; }
-      this.addr = a; this.size16 = s; this.flags = f;
+      let disjoint = true;
+      for (let k = 1; k < rs.length && disjoint; k++) if (this.addr[rs[k]!.s]! <= this.addr[rs[k - 1]!.e - 1]!) disjoint = false;
+      const a = new Float64Array(n), s = new Uint32Array(n), f = new Uint8Array(n), cs = new Uint32Array(n), cl = new Uint32Array(n);
+      if (disjoint) {
+        // Runs in address order, each copied whole.
+        let w = 0;
+        for (const r of rs) {
+          a.set(this.addr.subarray(r.s, r.e), w); s.set(this.size16.subarray(r.s, r.e), w); f.set(this.flags.subarray(r.s, r.e), w);
+          cs.set(this.candStart.subarray(r.s, r.e), w); cl.set(this.candLen.subarray(r.s, r.e), w);
+          w += r.e - r.s;
+        }
+      } else {
+        const order = new Uint32Array(n);
+        for (let i = 0; i < n; i++) order[i] = i;
+        order.sort((x, y) => this.addr[x]! - this.addr[y]!);
+        for (let i = 0; i < n; i++) {
+          const o = order[i]!;
+          a[i] = this.addr[o]!; s[i] = this.size16[o]!; f[i] = this.flags[o]!; cs[i] = this.candStart[o]!; cl[i] = this.candLen[o]!;
+        }
+      }
+      this.addr = a; this.size16 = s; this.flags = f; this.candStart = cs; this.candLen = cl;
     }
     if (this.freed.length) {
       // Compaction in place, merging with the sorted free-list chunks.
@@ -206,11 +272,13 @@ export class ChunkTable {
         const v = this.addr[i]!;
         while (q < fr.length && fr[q]! < v) q++;
         if (q < fr.length && fr[q] === v) continue;
-        this.addr[w] = v; this.size16[w] = this.size16[i]!; this.flags[w] = this.flags[i]!; w++;
+        this.addr[w] = v; this.size16[w] = this.size16[i]!; this.flags[w] = this.flags[i]!;
+        this.candStart[w] = this.candStart[i]!; this.candLen[w] = this.candLen[i]!; w++;
       }
       this.n = n = w;
     }
     this.addr = this.addr.subarray(0, n); this.size16 = this.size16.subarray(0, n); this.flags = this.flags.subarray(0, n);
+    this.candStart = this.candStart.subarray(0, n); this.candLen = this.candLen.subarray(0, n);
     this.buildLookup();
   }
 
@@ -312,8 +380,8 @@ class Scan {
   edgeStart: Uint32Array;
   edges: Uint32Array;
   edgeLen = 0;
-  /** Blocks from this index on have no stored edges (read again when reached). */
-  firstUnstored: number;
+  /** Blocks without stored edges (F_NOEDGES). */
+  unstored = 0;
   scratch: Int32Array;
   bytesRead = 0;
   rootBytes = 0;
@@ -328,7 +396,6 @@ class Scan {
     this.rootHit = new Uint8Array(n);
     this.edgeStart = new Uint32Array(n + 1);
     this.edges = new Uint32Array(Math.min(maxEdges, Math.max(1024, n >>> 3)));
-    this.firstUnstored = n;
     this.scratch = new Int32Array(n).fill(-1);
     for (const a of allocator) { const i = table.indexOf(a); if (i >= 0) this.state[i] = S_ALLOCATOR; }
   }
@@ -346,79 +413,109 @@ class Scan {
   }
 
   /**
-   * Reads every block's words once (address order, 4 MiB windows), checks each header against the
-   * census (changed: unknown), stores the edges between blocks.
+   * Reads the blocks the census walk could not scan (F_READ: across two of its windows, mmapped,
+   * or past the candidate budget) in address order, 4 MiB windows, checking each header against
+   * the census (changed: unknown), and appends their candidates.
    */
-  readBlocks(tcacheKey: number | null): void {
+  readPending(tcacheKey: number | null): void {
     const t = this.t, n = t.n, space = this.space;
     const key = tcacheKey, keyLo = key === null ? 0 : key % TWO32, keyHi = key === null ? 0 : Math.floor(key / TWO32);
     const { buf, u32 } = window();
-    const { min, max, minHi, maxHi } = t;
-    const addr = t.addr, size16 = t.size16, flags = t.flags, state = this.state, edgeStart = this.edgeStart;
-    /** End of block k's words (see ChunkTable.end), inline. */
+    const addr = t.addr, size16 = t.size16, flags = t.flags, state = this.state;
     const endOf = (k: number) => addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
-    let i = 0;
-    let stored = true;
-    while (i < n) {
-      // A window from the page of chunk i's header over the following chunks (gaps < 64 KiB read
-      // through); a page-aligned start keeps /proc/PID/mem copying whole pages. + 8: the next
-      // chunk's size field (its PREV_INUSE bit says whether the last chunk is still in use).
+    const pending: number[] = [];
+    for (let i = 0; i < n; i++) if ((flags[i]! & F_READ) !== 0 && state[i] !== S_ALLOCATOR) pending.push(i);
+    let pi = 0;
+    while (pi < pending.length) {
+      // A window from the page of the first pending chunk's header over the following pending
+      // chunks (gaps < 64 KiB read through); + 8: the next chunk's size field (PREV_INUSE).
+      const i = pending[pi]!;
       const winStart = Math.floor((addr[i]! - 16) / 4096) * 4096;
       const winLimit = winStart + WINDOW - 8;
-      let j = i + 1;
+      let pj = pi + 1;
       let winEnd = endOf(i);
-      while (j < n) {
-        const e = endOf(j);
-        if (e > winLimit || addr[j]! - 16 - winEnd >= (64 << 10)) break;
-        winEnd = e; j++;
+      while (pj < pending.length) {
+        const k = pending[pj]!, e = endOf(k);
+        if (e > winLimit || addr[k]! - 16 - winEnd >= (64 << 10)) break;
+        winEnd = e; pj++;
       }
       const big = winEnd > winLimit;   // one chunk bigger than a window: read in pieces
       const got = big ? 0 : space.readInto(winStart, buf, 0, winEnd + 8 - winStart);
       this.bytesRead += got;
-      for (let k = i; k < j; k++) {
-        edgeStart[k] = this.edgeLen;
-        if (state[k] === S_ALLOCATOR) continue;
+      for (let q = pi; q < pj; q++) {
+        const k = pending[q]!;
+        flags[k] = flags[k]! & ~F_READ;
         if (big) {
           if (!this.checkHeaderDirect(k)) { state[k] = S_UNKNOWN; continue; }
-          if (stored && !this.scanBig(k)) stored = this.overflow(k);
+          this.collectBig(k);
           continue;
         }
-        const a = addr[k]!;
         const mm = (flags[k]! & F_MMAPPED) !== 0;
-        const off = a - winStart;
+        const off = addr[k]! - winStart;
         const offEnd = off + size16[k]! * 16 - (mm ? 16 : 8);
         if (offEnd > got) { state[k] = S_UNKNOWN; continue; }
         // Header: the size field (user - 8) must still be the census's size and kind.
         const hw = (off - 8) >>> 2;
         const lo = u32[hw]!, hi = u32[hw + 1]!;
-        if (hi !== 0 ? hi * TWO32 + (lo - (lo & 7)) !== size16[k]! * 16 : (lo >>> 4) !== size16[k] || ((lo & 2) !== 0) !== mm) { state[k] = S_UNKNOWN; continue; }
+        if ((hi !== 0 ? hi * TWO32 + (lo - (lo & 7)) !== size16[k]! * 16 : (lo >>> 4) !== size16[k]) || ((lo & 2) !== 0) !== mm) { state[k] = S_UNKNOWN; continue; }
         // Freed since the census: the next chunk's PREV_INUSE clear (bins), or tcache_key at user + 8 (tcache, 2.34+).
         const w0 = off >>> 2, wEnd = offEnd >>> 2;
         if (!mm && offEnd + 8 <= got && (u32[wEnd]! & 1) === 0) { state[k] = S_UNKNOWN; continue; }
         if (key !== null && wEnd - w0 >= 4 && u32[w0 + 2] === keyLo && u32[w0 + 3] === keyHi) { state[k] = S_UNKNOWN; continue; }
-        if (!stored) continue;
-        for (let w = w0; w + 1 < wEnd; w += 2) {
-          const h = u32[w + 1]!;
-          if (h < minHi || h > maxHi) continue;
-          const v = h * TWO32 + u32[w]!;
-          if (v < min || v >= max) continue;
-          const tgt = t.find(v);
-          if (tgt < 0 || tgt === k) continue;
-          if (!this.addEdge(k, tgt, v !== addr[tgt])) { stored = this.overflow(k); break; }
-        }
+        if (t.candFull) { flags[k] = flags[k]! | F_NOEDGES; continue; }
+        t.candStart[k] = t.candN;
+        t.candLen[k] = t.collect(u32, w0, wEnd);
+        if (t.candFull) { t.candN = t.candStart[k]!; t.candLen[k] = 0; flags[k] = flags[k]! | F_NOEDGES; }
       }
-      i = j;
+      pi = pj;
     }
-    this.edgeStart[n] = this.edgeLen;
-    if (this.firstUnstored < n) this.notes.push(`more than ${this.maxEdges} pointers between chunks: the edges of ${n - this.firstUnstored} chunks were read again when reached`);
   }
 
-  /** Stops storing edges from chunk k on. Returns false (no more storing). */
-  private overflow(k: number): boolean {
-    this.edgeLen = this.edgeStart[k]!;
-    this.firstUnstored = k;
-    for (let m = k; m <= this.t.n; m++) this.edgeStart[m] = this.edgeLen;
-    return false;
+  /** Candidates of a block bigger than a window, read piece by piece. */
+  private collectBig(k: number): void {
+    const t = this.t;
+    if (t.candFull) { t.flags[k] = t.flags[k]! | F_NOEDGES; return; }
+    const { buf, u32 } = window();
+    const a = t.addr[k]!, e = t.end(k);
+    t.candStart[k] = t.candN;
+    let len = 0;
+    for (let p = a; p < e; p += WINDOW) {
+      const want = Math.min(WINDOW, e - p);
+      const got = this.space.readInto(p, buf, 0, want);
+      this.bytesRead += got;
+      len += t.collect(u32, 0, got >>> 2);
+      if (t.candFull) { t.candN = t.candStart[k]!; t.candLen[k] = 0; t.flags[k] = t.flags[k]! | F_NOEDGES; return; }
+      if (got < want) break;
+    }
+    t.candLen[k] = len;
+  }
+
+  /** Candidates -> edges between blocks, in address order (CSR), de-duplicated per source. */
+  buildEdges(): void {
+    const t = this.t, n = t.n, flags = t.flags, state = this.state, addr = t.addr, cand = t.cand;
+    let full = false;
+    for (let i = 0; i < n; i++) {
+      this.edgeStart[i] = this.edgeLen;
+      if ((flags[i]! & F_NOEDGES) !== 0 || state[i] === S_ALLOCATOR || state[i] === S_UNKNOWN) continue;
+      if (full) { flags[i] = flags[i]! | F_NOEDGES; continue; }
+      for (let c = t.candStart[i]!, ce = c + t.candLen[i]!; c < ce; c++) {
+        const v = cand[c]!;
+        const tgt = t.find(v);
+        if (tgt < 0 || tgt === i) continue;
+        if (!this.addEdge(i, tgt, v !== addr[tgt])) {
+          this.edgeLen = this.edgeStart[i]!;
+          flags[i] = flags[i]! | F_NOEDGES;
+          full = true;
+          break;
+        }
+      }
+    }
+    this.edgeStart[n] = this.edgeLen;
+    let unstored = 0;
+    for (let i = 0; i < n; i++) if ((flags[i]! & F_NOEDGES) !== 0) unstored++;
+    this.unstored = unstored;
+    if (unstored) this.notes.push(`too many pointers between chunks to keep: the pointers of ${unstored} chunks were read again when reached`);
+    t.dropCandidates();
   }
 
   private checkHeaderDirect(k: number): boolean {
@@ -450,12 +547,6 @@ class Scan {
       }
       if (got < len) return;
     }
-  }
-
-  private scanBig(k: number): boolean {
-    let ok = true;
-    this.wordsOf(k, (tgt, interior) => (ok = this.addEdge(k, tgt, interior)));
-    return ok;
   }
 
   /** Scans one root range; marks root hits. */
@@ -532,12 +623,12 @@ class Scan {
    * stored edges are read again, in address order, once the stored ones are done.
    */
   private propagate(stack: Int32Array, len: number, mode: number, leader: number): void {
-    const edges = this.edges, es = this.edgeStart, fu = this.firstUnstored;
+    const edges = this.edges, es = this.edgeStart, flags = this.t.flags;
     const pending: number[] = [];
     for (;;) {
       while (len > 0) {
         const i = stack[--len]!;
-        if (i >= fu) { pending.push(i); continue; }
+        if ((flags[i]! & F_NOEDGES) !== 0) { pending.push(i); continue; }
         for (let p = es[i]!, q = es[i + 1]!; p < q; p++) {
           const e = edges[p]!;
           const j = e >>> 1;
@@ -562,7 +653,7 @@ class Scan {
     len = 0;
     for (let i = 0; i < n; i++) {
       const s = state[i]!;
-      if (s === S_REACHABLE) { if (i >= this.firstUnstored || this.edgeStart[i] !== this.edgeStart[i + 1]) stack[len++] = i; }
+      if (s === S_REACHABLE) { if ((this.t.flags[i]! & F_NOEDGES) !== 0 || this.edgeStart[i] !== this.edgeStart[i + 1]) stack[len++] = i; }
       else if (s === S_UNREACHED && hit[i] !== 0) { state[i] = S_POSSIBLE; stack[len++] = i; }
     }
     this.propagate(stack, len, M_POSSIBLE, -1);
@@ -669,13 +760,16 @@ function oneScan(space: AddressSpace, symbolizer: Symbolizer, location: GlibcLoc
   if (space.kind === 'live') space.mappings({ refresh: true });
   // Capacity: at most one chunk per 32 bytes of the brk heap and anonymous rw memory (thread heaps
   // and mmapped chunks live there); zero-filled, so only the entries written cost RSS.
-  let bound = capacity;
-  for (const m of space.mappings()) if (m.path === '[heap]' || (m.path === '' && m.perms.startsWith('rw'))) bound += (m.end - m.start) / 32;
-  const table = new ChunkTable(Math.min(MAX_PRESIZED, Math.ceil(bound)));
+  let bound = capacity, lo = Infinity, hi = 0;
+  for (const m of space.mappings()) {
+    if (m.path === '[heap]' || (m.path === '' && m.perms.startsWith('rw'))) { bound += (m.end - m.start) / 32; lo = Math.min(lo, m.start); hi = Math.max(hi, m.end); }
+  }
+  const table = new ChunkTable(Math.min(MAX_PRESIZED, Math.ceil(bound)), maxEdges);
+  table.setCandidateRange(lo === Infinity ? 0 : lo, hi);
   const allocator: number[] = [];
   const census = heapCensus(space, {
     symbolizer, location,
-    onWalkInUse: (u, size, mmapped) => table.push(u, size, mmapped),
+    onWalkInUse: (u, size, mmapped, words, userWord) => table.push(u, size, mmapped, words, userWord),
     onFreeListChunk: (u) => table.freed.push(u),
     onTcacheStruct: (u) => allocator.push(u),
   });
@@ -685,7 +779,8 @@ function oneScan(space: AddressSpace, symbolizer: Symbolizer, location: GlibcLoc
   const t2 = performance.now();
   scanRoots(scan, space, census, location);
   const t3 = performance.now();
-  scan.readBlocks(location.tcacheKey);
+  scan.readPending(location.tcacheKey);
+  scan.buildEdges();
   const t4 = performance.now();
   scan.mark();
   const t5 = performance.now();
@@ -726,7 +821,7 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
       if (prev && prevTable) {
         const a = t.addr[i]!;
         while (k < prevTable.n && prevTable.addr[k]! < a) k++;
-        const same = k < prevTable.n && prevTable.addr[k] === a && prevTable.size16[k] === t.size16[i] && prevTable.flags[k] === t.flags[i];
+        const same = k < prevTable.n && prevTable.addr[k] === a && prevTable.size16[k] === t.size16[i] && (prevTable.flags[k]! & F_MMAPPED) === (t.flags[i]! & F_MMAPPED);
         if (!same || prev[k] !== 1) { st[i] = S_UNKNOWN; continue; }
       }
       lostNow[i] = 1;
@@ -796,7 +891,7 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
     largestLost,
     scans,
     notes,
-    stats: { elapsedMs: Math.round((performance.now() - t0) * 10) / 10, bytesRead, chunks: t.n, edges: scan.edgeLen, edgesStored: scan.firstUnstored === t.n, rootBytes: scan.rootBytes, phasesMs: Object.fromEntries(Object.entries(scan.phasesMs).map(([k, v]) => [k, Math.round(v)])) },
+    stats: { elapsedMs: Math.round((performance.now() - t0) * 10) / 10, bytesRead, chunks: t.n, edges: scan.edgeLen, edgesStored: scan.unstored === 0, rootBytes: scan.rootBytes, phasesMs: Object.fromEntries(Object.entries(scan.phasesMs).map(([k, v]) => [k, Math.round(v)])) },
   };
   return {
     reachability: reach,
