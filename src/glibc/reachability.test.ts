@@ -3,11 +3,14 @@
 // heap (no stable lost chunk the program still holds).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LiveProcess } from '../target/index.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreFile, LiveProcess } from '../target/index.js';
 import { ensureFixturesBuilt } from '../../test/helpers/build.js';
 import { startFixture, type ChurnTruth } from '../../test/helpers/fixture.js';
 import { ensureValgrindTests, PAUSE_AT_EXIT, valgrindLeakSummary } from '../../test/helpers/valgrind.js';
-import { leakscope } from '../../test/helpers/proc.js';
+import { leakscope, sh } from '../../test/helpers/proc.js';
 import { reachability, type ClassCount } from './index.js';
 
 interface ReachKnownTruth {
@@ -108,4 +111,25 @@ test('churn: 20 scans in a row report no stable lost chunk the program still hol
     space.close();
     assert.ok(unknownSeen > 0, 'a churning heap changes while it is read: some chunks are not classified');
   } finally { await fx.stop(); }
+});
+
+test('reach-known from a gcore core file: the same classes (one scan, registers from the core)', async () => {
+  await ensureFixturesBuilt();
+  const fx = await startFixture<ReachKnownTruth>('reach-known');
+  const dir = mkdtempSync(join(tmpdir(), 'leakscope-reach-core-'));
+  try {
+    const g = sh('gcore', ['-o', join(dir, 'core'), String(fx.pid)]);
+    assert.equal(g.status, 0, g.stderr);
+    const core = CoreFile.open(join(dir, `core.${fx.pid}`));
+    const r = (await reachability(core)).reachability;
+    core.close();
+    assert.equal(r.scans, 1);
+    assert.deepEqual(r.definitelyLost, fx.truth.classes.definitelyLost);
+    assert.deepEqual(r.indirectlyLost, fx.truth.classes.indirectlyLost);
+    assert.equal(r.possiblyLost.chunks, fx.truth.classes.possiblyLost.chunks + (fx.truth.threads - 1));
+    assert.ok(r.roots.some((x) => x.kind === 'registers'), 'a core\'s registers are roots');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    await fx.stop();
+  }
 });
