@@ -89,5 +89,5 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const r = (await benchReach()) as Record<string, unknown>;
   console.log('census vs census + reachability (one scan), medians, same run');
   const w = Math.max(...Object.keys(r).map((k) => k.length));
-  for (const [k, v] of Object.entries(r)) console.log(`${k.padEnd(w)}  ${Array.isArray(v) ? v.join(' / ') : String(v)}`);
+  for (const [k, v] of Object.entries(r)) console.log(`${k.padEnd(w)}  ${Array.isArray(v) ? v.join(' / ') : typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
 }

@@ -516,7 +516,13 @@ class Scan {
     this.unstored = unstored;
     if (unstored) this.notes.push(`too many pointers between chunks to keep: the pointers of ${unstored} chunks were read again when reached`);
     t.dropCandidates();
+    // The candidates' per-chunk offsets are dead now: their buffer becomes the mark's stack.
+    this.stackMem = new Int32Array(t.candStart.buffer, t.candStart.byteOffset, n);
+    t.candStart = new Uint32Array(0); t.candLen = new Uint32Array(0);
   }
+
+  /** Work stack of the mark (n entries), reusing the candidate offsets' memory when possible. */
+  private stackMem: Int32Array | undefined;
 
   private checkHeaderDirect(k: number): boolean {
     const t = this.t;
@@ -644,7 +650,7 @@ class Scan {
   /** Reachable, possibly lost, then cliques of the rest (leader per lost block in `scratch`). */
   mark(): void {
     const n = this.t.n, state = this.state, hit = this.rootHit;
-    const stack = new Int32Array(n);
+    const stack = this.stackMem && this.stackMem.length >= n ? this.stackMem : new Int32Array(n);
     let len = 0;
     // 1. Reachable: chains of start pointers from the roots.
     for (let i = 0; i < n; i++) if ((hit[i]! & 1) !== 0 && state[i] === S_UNREACHED) { state[i] = S_REACHABLE; stack[len++] = i; }
