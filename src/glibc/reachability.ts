@@ -53,7 +53,7 @@ const WINDOW = 4 << 20;
 /** Default cap on stored edges (4 bytes each). */
 export const DEFAULT_MAX_EDGES = 24 << 20;
 /** Most chunk-table entries allocated up front (13 bytes each, virtual until written). */
-const MAX_PRESIZED = 1 << 26;
+const MAX_PRESIZED = 1 << 24;
 
 export type ReachClass = 'definitelyLost' | 'indirectlyLost' | 'possiblyLost' | 'reachable' | 'unknown';
 export const REACH_CLASSES: readonly ReachClass[] = ['definitelyLost', 'indirectlyLost', 'possiblyLost', 'reachable', 'unknown'];
