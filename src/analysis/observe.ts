@@ -15,6 +15,7 @@
 import type { ComparisonKind } from '../contract/analyze.js';
 import type { CensusComparison, HeapCensus } from '../glibc/index.js';
 import { compareCensus, reachability } from '../glibc/index.js';
+import type { PreviousScan } from '../glibc/index.js';
 import type { LeakTrace, MemBreakdown } from '../model/index.js';
 import { isLeakscopeError } from '../model/errors.js';
 import { Symbolizer } from '../symbols/index.js';
@@ -132,9 +133,15 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
   }
   let after = before;
   const pause = live ? Math.max(0, opts.pauseSeconds ?? 2) : 0;
+  // The first reachability scan runs during the pause; the one at the end confirms it (stability).
+  let firstReach: PreviousScan | undefined;
   if (pause > 0) {
     say(`observing for ${pause} s`);
-    await sleep(pause * 1000, opts.signal);
+    const pauseStart = Date.now();
+    if (opts.reach !== false) {
+      try { firstReach = (await reachability(space, { symbolizer, scans: 1 })).lastScan; } catch (e) { if (!isLeakscopeError(e)) throw e; }
+    }
+    await sleep(Math.max(0, pause * 1000 - (Date.now() - pauseStart)), opts.signal);
     after = heapAndPools(space, { symbolizer, pools: isNginx });
     comparisons.push({ kind: 'pause', label: `the same process ${pause} s earlier`, cmp: compareCensus(before.census, after.census) });
   }
@@ -163,7 +170,7 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
   if (opts.reach !== false) {
     say('reachability: which in-use chunks nothing points to any more');
     try {
-      const r = (await reachability(space, { symbolizer })).reachability;
+      const r = (await reachability(space, { symbolizer, ...(firstReach ? { scans: 1, previous: firstReach } : {}) })).reachability;
       obs.reach = {
         lostChunks: r.definitelyLost.chunks + r.indirectlyLost.chunks, lostBytes: r.definitelyLost.bytes + r.indirectlyLost.bytes,
         buckets: r.buckets.map((b) => ({ minBytes: b.minBytes, maxBytes: b.maxBytes, lostChunks: b.definitelyLost.chunks + b.indirectlyLost.chunks, lostBytes: b.definitelyLost.bytes + b.indirectlyLost.bytes })),

@@ -132,6 +132,11 @@ export interface ReachOptions {
   largest?: number;
   /** Preview bytes per listed chunk (default 64). */
   previewBytes?: number;
+  /**
+   * An earlier call's last scan: this call's first scan is confirmed against it (lost only when
+   * lost in both), so a caller can spread the scans out (e.g. over an observation pause).
+   */
+  previous?: PreviousScan;
 }
 
 export interface ReachResult {
@@ -140,7 +145,12 @@ export interface ReachResult {
   census: HeapCensus;
   /** The class of the chunk holding `addr` (user pointer or inside the block), undefined when no in-use chunk does. */
   classOf(addr: number): ReachClass | 'allocator' | undefined;
+  /** This result's last scan, to confirm against in a later call (ReachOptions.previous). */
+  lastScan: PreviousScan;
 }
+
+/** What stability needs of an earlier scan: its chunks and which were lost. */
+export interface PreviousScan { table: ChunkTable; lost: Uint8Array }
 
 /** In-use chunks of one census in address order, with an address -> chunk lookup. */
 export class ChunkTable {
@@ -811,8 +821,8 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   const location = opts.location ?? locateGlibc(space, symbolizer);
   const scans = Math.max(1, Math.floor(opts.scans ?? (space.kind === 'live' ? 2 : 1)));
   const maxEdges = opts.maxEdges ?? DEFAULT_MAX_EDGES;
-  let prev: Uint8Array | undefined;          // per chunk of the previous scan: 1 when lost (possibly / definitely / indirectly)
-  let prevTable: ChunkTable | undefined;
+  let prev: Uint8Array | undefined = opts.previous?.lost;   // per chunk of the previous scan: 1 when lost (possibly / definitely / indirectly)
+  let prevTable: ChunkTable | undefined = opts.previous?.table;
   let scan!: Scan;
   let bytesRead = 0;
   for (let s = 0; s < scans; s++) {
@@ -887,7 +897,9 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
     };
   });
   const notes = [...scan.notes];
-  if (scans > 1) notes.push(`${scans} scans ${opts.intervalMs ?? 100} ms apart: a chunk counts as lost only when lost in each, at the same address and size`);
+  const confirmed = scans + (opts.previous ? 1 : 0);
+  if (opts.previous) notes.push(`confirmed against an earlier scan: a chunk counts as lost only when lost in ${confirmed} scans, at the same address and size`);
+  else if (scans > 1) notes.push(`${scans} scans ${opts.intervalMs ?? 100} ms apart: a chunk counts as lost only when lost in each, at the same address and size`);
   else notes.push('one scan: lost chunks are not confirmed by a second scan');
   const reach: Reachability = {
     definitelyLost: totals.definitelyLost, indirectlyLost: totals.indirectlyLost, possiblyLost: totals.possiblyLost,
@@ -895,13 +907,14 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
     buckets,
     roots: [...scan.roots.values()].sort((a, b) => b.bytes - a.bytes),
     largestLost,
-    scans,
+    scans: confirmed,
     notes,
     stats: { elapsedMs: Math.round((performance.now() - t0) * 10) / 10, bytesRead, chunks: t.n, edges: scan.edgeLen, edgesStored: scan.unstored === 0, rootBytes: scan.rootBytes, phasesMs: Object.fromEntries(Object.entries(scan.phasesMs).map(([k, v]) => [k, Math.round(v)])) },
   };
   return {
     reachability: reach,
     census: scan.census,
+    lastScan: { table: t, lost: prev! },
     classOf: (addr: number) => {
       let i = t.indexOf(addr);
       if (i < 0) { i = t.find(addr); if (i < 0) return undefined; }
