@@ -33,7 +33,7 @@ export function judge(o: Observations, now: Date): AnalyzeDocument {
   return encodeAnalyze({
     target: o.target.description, pid: o.target.pid,
     generatedAt: now, durationSeconds: (now.getTime() - o.startedAt) / 1000,
-    steps: steps(o, g), conclusion: conclude(f),
+    steps: steps(o, f), conclusion: conclude(f),
     mem: o.mem, census: heapWalked ? o.final!.census : null, comparison,
     anomalous: heapWalked ? g.anomalous : null,
     pools: heapWalked ? o.final!.pools : null,

@@ -11,6 +11,11 @@ import { frameLabel } from '../model/stacks.js';
 import { formatBytes, formatPercent } from '../model/units.js';
 import type { NginxPool, PoolAnalysis } from '../nginx/pools.js';
 import type { Observations } from './observe.js';
+import { formatRatePerHour, growsSteadily } from './growth-rate.js';
+import type { GrowthRate } from './growth-rate.js';
+import { stableSuspects } from './pool-suspects.js';
+import type { StableSuspects } from './pool-suspects.js';
+import type { MemCategoryName } from '../model/index.js';
 
 /** A bucket counts as anomalous with at least this many more chunks. */
 export const MIN_CHUNK_GROWTH = 8;
@@ -57,6 +62,20 @@ export interface Findings {
   growth: Growth;
   /** Null when no trace ran. */
   trace: null | { durationSeconds: number; outstandingBytes: number; top: LeakingFunction | null };
+  /** Live process or core file; seconds from the first census to the last (0: one snapshot). */
+  targetKind: 'live' | 'core';
+  observedSeconds: number;
+  /** Malloc-mode trace: call paths (by leaking function) whose outstanding bytes grew steadily
+   *  through the window, fastest first; null when the trace kept no per-second record. */
+  steady: SteadyPath[] | null;
+  /** Growth of the heap's in-use bytes (heap + mmapped chunks) over the trace window, null without one. */
+  traceHeapGrowth: number | null;
+  /** The smallest steady growth the trace could have seen, bytes per second (null without a malloc trace). */
+  detectionFloor: number | null;
+  /** RSS growth in categories no model covers (other-anon), over observedSeconds. */
+  unexplained: UnexplainedGrowth[];
+  /** What was asked (for the command that would tell more). */
+  asked: Observations['asked'];
   /**
    * Reachability at the end, null when it did not run: lost (definitely + indirectly) chunks in all
    * and in the anomalous bucket.
@@ -64,8 +83,11 @@ export interface Findings {
   unreachable?: null | { lostChunks: number; lostBytes: number; bucketLostChunks: number; bucketLostBytes: number };
   /** Null when no pool analysis ran. */
   pools: null | {
-    /** Pools no connection, request or cycle owns. */
+    /** Pools no connection, request or cycle owns, confirmed by a second read (a core: one read). */
     suspectPools: number;
+    /** Suspects of the final read that the confirming read did not confirm (not counted). */
+    transientPools: number;
+    stable: StableSuspects | null;
     /** The largest such group that names a module or creator. */
     attributedSuspect: { module: string | null; creator: string | null } | null;
   };
@@ -139,6 +161,76 @@ export function moduleName(path: string): string {
   return basename(path).replace(/\.so(\.\d+)*$/, '');
 }
 
+/** A call path whose outstanding bytes grew steadily through the trace window. */
+export interface SteadyPath { fn: string | null; module: string | null; rate: GrowthRate; outstandingBytes: number }
+
+/** RSS growth of one memory category that no model (glibc, pools, shm, known runtimes) explains. */
+export interface UnexplainedGrowth { category: MemCategoryName; growthBytes: number; seconds: number; startBytes: number; endBytes: number }
+
+/** Categories whose memory no model reads: growth there is unexplained. */
+export const UNMODELLED_CATEGORIES: readonly MemCategoryName[] = ['other-anon'];
+/** Unexplained growth worth a finding: at least this many bytes and this share of RSS. */
+export const MIN_UNEXPLAINED_BYTES = 4 << 20;
+export const MIN_UNEXPLAINED_SHARE = 0.02;
+
+/** Per leaking function, the sum of its stacks' per-second series; those that grow steadily. */
+export function steadyPaths(t: LeakTrace): SteadyPath[] | null {
+  const times = t.seriesSeconds;
+  if (!times || times.length < 3) return null;
+  const m = new Map<string, { fn: string | null; module: string | null; series: number[]; bytes: number }>();
+  for (const s of t.stacks) {
+    if (!s.series || s.series.length !== times.length) continue;
+    const fn = leakingFunction(s);
+    const frame = fn ? s.frames.find((f) => f.function === fn)! : s.frames[0];
+    const key = `${fn}\0${frame?.module}`;
+    let e = m.get(key);
+    if (!e) m.set(key, (e = { fn, module: frame ? frame.module : null, series: new Array<number>(times.length).fill(0), bytes: 0 }));
+    for (let i = 0; i < times.length; i++) e.series[i]! += s.series[i]!;
+    e.bytes += s.bytes;
+  }
+  const out: SteadyPath[] = [];
+  for (const e of m.values()) {
+    const d = growsSteadily(e.series.map((bytes, i) => ({ seconds: times[i]!, bytes })));
+    if (!d.steady || !d.rate) continue;
+    // A sampled path's series is a count of samples (each sampleBytes) over time: its points are
+    // not independent, so least squares understates the slope's uncertainty. The interval is at
+    // least the Poisson one of the samples the growth is made of: ±1.96 √N samples over the span.
+    const r = d.rate;
+    if (t.sampleBytes > 0 && r.spanSeconds > 0) {
+      const n = Math.max(1, (r.bytesPerSecond * r.spanSeconds) / t.sampleBytes);
+      const half = Math.max(r.highBytesPerSecond - r.bytesPerSecond, (1.96 * Math.sqrt(n) * t.sampleBytes) / r.spanSeconds);
+      if (!(r.bytesPerSecond - half > 0)) continue;
+      r.lowBytesPerSecond = r.bytesPerSecond - half; r.highBytesPerSecond = r.bytesPerSecond + half;
+      r.lowBytesPerHour = r.lowBytesPerSecond * 3600; r.highBytesPerHour = r.highBytesPerSecond * 3600;
+    }
+    out.push({ fn: e.fn, module: e.module, rate: r, outstandingBytes: e.bytes });
+  }
+  return out.sort((a, b) => b.rate.bytesPerSecond - a.rate.bytesPerSecond);
+}
+
+/** Samples of growth a steady path needs over the window to be told from sampling noise
+ *  (byte-weighted sampling makes the samples of a steady path a Poisson process: with 8 expected,
+ *  the per-second series is a line with few steps missing; with 2 it is often flat). */
+export const SAMPLES_TO_SEE_GROWTH = 8;
+
+/** The smallest steady growth a sampled trace resolves, bytes per second. */
+export function detectionFloor(t: Pick<LeakTrace, 'sampleBytes' | 'durationSeconds'>): number {
+  return t.durationSeconds > 0 ? (SAMPLES_TO_SEE_GROWTH * Math.max(t.sampleBytes, 1)) / t.durationSeconds : Infinity;
+}
+
+/** Growth of unmodelled categories between two breakdowns. */
+export function unexplainedGrowth(start: MemBreakdown, end: MemBreakdown | null, seconds: number): UnexplainedGrowth[] {
+  if (!end || !(seconds > 0)) return [];
+  const out: UnexplainedGrowth[] = [];
+  for (const name of UNMODELLED_CATEGORIES) {
+    const a = start.categories.find((c) => c.name === name)?.rssBytes ?? 0;
+    const b = end.categories.find((c) => c.name === name)?.rssBytes ?? 0;
+    const g = b - a;
+    if (g >= MIN_UNEXPLAINED_BYTES && g >= MIN_UNEXPLAINED_SHARE * end.rssBytes) out.push({ category: name, growthBytes: g, seconds, startBytes: a, endBytes: b });
+  }
+  return out;
+}
+
 /** What the verdict needs from the observations. */
 export function findings(o: Observations): Findings {
   const final = o.final;
@@ -146,15 +238,27 @@ export function findings(o: Observations): Findings {
   const pools = final?.pools ?? null;
   let poolFindings: Findings['pools'] = null;
   if (pools) {
-    const suspects = pools.groups.filter((x) => !LIFECYCLE_OWNERS.has(x.owner));
-    const attributed = suspects.filter((x) => x.module || x.creator).sort((a, b) => b.bytes - a.bytes)[0];
+    const stable = o.poolsConfirm ? stableSuspects(pools, o.poolsConfirm) : null;
+    const attributed = stable?.groups.find((x) => x.module) ?? null;
     poolFindings = {
-      suspectPools: suspects.reduce((a, x) => a + x.pools, 0),
-      attributedSuspect: attributed ? { module: attributed.module, creator: attributed.creator } : null,
+      suspectPools: stable ? stable.pools.length : 0,
+      transientPools: stable ? stable.transient : pools.pools.filter(isSuspectPool).length,
+      stable,
+      attributedSuspect: attributed ? { module: attributed.module, creator: null } : null,
     };
   }
   const t = o.trace;
+  const traceHeapGrowth = t && o.traceStart && final
+    ? (final.census.totals.inUseBytes + final.census.totals.mmappedBytes) - (o.traceStart.totals.inUseBytes + o.traceStart.totals.mmappedBytes)
+    : null;
   return {
+    targetKind: o.target.kind,
+    observedSeconds: o.observedSeconds,
+    steady: t && t.mode === 'malloc' ? steadyPaths(t) : null,
+    traceHeapGrowth,
+    detectionFloor: t && t.mode === 'malloc' ? detectionFloor(t) : null,
+    unexplained: unexplainedGrowth(o.mem, o.memEnd, o.observedSeconds),
+    asked: o.asked,
     heapError: o.heapError,
     isNginx: o.isNginx,
     mainModule: moduleName(o.target.mainModule),
@@ -173,15 +277,17 @@ function unreachableFindings(o: Observations, g: Growth): Findings['unreachable'
 }
 
 /** The report's steps (1-5) from the observations and the growth the analysis rests on. */
-export function steps(o: Observations, growth: Growth): AnalyzeStep[] {
-  const out: AnalyzeStep[] = [memoryStep(o.mem)];
+export function steps(o: Observations, f: Findings): AnalyzeStep[] {
+  const growth = f.growth;
+  const out: AnalyzeStep[] = [memoryStep(o.mem, f.unexplained, o.memEnd)];
   if (o.heapError !== null || !o.before || !o.final) {
     out.push({ id: 'allocator', title: 'glibc allocator', finding: `the heap could not be walked: ${o.heapError ?? 'no census'}`, evidence: [], status: 'error' });
     return out;
   }
   // Steps 2-4 report the state at the end of the analysis, with growth since its start.
-  out.push(allocatorStep(o.final.census));
-  if (o.isNginx) out.push(poolsStep(o.final.pools, o.before.pools, growth.anomalous));
+  const steadyHeap = !!f.steady?.length && f.traceHeapGrowth !== null && f.traceHeapGrowth > 0;
+  out.push(allocatorStep(o.final.census, { anomalous: !!growth.anomalous || steadyHeap, mem: o.memEnd ?? o.mem }));
+  if (o.isNginx) out.push(poolsStep(o.final.pools, o.before.pools, growth.anomalous, f.pools?.stable ?? null));
   const buckets = bucketsStep(growth, o.final.census);
   const u = unreachableFindings(o, growth);
   if (u) {
@@ -190,23 +296,34 @@ export function steps(o: Observations, growth: Growth): AnalyzeStep[] {
       : `unreachable at the end (definitely or indirectly lost, in two scans): ${u.lostChunks} chunks / ${formatBytes(u.lostBytes)}`);
   }
   out.push(buckets);
-  out.push(codePathStep(o.trace, o.traceMode, o.target.kind === 'live'));
+  out.push(codePathStep(o.trace, o.traceMode, o.target.kind === 'live', f.steady, !!growth.anomalous));
   return out;
 }
 
-export function memoryStep(mem: MemBreakdown): AnalyzeStep {
+export function memoryStep(mem: MemBreakdown, unexplained: readonly UnexplainedGrowth[] = [], memEnd: MemBreakdown | null = null): AnalyzeStep {
   const glibcRss = mem.categories.filter((c) => c.name.startsWith('glibc-')).reduce((a, c) => a + c.rssBytes, 0);
+  const grew = unexplained.map((u) => `RSS grew ${formatBytes(u.growthBytes)} in ${u.category} (${formatBytes(u.startBytes)} -> ${formatBytes(u.endBytes)} in ${u.seconds.toFixed(0)} s), which no model covers`);
+  const evidence = mem.categories.filter((c) => c.rssBytes > 0).sort((a, b) => b.rssBytes - a.rssBytes).slice(0, 6)
+    .map((c) => `${c.name}: ${formatBytes(c.rssBytes)} RSS (${formatPercent(mem.rssBytes ? c.rssBytes / mem.rssBytes : 0)})`);
+  if (memEnd) evidence.push(`RSS ${formatBytes(mem.rssBytes)} at the start, ${formatBytes(memEnd.rssBytes)} at the end`);
   return {
     id: 'memory', title: 'Process memory',
-    finding: `glibc's allocator holds ${formatBytes(glibcRss)} of the ${formatBytes(mem.rssBytes)} RSS (${formatPercent(mem.glibcShare)})` + (mem.glibcShare >= 0.5 ? ': the allocator is where to look' : ''),
-    evidence: mem.categories.filter((c) => c.rssBytes > 0).sort((a, b) => b.rssBytes - a.rssBytes).slice(0, 6)
-      .map((c) => `${c.name}: ${formatBytes(c.rssBytes)} RSS (${formatPercent(mem.rssBytes ? c.rssBytes / mem.rssBytes : 0)})`),
-    status: mem.glibcShare >= 0.5 ? 'anomaly' : 'ok',
+    finding: grew.length ? `${grew.join('; ')}` :
+      `glibc's allocator holds ${formatBytes(glibcRss)} of the ${formatBytes(mem.rssBytes)} RSS (${formatPercent(mem.glibcShare)})` + (mem.glibcShare >= 0.5 ? ': the allocator is where to look' : ''),
+    evidence: [...grew, ...evidence],
+    status: grew.length || mem.glibcShare >= 0.5 ? 'anomaly' : 'ok',
   };
 }
 
-export function allocatorStep(c: HeapCensus): AnalyzeStep {
+export function allocatorStep(c: HeapCensus, ctx: { anomalous?: boolean; mem?: MemBreakdown } = {}): AnalyzeStep {
   const t = c.totals;
+  // In-use bytes are chunk sizes; a malloc'd chunk is resident only where it was written, so a
+  // large allocation never (fully) written counts whole in use but little in RSS.
+  const glibcRss = ctx.mem ? ctx.mem.categories.filter((x) => x.name.startsWith('glibc-')).reduce((a, x) => a + x.rssBytes, 0) : 0;
+  const inUse = t.inUseBytes + t.mmappedBytes;
+  const untouched = ctx.mem && inUse > glibcRss
+    ? [`in use (${formatBytes(inUse)}) exceeds the allocator's resident memory (${formatBytes(glibcRss)}): pages of allocations that were never written are not resident`]
+    : [];
   const top = c.topSizes.slice(0, 3).map((s) => `${s.count} chunks of ${formatBytes(s.size)} (${formatBytes(s.bytes)})`);
   return {
     id: 'allocator', title: 'glibc allocator',
@@ -217,17 +334,22 @@ export function allocatorStep(c: HeapCensus): AnalyzeStep {
       `largest in-use sizes: ${top.join('; ') || 'none'}`,
       `glibc ${c.glibcVersion}; main_arena from ${c.sources.mainArena ?? 'unknown'}`,
       ...(c.inconsistencyCount ? [`${c.inconsistencyCount} inconsistencies while walking a live heap (counted, not fatal)`] : []),
+      ...untouched,
     ],
-    status: 'ok',
+    // The allocator is where the anomaly lives when a bucket grew or a call path's heap memory grew steadily.
+    status: ctx.anomalous ? 'anomaly' : 'ok',
   };
 }
 
-export function poolsStep(p: PoolAnalysis | null, before: PoolAnalysis | null, anomalous: AnalyzeBucketGrowth | null): AnalyzeStep {
+export function poolsStep(p: PoolAnalysis | null, before: PoolAnalysis | null, anomalous: AnalyzeBucketGrowth | null, stable: StableSuspects | null = null): AnalyzeStep {
   if (!p) return { id: 'pools', title: 'nginx memory pools', finding: 'the pool analysis did not run', evidence: [], status: 'error' };
-  const suspects = p.groups.filter((g) => !LIFECYCLE_OWNERS.has(g.owner));
-  const suspectBytes = suspects.reduce((a, g) => a + g.bytes, 0);
+  // Suspects only when a second read confirms them (pool-suspects.ts); none without one.
+  const suspectBytes = stable ? stable.bytes : 0;
   const top = [...p.groups].sort((a, b) => b.bytes - a.bytes)[0];
-  const evidence = p.groups.slice(0, 6).map((g) => `${g.owner}${g.module ? ` / ${g.module}` : ''}${g.creator ? ` (created by ${g.creator})` : ''}: ${g.pools} pools, ${formatBytes(g.bytes)} (${g.largeAllocs} large allocations, ${formatBytes(g.largeBytes)})`);
+  // Cleanup handlers say which module registered cleanups on a pool, not who created it: a
+  // creator is only named from a trace (the code-path step).
+  const evidence = p.groups.slice(0, 6).map((g) => `${g.owner}${g.module ? ` / ${g.module}` : ''}${g.creator && !LIFECYCLE_OWNERS.has(g.owner) ? ` (cleanups registered by ${g.creator})` : ''}: ${g.pools} pools, ${formatBytes(g.bytes)} (${g.largeAllocs} large allocations, ${formatBytes(g.largeBytes)})`);
+  if (stable?.transient) evidence.push(`${stable.transient} pools unowned in one read only (requests or connections being set up or torn down): not suspects`);
   if (before) {
     const grew = p.totals.pools - before.totals.pools;
     evidence.push(`pools: ${before.totals.pools} -> ${p.totals.pools} (${grew >= 0 ? '+' : ''}${grew}) during the analysis`);
@@ -239,7 +361,7 @@ export function poolsStep(p: PoolAnalysis | null, before: PoolAnalysis | null, a
   return {
     id: 'pools', title: 'nginx memory pools',
     finding: `${p.totals.pools} pools hold ${formatBytes(p.totals.bytes)}` + (top ? `; the largest group is ${top.owner}${top.module ? ` (${top.module})` : ''} with ${formatBytes(top.bytes)}` : '') +
-      (suspectBytes ? `; ${formatBytes(suspectBytes)} in pools no connection or request owns` : ''),
+      (suspectBytes ? `; ${formatBytes(suspectBytes)} in ${stable!.pools.length} pools no connection or request owns (in two reads)` : ''),
     evidence, status: suspectBytes > 0 ? 'anomaly' : 'ok',
   };
 }
@@ -261,16 +383,20 @@ export function bucketsStep(g: Growth, c: Pick<HeapCensus, 'totals'>): AnalyzeSt
   };
 }
 
-export function codePathStep(t: LeakTrace | null, mode: string | null, live: boolean): AnalyzeStep {
+export function codePathStep(t: LeakTrace | null, mode: string | null, live: boolean, steady: SteadyPath[] | null = null, heapGrew = false): AnalyzeStep {
   if (!t) return { id: 'code-path', title: 'C call path', finding: live ? 'no trace window was requested' : 'a core file cannot be traced', evidence: [], status: 'skipped' };
   const top = byLeakingFunction(t.stacks)[0];
   const evidence = t.stacks.slice(0, 3).map((s) => `${formatBytes(s.bytes)} in ${Math.round(s.count)}: ${s.frames.slice(0, 6).map(frameLabel).join(' <- ')}`);
   evidence.push(`${mode} mode, ${t.durationSeconds.toFixed(1)} s; ${t.totals.sampledEvents} stacks, ${t.totals.sampledEvents ? formatPercent(t.totals.completeStacks / t.totals.sampledEvents) : '0%'} unwound to main`);
   evidence.push(`cost to the target: ${t.cost.totalProbeHits} probe hits, about ${(t.cost.estimatedCpuSeconds * 1000).toFixed(0)} ms of CPU`);
+  const s = steady?.[0];
+  if (s) evidence.unshift(`${s.fn ?? 'an unnamed function'}: outstanding bytes grew ${formatBytes(s.rate.bytesPerSecond)}/s (95% interval ${formatBytes(Math.max(0, s.rate.lowBytesPerSecond))}/s to ${formatBytes(s.rate.highBytesPerSecond)}/s, R² ${s.rate.rSquared.toFixed(2)}, ${s.rate.samples} per-second points): ${formatRatePerHour(s.rate.bytesPerHour)}`);
+  else if (steady) evidence.push('no call path\'s outstanding bytes grew steadily through the window');
   return {
     id: 'code-path', title: 'C call path',
-    finding: top ? `${formatBytes(t.totals.outstandingBytes)} allocated during the window is still outstanding; ${formatPercent(t.totals.outstandingBytes ? top.bytes / t.totals.outstandingBytes : 0)} of it from ${top.fn ?? frameLabel(t.stacks[0]!.frames[0]!)}`
+    finding: s ? `outstanding bytes from ${s.fn ?? 'an unnamed function'} grow steadily: ${formatRatePerHour(s.rate.bytesPerHour)}`
+      : top ? `${formatBytes(t.totals.outstandingBytes)} allocated during the window is still outstanding; ${formatPercent(t.totals.outstandingBytes ? top.bytes / t.totals.outstandingBytes : 0)} of it from ${top.fn ?? frameLabel(t.stacks[0]!.frames[0]!)}`
       : 'nothing allocated during the window is still outstanding',
-    evidence, status: top ? 'anomaly' : 'ok',
+    evidence, status: s || (top && heapGrew) ? 'anomaly' : 'ok',
   };
 }

@@ -120,6 +120,10 @@ function leakingNginx(): Observations {
       { kind: 'trace-window', label: 'the same process before the 5 s trace window', cmp: compareCensus(before, after) },
     ],
     trace, traceMode: 'pool',
+    traceStart: before, observedSeconds: 9, memEnd: null,
+    // A second read that confirms the suspects (the same pools, read again).
+    poolsConfirm: poolsAfter,
+    asked: { pauseSeconds: 2, traceSeconds: 5, sampleBytes: null, baseline: false },
   };
 }
 
@@ -128,17 +132,21 @@ test('evidence + verdict over recorded observations: leaking nginx worker', () =
   const f = findings(o);
   assert.equal(f.growth.kind, 'pause');
   assert.equal(f.growth.anomalous?.chunkGrowth, 50);
-  assert.deepEqual(f.pools, { suspectPools: 60, attributedSuspect: { module: 'ngx_http_leak_module', creator: 'ngx_http_leak_create_session' } });
+  assert.equal(f.pools?.suspectPools, 60);
+  assert.equal(f.pools?.transientPools, 0);
+  // Cleanup handlers do not name a creator: only a module's static reference attributes a pool.
+  assert.deepEqual(f.pools?.attributedSuspect, { module: 'ngx_http_leak_module', creator: null });
   assert.equal(f.trace?.top?.fn, 'ngx_http_leak_create_session');
-  const s = steps(o, f.growth);
-  assert.deepEqual(s.map((x) => [x.id, x.status]), [['memory', 'anomaly'], ['allocator', 'ok'], ['pools', 'anomaly'], ['buckets', 'anomaly'], ['code-path', 'anomaly']]);
+  const s = steps(o, f);
+  // The allocator holds the grown bucket: its step is an anomaly too.
+  assert.deepEqual(s.map((x) => [x.id, x.status]), [['memory', 'anomaly'], ['allocator', 'anomaly'], ['pools', 'anomaly'], ['buckets', 'anomaly'], ['code-path', 'anomaly']]);
   assert.match(s[2]!.evidence.join('\n'), /pools: 14 -> 64 \(\+50\) during the analysis/);
   assert.match(s[3]!.finding, /^50 more chunks of 256 KiB–512 KiB than the same process 2 s earlier/);
 
   const doc = judge(o, new Date(o.startedAt + 9500));
   assert.equal(doc.durationSeconds, 9.5);
   assert.deepEqual({ ...doc.conclusion, summary: '' }, {
-    leak: true, module: 'ngx_http_leak_module', bucket: { minBytes: 256 * KiB, maxBytes: 512 * KiB }, function: 'ngx_http_leak_create_session', confidence: 'high', summary: '',
+    verdict: 'leak', leak: true, module: 'ngx_http_leak_module', bucket: { minBytes: 256 * KiB, maxBytes: 512 * KiB }, function: 'ngx_http_leak_create_session', confidence: 'high', summary: '',
   });
   assert.equal(doc.heapComparison?.kind, 'pause');
   const text = JSON.parse(JSON.stringify(doc));
@@ -147,10 +155,12 @@ test('evidence + verdict over recorded observations: leaking nginx worker', () =
 
 test('evidence + verdict over recorded observations: core file without baseline, heap not walked', () => {
   const o = leakingNginx();
-  const core: Observations = { ...o, target: { ...o.target, kind: 'core' }, final: o.before, comparisons: [], trace: null, traceMode: null };
+  const core: Observations = { ...o, target: { ...o.target, kind: 'core' }, final: o.before, comparisons: [], trace: null, traceMode: null,
+    traceStart: null, observedSeconds: 0, poolsConfirm: 'frozen', asked: { pauseSeconds: 0, traceSeconds: 0, sampleBytes: null, baseline: false } };
   const doc = judge(core, new Date(o.startedAt));
   assert.equal(doc.conclusion.leak, false);
-  assert.match(doc.conclusion.summary, /^Cannot tell from one snapshot/);
+  assert.equal(doc.conclusion.verdict, 'cannot-tell');
+  assert.match(doc.conclusion.summary, /^Cannot tell yet: a core file is one snapshot/);
   assert.deepEqual(doc.steps.map((x) => [x.id, x.status]), [['memory', 'anomaly'], ['allocator', 'ok'], ['pools', 'anomaly'], ['buckets', 'skipped'], ['code-path', 'skipped']]);
   assert.match(doc.steps[4]!.finding, /a core file cannot be traced/);
   assert.equal(doc.heapComparison, null);

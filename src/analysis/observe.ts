@@ -17,13 +17,15 @@ import type { CensusComparison, HeapCensus } from '../glibc/index.js';
 import { compareCensus, reachability } from '../glibc/index.js';
 import type { PreviousScan } from '../glibc/index.js';
 import type { LeakTrace, MemBreakdown } from '../model/index.js';
+import type { PoolAnalysis } from '../nginx/index.js';
+import { stableSuspects } from './pool-suspects.js';
 import { isLeakscopeError } from '../model/errors.js';
 import { Symbolizer } from '../symbols/index.js';
 import type { AddressSpace } from '../target/address-space.js';
 import { sleep, traceLeaks } from '../trace/leak-tracer.js';
 import type { TraceProgress } from '../trace/leak-tracer.js';
 import { breakdownInputsFor } from './breakdown-inputs.js';
-import { chooseTraceMode, isSuspectPool, pickGrowth, requestRange } from './evidence.js';
+import { chooseTraceMode, pickGrowth, requestRange } from './evidence.js';
 import { memoryBreakdown } from './memory-breakdown.js';
 import { heapAndPools } from './pool-census.js';
 import type { HeapAndPools } from './pool-census.js';
@@ -82,6 +84,16 @@ export interface Observations {
   /** The trace, when one ran, and its mode. */
   trace: LeakTrace | null;
   traceMode: 'pool' | 'malloc' | null;
+  /** The census right before the trace window (after the pause), null without a trace. */
+  traceStart: HeapCensus | null;
+  /** Seconds from the first census to the final one (0: one snapshot). */
+  observedSeconds: number;
+  /** The memory breakdown again at the end (live, after a pause or trace), for growth no model covers. */
+  memEnd: MemBreakdown | null;
+  /** The pool analysis that confirms suspects in `final.pools` (a second read), 'frozen' for a core file. */
+  poolsConfirm: PoolAnalysis | 'frozen' | null;
+  /** What was asked, for the command that would tell more. */
+  asked: { pauseSeconds: number; traceSeconds: number; sampleBytes: number | null; baseline: boolean };
   /**
    * Reachability at the end (live: lost in two scans): definitely + indirectly lost chunks in all
    * and per chunk-size bucket; absent when it did not run.
@@ -104,6 +116,8 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
     isNginx, startedAt: Date.now(),
     mem: undefined as unknown as MemBreakdown,
     heapError: null, before: null, final: null, comparisons: [], trace: null, traceMode: null,
+    traceStart: null, observedSeconds: 0, memEnd: null, poolsConfirm: live ? null : 'frozen',
+    asked: { pauseSeconds: live ? Math.max(0, opts.pauseSeconds ?? 2) : 0, traceSeconds: live ? opts.traceSeconds : 0, sampleBytes: opts.sampleBytes ?? null, baseline: !!opts.baseline },
   };
 
   // ---- step 1: memory ----
@@ -113,8 +127,10 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
   // ---- step 2: allocator (census), step 3: pools ----
   say('step 2/5: glibc heap census' + (isNginx ? ' and nginx pools' : ''));
   let before: HeapAndPools;
+  let firstCensusAt = 0;
   try {
     before = heapAndPools(space, { symbolizer, pools: isNginx });
+    firstCensusAt = performance.now();
   } catch (e) {
     if (!isLeakscopeError(e)) throw e;
     obs.heapError = e.message;
@@ -146,6 +162,7 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
     comparisons.push({ kind: 'pause', label: `the same process ${pause} s earlier`, cmp: compareCensus(before.census, after.census) });
   }
   obs.final = after;
+  if (isNginx && pause > 0) obs.poolsConfirm = before.pools;
 
   // ---- step 5 (trace), aimed by what was found ----
   if (live && opts.traceSeconds > 0) {
@@ -155,15 +172,20 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
     say(`step 5/5: tracing ${traceMode === 'pool' ? 'nginx pool creation' : 'malloc'}${range ? ` for requests of ${formatBytes(range.min)}–${formatBytes(range.max)}` : ''} for ${opts.traceSeconds} s`);
     let endState: HeapAndPools | undefined;
     obs.traceMode = traceMode;
+    obs.traceStart = after.census;
     obs.trace = await traceLeaks(space, {
       mode: traceMode, durationSeconds: opts.traceSeconds, sampleBytes: opts.sampleBytes, minAgeSeconds: opts.minAgeSeconds ?? 1,
       sizeRange: range,
       livePools: traceMode === 'pool' ? () => {
+        // Two reads: a pool counts as alive and unowned only when both agree (pool-suspects.ts).
+        const first = heapAndPools(space, { symbolizer, pools: true }).pools!;
         endState = heapAndPools(space, { symbolizer, pools: true });
-        return new Map(endState.pools!.pools.filter(isSuspectPool).map((p) => [p.address, p.bytes]));
+        obs.poolsConfirm = first;
+        return new Map(stableSuspects(endState.pools!, first).pools.map((p) => [p.address, p.bytes]));
       } : undefined,
       onProgress: opts.onTraceProgress, signal: opts.signal,
     });
+    if (!endState && isNginx) obs.poolsConfirm = obs.final.pools;
     obs.final = endState ?? heapAndPools(space, { symbolizer, pools: isNginx });
     comparisons.push({ kind: 'trace-window', label: `the same process before the ${opts.traceSeconds} s trace window`, cmp: compareCensus(before.census, obs.final.census) });
   }
@@ -176,6 +198,11 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
         buckets: r.buckets.map((b) => ({ minBytes: b.minBytes, maxBytes: b.maxBytes, lostChunks: b.definitelyLost.chunks + b.indirectlyLost.chunks, lostBytes: b.definitelyLost.bytes + b.indirectlyLost.bytes })),
       };
     } catch (e) { if (!isLeakscopeError(e)) throw e; obs.reach = null; }
+  }
+  if (live && obs.final !== before) {
+    obs.observedSeconds = (performance.now() - firstCensusAt) / 1000;
+    // Residency is read after the heap reads; live-process.ts does not count zero-page mappings.
+    obs.memEnd = memoryBreakdown(space, breakdownInputsFor(space, symbolizer));
   }
   return obs;
 }

@@ -21,7 +21,13 @@ const leakFn = (bytes: number, fn: string | null = 'leaky_alloc', module: string
 const trace = (top: LeakingFunction | null, outstanding = top?.bytes ?? 0) => ({ durationSeconds: 5, outstandingBytes: outstanding, top });
 
 function findings(p: Partial<Findings>): Findings {
-  return { heapError: null, isNginx: false, mainModule: 'app', growth: growth(null, null), trace: null, pools: null, ...p };
+  // A live process observed 7 s (2 s pause + 5 s trace), the trace sampling 16 KiB (floor 26 KiB/s
+  // over 5 s, above NO_LEAK_FLOOR: no row here says no-leak unless it lowers the floor).
+  return {
+    heapError: null, isNginx: false, mainModule: 'app', growth: growth(null, null), trace: null, pools: null,
+    targetKind: 'live', observedSeconds: 7, steady: [], traceHeapGrowth: 0, detectionFloor: 8 * 16 * KiB / 20, unexplained: [],
+    asked: { pauseSeconds: 2, traceSeconds: 5, sampleBytes: 16 * KiB, baseline: false }, ...p,
+  };
 }
 
 interface Row {
@@ -31,16 +37,16 @@ interface Row {
 }
 
 const rows: Row[] = [
-  { name: 'heap not walked: no leak can be located', f: findings({ heapError: 'no arena' }),
-    want: { leak: false, confidence: 'none', module: null, bucket: null, function: null, summary: /could not be walked/ } },
-  { name: 'one snapshot, no trace: cannot tell', f: findings({}),
-    want: { leak: false, confidence: 'none', summary: /^Cannot tell from one snapshot/ } },
-  { name: 'compared, nothing grew, no trace', f: findings({ growth: growth('baseline-file', null) }),
-    want: { leak: false, confidence: 'none', summary: /no chunk-size bucket grew significantly \(no trace was run\)/ } },
-  { name: 'nothing grew, the trace left nothing', f: findings({ growth: growth('pause', null), trace: trace(null) }),
-    want: { leak: false, summary: /nothing allocated during the 5 s window is still outstanding/ } },
-  { name: 'nothing grew, the trace left memory: long-lived state, not a leak', f: findings({ growth: growth('pause', null), trace: trace(leakFn(4 * MiB)) }),
-    want: { leak: false, confidence: 'none', function: null, summary: /4\.00 MiB allocated during the 5 s window is still outstanding \(leaky_alloc\).*long-lived state/ } },
+  { name: 'heap not walked: cannot tell', f: findings({ heapError: 'no arena' }),
+    want: { verdict: 'cannot-tell', leak: false, confidence: 'none', module: null, bucket: null, function: null, summary: /could not be walked/ } },
+  { name: 'one snapshot, no trace: cannot tell', f: findings({ observedSeconds: 0, steady: null, detectionFloor: null }),
+    want: { verdict: 'cannot-tell', leak: false, confidence: 'none', summary: /^Cannot tell yet: one snapshot/ } },
+  { name: 'compared with a baseline, nothing grew, no trace: cannot tell', f: findings({ growth: growth('baseline-file', null), observedSeconds: 0, steady: null, detectionFloor: null }),
+    want: { verdict: 'cannot-tell', leak: false, confidence: 'none', summary: /no trace ran/ } },
+  { name: 'nothing grew, the trace left nothing: no leak', f: findings({ growth: growth('pause', null), trace: trace(null) }),
+    want: { verdict: 'no-leak', leak: false, summary: /nothing allocated during the 5 s window outlived it/ } },
+  { name: 'nothing grew, the trace left memory, none of it growing steadily: no leak', f: findings({ growth: growth('pause', null), trace: trace(leakFn(4 * MiB)) }),
+    want: { verdict: 'no-leak', leak: false, function: null, summary: /4\.00 MiB allocated during the 5 s window is still outstanding, none of it growing steadily/ } },
   { name: 'growth over the pause, no trace, half of the growth unreachable: high', f: findings({ growth: growth('pause', bucket256k), unreachable: { lostChunks: 40, lostBytes: 40 * 300 * KiB, bucketLostChunks: 40, bucketLostBytes: 40 * 300 * KiB } }),
     want: { leak: true, confidence: 'high', function: null, summary: /40 chunks of that size \(11\.7 MiB\) are unreachable/ } },
   { name: 'growth over the pause, little of it unreachable: medium', f: findings({ growth: growth('pause', bucket256k), unreachable: { lostChunks: 2, lostBytes: 600 * KiB, bucketLostChunks: 2, bucketLostBytes: 600 * KiB } }),
@@ -61,19 +67,19 @@ const rows: Row[] = [
     want: { leak: true, confidence: 'high', summary: /^Leak in libleaky, allocated by leaky_alloc: .* of what the window left behind\)\.$/ } },
   { name: 'nginx: the executable\'s own frame gives way to the unowned pools\' module', f: findings({
     isNginx: true, mainModule: 'nginx', growth: growth('pause', bucket256k), trace: trace(leakFn(4 * MiB, 'ngx_http_leak_create_session', '/usr/sbin/nginx')),
-    pools: { suspectPools: 60, attributedSuspect: { module: 'ngx_http_leak_module', creator: 'ngx_http_leak_create_session' } } }),
-  want: { leak: true, confidence: 'high', module: 'ngx_http_leak_module', function: 'ngx_http_leak_create_session', summary: /; 60 nginx pools are held by no connection or request\.$/ } },
+    pools: { transientPools: 0, stable: null, suspectPools: 60, attributedSuspect: { module: 'ngx_http_leak_module', creator: 'ngx_http_leak_create_session' } } }),
+  want: { leak: true, confidence: 'high', module: 'ngx_http_leak_module', function: 'ngx_http_leak_create_session', summary: /; 60 nginx pools are held by no connection or request in two reads\.$/ } },
   { name: 'nginx: a dynamic module\'s own frame is kept', f: findings({
     isNginx: true, mainModule: 'nginx', growth: growth('pause', bucket256k), trace: trace(leakFn(4 * MiB, 'ngx_http_x_alloc', '/usr/lib/nginx/modules/ngx_http_x_module.so')),
-    pools: { suspectPools: 3, attributedSuspect: { module: 'ngx_http_leak_module', creator: null } } }),
+    pools: { transientPools: 0, stable: null, suspectPools: 3, attributedSuspect: { module: 'ngx_http_leak_module', creator: null } } }),
   want: { module: 'ngx_http_x_module' } },
   { name: 'nginx without a trace: the pools name the module (creator when no module)', f: findings({
     isNginx: true, mainModule: 'nginx', growth: growth('pause', bucket256k),
-    pools: { suspectPools: 5, attributedSuspect: { module: null, creator: 'ngx_http_leak_create_session' } } }),
+    pools: { transientPools: 0, stable: null, suspectPools: 5, attributedSuspect: { module: null, creator: 'ngx_http_leak_create_session' } } }),
   want: { leak: true, confidence: 'medium', module: 'ngx_http_leak_create_session', function: null } },
   { name: 'nginx, pools but no bucket grew: no module from the pools', f: findings({
     isNginx: true, mainModule: 'nginx', growth: growth('pause', null), trace: trace(null),
-    pools: { suspectPools: 5, attributedSuspect: { module: 'ngx_http_leak_module', creator: null } } }),
+    pools: { transientPools: 0, stable: null, suspectPools: 5, attributedSuspect: { module: 'ngx_http_leak_module', creator: null } } }),
   want: { leak: false, module: null } },
   { name: 'unsymbolized leaking frame: no function, no module from the frame', f: findings({ growth: growth('pause', bucket256k), trace: trace(leakFn(4 * MiB, null)) }),
     want: { leak: true, confidence: 'high', function: null, module: null, summary: /^Leak: 60 more chunks/ } },
@@ -85,7 +91,8 @@ for (const row of rows) {
     const { summary, ...fields } = row.want;
     for (const [k, v] of Object.entries(fields)) assert.deepEqual(c[k as keyof AnalyzeConclusion], v, `${k} (summary: ${c.summary})`);
     if (summary) assert.match(c.summary, summary);
-    assert.equal(c.leak, c.confidence !== 'none', 'a leak has a confidence, no leak has none');
+    assert.equal(c.leak, c.verdict === 'leak');
+    if (c.verdict === 'cannot-tell') assert.equal(c.confidence, 'none', 'cannot-tell has no confidence');
     if (!c.leak) assert.deepEqual([c.module, c.bucket, c.function], [null, null, null]);
   });
 }

@@ -57,7 +57,8 @@ function mutate(doc: unknown, rnd: () => number): string {
     const op = rnd();
     if (op < 0.55) (c as Record<string, unknown>)[k] = pick(HOSTILE_VALUES);
     else if (op < 0.7) { if (Array.isArray(c)) c.length = Math.floor(rnd() * c.length); else delete (c as Record<string, unknown>)[k]; }
-    else if (op < 0.8) (c as Record<string, unknown>)['__proto__'] = { polluted: true };
+    // An own key named __proto__, as JSON.parse makes one (an assignment would set the prototype).
+    else if (op < 0.8) Object.defineProperty(c, '__proto__', { value: { polluted: true }, enumerable: true, configurable: true, writable: true });
     else if (op < 0.9) { const v = (c as Record<string, unknown>)[k]; if (typeof v === 'number') (c as Record<string, unknown>)[k] = v * -3 + 1; }
     else (c as Record<string, unknown>)[k] = structuredClone(pick(containers(doc)));
   }

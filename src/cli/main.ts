@@ -94,14 +94,17 @@ export function buildProgram(): Command {
     .option('--duration <seconds>', 'trace window (0: no trace)', number('--duration', 0, 86400), 10)
     .option('--pause <seconds>', 'observation pause between two heap censuses', number('--pause', 0, 3600), 2)
     .addOption(new Option('--mode <mode>', 'trace mode').choices(['auto', 'pool', 'malloc']).default('auto'))
-    .option('--sample-bytes <n>', 'malloc mode sampling period (0 = every allocation)', number('--sample-bytes', 0, 2 ** 31 - 1), 512 * 1024)
+    .option('--sample-bytes <n>', 'malloc mode sampling period (0 = every allocation); 16 KiB over 10 s sees steady growth from 13 KB/s', number('--sample-bytes', 0, 2 ** 31 - 1), 16 * 1024)
     .option('--min-age <seconds>', 'memory younger than this at the end is not a leak', number('--min-age', 0), 1)
     .option('--baseline <file>', 'a saved `heap --json` to compare against')
     .option('--html <file>', 'write the self-contained HTML report')
     .option('--no-reach', 'skip the reachability scan at the end (unreachable chunks of the grown bucket are strong evidence)')
-    .action((pid: string | undefined, opts: CommonOptions & AnalyzeCliOptions) => withTarget(pid, opts, async (space) => {
+    .option('--fail-on-leak', 'exit with status 1 when the verdict is `leak`')
+    .action((pid: string | undefined, opts: CommonOptions & AnalyzeCliOptions & { failOnLeak?: boolean }) => withTarget(pid, opts, async (space) => {
       const r = await runAnalyze(space, { ...opts, siblings: true });
       emit(opts.json, r.text, r.json);
+      // --fail-on-leak: exit 1 on verdict `leak` (0 on `no-leak` and `cannot-tell`), for scripts and CI.
+      if (opts.failOnLeak && (r.doc.conclusion.verdict ?? (r.doc.conclusion.leak ? 'leak' : 'no-leak')) === 'leak') process.exitCode = 1;
     }));
 
   program.command('demo')

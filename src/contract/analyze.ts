@@ -9,7 +9,7 @@ import type { PoolAnalysis } from '../nginx/pools.js';
 import { encodeHeap, heapDocument } from './heap.js';
 import type { HeapDocument } from './heap.js';
 import {
-  amount, array, boolean, count, integer, literal, nullable, object, optional, parseWith, schema, string,
+  amount, array, boolean, count, integer, literal, nullable, object, optional, parseWith, ratio, schema, string,
 } from './json-check.js';
 import { encodeLeaks, leaksDocument } from './leaks.js';
 import type { LeaksDocument } from './leaks.js';
@@ -23,6 +23,9 @@ export const ANALYZE_SCHEMA = 'leakscope.analyze/1';
 export type AnalyzeStepId = 'memory' | 'allocator' | 'pools' | 'buckets' | 'code-path';
 export type AnalyzeStepStatus = 'ok' | 'anomaly' | 'skipped' | 'error';
 export type Confidence = 'high' | 'medium' | 'low' | 'none';
+/** What users script on: `leak` (exit 1 with --fail-on-leak), `no-leak`, `cannot-tell`. */
+export type Verdict = 'leak' | 'no-leak' | 'cannot-tell';
+export const VERDICTS: readonly Verdict[] = ['leak', 'no-leak', 'cannot-tell'];
 
 /**
  * What a census was compared with: a saved `heap --json` (`baseline-file`), another worker of
@@ -47,12 +50,22 @@ export interface AnalyzeStep {
 }
 
 export interface AnalyzeConclusion {
+  /** Always written by this build; absent in documents of earlier builds (leak true -> 'leak'). */
+  verdict?: Verdict;
+  /** verdict === 'leak' (kept for readers of earlier documents). */
   leak: boolean;
   module: string | null;
   bucket: { minBytes: number; maxBytes: number } | null;
   function: string | null;
   confidence: Confidence;
   summary: string;
+  /** A call path whose outstanding bytes grew steadily through the trace: least-squares slope with its 95% interval. */
+  growthRate?: {
+    function: string | null; bytesPerSecond: number; lowBytesPerSecond: number; highBytesPerSecond: number;
+    bytesPerHour: number; rSquared: number; seconds: number;
+  };
+  /** For `cannot-tell`: the command that would tell (PID stands for the target's process id). */
+  nextCommand?: string;
 }
 
 /** Growth of one chunk-size bucket between a baseline census and the current one (current - baseline). */
@@ -138,6 +151,12 @@ export const analyzeDocument = object({
   conclusion: object({
     leak: boolean, module: nullable(string), bucket: nullable(object(bucketRange)), function: nullable(string),
     confidence: literal('high', 'medium', 'low', 'none'), summary: string,
+    verdict: optional(literal(...VERDICTS)),
+    growthRate: optional(object({
+      function: nullable(string), bytesPerSecond: integer, lowBytesPerSecond: integer, highBytesPerSecond: integer,
+      bytesPerHour: integer, rSquared: ratio, seconds: amount,
+    })),
+    nextCommand: optional(string),
   }),
   mem: memDocument,
   heap: nullable(heapDocument),

@@ -11,6 +11,7 @@ import {
 import { sampleCensus, sampleMem, samplePools, sampleStack, sampleTrace } from './test-samples.js';
 
 const KiB = 1024;
+const PROTO = '__proto__';
 const census = sampleCensus([[32, 100], [1024, 40], [256 * KiB, 12]]);
 const later = sampleCensus([[32, 100], [1024, 40], [256 * KiB, 60]]);
 const trace = sampleTrace([sampleStack(['malloc', 'leaky_alloc', 'main'], 4 * (1 << 20), 16)]);
@@ -56,7 +57,7 @@ test('a schema-only heap document is malformed, naming the first missing field',
 
 test('negative, fractional and string counts are rejected with their path', () => {
   const base = roundTrip(encodeHeap(census));
-  const cases: Array<[(d: any) => void, string]> = [
+  const cases: Array<[(d: ReturnType<typeof roundTrip>) => void, string]> = [
     [(d) => { d.totals.inUseChunks = -1; }, '$.totals.inUseChunks'],
     [(d) => { d.totals.inUseBytes = '12'; }, '$.totals.inUseBytes'],
     [(d) => { d.histogram[1].inUseChunks = 1.5; }, '$.histogram[1].inUseChunks'],
@@ -100,7 +101,7 @@ test('unknown fields are dropped; keys of open maps stay plain keys', () => {
   assert.equal(p.totals.futureTotal, undefined);
   assert.equal(Object.getPrototypeOf(p.sources), null);
   assert.deepEqual(Object.keys(p.sources), ['__proto__', 'constructor', 'mainArena']);
-  assert.equal(p.sources['__proto__'], 'x');
+  assert.equal(p.sources[PROTO], 'x');
   assert.equal(({} as Record<string, unknown>).x, undefined);
 });
 

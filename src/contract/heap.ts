@@ -93,7 +93,10 @@ export function encodeHeap(c: HeapCensus, opts: { comparison?: CensusComparison;
     topSizes: c.topSizes.map((s) => ({ ...s })),
     glibcView: { ...c.glibcView },
     sources: { ...c.sources },
-    inconsistencies: c.inconsistencies.map((i) => ({ ...i })),
+    // A live walk may record a garbage pointer read mid-change (beyond 2^53): the document keeps
+    // the contract's address type (0 then; the detail says the value as read).
+    inconsistencies: c.inconsistencies.map((i) => (Number.isSafeInteger(i.address) && i.address >= 0 ? { ...i }
+      : { ...i, address: 0, detail: `${i.detail} (at an address read as 0x${i.address.toString(16)})` })),
     inconsistencyCount: c.inconsistencyCount,
     complete: c.complete,
     stats: { ...c.stats },

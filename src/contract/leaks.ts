@@ -17,6 +17,8 @@ export interface LeakStackEntry {
   allocBytes: number; allocCount: number;
   /** With `--reach`: the outstanding memory by reachability at the end (lost = definitely or indirectly lost). */
   reach?: StackReach;
+  /** Malloc mode: outstanding bytes at each of the document's seriesSeconds (additive in /1). */
+  series?: number[];
 }
 
 export interface LeaksDocument {
@@ -30,6 +32,8 @@ export interface LeaksDocument {
   cost: TraceCost;
   probes: string[];
   stacks: LeakStackEntry[];
+  /** Seconds since the window start of each stack's series values (additive in /1). */
+  seriesSeconds?: number[];
   notes: string[];
 }
 
@@ -46,7 +50,9 @@ export function encodeLeaks(t: LeakTrace): LeaksDocument {
       frames: s.frames.map((f) => ({ function: f.function, module: f.module, offset: f.offset })),
       bytes: s.bytes, count: s.count, allocBytes: s.allocBytes ?? 0, allocCount: s.allocCount ?? 0,
       ...(s.reach ? { reach: { ...s.reach } } : {}),
+      ...(s.series ? { series: s.series } : {}),
     })),
+    ...(t.seriesSeconds ? { seriesSeconds: t.seriesSeconds } : {}),
     notes: t.notes,
   };
 }
@@ -73,7 +79,9 @@ export const leaksDocument = object({
       lostBytes: amount, lostCount: amount, possiblyLostBytes: amount, possiblyLostCount: amount,
       reachableBytes: amount, reachableCount: amount, unknownBytes: amount, unknownCount: amount,
     })),
+    series: optional(array(amount)),
   })),
+  seriesSeconds: optional(array(amount)),
   notes: array(string),
 });
 

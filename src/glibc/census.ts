@@ -426,7 +426,7 @@ class Census {
   }
 
   /** Walks each fastbin of an arena (fd mangled since 2.32), bounded and cycle-checked. */
-  walkFastbins(raw: RawArena, a: ArenaCensus, maxSteps: number): void {
+  walkFastbins(raw: RawArena, _a: ArenaCensus, maxSteps: number): void {
     const L = this.loc.layout;
     for (let i = 0; i < raw.fastbins.length; i++) {
       let p = raw.fastbins[i]!;
@@ -494,6 +494,9 @@ function reveal(storedLo: number, storedHi: number, pos: number): number {
  */
 export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapCensus {
   const t0 = performance.now();
+  // Fresh memory maps for every census: mmapped chunks (and thread heaps, brk growth) created
+  // since the last read must be seen, or a census after a pause misses them.
+  space.mappings({ refresh: true });
   const symbolizer = opts.symbolizer ?? new Symbolizer(space.modules());
   const loc = opts.location ?? locateGlibc(space, symbolizer);
   const L = loc.layout;

@@ -26,6 +26,9 @@ export interface StackSample {
   allocCount?: number;
   /** With `leaks --reach`: how the outstanding memory of this path stood at the end (reachability scan). */
   reach?: StackReach;
+  /** Malloc mode: bytes of this path's window allocations outstanding at each of the trace's
+   *  `seriesSeconds` (estimated when sampled); absent when no per-second record was kept. */
+  series?: number[];
 }
 
 /**
