@@ -78,6 +78,11 @@ export interface Findings {
   unexplained: UnexplainedGrowth[];
   /** What was asked (for the command that would tell more). */
   asked: Observations['asked'];
+  /**
+   * Reachability at the end, null when it did not run: lost (definitely + indirectly) chunks in all
+   * and in the anomalous bucket.
+   */
+  unreachable?: null | { lostChunks: number; lostBytes: number; bucketLostChunks: number; bucketLostBytes: number };
   /** Null when no pool analysis ran. */
   pools: null | {
     /** Pools no connection, request or cycle owns, confirmed by a second read (a core: one read). */
@@ -265,7 +270,15 @@ export function findings(o: Observations): Findings {
     trace: t ? { durationSeconds: t.durationSeconds, outstandingBytes: t.totals.outstandingBytes, top: byLeakingFunction(t.stacks)[0] ?? null } : null,
     pools: poolFindings,
     lua: luaFinding(o.lua ?? null),
+    unreachable: unreachableFindings(o, growth),
   };
+}
+
+function unreachableFindings(o: Observations, g: Growth): Findings['unreachable'] {
+  const r = o.reach;
+  if (!r) return null;
+  const b = g.anomalous ? r.buckets.find((x) => x.minBytes === g.anomalous!.minBytes) : undefined;
+  return { lostChunks: r.lostChunks, lostBytes: r.lostBytes, bucketLostChunks: b?.lostChunks ?? 0, bucketLostBytes: b?.lostBytes ?? 0 };
 }
 
 /** The report's steps (1-5) from the observations and the growth the analysis rests on. */
@@ -282,7 +295,14 @@ export function steps(o: Observations, f: Findings): AnalyzeStep[] {
   if (o.isNginx) out.push(poolsStep(o.final.pools, o.before.pools, growth.anomalous, f.pools?.stable ?? null));
   const lua = luaFinding(o.lua ?? null);
   if (lua) out.push(luaStep(lua, o.lua!.after));
-  out.push(bucketsStep(growth, o.final.census));
+  const buckets = bucketsStep(growth, o.final.census);
+  const u = unreachableFindings(o, growth);
+  if (u) {
+    buckets.evidence.push(growth.anomalous
+      ? `unreachable at the end (definitely or indirectly lost, in two scans): ${u.bucketLostChunks} chunks / ${formatBytes(u.bucketLostBytes)} of ${formatBytes(growth.anomalous.minBytes)}–${formatBytes(growth.anomalous.maxBytes)}; ${u.lostChunks} chunks / ${formatBytes(u.lostBytes)} in all`
+      : `unreachable at the end (definitely or indirectly lost, in two scans): ${u.lostChunks} chunks / ${formatBytes(u.lostBytes)}`);
+  }
+  out.push(buckets);
   out.push(codePathStep(o.trace, o.traceMode, o.target.kind === 'live', f.steady, !!growth.anomalous));
   return out;
 }

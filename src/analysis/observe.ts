@@ -14,7 +14,8 @@
 
 import type { ComparisonKind } from '../contract/analyze.js';
 import type { CensusComparison, HeapCensus } from '../glibc/index.js';
-import { compareCensus } from '../glibc/index.js';
+import { compareCensus, reachability } from '../glibc/index.js';
+import type { PreviousScan } from '../glibc/index.js';
 import type { LeakTrace, MemBreakdown } from '../model/index.js';
 import type { PoolAnalysis } from '../nginx/index.js';
 import { stableSuspects } from './pool-suspects.js';
@@ -49,6 +50,8 @@ export interface AnalyzeOptions {
   sampleBytes?: number;
   /** Allocations younger than this at the end are not leaks (seconds). Default 1. */
   minAgeSeconds?: number;
+  /** Scan the heap's reachability at the end (default true): unreachable chunks in the growing bucket are strong evidence. */
+  reach?: boolean;
   onStep?: (text: string) => void;
   onTraceProgress?: (p: TraceProgress) => void;
   signal?: AbortSignal;
@@ -98,6 +101,16 @@ export interface Observations {
   asked: { pauseSeconds: number; traceSeconds: number; sampleBytes: number | null; baseline: boolean };
   /** Lua heaps (OpenResty / LuaJIT) at the start and after the pause, when a Lua VM was found. */
   lua?: LuaObservation | null;
+  /**
+   * Reachability at the end (live: lost in two scans): definitely + indirectly lost chunks in all
+   * and per chunk-size bucket; absent when it did not run.
+   */
+  reach?: ObservedReach | null;
+}
+
+export interface ObservedReach {
+  lostChunks: number; lostBytes: number;
+  buckets: Array<{ minBytes: number; maxBytes: number; lostChunks: number; lostBytes: number }>;
 }
 
 export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promise<Observations> {
@@ -144,9 +157,15 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
   }
   let after = before;
   const pause = live ? Math.max(0, opts.pauseSeconds ?? 2) : 0;
+  // The first reachability scan runs during the pause; the one at the end confirms it (stability).
+  let firstReach: PreviousScan | undefined;
   if (pause > 0) {
     say(`observing for ${pause} s`);
-    await sleep(pause * 1000, opts.signal);
+    const pauseStart = Date.now();
+    if (opts.reach !== false) {
+      try { firstReach = (await reachability(space, { symbolizer, scans: 1 })).lastScan; } catch (e) { if (!isLeakscopeError(e)) throw e; }
+    }
+    await sleep(Math.max(0, pause * 1000 - (Date.now() - pauseStart)), opts.signal);
     after = heapAndPools(space, { symbolizer, pools: isNginx });
     comparisons.push({ kind: 'pause', label: `the same process ${pause} s earlier`, cmp: compareCensus(before.census, after.census) });
   }
@@ -182,6 +201,16 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
     if (!endState && isNginx) obs.poolsConfirm = obs.final.pools;
     obs.final = endState ?? heapAndPools(space, { symbolizer, pools: isNginx });
     comparisons.push({ kind: 'trace-window', label: `the same process before the ${opts.traceSeconds} s trace window`, cmp: compareCensus(before.census, obs.final.census) });
+  }
+  if (opts.reach !== false) {
+    say('reachability: which in-use chunks nothing points to any more');
+    try {
+      const r = (await reachability(space, { symbolizer, ...(firstReach ? { scans: 1, previous: firstReach } : {}) })).reachability;
+      obs.reach = {
+        lostChunks: r.definitelyLost.chunks + r.indirectlyLost.chunks, lostBytes: r.definitelyLost.bytes + r.indirectlyLost.bytes,
+        buckets: r.buckets.map((b) => ({ minBytes: b.minBytes, maxBytes: b.maxBytes, lostChunks: b.definitelyLost.chunks + b.indirectlyLost.chunks, lostBytes: b.definitelyLost.bytes + b.indirectlyLost.bytes })),
+      };
+    } catch (e) { if (!isLeakscopeError(e)) throw e; obs.reach = null; }
   }
   if (live && obs.final !== before) {
     obs.observedSeconds = (performance.now() - firstCensusAt) / 1000;

@@ -2,7 +2,7 @@
 // `leak`, `no-leak` or `cannot-tell`, the module, bucket and function to blame, how sure the
 // evidence makes it, and (when the evidence cannot tell) the command that would.
 //
-// Evidence of a leak (any one is enough):
+// Evidence of a leak (any one is enough; U raises G to high):
 //   G  a chunk-size bucket grew significantly: over time (pause / trace window) -> medium, high
 //      with a traced call path of at least MIN_TRACED_BYTES; against a sibling or a saved
 //      baseline -> low.
@@ -68,7 +68,11 @@ export function conclude(f: Findings): AnalyzeConclusion {
   }
 
   let confidence: Confidence = 'none';
-  if (bucket) confidence = traced || steady ? 'high' : overTime ? 'medium' : 'low';
+  // U  unreachable growth: at least half of the grown bucket's bytes are chunks nothing points to
+  //    any more (lost in two scans, src/glibc/reachability.ts): a leak by definition, not a cache.
+  const u = f.unreachable;
+  const unreachableGrowth = !!u && !!g.anomalous && g.anomalous.byteGrowth > 0 && u.bucketLostBytes >= g.anomalous.byteGrowth / 2;
+  if (bucket) confidence = traced || steady || unreachableGrowth ? 'high' : overTime ? 'medium' : 'low';
   else if (steady) confidence = 'high';
   if (confidence !== 'none') {
     const parts: string[] = [];
@@ -79,6 +83,7 @@ export function conclude(f: Findings): AnalyzeConclusion {
     } else if (traceTop && fn) {
       parts.push(`${formatBytes(traceTop.bytes)} allocated by ${fn}${module ? ` in ${module}` : ''} during the trace is still outstanding (${formatPercent(t!.outstandingBytes ? traceTop.bytes / t!.outstandingBytes : 0)} of what the window left behind)`);
     }
+    if (unreachableGrowth) parts.push(`${u!.bucketLostChunks} chunks of that size (${formatBytes(u!.bucketLostBytes)}) are unreachable: nothing points to them any more`);
     if (f.isNginx && f.pools?.suspectPools) parts.push(`${f.pools.suspectPools} nginx pools are held by no connection or request in two reads`);
     parts.push(...unexplained);
     const partial = confidence === 'high' ? '' : ` The evidence is partial: no call path traced during the window explains the growth${overTime ? '' : ', and the growth is a difference from ' + g.source + ', not growth seen during the analysis'} (is the leak active now?).`;

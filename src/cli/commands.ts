@@ -8,7 +8,7 @@ import { encodeHeap, encodeLeaks, encodeMem, encodePools, parseHeap, censusFromH
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import type { LeakTrace } from '../model/leaks.js';
 import { readUserFile } from '../target/target-files.js';
-import { heapCensus, compareCensus } from '../glibc/index.js';
+import { heapCensus, compareCensus, reachability } from '../glibc/index.js';
 import type { CensusComparison, HeapCensus } from '../glibc/index.js';
 import { renderHeapTable } from '../report/heap-table.js';
 import { renderPoolsTable } from '../report/pools-table.js';
@@ -51,6 +51,8 @@ export function runPools(space: AddressSpace, opts: { largest: number }): Comman
 export interface LeaksCliOptions {
   duration: number; mode: 'pool' | 'malloc'; sampleBytes: number; minAge: number; duty: number;
   svg?: string; folded?: string; pprof?: string;
+  /** Split each path's outstanding memory by reachability at the end (heap scans after the window). */
+  reach?: boolean;
 }
 
 export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise<CommandResult> {
@@ -64,6 +66,7 @@ export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise
     trace = await traceLeaks(space, {
       mode: o.mode, durationSeconds: o.duration, sampleBytes: o.sampleBytes, minAgeSeconds: o.minAge, dutyCycle: o.duty,
       livePools: o.mode === 'pool' ? () => livePoolBytes(space) : undefined,
+      reachAtEnd: o.reach ? async () => (await reachability(space)).classOf : undefined,
       onProgress: progress, signal: interrupt.signal,
     });
   } finally {

@@ -12,6 +12,7 @@ import type { AnalyzeCliOptions } from './analyze-command.js';
 import { runDemo } from './demo.js';
 import { runLua } from './lua-command.js';
 import type { LuaCliOptions } from './lua-command.js';
+import { runHeapReach } from './reach-command.js';
 
 interface CommonOptions extends TargetOptions { json?: JsonOption }
 
@@ -57,7 +58,15 @@ export function buildProgram(): Command {
 
   targetCommand(program, 'heap', 'steps 2 and 4: glibc heap census (arenas, in-use / free chunks, size histogram)')
     .option('--baseline <file>', 'a saved `heap --json` (e.g. of a sibling worker) to compare against')
-    .action((pid: string | undefined, opts: CommonOptions & { baseline?: string }) => withTarget(pid, opts, (space) => {
+    .option('--reach', 'reachability of the in-use chunks: definitely / indirectly / possibly lost, reachable')
+    .option('--scans <n>', 'with --reach: scans a chunk must be lost in to count as lost (default 2 live, 1 core)', number('--scans', 1, 10))
+    .action((pid: string | undefined, opts: CommonOptions & { baseline?: string; reach?: boolean; scans?: number }) => withTarget(pid, opts, async (space) => {
+      if (opts.reach) {
+        if (opts.baseline) throw new LeakscopeError('usage', '--reach and --baseline cannot be combined');
+        const rr = await runHeapReach(space, { scans: opts.scans });
+        emit(opts.json, rr.text, rr.json);
+        return;
+      }
       const r = runHeap(space, { baseline: opts.baseline });
       emit(opts.json, r.text, r.json);
     }));
@@ -78,6 +87,7 @@ export function buildProgram(): Command {
     .option('--svg <file>', 'write an interactive flame graph')
     .option('--folded <file>', 'write folded stacks (bytes)')
     .option('--pprof <file>', 'write a gzipped pprof profile')
+    .option('--reach', 'split each path\'s outstanding memory by reachability at the end: unreachable (a leak) vs reachable (a cache)')
     .action((pid: string | undefined, opts: CommonOptions & LeaksCliOptions) => withTarget(pid, opts, async (space) => {
       const r = await runLeaks(space, opts);
       emit(opts.json, r.text, r.json);
@@ -90,6 +100,7 @@ export function buildProgram(): Command {
     .option('--min-age <seconds>', 'memory younger than this at the end is not a leak', number('--min-age', 0), 1)
     .option('--baseline <file>', 'a saved `heap --json` to compare against')
     .option('--html <file>', 'write the self-contained HTML report')
+    .option('--no-reach', 'skip the reachability scan at the end (unreachable chunks of the grown bucket are strong evidence)')
     .option('--fail-on-leak', 'exit with status 1 when the verdict is `leak`')
     .action((pid: string | undefined, opts: CommonOptions & AnalyzeCliOptions & { failOnLeak?: boolean }) => withTarget(pid, opts, async (space) => {
       const r = await runAnalyze(space, { ...opts, siblings: true });

@@ -5,6 +5,7 @@
 import type {
   ArenaCensus, CensusComparison, ClassTotals, ExactSize, HeapCensus, HistogramBucket, Inconsistency,
 } from '../glibc/census-types.js';
+import type { Reachability } from '../glibc/reachability.js';
 import {
   address, amount, array, boolean, count, integer, literal, nullable, object, optional, parseWith, ratio, record, schema, string,
 } from './json-check.js';
@@ -55,6 +56,8 @@ export interface HeapDocument {
   stats: { elapsedMs: number; bytesRead: number; chunksWalked: number };
   /** Present with `--baseline`: current - baseline. */
   comparison?: CensusComparison;
+  /** Present with `--reach` (DESIGN.md): in-use chunks by valgrind's classes; the census above is the last scan's. */
+  reachability?: Reachability;
 }
 
 function pickTotals(t: ClassTotals): ClassTotals {
@@ -74,7 +77,7 @@ function arenaEntry(a: ArenaCensus): HeapArenaEntry {
 }
 
 /** The versioned document of a census (and its comparison with a baseline); arrays are never null. */
-export function encodeHeap(c: HeapCensus, opts: { comparison?: CensusComparison } = {}): HeapDocument {
+export function encodeHeap(c: HeapCensus, opts: { comparison?: CensusComparison; reachability?: Reachability } = {}): HeapDocument {
   return {
     schema: HEAP_SCHEMA,
     target: c.target,
@@ -98,6 +101,24 @@ export function encodeHeap(c: HeapCensus, opts: { comparison?: CensusComparison 
     complete: c.complete,
     stats: { ...c.stats },
     ...(opts.comparison ? { comparison: opts.comparison } : {}),
+    ...(opts.reachability ? { reachability: reachabilityEntry(opts.reachability) } : {}),
+  };
+}
+
+function reachabilityEntry(r: Reachability): Reachability {
+  const c = (x: { chunks: number; bytes: number }) => ({ chunks: x.chunks, bytes: x.bytes });
+  return {
+    definitelyLost: c(r.definitelyLost), indirectlyLost: c(r.indirectlyLost), possiblyLost: c(r.possiblyLost),
+    reachable: c(r.reachable), unknown: c(r.unknown), allocator: c(r.allocator),
+    buckets: r.buckets.map((b) => ({
+      minBytes: b.minBytes, maxBytes: b.maxBytes, definitelyLost: c(b.definitelyLost), indirectlyLost: c(b.indirectlyLost),
+      possiblyLost: c(b.possiblyLost), reachable: c(b.reachable), unknown: c(b.unknown),
+    })),
+    roots: r.roots.map((x) => ({ ...x })),
+    largestLost: r.largestLost.map((x) => ({ ...x })),
+    scans: r.scans,
+    notes: [...r.notes],
+    stats: { ...r.stats, phasesMs: { ...r.stats.phasesMs } },
   };
 }
 
@@ -126,6 +147,22 @@ const comparison = object({
   sizes: array(object({ size: count, countDelta: integer, bytesDelta: integer })),
 });
 
+const classCount = object({ chunks: count, bytes: count });
+const reachability = object({
+  definitelyLost: classCount, indirectlyLost: classCount, possiblyLost: classCount, reachable: classCount, unknown: classCount, allocator: classCount,
+  buckets: array(object({
+    minBytes: count, maxBytes: count, definitelyLost: classCount, indirectlyLost: classCount, possiblyLost: classCount, reachable: classCount, unknown: classCount,
+  })),
+  roots: array(object({ kind: string, name: string, ranges: count, bytes: count, startPointers: count, interiorPointers: count })),
+  largestLost: array(object({
+    address, chunkSize: count, class: literal('definitelyLost', 'indirectlyLost', 'possiblyLost', 'reachable', 'unknown'),
+    groupChunks: count, groupBytes: count, hex: string, ascii: string,
+  })),
+  scans: count,
+  notes: array(string),
+  stats: object({ elapsedMs: amount, bytesRead: count, chunks: count, edges: count, edgesStored: boolean, rootBytes: count, phasesMs: record(amount) }),
+});
+
 export const heapDocument = object({
   schema: schema(HEAP_SCHEMA),
   target: string,
@@ -143,6 +180,7 @@ export const heapDocument = object({
   complete: boolean,
   stats: object({ elapsedMs: amount, bytesRead: count, chunksWalked: count }),
   comparison: optional(comparison),
+  reachability: optional(reachability),
 });
 
 /** A `leakscope.heap/1` document from untrusted JSON; throws `malformed` with the path of the first problem. */

@@ -3,7 +3,7 @@
 // what the trace cost. Sampled figures are estimates (scaled), so bytes and counts may be fractional.
 
 import type { LeakTrace, TraceCost } from '../model/leaks.js';
-import type { Frame } from '../model/stacks.js';
+import type { Frame, StackReach } from '../model/stacks.js';
 import { amount, array, count, literal, nullable, object, optional, parseWith, ratio, record, schema, string } from './json-check.js';
 
 export const LEAKS_SCHEMA = 'leakscope.leaks/1';
@@ -15,6 +15,8 @@ export interface LeakStackEntry {
   bytes: number; count: number;
   /** Allocated during the window (0 when unknown). */
   allocBytes: number; allocCount: number;
+  /** With `--reach`: the outstanding memory by reachability at the end (lost = definitely or indirectly lost). */
+  reach?: StackReach;
   /** Malloc mode: outstanding bytes at each of the document's seriesSeconds (additive in /1). */
   series?: number[];
 }
@@ -47,6 +49,7 @@ export function encodeLeaks(t: LeakTrace): LeaksDocument {
     stacks: t.stacks.map((s) => ({
       frames: s.frames.map((f) => ({ function: f.function, module: f.module, offset: f.offset })),
       bytes: s.bytes, count: s.count, allocBytes: s.allocBytes ?? 0, allocCount: s.allocCount ?? 0,
+      ...(s.reach ? { reach: { ...s.reach } } : {}),
       ...(s.series ? { series: s.series } : {}),
     })),
     ...(t.seriesSeconds ? { seriesSeconds: t.seriesSeconds } : {}),
@@ -72,6 +75,10 @@ export const leaksDocument = object({
   stacks: array(object({
     frames: array(object({ function: nullable(string), module: string, offset: amount })),
     bytes: amount, count: amount, allocBytes: amount, allocCount: amount,
+    reach: optional(object({
+      lostBytes: amount, lostCount: amount, possiblyLostBytes: amount, possiblyLostCount: amount,
+      reachableBytes: amount, reachableCount: amount, unknownBytes: amount, unknownCount: amount,
+    })),
     series: optional(array(amount)),
   })),
   seriesSeconds: optional(array(amount)),

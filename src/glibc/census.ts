@@ -48,6 +48,22 @@ export interface CensusOptions {
   onInUseChunk?: (userAddr: number, chunkSize: number, mmapped: boolean, tag: number, userBytes?: Uint8Array) => void;
   /** With onInUseChunk: a look at each in-use heap chunk's bytes while the walk has them in its window. */
   peek?: ChunkPeek;
+  /**
+   * Called once per validated tcache_perthread_struct (user pointer): allocator metadata that
+   * onInUseChunk also reports as an in-use chunk (the program never asked for it).
+   */
+  onTcacheStruct?: (userAddr: number) => void;
+  /**
+   * A cheaper alternative to onInUseChunk (no list kept inside the census): called during the walk
+   * for every chunk the walk sees in use (user pointer, chunk size; ascending within each heap),
+   * then `onFreeListChunk` for each of those found in a tcache or fastbin afterwards (so not in use),
+   * then `onWalkInUse(.., true)` for every mmapped chunk. When the walk's window holds the whole
+   * chunk and the next chunk's header, `words` is the window (little-endian u32) and `userWord` the
+   * index of the chunk's first user word in it (valid during the call only): the bytes the walk
+   * judged the chunk by, so a caller reads no chunk twice.
+   */
+  onWalkInUse?: (userAddr: number, chunkSize: number, mmapped: boolean, words?: Uint32Array, userWord?: number) => void;
+  onFreeListChunk?: (userAddr: number) => void;
 }
 
 /** The tag of an in-use chunk no ChunkPeek looked at (bytes not in the window, mmapped, no peek). */
@@ -139,6 +155,9 @@ class Census {
   freeLen = 0;
   /** In-use heap chunks (address, size) as walked, when a caller asked for them (onInUseChunk). */
   collect = false;
+  /** CensusOptions.onWalkInUse / onFreeListChunk. */
+  onWalk?: (userAddr: number, chunkSize: number, mmapped: boolean, words?: Uint32Array, userWord?: number) => void;
+  onFreeList?: (userAddr: number) => void;
   usedAddr = new Float64Array(0);
   usedSize = new Float64Array(0);
   /** Per collected chunk: its ChunkPeek tag (NOT_PEEKED when none). */
@@ -186,6 +205,7 @@ class Census {
     const hFreeN = this.hFreeN, hFreeB = this.hFreeB, exactFlat = this.exactFlat;
     const winCap = buf.length;
     const collect = this.collect, peek = this.peek, copyTag = this.copyTag;
+    const onWalk = this.onWalk;
     const limit = heap.top >= 0 ? heap.top : heap.end;
     const end = heap.end;
     let winStart = 0, winEnd = 0;
@@ -223,6 +243,11 @@ class Census {
           if (prevSize < EXACT_FLAT_LIMIT) exactFlat[prevSize >>> 4]++;
           else this.exactMap.set(prevSize, (this.exactMap.get(prevSize) ?? 0) + 1);
           if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
+          if (onWalk !== undefined) {
+            const c = p - prevSize;
+            if (c >= winStart) onWalk(c + 16, prevSize, false, u32, (c + 16 - winStart) >>> 2);
+            else onWalk(c + 16, prevSize, false);
+          }
           if (collect) {
             // The chunk's user words 0..1 (chunk + 16 .. + 32) lie before p, so in this window
             // unless the chunk starts in an earlier one.
@@ -273,6 +298,11 @@ class Census {
             if (prevSize < EXACT_FLAT_LIMIT) exactFlat[prevSize >>> 4]++;
             else this.exactMap.set(prevSize, (this.exactMap.get(prevSize) ?? 0) + 1);
             if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
+            if (onWalk !== undefined) {
+              const c = p - prevSize;
+              if (c >= winStart && p + 16 <= winEnd) onWalk(c + 16, prevSize, false, u32, (c + 16 - winStart) >>> 2);
+              else onWalk(c + 16, prevSize, false);
+            }
             if (collect) {
               const c = p - prevSize;
               const tag = peek && c >= winStart && p <= winEnd ? peek.tag(u32, (c - winStart) >>> 2, c + 16, prevSize) : NOT_PEEKED;
@@ -382,6 +412,7 @@ class Census {
     this.reclassified.add(chunk);
     const a = seg.arena;
     if (chunk < seg.walkedEnd) {
+      this.onFreeList?.(chunk + 16);
       // The walk counted it as in use.
       a.inUseChunks--; a.inUseBytes -= size;
       if (size < EXACT_FLAT_LIMIT) this.exactFlat[size >>> 4]--;
@@ -471,6 +502,8 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
   const L = loc.layout;
   const c = new Census(space, loc, opts.windowBytes ?? DEFAULT_WINDOW);
   c.collect = !!opts.onInUseChunk;
+  c.onWalk = opts.onWalkInUse;
+  c.onFreeList = opts.onFreeListChunk;
   if (c.collect && opts.peek) {
     c.peek = opts.peek;
     const copy = Math.max(0, Math.min(opts.peek.copyBytes ?? 0, 4096));
@@ -508,7 +541,7 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
     c.walkFastbins(raw, a, maxSteps);
     c.walkUnsorted(raw, a, scratch[i]!);
   }
-  const tcaches = walkTcaches(c, mp);
+  const tcaches = walkTcaches(c, mp, opts.onTcacheStruct);
   if (tcaches.keySource) sources.tcacheKey = tcaches.keySource;
   sources.tcaches = `${tcaches.found} tcache_perthread_struct found among ${c.tcacheCandidates.length} in-use chunks of ${L.tcache.structChunkSize} bytes`;
 
@@ -529,6 +562,7 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
     if (loc.heapMapping) exclude.push({ start: loc.heapMapping.start, end: loc.heapMapping.end });
     c.bytesRead += scanMmappedChunks(space, mmapCandidateRanges(space.mappings(), exclude), (m) => {
       opts.onInUseChunk?.(m.address + 16, m.size, true, NOT_PEEKED);
+      opts.onWalkInUse?.(m.address + 16, m.size, true);
       totals.mmappedChunks++;
       totals.mmappedBytes += m.mappedBytes;
       if (m.size < EXACT_FLAT_LIMIT) c.exactFlat[m.size >>> 4]++;
@@ -603,7 +637,7 @@ function fragmentation(t: { inUseBytes: number; freeBytes: number; topBytes: num
  * tcache_key (2.34+; inferred as the most common key when there is no symbol) or == the
  * tcache itself (2.29-2.33), length == count, next demangled (2.32+).
  */
-function walkTcaches(c: Census, mp: ReturnType<typeof readMallocParams>): { found: number; keySource?: string } {
+function walkTcaches(c: Census, mp: ReturnType<typeof readMallocParams>, onStruct?: (userAddr: number) => void): { found: number; keySource?: string } {
   const L = c.loc.layout, T = L.tcache;
   const structBytes = T.entries + T.bins * 8;
   const maxCount = T.countBytes === 1 ? 255 : mp && mp.tcacheCount > 0 ? mp.tcacheCount : 65535;
@@ -650,6 +684,7 @@ function walkTcaches(c: Census, mp: ReturnType<typeof readMallocParams>): { foun
       }
     }
     found++;
+    onStruct?.(user);
     for (let i = 0; i < T.bins; i++) {
       let e = v.entries[i]!;
       const limit = T.countMeaning === 'count' ? v.counts[i]! : maxCount;

@@ -20,8 +20,12 @@ export function renderLeaksTable(t: LeaksDocument, opts: { top?: number } = {}):
     ` (allocated during the window: ${t.mode === 'pool' ? `${t.totals.allocatedCount} pools` : `${formatBytes(t.totals.allocatedBytes)} in ${t.totals.allocatedCount}`})`);
   if (t.stacks.length) {
     out.push('');
-    out.push(textTable(['bytes', 'count', 'call path (leaf first)'],
-      t.stacks.slice(0, top).map((s) => [formatBytes(s.bytes), String(Math.round(s.count)), shortPath(s.frames)])));
+    const reach = t.stacks.some((s) => s.reach);
+    out.push(textTable(['bytes', 'count', ...(reach ? ['unreachable', 'reachable'] : []), 'call path (leaf first)'],
+      t.stacks.slice(0, top).map((s) => [formatBytes(s.bytes), String(Math.round(s.count)),
+        ...(reach ? [s.reach ? reachCell(s.reach.lostBytes, s.bytes) : '?', s.reach ? reachCell(s.reach.reachableBytes, s.bytes) : '?'] : []),
+        shortPath(s.frames)])));
+    if (reach) out.push('unreachable: definitely or indirectly lost at the end (a leak); reachable: still referenced (a cache or live data)');
   } else {
     out.push('no outstanding memory from this window');
   }
@@ -34,4 +38,8 @@ export function renderLeaksTable(t: LeaksDocument, opts: { top?: number } = {}):
     (t.cost.lostEvents ? `, ${t.cost.lostEvents} events lost` : ''));
   for (const n of t.notes) out.push(`note: ${safeText(n)}`);
   return out.join('\n');
+}
+
+function reachCell(part: number, whole: number): string {
+  return whole > 0 ? `${formatBytes(part)} ${Math.round((part / whole) * 100)}%` : formatBytes(part);
 }

@@ -13,6 +13,7 @@ import { basename } from 'node:path';
 import type { AddressSpace } from '../target/address-space.js';
 import { pidNamespaceFilter } from '../target/pid-namespace.js';
 import type { LeakTrace, StackSample, TraceMode } from '../model/index.js';
+import type { StackReach } from '../model/stacks.js';
 import { LeakscopeError } from '../model/errors.js';
 import { Symbolizer } from '../symbols/index.js';
 import { loadElf } from '../formats/elf/index.js';
@@ -53,6 +54,12 @@ export interface LeakTraceOptions {
   dutyCycle?: number;
   /** Pool mode: live pools at the end of the window, address -> bytes held (the pool census). */
   livePools?: () => Map<number, number>;
+  /**
+   * `--reach`: run at the end of the window (after the probes are detached); returns the
+   * reachability class of the chunk holding an address (src/glibc reachability), by which each
+   * call path's outstanding memory is split (StackSample.reach).
+   */
+  reachAtEnd?: () => Promise<(addr: number) => string | undefined>;
   perHitMicros?: number;
   onProgress?: (p: TraceProgress) => void;
   /** Ends the window early (SIGINT): the result covers what was traced so far. */
@@ -176,12 +183,23 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const attachedShare = elapsed > 0 ? Math.min(1, session.attachedNs / 1e9 / elapsed) : 1;
 
     // Outstanding at the end, by call path.
-    const byStack = new Map<string, { pcs: number[]; bytes: number; count: number; allocBytes: number; allocCount: number }>();
+    const byStack = new Map<string, { pcs: number[]; bytes: number; count: number; allocBytes: number; allocCount: number; reach?: StackReach }>();
     const bucket = (pcs: number[]) => {
       const k = pcs.join(',');
       let b = byStack.get(k);
       if (!b) byStack.set(k, (b = { pcs, bytes: 0, count: 0, allocBytes: 0, allocCount: 0 }));
       return b;
+    };
+    const classOf = opts.reachAtEnd ? await opts.reachAtEnd() : undefined;
+    if (classOf) notes.push('reachability: outstanding memory split by a scan of the heap at the end of the window (lost = definitely or indirectly lost)');
+    const addReach = (b: { reach?: StackReach }, addr: number, w: { bytes: number; count: number }) => {
+      if (!classOf) return;
+      const r = (b.reach ??= { lostBytes: 0, lostCount: 0, possiblyLostBytes: 0, possiblyLostCount: 0, reachableBytes: 0, reachableCount: 0, unknownBytes: 0, unknownCount: 0 });
+      const c = classOf(addr);
+      if (c === 'definitelyLost' || c === 'indirectlyLost') { r.lostBytes += w.bytes; r.lostCount += w.count; }
+      else if (c === 'possiblyLost') { r.possiblyLostBytes += w.bytes; r.possiblyLostCount += w.count; }
+      else if (c === 'reachable') { r.reachableBytes += w.bytes; r.reachableCount += w.count; }
+      else { r.unknownBytes += w.bytes; r.unknownCount += w.count; }
     };
     let outBytes = 0, outCount = 0, allocBytes = 0, allocCount = 0;
     // Only a duty cycle samples in time; without one the probes were attached all along.
@@ -201,6 +219,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         const w = scale(o.size);
         const b = bucket(ev.pcs);
         b.bytes += w.bytes; b.count += w.count; outBytes += w.bytes; outCount += w.count;
+        addReach(b, o.address, w);
       }
       if (st.outstandingFull) notes.push(`${st.outstandingFull} sampled allocations were not tracked: the outstanding map was full`);
     } else {
@@ -211,6 +230,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         b.allocCount += dutyScale; allocCount += dutyScale;
         if (bytes === undefined || endNs - ev.timeNs < minAgeNs) continue;
         b.bytes += bytes * dutyScale; b.count += dutyScale; outBytes += bytes * dutyScale; outCount += dutyScale;
+        addReach(b, Number(addr), { bytes: bytes * dutyScale, count: dutyScale });
       }
       if (!opts.livePools) notes.push('pool liveness not checked: no pool census');
     }
@@ -223,6 +243,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       .map((b) => {
         const s: StackSample = { frames: resolver.frames(b.pcs), bytes: Math.round(b.bytes), count: Math.round(b.count * 100) / 100, allocBytes: Math.round(b.allocBytes), allocCount: Math.round(b.allocCount * 100) / 100 };
         if (withSeries) { const k = b.pcs.join(','); s.series = snapshots.map((sn) => Math.round((sn.byKey.get(k) ?? 0) * dutyScale)); }
+        if (b.reach) s.reach = roundReach(b.reach);
         return s;
       })
       .sort((a, b) => b.bytes - a.bytes);
@@ -246,6 +267,12 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   } finally {
     session.close();
   }
+}
+
+function roundReach(r: StackReach): StackReach {
+  const o = { ...r };
+  for (const k of Object.keys(o) as (keyof StackReach)[]) o[k] = k.endsWith('Bytes') ? Math.round(o[k]) : Math.round(o[k] * 100) / 100;
+  return o;
 }
 
 function monotonicNs(): number {
