@@ -10,6 +10,7 @@ import { benchEbpf } from './ebpf.js';
 import { benchHeap } from './heap.js';
 import { benchPools } from './pools.js';
 import { benchTraceOverhead } from './trace-overhead.js';
+import { benchWatch } from './watch.js';
 
 interface Bench {
   name: string;
@@ -24,6 +25,7 @@ const BENCHES: Bench[] = [
   { name: 'heap', title: 'heap census vs plain /proc/PID/mem read', run: benchHeap, printsTable: false },
   { name: 'pools', title: 'nginx pool analysis vs heap census', run: benchPools, printsTable: true },
   { name: 'trace-overhead', title: 'trace overhead on a proxying nginx worker (issue 6)', run: benchTraceOverhead, printsTable: true },
+  { name: 'watch', title: 'leakscope watch: CPU and RSS at --interval 60 and 5 on the leak scenario (issue 17)', run: benchWatch, printsTable: false },
 ];
 
 export const RESULTS_PATH = join(REPO_ROOT, 'bench-results.json');

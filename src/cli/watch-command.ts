@@ -7,8 +7,8 @@
 // (2) takes one static census per worker (analysis/watch-observe.ts: reads only, no probe);
 // (3) fits growth rates (analysis/watch-growth.ts) and, when a series grows past --trigger, starts
 // `analyze` (trace included, duty-cycled) at most once per --cooldown, one at a time.
-// Cost control: the next cycle starts no sooner than (last cycle's wall time / --budget) after
-// the last one started, so censuses never take more than --budget of one core.
+// Cost control: the next cycle starts no sooner than (last cycle's census CPU time / --budget)
+// after the last one started, so censuses never take more than --budget of one core.
 // SIGINT / SIGTERM: the trace is aborted (probes detached), the server closed, then exit 0.
 
 import http from 'node:http';
@@ -68,7 +68,7 @@ export class Watch {
   private readonly pids: number[];
   private readonly gate: TriggerGate;
   private readonly startedAt = Date.now() / 1000;
-  private self = { cycles: 0, cyclesDelayed: 0, lastCycleSeconds: 0, lastCycleDuty: 0, reports: 0, suppressedCooldown: 0, suppressedBusy: 0, analysisErrors: 0 };
+  private self = { cycles: 0, cyclesDelayed: 0, lastCycleSeconds: 0, lastCycleCpuSeconds: 0, lastCycleDuty: 0, reports: 0, suppressedCooldown: 0, suppressedBusy: 0, analysisErrors: 0 };
   private lastReport: WatchReport | null = null;
   private readonly abort = new AbortController();
   private server?: http.Server;
@@ -103,13 +103,15 @@ export class Watch {
     try {
       while (!this.abort.signal.aborted) {
         const cycleStart = performance.now();
-        await this.cycle();
+        const censusCpu = await this.cycle();
         const took = (performance.now() - cycleStart) / 1000;
+        // The budget is CPU, not wall time (a loaded host makes censuses slower, not costlier).
         let wait = this.o.interval;
-        const minGap = took / this.o.budget;
+        const minGap = censusCpu / this.o.budget;
         if (minGap > wait) { wait = minGap; this.self.cyclesDelayed++; }
         this.self.lastCycleSeconds = took;
-        this.self.lastCycleDuty = took / Math.max(wait, took);
+        this.self.lastCycleCpuSeconds = censusCpu;
+        this.self.lastCycleDuty = censusCpu / Math.max(wait, took);
         await this.sleep(Math.max(0, wait - took) * 1000);
       }
     } finally {
@@ -165,7 +167,7 @@ export class Watch {
     const self: WatchSelf = {
       startedAtSeconds: this.startedAt, intervalSeconds: this.o.interval,
       cycles: this.self.cycles, cyclesDelayed: this.self.cyclesDelayed,
-      lastCycleSeconds: this.self.lastCycleSeconds, budget: this.o.budget, lastCycleDuty: this.self.lastCycleDuty,
+      lastCycleSeconds: this.self.lastCycleSeconds, lastCycleCpuSeconds: this.self.lastCycleCpuSeconds, budget: this.o.budget, lastCycleDuty: this.self.lastCycleDuty,
       cpuSeconds: (cpu.user + cpu.system) / 1e6, residentBytes: process.memoryUsage.rss(),
       reports: this.self.reports, analysisRunning: this.gate.isRunning,
       triggersSuppressed: { cooldown: this.self.suppressedCooldown, busy: this.self.suppressedBusy },
@@ -188,7 +190,8 @@ export class Watch {
     return out;
   }
 
-  private async cycle(): Promise<void> {
+  /** One cycle; returns the CPU seconds its censuses took (following new workers excluded: a one-off). */
+  private async cycle(): Promise<number> {
     const now = this.discover();
     const wanted = new Set<string>();
     for (const [pid, start] of now) wanted.add(`${pid}@${start}`);
@@ -213,9 +216,13 @@ export class Watch {
     if (!this.followed.size && !this.warnedNoWorkers) { log('no worker to follow (yet)'); this.warnedNoWorkers = true; }
     if (this.followed.size) this.warnedNoWorkers = false;
 
+    let cpu = 0;
     for (const [key, f] of this.followed) {
-      if (this.abort.signal.aborted) return;
+      if (this.abort.signal.aborted) return cpu;
+      const c0 = process.cpuUsage();
       const obs = observeWorker(f.follow, { topModules: this.o.topModules });
+      const c = process.cpuUsage(c0);
+      cpu += (c.user + c.system) / 1e6;
       if (obs.gone) { this.drop(key, f, 'exited'); continue; }
       obs.worker.growth = f.growth.add(obs.worker.census.timestampSeconds, obs.points);
       f.last = obs.worker;
@@ -223,6 +230,7 @@ export class Watch {
     }
     this.self.cycles++;
     if (this.o.trigger) this.considerTriggers();
+    return cpu;
   }
 
   private drop(key: string, f: Followed, why: string): void {

@@ -130,7 +130,9 @@ export interface WatchSelf {
   cyclesDelayed: number;
   /** Wall time of the last cycle (all workers), seconds. */
   lastCycleSeconds: number;
-  /** Share of one core the censuses may take (--budget) and the share the last cycle took. */
+  /** CPU time (user + system) of the last cycle's censuses, seconds: what --budget limits. */
+  lastCycleCpuSeconds: number;
+  /** Share of one core the censuses may take (--budget) and the share the last cycle took (census CPU / period). */
   budget: number;
   lastCycleDuty: number;
   /** The watch process's own CPU and RSS. */

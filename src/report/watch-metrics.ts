@@ -35,9 +35,10 @@ export function renderWatchMetrics(doc: WatchDocument): string {
   p.family('leakscope_watch_interval_seconds', 'gauge', 'Configured census interval (--interval).')({}, self.intervalSeconds);
   p.family('leakscope_watch_workers', 'gauge', 'Workers followed now.')({}, doc.workers.length);
   p.family('leakscope_watch_cycles_total', 'counter', 'Census cycles run (one census of every followed worker each).')({}, self.cycles);
-  p.family('leakscope_watch_cycles_delayed_total', 'counter', 'Cycles started later than the interval because censuses exceeded the CPU budget.')({}, self.cyclesDelayed);
+  p.family('leakscope_watch_cycles_delayed_total', 'counter', 'Cycles started later than the interval because the censuses\' CPU time exceeded the --budget share of one core.')({}, self.cyclesDelayed);
   p.family('leakscope_watch_cycle_duration_seconds', 'gauge', 'Wall time of the last census cycle.')({}, self.lastCycleSeconds);
-  p.family('leakscope_watch_cycle_duty_ratio', 'gauge', 'Last cycle duration / time since the previous cycle started.')({}, self.lastCycleDuty);
+  p.family('leakscope_watch_cycle_cpu_seconds', 'gauge', 'CPU time (user + system) of the last cycle\'s censuses.')({}, self.lastCycleCpuSeconds);
+  p.family('leakscope_watch_cycle_duty_ratio', 'gauge', 'CPU share of one core the last cycle took: its census CPU time / its period.')({}, self.lastCycleDuty);
   p.family('leakscope_watch_budget_ratio', 'gauge', 'Share of one core the censuses may use (--budget).')({}, self.budget);
   p.family('leakscope_watch_cpu_seconds_total', 'counter', 'CPU time (user + system) of the watch process.')({}, self.cpuSeconds);
   p.family('leakscope_watch_resident_memory_bytes', 'gauge', 'Resident set size of the watch process.')({}, self.residentBytes);

@@ -18,6 +18,9 @@ export class LiveProcess implements AddressSpace {
   private cachedMaps?: Mapping[];
   private cachedModules?: Module[];
   private scratch = Buffer.alloc(8);
+  private pagemapFd = -1;
+  /** 64 KiB of pagemap entries (8192 pages) per read. */
+  private pagemapBuf = Buffer.allocUnsafe(8192 * 8);
 
   private constructor(readonly pid: number, fd: number, command: string) {
     this.fd = fd;
@@ -106,23 +109,25 @@ export class LiveProcess implements AddressSpace {
 
   residentBytes(start: number, end: number): { rss: number; swap: number } {
     // pagemap: one u64 per 4 KiB page; bit 63 present, bit 62 swapped (Documentation/admin-guide/mm/pagemap.rst).
+    // The descriptor and buffer are kept between calls: a breakdown asks once per region (hundreds).
     const first = Math.floor(start / 4096), last = Math.ceil(end / 4096);
     let rss = 0, swap = 0;
-    let fd: number;
-    try { fd = openSync(`/proc/${this.pid}/pagemap`, 'r'); } catch { return { rss: 0, swap: 0 }; }
+    if (this.pagemapFd < 0) {
+      try { this.pagemapFd = openSync(`/proc/${this.pid}/pagemap`, 'r'); } catch { return { rss: 0, swap: 0 }; }
+    }
+    const buf = this.pagemapBuf;
+    const CHUNK = buf.length / 8;  // pages per read
     try {
-      const CHUNK = 8192;  // pages per read (64 KiB of pagemap)
-      const buf = Buffer.alloc(CHUNK * 8);
       for (let p = first; p < last; p += CHUNK) {
         const n = Math.min(CHUNK, last - p);
-        const got = readSync(fd, buf, 0, n * 8, p * 8) / 8;
+        const got = readSync(this.pagemapFd, buf, 0, n * 8, p * 8) / 8;
         for (let i = 0; i < got; i++) {
           const hi = buf.readUInt32LE(i * 8 + 4);
           if (hi & 0x80000000) rss += 4096;
           else if (hi & 0x40000000) swap += 4096;
         }
       }
-    } catch { /* process gone */ } finally { closeSync(fd); }
+    } catch { /* process gone */ }
     return { rss, swap };
   }
 
@@ -148,6 +153,7 @@ export class LiveProcess implements AddressSpace {
 
   close(): void {
     if (this.fd >= 0) { try { closeSync(this.fd); } catch { /* already closed */ } this.fd = -1; }
+    if (this.pagemapFd >= 0) { try { closeSync(this.pagemapFd); } catch { /* already closed */ } this.pagemapFd = -1; }
   }
 }
 
