@@ -2,8 +2,8 @@
 //
 // Scenario (the leak scenario): Debian nginx, 2 workers, the leaking test module (leak_size
 // 300k), PRELEAK /leak-keep requests before the watch starts (a heap of ~PRELEAK x 300 KiB), and
-// during the measurement a slow steady leak (one /leak-keep and one /ok every 200 ms), so every
-// census sees a growing heap and the growth rates have work to do.
+// during the measurement a steady leak (one /leak-keep a second: ~1 GiB/hour) and one /ok every
+// 200 ms, so every census sees a growing heap and the growth rates have work to do.
 //
 // The watch runs as in production (`leakscope watch --nginx=MASTER`, a CLI child process). Its
 // CPU (utime + stime from /proc/PID/stat) and RSS (VmRSS, sampled every second; VmHWM at the end)
@@ -58,6 +58,7 @@ interface RunResult {
   cpuShareOfCore: number;
   cpuPerCycleMs: number;
   censusSecondsMedian: number;
+  cycleCensusCpuMs: number[];
   rssMiBAfterEachCycle: number[];
   rssMiBMax: number;
   hwmMiB: number;
@@ -83,6 +84,7 @@ async function runWatch(ngx: NginxHandle, interval: number, windowSeconds: numbe
     const c0 = cpuSeconds(pid), t0 = performance.now(), cycles0 = metricValue(m, 'leakscope_watch_cycles_total');
     const rssAfterCycle: number[] = [];
     const census: number[] = [];
+    const cycleCpu: number[] = [];
     let rssMax = 0, lastCycles = cycles0;
     while ((performance.now() - t0) / 1000 < windowSeconds) {
       await sleep(1000);
@@ -94,6 +96,7 @@ async function runWatch(ngx: NginxHandle, interval: number, windowSeconds: numbe
         if (cycles > lastCycles) {
           rssAfterCycle.push(statusKiB(pid, 'VmRSS') / 1024);
           census.push(...allValues(m, 'leakscope_census_duration_seconds'));
+          cycleCpu.push(round(metricValue(m, 'leakscope_watch_cycle_cpu_seconds') * 1000, 0));
           lastCycles = cycles;
         }
       }
@@ -105,7 +108,7 @@ async function runWatch(ngx: NginxHandle, interval: number, windowSeconds: numbe
     return {
       interval, windowSeconds: round((t1 - t0) / 1000, 1), startupCpuSeconds: round(c0),
       cycles, cpuShareOfCore: (c1 - c0) / ((t1 - t0) / 1000), cpuPerCycleMs: cycles ? ((c1 - c0) / cycles) * 1000 : NaN,
-      censusSecondsMedian: round(median(census), 3),
+      censusSecondsMedian: round(median(census), 3), cycleCensusCpuMs: cycleCpu,
       rssMiBAfterEachCycle: rssAfterCycle.map((x) => round(x, 1)), rssMiBMax: round(rssMax / 1024, 1), hwmMiB: round(hwm / 1024, 1),
     };
   } finally {
@@ -146,8 +149,8 @@ export async function benchWatch(opts: { preleak?: number; window5?: number; win
   const ngx = await startNginx({ workers: 2, leakSize: '300k' });
   let stop = false;
   const traffic = (async () => {
-    while (!stop) {
-      await Promise.all([driveRequests(ngx, '/leak-keep', 1, 1), driveRequests(ngx, '/ok', 1, 1)]);
+    for (let i = 0; !stop; i++) {
+      await Promise.all([i % 5 === 0 ? driveRequests(ngx, '/leak-keep', 1, 1) : undefined, driveRequests(ngx, '/ok', 1, 1)]);
       await sleep(200);
     }
   })();
@@ -161,11 +164,13 @@ export async function benchWatch(opts: { preleak?: number; window5?: number; win
     const idlePerSecond = Math.max(0, r60.cpuShareOfCore - (r60.cycles * r5.cpuPerCycleMs / 1000) / r60.windowSeconds);
     const computed60 = (r5.cpuPerCycleMs / 1000 + idlePerSecond * 60) / 60;
     const out = {
-      scenario: `nginx 2 workers, leak module, ${preleak} x 300 KiB kept before; 1 leak + 1 ok request / 200 ms during`,
+      scenario: `nginx 2 workers, leak module, ${preleak} x 300 KiB kept before; during: 1 leak / s, 1 ok / 200 ms`,
       workerRssMiB: heapMiB,
       'interval 5: cpu % of one core': round(r5.cpuShareOfCore * 100, 3),
       'interval 5: cpu ms per cycle (2 workers)': round(r5.cpuPerCycleMs, 1),
       'interval 5: census s (median, per worker)': r5.censusSecondsMedian,
+      'interval 5: census cpu ms per cycle (watch metric)': r5.cycleCensusCpuMs,
+      'interval 60: census cpu ms per cycle (watch metric)': r60.cycleCensusCpuMs,
       'interval 5: cycles in window': `${r5.cycles} in ${r5.windowSeconds} s`,
       'interval 5: RSS MiB after each cycle': r5.rssMiBAfterEachCycle,
       'interval 5: RSS max / HWM MiB': `${r5.rssMiBMax} / ${r5.hwmMiB}`,

@@ -15,7 +15,7 @@ import { withBrowser, openFile } from '../../test/helpers/browser.js';
 import { LiveProcess } from '../target/index.js';
 import { analyze } from './analyze.js';
 import { renderHtmlReport } from '../report/html-report.js';
-import type { AnalyzeDocument } from '../report/html-report.js';
+import type { AnalyzeDocument } from '../contract/analyze.js';
 import { REPO, leakscope } from '../../test/helpers/proc.js';
 
 const TRACE = 5;

@@ -2,7 +2,7 @@
 import type { AddressSpace } from '../target/address-space.js';
 import { LiveProcess, siblingWorkers } from '../target/index.js';
 import { analyze } from '../analysis/analyze.js';
-import type { AnalyzeDocument } from '../report/html-report.js';
+import type { AnalyzeDocument } from '../contract/analyze.js';
 import { renderHtmlReport } from '../report/html-report.js';
 import { renderAnalyzeText } from '../report/analyze-text.js';
 import { interruptSignal, requireEbpf } from '../ebpf/index.js';

@@ -157,7 +157,13 @@ export class Watch {
       res.end(req.method === 'HEAD' ? undefined : body);
       return;
     }
-    if (path === '/') { res.writeHead(200, { 'Content-Type': 'text/plain' }).end('leakscope watch: metrics at /metrics\n'); return; }
+    if (path === '/snapshot.json') {
+      const body = JSON.stringify(this.document(), null, 2) + '\n';
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
+    if (path === '/') { res.writeHead(200, { 'Content-Type': 'text/plain' }).end('leakscope watch: Prometheus metrics at /metrics, the leakscope.watch/1 document at /snapshot.json\n'); return; }
     res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
   }
 
@@ -266,16 +272,16 @@ export class Watch {
         try { siblings.push(LiveProcess.open(s.pid)); } catch (e) { if (!isLeakscopeError(e)) throw e; }
       }
       const doc = await analyze(space, {
-        traceSeconds: this.o.traceSeconds, pauseSeconds: this.o.pause, mode: 'auto', siblings, signal: this.abort.signal,
+        traceSeconds: this.o.traceSeconds, pauseSeconds: this.o.pause, mode: 'auto', siblings, signal: this.abort.signal, dutyCycle: this.o.duty,
       });
       if (this.abort.signal.aborted) { log('analysis interrupted: no report written'); return; }
       const dir = createReportDirectory(this.o.reports!, pid, when);
-      const c0 = doc.conclusion as typeof doc.conclusion & { verdict?: string };
+      const concl = doc.conclusion as typeof doc.conclusion & { verdict?: string };
       report = {
         directory: dir, pid, worker: f.follow.worker, timestampSeconds: when.getTime() / 1000,
         trigger: c.series, triggerBytesPerHour: c.bytesPerHour,
-        verdict: verdictOf(c0.verdict, c0.leak), module: c0.module, bucketMinBytes: c0.bucket?.minBytes ?? null,
-        function: c0.function, confidence: c0.confidence ?? null, summary: c0.summary,
+        verdict: verdictOf(concl.verdict, concl.leak), module: concl.module, bucketMinBytes: concl.bucket?.minBytes ?? null,
+        function: concl.function, confidence: concl.confidence ?? null, summary: concl.summary,
       };
       writeReport(dir, doc, { schema: 'leakscope.watch-trigger/1', ...report, thresholdBytesPerHour: c.threshold, lowBytesPerHour: c.lowBytesPerHour });
       const removed = enforceRetention(this.o.reports!, this.o.keep);

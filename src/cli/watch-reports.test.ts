@@ -9,7 +9,7 @@ import { gunzipSync } from 'node:zlib';
 import { Profile } from 'pprof-format';
 import { createReportDirectory, enforceRetention, listReportDirectories, pprofOfAnalysis } from './watch-reports.js';
 import { parseListen } from './watch-command.js';
-import type { AnalyzeDocument } from '../report/html-report.js';
+import type { AnalyzeDocument } from '../contract/analyze.js';
 import { isLeakscopeError } from '../model/errors.js';
 
 test('report directories: named by UTC time and pid, 0700, unique within a second', () => {

@@ -5,7 +5,7 @@
 
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AnalyzeDocument } from '../report/html-report.js';
+import type { AnalyzeDocument } from '../contract/analyze.js';
 import { renderHtmlReport } from '../report/html-report.js';
 import { toPprof } from '../formats/pprof/pprof.js';
 import type { StackSample } from '../model/stacks.js';
@@ -50,21 +50,18 @@ export function writeReport(dir: string, doc: AnalyzeDocument, trigger: object):
 
 /** The trace of an analysis as a gzipped pprof profile (inuse_space etc., see formats/pprof), or null without a trace. */
 export function pprofOfAnalysis(doc: AnalyzeDocument): Uint8Array | null {
-  const leaks = doc.leaks as null | {
-    durationSeconds?: number; sampling?: { sampleBytes?: number };
-    stacks?: Array<{ frames: Array<{ function: string | null; module: string; offset: number }>; bytes: number; count: number; allocBytes?: number; allocCount?: number }>;
-  };
-  if (!leaks || !Array.isArray(leaks.stacks)) return null;
+  const leaks = doc.leaks;
+  if (!leaks) return null;
   const samples: StackSample[] = leaks.stacks.map((s) => ({
     frames: s.frames.map((f) => ({ function: f.function, module: f.module, offset: f.offset })),
     bytes: s.bytes, count: s.count, allocBytes: s.allocBytes, allocCount: s.allocCount,
   }));
-  const durationSeconds = leaks.durationSeconds ?? 0;
+  const durationSeconds = leaks.durationSeconds;
   const end = Date.parse(doc.generatedAt);
   const startMs = (Number.isFinite(end) ? end : Date.now()) - durationSeconds * 1000;
   return toPprof(samples, {
     durationNanos: Math.round(durationSeconds * 1e9), timeNanos: BigInt(Math.round(startMs)) * 1000000n,
-    sampling: leaks.sampling?.sampleBytes ? { periodBytes: leaks.sampling.sampleBytes } : undefined,
+    sampling: leaks.sampling.sampleBytes ? { periodBytes: leaks.sampling.sampleBytes } : undefined,
   });
 }
 

@@ -24,6 +24,7 @@ import { killQuietly, onExit } from '../../test/helpers/cleanup.js';
 import { prometheusBinary, promtoolAvailable, startPrometheus } from '../../test/helpers/prometheus.js';
 import { REPO } from '../../test/helpers/proc.js';
 import { checkEbpfSupport, listObjectIds } from '../ebpf/index.js';
+import { parseWatch } from '../contract/watch.js';
 
 const LEAK_SIZE = 64 * 1024;
 const missing = [!prometheusBinary() && 'prometheus (apt-get install prometheus)', !promtoolAvailable() && 'promtool'].filter(Boolean);
@@ -160,6 +161,11 @@ test('watch + real Prometheus: scrape, promtool check metrics, pool growth by Pr
     assert.deepEqual(first.map((s) => Number(s.metric.pid)).sort((a, b) => a - b), oldPids);
     assert.deepEqual(first.map((s) => s.metric.worker).sort(), ['0', '1']);
     assert.ok(first.every((s) => s.value[1] === '1'), 'censuses succeed');
+
+    // The snapshot reads back through the contract's parser, with the same workers.
+    const snap = parseWatch(await (await fetch(`http://127.0.0.1:${watch.port}/snapshot.json`)).json());
+    assert.deepEqual(snap.workers.map((x) => x.pid), oldPids);
+    assert.ok(snap.workers.every((x) => x.pools && x.glibc && x.rss), 'every census part present');
 
     // promtool accepts the exposition (format and lint).
     const text = await watch.metrics();

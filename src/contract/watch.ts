@@ -5,6 +5,8 @@
 // Byte counts are integers in bytes, times in seconds (Unix time for timestamps).
 
 import type { MemCategoryName } from '../model/mem.js';
+import { address, amount, array, boolean, count, finite, literal, nullable, object, parseWith, ratio, schema, string } from './json-check.js';
+import type { Check } from './json-check.js';
 
 export const WATCH_SCHEMA = 'leakscope.watch/1';
 
@@ -151,4 +153,65 @@ export interface WatchDocument {
   self: WatchSelf;
   workers: WatchWorker[];
   lastReport: WatchReport | null;
+}
+
+// ---- validating parser (a snapshot read back: GET /snapshot.json of a running watch) ----
+
+const MEM_CATEGORIES: MemCategoryName[] = [
+  'glibc-main-heap', 'glibc-thread-arenas', 'glibc-mmapped-chunks', 'nginx-shm', 'luajit', 'code', 'file', 'stack', 'other-anon',
+];
+const OWNERS: PoolOwnerLabel[] = ['cycle', 'old-cycle', 'connection', 'request', 'upstream', 'static', 'heap', 'unreferenced', 'other'];
+const seconds = amount;
+
+/** A growth series: its `kind` decides the other fields. */
+const growthSeries: Check<GrowthSeries> = (v, p) => {
+  const kind = object({ kind: literal('bucket', 'pool', 'category') })(v, p).kind;
+  if (kind === 'bucket') return object({ kind: literal('bucket'), minBytes: count })(v, p);
+  if (kind === 'pool') return object({ kind: literal('pool'), owner: literal(...OWNERS), module: string })(v, p);
+  return object({ kind: literal('category'), category: literal(...MEM_CATEGORIES) })(v, p);
+};
+
+const watchGrowth = object({
+  series: growthSeries, bytesPerHour: finite, lowBytesPerHour: finite, highBytesPerHour: finite, samples: count, spanSeconds: seconds,
+});
+const watchWorker = object({
+  pid: count, worker: string, command: string, startTimeSeconds: seconds,
+  census: object({
+    timestampSeconds: seconds, durationSeconds: seconds,
+    phases: object({ memSeconds: seconds, heapSeconds: seconds, poolsSeconds: seconds }),
+    ok: boolean, errors: count, lastError: nullable(string),
+  }),
+  rss: nullable(array(object({ category: literal(...MEM_CATEGORIES), rssBytes: count }))),
+  glibc: nullable(object({
+    buckets: array(object({ minBytes: count, inUseChunks: count, inUseBytes: count, freeChunks: count, freeBytes: count })),
+    inUseBytes: count, freeBytes: count, topBytes: count, mmappedChunks: count, mmappedBytes: count, systemBytes: count,
+    arenas: count, complete: boolean, inconsistencies: count,
+  })),
+  pools: nullable(object({ groups: array(object({ owner: literal(...OWNERS), module: string, pools: count, bytes: count })), pools: count, bytes: count })),
+  lua: nullable(object({
+    vms: array(object({ globalState: address, gcTotalBytes: count })),
+    tables: array(object({ path: string, retainedBytes: count })),
+  })),
+  growth: array(watchGrowth),
+});
+const watchReport = object({
+  directory: string, pid: count, worker: string, timestampSeconds: seconds, trigger: growthSeries, triggerBytesPerHour: finite,
+  verdict: literal('leak', 'no-leak', 'cannot-tell', 'error'), module: nullable(string), bucketMinBytes: nullable(count),
+  function: nullable(string), confidence: nullable(string), summary: string,
+});
+export const watchDocument = object({
+  schema: schema(WATCH_SCHEMA), generatedAt: string,
+  self: object({
+    startedAtSeconds: seconds, intervalSeconds: seconds, cycles: count, cyclesDelayed: count,
+    lastCycleSeconds: seconds, lastCycleCpuSeconds: seconds, budget: ratio, lastCycleDuty: amount,
+    cpuSeconds: seconds, residentBytes: count, reports: count, analysisRunning: boolean,
+    triggersSuppressed: object({ cooldown: count, busy: count }), analysisErrors: count,
+  }),
+  workers: array(watchWorker),
+  lastReport: nullable(watchReport),
+});
+
+/** A `leakscope.watch/1` document from untrusted JSON; throws `malformed` with the path of the first problem. */
+export function parseWatch(doc: unknown): WatchDocument {
+  return parseWith(watchDocument, doc) as WatchDocument;
 }

@@ -453,6 +453,9 @@ function reveal(storedLo: number, storedHi: number, pos: number): number {
  */
 export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapCensus {
   const t0 = performance.now();
+  // Fresh memory maps for every census: mmapped chunks (and thread heaps, brk growth) created
+  // since the last read must be seen, or a census after a pause misses them.
+  space.mappings({ refresh: true });
   const symbolizer = opts.symbolizer ?? new Symbolizer(space.modules());
   const loc = opts.location ?? locateGlibc(space, symbolizer);
   const L = loc.layout;

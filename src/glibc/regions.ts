@@ -15,7 +15,9 @@ import { mmapCandidateRanges, scanMmappedChunks } from './mmapped.js';
  * mmappedChunks: address = start of the chunk's mapping, size = mapping length (prev_size + chunk size).
  * Throws LeakscopeError('not-found' | 'not-supported' | 'unreadable') when glibc's state cannot be found.
  */
-export function glibcRegions(space: AddressSpace, symbolizer: Symbolizer = new Symbolizer(space.modules()), onInconsistency?: (i: Inconsistency) => void): GlibcRegions {
+export function glibcRegions(space: AddressSpace, symbolizer?: Symbolizer, onInconsistency?: (i: Inconsistency) => void): GlibcRegions {
+  space.mappings({ refresh: true });   // fresh maps: mmapped chunks come and go
+  symbolizer ??= new Symbolizer(space.modules());
   const loc = locateGlibc(space, symbolizer);
   const mp = readMallocParams(space, loc);
   const { arenas, heapMaxSize } = readArenas(space, loc, mp, onInconsistency ?? (() => {}));

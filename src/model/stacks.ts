@@ -24,6 +24,9 @@ export interface StackSample {
   /** Bytes and count allocated during the window, outstanding or not (when known). */
   allocBytes?: number;
   allocCount?: number;
+  /** Malloc mode: bytes of this path's window allocations outstanding at each of the trace's
+   *  `seriesSeconds` (estimated when sampled); absent when no per-second record was kept. */
+  series?: number[];
 }
 
 /** The name a frame is shown under in folded stacks, flame graphs and pprof. */

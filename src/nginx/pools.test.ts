@@ -19,7 +19,8 @@ import { analyzePools } from './pools.js';
 import type { PoolAnalysis } from './pools.js';
 import { nginxShmZones } from './shm.js';
 import { bucketOf, ChunkList } from './chunks.js';
-import { poolsJson, renderPoolsTable } from '../report/pools-table.js';
+import { renderPoolsTable } from '../report/pools-table.js';
+import { encodePools, parsePools } from '../contract/pools.js';
 
 const MAGIC = 0x4c45414b53434f50; // "LEAKSCOP" as a u64 (exact as a double? no: compare halves)
 const MAGIC_LO = 0x53434f50, MAGIC_HI = 0x4c45414b;
@@ -177,11 +178,14 @@ test('leaked pools: exactly the leaked ones, kept attributed to the module, drop
     assert.ok(a2.stats.candidates > a.stats.candidates, `${a2.stats.candidates} candidates without hints, ${a.stats.candidates} with`);
 
     // renderers
-    const json = poolsJson(a) as { schema: string; totals: Record<string, number>; groups: unknown[] };
+    const json = encodePools(a);
     assert.equal(json.schema, 'leakscope.pools/1');
     assert.deepEqual(Object.keys(json.totals).slice(0, 5), ['pools', 'blocks', 'bytes', 'largeAllocs', 'largeBytes']);
     assert.equal(JSON.parse(JSON.stringify(json)).groups.length, a.groups.length);
-    const text = renderPoolsTable(a);
+    // The contract's parser reads back exactly what the encoder wrote.
+    const written = JSON.stringify(json);
+    assert.deepEqual(JSON.parse(JSON.stringify(parsePools(JSON.parse(written)))), JSON.parse(written));
+    const text = renderPoolsTable(json);
     assert.match(text, /ngx_http_leak_module/);
     assert.match(text, /leak suspects: 20 pool/);
   } finally {

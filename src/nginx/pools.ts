@@ -650,6 +650,13 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
 
   const pools = validatePools(space, chunks, matches, rootRefs.refs, log);
   const live = pools.live();
+  // The roots again: a live worker creates request / connection pools while the census, the
+  // roots and the scan are read at different moments, so a pool created after the first roots
+  // read is referenced only in a later one. Its references count too (never a leak suspect).
+  if (space.kind === 'live' && roots.cycle) {
+    const again = rootReferences(readRoots(space, symbolizer, { layouts: roots.layouts }));
+    for (const p of live) if (!pools.roots[p]) pools.roots[p] = again.refs.get(pools.addr[p]!);
+  }
   const tValidate = performance.now();
 
   const modules = roots.cycle?.modules ?? [];

@@ -1,5 +1,5 @@
 // `leakscope analyze`: the terminal narrative of an AnalyzeDocument (steps, then the conclusion).
-import type { AnalyzeDocument } from './html-report.js';
+import type { AnalyzeDocument } from '../contract/analyze.js';
 import { safeText } from './text-format.js';
 
 const MARK: Record<string, string> = { ok: 'ok', anomaly: '!!', skipped: '--', error: 'xx' };

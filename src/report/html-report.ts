@@ -12,6 +12,8 @@
 // the page's script never writes markup (textContent, attributes and moving existing nodes only).
 
 import { createHash } from 'node:crypto';
+import { ANALYZE_SCHEMA } from '../contract/analyze.js';
+import type { AnalyzeDocument, AnalyzeStep, AnalyzeStepId, AnalyzeStepStatus, Confidence } from '../contract/analyze.js';
 import { LeakscopeError } from '../model/errors.js';
 import { frameLabel, type Frame, type StackSample } from '../model/stacks.js';
 import {
@@ -22,63 +24,11 @@ import { frameColor, renderFlameGraphSvg } from './flamegraph-svg.js';
 import { escapeHtml, jsonForScript } from './html-escape.js';
 import { formatBytes, formatPercent } from './text-format.js';
 
-export const ANALYZE_SCHEMA = 'leakscope.analyze/1';
-
-export type AnalyzeStepId = 'memory' | 'allocator' | 'pools' | 'buckets' | 'code-path';
-export type AnalyzeStepStatus = 'ok' | 'anomaly' | 'skipped' | 'error';
-export type Confidence = 'high' | 'medium' | 'low' | 'none';
-
-export interface AnalyzeStep {
-  id: AnalyzeStepId;
-  title: string;
-  finding: string;
-  evidence: string[];
-  status: AnalyzeStepStatus;
-}
-
-export interface AnalyzeConclusion {
-  leak: boolean;
-  module: string | null;
-  bucket: { minBytes: number; maxBytes: number } | null;
-  function: string | null;
-  confidence: Confidence;
-  summary: string;
-}
-
-/** Growth of one chunk-size bucket between a baseline census and the current one (current - baseline). */
-export interface AnalyzeBucketGrowth {
-  minBytes: number;
-  maxBytes: number;
-  baselineInUseChunks: number;
-  currentInUseChunks: number;
-  chunkGrowth: number;
-  byteGrowth: number;
-}
-
-/** The `leakscope analyze --json` document; the HTML report renders exactly this. */
-export interface AnalyzeDocument {
-  schema: 'leakscope.analyze/1';
-  target: string;
-  pid: number;
-  /** ISO 8601. */
-  generatedAt: string;
-  durationSeconds: number;
-  steps: AnalyzeStep[];
-  conclusion: AnalyzeConclusion;
-  /** The `leakscope.mem/1` document (`memJson`). */
-  mem: object;
-  /** The `leakscope.heap/1` document (`heapJson`), or null when the heap was not walked. */
-  heap: object | null;
-  heapComparison: null | { baseline: string; buckets: AnalyzeBucketGrowth[] };
-  anomalousBucket: null | { minBytes: number; maxBytes: number; chunkGrowth: number; byteGrowth: number };
-  /** The `leakscope.pools/1` document (`poolsJson`), or null (not nginx, or not analysed). */
-  pools: object | null;
-  /** The `leakscope.leaks/1` document (`leaksJson`), or null when no trace ran. */
-  leaks: object | null;
-}
+export { ANALYZE_SCHEMA };
+export type { AnalyzeDocument };
 
 // --- Read-only views of the embedded documents. Every field is treated as possibly absent, so a
-// --- partial document renders with gaps instead of throwing.
+// --- partial document (one not read through the contract's parser) renders with gaps instead of throwing.
 
 interface MemView {
   rssBytes?: number; pssBytes?: number; swapBytes?: number; glibcShare?: number;
@@ -196,7 +146,7 @@ function sortableTable(
 // Step visuals
 
 function memoryVisual(doc: AnalyzeDocument): string {
-  const m = (doc.mem ?? {}) as MemView;
+  const m = (doc.mem ?? {}) as unknown as MemView;
   const rss = num(m.rssBytes);
   const cats = arr(m.categories).map((c) => ({ ...c, name: str(c.name), rssBytes: num(c.rssBytes) }));
   if (!cats.length || rss <= 0) return noData('No memory breakdown in this report.');
@@ -242,7 +192,7 @@ function memoryVisual(doc: AnalyzeDocument): string {
 
 function allocatorVisual(doc: AnalyzeDocument): string {
   if (!doc.heap) return noData('No heap census in this report: the glibc allocator was not walked.');
-  const hp = doc.heap as HeapView;
+  const hp = doc.heap as unknown as HeapView;
   const t = hp.totals ?? {};
   const g = (k: string) => num(t[k]);
   const segments: BarSegment[] = [
@@ -273,7 +223,7 @@ function allocatorVisual(doc: AnalyzeDocument): string {
 
 function poolsVisual(doc: AnalyzeDocument): string {
   if (!doc.pools) return noData('No nginx pool analysis in this report (not an nginx worker, or the step did not run).');
-  const p = doc.pools as PoolsView;
+  const p = doc.pools as unknown as PoolsView;
   const t = p.totals ?? {};
   const groups = arr(p.groups);
   const out: string[] = [];
@@ -322,7 +272,7 @@ function poolsVisual(doc: AnalyzeDocument): string {
 }
 
 function bucketsVisual(doc: AnalyzeDocument): string {
-  const hp = doc.heap as HeapView | null;
+  const hp = doc.heap as unknown as HeapView | null;
   const cmp = doc.heapComparison;
   const marked = doc.anomalousBucket ?? doc.conclusion?.bucket ?? null;
   const hist = arr(hp?.histogram);
@@ -393,7 +343,7 @@ function bucketsVisual(doc: AnalyzeDocument): string {
 
 /** The leak profile's stacks as model samples (frames leaf first). */
 export function stacksFromLeaksJson(leaks: object): StackSample[] {
-  const l = leaks as LeaksView;
+  const l = leaks as unknown as LeaksView;
   return arr(l.stacks).map((s) => ({
     frames: arr(s.frames).map((f): Frame => ({ function: typeof f.function === 'string' ? f.function : null, module: str(f.module) || '[unknown]', offset: num(f.offset) })),
     bytes: Math.max(0, num(s.bytes)),
@@ -422,7 +372,7 @@ function pathHtml(frames: Frame[], fn: string | null): string {
 
 function codePathVisual(doc: AnalyzeDocument): string {
   if (!doc.leaks) return noData('No leak trace in this report: the code-path step did not trace allocations.');
-  const l = doc.leaks as LeaksView;
+  const l = doc.leaks as unknown as LeaksView;
   const t = l.totals ?? {};
   const c = l.cost ?? {};
   const samples = stacksFromLeaksJson(doc.leaks);

@@ -29,6 +29,8 @@ export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
  */
 export const DEFAULT_PER_HIT_MICROS = 1.2;
 export const RETURN_HIT_MICROS = 4;
+/** Above this many sampled allocations outstanding, the per-second record stops (each read walks the map). */
+const SERIES_MAX_OUTSTANDING = 50_000;
 
 export interface TraceProgress { elapsedSeconds: number; durationSeconds: number; events: number; probeHits: number }
 
@@ -119,8 +121,28 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     if (opts.mode === 'malloc') notes.push(session.usesSessions ? 'uprobe sessions: return probes only for sampled calls' : 'no uprobe sessions (kernel < 6.13): a return probe on every allocation');
     if (opts.sizeRange) notes.push(`only requests of ${opts.sizeRange.min} to ${opts.sizeRange.max - 1} bytes traced`);
 
-    // The window: progress each second; duty cycle; early end on abort.
+    // Per-second outstanding bytes per call path (malloc mode): after each drain, the outstanding
+    // map is read (leakscope's cost, not the target's: no extra probe hit) and its sampled
+    // allocations summed per stack. Skipped once the map holds more than SERIES_MAX_OUTSTANDING.
     const t0 = Date.now();
+    const t0Ns = monotonicNs();
+    const snapshots: Array<{ seconds: number; byKey: Map<string, number> }> = [];
+    let seriesOff = opts.mode !== 'malloc';
+    const snapshot = () => {
+      if (seriesOff) return;
+      const out = session.outstanding();
+      if (out.length > SERIES_MAX_OUTSTANDING) { seriesOff = true; notes.push(`per-second outstanding record stopped: ${out.length} sampled allocations outstanding`); return; }
+      const byKey = new Map<string, number>();
+      for (const o of out) {
+        const ev = events.get(`${o.tid}:${o.timeNs}`);
+        if (!ev) continue;
+        const k = ev.pcs.join(',');
+        byKey.set(k, (byKey.get(k) ?? 0) + (sampleBytes > 0 && o.size < sampleBytes ? sampleBytes : o.size));
+      }
+      snapshots.push({ seconds: (monotonicNs() - t0Ns) / 1e9, byKey });
+    };
+
+    // The window: progress each second; duty cycle; early end on abort.
     const end = t0 + opts.durationSeconds * 1000;
     while (Date.now() < end && !opts.signal?.aborted) {
       const second = Math.min(1000, end - Date.now());
@@ -133,12 +155,14 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         await sleep(second, opts.signal);
       }
       session.drain();
+      snapshot();
       const st = session.stats();
       opts.onProgress?.({ elapsedSeconds: (Date.now() - t0) / 1000, durationSeconds: opts.durationSeconds, events: sampledEvents, probeHits: st.entryHits + st.freeHits + st.returnHits + st.poolHits });
     }
     const endNs = monotonicNs();
     session.detach();
     session.drain();
+    if (snapshots.length && snapshots[snapshots.length - 1]!.seconds < (endNs - t0Ns) / 1e9 - 0.2) snapshot();
     const elapsed = (Date.now() - t0) / 1000;
     const st = session.stats();
     const attachedShare = elapsed > 0 ? Math.min(1, session.attachedNs / 1e9 / elapsed) : 1;
@@ -185,9 +209,14 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     if (duty < 1) notes.push(`sampling probes attached ${(attachedShare * 100).toFixed(0)}% of the window; estimates scaled by ${dutyScale.toFixed(2)}`);
     if (st.ringFull) notes.push(`${st.ringFull} events lost: ring buffer full`);
 
+    const withSeries = snapshots.length >= 2;
     const stacks: StackSample[] = [...byStack.values()]
-      .filter((b) => b.bytes > 0 || b.count > 0)
-      .map((b) => ({ frames: resolver.frames(b.pcs), bytes: Math.round(b.bytes), count: Math.round(b.count * 100) / 100, allocBytes: Math.round(b.allocBytes), allocCount: Math.round(b.allocCount * 100) / 100 }))
+      .filter((b) => b.bytes > 0 || b.count > 0 || (withSeries && snapshots.some((sn) => sn.byKey.has(b.pcs.join(',')))))
+      .map((b) => {
+        const s: StackSample = { frames: resolver.frames(b.pcs), bytes: Math.round(b.bytes), count: Math.round(b.count * 100) / 100, allocBytes: Math.round(b.allocBytes), allocCount: Math.round(b.allocCount * 100) / 100 };
+        if (withSeries) { const k = b.pcs.join(','); s.series = snapshots.map((sn) => Math.round((sn.byKey.get(k) ?? 0) * dutyScale)); }
+        return s;
+      })
       .sort((a, b) => b.bytes - a.bytes);
     const probeHits: Record<string, number> = opts.mode === 'malloc'
       ? { 'alloc entry': st.entryHits, 'alloc return': st.returnHits, free: st.freeHits }
@@ -203,6 +232,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         estimatedCpuSeconds: ((totalHits - (probeHits['alloc return'] ?? 0)) * perHit + (probeHits['alloc return'] ?? 0) * RETURN_HIT_MICROS) / 1e6,
         perHitMicros: perHit, dutyCycle: attachedShare, lostEvents: st.ringFull + st.outstandingFull,
       },
+      ...(withSeries ? { seriesSeconds: snapshots.map((sn) => Math.round(sn.seconds * 1000) / 1000) } : {}),
       probes, notes,
     };
   } finally {

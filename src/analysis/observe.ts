@@ -1,0 +1,154 @@
+// Observing for the guided analysis: the only part of `analyze` that reads the target or waits.
+// It records what it saw (memory breakdown, censuses and pool analyses, comparisons, the trace)
+// as an `Observations` value; evidence.ts and verdict.ts turn that into findings and a
+// conclusion without touching the target.
+//
+// Timeline of a live analysis (T = trace window):
+//   t=0        memory breakdown; census (+ pools for nginx)            "before"
+//   t=0..P     observation pause; second census (+ pools)              growth per bucket / pool group
+//              (baseline file or sibling workers, when given, are compared too)
+//   t=P..P+T   trace aimed by what was found: pool mode when pools hold the growth (nginx),
+//              else malloc mode filtered to the anomalous bucket's request sizes
+//   t=P+T      final census (+ pools): growth over the whole analysis; pool liveness for the trace
+// A core file gets steps 1-4 against the baseline only (no trace, no second census).
+
+import type { ComparisonKind } from '../contract/analyze.js';
+import type { CensusComparison, HeapCensus } from '../glibc/index.js';
+import { compareCensus } from '../glibc/index.js';
+import type { LeakTrace, MemBreakdown } from '../model/index.js';
+import { isLeakscopeError } from '../model/errors.js';
+import { Symbolizer } from '../symbols/index.js';
+import type { AddressSpace } from '../target/address-space.js';
+import { sleep, traceLeaks } from '../trace/leak-tracer.js';
+import type { TraceProgress } from '../trace/leak-tracer.js';
+import { breakdownInputsFor } from './breakdown-inputs.js';
+import { chooseTraceMode, isSuspectPool, pickGrowth, requestRange } from './evidence.js';
+import { memoryBreakdown } from './memory-breakdown.js';
+import { heapAndPools } from './pool-census.js';
+import type { HeapAndPools } from './pool-census.js';
+import { formatBytes } from '../model/units.js';
+
+export interface AnalyzeOptions {
+  /** Trace window, seconds (0: no trace). */
+  traceSeconds: number;
+  /** Observation pause between the first two censuses, seconds. */
+  pauseSeconds?: number;
+  /** A saved census to compare against (`heap --json`), e.g. from before the growth. */
+  baseline?: HeapCensus;
+  /** Healthy processes of the same program (other nginx workers): their census is a baseline. */
+  siblings?: AddressSpace[];
+  /** Trace mode; 'auto' decides from the evidence. */
+  mode?: 'auto' | 'pool' | 'malloc';
+  sampleBytes?: number;
+  /** Allocations younger than this at the end are not leaks (seconds). Default 1. */
+  minAgeSeconds?: number;
+  /** Share of each second the trace's sampling probes are attached (0 < duty <= 1; default 1). */
+  dutyCycle?: number;
+  onStep?: (text: string) => void;
+  onTraceProgress?: (p: TraceProgress) => void;
+  signal?: AbortSignal;
+}
+
+/** One census compared with another: what with (kind + words) and the difference. */
+export interface ObservedComparison {
+  kind: ComparisonKind;
+  /** In words, for findings: "sibling pid 42 ...", "the same process 2 s earlier". */
+  label: string;
+  cmp: CensusComparison;
+}
+
+/** Everything the analysis saw of the target, in the order it saw it. */
+export interface Observations {
+  target: {
+    description: string;
+    pid: number;
+    kind: 'live' | 'core';
+    /** Path of the main executable (the first module), '' when unknown. */
+    mainModule: string;
+  };
+  isNginx: boolean;
+  /** Wall-clock start, ms since the epoch. */
+  startedAt: number;
+  mem: MemBreakdown;
+  /** Why the heap could not be walked, or null when it was. */
+  heapError: string | null;
+  /** The census (+ pools) at the start of the analysis; null when the heap could not be walked. */
+  before: HeapAndPools | null;
+  /** The census (+ pools) at the end of the analysis (== before without a pause or trace). */
+  final: HeapAndPools | null;
+  /** Every comparison made, in the order made: baseline file, siblings, pause, trace window. */
+  comparisons: ObservedComparison[];
+  /** The trace, when one ran, and its mode. */
+  trace: LeakTrace | null;
+  traceMode: 'pool' | 'malloc' | null;
+}
+
+export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promise<Observations> {
+  const say = opts.onStep ?? (() => {});
+  const symbolizer = new Symbolizer(space.modules());
+  const isNginx = !!symbolizer.lookup('ngx_cycle');
+  const live = space.kind === 'live';
+  const obs: Observations = {
+    target: { description: space.description, pid: space.pid, kind: live ? 'live' : 'core', mainModule: space.modules()[0]?.path ?? '' },
+    isNginx, startedAt: Date.now(),
+    mem: undefined as unknown as MemBreakdown,
+    heapError: null, before: null, final: null, comparisons: [], trace: null, traceMode: null,
+  };
+
+  // ---- step 1: memory ----
+  say('step 1/5: where the memory lives');
+  obs.mem = memoryBreakdown(space, breakdownInputsFor(space, symbolizer));
+
+  // ---- step 2: allocator (census), step 3: pools ----
+  say('step 2/5: glibc heap census' + (isNginx ? ' and nginx pools' : ''));
+  let before: HeapAndPools;
+  try {
+    before = heapAndPools(space, { symbolizer, pools: isNginx });
+  } catch (e) {
+    if (!isLeakscopeError(e)) throw e;
+    obs.heapError = e.message;
+    return obs;
+  }
+  obs.before = before;
+
+  // Baselines: a file, sibling workers, and the growth over an observation pause.
+  const comparisons = obs.comparisons;
+  if (opts.baseline) comparisons.push({ kind: 'baseline-file', label: `baseline ${opts.baseline.target}`, cmp: compareCensus(opts.baseline, before.census) });
+  for (const sib of opts.siblings ?? []) {
+    try {
+      const sc = heapAndPools(sib, { pools: false }).census;
+      comparisons.push({ kind: 'sibling', label: `sibling ${sib.description}`, cmp: compareCensus(sc, before.census) });
+    } catch (e) { if (!isLeakscopeError(e)) throw e; }
+  }
+  let after = before;
+  const pause = live ? Math.max(0, opts.pauseSeconds ?? 2) : 0;
+  if (pause > 0) {
+    say(`observing for ${pause} s`);
+    await sleep(pause * 1000, opts.signal);
+    after = heapAndPools(space, { symbolizer, pools: isNginx });
+    comparisons.push({ kind: 'pause', label: `the same process ${pause} s earlier`, cmp: compareCensus(before.census, after.census) });
+  }
+  obs.final = after;
+
+  // ---- step 5 (trace), aimed by what was found ----
+  if (live && opts.traceSeconds > 0) {
+    const growth = pickGrowth(comparisons, after.census);
+    const traceMode = opts.mode && opts.mode !== 'auto' ? opts.mode : chooseTraceMode(isNginx, after.pools, growth.anomalous);
+    const range = traceMode === 'malloc' && growth.anomalous ? requestRange(growth.anomalous) : undefined;
+    say(`step 5/5: tracing ${traceMode === 'pool' ? 'nginx pool creation' : 'malloc'}${range ? ` for requests of ${formatBytes(range.min)}–${formatBytes(range.max)}` : ''} for ${opts.traceSeconds} s`);
+    let endState: HeapAndPools | undefined;
+    obs.traceMode = traceMode;
+    obs.trace = await traceLeaks(space, {
+      mode: traceMode, durationSeconds: opts.traceSeconds, sampleBytes: opts.sampleBytes, minAgeSeconds: opts.minAgeSeconds ?? 1,
+      sizeRange: range,
+      livePools: traceMode === 'pool' ? () => {
+        endState = heapAndPools(space, { symbolizer, pools: true });
+        return new Map(endState.pools!.pools.filter(isSuspectPool).map((p) => [p.address, p.bytes]));
+      } : undefined,
+      onProgress: opts.onTraceProgress, signal: opts.signal, dutyCycle: opts.dutyCycle,
+    });
+    obs.final = endState ?? heapAndPools(space, { symbolizer, pools: isNginx });
+    comparisons.push({ kind: 'trace-window', label: `the same process before the ${opts.traceSeconds} s trace window`, cmp: compareCensus(before.census, obs.final.census) });
+  }
+  return obs;
+}
