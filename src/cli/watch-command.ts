@@ -90,8 +90,11 @@ export class Watch {
   /** Binds the server, runs the first cycle, then cycles until stop(). Resolves when stopped. */
   async run(): Promise<void> {
     if (this.o.trigger && this.o.traceSeconds > 0) requireEbpf();
-    // Explicit PIDs must exist at start (one-line error and exit code otherwise).
+    // Explicit PIDs (and an explicit master) must exist at start (one-line error and exit code otherwise).
     for (const pid of this.pids) LiveProcess.open(pid).close();
+    if (typeof this.o.nginx === 'string' && processStartSeconds(Number(this.o.nginx)) === undefined) {
+      throw new LeakscopeError('no-such-process', `--nginx=${this.o.nginx}: no such process`);
+    }
     await this.listen();
     const onSignal = (sig: NodeJS.Signals) => {
       if (this.abort.signal.aborted) { resources.closeAll(); process.exit(128 + (sig === 'SIGINT' ? 2 : 15)); }

@@ -71,3 +71,24 @@ test('--listen', () => {
     assert.throws(() => parseListen(bad), (e) => isLeakscopeError(e) && e.code === 'usage', bad);
   }
 });
+
+test('watch: usage errors and a missing process exit with their codes, one line on stderr', async () => {
+  const { leakscope } = await import('../../test/helpers/proc.js');
+  const cases: Array<[string[], number, RegExp]> = [
+    [['watch'], 2, /missing target/],
+    [['watch', '123', '--nginx'], 2, /not both/],
+    [['watch', '--nginx=abc'], 2, /not a process id/],
+    [['watch', '--nginx', '--trigger', '10Mi'], 2, /--trigger needs --reports/],
+    [['watch', '--nginx', '--trigger', 'table=1'], 2, /unknown series kind/],
+    [['watch', '--nginx', '--listen', 'nowhere'], 2, /--listen/],
+    [['watch', '--nginx', '--interval', '0'], 2, /--interval/],
+    [['watch', '4194304999'], 3, /no such process/],
+    [['watch', '--nginx=4194304999'], 3, /no such process/],
+  ];
+  for (const [args, code, message] of cases) {
+    const r = leakscope(args);
+    assert.equal(r.status, code, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message, args.join(' '));
+    assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+  }
+});
