@@ -48,6 +48,8 @@ test('an absent bucket counts as empty; an absent pool group has no point; the w
   const r = g.add(20, []);
   assert.deepEqual(r, [], 'rates only for series present in this census');
   assert.equal(g.size(), 3 + 2, 'bucket got a 0 point, the pool group none');
+  g.add(25, [], new Set(['category']));
+  assert.equal(g.size(), 5, 'a census that measured no bucket adds no bucket point');
   for (let t = 30; t <= 300; t += 10) g.add(t, [{ series: bucket, bytes: t }]);
   assert.equal(g.size(), 5, 'at most maxPoints; the pool group is forgotten after a window unseen');
 });

@@ -47,8 +47,12 @@ export class WorkerGrowth {
 
   constructor(private readonly window: GrowthWindow) {}
 
-  /** Adds one census's points at time `seconds`. Returns the rates of the series present now. */
-  add(seconds: number, points: ReadonlyArray<{ series: GrowthSeries; bytes: number }>): WatchGrowth[] {
+  /**
+   * Adds one census's points at time `seconds`. `observed`: the kinds this census measured (a
+   * failed heap walk measured no bucket: its buckets get no point rather than a false 0).
+   * Returns the rates of the series present now.
+   */
+  add(seconds: number, points: ReadonlyArray<{ series: GrowthSeries; bytes: number }>, observed?: ReadonlySet<GrowthSeries['kind']>): WatchGrowth[] {
     const seen = new Set<string>();
     for (const p of points) {
       const key = seriesKey(p.series);
@@ -60,7 +64,7 @@ export class WorkerGrowth {
       s.lastSeen = seconds;
     }
     for (const [key, s] of this.series) {
-      if (!seen.has(key) && absentIsZero(s.series)) { s.points.push({ seconds, bytes: 0 }); }
+      if (!seen.has(key) && absentIsZero(s.series) && (!observed || observed.has(s.series.kind))) s.points.push({ seconds, bytes: 0 });
       // Trim the window; forget series not seen for a whole window.
       const from = seconds - this.window.windowSeconds;
       let drop = 0;

@@ -58,6 +58,8 @@ export interface WorkerObservation {
   worker: WatchWorker;
   /** Bytes per growth series at this census (the tracker's input). */
   points: Array<{ series: GrowthSeries; bytes: number }>;
+  /** The series kinds this census measured (a failed phase measured none of its kind). */
+  observed: Set<GrowthSeries['kind']>;
   /** True when the process is gone (stop following it). */
   gone: boolean;
 }
@@ -111,6 +113,7 @@ export function observeWorker(f: FollowedWorker, opts: ObserveOptions): WorkerOb
   return {
     worker: { pid: f.space.pid, worker: f.worker, command: f.space.command, startTimeSeconds: f.startTimeSeconds, census, rss, glibc, pools, lua, growth: [] },
     points, gone,
+    observed: new Set<GrowthSeries['kind']>([...(rss ? ['category' as const] : []), ...(glibc ? ['bucket' as const] : []), ...(pools ? ['pool' as const] : [])]),
   };
 }
 

@@ -229,11 +229,22 @@ export class Watch {
     for (const [key, f] of this.followed) {
       if (this.abort.signal.aborted) return cpu;
       const c0 = process.cpuUsage();
-      const obs = observeWorker(f.follow, { topModules: this.o.topModules });
-      const c = process.cpuUsage(c0);
-      cpu += (c.user + c.system) / 1e6;
+      let obs: ReturnType<typeof observeWorker>;
+      try {
+        obs = observeWorker(f.follow, { topModules: this.o.topModules });
+      } catch (e) {
+        // A bug met on some target's data: counted as a failed census, the watch goes on.
+        f.follow.errors++;
+        const msg = `internal error: ${(e as Error)?.message ?? String(e)}`.replace(/\s*\n\s*/g, ' ').slice(0, 300);
+        if (f.last) f.last = { ...f.last, census: { ...f.last.census, ok: false, errors: f.follow.errors, lastError: msg } };
+        log(`census of pid ${f.follow.space.pid}: ${msg}`);
+        continue;
+      } finally {
+        const c = process.cpuUsage(c0);
+        cpu += (c.user + c.system) / 1e6;
+      }
       if (obs.gone) { this.drop(key, f, 'exited'); continue; }
-      obs.worker.growth = f.growth.add(obs.worker.census.timestampSeconds, obs.points);
+      obs.worker.growth = f.growth.add(obs.worker.census.timestampSeconds, obs.points, obs.observed);
       f.last = obs.worker;
       await new Promise((r) => setImmediate(r));   // let scrapes in between workers
     }
