@@ -358,3 +358,45 @@ test('watch: SIGTERM during a triggered trace exits 0 and leaves no BPF program 
     rmSync(reports, { recursive: true, force: true });
   }
 });
+
+test('watch PIDs (plain glibc programs): the leaking bucket\'s growth rate matches the program\'s own counter; a bounded cache does not trigger', async () => {
+  const { startFixture } = await import('../../test/helpers/fixture.js');
+  const { ensureFixturesBuilt } = await import('../../test/helpers/build.js');
+  await ensureFixturesBuilt();
+  const leak = await startFixture('growth-cases', ['slow-leak']);
+  const cache = await startFixture('growth-cases', ['bounded-cache']);
+  const reports = mkdtempSync(join(os.tmpdir(), 'leakscope-reports-'));
+  let watch: WatchProcess | undefined;
+  try {
+    await sleep(2000);   // the cache fills in ~1.3 s, then stays bounded
+    const s0 = await leak.command<{ leakedBytes: number; elapsedMs: number }>('status');
+    // A trigger on buckets, static only (no trace): the cache must never fire it.
+    watch = await startWatch([String(leak.pid), String(cache.pid), '--interval', '0.5', '--budget', '0.9', '--window', '30',
+      '--trigger', 'bucket=40Mi', '--min-samples', '10', '--cooldown', '3600', '--reports', reports, '--trace-seconds', '0', '--pause', '0']);
+    await sleep(10_000);
+    const m = await watch.metrics();
+    const s1 = await leak.command<{ leakedBytes: number; elapsedMs: number }>('status');
+    const truthPerHour = ((s1.leakedBytes - s0.leakedBytes) / ((s1.elapsedMs - s0.elapsedMs) / 1000)) * 3600;
+    assert.deepEqual(samples(m, 'leakscope_census_success').map((s) => s.labels.worker).sort(), ['growth-cases', 'growth-cases']);
+    assert.equal(samples(m, 'leakscope_nginx_pool_bytes').length, 0, 'no pool metrics for a program that is not nginx');
+    const rate = samples(m, 'leakscope_growth_bytes_per_hour', { pid: String(leak.pid), bucket: '256B-512B' })[0];
+    assert.ok(rate, 'a growth rate for the 256-512 B bucket');
+    assert.ok(Math.abs(rate.value - truthPerHour) <= 0.3 * truthPerHour, `watch ${Math.round(rate.value)} B/h vs the program's own ${Math.round(truthPerHour)} B/h`);
+    assert.ok(samples(m, 'leakscope_growth_low_bytes_per_hour', { pid: String(leak.pid), bucket: '256B-512B' })[0]!.value > 0, 'significant');
+    // The leak (~110 MiB/h) triggered a static analysis of the leaking program; the cache never did.
+    await eventually('the leak\'s report', 30_000, async () => readdirSync(reports).length === 1 || null);
+    assert.match(readdirSync(reports)[0]!, new RegExp(`-pid${leak.pid}$`));
+    const trig = JSON.parse(readFileSync(join(reports, readdirSync(reports)[0]!, 'trigger.json'), 'utf8')) as { pid: number; trigger: { kind: string } };
+    assert.equal(trig.pid, leak.pid);
+    assert.equal(trig.trigger.kind, 'bucket');
+    for (const s of samples(m, 'leakscope_growth_low_bytes_per_hour', { pid: String(cache.pid) })) {
+      assert.ok(s.value < 40 * 1024 * 1024, `bounded cache: ${JSON.stringify(s.labels)} low end ${s.value} B/h stays below the trigger`);
+    }
+  } finally {
+    const code = watch ? await watch.stop() : null;
+    await leak.stop();
+    await cache.stop();
+    rmSync(reports, { recursive: true, force: true });
+    if (watch) assert.equal(code, 0, `watch exit status; log:\n${watch.log()}`);
+  }
+});
