@@ -108,14 +108,12 @@ export class Watch {
         const cycleStart = performance.now();
         const censusCpu = await this.cycle();
         const took = (performance.now() - cycleStart) / 1000;
-        // The budget is CPU, not wall time (a loaded host makes censuses slower, not costlier).
-        let wait = this.o.interval;
-        const minGap = censusCpu / this.o.budget;
-        if (minGap > wait) { wait = minGap; this.self.cyclesDelayed++; }
+        const next = nextCycle(this.o.interval, this.o.budget, took, censusCpu);
+        if (next.delayed) this.self.cyclesDelayed++;
         this.self.lastCycleSeconds = took;
         this.self.lastCycleCpuSeconds = censusCpu;
-        this.self.lastCycleDuty = censusCpu / Math.max(wait, took);
-        await this.sleep(Math.max(0, wait - took) * 1000);
+        this.self.lastCycleDuty = next.duty;
+        await this.sleep(next.sleepSeconds * 1000);
       }
     } finally {
       process.off('SIGINT', onSignal);
@@ -337,6 +335,17 @@ export class Watch {
     for (const f of this.followed.values()) f.follow.space.close();
     this.followed.clear();
   }
+}
+
+/**
+ * When the next cycle starts, `tookSeconds` (wall) after this one started: `interval` after it,
+ * or later when its censuses' CPU time (`censusCpuSeconds`) would exceed `budget` of one core over
+ * that period. The budget is CPU, not wall time: a loaded host makes censuses slower, not costlier.
+ */
+export function nextCycle(interval: number, budget: number, tookSeconds: number, censusCpuSeconds: number): { sleepSeconds: number; delayed: boolean; duty: number } {
+  const minPeriod = censusCpuSeconds / budget;
+  const period = Math.max(interval, minPeriod);
+  return { sleepSeconds: Math.max(0, period - tookSeconds), delayed: minPeriod > interval, duty: censusCpuSeconds / Math.max(period, tookSeconds) };
 }
 
 /** Points kept per growth series (with --window): bounds the watch's memory per worker. */

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { Profile } from 'pprof-format';
 import { createReportDirectory, enforceRetention, listReportDirectories, pprofOfAnalysis } from './watch-reports.js';
-import { parseListen } from './watch-command.js';
+import { nextCycle, parseListen } from './watch-command.js';
 import type { AnalyzeDocument } from '../contract/analyze.js';
 import { isLeakscopeError } from '../model/errors.js';
 
@@ -91,4 +91,18 @@ test('watch: usage errors and a missing process exit with their codes, one line 
     assert.match(r.stderr, message, args.join(' '));
     assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
   }
+});
+
+test('cycles: every --interval, spaced out when the censuses\' CPU exceeds --budget of one core', () => {
+  const near = (got: { sleepSeconds: number; delayed: boolean; duty: number }, want: { sleepSeconds: number; delayed: boolean; duty: number }) => {
+    assert.equal(got.delayed, want.delayed);
+    assert.ok(Math.abs(got.sleepSeconds - want.sleepSeconds) < 1e-9 && Math.abs(got.duty - want.duty) < 1e-12, `${JSON.stringify(got)} vs ${JSON.stringify(want)}`);
+  };
+  // 0.3 s of census CPU at 5% of a core: at most one cycle per 6 s.
+  near(nextCycle(60, 0.05, 0.5, 0.3), { sleepSeconds: 59.5, delayed: false, duty: 0.3 / 60 });
+  near(nextCycle(5, 0.05, 0.5, 0.3), { sleepSeconds: 5.5, delayed: true, duty: 0.05 });
+  // Wall time longer than the period (a loaded host): start again at once, the duty from CPU.
+  near(nextCycle(1, 0.5, 3, 0.2), { sleepSeconds: 0, delayed: false, duty: 0.2 / 3 });
+  // A multi-GiB heap: 1.5 s CPU at 1% -> one cycle per 150 s.
+  near(nextCycle(60, 0.01, 2, 1.5), { sleepSeconds: 148, delayed: true, duty: 0.01 });
 });
