@@ -59,7 +59,7 @@ export function conclude(f: Findings): AnalyzeConclusion {
   const parts: string[] = [];
   if (bucket) parts.push(`${g.anomalous!.chunkGrowth} more chunks of ${formatBytes(bucket.minBytes)}–${formatBytes(bucket.maxBytes)} (+${formatBytes(bucketBytes)}) than ${g.source}`);
   if (top && fn) parts.push(`${formatBytes(top.bytes)} allocated by ${fn}${module ? ` in ${module}` : ''} during the trace is still outstanding (${formatPercent(traceBytes ? top.bytes / traceBytes : 0)} of what the window left behind)`);
-  if (f.isNginx && f.pools && f.pools.suspectPools) parts.push(`${f.pools.suspectPools} nginx pools are held by no connection or request`);
+  if (f.isNginx && f.pools?.suspectPools) parts.push(`${f.pools.suspectPools} nginx pools are held by no connection or request`);
   return {
     leak, module, bucket, function: fn, confidence,
     summary: `Leak${module ? ` in ${module}` : ''}${fn ? `, allocated by ${fn}` : ''}: ${parts.join('; ')}.` +

@@ -156,8 +156,12 @@ export const poolsDocument = object({
 /** A `leakscope.pools/1` document from untrusted JSON; throws `malformed` with the path of the first problem. */
 export function parsePools(doc: unknown): PoolsDocument {
   const d = parseWith(poolsDocument, doc);
-  d.buckets.forEach((b, i) => b.groups.forEach((s, j) => {
-    if (s.group >= d.groups.length) fail(`$.buckets[${i}].groups[${j}].group`, `an index into $.groups (< ${d.groups.length})`, s.group);
-  }));
+  for (let i = 0; i < d.buckets.length; i++) {
+    const shares = d.buckets[i]!.groups;
+    for (let j = 0; j < shares.length; j++) {
+      const g = shares[j]!.group;
+      if (g >= d.groups.length) fail(`$.buckets[${i}].groups[${j}].group`, `an index into $.groups (< ${d.groups.length})`, g);
+    }
+  }
   return d;
 }

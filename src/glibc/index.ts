@@ -1,5 +1,5 @@
 export * from './census-types.js';
-export { heapCensus, DEFAULT_WINDOW, type CensusOptions } from './census.js';
+export { heapCensus, DEFAULT_WINDOW, NOT_PEEKED, type CensusOptions, type ChunkPeek } from './census.js';
 export { compareCensus } from './compare.js';
 export { glibcRegions } from './regions.js';
 export { locateGlibc, detectGlibcVersion, findLibc, type GlibcLocation } from './locate.js';

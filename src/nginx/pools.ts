@@ -14,12 +14,12 @@ import { ByteReader } from '../binary/byte-reader.js';
 import type { Module } from '../model/memory.js';
 import { Symbolizer } from '../symbols/index.js';
 import type { AddressSpace } from '../target/index.js';
-import { bucketOf, CHUNK_HEADER, POOL_SCAN_BYTES } from './chunks.js';
+import { bucketOf, CHUNK_HEADER, POOL_HINT, POOL_SCAN_BYTES } from './chunks.js';
 import type { InUseChunks } from './chunks.js';
 import { objectAt, readRoots } from './cycle.js';
 import type { NginxModuleInfo, NginxRoots } from './cycle.js';
 import type { NginxLayouts } from './layouts.js';
-import { chunkFitsBlock, POOL, poolSignatureAt, readPool } from './pool.js';
+import { chunkFitsBlock, POOL, poolSignatureAt, PoolReader } from './pool.js';
 import type { PoolBlock, PoolCleanup, PoolInconsistency, PoolLargeAlloc, PoolRead } from './pool.js';
 import { readBatched } from './read-batch.js';
 import { PointerTargets, scanForPointers, searchRanges, writableRegions } from './references.js';
@@ -160,7 +160,7 @@ function rootReferences(roots: NginxRoots): { refs: Map<number, RootRef[]>; conn
   let requests = 0, upstreams = 0, connectionsInUse = 0;
   if (cyc) {
     add(cyc.pool, 'cycle', 'ngx_cycle->pool', 0);
-    cyc.oldCycles.forEach((o, i) => add(o.pool, 'old-cycle', `ngx_cycle->old_cycle${i ? `(${i + 1})` : ''}->pool`, 1));
+    cyc.oldCycles.forEach((o, i) => { add(o.pool, 'old-cycle', `ngx_cycle->old_cycle${i ? `(${i + 1})` : ''}->pool`, 1); });
     for (const c of cyc.connections) {
       connectionsInUse++;
       if (c.requestPool) { requests++; add(c.requestPool, 'request', 'ngx_cycle->connections[].data (request)->pool', 2); }
@@ -232,8 +232,8 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
       const e = bucketTotals.get(b);
       if (e) { e.chunks++; e.bytes += chunkSize; } else bucketTotals.set(b, { chunks: 1, bytes: chunkSize });
     }
-    // hint 0: the census saw a d.end that fails the pre-check in examine.
-    if (chunkSize < MIN_POOL_CHUNK || cHint[k] === 0) continue;
+    // The census saw a d.end that fails the pre-check in examine.
+    if (chunkSize < MIN_POOL_CHUNK || cHint[k] === POOL_HINT.no) continue;
     candidates++;
     const userBytes = cBytes[k];
     if (userBytes && userBytes.byteLength === SCAN_BYTES) examine(k, userBytes, 0, SCAN_BYTES, true);
@@ -303,7 +303,7 @@ class PoolSet {
 }
 
 /**
- * Full read of every signature match and every root pool (readPool), then the cross-pool checks:
+ * Full read of every signature match and every root pool (one PoolReader), then the cross-pool checks:
  * a later block of one pool can never be the first block of another (that one is dropped), and
  * a large allocation listed by two pools stays with the first. Fills the chunk ownership
  * (PoolSet.ownerOf / usedOf) of the pools that remain.
@@ -311,9 +311,10 @@ class PoolSet {
 function validatePools(space: AddressSpace, chunks: InUseChunks, matches: SignatureMatches, rootRefs: Map<number, RootRef[]>, log: ProblemLog): PoolSet {
   const pools = new PoolSet(chunks.length, matches.chunk.length + rootRefs.size);
   const readProblems: PoolInconsistency[] = [];
+  const reader = new PoolReader();
   for (let j = 0; j < matches.chunk.length; j++) {
     const chunk = matches.chunk[j]!, addr = chunks.addrs[chunk]!, prefix = matches.prefix[j]!;
-    const res = readPool(space, addr, chunks, readProblems, prefix, true);
+    const res = reader.read(space, addr, chunks, readProblems, prefix, true);
     if (typeof res === 'string') continue; // signature-alike data, or a pool that changed under us
     pools.add(chunk, addr, res, 'scan', prefix, undefined);
   }
@@ -321,7 +322,7 @@ function validatePools(space: AddressSpace, chunks: InUseChunks, matches: Signat
     const chunk = chunks.indexOf(addr);
     const have = chunk >= 0 ? pools.firstOf[chunk]! : -1;
     if (have >= 0) { pools.foundBy[have] = 'both'; pools.roots[have] = refs; return; }
-    const res = chunk >= 0 ? readPool(space, addr, chunks, readProblems) : `${hex(addr)} is not an in-use chunk`;
+    const res = chunk >= 0 ? reader.read(space, addr, chunks, readProblems) : `${hex(addr)} is not an in-use chunk`;
     if (typeof res === 'string') { log.add({ kind: 'root-pool-invalid', address: addr, detail: `${refs[0]!.ref} = ${hex(addr)}: ${res}` }); return; }
     pools.add(chunk, addr, res, 'root', undefined, refs);
   });

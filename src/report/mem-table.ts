@@ -12,7 +12,7 @@ export function renderMemTable(b: MemDocument): string {
     `glibc holds ${formatPercent(b.glibcShare)} of RSS`,
   ];
   const shm = b.categories.find((c) => c.name === 'nginx-shm');
-  if (shm && shm.top.length) out.push(`nginx shm zones: ${shm.top.map((r) => `${safeText(r.label)} ${formatBytes(r.rssBytes)}`).join(', ')}`);
+  if (shm?.top.length) out.push(`nginx shm zones: ${shm.top.map((r) => `${safeText(r.label)} ${formatBytes(r.rssBytes)}`).join(', ')}`);
   for (const n of b.notes) out.push(`note: ${safeText(n)}`);
   return out.join('\n');
 }

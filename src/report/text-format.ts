@@ -13,6 +13,6 @@ export function textTable(header: string[], rows: string[][]): string {
 
 /** Strips control characters from target-supplied strings before printing them on a terminal. */
 export function safeText(s: string): string {
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is replaced
   return s.replace(/[\x00-\x1f\x7f-\x9f]/g, '?');
 }

@@ -233,7 +233,10 @@ async function launch(tag: string, prefix: string, conf: string, port: number, w
     }),
   );
   let exited = false;
-  const exitedP = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
+  const exitedP = new Promise<void>((resolve) => child.once('exit', () => {
+    exited = true;
+    resolve();
+  }));
   const pid = child.pid ?? -1;
   // Synchronous last-resort cleanup at process exit: SIGTERM lets the master stop and
   // reap its workers (a SIGKILLed master leaves orphaned workers); after 3 s whatever
