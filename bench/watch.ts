@@ -66,7 +66,19 @@ interface RunResult {
 
 async function runWatch(ngx: NginxHandle, interval: number, windowSeconds: number): Promise<RunResult> {
   const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, [join(REPO_ROOT, 'bin/leakscope'), 'watch', `--nginx=${ngx.pid}`, '--listen', `127.0.0.1:${port}`, '--interval', String(interval)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      join(REPO_ROOT, 'bin/leakscope'),
+      'watch',
+      `--nginx=${ngx.pid}`,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--interval',
+      String(interval),
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let log = '';
   child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   const unregister = onExit(() => killQuietly(child.pid, 'SIGKILL'));
@@ -76,16 +88,24 @@ async function runWatch(ngx: NginxHandle, interval: number, windowSeconds: numbe
     let m = '';
     for (;;) {
       if (child.exitCode !== null) throw new Error(`watch exited ${child.exitCode}: ${log}`);
-      try { m = await metrics(); if (metricValue(m, 'leakscope_watch_cycles_total') >= 1) break; } catch { /* not yet */ }
+      try {
+        m = await metrics();
+        if (metricValue(m, 'leakscope_watch_cycles_total') >= 1) break;
+      } catch {
+        /* not yet */
+      }
       if (Date.now() > deadline) throw new Error(`no census within 60 s: ${log}`);
       await sleep(50);
     }
     const pid = child.pid!;
-    const c0 = cpuSeconds(pid), t0 = performance.now(), cycles0 = metricValue(m, 'leakscope_watch_cycles_total');
+    const c0 = cpuSeconds(pid),
+      t0 = performance.now(),
+      cycles0 = metricValue(m, 'leakscope_watch_cycles_total');
     const rssAfterCycle: number[] = [];
     const census: number[] = [];
     const cycleCpu: number[] = [];
-    let rssMax = 0, lastCycles = cycles0;
+    let rssMax = 0,
+      lastCycles = cycles0;
     while ((performance.now() - t0) / 1000 < windowSeconds) {
       await sleep(1000);
       rssMax = Math.max(rssMax, statusKiB(pid, 'VmRSS'));
@@ -101,15 +121,23 @@ async function runWatch(ngx: NginxHandle, interval: number, windowSeconds: numbe
         }
       }
     }
-    const c1 = cpuSeconds(pid), t1 = performance.now();
+    const c1 = cpuSeconds(pid),
+      t1 = performance.now();
     m = await metrics();
     const cycles = metricValue(m, 'leakscope_watch_cycles_total') - cycles0;
     const hwm = statusKiB(pid, 'VmHWM');
     return {
-      interval, windowSeconds: round((t1 - t0) / 1000, 1), startupCpuSeconds: round(c0),
-      cycles, cpuShareOfCore: (c1 - c0) / ((t1 - t0) / 1000), cpuPerCycleMs: cycles ? ((c1 - c0) / cycles) * 1000 : NaN,
-      censusSecondsMedian: round(median(census), 3), cycleCensusCpuMs: cycleCpu,
-      rssMiBAfterEachCycle: rssAfterCycle.map((x) => round(x, 1)), rssMiBMax: round(rssMax / 1024, 1), hwmMiB: round(hwm / 1024, 1),
+      interval,
+      windowSeconds: round((t1 - t0) / 1000, 1),
+      startupCpuSeconds: round(c0),
+      cycles,
+      cpuShareOfCore: (c1 - c0) / ((t1 - t0) / 1000),
+      cpuPerCycleMs: cycles ? ((c1 - c0) / cycles) * 1000 : NaN,
+      censusSecondsMedian: round(median(census), 3),
+      cycleCensusCpuMs: cycleCpu,
+      rssMiBAfterEachCycle: rssAfterCycle.map((x) => round(x, 1)),
+      rssMiBMax: round(rssMax / 1024, 1),
+      hwmMiB: round(hwm / 1024, 1),
     };
   } finally {
     killQuietly(child.pid, 'SIGTERM');
@@ -121,19 +149,39 @@ async function runWatch(ngx: NginxHandle, interval: number, windowSeconds: numbe
 /** CPU of one /metrics scrape: a watch at a long interval, 100 scrapes, its CPU delta / 100. */
 async function scrapeCost(ngx: NginxHandle): Promise<{ scrapeCpuMs: number; bodyBytes: number; series: number }> {
   const port = await freePort();
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'bin/leakscope'), 'watch', `--nginx=${ngx.pid}`, '--listen', `127.0.0.1:${port}`, '--interval', '3600'], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const child = spawn(
+    process.execPath,
+    [
+      join(REPO_ROOT, 'bin/leakscope'),
+      'watch',
+      `--nginx=${ngx.pid}`,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--interval',
+      '3600',
+    ],
+    { stdio: ['ignore', 'ignore', 'ignore'] },
+  );
   const unregister = onExit(() => killQuietly(child.pid, 'SIGKILL'));
   try {
     let body = '';
     for (let i = 0; i < 600 && !/leakscope_census_success/.test(body); i++) {
       await sleep(100);
-      try { body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(); } catch { /* not yet */ }
+      try {
+        body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      } catch {
+        /* not yet */
+      }
     }
     for (let i = 0; i < 20; i++) await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(); // warm-up
     const c0 = cpuSeconds(child.pid!);
     for (let i = 0; i < 100; i++) body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const c1 = cpuSeconds(child.pid!);
-    return { scrapeCpuMs: round(((c1 - c0) / 100) * 1000, 3), bodyBytes: body.length, series: body.split('\n').filter((l) => l && !l.startsWith('#')).length };
+    return {
+      scrapeCpuMs: round(((c1 - c0) / 100) * 1000, 3),
+      bodyBytes: body.length,
+      series: body.split('\n').filter((l) => l && !l.startsWith('#')).length,
+    };
   } finally {
     killQuietly(child.pid, 'SIGTERM');
     await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
@@ -141,7 +189,9 @@ async function scrapeCost(ngx: NginxHandle): Promise<{ scrapeCpuMs: number; body
   }
 }
 
-export async function benchWatch(opts: { preleak?: number; window5?: number; window60?: number } = {}): Promise<object> {
+export async function benchWatch(
+  opts: { preleak?: number; window5?: number; window60?: number } = {},
+): Promise<object> {
   await ensureFixturesBuilt();
   const preleak = opts.preleak ?? Number(process.env.WATCH_PRELEAK ?? 400);
   const window5 = opts.window5 ?? Number(process.env.WATCH_WINDOW5 ?? 40);
@@ -150,7 +200,10 @@ export async function benchWatch(opts: { preleak?: number; window5?: number; win
   let stop = false;
   const traffic = (async () => {
     for (let i = 0; !stop; i++) {
-      await Promise.all([i % 5 === 0 ? driveRequests(ngx, '/leak-keep', 1, 1) : undefined, driveRequests(ngx, '/ok', 1, 1)]);
+      await Promise.all([
+        i % 5 === 0 ? driveRequests(ngx, '/leak-keep', 1, 1) : undefined,
+        driveRequests(ngx, '/ok', 1, 1),
+      ]);
       await sleep(200);
     }
   })();
@@ -161,7 +214,7 @@ export async function benchWatch(opts: { preleak?: number; window5?: number; win
     const r60 = await runWatch(ngx, 60, window60);
     const scrape = await scrapeCost(ngx);
     // Idle CPU between cycles: the interval-60 window minus its cycles' CPU (from the interval-5 run).
-    const idlePerSecond = Math.max(0, r60.cpuShareOfCore - (r60.cycles * r5.cpuPerCycleMs / 1000) / r60.windowSeconds);
+    const idlePerSecond = Math.max(0, r60.cpuShareOfCore - (r60.cycles * r5.cpuPerCycleMs) / 1000 / r60.windowSeconds);
     const computed60 = (r5.cpuPerCycleMs / 1000 + idlePerSecond * 60) / 60;
     const out = {
       scenario: `nginx 2 workers, leak module, ${preleak} x 300 KiB kept before; during: 1 leak / s, 1 ok / 200 ms`,
@@ -193,6 +246,15 @@ export async function benchWatch(opts: { preleak?: number; window5?: number; win
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  benchWatch().then((r) => { for (const [k, v] of Object.entries(r)) console.log(`${k.padEnd(60)} ${Array.isArray(v) ? v.join(' / ') : String(v)}`); process.exit(0); },
-    (e) => { console.error(e); process.exit(1); });
+  benchWatch().then(
+    (r) => {
+      for (const [k, v] of Object.entries(r))
+        console.log(`${k.padEnd(60)} ${Array.isArray(v) ? v.join(' / ') : String(v)}`);
+      process.exit(0);
+    },
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
 }

@@ -29,17 +29,26 @@ export interface TriggerCandidate {
 
 export function seriesKey(s: GrowthSeries): string {
   switch (s.kind) {
-    case 'bucket': return `bucket:${s.minBytes}`;
-    case 'pool': return `pool:${s.owner}:${s.module}`;
-    case 'category': return `category:${s.category}`;
+    case 'bucket':
+      return `bucket:${s.minBytes}`;
+    case 'pool':
+      return `pool:${s.owner}:${s.module}`;
+    case 'category':
+      return `category:${s.category}`;
   }
 }
 
-interface Series { series: GrowthSeries; points: RatePoint[]; lastSeen: number }
+interface Series {
+  series: GrowthSeries;
+  points: RatePoint[];
+  lastSeen: number;
+}
 
 /** How a series that a census did not list counts: an empty bucket or category is 0 bytes; a pool
  *  group past the top N (or gone) is unknown, so it gets no point. */
-function absentIsZero(s: GrowthSeries): boolean { return s.kind !== 'pool'; }
+function absentIsZero(s: GrowthSeries): boolean {
+  return s.kind !== 'pool';
+}
 
 /** The windows of one worker. */
 export class WorkerGrowth {
@@ -52,23 +61,35 @@ export class WorkerGrowth {
    * failed heap walk measured no bucket: its buckets get no point rather than a false 0).
    * Returns the rates of the series present now.
    */
-  add(seconds: number, points: ReadonlyArray<{ series: GrowthSeries; bytes: number }>, observed?: ReadonlySet<GrowthSeries['kind']>): WatchGrowth[] {
+  add(
+    seconds: number,
+    points: ReadonlyArray<{ series: GrowthSeries; bytes: number }>,
+    observed?: ReadonlySet<GrowthSeries['kind']>,
+  ): WatchGrowth[] {
     const seen = new Set<string>();
     for (const p of points) {
       const key = seriesKey(p.series);
       if (seen.has(key)) continue;
       seen.add(key);
       let s = this.series.get(key);
-      if (!s) { s = { series: p.series, points: [], lastSeen: seconds }; this.series.set(key, s); }
+      if (!s) {
+        s = { series: p.series, points: [], lastSeen: seconds };
+        this.series.set(key, s);
+      }
       s.points.push({ seconds, bytes: p.bytes });
       s.lastSeen = seconds;
     }
     for (const [key, s] of this.series) {
-      if (!seen.has(key) && absentIsZero(s.series) && (!observed || observed.has(s.series.kind))) s.points.push({ seconds, bytes: 0 });
+      if (!seen.has(key) && absentIsZero(s.series) && (!observed || observed.has(s.series.kind)))
+        s.points.push({ seconds, bytes: 0 });
       // Trim the window; forget series not seen for a whole window.
       const from = seconds - this.window.windowSeconds;
       let drop = 0;
-      while (drop < s.points.length && (s.points[drop]!.seconds < from || s.points.length - drop > this.window.maxPoints)) drop++;
+      while (
+        drop < s.points.length &&
+        (s.points[drop]!.seconds < from || s.points.length - drop > this.window.maxPoints)
+      )
+        drop++;
       if (drop) s.points.splice(0, drop);
       if (s.lastSeen < from || !s.points.length) this.series.delete(key);
     }
@@ -77,7 +98,14 @@ export class WorkerGrowth {
       if (!seen.has(key)) continue;
       const r = growthRate(s.points);
       if (!r) continue;
-      out.push({ series: s.series, bytesPerHour: r.bytesPerHour, lowBytesPerHour: r.lowBytesPerHour, highBytesPerHour: r.highBytesPerHour, samples: r.samples, spanSeconds: r.spanSeconds });
+      out.push({
+        series: s.series,
+        bytesPerHour: r.bytesPerHour,
+        lowBytesPerHour: r.lowBytesPerHour,
+        highBytesPerHour: r.highBytesPerHour,
+        samples: r.samples,
+        spanSeconds: r.spanSeconds,
+      });
     }
     return out;
   }
@@ -89,9 +117,15 @@ export class WorkerGrowth {
       const threshold = thresholds[s.series.kind];
       if (threshold === undefined || s.points.length < minSamples) continue;
       const d = growsSteadily(s.points, { minSamples, minBytesPerHour: threshold, minSpanSeconds: 0 });
-      if (d.steady && d.rate) out.push({ series: s.series, bytesPerHour: d.rate.bytesPerHour, lowBytesPerHour: d.rate.lowBytesPerHour, threshold });
+      if (d.steady && d.rate)
+        out.push({
+          series: s.series,
+          bytesPerHour: d.rate.bytesPerHour,
+          lowBytesPerHour: d.rate.lowBytesPerHour,
+          threshold,
+        });
     }
-    return out.sort((a, b) => (b.lowBytesPerHour - b.threshold) - (a.lowBytesPerHour - a.threshold));
+    return out.sort((a, b) => b.lowBytesPerHour - b.threshold - (a.lowBytesPerHour - a.threshold));
   }
 
   /** Points held (for the bounded-memory check). */
@@ -117,22 +151,43 @@ export class TriggerGate {
     return 'run';
   }
 
-  started(nowSeconds: number): void { this.lastStart = nowSeconds; this.running = true; }
-  finished(): void { this.running = false; }
-  get isRunning(): boolean { return this.running; }
+  started(nowSeconds: number): void {
+    this.lastStart = nowSeconds;
+    this.running = true;
+  }
+  finished(): void {
+    this.running = false;
+  }
+  get isRunning(): boolean {
+    return this.running;
+  }
 }
 
 /** "module=5Mi,bucket=20Mi,category=100Mi" or one value for every kind; sizes with Ki/Mi/Gi suffixes, bytes per hour. */
 export function parseTriggerThresholds(text: string): TriggerThresholds {
   const bad = (why: string) => new LeakscopeError('usage', `--trigger: ${why}`);
   const kinds: Array<GrowthSeries['kind']> = ['bucket', 'pool', 'category'];
-  const aliases: Record<string, GrowthSeries['kind']> = { bucket: 'bucket', pool: 'pool', pools: 'pool', module: 'pool', category: 'category', rss: 'category' };
+  const aliases: Record<string, GrowthSeries['kind']> = {
+    bucket: 'bucket',
+    pool: 'pool',
+    pools: 'pool',
+    module: 'pool',
+    category: 'category',
+    rss: 'category',
+  };
   const out: TriggerThresholds = {};
-  for (const part of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^(?:([a-z]+)=)?([0-9]*\.?[0-9]+)\s*(Ki|Mi|Gi)?$/.exec(part);
-    if (!m) throw bad(`cannot read ${JSON.stringify(part)}: expected [bucket=|module=|rss=]BYTES_PER_HOUR (e.g. module=5Mi)`);
+    if (!m)
+      throw bad(`cannot read ${JSON.stringify(part)}: expected [bucket=|module=|rss=]BYTES_PER_HOUR (e.g. module=5Mi)`);
     const value = Number(m[2]) * ({ Ki: 1024, Mi: 1 << 20, Gi: 1 << 30 }[m[3] as 'Ki'] ?? 1);
-    if (m[1] === undefined) { for (const k of kinds) out[k] = value; continue; }
+    if (m[1] === undefined) {
+      for (const k of kinds) out[k] = value;
+      continue;
+    }
     const kind = aliases[m[1]];
     if (!kind) throw bad(`unknown series kind ${JSON.stringify(m[1])} (bucket, module, rss)`);
     out[kind] = value;

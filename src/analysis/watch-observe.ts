@@ -14,7 +14,15 @@ import { heapAndPools } from './pool-census.js';
 import { isLeakscopeError } from '../model/errors.js';
 import type { HeapCensus } from '../glibc/index.js';
 import type { PoolAnalysis } from '../nginx/index.js';
-import type { PoolOwnerLabel, WatchCensus, WatchGlibc, WatchLua, WatchPools, WatchWorker, GrowthSeries } from '../contract/watch.js';
+import type {
+  PoolOwnerLabel,
+  WatchCensus,
+  WatchGlibc,
+  WatchLua,
+  WatchPools,
+  WatchWorker,
+  GrowthSeries,
+} from '../contract/watch.js';
 
 /** Largest worker slot accepted from ngx_worker (nginx caps worker_processes at NGX_MAX_PROCESSES = 1024). */
 const MAX_WORKER_SLOT = 1024;
@@ -77,7 +85,9 @@ export function observeWorker(f: FollowedWorker, opts: ObserveOptions): WorkerOb
   const errors: string[] = [];
   let gone = false;
   const phase = <T>(what: string, run: () => T): T | null => {
-    try { return run(); } catch (e) {
+    try {
+      return run();
+    } catch (e) {
       if (!isLeakscopeError(e)) throw e;
       if (e.code === 'no-such-process') gone = true;
       errors.push(`${what}: ${e.message}`);
@@ -97,10 +107,19 @@ export function observeWorker(f: FollowedWorker, opts: ObserveOptions): WorkerOb
   const census: WatchCensus = {
     timestampSeconds: Date.now() / 1000,
     durationSeconds: (performance.now() - t0) / 1000,
-    phases: { memSeconds: (tHeap - tMem) / 1000, heapSeconds: Math.max(0, tEnd - tHeap - poolsMs) / 1000, poolsSeconds: poolsMs / 1000 },
+    phases: {
+      memSeconds: (tHeap - tMem) / 1000,
+      heapSeconds: Math.max(0, tEnd - tHeap - poolsMs) / 1000,
+      poolsSeconds: poolsMs / 1000,
+    },
     ok: errors.length === 0,
     errors: f.errors,
-    lastError: errors.length ? errors.join('; ').replace(/\s*\n\s*/g, ' ').slice(0, 300) : null,
+    lastError: errors.length
+      ? errors
+          .join('; ')
+          .replace(/\s*\n\s*/g, ' ')
+          .slice(0, 300)
+      : null,
   };
   const glibc = hp ? glibcMetrics(hp.census) : null;
   const pools = hp?.pools ? poolMetrics(hp.pools, opts.topModules) : null;
@@ -108,21 +127,51 @@ export function observeWorker(f: FollowedWorker, opts: ObserveOptions): WorkerOb
 
   const points: WorkerObservation['points'] = [];
   for (const r of rss ?? []) points.push({ series: { kind: 'category', category: r.category }, bytes: r.rssBytes });
-  for (const b of glibc?.buckets ?? []) points.push({ series: { kind: 'bucket', minBytes: b.minBytes }, bytes: b.inUseBytes });
-  for (const g of pools?.groups ?? []) points.push({ series: { kind: 'pool', owner: g.owner, module: g.module }, bytes: g.bytes });
+  for (const b of glibc?.buckets ?? [])
+    points.push({ series: { kind: 'bucket', minBytes: b.minBytes }, bytes: b.inUseBytes });
+  for (const g of pools?.groups ?? [])
+    points.push({ series: { kind: 'pool', owner: g.owner, module: g.module }, bytes: g.bytes });
   return {
-    worker: { pid: f.space.pid, worker: f.worker, command: f.space.command, startTimeSeconds: f.startTimeSeconds, census, rss, glibc, pools, lua, growth: [] },
-    points, gone,
-    observed: new Set<GrowthSeries['kind']>([...(rss ? ['category' as const] : []), ...(glibc ? ['bucket' as const] : []), ...(pools ? ['pool' as const] : [])]),
+    worker: {
+      pid: f.space.pid,
+      worker: f.worker,
+      command: f.space.command,
+      startTimeSeconds: f.startTimeSeconds,
+      census,
+      rss,
+      glibc,
+      pools,
+      lua,
+      growth: [],
+    },
+    points,
+    gone,
+    observed: new Set<GrowthSeries['kind']>([
+      ...(rss ? ['category' as const] : []),
+      ...(glibc ? ['bucket' as const] : []),
+      ...(pools ? ['pool' as const] : []),
+    ]),
   };
 }
 
 function glibcMetrics(c: HeapCensus): WatchGlibc {
   return {
-    buckets: c.histogram.map((b) => ({ minBytes: b.minBytes, inUseChunks: b.inUseChunks, inUseBytes: b.inUseBytes, freeChunks: b.freeChunks, freeBytes: b.freeBytes })),
-    inUseBytes: c.totals.inUseBytes + c.totals.mmappedBytes, freeBytes: c.totals.freeBytes, topBytes: c.totals.topBytes,
-    mmappedChunks: c.totals.mmappedChunks, mmappedBytes: c.totals.mmappedBytes, systemBytes: c.totals.systemBytes,
-    arenas: c.totals.arenas, complete: c.complete, inconsistencies: c.inconsistencyCount,
+    buckets: c.histogram.map((b) => ({
+      minBytes: b.minBytes,
+      inUseChunks: b.inUseChunks,
+      inUseBytes: b.inUseBytes,
+      freeChunks: b.freeChunks,
+      freeBytes: b.freeBytes,
+    })),
+    inUseBytes: c.totals.inUseBytes + c.totals.mmappedBytes,
+    freeBytes: c.totals.freeBytes,
+    topBytes: c.totals.topBytes,
+    mmappedChunks: c.totals.mmappedChunks,
+    mmappedBytes: c.totals.mmappedBytes,
+    systemBytes: c.totals.systemBytes,
+    arenas: c.totals.arenas,
+    complete: c.complete,
+    inconsistencies: c.inconsistencyCount,
   };
 }
 
@@ -138,10 +187,14 @@ export function poolMetrics(a: PoolAnalysis, top: number): WatchPools {
     const module = (g.module ?? g.creator ?? 'unknown').slice(0, MAX_LABEL_CHARS);
     const key = `${g.owner}\0${module}`;
     const row = byKey.get(key) ?? { owner: g.owner, module, pools: 0, bytes: 0 };
-    row.pools += g.pools; row.bytes += g.bytes;
+    row.pools += g.pools;
+    row.bytes += g.bytes;
     byKey.set(key, row);
   }
-  const byOwner = new Map<PoolOwnerLabel, Array<{ owner: PoolOwnerLabel; module: string; pools: number; bytes: number }>>();
+  const byOwner = new Map<
+    PoolOwnerLabel,
+    Array<{ owner: PoolOwnerLabel; module: string; pools: number; bytes: number }>
+  >();
   for (const r of byKey.values()) {
     const list = byOwner.get(r.owner) ?? [];
     list.push(r);
@@ -153,7 +206,13 @@ export function poolMetrics(a: PoolAnalysis, top: number): WatchPools {
     const kept = rows.filter((r, i) => i < top && r.module !== 'other');
     const rest = rows.filter((r) => !kept.includes(r));
     groups.push(...kept);
-    if (rest.length) groups.push({ owner, module: 'other', pools: rest.reduce((s, r) => s + r.pools, 0), bytes: rest.reduce((s, r) => s + r.bytes, 0) });
+    if (rest.length)
+      groups.push({
+        owner,
+        module: 'other',
+        pools: rest.reduce((s, r) => s + r.pools, 0),
+        bytes: rest.reduce((s, r) => s + r.bytes, 0),
+      });
   }
   groups.sort((x, y) => y.bytes - x.bytes);
   return { groups, pools: a.totals.pools, bytes: a.totals.bytes };

@@ -15,22 +15,41 @@ import { writeFile } from './output.js';
 /** Names of the directories this module creates (and the only ones retention removes). */
 const REPORT_DIR = /^\d{8}T\d{6}Z-pid\d+(-\d+)?$/;
 
-export const REPORT_FILES = { html: 'report.html', json: 'analyze.json', pprof: 'leaks.pb.gz', trigger: 'trigger.json' } as const;
+export const REPORT_FILES = {
+  html: 'report.html',
+  json: 'analyze.json',
+  pprof: 'leaks.pb.gz',
+  trigger: 'trigger.json',
+} as const;
 
 function stamp(d: Date): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 /** Creates a fresh report directory (mode 0700) under `root` for `pid` at `when`. */
 export function createReportDirectory(root: string, pid: number, when: Date): string {
-  try { mkdirSync(root, { recursive: true, mode: 0o700 }); } catch (e) {
-    throw new LeakscopeError('io', `cannot create ${root}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  try {
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new LeakscopeError(
+      'io',
+      `cannot create ${root}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   for (let i = 0; i < 100; i++) {
     const dir = join(root, `${stamp(when)}-pid${pid}${i ? `-${i}` : ''}`);
-    try { mkdirSync(dir, { mode: 0o700 }); return dir; } catch (e) {
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+      return dir;
+    } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
-      throw new LeakscopeError('io', `cannot create ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new LeakscopeError(
+        'io',
+        `cannot create ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
   }
   throw new LeakscopeError('io', `cannot create a report directory under ${root}: 100 exist for this second`);
@@ -39,7 +58,10 @@ export function createReportDirectory(root: string, pid: number, when: Date): st
 /** Writes the analysis's files into `dir`. Returns the names written. */
 export function writeReport(dir: string, doc: AnalyzeDocument, trigger: object): string[] {
   const written: string[] = [];
-  const put = (name: string, body: string | Uint8Array) => { writeFile(join(dir, name), body); written.push(name); };
+  const put = (name: string, body: string | Uint8Array) => {
+    writeFile(join(dir, name), body);
+    written.push(name);
+  };
   put(REPORT_FILES.trigger, JSON.stringify(trigger, null, 2) + '\n');
   put(REPORT_FILES.json, JSON.stringify(doc, null, 2) + '\n');
   put(REPORT_FILES.html, renderHtmlReport(doc));
@@ -54,13 +76,17 @@ export function pprofOfAnalysis(doc: AnalyzeDocument): Uint8Array | null {
   if (!leaks) return null;
   const samples: StackSample[] = leaks.stacks.map((s) => ({
     frames: s.frames.map((f) => ({ function: f.function, module: f.module, offset: f.offset })),
-    bytes: s.bytes, count: s.count, allocBytes: s.allocBytes, allocCount: s.allocCount,
+    bytes: s.bytes,
+    count: s.count,
+    allocBytes: s.allocBytes,
+    allocCount: s.allocCount,
   }));
   const durationSeconds = leaks.durationSeconds;
   const end = Date.parse(doc.generatedAt);
   const startMs = (Number.isFinite(end) ? end : Date.now()) - durationSeconds * 1000;
   return toPprof(samples, {
-    durationNanos: Math.round(durationSeconds * 1e9), timeNanos: BigInt(Math.round(startMs)) * 1000000n,
+    durationNanos: Math.round(durationSeconds * 1e9),
+    timeNanos: BigInt(Math.round(startMs)) * 1000000n,
     sampling: leaks.sampling.sampleBytes ? { periodBytes: leaks.sampling.sampleBytes } : undefined,
   });
 }
@@ -68,7 +94,11 @@ export function pprofOfAnalysis(doc: AnalyzeDocument): Uint8Array | null {
 /** Report directories under `root`, oldest first. */
 export function listReportDirectories(root: string): string[] {
   let names: string[];
-  try { names = readdirSync(root); } catch { return []; }
+  try {
+    names = readdirSync(root);
+  } catch {
+    return [];
+  }
   return names.filter((n) => REPORT_DIR.test(n)).sort();
 }
 

@@ -5,12 +5,35 @@
 // Byte counts are integers in bytes, times in seconds (Unix time for timestamps).
 
 import type { MemCategoryName } from '../model/mem.js';
-import { address, amount, array, boolean, count, finite, literal, nullable, object, parseWith, ratio, schema, string } from './json-check.js';
+import {
+  address,
+  amount,
+  array,
+  boolean,
+  count,
+  finite,
+  literal,
+  nullable,
+  object,
+  parseWith,
+  ratio,
+  schema,
+  string,
+} from './json-check.js';
 import type { Check } from './json-check.js';
 
 export const WATCH_SCHEMA = 'leakscope.watch/1';
 
-export type PoolOwnerLabel = 'cycle' | 'old-cycle' | 'connection' | 'request' | 'upstream' | 'static' | 'heap' | 'unreferenced' | 'other';
+export type PoolOwnerLabel =
+  | 'cycle'
+  | 'old-cycle'
+  | 'connection'
+  | 'request'
+  | 'upstream'
+  | 'static'
+  | 'heap'
+  | 'unreferenced'
+  | 'other';
 
 /** What a growth series measures: a glibc chunk-size bucket, an nginx pool group, an RSS category. */
 export type GrowthSeries =
@@ -32,15 +55,20 @@ export interface WatchGrowth {
 export interface WatchBucket {
   /** Power-of-two chunk-size bucket [minBytes, 2 * minBytes). */
   minBytes: number;
-  inUseChunks: number; inUseBytes: number;
-  freeChunks: number; freeBytes: number;
+  inUseChunks: number;
+  inUseBytes: number;
+  freeChunks: number;
+  freeBytes: number;
 }
 
 export interface WatchGlibc {
   /** Non-empty buckets, ascending. In-use includes mmapped chunks (as the census histogram). */
   buckets: WatchBucket[];
-  inUseBytes: number; freeBytes: number; topBytes: number;
-  mmappedChunks: number; mmappedBytes: number;
+  inUseBytes: number;
+  freeBytes: number;
+  topBytes: number;
+  mmappedChunks: number;
+  mmappedBytes: number;
   /** malloc_state.system_mem summed over arenas. */
   systemBytes: number;
   arenas: number;
@@ -158,9 +186,27 @@ export interface WatchDocument {
 // ---- validating parser (a snapshot read back: GET /snapshot.json of a running watch) ----
 
 const MEM_CATEGORIES: MemCategoryName[] = [
-  'glibc-main-heap', 'glibc-thread-arenas', 'glibc-mmapped-chunks', 'nginx-shm', 'luajit', 'code', 'file', 'stack', 'other-anon',
+  'glibc-main-heap',
+  'glibc-thread-arenas',
+  'glibc-mmapped-chunks',
+  'nginx-shm',
+  'luajit',
+  'code',
+  'file',
+  'stack',
+  'other-anon',
 ];
-const OWNERS: PoolOwnerLabel[] = ['cycle', 'old-cycle', 'connection', 'request', 'upstream', 'static', 'heap', 'unreferenced', 'other'];
+const OWNERS: PoolOwnerLabel[] = [
+  'cycle',
+  'old-cycle',
+  'connection',
+  'request',
+  'upstream',
+  'static',
+  'heap',
+  'unreferenced',
+  'other',
+];
 const seconds = amount;
 
 /** A growth series: its `kind` decides the other fields. */
@@ -172,40 +218,90 @@ const growthSeries: Check<GrowthSeries> = (v, p) => {
 };
 
 const watchGrowth = object({
-  series: growthSeries, bytesPerHour: finite, lowBytesPerHour: finite, highBytesPerHour: finite, samples: count, spanSeconds: seconds,
+  series: growthSeries,
+  bytesPerHour: finite,
+  lowBytesPerHour: finite,
+  highBytesPerHour: finite,
+  samples: count,
+  spanSeconds: seconds,
 });
 const watchWorker = object({
-  pid: count, worker: string, command: string, startTimeSeconds: seconds,
+  pid: count,
+  worker: string,
+  command: string,
+  startTimeSeconds: seconds,
   census: object({
-    timestampSeconds: seconds, durationSeconds: seconds,
+    timestampSeconds: seconds,
+    durationSeconds: seconds,
     phases: object({ memSeconds: seconds, heapSeconds: seconds, poolsSeconds: seconds }),
-    ok: boolean, errors: count, lastError: nullable(string),
+    ok: boolean,
+    errors: count,
+    lastError: nullable(string),
   }),
   rss: nullable(array(object({ category: literal(...MEM_CATEGORIES), rssBytes: count }))),
-  glibc: nullable(object({
-    buckets: array(object({ minBytes: count, inUseChunks: count, inUseBytes: count, freeChunks: count, freeBytes: count })),
-    inUseBytes: count, freeBytes: count, topBytes: count, mmappedChunks: count, mmappedBytes: count, systemBytes: count,
-    arenas: count, complete: boolean, inconsistencies: count,
-  })),
-  pools: nullable(object({ groups: array(object({ owner: literal(...OWNERS), module: string, pools: count, bytes: count })), pools: count, bytes: count })),
-  lua: nullable(object({
-    vms: array(object({ globalState: address, gcTotalBytes: count })),
-    tables: array(object({ path: string, retainedBytes: count })),
-  })),
+  glibc: nullable(
+    object({
+      buckets: array(
+        object({ minBytes: count, inUseChunks: count, inUseBytes: count, freeChunks: count, freeBytes: count }),
+      ),
+      inUseBytes: count,
+      freeBytes: count,
+      topBytes: count,
+      mmappedChunks: count,
+      mmappedBytes: count,
+      systemBytes: count,
+      arenas: count,
+      complete: boolean,
+      inconsistencies: count,
+    }),
+  ),
+  pools: nullable(
+    object({
+      groups: array(object({ owner: literal(...OWNERS), module: string, pools: count, bytes: count })),
+      pools: count,
+      bytes: count,
+    }),
+  ),
+  lua: nullable(
+    object({
+      vms: array(object({ globalState: address, gcTotalBytes: count })),
+      tables: array(object({ path: string, retainedBytes: count })),
+    }),
+  ),
   growth: array(watchGrowth),
 });
 const watchReport = object({
-  directory: string, pid: count, worker: string, timestampSeconds: seconds, trigger: growthSeries, triggerBytesPerHour: finite,
-  verdict: literal('leak', 'no-leak', 'cannot-tell', 'error'), module: nullable(string), bucketMinBytes: nullable(count),
-  function: nullable(string), confidence: nullable(string), summary: string,
+  directory: string,
+  pid: count,
+  worker: string,
+  timestampSeconds: seconds,
+  trigger: growthSeries,
+  triggerBytesPerHour: finite,
+  verdict: literal('leak', 'no-leak', 'cannot-tell', 'error'),
+  module: nullable(string),
+  bucketMinBytes: nullable(count),
+  function: nullable(string),
+  confidence: nullable(string),
+  summary: string,
 });
 export const watchDocument = object({
-  schema: schema(WATCH_SCHEMA), generatedAt: string,
+  schema: schema(WATCH_SCHEMA),
+  generatedAt: string,
   self: object({
-    startedAtSeconds: seconds, intervalSeconds: seconds, cycles: count, cyclesDelayed: count,
-    lastCycleSeconds: seconds, lastCycleCpuSeconds: seconds, budget: ratio, lastCycleDuty: amount,
-    cpuSeconds: seconds, residentBytes: count, reports: count, analysisRunning: boolean,
-    triggersSuppressed: object({ cooldown: count, busy: count }), analysisErrors: count,
+    startedAtSeconds: seconds,
+    intervalSeconds: seconds,
+    cycles: count,
+    cyclesDelayed: count,
+    lastCycleSeconds: seconds,
+    lastCycleCpuSeconds: seconds,
+    budget: ratio,
+    lastCycleDuty: amount,
+    cpuSeconds: seconds,
+    residentBytes: count,
+    reports: count,
+    analysisRunning: boolean,
+    triggersSuppressed: object({ cooldown: count, busy: count }),
+    analysisErrors: count,
   }),
   workers: array(watchWorker),
   lastReport: nullable(watchReport),

@@ -22,43 +22,90 @@ test('report directories: named by UTC time and pid, 0700, unique within a secon
     assert.equal(b, join(root, '20261201T203005Z-pid1234-1'));
     assert.equal(statSync(a).mode & 0o777, 0o700);
     assert.equal(statSync(root).mode & 0o777, 0o700);
-  } finally { rmSync(join(root, '..'), { recursive: true, force: true }); }
+  } finally {
+    rmSync(join(root, '..'), { recursive: true, force: true });
+  }
 });
 
 test('retention keeps the newest N report directories and touches nothing else', () => {
   const root = mkdtempSync(join(os.tmpdir(), 'leakscope-rt-'));
   try {
-    const names = ['20261201T100000Z-pid1', '20261201T110000Z-pid2', '20261201T120000Z-pid1', '20261201T120000Z-pid1-1', '20261202T000000Z-pid9'];
+    const names = [
+      '20261201T100000Z-pid1',
+      '20261201T110000Z-pid2',
+      '20261201T120000Z-pid1',
+      '20261201T120000Z-pid1-1',
+      '20261202T000000Z-pid9',
+    ];
     for (const n of [...names].reverse()) mkdirSync(join(root, n));
     mkdirSync(join(root, 'notes'));
     writeFileSync(join(root, '20261130T000000Z-pid1.txt'), 'not a report directory name');
     assert.deepEqual(listReportDirectories(root), names);
     assert.deepEqual(enforceRetention(root, 2), names.slice(0, 3));
-    assert.deepEqual(readdirSync(root).sort(), ['20261130T000000Z-pid1.txt', '20261201T120000Z-pid1-1', '20261202T000000Z-pid9', 'notes']);
+    assert.deepEqual(readdirSync(root).sort(), [
+      '20261130T000000Z-pid1.txt',
+      '20261201T120000Z-pid1-1',
+      '20261202T000000Z-pid9',
+      'notes',
+    ]);
     assert.deepEqual(enforceRetention(root, 2), []);
-  } finally { rmSync(root, { recursive: true, force: true }); }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
 
-test('the pprof of an analysis: the trace\'s stacks as inuse_space, none without a trace', () => {
-  const base = { schema: 'leakscope.analyze/1', target: 't', pid: 1, generatedAt: '2026-12-01T20:30:10.000Z', durationSeconds: 12 } as unknown as AnalyzeDocument;
+test("the pprof of an analysis: the trace's stacks as inuse_space, none without a trace", () => {
+  const base = {
+    schema: 'leakscope.analyze/1',
+    target: 't',
+    pid: 1,
+    generatedAt: '2026-12-01T20:30:10.000Z',
+    durationSeconds: 12,
+  } as unknown as AnalyzeDocument;
   assert.equal(pprofOfAnalysis({ ...base, leaks: null }), null);
   const doc = {
     ...base,
     leaks: {
-      durationSeconds: 10, sampling: { sampleBytes: 0 },
+      durationSeconds: 10,
+      sampling: { sampleBytes: 0 },
       stacks: [
-        { frames: [{ function: 'ngx_create_pool', module: 'nginx', offset: 0x100 }, { function: 'ngx_http_leak_handler', module: 'ngx_http_leak_module.so', offset: 0x40 }], bytes: 3 * 65536, count: 3, allocBytes: 3 * 65536, allocCount: 3 },
-        { frames: [{ function: null, module: 'libx.so', offset: 0x10 }], bytes: 100, count: 1, allocBytes: 0, allocCount: 0 },
+        {
+          frames: [
+            { function: 'ngx_create_pool', module: 'nginx', offset: 0x100 },
+            { function: 'ngx_http_leak_handler', module: 'ngx_http_leak_module.so', offset: 0x40 },
+          ],
+          bytes: 3 * 65536,
+          count: 3,
+          allocBytes: 3 * 65536,
+          allocCount: 3,
+        },
+        {
+          frames: [{ function: null, module: 'libx.so', offset: 0x10 }],
+          bytes: 100,
+          count: 1,
+          allocBytes: 0,
+          allocCount: 0,
+        },
       ],
     },
   } as unknown as AnalyzeDocument;
   const p = Profile.decode(gunzipSync(pprofOfAnalysis(doc)!));
   const strings = p.stringTable.strings as string[];
-  assert.deepEqual(p.sampleType.map((t) => strings[Number(t.type)]), ['inuse_space', 'inuse_objects', 'alloc_space', 'alloc_objects']);
-  assert.deepEqual(p.sample.map((s) => Number(s.value[0])), [3 * 65536, 100]);
+  assert.deepEqual(
+    p.sampleType.map((t) => strings[Number(t.type)]),
+    ['inuse_space', 'inuse_objects', 'alloc_space', 'alloc_objects'],
+  );
+  assert.deepEqual(
+    p.sample.map((s) => Number(s.value[0])),
+    [3 * 65536, 100],
+  );
   assert.ok(strings.includes('ngx_http_leak_handler'));
   assert.equal(Number(p.durationNanos), 10e9);
-  assert.equal(Number(p.timeNanos), Date.UTC(2026, 11, 1, 20, 30, 0) * 1e6, 'the window ends when the document was generated');
+  assert.equal(
+    Number(p.timeNanos),
+    Date.UTC(2026, 11, 1, 20, 30, 0) * 1e6,
+    'the window ends when the document was generated',
+  );
 });
 
 test('--listen', () => {
@@ -68,35 +115,24 @@ test('--listen', () => {
   assert.deepEqual(parseListen('9465'), { host: '127.0.0.1', port: 9465 });
   assert.deepEqual(parseListen('0.0.0.0:0'), { host: '0.0.0.0', port: 0 });
   for (const bad of ['', 'host', '1.2.3.4:99999', '::1:80', 'a b:1']) {
-    assert.throws(() => parseListen(bad), (e) => isLeakscopeError(e) && e.code === 'usage', bad);
+    assert.throws(
+      () => parseListen(bad),
+      (e) => isLeakscopeError(e) && e.code === 'usage',
+      bad,
+    );
   }
 });
 
-test('watch: usage errors and a missing process exit with their codes, one line on stderr', async () => {
-  const { leakscope } = await import('../../test/helpers/proc.js');
-  const cases: Array<[string[], number, RegExp]> = [
-    [['watch'], 2, /missing target/],
-    [['watch', '123', '--nginx'], 2, /not both/],
-    [['watch', '--nginx=abc'], 2, /not a process id/],
-    [['watch', '--nginx', '--trigger', '10Mi'], 2, /--trigger needs --reports/],
-    [['watch', '--nginx', '--trigger', 'table=1'], 2, /unknown series kind/],
-    [['watch', '--nginx', '--listen', 'nowhere'], 2, /--listen/],
-    [['watch', '--nginx', '--interval', '0'], 2, /--interval/],
-    [['watch', '4194304999'], 3, /no such process/],
-    [['watch', '--nginx=4194304999'], 3, /no such process/],
-  ];
-  for (const [args, code, message] of cases) {
-    const r = leakscope(args);
-    assert.equal(r.status, code, `${args.join(' ')}: ${r.stderr}`);
-    assert.match(r.stderr, message, args.join(' '));
-    assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
-  }
-});
-
-test('cycles: every --interval, spaced out when the censuses\' CPU exceeds --budget of one core', () => {
-  const near = (got: { sleepSeconds: number; delayed: boolean; duty: number }, want: { sleepSeconds: number; delayed: boolean; duty: number }) => {
+test("cycles: every --interval, spaced out when the censuses' CPU exceeds --budget of one core", () => {
+  const near = (
+    got: { sleepSeconds: number; delayed: boolean; duty: number },
+    want: { sleepSeconds: number; delayed: boolean; duty: number },
+  ) => {
     assert.equal(got.delayed, want.delayed);
-    assert.ok(Math.abs(got.sleepSeconds - want.sleepSeconds) < 1e-9 && Math.abs(got.duty - want.duty) < 1e-12, `${JSON.stringify(got)} vs ${JSON.stringify(want)}`);
+    assert.ok(
+      Math.abs(got.sleepSeconds - want.sleepSeconds) < 1e-9 && Math.abs(got.duty - want.duty) < 1e-12,
+      `${JSON.stringify(got)} vs ${JSON.stringify(want)}`,
+    );
   };
   // 0.3 s of census CPU at 5% of a core: at most one cycle per 6 s.
   near(nextCycle(60, 0.05, 0.5, 0.3), { sleepSeconds: 59.5, delayed: false, duty: 0.3 / 60 });

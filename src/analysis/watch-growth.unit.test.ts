@@ -33,9 +33,9 @@ test('a one-off step, a flat series and noise do not trigger', () => {
   const noise = [3, -1, 4, -1, -5, 9, -2, 6, -5, 3, -5, 8, -9, 7, -9, 3, -2, 3, -8, 4];
   for (let i = 0; i < 20; i++) {
     g.add(i * 60, [
-      { series: leak, bytes: i < 5 ? 0 : 100 * MiB },                 // step at minute 5, then flat
-      { series: heap, bytes: 50 * MiB },                                // flat
-      { series: bucket, bytes: 10 * MiB + noise[i]! * 100 * 1024 },   // noise around a level
+      { series: leak, bytes: i < 5 ? 0 : 100 * MiB }, // step at minute 5, then flat
+      { series: heap, bytes: 50 * MiB }, // flat
+      { series: bucket, bytes: 10 * MiB + noise[i]! * 100 * 1024 }, // noise around a level
     ]);
   }
   assert.deepEqual(g.candidates({ pool: 1, bucket: 1, category: 1 }, 5), []);
@@ -43,8 +43,14 @@ test('a one-off step, a flat series and noise do not trigger', () => {
 
 test('an absent bucket counts as empty; an absent pool group has no point; the window is bounded', () => {
   const g = new WorkerGrowth({ windowSeconds: 100, maxPoints: 5 });
-  g.add(0, [{ series: bucket, bytes: 1000 }, { series: leak, bytes: 1000 }]);
-  g.add(10, [{ series: bucket, bytes: 2000 }, { series: leak, bytes: 2000 }]);
+  g.add(0, [
+    { series: bucket, bytes: 1000 },
+    { series: leak, bytes: 1000 },
+  ]);
+  g.add(10, [
+    { series: bucket, bytes: 2000 },
+    { series: leak, bytes: 2000 },
+  ]);
   const r = g.add(20, []);
   assert.deepEqual(r, [], 'rates only for series present in this census');
   assert.equal(g.size(), 3 + 2, 'bucket got a 0 point, the pool group none');
@@ -70,6 +76,10 @@ test('--trigger thresholds', () => {
   assert.deepEqual(parseTriggerThresholds('module=5Mi,rss=1Gi'), { pool: 5 * MiB, category: 1 << 30 });
   assert.deepEqual(parseTriggerThresholds('bucket=2048'), { bucket: 2048 });
   for (const bad of ['', 'x=1', 'module=', '5 MB', 'module=-1']) {
-    assert.throws(() => parseTriggerThresholds(bad), (e) => isLeakscopeError(e) && e.code === 'usage', bad);
+    assert.throws(
+      () => parseTriggerThresholds(bad),
+      (e) => isLeakscopeError(e) && e.code === 'usage',
+      bad,
+    );
   }
 });

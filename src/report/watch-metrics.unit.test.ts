@@ -10,24 +10,86 @@ import type { WatchDocument, WatchWorker } from '../contract/watch.js';
 
 function worker(pid: number, slot: string, module = 'ngx_http_leak_module'): WatchWorker {
   return {
-    pid, worker: slot, command: 'nginx', startTimeSeconds: 1_700_000_000,
-    census: { timestampSeconds: 1_700_000_100, durationSeconds: 0.05, phases: { memSeconds: 0.01, heapSeconds: 0.03, poolsSeconds: 0.01 }, ok: true, errors: 0, lastError: null },
-    rss: [{ category: 'glibc-main-heap', rssBytes: 4096 }, { category: 'code', rssBytes: 8192 }],
-    glibc: { buckets: [{ minBytes: 262144, inUseChunks: 3, inUseBytes: 800000, freeChunks: 1, freeBytes: 270000 }], inUseBytes: 800000, freeBytes: 270000, topBytes: 1000, mmappedChunks: 0, mmappedBytes: 0, systemBytes: 2000000, arenas: 1, complete: true, inconsistencies: 0 },
-    pools: { groups: [{ owner: 'static', module, pools: 3, bytes: 250000 }, { owner: 'cycle', module: 'unknown', pools: 1, bytes: 16384 }], pools: 4, bytes: 266384 },
+    pid,
+    worker: slot,
+    command: 'nginx',
+    startTimeSeconds: 1_700_000_000,
+    census: {
+      timestampSeconds: 1_700_000_100,
+      durationSeconds: 0.05,
+      phases: { memSeconds: 0.01, heapSeconds: 0.03, poolsSeconds: 0.01 },
+      ok: true,
+      errors: 0,
+      lastError: null,
+    },
+    rss: [
+      { category: 'glibc-main-heap', rssBytes: 4096 },
+      { category: 'code', rssBytes: 8192 },
+    ],
+    glibc: {
+      buckets: [{ minBytes: 262144, inUseChunks: 3, inUseBytes: 800000, freeChunks: 1, freeBytes: 270000 }],
+      inUseBytes: 800000,
+      freeBytes: 270000,
+      topBytes: 1000,
+      mmappedChunks: 0,
+      mmappedBytes: 0,
+      systemBytes: 2000000,
+      arenas: 1,
+      complete: true,
+      inconsistencies: 0,
+    },
+    pools: {
+      groups: [
+        { owner: 'static', module, pools: 3, bytes: 250000 },
+        { owner: 'cycle', module: 'unknown', pools: 1, bytes: 16384 },
+      ],
+      pools: 4,
+      bytes: 266384,
+    },
     lua: null,
     growth: [
-      { series: { kind: 'pool', owner: 'static', module }, bytesPerHour: 1e6, lowBytesPerHour: 5e5, highBytesPerHour: 1.5e6, samples: 10, spanSeconds: 9 },
-      { series: { kind: 'bucket', minBytes: 262144 }, bytesPerHour: 2e6, lowBytesPerHour: 1e6, highBytesPerHour: 3e6, samples: 10, spanSeconds: 9 },
+      {
+        series: { kind: 'pool', owner: 'static', module },
+        bytesPerHour: 1e6,
+        lowBytesPerHour: 5e5,
+        highBytesPerHour: 1.5e6,
+        samples: 10,
+        spanSeconds: 9,
+      },
+      {
+        series: { kind: 'bucket', minBytes: 262144 },
+        bytesPerHour: 2e6,
+        lowBytesPerHour: 1e6,
+        highBytesPerHour: 3e6,
+        samples: 10,
+        spanSeconds: 9,
+      },
     ],
   };
 }
 
 function doc(workers: WatchWorker[]): WatchDocument {
   return {
-    schema: WATCH_SCHEMA, generatedAt: '2026-12-01T00:00:00Z',
-    self: { startedAtSeconds: 1_700_000_000, intervalSeconds: 60, cycles: 3, cyclesDelayed: 0, lastCycleSeconds: 0.1, lastCycleCpuSeconds: 0.05, budget: 0.05, lastCycleDuty: 0.002, cpuSeconds: 1.5, residentBytes: 80e6, reports: 0, analysisRunning: false, triggersSuppressed: { cooldown: 0, busy: 0 }, analysisErrors: 0 },
-    workers, lastReport: null,
+    schema: WATCH_SCHEMA,
+    generatedAt: '2026-12-01T00:00:00Z',
+    self: {
+      startedAtSeconds: 1_700_000_000,
+      intervalSeconds: 60,
+      cycles: 3,
+      cyclesDelayed: 0,
+      lastCycleSeconds: 0.1,
+      lastCycleCpuSeconds: 0.05,
+      budget: 0.05,
+      lastCycleDuty: 0.002,
+      cpuSeconds: 1.5,
+      residentBytes: 80e6,
+      reports: 0,
+      analysisRunning: false,
+      triggersSuppressed: { cooldown: 0, busy: 0 },
+      analysisErrors: 0,
+    },
+    workers,
+    lastReport: null,
   };
 }
 
@@ -75,9 +137,14 @@ test('one HELP / TYPE block per family, each family contiguous, no duplicate ser
   const names = typeLines.map((l) => l.split(' ')[2]!);
   assert.equal(new Set(names).size, names.length, 'each family declared once');
   let current = '';
-  const seen = new Set<string>(), closed = new Set<string>();
+  const seen = new Set<string>(),
+    closed = new Set<string>();
   for (const l of lines) {
-    if (l.startsWith('# TYPE ')) { if (current) closed.add(current); current = l.split(' ')[2]!; continue; }
+    if (l.startsWith('# TYPE ')) {
+      if (current) closed.add(current);
+      current = l.split(' ')[2]!;
+      continue;
+    }
     if (l.startsWith('#')) continue;
     const name = /^[^{ ]+/.exec(l)![0];
     assert.equal(name, current, `sample ${l} inside family ${current}`);
@@ -92,9 +159,18 @@ test('one HELP / TYPE block per family, each family contiguous, no duplicate ser
   const samples = parse(text);
   assert.deepEqual([...new Set(samples.filter((s) => s.labels.pid).map((s) => s.labels.pid))].sort(), ['10', '11']);
   const rss = samples.filter((s) => s.name === 'leakscope_rss_bytes' && s.labels.pid === '11');
-  assert.deepEqual(rss.map((s) => [s.labels.category, s.value]), [['glibc-main-heap', '4096'], ['code', '8192']]);
+  assert.deepEqual(
+    rss.map((s) => [s.labels.category, s.value]),
+    [
+      ['glibc-main-heap', '4096'],
+      ['code', '8192'],
+    ],
+  );
   const growth = samples.filter((s) => s.name === 'leakscope_growth_bytes_per_hour' && s.labels.pid === '10');
-  assert.deepEqual(growth.map((s) => s.labels.module ?? s.labels.bucket), ['ngx_http_leak_module', '256KiB-512KiB']);
+  assert.deepEqual(
+    growth.map((s) => s.labels.module ?? s.labels.bucket),
+    ['ngx_http_leak_module', '256KiB-512KiB'],
+  );
 });
 
 test('a gone worker is absent from the text (its series go stale)', () => {
@@ -105,9 +181,28 @@ test('a gone worker is absent from the text (its series go stale)', () => {
 
 test('the last report is one verdict series', () => {
   const d = doc([worker(10, '0')]);
-  d.lastReport = { directory: '/r/x', pid: 10, worker: '0', timestampSeconds: 1_700_000_200, trigger: { kind: 'pool', owner: 'static', module: 'm' }, triggerBytesPerHour: 1e6, verdict: 'leak', module: 'ngx_http_leak_module', bucketMinBytes: 262144, function: 'f', confidence: 'high', summary: 's' };
+  d.lastReport = {
+    directory: '/r/x',
+    pid: 10,
+    worker: '0',
+    timestampSeconds: 1_700_000_200,
+    trigger: { kind: 'pool', owner: 'static', module: 'm' },
+    triggerBytesPerHour: 1e6,
+    verdict: 'leak',
+    module: 'ngx_http_leak_module',
+    bucketMinBytes: 262144,
+    function: 'f',
+    confidence: 'high',
+    summary: 's',
+  };
   const v = parse(renderWatchMetrics(d)).filter((s) => s.name === 'leakscope_last_report_verdict');
-  assert.deepEqual(v, [{ name: 'leakscope_last_report_verdict', labels: { pid: '10', worker: '0', verdict: 'leak', module: 'ngx_http_leak_module', bucket: '256KiB-512KiB' }, value: '1' }]);
+  assert.deepEqual(v, [
+    {
+      name: 'leakscope_last_report_verdict',
+      labels: { pid: '10', worker: '0', verdict: 'leak', module: 'ngx_http_leak_module', bucket: '256KiB-512KiB' },
+      value: '1',
+    },
+  ]);
 });
 
 test('names and values follow the exposition format', () => {
