@@ -17,6 +17,9 @@ import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import { LiveProcess, nginxWorkers, processStartSeconds, siblingWorkers } from '../target/index.js';
 import type { AddressSpace } from '../target/address-space.js';
 import { followWorker, observeWorker } from '../analysis/watch-observe.js';
+import { luaHeaps, luajitLibrary } from '../luajit/index.js';
+import type { WatchLua } from '../contract/index.js';
+import type { Symbolizer } from '../symbols/index.js';
 import type { FollowedWorker } from '../analysis/watch-observe.js';
 import { TriggerGate, WorkerGrowth } from '../analysis/watch-growth.js';
 import type { TriggerCandidate, TriggerThresholds } from '../analysis/watch-growth.js';
@@ -293,7 +296,7 @@ export class Watch {
       const c0 = process.cpuUsage();
       let obs: ReturnType<typeof observeWorker>;
       try {
-        obs = observeWorker(f.follow, { topModules: this.o.topModules });
+        obs = observeWorker(f.follow, { topModules: this.o.topModules, luaCensus: watchLuaCensus });
       } catch (e) {
         // A bug met on some target's data: counted as a failed census, the watch goes on.
         f.follow.errors++;
@@ -497,4 +500,23 @@ function describeSeries(c: TriggerCandidate): string {
 export async function runWatch(pidArgs: string[], o: WatchCliOptions): Promise<void> {
   const w = new Watch(pidArgs, o);
   await w.run();
+}
+
+/** Lua tables listed per worker in the metrics (largest retained first); the label cardinality bound. */
+const WATCH_LUA_TABLES = 10;
+
+/**
+ * The watch's LuaJIT census: gc.total of every Lua VM and the largest tables by path, for a worker
+ * that has libluajit loaded (nothing is read otherwise). A static read of the Lua heap, like the
+ * glibc census; its CPU counts toward --budget with the rest of the cycle.
+ */
+function watchLuaCensus(space: AddressSpace, symbolizer: Symbolizer): WatchLua | null {
+  if (!luajitLibrary(space)) return null;
+  const r = luaHeaps(space, { symbolizer, tables: WATCH_LUA_TABLES });
+  if (!r.vms.length) return null;
+  const tables = r.vms.flatMap((v) => v.tables).sort((a, b) => b.retainedBytes - a.retainedBytes).slice(0, WATCH_LUA_TABLES);
+  return {
+    vms: r.vms.map((v) => ({ globalState: v.globalState, gcTotalBytes: v.gcTotal })),
+    tables: tables.map((t) => ({ path: t.path, retainedBytes: t.retainedBytes })),
+  };
 }
