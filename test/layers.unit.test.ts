@@ -19,9 +19,10 @@ export const LAYERS = [
 /** Layers a layer may import besides itself, when not simply "everything below". */
 const ONLY: Partial<Record<string, readonly string[]>> = { report: ['contract', 'model', 'binary'] };
 /** Pure modules of analysis/: runtime imports only from these (type imports from any lower layer). */
-// growth-rate (least squares) and pool-suspects (two-read agreement) are pure helpers of evidence.
-const PURE = /^analysis\/(evidence|verdict|growth-rate|pool-suspects)[^/]*\.ts$/;
-const PURE_RUNTIME = [/^model\//, /^contract\//, /^analysis\/(evidence|verdict|growth-rate|pool-suspects)[^/]*\.ts$/, /^node:path$/];
+// growth-rate (least squares), pool-suspects (two-read agreement) and lua-evidence (two Lua snapshots
+// diffed by luajit/compare.ts, itself a pure function of two table lists) are pure helpers of evidence.
+const PURE = /^analysis\/(evidence|verdict|growth-rate|pool-suspects|lua-evidence)[^/]*\.ts$/;
+const PURE_RUNTIME = [/^model\//, /^contract\//, /^analysis\/(evidence|verdict|growth-rate|pool-suspects|lua-evidence)[^/]*\.ts$/, /^luajit\/compare\.ts$/, /^node:path$/];
 
 /** `to`: a src-relative path, or for a package / node: import (external) the specifier as written. */
 interface Edge { from: string; to: string; external: boolean; typeOnly: boolean; line: number }

@@ -15,7 +15,7 @@ interface Doc { stacks: Array<{ frames: Array<{ function: string | null }>; byte
 
 test('leaks inside `unshare -p -f --mount-proc`: the leaking paths of a child, as it counted them', async () => {
   await ensureFixturesBuilt();
-  const child = join(dirname(fileURLToPath(import.meta.url)), 'test-pidns-child.js');
+  const child = join(dirname(fileURLToPath(import.meta.url)), '../../test/helpers/pidns-child.js');
   const r = spawnSync('unshare', ['-p', '-f', '--mount-proc', process.execPath, child], { encoding: 'utf8', timeout: 120_000, killSignal: 'SIGKILL' });
   assert.equal(r.status, 0, `child: ${r.stderr}`);
   const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { pid: number; selfPid: number; attached: boolean; report: MallocLeakerReport; trace: Doc; status: number; stderr: string };

@@ -1,17 +1,17 @@
-// Child of pid-namespace.test.ts, run inside its own pid namespace (`unshare -p -f --mount-proc`):
+// Child of src/trace/pid-namespace.test.ts, run inside its own pid namespace (`unshare -p -f --mount-proc`):
 // starts malloc-leaker, runs `leakscope leaks PID --sample-bytes 0 --json FILE` on it (PID as this
 // namespace numbers it), waits until the trace's probes are in (free's first bytes change: a
 // uprobe's int3), has the leaker run one batch, and prints one JSON line: the leaker's own report
 // (ground truth), the trace document, the PIDs seen here and leakscope's exit status.
-// Usage: node test-pidns-child.js
+// Usage: node dist/test/helpers/pidns-child.js
 import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startFixture, type MallocLeakerReport } from '../../test/helpers/fixture.js';
-import { REPO } from '../../test/helpers/proc.js';
-import { LiveProcess } from '../target/index.js';
-import { Symbolizer } from '../symbols/index.js';
+import { startFixture, type MallocLeakerReport } from './fixture.js';
+import { REPO } from './proc.js';
+import { LiveProcess } from '../../src/target/index.js';
+import { Symbolizer } from '../../src/symbols/index.js';
 
 function bytesAt(pid: number, addr: number, n: number): Buffer {
   const fd = openSync(`/proc/${pid}/mem`, 'r');
