@@ -4,7 +4,7 @@ import { Symbolizer } from '../symbols/index.js';
 import { memoryBreakdown } from '../analysis/memory-breakdown.js';
 import { breakdownInputsFor } from '../analysis/breakdown-inputs.js';
 import { renderMemTable } from '../report/mem-table.js';
-import { encodeHeap, encodeLeaks, encodeMem, encodePools, parseHeap, censusFromHeap, parseJsonText } from '../contract/index.js';
+import { encodeHeap, encodeLeaks, encodeMem, encodePools, parseHeap, censusFromHeap } from '../contract/index.js';
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import type { LeakTrace } from '../model/leaks.js';
 import { readFileSync } from 'node:fs';
@@ -93,15 +93,16 @@ export function writeLeakOutputs(t: LeakTrace, o: { svg?: string; folded?: strin
  * `leakscope.heap/1` is `malformed` (exit 8), naming the file and the JSON path of the first problem.
  */
 export function readBaselineCensus(path: string): HeapCensus {
-  try { return censusFromHeap(parseHeap(parseJsonText(readJsonFile(path)))); } catch (e) {
+  try { return censusFromHeap(parseHeap(readJsonFile(path))); } catch (e) {
     if (isLeakscopeError(e) && !e.message.startsWith(path)) throw e.wrap(path);
     throw e;
   }
 }
 
-/** The text of a saved document. */
-function readJsonFile(path: string): string {
-  try { return readFileSync(path, 'utf8'); } catch (e) {
+function readJsonFile(path: string): unknown {
+  let text: string;
+  try { text = readFileSync(path, 'utf8'); } catch (e) {
     throw new LeakscopeError((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not-found' : 'io', `${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
   }
+  try { return JSON.parse(text); } catch { throw new LeakscopeError('malformed', `${path}: not JSON`); }
 }
