@@ -7,7 +7,7 @@ import { renderMemTable } from '../report/mem-table.js';
 import { encodeHeap, encodeLeaks, encodeMem, encodePools, parseHeap, censusFromHeap } from '../contract/index.js';
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import type { LeakTrace } from '../model/leaks.js';
-import { readFileSync } from 'node:fs';
+import { readUserFile } from '../target/target-files.js';
 import { heapCensus, compareCensus } from '../glibc/index.js';
 import type { CensusComparison, HeapCensus } from '../glibc/index.js';
 import { renderHeapTable } from '../report/heap-table.js';
@@ -101,8 +101,7 @@ export function readBaselineCensus(path: string): HeapCensus {
 
 function readJsonFile(path: string): unknown {
   let text: string;
-  try { text = readFileSync(path, 'utf8'); } catch (e) {
-    throw new LeakscopeError((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not-found' : 'io', `${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
+  // A regular file within the baseline size cap, bounded read: never a FIFO, /dev/zero or a directory.
+  text = readUserFile(path, 'baseline').toString('utf8');
   try { return JSON.parse(text); } catch { throw new LeakscopeError('malformed', `${path}: not JSON`); }
 }
