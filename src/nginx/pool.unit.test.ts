@@ -3,7 +3,7 @@
 // (from inside the first one's memory read) gives both the same results as reads one after another.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Mapping, MappingWithUsage, Module } from '../model/memory.js';
+import type { Mapping, MappingWithUsage, Module, OpenedFile } from '../model/memory.js';
 import { LeakscopeError } from '../model/errors.js';
 import type { AddressSpace, ThreadState } from '../target/address-space.js';
 import { ChunkList } from './chunks.js';
@@ -26,6 +26,7 @@ class ImageSpace implements AddressSpace {
   exeHostPath(): string { return ''; }
   hostPath(p: string): string { return p; }
   threads(): ThreadState[] { return []; }
+  openTargetFile(p: string): OpenedFile { throw new LeakscopeError('not-found', `image: no file ${p}`); }
   readInto(addr: number, buf: Uint8Array, off: number, len: number): number {
     const at = addr - this.base;
     if (at < 0 || at >= this.bytes.length) return 0;
