@@ -4,7 +4,7 @@ import { Symbolizer } from '../symbols/index.js';
 import { memoryBreakdown } from '../analysis/memory-breakdown.js';
 import { breakdownInputsFor } from '../analysis/breakdown-inputs.js';
 import { renderMemTable } from '../report/mem-table.js';
-import { encodeHeap, encodeLeaks, encodeMem, encodePools, parseHeap, censusFromHeap, parseJsonText } from '../contract/index.js';
+import { encodeHeap, encodeLeaks, encodeMem, encodePools, parseHeap, censusFromHeap } from '../contract/index.js';
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import type { LeakTrace } from '../model/leaks.js';
 import { readUserFile } from '../target/target-files.js';
@@ -96,7 +96,7 @@ export function writeLeakOutputs(t: LeakTrace, o: { svg?: string; folded?: strin
  * `leakscope.heap/1` is `malformed` (exit 8), naming the file and the JSON path of the first problem.
  */
 export function readBaselineCensus(path: string): HeapCensus {
-  try { return censusFromHeap(parseHeap(parseJsonText(readJsonFile(path)))); } catch (e) {
+  try { return censusFromHeap(parseHeap(readJsonFile(path))); } catch (e) {
     if (isLeakscopeError(e) && !e.message.startsWith(path)) throw e.wrap(path);
     throw e;
   }

@@ -16,10 +16,13 @@ import { hostRoot } from '../target/target-files.js';
 /** Debug roots searched (inside the target's root), in order. Tests may replace them (e.g. to run "without libc6-dbg"). */
 export const debugRoots: string[] = ['/usr/lib/debug'];
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+const CONTROL_CHARS = /[\0-\x1f\x7f]/;
+
 /** A .gnu_debuglink name leakscope follows: one path component, printable, at most NAME_MAX bytes. */
 export function isPlainFileName(name: string): boolean {
   return name.length > 0 && Buffer.byteLength(name) <= 255 && !name.includes('/') && name !== '.' && name !== '..' &&
-    !/[\0-\x1f\x7f]/.test(name);
+    !CONTROL_CHARS.test(name);
 }
 
 /** Candidate debug-file paths (as the target sees them) for an object at `objectPath`, most specific first. */
