@@ -4,7 +4,9 @@
 // process is: an nginx worker is a process whose executable (the inode /proc/PID/exe refers to) is
 // an nginx binary (an ELF defining `ngx_cycle`) and whose parent runs that same executable (its
 // master; workers are forked, never exec'd). The title only tells workers from the cache manager /
-// loader children of the same master, and supplies the master's `-p` / `-c` for display and filters.
+// loader children of the same master, narrows the candidates whose executable is read (a title
+// mentioning nginx: nginx's ngx_setproctitle always writes "nginx: ..."), and supplies the master's
+// `-p` / `-c` for display and filters; identity alone decides.
 import { closeSync, fstatSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LeakscopeError } from '../model/errors.js';
@@ -44,7 +46,7 @@ export interface NginxInstance {
 }
 
 /** Largest nginx / OpenResty binary leakscope will read to check for `ngx_cycle` (bytes). */
-const MAX_EXE_BYTES = 512 << 20;
+const MAX_EXE_BYTES = 256 << 20;
 
 /** dev:ino of the file /proc/PID/exe refers to, or undefined (kernel thread, gone, not permitted). */
 function exeIdentity(pid: number): string | undefined {
@@ -76,14 +78,19 @@ function isNginxExecutable(pid: number, id: string): boolean {
 /** Children of an nginx master that are not workers, by title (same executable, so same trust). */
 const HELPER_TITLE = /\b(cache manager|cache loader|master) process\b/;
 
-/** Every nginx instance on the host that has at least one worker, by master pid. */
-export function nginxInstances(): NginxInstance[] {
+/** Titles worth checking: nginx writes "nginx: worker process" (OpenResty and Tengine too). */
+const NGINX_TITLE = /\b(nginx|openresty|tengine)\b/i;
+
+/** Every nginx instance on the host that has at least one worker (of one master if given), by master pid. */
+export function nginxInstances(opts: { master?: number } = {}): NginxInstance[] {
   const procs = listProcesses();
   const byPid = new Map(procs.map((p) => [p.pid, p]));
   const ids = new Map<number, string | undefined>();
   const id = (pid: number) => { if (!ids.has(pid)) ids.set(pid, exeIdentity(pid)); return ids.get(pid); };
   const instances = new Map<number, NginxInstance>();
   for (const p of procs) {
+    if (opts.master !== undefined && p.ppid !== opts.master) continue;
+    if (!NGINX_TITLE.test(p.cmdline)) continue;
     const parent = byPid.get(p.ppid);
     if (!parent) continue;
     const mine = id(p.pid);
@@ -188,8 +195,7 @@ export function selectNginxInstance(filter: NginxFilter = {}): NginxInstance {
 
 /** nginx / OpenResty worker processes (verified as above), largest RSS first; of one master if given. */
 export function nginxWorkers(opts: { master?: number } = {}): ProcessInfo[] {
-  return nginxInstances()
-    .filter((i) => opts.master === undefined || i.master.pid === opts.master)
+  return nginxInstances(opts)
     .flatMap((i) => i.workers)
     .sort((a, b) => b.rssBytes - a.rssBytes);
 }
