@@ -45,7 +45,8 @@ function onPath(name: string): string | undefined {
 
 /** What the demo needs on the host; refuses with one line (exit 11) naming what is missing. */
 function requirements(): { nginx: string; setpriv: string } {
-  const nginx = onPath('nginx') ?? onPath('/usr/sbin/nginx');
+  // Debian's nginx first: nginx-dev (the module's build tree) is built for it.
+  const nginx = onPath('/usr/sbin/nginx') ?? onPath('nginx');
   const missing: string[] = [];
   if (!nginx) missing.push('nginx');
   if (!existsSync(join(NGX_SRC_DIR, 'conf_flags'))) missing.push(`nginx-dev (${NGX_SRC_DIR})`);
