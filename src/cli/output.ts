@@ -118,7 +118,23 @@ export function prepareOutputs(outputs: OutputRequest[], inputs: InputRequest[] 
   if (!exitHook) {
     exitHook = true;
     process.once('exit', discardPending);
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) discardOnSignal(sig);
   }
+}
+
+/**
+ * A signal that would end the process removes the temporary files first, then ends it as the signal
+ * would. While another handler is installed (a trace's interrupt: the first signal ends the trace
+ * early and the reports are still written), it is left to that handler.
+ */
+function discardOnSignal(sig: NodeJS.Signals): void {
+  const handler = () => {
+    if (process.listenerCount(sig) > 1) return;
+    discardPending();
+    process.removeListener(sig, handler);
+    process.kill(process.pid, sig);
+  };
+  process.on(sig, handler);
 }
 
 /** True when an output of this run goes to stdout (then the terminal text is not printed). */
