@@ -94,15 +94,18 @@ function number(name: string, min: number, max = Infinity, integer = false): (v:
 const integer = (name: string, min: number, max = Infinity) => number(name, min, max, true);
 
 /**
- * `--json=FILE` -> `--output=FILE` and `--nginx=N` -> `--nginx-master=N` (up to `--`), so that
- * `--json` and `--nginx` given bare never take the next word (a PID) as their value.
+ * `--json=FILE` -> `--output=FILE` and `--nginx=N` -> `--nginx-master=N` (up to `--`), for the commands
+ * that have those options, so that `--json` and `--nginx` given bare never take the next word (a PID)
+ * as their value.
  */
-export function normalizeArgv(argv: string[]): string[] {
+export function normalizeArgv(argv: string[], program?: Command): string[] {
+  const cmd = program?.commands.find((c) => c.name() === argv[0]);
+  const has = (long: string) => !program || !!cmd?.options.some((o) => o.long === long);
   const end = argv.indexOf('--');
   return argv.map((a, i) => {
     if (end >= 0 && i >= end) return a;
-    if (a.startsWith('--json=')) return `--output=${a.slice('--json='.length)}`;
-    if (a.startsWith('--nginx=')) return `--nginx-master=${a.slice('--nginx='.length)}`;
+    if (a.startsWith('--json=') && has('--output')) return `--output=${a.slice('--json='.length)}`;
+    if (a.startsWith('--nginx=') && has('--nginx-master')) return `--nginx-master=${a.slice('--nginx='.length)}`;
     return a;
   });
 }
@@ -182,7 +185,7 @@ export async function main(argv: string[]): Promise<void> {
   // Anything still written through process.stdout (a library) must not end in a stack trace either.
   process.stdout.on('error', (e) => { process.exitCode = exitCodeFor(new LeakscopeError('io', `cannot write to stdout: ${(e as NodeJS.ErrnoException).code ?? e.message}`)); });
   try {
-    await program.parseAsync(normalizeArgv(argv), { from: 'user' });
+    await program.parseAsync(normalizeArgv(argv, program), { from: 'user' });
   } catch (e) {
     discardPending();
     process.exitCode = exitCodeFor(e);
