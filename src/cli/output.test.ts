@@ -4,7 +4,7 @@
 // System test: runs ./bin/leakscope on a fixture process; the ENOSPC case mounts a tiny tmpfs (root).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   chownSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync,
 } from 'node:fs';
@@ -179,4 +179,23 @@ test('stdout errors: ENOSPC (/dev/full) and EPIPE end with one line and exit 12,
     const pipe = sh('bash', ['-c', `${bin} heap ${fx.pid} --json | exec 0<&-; exit \${PIPESTATUS[0]}`]);
     assertOneLineError(pipe, EXIT_CODES.io, /cannot write to stdout: broken pipe \(EPIPE\)/);
   } finally { await fx.stop(); }
+});
+
+test('SIGTERM while the work runs: the temporary file is removed and the process ends by the signal', async () => {
+  const dir = tmp();
+  try {
+    const script = `import { prepareOutputs } from ${JSON.stringify(new URL('./output.js', import.meta.url).href)};
+      prepareOutputs([{ option: '--svg', path: ${JSON.stringify(join(dir, 'x.svg'))} }]);
+      process.stderr.write('ready\\n'); setTimeout(() => {}, 60000);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+    await new Promise<void>((resolve, reject) => {
+      child.stderr!.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve(); });
+      child.once('exit', (code) => reject(new Error(`exited (${code}) before it was ready`)));
+    });
+    assert.equal(leftovers(dir).length, 1, 'the temporary file exists while the work runs');
+    const ended = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_code, sig) => r(sig)));
+    child.kill('SIGTERM');
+    assert.equal(await ended, 'SIGTERM');
+    assert.deepEqual(readdirSync(dir), []);
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
