@@ -12,6 +12,7 @@ import { benchLua } from './lua.js';
 import { benchPools } from './pools.js';
 import { benchReach } from './reach.js';
 import { benchTraceOverhead } from './trace-overhead.js';
+import { benchWatch } from './watch.js';
 
 interface Bench {
   name: string;
@@ -28,6 +29,7 @@ const BENCHES: Bench[] = [
   { name: 'pools', title: 'nginx pool analysis vs heap census', run: benchPools, printsTable: true },
   { name: 'reach', title: 'census vs census + reachability (issue 16)', run: benchReach, printsTable: false },
   { name: 'trace-overhead', title: 'trace overhead on a proxying nginx worker (issue 6)', run: benchTraceOverhead, printsTable: true },
+  { name: 'watch', title: 'leakscope watch: CPU and RSS at --interval 60 and 5 on the leak scenario (issue 17)', run: benchWatch, printsTable: false },
 ];
 
 export const RESULTS_PATH = join(REPO_ROOT, 'bench-results.json');

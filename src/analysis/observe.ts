@@ -52,6 +52,8 @@ export interface AnalyzeOptions {
   minAgeSeconds?: number;
   /** Scan the heap's reachability at the end (default true): unreachable chunks in the growing bucket are strong evidence. */
   reach?: boolean;
+  /** Share of each second the trace's sampling probes are attached (0 < duty <= 1; default 1). */
+  dutyCycle?: number;
   onStep?: (text: string) => void;
   onTraceProgress?: (p: TraceProgress) => void;
   signal?: AbortSignal;
@@ -196,7 +198,7 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
         obs.poolsConfirm = first;
         return new Map(stableSuspects(endState.pools!, first).pools.map((p) => [p.address, p.bytes]));
       } : undefined,
-      onProgress: opts.onTraceProgress, signal: opts.signal,
+      onProgress: opts.onTraceProgress, signal: opts.signal, dutyCycle: opts.dutyCycle,
     });
     if (!endState && isNginx) obs.poolsConfirm = obs.final.pools;
     obs.final = endState ?? heapAndPools(space, { symbolizer, pools: isNginx });

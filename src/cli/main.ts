@@ -14,6 +14,9 @@ import { runDemo } from './demo.js';
 import { runLua } from './lua-command.js';
 import type { LuaCliOptions } from './lua-command.js';
 import { runHeapReach } from './reach-command.js';
+import { runWatch } from './watch-command.js';
+import type { WatchCliOptions } from './watch-command.js';
+import { parseTriggerThresholds } from '../analysis/watch-growth.js';
 
 interface CommonOptions extends TargetOptions { json?: JsonOption; output?: string; baseline?: string; html?: string; svg?: string; folded?: string; pprof?: string }
 
@@ -189,6 +192,25 @@ export function buildProgram(): Command {
       const r = await runLua(space, opts);
       emit(json, r.text, r.json);
     }));
+
+  program.command('watch')
+    .description('long-running: Prometheus /metrics of the workers\' memory (static reads), reports triggered by growth')
+    .argument('[pids...]', 'process ids to follow (instead of --nginx)')
+    .option('--nginx [master]', 'follow every nginx worker (or those of master pid MASTER), re-discovered each interval')
+    .option('--listen <addr:port>', 'where to serve /metrics', '127.0.0.1:9465')
+    .option('--interval <seconds>', 'time between censuses', number('--interval', 0.2, 86400), 60)
+    .option('--budget <ratio>', 'share of one core the censuses may take; slower censuses space out the cycles', number('--budget', 0.001, 1), 0.05)
+    .option('--top-modules <n>', 'pool modules labelled per owner (the rest are "other")', number('--top-modules', 1, 100), 10)
+    .option('--window <seconds>', 'growth rates are fitted over this much recent history', number('--window', 1, 7 * 86400), 3600)
+    .option('--min-samples <n>', 'censuses a growth trigger needs in its window', number('--min-samples', 3, 10000), 10)
+    .option('--trigger <thresholds>', 'run analyze when growth passes BYTES_PER_HOUR, e.g. 10Mi or module=5Mi,bucket=20Mi,rss=100Mi', (v: string) => parseTriggerThresholds(v))
+    .option('--cooldown <seconds>', 'at most one triggered analysis per this long', number('--cooldown', 0, 30 * 86400), 3600)
+    .option('--reports <dir>', 'where triggered reports are kept (HTML, JSON, pprof)')
+    .option('--keep <n>', 'report directories kept (the oldest are removed)', number('--keep', 1, 100000), 20)
+    .option('--trace-seconds <seconds>', 'trace window of a triggered analysis (0: static only)', number('--trace-seconds', 0, 3600), 30)
+    .option('--duty <ratio>', 'share of each second the triggered trace keeps its sampling probes attached', number('--duty', 0.01, 1), 0.25)
+    .option('--pause <seconds>', 'observation pause of a triggered analysis', number('--pause', 0, 3600), 2)
+    .action((pids: string[], opts: WatchCliOptions) => runWatch(pids, opts));
 
   program.command('demo')
     .description('start a real nginx with a leaking module, drive traffic, run analyze, write the report')

@@ -1,6 +1,7 @@
 // The versioned documents of every command (`leakscope.<command>/1`): types, one encoder and one
-// validating parser each. Reserved for later commands: leakscope.lua/1, leakscope.reach/1,
-// leakscope.watch/1 (one module each, same shape: TYPE, encodeX, xDocument check, parseX).
+// validating parser each (leakscope.watch/1 has no encoder: the watch builds its snapshot). Reserved
+// for later commands: leakscope.lua/1, leakscope.reach/1 (one module each, same shape: TYPE, encodeX,
+// xDocument check, parseX).
 export * from './json-check.js';
 export * from './mem.js';
 export * from './heap.js';
@@ -8,4 +9,5 @@ export * from './pools.js';
 export * from './leaks.js';
 export * from './analyze.js';
 export * from './lua.js';
+export * from './watch.js';
 export * from './parse.js';

@@ -15,8 +15,10 @@ import { parseMem } from './mem.js';
 import type { MemDocument } from './mem.js';
 import { parsePools } from './pools.js';
 import type { PoolsDocument } from './pools.js';
+import { parseWatch } from './watch.js';
+import type { WatchDocument } from './watch.js';
 
-export type LeakscopeDocument = MemDocument | HeapDocument | PoolsDocument | LeaksDocument | AnalyzeDocument | LuaDocument;
+export type LeakscopeDocument = MemDocument | HeapDocument | PoolsDocument | LeaksDocument | AnalyzeDocument | LuaDocument | WatchDocument;
 
 const PARSERS: Record<string, (doc: unknown) => LeakscopeDocument> = {
   'leakscope.mem/1': parseMem,
@@ -25,6 +27,7 @@ const PARSERS: Record<string, (doc: unknown) => LeakscopeDocument> = {
   'leakscope.leaks/1': parseLeaks,
   'leakscope.analyze/1': parseAnalyze,
   'leakscope.lua/1': parseLua,
+  'leakscope.watch/1': parseWatch,
 };
 
 /** Any leakscope document, told apart by its `schema`; throws `malformed` naming the first problem. */

@@ -54,16 +54,19 @@ export function scanMmappedChunks(space: AddressSpace, ranges: readonly { start:
   let bytesRead = 0, probes = 0;
   for (const r of ranges) {
     let q = Math.ceil(r.start / PAGE_SIZE) * PAGE_SIZE;
-    let winStart = 0, winEnd = 0;
+    let winStart = 0, winEnd = 0, jumped = false;
     while (q + PAGE_SIZE <= r.end && probes < MAX_PROBED_PAGES) {
       probes++;
       if (q + 16 > winEnd || q < winStart) {
-        const n = space.readInto(q, win, 0, Math.min(PROBE_WINDOW, r.end - q));
+        // Right after a chunk another chunk header is likely (leaked mmapped chunks lie back to
+        // back): read just the header there, not a window of pages the jump would skip.
+        const n = space.readInto(q, win, 0, Math.min(jumped ? 16 : PROBE_WINDOW, r.end - q));
         bytesRead += n;
         winStart = q;
         winEnd = q + n;
         if (n < 16) { winEnd = 0; q += PAGE_SIZE; continue; }
       }
+      jumped = false;
       const o = q - winStart;
       const prevLo = win.readUInt32LE(o), prevHi = win.readUInt32LE(o + 4);
       const lo = win.readUInt32LE(o + 8), hi = win.readUInt32LE(o + 12);
@@ -74,6 +77,7 @@ export function scanMmappedChunks(space: AddressSpace, ranges: readonly { start:
           // The header at the mapping start: prev_size is the slack before the chunk.
           sink({ address: q + prevLo, size, mappedBytes: mapped });
           q += mapped;
+          jumped = true;
           continue;
         }
       }

@@ -3,7 +3,7 @@
 // (from inside the first one's memory read) gives both the same results as reads one after another.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Mapping, MappingWithUsage, Module } from '../model/memory.js';
+import type { Mapping, MappingWithUsage, Module, OpenedFile, TargetFileKind } from '../model/memory.js';
 import { LeakscopeError } from '../model/errors.js';
 import type { AddressSpace, ThreadState } from '../target/address-space.js';
 import { ChunkList } from './chunks.js';
@@ -18,15 +18,13 @@ class ImageSpace implements AddressSpace {
   readonly command = 'image';
   /** Called once, right after the next read at this address has filled the caller's buffer. */
   after: { addr: number; run: () => void } | null = null;
-  /** A memory image names no files. */
-  openTargetFile(targetPath: string): never { throw new LeakscopeError('not-found', `${targetPath}: a memory image has no files`); }
   constructor(readonly base: number, readonly bytes: Buffer) {}
   mappings(): Mapping[] { return []; }
   usage(): MappingWithUsage[] { return []; }
   residentBytes(): { rss: number; swap: number } { return { rss: 0, swap: 0 }; }
   modules(): Module[] { return []; }
   exeHostPath(): string { return ''; }
-  hostPath(p: string): string { return p; }
+  openTargetFile(p: string, _kind: TargetFileKind): OpenedFile { throw new LeakscopeError('not-found', `image: no file ${p}`); }
   threads(): ThreadState[] { return []; }
   readInto(addr: number, buf: Uint8Array, off: number, len: number): number {
     const at = addr - this.base;

@@ -211,3 +211,19 @@ export function siblingWorkers(pid: number): ProcessInfo[] {
   if (!me) return [];
   return nginxWorkers({ master: me.ppid }).filter((p) => p.pid !== pid);
 }
+
+/** Unix time (seconds) a process started: /proc/PID/stat starttime (clock ticks after boot,
+ *  USER_HZ = 100 on Linux) + /proc/stat btime. With the pid, it identifies a process across pid reuse. */
+export function processStartSeconds(pid: number): number | undefined {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // comm may hold spaces and parentheses: fields start after the last ')'; starttime is field 22
+    const ticks = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[19]);
+    const btime = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'));
+    if (!btime || !Number.isFinite(ticks)) return undefined;
+    return Number(btime[1]) + ticks / USER_HZ;
+  } catch { return undefined; }
+}
+
+/** Clock ticks per second of /proc times (sysconf(_SC_CLK_TCK); 100 on every Linux ABI leakscope supports). */
+const USER_HZ = 100;

@@ -20,6 +20,9 @@ export class LiveProcess implements AddressSpace {
   private cachedMaps?: Mapping[];
   private cachedModules?: Module[];
   private scratch = Buffer.alloc(8);
+  private pagemapFd = -1;
+  /** 64 KiB of pagemap entries (8192 pages) per read. */
+  private pagemapBuf = Buffer.allocUnsafe(8192 * 8);
   /** The target's root directory (/proc/PID/root): its mount namespace and chroot. */
   private readonly root: TargetRoot;
   /** Whether /proc/PID/map_files can be opened (decided on the first module). */
@@ -156,17 +159,19 @@ export class LiveProcess implements AddressSpace {
     // someone read (leakscope's own heap reads through /proc/PID/mem) maps the shared zero page:
     // present in pagemap, not in smaps' Rss. Such pages are not counted: a PFN that recurs in the
     // range is looked up in /proc/kpageflags and skipped when it is KPF_ZERO_PAGE (bit 24).
+    // The descriptor and buffer are kept between calls: a breakdown asks once per region (hundreds).
     const first = Math.floor(start / 4096), last = Math.ceil(end / 4096);
     let rss = 0, swap = 0;
-    let fd: number;
-    try { fd = openSync(`/proc/${this.pid}/pagemap`, 'r'); } catch { return { rss: 0, swap: 0 }; }
+    if (this.pagemapFd < 0) {
+      try { this.pagemapFd = openSync(`/proc/${this.pid}/pagemap`, 'r'); } catch { return { rss: 0, swap: 0 }; }
+    }
+    const buf = this.pagemapBuf;
+    const CHUNK = buf.length / 8;  // pages per read
     const seen = new Map<number, number>();   // PFN -> present pages mapping it
     try {
-      const CHUNK = 8192;  // pages per read (64 KiB of pagemap)
-      const buf = Buffer.alloc(CHUNK * 8);
       for (let p = first; p < last; p += CHUNK) {
         const n = Math.min(CHUNK, last - p);
-        const got = readSync(fd, buf, 0, n * 8, p * 8) / 8;
+        const got = readSync(this.pagemapFd, buf, 0, n * 8, p * 8) / 8;
         for (let i = 0; i < got; i++) {
           const hi = buf.readUInt32LE(i * 8 + 4);
           if (hi & 0x80000000) {
@@ -176,7 +181,7 @@ export class LiveProcess implements AddressSpace {
           } else if (hi & 0x40000000) swap += 4096;
         }
       }
-    } catch { /* process gone */ } finally { closeSync(fd); }
+    } catch { /* process gone */ }
     for (const [pfn, pages] of seen) {
       if (pages > 1 && isZeroPage(pfn)) rss -= pages * 4096;
     }
@@ -205,6 +210,7 @@ export class LiveProcess implements AddressSpace {
 
   close(): void {
     if (this.fd >= 0) { try { closeSync(this.fd); } catch { /* already closed */ } this.fd = -1; }
+    if (this.pagemapFd >= 0) { try { closeSync(this.pagemapFd); } catch { /* already closed */ } this.pagemapFd = -1; }
     this.root.close();
   }
 }
