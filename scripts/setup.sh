@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# One-time, idempotent set-up on Debian 12 as root: system packages, npm packages, build, fixtures.
-# Safe to run again: installs only what is missing, rebuilds incrementally.
+# Developer / CI set-up (not needed to run leakscope: the run-time install is `npm install -g`, node only).
+# One-time, idempotent, on Debian 12 as root: test dependencies (system packages), npm packages, build, fixtures.
+# Safe to run again: installs only what is missing, rebuilds incrementally. Never stops, disables,
+# restarts or reconfigures a host service: if installing nginx starts Debian's nginx, it keeps running
+# (the tests start their own nginx with their own prefixes on free loopback ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +17,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian starts the packaged nginx on port 80; leakscope's tests start their own.
-  $SUDO systemctl disable --now nginx >/dev/null 2>&1 || $SUDO service nginx stop >/dev/null 2>&1 || true
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

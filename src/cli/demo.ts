@@ -1,16 +1,21 @@
-// `leakscope demo`: the whole diagnosis on a real nginx. Builds the leaking test module against
-// the installed nginx-dev (test/fixtures/nginx-leak-module), starts Debian's nginx with two
-// workers on a loopback port, drives traffic (healthy requests plus requests that leak pools
-// holding 300 KiB each) until the leak is visible, keeps the traffic going while `analyze`
-// runs on the largest worker (its sibling is the healthy baseline), writes the HTML report.
+// `leakscope demo`: the whole diagnosis on a real nginx. Builds the leaking demo module shipped in
+// the package (demo/nginx-leak-module) against the installed nginx-dev into a cache directory, starts
+// the host's nginx binary with two workers on a loopback port, in its own prefix, tied to this
+// process's life (PR_SET_PDEATHSIG through `setpriv --pdeathsig TERM`: a SIGKILL of demo makes the
+// master stop its workers and exit), drives traffic (healthy requests plus requests that leak pools
+// holding 300 KiB each) until the leak is visible, keeps the traffic going while `analyze` runs on
+// the largest worker (its sibling is the healthy baseline), writes the HTML report.
+// What it needs beyond leakscope's run time (nginx, nginx-dev, a C compiler, make...) is checked
+// first; when something is missing it refuses with one line (exit 11). It never installs anything.
 
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { accessSync, constants, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { homedir, tmpdir } from 'node:os';
+import { delimiter, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LeakscopeError } from '../model/errors.js';
 import { LiveProcess, nginxWorkers, processInfo } from '../target/index.js';
@@ -18,23 +23,104 @@ import { runAnalyze } from './analyze-command.js';
 import type { CommandResult } from './commands.js';
 import { formatBytes } from '../report/text-format.js';
 
-/** Repository root: this file runs from dist/src/cli/. */
-const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-const MODULE_SO = join(REPO, 'test/fixtures/build/ngx_http_leak_module.so');
+/** Package root (a checkout or an installed package): this file runs from dist/src/cli/. */
+const PACKAGE_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+/** The leaking module's source, shipped with the package. */
+const MODULE_DIR = join(PACKAGE_ROOT, 'demo/nginx-leak-module');
+const BUILD_SCRIPT = join(PACKAGE_ROOT, 'demo/build-module.sh');
+const MODULE_NAME = 'ngx_http_leak_module.so';
+const NGX_SRC_DIR = process.env.NGX_SRC_DIR ?? '/usr/share/nginx/src';
 /** Stop driving the warm-up once the leaking worker's RSS grew this much. */
 const VISIBLE_GROWTH = 64 << 20;
 
+/** An executable on PATH (or an absolute path), else undefined. */
+function onPath(name: string): string | undefined {
+  const dirs = name.includes('/') ? [''] : (process.env.PATH ?? '').split(delimiter).filter(Boolean);
+  for (const d of dirs) {
+    const p = d ? join(d, name) : name;
+    try { accessSync(p, constants.X_OK); if (statSync(p).isFile()) return p; } catch { /* next */ }
+  }
+  return undefined;
+}
+
+/** What the demo needs on the host; refuses with one line (exit 11) naming what is missing. */
+function requirements(): { nginx: string; setpriv: string } {
+  // Debian's nginx first: nginx-dev (the module's build tree) is built for it.
+  const nginx = onPath('/usr/sbin/nginx') ?? onPath('nginx');
+  const missing: string[] = [];
+  if (!nginx) missing.push('nginx');
+  if (!existsSync(join(NGX_SRC_DIR, 'conf_flags'))) missing.push(`nginx-dev (${NGX_SRC_DIR})`);
+  if (!onPath('cc') && !onPath('gcc')) missing.push('gcc (cc)');
+  for (const tool of ['make', 'bash', 'cp']) if (!onPath(tool)) missing.push(tool);
+  const setpriv = onPath('setpriv');
+  if (!setpriv) missing.push('setpriv (util-linux)');
+  const headers: [string, string][] = [['pcre2.h', 'libpcre2-dev'], ['zlib.h', 'zlib1g-dev'], ['openssl/ssl.h', 'libssl-dev']];
+  for (const [h, pkg] of headers) if (!existsSync(join('/usr/include', h))) missing.push(pkg);
+  if (missing.length) {
+    throw new LeakscopeError('not-supported', `demo needs nginx, nginx-dev, gcc, make, bash, setpriv and nginx's build headers to build and run its leaking module; ` +
+      `missing: ${missing.join(', ')} (Debian: apt-get install nginx nginx-dev gcc make libpcre2-dev zlib1g-dev libssl-dev; leakscope installs nothing itself)`);
+  }
+  return { nginx: nginx!, setpriv: setpriv! };
+}
+
+/** A directory only this user can write, for the built module, or undefined when none is safe. */
+function cacheBase(): string | undefined {
+  const base = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'leakscope');
+  try {
+    mkdirSync(base, { recursive: true, mode: 0o700 });
+    const st = lstatSync(base);
+    if (!st.isDirectory() || st.uid !== process.geteuid?.() || (st.mode & 0o022) !== 0) return undefined;
+    return base;
+  } catch { return undefined; }
+}
+
+/**
+ * The demo module built against this host's nginx-dev, cached by the module's source, nginx-dev's
+ * configure flags and the nginx binary. Returns the .so path and a cleanup for an uncached build.
+ */
+function buildModule(nginx: string, log: (s: string) => void): { so: string; dispose: () => void } {
+  const h = createHash('sha256');
+  for (const f of readdirSync(MODULE_DIR).sort()) h.update(f).update(readFileSync(join(MODULE_DIR, f)));
+  h.update(readFileSync(join(NGX_SRC_DIR, 'conf_flags')));
+  const ns = statSync(nginx);
+  h.update(`${ns.dev}:${ns.ino}:${ns.size}:${ns.mtimeMs}`);
+  const key = h.digest('hex').slice(0, 16);
+  const base = cacheBase();
+  // The module's file name is its name in reports (ngx_http_leak_module), so the key names the directory.
+  const cached = base && join(base, `demo-module-${key}`, MODULE_NAME);
+  if (cached && existsSync(cached)) return { so: cached, dispose: () => undefined };
+  const work = mkdtempSync(join(base ?? tmpdir(), 'demo-build-'));
+  log(`building the leaking nginx module against nginx-dev in ${work} (first run: ~30 s)`);
+  const out = join(work, MODULE_NAME);
+  const r = spawnSync('bash', [BUILD_SCRIPT, MODULE_DIR, work, out], { encoding: 'utf8', env: { ...process.env, NGX_SRC_DIR } });
+  if (r.status !== 0 || !existsSync(out)) {
+    rmSync(work, { recursive: true, force: true });
+    throw new LeakscopeError('not-supported', `building the demo module failed: ${(r.stderr || r.stdout || String(r.error ?? '')).trim().split('\n').pop()}`);
+  }
+  if (cached) {
+    mkdirSync(join(cached, '..'), { recursive: true, mode: 0o700 });
+    renameSync(out, cached);
+    rmSync(work, { recursive: true, force: true });
+    return { so: cached, dispose: () => undefined };
+  }
+  return { so: out, dispose: () => rmSync(work, { recursive: true, force: true }) };
+}
+
 export async function runDemo(o: { duration: number; html: string }): Promise<CommandResult> {
   const log = (s: string) => process.stderr.write(`demo: ${s}\n`);
-  if (!existsSync('/usr/sbin/nginx')) throw new LeakscopeError('not-found', 'nginx is not installed: run ./scripts/setup.sh (apt-get install nginx nginx-dev)');
-  log('building the leaking nginx module against nginx-dev (first run: ~10 s)');
-  const mk = spawnSync('make', ['-s', '-C', join(REPO, 'test/fixtures'), 'nginx-module'], { encoding: 'utf8' });
-  if (mk.status !== 0 || !existsSync(MODULE_SO)) throw new LeakscopeError('not-found', `building the demo module failed: ${(mk.stderr || mk.stdout).trim().split('\n').pop()}`);
+  const need = requirements();
+  const module = buildModule(need.nginx, log);
+  try {
+    return await runWithModule(o, need, module.so, log);
+  } finally { module.dispose(); }
+}
+
+async function runWithModule(o: { duration: number; html: string }, need: { nginx: string; setpriv: string }, moduleSo: string, log: (s: string) => void): Promise<CommandResult> {
 
   const port = await freePort();
   const prefix = mkdtempSync(join(tmpdir(), 'leakscope-demo-'));
   const conf = join(prefix, 'nginx.conf');
-  writeFileSync(conf, `load_module ${MODULE_SO};
+  writeFileSync(conf, `load_module ${moduleSo};
 daemon off; master_process on; worker_processes 2;
 pid ${prefix}/nginx.pid; error_log ${prefix}/error.log warn;
 events { worker_connections 1024; }
@@ -53,7 +139,9 @@ http {
 }
 `);
   log(`starting nginx on 127.0.0.1:${port} (prefix ${prefix})`);
-  const master = spawn('/usr/sbin/nginx', ['-p', prefix, '-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // setpriv execs nginx with PR_SET_PDEATHSIG = SIGTERM: if demo dies (even by SIGKILL), the master
+  // gets SIGTERM, stops its workers and exits. `daemon off;` keeps the master our child.
+  const master = spawn(need.setpriv, ['--pdeathsig', 'TERM', '--', need.nginx, '-p', prefix, '-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   const cleanup = () => { try { master.kill('SIGTERM'); } catch { /* gone */ } };
   process.once('exit', cleanup);
   try {

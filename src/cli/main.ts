@@ -1,10 +1,11 @@
 // leakscope command line: argv -> options -> wiring. The only layer that prints or exits.
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT_CODES, LeakscopeError, isLeakscopeError } from '../model/errors.js';
-import { openTarget } from './target.js';
+import { checkTargetArgs, openTarget, parsePid } from './target.js';
 import type { TargetOptions } from './target.js';
-import { emit } from './output.js';
-import type { JsonOption } from './output.js';
+import { discardPending, emit, prepareOutputs, writeStdout } from './output.js';
+import type { InputRequest, JsonOption, OutputRequest } from './output.js';
 import { runHeap, runLeaks, runMem, runPools } from './commands.js';
 import type { LeaksCliOptions } from './commands.js';
 import { runAnalyze } from './analyze-command.js';
@@ -17,110 +18,179 @@ import { runWatch } from './watch-command.js';
 import type { WatchCliOptions } from './watch-command.js';
 import { parseTriggerThresholds } from '../analysis/watch-growth.js';
 
-interface CommonOptions extends TargetOptions { json?: JsonOption }
+interface CommonOptions extends TargetOptions { json?: JsonOption; output?: string; baseline?: string; html?: string; svg?: string; folded?: string; pprof?: string }
+
+/** The package's version, from the package.json beside dist/ (this file runs as dist/src/cli/main.js). */
+function packageVersion(): string {
+  try { return String(JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version); } catch { return 'unknown'; }
+}
+
+const JSON_HELP = 'versioned JSON result to stdout; --json=FILE or -o FILE writes it to FILE ' +
+  '(--json FILE too, when FILE is not all digits: `--json 123` means PID 123, JSON to stdout); - is stdout';
 
 function targetCommand(program: Command, name: string, description: string, opts: { core?: boolean } = {}): Command {
   const c = program.command(name)
     .description(description)
     .argument('[pid]', 'process id of the target')
-    .option('--nginx', 'the nginx worker with the largest RSS');
+    .allowExcessArguments(false)
+    .option('--nginx', 'the largest worker of the running nginx (--nginx=MASTER_PID: of that master; with several instances, choose one)')
+    .addOption(new Option('--nginx-master <pid>', 'the form --nginx=MASTER_PID takes after argv normalization').hideHelp().argParser((v) => parsePid(v, 'master process id')))
+    .option('--prefix <dir>', 'with --nginx: the instance whose master was started with -p DIR')
+    .option('--conf <file>', 'with --nginx: the instance whose master was started with -c FILE');
   if (opts.core !== false) {
     c.option('--core <file>', 'analyze an ELF core file (gcore) instead of a live process')
       .option('--exe <binary>', 'the executable that produced the core file');
   }
-  return c.addOption(new Option('--json [file]', 'machine-readable result (versioned JSON) to stdout or FILE'));
+  return c.addOption(new Option('--json [file]', JSON_HELP))
+    .option('-o, --output <file>', 'write the JSON result to FILE (same as --json=FILE)');
 }
 
-function withTarget<O extends CommonOptions>(pid: string | undefined, opts: O, run: (space: ReturnType<typeof openTarget>) => Promise<void> | void): Promise<void> {
+/**
+ * `--json`'s optional value: digits are the PID (`mem --json 30697` analyzes 30697, JSON to stdout),
+ * anything else a file; `-o FILE` / `--json=FILE` (argv form rewritten to `--output=FILE`) name the file.
+ */
+function jsonAndPid(pid: string | undefined, opts: CommonOptions, takesPid = true): { pid: string | undefined; json: JsonOption } {
+  let json = opts.json;
+  if (typeof json === 'string' && /^\d+$/.test(json)) {
+    if (pid !== undefined || !takesPid) {
+      throw new LeakscopeError('usage', `too many arguments: ${[pid, json].filter(Boolean).join(' and ')} (after --json, digits are a PID; for a file named by digits write --json=FILE or -o FILE)`);
+    }
+    pid = json;
+    json = true;
+  }
+  if (opts.output !== undefined) {
+    if (typeof json === 'string') throw new LeakscopeError('usage', `--json ${json} and -o/--output ${opts.output} both name the JSON file`);
+    json = opts.output;
+  }
+  return { pid, json };
+}
+
+/** Every file a command writes, checked and opened before the work starts, and the inputs none may overwrite. */
+function outputsOf(json: JsonOption, opts: CommonOptions): { outputs: OutputRequest[]; inputs: InputRequest[] } {
+  return {
+    outputs: [
+      { option: '--json', path: json === true ? '-' : json || undefined },
+      { option: '--html', path: opts.html }, { option: '--svg', path: opts.svg },
+      { option: '--folded', path: opts.folded }, { option: '--pprof', path: opts.pprof },
+    ],
+    inputs: [{ option: '--core', path: opts.core }, { option: '--exe', path: opts.exe }, { option: '--baseline', path: opts.baseline }],
+  };
+}
+
+function withTarget<O extends CommonOptions>(pidArg: string | undefined, opts: O, run: (space: ReturnType<typeof openTarget>, json: JsonOption) => Promise<void> | void): Promise<void> {
+  const { pid, json } = jsonAndPid(pidArg, opts);
+  checkTargetArgs(pid, opts);
+  const io = outputsOf(json, opts);
+  prepareOutputs(io.outputs, io.inputs);
   const space = openTarget(pid, opts);
-  return Promise.resolve(run(space)).finally(() => space.close());
+  return Promise.resolve(run(space, json)).finally(() => space.close());
 }
 
-/** A numeric option: a plain number, or bytes with a binary suffix (512Ki, 4Mi). */
-function number(name: string, min: number, max = Infinity): (v: string) => number {
+/** A numeric option: a plain number, or bytes with a binary suffix (512Ki, 4Mi); `integer`: whole numbers only. */
+function number(name: string, min: number, max = Infinity, integer = false): (v: string) => number {
   return (v: string) => {
     const m = /^([0-9]*\.?[0-9]+)\s*(Ki|Mi|Gi)?$/.exec(v.trim());
     const val = m ? Number(m[1]) * ({ Ki: 1024, Mi: 1 << 20, Gi: 1 << 30 }[m[2] as 'Ki'] ?? 1) : NaN;
-    if (!Number.isFinite(val) || val < min || val > max) throw new LeakscopeError('usage', `${name}: expected a number in [${min}, ${max}], got ${JSON.stringify(v)}`);
+    if (!Number.isFinite(val) || val < min || val > max || (integer && !Number.isInteger(val))) {
+      throw new LeakscopeError('usage', `${name}: expected ${integer ? 'a whole number' : 'a number'} in [${min}, ${max}], got ${JSON.stringify(v)}`);
+    }
     return val;
   };
+}
+const integer = (name: string, min: number, max = Infinity) => number(name, min, max, true);
+
+/**
+ * `--json=FILE` -> `--output=FILE` and `--nginx=N` -> `--nginx-master=N` (up to `--`), for the commands
+ * that have those options, so that `--json` and `--nginx` given bare never take the next word (a PID)
+ * as their value.
+ */
+export function normalizeArgv(argv: string[], program?: Command): string[] {
+  const cmd = program?.commands.find((c) => c.name() === argv[0]);
+  const has = (long: string) => !program || !!cmd?.options.some((o) => o.long === long);
+  const end = argv.indexOf('--');
+  return argv.map((a, i) => {
+    if (end >= 0 && i >= end) return a;
+    if (a.startsWith('--json=') && has('--output')) return `--output=${a.slice('--json='.length)}`;
+    if (a.startsWith('--nginx=') && has('--nginx-master')) return `--nginx-master=${a.slice('--nginx='.length)}`;
+    return a;
+  });
 }
 
 export function buildProgram(): Command {
   const program = new Command('leakscope')
     .description('Diagnose native memory leaks in live nginx / glibc processes without restarting them')
-    .version('0.1.0')
+    .version(packageVersion())
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeOut: (s) => writeStdout(s), writeErr: (s) => process.stderr.write(s) });
 
   targetCommand(program, 'mem', 'step 1: where the RSS lives (glibc heap, arenas, mmapped chunks, nginx shm, code, stacks)')
-    .action((pid: string | undefined, opts: CommonOptions) => withTarget(pid, opts, (space) => {
+    .action((pid: string | undefined, opts: CommonOptions) => withTarget(pid, opts, (space, json) => {
       const r = runMem(space);
-      emit(opts.json, r.text, r.json);
+      emit(json, r.text, r.json);
     }));
 
   targetCommand(program, 'heap', 'steps 2 and 4: glibc heap census (arenas, in-use / free chunks, size histogram)')
     .option('--baseline <file>', 'a saved `heap --json` (e.g. of a sibling worker) to compare against')
     .option('--reach', 'reachability of the in-use chunks: definitely / indirectly / possibly lost, reachable')
-    .option('--scans <n>', 'with --reach: scans a chunk must be lost in to count as lost (default 2 live, 1 core)', number('--scans', 1, 10))
-    .action((pid: string | undefined, opts: CommonOptions & { baseline?: string; reach?: boolean; scans?: number }) => withTarget(pid, opts, async (space) => {
+    .option('--scans <n>', 'with --reach: scans a chunk must be lost in to count as lost (default 2 live, 1 core)', integer('--scans', 1, 10))
+    .action((pid: string | undefined, opts: CommonOptions & { baseline?: string; reach?: boolean; scans?: number }) => withTarget(pid, opts, async (space, json) => {
       if (opts.reach) {
         if (opts.baseline) throw new LeakscopeError('usage', '--reach and --baseline cannot be combined');
         const rr = await runHeapReach(space, { scans: opts.scans });
-        emit(opts.json, rr.text, rr.json);
+        emit(json, rr.text, rr.json);
         return;
       }
       const r = runHeap(space, { baseline: opts.baseline });
-      emit(opts.json, r.text, r.json);
+      emit(json, r.text, r.json);
     }));
 
   targetCommand(program, 'pools', 'step 3: nginx memory pools by owner and module; unreferenced pools')
-    .option('--largest <n>', 'list the N largest pools', number('--largest', 0, 10000), 10)
-    .action((pid: string | undefined, opts: CommonOptions & { largest: number }) => withTarget(pid, opts, (space) => {
+    .option('--largest <n>', 'list the N largest pools', integer('--largest', 0, 10000), 10)
+    .action((pid: string | undefined, opts: CommonOptions & { largest: number }) => withTarget(pid, opts, (space, json) => {
       const r = runPools(space, { largest: opts.largest });
-      emit(opts.json, r.text, r.json);
+      emit(json, r.text, r.json);
     }));
 
   targetCommand(program, 'leaks', 'step 5: outstanding allocations of a trace window by C call path (eBPF)', { core: false })
     .option('--duration <seconds>', 'trace window', number('--duration', 0.1, 86400), 10)
     .addOption(new Option('--mode <mode>', 'pool: nginx pools (one probe per pool); malloc: libc allocations').choices(['pool', 'malloc']).default('malloc'))
-    .option('--sample-bytes <n>', 'malloc mode: byte-weighted sampling period (0 = every allocation)', number('--sample-bytes', 0, 2 ** 31 - 1), 512 * 1024)
+    .option('--sample-bytes <n>', 'malloc mode: byte-weighted sampling period (0 = every allocation)', integer('--sample-bytes', 0, 2 ** 31 - 1), 512 * 1024)
     .option('--min-age <seconds>', 'ignore memory younger than this at the end', number('--min-age', 0), 0)
     .option('--duty <ratio>', 'share of each second the sampling probes are attached (free stays attached)', number('--duty', 0.01, 1), 1)
     .option('--svg <file>', 'write an interactive flame graph')
     .option('--folded <file>', 'write folded stacks (bytes)')
     .option('--pprof <file>', 'write a gzipped pprof profile')
     .option('--reach', 'split each path\'s outstanding memory by reachability at the end: unreachable (a leak) vs reachable (a cache)')
-    .action((pid: string | undefined, opts: CommonOptions & LeaksCliOptions) => withTarget(pid, opts, async (space) => {
+    .action((pid: string | undefined, opts: CommonOptions & LeaksCliOptions) => withTarget(pid, opts, async (space, json) => {
       const r = await runLeaks(space, opts);
-      emit(opts.json, r.text, r.json);
+      emit(json, r.text, r.json);
     }));
   targetCommand(program, 'analyze', 'steps 1-5: the guided analysis, with a conclusion and an HTML report')
     .option('--duration <seconds>', 'trace window (0: no trace)', number('--duration', 0, 86400), 10)
     .option('--pause <seconds>', 'observation pause between two heap censuses', number('--pause', 0, 3600), 2)
     .addOption(new Option('--mode <mode>', 'trace mode').choices(['auto', 'pool', 'malloc']).default('auto'))
-    .option('--sample-bytes <n>', 'malloc mode sampling period (0 = every allocation); 16 KiB over 10 s sees steady growth from 13 KB/s', number('--sample-bytes', 0, 2 ** 31 - 1), 16 * 1024)
+    .option('--sample-bytes <n>', 'malloc mode sampling period (0 = every allocation); 16 KiB over 10 s sees steady growth from 13 KB/s', integer('--sample-bytes', 0, 2 ** 31 - 1), 16 * 1024)
     .option('--min-age <seconds>', 'memory younger than this at the end is not a leak', number('--min-age', 0), 1)
     .option('--baseline <file>', 'a saved `heap --json` to compare against')
     .option('--html <file>', 'write the self-contained HTML report')
     .option('--no-reach', 'skip the reachability scan at the end (unreachable chunks of the grown bucket are strong evidence)')
     .option('--fail-on-leak', 'exit with status 1 when the verdict is `leak`')
-    .action((pid: string | undefined, opts: CommonOptions & AnalyzeCliOptions & { failOnLeak?: boolean }) => withTarget(pid, opts, async (space) => {
+    .action((pid: string | undefined, opts: CommonOptions & AnalyzeCliOptions & { failOnLeak?: boolean }) => withTarget(pid, opts, async (space, json) => {
       const r = await runAnalyze(space, { ...opts, siblings: true });
-      emit(opts.json, r.text, r.json);
+      emit(json, r.text, r.json);
       // --fail-on-leak: exit 1 on verdict `leak` (0 on `no-leak` and `cannot-tell`), for scripts and CI.
       if (opts.failOnLeak && (r.doc.conclusion.verdict ?? (r.doc.conclusion.leak ? 'leak' : 'no-leak')) === 'leak') process.exitCode = 1;
     }));
 
   targetCommand(program, 'lua', 'OpenResty / LuaJIT: every Lua VM, GC objects by type, the largest and the growing tables by path')
-    .option('--tables <n>', 'list the N largest tables (and at most N growing ones)', number('--tables', 0, 100000), 20)
+    .option('--tables <n>', 'list the N largest tables (and at most N growing ones)', integer('--tables', 0, 100000), 20)
     .option('--baseline <file>', 'a saved `lua --json` to compare against: which tables grew')
     .option('--pause <seconds>', 'take two snapshots this far apart: which tables grew', number('--pause', 0, 3600))
     .option('--scan', 'also scan all anonymous memory for Lua states (any allocator; ~1 s per GiB)')
     .option('--freeze', 'exact on a busy worker: stop its main thread while it waits for events (ptrace, never a signal) for the copy, ~1 s per GiB of Lua heap')
-    .action((pid: string | undefined, opts: CommonOptions & LuaCliOptions) => withTarget(pid, opts, async (space) => {
+    .action((pid: string | undefined, opts: CommonOptions & LuaCliOptions) => withTarget(pid, opts, async (space, json) => {
       const r = await runLua(space, opts);
-      emit(opts.json, r.text, r.json);
+      emit(json, r.text, r.json);
     }));
 
   program.command('watch')
@@ -146,19 +216,27 @@ export function buildProgram(): Command {
     .description('start a real nginx with a leaking module, drive traffic, run analyze, write the report')
     .option('--duration <seconds>', 'trace window', number('--duration', 1, 600), 8)
     .option('--html <file>', 'where to write the report', 'leakscope-demo.html')
-    .addOption(new Option('--json [file]', 'also write the analyze JSON to FILE (or stdout)'))
-    .action(async (opts: { duration: number; html: string; json?: JsonOption }) => {
+    .addOption(new Option('--json [file]', 'the analyze JSON to stdout; --json=FILE or -o FILE writes it to FILE'))
+    .option('-o, --output <file>', 'write the analyze JSON to FILE')
+    .allowExcessArguments(false)
+    .action(async (opts: { duration: number; html: string; json?: JsonOption; output?: string }) => {
+      const { json } = jsonAndPid(undefined, opts, false);
+      const io = outputsOf(json, { html: opts.html });
+      prepareOutputs(io.outputs, io.inputs);
       const r = await runDemo(opts);
-      emit(opts.json, r.text, r.json);
+      emit(json, r.text, r.json);
     });
   return program;
 }
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
+  // Anything still written through process.stdout (a library) must not end in a stack trace either.
+  process.stdout.on('error', (e) => { process.exitCode = exitCodeFor(new LeakscopeError('io', `cannot write to stdout: ${(e as NodeJS.ErrnoException).code ?? e.message}`)); });
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    await program.parseAsync(normalizeArgv(argv, program), { from: 'user' });
   } catch (e) {
+    discardPending();
     process.exitCode = exitCodeFor(e);
   }
 }
@@ -171,6 +249,8 @@ export function exitCodeFor(e: unknown): number {
   }
   if (isLeakscopeError(e)) {
     process.stderr.write(`leakscope: ${oneLine(e.message)}\n`);
+    // A choice to make (several nginx instances): the candidates, one line each.
+    for (const d of (e as { details?: unknown }).details instanceof Array ? (e as unknown as { details: string[] }).details : []) process.stderr.write(`  ${oneLine(d)}\n`);
     if (process.env.LEAKSCOPE_DEBUG) process.stderr.write(`${e.stack}\n`);
     return EXIT_CODES[e.code];
   }

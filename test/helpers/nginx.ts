@@ -1,5 +1,5 @@
 // Starting, driving and stopping a real nginx with the leaking test module
-// (test/fixtures/nginx-leak-module, built into test/fixtures/build/ngx_http_leak_module.so).
+// (demo/nginx-leak-module, built into test/fixtures/build/ngx_http_leak_module.so).
 //
 // startNginx() writes a fresh prefix (mkdtemp under os.tmpdir()) with nginx.conf, logs/
 // and temp dirs, and runs `nginx -p PREFIX/ -c PREFIX/nginx.conf -e PREFIX/logs/error.log`
