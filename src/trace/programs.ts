@@ -22,8 +22,10 @@ import { EventKind, HEADER_BYTES, STACK_BYTES, captureRegsAndStack } from './cap
 
 export const Stat = {
   entryHits: 0, sampled: 1, returnHits: 2, freeHits: 3, freeMatched: 4, ringFull: 5, outstandingFull: 6, poolHits: 7, nested: 8, unsampled: 9,
+  /** Requested bytes of the allocations whose record the full ring refused (their stacks are lost, not their bytes). */
+  ringFullBytes: 10,
 } as const;
-export const STAT_COUNT = 10;
+export const STAT_COUNT = 11;
 /** ringbuf_output flag (uapi bpf.h BPF_RB_NO_WAKEUP). */
 const BPF_RB_NO_WAKEUP = 1;
 
@@ -36,7 +38,7 @@ export type AllocConvention =
   | 'posix_memalign' // posix_memalign(&ptr, align, size): result stored through arg 0, rax = 0 on success
   | 'int_memalign';  // glibc-internal _int_memalign(arena, align, size): what every memalign-family call with alignment > 16 ends in
 
-export interface TracerMaps { events: MapRef; pending: MapRef; outstanding: MapRef; stats: MapRef; scratch: MapRef }
+export interface TracerMaps { events: MapRef; pending: MapRef; outstanding: MapRef; stats: MapRef; scratch: MapRef; stackTops?: MapRef }
 
 // BPF stack slots (offsets from FP).
 const K_TID = -8;        // u64 pid_tgid key
@@ -55,6 +57,18 @@ function statInc(m: TracerMaps, stat: number, uniq: string): Body {
   ];
 }
 
+/** stats[stat] += the u64 at fp[off]. */
+function statAddSlot(m: TracerMaps, stat: number, off: number, uniq: string): Body {
+  const skip = `stat_add_skip_${uniq}`;
+  return [
+    A.st('w', FP, K_STAT, stat),
+    A.ldMap(R1, m.stats), A.mov64(R2, FP), A.add64(R2, K_STAT), A.call('map_lookup_elem'),
+    A.jeq(R0, 0, skip),
+    A.ldx('dw', R1, R0, 0), A.ldx('dw', R2, FP, off), A.add64(R1, R2), A.stx('dw', R0, 0, R1),
+    A.label(skip),
+  ];
+}
+
 /** r9 = &scratch[0] (this CPU's record buffer), or goto out. Uses K_STAT as the key slot. */
 function scratchRecord(m: TracerMaps): Body {
   return [
@@ -66,7 +80,7 @@ function scratchRecord(m: TracerMaps): Body {
 }
 
 /** ringbuf_output(events, r9, HEADER_BYTES + stackLen): only the bytes captured. Counts a full ring. */
-function outputRecord(m: TracerMaps, uniq: string): Body {
+function outputRecord(m: TracerMaps, uniq: string, lostBytesSlot?: number): Body {
   const ok = `output_ok_${uniq}`, clamp = `output_len_${uniq}`;
   return [
     A.ldx('w', R3, R9, 4),
@@ -76,6 +90,7 @@ function outputRecord(m: TracerMaps, uniq: string): Body {
     A.ldMap(R1, m.events), A.mov64(R2, R9), A.mov64(A.R4, BPF_RB_NO_WAKEUP), A.call('ringbuf_output'),
     A.jeq(R0, 0, ok),
     statInc(m, Stat.ringFull, `ringfull_${uniq}`),
+    lostBytesSlot !== undefined ? statAddSlot(m, Stat.ringFullBytes, lostBytesSlot, `ringfull_${uniq}`) : [],
     A.label(ok),
   ];
 }
@@ -163,8 +178,8 @@ function allocEntryBody(m: TracerMaps, conv: AllocConvention, opts: { tgid?: num
     A.ldx('dw', R1, FP, V_SIZE), A.stx('dw', R9, 24, R1),
     A.st('dw', R9, 32, 0),
     A.ldx('dw', R1, FP, V_AUX), A.stx('dw', R9, 40, R1),
-    captureRegsAndStack(R9, ctx, 'alloc'),
-    outputRecord(m, 'alloc'),
+    captureRegsAndStack(R9, ctx, 'alloc', STACK_BYTES, m.stackTops ? { map: m.stackTops, keyOffset: K_TID } : undefined),
+    outputRecord(m, 'alloc', V_SIZE),
     // pending[pid_tgid] = {timeNs, size, aux}
     A.ldMap(R1, m.pending), A.mov64(R2, FP), A.add64(R2, K_TID), A.mov64(R3, FP), A.add64(R3, V_TS),
     A.mov64(A.R4, 0), A.call('map_update_elem'),

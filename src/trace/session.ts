@@ -50,7 +50,7 @@ export interface SessionOptions {
 const valueCodec = record<{ timeNs: number; size: number; aux: number }>({ timeNs: u64n, size: u64n, aux: u64n });
 
 export class TraceSession {
-  readonly maps: { events: RingBufMap; pending: BpfMap<number, { timeNs: number; size: number; aux: number }>; outstanding: BpfMap<number, { timeNs: number; size: number; aux: number }>; stats: PerCpuArrayMap<bigint>; scratch: PerCpuArrayMap<Uint8Array> };
+  readonly maps: { events: RingBufMap; pending: BpfMap<number, { timeNs: number; size: number; aux: number }>; outstanding: BpfMap<number, { timeNs: number; size: number; aux: number }>; stats: PerCpuArrayMap<bigint>; scratch: PerCpuArrayMap<Uint8Array>; stackTops: BpfMap<number, number> };
   private programs = new Map<string, Program>();
   private links: Array<{ spec: ProbeSpec; link: UprobeLink }> = [];
   private reader?: RingBufferReader;
@@ -64,6 +64,7 @@ export class TraceSession {
       pending: new BpfMap({ name: 'ls_pending', type: 'lru-hash', key: u64n, value: valueCodec, maxEntries: 16384 }),
       outstanding: new BpfMap({ name: 'ls_outstanding', type: 'hash', key: u64n, value: valueCodec, maxEntries: opts.maxOutstanding ?? 262144 }),
       stats: new PerCpuArrayMap({ name: 'ls_stats', value: u64, maxEntries: STAT_COUNT }),
+      stackTops: new BpfMap({ name: 'ls_stack_tops', type: 'lru-hash', key: u64n, value: u64n, maxEntries: 65536 }),
       scratch: new PerCpuArrayMap({ name: 'ls_scratch', value: bytes(RECORD_BYTES), maxEntries: 1 }),
     };
   }
@@ -210,24 +211,17 @@ export interface MallocProbeOptions {
   loadBias?: number;
 }
 
-/**
- * With libc's debug symbols, the memalign family (posix_memalign, memalign, aligned_alloc, valloc,
- * pvalloc) is probed where it really allocates: alignments <= 16 are relayed to malloc (whose
- * probe sees them) and larger ones end in _int_memalign (glibc 2.36 malloc.c _mid_memalign).
- * That saves a probe hit on each of nginx's posix_memalign(16, ...) calls.
+/*
+ * The memalign family is probed at its public entry points, never in glibc's _int_memalign:
+ * the caller's request (pvalloc(30000) = 30000, not the page-rounded 32768 glibc passes on) and
+ * the API's name are only there. Alignments <= 16 are relayed to malloc (glibc 2.36 malloc.c
+ * _mid_memalign), whose probe sees them with the same size; the API's frame is then the leaf's
+ * caller, and the leak tracer names the leaf after it (apiLeaf in leak-tracer.ts).
  */
-export const ALLOC_FUNCTIONS_WITH_INTERNALS: Array<{ symbol: string; conv: AllocConvention }> = [
-  { symbol: 'malloc', conv: 'size0' },
-  { symbol: 'calloc', conv: 'calloc' },
-  { symbol: 'realloc', conv: 'realloc' },
-  { symbol: '_int_memalign', conv: 'int_memalign' },
-];
-
 export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] {
   const out: ProbeSpec[] = [];
   const seen = new Set<number>();
-  const functions = o.symbolVaddr('_int_memalign') !== undefined ? ALLOC_FUNCTIONS_WITH_INTERNALS : ALLOC_FUNCTIONS;
-  for (const f of functions) {
+  for (const f of ALLOC_FUNCTIONS) {
     const vaddr = o.symbolVaddr(f.symbol);
     if (vaddr === undefined || seen.has(vaddr)) continue;
     seen.add(vaddr);

@@ -12,7 +12,11 @@ import type { CapturedEvent } from './capture.js';
 /** Functions that mark a complete stack: the program's main or a thread's start. */
 const ROOTS = new Set(['main', 'start_thread', 'clone', 'clone3', '__libc_start_main', '__libc_start_call_main', '_start']);
 
-export interface UnwoundStack { pcs: number[]; stopReason: StopReason }
+export interface UnwoundStack {
+  pcs: number[]; stopReason: StopReason;
+  /** Each frame's stack pointer minus the capture's rsp (parallel to pcs; shared, do not modify). */
+  spOffsets: readonly number[];
+}
 
 export class StackResolver {
   private modules: Module[];
@@ -56,18 +60,19 @@ export class StackResolver {
   unwind(e: CapturedEvent): UnwoundStack {
     const known = this.pathCache.get(e.regs.rip);
     if (known) {
-      for (const k of known) if (matches(k, e)) { this.cacheHits++; return { pcs: k.pcs, stopReason: k.stopReason }; }
+      for (const k of known) if (matches(k, e)) { this.cacheHits++; return { pcs: k.pcs, stopReason: k.stopReason, spOffsets: k.spOffsets }; }
     }
     const r = unwindStack({ ...e.regs }, e.stack, e.regs.rsp, this.moduleMap, { trampolineRange: this.trampoline });
+    const spOffsets = r.sps.map((sp) => sp - e.regs.rsp);
     if (r.sources.every((s) => s === 'registers' || s === 'cfi') && r.pcs.length > 1) {
       const offsets = r.sps.slice(1).map((sp) => sp - 8 - e.regs.rsp);
       if (offsets.every((o) => o >= 0 && o + 8 <= e.stack.byteLength)) {
         const list = known ?? [];
-        if (list.length < MAX_PATHS_PER_PC) list.push({ offsets, pcs: r.pcs, stopReason: r.stopReason, stackLen: e.stack.byteLength });
+        if (list.length < MAX_PATHS_PER_PC) list.push({ offsets, pcs: r.pcs, stopReason: r.stopReason, stackLen: e.stack.byteLength, spOffsets });
         if (!known) this.pathCache.set(e.regs.rip, list);
       }
     }
-    return { pcs: r.pcs, stopReason: r.stopReason };
+    return { pcs: r.pcs, stopReason: r.stopReason, spOffsets };
   }
 
   private pathCache = new Map<number, CachedPath[]>();
@@ -97,12 +102,23 @@ export class StackResolver {
   static complete(frames: readonly Frame[]): boolean {
     return frames.some((f) => f.function !== null && ROOTS.has(f.function));
   }
+
+  /**
+   * The stack address above which the unwinder needed nothing for this path: the CFA (relative to
+   * the capture's rsp) of the innermost root frame (main / start_thread: the sp of its caller), else undefined. Frames past
+   * the root (clone3, _start, or garbage the walk went on into) do not count.
+   */
+  static stackTopOffset(frames: readonly Frame[], spOffsets: readonly number[]): number | undefined {
+    const i = frames.findIndex((f) => f.function !== null && ROOTS.has(f.function));
+    if (i < 0) return undefined;
+    return spOffsets[i + 1] ?? spOffsets[i];
+  }
 }
 
 const MAX_PATHS_PER_PC = 64;
 const TWO32 = 4294967296;
 
-interface CachedPath { offsets: number[]; pcs: number[]; stopReason: StopReason; stackLen: number }
+interface CachedPath { offsets: number[]; pcs: number[]; stopReason: StopReason; stackLen: number; spOffsets: number[] }
 
 /** The capture holds the remembered return addresses at the remembered offsets. */
 function matches(k: CachedPath, e: CapturedEvent): boolean {
