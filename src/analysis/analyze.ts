@@ -326,6 +326,8 @@ function conclude(space: AddressSpace, final: HeapAndPools, g: Growth, t: LeakTr
   const temporal = g.source.startsWith('the same process');
   let confidence: Confidence = 'none';
   if (bucket) confidence = traced ? 'high' : temporal ? 'medium' : 'low';
+  // Not high on incomplete totals: a trace that lost events (t.complete false) gives lower bounds only.
+  if (confidence === 'high' && t?.complete === false) confidence = 'medium';
   const leak = confidence !== 'none';
   if (!leak && !t && !g.buckets.length) {
     return { ...noLeak(''), summary: 'Cannot tell from one snapshot: nothing to compare the heap with and no trace. Give --baseline (a `heap --json` saved earlier) or analyze the live process.' };

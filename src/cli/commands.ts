@@ -46,7 +46,7 @@ export function runPools(space: AddressSpace, opts: { largest: number }): Comman
 
 export interface LeaksCliOptions {
   duration: number; mode: 'pool' | 'malloc'; sampleBytes: number; minAge: number; duty: number;
-  svg?: string; folded?: string; pprof?: string;
+  svg?: string; folded?: string; pprof?: string; showInternal?: boolean;
 }
 
 export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise<CommandResult> {
@@ -58,7 +58,7 @@ export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise
   let trace: LeakTrace;
   try {
     trace = await traceLeaks(space, {
-      mode: o.mode, durationSeconds: o.duration, sampleBytes: o.sampleBytes, minAgeSeconds: o.minAge, dutyCycle: o.duty,
+      mode: o.mode, durationSeconds: o.duration, sampleBytes: o.sampleBytes, minAgeSeconds: o.minAge, dutyCycle: o.duty, showInternal: o.showInternal,
       livePools: o.mode === 'pool' ? () => livePoolBytes(space) : undefined,
       onProgress: progress, signal: interrupt.signal,
     });

@@ -16,6 +16,11 @@ export function renderLeaksTable(t: LeakTrace, opts: { top?: number } = {}): str
   out.push(`${safeText(t.target)}: ${t.mode} trace for ${t.durationSeconds.toFixed(1)} s` +
     (t.sampleBytes ? `, sampling every ${formatBytes(t.sampleBytes)} (estimates scaled)` : ', every allocation traced') +
     (t.minAgeSeconds ? `, ignoring memory younger than ${t.minAgeSeconds} s` : ''));
+  if (t.complete === false) {
+    out.push(`INCOMPLETE: ${t.lost?.events ?? 0} events lost (${formatBytes(t.lost?.requestedBytes ?? 0)} requested)` +
+      (t.lost?.untracked ? `, ${t.lost.untracked} allocations untracked: totals are lower bounds` : '') + '; per-path figures are lower bounds');
+  }
+  if (t.targetExitedAfterSeconds !== undefined) out.push(`target exited after ${t.targetExitedAfterSeconds.toFixed(1)} s; results cover that`);
   out.push(`outstanding at the end: ${formatBytes(t.totals.outstandingBytes)} in ${t.totals.outstandingCount} ${t.mode === 'pool' ? 'pools' : 'allocations'}` +
     ` (allocated during the window: ${t.mode === 'pool' ? `${t.totals.allocatedCount} pools` : `${formatBytes(t.totals.allocatedBytes)} in ${t.totals.allocatedCount}`})`);
   if (t.stacks.length) {
@@ -36,6 +41,16 @@ export function renderLeaksTable(t: LeakTrace, opts: { top?: number } = {}): str
   return out.join('\n');
 }
 
+/** A frame in JSON: the stable fields, then file / line / demangled name / mapping when known (additive). */
+export function frameJson(f: LeakTrace['stacks'][number]['frames'][number]): object {
+  return {
+    function: f.function, module: f.module, offset: f.offset,
+    ...(f.file !== undefined ? { file: f.file } : {}), ...(f.line !== undefined ? { line: f.line } : {}),
+    ...(f.mangled !== undefined ? { mangled: f.mangled } : {}),
+    ...(f.inlined ? { inlined: true } : {}),
+  };
+}
+
 export function leaksJson(t: LeakTrace): object {
   return {
     schema: 'leakscope.leaks/1',
@@ -45,8 +60,11 @@ export function leaksJson(t: LeakTrace): object {
     totals: t.totals,
     cost: t.cost,
     probes: t.probes,
+    complete: t.complete ?? true,
+    ...(t.lost ? { lost: t.lost } : {}),
+    ...(t.targetExitedAfterSeconds !== undefined ? { targetExitedAfterSeconds: t.targetExitedAfterSeconds } : {}),
     stacks: t.stacks.map((s) => ({
-      frames: s.frames.map((f) => ({ function: f.function, module: f.module, offset: f.offset })),
+      frames: s.frames.map(frameJson),
       bytes: s.bytes, count: s.count, allocBytes: s.allocBytes ?? 0, allocCount: s.allocCount ?? 0,
     })),
     notes: t.notes,

@@ -18,12 +18,15 @@ async function traceThreaded(command: string, seconds: number, extra: Partial<Le
     const space = LiveProcess.open(fx.pid);
     let attached!: () => void;
     const ready = new Promise<void>((r) => { attached = r; });
-    const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: seconds, sampleBytes: 0, onProgress: () => attached(), ...extra });
+    // The window ends when the batch is done (the signal), so it covers every allocation of it.
+    const done = new AbortController();
+    const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: seconds, sampleBytes: 0, onProgress: () => attached(), signal: done.signal, ...extra });
     setTimeout(() => attached(), 300);
     await ready;
     const t0 = Date.now();
     const report = await fx.command<ThreadedReport>(command, 120_000);
     const batchSeconds = (Date.now() - t0) / 1000;
+    done.abort();
     const t = await trace;
     space.close();
     return { t, report, batchSeconds };
@@ -44,7 +47,7 @@ function byFunction(t: LeakTrace): Map<string, { bytes: number; count: number; l
 }
 
 test('exact mode, 4 threads with churn: every leak exact to the byte per path, leaf = the API called, requested sizes', async () => {
-  const { t, report, batchSeconds } = await traceThreaded('go 100000 50', 8);
+  const { t, report, batchSeconds } = await traceThreaded('go 100000 50', 60);
   console.log(`# ${report.churnPairs} malloc/free pairs in ${batchSeconds.toFixed(1)} s under tracing; ${t.totals.sampledEvents} records; lost ${JSON.stringify(t.lost)}; complete ${t.complete}`);
   assert.ok(report.churnPairs >= 300_000);
   const got = byFunction(t);
@@ -75,7 +78,7 @@ test('exact mode, 4 threads with churn: every leak exact to the byte per path, l
 });
 
 test('exact mode with a ring too small on purpose: the loss is reported (complete: false, counts), totals keep the lost bytes', async () => {
-  const { t, report } = await traceThreaded('go 100000 50', 6, { ringBytes: 4096 });
+  const { t, report } = await traceThreaded('go 100000 50', 60, { ringBytes: 4096 });
   assert.equal(t.complete, false, 'a 4 KiB ring cannot hold this churn');
   assert.ok(t.lost!.events > 0, `lost events counted: ${JSON.stringify(t.lost)}`);
   assert.ok(t.lost!.requestedBytes > 0);
