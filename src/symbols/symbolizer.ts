@@ -9,6 +9,7 @@ import { loadElf } from '../formats/elf/index.js';
 import type { Frame, Module } from '../model/index.js';
 import { LeakscopeError } from '../model/errors.js';
 import { findDebugFile } from './debug-files.js';
+import { demangle } from './demangle.js';
 
 export interface ModuleSymbols {
   module: Module;
@@ -57,12 +58,21 @@ export class Symbolizer {
   /** One frame for a runtime address. */
   frame(addr: number): Frame {
     const mod = this.moduleAt(addr);
-    if (!mod) return { function: null, module: '[unknown]', offset: addr };
+    if (!mod) return { function: null, module: '[unknown]', offset: addr, address: addr };
+    const m = mod.mappings.find((x) => addr >= x.start && addr < x.end);
     const vaddr = addr - mod.loadBias;
     const s = this.symbolsOf(mod);
     let sym: ElfSymbol | undefined;
     if (s) sym = s.elf.symbolAt(vaddr) ?? s.debug?.elf.symbolAt(vaddr);
-    return { function: sym ? sym.name.split('@')[0]! : null, module: basename(mod.path), offset: vaddr };
+    const raw = sym ? sym.name.split('@')[0]! : null;
+    const shown = raw === null ? null : demangle(raw);
+    return {
+      function: shown, module: basename(mod.path), offset: vaddr,
+      ...(raw !== null && shown !== raw ? { mangled: raw } : {}),
+      ...(sym ? { functionOffset: vaddr - sym.value } : {}),
+      modulePath: mod.path, ...(mod.buildId ? { buildId: mod.buildId } : {}),
+      address: addr, ...(m ? { mapping: { start: m.start, end: m.end, fileOffset: m.offset } } : {}),
+    };
   }
 
   /** Resolves a symbol by name in the given modules (default: all), object first, then its debug file. */

@@ -2,7 +2,13 @@
 // and known leaks through every glibc allocation API (test/fixtures/c/threaded-leaker.c).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startFixture } from '../../test/helpers/fixture.js';
+import { startNginx, driveRequests } from '../../test/helpers/nginx.js';
+import { toPprof } from '../formats/pprof/pprof.js';
 import { LiveProcess } from '../target/index.js';
 import { traceLeaks, LOST_STACK_FRAME } from './leak-tracer.js';
 import type { LeakTraceOptions } from './leak-tracer.js';
@@ -108,4 +114,31 @@ test('a target that exits during the trace is reported, and the result covers up
     const got = byFunction(t);
     assert.equal(got.get('leak_pvalloc')?.bytes, 4 * 5 * 30000, 'what leaked before the exit is there');
   } finally { await fx.stop(); }
+});
+
+test('go tool pprof reads the nginx pprof: function names, no symbolization warning; -raw shows full mapping paths with build IDs', async () => {
+  const ngx = await startNginx({ workers: 1 });
+  try {
+    const [worker] = ngx.workerPids();
+    await driveRequests(ngx, '/ok', 10, 2);
+    const space = LiveProcess.open(worker!);
+    const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: 3, sampleBytes: 0 });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal((await driveRequests(ngx, '/leak-keep', 20, 2)).ok, 20);
+    const t = await trace;
+    space.close();
+    const dir = mkdtempSync(join(tmpdir(), 'leakscope-pprof-'));
+    const file = join(dir, 'nginx.pb.gz');
+    writeFileSync(file, toPprof(t.stacks, { durationNanos: 3e9, timeNanos: BigInt(Date.now()) * 1000000n }));
+    const go = (args: string[]) => spawnSync('go', ['tool', 'pprof', ...args, file], { encoding: 'utf8', env: { ...process.env, HOME: dir, PPROF_TMPDIR: dir } });
+    const top = go(['-top']);
+    assert.equal(top.status, 0, top.stderr);
+    assert.doesNotMatch(top.stderr + top.stdout, /symbolization failed/i);
+    assert.match(top.stdout, /ngx_http_leak_create_session|ngx_alloc|malloc/, top.stdout);
+    const raw = go(['-raw']);
+    assert.equal(raw.status, 0, raw.stderr);
+    assert.match(raw.stdout, /\/usr\/sbin\/nginx/, 'mappings carry the full path');
+    assert.match(raw.stdout, /\[[0-9a-f]{40}\]|[0-9a-f]{40}/, 'and a build ID');
+    console.log(`# go tool pprof -top:\n${top.stdout.split('\n').slice(0, 12).map((l) => `#   ${l}`).join('\n')}`);
+  } finally { await ngx.stop(); }
 });

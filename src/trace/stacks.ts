@@ -87,7 +87,11 @@ export class StackResolver {
       let f = this.frameCache.get(lookup);
       if (!f) {
         f = this.symbolizer.frame(lookup);
-        if (i > 0) f = { ...f, offset: f.offset + 1 };
+        if (i > 0) {
+          f = { ...f, offset: f.offset + 1 };
+          if (f.functionOffset !== undefined) f.functionOffset += 1;
+          if (f.address !== undefined) f.address += 1;
+        }
         this.frameCache.set(lookup, f);
       }
       return f;

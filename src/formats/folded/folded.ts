@@ -24,6 +24,19 @@ export function sanitizeFoldedName(name: string): string {
   return s === '' ? '[unknown]' : s;
 }
 
+/**
+ * A frame's name in a folded line, keeping call sites apart: `function:LINE` when debug info gave
+ * the line, else a caller frame's `function+0xOFFSET` (its return address within the function);
+ * the leaf (the allocation API) keeps its bare name. Frames without those fields: frameLabel.
+ */
+export function callSiteLabel(f: Frame, index: number): string {
+  const name = frameLabel(f);
+  if (f.function === null) return name;
+  if (f.line !== undefined) return `${name}:${f.line}`;
+  if (index > 0 && f.functionOffset !== undefined) return `${name}+0x${f.functionOffset.toString(16)}`;
+  return name;
+}
+
 function weightOf(s: StackSample, weight: FoldedWeight, index: number): number {
   const v = weight === 'bytes' ? s.bytes : s.count;
   if (!Number.isFinite(v) || v < 0) {
@@ -41,7 +54,7 @@ export function toFolded(samples: readonly StackSample[], weight: FoldedWeight):
   const sums = new Map<string, number>();
   samples.forEach((s, i) => {
     const v = weightOf(s, weight, i);
-    const names = s.frames.map((f) => sanitizeFoldedName(frameLabel(f))).reverse();
+    const names = s.frames.map((f, j) => sanitizeFoldedName(callSiteLabel(f, j))).reverse();
     const path = names.length ? names.join(';') : EMPTY_STACK_LABEL;
     sums.set(path, (sums.get(path) ?? 0) + v);
   });
