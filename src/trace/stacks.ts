@@ -5,6 +5,8 @@
 import type { AddressSpace } from '../target/address-space.js';
 import type { Frame, Module } from '../model/index.js';
 import { Symbolizer } from '../symbols/index.js';
+import { openPerfMap, perfMapLookup } from '../symbols/perf-map.js';
+import type { PerfMapEntry } from '../symbols/perf-map.js';
 import { CfiCache, ModuleMap, unwindStack } from '../unwind/index.js';
 import type { StopReason } from '../unwind/index.js';
 import type { CapturedEvent } from './capture.js';
@@ -38,6 +40,21 @@ export class StackResolver {
     return new ModuleMap(this.modules, this.cfi, { debugFileFor: (m) => this.symbolizer.symbolsOf(m)?.debug?.path });
   }
 
+  /** JIT symbols (/tmp/perf-PID.map), read once at the first frame in anonymous executable memory. */
+  private perfMap?: PerfMapEntry[] | null;
+
+  /**
+   * A frame in no module: `[jit]` when the address is in anonymous executable memory (named from
+   * the target's perf map when it has one), else `[unknown]`.
+   */
+  private jitFrame(addr: number, f: Frame): Frame {
+    const m = this.space.mappings().find((x) => addr >= x.start && addr < x.end);
+    if (!m || !m.perms.includes('x') || (m.path !== '' && !m.path.startsWith('[anon') && !m.path.startsWith('/memfd:'))) return f;
+    if (this.perfMap === undefined) this.perfMap = this.space.kind === 'live' ? openPerfMap(this.space) ?? null : null;
+    const e = this.perfMap ? perfMapLookup(this.perfMap, addr) : undefined;
+    return { function: e ? e.name : null, module: '[jit]', offset: e ? addr - e.start : addr, address: addr };
+  }
+
   /** Re-reads the target's modules (after dlopen) keeping parsed CFI. */
   refresh(): void {
     if (this.space.kind !== 'live') return;
@@ -49,6 +66,7 @@ export class StackResolver {
     this.frameCache.clear();
     this.framesMemo = new WeakMap();
     this.pathCache.clear();
+    this.perfMap = undefined;
   }
 
   /**
@@ -87,6 +105,7 @@ export class StackResolver {
       let f = this.frameCache.get(lookup);
       if (!f) {
         f = this.symbolizer.frame(lookup);
+        if (f.module === '[unknown]') f = this.jitFrame(lookup, f);
         if (i > 0) {
           f = { ...f, offset: f.offset + 1 };
           if (f.functionOffset !== undefined) f.functionOffset += 1;
