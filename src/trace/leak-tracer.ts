@@ -18,6 +18,7 @@ import { Symbolizer } from '../symbols/index.js';
 import { loadElf } from '../formats/elf/index.js';
 import { TraceSession, mallocProbes, poolProbe } from './session.js';
 import type { CapturedEvent } from './capture.js';
+import { decodeCapture } from './capture.js';
 import { StackResolver } from './stacks.js';
 import { entryProbeOffsetAt, resultTestJumpVaddr, returnSiteOfCall } from './call-sites.js';
 
@@ -57,6 +58,8 @@ export interface LeakTraceOptions {
   signal?: AbortSignal;
   /** Ring buffer bytes (power of two >= 4096). Default 64 MiB unsampled, 16 MiB sampled; tests shrink it to force a loss. */
   ringBytes?: number;
+  /** Exact mode: records the kernel keeps per stash map (default 262144 small, 16384 large); tests shrink it to force a loss. */
+  stashEntries?: number;
   /** Keep the allocator's internal frames below the API the program called (default: the leaf is the API). */
   showInternal?: boolean;
 }
@@ -141,7 +144,10 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   };
 
   // Records are ~12 KiB (8 KiB of stack): unsampled tracing needs room for bursts.
-  const session = new TraceSession({ pid: space.pid, onEvent, ringBytes: opts.ringBytes ?? (sampleBytes === 0 ? 64 << 20 : 16 << 20) });
+  // Exact malloc mode keeps each outstanding allocation's record in the kernel (stash): the ring
+  // only carries what the stash could not hold.
+  const stash = opts.mode === 'malloc' && sampleBytes === 0;
+  const session = new TraceSession({ pid: space.pid, onEvent, stash, stashEntries: opts.stashEntries, ringBytes: opts.ringBytes ?? (sampleBytes === 0 ? 64 << 20 : 16 << 20) });
   const symbolizer = new Symbolizer(space.modules());
   const probes: string[] = [];
   try {
@@ -229,11 +235,14 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const scale = (size: number) => (sampleBytes > 0 && size < sampleBytes
       ? { bytes: sampleBytes * dutyScale, count: (sampleBytes / Math.max(1, size)) * dutyScale }
       : { bytes: size * dutyScale, count: dutyScale });
+    const stashed = { count: 0, bytes: 0 };
     if (opts.mode === 'malloc') {
+      if (stash) { allocBytes = st.sampledBytes; allocCount = st.sampled; }
       for (const ev of events.values()) {
         const w = scale(ev.size);
         const b = bucket(ev.pcs);
-        b.allocBytes += w.bytes; b.allocCount += w.count; allocBytes += w.bytes; allocCount += w.count;
+        b.allocBytes += w.bytes; b.allocCount += w.count;
+        if (!stash) { allocBytes += w.bytes; allocCount += w.count; }
       }
       // Allocations whose record the full ring refused still sit in the outstanding map with
       // their size: their bytes count, under one path that says their stack was lost.
@@ -242,12 +251,27 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         const w = { bytes: st.ringFullBytes * dutyScale, count: st.ringFull * dutyScale };
         if (sampleBytes === 0) {
           const b = bucket(lostPcs);
-          b.allocBytes += w.bytes; b.allocCount += w.count; allocBytes += w.bytes; allocCount += w.count;
+          b.allocBytes += w.bytes; b.allocCount += w.count;
+          if (!stash) { allocBytes += w.bytes; allocCount += w.count; }
         }
       }
       for (const o of session.outstanding()) {
         if (endNs - o.timeNs < minAgeNs) continue;
-        const ev = events.get(`${o.tid}:${o.timeNs}`);
+        let ev = events.get(`${o.tid}:${o.timeNs}`);
+        if (!ev && stash) {
+          // Read from the stash and unwound now: the modules were loaded while the target ran.
+          const r = session.stashedRecord(o.pidTgid, o.timeNs);
+          if (r) {
+            const e = decodeCapture(r);
+            sampledEvents++;
+            const u = resolver.unwind(e);
+            ev = { pcs: u.pcs, size: e.size, timeNs: e.timeNs, complete: StackResolver.complete(resolver.frames(u.pcs)) };
+            if (ev.complete) complete++;
+            stashed.count++; stashed.bytes += o.size;
+            const b = bucket(ev.pcs);
+            b.allocBytes += o.size; b.allocCount += 1;
+          }
+        }
         if (!ev) { lostOutstanding.count++; lostOutstanding.bytes += o.size; }
         const w = scale(o.size);
         const b = bucket(ev ? ev.pcs : lostPcs);
@@ -267,6 +291,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     }
     if (duty < 1) notes.push(`sampling probes attached ${(attachedShare * 100).toFixed(0)}% of the window; estimates scaled by ${dutyScale.toFixed(2)}`);
     if (st.ringFull) notes.push(`${st.ringFull} events (${st.ringFullBytes} requested bytes) lost their stacks: ring buffer full; their ${lostOutstanding.count} still outstanding (${lostOutstanding.bytes} B) are under "${LOST_STACK_FRAME.function}", so per-path figures are lower bounds`);
+    if (stash) notes.push(`exact mode: records of allocations freed during the window stayed in the kernel (allocated per path counts only what is still outstanding); ${stashed.count} outstanding stacks read from the kernel at the end`);
     if (exitedAfter !== undefined) notes.push(`target exited after ${exitedAfter.toFixed(1)} s; results cover that`);
     const lossless = st.ringFull === 0 && st.outstandingFull === 0;
 
