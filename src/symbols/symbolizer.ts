@@ -10,6 +10,8 @@ import type { Frame, Module } from '../model/index.js';
 import { LeakscopeError } from '../model/errors.js';
 import { findDebugFile } from './debug-files.js';
 import { demangle } from './demangle.js';
+import { lineAt, parseDebugLine } from '../formats/dwarf/line.js';
+import type { LineTable } from '../formats/dwarf/line.js';
 
 export interface ModuleSymbols {
   module: Module;
@@ -43,6 +45,30 @@ export class Symbolizer {
       this.info.set(mod.path, s);
     }
     return s;
+  }
+
+  private lines = new Map<string, LineTable | null>();
+
+  /**
+   * Source file and line of a runtime address from the module's DWARF line table (its debug file's,
+   * found by build ID / debuglink, else its own .debug_line), or undefined.
+   */
+  lineOf(addr: number): { file: string; line: number } | undefined {
+    const mod = this.moduleAt(addr);
+    if (!mod) return undefined;
+    let t = this.lines.get(mod.path);
+    if (t === undefined) {
+      t = null;
+      const s = this.symbolsOf(mod);
+      for (const elf of [s?.debug?.elf, s?.elf]) {
+        if (!elf || !elf.section('.debug_line')) continue;
+        try { t = parseDebugLine(elf); } catch { t = null; }
+        if (t && t.rows.length) break;
+      }
+      this.lines.set(mod.path, t);
+    }
+    const row = t ? lineAt(t, addr - mod.loadBias) : undefined;
+    return row ? { file: row.file, line: row.line } : undefined;
   }
 
   moduleAt(addr: number): Module | undefined {

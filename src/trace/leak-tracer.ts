@@ -295,6 +295,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     if (exitedAfter !== undefined) notes.push(`target exited after ${exitedAfter.toFixed(1)} s; results cover that`);
     const lossless = st.ringFull === 0 && st.outstandingFull === 0;
 
+    resolver.withLines = true;
     const framesOf = (pcs: number[]): Frame[] => {
       if (pcs === lostPcsOf(byStack)) return [LOST_STACK_FRAME];
       const f = resolver.frames(pcs);

@@ -40,6 +40,19 @@ export class StackResolver {
     return new ModuleMap(this.modules, this.cfi, { debugFileFor: (m) => this.symbolizer.symbolsOf(m)?.debug?.path });
   }
 
+  /**
+   * Source lines in frames (DWARF .debug_line). Off while tracing (parsing a large line table
+   * would stall the consumer); the tracer turns it on to build its result.
+   */
+  get withLines(): boolean { return this.linesOn; }
+  set withLines(on: boolean) {
+    if (on === this.linesOn) return;
+    this.linesOn = on;
+    this.frameCache.clear();
+    this.framesMemo = new WeakMap();
+  }
+  private linesOn = false;
+
   /** JIT symbols (/tmp/perf-PID.map), read once at the first frame in anonymous executable memory. */
   private perfMap?: PerfMapEntry[] | null;
 
@@ -106,6 +119,10 @@ export class StackResolver {
       if (!f) {
         f = this.symbolizer.frame(lookup);
         if (f.module === '[unknown]') f = this.jitFrame(lookup, f);
+        if (this.withLines && f.function !== null) {
+          const l = this.symbolizer.lineOf(lookup);
+          if (l) f = { ...f, file: l.file, line: l.line };
+        }
         if (i > 0) {
           f = { ...f, offset: f.offset + 1 };
           if (f.functionOffset !== undefined) f.functionOffset += 1;
