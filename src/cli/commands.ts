@@ -6,7 +6,7 @@ import { breakdownInputsFor } from '../analysis/breakdown-inputs.js';
 import { memJson, renderMemTable } from '../report/mem-table.js';
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import type { LeakTrace } from '../model/leaks.js';
-import { readFileSync } from 'node:fs';
+import { readUserFile } from '../target/target-files.js';
 import { heapCensus, compareCensus } from '../glibc/index.js';
 import type { CensusComparison, HeapCensus } from '../glibc/index.js';
 import { heapJson, renderHeapTable, censusFromJson } from '../report/heap-table.js';
@@ -92,8 +92,7 @@ export function readBaselineCensus(path: string): HeapCensus {
 
 function readJsonFile(path: string): unknown {
   let text: string;
-  try { text = readFileSync(path, 'utf8'); } catch (e) {
-    throw new LeakscopeError((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not-found' : 'io', `${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
+  // A regular file within the baseline size cap, bounded read: never a FIFO, /dev/zero or a directory.
+  text = readUserFile(path, 'baseline').toString('utf8');
   try { return JSON.parse(text); } catch { throw new LeakscopeError('malformed', `${path}: not JSON`); }
 }

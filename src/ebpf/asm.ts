@@ -68,6 +68,7 @@ export const Helper = {
   ringbuf_submit: 132,
   ringbuf_discard: 133,
   ringbuf_query: 134,
+  get_ns_current_pid_tgid: 120,
   loop: 181,
 } as const;
 export type HelperName = keyof typeof Helper;
@@ -246,8 +247,32 @@ export function loadArg(dst: Reg, ctx: Reg, n: number): Insn {
  * offset, so per-process programs check the thread-group id themselves.
  * Clobbers r0..r5 (a helper call).
  */
-export function tgidFilter(tgid: number, target: string): Body {
+export function tgidFilter(tgid: number, target: string, pidns?: PidNamespace): Body {
+  if (pidns) return nsTgidFilter(pidns, target);
   return [call('get_current_pid_tgid'), rsh64(R0, 32), jne(R0, tgid, target)];
+}
+
+/**
+ * A pid namespace, as bpf_get_ns_current_pid_tgid names it: the kernel dev_t (MAJOR << 20 | MINOR)
+ * and inode of its nsfs file (/proc/PID/ns/pid), and the target's tgid in it.
+ */
+export interface PidNamespace { dev: number; ino: number; tgid: number }
+
+/**
+ * Jumps to `target` unless the current task's tgid, as seen in `ns`, is `ns.tgid`:
+ * bpf_get_ns_current_pid_tgid(dev, ino, &info, 8) (kernel >= 5.7) fills struct bpf_pidns_info
+ * { u32 pid; u32 tgid; } and fails (non-zero) when the task is not in that namespace. For tracers
+ * that run inside a pid namespace, where bpf_get_current_pid_tgid gives the initial namespace's
+ * tgid, not the PID the user named. Uses the 8 bytes at fp-8 as scratch (before anything else).
+ */
+export function nsTgidFilter(ns: PidNamespace, target: string): Body {
+  return [
+    ldImm64(R1, ns.dev), ldImm64(R2, ns.ino), mov64(R3, R10), add64(R3, -8), mov64(R4, 8),
+    call('get_ns_current_pid_tgid'),
+    jne(R0, 0, target),
+    ldx('w', R0, R10, -4),
+    jne(R0, ns.tgid, target),
+  ];
 }
 
 /** x86-64 page size: the unit in which user memory is present or not. */

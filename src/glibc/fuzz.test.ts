@@ -6,8 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AddressSpace, ThreadState } from '../target/address-space.js';
-import { LiveProcess } from '../target/index.js';
-import type { Mapping, MappingWithUsage, Module } from '../model/memory.js';
+import { LiveProcess, hostRoot } from '../target/index.js';
+import type { Mapping, MappingWithUsage, Module, OpenedFile, TargetFileKind } from '../model/memory.js';
 import { isLeakscopeError, LeakscopeError } from '../model/errors.js';
 import { Symbolizer } from '../symbols/index.js';
 import { ensureFixturesBuilt } from '../../test/helpers/build.js';
@@ -26,7 +26,7 @@ class ImageSpace implements AddressSpace {
   residentBytes(start: number, end: number): { rss: number; swap: number } { return { rss: end - start, swap: 0 }; }
   modules(): Module[] { return this.mods; }
   exeHostPath(): string { return this.mods[0]?.hostPath ?? ''; }
-  hostPath(p: string): string { return p; }
+  openTargetFile(p: string, kind: TargetFileKind): OpenedFile { return hostRoot().openTargetFile(p, kind); }
   threads(): ThreadState[] { return []; }
   readInto(addr: number, buf: Uint8Array, off: number, len: number): number {
     if (!Number.isSafeInteger(addr) || addr < 0) return 0;

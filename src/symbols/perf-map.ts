@@ -1,16 +1,11 @@
 // JIT symbol maps: /tmp/perf-PID.map, the text format perf reads (tools/perf/Documentation/jit-interface.txt),
 // written by node --perf-basic-prof, JVM agents and LuaJIT's perf support: one line per code range,
 //   START SIZE name      (START and SIZE hex, without 0x; name to the end of the line)
-// The file is named by the target, so it is opened as a target-named file: through the address
-// space's path mapping (the target's root), regular files only, size-capped, never followed
-// beyond what it is. ONE function opens it (openPerfMap) so that it can move to the safe
-// target-file opener (openat2 RESOLVE_IN_ROOT) in one place.
+// The file is named by the target, so it is opened as a target-named file (target/target-files.ts:
+// inside the target's root, regular files only, capped at SIZE_CAPS['perf-map']), in ONE function.
 
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import type { AddressSpace } from '../target/address-space.js';
-
-/** Largest perf map read (bytes); a longer one is read up to here (its first entries). */
-export const PERF_MAP_MAX_BYTES = 64 << 20;
+import { readWholeAndClose } from '../binary/regular-file.js';
 
 export interface PerfMapEntry { start: number; end: number; name: string }
 
@@ -37,17 +32,13 @@ export function perfMapLookup(entries: readonly PerfMapEntry[], addr: number): P
 
 /**
  * Reads the target's /tmp/perf-PID.map (PID as the target knows itself: `nsPid`, default its pid),
- * or undefined when there is none, it is not a regular file, or it cannot be read.
+ * or undefined when there is none or it is refused (not a regular file, over the perf-map size cap,
+ * outside the target's root): the one place a perf map is opened, through the address space's
+ * target-file opener (openat2 RESOLVE_IN_ROOT in the target's root).
  */
 export function openPerfMap(space: AddressSpace, nsPid = space.pid): PerfMapEntry[] | undefined {
-  let fd: number;
-  try { fd = openSync(space.hostPath(`/tmp/perf-${nsPid}.map`), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK); } catch { return undefined; }
   try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) return undefined;
-    const buf = Buffer.alloc(Math.min(st.size, PERF_MAP_MAX_BYTES));
-    let got = 0;
-    while (got < buf.length) { const n = readSync(fd, buf, got, buf.length - got, got); if (n <= 0) break; got += n; }
-    return parsePerfMap(buf.subarray(0, got).toString('utf8'));
-  } catch { return undefined; } finally { closeSync(fd); }
+    const buf = readWholeAndClose(space.openTargetFile(`/tmp/perf-${nsPid}.map`, 'perf-map'));
+    return parsePerfMap(buf.toString('utf8'));
+  } catch { return undefined; }
 }

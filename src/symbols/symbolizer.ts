@@ -39,8 +39,8 @@ export class Symbolizer {
     let s = this.info.get(mod.path);
     if (s === undefined) {
       try {
-        const elf = loadElf(mod.hostPath);
-        s = { module: mod, elf, debug: findDebugFile(elf, mod.path) };
+        const elf = loadElf(mod.hostPath, { label: mod.path });
+        s = { module: mod, elf, debug: findDebugFile(elf, mod.path, mod.files) };
       } catch { s = null; }
       this.info.set(mod.path, s);
     }

@@ -2,7 +2,7 @@
 // (/proc/PID/mem) and an ELF core file both implement it, so live and post-mortem
 // analysis are the same code. Analyzers never touch /proc directly.
 
-import type { Mapping, MappingWithUsage, Module } from '../model/memory.js';
+import type { Mapping, MappingWithUsage, Module, TargetFiles } from '../model/memory.js';
 import { LeakscopeError } from '../model/errors.js';
 
 export interface ThreadState {
@@ -11,7 +11,7 @@ export interface ThreadState {
   regs?: Record<string, number>;
 }
 
-export interface AddressSpace {
+export interface AddressSpace extends TargetFiles {
   readonly kind: 'live' | 'core';
   /** Process id (from the core's notes for a core file). */
   readonly pid: number;
@@ -30,10 +30,11 @@ export interface AddressSpace {
   residentBytes(start: number, end: number): { rss: number; swap: number };
   /** Loaded ELF objects with load bias (executable first). */
   modules(): Module[];
-  /** Path of the main executable as leakscope can open it. */
+  /** Path of the main executable as leakscope can open it (names exactly its inode; '' when unavailable). */
   exeHostPath(): string;
-  /** Maps a path seen by the target to one leakscope can open (live: through /proc/PID/root). */
-  hostPath(targetPath: string): string;
+  // openTargetFile(targetPath, kind) (from TargetFiles): a file the target names that is not one of
+  // its mappings (debug files, perf maps), opened inside its root (live: /proc/PID/root; core: the
+  // host's root) as a regular file within the kind's size cap. Mapped objects are `modules()`.
   threads(): ThreadState[];
   /**
    * Reads up to `len` bytes at runtime address `addr` into `buf[bufOffset..]`.

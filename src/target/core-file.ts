@@ -3,18 +3,33 @@
 // mappings) come from the mapped file itself, found through NT_FILE, as gdb does.
 // The core is read with pread in pieces, never loaded whole (cores can be GBs).
 
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
-import type { Mapping, MappingWithUsage, Module } from '../model/memory.js';
-import { ElfFile, PT_NOTE, PF_R, PF_W, PF_X } from '../formats/elf/elf.js';
-import { parseCore } from '../formats/elf/core.js';
+import type { Mapping, MappingWithUsage, Module, OpenedFile, TargetFileKind } from '../model/memory.js';
+import { ByteReader } from '../binary/byte-reader.js';
+import { formatBytes, readRange } from '../binary/regular-file.js';
+import { ET_CORE, PT_LOAD, PT_NOTE, PF_R, PF_W, PF_X, notesIn } from '../formats/elf/elf.js';
+import type { ElfSegment } from '../formats/elf/elf.js';
+import { parseCoreParts } from '../formats/elf/core.js';
 import type { CoreModel } from '../formats/elf/core.js';
+import { TargetRoot, hostRoot, openUserFile } from './target-files.js';
 import type { AddressSpace, ThreadState } from './address-space.js';
 import { findMapping, readExactly, readU64Via } from './address-space.js';
 import { buildModules } from './modules.js';
 
 /** brk starts within 1 GiB above the executable's end (x86-64 ASLR, arch_randomize_brk: SZ_1G for 64-bit). */
 const BRK_RANDOM_RANGE = 0x40000000;
+/** e_phnum meaning "see section header 0's sh_info" (gABI). */
+const PN_XNUM = 0xffff;
+/** Program headers read (56 bytes each): 1M segments, far above vm.max_map_count's default 65530. */
+const MAX_PHDR_BYTES = 56 << 20;
+/** Note bytes read (threads' registers, NT_FILE): a core with 100k threads and 100k mappings needs ~50 MiB. */
+const MAX_NOTE_BYTES = 64 << 20;
+
+/** A second descriptor of the same open file (loadElfFrom closes the one it is given). */
+function dupFd(fd: number): number {
+  return openSync(`/proc/self/fd/${fd}`, 'r');
+}
 
 interface Piece { start: number; end: number; source: 'core' | 'file' | 'zero'; fileOffset: number; fd?: number }
 
@@ -30,7 +45,11 @@ export class CoreFile implements AddressSpace {
   private cachedModules?: Module[];
   private scratch = Buffer.alloc(8);
 
-  private constructor(readonly path: string, fd: number, model: CoreModel, private readonly exeOverride?: string) {
+  /** A core names files of the machine it is read on: resolved in the host's root (no magic links). */
+  private readonly root: TargetRoot = hostRoot();
+  private objectPaths = new Map<string, string | undefined>();
+
+  private constructor(readonly path: string, fd: number, model: CoreModel, private readonly exeOverride?: string, private readonly exeFile?: OpenedFile) {
     this.fd = fd;
     this.model = model;
     this.pid = model.pid;
@@ -40,41 +59,74 @@ export class CoreFile implements AddressSpace {
 
   get description(): string { return `core ${this.path} (${this.command}, pid ${this.pid})`; }
 
-  /** Opens a core file. `exe` is the executable that produced it (used when NT_FILE names a path that moved). */
+  /**
+   * Opens a core file. `exe` is the executable that produced it (used when NT_FILE names a path that
+   * moved). Both are files the user named: regular files only; the core is read in bounded pieces
+   * (ELF header, program headers, each note segment within MAX_NOTE_BYTES), every size, offset and
+   * address checked against the file before use. Errors: not-found, permission, not-elf (not an ELF
+   * core, e.g. an executable), truncated, malformed (not a regular file, out-of-range values).
+   */
   static open(path: string, opts: { exe?: string } = {}): CoreFile {
-    let fd: number;
-    try { fd = openSync(path, 'r'); } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new LeakscopeError(code === 'ENOENT' ? 'not-found' : code === 'EACCES' ? 'permission' : 'io', `${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-    }
+    const file = openUserFile(path, 'core');
+    const fd = file.fd;
+    let exe: OpenedFile | undefined;
     try {
-      const size = fstatSync(fd).size;
-      const head = Buffer.alloc(Math.min(size, 64));
-      readSync(fd, head, 0, head.length, 0);
+      const size = file.size;
+      const head = readRange(file, 0, 64);
       if (head.length < 4 || head.readUInt32BE(0) !== 0x7f454c46) throw new LeakscopeError('not-elf', `${path}: not an ELF core file (no \\x7fELF magic)`);
       if (head.length < 64) throw new LeakscopeError('truncated', `${path}: ELF header needs 64 bytes, file has ${size}`);
-      const phoff = Number(head.readBigUInt64LE(32)), phnum = head.readUInt16LE(56);
-      // Read the prefix holding the program headers and every note segment.
-      let prefixEnd = phoff + phnum * 56;
-      if (prefixEnd > size) throw new LeakscopeError('truncated', `${path}: program headers end at ${prefixEnd}, file has ${size} bytes (truncated core)`);
-      const ph = Buffer.alloc(phnum * 56);
-      readSync(fd, ph, 0, ph.length, phoff);
+      if (head[4] !== 2 || head[5] !== 1) throw new LeakscopeError('not-supported', `${path}: only 64-bit little-endian cores are supported`);
+      const type = head.readUInt16LE(16);
+      if (type !== ET_CORE) parseCoreParts({ label: path, type, segments: [], notes: [], fileSize: size });   // throws "not a core file"
+      const phoff = Number(head.readBigUInt64LE(32)), phentsize = head.readUInt16LE(54);
+      let phnum = head.readUInt16LE(56);
+      if (phnum && phentsize !== 56) throw new LeakscopeError('malformed', `${path}: e_phentsize ${phentsize}, expected 56`);
+      if (phnum === PN_XNUM) {
+        // More than 65534 segments: the real count is section header 0's sh_info (gABI extended numbering).
+        const shoff = Number(head.readBigUInt64LE(40));
+        if (shoff + 64 > size) throw new LeakscopeError('truncated', `${path}: section header 0 (extended segment count) at ${shoff}, file has ${size} bytes`);
+        phnum = readRange(file, shoff + 44, 4).readUInt32LE(0);
+      }
+      if (phnum * 56 > MAX_PHDR_BYTES) throw new LeakscopeError('malformed', `${path}: ${phnum} program headers, more than leakscope reads (${MAX_PHDR_BYTES / 56})`);
+      if (phoff + phnum * 56 > size) throw new LeakscopeError('truncated', `${path}: program headers end at ${phoff + phnum * 56}, file has ${size} bytes (truncated core)`);
+      const phr = new ByteReader(readRange(file, phoff, phnum * 56), { label: path, base: phoff });
+      const segments: ElfSegment[] = [];
       for (let i = 0; i < phnum; i++) {
-        if (ph.readUInt32LE(i * 56) === PT_NOTE) {
-          const end = Number(ph.readBigUInt64LE(i * 56 + 8)) + Number(ph.readBigUInt64LE(i * 56 + 32));
-          if (end > size) throw new LeakscopeError('truncated', `${path}: notes end at ${end}, file has ${size} bytes (truncated core)`);
-          prefixEnd = Math.max(prefixEnd, end);
+        const o = i * 56;
+        // Checked exactly (bigint) here: as numbers, addresses near 2^64 round.
+        const vaddr = phr.u64nAt(o + 16), memsz = phr.u64nAt(o + 40);
+        if (phr.u32At(o) === PT_LOAD && memsz > 0n && vaddr + memsz > 1n << 64n) {
+          throw new LeakscopeError('malformed', `${path}: core segment at 0x${vaddr.toString(16)} (+${memsz} bytes) ends past the 64-bit address space`);
+        }
+        segments.push({ type: phr.u32At(o), flags: phr.u32At(o + 4), offset: phr.u64At(o + 8), vaddr: phr.u64At(o + 16),
+          filesz: phr.u64At(o + 32), memsz: phr.u64At(o + 40), align: phr.u64At(o + 48) });
+      }
+      // Note segments: checked against the file and a total cap before any is read.
+      const notes = segments.filter((sg) => sg.type === PT_NOTE);
+      let noteBytes = 0;
+      for (const sg of notes) {
+        if (sg.offset + sg.filesz > size) throw new LeakscopeError('truncated', `${path}: notes end at ${sg.offset + sg.filesz}, file has ${size} bytes (truncated core)`);
+        noteBytes += sg.filesz;
+      }
+      if (noteBytes > MAX_NOTE_BYTES) throw new LeakscopeError('malformed', `${path}: note segments hold ${formatBytes(noteBytes)}, more than the ${formatBytes(MAX_NOTE_BYTES)} leakscope reads`);
+      function* eachNote() {
+        for (const sg of notes) {
+          const r = new ByteReader(readRange(file, sg.offset, sg.filesz), { label: path, base: sg.offset });
+          yield* notesIn(r, 0, sg.filesz, path);
         }
       }
-      if (prefixEnd > 256 * 1024 * 1024) throw new LeakscopeError('malformed', `${path}: headers and notes claim ${prefixEnd} bytes`);
-      const prefix = Buffer.alloc(prefixEnd);
-      readSync(fd, prefix, 0, prefixEnd, 0);
-      const elf = new ElfFile(prefix, path);
-      const model = parseCore(elf, size);
-      return new CoreFile(path, fd, model, opts.exe);
+      const model = parseCoreParts({ label: path, type, segments, notes: eachNote(), fileSize: size });
+      if (opts.exe !== undefined) {
+        exe = openUserFile(opts.exe, 'executable');
+        const eh = readRange(exe, 0, 64);
+        if (eh.length < 18 || eh.readUInt32BE(0) !== 0x7f454c46) throw new LeakscopeError('not-elf', `${opts.exe}: not an ELF executable (--exe)`);
+        if (eh.readUInt16LE(16) === ET_CORE) throw new LeakscopeError('not-elf', `${opts.exe}: a core file, not an executable (--exe)`);
+      }
+      return new CoreFile(path, fd, model, opts.exe, exe);
     } catch (e) {
       closeSync(fd);
-      if (isLeakscopeError(e)) throw e.message.startsWith(path) ? e : e.wrap(path);
+      if (exe) closeSync(exe.fd);
+      if (isLeakscopeError(e)) throw e.message.startsWith(path) || (opts.exe && e.message.startsWith(opts.exe)) ? e : e.wrap(path);
       throw e;
     }
   }
@@ -156,17 +208,31 @@ export class CoreFile implements AddressSpace {
     return (byName ?? cand[0])?.path ?? '';
   }
 
-  exeHostPath(): string { return this.exeTargetPath(); }
+  exeHostPath(): string { return this.objectPath(this.exeTargetPath()) ?? ''; }
 
-  hostPath(targetPath: string): string {
-    if (this.exeOverride && targetPath === this.model.files.find((f) => f.fileOffset === 0 && f.path.split('/').pop()!.startsWith(this.command))?.path) {
-      return this.exeOverride;
+  /** Whether an NT_FILE path is the executable that --exe replaces. */
+  private isOverriddenExe(targetPath: string): boolean {
+    return !!this.exeFile && (targetPath === this.exeOverride ||
+      targetPath === this.model.files.find((f) => f.fileOffset === 0 && f.path.split('/').pop()!.startsWith(this.command))?.path);
+  }
+
+  /** The path to open for an object the core maps: --exe's file, or the NT_FILE path checked and pinned. */
+  private objectPath(targetPath: string): string | undefined {
+    if (this.isOverriddenExe(targetPath)) return `/proc/self/fd/${this.exeFile!.fd}`;
+    if (!this.objectPaths.has(targetPath)) {
+      let p: string | undefined;
+      try { p = this.root.pinTargetFile(targetPath, 'object'); } catch { /* gone, not regular, too large: unreadable */ }
+      this.objectPaths.set(targetPath, p);
     }
-    return targetPath;
+    return this.objectPaths.get(targetPath);
+  }
+
+  openTargetFile(targetPath: string, kind: TargetFileKind): OpenedFile {
+    return this.root.openTargetFile(targetPath, kind);
   }
 
   modules(): Module[] {
-    if (!this.cachedModules) this.cachedModules = buildModules(this.maps, (p) => this.hostPath(p), this.exeTargetPath());
+    if (!this.cachedModules) this.cachedModules = buildModules(this.maps, (p) => this.objectPath(p), this.exeTargetPath(), this);
     return this.cachedModules;
   }
 
@@ -177,7 +243,9 @@ export class CoreFile implements AddressSpace {
   private fileFd(path: string): number | undefined {
     if (this.fileFds.has(path)) return this.fileFds.get(path)!;
     let fd = -1;
-    try { fd = openSync(this.hostPath(path), 'r'); } catch { /* file gone: unreadable */ }
+    try {
+      fd = this.isOverriddenExe(path) ? dupFd(this.exeFile!.fd) : this.root.openTargetFile(path, 'object').fd;
+    } catch { /* gone, not a regular file, too large: unreadable */ }
     this.fileFds.set(path, fd);
     return fd >= 0 ? fd : undefined;
   }
@@ -208,5 +276,7 @@ export class CoreFile implements AddressSpace {
     try { closeSync(this.fd); } catch { /* closed */ }
     for (const fd of this.fileFds.values()) if (fd >= 0) try { closeSync(fd); } catch { /* closed */ }
     this.fileFds.clear();
+    if (this.exeFile) try { closeSync(this.exeFile.fd); } catch { /* closed */ }
+    this.root.close();
   }
 }

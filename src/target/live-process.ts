@@ -1,14 +1,16 @@
-// AddressSpace of a live process: /proc/PID/mem (pread, never write), maps, smaps, status, exe,
-// honouring /proc/PID/root for processes in other mount namespaces (containers).
+// AddressSpace of a live process: /proc/PID/mem (pread, never write), maps, smaps, status, exe.
+// Mapped objects are opened through /proc/PID/map_files (the inode mapped, in any namespace or
+// chroot); other files the target names inside /proc/PID/root (target-files.ts).
 // Reading never stops the target (no ptrace attach); the kernel checks PTRACE_MODE_ATTACH.
 
 import { closeSync, openSync, readFileSync, readSync, readlinkSync, existsSync, readdirSync } from 'node:fs';
 import { LeakscopeError } from '../model/errors.js';
-import type { Mapping, MappingWithUsage, Module } from '../model/memory.js';
+import type { Mapping, MappingWithUsage, Module, OpenedFile, TargetFileKind } from '../model/memory.js';
 import { parseMaps, parseSmaps, parseStatus } from '../formats/procfs/index.js';
 import type { AddressSpace, ThreadState } from './address-space.js';
 import { readExactly, readU64Via } from './address-space.js';
 import { buildModules } from './modules.js';
+import { TargetRoot, mapFilesPath, mapFilesPermitted } from './target-files.js';
 
 
 export class LiveProcess implements AddressSpace {
@@ -18,40 +20,55 @@ export class LiveProcess implements AddressSpace {
   private cachedMaps?: Mapping[];
   private cachedModules?: Module[];
   private scratch = Buffer.alloc(8);
+  /** The target's root directory (/proc/PID/root): its mount namespace and chroot. */
+  private readonly root: TargetRoot;
+  /** Whether /proc/PID/map_files can be opened (decided on the first module). */
+  private mapFiles?: boolean;
 
   private constructor(readonly pid: number, fd: number, command: string) {
     this.fd = fd;
     this.command = command;
+    this.root = new TargetRoot(`/proc/${pid}/root`, `pid ${pid}`);
   }
 
   get description(): string { return `pid ${this.pid} (${this.command})`; }
 
-  /** Opens a process for reading. One-line errors: no such process, kernel thread, permission. */
-  static open(pid: number): LiveProcess {
+  /**
+   * Opens a process for reading. One-line errors: no such process (also a zombie: "has exited"),
+   * kernel thread, permission. `mapFiles: false` (tests) opens mapped objects inside the target's
+   * root as when /proc/PID/map_files is not permitted.
+   */
+  static open(pid: number, opts: { mapFiles?: boolean } = {}): LiveProcess {
     if (!Number.isInteger(pid) || pid <= 0) throw new LeakscopeError('usage', `not a process id: ${pid}`);
     const dir = `/proc/${pid}`;
     if (!existsSync(dir)) throw new LeakscopeError('no-such-process', `no such process: ${pid}`);
     let status: Map<string, string>;
-    try { status = parseStatus(readFileSync(`${dir}/status`, 'utf8')); } catch { throw new LeakscopeError('no-such-process', `no such process: ${pid} (it exited)`); }
+    try { status = parseStatus(readFileSync(`${dir}/status`, 'utf8')); } catch { throw new LeakscopeError('no-such-process', `process ${pid} has exited`); }
     const command = status.get('Name') ?? '?';
+    // A zombie (or a task being reaped) has no address space left: it has exited, whatever its maps say.
+    if (/^[ZX]/.test(status.get('State') ?? '')) throw new LeakscopeError('no-such-process', `process ${pid} has exited (${command})`);
     // Kernel threads have no user address space: empty maps, no exe, PF_KTHREAD.
     let maps = '';
     try { maps = readFileSync(`${dir}/maps`, 'utf8'); } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EACCES' || code === 'EPERM') throw permissionError(pid, command);
-      throw new LeakscopeError('no-such-process', `no such process: ${pid} (it exited)`);
+      throw new LeakscopeError('no-such-process', `process ${pid} has exited`);
     }
-    if (!maps.trim() && !status.has('VmSize')) {
+    // "Kthread: 1" (Linux >= 6.0) says it outright; older kernels: no maps and no VmSize.
+    if (status.get('Kthread') === '1' || (!status.has('Kthread') && !maps.trim() && !status.has('VmSize'))) {
       throw new LeakscopeError('kernel-thread', `pid ${pid} (${command}) is a kernel thread: it has no user memory to analyze`);
     }
+    if (!maps.trim()) throw new LeakscopeError('no-such-process', `process ${pid} has exited (${command}): no memory mappings left`);
     let fd: number;
     try { fd = openSync(`${dir}/mem`, 'r'); } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EACCES' || code === 'EPERM') throw permissionError(pid, command);
-      if (code === 'ENOENT' || code === 'ESRCH') throw new LeakscopeError('no-such-process', `no such process: ${pid} (it exited)`);
+      if (code === 'ENOENT' || code === 'ESRCH') throw new LeakscopeError('no-such-process', `process ${pid} has exited`);
       throw new LeakscopeError('io', `open /proc/${pid}/mem: ${(e as Error).message}`);
     }
-    return new LiveProcess(pid, fd, command);
+    const live = new LiveProcess(pid, fd, command);
+    if (opts.mapFiles === false) live.mapFiles = false;
+    return live;
   }
 
   mappings(opts: { refresh?: boolean } = {}): Mapping[] {
@@ -59,7 +76,7 @@ export class LiveProcess implements AddressSpace {
       this.cachedModules = undefined;   // rebuilt from the new mappings (dlopen / dlclose)
       try { this.cachedMaps = parseMaps(readFileSync(`/proc/${this.pid}/maps`, 'utf8')); } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ESRCH' || (e as NodeJS.ErrnoException).code === 'ENOENT') {
-          throw new LeakscopeError('no-such-process', `process ${this.pid} exited`);
+          throw new LeakscopeError('no-such-process', `process ${this.pid} has exited`);
         }
         throw e;
       }
@@ -77,15 +94,44 @@ export class LiveProcess implements AddressSpace {
 
   exeHostPath(): string { return `/proc/${this.pid}/exe`; }
 
-  hostPath(targetPath: string): string {
-    // /proc/PID/root is the target's root directory: correct in and out of containers.
-    return `/proc/${this.pid}/root${targetPath}`;
+  openTargetFile(targetPath: string, kind: TargetFileKind): OpenedFile {
+    return this.root.openTargetFile(targetPath, kind);
   }
+
+  /**
+   * The path to open for the object mapped at `first`: /proc/PID/map_files/START-END (the inode the
+   * target mapped, however its namespace, chroot or symlinks name it); when that is not permitted
+   * (no CAP_SYS_ADMIN / CAP_CHECKPOINT_RESTORE), the path resolved inside the target's root, pinned.
+   */
+  private objectPath(targetPath: string, first: Mapping): string {
+    this.mapFiles ??= mapFilesPermitted(this.pid, first);
+    if (this.mapFiles) return mapFilesPath(this.pid, first);
+    // Pinned once per mapped inode (modules are rebuilt on every maps refresh).
+    const key = `${targetPath}\0${first.dev}\0${first.inode}`;
+    let pinned = this.pinnedObjects.get(key);
+    if (!pinned) this.pinnedObjects.set(key, (pinned = this.root.pinTargetFile(this.insideRoot(targetPath), 'object', first)));
+    return pinned;
+  }
+  private pinnedObjects = new Map<string, string>();
+
+  /**
+   * /proc/PID/maps prints paths as leakscope's root sees them: for a chrooted target, with the
+   * chroot directory in front. That prefix (readlink /proc/PID/root) is taken off to name the
+   * file inside the target's root.
+   */
+  private insideRoot(mapsPath: string): string {
+    if (this.rootPrefix === undefined) {
+      try { this.rootPrefix = readlinkSync(`/proc/${this.pid}/root`).replace(/\/+$/, ''); } catch { this.rootPrefix = ''; }
+    }
+    const pre = this.rootPrefix;
+    return pre && mapsPath.startsWith(`${pre}/`) ? mapsPath.slice(pre.length) : mapsPath;
+  }
+  private rootPrefix?: string;
 
   modules(): Module[] {
     if (!this.cachedModules) {
       const exe = this.exeTargetPath();
-      this.cachedModules = buildModules(this.mappings(), (p) => this.hostPath(p), exe);
+      this.cachedModules = buildModules(this.mappings(), (p, first) => this.objectPath(p, first), exe, this);
     }
     return this.cachedModules;
   }
@@ -148,6 +194,7 @@ export class LiveProcess implements AddressSpace {
 
   close(): void {
     if (this.fd >= 0) { try { closeSync(this.fd); } catch { /* already closed */ } this.fd = -1; }
+    this.root.close();
   }
 }
 

@@ -4,7 +4,8 @@
 import { loadElf } from '../formats/elf/index.js';
 import type { ElfFile } from '../formats/elf/index.js';
 import { PT_LOAD } from '../formats/elf/elf.js';
-import type { Mapping, Module } from '../model/memory.js';
+import { SIZE_CAPS } from './target-files.js';
+import type { Mapping, Module, TargetFiles } from '../model/memory.js';
 
 /** Pure: the load bias of an object whose mapping of file offset `mappingOffset` starts at `mappingStart`. */
 export function computeLoadBias(elf: Pick<ElfFile, 'segments'>, mappingStart: number, mappingOffset: number): number {
@@ -27,10 +28,12 @@ export function isElfPath(path: string): boolean {
 }
 
 /**
- * Groups file-backed mappings by path into modules. `hostPath` maps a target path to an openable one.
- * Objects that are not ELF (locale archives, fonts, ...) are left out. `exePath` (target view) is listed first.
+ * Groups file-backed mappings by path into modules. `hostPath` gives the path leakscope opens for an
+ * object (from its target path and its lowest mapping; undefined: not openable, left out). Objects
+ * that are not ELF (locale archives, fonts, ...), FIFOs, devices and files over the size cap are left
+ * out. `exePath` (target view) is listed first. `files` opens the target's other files (debug files).
  */
-export function buildModules(mappings: readonly Mapping[], hostPath: (p: string) => string, exePath?: string): Module[] {
+export function buildModules(mappings: readonly Mapping[], hostPath: (p: string, first: Mapping) => string | undefined, exePath?: string, files?: TargetFiles): Module[] {
   const byPath = new Map<string, Mapping[]>();
   for (const m of mappings) {
     if (!isElfPath(m.path)) continue;
@@ -40,18 +43,23 @@ export function buildModules(mappings: readonly Mapping[], hostPath: (p: string)
   }
   const out: Module[] = [];
   for (const [path, maps] of byPath) {
-    const host = hostPath(path);
-    let elf: ElfFile;
-    try { elf = loadElf(host); } catch { continue; }
-    if (elf.isCore) continue;
     const first = maps.reduce((a, b) => (a.start < b.start ? a : b));
+    let host: string | undefined;
+    try { host = hostPath(path, first); } catch { continue; }
+    if (!host) continue;
+    let elf: ElfFile;
+    try { elf = loadElf(host, { maxBytes: SIZE_CAPS.object, label: path }); } catch { continue; }
+    if (elf.isCore) continue;
     const loadBias = computeLoadBias(elf, first.start, first.offset);
     // .bss past the file's last page is an anonymous mapping right after it: part of the object
     // up to the end of its last PT_LOAD (vaddr + memsz), so static arrays there resolve to symbols.
     const loadEnd = loadBias + Math.max(0, ...elf.segments.filter((sg) => sg.type === PT_LOAD).map((sg) => sg.vaddr + sg.memsz));
     const fileEnd = Math.max(...maps.map((m) => m.end));
     const bss = mappings.filter((m) => !m.path && m.start >= fileEnd && m.start < loadEnd);
-    out.push({ path, hostPath: host, base: first.start, loadBias, mappings: [...maps, ...bss].sort((a, b) => a.start - b.start), buildId: elf.buildId });
+    const mod: Module = { path, hostPath: host, base: first.start, loadBias, mappings: [...maps, ...bss].sort((a, b) => a.start - b.start), buildId: elf.buildId };
+    // Not enumerable: a module stays plain data for JSON, spreads and deepEqual.
+    if (files) Object.defineProperty(mod, 'files', { value: files, enumerable: false });
+    out.push(mod);
   }
   out.sort((a, b) => (a.path === exePath ? -1 : b.path === exePath ? 1 : a.base - b.base));
   return out;

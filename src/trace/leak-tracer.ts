@@ -12,6 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { AddressSpace } from '../target/address-space.js';
+import { pidNamespaceFilter } from '../target/pid-namespace.js';
 import type { Frame, LeakTrace, StackSample, TraceMode } from '../model/index.js';
 import { LeakscopeError } from '../model/errors.js';
 import { Symbolizer } from '../symbols/index.js';
@@ -149,6 +150,8 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   const stash = opts.mode === 'malloc' && sampleBytes === 0;
   const session = new TraceSession({ pid: space.pid, onEvent, stash, stashEntries: opts.stashEntries, ringBytes: opts.ringBytes ?? (sampleBytes === 0 ? 64 << 20 : 16 << 20) });
   const symbolizer = new Symbolizer(space.modules());
+  // Inside a pid namespace (a container), filter on the target's tgid there, not on the initial namespace's.
+  const pidns = space.kind === 'live' ? pidNamespaceFilter(space.pid) : undefined;
   const probes: string[] = [];
   try {
     if (opts.mode === 'malloc') {
@@ -161,7 +164,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         const v = elf.findSymbol(n)?.value ?? (n.startsWith('_int_') ? debugElf?.findSymbol(n)?.value : undefined);
         return v === undefined ? undefined : v + entryProbeOffsetAt(elf, v);
       };
-      for (const p of mallocProbes(session.tracerMaps, { pid: space.pid, sampleBytes, libcPath: libc.hostPath, symbolVaddr, sizeRange: opts.sizeRange, loadBias: libc.loadBias })) session.add(p);
+      for (const p of mallocProbes(session.tracerMaps, { pid: space.pid, pidns, sampleBytes, libcPath: libc.hostPath, symbolVaddr, sizeRange: opts.sizeRange, loadBias: libc.loadBias })) session.add(p);
     } else {
       const create = symbolizer.lookup('ngx_create_pool');
       if (!create) throw new LeakscopeError('not-found', `${space.description}: no ngx_create_pool symbol: pool mode needs nginx`);
@@ -171,7 +174,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       const probeVaddr = resultTestJumpVaddr(elf, site) ?? site.returnVaddr;
       if (probeVaddr === site.returnVaddr) notes.push('no null check after ngx_memalign found: probing the (single-stepped) return site');
       session.add(poolProbe(session.tracerMaps, {
-        pid: space.pid, binaryPath: create.module.hostPath, returnSiteVaddr: probeVaddr, stackBytes: opts.stackBytes ?? 4096,
+        pid: space.pid, pidns, binaryPath: create.module.hostPath, returnSiteVaddr: probeVaddr, stackBytes: opts.stackBytes ?? 4096,
         label: `${basename(create.module.path)}:ngx_create_pool+0x${(probeVaddr - elf.findSymbol('ngx_create_pool')!.value).toString(16)}`,
       }));
     }

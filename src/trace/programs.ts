@@ -151,8 +151,8 @@ function forgetPointer(m: TracerMaps, uniq: string): Body {
   ];
 }
 
-function tgidOrExit(tgid: number | undefined): Body {
-  return tgid === undefined ? [] : A.tgidFilter(tgid, 'out');
+function tgidOrExit(tgid: number | undefined, pidns?: A.PidNamespace): Body {
+  return tgid === undefined ? [] : A.tgidFilter(tgid, 'out', pidns);
 }
 
 /** r0 = bpf_map_delete_elem(map, &fp[keyOff]) */
@@ -172,7 +172,7 @@ function sizeOf(conv: AllocConvention, ctx: Reg): Body {
 }
 
 /** Entry of an allocation function: sample, capture the stack, remember the call until it returns. */
-export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; sampleBytes: number; mayNest?: boolean; sizeRange?: { min: number; max: number } }): Body {
+export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; pidns?: A.PidNamespace; sampleBytes: number; mayNest?: boolean; sizeRange?: { min: number; max: number } }): Body {
   return [A.mov64(R6, R1), allocEntryBody(m, conv, { ...opts, skipReturns: 0 })];
 }
 
@@ -182,10 +182,10 @@ export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { 
  * `relay`: a call that glibc relays to malloc (memalign family with alignment <= 16,
  * realloc(NULL, n)) is left to the inner malloc probe.
  */
-function allocEntryBody(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; sampleBytes: number; mayNest?: boolean; sizeRange?: { min: number; max: number }; skipReturns: number; relay?: boolean }): Body {
+function allocEntryBody(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; pidns?: A.PidNamespace; sampleBytes: number; mayNest?: boolean; sizeRange?: { min: number; max: number }; skipReturns: number; relay?: boolean }): Body {
   const ctx = R6;
   return [
-    tgidOrExit(opts.tgid),
+    tgidOrExit(opts.tgid, opts.pidns),
     statInc(m, Stat.entryHits, 'entry'),
     // glibc 2.36 _mid_memalign: "If we need less alignment than we give anyway, just relay to malloc".
     opts.relay && conv === 'posix_memalign' ? [A.loadArg(R1, ctx, 1), A.jle(R1, 16, 'out')] : [],
@@ -247,14 +247,14 @@ function allocEntryBody(m: TracerMaps, conv: AllocConvention, opts: { tgid?: num
 }
 
 /** Return of an allocation function: a pending sampled call becomes an outstanding allocation. */
-export function allocReturnProgram(m: TracerMaps, conv: 'rax' | 'posix_memalign', opts: { tgid?: number }): Body {
+export function allocReturnProgram(m: TracerMaps, conv: 'rax' | 'posix_memalign', opts: { tgid?: number; pidns?: A.PidNamespace }): Body {
   return [A.mov64(R6, R1), allocReturnBody(m, conv, opts)];
 }
 
-function allocReturnBody(m: TracerMaps, conv: 'rax' | 'posix_memalign', opts: { tgid?: number }): Body {
+function allocReturnBody(m: TracerMaps, conv: 'rax' | 'posix_memalign', opts: { tgid?: number; pidns?: A.PidNamespace }): Body {
   const ctx = R6;
   return [
-    tgidOrExit(opts.tgid),
+    tgidOrExit(opts.tgid, opts.pidns),
     statInc(m, Stat.returnHits, 'ret'),
     A.call('get_current_pid_tgid'), A.stx('dw', FP, K_TID, R0),
     A.ldMap(R1, m.pending), A.mov64(R2, FP), A.add64(R2, K_TID), A.call('map_lookup_elem'),
@@ -282,11 +282,11 @@ function allocReturnBody(m: TracerMaps, conv: 'rax' | 'posix_memalign', opts: { 
 }
 
 /** free(ptr): forget a sampled allocation. */
-export function freeProgram(m: TracerMaps, opts: { tgid?: number }): Body {
+export function freeProgram(m: TracerMaps, opts: { tgid?: number; pidns?: A.PidNamespace }): Body {
   const ctx = R6;
   return [
     A.mov64(ctx, R1),
-    tgidOrExit(opts.tgid),
+    tgidOrExit(opts.tgid, opts.pidns),
     statInc(m, Stat.freeHits, 'free'),
     A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'out'),
     A.stx('dw', FP, K_PTR, R1),
@@ -303,11 +303,11 @@ export function freeProgram(m: TracerMaps, opts: { tgid?: number }): Body {
  * (rax = the new pool): one probe hit per pool, no uretprobe. Liveness is checked at the end by
  * reading memory (the pool census), so ngx_destroy_pool is not probed at all.
  */
-export function poolCreateProgram(m: TracerMaps, opts: { tgid?: number; stackBytes?: 4096 | 8192 }): Body {
+export function poolCreateProgram(m: TracerMaps, opts: { tgid?: number; pidns?: A.PidNamespace; stackBytes?: 4096 | 8192 }): Body {
   const ctx = R6;
   return [
     A.mov64(ctx, R1),
-    tgidOrExit(opts.tgid),
+    tgidOrExit(opts.tgid, opts.pidns),
     statInc(m, Stat.poolHits, 'pool'),
     A.loadReg(R7, ctx, 'rax'), A.jeq(R7, 0, 'out'),
     A.stx('dw', FP, K_PTR, R7),
@@ -330,7 +330,7 @@ export function poolCreateProgram(m: TracerMaps, opts: { tgid?: number; stackByt
  * instruction's address is in rip; at return rip is the caller's return address. Unsampled calls
  * return 1 at entry, so the kernel skips their return probe: only sampled calls pay for it.
  */
-export function allocSessionProgram(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; sampleBytes: number; sizeRange?: { min: number; max: number }; entryRuntimeAddr: number }): Body {
+export function allocSessionProgram(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; pidns?: A.PidNamespace; sampleBytes: number; sizeRange?: { min: number; max: number }; entryRuntimeAddr: number }): Body {
   return [
     A.mov64(R6, R1),
     A.loadReg(R1, R6, 'rip'), A.ldImm64(R2, opts.entryRuntimeAddr), A.jne(R1, R2, 'at_return'),

@@ -12,7 +12,7 @@ import type { RingBufferReader } from '../ebpf/ringbuf.js';
 import { RingRecord } from '../ebpf/ringbuf.js';
 import { attachUprobe, attachUprobeMulti, resolveUprobeOffset } from '../ebpf/uprobe.js';
 import type { UprobeLink } from '../ebpf/uprobe.js';
-import type { Body } from '../ebpf/asm.js';
+import type { Body, PidNamespace } from '../ebpf/asm.js';
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import { decodeCapture } from './capture.js';
 import type { CapturedEvent } from './capture.js';
@@ -229,6 +229,8 @@ export const ALLOC_FUNCTIONS: Array<{ symbol: string; conv: AllocConvention }> =
 /** symbolVaddr: where to probe a function: its address, or past a leading flag-only test (call-sites.ts). */
 export interface MallocProbeOptions {
   pid: number; sampleBytes: number; libcPath: string; symbolVaddr: (name: string) => number | undefined; sizeRange?: { min: number; max: number };
+  /** Set when leakscope runs inside a pid namespace: the in-kernel filter compares tgids there. */
+  pidns?: PidNamespace;
   /** libc's load bias in the target: enables uprobe sessions (the program compares rip with the probe's runtime address). */
   loadBias?: number;
 }
@@ -250,21 +252,21 @@ export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] 
     // Every function but malloc and calloc may call malloc internally (glibc 2.36 _mid_memalign, realloc).
     const mayNest = f.symbol !== 'malloc' && f.symbol !== 'calloc';
     const fallback: ProbeSpec[] = [
-      { name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: false, body: allocEntryProgram(m, f.conv, { tgid: o.pid, sampleBytes: o.sampleBytes, mayNest, sizeRange: o.sizeRange }) },
-      { name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: true, body: allocReturnProgram(m, f.conv === 'posix_memalign' ? 'posix_memalign' : 'rax', { tgid: o.pid }) },
+      { name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: false, body: allocEntryProgram(m, f.conv, { tgid: o.pid, pidns: o.pidns, sampleBytes: o.sampleBytes, mayNest, sizeRange: o.sizeRange }) },
+      { name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: true, body: allocReturnProgram(m, f.conv === 'posix_memalign' ? 'posix_memalign' : 'rax', { tgid: o.pid, pidns: o.pidns }) },
     ];
     if (o.loadBias === undefined) { out.push(...fallback); continue; }
     out.push({
       name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: false, session: true, fallback,
-      body: allocSessionProgram(m, f.conv, { tgid: o.pid, sampleBytes: o.sampleBytes, sizeRange: o.sizeRange, entryRuntimeAddr: vaddr + o.loadBias }),
+      body: allocSessionProgram(m, f.conv, { tgid: o.pid, pidns: o.pidns, sampleBytes: o.sampleBytes, sizeRange: o.sizeRange, entryRuntimeAddr: vaddr + o.loadBias }),
     });
   }
   const free = o.symbolVaddr('free');
   if (free === undefined) throw new LeakscopeError('not-found', `${o.libcPath}: no free symbol`);
-  out.push({ name: 'libc:free', binaryPath: o.libcPath, vaddr: free, retprobe: false, alwaysOn: true, body: freeProgram(m, { tgid: o.pid }) });
+  out.push({ name: 'libc:free', binaryPath: o.libcPath, vaddr: free, retprobe: false, alwaysOn: true, body: freeProgram(m, { tgid: o.pid, pidns: o.pidns }) });
   return out;
 }
 
-export function poolProbe(m: TracerMaps, o: { pid: number; binaryPath: string; returnSiteVaddr: number; label: string; stackBytes?: 4096 | 8192 }): ProbeSpec {
-  return { name: o.label, binaryPath: o.binaryPath, vaddr: o.returnSiteVaddr, retprobe: false, body: poolCreateProgram(m, { tgid: o.pid, stackBytes: o.stackBytes }) };
+export function poolProbe(m: TracerMaps, o: { pid: number; pidns?: PidNamespace; binaryPath: string; returnSiteVaddr: number; label: string; stackBytes?: 4096 | 8192 }): ProbeSpec {
+  return { name: o.label, binaryPath: o.binaryPath, vaddr: o.returnSiteVaddr, retprobe: false, body: poolCreateProgram(m, { tgid: o.pid, pidns: o.pidns, stackBytes: o.stackBytes }) };
 }

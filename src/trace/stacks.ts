@@ -37,7 +37,7 @@ export class StackResolver {
   private makeMap(): ModuleMap {
     const u = this.space.mappings().find((m) => m.path === '[uprobes]');
     this.trampoline = u ? { start: u.start, end: u.end } : undefined;
-    return new ModuleMap(this.modules, this.cfi, { debugFileFor: (m) => this.symbolizer.symbolsOf(m)?.debug?.path });
+    return new ModuleMap(this.modules, this.cfi, { debugElfFor: (m) => this.symbolizer.symbolsOf(m)?.debug?.elf });
   }
 
   /**

@@ -2,7 +2,6 @@
 // process mapped, .debug_frame from the same file or from its separate debug file. Tables are parsed
 // lazily and cached per (path, build-id); unwind rows are cached per vaddr.
 
-import { existsSync } from 'node:fs';
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import { loadElf, PT_GNU_EH_FRAME, PT_LOAD, SHT_NOBITS, type ElfFile } from '../formats/elf/index.js';
 import {
@@ -162,8 +161,8 @@ export function moduleCfiFromElf(elf: ElfFile, debugElf?: ElfFile, label = elf.l
 export interface CfiLoadOptions {
   /** GNU build-id of the mapped object (part of the cache key: a replaced file is a new entry). */
   buildId?: string;
-  /** Separate debug file (e.g. /usr/lib/debug/.build-id/xx/yyyy.debug) to take .debug_frame from. */
-  debugFile?: string;
+  /** Separate debug file (e.g. /usr/lib/debug/.build-id/xx/yyyy.debug), parsed, to take .debug_frame from. */
+  debugElf?: ElfFile;
 }
 
 /** Loads and caches ModuleCfi per (path, build-id). Never throws for a missing or unreadable file. */
@@ -181,16 +180,7 @@ export class CfiCache {
       if (opts.buildId && elf.buildId && elf.buildId !== opts.buildId) {
         throw new LeakscopeError('not-found', `${path}: build-id ${elf.buildId} differs from the mapped object's ${opts.buildId}`);
       }
-      let debugElf: ElfFile | undefined;
-      const problems: string[] = [];
-      if (opts.debugFile && existsSync(opts.debugFile)) {
-        try { debugElf = loadElf(opts.debugFile); } catch (e) {
-          if (!isLeakscopeError(e)) throw e;
-          problems.push(e.message);
-        }
-      }
-      cfi = moduleCfiFromElf(elf, debugElf, path);
-      cfi.problems.push(...problems);
+      cfi = moduleCfiFromElf(elf, opts.debugElf, path);
     } catch (e) {
       if (!isLeakscopeError(e)) throw e;
       cfi = new ModuleCfi(path, {}, [e.message]);

@@ -3,14 +3,15 @@
 // shared CfiCache.
 
 import type { Module } from '../model/index.js';
+import type { ElfFile } from '../formats/elf/index.js';
 import type { CfiCache } from './cfi-cache.js';
 import type { ModuleResolver, UnwindModule } from './unwinder.js';
 
 interface Range { start: number; end: number; module: Module; entry?: UnwindModule }
 
 export interface ModuleMapOptions {
-  /** Separate debug file for a module (e.g. from the symbols layer's build-id lookup). */
-  debugFileFor?: (m: Module) => string | undefined;
+  /** Separate debug file for a module, parsed (the symbols layer finds it inside the target's root). */
+  debugElfFor?: (m: Module) => ElfFile | undefined;
 }
 
 export class ModuleMap implements ModuleResolver {
@@ -44,7 +45,7 @@ export class ModuleMap implements ModuleResolver {
       hit.entry = shared ?? {
         loadBias: m.loadBias,
         path: m.path,
-        cfi: this.cache.get(m.hostPath, { buildId: m.buildId, debugFile: this.opts.debugFileFor?.(m) }),
+        cfi: this.cache.get(m.hostPath, { buildId: m.buildId, debugElf: this.opts.debugElfFor?.(m) }),
       };
     }
     return hit.entry;

@@ -5,6 +5,11 @@
 import { ByteReader } from '../../binary/byte-reader.js';
 import { LeakscopeError } from '../../model/errors.js';
 import { ElfFile, PT_LOAD, ET_CORE } from './elf.js';
+import type { ElfNote, ElfSegment } from './elf.js';
+
+/** x86-64 user space ends at 2^47 (4-level paging; 5-level reaches 2^56). Above: the vsyscall page. */
+const USER_ADDRESS_LIMIT = 2 ** 56;
+const TWO64 = 2 ** 64;
 
 export const NT_PRSTATUS = 1, NT_PRPSINFO = 3, NT_AUXV = 6, NT_FILE = 0x46494c45;
 
@@ -31,23 +36,36 @@ export interface CoreModel {
   auxv: Map<number, number>;
 }
 
-/** Parses the parts of a core file leakscope needs. `elf` may hold only the file's prefix up to its
- *  notes (cores can be GBs); `fileSize` is the whole file's size, for the truncation check. Throws 'not-elf', 'truncated' or 'malformed'. */
+/** Parses the parts of a core file leakscope needs from a parsed ELF (tests, small cores). Throws 'not-elf', 'truncated' or 'malformed'. */
 export function parseCore(elf: ElfFile, fileSize = elf.bytes.byteLength): CoreModel {
-  if (elf.header.type !== ET_CORE) throw new LeakscopeError('malformed', `${elf.label}: not a core file (e_type ${elf.header.type})`);
-  const size = fileSize;
+  return parseCoreParts({ label: elf.label, type: elf.header.type, segments: elf.segments, notes: elf.eachNote(), fileSize });
+}
+
+/** A core's ELF type, program headers and notes (read by the caller in bounded pieces); `fileSize` for the truncation checks. */
+export interface CoreParts { label: string; type: number; segments: readonly ElfSegment[]; notes: Iterable<ElfNote>; fileSize: number }
+
+/** Every size, offset and address is checked against the file and the address space before use. */
+export function parseCoreParts(parts: CoreParts): CoreModel {
+  const label = parts.label;
+  if (parts.type !== ET_CORE) throw new LeakscopeError('not-elf', `${label}: not a core file (ELF e_type ${parts.type}${parts.type === 2 ? ', an executable' : parts.type === 3 ? ', a shared object or PIE executable' : ''})`);
+  const size = parts.fileSize;
   const segments: CoreSegment[] = [];
-  for (const s of elf.segments) {
+  for (const s of parts.segments) {
     if (s.type !== PT_LOAD) continue;
+    const at = `core segment at 0x${s.vaddr.toString(16)}`;
+    if (s.vaddr + s.memsz > TWO64 || s.vaddr >= TWO64) throw new LeakscopeError('malformed', `${label}: ${at} (+${s.memsz} bytes) ends past the 64-bit address space`);
+    if (s.filesz > s.memsz) throw new LeakscopeError('malformed', `${label}: ${at} has ${s.filesz} file bytes for ${s.memsz} bytes of memory`);
     if (s.filesz > 0 && s.offset + s.filesz > size) {
-      throw new LeakscopeError('truncated', `${elf.label}: core segment at 0x${s.vaddr.toString(16)} needs file bytes up to ${s.offset + s.filesz}, file has ${size} (truncated core)`);
+      throw new LeakscopeError('truncated', `${label}: ${at} needs file bytes up to ${s.offset + s.filesz}, file has ${size} (truncated core)`);
     }
+    // Above user space: the kernel's vsyscall page (x86-64 dumps it); nothing leakscope reads.
+    if (s.memsz === 0 || s.vaddr + s.memsz > USER_ADDRESS_LIMIT) continue;
     segments.push({ vaddr: s.vaddr, memsz: s.memsz, fileOffset: s.offset, filesz: s.filesz, flags: s.flags });
   }
   const model: CoreModel = { pid: 0, command: '', args: '', segments, files: [], threads: [], auxv: new Map() };
-  for (const n of elf.notes()) {
+  for (const n of parts.notes) {
     if (n.name !== 'CORE') continue;
-    const r = new ByteReader(n.desc, { label: `${elf.label} note ${n.type}`, base: n.descOffset });
+    const r = new ByteReader(n.desc, { label: `${label} note ${n.type}`, base: n.descOffset });
     if (n.type === NT_PRSTATUS) {
       // elf_prstatus: pr_pid at 32, pr_reg (27 x u64) at 112.
       const regs = {} as UserRegs;
@@ -61,13 +79,20 @@ export function parseCore(elf: ElfFile, fileSize = elf.bytes.byteLength): CoreMo
     } else if (n.type === NT_FILE) {
       // count, page_size, then count x {start, end, page offset}, then count NUL-terminated names.
       const count = r.u64At(0), pageSize = r.u64At(8);
-      if (count > 1e6) throw new LeakscopeError('malformed', `${elf.label}: NT_FILE claims ${count} entries`);
+      if (count > 1e6) throw new LeakscopeError('malformed', `${label}: NT_FILE claims ${count} entries`);
+      if (16 + count * 24 > n.desc.byteLength) throw new LeakscopeError('truncated', `${label}: NT_FILE claims ${count} entries, its note has ${n.desc.byteLength} bytes`);
+      if (pageSize < 1 || pageSize > 1 << 30 || (pageSize & (pageSize - 1)) !== 0) throw new LeakscopeError('malformed', `${label}: NT_FILE page size ${pageSize}`);
       let p = 16 + count * 24;
       for (let i = 0; i < count; i++) {
         const o = 16 + i * 24;
         const path = r.cstringAt(p, 4096);
         p += Buffer.byteLength(path) + 1;
-        model.files.push({ start: r.u64At(o), end: r.u64At(o + 8), fileOffset: r.u64At(o + 16) * pageSize, path });
+        const start = r.u64At(o), end = r.u64At(o + 8), fileOffset = r.u64At(o + 16) * pageSize;
+        if (!(start < end) || end > USER_ADDRESS_LIMIT || fileOffset > Number.MAX_SAFE_INTEGER) {
+          if (start >= USER_ADDRESS_LIMIT && start < end && end <= TWO64) continue;   // above user space (vsyscall): unused
+          throw new LeakscopeError('malformed', `${label}: NT_FILE entry ${i} (${path}): range 0x${start.toString(16)}-0x${end.toString(16)} at file offset ${fileOffset}`);
+        }
+        model.files.push({ start, end, fileOffset, path });
       }
     } else if (n.type === NT_AUXV) {
       for (let o = 0; o + 16 <= n.desc.byteLength; o += 16) model.auxv.set(r.u64At(o), r.u64At(o + 8));

@@ -138,24 +138,15 @@ export class ElfFile {
 
   /** Notes from PT_NOTE segments (cores) or SHT_NOTE sections. */
   notes(): ElfNote[] {
-    const out: ElfNote[] = [];
+    return [...this.eachNote()];
+  }
+
+  /** Notes one at a time (a core's note segments may hold millions: never an array of them all). */
+  *eachNote(): Generator<ElfNote> {
     const ranges: Array<[number, number]> = [];
     for (const s of this.segments) if (s.type === PT_NOTE) ranges.push([s.offset, s.filesz]);
     if (!ranges.length) for (const s of this.sections) if (s.type === SHT_NOTE) ranges.push([s.offset, s.size]);
-    for (const [off, size] of ranges) {
-      const r = this.reader;
-      let p = off;
-      const end = off + size;
-      while (p + 12 <= end) {
-        const namesz = r.u32At(p), descsz = r.u32At(p + 4), type = r.u32At(p + 8);
-        const nameOff = p + 12, descOff = nameOff + ((namesz + 3) & ~3);
-        if (descOff + descsz > end) throw new LeakscopeError('truncated', `${this.label}: note at 0x${p.toString(16)} runs past its segment`);
-        const name = namesz ? Buffer.from(r.bytesAt(nameOff, namesz - 1)).toString('latin1') : '';
-        out.push({ name, type, desc: r.bytesAt(descOff, descsz), descOffset: descOff });
-        p = descOff + ((descsz + 3) & ~3);
-      }
-    }
-    return out;
+    for (const [off, size] of ranges) yield* notesIn(this.reader, off, size, this.label);
   }
 
   /** GNU build-id (NT_GNU_BUILD_ID = 3) as lowercase hex. */
@@ -259,6 +250,22 @@ function betterAlias(s: ElfSymbol, prev: ElfSymbol): boolean {
   if (u(s) !== u(prev)) return u(s) < u(prev);
   if ((s.bind === 'global') !== (prev.bind === 'global')) return s.bind === 'global';
   return prev.size === 0 && s.size > 0;
+}
+
+/** The notes in [off, off + size) of `r` (Elf64_Nhdr: namesz, descsz, type, then name and desc, each 4-aligned). */
+export function* notesIn(r: ByteReader, off: number, size: number, label: string): Generator<ElfNote> {
+  let p = off;
+  const end = off + size;
+  r.check(off, size);
+  const v = r.view;
+  while (p + 12 <= end) {
+    const namesz = v.getUint32(p, true), descsz = v.getUint32(p + 4, true), type = v.getUint32(p + 8, true);
+    const nameOff = p + 12, descOff = nameOff + ((namesz + 3) & ~3);
+    if (namesz > end - nameOff || descsz > end - descOff) throw new LeakscopeError('truncated', `${label}: note at 0x${(r.base + p).toString(16)} runs past its segment`);
+    // A note without a name belongs to no owner (every real note has "CORE", "GNU", "LINUX"...): skipped unread.
+    if (namesz) yield { name: Buffer.from(r.bytesAt(nameOff, namesz - 1)).toString('latin1'), type, desc: r.bytesAt(descOff, descsz), descOffset: r.base + descOff };
+    p = descOff + ((descsz + 3) & ~3);
+  }
 }
 
 export function parseElf(bytes: Uint8Array, label?: string): ElfFile {
