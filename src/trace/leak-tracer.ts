@@ -180,6 +180,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     }
     session.start();
     resolver.refresh();   // the [uprobes] trampoline page exists once uretprobes are attached
+    if (stash) resolver.preload();
     probes.push(...session.probeNames());
     if (opts.mode === 'malloc') notes.push(session.usesSessions ? 'uprobe sessions: return probes only for sampled calls' : 'no uprobe sessions (kernel < 6.13): a return probe on every allocation');
     if (opts.sizeRange) notes.push(`only requests of ${opts.sizeRange.min} to ${opts.sizeRange.max - 1} bytes traced`);

@@ -68,6 +68,18 @@ export class StackResolver {
     return { function: e ? e.name : null, module: '[jit]', offset: e ? addr - e.start : addr, address: addr };
   }
 
+  /**
+   * Loads every module's CFI and symbols now, while the target's files can still be opened (a
+   * target that exits takes /proc/PID/root with it): for records unwound only at the end (exact mode).
+   */
+  preload(): void {
+    for (const m of this.modules) {
+      const start = m.mappings[0]?.start;
+      if (start === undefined) continue;
+      try { this.moduleMap.moduleAt(start); this.symbolizer.symbolsOf(m); } catch { /* unreadable: unwinds stop there */ }
+    }
+  }
+
   /** Re-reads the target's modules (after dlopen) keeping parsed CFI. */
   refresh(): void {
     if (this.space.kind !== 'live') return;
