@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { REPO_ROOT } from '../test/helpers/build.js';
 import { benchEbpf } from './ebpf.js';
 import { benchHeap } from './heap.js';
+import { benchLua } from './lua.js';
 import { benchPools } from './pools.js';
+import { benchReach } from './reach.js';
 import { benchTraceOverhead } from './trace-overhead.js';
 
 interface Bench {
@@ -22,7 +24,9 @@ interface Bench {
 const BENCHES: Bench[] = [
   { name: 'ebpf', title: 'eBPF runtime: ring buffer and cost per probe hit', run: benchEbpf, printsTable: true },
   { name: 'heap', title: 'heap census vs plain /proc/PID/mem read', run: benchHeap, printsTable: false },
+  { name: 'lua', title: 'LuaJIT heap: census and paths vs plain read of the lj_alloc regions (issue 15)', run: benchLua, printsTable: false },
   { name: 'pools', title: 'nginx pool analysis vs heap census', run: benchPools, printsTable: true },
+  { name: 'reach', title: 'census vs census + reachability (issue 16)', run: benchReach, printsTable: false },
   { name: 'trace-overhead', title: 'trace overhead on a proxying nginx worker (issue 6)', run: benchTraceOverhead, printsTable: true },
 ];
 

@@ -15,7 +15,8 @@ import { withBrowser, openFile } from '../../test/helpers/browser.js';
 import { LiveProcess } from '../target/index.js';
 import { analyze } from './analyze.js';
 import { renderHtmlReport } from '../report/html-report.js';
-import type { AnalyzeDocument } from '../report/html-report.js';
+import type { AnalyzeDocument } from '../contract/analyze.js';
+import { parseAnalyze } from '../contract/analyze.js';
 import { REPO, leakscope } from '../../test/helpers/proc.js';
 
 const TRACE = 5;
@@ -28,7 +29,7 @@ function traffic(ngx: NginxHandle, paths: string[], pauseMs: number): () => Prom
     http.get(ngx.url(p), { agent }, (r) => { r.resume(); r.on('end', () => res()); }).on('error', () => res());
   });
   const loop = (async () => {
-    for (let i = 0; !stop; i++) {
+    while (!stop) {
       await Promise.all(paths.map((p) => get(p)));
       n += paths.length;
       await new Promise((r) => setTimeout(r, pauseMs));
@@ -68,18 +69,23 @@ test('leak scenario (real nginx, leaking module): names the module, the bucket a
   assert.equal(c.confidence, 'high');
   assert.deepEqual(doc.steps.map((s) => s.id), ['memory', 'allocator', 'pools', 'buckets', 'code-path']);
   assert.ok(doc.durationSeconds <= TRACE + 10, `the whole analysis took ${doc.durationSeconds} s for a ${TRACE} s window`);
+  // A real analysis document (with its embedded mem, heap, pools and leaks documents) reads back through the contract.
+  const text = JSON.parse(JSON.stringify(doc));
+  assert.deepEqual(JSON.parse(JSON.stringify(parseAnalyze(text))), text);
   console.log(`# ${c.summary} (${doc.durationSeconds.toFixed(1)} s)`);
 });
 
 test('healthy nginx under the same load: no leak', async () => {
   const doc = await analyzeNginx(['/ok', '/ok', '/ok', '/ok']);
   assert.equal(doc.conclusion.leak, false, doc.conclusion.summary);
-  assert.equal(doc.conclusion.confidence, 'none');
+  assert.equal(doc.conclusion.verdict, 'no-leak', doc.conclusion.summary);
+  assert.notEqual(doc.steps.find((s) => s.id === 'pools')!.status, 'anomaly', 'no pools warning on a healthy server');
 });
 
 test('healthy nginx with two workers: the sibling is compared and still no leak', async () => {
   const doc = await analyzeNginx(['/ok', '/ok', '/ok', '/ok'], 2);
   assert.equal(doc.conclusion.leak, false, doc.conclusion.summary);
+  assert.equal(doc.conclusion.verdict, 'no-leak', doc.conclusion.summary);
 });
 
 test('a C program leaking through malloc: names the leaking function and its bucket', async () => {
@@ -112,6 +118,7 @@ test('HTML report of the leak scenario renders in Chromium with every section an
   await withBrowser(t, async ({ page, errors }) => {
     await page.setViewportSize({ width: 1280, height: 900 });
     await openFile(page, file);
+    // biome-ignore lint/performance/useDomNodeTextContent: the text as rendered (CSS applied) is what is checked
     const body = await page.locator('body').innerText();
     for (const s of leakDoc!.steps) assert.ok(body.includes(s.title), `section ${s.title}`);
     const frames = await page.locator('svg title').allTextContents();
@@ -141,6 +148,7 @@ test('a hostile symbol name is escaped in the HTML report and its flame graph', 
     await withBrowser(t, async ({ page, errors, dialogs }) => {
       await openFile(page, file);
       assert.equal(await page.locator('img').count(), 0, 'no element injected');
+      // biome-ignore lint/performance/useDomNodeTextContent: the text as rendered (CSS applied) is what is checked
       assert.ok((await page.locator('body').innerText()).includes(hostile), 'shown as text');
       assert.ok((await page.locator('svg title').allTextContents()).some((x) => x.includes(hostile)), 'flame graph frame as text');
       assert.deepEqual(dialogs, []);

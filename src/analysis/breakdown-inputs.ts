@@ -4,13 +4,16 @@ import type { Symbolizer } from '../symbols/index.js';
 import type { BreakdownInputs } from './memory-breakdown.js';
 import { glibcRegions } from '../glibc/index.js';
 import { nginxShmZones } from '../nginx/index.js';
+import { luajitRegions } from '../luajit/index.js';
 import { isLeakscopeError } from '../model/errors.js';
 
 /** The inputs of the memory breakdown: glibc's regions and nginx's shm zones, when found. */
 export function breakdownInputsFor(space: AddressSpace, symbolizer: Symbolizer): BreakdownInputs {
   const inputs: BreakdownInputs = { notes: [] };
+  const lj = luajitRegions(space, symbolizer);
+  if (lj.vms) inputs.luajit = { regions: lj.regions, gcTotalBytes: lj.gcTotalBytes, source: `lj_alloc segments and direct chunks of ${lj.vms} Lua VM(s); in use = Σ gc.total` };
   try {
-    const g = glibcRegions(space, symbolizer);
+    const g = glibcRegions(space, symbolizer, undefined, lj.regions);
     const libc = symbolizer.lookup('main_arena', { module: 'libc.so' });
     inputs.glibc = { ...g, source: libc ? `arena ring from main_arena (${libc.source}); mmapped chunks by validated headers` : 'arena ring located without symbols (top-chunk search); mmapped chunks by validated headers' };
   } catch (e) {

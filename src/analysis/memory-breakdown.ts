@@ -17,8 +17,12 @@ export interface GlibcRegionsInput {
 }
 export interface ShmZoneInput { name: string; address: number; size: number; module?: string }
 
+/** LuaJIT heaps (src/luajit/regions.ts): lj_alloc segments and direct chunks, Σ gc.total inside them. */
+export interface LuajitRegionsInput { regions: Array<{ start: number; end: number; label: string }>; gcTotalBytes: number; source: string }
+
 export interface BreakdownInputs {
   glibc?: GlibcRegionsInput;
+  luajit?: LuajitRegionsInput;
   shmZones?: ShmZoneInput[];
   notes?: string[];
 }
@@ -47,6 +51,14 @@ export function memoryBreakdown(space: AddressSpace, inputs: BreakdownInputs = {
   }
   for (const z of inputs.shmZones ?? []) claims.push({ start: z.address, end: z.address + z.size, category: 'nginx-shm', label: `shm zone "${z.name}"${z.module ? ` (${z.module})` : ''}` });
   if (inputs.shmZones) cats.get('nginx-shm')!.source = 'cycle->shared_memory';
+  if (inputs.luajit) {
+    for (const r of inputs.luajit.regions) claims.push({ start: r.start, end: r.end, category: 'luajit', label: r.label });
+    const lj = cats.get('luajit')!;
+    const regionBytes = inputs.luajit.regions.reduce((n, r) => n + (r.end - r.start), 0);
+    lj.source = inputs.luajit.source;
+    lj.usedBytes = inputs.luajit.gcTotalBytes;
+    lj.freeBytes = Math.max(0, regionBytes - inputs.luajit.gcTotalBytes);
+  }
   claims.sort((a, b) => a.start - b.start);
 
   const threads = space.threads();

@@ -2,7 +2,7 @@
 import type { AddressSpace } from '../target/address-space.js';
 import { LiveProcess, siblingWorkers } from '../target/index.js';
 import { analyze } from '../analysis/analyze.js';
-import type { AnalyzeDocument } from '../report/html-report.js';
+import type { AnalyzeDocument } from '../contract/analyze.js';
 import { renderHtmlReport } from '../report/html-report.js';
 import { renderAnalyzeText } from '../report/analyze-text.js';
 import { interruptSignal, requireEbpf } from '../ebpf/index.js';
@@ -14,6 +14,8 @@ import type { CommandResult } from './commands.js';
 export interface AnalyzeCliOptions {
   duration: number; pause: number; mode: 'auto' | 'pool' | 'malloc'; sampleBytes: number; minAge: number;
   baseline?: string; html?: string; siblings?: boolean; quiet?: boolean;
+  /** false with --no-reach: no reachability scan at the end. */
+  reach?: boolean;
 }
 
 export async function runAnalyze(space: AddressSpace, o: AnalyzeCliOptions): Promise<CommandResult & { doc: AnalyzeDocument }> {
@@ -31,7 +33,7 @@ export async function runAnalyze(space: AddressSpace, o: AnalyzeCliOptions): Pro
   try {
     doc = await analyze(space, {
       traceSeconds: o.duration, pauseSeconds: o.pause, mode: o.mode, sampleBytes: o.sampleBytes, minAgeSeconds: o.minAge,
-      baseline, siblings, signal: interrupt.signal,
+      baseline, siblings, signal: interrupt.signal, reach: o.reach,
       onStep: o.quiet ? undefined : (t) => process.stderr.write(`${tty ? '\r\x1b[K' : ''}${t}${tty ? '' : '\n'}`),
       onTraceProgress: tty ? (p) => process.stderr.write(`\r\x1b[Ktracing: ${Math.max(0, p.durationSeconds - p.elapsedSeconds).toFixed(0)} s left, ${p.events} stacks`) : undefined,
     });

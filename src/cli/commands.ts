@@ -3,15 +3,16 @@ import type { AddressSpace } from '../target/address-space.js';
 import { Symbolizer } from '../symbols/index.js';
 import { memoryBreakdown } from '../analysis/memory-breakdown.js';
 import { breakdownInputsFor } from '../analysis/breakdown-inputs.js';
-import { memJson, renderMemTable } from '../report/mem-table.js';
+import { renderMemTable } from '../report/mem-table.js';
+import { encodeHeap, encodeLeaks, encodeMem, encodePools, parseHeap, censusFromHeap, parseJsonText } from '../contract/index.js';
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import type { LeakTrace } from '../model/leaks.js';
 import { readUserFile } from '../target/target-files.js';
-import { heapCensus, compareCensus } from '../glibc/index.js';
+import { heapCensus, compareCensus, reachability } from '../glibc/index.js';
 import type { CensusComparison, HeapCensus } from '../glibc/index.js';
-import { heapJson, renderHeapTable, censusFromJson } from '../report/heap-table.js';
-import { poolsJson, renderPoolsTable } from '../report/pools-table.js';
-import { leaksJson, renderLeaksTable } from '../report/leaks-table.js';
+import { renderHeapTable } from '../report/heap-table.js';
+import { renderPoolsTable } from '../report/pools-table.js';
+import { renderLeaksTable } from '../report/leaks-table.js';
 import { renderFlameGraphSvg } from '../report/flamegraph-svg.js';
 import { toFolded } from '../formats/folded/folded.js';
 import { toPprof } from '../formats/pprof/pprof.js';
@@ -26,7 +27,8 @@ export interface CommandResult { text: () => string; json: () => object }
 export function runMem(space: AddressSpace): CommandResult {
   const symbolizer = new Symbolizer(space.modules());
   const b = memoryBreakdown(space, breakdownInputsFor(space, symbolizer));
-  return { text: () => renderMemTable(b), json: () => memJson(b) };
+  const doc = encodeMem(b);
+  return { text: () => renderMemTable(doc), json: () => doc };
 }
 
 export function runHeap(space: AddressSpace, opts: { baseline?: string }): CommandResult {
@@ -34,19 +36,23 @@ export function runHeap(space: AddressSpace, opts: { baseline?: string }): Comma
   const census = heapCensus(space, { symbolizer });
   let comparison: CensusComparison | undefined;
   if (opts.baseline) comparison = compareCensus(readBaselineCensus(opts.baseline), census);
-  return { text: () => renderHeapTable(census, { comparison }), json: () => heapJson(census, { comparison }) };
+  const doc = encodeHeap(census, { comparison });
+  return { text: () => renderHeapTable(doc), json: () => doc };
 }
 
 export function runPools(space: AddressSpace, opts: { largest: number }): CommandResult {
   const symbolizer = new Symbolizer(space.modules());
   if (!symbolizer.lookup('ngx_cycle')) throw new LeakscopeError('not-found', `${space.description} is not nginx: no ngx_cycle symbol in its modules`);
   const r = heapAndPools(space, { symbolizer, pools: true });
-  return { text: () => renderPoolsTable(r.pools!, opts), json: () => poolsJson(r.pools!, opts) };
+  const doc = encodePools(r.pools!, opts);
+  return { text: () => renderPoolsTable(doc, opts), json: () => doc };
 }
 
 export interface LeaksCliOptions {
   duration: number; mode: 'pool' | 'malloc'; sampleBytes: number; minAge: number; duty: number;
   svg?: string; folded?: string; pprof?: string; showInternal?: boolean;
+  /** Split each path's outstanding memory by reachability at the end (heap scans after the window). */
+  reach?: boolean;
 }
 
 export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise<CommandResult> {
@@ -60,6 +66,7 @@ export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise
     trace = await traceLeaks(space, {
       mode: o.mode, durationSeconds: o.duration, sampleBytes: o.sampleBytes, minAgeSeconds: o.minAge, dutyCycle: o.duty, showInternal: o.showInternal,
       livePools: o.mode === 'pool' ? () => livePoolBytes(space) : undefined,
+      reachAtEnd: o.reach ? async () => (await reachability(space)).classOf : undefined,
       onProgress: progress, signal: interrupt.signal,
     });
   } finally {
@@ -67,7 +74,8 @@ export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise
     if (progress) process.stderr.write('\n');
   }
   writeLeakOutputs(trace, o);
-  return { text: () => renderLeaksTable(trace), json: () => leaksJson(trace) };
+  const doc = encodeLeaks(trace);
+  return { text: () => renderLeaksTable(doc), json: () => doc };
 }
 
 /** --svg / --folded / --pprof files of a trace. */
@@ -82,17 +90,19 @@ export function writeLeakOutputs(t: LeakTrace, o: { svg?: string; folded?: strin
   }
 }
 
-/** A census saved with `heap --json` (the baseline of `heap --baseline` and `analyze --baseline`). */
+/**
+ * A census saved with `heap --json` (the baseline of `heap --baseline` and `analyze --baseline`),
+ * read through the contract's validating parser: a document that is not a valid
+ * `leakscope.heap/1` is `malformed` (exit 8), naming the file and the JSON path of the first problem.
+ */
 export function readBaselineCensus(path: string): HeapCensus {
-  try { return censusFromJson(readJsonFile(path)); } catch (e) {
+  try { return censusFromHeap(parseHeap(parseJsonText(readJsonFile(path)))); } catch (e) {
     if (isLeakscopeError(e) && !e.message.startsWith(path)) throw e.wrap(path);
     throw e;
   }
 }
 
-function readJsonFile(path: string): unknown {
-  let text: string;
-  // A regular file within the baseline size cap, bounded read: never a FIFO, /dev/zero or a directory.
-  text = readUserFile(path, 'baseline').toString('utf8');
-  try { return JSON.parse(text); } catch { throw new LeakscopeError('malformed', `${path}: not JSON`); }
+/** The text of a saved document: a regular file within the baseline size cap, bounded read (never a FIFO, /dev/zero or a directory). */
+function readJsonFile(path: string): string {
+  return readUserFile(path, 'baseline').toString('utf8');
 }

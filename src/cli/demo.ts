@@ -82,7 +82,7 @@ http {
       }
     })();
     const space = LiveProcess.open(worker[0]);
-    let result;
+    let result: Awaited<ReturnType<typeof runAnalyze>>;
     try {
       result = await runAnalyze(space, { duration: o.duration, pause: 2, mode: 'auto', sampleBytes: 512 * 1024, minAge: 1, html: resolve(o.html), siblings: true, quiet: false });
     } finally {

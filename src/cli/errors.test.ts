@@ -55,3 +55,25 @@ test('unknown command and unknown option: usage errors', () => {
   assert.equal(leakscope(['frobnicate']).status, EXIT_CODES.usage);
   assert.equal(leakscope(['mem', '--bogus', '1']).status, EXIT_CODES.usage);
 });
+
+test('a malformed --baseline (schema only, negative count): exit 8 naming the JSON path', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'leakscope-cli-'));
+  const fx = await spawnReady(join(FIXTURE_BUILD, 'elf-sample'));
+  try {
+    const schemaOnly = join(dir, 'schema-only.json');
+    writeFileSync(schemaOnly, '{"schema":"leakscope.heap/1"}');
+    for (const cmd of [['heap'], ['analyze', '--duration', '0', '--pause', '0']]) {
+      assertOneLineError(leakscope([...cmd, String(fx.pid), '--baseline', schemaOnly]), EXIT_CODES.malformed, /schema-only\.json: \$\.target: expected a string, got nothing/);
+    }
+    const saved = leakscope(['heap', String(fx.pid), '--json']);
+    assert.equal(saved.status, 0, saved.stderr);
+    const negative = JSON.parse(saved.stdout);
+    negative.histogram[0].inUseChunks = -3;
+    const negFile = join(dir, 'negative.json');
+    writeFileSync(negFile, JSON.stringify(negative));
+    assertOneLineError(leakscope(['heap', String(fx.pid), '--baseline', negFile]), EXIT_CODES.malformed, /\$\.histogram\[0\]\.inUseChunks: expected a count/);
+    // The unmodified document is a valid baseline.
+    writeFileSync(negFile, saved.stdout);
+    assert.equal(leakscope(['heap', String(fx.pid), '--baseline', negFile]).status, 0);
+  } finally { await fx.stop(); }
+});

@@ -10,6 +10,9 @@ import type { LeaksCliOptions } from './commands.js';
 import { runAnalyze } from './analyze-command.js';
 import type { AnalyzeCliOptions } from './analyze-command.js';
 import { runDemo } from './demo.js';
+import { runLua } from './lua-command.js';
+import type { LuaCliOptions } from './lua-command.js';
+import { runHeapReach } from './reach-command.js';
 
 interface CommonOptions extends TargetOptions { json?: JsonOption }
 
@@ -55,7 +58,15 @@ export function buildProgram(): Command {
 
   targetCommand(program, 'heap', 'steps 2 and 4: glibc heap census (arenas, in-use / free chunks, size histogram)')
     .option('--baseline <file>', 'a saved `heap --json` (e.g. of a sibling worker) to compare against')
-    .action((pid: string | undefined, opts: CommonOptions & { baseline?: string }) => withTarget(pid, opts, (space) => {
+    .option('--reach', 'reachability of the in-use chunks: definitely / indirectly / possibly lost, reachable')
+    .option('--scans <n>', 'with --reach: scans a chunk must be lost in to count as lost (default 2 live, 1 core)', number('--scans', 1, 10))
+    .action((pid: string | undefined, opts: CommonOptions & { baseline?: string; reach?: boolean; scans?: number }) => withTarget(pid, opts, async (space) => {
+      if (opts.reach) {
+        if (opts.baseline) throw new LeakscopeError('usage', '--reach and --baseline cannot be combined');
+        const rr = await runHeapReach(space, { scans: opts.scans });
+        emit(opts.json, rr.text, rr.json);
+        return;
+      }
       const r = runHeap(space, { baseline: opts.baseline });
       emit(opts.json, r.text, r.json);
     }));
@@ -77,6 +88,7 @@ export function buildProgram(): Command {
     .option('--svg <file>', 'write an interactive flame graph')
     .option('--folded <file>', 'write folded stacks (bytes)')
     .option('--pprof <file>', 'write a gzipped pprof profile')
+    .option('--reach', 'split each path\'s outstanding memory by reachability at the end: unreachable (a leak) vs reachable (a cache)')
     .action((pid: string | undefined, opts: CommonOptions & LeaksCliOptions) => withTarget(pid, opts, async (space) => {
       const r = await runLeaks(space, opts);
       emit(opts.json, r.text, r.json);
@@ -85,12 +97,27 @@ export function buildProgram(): Command {
     .option('--duration <seconds>', 'trace window (0: no trace)', number('--duration', 0, 86400), 10)
     .option('--pause <seconds>', 'observation pause between two heap censuses', number('--pause', 0, 3600), 2)
     .addOption(new Option('--mode <mode>', 'trace mode').choices(['auto', 'pool', 'malloc']).default('auto'))
-    .option('--sample-bytes <n>', 'malloc mode sampling period (0 = every allocation)', number('--sample-bytes', 0, 2 ** 31 - 1), 512 * 1024)
+    .option('--sample-bytes <n>', 'malloc mode sampling period (0 = every allocation); 16 KiB over 10 s sees steady growth from 13 KB/s', number('--sample-bytes', 0, 2 ** 31 - 1), 16 * 1024)
     .option('--min-age <seconds>', 'memory younger than this at the end is not a leak', number('--min-age', 0), 1)
     .option('--baseline <file>', 'a saved `heap --json` to compare against')
     .option('--html <file>', 'write the self-contained HTML report')
-    .action((pid: string | undefined, opts: CommonOptions & AnalyzeCliOptions) => withTarget(pid, opts, async (space) => {
+    .option('--no-reach', 'skip the reachability scan at the end (unreachable chunks of the grown bucket are strong evidence)')
+    .option('--fail-on-leak', 'exit with status 1 when the verdict is `leak`')
+    .action((pid: string | undefined, opts: CommonOptions & AnalyzeCliOptions & { failOnLeak?: boolean }) => withTarget(pid, opts, async (space) => {
       const r = await runAnalyze(space, { ...opts, siblings: true });
+      emit(opts.json, r.text, r.json);
+      // --fail-on-leak: exit 1 on verdict `leak` (0 on `no-leak` and `cannot-tell`), for scripts and CI.
+      if (opts.failOnLeak && (r.doc.conclusion.verdict ?? (r.doc.conclusion.leak ? 'leak' : 'no-leak')) === 'leak') process.exitCode = 1;
+    }));
+
+  targetCommand(program, 'lua', 'OpenResty / LuaJIT: every Lua VM, GC objects by type, the largest and the growing tables by path')
+    .option('--tables <n>', 'list the N largest tables (and at most N growing ones)', number('--tables', 0, 100000), 20)
+    .option('--baseline <file>', 'a saved `lua --json` to compare against: which tables grew')
+    .option('--pause <seconds>', 'take two snapshots this far apart: which tables grew', number('--pause', 0, 3600))
+    .option('--scan', 'also scan all anonymous memory for Lua states (any allocator; ~1 s per GiB)')
+    .option('--freeze', 'exact on a busy worker: stop its main thread while it waits for events (ptrace, never a signal) for the copy, ~1 s per GiB of Lua heap')
+    .action((pid: string | undefined, opts: CommonOptions & LuaCliOptions) => withTarget(pid, opts, async (space) => {
+      const r = await runLua(space, opts);
       emit(opts.json, r.text, r.json);
     }));
 

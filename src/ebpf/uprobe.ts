@@ -208,7 +208,7 @@ export function attachUprobeMulti(prog: Program, binaryPath: string, fileOffsets
   const pathBuf = new NativeBuffer(Buffer.byteLength(path) + 1);
   pathBuf.buf.write(`${path}\0`, 0, 'utf8');
   const offs = new NativeBuffer(8 * Math.max(1, fileOffsets.length));
-  fileOffsets.forEach((o, i) => offs.buf.writeBigUInt64LE(BigInt(o), i * 8));
+  fileOffsets.forEach((o, i) => { offs.buf.writeBigUInt64LE(BigInt(o), i * 8); });
   try {
     // link_create: prog_fd 0, target_fd 4, attach_type 8, flags 12, then uprobe_multi at 16:
     // path 16, offsets 24, ref_ctr_offsets 32, cookies 40, cnt 48, flags 52, pid 56 (uapi bpf.h).

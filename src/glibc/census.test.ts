@@ -8,7 +8,8 @@ import { isLeakscopeError } from '../model/errors.js';
 import { ensureFixturesBuilt } from '../../test/helpers/build.js';
 import { startFixture, type HeapPatternTruth } from '../../test/helpers/fixture.js';
 import { heapCensus, glibcRegions, compareCensus, type HeapCensus } from './index.js';
-import { heapJson, renderHeapTable } from '../report/heap-table.js';
+import { renderHeapTable } from '../report/heap-table.js';
+import { encodeHeap, parseHeap } from '../contract/heap.js';
 
 function bucketOf(size: number): number { return Math.floor(Math.log2(size)); }
 
@@ -97,13 +98,16 @@ test('heap census of heap-pattern agrees with its mallinfo2() and chunk classes 
     assert.match(c.sources.mp!, /^debug-file symbol/);
     checkHeapPattern(c, fx.truth);
     // Renderers: JSON contract fields and a table.
-    const j = heapJson(c) as Record<string, unknown> & { totals: Record<string, number>; histogram: unknown[] };
+    const j = encodeHeap(c);
     assert.equal(j.schema, 'leakscope.heap/1');
     for (const k of ['inUseChunks', 'inUseBytes', 'freeChunks', 'freeBytes', 'tcacheChunks', 'tcacheBytes', 'fastbinChunks', 'fastbinBytes', 'binChunks', 'binBytes', 'topBytes', 'mmappedChunks', 'mmappedBytes', 'systemBytes']) {
-      assert.equal(typeof j.totals[k], 'number', k);
+      assert.equal(typeof (j.totals as unknown as Record<string, number>)[k], 'number', k);
     }
     assert.ok(Array.isArray(j.histogram) && Array.isArray(j.arenas) && Array.isArray(j.inconsistencies));
-    const table = renderHeapTable(c);
+    // The contract's parser reads back exactly what the encoder wrote.
+    const text = JSON.stringify(j);
+    assert.deepEqual(JSON.parse(JSON.stringify(parseHeap(JSON.parse(text)))), JSON.parse(text));
+    const table = renderHeapTable(j);
     assert.match(table, /glibc 2\.36/);
     assert.match(table, /1\.00 MiB – 2\.00 MiB/);
     // Comparing a census with itself: no growth.

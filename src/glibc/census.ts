@@ -39,20 +39,53 @@ export interface CensusOptions {
   /** A location from locateGlibc (made when absent). */
   location?: GlibcLocation;
   /**
-   * Called once per chunk finally counted as in use (after tcache / fastbin chunks are moved out),
-   * and per mmapped chunk: user pointer (chunk + 16), chunk size, mmapped. For the pool analysis.
-   * `poolCandidate`: a hint from the user data as the walk read it: the second word (ngx_pool_t
-   * d.end at user + 8) satisfies 80 < d.end - userAddr <= chunkSize (true) or not (false);
-   * undefined when those bytes were not in the walk's window, and for mmapped chunks.
+   * The generic chunk visitor: called once per chunk finally counted as in use (after tcache /
+   * fastbin chunks are moved out), in address order per heap, then per mmapped chunk: user pointer
+   * (chunk + 16), chunk size, mmapped, the tag `peek` gave the chunk (NOT_PEEKED without a peek,
+   * when its bytes were not in the walk's window, and for mmapped chunks), and the chunk's first
+   * user bytes when `peek` asked for them.
    */
-  onInUseChunk?: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean, userBytes?: Uint8Array) => void;
+  onInUseChunk?: (userAddr: number, chunkSize: number, mmapped: boolean, tag: number, userBytes?: Uint8Array) => void;
+  /** With onInUseChunk: a look at each in-use heap chunk's bytes while the walk has them in its window. */
+  peek?: ChunkPeek;
   /**
-   * With onInUseChunk: for chunks whose poolCandidate hint is true, also pass `userBytes`, the
-   * first this-many bytes at the user pointer as the walk read them (when its window held them
-   * all; they may run into the next chunks). Default 0 (none). Copied once (bounded by
-   * IN_USE_BYTES_BUDGET in all); the views stay valid after the census returns.
+   * Called once per validated tcache_perthread_struct (user pointer): allocator metadata that
+   * onInUseChunk also reports as an in-use chunk (the program never asked for it).
    */
-  inUseChunkBytes?: number;
+  onTcacheStruct?: (userAddr: number) => void;
+  /**
+   * A cheaper alternative to onInUseChunk (no list kept inside the census): called during the walk
+   * for every chunk the walk sees in use (user pointer, chunk size; ascending within each heap),
+   * then `onFreeListChunk` for each of those found in a tcache or fastbin afterwards (so not in use),
+   * then `onWalkInUse(.., true)` for every mmapped chunk. When the walk's window holds the whole
+   * chunk and the next chunk's header, `words` is the window (little-endian u32) and `userWord` the
+   * index of the chunk's first user word in it (valid during the call only): the bytes the walk
+   * judged the chunk by, so a caller reads no chunk twice.
+   */
+  onWalkInUse?: (userAddr: number, chunkSize: number, mmapped: boolean, words?: Uint32Array, userWord?: number) => void;
+  onFreeListChunk?: (userAddr: number) => void;
+}
+
+/** The tag of an in-use chunk no ChunkPeek looked at (bytes not in the window, mmapped, no peek). */
+export const NOT_PEEKED = 255;
+
+/**
+ * A caller's look at in-use heap chunks during the walk, which reads their bytes anyway: a
+ * classification (saves the caller reading them again) and optionally a copy of their first bytes.
+ * The census gives the tags no meaning of its own.
+ */
+export interface ChunkPeek {
+  /**
+   * Tag 0..254 of the chunk at window word `chunkWord` (its prev_size field; user data starts at
+   * word chunkWord + 4, user pointer `userAddr`). `words` is the walk's window as little-endian
+   * u32 words and holds all of [chunk, chunk + chunkSize + 16). Runs in the walk's hot loop: keep it small.
+   */
+  tag(words: Uint32Array, chunkWord: number, userAddr: number, chunkSize: number): number;
+  /** Chunks tagged `copyTag` also get their first `copyBytes` user bytes (<= 4096) as the walk read
+   * them, when the window held them all (they may run into the next chunks). Copied once, at most
+   * IN_USE_BYTES_BUDGET per census; the views stay valid after the census returns. */
+  copyTag?: number;
+  copyBytes?: number;
 }
 
 /**
@@ -95,18 +128,8 @@ interface Segment { start: number; end: number; walkedEnd: number; arena: ArenaC
  */
 const FREE_INDEX_MAX = 1 << 20;
 
-const HINT_NO = 0, HINT_YES = 1, HINT_UNKNOWN = 2;
-/** Cap on the bytes copied for CensusOptions.inUseChunkBytes (per census). */
+/** Cap on the bytes copied for ChunkPeek.copyBytes (per census). */
 const IN_USE_BYTES_BUDGET = 64 << 20;
-/**
- * Pool-candidate hint of an in-use chunk (onInUseChunk's `poolCandidate`): the chunk's header is
- * at window word `w` (u32 index), so its user data's second word (ngx_pool_t d.end, user + 8)
- * is at words w + 6, w + 7. Candidate iff 80 < d.end - userAddr <= chunkSize.
- */
-function poolHint(u32: Uint32Array, w: number, userAddr: number, chunkSize: number): number {
-  const d = u32[w + 7]! * TWO32 + u32[w + 6]! - userAddr;
-  return d > 80 && d <= chunkSize ? HINT_YES : HINT_NO;
-}
 
 /** Counts and bytes of free chunks found by the walk below / above MIN_LARGE_SIZE, per arena. */
 interface ArenaScratch { freeSmallN: number; freeLargeN: number; unsortedSmallN: number; unsortedLargeN: number }
@@ -132,12 +155,18 @@ class Census {
   freeLen = 0;
   /** In-use heap chunks (address, size) as walked, when a caller asked for them (onInUseChunk). */
   collect = false;
+  /** CensusOptions.onWalkInUse / onFreeListChunk. */
+  onWalk?: (userAddr: number, chunkSize: number, mmapped: boolean, words?: Uint32Array, userWord?: number) => void;
+  onFreeList?: (userAddr: number) => void;
   usedAddr = new Float64Array(0);
   usedSize = new Float64Array(0);
-  /** Per collected chunk: pool-candidate hint (HINT_NO / HINT_YES / HINT_UNKNOWN). */
-  usedHint = new Uint8Array(0);
+  /** Per collected chunk: its ChunkPeek tag (NOT_PEEKED when none). */
+  usedTag = new Uint8Array(0);
   usedLen = 0;
-  /** With inUseChunkBytes: per collected chunk, offset of its bytes in usedBytes (-1: none). */
+  peek: ChunkPeek | undefined;
+  /** Chunks with this tag get their first prefixBytes copied (-1: none). */
+  copyTag = -1;
+  /** With ChunkPeek.copyBytes: per collected chunk, offset of its bytes in usedBytes (-1: none). */
   prefixBytes = 0;
   usedBytesOff = new Float64Array(0);
   usedBytes = Buffer.alloc(0);
@@ -175,7 +204,8 @@ class Census {
     const u32 = this.u32, buf = this.buf, space = this.space;
     const hFreeN = this.hFreeN, hFreeB = this.hFreeB, exactFlat = this.exactFlat;
     const winCap = buf.length;
-    const collect = this.collect;
+    const collect = this.collect, peek = this.peek, copyTag = this.copyTag;
+    const onWalk = this.onWalk;
     const limit = heap.top >= 0 ? heap.top : heap.end;
     const end = heap.end;
     let winStart = 0, winEnd = 0;
@@ -213,13 +243,18 @@ class Census {
           if (prevSize < EXACT_FLAT_LIMIT) exactFlat[prevSize >>> 4]++;
           else this.exactMap.set(prevSize, (this.exactMap.get(prevSize) ?? 0) + 1);
           if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
+          if (onWalk !== undefined) {
+            const c = p - prevSize;
+            if (c >= winStart) onWalk(c + 16, prevSize, false, u32, (c + 16 - winStart) >>> 2);
+            else onWalk(c + 16, prevSize, false);
+          }
           if (collect) {
             // The chunk's user words 0..1 (chunk + 16 .. + 32) lie before p, so in this window
             // unless the chunk starts in an earlier one.
             const c = p - prevSize;
-            const hint = c >= winStart ? poolHint(u32, (c - winStart) >>> 2, c + 16, prevSize) : HINT_UNKNOWN;
-            this.collectInUse(c, prevSize, hint);
-            if (hint === HINT_YES && this.prefixBytes > 0) this.collectBytes(c + 16 - winStart, winEnd - winStart);
+            const tag = peek && c >= winStart ? peek.tag(u32, (c - winStart) >>> 2, c + 16, prevSize) : NOT_PEEKED;
+            this.collectInUse(c, prevSize, tag);
+            if (tag === copyTag) this.collectBytes(c + 16 - winStart, winEnd - winStart);
           }
         } else {
           binN++;
@@ -263,11 +298,16 @@ class Census {
             if (prevSize < EXACT_FLAT_LIMIT) exactFlat[prevSize >>> 4]++;
             else this.exactMap.set(prevSize, (this.exactMap.get(prevSize) ?? 0) + 1);
             if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
+            if (onWalk !== undefined) {
+              const c = p - prevSize;
+              if (c >= winStart && p + 16 <= winEnd) onWalk(c + 16, prevSize, false, u32, (c + 16 - winStart) >>> 2);
+              else onWalk(c + 16, prevSize, false);
+            }
             if (collect) {
               const c = p - prevSize;
-              const hint = c >= winStart && p <= winEnd ? poolHint(u32, (c - winStart) >>> 2, c + 16, prevSize) : HINT_UNKNOWN;
-              this.collectInUse(c, prevSize, hint);
-              if (hint === HINT_YES && this.prefixBytes > 0) this.collectBytes(c + 16 - winStart, winEnd - winStart);
+              const tag = peek && c >= winStart && p <= winEnd ? peek.tag(u32, (c - winStart) >>> 2, c + 16, prevSize) : NOT_PEEKED;
+              this.collectInUse(c, prevSize, tag);
+              if (tag === copyTag) this.collectBytes(c + 16 - winStart, winEnd - winStart);
             }
           } else {
             binN++; binB += prevSize;
@@ -301,14 +341,14 @@ class Census {
     return walkedEnd;
   }
 
-  collectInUse(addr: number, size: number, hint: number): void {
+  collectInUse(addr: number, size: number, tag: number): void {
     const n = this.usedLen;
     if (n === this.usedAddr.length) {
       const grow = (a: Float64Array) => { const b = new Float64Array(Math.max(1024, a.length * 2)); b.set(a); return b; };
       this.usedAddr = grow(this.usedAddr); this.usedSize = grow(this.usedSize);
-      const h = new Uint8Array(this.usedAddr.length); h.set(this.usedHint); this.usedHint = h;
+      const h = new Uint8Array(this.usedAddr.length); h.set(this.usedTag); this.usedTag = h;
     }
-    this.usedAddr[n] = addr; this.usedSize[n] = size; this.usedHint[n] = hint;
+    this.usedAddr[n] = addr; this.usedSize[n] = size; this.usedTag[n] = tag;
     this.usedLen = n + 1;
   }
 
@@ -372,6 +412,7 @@ class Census {
     this.reclassified.add(chunk);
     const a = seg.arena;
     if (chunk < seg.walkedEnd) {
+      this.onFreeList?.(chunk + 16);
       // The walk counted it as in use.
       a.inUseChunks--; a.inUseBytes -= size;
       if (size < EXACT_FLAT_LIMIT) this.exactFlat[size >>> 4]--;
@@ -385,7 +426,7 @@ class Census {
   }
 
   /** Walks each fastbin of an arena (fd mangled since 2.32), bounded and cycle-checked. */
-  walkFastbins(raw: RawArena, a: ArenaCensus, maxSteps: number): void {
+  walkFastbins(raw: RawArena, _a: ArenaCensus, maxSteps: number): void {
     const L = this.loc.layout;
     for (let i = 0; i < raw.fastbins.length; i++) {
       let p = raw.fastbins[i]!;
@@ -453,12 +494,21 @@ function reveal(storedLo: number, storedHi: number, pos: number): number {
  */
 export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapCensus {
   const t0 = performance.now();
+  // Fresh memory maps for every census: mmapped chunks (and thread heaps, brk growth) created
+  // since the last read must be seen, or a census after a pause misses them.
+  space.mappings({ refresh: true });
   const symbolizer = opts.symbolizer ?? new Symbolizer(space.modules());
   const loc = opts.location ?? locateGlibc(space, symbolizer);
   const L = loc.layout;
   const c = new Census(space, loc, opts.windowBytes ?? DEFAULT_WINDOW);
   c.collect = !!opts.onInUseChunk;
-  if (c.collect) c.prefixBytes = Math.max(0, Math.min(opts.inUseChunkBytes ?? 0, 4096));
+  c.onWalk = opts.onWalkInUse;
+  c.onFreeList = opts.onFreeListChunk;
+  if (c.collect && opts.peek) {
+    c.peek = opts.peek;
+    const copy = Math.max(0, Math.min(opts.peek.copyBytes ?? 0, 4096));
+    if (copy > 0 && opts.peek.copyTag !== undefined) { c.prefixBytes = copy; c.copyTag = opts.peek.copyTag; }
+  }
   const mp = readMallocParams(space, loc);
   const sources = { ...loc.sources };
   const { arenas: raws, heapMaxSize } = readArenas(space, loc, mp, (i) => c.report(i));
@@ -491,7 +541,7 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
     c.walkFastbins(raw, a, maxSteps);
     c.walkUnsorted(raw, a, scratch[i]!);
   }
-  const tcaches = walkTcaches(c, mp);
+  const tcaches = walkTcaches(c, mp, opts.onTcacheStruct);
   if (tcaches.keySource) sources.tcacheKey = tcaches.keySource;
   sources.tcaches = `${tcaches.found} tcache_perthread_struct found among ${c.tcacheCandidates.length} in-use chunks of ${L.tcache.structChunkSize} bytes`;
 
@@ -499,9 +549,9 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
     for (let i = 0; i < c.usedLen; i++) {
       const addr = c.usedAddr[i]!;
       if (c.reclassified.has(addr)) continue;
-      const h = c.usedHint[i]!;
-      const bo = h === HINT_YES && i < c.usedBytesOff.length ? c.usedBytesOff[i]! : -1;
-      opts.onInUseChunk(addr + 16, c.usedSize[i]!, false, h === HINT_UNKNOWN ? undefined : h === HINT_YES, bo >= 0 ? c.usedBytes.subarray(bo, bo + c.prefixBytes) : undefined);
+      const tag = c.usedTag[i]!;
+      const bo = tag === c.copyTag && i < c.usedBytesOff.length ? c.usedBytesOff[i]! : -1;
+      opts.onInUseChunk(addr + 16, c.usedSize[i]!, false, tag, bo >= 0 ? c.usedBytes.subarray(bo, bo + c.prefixBytes) : undefined);
     }
   }
 
@@ -511,7 +561,8 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
     const exclude = raws.filter((r) => r.kind === 'thread').flatMap((r) => r.heaps.map((h) => ({ start: h.start, end: h.start + heapMaxSize })));
     if (loc.heapMapping) exclude.push({ start: loc.heapMapping.start, end: loc.heapMapping.end });
     c.bytesRead += scanMmappedChunks(space, mmapCandidateRanges(space.mappings(), exclude), (m) => {
-      opts.onInUseChunk?.(m.address + 16, m.size, true);
+      opts.onInUseChunk?.(m.address + 16, m.size, true, NOT_PEEKED);
+      opts.onWalkInUse?.(m.address + 16, m.size, true);
       totals.mmappedChunks++;
       totals.mmappedBytes += m.mappedBytes;
       if (m.size < EXACT_FLAT_LIMIT) c.exactFlat[m.size >>> 4]++;
@@ -586,7 +637,7 @@ function fragmentation(t: { inUseBytes: number; freeBytes: number; topBytes: num
  * tcache_key (2.34+; inferred as the most common key when there is no symbol) or == the
  * tcache itself (2.29-2.33), length == count, next demangled (2.32+).
  */
-function walkTcaches(c: Census, mp: ReturnType<typeof readMallocParams>): { found: number; keySource?: string } {
+function walkTcaches(c: Census, mp: ReturnType<typeof readMallocParams>, onStruct?: (userAddr: number) => void): { found: number; keySource?: string } {
   const L = c.loc.layout, T = L.tcache;
   const structBytes = T.entries + T.bins * 8;
   const maxCount = T.countBytes === 1 ? 255 : mp && mp.tcacheCount > 0 ? mp.tcacheCount : 65535;
@@ -633,6 +684,7 @@ function walkTcaches(c: Census, mp: ReturnType<typeof readMallocParams>): { foun
       }
     }
     found++;
+    onStruct?.(user);
     for (let i = 0; i < T.bins; i++) {
       let e = v.entries[i]!;
       const limit = T.countMeaning === 'count' ? v.counts[i]! : maxCount;

@@ -145,7 +145,7 @@ export function layoutFor(v: GlibcVersion): GlibcLayout {
 /** request2size (malloc/malloc.c): request + SIZE_SZ rounded up to 16, at least MINSIZE. */
 export function requestToChunkSize(request: number): number {
   const c = (request + SIZE_SZ + MALLOC_ALIGNMENT - 1) & ~(MALLOC_ALIGNMENT - 1);
-  return c < MINSIZE ? MINSIZE : c;
+  return Math.max(MINSIZE, c);
 }
 
 /** Chunk size of tcache bin i (tidx2usize + header): 32 + 16 * i, for the 64 small bins. */

@@ -3,3 +3,4 @@ export * from './memory.js';
 export * from './stacks.js';
 export * from './mem.js';
 export * from './leaks.js';
+export * from './units.js';

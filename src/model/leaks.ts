@@ -37,6 +37,9 @@ export interface LeakTrace {
     sampledEvents: number; completeStacks: number;
   };
   cost: TraceCost;
+  /** Malloc mode: seconds since the window start at which each StackSample.series value was
+   *  taken (about one per second, the last at the end); absent when none was kept. */
+  seriesSeconds?: number[];
   /** Where the probes were attached ("libc.so.6:malloc", "nginx:ngx_create_pool+0x1c"). */
   probes: string[];
   notes: string[];

@@ -22,6 +22,9 @@ export interface MemCategory {
   top: MemRegion[];
   /** Where the classification came from ("arena ring from main_arena (debug-file symbol)", ...). */
   source: string;
+  /** Bytes in use / free inside the category's regions by its allocator's own accounting (luajit: Σ gc.total), when known. */
+  usedBytes?: number;
+  freeBytes?: number;
 }
 
 export interface MemBreakdown {

@@ -36,6 +36,24 @@ export interface StackSample {
   /** Bytes and count allocated during the window, outstanding or not (when known). */
   allocBytes?: number;
   allocCount?: number;
+  /** With `leaks --reach`: how the outstanding memory of this path stood at the end (reachability scan). */
+  reach?: StackReach;
+  /** Malloc mode: bytes of this path's window allocations outstanding at each of the trace's
+   *  `seriesSeconds` (estimated when sampled); absent when no per-second record was kept. */
+  series?: number[];
+}
+
+/**
+ * Outstanding memory of one call path by reachability at the end of the window (estimated like
+ * bytes / count): lost = definitely + indirectly lost (nothing points to it: a leak); possibly lost
+ * (only interior pointers); reachable (still referenced: a cache or live data); unknown (changed or
+ * freed while scanned, or lost in only one of the scans).
+ */
+export interface StackReach {
+  lostBytes: number; lostCount: number;
+  possiblyLostBytes: number; possiblyLostCount: number;
+  reachableBytes: number; reachableCount: number;
+  unknownBytes: number; unknownCount: number;
 }
 
 /** The name a frame is shown under in folded stacks, flame graphs and pprof. */

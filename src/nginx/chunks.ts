@@ -2,17 +2,28 @@
 // The census is the one heap walker; this is the narrow view of it nginx/ uses, so the
 // analysis also runs over a recorded chunk list in tests.
 
+import { NOT_PEEKED } from '../glibc/census.js';
+
 /** glibc chunk header size in front of the user pointer (prev_size + size fields), x86-64. */
 export const CHUNK_HEADER = 16;
 /** Bytes the pool scan looks at per candidate chunk (from the user pointer). */
 export const POOL_SCAN_BYTES = 512;
 
+/** Tags of the census's look at in-use chunks (ChunkPeek, src/glibc): the pool-candidate test. */
+export const POOL_HINT = {
+  /** d.end (user + 8) cannot be that of an ngx_pool_t in this chunk: 80 < d.end - pool <= chunk size fails (pool.ts poolCandidateTag). */
+  no: 0,
+  /** It can: the pool scan reads the chunk (or the bytes the census kept of it). */
+  yes: 1,
+  /** The census did not see the chunk's bytes (mmapped, or not in its window). */
+  unknown: NOT_PEEKED,
+} as const;
+
 /**
  * The in-use chunks in address order; a chunk is known by its index (0 .. length-1). Per chunk:
  * its user pointer (chunk address + 16), its chunk size (header included, flag bits masked, as
- * glibc counts it), whether it is mmapped, the census's pool-candidate hint (0: the chunk's
- * second word, d.end, cannot be that of an ngx_pool_t in this chunk, see
- * CensusOptions.onInUseChunk; 1: it can; 2: unknown), and for candidates the first bytes at the
+ * glibc counts it), whether it is mmapped, the census's pool-candidate hint (POOL_HINT: no, yes,
+ * unknown), and for candidates the first bytes at the
  * user pointer when the census kept them (POOL_SCAN_BYTES of them). Hot loops read the arrays.
  */
 export interface InUseChunks {
@@ -30,7 +41,7 @@ export interface InUseChunks {
   sizeOf(userAddr: number): number | undefined;
 }
 
-/** In-use chunks as parallel arrays (any order); `hint`: 0 no, 1 yes, 2 unknown (see InUseChunks). */
+/** In-use chunks as parallel arrays (any order); `hint`: a POOL_HINT value (see InUseChunks). */
 export interface ChunkArrays {
   length: number;
   addrs: Float64Array; sizes: Float64Array; mmapped: Uint8Array; hint: Uint8Array;
@@ -42,7 +53,7 @@ export class ChunkList implements InUseChunks {
   readonly addrs: Float64Array;
   readonly sizes: Float64Array;
   readonly mmapped: Uint8Array;
-  /** Pool-candidate hint: 0 no, 1 yes, 2 unknown. */
+  /** Pool-candidate hint: a POOL_HINT value. */
   readonly hint: Uint8Array;
   readonly bytes: Array<Uint8Array | undefined>;
 
@@ -73,14 +84,14 @@ export class ChunkList implements InUseChunks {
     sorted.forEach((c, i) => {
       this.bytes[i] = c.userBytes;
       this.addrs[i] = c.userAddr; this.sizes[i] = c.chunkSize; this.mmapped[i] = c.mmapped ? 1 : 0;
-      this.hint[i] = c.poolCandidate === undefined ? 2 : c.poolCandidate ? 1 : 0;
+      this.hint[i] = c.poolCandidate === undefined ? POOL_HINT.unknown : c.poolCandidate ? POOL_HINT.yes : POOL_HINT.no;
     });
   }
   get length(): number { return this.addrs.length; }
   forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean, userBytes?: Uint8Array) => void): void {
     for (let i = 0; i < this.addrs.length; i++) {
       const h = this.hint[i]!;
-      cb(this.addrs[i]!, this.sizes[i]!, this.mmapped[i] === 1, h === 2 ? undefined : h === 1, this.bytes[i]);
+      cb(this.addrs[i]!, this.sizes[i]!, this.mmapped[i] === 1, h === POOL_HINT.unknown ? undefined : h === POOL_HINT.yes, this.bytes[i]);
     }
   }
   /** Index of the last chunk whose user pointer is <= addr, or -1 (binary search: no per-chunk map to build or keep). */

@@ -69,10 +69,20 @@ const hex = (n: number) => '0x' + n.toString(16);
 
 export class TargetReader {
   constructor(readonly space: AddressSpace) {}
+  /** [addr, addr+len) lies in readable mappings. Adjacent VMAs count as one range: the kernel
+   *  splits a region (e.g. [heap] after fork) and a large array may straddle the split. */
   mapped(addr: number, len = 1): boolean {
     if (!isUserPointer(addr)) return false;
-    const m = findMapping(this.space.mappings(), addr);
-    return !!m && addr + len <= m.end && m.perms[0] === 'r';
+    const maps = this.space.mappings();
+    let m = findMapping(maps, addr);
+    const end = addr + len;
+    while (m && m.perms[0] === 'r') {
+      if (end <= m.end) return true;
+      const next = findMapping(maps, m.end);
+      if (!next || next.start !== m.end) return false;
+      m = next;
+    }
+    return false;
   }
   /** A reader over [addr, addr+len), or undefined if any byte is unreadable. */
   struct(addr: number, len: number, label: string): ByteReader | undefined {
@@ -156,8 +166,9 @@ function readCycle(t: TargetReader, addr: number, layouts: NginxLayouts, objects
     problems.push({ kind: 'cycle-invalid', detail: `${what} ${hex(addr)} does not lie inside its pool ${hex(pool)}..${hex(poolEnd)} (layout ${layouts.source}: ${layouts.sourceDetail})` });
     return undefined;
   }
-  if (!(connectionN >= 1 && connectionN <= MAX_CONNECTIONS) || !t.mapped(connectionsAddr, connectionN * layouts.ngx_connection_t.sizeof)) {
-    problems.push({ kind: 'cycle-invalid', detail: `${what}: connection_n ${connectionN} / connections ${hex(connectionsAddr)} implausible` });
+  const structural = connectionsProblem(t, r, layouts, connectionN, connectionsAddr);
+  if (structural) {
+    problems.push({ kind: 'cycle-invalid', detail: `${what}: connection_n ${connectionN} / connections ${hex(connectionsAddr)}: ${structural}` });
     return undefined;
   }
   const info: CycleInfo = {
@@ -167,6 +178,29 @@ function readCycle(t: TargetReader, addr: number, layouts: NginxLayouts, objects
   info.modules = readModules(t, modulesAddr, modulesN, layouts, objects, problems);
   info.connections = readConnections(t, info, layouts, problems);
   return info;
+}
+
+/**
+ * Checks cycle->connections by structure (ngx_event_process_init, src/event/ngx_event.c): an
+ * array of connection_n ngx_connection_t, readable end to end (it may straddle VMAs, any size
+ * from worker_connections 1 to 65535); connections[0].read / .write are &read_events[0] /
+ * &write_events[0]; free_connection_n <= connection_n and free_connections (when set) is an
+ * element of the array. Returns what is wrong, or undefined.
+ */
+function connectionsProblem(t: TargetReader, cycle: ByteReader, layouts: NginxLayouts, n: number, arr: number): string | undefined {
+  const L = layouts.ngx_cycle_t, C = layouts.ngx_connection_t;
+  if (!(n >= 1 && n <= MAX_CONNECTIONS)) return 'count out of range';
+  if (!t.mapped(arr, n * C.sizeof)) return `array of ${n} x ${C.sizeof} bytes not readable`;
+  const first = t.struct(arr, C.sizeof, 'ngx_connection_t');
+  if (!first) return 'connections[0] unreadable';
+  const rev = cycle.u64At(L.read_events), wev = cycle.u64At(L.write_events);
+  if (first.u64At(C.read) !== rev || first.u64At(C.write) !== wev) {
+    return `connections[0].read/write ${hex(first.u64At(C.read))}/${hex(first.u64At(C.write))} are not read_events/write_events ${hex(rev)}/${hex(wev)}`;
+  }
+  const freeN = cycle.u64At(L.free_connection_n), free = cycle.u64At(L.free_connections);
+  if (freeN > n) return `free_connection_n ${freeN} > connection_n`;
+  if (free !== 0 && (free < arr || free >= arr + n * C.sizeof || (free - arr) % C.sizeof !== 0)) return `free_connections ${hex(free)} is not an element of the array`;
+  return undefined;
 }
 
 function readModules(t: TargetReader, arr: number, n: number, layouts: NginxLayouts, objects: readonly Module[], problems: RootProblem[]): NginxModuleInfo[] {

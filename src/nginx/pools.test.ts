@@ -19,13 +19,12 @@ import { analyzePools } from './pools.js';
 import type { PoolAnalysis } from './pools.js';
 import { nginxShmZones } from './shm.js';
 import { bucketOf, ChunkList } from './chunks.js';
-import { poolsJson, renderPoolsTable } from '../report/pools-table.js';
+import { renderPoolsTable } from '../report/pools-table.js';
+import { encodePools, parsePools } from '../contract/pools.js';
 
-const MAGIC = 0x4c45414b53434f50; // "LEAKSCOP" as a u64 (exact as a double? no: compare halves)
 const MAGIC_LO = 0x53434f50, MAGIC_HI = 0x4c45414b;
 const SESSION_POOL_SIZE = 16384;
 const LEAK_SIZE = 300 * 1024;
-void MAGIC;
 
 const handles: NginxHandle[] = [];
 after(async () => { for (const h of handles) await h.stop(); });
@@ -126,7 +125,7 @@ test('leaked pools: exactly the leaked ones, kept attributed to the module, drop
     //  4. the 50 leaked pools alone: 50 chunks of 16400 bytes (request2size(16384)) in bucket
     //     [16 KiB, 32 KiB) and 50 mmapped chunks in [256 KiB, 512 KiB).
     const chunkSize = new Map<number, number>();
-    census.chunks.forEach((addr, size) => chunkSize.set(addr, size));
+    census.chunks.forEach((addr, size) => { chunkSize.set(addr, size); });
     let sum = 0;
     for (const p of a.pools) {
       for (const b of p.blocks) { assert.equal(chunkSize.get(b.address), b.chunkSize, `block 0x${b.address.toString(16)}`); sum += b.chunkSize; }
@@ -177,11 +176,14 @@ test('leaked pools: exactly the leaked ones, kept attributed to the module, drop
     assert.ok(a2.stats.candidates > a.stats.candidates, `${a2.stats.candidates} candidates without hints, ${a.stats.candidates} with`);
 
     // renderers
-    const json = poolsJson(a) as { schema: string; totals: Record<string, number>; groups: unknown[] };
+    const json = encodePools(a);
     assert.equal(json.schema, 'leakscope.pools/1');
     assert.deepEqual(Object.keys(json.totals).slice(0, 5), ['pools', 'blocks', 'bytes', 'largeAllocs', 'largeBytes']);
     assert.equal(JSON.parse(JSON.stringify(json)).groups.length, a.groups.length);
-    const text = renderPoolsTable(a);
+    // The contract's parser reads back exactly what the encoder wrote.
+    const written = JSON.stringify(json);
+    assert.deepEqual(JSON.parse(JSON.stringify(parsePools(JSON.parse(written)))), JSON.parse(written));
+    const text = renderPoolsTable(json);
     assert.match(text, /ngx_http_leak_module/);
     assert.match(text, /leak suspects: 20 pool/);
   } finally {
@@ -217,7 +219,7 @@ test('nginxShmZones: the limit_req zone with its size and owning module', { time
     assert.equal(z.size, 1024 * 1024);
     assert.equal(z.module, 'ngx_http_limit_req_module');
     const m = space.mappings().find((x) => z.address >= x.start && z.address < x.end)!;
-    assert.ok(m && m.perms.endsWith('s'), 'a shared mapping');
+    assert.ok(m?.perms.endsWith('s'), 'a shared mapping');
     assert.ok(z.address + z.size <= m.end);
   } finally { space.close(); }
 });

@@ -5,7 +5,8 @@
 //                else 'static' (a module's .data/.bss points at it), else 'heap' (another in-use
 //                chunk, not one of the pool's own, points at it), else 'unreferenced' (a leak suspect);
 //   module       the nginx module (ngx_module_t.name) whose static data refers to it;
-//   creator      the nginx module whose code its cleanup handlers are (evidence of who made it).
+//   creator      the nginx module whose code its cleanup handlers are (evidence of who made it),
+//                for pools no root owns only (a module's cleanup on the cycle pool names no creator).
 // Byte counts are glibc chunk sizes (from the census), so they reconcile with `heap` totals:
 // a pool's bytes = its blocks' chunk sizes + its live large allocations' chunk sizes.
 
@@ -14,12 +15,12 @@ import { ByteReader } from '../binary/byte-reader.js';
 import type { Module } from '../model/memory.js';
 import { Symbolizer } from '../symbols/index.js';
 import type { AddressSpace } from '../target/index.js';
-import { bucketOf, CHUNK_HEADER, POOL_SCAN_BYTES } from './chunks.js';
+import { bucketOf, CHUNK_HEADER, POOL_HINT, POOL_SCAN_BYTES } from './chunks.js';
 import type { InUseChunks } from './chunks.js';
-import { objectAt, readRoots } from './cycle.js';
+import { HTTP_REQUEST_SIGNATURE, objectAt, readRoots } from './cycle.js';
 import type { NginxModuleInfo, NginxRoots } from './cycle.js';
 import type { NginxLayouts } from './layouts.js';
-import { chunkFitsBlock, POOL, poolSignatureAt, readPool } from './pool.js';
+import { chunkFitsBlock, POOL, poolSignatureAt, PoolReader } from './pool.js';
 import type { PoolBlock, PoolCleanup, PoolInconsistency, PoolLargeAlloc, PoolRead } from './pool.js';
 import { readBatched } from './read-batch.js';
 import { PointerTargets, scanForPointers, searchRanges, writableRegions } from './references.js';
@@ -160,7 +161,7 @@ function rootReferences(roots: NginxRoots): { refs: Map<number, RootRef[]>; conn
   let requests = 0, upstreams = 0, connectionsInUse = 0;
   if (cyc) {
     add(cyc.pool, 'cycle', 'ngx_cycle->pool', 0);
-    cyc.oldCycles.forEach((o, i) => add(o.pool, 'old-cycle', `ngx_cycle->old_cycle${i ? `(${i + 1})` : ''}->pool`, 1));
+    cyc.oldCycles.forEach((o, i) => { add(o.pool, 'old-cycle', `ngx_cycle->old_cycle${i ? `(${i + 1})` : ''}->pool`, 1); });
     for (const c of cyc.connections) {
       connectionsInUse++;
       if (c.requestPool) { requests++; add(c.requestPool, 'request', 'ngx_cycle->connections[].data (request)->pool', 2); }
@@ -232,8 +233,8 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
       const e = bucketTotals.get(b);
       if (e) { e.chunks++; e.bytes += chunkSize; } else bucketTotals.set(b, { chunks: 1, bytes: chunkSize });
     }
-    // hint 0: the census saw a d.end that fails the pre-check in examine.
-    if (chunkSize < MIN_POOL_CHUNK || cHint[k] === 0) continue;
+    // The census saw a d.end that fails the pre-check in examine.
+    if (chunkSize < MIN_POOL_CHUNK || cHint[k] === POOL_HINT.no) continue;
     candidates++;
     const userBytes = cBytes[k];
     if (userBytes && userBytes.byteLength === SCAN_BYTES) examine(k, userBytes, 0, SCAN_BYTES, true);
@@ -303,7 +304,7 @@ class PoolSet {
 }
 
 /**
- * Full read of every signature match and every root pool (readPool), then the cross-pool checks:
+ * Full read of every signature match and every root pool (one PoolReader), then the cross-pool checks:
  * a later block of one pool can never be the first block of another (that one is dropped), and
  * a large allocation listed by two pools stays with the first. Fills the chunk ownership
  * (PoolSet.ownerOf / usedOf) of the pools that remain.
@@ -311,9 +312,10 @@ class PoolSet {
 function validatePools(space: AddressSpace, chunks: InUseChunks, matches: SignatureMatches, rootRefs: Map<number, RootRef[]>, log: ProblemLog): PoolSet {
   const pools = new PoolSet(chunks.length, matches.chunk.length + rootRefs.size);
   const readProblems: PoolInconsistency[] = [];
+  const reader = new PoolReader();
   for (let j = 0; j < matches.chunk.length; j++) {
     const chunk = matches.chunk[j]!, addr = chunks.addrs[chunk]!, prefix = matches.prefix[j]!;
-    const res = readPool(space, addr, chunks, readProblems, prefix, true);
+    const res = reader.read(space, addr, chunks, readProblems, prefix, true);
     if (typeof res === 'string') continue; // signature-alike data, or a pool that changed under us
     pools.add(chunk, addr, res, 'scan', prefix, undefined);
   }
@@ -321,7 +323,7 @@ function validatePools(space: AddressSpace, chunks: InUseChunks, matches: Signat
     const chunk = chunks.indexOf(addr);
     const have = chunk >= 0 ? pools.firstOf[chunk]! : -1;
     if (have >= 0) { pools.foundBy[have] = 'both'; pools.roots[have] = refs; return; }
-    const res = chunk >= 0 ? readPool(space, addr, chunks, readProblems) : `${hex(addr)} is not an in-use chunk`;
+    const res = chunk >= 0 ? reader.read(space, addr, chunks, readProblems) : `${hex(addr)} is not an in-use chunk`;
     if (typeof res === 'string') { log.add({ kind: 'root-pool-invalid', address: addr, detail: `${refs[0]!.ref} = ${hex(addr)}: ${res}` }); return; }
     pools.add(chunk, addr, res, 'root', undefined, refs);
   });
@@ -534,7 +536,9 @@ function attributePools(pools: PoolSet, live: readonly number[], staticRefs: Arr
     // the first static reference from a known nginx module's data, else the first one
     let withModule: StaticRef | undefined;
     for (let i = 0; i < sr.length && !withModule; i++) if (sr[i]!.module) withModule = sr[i];
-    if (rr.length) { pool.owner = rr[0]!.owner; pool.referencedFrom = rr[0]!.ref; }
+    // A root-owned pool (cycle, connection, request) was made by nginx itself: a module's cleanup
+    // handler on it (ngx_http_lua_module registers one on the cycle pool) does not make it the creator.
+    if (rr.length) { pool.owner = rr[0]!.owner; pool.referencedFrom = rr[0]!.ref; pool.creator = null; }
     else if (sr.length) {
       pool.owner = 'static';
       const ref = withModule ?? sr[0]!;
@@ -650,6 +654,28 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
 
   const pools = validatePools(space, chunks, matches, rootRefs.refs, log);
   const live = pools.live();
+  // The roots again: a live worker creates request / connection pools while the census, the
+  // roots and the scan are read at different moments, so a pool created after the first roots
+  // read is referenced only in a later one. Its references count too (never a leak suspect).
+  if (space.kind === 'live' && roots.cycle) {
+    const again = rootReferences(readRoots(space, symbolizer, { layouts: roots.layouts }));
+    for (const p of live) if (!pools.roots[p]) pools.roots[p] = again.refs.get(pools.addr[p]!);
+    // A request pool by structure: ngx_http_alloc_request makes the ngx_http_request_t the pool's
+    // first allocation (at pool + sizeof(ngx_pool_t)), with r->pool == pool and r->signature
+    // "HTTP". Such a pool is a request's, being set up or torn down when no connection holds it
+    // (the same chunk serves request after request): never a leak suspect.
+    const R = roots.layouts.ngx_http_request_t;
+    const buf = Buffer.alloc(Math.max(R.signature, R.pool) + 8);
+    for (const p of live) {
+      if (pools.roots[p]) continue;
+      const addr = pools.addr[p]!;
+      if (space.readInto(addr + POOL.sizeof, buf, 0, buf.length) !== buf.length) continue;
+      const poolField = buf.readUInt32LE(R.pool + 4) * 4294967296 + buf.readUInt32LE(R.pool);
+      if (buf.readUInt32LE(R.signature) === HTTP_REQUEST_SIGNATURE && poolField === addr) {
+        pools.roots[p] = [{ owner: 'request', ref: 'ngx_http_request_t at the pool start (request in flight)', rank: 2 }];
+      }
+    }
+  }
   const tValidate = performance.now();
 
   const modules = roots.cycle?.modules ?? [];

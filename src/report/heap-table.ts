@@ -1,12 +1,11 @@
-// `leakscope heap`: terminal table and versioned JSON (`leakscope.heap/1`) of a HeapCensus.
-// Field names of the JSON are the DESIGN.md `heap` contract; the renderer never reads the target.
-import type { CensusComparison, ClassTotals, HeapCensus } from '../glibc/census-types.js';
-import { LeakscopeError } from '../model/errors.js';
+// `leakscope heap`: the terminal table of a `leakscope.heap/1` document (with its comparison
+// against a baseline, when it has one). The renderer never reads the target.
+import type { HeapDocument, HeapTotalsEntry } from '../contract/heap.js';
 import { formatBytes, formatPercent, safeText, textTable } from './text-format.js';
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 
-function totalsRow(label: string, t: ClassTotals): string[] {
+function totalsRow(label: string, t: HeapTotalsEntry): string[] {
   return [
     label,
     String(t.inUseChunks), formatBytes(t.inUseBytes),
@@ -19,7 +18,7 @@ function totalsRow(label: string, t: ClassTotals): string[] {
   ];
 }
 
-export function renderHeapTable(c: HeapCensus, opts: { comparison?: CensusComparison } = {}): string {
+export function renderHeapTable(c: HeapDocument): string {
   const t = c.totals;
   const out: string[] = [
     `${safeText(c.target)}: glibc ${safeText(c.glibcVersion)}, ${t.arenas} arena(s), ${t.tcaches} tcache(s)`,
@@ -34,7 +33,7 @@ export function renderHeapTable(c: HeapCensus, opts: { comparison?: CensusCompar
     '',
     'chunk sizes (chunk size = header included), power-of-two buckets; in use includes mmapped chunks:',
   ];
-  const growth = opts.comparison ? new Map(opts.comparison.buckets.map((b) => [b.minBytes, b])) : undefined;
+  const growth = c.comparison ? new Map(c.comparison.buckets.map((b) => [b.minBytes, b])) : undefined;
   const header = ['bucket', 'in use', 'bytes', 'free', 'bytes'];
   if (growth) header.push('Δ in use', 'Δ bytes');
   out.push(textTable(header, c.histogram.map((b) => {
@@ -60,56 +59,4 @@ export function renderHeapTable(c: HeapCensus, opts: { comparison?: CensusCompar
   out.push('', 'sources:');
   for (const [k, v] of Object.entries(c.sources)) out.push(`  ${k}: ${safeText(v)}`);
   return out.join('\n');
-}
-
-const TOTAL_FIELDS = [
-  'inUseChunks', 'inUseBytes', 'freeChunks', 'freeBytes', 'tcacheChunks', 'tcacheBytes', 'fastbinChunks', 'fastbinBytes',
-  'binChunks', 'binBytes', 'topBytes', 'mmappedChunks', 'mmappedBytes', 'systemBytes',
-] as const;
-
-function pickTotals(t: ClassTotals): Record<string, number> {
-  const o: Record<string, number> = {};
-  for (const k of TOTAL_FIELDS) o[k] = t[k];
-  return o;
-}
-
-/** The versioned JSON document (`schema: 'leakscope.heap/1'`); arrays are never null. */
-export function heapJson(c: HeapCensus, opts: { comparison?: CensusComparison } = {}): object {
-  return {
-    schema: 'leakscope.heap/1',
-    target: c.target,
-    pid: c.pid,
-    glibcVersion: c.glibcVersion,
-    totals: {
-      ...pickTotals(c.totals),
-      unsortedChunks: c.totals.unsortedChunks, smallbinChunks: c.totals.smallbinChunks, largebinChunks: c.totals.largebinChunks,
-      fragmentation: c.totals.fragmentation, largestFreeChunk: c.totals.largestFreeChunk, arenas: c.totals.arenas, tcaches: c.totals.tcaches,
-    },
-    arenas: c.arenas.map((a) => ({
-      index: a.index, kind: a.kind, address: a.address, topChunk: a.topChunk, attachedThreads: a.attachedThreads,
-      ...pickTotals(a),
-      unsortedChunks: a.unsortedChunks, smallbinChunks: a.smallbinChunks, largebinChunks: a.largebinChunks,
-      fragmentation: a.fragmentation, largestFreeChunk: a.largestFreeChunk,
-      heaps: a.heaps.map((h) => ({ start: h.start, end: h.end, walkedEnd: h.walkedEnd, chunks: h.chunks })),
-    })),
-    histogram: c.histogram.map((b) => ({ ...b })),
-    topSizes: c.topSizes.map((s) => ({ ...s })),
-    glibcView: { ...c.glibcView },
-    sources: { ...c.sources },
-    inconsistencies: c.inconsistencies.map((i) => ({ ...i })),
-    inconsistencyCount: c.inconsistencyCount,
-    complete: c.complete,
-    stats: { ...c.stats },
-    ...(opts.comparison ? { comparison: opts.comparison } : {}),
-  };
-}
-
-/**
- * A census back from its JSON (for `--baseline FILE.json`). Throws on a document that is
- * not `leakscope.heap/1`.
- */
-export function censusFromJson(doc: unknown): HeapCensus {
-  const d = doc as Record<string, unknown>;
-  if (!d || typeof d !== 'object' || d.schema !== 'leakscope.heap/1') throw new LeakscopeError('malformed', `baseline is not a leakscope.heap/1 document (schema: ${String(d?.schema)})`);
-  return d as unknown as HeapCensus;
 }

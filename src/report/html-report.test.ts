@@ -162,10 +162,11 @@ function seedDocument(): AnalyzeDocument {
       leak: true, module: 'ngx_http_leak_module', bucket: { minBytes: 256 * KiB, maxBytes: 512 * KiB }, function: 'ngx_http_leak_create_session', confidence: 'high',
       summary: 'ngx_http_leak_module leaks one 352 KiB pool per request: ngx_http_leak_create_session creates it and nothing ever destroys it (2,240 pools, 770 MiB so far).',
     },
-    mem, heap,
+    // Partial embedded documents on purpose: the page renders them with gaps.
+    mem: mem as unknown as AnalyzeDocument['mem'], heap: heap as unknown as AnalyzeDocument['heap'],
     heapComparison: { baseline: '/var/tmp/leakscope/heap-48213-baseline.json (09:21:02)', buckets: comparison },
     anomalousBucket: { minBytes: 256 * KiB, maxBytes: 512 * KiB, chunkGrowth: GROWTH, byteGrowth: GROWTH * LEAK_CHUNK },
-    pools, leaks,
+    pools: pools as unknown as AnalyzeDocument['pools'], leaks: leaks as unknown as AnalyzeDocument['leaks'],
   };
 }
 

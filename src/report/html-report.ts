@@ -12,6 +12,8 @@
 // the page's script never writes markup (textContent, attributes and moving existing nodes only).
 
 import { createHash } from 'node:crypto';
+import { ANALYZE_SCHEMA } from '../contract/analyze.js';
+import type { AnalyzeDocument, AnalyzeStep, AnalyzeStepId, AnalyzeStepStatus, Confidence } from '../contract/analyze.js';
 import { LeakscopeError } from '../model/errors.js';
 import { frameLabel, type Frame, type StackSample } from '../model/stacks.js';
 import {
@@ -19,66 +21,15 @@ import {
   type BarSegment, type HBarRow, type HistogramBucket,
 } from './charts-svg.js';
 import { frameColor, renderFlameGraphSvg } from './flamegraph-svg.js';
+import { reportAsset } from './assets.js';
 import { escapeHtml, jsonForScript } from './html-escape.js';
 import { formatBytes, formatPercent } from './text-format.js';
 
-export const ANALYZE_SCHEMA = 'leakscope.analyze/1';
-
-export type AnalyzeStepId = 'memory' | 'allocator' | 'pools' | 'buckets' | 'code-path';
-export type AnalyzeStepStatus = 'ok' | 'anomaly' | 'skipped' | 'error';
-export type Confidence = 'high' | 'medium' | 'low' | 'none';
-
-export interface AnalyzeStep {
-  id: AnalyzeStepId;
-  title: string;
-  finding: string;
-  evidence: string[];
-  status: AnalyzeStepStatus;
-}
-
-export interface AnalyzeConclusion {
-  leak: boolean;
-  module: string | null;
-  bucket: { minBytes: number; maxBytes: number } | null;
-  function: string | null;
-  confidence: Confidence;
-  summary: string;
-}
-
-/** Growth of one chunk-size bucket between a baseline census and the current one (current - baseline). */
-export interface AnalyzeBucketGrowth {
-  minBytes: number;
-  maxBytes: number;
-  baselineInUseChunks: number;
-  currentInUseChunks: number;
-  chunkGrowth: number;
-  byteGrowth: number;
-}
-
-/** The `leakscope analyze --json` document; the HTML report renders exactly this. */
-export interface AnalyzeDocument {
-  schema: 'leakscope.analyze/1';
-  target: string;
-  pid: number;
-  /** ISO 8601. */
-  generatedAt: string;
-  durationSeconds: number;
-  steps: AnalyzeStep[];
-  conclusion: AnalyzeConclusion;
-  /** The `leakscope.mem/1` document (`memJson`). */
-  mem: object;
-  /** The `leakscope.heap/1` document (`heapJson`), or null when the heap was not walked. */
-  heap: object | null;
-  heapComparison: null | { baseline: string; buckets: AnalyzeBucketGrowth[] };
-  anomalousBucket: null | { minBytes: number; maxBytes: number; chunkGrowth: number; byteGrowth: number };
-  /** The `leakscope.pools/1` document (`poolsJson`), or null (not nginx, or not analysed). */
-  pools: object | null;
-  /** The `leakscope.leaks/1` document (`leaksJson`), or null when no trace ran. */
-  leaks: object | null;
-}
+export { ANALYZE_SCHEMA };
+export type { AnalyzeDocument };
 
 // --- Read-only views of the embedded documents. Every field is treated as possibly absent, so a
-// --- partial document renders with gaps instead of throwing.
+// --- partial document (one not read through the contract's parser) renders with gaps instead of throwing.
 
 interface MemView {
   rssBytes?: number; pssBytes?: number; swapBytes?: number; glibcShare?: number;
@@ -120,7 +71,7 @@ const signed = (n: number, f: (v: number) => string) => `${n > 0 ? '+' : n < 0 ?
 const CHART_W = 1100;
 const FLAME_ID = 'leak-flamegraph';
 
-const STEP_NUMBER: Record<AnalyzeStepId, number> = { memory: 1, allocator: 2, pools: 3, buckets: 4, 'code-path': 5 };
+const STEP_NUMBER: Partial<Record<AnalyzeStepId, number>> = { memory: 1, allocator: 2, pools: 3, buckets: 4, 'code-path': 5 };
 const STATUS_LABEL: Record<AnalyzeStepStatus, string> = { ok: 'OK', anomaly: 'Anomaly', skipped: 'Skipped', error: 'Error' };
 const CONFIDENCE_DOTS: Record<Confidence, number> = { high: 3, medium: 2, low: 1, none: 0 };
 
@@ -196,7 +147,7 @@ function sortableTable(
 // Step visuals
 
 function memoryVisual(doc: AnalyzeDocument): string {
-  const m = (doc.mem ?? {}) as MemView;
+  const m = (doc.mem ?? {}) as unknown as MemView;
   const rss = num(m.rssBytes);
   const cats = arr(m.categories).map((c) => ({ ...c, name: str(c.name), rssBytes: num(c.rssBytes) }));
   if (!cats.length || rss <= 0) return noData('No memory breakdown in this report.');
@@ -242,7 +193,7 @@ function memoryVisual(doc: AnalyzeDocument): string {
 
 function allocatorVisual(doc: AnalyzeDocument): string {
   if (!doc.heap) return noData('No heap census in this report: the glibc allocator was not walked.');
-  const hp = doc.heap as HeapView;
+  const hp = doc.heap as unknown as HeapView;
   const t = hp.totals ?? {};
   const g = (k: string) => num(t[k]);
   const segments: BarSegment[] = [
@@ -273,7 +224,7 @@ function allocatorVisual(doc: AnalyzeDocument): string {
 
 function poolsVisual(doc: AnalyzeDocument): string {
   if (!doc.pools) return noData('No nginx pool analysis in this report (not an nginx worker, or the step did not run).');
-  const p = doc.pools as PoolsView;
+  const p = doc.pools as unknown as PoolsView;
   const t = p.totals ?? {};
   const groups = arr(p.groups);
   const out: string[] = [];
@@ -322,7 +273,7 @@ function poolsVisual(doc: AnalyzeDocument): string {
 }
 
 function bucketsVisual(doc: AnalyzeDocument): string {
-  const hp = doc.heap as HeapView | null;
+  const hp = doc.heap as unknown as HeapView | null;
   const cmp = doc.heapComparison;
   const marked = doc.anomalousBucket ?? doc.conclusion?.bucket ?? null;
   const hist = arr(hp?.histogram);
@@ -393,7 +344,7 @@ function bucketsVisual(doc: AnalyzeDocument): string {
 
 /** The leak profile's stacks as model samples (frames leaf first). */
 export function stacksFromLeaksJson(leaks: object): StackSample[] {
-  const l = leaks as LeaksView;
+  const l = leaks as unknown as LeaksView;
   return arr(l.stacks).map((s) => ({
     frames: arr(s.frames).map((f): Frame => ({ function: typeof f.function === 'string' ? f.function : null, module: str(f.module) || '[unknown]', offset: num(f.offset) })),
     bytes: Math.max(0, num(s.bytes)),
@@ -422,7 +373,7 @@ function pathHtml(frames: Frame[], fn: string | null): string {
 
 function codePathVisual(doc: AnalyzeDocument): string {
   if (!doc.leaks) return noData('No leak trace in this report: the code-path step did not trace allocations.');
-  const l = doc.leaks as LeaksView;
+  const l = doc.leaks as unknown as LeaksView;
   const t = l.totals ?? {};
   const c = l.cost ?? {};
   const samples = stacksFromLeaksJson(doc.leaks);
@@ -468,7 +419,7 @@ function codePathVisual(doc: AnalyzeDocument): string {
   return out.join('\n');
 }
 
-const VISUALS: Record<AnalyzeStepId, (doc: AnalyzeDocument) => string> = {
+const VISUALS: Partial<Record<AnalyzeStepId, (doc: AnalyzeDocument) => string>> = {
   memory: memoryVisual,
   allocator: allocatorVisual,
   pools: poolsVisual,
@@ -498,6 +449,7 @@ function renderStep(doc: AnalyzeDocument, step: AnalyzeStep, index: number): str
 
 function renderConclusion(doc: AnalyzeDocument): string {
   const c = doc.conclusion;
+  const verdict = c.verdict ?? (c.leak ? 'leak' : 'no-leak');
   const conf: Confidence = c.confidence in CONFIDENCE_DOTS ? c.confidence : 'none';
   const dots = '●'.repeat(CONFIDENCE_DOTS[conf]) + '○'.repeat(3 - CONFIDENCE_DOTS[conf]);
   const facts: string[] = [];
@@ -505,9 +457,11 @@ function renderConclusion(doc: AnalyzeDocument): string {
   if (c.bucket) facts.push(`<div><dt>Chunk size</dt><dd>${h(bucketLabel(c.bucket.minBytes, c.bucket.maxBytes))}</dd></div>`);
   if (doc.anomalousBucket) facts.push(`<div><dt>Growth</dt><dd>${h(`${signed(num(doc.anomalousBucket.chunkGrowth), (v) => formatCount(v))} chunks, ${signed(num(doc.anomalousBucket.byteGrowth), formatBytes)}`)}</dd></div>`);
   if (c.function) facts.push(`<div><dt>Function</dt><dd class="mono">${h(c.function)}</dd></div>`);
+  if (c.growthRate) facts.push(`<div><dt>Rate</dt><dd>${h(`${formatBytes(c.growthRate.bytesPerSecond)}/s, +${formatBytes(c.growthRate.bytesPerHour)}/hour`)}</dd></div>`);
+  if (c.nextCommand) facts.push(`<div><dt>To tell</dt><dd class="mono">${h(c.nextCommand)}</dd></div>`);
   return [
-    `<section class="conclusion ${c.leak ? 'is-leak' : 'no-leak'}" id="conclusion" data-leak="${c.leak ? 'true' : 'false'}">`,
-    `<div class="verdict"><span class="verdict-tag">${c.leak ? 'Leak found' : 'No leak found'}</span>` +
+    `<section class="conclusion ${c.leak ? 'is-leak' : verdict === 'cannot-tell' ? 'cannot-tell' : 'no-leak'}" id="conclusion" data-leak="${c.leak ? 'true' : 'false'}" data-verdict="${h(verdict)}">`,
+    `<div class="verdict"><span class="verdict-tag">${c.leak ? 'Leak found' : verdict === 'cannot-tell' ? 'Cannot tell yet' : 'No leak found'}</span>` +
       `<span class="confidence confidence-${conf}" data-confidence="${conf}"><span class="dots" aria-hidden="true">${dots}</span> ${conf === 'none' ? 'no confidence' : `${conf} confidence`}</span></div>`,
     `<p class="summary">${h(c.summary)}</p>`,
     facts.length ? `<dl class="facts">${facts.join('')}</dl>` : '',
@@ -524,214 +478,12 @@ function renderStepper(doc: AnalyzeDocument): string {
     .join('')}</ol></nav>`;
 }
 
-const CSS = `
-:root { --text:#1f2328; --muted:#59636e; --border:#d8dee4; --line:#eaeef2; --bg:#f6f7f9; --card:#ffffff;
-  --accent:#d9482b; --accent-bg:#fbe9e5; --ok:#1a7f37; --ok-bg:#dafbe1; --warn:#9a6700; --skip-bg:#eef1f4; --blue:#4a78b0; }
-* { box-sizing: border-box; }
-html { -webkit-text-size-adjust: 100%; }
-body { margin: 0; background: var(--bg); color: var(--text); font: 14px/1.5 ${CHART_FONT}; }
-.mono, code { font-family: ui-monospace, SFMono-Regular, 'SF Mono', Menlo, Consolas, 'DejaVu Sans Mono', monospace; font-size: 12.5px; }
-.muted { color: var(--muted); } .small { font-size: 12px; }
-.topbar { background: var(--card); border-bottom: 1px solid var(--border); }
-.topbar-inner { max-width: 1200px; margin: 0 auto; padding: 14px 28px; display: flex; align-items: center; justify-content: space-between; gap: 24px; }
-.brand { font-weight: 700; font-size: 16px; letter-spacing: .01em; display: flex; align-items: center; gap: 10px; }
-.brand .logo { width: 14px; height: 14px; border-radius: 3px; background: linear-gradient(135deg, #d9482b, #f4b183); display: inline-block; }
-.brand .sub { font-weight: 400; color: var(--muted); }
-.meta { display: flex; gap: 20px; color: var(--muted); font-size: 13px; flex-wrap: wrap; justify-content: flex-end; }
-.meta b { color: var(--text); font-weight: 600; }
-main { max-width: 1200px; margin: 0 auto; padding: 24px 28px 48px; }
-.target { font-size: 13px; color: var(--muted); margin: 0 0 12px; overflow-wrap: anywhere; }
-.target .mono { color: var(--text); }
-.conclusion { background: var(--card); border: 1px solid var(--border); border-left: 6px solid var(--ok); border-radius: 8px; padding: 22px 28px; margin-bottom: 18px; }
-.conclusion.is-leak { border-left-color: var(--accent); }
-.verdict { display: flex; align-items: center; gap: 14px; margin-bottom: 8px; }
-.verdict-tag { font-size: 12px; font-weight: 700; letter-spacing: .06em; text-transform: uppercase; padding: 3px 10px; border-radius: 999px; background: var(--ok-bg); color: var(--ok); }
-.is-leak .verdict-tag { background: var(--accent-bg); color: #b3321a; }
-.confidence { font-size: 13px; color: var(--muted); }
-.confidence .dots { color: var(--text); letter-spacing: 2px; font-size: 11px; }
-.summary { font-size: 22px; line-height: 1.35; font-weight: 600; margin: 4px 0 14px; max-width: 68em; overflow-wrap: anywhere; }
-.facts { display: flex; flex-wrap: wrap; gap: 10px 36px; margin: 0; }
-.facts div { min-width: 0; }
-.facts dt { font-size: 11px; text-transform: uppercase; letter-spacing: .06em; color: var(--muted); }
-.facts dd { margin: 2px 0 0; font-size: 15px; font-weight: 600; overflow-wrap: anywhere; }
-.facts dd.mono { font-size: 14px; }
-.stepper { margin: 0 0 18px; }
-.stepper ol { list-style: none; margin: 0; padding: 0; display: grid; grid-template-columns: repeat(5, 1fr); gap: 8px; }
-.stepper a { display: flex; align-items: center; gap: 8px; padding: 9px 12px; background: var(--card); border: 1px solid var(--border); border-radius: 8px; color: var(--text); text-decoration: none; font-size: 13px; min-height: 44px; }
-.stepper a:hover { border-color: #afb8c1; }
-.stepper-title { flex: 1; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-.stepper .dot { width: 9px; height: 9px; border-radius: 50%; background: #afb8c1; flex: none; }
-.stepper .status-ok .dot { background: var(--ok); } .stepper .status-anomaly .dot { background: var(--accent); } .stepper .status-error .dot { background: var(--warn); }
-.stepper .status-anomaly a { border-color: #f0b4a6; }
-.step-num { width: 22px; height: 22px; border-radius: 50%; background: #eef1f4; color: var(--muted); font-size: 12px; font-weight: 700; display: inline-flex; align-items: center; justify-content: center; flex: none; }
-.status-anomaly .step-num { background: var(--accent-bg); color: #b3321a; }
-.step { background: var(--card); border: 1px solid var(--border); border-radius: 8px; padding: 20px 28px 24px; margin-bottom: 18px; }
-.step-head { display: flex; align-items: center; gap: 12px; }
-.step-head h2 { font-size: 18px; margin: 0; flex: 1; }
-.badge { font-size: 12px; font-weight: 600; padding: 2px 10px; border-radius: 999px; border: 1px solid transparent; }
-.badge.status-ok { background: var(--ok-bg); color: var(--ok); }
-.badge.status-anomaly { background: var(--accent-bg); color: #b3321a; border-color: #f0b4a6; }
-.badge.status-skipped { background: var(--skip-bg); color: var(--muted); }
-.badge.status-error { background: #fff8c5; color: var(--warn); border-color: #eed888; }
-.finding { font-size: 15.5px; margin: 10px 0 8px; max-width: 75em; overflow-wrap: anywhere; }
-.evidence h3, .step h3 { font-size: 12px; text-transform: uppercase; letter-spacing: .06em; color: var(--muted); margin: 14px 0 6px; font-weight: 600; }
-.evidence ul { margin: 0; padding-left: 18px; color: #31383f; }
-.evidence li { margin: 2px 0; overflow-wrap: anywhere; }
-.visual { margin-top: 14px; }
-.visual:empty { display: none; }
-.no-data { color: var(--muted); font-style: italic; margin: 8px 0 0; }
-.tiles { display: grid; grid-template-columns: repeat(4, 1fr); gap: 10px; margin: 4px 0 16px; }
-.tile { border: 1px solid var(--line); border-radius: 6px; padding: 10px 14px; background: #fbfcfd; min-width: 0; }
-.tile-label { font-size: 12px; color: var(--muted); }
-.tile-value { font-size: 20px; font-weight: 600; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
-.tile-sub { font-size: 12px; color: var(--muted); overflow-wrap: anywhere; }
-figure.chart { margin: 0 0 14px; }
-figure.chart svg { display: block; width: 100%; height: auto; max-width: 100%; }
-.legend { list-style: none; display: flex; flex-wrap: wrap; gap: 4px 18px; padding: 0; margin: 8px 0 0; font-size: 12.5px; }
-.legend li { display: flex; align-items: center; gap: 6px; }
-.legend-value { color: var(--muted); font-variant-numeric: tabular-nums; }
-.swatch { width: 11px; height: 11px; border-radius: 2px; display: inline-block; flex: none; margin-right: 6px; vertical-align: -1px; }
-.legend .swatch { margin-right: 0; }
-.chart-toolbar { display: flex; align-items: center; justify-content: space-between; gap: 16px; margin: 4px 0 8px; flex-wrap: wrap; }
-.segmented { display: inline-flex; border: 1px solid var(--border); border-radius: 6px; overflow: hidden; }
-.segmented button { border: 0; background: var(--card); padding: 4px 12px; font: inherit; font-size: 12.5px; cursor: pointer; color: var(--muted); }
-.segmented button + button { border-left: 1px solid var(--border); }
-.segmented button[aria-pressed="true"] { background: #eef1f4; color: var(--text); font-weight: 600; }
-.search { display: inline-flex; gap: 6px; align-items: center; }
-.search input { font: inherit; font-size: 12.5px; padding: 4px 8px; border: 1px solid var(--border); border-radius: 6px; width: 220px; }
-.search button, .download { font: inherit; font-size: 12.5px; padding: 4px 10px; border: 1px solid var(--border); border-radius: 6px; background: var(--card); cursor: pointer; color: var(--text); text-decoration: none; max-width: 320px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-.search button:hover, .download:hover { background: #f3f4f6; }
-figure.flamegraph { border: 1px solid var(--line); border-radius: 6px; overflow: hidden; }
-.table-wrap { overflow-x: auto; }
-table.data { border-collapse: collapse; width: 100%; font-size: 13px; margin: 4px 0 6px; }
-table.data th { text-align: left; font-weight: 600; color: var(--muted); font-size: 12px; border-bottom: 1px solid var(--border); padding: 6px 8px; white-space: nowrap; }
-table.data td { border-bottom: 1px solid var(--line); padding: 6px 8px; vertical-align: top; overflow-wrap: break-word; }
-table.data .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-table.data.compact { width: auto; min-width: 60%; }
-table.data tr.suspect td { background: #fff5f2; }
-table.data tr.suspect td:first-child { box-shadow: inset 3px 0 0 var(--accent); }
-table.sortable th button { all: unset; cursor: pointer; }
-table.sortable th button:focus-visible { outline: 2px solid var(--blue); }
-table.sortable th[aria-sort="ascending"] button::after { content: " ▲"; font-size: 9px; }
-table.sortable th[aria-sort="descending"] button::after { content: " ▼"; font-size: 9px; }
-.cell-bar { display: inline-block; width: 60px; height: 6px; background: #eef1f4; border-radius: 3px; margin-right: 8px; vertical-align: middle; overflow: hidden; }
-.cell-bar span { display: block; height: 100%; background: var(--accent); }
-.tag { font-size: 11px; font-weight: 600; color: #b3321a; background: var(--accent-bg); border-radius: 4px; padding: 0 6px; margin-left: 4px; white-space: nowrap; }
-.path { display: flex; flex-wrap: wrap; gap: 2px 4px; align-items: center; }
-.frame { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, 'DejaVu Sans Mono', monospace; font-size: 12px; white-space: nowrap; }
-.frame.hit { font-weight: 700; color: #b3321a; }
-.chip { display: inline-block; width: 8px; height: 8px; border-radius: 2px; margin-right: 4px; vertical-align: 0; }
-.arrow { color: #afb8c1; font-size: 11px; }
-details.more-frames { display: inline; font-size: 12px; }
-details.more-frames summary { display: inline; cursor: pointer; color: var(--blue); list-style: none; margin-left: 4px; }
-details.more-frames summary::-webkit-details-marker { display: none; }
-details.more-frames summary::before { content: "… "; }
-details.more-frames[open] summary { display: none; }
-details.more-frames .frame { margin: 0 2px; }
-.caption { font-size: 12.5px; color: var(--muted); margin: 4px 0 0; overflow-wrap: anywhere; }
-.note { font-size: 13px; color: var(--warn); }
-.notes { font-size: 12.5px; color: var(--muted); padding-left: 18px; }
-details.more { margin-top: 8px; }
-details.more summary, details.raw summary { cursor: pointer; color: var(--blue); font-size: 13px; }
-.regions div { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; max-width: 420px; }
-.data-section { background: var(--card); border: 1px solid var(--border); border-radius: 8px; padding: 16px 28px; display: flex; flex-direction: column; gap: 8px; }
-.data-row { display: flex; align-items: center; gap: 14px; flex-wrap: wrap; }
-details.raw pre { max-height: 480px; overflow: auto; background: #f6f8fa; border: 1px solid var(--line); border-radius: 6px; padding: 12px; font-size: 12px; }
-footer { color: var(--muted); font-size: 12px; margin-top: 18px; text-align: center; }
-@media (max-width: 900px) { .tiles { grid-template-columns: repeat(2, 1fr); } .stepper ol { grid-template-columns: 1fr; } .topbar-inner { flex-direction: column; align-items: flex-start; } }
-@media print { body { background: #fff; } .step, .conclusion, .data-section { break-inside: avoid; } .segmented, .search, .data-section { display: none; } }
-`;
 
-/** The page's own behaviour. Plain ES2017; writes only textContent and attributes, never markup. */
-const PAGE_SCRIPT = String.raw`(function () {
-  'use strict';
-  var dataEl = document.getElementById('leakscope-data');
-  var pretty = null;
-  function prettyJson() {
-    if (pretty === null) pretty = JSON.stringify(JSON.parse(dataEl.textContent), null, 2) + '\n';
-    return pretty;
-  }
-  var link = document.getElementById('download-json');
-  if (dataEl && link) {
-    try {
-      link.href = URL.createObjectURL(new Blob([prettyJson()], { type: 'application/json' }));
-      var size = document.getElementById('json-size');
-      if (size) size.textContent = (pretty.length / 1024).toFixed(1) + ' KiB';
-    } catch (err) {
-      link.removeAttribute('href');
-      link.textContent = 'JSON unavailable: ' + err;
-    }
-  }
-  var raw = document.getElementById('raw-json');
-  if (raw) raw.addEventListener('toggle', function () {
-    var pre = raw.querySelector('pre');
-    if (raw.open && pre && !pre.textContent) pre.textContent = prettyJson();
-  });
 
-  // Histogram scale toggle.
-  var toggles = document.querySelectorAll('[data-scale-toggle]');
-  Array.prototype.forEach.call(toggles, function (btn) {
-    btn.addEventListener('click', function () {
-      var scale = btn.getAttribute('data-scale-toggle');
-      var fig = btn.closest('.step') || document;
-      Array.prototype.forEach.call(fig.querySelectorAll('[data-scale-toggle]'), function (b) {
-        b.setAttribute('aria-pressed', String(b === btn));
-      });
-      Array.prototype.forEach.call(fig.querySelectorAll('.hist-variant'), function (v) {
-        v.hidden = v.getAttribute('data-scale') !== scale;
-      });
-    });
-  });
-
-  // Sortable tables: click a header; numbers sort by data-value, text by content.
-  Array.prototype.forEach.call(document.querySelectorAll('table.sortable'), function (table) {
-    var ths = table.querySelectorAll('thead th');
-    Array.prototype.forEach.call(ths, function (th, col) {
-      var btn = th.querySelector('button');
-      if (!btn) return;
-      btn.addEventListener('click', function () {
-        var numeric = th.getAttribute('data-type') === 'number';
-        var dir = th.getAttribute('aria-sort') === 'descending' ? 'ascending'
-          : th.getAttribute('aria-sort') === 'ascending' ? 'descending' : (numeric ? 'descending' : 'ascending');
-        Array.prototype.forEach.call(ths, function (o) { o.removeAttribute('aria-sort'); });
-        th.setAttribute('aria-sort', dir);
-        var tbody = table.tBodies[0];
-        var rows = Array.prototype.slice.call(tbody.rows).map(function (r, i) {
-          var cell = r.cells[col];
-          var v = cell ? (cell.hasAttribute('data-value') ? cell.getAttribute('data-value') : cell.textContent) : '';
-          return { r: r, i: i, v: numeric ? Number(v) : String(v).toLowerCase() };
-        });
-        var sign = dir === 'ascending' ? 1 : -1;
-        rows.sort(function (a, b) { return a.v < b.v ? -sign : a.v > b.v ? sign : a.i - b.i; });
-        rows.forEach(function (x) { tbody.appendChild(x.r); });
-      });
-    });
-  });
-
-  // Flame graph highlight, through the graph's own event API.
-  var fg = document.getElementById('${FLAME_ID}');
-  var input = document.getElementById('fg-search-input');
-  function highlight(term) {
-    if (fg) fg.dispatchEvent(new CustomEvent('leakscope-search', { detail: term || null }));
-  }
-  if (fg && input) {
-    var timer = 0;
-    input.addEventListener('input', function () {
-      clearTimeout(timer);
-      timer = setTimeout(function () { highlight(input.value); }, 150);
-    });
-    Array.prototype.forEach.call(document.querySelectorAll('[data-fg-search]'), function (b) {
-      b.addEventListener('click', function () {
-        var term = b.getAttribute('data-fg-search').replace(/[.*+?^$()|[\]\\{}]/g, '\\$&');
-        input.value = term;
-        highlight(term);
-      });
-    });
-    Array.prototype.forEach.call(document.querySelectorAll('[data-fg-reset]'), function (b) {
-      b.addEventListener('click', function () { input.value = ''; fg.dispatchEvent(new CustomEvent('leakscope-reset')); });
-    });
-  }
-})();`;
+/** The page's style sheet (assets/report.css; its leading and trailing newline kept as the page had them). */
+const css = () => `\n${reportAsset('report.css').replaceAll('__CHART_FONT__', CHART_FONT)}`;
+/** The page's own behaviour (assets/report.js). Plain ES2017; writes only textContent and attributes, never markup. */
+const pageScript = () => reportAsset('report.js').replace(/\n$/, '').replaceAll('__FLAME_ID__', FLAME_ID);
 
 const sha256 = (s: string) => `'sha256-${createHash('sha256').update(s, 'utf8').digest('base64')}'`;
 
@@ -782,6 +534,7 @@ export function renderHtmlReport(doc: AnalyzeDocument): string {
     `<footer>Generated by leakscope. Read-only analysis: nothing was written into the target.</footer>`,
     `</main>`,
   ].join('\n');
+  const PAGE_SCRIPT = pageScript();
   const scripts = [PAGE_SCRIPT, ...inlineScripts(body)];
   const csp = [
     `default-src 'none'`,
@@ -791,7 +544,7 @@ export function renderHtmlReport(doc: AnalyzeDocument): string {
     `base-uri 'none'`,
     `form-action 'none'`,
   ].join('; ');
-  const title = `leakscope: ${doc.conclusion.leak ? 'leak found' : 'no leak found'} in ${doc.target}`;
+  const title = `leakscope: ${doc.conclusion.leak ? 'leak found' : (doc.conclusion.verdict === 'cannot-tell' ? 'cannot tell yet' : 'no leak found')} in ${doc.target}`;
   return [
     `<!DOCTYPE html>`,
     `<html lang="en">`,
@@ -801,7 +554,7 @@ export function renderHtmlReport(doc: AnalyzeDocument): string {
     `<meta name="viewport" content="width=device-width, initial-scale=1">`,
     `<meta name="generator" content="leakscope">`,
     `<title>${h(title)}</title>`,
-    `<style>${CSS}</style>`,
+    `<style>${css()}</style>`,
     `</head>`,
     `<body>`,
     body,

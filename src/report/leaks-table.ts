@@ -1,21 +1,21 @@
-// `leakscope leaks`: terminal summary and versioned JSON of a LeakTrace.
-import type { LeakTrace } from '../model/leaks.js';
+// `leakscope leaks`: the terminal summary of a `leakscope.leaks/1` document.
+import type { LeaksDocument } from '../contract/leaks.js';
 import { frameLabel } from '../model/stacks.js';
 import { formatBytes, safeText, textTable } from './text-format.js';
 
 /** Frames worth showing in a one-line path: skip the allocator's own and libc start-up frames. */
-function shortPath(frames: LeakTrace['stacks'][number]['frames'], max = 6): string {
+function shortPath(frames: LeaksDocument['stacks'][number]['frames'], max = 6): string {
   const names = frames.map(frameLabel);
   const shown = names.slice(0, max);
   return safeText(shown.join(' <- ') + (names.length > max ? ` <- ... (${names.length - max} more)` : ''));
 }
 
-export function renderLeaksTable(t: LeakTrace, opts: { top?: number } = {}): string {
+export function renderLeaksTable(t: LeaksDocument, opts: { top?: number } = {}): string {
   const top = opts.top ?? 10;
   const out: string[] = [];
   out.push(`${safeText(t.target)}: ${t.mode} trace for ${t.durationSeconds.toFixed(1)} s` +
-    (t.sampleBytes ? `, sampling every ${formatBytes(t.sampleBytes)} (estimates scaled)` : ', every allocation traced') +
-    (t.minAgeSeconds ? `, ignoring memory younger than ${t.minAgeSeconds} s` : ''));
+    (t.sampling.sampleBytes ? `, sampling every ${formatBytes(t.sampling.sampleBytes)} (estimates scaled)` : ', every allocation traced') +
+    (t.sampling.minAgeSeconds ? `, ignoring memory younger than ${t.sampling.minAgeSeconds} s` : ''));
   if (t.complete === false) {
     out.push(`INCOMPLETE: ${t.lost?.events ?? 0} events lost (${formatBytes(t.lost?.requestedBytes ?? 0)} requested)` +
       (t.lost?.untracked ? `, ${t.lost.untracked} allocations untracked: totals are lower bounds` : '') + '; per-path figures are lower bounds');
@@ -25,8 +25,12 @@ export function renderLeaksTable(t: LeakTrace, opts: { top?: number } = {}): str
     ` (allocated during the window: ${t.mode === 'pool' ? `${t.totals.allocatedCount} pools` : `${formatBytes(t.totals.allocatedBytes)} in ${t.totals.allocatedCount}`})`);
   if (t.stacks.length) {
     out.push('');
-    out.push(textTable(['bytes', 'count', 'call path (leaf first)'],
-      t.stacks.slice(0, top).map((s) => [formatBytes(s.bytes), String(Math.round(s.count)), shortPath(s.frames)])));
+    const reach = t.stacks.some((s) => s.reach);
+    out.push(textTable(['bytes', 'count', ...(reach ? ['unreachable', 'reachable'] : []), 'call path (leaf first)'],
+      t.stacks.slice(0, top).map((s) => [formatBytes(s.bytes), String(Math.round(s.count)),
+        ...(reach ? [s.reach ? reachCell(s.reach.lostBytes, s.bytes) : '?', s.reach ? reachCell(s.reach.reachableBytes, s.bytes) : '?'] : []),
+        shortPath(s.frames)])));
+    if (reach) out.push('unreachable: definitely or indirectly lost at the end (a leak); reachable: still referenced (a cache or live data)');
   } else {
     out.push('no outstanding memory from this window');
   }
@@ -41,32 +45,6 @@ export function renderLeaksTable(t: LeakTrace, opts: { top?: number } = {}): str
   return out.join('\n');
 }
 
-/** A frame in JSON: the stable fields, then file / line / demangled name / mapping when known (additive). */
-export function frameJson(f: LeakTrace['stacks'][number]['frames'][number]): object {
-  return {
-    function: f.function, module: f.module, offset: f.offset,
-    ...(f.file !== undefined ? { file: f.file } : {}), ...(f.line !== undefined ? { line: f.line } : {}),
-    ...(f.mangled !== undefined ? { mangled: f.mangled } : {}),
-    ...(f.inlined ? { inlined: true } : {}),
-  };
-}
-
-export function leaksJson(t: LeakTrace): object {
-  return {
-    schema: 'leakscope.leaks/1',
-    target: t.target, pid: t.pid, mode: t.mode,
-    durationSeconds: t.durationSeconds,
-    sampling: { sampleBytes: t.sampleBytes, minAgeSeconds: t.minAgeSeconds },
-    totals: t.totals,
-    cost: t.cost,
-    probes: t.probes,
-    complete: t.complete ?? true,
-    ...(t.lost ? { lost: t.lost } : {}),
-    ...(t.targetExitedAfterSeconds !== undefined ? { targetExitedAfterSeconds: t.targetExitedAfterSeconds } : {}),
-    stacks: t.stacks.map((s) => ({
-      frames: s.frames.map(frameJson),
-      bytes: s.bytes, count: s.count, allocBytes: s.allocBytes ?? 0, allocCount: s.allocCount ?? 0,
-    })),
-    notes: t.notes,
-  };
+function reachCell(part: number, whole: number): string {
+  return whole > 0 ? `${formatBytes(part)} ${Math.round((part / whole) * 100)}%` : formatBytes(part);
 }

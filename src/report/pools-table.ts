@@ -1,15 +1,13 @@
-// `leakscope pools`: terminal table and versioned JSON (`leakscope.pools/1`) of a PoolAnalysis.
-// JSON fields per DESIGN.md: totals { pools, blocks, bytes, largeAllocs, largeBytes },
-// groups [{ owner, module, creator, referencedFrom, pools, blocks, blockBytes, usedBytes,
-// largeAllocs, largeBytes, bytes }]. Byte counts are glibc chunk sizes.
+// `leakscope pools`: the terminal table of a `leakscope.pools/1` document. Byte counts are
+// glibc chunk sizes.
 
-import type { NginxPool, PoolAnalysis } from '../nginx/pools.js';
+import type { PoolsDocument } from '../contract/pools.js';
 import { formatBytes, safeText, textTable } from './text-format.js';
 
 const hex = (n: number) => '0x' + n.toString(16);
 const orDash = (s: string | null) => (s === null || s === '' ? '-' : safeText(s));
 
-export function renderPoolsTable(a: PoolAnalysis, opts: { largest?: number } = {}): string {
+export function renderPoolsTable(a: PoolsDocument, opts: { largest?: number } = {}): string {
   const out: string[] = [];
   const t = a.totals;
   out.push(`${safeText(a.target)}: nginx ${a.nginxVersion || '?'} (layouts: ${a.layoutSource})`);
@@ -45,44 +43,4 @@ export function renderPoolsTable(a: PoolAnalysis, opts: { largest?: number } = {
     for (const i of a.inconsistencies.slice(0, 5)) out.push(`  ${i.kind}: ${safeText(i.detail)}`);
   }
   return out.join('\n');
-}
-
-function poolJson(p: NginxPool): object {
-  return {
-    address: p.address, size: p.size, owner: p.owner, module: p.module, creator: p.creator, referencedFrom: p.referencedFrom,
-    references: p.references, foundBy: p.foundBy,
-    blocks: p.blocks.map((b) => ({ address: b.address, size: b.size, used: b.used, chunkSize: b.chunkSize })),
-    large: p.large.map((l) => ({ address: l.address, chunkSize: l.chunkSize })),
-    cleanups: p.cleanups.map((c) => ({ handler: c.handler, function: c.function, object: c.object, offset: c.offset, module: c.module, data: c.data })),
-    blockBytes: p.blockBytes, usedBytes: p.usedBytes, largeBytes: p.largeBytes, bytes: p.bytes,
-  };
-}
-
-/** The `leakscope.pools/1` JSON document. `pools` lists every pool (`largest` the top N by bytes). */
-export function poolsJson(a: PoolAnalysis, opts: { largest?: number } = {}): object {
-  return {
-    schema: 'leakscope.pools/1',
-    target: a.target,
-    pid: a.pid,
-    nginxVersion: a.nginxVersion,
-    sources: { layouts: `${a.layoutSource}: ${a.layoutDetail}`, cycle: a.roots.cycleSymbolSource ? `ngx_cycle (${a.roots.cycleSymbolSource})` : 'not found', bytes: 'glibc chunk sizes from the heap census' },
-    totals: { pools: a.totals.pools, blocks: a.totals.blocks, bytes: a.totals.bytes, largeAllocs: a.totals.largeAllocs, largeBytes: a.totals.largeBytes, blockBytes: a.totals.blockBytes, usedBytes: a.totals.usedBytes },
-    groups: a.groups.map((g) => ({
-      owner: g.owner, module: g.module, creator: g.creator, referencedFrom: g.referencedFrom, pools: g.pools, blocks: g.blocks,
-      blockBytes: g.blockBytes, usedBytes: g.usedBytes, largeAllocs: g.largeAllocs, largeBytes: g.largeBytes, bytes: g.bytes,
-    })),
-    largest: a.pools.slice(0, opts.largest ?? 10).map(poolJson),
-    pools: a.pools.map(poolJson),
-    buckets: a.buckets.map((b) => ({
-      minBytes: b.minBytes, maxBytes: b.maxBytes, censusInUseChunks: b.censusInUseChunks, censusInUseBytes: b.censusInUseBytes,
-      poolChunks: b.poolChunks, poolBytes: b.poolBytes,
-      groups: b.groups.map((s) => ({ group: s.group, blockChunks: s.blockChunks, blockBytes: s.blockBytes, largeChunks: s.largeChunks, largeBytes: s.largeBytes })),
-    })),
-    modules: a.modules.map((m) => ({ name: m.name, address: m.address, index: m.index, object: m.object })),
-    roots: a.roots,
-    inconsistencies: a.inconsistencies,
-    inconsistencyCount: a.inconsistencyCount,
-    inconsistencyKinds: a.inconsistencyKinds,
-    stats: a.stats,
-  };
 }

@@ -1,17 +1,6 @@
 // Shared helpers for terminal renderers: byte sizes, percentages, aligned tables.
 
-/** 1536 -> "1.5 KiB"; exact bytes below 1 KiB. Binary units (KiB = 1024 bytes). */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = Math.abs(n), i = 0;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-  const s = i === 0 ? String(v) : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
-  return `${n < 0 ? '-' : ''}${s} ${units[i]}`;
-}
-
-export function formatPercent(ratio: number): string {
-  return `${(ratio * 100).toFixed(1)}%`;
-}
+export { formatBytes, formatPercent } from '../model/units.js';
 
 /** Renders rows as an aligned text table; numeric-looking cells are right-aligned. */
 export function textTable(header: string[], rows: string[][]): string {
@@ -24,6 +13,6 @@ export function textTable(header: string[], rows: string[][]): string {
 
 /** Strips control characters from target-supplied strings before printing them on a terminal. */
 export function safeText(s: string): string {
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is replaced
   return s.replace(/[\x00-\x1f\x7f-\x9f]/g, '?');
 }

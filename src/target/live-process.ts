@@ -151,11 +151,16 @@ export class LiveProcess implements AddressSpace {
   }
 
   residentBytes(start: number, end: number): { rss: number; swap: number } {
-    // pagemap: one u64 per 4 KiB page; bit 63 present, bit 62 swapped (Documentation/admin-guide/mm/pagemap.rst).
+    // pagemap: one u64 per 4 KiB page; bit 63 present, bit 62 swapped, bits 0-54 the PFN (root
+    // only) (Documentation/admin-guide/mm/pagemap.rst). A never-touched anonymous page that
+    // someone read (leakscope's own heap reads through /proc/PID/mem) maps the shared zero page:
+    // present in pagemap, not in smaps' Rss. Such pages are not counted: a PFN that recurs in the
+    // range is looked up in /proc/kpageflags and skipped when it is KPF_ZERO_PAGE (bit 24).
     const first = Math.floor(start / 4096), last = Math.ceil(end / 4096);
     let rss = 0, swap = 0;
     let fd: number;
     try { fd = openSync(`/proc/${this.pid}/pagemap`, 'r'); } catch { return { rss: 0, swap: 0 }; }
+    const seen = new Map<number, number>();   // PFN -> present pages mapping it
     try {
       const CHUNK = 8192;  // pages per read (64 KiB of pagemap)
       const buf = Buffer.alloc(CHUNK * 8);
@@ -164,11 +169,17 @@ export class LiveProcess implements AddressSpace {
         const got = readSync(fd, buf, 0, n * 8, p * 8) / 8;
         for (let i = 0; i < got; i++) {
           const hi = buf.readUInt32LE(i * 8 + 4);
-          if (hi & 0x80000000) rss += 4096;
-          else if (hi & 0x40000000) swap += 4096;
+          if (hi & 0x80000000) {
+            rss += 4096;
+            const pfn = (hi & 0x7fffff) * 4294967296 + buf.readUInt32LE(i * 8);
+            if (pfn !== 0) seen.set(pfn, (seen.get(pfn) ?? 0) + 1);
+          } else if (hi & 0x40000000) swap += 4096;
         }
       }
     } catch { /* process gone */ } finally { closeSync(fd); }
+    for (const [pfn, pages] of seen) {
+      if (pages > 1 && isZeroPage(pfn)) rss -= pages * 4096;
+    }
     return { rss, swap };
   }
 
@@ -196,6 +207,23 @@ export class LiveProcess implements AddressSpace {
     if (this.fd >= 0) { try { closeSync(this.fd); } catch { /* already closed */ } this.fd = -1; }
     this.root.close();
   }
+}
+
+/** KPF_ZERO_PAGE (include/uapi/linux/kernel-page-flags.h) of a PFN, from /proc/kpageflags (root). */
+const zeroPages = new Map<number, boolean>();
+function isZeroPage(pfn: number): boolean {
+  let z = zeroPages.get(pfn);
+  if (z !== undefined) return z;
+  z = false;
+  try {
+    const fd = openSync('/proc/kpageflags', 'r');
+    try {
+      const b = Buffer.alloc(8);
+      if (readSync(fd, b, 0, 8, pfn * 8) === 8) z = (b.readUInt32LE(0) & (1 << 24)) !== 0;
+    } finally { closeSync(fd); }
+  } catch { /* not root / no kpageflags: count the page */ }
+  if (zeroPages.size < 64) zeroPages.set(pfn, z);
+  return z;
 }
 
 function permissionError(pid: number, command: string): LeakscopeError {

@@ -27,6 +27,7 @@ test('live process: modules with load bias, symbols by name across modules (gdb 
     const sym = new Symbolizer(mods);
     const g = sym.require('elf_sample_global');
     assert.equal(g.runtimeAddr, parseInt(String(fx.line.global), 16), 'matches the fixture\'s own &elf_sample_global');
+    // biome-ignore lint/correctness/noPrecisionLoss: readU64 gives a double; the literal rounds the same way
     assert.equal(space.readU64(g.runtimeAddr), 0x1122334455667788);
     const f = sym.require('elf_sample_function');
     assert.equal(f.runtimeAddr, parseInt(String(fx.line.function), 16));
@@ -86,6 +87,7 @@ test('core file from gcore: same mappings, bytes, symbols and registers as the l
       assert.equal(sc.require(name).runtimeAddr, sl.require(name).runtimeAddr, name);
     }
     const g = sc.require('elf_sample_global').runtimeAddr;
+    // biome-ignore lint/correctness/noPrecisionLoss: readU64 gives a double; the literal rounds the same way
     assert.equal(core.readU64(g), 0x1122334455667788);
     const heapLive = live.mappings().find((m) => m.path === '[heap]')!;
     const heapCore = core.mappings().find((m) => m.path === '[heap]')!;

@@ -46,7 +46,7 @@ export function calleeAddresses(elf: ElfFile, callee: string): Set<number> {
  */
 export function returnSiteOfCall(elf: ElfFile, caller: string, callees: string[]): CallSite {
   const fn = elf.findSymbol(caller);
-  if (!fn || fn.type !== 'func' || !fn.size) throw new LeakscopeError('not-found', `${elf.label}: function ${caller} not found`);
+  if (fn?.type !== 'func' || !fn.size) throw new LeakscopeError('not-found', `${elf.label}: function ${caller} not found`);
   const off = elf.vaddrToFileOffset(fn.value);
   if (off === undefined) throw new LeakscopeError('malformed', `${elf.label}: ${caller} is not inside a loaded segment`);
   const code = elf.reader.bytesAt(off, fn.size);

@@ -14,6 +14,7 @@ import { basename } from 'node:path';
 import type { AddressSpace } from '../target/address-space.js';
 import { pidNamespaceFilter } from '../target/pid-namespace.js';
 import type { Frame, LeakTrace, StackSample, TraceMode } from '../model/index.js';
+import type { StackReach } from '../model/stacks.js';
 import { LeakscopeError } from '../model/errors.js';
 import { Symbolizer } from '../symbols/index.js';
 import { loadElf } from '../formats/elf/index.js';
@@ -32,6 +33,8 @@ export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
  */
 export const DEFAULT_PER_HIT_MICROS = 1.2;
 export const RETURN_HIT_MICROS = 4;
+/** Above this many sampled allocations outstanding, the per-second record stops (each read walks the map). */
+const SERIES_MAX_OUTSTANDING = 50_000;
 
 export interface TraceProgress { elapsedSeconds: number; durationSeconds: number; events: number; probeHits: number }
 
@@ -53,6 +56,12 @@ export interface LeakTraceOptions {
   dutyCycle?: number;
   /** Pool mode: live pools at the end of the window, address -> bytes held (the pool census). */
   livePools?: () => Map<number, number>;
+  /**
+   * `--reach`: run at the end of the window (after the probes are detached); returns the
+   * reachability class of the chunk holding an address (src/glibc reachability), by which each
+   * call path's outstanding memory is split (StackSample.reach).
+   */
+  reachAtEnd?: () => Promise<(addr: number) => string | undefined>;
   perHitMicros?: number;
   onProgress?: (p: TraceProgress) => void;
   /** Ends the window early (SIGINT): the result covers what was traced so far. */
@@ -185,8 +194,33 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     if (opts.mode === 'malloc') notes.push(session.usesSessions ? 'uprobe sessions: return probes only for sampled calls' : 'no uprobe sessions (kernel < 6.13): a return probe on every allocation');
     if (opts.sizeRange) notes.push(`only requests of ${opts.sizeRange.min} to ${opts.sizeRange.max - 1} bytes traced`);
 
-    // The window: progress each second; duty cycle; early end on abort.
+    // Per-second outstanding bytes per call path (malloc mode): after each drain, the outstanding
+    // map is read (leakscope's cost, not the target's: no extra probe hit) and its sampled
+    // allocations summed per stack. Skipped once the map holds more than SERIES_MAX_OUTSTANDING.
     const t0 = Date.now();
+    const t0Ns = monotonicNs();
+    const snapshots: Array<{ seconds: number; byKey: Map<string, number> }> = [];
+    let seriesOff = opts.mode !== 'malloc';
+    const snapshot = () => {
+      if (seriesOff) return;
+      const out = session.outstanding();
+      if (out.length > SERIES_MAX_OUTSTANDING) { seriesOff = true; notes.push(`per-second outstanding record stopped: ${out.length} sampled allocations outstanding`); return; }
+      const byKey = new Map<string, number>();
+      // The map is walked while free() deletes from it: a walk whose current key was deleted
+      // restarts from the first key (bpf_map_get_next_key), so an address may come twice.
+      const seen = new Set<number>();
+      for (const o of out) {
+        if (seen.has(o.address)) continue;
+        seen.add(o.address);
+        const ev = events.get(`${o.tid}:${o.timeNs}`);
+        if (!ev) continue;
+        const k = ev.pcs.join(',');
+        byKey.set(k, (byKey.get(k) ?? 0) + (sampleBytes > 0 && o.size < sampleBytes ? sampleBytes : o.size));
+      }
+      snapshots.push({ seconds: (monotonicNs() - t0Ns) / 1e9, byKey });
+    };
+
+    // The window: progress each second; duty cycle; early end on abort.
     const end = t0 + opts.durationSeconds * 1000;
     // The target may exit during the window: checked every 100 ms; the result covers up to then.
     let exitedAfter: number | undefined;
@@ -209,6 +243,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         await sleep(second, stop);
       }
       session.drain();
+      snapshot();
       const st = session.stats();
       opts.onProgress?.({ elapsedSeconds: (Date.now() - t0) / 1000, durationSeconds: opts.durationSeconds, events: sampledEvents, probeHits: st.entryHits + st.freeHits + st.returnHits + st.poolHits });
     }
@@ -220,17 +255,29 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const endNs = monotonicNs();
     session.detach();
     session.drain();
+    if (snapshots.length && snapshots[snapshots.length - 1]!.seconds < (endNs - t0Ns) / 1e9 - 0.2) snapshot();
     const elapsed = (Date.now() - t0) / 1000;
     const st = session.stats();
     const attachedShare = elapsed > 0 ? Math.min(1, session.attachedNs / 1e9 / elapsed) : 1;
 
     // Outstanding at the end, by call path.
-    const byStack = new Map<string, { pcs: number[]; bytes: number; count: number; allocBytes: number; allocCount: number }>();
+    const byStack = new Map<string, { pcs: number[]; bytes: number; count: number; allocBytes: number; allocCount: number; reach?: StackReach }>();
     const bucket = (pcs: number[]) => {
       const k = pcs.join(',');
       let b = byStack.get(k);
       if (!b) byStack.set(k, (b = { pcs, bytes: 0, count: 0, allocBytes: 0, allocCount: 0 }));
       return b;
+    };
+    const classOf = opts.reachAtEnd ? await opts.reachAtEnd() : undefined;
+    if (classOf) notes.push('reachability: outstanding memory split by a scan of the heap at the end of the window (lost = definitely or indirectly lost)');
+    const addReach = (b: { reach?: StackReach }, addr: number, w: { bytes: number; count: number }) => {
+      if (!classOf) return;
+      const r = (b.reach ??= { lostBytes: 0, lostCount: 0, possiblyLostBytes: 0, possiblyLostCount: 0, reachableBytes: 0, reachableCount: 0, unknownBytes: 0, unknownCount: 0 });
+      const c = classOf(addr);
+      if (c === 'definitelyLost' || c === 'indirectlyLost') { r.lostBytes += w.bytes; r.lostCount += w.count; }
+      else if (c === 'possiblyLost') { r.possiblyLostBytes += w.bytes; r.possiblyLostCount += w.count; }
+      else if (c === 'reachable') { r.reachableBytes += w.bytes; r.reachableCount += w.count; }
+      else { r.unknownBytes += w.bytes; r.unknownCount += w.count; }
     };
     let outBytes = 0, outCount = 0, allocBytes = 0, allocCount = 0;
     const lostOutstanding = { count: 0, bytes: 0 };
@@ -280,6 +327,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         const w = scale(o.size);
         const b = bucket(ev ? ev.pcs : lostPcs);
         b.bytes += w.bytes; b.count += w.count; outBytes += w.bytes; outCount += w.count;
+        addReach(b, o.address, w);
       }
       if (st.outstandingFull) notes.push(`${st.outstandingFull} sampled allocations were not tracked: the outstanding map was full`);
     } else {
@@ -290,6 +338,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         b.allocCount += dutyScale; allocCount += dutyScale;
         if (bytes === undefined || endNs - ev.timeNs < minAgeNs) continue;
         b.bytes += bytes * dutyScale; b.count += dutyScale; outBytes += bytes * dutyScale; outCount += dutyScale;
+        addReach(b, Number(addr), { bytes: bytes * dutyScale, count: dutyScale });
       }
       if (!opts.livePools) notes.push('pool liveness not checked: no pool census');
     }
@@ -305,9 +354,15 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       const f = resolver.frames(pcs);
       return opts.mode === 'malloc' && !opts.showInternal ? apiLeaf(f) : f;
     };
+    const withSeries = snapshots.length >= 2;
     const stacks: StackSample[] = [...byStack.values()]
-      .filter((b) => b.bytes > 0 || b.count > 0)
-      .map((b) => ({ frames: framesOf(b.pcs), bytes: Math.round(b.bytes), count: Math.round(b.count * 100) / 100, allocBytes: Math.round(b.allocBytes), allocCount: Math.round(b.allocCount * 100) / 100 }))
+      .filter((b) => b.bytes > 0 || b.count > 0 || (withSeries && snapshots.some((sn) => sn.byKey.has(b.pcs.join(',')))))
+      .map((b) => {
+        const s: StackSample = { frames: framesOf(b.pcs), bytes: Math.round(b.bytes), count: Math.round(b.count * 100) / 100, allocBytes: Math.round(b.allocBytes), allocCount: Math.round(b.allocCount * 100) / 100 };
+        if (withSeries) { const k = b.pcs.join(','); s.series = snapshots.map((sn) => Math.round((sn.byKey.get(k) ?? 0) * dutyScale)); }
+        if (b.reach) s.reach = roundReach(b.reach);
+        return s;
+      })
       .sort((a, b) => b.bytes - a.bytes);
     const probeHits: Record<string, number> = opts.mode === 'malloc'
       ? { 'alloc entry': st.entryHits, 'alloc return': st.returnHits, free: st.freeHits }
@@ -323,6 +378,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         estimatedCpuSeconds: ((totalHits - (probeHits['alloc return'] ?? 0)) * perHit + (probeHits['alloc return'] ?? 0) * RETURN_HIT_MICROS) / 1e6,
         perHitMicros: perHit, dutyCycle: attachedShare, lostEvents: st.ringFull + st.outstandingFull,
       },
+      ...(withSeries ? { seriesSeconds: snapshots.map((sn) => Math.round(sn.seconds * 1000) / 1000) } : {}),
       probes, notes,
       complete: lossless,
       lost: { events: st.ringFull, requestedBytes: st.ringFullBytes, outstandingCount: lostOutstanding.count, outstandingBytes: lostOutstanding.bytes, untracked: st.outstandingFull },
@@ -338,6 +394,12 @@ const LOST_STACK_PC = 0;
 function lostPcsOf(byStack: Map<string, { pcs: number[] }>): number[] | undefined { return byStack.get(String(LOST_STACK_PC))?.pcs; }
 /** The one frame of that path. */
 export const LOST_STACK_FRAME: Frame = { function: '[stack lost: ring buffer full]', module: '[lost]', offset: 0 };
+
+function roundReach(r: StackReach): StackReach {
+  const o = { ...r };
+  for (const k of Object.keys(o) as (keyof StackReach)[]) o[k] = k.endsWith('Bytes') ? Math.round(o[k]) : Math.round(o[k] * 100) / 100;
+  return o;
+}
 
 function monotonicNs(): number {
   // bpf_ktime_get_ns is CLOCK_MONOTONIC; so is process.hrtime.

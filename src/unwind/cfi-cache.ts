@@ -101,7 +101,7 @@ export class ModuleCfi {
 
 function sectionVaddr(elf: ElfFile, name: string): number | undefined {
   const s = elf.section(name);
-  return s && s.addr ? s.addr : undefined;
+  return s?.addr ? s.addr : undefined;
 }
 
 /**

@@ -179,7 +179,7 @@ test('x86RegistersFromPtRegs reads the pt_regs layout a uprobe sees', () => {
   const b = new Uint8Array(168);
   const dv = new DataView(b.buffer);
   const offs = { r15: 0, r14: 8, r13: 16, r12: 24, rbp: 32, rbx: 40, r11: 48, r10: 56, r9: 64, r8: 72, rax: 80, rcx: 88, rdx: 96, rsi: 104, rdi: 112, rip: 128, rsp: 152 };
-  for (const [k, o] of Object.entries(offs)) dv.setBigUint64(o, BigInt(0x7f0000000000 + o), true);
+  for (const o of Object.values(offs)) dv.setBigUint64(o, BigInt(0x7f0000000000 + o), true);
   const regs = x86RegistersFromPtRegs(b);
   for (const [k, o] of Object.entries(offs)) assert.equal(regs[k as keyof X86Registers], 0x7f0000000000 + o, k);
 });

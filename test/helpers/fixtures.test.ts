@@ -154,7 +154,10 @@ describe('nginx with the leak module', { skip: NGINX ? false : 'nginx is not ins
 
       const keep = await driveRequests(ng, '/leak-keep', 30, 4);
       assert.equal(keep.ok, 30);
-      const body = (p: string) => ng.request(p).then((r) => (assert.equal(r.status, 200), JSON.parse(r.body) as LeakModuleBody));
+      const body = (p: string) => ng.request(p).then((r) => {
+        assert.equal(r.status, 200);
+        return JSON.parse(r.body) as LeakModuleBody;
+      });
       let b = await body('/leak-keep');
       assert.equal(b.kept, 31);
       assert.equal(b.stored, 31);
@@ -180,7 +183,10 @@ describe('nginx with the leak module', { skip: NGINX ? false : 'nginx is not ins
       // /slow?ms=1500 is still open while /ok answers and reports it in flight
       const t0 = Date.now();
       let done = false;
-      const slow = ng.request('/slow?ms=1500').then((r) => ((done = true), r));
+      const slow = ng.request('/slow?ms=1500').then((r) => {
+        done = true;
+        return r;
+      });
       await sleep(300);
       b = await body('/ok');
       assert.equal(b.inflight, 1);

@@ -43,6 +43,8 @@ export interface StartNginxOptions {
   user?: string;
   /** worker_connections (default 4096). */
   workerConnections?: number;
+  /** Extra directives at the main level (e.g. load_module of other dynamic modules). */
+  mainExtra?: string;
   /** Extra directives inserted in the http {} and server {} blocks. */
   httpExtra?: string;
   serverExtra?: string;
@@ -233,7 +235,10 @@ async function launch(tag: string, prefix: string, conf: string, port: number, w
     }),
   );
   let exited = false;
-  const exitedP = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
+  const exitedP = new Promise<void>((resolve) => child.once('exit', () => {
+    exited = true;
+    resolve();
+  }));
   const pid = child.pid ?? -1;
   // Synchronous last-resort cleanup at process exit: SIGTERM lets the master stop and
   // reap its workers (a SIGKILLed master leaves orphaned workers); after 3 s whatever
@@ -329,7 +334,7 @@ http {
 
 function mainConf(prefix: string, port: number, o: Required<Pick<StartNginxOptions, 'workers' | 'leakSize' | 'slowMs' | 'leakTouch' | 'loadModule' | 'workerConnections'>> & StartNginxOptions, upstreamPort?: number): string {
   const mod = o.loadModule;
-  return `${mod ? `load_module ${LEAK_MODULE_PATH};\n` : ''}${commonMain(prefix, o)}
+  return `${mod ? `load_module ${LEAK_MODULE_PATH};\n` : ''}${o.mainExtra ? `${o.mainExtra}\n` : ''}${commonMain(prefix, o)}
 http {
     ${commonHttp(prefix)}
     limit_req_zone $binary_remote_addr zone=leakscope_zone:1m rate=1000000r/s;

@@ -21,7 +21,7 @@ const u32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0
 const u64 = (v: number): number[] => [...u32(v % 2 ** 32), ...u32(Math.floor(v / 2 ** 32))];
 const s32 = (v: number): number[] => u32(v >>> 0);
 
-const RSP = DW_REG.rsp, RBP = DW_REG.rbp, RBX = DW_REG.rbx, RA = DW_REG.ra;
+const RBP = DW_REG.rbp, RBX = DW_REG.rbx, RA = DW_REG.ra;
 
 function cfaOf(row: UnwindRow): string {
   return row.cfa.kind === 'register-offset' ? `r${row.cfa.register}+${row.cfa.offset}` : 'exp';

@@ -38,6 +38,7 @@ export interface DecodedPointer {
   indirect: boolean;
 }
 
+// biome-ignore lint/correctness/noPrecisionLoss: 2^64 is exact as a double
 const TWO64 = 18446744073709551616;
 
 function malformed(r: ByteReader, msg: string, off = r.pos): LeakscopeError {
@@ -189,6 +190,8 @@ function readEntryHeader(r: ByteReader, offset: number): EntryHeader {
 
 function isCieId(sec: CfiSection, h: EntryHeader): boolean {
   if (sec.kind === 'eh_frame') return h.id === 0;
+  // A 64-bit id read as a number rounds to 2^64, as the literal does.
+  // biome-ignore lint/correctness/noPrecisionLoss: compared with the id as read (a double), not as an integer
   return h.dwarf64 ? h.id === 0xffffffffffffffff : h.id === 0xffffffff;
 }
 

@@ -20,6 +20,7 @@ export const EMPTY_STACK_LABEL = '[unknown]';
 
 /** A frame name as it can appear in a folded line (see the rules at the top of this file). */
 export function sanitizeFoldedName(name: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is replaced
   const s = name.replace(/;/g, ':').replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, ' ');
   return s === '' ? '[unknown]' : s;
 }

@@ -1,0 +1,924 @@
+// Live reachability of glibc's in-use chunks: a conservative mark, as valgrind's memcheck does
+// at exit (coregrind / memcheck/mc_leakcheck.c, valgrind 3.19), over a live process or a core,
+// read-only and without stopping it.
+//
+// Blocks: every chunk the heap census finally counts as in use (heap and mmapped chunks), minus
+// glibc's own tcache_perthread_structs (allocator metadata; valgrind never sees them). A block's
+// words are [user, user + usable): usable = chunk size - 8 (heap chunk: the next chunk's prev_size
+// field is user data while this one is in use) or - 16 (mmapped). Only 8-aligned words are looked
+// at. A word equal to a block's user pointer is a start pointer, one inside it an interior pointer.
+//
+// Roots (read through AddressSpace only; aggregated into `roots` of the result):
+//  - every thread's stack from its stack pointer minus the 128-byte red zone to the end of the
+//    mapping holding it (live: /proc/PID/task/TID/syscall gives sp while the thread is blocked in
+//    a syscall; a running thread's sp is unknown, so its whole stack mapping is scanned: for the
+//    main thread [stack], for another thread its mapping is scanned whole as anonymous memory);
+//  - every other readable mapping that is writable or anonymous, minus glibc's heaps and mmapped
+//    chunks: modules' .data/.bss (and the anonymous .bss tail), shared memory (nginx zones), other
+//    allocators' memory (LuaJIT's heap), ld.so's allocations. TLS: a pthread's static TLS and TCB
+//    lie at the top of its stack mapping (above sp); the main thread's in ld.so's anonymous memory;
+//    dynamic TLS blocks are chunks reached through the DTV. Non-resident windows are skipped;
+//  - registers: known in a core file (its notes) and scanned; a live process's registers cannot be
+//    read without stopping it (ptrace), so they are not: the result says so and relies on stability.
+//
+// Classes (valgrind's names): reachable = a chain of start pointers from a root; possibly lost =
+// reached from the roots only through some interior pointer; the rest is lost and split into
+// cliques in address order: the lowest unreached block leads the blocks it reaches (indirectly
+// lost); a later leader that reaches an earlier one absorbs its clique; leaders left are definitely
+// lost (one per unreferenced group, lost cycles included).
+//
+// Live consistency: a chunk whose header changed between the census and the content read is not
+// classified (unknown); with `scans: 2` (default) a chunk counts as lost only when it was lost in
+// both scans at the same address and size; otherwise unknown (reachable when the last scan
+// reached it).
+//
+// Cost: one read of every in-use chunk's words per scan, in address order, windows of 4 MiB. Per
+// chunk: address (f64), size / 16 (u32), flags and state (u8), CSR edge offset (u32), a scratch
+// i32; a lookup table of ~1 i32 per 512 heap bytes; edges (pointers between blocks, de-duplicated
+// per source) as u32 (target index * 2 + interior). Past `maxEdges` the remaining blocks' edges are
+// not stored but read again when the mark reaches them.
+
+import type { AddressSpace } from '../target/address-space.js';
+import { findMapping } from '../target/address-space.js';
+import type { Mapping } from '../model/memory.js';
+import { Symbolizer } from '../symbols/symbolizer.js';
+import type { HeapCensus } from './census-types.js';
+import { heapCensus } from './census.js';
+import { locateGlibc, type GlibcLocation } from './locate.js';
+
+const TWO32 = 4294967296;
+/** x86-64 System V red zone below sp that leaf code may use (valgrind's VG_STACK_REDZONE_SZB). */
+export const STACK_RED_ZONE = 128;
+const WINDOW = 4 << 20;
+/** Default cap on stored edges (4 bytes each). */
+export const DEFAULT_MAX_EDGES = 24 << 20;
+/** Most chunk-table entries allocated up front (13 bytes each, virtual until written). */
+const MAX_PRESIZED = 1 << 24;
+
+export type ReachClass = 'definitelyLost' | 'indirectlyLost' | 'possiblyLost' | 'reachable' | 'unknown';
+export const REACH_CLASSES: readonly ReachClass[] = ['definitelyLost', 'indirectlyLost', 'possiblyLost', 'reachable', 'unknown'];
+
+// Per-chunk states of one scan.
+const S_UNREACHED = 0, S_REACHABLE = 1, S_POSSIBLE = 2, S_DEFINITE = 3, S_INDIRECT = 4, S_UNKNOWN = 5, S_ALLOCATOR = 6;
+const F_MMAPPED = 1;
+/** Words not scanned during the census walk (chunk across two of its windows, mmapped): read after it. */
+const F_READ = 2;
+/** Edges not stored (candidate or edge budget exhausted): read again whenever the mark reaches the block. */
+const F_NOEDGES = 4;
+const M_REACH = 0, M_POSSIBLE = 1, M_CLIQUE = 2;
+
+export interface ClassCount { chunks: number; bytes: number }
+
+export interface ReachBucket {
+  /** Chunk-size bucket [minBytes, maxBytes), as the census histogram. */
+  minBytes: number; maxBytes: number;
+  definitelyLost: ClassCount; indirectlyLost: ClassCount; possiblyLost: ClassCount; reachable: ClassCount; unknown: ClassCount;
+}
+
+export interface ReachRoot {
+  /** 'stack' (from sp), 'stack-whole' (thread running: whole mapping), 'module' (.data/.bss), 'anonymous', 'shared', 'file', 'registers'. */
+  kind: string;
+  /** Module path, `thread TID`, or '' for anonymous memory. */
+  name: string;
+  ranges: number;
+  /** Bytes scanned. */
+  bytes: number;
+  /** Words found pointing to the start / into the interior of a block. */
+  startPointers: number;
+  interiorPointers: number;
+}
+
+export interface LostChunk {
+  address: number;
+  chunkSize: number;
+  class: ReachClass;
+  /** Definitely lost: the blocks of its group (itself + the blocks it leads) and their bytes. */
+  groupChunks: number;
+  groupBytes: number;
+  /** The first bytes at the user pointer, hex, and as ASCII ('.' for non-printable). */
+  hex: string;
+  ascii: string;
+}
+
+export interface Reachability {
+  definitelyLost: ClassCount;
+  indirectlyLost: ClassCount;
+  possiblyLost: ClassCount;
+  reachable: ClassCount;
+  unknown: ClassCount;
+  /** glibc's own chunks (tcache_perthread_struct): in use, never classified. */
+  allocator: ClassCount;
+  /** Per chunk-size bucket, ascending, non-empty only. */
+  buckets: ReachBucket[];
+  roots: ReachRoot[];
+  /** The largest lost chunks (definitely lost first by group bytes, then the others by size). */
+  largestLost: LostChunk[];
+  /** Scans made; a chunk is lost only when it was lost in every one (stability). */
+  scans: number;
+  notes: string[];
+  stats: { elapsedMs: number; bytesRead: number; chunks: number; edges: number; edgesStored: boolean; rootBytes: number; phasesMs: Record<string, number> };
+}
+
+export interface ReachOptions {
+  symbolizer?: Symbolizer;
+  location?: GlibcLocation;
+  /** Scans (1 or more; default 2): lost only when lost in each. */
+  scans?: number;
+  /** Pause between scans, ms (default 100). */
+  intervalMs?: number;
+  /** Cap on stored edges (default DEFAULT_MAX_EDGES). */
+  maxEdges?: number;
+  /** How many lost chunks to list with a preview (default 10). */
+  largest?: number;
+  /** Preview bytes per listed chunk (default 64). */
+  previewBytes?: number;
+  /**
+   * An earlier call's last scan: this call's first scan is confirmed against it (lost only when
+   * lost in both), so a caller can spread the scans out (e.g. over an observation pause).
+   */
+  previous?: PreviousScan;
+}
+
+export interface ReachResult {
+  reachability: Reachability;
+  /** The census of the last scan. */
+  census: HeapCensus;
+  /** The class of the chunk holding `addr` (user pointer or inside the block), undefined when no in-use chunk does. */
+  classOf(addr: number): ReachClass | 'allocator' | undefined;
+  /** This result's last scan, to confirm against in a later call (ReachOptions.previous). */
+  lastScan: PreviousScan;
+}
+
+/** What stability needs of an earlier scan: its chunks and which were lost. */
+export interface PreviousScan { table: ChunkTable; lost: Uint8Array }
+
+/** In-use chunks of one census in address order, with an address -> chunk lookup. */
+export class ChunkTable {
+  n = 0;
+  addr: Float64Array;
+  /** Chunk size / 16. */
+  size16: Uint32Array;
+  flags: Uint8Array;
+  private regStart = new Float64Array(0);
+  private regEnd = new Float64Array(0);
+  private regGran = new Float64Array(0);
+  private regTab = new Int32Array(0);
+  private table = new Int32Array(0);
+  min = Infinity; max = -Infinity; minHi = 0; maxHi = 0;
+
+  /**
+   * Candidate pointers (words whose value lies in [candMin, candMax)) of each chunk, as the census
+   * walk read them: cand[candStart[i] .. candStart[i] + candLen[i]). Resolved to edges once every
+   * chunk is known.
+   */
+  candStart: Uint32Array;
+  candLen: Uint32Array;
+  cand = new Float64Array(1 << 12);
+  candN = 0;
+  candFull = false;
+  candMin = 0; candMax = 0; candMinHi = 0; candMaxHi = 0;
+
+  constructor(capacity: number, readonly maxCandidates = DEFAULT_MAX_EDGES) {
+    this.addr = new Float64Array(Math.max(16, capacity));
+    this.size16 = new Uint32Array(this.addr.length);
+    this.flags = new Uint8Array(this.addr.length);
+    this.candStart = new Uint32Array(this.addr.length);
+    this.candLen = new Uint32Array(this.addr.length);
+  }
+
+  /** Where chunk addresses can be (a coarse filter for candidates during the walk). */
+  setCandidateRange(min: number, max: number): void {
+    this.candMin = min; this.candMax = max;
+    this.candMinHi = Math.floor(min / TWO32); this.candMaxHi = Math.floor(max / TWO32);
+  }
+
+  /** A chunk the census walk saw in use; with `words`, its user words are scanned for candidates now. */
+  push(userAddr: number, chunkSize: number, mmapped: boolean, words?: Uint32Array, userWord?: number): void {
+    const n = this.n;
+    if (n === this.addr.length) {
+      const a = new Float64Array(n * 2); a.set(this.addr); this.addr = a;
+      const s = new Uint32Array(n * 2); s.set(this.size16); this.size16 = s;
+      const f = new Uint8Array(n * 2); f.set(this.flags); this.flags = f;
+      const c = new Uint32Array(n * 2); c.set(this.candStart); this.candStart = c;
+      const l = new Uint32Array(n * 2); l.set(this.candLen); this.candLen = l;
+    }
+    this.addr[n] = userAddr; this.size16[n] = Math.floor(chunkSize / 16);
+    this.n = n + 1;
+    if (words === undefined || userWord === undefined || this.candFull) { this.flags[n] = (mmapped ? F_MMAPPED : 0) | F_READ; return; }
+    this.flags[n] = mmapped ? F_MMAPPED : 0;
+    this.candStart[n] = this.candN;
+    this.candLen[n] = this.collect(words, userWord, userWord + ((chunkSize - (mmapped ? 16 : 8)) >>> 2));
+    if (this.candFull) { this.candN = this.candStart[n]!; this.candLen[n] = 0; this.flags[n] |= F_READ; }
+  }
+
+  /** Appends the 8-aligned words of words[w0 .. w1) (u32 indices, w0 even) that pass the range filter; returns how many. */
+  collect(words: Uint32Array, w0: number, w1: number): number {
+    const minHi = this.candMinHi, maxHi = this.candMaxHi, min = this.candMin, max = this.candMax;
+    let k = 0;
+    for (let w = w0; w + 1 < w1; w += 2) {
+      const h = words[w + 1]!;
+      if (h < minHi || h > maxHi) continue;
+      const v = h * TWO32 + words[w]!;
+      if (v < min || v >= max) continue;
+      if (this.candN === this.cand.length) {
+        if (this.candN >= this.maxCandidates) { this.candFull = true; return k; }
+        const c = new Float64Array(Math.min(this.maxCandidates, this.cand.length * 2)); c.set(this.cand); this.cand = c;
+      }
+      this.cand[this.candN++] = v;
+      k++;
+    }
+    return k;
+  }
+
+  /** Frees the candidates (after they became edges). */
+  dropCandidates(): void { this.cand = new Float64Array(0); this.candN = 0; }
+
+  size(i: number): number { return this.size16[i]! * 16; }
+  /** End of block i's words (exclusive). */
+  end(i: number): number { return this.addr[i]! + this.size16[i]! * 16 - ((this.flags[i]! & F_MMAPPED) !== 0 ? 16 : 8); }
+
+  /** User pointers of chunks reported in use by the walk and found on a free list afterwards. */
+  readonly freed: number[] = [];
+
+  /**
+   * Sorts by address (the census reports ascending runs: one per heap, then mmapped chunks; runs
+   * are ordered by their first address, a full sort only if they overlap), drops the chunks found
+   * on a free list, and builds the lookup table. Arrays keep their (possibly larger) buffers when
+   * nothing moves: untouched pages of a zero-filled typed array cost no RSS.
+   */
+  finish(): void {
+    let n = this.n;
+    const runs: number[] = [0];
+    for (let i = 1; i < n; i++) if (this.addr[i]! < this.addr[i - 1]!) runs.push(i);
+    if (runs.length > 1) {
+      const rs = runs.map((s, k) => ({ s, e: k + 1 < runs.length ? runs[k + 1]! : n })).sort((a, b) => this.addr[a.s]! - this.addr[b.s]!);
+      let disjoint = true;
+      for (let k = 1; k < rs.length && disjoint; k++) if (this.addr[rs[k]!.s]! <= this.addr[rs[k - 1]!.e - 1]!) disjoint = false;
+      const a = new Float64Array(n), s = new Uint32Array(n), f = new Uint8Array(n), cs = new Uint32Array(n), cl = new Uint32Array(n);
+      if (disjoint) {
+        // Runs in address order, each copied whole.
+        let w = 0;
+        for (const r of rs) {
+          a.set(this.addr.subarray(r.s, r.e), w); s.set(this.size16.subarray(r.s, r.e), w); f.set(this.flags.subarray(r.s, r.e), w);
+          cs.set(this.candStart.subarray(r.s, r.e), w); cl.set(this.candLen.subarray(r.s, r.e), w);
+          w += r.e - r.s;
+        }
+      } else {
+        const order = new Uint32Array(n);
+        for (let i = 0; i < n; i++) order[i] = i;
+        order.sort((x, y) => this.addr[x]! - this.addr[y]!);
+        for (let i = 0; i < n; i++) {
+          const o = order[i]!;
+          a[i] = this.addr[o]!; s[i] = this.size16[o]!; f[i] = this.flags[o]!; cs[i] = this.candStart[o]!; cl[i] = this.candLen[o]!;
+        }
+      }
+      this.addr = a; this.size16 = s; this.flags = f; this.candStart = cs; this.candLen = cl;
+    }
+    if (this.freed.length) {
+      // Compaction in place, merging with the sorted free-list chunks.
+      const fr = Float64Array.from(this.freed).sort();
+      let w = 0, q = 0;
+      for (let i = 0; i < n; i++) {
+        const v = this.addr[i]!;
+        while (q < fr.length && fr[q]! < v) q++;
+        if (q < fr.length && fr[q] === v) continue;
+        this.addr[w] = v; this.size16[w] = this.size16[i]!; this.flags[w] = this.flags[i]!;
+        this.candStart[w] = this.candStart[i]!; this.candLen[w] = this.candLen[i]!; w++;
+      }
+      this.n = n = w;
+    }
+    this.addr = this.addr.subarray(0, n); this.size16 = this.size16.subarray(0, n); this.flags = this.flags.subarray(0, n);
+    this.candStart = this.candStart.subarray(0, n); this.candLen = this.candLen.subarray(0, n);
+    this.buildLookup();
+  }
+
+  /** Regions of chunks (a gap of more than 1 MiB starts a new one), each with a table: granule -> first chunk ending past it. */
+  private buildLookup(): void {
+    const n = this.n;
+    if (n === 0) return;
+    const starts: number[] = [], ends: number[] = [], firsts: number[] = [];
+    let rs = this.addr[0]!, re = this.end(0), first = 0;
+    for (let i = 1; i <= n; i++) {
+      if (i === n || this.addr[i]! - 16 - re > (1 << 20)) {
+        starts.push(rs); ends.push(re); firsts.push(first);
+        if (i === n) break;
+        rs = this.addr[i]!; first = i;
+      }
+      re = Math.max(re, this.end(i));
+    }
+    const R = starts.length;
+    this.regStart = Float64Array.from(starts); this.regEnd = Float64Array.from(ends);
+    this.regGran = new Float64Array(R); this.regTab = new Int32Array(R + 1);
+    let total = 0;
+    for (let r = 0; r < R; r++) {
+      const count = (r + 1 < R ? firsts[r + 1]! : n) - firsts[r]!;
+      const bytes = ends[r]! - starts[r]!;
+      let gran = 512;
+      while (bytes / gran > Math.max(64, count * 4)) gran *= 2;
+      this.regGran[r] = gran;
+      this.regTab[r] = total;
+      total += Math.ceil(bytes / gran) + 1;
+    }
+    this.regTab[R] = total;
+    this.table = new Int32Array(total);
+    const addr = this.addr, size16 = this.size16, flags = this.flags, table = this.table;
+    for (let r = 0; r < R; r++) {
+      const gran = this.regGran[r]!, base = this.regTab[r]!, cnt = this.regTab[r + 1]! - base, start = starts[r]!;
+      let k = firsts[r]!;
+      const last = r + 1 < R ? firsts[r + 1]! : n;
+      let kEnd = addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
+      for (let g = 0; g < cnt; g++) {
+        const at = start + g * gran;
+        while (k < last - 1 && kEnd <= at) { k++; kEnd = addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8); }
+        table[base + g] = k;
+      }
+    }
+    this.min = starts[0]!; this.max = ends[R - 1]!;
+    this.minHi = Math.floor(this.min / TWO32); this.maxHi = Math.floor(this.max / TWO32);
+  }
+
+  /** Index of the block whose words [user, end) hold v, or -1. */
+  find(v: number): number {
+    if (v < this.min || v >= this.max) return -1;
+    const rs = this.regStart;
+    let lo = 0, hi = rs.length - 1, r = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (rs[mid]! <= v) { r = mid; lo = mid + 1; } else hi = mid - 1;
+    }
+    if (r < 0 || v >= this.regEnd[r]!) return -1;
+    let k = this.table[this.regTab[r]! + Math.floor((v - rs[r]!) / this.regGran[r]!)]!;
+    const n = this.n, addr = this.addr, size16 = this.size16, flags = this.flags;
+    while (k < n) {
+      const a = addr[k]!;
+      if (a > v) return -1;
+      if (v < a + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8)) return k;
+      k++;
+    }
+    return -1;
+  }
+
+  /** Index of the chunk whose user pointer is exactly `userAddr`, or -1. */
+  indexOf(userAddr: number): number {
+    const a = this.addr;
+    let lo = 0, hi = this.n - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const v = a[mid]!;
+      if (v < userAddr) lo = mid + 1; else if (v > userAddr) hi = mid - 1; else return mid;
+    }
+    return -1;
+  }
+}
+
+interface Range { start: number; end: number }
+
+/** One window buffer per process (u32 view over an 8-aligned ArrayBuffer). */
+let sharedBuf: Buffer | undefined;
+let sharedU32: Uint32Array | undefined;
+function window(): { buf: Buffer; u32: Uint32Array } {
+  if (!sharedBuf) { sharedBuf = Buffer.from(new ArrayBuffer(WINDOW)); sharedU32 = new Uint32Array(sharedBuf.buffer, 0, WINDOW >>> 2); }
+  return { buf: sharedBuf, u32: sharedU32! };
+}
+
+/** One scan: census, chunk table, roots, edges, mark. */
+class Scan {
+  readonly t: ChunkTable;
+  state: Uint8Array;
+  /** Root hits per chunk: bit 0 start pointer, bit 1 interior pointer. */
+  rootHit: Uint8Array;
+  edgeStart: Uint32Array;
+  edges: Uint32Array;
+  edgeLen = 0;
+  /** Blocks without stored edges (F_NOEDGES). */
+  unstored = 0;
+  scratch: Int32Array;
+  bytesRead = 0;
+  rootBytes = 0;
+  roots = new Map<string, ReachRoot>();
+  notes: string[] = [];
+  phasesMs: Record<string, number> = {};
+
+  constructor(readonly space: AddressSpace, readonly census: HeapCensus, table: ChunkTable, allocator: number[], readonly maxEdges: number) {
+    this.t = table;
+    const n = table.n;
+    this.state = new Uint8Array(n);
+    this.rootHit = new Uint8Array(n);
+    this.edgeStart = new Uint32Array(n + 1);
+    this.edges = new Uint32Array(Math.min(maxEdges, Math.max(1024, n >>> 3)));
+    this.scratch = new Int32Array(n).fill(-1);
+    for (const a of allocator) { const i = table.indexOf(a); if (i >= 0) this.state[i] = S_ALLOCATOR; }
+  }
+
+  private addEdge(i: number, j: number, interior: boolean): boolean {
+    const p = this.scratch[j]!;
+    if (p >= 0 && p >= this.edgeStart[i]!) { if (!interior) this.edges[p] = this.edges[p]! & ~1; return true; }
+    if (this.edgeLen === this.edges.length) {
+      if (this.edgeLen >= this.maxEdges) return false;
+      const e = new Uint32Array(Math.min(this.maxEdges, this.edges.length * 2)); e.set(this.edges); this.edges = e;
+    }
+    this.scratch[j] = this.edgeLen;
+    this.edges[this.edgeLen++] = j * 2 + (interior ? 1 : 0);
+    return true;
+  }
+
+  /**
+   * Reads the blocks the census walk could not scan (F_READ: across two of its windows, mmapped,
+   * or past the candidate budget) in address order, 4 MiB windows, checking each header against
+   * the census (changed: unknown), and appends their candidates.
+   */
+  readPending(tcacheKey: number | null): void {
+    const t = this.t, n = t.n, space = this.space;
+    const key = tcacheKey, keyLo = key === null ? 0 : key % TWO32, keyHi = key === null ? 0 : Math.floor(key / TWO32);
+    const { buf, u32 } = window();
+    const addr = t.addr, size16 = t.size16, flags = t.flags, state = this.state;
+    const endOf = (k: number) => addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
+    const pending: number[] = [];
+    for (let i = 0; i < n; i++) if ((flags[i]! & F_READ) !== 0 && state[i] !== S_ALLOCATOR) pending.push(i);
+    let pi = 0;
+    while (pi < pending.length) {
+      // A window from the page of the first pending chunk's header over the following pending
+      // chunks (gaps < 64 KiB read through); + 8: the next chunk's size field (PREV_INUSE).
+      const i = pending[pi]!;
+      const winStart = Math.floor((addr[i]! - 16) / 4096) * 4096;
+      const winLimit = winStart + WINDOW - 8;
+      let pj = pi + 1;
+      let winEnd = endOf(i);
+      while (pj < pending.length) {
+        const k = pending[pj]!, e = endOf(k);
+        if (e > winLimit || addr[k]! - 16 - winEnd >= (64 << 10)) break;
+        winEnd = e; pj++;
+      }
+      const big = winEnd > winLimit;   // one chunk bigger than a window: read in pieces
+      const got = big ? 0 : space.readInto(winStart, buf, 0, winEnd + 8 - winStart);
+      this.bytesRead += got;
+      for (let q = pi; q < pj; q++) {
+        const k = pending[q]!;
+        flags[k] = flags[k]! & ~F_READ;
+        if (big) {
+          if (!this.checkHeaderDirect(k)) { state[k] = S_UNKNOWN; continue; }
+          this.collectBig(k);
+          continue;
+        }
+        const mm = (flags[k]! & F_MMAPPED) !== 0;
+        const off = addr[k]! - winStart;
+        const offEnd = off + size16[k]! * 16 - (mm ? 16 : 8);
+        if (offEnd > got) { state[k] = S_UNKNOWN; continue; }
+        // Header: the size field (user - 8) must still be the census's size and kind.
+        const hw = (off - 8) >>> 2;
+        const lo = u32[hw]!, hi = u32[hw + 1]!;
+        if ((hi !== 0 ? hi * TWO32 + (lo - (lo & 7)) !== size16[k]! * 16 : (lo >>> 4) !== size16[k]) || ((lo & 2) !== 0) !== mm) { state[k] = S_UNKNOWN; continue; }
+        // Freed since the census: the next chunk's PREV_INUSE clear (bins), or tcache_key at user + 8 (tcache, 2.34+).
+        const w0 = off >>> 2, wEnd = offEnd >>> 2;
+        if (!mm && offEnd + 8 <= got && (u32[wEnd]! & 1) === 0) { state[k] = S_UNKNOWN; continue; }
+        if (key !== null && wEnd - w0 >= 4 && u32[w0 + 2] === keyLo && u32[w0 + 3] === keyHi) { state[k] = S_UNKNOWN; continue; }
+        if (t.candFull) { flags[k] = flags[k]! | F_NOEDGES; continue; }
+        t.candStart[k] = t.candN;
+        t.candLen[k] = t.collect(u32, w0, wEnd);
+        if (t.candFull) { t.candN = t.candStart[k]!; t.candLen[k] = 0; flags[k] = flags[k]! | F_NOEDGES; }
+      }
+      pi = pj;
+    }
+  }
+
+  /** Candidates of a block bigger than a window, read piece by piece. */
+  private collectBig(k: number): void {
+    const t = this.t;
+    if (t.candFull) { t.flags[k] = t.flags[k]! | F_NOEDGES; return; }
+    const { buf, u32 } = window();
+    const a = t.addr[k]!, e = t.end(k);
+    t.candStart[k] = t.candN;
+    let len = 0;
+    for (let p = a; p < e; p += WINDOW) {
+      const want = Math.min(WINDOW, e - p);
+      const got = this.space.readInto(p, buf, 0, want);
+      this.bytesRead += got;
+      len += t.collect(u32, 0, got >>> 2);
+      if (t.candFull) { t.candN = t.candStart[k]!; t.candLen[k] = 0; t.flags[k] = t.flags[k]! | F_NOEDGES; return; }
+      if (got < want) break;
+    }
+    t.candLen[k] = len;
+  }
+
+  /** Candidates -> edges between blocks, in address order (CSR), de-duplicated per source. */
+  buildEdges(): void {
+    const t = this.t, n = t.n, flags = t.flags, state = this.state, addr = t.addr, cand = t.cand;
+    let full = false;
+    for (let i = 0; i < n; i++) {
+      this.edgeStart[i] = this.edgeLen;
+      if ((flags[i]! & F_NOEDGES) !== 0 || state[i] === S_ALLOCATOR || state[i] === S_UNKNOWN) continue;
+      if (full) { flags[i] = flags[i]! | F_NOEDGES; continue; }
+      for (let c = t.candStart[i]!, ce = c + t.candLen[i]!; c < ce; c++) {
+        const v = cand[c]!;
+        const tgt = t.find(v);
+        if (tgt < 0 || tgt === i) continue;
+        if (!this.addEdge(i, tgt, v !== addr[tgt])) {
+          this.edgeLen = this.edgeStart[i]!;
+          flags[i] = flags[i]! | F_NOEDGES;
+          full = true;
+          break;
+        }
+      }
+    }
+    this.edgeStart[n] = this.edgeLen;
+    let unstored = 0;
+    for (let i = 0; i < n; i++) if ((flags[i]! & F_NOEDGES) !== 0) unstored++;
+    this.unstored = unstored;
+    if (unstored) this.notes.push(`too many pointers between chunks to keep: the pointers of ${unstored} chunks were read again when reached`);
+    t.dropCandidates();
+    // The candidates' per-chunk offsets are dead now: their buffer becomes the mark's stack.
+    this.stackMem = new Int32Array(t.candStart.buffer, t.candStart.byteOffset, n);
+    t.candStart = new Uint32Array(0); t.candLen = new Uint32Array(0);
+  }
+
+  /** Work stack of the mark (n entries), reusing the candidate offsets' memory when possible. */
+  private stackMem: Int32Array | undefined;
+
+  private checkHeaderDirect(k: number): boolean {
+    const t = this.t;
+    let sz: number;
+    try { sz = this.space.readU64(t.addr[k]! - 8); } catch { return false; }
+    this.bytesRead += 8;
+    const flags = sz % 8;
+    return sz - flags === t.size(k) && ((flags & 2) !== 0) === ((t.flags[k]! & F_MMAPPED) !== 0);
+  }
+
+  /** Words of block k read piece by piece; calls visit(target, interior) per pointer to another block. */
+  private wordsOf(k: number, visit: (tgt: number, interior: boolean) => boolean): void {
+    const t = this.t;
+    const { buf, u32 } = window();
+    const a = t.addr[k]!, e = t.end(k);
+    for (let p = a; p < e; p += WINDOW) {
+      const len = Math.min(WINDOW, e - p);
+      const got = this.space.readInto(p, buf, 0, len);
+      this.bytesRead += got;
+      const wEnd = got >>> 2;
+      for (let w = 0; w + 1 < wEnd; w += 2) {
+        const h = u32[w + 1]!;
+        if (h < t.minHi || h > t.maxHi) continue;
+        const v = h * TWO32 + u32[w]!;
+        const tgt = t.find(v);
+        if (tgt < 0 || tgt === k) continue;
+        if (!visit(tgt, v !== t.addr[tgt])) return;
+      }
+      if (got < len) return;
+    }
+  }
+
+  /** Scans one root range; marks root hits. */
+  scanRoot(kind: string, name: string, r: Range, skipNonResident: boolean): void {
+    const key = `${kind}\0${name}`;
+    let root = this.roots.get(key);
+    if (!root) this.roots.set(key, (root = { kind, name, ranges: 0, bytes: 0, startPointers: 0, interiorPointers: 0 }));
+    root.ranges++;
+    const t = this.t;
+    if (t.n === 0) return;
+    const { buf, u32 } = window();
+    const { min, max, minHi, maxHi } = t;
+    let p = r.start - (r.start % 8);
+    while (p < r.end) {
+      const len = Math.min(WINDOW - (p % 4096), r.end - p);
+      if (skipNonResident && len >= (64 << 10)) {
+        const res = this.space.residentBytes(p, p + len);
+        if (res.rss + res.swap === 0) { p += len; continue; }
+      }
+      const got = this.space.readInto(p, buf, 0, len);
+      this.bytesRead += got;
+      this.rootBytes += got;
+      root.bytes += got;
+      const wEnd = got >>> 2;
+      for (let w = 0; w + 1 < wEnd; w += 2) {
+        const h = u32[w + 1]!;
+        if (h < minHi || h > maxHi) continue;
+        const v = h * TWO32 + u32[w]!;
+        if (v < min || v >= max) continue;
+        const tgt = t.find(v);
+        if (tgt < 0) continue;
+        if (v === t.addr[tgt]) { this.rootHit[tgt] |= 1; root.startPointers++; } else { this.rootHit[tgt] |= 2; root.interiorPointers++; }
+      }
+      if (got < len) p = Math.floor((p + got) / 4096) * 4096 + 4096; // skip the unreadable page
+      else p += len;
+    }
+  }
+
+  /** A register value (core files) as a root word. */
+  rootWord(v: number): void {
+    const key = 'registers\0';
+    let root = this.roots.get(key);
+    if (!root) this.roots.set(key, (root = { kind: 'registers', name: '', ranges: 0, bytes: 0, startPointers: 0, interiorPointers: 0 }));
+    root.bytes += 8;
+    const tgt = this.t.find(v);
+    if (tgt < 0) return;
+    if (v === this.t.addr[tgt]) { this.rootHit[tgt] |= 1; root.startPointers++; } else { this.rootHit[tgt] |= 2; root.interiorPointers++; }
+  }
+
+  /**
+   * Marks one target `j` reached over an edge in `mode` (M_REACH: start pointers make unreached
+   * blocks reachable; M_POSSIBLE: any pointer makes them possibly lost; M_CLIQUE: unreached blocks
+   * join the clique of `leader`, an earlier leader is absorbed). Returns true when j is to be scanned.
+   */
+  private accept(mode: number, j: number, interior: boolean, leader: number): boolean {
+    const state = this.state;
+    const s = state[j]!;
+    if (mode === M_REACH) {
+      if (interior || s !== S_UNREACHED) return false;
+      state[j] = S_REACHABLE; return true;
+    }
+    if (mode === M_POSSIBLE) {
+      if (s !== S_UNREACHED) return false;
+      state[j] = S_POSSIBLE; return true;
+    }
+    if (j === leader) return false;
+    if (s === S_UNREACHED) { state[j] = S_INDIRECT; this.scratch[j] = leader; return true; }
+    if (s === S_DEFINITE) { state[j] = S_INDIRECT; this.scratch[j] = leader; }   // an earlier leader, absorbed
+    return false;
+  }
+
+  /**
+   * Propagates from the blocks on `stack[0..len)` over their edges (see accept). Blocks without
+   * stored edges are read again, in address order, once the stored ones are done.
+   */
+  private propagate(stack: Int32Array, len: number, mode: number, leader: number): void {
+    const edges = this.edges, es = this.edgeStart, flags = this.t.flags;
+    const pending: number[] = [];
+    for (;;) {
+      while (len > 0) {
+        const i = stack[--len]!;
+        if ((flags[i]! & F_NOEDGES) !== 0) { pending.push(i); continue; }
+        for (let p = es[i]!, q = es[i + 1]!; p < q; p++) {
+          const e = edges[p]!;
+          const j = e >>> 1;
+          if (this.accept(mode, j, (e & 1) !== 0, leader)) stack[len++] = j;
+        }
+      }
+      if (pending.length === 0) return;
+      pending.sort((x, y) => x - y);
+      for (const i of pending.splice(0)) this.wordsOf(i, (tgt, interior) => { if (this.accept(mode, tgt, interior, leader)) stack[len++] = tgt; return true; });
+    }
+  }
+
+  /** Reachable, possibly lost, then cliques of the rest (leader per lost block in `scratch`). */
+  mark(): void {
+    const n = this.t.n, state = this.state, hit = this.rootHit;
+    const stack = this.stackMem && this.stackMem.length >= n ? this.stackMem : new Int32Array(n);
+    let len = 0;
+    // 1. Reachable: chains of start pointers from the roots.
+    for (let i = 0; i < n; i++) if ((hit[i]! & 1) !== 0 && state[i] === S_UNREACHED) { state[i] = S_REACHABLE; stack[len++] = i; }
+    this.propagate(stack, len, M_REACH, -1);
+    // 2. Possibly lost: reached through some interior pointer (from a root or a reached block).
+    len = 0;
+    for (let i = 0; i < n; i++) {
+      const s = state[i]!;
+      if (s === S_REACHABLE) { if ((this.t.flags[i]! & F_NOEDGES) !== 0 || this.edgeStart[i] !== this.edgeStart[i + 1]) stack[len++] = i; }
+      else if (s === S_UNREACHED && hit[i] !== 0) { state[i] = S_POSSIBLE; stack[len++] = i; }
+    }
+    this.propagate(stack, len, M_POSSIBLE, -1);
+    // 3. Cliques in address order (valgrind's lc_push_with_clique_if_a_chunk_ptr).
+    const clique = this.scratch;
+    clique.fill(-1);
+    for (let i = 0; i < n; i++) {
+      if (state[i] !== S_UNREACHED) continue;
+      state[i] = S_DEFINITE;
+      clique[i] = i;
+      stack[0] = i;
+      this.propagate(stack, 1, M_CLIQUE, i);
+    }
+  }
+
+  leaderOf(j: number): number {
+    const c = this.scratch;
+    let k = j, steps = 0;
+    while (c[k]! >= 0 && c[k] !== k && steps++ < 1e6) k = c[k]!;
+    return k;
+  }
+}
+
+/** Readable memory that may hold pointers: writable mappings and anonymous ones; no kernel pages. */
+function rootCandidate(m: Mapping): boolean {
+  if (m.perms[0] !== 'r') return false;
+  if (m.path === '[vvar]' || m.path === '[vdso]' || m.path === '[vsyscall]' || m.path === '[heap]') return false;
+  return m.perms[1] === 'w' || m.path === '' || m.path === '[stack]';
+}
+
+function subtract(r: Range, ex: readonly Range[]): Range[] {
+  // ex sorted by start, disjoint or not
+  let lo = 0, hi = ex.length - 1, first = ex.length;
+  while (lo <= hi) { const mid = (lo + hi) >> 1; if (ex[mid]!.end > r.start) { first = mid; hi = mid - 1; } else lo = mid + 1; }
+  const out: Range[] = [];
+  let p = r.start;
+  for (let k = first; k < ex.length && ex[k]!.start < r.end; k++) {
+    const e = ex[k]!;
+    if (e.end <= p) continue;
+    if (e.start > p) out.push({ start: p, end: e.start });
+    p = Math.max(p, e.end);
+  }
+  if (p < r.end) out.push({ start: p, end: r.end });
+  return out;
+}
+
+function scanRoots(scan: Scan, space: AddressSpace, census: HeapCensus, loc: GlibcLocation): void {
+  const maps = space.mappings();
+  const t = scan.t;
+  // Excluded: glibc's heaps (their chunks are the blocks; free chunks are not roots), mmapped chunks,
+  // and the allocator's own state in libc's data: main_arena (bins, top: pointers to chunk headers,
+  // which lie inside the previous chunk's words) and mp_ (sbrk_base).
+  const ex: Range[] = [{ start: loc.mainArena, end: loc.mainArena + loc.layout.mstate.size }];
+  if (loc.mp !== null) ex.push({ start: loc.mp, end: loc.mp + loc.layout.mpar.size });
+  for (const a of census.arenas) {
+    for (const h of a.heaps) {
+      if (a.kind === 'thread') {
+        const m = findMapping(maps, h.start);
+        ex.push({ start: h.start, end: Math.max(h.end, Math.min(m ? m.end : h.end, h.start + loc.layout.heapMaxSize)) });
+      } else ex.push({ start: h.start, end: h.end });
+    }
+  }
+  for (let i = 0; i < t.n; i++) if ((t.flags[i]! & F_MMAPPED) !== 0) ex.push({ start: t.addr[i]! - 16, end: t.addr[i]! - 16 + t.size(i) });
+  ex.sort((x, y) => x.start - y.start);
+
+  // Thread stacks from sp.
+  const handled = new Set<Mapping>();
+  const threads = space.threads();
+  let running = 0;
+  for (const th of threads) {
+    const sp = th.regs?.rsp;
+    if (sp === undefined) { running++; continue; }
+    const m = findMapping(maps, sp);
+    if (!m) continue;
+    handled.add(m);
+    for (const r of subtract({ start: Math.max(m.start, sp - STACK_RED_ZONE), end: m.end }, ex)) scan.scanRoot('stack', `thread ${th.tid}`, r, false);
+  }
+  if (space.kind === 'core') {
+    for (const th of threads) for (const v of Object.values(th.regs ?? {})) scan.rootWord(v);
+  } else {
+    scan.notes.push('registers are not read (that needs stopping the process): a pointer held only in a register is missed; lost chunks are confirmed by a second scan');
+  }
+  if (running > 0) scan.notes.push(`${running} thread(s) running (no stack pointer without stopping them): their whole stack mappings are scanned`);
+  // Everything else: modules' data, anonymous memory, shared memory, the stacks of running threads.
+  let prev: Mapping | undefined;
+  for (const m of maps) {
+    const before = prev;
+    prev = m;
+    if (handled.has(m) || !rootCandidate(m)) continue;
+    let kind: string, name: string;
+    if (m.path === '[stack]') { kind = 'stack-whole'; name = 'main thread'; }
+    else if (m.path === '' && m.perms[3] === 'p') {
+      const mod = before && before.end === m.start && before.path.startsWith('/') ? before.path : '';
+      kind = mod ? 'module' : 'anonymous'; name = mod;
+    } else if (m.perms[3] === 's' || m.path.startsWith('/dev/zero') || m.path.startsWith('/SYSV') || m.path.startsWith('/memfd:')) { kind = 'shared'; name = m.path; }
+    else if (m.path.startsWith('/')) { kind = 'module'; name = m.path; }
+    else { kind = 'anonymous'; name = m.path; }
+    for (const r of subtract({ start: m.start, end: m.end }, ex)) scan.scanRoot(kind, name, r, kind === 'anonymous' || kind === 'shared');
+  }
+}
+
+function oneScan(space: AddressSpace, symbolizer: Symbolizer, location: GlibcLocation, maxEdges: number, capacity: number): Scan {
+  const t0 = performance.now();
+  if (space.kind === 'live') space.mappings({ refresh: true });
+  // Capacity: at most one chunk per 32 bytes of the brk heap and anonymous rw memory (thread heaps
+  // and mmapped chunks live there); zero-filled, so only the entries written cost RSS.
+  let bound = capacity, lo = Infinity, hi = 0;
+  for (const m of space.mappings()) {
+    if (m.path === '[heap]' || (m.path === '' && m.perms.startsWith('rw'))) { bound += (m.end - m.start) / 32; lo = Math.min(lo, m.start); hi = Math.max(hi, m.end); }
+  }
+  const table = new ChunkTable(Math.min(MAX_PRESIZED, Math.ceil(bound)), maxEdges);
+  table.setCandidateRange(lo === Infinity ? 0 : lo, hi);
+  const allocator: number[] = [];
+  const census = heapCensus(space, {
+    symbolizer, location,
+    onWalkInUse: (u, size, mmapped, words, userWord) => table.push(u, size, mmapped, words, userWord),
+    onFreeListChunk: (u) => table.freed.push(u),
+    onTcacheStruct: (u) => allocator.push(u),
+  });
+  const t1 = performance.now();
+  table.finish();
+  const scan = new Scan(space, census, table, allocator, maxEdges);
+  const t2 = performance.now();
+  scanRoots(scan, space, census, location);
+  const t3 = performance.now();
+  scan.readPending(location.tcacheKey);
+  scan.buildEdges();
+  const t4 = performance.now();
+  scan.mark();
+  const t5 = performance.now();
+  scan.phasesMs = { census: t1 - t0, table: t2 - t1, roots: t3 - t2, blocks: t4 - t3, mark: t5 - t4 };
+  return scan;
+}
+
+const LOST = (s: number) => s === S_POSSIBLE || s === S_DEFINITE || s === S_INDIRECT;
+const CLASS_OF: Record<number, ReachClass | 'allocator'> = {
+  [S_REACHABLE]: 'reachable', [S_POSSIBLE]: 'possiblyLost', [S_DEFINITE]: 'definitelyLost', [S_INDIRECT]: 'indirectlyLost',
+  [S_UNKNOWN]: 'unknown', [S_ALLOCATOR]: 'allocator', [S_UNREACHED]: 'unknown',
+};
+
+
+/**
+ * Reachability of every in-use chunk of a glibc process (live or core). Scans `opts.scans` times
+ * (default 2 for a live process, 1 for a core); see the header for the classes and roots.
+ */
+export async function reachability(space: AddressSpace, opts: ReachOptions = {}): Promise<ReachResult> {
+  const t0 = performance.now();
+  const symbolizer = opts.symbolizer ?? new Symbolizer(space.modules());
+  const location = opts.location ?? locateGlibc(space, symbolizer);
+  const scans = Math.max(1, Math.floor(opts.scans ?? (space.kind === 'live' ? 2 : 1)));
+  const maxEdges = opts.maxEdges ?? DEFAULT_MAX_EDGES;
+  let prev: Uint8Array | undefined = opts.previous?.lost;   // per chunk of the previous scan: 1 when lost (possibly / definitely / indirectly)
+  let prevTable: ChunkTable | undefined = opts.previous?.table;
+  let scan!: Scan;
+  let bytesRead = 0;
+  for (let s = 0; s < scans; s++) {
+    if (s > 0) await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
+    scan = oneScan(space, symbolizer, location, maxEdges, 1024);
+    bytesRead += scan.bytesRead;
+    const t = scan.t, st = scan.state;
+    // Stability: lost now and lost before at the same address and size; else unknown (or reachable).
+    const lostNow = new Uint8Array(t.n);
+    for (let i = 0, k = 0; i < t.n; i++) {
+      if (!LOST(st[i]!)) continue;
+      if (prev && prevTable) {
+        const a = t.addr[i]!;
+        while (k < prevTable.n && prevTable.addr[k]! < a) k++;
+        const same = k < prevTable.n && prevTable.addr[k] === a && prevTable.size16[k] === t.size16[i] && (prevTable.flags[k]! & F_MMAPPED) === (t.flags[i]! & F_MMAPPED);
+        if (!same || prev[k] !== 1) { st[i] = S_UNKNOWN; continue; }
+      }
+      lostNow[i] = 1;
+    }
+    prev = lostNow; prevTable = t;
+  }
+  const t = scan.t, st = scan.state;
+  const zero = (): ClassCount => ({ chunks: 0, bytes: 0 });
+  // Counts per state x bucket in typed arrays (no object per chunk).
+  const cnt = new Float64Array(8 * 64), byt = new Float64Array(8 * 64);
+  const groupBytes = new Map<number, { chunks: number; bytes: number }>();
+  for (let i = 0; i < t.n; i++) {
+    const s = st[i]!;
+    const size = t.size16[i]! * 16;
+    const k = size < TWO32 ? 31 - Math.clz32(size) : Math.floor(Math.log2(size));
+    cnt[s * 64 + k]++; byt[s * 64 + k] += size;
+    if (s === S_DEFINITE || s === S_INDIRECT) {
+      const leader = scan.leaderOf(i);
+      let g = groupBytes.get(leader);
+      if (!g) groupBytes.set(leader, (g = { chunks: 0, bytes: 0 }));
+      g.chunks++; g.bytes += size;
+    }
+  }
+  const totals: Record<ReachClass | 'allocator', ClassCount> = { definitelyLost: zero(), indirectlyLost: zero(), possiblyLost: zero(), reachable: zero(), unknown: zero(), allocator: zero() };
+  const buckets: ReachBucket[] = [];
+  for (let k = 0; k < 64; k++) {
+    let b: ReachBucket | undefined;
+    for (let s = 0; s < 8; s++) {
+      const c = cnt[s * 64 + k]!;
+      if (c === 0) continue;
+      const cls = CLASS_OF[s]!;
+      totals[cls].chunks += c; totals[cls].bytes += byt[s * 64 + k]!;
+      if (cls === 'allocator') continue;
+      b ??= { minBytes: 2 ** k, maxBytes: 2 ** (k + 1), definitelyLost: zero(), indirectlyLost: zero(), possiblyLost: zero(), reachable: zero(), unknown: zero() };
+      b[cls].chunks += c; b[cls].bytes += byt[s * 64 + k]!;
+    }
+    if (b) buckets.push(b);
+  }
+  // Largest lost: definitely lost leaders by group bytes, then possibly lost by size.
+  const want = opts.largest ?? 10;
+  const cand: { i: number; key: number; g: { chunks: number; bytes: number } }[] = [];
+  for (const [leader, g] of groupBytes) if (st[leader] === S_DEFINITE) cand.push({ i: leader, key: g.bytes, g });
+  const poss: number[] = [];
+  for (let i = 0; i < t.n; i++) if (st[i] === S_POSSIBLE) poss.push(i);
+  poss.sort((x, y) => t.size(y) - t.size(x));
+  cand.sort((x, y) => y.key - x.key);
+  const picked = [...cand.slice(0, want), ...poss.slice(0, Math.max(0, want - cand.length)).map((i) => ({ i, key: t.size(i), g: { chunks: 1, bytes: t.size(i) } }))];
+  const pv = opts.previewBytes ?? 64;
+  const largestLost: LostChunk[] = picked.map(({ i, g }) => {
+    const len = Math.min(pv, t.end(i) - t.addr[i]!);
+    const b = Buffer.alloc(len);
+    const got = space.readInto(t.addr[i]!, b, 0, len);
+    const bytes = b.subarray(0, got);
+    return {
+      address: t.addr[i]!, chunkSize: t.size(i), class: CLASS_OF[st[i]!] as ReachClass, groupChunks: g.chunks, groupBytes: g.bytes,
+      hex: bytes.toString('hex'), ascii: [...bytes].map((c) => (c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : '.')).join(''),
+    };
+  });
+  const notes = [...scan.notes];
+  const confirmed = scans + (opts.previous ? 1 : 0);
+  if (opts.previous) notes.push(`confirmed against an earlier scan: a chunk counts as lost only when lost in ${confirmed} scans, at the same address and size`);
+  else if (scans > 1) notes.push(`${scans} scans ${opts.intervalMs ?? 100} ms apart: a chunk counts as lost only when lost in each, at the same address and size`);
+  else notes.push('one scan: lost chunks are not confirmed by a second scan');
+  const reach: Reachability = {
+    definitelyLost: totals.definitelyLost, indirectlyLost: totals.indirectlyLost, possiblyLost: totals.possiblyLost,
+    reachable: totals.reachable, unknown: totals.unknown, allocator: totals.allocator,
+    buckets,
+    roots: [...scan.roots.values()].sort((a, b) => b.bytes - a.bytes),
+    largestLost,
+    scans: confirmed,
+    notes,
+    stats: { elapsedMs: Math.round((performance.now() - t0) * 10) / 10, bytesRead, chunks: t.n, edges: scan.edgeLen, edgesStored: scan.unstored === 0, rootBytes: scan.rootBytes, phasesMs: Object.fromEntries(Object.entries(scan.phasesMs).map(([k, v]) => [k, Math.round(v)])) },
+  };
+  return {
+    reachability: reach,
+    census: scan.census,
+    lastScan: { table: t, lost: prev! },
+    classOf: (addr: number) => {
+      let i = t.indexOf(addr);
+      if (i < 0) { i = t.find(addr); if (i < 0) return undefined; }
+      return CLASS_OF[st[i]!];
+    },
+  };
+}
