@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(gcc make libc6-dbg binutils gdb nginx nginx-dev libpcre2-dev zlib1g-dev libssl-dev bpftrace wrk chromium strace time libnginx-mod-http-lua libluajit2-5.1-dev valgrind bzip2 prometheus)
+APT_PACKAGES=(gcc g++ make libc6-dbg binutils gdb nginx nginx-dev libpcre2-dev zlib1g-dev libssl-dev bpftrace wrk chromium strace time libnginx-mod-http-lua libluajit2-5.1-dev valgrind bzip2 prometheus golang-go)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

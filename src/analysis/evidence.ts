@@ -63,7 +63,8 @@ export interface Findings {
   mainModule: string;
   growth: Growth;
   /** Null when no trace ran. */
-  trace: null | { durationSeconds: number; outstandingBytes: number; top: LeakingFunction | null };
+  /** complete false: the trace lost events, its per-path figures are lower bounds (trace/leak-tracer.ts). */
+  trace: null | { durationSeconds: number; outstandingBytes: number; top: LeakingFunction | null; complete?: boolean };
   /** Live process or core file; seconds from the first census to the last (0: one snapshot). */
   targetKind: 'live' | 'core';
   observedSeconds: number;
@@ -267,7 +268,7 @@ export function findings(o: Observations): Findings {
     isNginx: o.isNginx,
     mainModule: moduleName(o.target.mainModule),
     growth,
-    trace: t ? { durationSeconds: t.durationSeconds, outstandingBytes: t.totals.outstandingBytes, top: byLeakingFunction(t.stacks)[0] ?? null } : null,
+    trace: t ? { durationSeconds: t.durationSeconds, outstandingBytes: t.totals.outstandingBytes, top: byLeakingFunction(t.stacks)[0] ?? null, ...(t.complete === false ? { complete: false } : {}) } : null,
     pools: poolFindings,
     lua: luaFinding(o.lua ?? null),
     unreachable: unreachableFindings(o, growth),

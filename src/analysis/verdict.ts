@@ -74,6 +74,9 @@ export function conclude(f: Findings): AnalyzeConclusion {
   const unreachableGrowth = !!u && !!g.anomalous && g.anomalous.byteGrowth > 0 && u.bucketLostBytes >= g.anomalous.byteGrowth / 2;
   if (bucket) confidence = traced || steady || unreachableGrowth ? 'high' : overTime ? 'medium' : 'low';
   else if (steady) confidence = 'high';
+  // Not high on incomplete totals: a trace that lost events gives lower bounds only (issue 14),
+  // unless the heap's own unreachable chunks carry the verdict.
+  if (confidence === 'high' && t?.complete === false && !unreachableGrowth) confidence = 'medium';
   if (confidence !== 'none') {
     const parts: string[] = [];
     if (bucket) parts.push(`${g.anomalous!.chunkGrowth} more chunks of ${formatBytes(bucket.minBytes)}–${formatBytes(bucket.maxBytes)} (+${formatBytes(g.anomalous!.byteGrowth)}) than ${g.source}`);

@@ -50,7 +50,7 @@ export function runPools(space: AddressSpace, opts: { largest: number }): Comman
 
 export interface LeaksCliOptions {
   duration: number; mode: 'pool' | 'malloc'; sampleBytes: number; minAge: number; duty: number;
-  svg?: string; folded?: string; pprof?: string;
+  svg?: string; folded?: string; pprof?: string; showInternal?: boolean;
   /** Split each path's outstanding memory by reachability at the end (heap scans after the window). */
   reach?: boolean;
 }
@@ -64,7 +64,7 @@ export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise
   let trace: LeakTrace;
   try {
     trace = await traceLeaks(space, {
-      mode: o.mode, durationSeconds: o.duration, sampleBytes: o.sampleBytes, minAgeSeconds: o.minAge, dutyCycle: o.duty,
+      mode: o.mode, durationSeconds: o.duration, sampleBytes: o.sampleBytes, minAgeSeconds: o.minAge, dutyCycle: o.duty, showInternal: o.showInternal,
       livePools: o.mode === 'pool' ? () => livePoolBytes(space) : undefined,
       reachAtEnd: o.reach ? async () => (await reachability(space)).classOf : undefined,
       onProgress: progress, signal: interrupt.signal,

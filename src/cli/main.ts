@@ -157,6 +157,7 @@ export function buildProgram(): Command {
     .option('--sample-bytes <n>', 'malloc mode: byte-weighted sampling period (0 = every allocation)', integer('--sample-bytes', 0, 2 ** 31 - 1), 512 * 1024)
     .option('--min-age <seconds>', 'ignore memory younger than this at the end', number('--min-age', 0), 0)
     .option('--duty <ratio>', 'share of each second the sampling probes are attached (free stays attached)', number('--duty', 0.01, 1), 1)
+    .option('--show-internal', 'keep the allocator\'s internal frames below the API the program called')
     .option('--svg <file>', 'write an interactive flame graph')
     .option('--folded <file>', 'write folded stacks (bytes)')
     .option('--pprof <file>', 'write a gzipped pprof profile')

@@ -4,13 +4,13 @@
 
 import type { LeakTrace, TraceCost } from '../model/leaks.js';
 import type { Frame, StackReach } from '../model/stacks.js';
-import { amount, array, count, literal, nullable, object, optional, parseWith, ratio, record, schema, string } from './json-check.js';
+import { amount, array, boolean, count, literal, nullable, object, optional, parseWith, ratio, record, schema, string } from './json-check.js';
 
 export const LEAKS_SCHEMA = 'leakscope.leaks/1';
 
 export interface LeakStackEntry {
-  /** Leaf first. */
-  frames: Array<Pick<Frame, 'function' | 'module' | 'offset'>>;
+  /** Leaf first; file / line (DWARF), mangled (the raw symbol when `function` is demangled) when known (additive in /1). */
+  frames: Array<Pick<Frame, 'function' | 'module' | 'offset'> & Partial<Pick<Frame, 'file' | 'line' | 'mangled'>>>;
   /** Outstanding at the end of the window (estimated when sampled). */
   bytes: number; count: number;
   /** Allocated during the window (0 when unknown). */
@@ -34,6 +34,11 @@ export interface LeaksDocument {
   stacks: LeakStackEntry[];
   /** Seconds since the window start of each stack's series values (additive in /1). */
   seriesSeconds?: number[];
+  /** False when events were lost: per-path figures are lower bounds (additive in /1; absent = unknown). */
+  complete?: boolean;
+  lost?: NonNullable<LeakTrace['lost']>;
+  /** The target exited this many seconds into the window; the result covers up to then (additive in /1). */
+  targetExitedAfterSeconds?: number;
   notes: string[];
 }
 
@@ -47,12 +52,19 @@ export function encodeLeaks(t: LeakTrace): LeaksDocument {
     cost: t.cost,
     probes: t.probes,
     stacks: t.stacks.map((s) => ({
-      frames: s.frames.map((f) => ({ function: f.function, module: f.module, offset: f.offset })),
+      frames: s.frames.map((f) => ({
+        function: f.function, module: f.module, offset: f.offset,
+        ...(f.file !== undefined ? { file: f.file } : {}), ...(f.line !== undefined ? { line: f.line } : {}),
+        ...(f.mangled !== undefined ? { mangled: f.mangled } : {}),
+      })),
       bytes: s.bytes, count: s.count, allocBytes: s.allocBytes ?? 0, allocCount: s.allocCount ?? 0,
       ...(s.reach ? { reach: { ...s.reach } } : {}),
       ...(s.series ? { series: s.series } : {}),
     })),
     ...(t.seriesSeconds ? { seriesSeconds: t.seriesSeconds } : {}),
+    ...(t.complete !== undefined ? { complete: t.complete } : {}),
+    ...(t.lost ? { lost: { ...t.lost } } : {}),
+    ...(t.targetExitedAfterSeconds !== undefined ? { targetExitedAfterSeconds: t.targetExitedAfterSeconds } : {}),
     notes: t.notes,
   };
 }
@@ -73,7 +85,7 @@ export const leaksDocument = object({
   }),
   probes: array(string),
   stacks: array(object({
-    frames: array(object({ function: nullable(string), module: string, offset: amount })),
+    frames: array(object({ function: nullable(string), module: string, offset: amount, file: optional(string), line: optional(count), mangled: optional(string) })),
     bytes: amount, count: amount, allocBytes: amount, allocCount: amount,
     reach: optional(object({
       lostBytes: amount, lostCount: amount, possiblyLostBytes: amount, possiblyLostCount: amount,
@@ -82,6 +94,9 @@ export const leaksDocument = object({
     series: optional(array(amount)),
   })),
   seriesSeconds: optional(array(amount)),
+  complete: optional(boolean),
+  lost: optional(object({ events: count, requestedBytes: count, outstandingCount: count, outstandingBytes: count, untracked: count })),
+  targetExitedAfterSeconds: optional(amount),
   notes: array(string),
 });
 

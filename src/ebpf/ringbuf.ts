@@ -151,7 +151,7 @@ export class RingBufferReader {
   }
 
   /**
-   * Consumes every committed record: calls back for each, skips discarded ones, stops at a
+   * Consumes the records committed before the call: calls back for each, skips discarded ones, stops at a
    * BUSY (reserved, not yet committed) record. Returns the number of records delivered.
    */
   drain(): number {
@@ -164,9 +164,10 @@ export class RingBufferReader {
       const view = rec.view;
       let cons = Number(this.cons64[0]);
       let hi = Math.floor(cons / 0x1_0000_0000);
-      for (;;) {
-        const prod = Number(this.prod64[0]);
-        if (cons >= prod) break;
+      // Only the records committed before this drain began: under a producer that never pauses
+      // a drain must still return, or the caller's event loop (its timers, its window) stalls.
+      const prod = Number(this.prod64[0]);
+      {
         while (cons < prod) {
           const off = cons & this.mask;
           const len = view.getUint32(off, true);

@@ -43,4 +43,20 @@ export interface LeakTrace {
   /** Where the probes were attached ("libc.so.6:malloc", "nginx:ngx_create_pool+0x1c"). */
   probes: string[];
   notes: string[];
+  /**
+   * False when events were lost (ring buffer full, outstanding map full): per-path figures are then
+   * lower bounds, and a verdict must not be "high" on them. Absent in older documents (= unknown).
+   */
+  complete?: boolean;
+  /** What was lost (malloc mode). */
+  lost?: {
+    /** Records the full ring refused, and the bytes those allocations requested. */
+    events: number; requestedBytes: number;
+    /** Of those, still outstanding at the end (counted under the "[stack lost ...]" path). */
+    outstandingCount: number; outstandingBytes: number;
+    /** Allocations not tracked at all (outstanding map full): totals are lower bounds too. */
+    untracked: number;
+  };
+  /** Seconds into the window at which the target exited (the result covers up to then). */
+  targetExitedAfterSeconds?: number;
 }

@@ -11,6 +11,18 @@ export interface Frame {
   /** Source file and line, when debug info gave them. */
   file?: string;
   line?: number;
+  /** The symbol as the object names it, when `function` is its demangled (C++ / Rust) form. */
+  mangled?: string;
+  /** Offset of the address from the start of its symbol (call sites of one function differ by it). */
+  functionOffset?: number;
+  /** True for a frame of a function inlined into the next (outer) frame. */
+  inlined?: boolean;
+  /** The module's path as seen from the target's root, its build ID, and the runtime mapping holding the address (pprof mappings). */
+  modulePath?: string;
+  buildId?: string;
+  mapping?: { start: number; end: number; fileOffset: number };
+  /** Runtime address of the frame (return addresses as captured). */
+  address?: number;
 }
 
 /** Outstanding (or allocated) memory attributed to one call path. */

@@ -16,6 +16,11 @@ export function renderLeaksTable(t: LeaksDocument, opts: { top?: number } = {}):
   out.push(`${safeText(t.target)}: ${t.mode} trace for ${t.durationSeconds.toFixed(1)} s` +
     (t.sampling.sampleBytes ? `, sampling every ${formatBytes(t.sampling.sampleBytes)} (estimates scaled)` : ', every allocation traced') +
     (t.sampling.minAgeSeconds ? `, ignoring memory younger than ${t.sampling.minAgeSeconds} s` : ''));
+  if (t.complete === false) {
+    out.push(`INCOMPLETE: ${t.lost?.events ?? 0} events lost (${formatBytes(t.lost?.requestedBytes ?? 0)} requested)` +
+      (t.lost?.untracked ? `, ${t.lost.untracked} allocations untracked: totals are lower bounds` : '') + '; per-path figures are lower bounds');
+  }
+  if (t.targetExitedAfterSeconds !== undefined) out.push(`target exited after ${t.targetExitedAfterSeconds.toFixed(1)} s; results cover that`);
   out.push(`outstanding at the end: ${formatBytes(t.totals.outstandingBytes)} in ${t.totals.outstandingCount} ${t.mode === 'pool' ? 'pools' : 'allocations'}` +
     ` (allocated during the window: ${t.mode === 'pool' ? `${t.totals.allocatedCount} pools` : `${formatBytes(t.totals.allocatedBytes)} in ${t.totals.allocatedCount}`})`);
   if (t.stacks.length) {

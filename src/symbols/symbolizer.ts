@@ -9,6 +9,9 @@ import { loadElf } from '../formats/elf/index.js';
 import type { Frame, Module } from '../model/index.js';
 import { LeakscopeError } from '../model/errors.js';
 import { findDebugFile } from './debug-files.js';
+import { demangle } from './demangle.js';
+import { lineAt, parseDebugLine } from '../formats/dwarf/line.js';
+import type { LineTable } from '../formats/dwarf/line.js';
 
 export interface ModuleSymbols {
   module: Module;
@@ -44,6 +47,30 @@ export class Symbolizer {
     return s;
   }
 
+  private lines = new Map<string, LineTable | null>();
+
+  /**
+   * Source file and line of a runtime address from the module's DWARF line table (its debug file's,
+   * found by build ID / debuglink, else its own .debug_line), or undefined.
+   */
+  lineOf(addr: number): { file: string; line: number } | undefined {
+    const mod = this.moduleAt(addr);
+    if (!mod) return undefined;
+    let t = this.lines.get(mod.path);
+    if (t === undefined) {
+      t = null;
+      const s = this.symbolsOf(mod);
+      for (const elf of [s?.debug?.elf, s?.elf]) {
+        if (!elf || !elf.section('.debug_line')) continue;
+        try { t = parseDebugLine(elf); } catch { t = null; }
+        if (t && t.rows.length) break;
+      }
+      this.lines.set(mod.path, t);
+    }
+    const row = t ? lineAt(t, addr - mod.loadBias) : undefined;
+    return row ? { file: row.file, line: row.line } : undefined;
+  }
+
   moduleAt(addr: number): Module | undefined {
     for (const mod of this.modules) for (const m of mod.mappings) if (addr >= m.start && addr < m.end) return mod;
     return undefined;
@@ -57,12 +84,21 @@ export class Symbolizer {
   /** One frame for a runtime address. */
   frame(addr: number): Frame {
     const mod = this.moduleAt(addr);
-    if (!mod) return { function: null, module: '[unknown]', offset: addr };
+    if (!mod) return { function: null, module: '[unknown]', offset: addr, address: addr };
+    const m = mod.mappings.find((x) => addr >= x.start && addr < x.end);
     const vaddr = addr - mod.loadBias;
     const s = this.symbolsOf(mod);
     let sym: ElfSymbol | undefined;
     if (s) sym = s.elf.symbolAt(vaddr) ?? s.debug?.elf.symbolAt(vaddr);
-    return { function: sym ? sym.name.split('@')[0]! : null, module: basename(mod.path), offset: vaddr };
+    const raw = sym ? sym.name.split('@')[0]! : null;
+    const shown = raw === null ? null : demangle(raw);
+    return {
+      function: shown, module: basename(mod.path), offset: vaddr,
+      ...(raw !== null && shown !== raw ? { mangled: raw } : {}),
+      ...(sym ? { functionOffset: vaddr - sym.value } : {}),
+      modulePath: mod.path, ...(mod.buildId ? { buildId: mod.buildId } : {}),
+      address: addr, ...(m ? { mapping: { start: m.start, end: m.end, fileOffset: m.offset } } : {}),
+    };
   }
 
   /** Resolves a symbol by name in the given modules (default: all), object first, then its debug file. */

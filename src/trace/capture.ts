@@ -35,15 +35,34 @@ export type CapturedRegs = Record<typeof CAPTURED_REGS[number], number>;
  * (asm.readUserPrefix: whole, to the end of the next page, or rsp's own page). Uses r1-r5, r7, r8
  * (r7/r8 are clobbered); `rec` and `ctx` must be callee-saved registers other than r7/r8.
  */
-export function captureRegsAndStack(rec: A.Reg, ctx: A.Reg, uniq: string, stackBytes: 4096 | 8192 = STACK_BYTES): Body {
+export function captureRegsAndStack(rec: A.Reg, ctx: A.Reg, uniq: string, stackBytes: 4096 | 8192 = STACK_BYTES, stackTop?: StackTopLookup): Body {
+  const done = `stack_top_${uniq}`;
   return [
     CAPTURED_REGS.map((r, i) => [A.loadReg(A.R1, ctx, r), A.stx('dw', rec, 48 + i * 8, A.R1)]),
     A.loadReg(A.R7, ctx, 'rsp'),
     A.mov64(A.R8, stackBytes),
+    // A thread whose stack top is known copies only [rsp, top): the unwinder needs no more, and
+    // records shrink from 8 KiB to the depth of the call path (see StackTopLookup).
+    stackTop ? [
+      A.ldMap(A.R1, stackTop.map), A.mov64(A.R2, A.FP), A.add64(A.R2, stackTop.keyOffset), A.call('map_lookup_elem'),
+      A.jeq(A.R0, 0, done),
+      A.ldx('dw', A.R1, A.R0, 0),
+      A.jle(A.R1, A.R7, done),          // top <= rsp: another stack (sigaltstack, coroutine): copy all
+      A.sub64(A.R1, A.R7),
+      A.jge(A.R1, stackBytes, done),
+      A.mov64(A.R8, A.R1),
+      A.label(done),
+    ] : [],
     A.readUserPrefix(rec, HEADER_BYTES, A.R7, A.R8, stackBytes, `capture_${uniq}`),   // r8 = bytes copied
     A.stx('w', rec, 4, A.R8),
   ];
 }
+
+/**
+ * Per-thread stack tops learnt by the user side (hash pid_tgid -> u64 address just above the
+ * outermost frame the unwinder needed, plus a margin). `keyOffset`: FP offset of the u64 pid_tgid.
+ */
+export interface StackTopLookup { map: A.MapRef; keyOffset: number }
 
 export interface CapturedEvent {
   kind: number;

@@ -9,16 +9,18 @@
 //                  memory at the end (the pool census), so the cost is one probe hit per pool.
 //                  Probes may run on a duty cycle (attached part of each second).
 
+import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { AddressSpace } from '../target/address-space.js';
 import { pidNamespaceFilter } from '../target/pid-namespace.js';
-import type { LeakTrace, StackSample, TraceMode } from '../model/index.js';
+import type { Frame, LeakTrace, StackSample, TraceMode } from '../model/index.js';
 import type { StackReach } from '../model/stacks.js';
 import { LeakscopeError } from '../model/errors.js';
 import { Symbolizer } from '../symbols/index.js';
 import { loadElf } from '../formats/elf/index.js';
 import { TraceSession, mallocProbes, poolProbe } from './session.js';
 import type { CapturedEvent } from './capture.js';
+import { decodeCapture } from './capture.js';
 import { StackResolver } from './stacks.js';
 import { entryProbeOffsetAt, resultTestJumpVaddr, returnSiteOfCall } from './call-sites.js';
 
@@ -64,6 +66,48 @@ export interface LeakTraceOptions {
   onProgress?: (p: TraceProgress) => void;
   /** Ends the window early (SIGINT): the result covers what was traced so far. */
   signal?: AbortSignal;
+  /** Ring buffer bytes (power of two >= 4096). Default 64 MiB unsampled, 16 MiB sampled; tests shrink it to force a loss. */
+  ringBytes?: number;
+  /** Exact mode: records the kernel keeps per stash map (default 262144 small, 16384 large); tests shrink it to force a loss. */
+  stashEntries?: number;
+  /** Keep the allocator's internal frames below the API the program called (default: the leaf is the API). */
+  showInternal?: boolean;
+}
+
+/** Bytes above the outermost frame's sp still copied for a thread whose stack top is known (its CFA rules read up to ~CFA + 8). */
+export const STACK_TOP_MARGIN = 256;
+
+/** The allocation functions a program calls (glibc's public API); the leaf frame is named after one of them. */
+export const ALLOC_API = new Set(['malloc', 'calloc', 'realloc', 'reallocarray', 'free', 'posix_memalign', 'aligned_alloc', 'memalign', 'valloc', 'pvalloc',
+  '__libc_malloc', '__libc_calloc', '__libc_realloc', '__libc_memalign', '__libc_valloc', '__libc_pvalloc', '__posix_memalign']);
+const API_ALIASES: Record<string, string> = { __libc_malloc: 'malloc', __libc_calloc: 'calloc', __libc_realloc: 'realloc', __libc_memalign: 'memalign', __libc_valloc: 'valloc', __libc_pvalloc: 'pvalloc', __posix_memalign: 'posix_memalign' };
+
+/**
+ * The call path as the program sees it: frames below the outermost allocation-API frame of the
+ * allocator's own module (posix_memalign -> _mid_memalign -> malloc, relayed by glibc) are dropped,
+ * and the leaf carries the public name. Other paths are returned unchanged.
+ */
+export function apiLeaf(frames: readonly Frame[]): Frame[] {
+  if (!frames.length) return [...frames];
+  const mod = frames[0]!.module;
+  let leaf = -1;
+  for (let i = 0; i < frames.length && frames[i]!.module === mod; i++) {
+    const f = frames[i]!.function;
+    if (f !== null && ALLOC_API.has(f)) leaf = i;
+  }
+  if (leaf < 0) return [...frames];
+  const f = frames[leaf]!;
+  const name = API_ALIASES[f.function!] ?? f.function!;
+  return [name === f.function ? f : { ...f, function: name }, ...frames.slice(leaf + 1)];
+}
+
+/** True while the process exists and is not a zombie (/proc/PID/stat state after the last ')'). */
+export function processAlive(pid: number): boolean {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const state = st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X' && state !== 'x';
+  } catch { return false; }
 }
 
 interface EventRecord { pcs: number[]; size: number; timeNs: number; complete: boolean }
@@ -81,11 +125,26 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   const resolver = new StackResolver(space);
   const events = new Map<string, EventRecord>();      // malloc: `${tid}:${timeNs}`; pool: `${address}`
   let sampledEvents = 0, complete = 0;
+  // Threads whose stack top is known copy only down to it (capture.ts StackTopLookup).
+  const stackTopKnown = new Set<number>();
   const onEvent = (e: CapturedEvent) => {
     sampledEvents++;
     const u = resolver.unwind(e);
-    const rec: EventRecord = { pcs: u.pcs, size: e.size, timeNs: e.timeNs, complete: StackResolver.complete(resolver.frames(u.pcs)) };
+    const frames = resolver.frames(u.pcs);
+    const rec: EventRecord = { pcs: u.pcs, size: e.size, timeNs: e.timeNs, complete: StackResolver.complete(frames) };
     if (rec.complete) complete++;
+    if (opts.mode === 'malloc') {
+      const key = e.tgid * 2 ** 32 + e.tid;
+      const top = !stackTopKnown.has(e.tid) && rec.complete ? StackResolver.stackTopOffset(frames, u.spOffsets) : undefined;
+      if (top !== undefined) {
+        stackTopKnown.add(e.tid);
+        session.maps.stackTops.update(key, e.regs.rsp + top + STACK_TOP_MARGIN);
+      } else if (stackTopKnown.has(e.tid) && !rec.complete && u.stopReason === 'stack-end') {
+        // The copy ended before the root: this thread now runs on another stack (or the tid was reused).
+        stackTopKnown.delete(e.tid);
+        session.maps.stackTops.delete(key);
+      }
+    }
     if (opts.mode === 'pool') {
       const prev = events.get(String(e.address));
       if (!prev || prev.timeNs <= e.timeNs) events.set(String(e.address), rec);
@@ -95,7 +154,10 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   };
 
   // Records are ~12 KiB (8 KiB of stack): unsampled tracing needs room for bursts.
-  const session = new TraceSession({ pid: space.pid, onEvent, ringBytes: sampleBytes === 0 ? 64 << 20 : 16 << 20 });
+  // Exact malloc mode keeps each outstanding allocation's record in the kernel (stash): the ring
+  // only carries what the stash could not hold.
+  const stash = opts.mode === 'malloc' && sampleBytes === 0;
+  const session = new TraceSession({ pid: space.pid, onEvent, stash, stashEntries: opts.stashEntries, ringBytes: opts.ringBytes ?? (sampleBytes === 0 ? 64 << 20 : 16 << 20) });
   const symbolizer = new Symbolizer(space.modules());
   // Inside a pid namespace (a container), filter on the target's tgid there, not on the initial namespace's.
   const pidns = space.kind === 'live' ? pidNamespaceFilter(space.pid) : undefined;
@@ -127,6 +189,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     }
     session.start();
     resolver.refresh();   // the [uprobes] trampoline page exists once uretprobes are attached
+    if (stash) resolver.preload();
     probes.push(...session.probeNames());
     if (opts.mode === 'malloc') notes.push(session.usesSessions ? 'uprobe sessions: return probes only for sampled calls' : 'no uprobe sessions (kernel < 6.13): a return probe on every allocation');
     if (opts.sizeRange) notes.push(`only requests of ${opts.sizeRange.min} to ${opts.sizeRange.max - 1} bytes traced`);
@@ -159,21 +222,36 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
 
     // The window: progress each second; duty cycle; early end on abort.
     const end = t0 + opts.durationSeconds * 1000;
-    while (Date.now() < end && !opts.signal?.aborted) {
+    // The target may exit during the window: checked every 100 ms; the result covers up to then.
+    let exitedAfter: number | undefined;
+    const exitWatch = new AbortController();
+    const onAbort = () => exitWatch.abort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const watch = setInterval(() => {
+      if (exitedAfter === undefined && !processAlive(space.pid)) { exitedAfter = (Date.now() - t0) / 1000; exitWatch.abort(); }
+    }, 100);
+    const stop = exitWatch.signal;
+    try {
+    while (Date.now() < end && !stop.aborted) {
       const second = Math.min(1000, end - Date.now());
       if (duty < 1) {
-        await sleep(second * duty, opts.signal);
+        await sleep(second * duty, stop);
         session.pauseSampling();
-        await sleep(second * (1 - duty), opts.signal);
-        if (Date.now() < end && !opts.signal?.aborted) session.attach();
+        await sleep(second * (1 - duty), stop);
+        if (Date.now() < end && !stop.aborted) session.attach();
       } else {
-        await sleep(second, opts.signal);
+        await sleep(second, stop);
       }
       session.drain();
       snapshot();
       const st = session.stats();
       opts.onProgress?.({ elapsedSeconds: (Date.now() - t0) / 1000, durationSeconds: opts.durationSeconds, events: sampledEvents, probeHits: st.entryHits + st.freeHits + st.returnHits + st.poolHits });
     }
+    } finally {
+      clearInterval(watch);
+      opts.signal?.removeEventListener('abort', onAbort);
+    }
+    if (exitedAfter === undefined && !processAlive(space.pid)) exitedAfter = (Date.now() - t0) / 1000;
     const endNs = monotonicNs();
     session.detach();
     session.drain();
@@ -202,22 +280,52 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       else { r.unknownBytes += w.bytes; r.unknownCount += w.count; }
     };
     let outBytes = 0, outCount = 0, allocBytes = 0, allocCount = 0;
+    const lostOutstanding = { count: 0, bytes: 0 };
     // Only a duty cycle samples in time; without one the probes were attached all along.
     const dutyScale = duty < 1 ? 1 / Math.max(attachedShare, 0.01) : 1;
     const scale = (size: number) => (sampleBytes > 0 && size < sampleBytes
       ? { bytes: sampleBytes * dutyScale, count: (sampleBytes / Math.max(1, size)) * dutyScale }
       : { bytes: size * dutyScale, count: dutyScale });
+    const stashed = { count: 0, bytes: 0 };
     if (opts.mode === 'malloc') {
+      if (stash) { allocBytes = st.sampledBytes; allocCount = st.sampled; }
       for (const ev of events.values()) {
         const w = scale(ev.size);
         const b = bucket(ev.pcs);
-        b.allocBytes += w.bytes; b.allocCount += w.count; allocBytes += w.bytes; allocCount += w.count;
+        b.allocBytes += w.bytes; b.allocCount += w.count;
+        if (!stash) { allocBytes += w.bytes; allocCount += w.count; }
+      }
+      // Allocations whose record the full ring refused still sit in the outstanding map with
+      // their size: their bytes count, under one path that says their stack was lost.
+      const lostPcs = [LOST_STACK_PC];
+      if (st.ringFull) {
+        const w = { bytes: st.ringFullBytes * dutyScale, count: st.ringFull * dutyScale };
+        if (sampleBytes === 0) {
+          const b = bucket(lostPcs);
+          b.allocBytes += w.bytes; b.allocCount += w.count;
+          if (!stash) { allocBytes += w.bytes; allocCount += w.count; }
+        }
       }
       for (const o of session.outstanding()) {
-        const ev = events.get(`${o.tid}:${o.timeNs}`);
-        if (!ev || endNs - o.timeNs < minAgeNs) continue;
+        if (endNs - o.timeNs < minAgeNs) continue;
+        let ev = events.get(`${o.tid}:${o.timeNs}`);
+        if (!ev && stash) {
+          // Read from the stash and unwound now: the modules were loaded while the target ran.
+          const r = session.stashedRecord(o.pidTgid, o.timeNs);
+          if (r) {
+            const e = decodeCapture(r);
+            sampledEvents++;
+            const u = resolver.unwind(e);
+            ev = { pcs: u.pcs, size: e.size, timeNs: e.timeNs, complete: StackResolver.complete(resolver.frames(u.pcs)) };
+            if (ev.complete) complete++;
+            stashed.count++; stashed.bytes += o.size;
+            const b = bucket(ev.pcs);
+            b.allocBytes += o.size; b.allocCount += 1;
+          }
+        }
+        if (!ev) { lostOutstanding.count++; lostOutstanding.bytes += o.size; }
         const w = scale(o.size);
-        const b = bucket(ev.pcs);
+        const b = bucket(ev ? ev.pcs : lostPcs);
         b.bytes += w.bytes; b.count += w.count; outBytes += w.bytes; outCount += w.count;
         addReach(b, o.address, w);
       }
@@ -235,13 +343,22 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       if (!opts.livePools) notes.push('pool liveness not checked: no pool census');
     }
     if (duty < 1) notes.push(`sampling probes attached ${(attachedShare * 100).toFixed(0)}% of the window; estimates scaled by ${dutyScale.toFixed(2)}`);
-    if (st.ringFull) notes.push(`${st.ringFull} events lost: ring buffer full`);
+    if (st.ringFull) notes.push(`${st.ringFull} events (${st.ringFullBytes} requested bytes) lost their stacks: ring buffer full; their ${lostOutstanding.count} still outstanding (${lostOutstanding.bytes} B) are under "${LOST_STACK_FRAME.function}", so per-path figures are lower bounds`);
+    if (stash) notes.push(`exact mode: records of allocations freed during the window stayed in the kernel (allocated per path counts only what is still outstanding); ${stashed.count} outstanding stacks read from the kernel at the end`);
+    if (exitedAfter !== undefined) notes.push(`target exited after ${exitedAfter.toFixed(1)} s; results cover that`);
+    const lossless = st.ringFull === 0 && st.outstandingFull === 0;
 
+    resolver.withLines = true;
+    const framesOf = (pcs: number[]): Frame[] => {
+      if (pcs === lostPcsOf(byStack)) return [LOST_STACK_FRAME];
+      const f = resolver.frames(pcs);
+      return opts.mode === 'malloc' && !opts.showInternal ? apiLeaf(f) : f;
+    };
     const withSeries = snapshots.length >= 2;
     const stacks: StackSample[] = [...byStack.values()]
       .filter((b) => b.bytes > 0 || b.count > 0 || (withSeries && snapshots.some((sn) => sn.byKey.has(b.pcs.join(',')))))
       .map((b) => {
-        const s: StackSample = { frames: resolver.frames(b.pcs), bytes: Math.round(b.bytes), count: Math.round(b.count * 100) / 100, allocBytes: Math.round(b.allocBytes), allocCount: Math.round(b.allocCount * 100) / 100 };
+        const s: StackSample = { frames: framesOf(b.pcs), bytes: Math.round(b.bytes), count: Math.round(b.count * 100) / 100, allocBytes: Math.round(b.allocBytes), allocCount: Math.round(b.allocCount * 100) / 100 };
         if (withSeries) { const k = b.pcs.join(','); s.series = snapshots.map((sn) => Math.round((sn.byKey.get(k) ?? 0) * dutyScale)); }
         if (b.reach) s.reach = roundReach(b.reach);
         return s;
@@ -263,11 +380,20 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       },
       ...(withSeries ? { seriesSeconds: snapshots.map((sn) => Math.round(sn.seconds * 1000) / 1000) } : {}),
       probes, notes,
+      complete: lossless,
+      lost: { events: st.ringFull, requestedBytes: st.ringFullBytes, outstandingCount: lostOutstanding.count, outstandingBytes: lostOutstanding.bytes, untracked: st.outstandingFull },
+      ...(exitedAfter !== undefined ? { targetExitedAfterSeconds: Math.round(exitedAfter * 10) / 10 } : {}),
     };
   } finally {
     session.close();
   }
 }
+
+/** The pcs key of the path holding allocations whose stack was lost (no real pc is 0). */
+const LOST_STACK_PC = 0;
+function lostPcsOf(byStack: Map<string, { pcs: number[] }>): number[] | undefined { return byStack.get(String(LOST_STACK_PC))?.pcs; }
+/** The one frame of that path. */
+export const LOST_STACK_FRAME: Frame = { function: '[stack lost: ring buffer full]', module: '[lost]', offset: 0 };
 
 function roundReach(r: StackReach): StackReach {
   const o = { ...r };

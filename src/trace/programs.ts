@@ -22,8 +22,12 @@ import { EventKind, HEADER_BYTES, STACK_BYTES, captureRegsAndStack } from './cap
 
 export const Stat = {
   entryHits: 0, sampled: 1, returnHits: 2, freeHits: 3, freeMatched: 4, ringFull: 5, outstandingFull: 6, poolHits: 7, nested: 8, unsampled: 9,
+  /** Requested bytes of the allocations whose record the full ring refused (their stacks are lost, not their bytes). */
+  ringFullBytes: 10,
+  /** Requested bytes of the sampled allocations (exact mode: of all of them). */
+  sampledBytes: 11,
 } as const;
-export const STAT_COUNT = 10;
+export const STAT_COUNT = 12;
 /** ringbuf_output flag (uapi bpf.h BPF_RB_NO_WAKEUP). */
 const BPF_RB_NO_WAKEUP = 1;
 
@@ -36,13 +40,27 @@ export type AllocConvention =
   | 'posix_memalign' // posix_memalign(&ptr, align, size): result stored through arg 0, rax = 0 on success
   | 'int_memalign';  // glibc-internal _int_memalign(arena, align, size): what every memalign-family call with alignment > 16 ends in
 
-export interface TracerMaps { events: MapRef; pending: MapRef; outstanding: MapRef; stats: MapRef; scratch: MapRef }
+export interface TracerMaps {
+  events: MapRef; pending: MapRef; outstanding: MapRef; stats: MapRef; scratch: MapRef; stackTops?: MapRef;
+  /**
+   * Exact mode: the capture record of each outstanding allocation kept in the kernel, keyed by
+   * {pidTgid, timeNs} (the outstanding value's identity), deleted by free: churn never reaches the
+   * ring; only what is still outstanding at the end is read and unwound. Small: header + up to
+   * STASH_SMALL_STACK bytes of stack; large: the whole record. A full stash falls back to the ring.
+   */
+  stashSmall?: MapRef; stashLarge?: MapRef;
+}
+
+/** Stack bytes a small stash value holds (thread stacks with a known top need ~0.5 KiB). */
+export const STASH_SMALL_STACK = 1024;
+export const STASH_SMALL_BYTES = HEADER_BYTES + STASH_SMALL_STACK;
 
 // BPF stack slots (offsets from FP).
 const K_TID = -8;        // u64 pid_tgid key
 const V_TS = -32, V_SIZE = -24, V_AUX = -16;   // pending / outstanding value {timeNs, size, aux|pidTgid}
 const K_PTR = -40;       // u64 pointer key
 const K_STAT = -44;      // u32 stat index
+const K_STASH = -64;     // {u64 pidTgid, u64 timeNs} stash key (-64..-49)
 
 function statInc(m: TracerMaps, stat: number, uniq: string): Body {
   const skip = `stat_skip_${uniq}`;
@@ -51,6 +69,18 @@ function statInc(m: TracerMaps, stat: number, uniq: string): Body {
     A.ldMap(R1, m.stats), A.mov64(R2, FP), A.add64(R2, K_STAT), A.call('map_lookup_elem'),
     A.jeq(R0, 0, skip),
     A.ldx('dw', R1, R0, 0), A.add64(R1, 1), A.stx('dw', R0, 0, R1),
+    A.label(skip),
+  ];
+}
+
+/** stats[stat] += the u64 at fp[off]. */
+function statAddSlot(m: TracerMaps, stat: number, off: number, uniq: string): Body {
+  const skip = `stat_add_skip_${uniq}`;
+  return [
+    A.st('w', FP, K_STAT, stat),
+    A.ldMap(R1, m.stats), A.mov64(R2, FP), A.add64(R2, K_STAT), A.call('map_lookup_elem'),
+    A.jeq(R0, 0, skip),
+    A.ldx('dw', R1, R0, 0), A.ldx('dw', R2, FP, off), A.add64(R1, R2), A.stx('dw', R0, 0, R1),
     A.label(skip),
   ];
 }
@@ -66,7 +96,7 @@ function scratchRecord(m: TracerMaps): Body {
 }
 
 /** ringbuf_output(events, r9, HEADER_BYTES + stackLen): only the bytes captured. Counts a full ring. */
-function outputRecord(m: TracerMaps, uniq: string): Body {
+function outputRecord(m: TracerMaps, uniq: string, lostBytesSlot?: number): Body {
   const ok = `output_ok_${uniq}`, clamp = `output_len_${uniq}`;
   return [
     A.ldx('w', R3, R9, 4),
@@ -76,7 +106,48 @@ function outputRecord(m: TracerMaps, uniq: string): Body {
     A.ldMap(R1, m.events), A.mov64(R2, R9), A.mov64(A.R4, BPF_RB_NO_WAKEUP), A.call('ringbuf_output'),
     A.jeq(R0, 0, ok),
     statInc(m, Stat.ringFull, `ringfull_${uniq}`),
+    lostBytesSlot !== undefined ? statAddSlot(m, Stat.ringFullBytes, lostBytesSlot, `ringfull_${uniq}`) : [],
     A.label(ok),
+  ];
+}
+
+/** Stores the record in r9 in the stash (small if its stack fits, else large); falls back to the ring. */
+function stashRecord(m: TracerMaps, uniq: string): Body {
+  const large = `stash_large_${uniq}`, ring = `stash_ring_${uniq}`, done = `stash_done_${uniq}`;
+  return [
+    A.ldx('dw', R1, FP, K_TID), A.stx('dw', FP, K_STASH, R1),
+    A.ldx('dw', R1, FP, V_TS), A.stx('dw', FP, K_STASH + 8, R1),
+    A.ldx('w', R3, R9, 4), A.jgt(R3, STASH_SMALL_STACK, large),
+    A.ldMap(R1, m.stashSmall!), A.mov64(R2, FP), A.add64(R2, K_STASH), A.mov64(R3, R9), A.mov64(A.R4, 0), A.call('map_update_elem'),
+    A.jeq(R0, 0, done),
+    A.label(large),
+    A.ldMap(R1, m.stashLarge!), A.mov64(R2, FP), A.add64(R2, K_STASH), A.mov64(R3, R9), A.mov64(A.R4, 0), A.call('map_update_elem'),
+    A.jeq(R0, 0, done),
+    A.label(ring),
+    outputRecord(m, uniq, V_SIZE),
+    A.label(done),
+  ];
+}
+
+/**
+ * Forgets the allocation at fp[K_PTR]: its stash record (exact mode) and its outstanding entry.
+ * r0 = 0 when it was outstanding (map_delete_elem's result).
+ */
+function forgetPointer(m: TracerMaps, uniq: string): Body {
+  if (!m.stashSmall) return mapDelete(m.outstanding, K_PTR);
+  const none = `forget_none_${uniq}`;
+  return [
+    A.ldMap(R1, m.outstanding), A.mov64(R2, FP), A.add64(R2, K_PTR), A.call('map_lookup_elem'),
+    A.jeq(R0, 0, none),
+    // outstanding value {timeNs, size, pidTgid} -> stash key {pidTgid, timeNs}
+    A.ldx('dw', R1, R0, 16), A.stx('dw', FP, K_STASH, R1),
+    A.ldx('dw', R1, R0, 0), A.stx('dw', FP, K_STASH + 8, R1),
+    mapDelete(m.stashSmall, K_STASH),
+    A.jeq(R0, 0, `${none}_del`),
+    mapDelete(m.stashLarge!, K_STASH),
+    A.label(`${none}_del`),
+    A.label(none),
+    mapDelete(m.outstanding, K_PTR),
   ];
 }
 
@@ -121,7 +192,7 @@ function allocEntryBody(m: TracerMaps, conv: AllocConvention, opts: { tgid?: num
     opts.relay && conv === 'size1' ? [A.loadArg(R1, ctx, 0), A.jle(R1, 16, 'out')] : [],
     // realloc frees its old block whether or not this call is sampled.
     conv === 'realloc' ? [
-      A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'no_old'), A.stx('dw', FP, K_PTR, R1), mapDelete(m.outstanding, K_PTR),
+      A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'no_old'), A.stx('dw', FP, K_PTR, R1), forgetPointer(m, 'realloc'),
       A.jne(R0, 0, 'no_old'), statInc(m, Stat.freeMatched, 'realloc'), A.label('no_old'),
       opts.relay ? [A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'out')] : [],
     ] : [],
@@ -153,6 +224,7 @@ function allocEntryBody(m: TracerMaps, conv: AllocConvention, opts: { tgid?: num
     A.label('sampled'),
     statInc(m, Stat.sampled, 'sampled'),
     A.stx('dw', FP, V_SIZE, R7),
+    statAddSlot(m, Stat.sampledBytes, V_SIZE, 'sampled'),
     conv === 'posix_memalign' || conv === 'realloc' ? [A.loadArg(R1, ctx, 0), A.stx('dw', FP, V_AUX, R1)] : [A.st('dw', FP, V_AUX, 0)],
     A.call('ktime_get_ns'), A.stx('dw', FP, V_TS, R0),
     // The capture record, built in the per-CPU scratch value.
@@ -163,8 +235,8 @@ function allocEntryBody(m: TracerMaps, conv: AllocConvention, opts: { tgid?: num
     A.ldx('dw', R1, FP, V_SIZE), A.stx('dw', R9, 24, R1),
     A.st('dw', R9, 32, 0),
     A.ldx('dw', R1, FP, V_AUX), A.stx('dw', R9, 40, R1),
-    captureRegsAndStack(R9, ctx, 'alloc'),
-    outputRecord(m, 'alloc'),
+    captureRegsAndStack(R9, ctx, 'alloc', STACK_BYTES, m.stackTops ? { map: m.stackTops, keyOffset: K_TID } : undefined),
+    m.stashSmall && opts.sampleBytes === 0 ? stashRecord(m, 'alloc') : outputRecord(m, 'alloc', V_SIZE),
     // pending[pid_tgid] = {timeNs, size, aux}
     A.ldMap(R1, m.pending), A.mov64(R2, FP), A.add64(R2, K_TID), A.mov64(R3, FP), A.add64(R3, V_TS),
     A.mov64(A.R4, 0), A.call('map_update_elem'),
@@ -218,7 +290,7 @@ export function freeProgram(m: TracerMaps, opts: { tgid?: number; pidns?: A.PidN
     statInc(m, Stat.freeHits, 'free'),
     A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'out'),
     A.stx('dw', FP, K_PTR, R1),
-    mapDelete(m.outstanding, K_PTR),
+    forgetPointer(m, 'free'),
     A.jne(R0, 0, 'out'),
     statInc(m, Stat.freeMatched, 'freed'),
     A.label('out'),

@@ -9,13 +9,14 @@ import { AttachType, loadProgram } from '../ebpf/prog.js';
 import type { Program } from '../ebpf/prog.js';
 import { openRingBuffer } from '../ebpf/ringbuf.js';
 import type { RingBufferReader } from '../ebpf/ringbuf.js';
+import { RingRecord } from '../ebpf/ringbuf.js';
 import { attachUprobe, attachUprobeMulti, resolveUprobeOffset } from '../ebpf/uprobe.js';
 import type { UprobeLink } from '../ebpf/uprobe.js';
 import type { Body, PidNamespace } from '../ebpf/asm.js';
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import { decodeCapture } from './capture.js';
 import type { CapturedEvent } from './capture.js';
-import { STAT_COUNT, Stat, allocEntryProgram, allocReturnProgram, allocSessionProgram, freeProgram, poolCreateProgram } from './programs.js';
+import { STASH_SMALL_BYTES, STAT_COUNT, Stat, allocEntryProgram, allocReturnProgram, allocSessionProgram, freeProgram, poolCreateProgram } from './programs.js';
 import type { AllocConvention, TracerMaps } from './programs.js';
 
 /** A probe to attach: a file, where in it, and the program. */
@@ -35,7 +36,7 @@ export interface ProbeSpec {
   alwaysOn?: boolean;
 }
 
-export interface OutstandingEntry { address: number; timeNs: number; size: number; tid: number }
+export interface OutstandingEntry { address: number; timeNs: number; size: number; tid: number; pidTgid: number }
 
 export interface SessionOptions {
   pid: number;
@@ -43,14 +44,20 @@ export interface SessionOptions {
   ringBytes?: number;
   /** Maximum outstanding sampled allocations tracked in the kernel. Default 262144. */
   maxOutstanding?: number;
+  /** Exact mode: keep each outstanding allocation's record in the kernel (programs.ts TracerMaps.stashSmall). */
+  stash?: boolean;
+  /** Entries per stash map (default 262144 small, 16384 large). */
+  stashEntries?: number;
   /** Called on Node's thread for each record; `e.stack` is valid only during the call. */
   onEvent: (e: CapturedEvent) => void;
 }
 
+const stashKey = record<{ pidTgid: number; timeNs: number }>({ pidTgid: u64n, timeNs: u64n });
 const valueCodec = record<{ timeNs: number; size: number; aux: number }>({ timeNs: u64n, size: u64n, aux: u64n });
 
 export class TraceSession {
-  readonly maps: { events: RingBufMap; pending: BpfMap<number, { timeNs: number; size: number; aux: number }>; outstanding: BpfMap<number, { timeNs: number; size: number; aux: number }>; stats: PerCpuArrayMap<bigint>; scratch: PerCpuArrayMap<Uint8Array> };
+  readonly maps: { events: RingBufMap; pending: BpfMap<number, { timeNs: number; size: number; aux: number }>; outstanding: BpfMap<number, { timeNs: number; size: number; aux: number }>; stats: PerCpuArrayMap<bigint>; scratch: PerCpuArrayMap<Uint8Array>; stackTops: BpfMap<number, number>;
+    stashSmall?: BpfMap<{ pidTgid: number; timeNs: number }, Uint8Array>; stashLarge?: BpfMap<{ pidTgid: number; timeNs: number }, Uint8Array> };
   private programs = new Map<string, Program>();
   private links: Array<{ spec: ProbeSpec; link: UprobeLink }> = [];
   private reader?: RingBufferReader;
@@ -64,7 +71,13 @@ export class TraceSession {
       pending: new BpfMap({ name: 'ls_pending', type: 'lru-hash', key: u64n, value: valueCodec, maxEntries: 16384 }),
       outstanding: new BpfMap({ name: 'ls_outstanding', type: 'hash', key: u64n, value: valueCodec, maxEntries: opts.maxOutstanding ?? 262144 }),
       stats: new PerCpuArrayMap({ name: 'ls_stats', value: u64, maxEntries: STAT_COUNT }),
+      stackTops: new BpfMap({ name: 'ls_stack_tops', type: 'lru-hash', key: u64n, value: u64n, maxEntries: 65536 }),
       scratch: new PerCpuArrayMap({ name: 'ls_scratch', value: bytes(RECORD_BYTES), maxEntries: 1 }),
+      // BPF_F_NO_PREALLOC (1): memory only for what is outstanding, not for maxEntries values.
+      ...(opts.stash ? {
+        stashSmall: new BpfMap({ name: 'ls_stash_small', type: 'hash', key: stashKey, value: bytes(STASH_SMALL_BYTES), maxEntries: opts.stashEntries ?? 262144, flags: 1 }),
+        stashLarge: new BpfMap({ name: 'ls_stash_large', type: 'hash', key: stashKey, value: bytes(RECORD_BYTES), maxEntries: opts.stashEntries ?? 16384, flags: 1 }),
+      } : {}),
     };
   }
 
@@ -173,7 +186,17 @@ export class TraceSession {
   }
 
   outstanding(): OutstandingEntry[] {
-    return this.maps.outstanding.entries().map(([address, v]) => ({ address, timeNs: v.timeNs, size: v.size, tid: v.aux % 0x100000000 }));
+    return this.maps.outstanding.entries().map(([address, v]) => ({ address, timeNs: v.timeNs, size: v.size, tid: v.aux % 0x100000000, pidTgid: v.aux }));
+  }
+
+  /** Exact mode: the capture record stashed for an outstanding allocation, as a ring record, or undefined. */
+  stashedRecord(pidTgid: number, timeNs: number): RingRecord | undefined {
+    const key = { pidTgid, timeNs };
+    const v = this.maps.stashSmall?.lookup(key) ?? this.maps.stashLarge?.lookup(key);
+    if (!v) return undefined;
+    const r = new RingRecord();
+    r.u8 = v; r.view = new DataView(v.buffer, v.byteOffset, v.byteLength); r.offset = 0; r.length = v.byteLength;
+    return r;
   }
 
   probeNames(): string[] { return [...new Set(this.specs.map((s) => `${s.name}${s.session ? ' (session)' : s.retprobe ? ' (return)' : ''}`))]; }
@@ -186,7 +209,7 @@ export class TraceSession {
     this.reader = undefined;
     for (const p of this.programs.values()) p.close();
     this.programs.clear();
-    for (const m of Object.values(this.maps)) m.close();
+    for (const m of Object.values(this.maps)) m?.close();
   }
 }
 
@@ -212,24 +235,17 @@ export interface MallocProbeOptions {
   loadBias?: number;
 }
 
-/**
- * With libc's debug symbols, the memalign family (posix_memalign, memalign, aligned_alloc, valloc,
- * pvalloc) is probed where it really allocates: alignments <= 16 are relayed to malloc (whose
- * probe sees them) and larger ones end in _int_memalign (glibc 2.36 malloc.c _mid_memalign).
- * That saves a probe hit on each of nginx's posix_memalign(16, ...) calls.
+/*
+ * The memalign family is probed at its public entry points, never in glibc's _int_memalign:
+ * the caller's request (pvalloc(30000) = 30000, not the page-rounded 32768 glibc passes on) and
+ * the API's name are only there. Alignments <= 16 are relayed to malloc (glibc 2.36 malloc.c
+ * _mid_memalign), whose probe sees them with the same size; the API's frame is then the leaf's
+ * caller, and the leak tracer names the leaf after it (apiLeaf in leak-tracer.ts).
  */
-export const ALLOC_FUNCTIONS_WITH_INTERNALS: Array<{ symbol: string; conv: AllocConvention }> = [
-  { symbol: 'malloc', conv: 'size0' },
-  { symbol: 'calloc', conv: 'calloc' },
-  { symbol: 'realloc', conv: 'realloc' },
-  { symbol: '_int_memalign', conv: 'int_memalign' },
-];
-
 export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] {
   const out: ProbeSpec[] = [];
   const seen = new Set<number>();
-  const functions = o.symbolVaddr('_int_memalign') !== undefined ? ALLOC_FUNCTIONS_WITH_INTERNALS : ALLOC_FUNCTIONS;
-  for (const f of functions) {
+  for (const f of ALLOC_FUNCTIONS) {
     const vaddr = o.symbolVaddr(f.symbol);
     if (vaddr === undefined || seen.has(vaddr)) continue;
     seen.add(vaddr);

@@ -5,6 +5,8 @@
 import type { AddressSpace } from '../target/address-space.js';
 import type { Frame, Module } from '../model/index.js';
 import { Symbolizer } from '../symbols/index.js';
+import { openPerfMap, perfMapLookup } from '../symbols/perf-map.js';
+import type { PerfMapEntry } from '../symbols/perf-map.js';
 import { CfiCache, ModuleMap, unwindStack } from '../unwind/index.js';
 import type { StopReason } from '../unwind/index.js';
 import type { CapturedEvent } from './capture.js';
@@ -12,7 +14,11 @@ import type { CapturedEvent } from './capture.js';
 /** Functions that mark a complete stack: the program's main or a thread's start. */
 const ROOTS = new Set(['main', 'start_thread', 'clone', 'clone3', '__libc_start_main', '__libc_start_call_main', '_start']);
 
-export interface UnwoundStack { pcs: number[]; stopReason: StopReason }
+export interface UnwoundStack {
+  pcs: number[]; stopReason: StopReason;
+  /** Each frame's stack pointer minus the capture's rsp (parallel to pcs; shared, do not modify). */
+  spOffsets: readonly number[];
+}
 
 export class StackResolver {
   private modules: Module[];
@@ -34,6 +40,46 @@ export class StackResolver {
     return new ModuleMap(this.modules, this.cfi, { debugElfFor: (m) => this.symbolizer.symbolsOf(m)?.debug?.elf });
   }
 
+  /**
+   * Source lines in frames (DWARF .debug_line). Off while tracing (parsing a large line table
+   * would stall the consumer); the tracer turns it on to build its result.
+   */
+  get withLines(): boolean { return this.linesOn; }
+  set withLines(on: boolean) {
+    if (on === this.linesOn) return;
+    this.linesOn = on;
+    this.frameCache.clear();
+    this.framesMemo = new WeakMap();
+  }
+  private linesOn = false;
+
+  /** JIT symbols (/tmp/perf-PID.map), read once at the first frame in anonymous executable memory. */
+  private perfMap?: PerfMapEntry[] | null;
+
+  /**
+   * A frame in no module: `[jit]` when the address is in anonymous executable memory (named from
+   * the target's perf map when it has one), else `[unknown]`.
+   */
+  private jitFrame(addr: number, f: Frame): Frame {
+    const m = this.space.mappings().find((x) => addr >= x.start && addr < x.end);
+    if (!m || !m.perms.includes('x') || (m.path !== '' && !m.path.startsWith('[anon') && !m.path.startsWith('/memfd:'))) return f;
+    if (this.perfMap === undefined) this.perfMap = this.space.kind === 'live' ? openPerfMap(this.space) ?? null : null;
+    const e = this.perfMap ? perfMapLookup(this.perfMap, addr) : undefined;
+    return { function: e ? e.name : null, module: '[jit]', offset: e ? addr - e.start : addr, address: addr };
+  }
+
+  /**
+   * Loads every module's CFI and symbols now, while the target's files can still be opened (a
+   * target that exits takes /proc/PID/root with it): for records unwound only at the end (exact mode).
+   */
+  preload(): void {
+    for (const m of this.modules) {
+      const start = m.mappings[0]?.start;
+      if (start === undefined) continue;
+      try { this.moduleMap.moduleAt(start); this.symbolizer.symbolsOf(m); } catch { /* unreadable: unwinds stop there */ }
+    }
+  }
+
   /** Re-reads the target's modules (after dlopen) keeping parsed CFI. */
   refresh(): void {
     if (this.space.kind !== 'live') return;
@@ -45,6 +91,7 @@ export class StackResolver {
     this.frameCache.clear();
     this.framesMemo = new WeakMap();
     this.pathCache.clear();
+    this.perfMap = undefined;
   }
 
   /**
@@ -56,18 +103,19 @@ export class StackResolver {
   unwind(e: CapturedEvent): UnwoundStack {
     const known = this.pathCache.get(e.regs.rip);
     if (known) {
-      for (const k of known) if (matches(k, e)) { this.cacheHits++; return { pcs: k.pcs, stopReason: k.stopReason }; }
+      for (const k of known) if (matches(k, e)) { this.cacheHits++; return { pcs: k.pcs, stopReason: k.stopReason, spOffsets: k.spOffsets }; }
     }
     const r = unwindStack({ ...e.regs }, e.stack, e.regs.rsp, this.moduleMap, { trampolineRange: this.trampoline });
+    const spOffsets = r.sps.map((sp) => sp - e.regs.rsp);
     if (r.sources.every((s) => s === 'registers' || s === 'cfi') && r.pcs.length > 1) {
       const offsets = r.sps.slice(1).map((sp) => sp - 8 - e.regs.rsp);
       if (offsets.every((o) => o >= 0 && o + 8 <= e.stack.byteLength)) {
         const list = known ?? [];
-        if (list.length < MAX_PATHS_PER_PC) list.push({ offsets, pcs: r.pcs, stopReason: r.stopReason, stackLen: e.stack.byteLength });
+        if (list.length < MAX_PATHS_PER_PC) list.push({ offsets, pcs: r.pcs, stopReason: r.stopReason, stackLen: e.stack.byteLength, spOffsets });
         if (!known) this.pathCache.set(e.regs.rip, list);
       }
     }
-    return { pcs: r.pcs, stopReason: r.stopReason };
+    return { pcs: r.pcs, stopReason: r.stopReason, spOffsets };
   }
 
   private pathCache = new Map<number, CachedPath[]>();
@@ -82,7 +130,16 @@ export class StackResolver {
       let f = this.frameCache.get(lookup);
       if (!f) {
         f = this.symbolizer.frame(lookup);
-        if (i > 0) f = { ...f, offset: f.offset + 1 };
+        if (f.module === '[unknown]') f = this.jitFrame(lookup, f);
+        if (this.withLines && f.function !== null) {
+          const l = this.symbolizer.lineOf(lookup);
+          if (l) f = { ...f, file: l.file, line: l.line };
+        }
+        if (i > 0) {
+          f = { ...f, offset: f.offset + 1 };
+          if (f.functionOffset !== undefined) f.functionOffset += 1;
+          if (f.address !== undefined) f.address += 1;
+        }
         this.frameCache.set(lookup, f);
       }
       return f;
@@ -97,12 +154,23 @@ export class StackResolver {
   static complete(frames: readonly Frame[]): boolean {
     return frames.some((f) => f.function !== null && ROOTS.has(f.function));
   }
+
+  /**
+   * The stack address above which the unwinder needed nothing for this path: the CFA (relative to
+   * the capture's rsp) of the innermost root frame (main / start_thread: the sp of its caller), else undefined. Frames past
+   * the root (clone3, _start, or garbage the walk went on into) do not count.
+   */
+  static stackTopOffset(frames: readonly Frame[], spOffsets: readonly number[]): number | undefined {
+    const i = frames.findIndex((f) => f.function !== null && ROOTS.has(f.function));
+    if (i < 0) return undefined;
+    return spOffsets[i + 1] ?? spOffsets[i];
+  }
 }
 
 const MAX_PATHS_PER_PC = 64;
 const TWO32 = 4294967296;
 
-interface CachedPath { offsets: number[]; pcs: number[]; stopReason: StopReason; stackLen: number }
+interface CachedPath { offsets: number[]; pcs: number[]; stopReason: StopReason; stackLen: number; spOffsets: number[] }
 
 /** The capture holds the remembered return addresses at the remembered offsets. */
 function matches(k: CachedPath, e: CapturedEvent): boolean {

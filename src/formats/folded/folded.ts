@@ -25,6 +25,19 @@ export function sanitizeFoldedName(name: string): string {
   return s === '' ? '[unknown]' : s;
 }
 
+/**
+ * A frame's name in a folded line, keeping call sites apart: `function:LINE` when debug info gave
+ * the line, else a caller frame's `function+0xOFFSET` (its return address within the function);
+ * the leaf (the allocation API) keeps its bare name. Frames without those fields: frameLabel.
+ */
+export function callSiteLabel(f: Frame, index: number, detail = false): string {
+  const name = frameLabel(f);
+  if (f.function === null) return name;
+  if (f.line !== undefined) return detail && index > 0 && f.functionOffset !== undefined ? `${name}:${f.line}+0x${f.functionOffset.toString(16)}` : `${name}:${f.line}`;
+  if (index > 0 && f.functionOffset !== undefined) return `${name}+0x${f.functionOffset.toString(16)}`;
+  return name;
+}
+
 function weightOf(s: StackSample, weight: FoldedWeight, index: number): number {
   const v = weight === 'bytes' ? s.bytes : s.count;
   if (!Number.isFinite(v) || v < 0) {
@@ -40,10 +53,24 @@ function weightOf(s: StackSample, weight: FoldedWeight, index: number): number {
  */
 export function toFolded(samples: readonly StackSample[], weight: FoldedWeight): string {
   const sums = new Map<string, number>();
+  // Two call sites on one source line (f(g(), g())) would share a `function:LINE` path: such
+  // paths spell the line's call sites out (`function:LINE+0xOFFSET`).
+  const pathOf = (s: StackSample, detail: boolean) => {
+    const names = s.frames.map((f, j) => sanitizeFoldedName(callSiteLabel(f, j, detail))).reverse();
+    return names.length ? names.join(';') : EMPTY_STACK_LABEL;
+  };
+  const sites = new Map<string, Set<string>>();
+  for (const s of samples) {
+    const p = pathOf(s, false);
+    const id = s.frames.map((f) => `${f.module}+${f.offset}`).join(',');
+    let set = sites.get(p);
+    if (!set) sites.set(p, (set = new Set()));
+    set.add(id);
+  }
   samples.forEach((s, i) => {
     const v = weightOf(s, weight, i);
-    const names = s.frames.map((f) => sanitizeFoldedName(frameLabel(f))).reverse();
-    const path = names.length ? names.join(';') : EMPTY_STACK_LABEL;
+    let path = pathOf(s, false);
+    if (sites.get(path)!.size > 1) path = pathOf(s, true);
     sums.set(path, (sums.get(path) ?? 0) + v);
   });
   const lines: string[] = [];

@@ -5,7 +5,9 @@
 //   default       inuse_space
 //   period        space/bytes = the sampling period in bytes (1 = every allocation recorded)
 // Tables:
-// - one Mapping per module (filename = module basename, no build id);
+// - one Mapping per (module path, runtime mapping) when frames carry them (full path as seen from the
+//   target's root, build ID, file offset, runtime addresses: go tool pprof can symbolize locally);
+//   otherwise one Mapping per module (filename = module basename, no build id) as below;
 // - one Location per (module, offset); `address` is the module's ELF virtual address
 //   (Frame.offset), not a runtime address, so each Mapping spans [0, max offset + 1) with file
 //   offset 0 and mappings of different modules overlap (the address, not the range, is what a
@@ -55,7 +57,7 @@ function nanos(v: number | bigint, what: string): bigint {
 export function toPprof(samples: readonly StackSample[], opts: PprofOptions): Uint8Array {
   const strings = new StringTable();
   const mappings: Mapping[] = [];
-  const mappingByModule = new Map<string, { mapping: Mapping; maxOffset: number; allSymbolized: boolean }>();
+  const mappingByModule = new Map<string, { mapping: Mapping; maxOffset: number; allSymbolized: boolean; real: boolean; anyLine: boolean; allLines: boolean }>();
   const locations: Location[] = [];
   const locationByKey = new Map<string, number>();
   const functions: PprofFunction[] = [];
@@ -69,14 +71,21 @@ export function toPprof(samples: readonly StackSample[], opts: PprofOptions): Ui
       if (!Number.isSafeInteger(f.offset) || f.offset < 0) {
         throw new LeakscopeError('malformed', `pprof: sample ${index} has a frame in ${f.module} at offset ${f.offset}`);
       }
-      let m = mappingByModule.get(f.module);
+      // With the runtime mapping known: a Mapping per (path, start) as perf's would be, the full path
+      // as seen from the target's root, build ID and file offset, and runtime addresses, so that
+      // `go tool pprof` can symbolize what leakscope could not. Otherwise the module-relative scheme.
+      const real = f.mapping && f.address !== undefined && f.modulePath !== undefined;
+      const mkey = real ? `${f.modulePath}\0${f.mapping!.start}` : f.module;
+      let m = mappingByModule.get(mkey);
       if (!m) {
-        const mapping = new Mapping({ id: mappings.length + 1, filename: strings.dedup(f.module), fileOffset: 0, memoryStart: 0 });
+        const mapping = real
+          ? new Mapping({ id: mappings.length + 1, filename: strings.dedup(f.modulePath!), buildId: strings.dedup(f.buildId ?? ''), fileOffset: f.mapping!.fileOffset, memoryStart: f.mapping!.start, memoryLimit: f.mapping!.end })
+          : new Mapping({ id: mappings.length + 1, filename: strings.dedup(f.module), fileOffset: 0, memoryStart: 0 });
         mappings.push(mapping);
-        m = { mapping, maxOffset: 0, allSymbolized: true };
-        mappingByModule.set(f.module, m);
+        m = { mapping, maxOffset: 0, allSymbolized: true, real: !!real, anyLine: false, allLines: true };
+        mappingByModule.set(mkey, m);
       }
-      const key = `${f.module}\0${f.offset}`;
+      const key = `${mkey}\0${real ? f.address : f.offset}\0${f.line ?? ''}`;
       let id = locationByKey.get(key);
       if (id === undefined) {
         id = locations.length + 1;
@@ -91,10 +100,11 @@ export function toPprof(samples: readonly StackSample[], opts: PprofOptions): Ui
             functionByKey.set(fkey, functionId);
           }
           line.push({ functionId, line: f.line ?? 0 });
+          if (f.line !== undefined) m.anyLine = true; else m.allLines = false;
         } else {
           m.allSymbolized = false;
         }
-        locations.push(new Location({ id, mappingId: m.mapping.id, address: f.offset, line }));
+        locations.push(new Location({ id, mappingId: m.mapping.id, address: m.real ? f.address! : f.offset, line }));
         locationByKey.set(key, id);
         m.maxOffset = Math.max(m.maxOffset, f.offset);
       }
@@ -113,14 +123,17 @@ export function toPprof(samples: readonly StackSample[], opts: PprofOptions): Ui
       }),
     );
   });
-  for (const { mapping, maxOffset, allSymbolized } of mappingByModule.values()) {
-    mapping.memoryLimit = maxOffset + 1;
+  for (const { mapping, maxOffset, allSymbolized, real, anyLine, allLines } of mappingByModule.values()) {
+    if (!real) mapping.memoryLimit = maxOffset + 1;
     mapping.hasFunctions = allSymbolized;
-    mapping.hasFilenames = allSymbolized;
+    // File names and line numbers only where debug info gave them for every location.
+    mapping.hasFilenames = allSymbolized && anyLine && allLines;
+    mapping.hasLineNumbers = allSymbolized && anyLine && allLines;
   }
 
   const sampleType = PPROF_SAMPLE_TYPES.map(([type, unit]) => new ValueType({ type: strings.dedup(type), unit: strings.dedup(unit) }));
-  const comment = [strings.dedup('leakscope: location addresses are ELF virtual addresses within each mapping\'s module')];
+  const anyReal = [...mappingByModule.values()].some((m) => m.real);
+  const comment = [strings.dedup(anyReal ? 'leakscope: location addresses are runtime addresses in the target' : 'leakscope: location addresses are ELF virtual addresses within each mapping\'s module')];
   if (!anyAlloc) comment.push(strings.dedup('leakscope: alloc_space/alloc_objects were not recorded (all 0)'));
   const periodBytes = opts.sampling?.periodBytes ?? 1;
   if (!Number.isSafeInteger(periodBytes) || periodBytes < 1) {
