@@ -13,7 +13,15 @@ import { checkEbpfSupport } from '../src/ebpf/features.js';
 import { PerCpuArrayMap, RingBufMap, u64 } from '../src/ebpf/maps.js';
 import { loadProgram } from '../src/ebpf/prog.js';
 import { openRingBuffer } from '../src/ebpf/ringbuf.js';
-import { TargetProcess, countInto, fixturePath, memoryByte, payloadRecorder, runtimeAddress, sumCounter } from '../src/ebpf/test-support.js';
+import {
+  TargetProcess,
+  countInto,
+  fixturePath,
+  memoryByte,
+  payloadRecorder,
+  runtimeAddress,
+  sumCounter,
+} from '../src/ebpf/test-support.js';
 import { attachUprobe, resolveUprobeOffset } from '../src/ebpf/uprobe.js';
 
 const RUNS = 3;
@@ -58,17 +66,29 @@ const WAKE_OPTS = {
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-export async function ringBench(payloadBytes: number, calls: number, ringSize: number, wakeup: Wakeup = 'poll'): Promise<RingBenchResult> {
+export async function ringBench(
+  payloadBytes: number,
+  calls: number,
+  ringSize: number,
+  wakeup: Wakeup = 'poll',
+): Promise<RingBenchResult> {
   const rb = new RingBufMap(`bench${payloadBytes}`, ringSize);
   const drops = new PerCpuArrayMap({ name: 'drops', value: u64, maxEntries: 1 });
   const target = await TargetProcess.start();
-  const prog = loadProgram({ name: 'bench_ring', body: payloadRecorder(rb, drops, payloadBytes, { tgid: target.pid }) });
+  const prog = loadProgram({
+    name: 'bench_ring',
+    body: payloadRecorder(rb, drops, payloadBytes, { tgid: target.pid }),
+  });
   let received = 0;
   let check = 0;
-  const reader = openRingBuffer(rb, (r) => {
-    received++;
-    check ^= r.u32(0); // touch each record like a real consumer would
-  }, WAKE_OPTS[wakeup]);
+  const reader = openRingBuffer(
+    rb,
+    (r) => {
+      received++;
+      check ^= r.u32(0); // touch each record like a real consumer would
+    },
+    WAKE_OPTS[wakeup],
+  );
   const link = attachUprobe(prog, { binaryPath: fixturePath(), symbol: 'ebpf_target_payload' }, { pid: target.pid });
   try {
     const t0 = process.hrtime.bigint();
@@ -82,10 +102,14 @@ export async function ringBench(payloadBytes: number, calls: number, ringSize: n
     // Consumer alone: fill the ring with the reader idle, then time one drain.
     reader.close();
     let n = 0;
-    const idle = openRingBuffer(rb, (r) => {
-      n++;
-      check ^= r.u32(0);
-    }, { wakeup: 'timer', intervalMs: 1 << 30 });
+    const idle = openRingBuffer(
+      rb,
+      (r) => {
+        n++;
+        check ^= r.u32(0);
+      },
+      { wakeup: 'timer', intervalMs: 1 << 30 },
+    );
     const fill = Math.min(calls, Math.floor((ringSize * 0.9) / (payloadBytes + 16)));
     await target.run(`payload ${fill} ${payloadBytes} 0`);
     const t1 = process.hrtime.bigint();
@@ -94,7 +118,13 @@ export async function ringBench(payloadBytes: number, calls: number, ringSize: n
     idle.close();
     void check;
     return {
-      payloadBytes, wakeup, nodeCpuShare: (cpu.user + cpu.system) / 1e6 / seconds, calls, received, dropped, seconds,
+      payloadBytes,
+      wakeup,
+      nodeCpuShare: (cpu.user + cpu.system) / 1e6 / seconds,
+      calls,
+      received,
+      dropped,
+      seconds,
       eventsPerSecond: received / seconds,
       megabytesPerSecond: (received * payloadBytes) / seconds / 1e6,
       drains: reader.stats.drains,
@@ -131,25 +161,31 @@ async function probeCost(): Promise<ProbeCostResult> {
     for (let i = 0; i < RUNS; i++) mine.push(await nsPerCall(target));
     link.detach();
     // Ours for one process: per-pid event + in-BPF tgid check.
-    const oursPid = loadProgram({ name: 'bench_count_pid', body: [mov64(R6, R1), tgidFilter(target.pid, 'out'), countInto(counter), label('out'), mov64(R0, 0), exit()] });
+    const oursPid = loadProgram({
+      name: 'bench_count_pid',
+      body: [mov64(R6, R1), tgidFilter(target.pid, 'out'), countInto(counter), label('out'), mov64(R0, 0), exit()],
+    });
     const minePid: number[] = [];
     link = attachUprobe(oursPid, nop, { pid: target.pid });
     for (let i = 0; i < RUNS; i++) minePid.push(await nsPerCall(target));
     link.detach();
     const ourCount = sumCounter(counter);
-    if (ourCount !== 2 * RUNS * NOP_CALLS) throw new Error(`our probe counted ${ourCount}, expected ${2 * RUNS * NOP_CALLS}`);
+    if (ourCount !== 2 * RUNS * NOP_CALLS)
+      throw new Error(`our probe counted ${ourCount}, expected ${2 * RUNS * NOP_CALLS}`);
     ours.close();
     oursPid.close();
     counter.close();
 
     // bpftrace on the same fixture.
-    let bpftrace: number[] = [];
+    const bpftrace: number[] = [];
     let bpftraceCount: number | null = null;
     let note: string | undefined;
     if (spawnSync('bpftrace', ['--version']).status !== 0) {
       note = 'bpftrace not installed';
     } else {
-      const bt = spawn('bpftrace', ['-e', `uprobe:${bin}:ebpf_target_nop { @c = count(); }`], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const bt = spawn('bpftrace', ['-e', `uprobe:${bin}:ebpf_target_nop { @c = count(); }`], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let out = '';
       bt.stdout.on('data', (d) => (out += d));
       bt.stderr.on('data', (d) => (out += d));
@@ -168,7 +204,9 @@ async function probeCost(): Promise<ProbeCostResult> {
         bpftraceCount = m ? Number(m[1]) : null;
       }
     }
-    const u = median(untraced), m = median(mine), mp = median(minePid);
+    const u = median(untraced),
+      m = median(mine),
+      mp = median(minePid);
     const b = bpftrace.length ? median(bpftrace) : null;
     return {
       calls: NOP_CALLS,
@@ -198,19 +236,30 @@ export async function benchEbpf(): Promise<object> {
   ];
   const cost = await probeCost();
 
-  const f = (x: number, d = 0): string => x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  const f = (x: number, d = 0): string =>
+    x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
   console.log('eBPF ring buffer (uprobe -> ring -> Node callback)');
-  console.log('  payload  wakeup      calls     received  dropped  events/s   MB/s    node CPU  consumer-only events/s');
+  console.log(
+    '  payload  wakeup      calls     received  dropped  events/s   MB/s    node CPU  consumer-only events/s',
+  );
   for (const r of ring) {
     const wake = { poll: 'adaptive', 'poll-each': 'epoll each', timer: 'timer 10ms' }[r.wakeup];
-    console.log(`  ${String(r.payloadBytes).padEnd(7)}  ${wake.padEnd(10)}  ${f(r.calls).padEnd(8)}  ${f(r.received).padEnd(8)}  ${f(r.dropped).padEnd(7)}  ${f(r.eventsPerSecond).padEnd(9)}  ${f(r.megabytesPerSecond, 1).padEnd(6)}  ${(f(r.nodeCpuShare * 100, 1) + '%').padEnd(8)}  ${f(r.consumerOnlyEventsPerSecond)}`);
+    console.log(
+      `  ${String(r.payloadBytes).padEnd(7)}  ${wake.padEnd(10)}  ${f(r.calls).padEnd(8)}  ${f(r.received).padEnd(8)}  ${f(r.dropped).padEnd(7)}  ${f(r.eventsPerSecond).padEnd(9)}  ${f(r.megabytesPerSecond, 1).padEnd(6)}  ${(f(r.nodeCpuShare * 100, 1) + '%').padEnd(8)}  ${f(r.consumerOnlyEventsPerSecond)}`,
+    );
   }
   console.log(`Cost per probe hit (no-op function, ${f(cost.calls)} calls, median of ${RUNS})`);
   console.log('  tracer                          ns/call   added ns/hit');
   console.log(`  untraced                        ${f(cost.untracedNsPerCall, 1).padEnd(8)}  -`);
-  console.log(`  leakscope (system-wide, count)  ${f(cost.leakscopeNsPerCall, 1).padEnd(8)}  ${f(cost.leakscopeCostNsPerHit, 1)}`);
-  console.log(`  leakscope (pid + tgid filter)   ${f(cost.leakscopePidNsPerCall, 1).padEnd(8)}  ${f(cost.leakscopePidNsPerCall - cost.untracedNsPerCall, 1)}`);
-  console.log(`  bpftrace  (@c = count())        ${cost.bpftraceNsPerCall === null ? `n/a (${cost.bpftraceNote})` : `${f(cost.bpftraceNsPerCall, 1).padEnd(8)}  ${f(cost.bpftraceCostNsPerHit!, 1)}`}`);
+  console.log(
+    `  leakscope (system-wide, count)  ${f(cost.leakscopeNsPerCall, 1).padEnd(8)}  ${f(cost.leakscopeCostNsPerHit, 1)}`,
+  );
+  console.log(
+    `  leakscope (pid + tgid filter)   ${f(cost.leakscopePidNsPerCall, 1).padEnd(8)}  ${f(cost.leakscopePidNsPerCall - cost.untracedNsPerCall, 1)}`,
+  );
+  console.log(
+    `  bpftrace  (@c = count())        ${cost.bpftraceNsPerCall === null ? `n/a (${cost.bpftraceNote})` : `${f(cost.bpftraceNsPerCall, 1).padEnd(8)}  ${f(cost.bpftraceCostNsPerHit!, 1)}`}`,
+  );
   return { ringBuffer: ring, probeCost: cost };
 }
 

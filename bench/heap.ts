@@ -20,9 +20,19 @@ import { startFixture } from '../test/helpers/fixture.js';
 const RUNS = 3;
 const WINDOW = 16 << 20;
 
-interface BigheapTruth { pid: number; mainChunks: number; threadChunks: number; chunkSize: number; freed: number; mallinfo2: { arena: number; uordblks: number } }
+interface BigheapTruth {
+  pid: number;
+  mainChunks: number;
+  threadChunks: number;
+  chunkSize: number;
+  freed: number;
+  mallinfo2: { arena: number; uordblks: number };
+}
 
-function median(xs: number[]): number { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]!; }
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
 
 function plainRead(pid: number, ranges: { start: number; end: number }[], buf: Buffer): number {
   const WINDOW = buf.length;
@@ -30,14 +40,16 @@ function plainRead(pid: number, ranges: { start: number; end: number }[], buf: B
   let total = 0;
   try {
     for (const r of ranges) {
-      for (let a = r.start; a < r.end;) {
+      for (let a = r.start; a < r.end; ) {
         const n = readSync(fd, buf, 0, Math.min(WINDOW, r.end - a), a);
         if (n <= 0) break;
         total += n;
         a += n;
       }
     }
-  } finally { closeSync(fd); }
+  } finally {
+    closeSync(fd);
+  }
   return total;
 }
 
@@ -51,7 +63,8 @@ export async function benchHeap(opts: { mainChunks?: number; threadChunks?: numb
     const symbolizer = new Symbolizer(space.modules());
     const location = locateGlibc(space, symbolizer);
     const locateMs = performance.now() - t0;
-    const censusMs: number[] = [], readMs: number[] = [];
+    const censusMs: number[] = [],
+      readMs: number[] = [];
     let census = heapCensus(space, { symbolizer, location });
     const ranges = census.arenas.flatMap((a) => a.heaps.map((h) => ({ start: h.start, end: h.end })));
     const buf = Buffer.allocUnsafe(WINDOW);
@@ -106,7 +119,8 @@ export async function benchHeap(opts: { mainChunks?: number; threadChunks?: numb
 
 function printTable(r: Record<string, unknown>): void {
   const w = Math.max(...Object.keys(r).map((k) => k.length));
-  for (const [k, v] of Object.entries(r)) console.log(`${k.padEnd(w)}  ${Array.isArray(v) ? v.join(' / ') : String(v)}`);
+  for (const [k, v] of Object.entries(r))
+    console.log(`${k.padEnd(w)}  ${Array.isArray(v) ? v.join(' / ') : String(v)}`);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

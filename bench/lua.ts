@@ -17,26 +17,45 @@ import { startFixture } from '../test/helpers/fixture.js';
 
 const RUNS = 3;
 
-interface HarnessTruth { pid: number; a: { L: number; count: number; payload: number; strings: number } }
+interface HarnessTruth {
+  pid: number;
+  a: { L: number; count: number; payload: number; strings: number };
+}
 
-function median(xs: number[]): number { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]!; }
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
 export async function benchLua(opts: { strings?: number; size?: number } = {}): Promise<object> {
   await ensureFixturesBuilt();
-  const strings = opts.strings ?? 2_700_000, size = opts.size ?? 100;
-  const fx = await startFixture<HarnessTruth>('luajit-harness', [String(strings), String(size)], { timeoutMs: 300_000 });
+  const strings = opts.strings ?? 2_700_000,
+    size = opts.size ?? 100;
+  const fx = await startFixture<HarnessTruth>('luajit-harness', [String(strings), String(size)], {
+    timeoutMs: 300_000,
+  });
   try {
     const space = LiveProcess.open(fx.pid);
     const symbolizer = new Symbolizer(space.modules());
-    const read: number[] = [], census: number[] = [], paths: number[] = [];
-    let objects = 0, bytes = 0, exact = true, top = '';
+    const read: number[] = [],
+      census: number[] = [],
+      paths: number[] = [];
+    let objects = 0,
+      bytes = 0,
+      exact = true,
+      top = '';
     for (let i = 0; i < RUNS; i++) {
       let t = performance.now();
       const loc = locateVms(space, symbolizer);
-      const segs = loc.vms.flatMap((vm) => readSegments(space, vm.layouts, space.readU64(vm.globalState + vm.layouts.structs.global_State!.allocd!), []));
+      const segs = loc.vms.flatMap((vm) =>
+        readSegments(space, vm.layouts, space.readU64(vm.globalState + vm.layouts.structs.global_State!.allocd!), []),
+      );
       const direct = findDirectChunks(space, segs);
-      const img = HeapImage.copy(space, [...segs.map((s) => ({ ...s, kind: 'segment' as const })), ...direct.map((d) => ({ start: d.start, end: d.end, kind: 'direct' as const }))]);
+      const img = HeapImage.copy(space, [
+        ...segs.map((s) => ({ ...s, kind: 'segment' as const })),
+        ...direct.map((d) => ({ start: d.start, end: d.end, kind: 'direct' as const })),
+      ]);
       bytes = img.bytes;
       read.push(performance.now() - t);
       t = performance.now();
@@ -51,18 +70,34 @@ export async function benchLua(opts: { strings?: number; size?: number } = {}): 
       top = vm.tables[0]?.path ?? '';
     }
     space.close();
-    const time = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, join(REPO_ROOT, 'bin', 'leakscope'), 'lua', String(fx.pid), '--json', '/dev/null'], { encoding: 'utf8' });
+    const time = spawnSync(
+      '/usr/bin/time',
+      ['-f', '%M', process.execPath, join(REPO_ROOT, 'bin', 'leakscope'), 'lua', String(fx.pid), '--json', '/dev/null'],
+      { encoding: 'utf8' },
+    );
     const rssKb = Number(time.stderr.trim().split('\n').pop());
-    const readMs = median(read), censusMs = median(census), pathsMs = median(paths);
+    const readMs = median(read),
+      censusMs = median(census),
+      pathsMs = median(paths);
     const gcTotal = fx.truth.a.count;
     const out = {
-      luaHeapBytes: gcTotal, regionBytes: bytes, objects, exact, topTable: top,
-      readSeconds: r2(readMs / 1000), censusSeconds: r2(censusMs / 1000), censusPathsSeconds: r2(pathsMs / 1000),
-      censusOverRead: r2(censusMs / readMs), censusPathsOverRead: r2(pathsMs / readMs),
-      leakscopeMaxRssBytes: rssKb * 1024, rssOverLuaHeap: r2((rssKb * 1024) / gcTotal),
+      luaHeapBytes: gcTotal,
+      regionBytes: bytes,
+      objects,
+      exact,
+      topTable: top,
+      readSeconds: r2(readMs / 1000),
+      censusSeconds: r2(censusMs / 1000),
+      censusPathsSeconds: r2(pathsMs / 1000),
+      censusOverRead: r2(censusMs / readMs),
+      censusPathsOverRead: r2(pathsMs / readMs),
+      leakscopeMaxRssBytes: rssKb * 1024,
+      rssOverLuaHeap: r2((rssKb * 1024) / gcTotal),
       goals: 'census <= 3x read; census + paths <= 8x read; RSS <= 1.5x Lua heap',
       runs: { readMs: read.map(Math.round), censusMs: census.map(Math.round), censusPathsMs: paths.map(Math.round) },
     };
     return out;
-  } finally { await fx.stop(); }
+  } finally {
+    await fx.stop();
+  }
 }

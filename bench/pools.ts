@@ -37,7 +37,11 @@ export async function benchPools(): Promise<object> {
   return { ...standard, dense };
 }
 
-async function poolsScenario(opts: { name: string; leaks: number; leakSize: string }): Promise<Record<string, unknown>> {
+async function poolsScenario(opts: {
+  name: string;
+  leaks: number;
+  leakSize: string;
+}): Promise<Record<string, unknown>> {
   const { leaks, leakSize } = opts;
   const h = await startNginx({ workers: 1, leakSize, workerConnections: 1024 });
   try {
@@ -53,7 +57,9 @@ async function poolsScenario(opts: { name: string; leaks: number; leakSize: stri
         const w = censusWithChunks(space, { symbolizer });
         analyzePools(space, { chunks: w.chunks, symbolizer, histogram: w.census.histogram });
       }
-      const censusMs: number[] = [], listMs: number[] = [], poolsMs: number[] = [];
+      const censusMs: number[] = [],
+        listMs: number[] = [],
+        poolsMs: number[] = [];
       const phases: Record<string, number[]> = {};
       let last: ReturnType<typeof analyzePools> | undefined;
       let census: ReturnType<typeof heapCensus> | undefined;
@@ -73,7 +79,8 @@ async function poolsScenario(opts: { name: string; leaks: number; leakSize: stri
       // Cold: fresh processes, one census+list and one analysis each.
       const coldEntry = fileURLToPath(new URL('./pools-cold.js', import.meta.url));
       const cold: Array<{ censusMs: number; poolsMs: number }> = [];
-      for (let i = 0; i < COLD_RUNS; i++) cold.push(JSON.parse(execFileSync(process.execPath, [coldEntry, String(pid)], { encoding: 'utf8' })));
+      for (let i = 0; i < COLD_RUNS; i++)
+        cold.push(JSON.parse(execFileSync(process.execPath, [coldEntry, String(pid)], { encoding: 'utf8' })));
       const coldRatio = median(cold.map((c) => c.poolsMs / c.censusMs));
       const result = {
         scenario: opts.name,
@@ -92,7 +99,12 @@ async function poolsScenario(opts: { name: string; leaks: number; leakSize: stri
         poolsMs: median(poolsMs),
         poolsOverCensus: median(poolsMs) / median(censusMs),
         runs: { censusMs: censusMs.map(round1), poolsMs: poolsMs.map(round1) },
-        cold: { censusWithChunkListMs: median(cold.map((c) => c.censusMs)), poolsMs: median(cold.map((c) => c.poolsMs)), poolsOverCensusWithList: coldRatio, runs: cold.map((c) => ({ censusMs: round1(c.censusMs), poolsMs: round1(c.poolsMs) })) },
+        cold: {
+          censusWithChunkListMs: median(cold.map((c) => c.censusMs)),
+          poolsMs: median(cold.map((c) => c.poolsMs)),
+          poolsOverCensusWithList: coldRatio,
+          runs: cold.map((c) => ({ censusMs: round1(c.censusMs), poolsMs: round1(c.poolsMs) })),
+        },
         poolsBytesRead: a.stats.bytesRead,
         phasesMs: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, median(v)])),
         goal: 'poolsMs <= 0.5 * censusMs',
@@ -100,21 +112,53 @@ async function poolsScenario(opts: { name: string; leaks: number; leakSize: stri
       };
       const rows: Array<[string, string]> = [
         ['scenario', opts.name],
-        ['target', `${result.target}: ${result.leakedPools} leaked pools (+${leakSize} each), heap in use ${(result.heapInUseBytes / 2 ** 20).toFixed(1)} MiB in ${result.heapInUseChunks} chunks, mmapped ${(result.mmappedBytes / 2 ** 20).toFixed(1)} MiB`],
-        ['census (median)', `${result.censusMs.toFixed(1)} ms, ${(result.censusBytesRead / 2 ** 20).toFixed(1)} MiB read`],
+        [
+          'target',
+          `${result.target}: ${result.leakedPools} leaked pools (+${leakSize} each), heap in use ${(result.heapInUseBytes / 2 ** 20).toFixed(1)} MiB in ${result.heapInUseChunks} chunks, mmapped ${(result.mmappedBytes / 2 ** 20).toFixed(1)} MiB`,
+        ],
+        [
+          'census (median)',
+          `${result.censusMs.toFixed(1)} ms, ${(result.censusBytesRead / 2 ** 20).toFixed(1)} MiB read`,
+        ],
         ['census + chunk list', `${result.censusWithChunkListMs.toFixed(1)} ms`],
-        ['pools (median)', `${result.poolsMs.toFixed(1)} ms, ${(result.poolsBytesRead / 2 ** 20).toFixed(1)} MiB read; phase medians ${Object.entries(result.phasesMs).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`],
-        ['pools / census', `${(result.poolsOverCensus * 100).toFixed(0)}% (goal <= 50%: ${result.met ? 'met' : 'NOT met'}); min ${Math.min(...poolsMs).toFixed(1)} vs ${Math.min(...censusMs).toFixed(1)} ms`],
-        ['cold, fresh process', `census+list ${result.cold.censusWithChunkListMs.toFixed(1)} ms, pools ${result.cold.poolsMs.toFixed(1)} ms: ${(coldRatio * 100).toFixed(0)}% (median of ${COLD_RUNS}; not the goal)`],
-        ['found', `${result.poolsFound} pools, ${result.unreferenced} unreferenced, ${(result.poolBytes / 2 ** 20).toFixed(1)} MiB`],
+        [
+          'pools (median)',
+          `${result.poolsMs.toFixed(1)} ms, ${(result.poolsBytesRead / 2 ** 20).toFixed(1)} MiB read; phase medians ${Object.entries(
+            result.phasesMs,
+          )
+            .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+            .join(', ')}`,
+        ],
+        [
+          'pools / census',
+          `${(result.poolsOverCensus * 100).toFixed(0)}% (goal <= 50%: ${result.met ? 'met' : 'NOT met'}); min ${Math.min(...poolsMs).toFixed(1)} vs ${Math.min(...censusMs).toFixed(1)} ms`,
+        ],
+        [
+          'cold, fresh process',
+          `census+list ${result.cold.censusWithChunkListMs.toFixed(1)} ms, pools ${result.cold.poolsMs.toFixed(1)} ms: ${(coldRatio * 100).toFixed(0)}% (median of ${COLD_RUNS}; not the goal)`,
+        ],
+        [
+          'found',
+          `${result.poolsFound} pools, ${result.unreferenced} unreferenced, ${(result.poolBytes / 2 ** 20).toFixed(1)} MiB`,
+        ],
       ];
       const w = Math.max(...rows.map((r) => r[0].length));
       console.log(rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n'));
       return result;
-    } finally { space.close(); }
-  } finally { await h.stop(); }
+    } finally {
+      space.close();
+    }
+  } finally {
+    await h.stop();
+  }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  benchPools().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+  benchPools().then(
+    () => process.exit(0),
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
 }

@@ -18,15 +18,26 @@ import { startFixture } from '../test/helpers/fixture.js';
 
 const RUNS = 5;
 
-interface BigheapTruth { pid: number; mainChunks: number; threadChunks: number; chunkSize: number; freed: number }
+interface BigheapTruth {
+  pid: number;
+  mainChunks: number;
+  threadChunks: number;
+  chunkSize: number;
+  freed: number;
+}
 
-function median(xs: number[]): number { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]!; }
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
 function hwmMiB(): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? Math.round(Number(m[1]) / 1024) : 0;
 }
 
-export async function benchReach(opts: { mainChunks?: number; threadChunks?: number; runs?: number } = {}): Promise<object> {
+export async function benchReach(
+  opts: { mainChunks?: number; threadChunks?: number; runs?: number } = {},
+): Promise<object> {
   await ensureFixturesBuilt();
   const args = [String(opts.mainChunks ?? 4_500_000), String(opts.threadChunks ?? 250_000)];
   const fx = await startFixture<BigheapTruth>('glibc-bigheap', args, { timeoutMs: 180_000 });
@@ -35,7 +46,8 @@ export async function benchReach(opts: { mainChunks?: number; threadChunks?: num
     const symbolizer = new Symbolizer(space.modules());
     const location = locateGlibc(space, symbolizer);
     const runs = opts.runs ?? RUNS;
-    const censusMs: number[] = [], reachMs: number[] = [];
+    const censusMs: number[] = [],
+      reachMs: number[] = [];
     // Census rounds first (peak RSS of the census alone), then alternating rounds.
     let census = heapCensus(space, { symbolizer, location });
     for (let i = 0; i < 2; i++) census = heapCensus(space, { symbolizer, location });
@@ -89,5 +101,8 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const r = (await benchReach()) as Record<string, unknown>;
   console.log('census vs census + reachability (one scan), medians, same run');
   const w = Math.max(...Object.keys(r).map((k) => k.length));
-  for (const [k, v] of Object.entries(r)) console.log(`${k.padEnd(w)}  ${Array.isArray(v) ? v.join(' / ') : typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+  for (const [k, v] of Object.entries(r))
+    console.log(
+      `${k.padEnd(w)}  ${Array.isArray(v) ? v.join(' / ') : typeof v === 'object' ? JSON.stringify(v) : String(v)}`,
+    );
 }

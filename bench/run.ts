@@ -25,11 +25,26 @@ interface Bench {
 const BENCHES: Bench[] = [
   { name: 'ebpf', title: 'eBPF runtime: ring buffer and cost per probe hit', run: benchEbpf, printsTable: true },
   { name: 'heap', title: 'heap census vs plain /proc/PID/mem read', run: benchHeap, printsTable: false },
-  { name: 'lua', title: 'LuaJIT heap: census and paths vs plain read of the lj_alloc regions (issue 15)', run: benchLua, printsTable: false },
+  {
+    name: 'lua',
+    title: 'LuaJIT heap: census and paths vs plain read of the lj_alloc regions (issue 15)',
+    run: benchLua,
+    printsTable: false,
+  },
   { name: 'pools', title: 'nginx pool analysis vs heap census', run: benchPools, printsTable: true },
   { name: 'reach', title: 'census vs census + reachability (issue 16)', run: benchReach, printsTable: false },
-  { name: 'trace-overhead', title: 'trace overhead on a proxying nginx worker (issue 6)', run: benchTraceOverhead, printsTable: true },
-  { name: 'watch', title: 'leakscope watch: CPU and RSS at --interval 60 and 5 on the leak scenario (issue 17)', run: benchWatch, printsTable: false },
+  {
+    name: 'trace-overhead',
+    title: 'trace overhead on a proxying nginx worker (issue 6)',
+    run: benchTraceOverhead,
+    printsTable: true,
+  },
+  {
+    name: 'watch',
+    title: 'leakscope watch: CPU and RSS at --interval 60 and 5 on the leak scenario (issue 17)',
+    run: benchWatch,
+    printsTable: false,
+  },
 ];
 
 export const RESULTS_PATH = join(REPO_ROOT, 'bench-results.json');
@@ -38,14 +53,19 @@ function printKeyValues(r: object): void {
   const entries = Object.entries(r);
   const w = Math.max(0, ...entries.map(([k]) => k.length));
   for (const [k, v] of entries) {
-    const s = Array.isArray(v) ? v.map((x) => (typeof x === 'object' ? JSON.stringify(x) : String(x))).join(' / ') : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v);
+    const s = Array.isArray(v)
+      ? v.map((x) => (typeof x === 'object' ? JSON.stringify(x) : String(x))).join(' / ')
+      : typeof v === 'object' && v !== null
+        ? JSON.stringify(v)
+        : String(v);
     console.log(`${k.padEnd(w)}  ${s}`);
   }
 }
 
 export async function runBenches(filters: string[]): Promise<{ results: Record<string, unknown>; failed: string[] }> {
   const unknown = filters.filter((f) => !BENCHES.some((b) => b.name.startsWith(f)));
-  if (unknown.length) throw new Error(`unknown benchmark ${unknown.join(', ')} (known: ${BENCHES.map((b) => b.name).join(', ')})`);
+  if (unknown.length)
+    throw new Error(`unknown benchmark ${unknown.join(', ')} (known: ${BENCHES.map((b) => b.name).join(', ')})`);
   const selected = filters.length ? BENCHES.filter((b) => filters.some((f) => b.name.startsWith(f))) : BENCHES;
   const results: Record<string, unknown> = {};
   const failed: string[] = [];
@@ -57,7 +77,7 @@ export async function runBenches(filters: string[]): Promise<{ results: Record<s
       if (!b.printsTable || 'skipped' in r) printKeyValues(r);
       results[b.name] = { ...r, elapsedSeconds: Math.round((performance.now() - t0) / 100) / 10 };
     } catch (e) {
-      console.log(`FAILED: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+      console.log(`FAILED: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
       results[b.name] = { failed: e instanceof Error ? e.message : String(e) };
       failed.push(b.name);
     }
@@ -69,9 +89,18 @@ export async function runBenches(filters: string[]): Promise<{ results: Record<s
 async function main(): Promise<number> {
   const filters = process.argv.slice(2);
   const { results, failed } = await runBenches(filters);
-  writeFileSync(RESULTS_PATH, JSON.stringify({ date: new Date().toISOString(), node: process.version, results }, null, 2) + '\n');
+  writeFileSync(
+    RESULTS_PATH,
+    JSON.stringify({ date: new Date().toISOString(), node: process.version, results }, null, 2) + '\n',
+  );
   console.log(`\nresults: ${RESULTS_PATH}${failed.length ? `; FAILED: ${failed.join(', ')}` : ''}`);
   return failed.length ? 1 : 0;
 }
 
-main().then((code) => process.exit(code), (e) => { console.error(e instanceof Error ? e.message : e); process.exit(2); });
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(e instanceof Error ? e.message : e);
+    process.exit(2);
+  },
+);

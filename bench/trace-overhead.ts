@@ -28,7 +28,13 @@ import { REPO_ROOT, ensureFixturesBuilt } from '../test/helpers/build.js';
 import { killQuietly, onExit } from '../test/helpers/cleanup.js';
 import { parseWrkOutput, startNginx, type NginxHandle, type WrkResult } from '../test/helpers/nginx.js';
 
-export type OverheadMode = 'untraced' | 'pool' | 'malloc' | 'bpftrace' | `pool-duty-${number}` | `malloc-duty-${number}`;
+export type OverheadMode =
+  | 'untraced'
+  | 'pool'
+  | 'malloc'
+  | 'bpftrace'
+  | `pool-duty-${number}`
+  | `malloc-duty-${number}`;
 
 export interface OverheadOptions {
   rounds?: number;
@@ -83,48 +89,89 @@ function perfEventFds(pid: number): number {
     for (const fd of readdirSync(`/proc/${pid}/fd`)) {
       try {
         if (readlinkSync(`/proc/${pid}/fd/${fd}`).includes('perf_event')) n++;
-      } catch { /* closed meanwhile */ }
+      } catch {
+        /* closed meanwhile */
+      }
     }
-  } catch { /* exited */ }
+  } catch {
+    /* exited */
+  }
   return n;
 }
 
 /** Resolves once the process has >= 1 perf_event fd and the count has not changed for
  *  `stableMs` (or, under a duty cycle, where the count keeps changing, 1 s after the first fd);
  *  rejects when it exits first or after `timeoutMs`. */
-async function waitAttached(child: ChildProcess, what: string, output: () => string, stableMs = 500, timeoutMs = 30_000): Promise<number> {
+async function waitAttached(
+  child: ChildProcess,
+  what: string,
+  output: () => string,
+  stableMs = 500,
+  timeoutMs = 30_000,
+): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   let last = -1;
   let since = Date.now();
   let firstSeen = 0;
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited before attaching (${child.exitCode ?? child.signalCode}): ${output().trim().slice(-2000)}`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(
+        `${what} exited before attaching (${child.exitCode ?? child.signalCode}): ${output().trim().slice(-2000)}`,
+      );
     const n = perfEventFds(child.pid!);
     if (n > 0 && !firstSeen) firstSeen = Date.now();
-    if (n !== last) { last = n; since = Date.now(); }
-    else if (n > 0 && Date.now() - since >= stableMs) return n;
+    if (n !== last) {
+      last = n;
+      since = Date.now();
+    } else if (n > 0 && Date.now() - since >= stableMs) return n;
     if (firstSeen && Date.now() - firstSeen >= 1000) return n;
-    if (Date.now() > deadline) throw new Error(`${what}: probes not attached within ${timeoutMs} ms (${n} perf_event fds): ${output().trim().slice(-2000)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `${what}: probes not attached within ${timeoutMs} ms (${n} perf_event fds): ${output().trim().slice(-2000)}`,
+      );
     await sleep(50);
   }
 }
 
-function spawnLogged(cmd: string, args: string[], env?: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+function spawnLogged(
+  cmd: string,
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const unregister = onExit(() => killQuietly(child.pid, 'SIGKILL'));
   const exited = new Promise<number | null>((resolve) => {
-    child.on('error', (e) => { out += String(e); unregister(); resolve(-1); });
-    child.on('close', (code) => { unregister(); resolve(code); });
+    child.on('error', (e) => {
+      out += String(e);
+      unregister();
+      resolve(-1);
+    });
+    child.on('close', (code) => {
+      unregister();
+      resolve(code);
+    });
   });
   return { child, output: () => out, exited };
 }
 
 async function runWrkMix(h: NginxHandle, seconds: number, connections: number, leakEvery: number): Promise<WrkResult> {
   const script = join(REPO_ROOT, 'bench', 'gateway-mix.lua');
-  const p = spawnLogged('wrk', ['-t', '1', '-c', String(connections), '-d', `${seconds}s`, '-s', script, h.url('/'), '--', String(leakEvery)]);
+  const p = spawnLogged('wrk', [
+    '-t',
+    '1',
+    '-c',
+    String(connections),
+    '-d',
+    `${seconds}s`,
+    '-s',
+    script,
+    h.url('/'),
+    '--',
+    String(leakEvery),
+  ]);
   const code = await p.exited;
   if (code !== 0) throw new Error(`wrk exited ${code}: ${p.output()}`);
   return parseWrkOutput(p.output());
@@ -141,7 +188,17 @@ interface Tracer {
 function startLeakscope(worker: number, mode: 'pool' | 'malloc', tmp: string, run: number, duty?: number): Tracer {
   const json = join(tmp, `leaks-${mode}-${run}.json`);
   // A long window, ended by SIGINT once wrk is done (the CLI then writes its JSON).
-  const args = [join(REPO_ROOT, 'bin', 'leakscope'), 'leaks', String(worker), '--mode', mode, '--duration', '600', '--json', json];
+  const args = [
+    join(REPO_ROOT, 'bin', 'leakscope'),
+    'leaks',
+    String(worker),
+    '--mode',
+    mode,
+    '--duration',
+    '600',
+    '--json',
+    json,
+  ];
   if (duty !== undefined) args.push('--duty', String(duty));
   const p = spawnLogged(process.execPath, args);
   return {
@@ -150,9 +207,18 @@ function startLeakscope(worker: number, mode: 'pool' | 'malloc', tmp: string, ru
     async stop() {
       p.child.kill('SIGINT');
       const code = await p.exited;
-      if (code !== 0) throw new Error(`leakscope leaks --mode ${mode} exited ${code}: ${p.output().trim().slice(-2000)}`);
-      const j = JSON.parse(readFileSync(json, 'utf8')) as { cost: { probeHits: Record<string, number>; totalProbeHits: number; lostEvents: number }; notes?: string[] };
-      return { probeHits: j.cost.totalProbeHits, byKind: j.cost.probeHits, lostEvents: j.cost.lostEvents, note: j.notes?.length ? j.notes.join('; ') : undefined };
+      if (code !== 0)
+        throw new Error(`leakscope leaks --mode ${mode} exited ${code}: ${p.output().trim().slice(-2000)}`);
+      const j = JSON.parse(readFileSync(json, 'utf8')) as {
+        cost: { probeHits: Record<string, number>; totalProbeHits: number; lostEvents: number };
+        notes?: string[];
+      };
+      return {
+        probeHits: j.cost.totalProbeHits,
+        byKind: j.cost.probeHits,
+        lostEvents: j.cost.lostEvents,
+        note: j.notes?.length ? j.notes.join('; ') : undefined,
+      };
     },
   };
 }
@@ -177,21 +243,35 @@ function startBpftrace(worker: number): Tracer {
       p.child.kill('SIGINT');
       await p.exited;
       const m = /@hits:\s*(\d+)/.exec(p.output());
-      return { probeHits: m ? Number(m[1]) : null, note: m ? undefined : `no @hits in bpftrace output: ${p.output().trim().slice(-500)}` };
+      return {
+        probeHits: m ? Number(m[1]) : null,
+        note: m ? undefined : `no @hits in bpftrace output: ${p.output().trim().slice(-500)}`,
+      };
     },
   };
 }
 
 /** One bpftrace counting run: calls per request of each probed libc function and of
  *  ngx_create_pool / ngx_destroy_pool in the worker. */
-async function callsPerRequest(h: NginxHandle, worker: number, seconds: number, connections: number, leakEvery: number): Promise<{ requests: number; perRequest: Record<string, number>; requestsPerSec: number }> {
+async function callsPerRequest(
+  h: NginxHandle,
+  worker: number,
+  seconds: number,
+  connections: number,
+  leakEvery: number,
+): Promise<{ requests: number; perRequest: Record<string, number>; requestsPerSec: number }> {
   const exe = readlinkSync(`/proc/${worker}/exe`);
   const probes = [
     ...LIBC_FUNCTIONS.map((f) => `uprobe:libc:${f}`),
     `uprobe:${exe}:ngx_create_pool`,
     `uprobe:${exe}:ngx_destroy_pool`,
   ];
-  const p = spawnBpftrace(['-p', String(worker), '-e', `${probes.join(',\n')} /pid == ${worker}/ { @[probe] = count(); }`]);
+  const p = spawnBpftrace([
+    '-p',
+    String(worker),
+    '-e',
+    `${probes.join(',\n')} /pid == ${worker}/ { @[probe] = count(); }`,
+  ]);
   try {
     await waitAttached(p.child, 'bpftrace (call counts)', p.output);
     const w = await runWrkMix(h, seconds, connections, leakEvery);
@@ -202,7 +282,8 @@ async function callsPerRequest(h: NginxHandle, worker: number, seconds: number, 
       const name = m[1]!.split(':').pop()!;
       perRequest[name] = Number(m[2]) / Math.max(1, w.totalRequests);
     }
-    if (!Object.keys(perRequest).length) throw new Error(`bpftrace (call counts): no counts in its output: ${p.output().trim().slice(-1000)}`);
+    if (!Object.keys(perRequest).length)
+      throw new Error(`bpftrace (call counts): no counts in its output: ${p.output().trim().slice(-1000)}`);
     return { requests: w.totalRequests, perRequest, requestsPerSec: w.requestsPerSec };
   } finally {
     killQuietly(p.child.pid, 'SIGKILL');
@@ -216,9 +297,12 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
   const leakEvery = opts.leakEvery ?? 100;
   const leakSize = opts.leakSize ?? '1k';
   if (process.getuid?.() !== 0) throw new Error('trace-overhead: run as root (eBPF)');
-  if (spawnSync('wrk', ['--version']).error) throw new Error('trace-overhead: wrk is not installed (apt-get install wrk)');
+  if (spawnSync('wrk', ['--version']).error)
+    throw new Error('trace-overhead: wrk is not installed (apt-get install wrk)');
   const haveBpftrace = spawnSync('bpftrace', ['--version']).status === 0;
-  const modes: OverheadMode[] = (opts.modes ?? ['untraced', 'pool', 'pool-duty-0.5', 'malloc', 'malloc-duty-0.5', 'bpftrace']).filter((m) => m !== 'bpftrace' || haveBpftrace);
+  const modes: OverheadMode[] = (
+    opts.modes ?? ['untraced', 'pool', 'pool-duty-0.5', 'malloc', 'malloc-duty-0.5', 'bpftrace']
+  ).filter((m) => m !== 'bpftrace' || haveBpftrace);
   await ensureFixturesBuilt();
 
   const tmp = mkdtempSync(join(os.tmpdir(), 'leakscope-bench-overhead-'));
@@ -238,8 +322,10 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
         run++;
         let tracer: Tracer | undefined;
         if (mode === 'pool' || mode === 'malloc') tracer = startLeakscope(worker, mode, tmp, run);
-        else if (mode.startsWith('pool-duty-')) tracer = startLeakscope(worker, 'pool', tmp, run, Number(mode.slice('pool-duty-'.length)));
-        else if (mode.startsWith('malloc-duty-')) tracer = startLeakscope(worker, 'malloc', tmp, run, Number(mode.slice('malloc-duty-'.length)));
+        else if (mode.startsWith('pool-duty-'))
+          tracer = startLeakscope(worker, 'pool', tmp, run, Number(mode.slice('pool-duty-'.length)));
+        else if (mode.startsWith('malloc-duty-'))
+          tracer = startLeakscope(worker, 'malloc', tmp, run, Number(mode.slice('malloc-duty-'.length)));
         else if (mode === 'bpftrace') tracer = startBpftrace(worker);
         try {
           await tracer?.ready;
@@ -249,16 +335,25 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
           const tracerTicks = tracer ? cpuTicks(tracer.pid) : 0;
           const t = tracer ? await tracer.stop() : undefined;
           tracer = undefined;
-          const errors = w.non2xx + w.socketErrors.connect + w.socketErrors.read + w.socketErrors.write + w.socketErrors.timeout;
+          const errors =
+            w.non2xx + w.socketErrors.connect + w.socketErrors.read + w.socketErrors.write + w.socketErrors.timeout;
           runs.push({
-            round, mode, requestsPerSec: w.requestsPerSec, requests: w.totalRequests, errors,
-            probeHits: mode === 'untraced' ? 0 : t?.probeHits ?? null, probeHitsByKind: t?.byKind,
+            round,
+            mode,
+            requestsPerSec: w.requestsPerSec,
+            requests: w.totalRequests,
+            errors,
+            probeHits: mode === 'untraced' ? 0 : (t?.probeHits ?? null),
+            probeHitsByKind: t?.byKind,
             workerCpuMicrosPerRequest: (workerTicks * TICK_MICROS) / Math.max(1, w.totalRequests),
             tracerCpuSeconds: mode === 'untraced' ? null : tracerTicks / 100,
-            lostEvents: t?.lostEvents, note: t?.note,
+            lostEvents: t?.lostEvents,
+            note: t?.note,
           });
           const r = runs[runs.length - 1]!;
-          process.stderr.write(`  round ${round + 1} ${mode.padEnd(10)} ${r.requestsPerSec.toFixed(0).padStart(7)} req/s${r.probeHits !== null && mode !== 'untraced' ? `, ${(r.probeHits / Math.max(1, r.requests)).toFixed(2)} hits/req` : ''}\n`);
+          process.stderr.write(
+            `  round ${round + 1} ${mode.padEnd(10)} ${r.requestsPerSec.toFixed(0).padStart(7)} req/s${r.probeHits !== null && mode !== 'untraced' ? `, ${(r.probeHits / Math.max(1, r.requests)).toFixed(2)} hits/req` : ''}\n`,
+          );
         } finally {
           if (tracer) {
             killQuietly(tracer.pid, 'SIGKILL');
@@ -272,9 +367,12 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
     const summary = modes.map((mode) => {
       const rs = runs.filter((r) => r.mode === mode);
       const rps = median(rs.map((r) => r.requestsPerSec));
-      const hitsPerReq = rs.every((r) => r.probeHits !== null) ? median(rs.map((r) => r.probeHits! / Math.max(1, r.requests))) : null;
+      const hitsPerReq = rs.every((r) => r.probeHits !== null)
+        ? median(rs.map((r) => r.probeHits! / Math.max(1, r.requests)))
+        : null;
       const byKind: Record<string, number> = {};
-      for (const k of Object.keys(rs[0]?.probeHitsByKind ?? {})) byKind[k] = median(rs.map((r) => (r.probeHitsByKind?.[k] ?? 0) / Math.max(1, r.requests)));
+      for (const k of Object.keys(rs[0]?.probeHitsByKind ?? {}))
+        byKind[k] = median(rs.map((r) => (r.probeHitsByKind?.[k] ?? 0) / Math.max(1, r.requests)));
       const target = mode.startsWith('pool') ? 0.9 : mode.startsWith('malloc') ? 0.7 : null;
       return {
         mode,
@@ -294,7 +392,11 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
 
     const result = {
       target: `nginx gateway (1 worker, pid ${worker}) -> upstream nginx on loopback; wrk -t1 -c${connections} -d${seconds}s, every ${leakEvery}th request /leak-drop (leak_size ${leakSize})`,
-      rounds, seconds, connections, leakEvery, cpus: os.cpus().length,
+      rounds,
+      seconds,
+      connections,
+      leakEvery,
+      cpus: os.cpus().length,
       summary: summary.map((s) => ({ ...s, extraWorkerMicrosPerRequest: s.workerCpuMicrosPerRequest - untracedCpu })),
       callsPerRequest: calls,
       runs,
@@ -305,16 +407,44 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
     const rows = [
       ['mode', 'req/s (median)', 'ratio', 'target', 'probe hits/req', 'worker µs/req', 'tracer CPU s', 'runs (req/s)'],
       ...result.summary.map((s) => [
-        s.mode, s.medianRequestsPerSec.toFixed(0), pct(s.ratio),
+        s.mode,
+        s.medianRequestsPerSec.toFixed(0),
+        pct(s.ratio),
         s.target === null ? '' : `>= ${pct(s.target)} ${s.met ? 'met' : 'NOT met'}`,
-        s.probeHitsPerRequest === null ? '?' : `${s.probeHitsPerRequest.toFixed(2)}${s.probeHitsPerRequestByKind ? ` (${Object.entries(s.probeHitsPerRequestByKind).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')})` : ''}`,
-        s.workerCpuMicrosPerRequest.toFixed(1), s.tracerCpuSeconds === null ? '' : s.tracerCpuSeconds.toFixed(2), s.runs.join(' '),
+        s.probeHitsPerRequest === null
+          ? '?'
+          : `${s.probeHitsPerRequest.toFixed(2)}${
+              s.probeHitsPerRequestByKind
+                ? ` (${Object.entries(s.probeHitsPerRequestByKind)
+                    .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+                    .join(', ')})`
+                : ''
+            }`,
+        s.workerCpuMicrosPerRequest.toFixed(1),
+        s.tracerCpuSeconds === null ? '' : s.tracerCpuSeconds.toFixed(2),
+        s.runs.join(' '),
       ]),
     ];
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     console.log(result.target);
-    console.log(rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n'));
-    if (calls) console.log(`calls per request in the worker (bpftrace count, ${calls.requests} requests): ${Object.entries(calls.perRequest).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
+    console.log(
+      rows
+        .map((r) =>
+          r
+            .map((c, i) => c.padEnd(widths[i]!))
+            .join('  ')
+            .trimEnd(),
+        )
+        .join('\n'),
+    );
+    if (calls)
+      console.log(
+        `calls per request in the worker (bpftrace count, ${calls.requests} requests): ${Object.entries(
+          calls.perRequest,
+        )
+          .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+          .join(', ')}`,
+      );
     const notes = [...new Set(runs.filter((r) => r.note).map((r) => `${r.mode}: ${r.note}`))];
     for (const n of notes) console.log(`note: ${n}`);
     return result;
@@ -326,5 +456,11 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const extra = (process.env.LEAKSCOPE_BENCH_MODES ?? '').split(',').filter(Boolean) as OverheadMode[];
-  benchTraceOverhead(extra.length ? { modes: extra } : {}).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+  benchTraceOverhead(extra.length ? { modes: extra } : {}).then(
+    () => process.exit(0),
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
 }

@@ -42,5 +42,9 @@ if (!files.length) {
   process.exit(1);
 }
 const concurrency = tier === 'unit' ? Math.max(1, availableParallelism()) : 1;
-const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files], { stdio: 'inherit' });
+const r = spawnSync(
+  process.execPath,
+  ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
+  { stdio: 'inherit' },
+);
 process.exit(r.status ?? 1);

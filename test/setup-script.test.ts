@@ -23,8 +23,14 @@ const SERVICE_ACTIONS: [RegExp, string][] = [
 
 test('scripts/setup.sh never stops, disables, restarts or reconfigures a host service', () => {
   const text = readFileSync(join(REPO_ROOT, 'scripts/setup.sh'), 'utf8');
-  const commands = text.split('\n').map((l) => l.replace(/(^|\s)#.*$/, '')).filter((l) => l.trim());
-  assert.ok(commands.some((l) => /apt-get install/.test(l)), 'the script installs packages (sanity check of the reading)');
+  const commands = text
+    .split('\n')
+    .map((l) => l.replace(/(^|\s)#.*$/, ''))
+    .filter((l) => l.trim());
+  assert.ok(
+    commands.some((l) => /apt-get install/.test(l)),
+    'the script installs packages (sanity check of the reading)',
+  );
   for (const line of commands) {
     for (const [re, what] of SERVICE_ACTIONS) assert.doesNotMatch(line, re, `setup.sh runs ${what}: ${line.trim()}`);
   }

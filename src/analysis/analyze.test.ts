@@ -24,10 +24,17 @@ const TRACE = 5;
 /** Keeps requests going (paths in turn) until stopped. */
 function traffic(ngx: NginxHandle, paths: string[], pauseMs: number): () => Promise<number> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
-  let stop = false, n = 0;
-  const get = (p: string) => new Promise<void>((res) => {
-    http.get(ngx.url(p), { agent }, (r) => { r.resume(); r.on('end', () => res()); }).on('error', () => res());
-  });
+  let stop = false,
+    n = 0;
+  const get = (p: string) =>
+    new Promise<void>((res) => {
+      http
+        .get(ngx.url(p), { agent }, (r) => {
+          r.resume();
+          r.on('end', () => res());
+        })
+        .on('error', () => res());
+    });
   const loop = (async () => {
     while (!stop) {
       await Promise.all(paths.map((p) => get(p)));
@@ -35,7 +42,12 @@ function traffic(ngx: NginxHandle, paths: string[], pauseMs: number): () => Prom
       await new Promise((r) => setTimeout(r, pauseMs));
     }
   })();
-  return async () => { stop = true; await loop; agent.destroy(); return n; };
+  return async () => {
+    stop = true;
+    await loop;
+    agent.destroy();
+    return n;
+  };
 }
 
 async function analyzeNginx(paths: string[], workers = 1): Promise<AnalyzeDocument> {
@@ -53,7 +65,9 @@ async function analyzeNginx(paths: string[], workers = 1): Promise<AnalyzeDocume
       space.close();
       for (const s of siblings) s.close();
     }
-  } finally { await ngx.stop(); }
+  } finally {
+    await ngx.stop();
+  }
 }
 
 let leakDoc: AnalyzeDocument | undefined;
@@ -67,8 +81,14 @@ test('leak scenario (real nginx, leaking module): names the module, the bucket a
   assert.deepEqual(c.bucket, { minBytes: 256 * 1024, maxBytes: 512 * 1024 }, 'the 300 KiB large allocations');
   assert.equal(c.function, 'ngx_http_leak_create_session');
   assert.equal(c.confidence, 'high');
-  assert.deepEqual(doc.steps.map((s) => s.id), ['memory', 'allocator', 'pools', 'buckets', 'code-path']);
-  assert.ok(doc.durationSeconds <= TRACE + 10, `the whole analysis took ${doc.durationSeconds} s for a ${TRACE} s window`);
+  assert.deepEqual(
+    doc.steps.map((s) => s.id),
+    ['memory', 'allocator', 'pools', 'buckets', 'code-path'],
+  );
+  assert.ok(
+    doc.durationSeconds <= TRACE + 10,
+    `the whole analysis took ${doc.durationSeconds} s for a ${TRACE} s window`,
+  );
   // A real analysis document (with its embedded mem, heap, pools and leaks documents) reads back through the contract.
   const text = JSON.parse(JSON.stringify(doc));
   assert.deepEqual(JSON.parse(JSON.stringify(parseAnalyze(text))), text);
@@ -92,12 +112,18 @@ test('a C program leaking through malloc: names the leaking function and its buc
   const fx = await startFixture('malloc-leaker');
   try {
     let stop = false;
-    const driver = (async () => { while (!stop) await fx.command('go 50 2000', 60_000); })();
+    const driver = (async () => {
+      while (!stop) await fx.command('go 50 2000', 60_000);
+    })();
     const space = LiveProcess.open(fx.pid);
     let doc: AnalyzeDocument;
     try {
       doc = await analyze(space, { traceSeconds: TRACE, pauseSeconds: 2 });
-    } finally { stop = true; await driver; space.close(); }
+    } finally {
+      stop = true;
+      await driver;
+      space.close();
+    }
     const c = doc.conclusion;
     assert.equal(c.leak, true, `${c.summary} ${JSON.stringify(doc.steps.map((s) => s.finding))}`);
     // leak_path_c leaks the most: 64 KiB (posix_memalign) every 4th call -> chunks of 64 KiB + 16.
@@ -106,7 +132,9 @@ test('a C program leaking through malloc: names the leaking function and its buc
     assert.equal(c.module, 'malloc-leaker');
     assert.equal(doc.pools, null, 'not nginx: no pool step');
     assert.equal((doc.leaks as { mode: string }).mode, 'malloc');
-  } finally { await fx.stop(); }
+  } finally {
+    await fx.stop();
+  }
 });
 
 test('HTML report of the leak scenario renders in Chromium with every section and the flame graph', async (t) => {
@@ -122,8 +150,11 @@ test('HTML report of the leak scenario renders in Chromium with every section an
     const body = await page.locator('body').innerText();
     for (const s of leakDoc!.steps) assert.ok(body.includes(s.title), `section ${s.title}`);
     const frames = await page.locator('svg title').allTextContents();
-    assert.ok(frames.some((x) => x.includes('ngx_http_leak_create_session')), 'flame graph frame of the module function');
-    assert.ok(await page.locator('[data-anomalous="true"]').count() >= 1, 'the anomalous bucket is marked');
+    assert.ok(
+      frames.some((x) => x.includes('ngx_http_leak_create_session')),
+      'flame graph frame of the module function',
+    );
+    assert.ok((await page.locator('[data-anomalous="true"]').count()) >= 1, 'the anomalous bucket is marked');
     await page.screenshot({ path: join(dir, 'analyze-report.png'), fullPage: true });
     assert.deepEqual(errors, []);
   });
@@ -134,12 +165,21 @@ test('a hostile symbol name is escaped in the HTML report and its flame graph', 
   const hostile = fx.truth.symbol;
   try {
     let stop = false;
-    const driver = (async () => { while (!stop) { await fx.command('go 400', 60_000); await new Promise((r) => setTimeout(r, 100)); } })();
+    const driver = (async () => {
+      while (!stop) {
+        await fx.command('go 400', 60_000);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
     const space = LiveProcess.open(fx.pid);
     let doc: AnalyzeDocument;
     try {
       doc = await analyze(space, { traceSeconds: 3, pauseSeconds: 1, sampleBytes: 0 });
-    } finally { stop = true; await driver; space.close(); }
+    } finally {
+      stop = true;
+      await driver;
+      space.close();
+    }
     assert.equal(doc.conclusion.function, hostile, doc.conclusion.summary);
     const html = renderHtmlReport(doc);
     assert.ok(!html.includes('<img src=x'), 'never raw in the markup');
@@ -150,16 +190,22 @@ test('a hostile symbol name is escaped in the HTML report and its flame graph', 
       assert.equal(await page.locator('img').count(), 0, 'no element injected');
       // biome-ignore lint/performance/useDomNodeTextContent: the text as rendered (CSS applied) is what is checked
       assert.ok((await page.locator('body').innerText()).includes(hostile), 'shown as text');
-      assert.ok((await page.locator('svg title').allTextContents()).some((x) => x.includes(hostile)), 'flame graph frame as text');
+      assert.ok(
+        (await page.locator('svg title').allTextContents()).some((x) => x.includes(hostile)),
+        'flame graph frame as text',
+      );
       assert.deepEqual(dialogs, []);
       assert.deepEqual(errors, []);
     });
-  } finally { await fx.stop(); }
+  } finally {
+    await fx.stop();
+  }
 });
 
-test('leakscope demo (the README\'s first command) writes the report and names the leak', () => {
+test("leakscope demo (the README's first command) writes the report and names the leak", () => {
   const dir = mkdtempSync(join(tmpdir(), 'leakscope-demo-test-'));
-  const html = join(dir, 'report.html'), json = join(dir, 'report.json');
+  const html = join(dir, 'report.html'),
+    json = join(dir, 'report.json');
   const r = leakscope(['demo', '--duration', '3', '--html', html, '--json', json]);
   assert.equal(r.status, 0, r.stderr);
   assert.ok(existsSync(html));

@@ -27,14 +27,20 @@ export function judge(o: Observations, now: Date): AnalyzeDocument {
   const f = findings(o);
   const g = f.growth;
   const heapWalked = o.heapError === null && !!o.final;
-  const comparison = heapWalked && (g.anomalous || g.buckets.length)
-    ? { baseline: g.source, ...(g.kind ? { kind: g.kind } : {}), buckets: g.buckets }
-    : null;
+  const comparison =
+    heapWalked && (g.anomalous || g.buckets.length)
+      ? { baseline: g.source, ...(g.kind ? { kind: g.kind } : {}), buckets: g.buckets }
+      : null;
   return encodeAnalyze({
-    target: o.target.description, pid: o.target.pid,
-    generatedAt: now, durationSeconds: (now.getTime() - o.startedAt) / 1000,
-    steps: steps(o, f), conclusion: conclude(f),
-    mem: o.mem, census: heapWalked ? o.final!.census : null, comparison,
+    target: o.target.description,
+    pid: o.target.pid,
+    generatedAt: now,
+    durationSeconds: (now.getTime() - o.startedAt) / 1000,
+    steps: steps(o, f),
+    conclusion: conclude(f),
+    mem: o.mem,
+    census: heapWalked ? o.final!.census : null,
+    comparison,
     anomalous: heapWalked ? g.anomalous : null,
     pools: heapWalked ? o.final!.pools : null,
     trace: o.trace,

@@ -11,18 +11,33 @@ import { isLeakscopeError } from '../model/errors.js';
 export function breakdownInputsFor(space: AddressSpace, symbolizer: Symbolizer): BreakdownInputs {
   const inputs: BreakdownInputs = { notes: [] };
   const lj = luajitRegions(space, symbolizer);
-  if (lj.vms) inputs.luajit = { regions: lj.regions, gcTotalBytes: lj.gcTotalBytes, source: `lj_alloc segments and direct chunks of ${lj.vms} Lua VM(s); in use = Σ gc.total` };
+  if (lj.vms)
+    inputs.luajit = {
+      regions: lj.regions,
+      gcTotalBytes: lj.gcTotalBytes,
+      source: `lj_alloc segments and direct chunks of ${lj.vms} Lua VM(s); in use = Σ gc.total`,
+    };
   try {
     const g = glibcRegions(space, symbolizer, undefined, lj.regions);
     const libc = symbolizer.lookup('main_arena', { module: 'libc.so' });
-    inputs.glibc = { ...g, source: libc ? `arena ring from main_arena (${libc.source}); mmapped chunks by validated headers` : 'arena ring located without symbols (top-chunk search); mmapped chunks by validated headers' };
+    inputs.glibc = {
+      ...g,
+      source: libc
+        ? `arena ring from main_arena (${libc.source}); mmapped chunks by validated headers`
+        : 'arena ring located without symbols (top-chunk search); mmapped chunks by validated headers',
+    };
   } catch (e) {
     if (!isLeakscopeError(e)) throw e;
     inputs.notes!.push(`glibc allocator state not found: ${e.message}`);
   }
   if (symbolizer.lookup('ngx_cycle')) {
     try {
-      inputs.shmZones = nginxShmZones(space, symbolizer).map((z) => ({ name: z.name, address: z.address, size: z.size, module: z.module ?? undefined }));
+      inputs.shmZones = nginxShmZones(space, symbolizer).map((z) => ({
+        name: z.name,
+        address: z.address,
+        size: z.size,
+        module: z.module ?? undefined,
+      }));
     } catch (e) {
       if (!isLeakscopeError(e)) throw e;
       inputs.notes!.push(`nginx shared memory zones not read: ${e.message}`);
@@ -30,4 +45,3 @@ export function breakdownInputsFor(space: AddressSpace, symbolizer: Symbolizer):
   }
   return inputs;
 }
-

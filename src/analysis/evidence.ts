@@ -36,10 +36,17 @@ export const SIGNIFICANT_GROWTH: Record<ComparisonKind, { minBytes: number; minS
 };
 
 /** Owners whose pools live as long as their owner: not leak suspects. */
-export const LIFECYCLE_OWNERS: ReadonlySet<string> = new Set(['cycle', 'old-cycle', 'connection', 'request', 'upstream']);
+export const LIFECYCLE_OWNERS: ReadonlySet<string> = new Set([
+  'cycle',
+  'old-cycle',
+  'connection',
+  'request',
+  'upstream',
+]);
 
 /** Allocation wrappers skipped when naming the leaking function. */
-const ALLOCATOR_FUNCTIONS = /^(malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc|pvalloc|__libc_\w+|_int_\w+|_mid_memalign|ngx_alloc|ngx_calloc|ngx_memalign|ngx_palloc\w*|ngx_pnalloc|ngx_pcalloc|ngx_pmemalign|ngx_create_pool|ngx_array_\w+|ngx_list_\w+|ngx_hash_\w+|CRYPTO_\w*alloc\w*|lj_alloc\w*|operator new.*|_Zn[wa]\w+)$/;
+const ALLOCATOR_FUNCTIONS =
+  /^(malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc|pvalloc|__libc_\w+|_int_\w+|_mid_memalign|ngx_alloc|ngx_calloc|ngx_memalign|ngx_palloc\w*|ngx_pnalloc|ngx_pcalloc|ngx_pmemalign|ngx_create_pool|ngx_array_\w+|ngx_list_\w+|ngx_hash_\w+|CRYPTO_\w*alloc\w*|lj_alloc\w*|operator new.*|_Zn[wa]\w+)$/;
 
 /** The comparison the analysis rests on: what with, every bucket's growth, the anomalous bucket. */
 export interface Growth {
@@ -52,7 +59,12 @@ export interface Growth {
 }
 
 /** Outstanding memory of a trace attributed to one leaking function. */
-export interface LeakingFunction { fn: string | null; module: string | null; bytes: number; count: number }
+export interface LeakingFunction {
+  fn: string | null;
+  module: string | null;
+  bytes: number;
+  count: number;
+}
 
 /** What the verdict needs (verdict.ts); every field a plain value. */
 export interface Findings {
@@ -99,19 +111,29 @@ export interface Findings {
 }
 
 /** Of all comparisons, the one whose top bucket grew most (in bytes), with that bucket when it is significant. */
-export function pickGrowth(comparisons: ReadonlyArray<{ kind: ComparisonKind; label: string; cmp: CensusComparison }>,
-  current: Pick<HeapCensus, 'totals'>): Growth {
+export function pickGrowth(
+  comparisons: ReadonlyArray<{ kind: ComparisonKind; label: string; cmp: CensusComparison }>,
+  current: Pick<HeapCensus, 'totals'>,
+): Growth {
   let best: Growth = { kind: null, source: '', buckets: [], anomalous: null };
   let bestBytes = -Infinity;
   const heapBytes = current.totals.inUseBytes + current.totals.mmappedBytes;
   for (const { kind, label, cmp } of comparisons) {
     const buckets: AnalyzeBucketGrowth[] = cmp.buckets.map((b) => ({
-      minBytes: b.minBytes, maxBytes: b.maxBytes, baselineInUseChunks: b.baselineInUseChunks, currentInUseChunks: b.currentInUseChunks,
-      chunkGrowth: b.inUseChunks, byteGrowth: b.inUseBytes,
+      minBytes: b.minBytes,
+      maxBytes: b.maxBytes,
+      baselineInUseChunks: b.baselineInUseChunks,
+      currentInUseChunks: b.currentInUseChunks,
+      chunkGrowth: b.inUseChunks,
+      byteGrowth: b.inUseBytes,
     }));
     const top = buckets.reduce<AnalyzeBucketGrowth | null>((a, b) => (!a || b.byteGrowth > a.byteGrowth ? b : a), null);
     const need = SIGNIFICANT_GROWTH[kind];
-    const significant = !!top && top.chunkGrowth >= MIN_CHUNK_GROWTH && top.byteGrowth >= need.minBytes && top.byteGrowth >= heapBytes * need.minShareOfHeap;
+    const significant =
+      !!top &&
+      top.chunkGrowth >= MIN_CHUNK_GROWTH &&
+      top.byteGrowth >= need.minBytes &&
+      top.byteGrowth >= heapBytes * need.minShareOfHeap;
     const score = significant ? top!.byteGrowth : -1;
     if (score > bestBytes || best.kind === null) {
       if (score > bestBytes) bestBytes = score;
@@ -121,10 +143,16 @@ export function pickGrowth(comparisons: ReadonlyArray<{ kind: ComparisonKind; la
   return best;
 }
 
-export function isSuspectPool(p: Pick<NginxPool, 'owner'>): boolean { return !LIFECYCLE_OWNERS.has(p.owner); }
+export function isSuspectPool(p: Pick<NginxPool, 'owner'>): boolean {
+  return !LIFECYCLE_OWNERS.has(p.owner);
+}
 
 /** Pool mode when nginx pools hold the anomalous bucket's chunks (or nothing grew yet), else malloc. */
-export function chooseTraceMode(isNginx: boolean, pools: Pick<PoolAnalysis, 'buckets'> | null, anomalous: AnalyzeBucketGrowth | null): 'pool' | 'malloc' {
+export function chooseTraceMode(
+  isNginx: boolean,
+  pools: Pick<PoolAnalysis, 'buckets'> | null,
+  anomalous: AnalyzeBucketGrowth | null,
+): 'pool' | 'malloc' {
   if (!isNginx || !pools) return 'malloc';
   if (!anomalous) return 'pool';
   const b = pools.buckets.find((x) => x.minBytes === anomalous.minBytes);
@@ -144,7 +172,8 @@ export function byLeakingFunction(stacks: readonly StackSample[]): LeakingFuncti
     const frame = fn ? s.frames.find((f) => f.function === fn)! : s.frames[0];
     const key = `${fn}\0${frame?.module}`;
     const e = m.get(key) ?? { fn, module: frame ? frame.module : null, bytes: 0, count: 0 };
-    e.bytes += s.bytes; e.count += s.count;
+    e.bytes += s.bytes;
+    e.count += s.count;
     m.set(key, e);
   }
   return [...m.values()].sort((a, b) => b.bytes - a.bytes);
@@ -167,10 +196,21 @@ export function moduleName(path: string): string {
 }
 
 /** A call path whose outstanding bytes grew steadily through the trace window. */
-export interface SteadyPath { fn: string | null; module: string | null; rate: GrowthRate; outstandingBytes: number }
+export interface SteadyPath {
+  fn: string | null;
+  module: string | null;
+  rate: GrowthRate;
+  outstandingBytes: number;
+}
 
 /** RSS growth of one memory category that no model (glibc, pools, shm, known runtimes) explains. */
-export interface UnexplainedGrowth { category: MemCategoryName; growthBytes: number; seconds: number; startBytes: number; endBytes: number }
+export interface UnexplainedGrowth {
+  category: MemCategoryName;
+  growthBytes: number;
+  seconds: number;
+  startBytes: number;
+  endBytes: number;
+}
 
 /** Categories whose memory no model reads: growth there is unexplained. */
 export const UNMODELLED_CATEGORIES: readonly MemCategoryName[] = ['other-anon'];
@@ -189,7 +229,11 @@ export function steadyPaths(t: LeakTrace): SteadyPath[] | null {
     const frame = fn ? s.frames.find((f) => f.function === fn)! : s.frames[0];
     const key = `${fn}\0${frame?.module}`;
     let e = m.get(key);
-    if (!e) m.set(key, (e = { fn, module: frame ? frame.module : null, series: new Array<number>(times.length).fill(0), bytes: 0 }));
+    if (!e)
+      m.set(
+        key,
+        (e = { fn, module: frame ? frame.module : null, series: new Array<number>(times.length).fill(0), bytes: 0 }),
+      );
     for (let i = 0; i < times.length; i++) e.series[i]! += s.series[i]!;
     e.bytes += s.bytes;
   }
@@ -203,10 +247,15 @@ export function steadyPaths(t: LeakTrace): SteadyPath[] | null {
     const r = d.rate;
     if (t.sampleBytes > 0 && r.spanSeconds > 0) {
       const n = Math.max(1, (r.bytesPerSecond * r.spanSeconds) / t.sampleBytes);
-      const half = Math.max(r.highBytesPerSecond - r.bytesPerSecond, (1.96 * Math.sqrt(n) * t.sampleBytes) / r.spanSeconds);
+      const half = Math.max(
+        r.highBytesPerSecond - r.bytesPerSecond,
+        (1.96 * Math.sqrt(n) * t.sampleBytes) / r.spanSeconds,
+      );
       if (!(r.bytesPerSecond - half > 0)) continue;
-      r.lowBytesPerSecond = r.bytesPerSecond - half; r.highBytesPerSecond = r.bytesPerSecond + half;
-      r.lowBytesPerHour = r.lowBytesPerSecond * 3600; r.highBytesPerHour = r.highBytesPerSecond * 3600;
+      r.lowBytesPerSecond = r.bytesPerSecond - half;
+      r.highBytesPerSecond = r.bytesPerSecond + half;
+      r.lowBytesPerHour = r.lowBytesPerSecond * 3600;
+      r.highBytesPerHour = r.highBytesPerSecond * 3600;
     }
     out.push({ fn: e.fn, module: e.module, rate: r, outstandingBytes: e.bytes });
   }
@@ -231,7 +280,8 @@ export function unexplainedGrowth(start: MemBreakdown, end: MemBreakdown | null,
     const a = start.categories.find((c) => c.name === name)?.rssBytes ?? 0;
     const b = end.categories.find((c) => c.name === name)?.rssBytes ?? 0;
     const g = b - a;
-    if (g >= MIN_UNEXPLAINED_BYTES && g >= MIN_UNEXPLAINED_SHARE * end.rssBytes) out.push({ category: name, growthBytes: g, seconds, startBytes: a, endBytes: b });
+    if (g >= MIN_UNEXPLAINED_BYTES && g >= MIN_UNEXPLAINED_SHARE * end.rssBytes)
+      out.push({ category: name, growthBytes: g, seconds, startBytes: a, endBytes: b });
   }
   return out;
 }
@@ -239,7 +289,9 @@ export function unexplainedGrowth(start: MemBreakdown, end: MemBreakdown | null,
 /** What the verdict needs from the observations. */
 export function findings(o: Observations): Findings {
   const final = o.final;
-  const growth = final ? pickGrowth(o.comparisons, final.census) : { kind: null, source: '', buckets: [], anomalous: null };
+  const growth = final
+    ? pickGrowth(o.comparisons, final.census)
+    : { kind: null, source: '', buckets: [], anomalous: null };
   const pools = final?.pools ?? null;
   let poolFindings: Findings['pools'] = null;
   if (pools) {
@@ -253,9 +305,12 @@ export function findings(o: Observations): Findings {
     };
   }
   const t = o.trace;
-  const traceHeapGrowth = t && o.traceStart && final
-    ? (final.census.totals.inUseBytes + final.census.totals.mmappedBytes) - (o.traceStart.totals.inUseBytes + o.traceStart.totals.mmappedBytes)
-    : null;
+  const traceHeapGrowth =
+    t && o.traceStart && final
+      ? final.census.totals.inUseBytes +
+        final.census.totals.mmappedBytes -
+        (o.traceStart.totals.inUseBytes + o.traceStart.totals.mmappedBytes)
+      : null;
   return {
     targetKind: o.target.kind,
     observedSeconds: o.observedSeconds,
@@ -268,7 +323,14 @@ export function findings(o: Observations): Findings {
     isNginx: o.isNginx,
     mainModule: moduleName(o.target.mainModule),
     growth,
-    trace: t ? { durationSeconds: t.durationSeconds, outstandingBytes: t.totals.outstandingBytes, top: byLeakingFunction(t.stacks)[0] ?? null, ...(t.complete === false ? { complete: false } : {}) } : null,
+    trace: t
+      ? {
+          durationSeconds: t.durationSeconds,
+          outstandingBytes: t.totals.outstandingBytes,
+          top: byLeakingFunction(t.stacks)[0] ?? null,
+          ...(t.complete === false ? { complete: false } : {}),
+        }
+      : null,
     pools: poolFindings,
     lua: luaFinding(o.lua ?? null),
     unreachable: unreachableFindings(o, growth),
@@ -279,7 +341,12 @@ function unreachableFindings(o: Observations, g: Growth): Findings['unreachable'
   const r = o.reach;
   if (!r) return null;
   const b = g.anomalous ? r.buckets.find((x) => x.minBytes === g.anomalous!.minBytes) : undefined;
-  return { lostChunks: r.lostChunks, lostBytes: r.lostBytes, bucketLostChunks: b?.lostChunks ?? 0, bucketLostBytes: b?.lostBytes ?? 0 };
+  return {
+    lostChunks: r.lostChunks,
+    lostBytes: r.lostBytes,
+    bucketLostChunks: b?.lostChunks ?? 0,
+    bucketLostBytes: b?.lostBytes ?? 0,
+  };
 }
 
 /** The report's steps (1-5) from the observations and the growth the analysis rests on. */
@@ -287,7 +354,13 @@ export function steps(o: Observations, f: Findings): AnalyzeStep[] {
   const growth = f.growth;
   const out: AnalyzeStep[] = [memoryStep(o.mem, f.unexplained, o.memEnd)];
   if (o.heapError !== null || !o.before || !o.final) {
-    out.push({ id: 'allocator', title: 'glibc allocator', finding: `the heap could not be walked: ${o.heapError ?? 'no census'}`, evidence: [], status: 'error' });
+    out.push({
+      id: 'allocator',
+      title: 'glibc allocator',
+      finding: `the heap could not be walked: ${o.heapError ?? 'no census'}`,
+      evidence: [],
+      status: 'error',
+    });
     return out;
   }
   // Steps 2-4 report the state at the end of the analysis, with growth since its start.
@@ -299,25 +372,44 @@ export function steps(o: Observations, f: Findings): AnalyzeStep[] {
   const buckets = bucketsStep(growth, o.final.census);
   const u = unreachableFindings(o, growth);
   if (u) {
-    buckets.evidence.push(growth.anomalous
-      ? `unreachable at the end (definitely or indirectly lost, in two scans): ${u.bucketLostChunks} chunks / ${formatBytes(u.bucketLostBytes)} of ${formatBytes(growth.anomalous.minBytes)}–${formatBytes(growth.anomalous.maxBytes)}; ${u.lostChunks} chunks / ${formatBytes(u.lostBytes)} in all`
-      : `unreachable at the end (definitely or indirectly lost, in two scans): ${u.lostChunks} chunks / ${formatBytes(u.lostBytes)}`);
+    buckets.evidence.push(
+      growth.anomalous
+        ? `unreachable at the end (definitely or indirectly lost, in two scans): ${u.bucketLostChunks} chunks / ${formatBytes(u.bucketLostBytes)} of ${formatBytes(growth.anomalous.minBytes)}–${formatBytes(growth.anomalous.maxBytes)}; ${u.lostChunks} chunks / ${formatBytes(u.lostBytes)} in all`
+        : `unreachable at the end (definitely or indirectly lost, in two scans): ${u.lostChunks} chunks / ${formatBytes(u.lostBytes)}`,
+    );
   }
   out.push(buckets);
   out.push(codePathStep(o.trace, o.traceMode, o.target.kind === 'live', f.steady, !!growth.anomalous));
   return out;
 }
 
-export function memoryStep(mem: MemBreakdown, unexplained: readonly UnexplainedGrowth[] = [], memEnd: MemBreakdown | null = null): AnalyzeStep {
+export function memoryStep(
+  mem: MemBreakdown,
+  unexplained: readonly UnexplainedGrowth[] = [],
+  memEnd: MemBreakdown | null = null,
+): AnalyzeStep {
   const glibcRss = mem.categories.filter((c) => c.name.startsWith('glibc-')).reduce((a, c) => a + c.rssBytes, 0);
-  const grew = unexplained.map((u) => `RSS grew ${formatBytes(u.growthBytes)} in ${u.category} (${formatBytes(u.startBytes)} -> ${formatBytes(u.endBytes)} in ${u.seconds.toFixed(0)} s), which no model covers`);
-  const evidence = mem.categories.filter((c) => c.rssBytes > 0).sort((a, b) => b.rssBytes - a.rssBytes).slice(0, 6)
-    .map((c) => `${c.name}: ${formatBytes(c.rssBytes)} RSS (${formatPercent(mem.rssBytes ? c.rssBytes / mem.rssBytes : 0)})`);
-  if (memEnd) evidence.push(`RSS ${formatBytes(mem.rssBytes)} at the start, ${formatBytes(memEnd.rssBytes)} at the end`);
+  const grew = unexplained.map(
+    (u) =>
+      `RSS grew ${formatBytes(u.growthBytes)} in ${u.category} (${formatBytes(u.startBytes)} -> ${formatBytes(u.endBytes)} in ${u.seconds.toFixed(0)} s), which no model covers`,
+  );
+  const evidence = mem.categories
+    .filter((c) => c.rssBytes > 0)
+    .sort((a, b) => b.rssBytes - a.rssBytes)
+    .slice(0, 6)
+    .map(
+      (c) =>
+        `${c.name}: ${formatBytes(c.rssBytes)} RSS (${formatPercent(mem.rssBytes ? c.rssBytes / mem.rssBytes : 0)})`,
+    );
+  if (memEnd)
+    evidence.push(`RSS ${formatBytes(mem.rssBytes)} at the start, ${formatBytes(memEnd.rssBytes)} at the end`);
   return {
-    id: 'memory', title: 'Process memory',
-    finding: grew.length ? `${grew.join('; ')}` :
-      `glibc's allocator holds ${formatBytes(glibcRss)} of the ${formatBytes(mem.rssBytes)} RSS (${formatPercent(mem.glibcShare)})` + (mem.glibcShare >= 0.5 ? ': the allocator is where to look' : ''),
+    id: 'memory',
+    title: 'Process memory',
+    finding: grew.length
+      ? `${grew.join('; ')}`
+      : `glibc's allocator holds ${formatBytes(glibcRss)} of the ${formatBytes(mem.rssBytes)} RSS (${formatPercent(mem.glibcShare)})` +
+        (mem.glibcShare >= 0.5 ? ': the allocator is where to look' : ''),
     evidence: [...grew, ...evidence],
     status: grew.length || mem.glibcShare >= 0.5 ? 'anomaly' : 'ok',
   };
@@ -327,21 +419,31 @@ export function allocatorStep(c: HeapCensus, ctx: { anomalous?: boolean; mem?: M
   const t = c.totals;
   // In-use bytes are chunk sizes; a malloc'd chunk is resident only where it was written, so a
   // large allocation never (fully) written counts whole in use but little in RSS.
-  const glibcRss = ctx.mem ? ctx.mem.categories.filter((x) => x.name.startsWith('glibc-')).reduce((a, x) => a + x.rssBytes, 0) : 0;
+  const glibcRss = ctx.mem
+    ? ctx.mem.categories.filter((x) => x.name.startsWith('glibc-')).reduce((a, x) => a + x.rssBytes, 0)
+    : 0;
   const inUse = t.inUseBytes + t.mmappedBytes;
-  const untouched = ctx.mem && inUse > glibcRss
-    ? [`in use (${formatBytes(inUse)}) exceeds the allocator's resident memory (${formatBytes(glibcRss)}): pages of allocations that were never written are not resident`]
-    : [];
-  const top = c.topSizes.slice(0, 3).map((s) => `${s.count} chunks of ${formatBytes(s.size)} (${formatBytes(s.bytes)})`);
+  const untouched =
+    ctx.mem && inUse > glibcRss
+      ? [
+          `in use (${formatBytes(inUse)}) exceeds the allocator's resident memory (${formatBytes(glibcRss)}): pages of allocations that were never written are not resident`,
+        ]
+      : [];
+  const top = c.topSizes
+    .slice(0, 3)
+    .map((s) => `${s.count} chunks of ${formatBytes(s.size)} (${formatBytes(s.bytes)})`);
   return {
-    id: 'allocator', title: 'glibc allocator',
+    id: 'allocator',
+    title: 'glibc allocator',
     finding: `${formatBytes(t.inUseBytes + t.mmappedBytes)} in use in ${t.inUseChunks + t.mmappedChunks} chunks, ${formatBytes(t.freeBytes)} free (fragmentation ${formatPercent(t.fragmentation)}) across ${t.arenas} arena(s)`,
     evidence: [
       `in use: ${t.inUseChunks} heap chunks (${formatBytes(t.inUseBytes)}) + ${t.mmappedChunks} mmapped (${formatBytes(t.mmappedBytes)})`,
       `free: tcache ${t.tcacheChunks}, fastbins ${t.fastbinChunks}, bins ${t.binChunks}, top ${formatBytes(t.topBytes)}`,
       `largest in-use sizes: ${top.join('; ') || 'none'}`,
       `glibc ${c.glibcVersion}; main_arena from ${c.sources.mainArena ?? 'unknown'}`,
-      ...(c.inconsistencyCount ? [`${c.inconsistencyCount} inconsistencies while walking a live heap (counted, not fatal)`] : []),
+      ...(c.inconsistencyCount
+        ? [`${c.inconsistencyCount} inconsistencies while walking a live heap (counted, not fatal)`]
+        : []),
       ...untouched,
     ],
     // The allocator is where the anomaly lives when a bucket grew or a call path's heap memory grew steadily.
@@ -349,62 +451,138 @@ export function allocatorStep(c: HeapCensus, ctx: { anomalous?: boolean; mem?: M
   };
 }
 
-export function poolsStep(p: PoolAnalysis | null, before: PoolAnalysis | null, anomalous: AnalyzeBucketGrowth | null, stable: StableSuspects | null = null): AnalyzeStep {
-  if (!p) return { id: 'pools', title: 'nginx memory pools', finding: 'the pool analysis did not run', evidence: [], status: 'error' };
+export function poolsStep(
+  p: PoolAnalysis | null,
+  before: PoolAnalysis | null,
+  anomalous: AnalyzeBucketGrowth | null,
+  stable: StableSuspects | null = null,
+): AnalyzeStep {
+  if (!p)
+    return {
+      id: 'pools',
+      title: 'nginx memory pools',
+      finding: 'the pool analysis did not run',
+      evidence: [],
+      status: 'error',
+    };
   // Suspects only when a second read confirms them (pool-suspects.ts); none without one.
   const suspectBytes = stable ? stable.bytes : 0;
   const top = [...p.groups].sort((a, b) => b.bytes - a.bytes)[0];
   // Cleanup handlers say which module registered cleanups on a pool, not who created it: a
   // creator is only named from a trace (the code-path step).
-  const evidence = p.groups.slice(0, 6).map((g) => `${g.owner}${g.module ? ` / ${g.module}` : ''}${g.creator && !LIFECYCLE_OWNERS.has(g.owner) ? ` (cleanups registered by ${g.creator})` : ''}: ${g.pools} pools, ${formatBytes(g.bytes)} (${g.largeAllocs} large allocations, ${formatBytes(g.largeBytes)})`);
-  if (stable?.transient) evidence.push(`${stable.transient} pools unowned in one read only (requests or connections being set up or torn down): not suspects`);
+  const evidence = p.groups
+    .slice(0, 6)
+    .map(
+      (g) =>
+        `${g.owner}${g.module ? ` / ${g.module}` : ''}${g.creator && !LIFECYCLE_OWNERS.has(g.owner) ? ` (cleanups registered by ${g.creator})` : ''}: ${g.pools} pools, ${formatBytes(g.bytes)} (${g.largeAllocs} large allocations, ${formatBytes(g.largeBytes)})`,
+    );
+  if (stable?.transient)
+    evidence.push(
+      `${stable.transient} pools unowned in one read only (requests or connections being set up or torn down): not suspects`,
+    );
   if (before) {
     const grew = p.totals.pools - before.totals.pools;
-    evidence.push(`pools: ${before.totals.pools} -> ${p.totals.pools} (${grew >= 0 ? '+' : ''}${grew}) during the analysis`);
+    evidence.push(
+      `pools: ${before.totals.pools} -> ${p.totals.pools} (${grew >= 0 ? '+' : ''}${grew}) during the analysis`,
+    );
   }
   if (anomalous) {
     const b = p.buckets.find((x) => x.minBytes === anomalous.minBytes);
-    if (b) evidence.push(`${b.poolChunks} of the ${b.censusInUseChunks} in-use chunks in ${formatBytes(b.minBytes)}–${formatBytes(b.maxBytes)} are pool blocks or large allocations`);
+    if (b)
+      evidence.push(
+        `${b.poolChunks} of the ${b.censusInUseChunks} in-use chunks in ${formatBytes(b.minBytes)}–${formatBytes(b.maxBytes)} are pool blocks or large allocations`,
+      );
   }
   return {
-    id: 'pools', title: 'nginx memory pools',
-    finding: `${p.totals.pools} pools hold ${formatBytes(p.totals.bytes)}` + (top ? `; the largest group is ${top.owner}${top.module ? ` (${top.module})` : ''} with ${formatBytes(top.bytes)}` : '') +
-      (suspectBytes ? `; ${formatBytes(suspectBytes)} in ${stable!.pools.length} pools no connection or request owns (in two reads)` : ''),
-    evidence, status: suspectBytes > 0 ? 'anomaly' : 'ok',
+    id: 'pools',
+    title: 'nginx memory pools',
+    finding:
+      `${p.totals.pools} pools hold ${formatBytes(p.totals.bytes)}` +
+      (top
+        ? `; the largest group is ${top.owner}${top.module ? ` (${top.module})` : ''} with ${formatBytes(top.bytes)}`
+        : '') +
+      (suspectBytes
+        ? `; ${formatBytes(suspectBytes)} in ${stable!.pools.length} pools no connection or request owns (in two reads)`
+        : ''),
+    evidence,
+    status: suspectBytes > 0 ? 'anomaly' : 'ok',
   };
 }
 
 export function bucketsStep(g: Growth, c: Pick<HeapCensus, 'totals'>): AnalyzeStep {
   if (!g.buckets.length) {
-    return { id: 'buckets', title: 'Chunk sizes', finding: 'no baseline to compare with (give --baseline, use --nginx with sibling workers, or analyze a live process)', evidence: [], status: 'skipped' };
+    return {
+      id: 'buckets',
+      title: 'Chunk sizes',
+      finding:
+        'no baseline to compare with (give --baseline, use --nginx with sibling workers, or analyze a live process)',
+      evidence: [],
+      status: 'skipped',
+    };
   }
-  const grown = [...g.buckets].filter((b) => b.byteGrowth > 0).sort((a, b) => b.byteGrowth - a.byteGrowth).slice(0, 4)
-    .map((b) => `${formatBytes(b.minBytes)}–${formatBytes(b.maxBytes)}: ${b.baselineInUseChunks} -> ${b.currentInUseChunks} chunks (${b.chunkGrowth >= 0 ? '+' : ''}${b.chunkGrowth}, ${formatBytes(b.byteGrowth)})`);
+  const grown = [...g.buckets]
+    .filter((b) => b.byteGrowth > 0)
+    .sort((a, b) => b.byteGrowth - a.byteGrowth)
+    .slice(0, 4)
+    .map(
+      (b) =>
+        `${formatBytes(b.minBytes)}–${formatBytes(b.maxBytes)}: ${b.baselineInUseChunks} -> ${b.currentInUseChunks} chunks (${b.chunkGrowth >= 0 ? '+' : ''}${b.chunkGrowth}, ${formatBytes(b.byteGrowth)})`,
+    );
   const a = g.anomalous;
   const heapBytes = c.totals.inUseBytes + c.totals.mmappedBytes;
   return {
-    id: 'buckets', title: 'Chunk sizes',
-    finding: a ? `${a.chunkGrowth} more chunks of ${formatBytes(a.minBytes)}–${formatBytes(a.maxBytes)} than ${g.source} (+${formatBytes(a.byteGrowth)}, ${formatPercent(heapBytes ? a.byteGrowth / heapBytes : 0)} of the heap)`
+    id: 'buckets',
+    title: 'Chunk sizes',
+    finding: a
+      ? `${a.chunkGrowth} more chunks of ${formatBytes(a.minBytes)}–${formatBytes(a.maxBytes)} than ${g.source} (+${formatBytes(a.byteGrowth)}, ${formatPercent(heapBytes ? a.byteGrowth / heapBytes : 0)} of the heap)`
       : `no chunk-size bucket grew significantly against ${g.source}`,
     evidence: grown.length ? grown : ['no bucket grew'],
     status: a ? 'anomaly' : 'ok',
   };
 }
 
-export function codePathStep(t: LeakTrace | null, mode: string | null, live: boolean, steady: SteadyPath[] | null = null, heapGrew = false): AnalyzeStep {
-  if (!t) return { id: 'code-path', title: 'C call path', finding: live ? 'no trace window was requested' : 'a core file cannot be traced', evidence: [], status: 'skipped' };
+export function codePathStep(
+  t: LeakTrace | null,
+  mode: string | null,
+  live: boolean,
+  steady: SteadyPath[] | null = null,
+  heapGrew = false,
+): AnalyzeStep {
+  if (!t)
+    return {
+      id: 'code-path',
+      title: 'C call path',
+      finding: live ? 'no trace window was requested' : 'a core file cannot be traced',
+      evidence: [],
+      status: 'skipped',
+    };
   const top = byLeakingFunction(t.stacks)[0];
-  const evidence = t.stacks.slice(0, 3).map((s) => `${formatBytes(s.bytes)} in ${Math.round(s.count)}: ${s.frames.slice(0, 6).map(frameLabel).join(' <- ')}`);
-  evidence.push(`${mode} mode, ${t.durationSeconds.toFixed(1)} s; ${t.totals.sampledEvents} stacks, ${t.totals.sampledEvents ? formatPercent(t.totals.completeStacks / t.totals.sampledEvents) : '0%'} unwound to main`);
-  evidence.push(`cost to the target: ${t.cost.totalProbeHits} probe hits, about ${(t.cost.estimatedCpuSeconds * 1000).toFixed(0)} ms of CPU`);
+  const evidence = t.stacks
+    .slice(0, 3)
+    .map(
+      (s) => `${formatBytes(s.bytes)} in ${Math.round(s.count)}: ${s.frames.slice(0, 6).map(frameLabel).join(' <- ')}`,
+    );
+  evidence.push(
+    `${mode} mode, ${t.durationSeconds.toFixed(1)} s; ${t.totals.sampledEvents} stacks, ${t.totals.sampledEvents ? formatPercent(t.totals.completeStacks / t.totals.sampledEvents) : '0%'} unwound to main`,
+  );
+  evidence.push(
+    `cost to the target: ${t.cost.totalProbeHits} probe hits, about ${(t.cost.estimatedCpuSeconds * 1000).toFixed(0)} ms of CPU`,
+  );
   const s = steady?.[0];
-  if (s) evidence.unshift(`${s.fn ?? 'an unnamed function'}: outstanding bytes grew ${formatBytes(s.rate.bytesPerSecond)}/s (95% interval ${formatBytes(Math.max(0, s.rate.lowBytesPerSecond))}/s to ${formatBytes(s.rate.highBytesPerSecond)}/s, R² ${s.rate.rSquared.toFixed(2)}, ${s.rate.samples} per-second points): ${formatRatePerHour(s.rate.bytesPerHour)}`);
-  else if (steady) evidence.push('no call path\'s outstanding bytes grew steadily through the window');
+  if (s)
+    evidence.unshift(
+      `${s.fn ?? 'an unnamed function'}: outstanding bytes grew ${formatBytes(s.rate.bytesPerSecond)}/s (95% interval ${formatBytes(Math.max(0, s.rate.lowBytesPerSecond))}/s to ${formatBytes(s.rate.highBytesPerSecond)}/s, R² ${s.rate.rSquared.toFixed(2)}, ${s.rate.samples} per-second points): ${formatRatePerHour(s.rate.bytesPerHour)}`,
+    );
+  else if (steady) evidence.push("no call path's outstanding bytes grew steadily through the window");
   return {
-    id: 'code-path', title: 'C call path',
-    finding: s ? `outstanding bytes from ${s.fn ?? 'an unnamed function'} grow steadily: ${formatRatePerHour(s.rate.bytesPerHour)}`
-      : top ? `${formatBytes(t.totals.outstandingBytes)} allocated during the window is still outstanding; ${formatPercent(t.totals.outstandingBytes ? top.bytes / t.totals.outstandingBytes : 0)} of it from ${top.fn ?? frameLabel(t.stacks[0]!.frames[0]!)}`
-      : 'nothing allocated during the window is still outstanding',
-    evidence, status: s || (top && heapGrew) ? 'anomaly' : 'ok',
+    id: 'code-path',
+    title: 'C call path',
+    finding: s
+      ? `outstanding bytes from ${s.fn ?? 'an unnamed function'} grow steadily: ${formatRatePerHour(s.rate.bytesPerHour)}`
+      : top
+        ? `${formatBytes(t.totals.outstandingBytes)} allocated during the window is still outstanding; ${formatPercent(t.totals.outstandingBytes ? top.bytes / t.totals.outstandingBytes : 0)} of it from ${top.fn ?? frameLabel(t.stacks[0]!.frames[0]!)}`
+        : 'nothing allocated during the window is still outstanding',
+    evidence,
+    status: s || (top && heapGrew) ? 'anomaly' : 'ok',
   };
 }

@@ -127,7 +127,11 @@ export interface SteadyGrowthDecision {
  * Does the series grow steadily: enough points over enough time, a slope whose whole confidence
  * interval lies above `minBytesPerHour`, a good linear fit, and still growing in the later half.
  */
-export function growsSteadily(points: readonly RatePoint[], options: SteadyGrowthOptions = {}, confidence = 0.95): SteadyGrowthDecision {
+export function growsSteadily(
+  points: readonly RatePoint[],
+  options: SteadyGrowthOptions = {},
+  confidence = 0.95,
+): SteadyGrowthDecision {
   const minSamples = options.minSamples ?? 5;
   const minSpan = options.minSpanSeconds ?? 3;
   const minPerHour = options.minBytesPerHour ?? 0;
@@ -138,13 +142,19 @@ export function growsSteadily(points: readonly RatePoint[], options: SteadyGrowt
   if (!rate) return { steady: false, reasons: ['fewer than 3 points over time'], rate: null, lateRate: null };
   if (rate.samples < minSamples) reasons.push(`${rate.samples} points < ${minSamples}`);
   if (rate.spanSeconds < minSpan) reasons.push(`span ${rate.spanSeconds.toFixed(1)} s < ${minSpan} s`);
-  if (!(rate.lowBytesPerHour > minPerHour)) reasons.push(`slope interval low end ${Math.round(rate.lowBytesPerHour)} B/h not above ${minPerHour} B/h`);
+  if (!(rate.lowBytesPerHour > minPerHour))
+    reasons.push(`slope interval low end ${Math.round(rate.lowBytesPerHour)} B/h not above ${minPerHour} B/h`);
   if (rate.rSquared < minR2) reasons.push(`R² ${rate.rSquared.toFixed(2)} < ${minR2}`);
   const finite = points.filter((p) => Number.isFinite(p.seconds) && Number.isFinite(p.bytes));
   const mid = finite.reduce((a, p) => Math.min(a, p.seconds), Infinity) + rate.spanSeconds / 2;
-  const lateRate = growthRate(finite.filter((p) => p.seconds >= mid), confidence);
+  const lateRate = growthRate(
+    finite.filter((p) => p.seconds >= mid),
+    confidence,
+  );
   if (lateRate && rate.bytesPerSecond > 0 && lateRate.bytesPerSecond < minLate * rate.bytesPerSecond) {
-    reasons.push(`later half grows ${Math.round(lateRate.bytesPerSecond)} B/s < ${minLate} x ${Math.round(rate.bytesPerSecond)} B/s`);
+    reasons.push(
+      `later half grows ${Math.round(lateRate.bytesPerSecond)} B/s < ${minLate} x ${Math.round(rate.bytesPerSecond)} B/s`,
+    );
   }
   return { steady: reasons.length === 0, reasons, rate, lateRate };
 }
@@ -194,8 +204,8 @@ export function studentTCdf(t: number, df: number): number {
 
 // Lanczos approximation (g = 7, n = 9), as in Numerical Recipes 3rd ed. §6.1.
 const LANCZOS = [
-  0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905,
-  -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+  0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
+  12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
 ];
 function logGamma(z: number): number {
   if (z < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * z)) - logGamma(1 - z);

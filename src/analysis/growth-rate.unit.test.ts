@@ -1,7 +1,15 @@
 // growth-rate: least squares and Student's t against published reference values (no root, no I/O).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { growthRate, growsSteadily, studentTQuantile, studentTCdf, extrapolateBytes, formatRatePerHour, type RatePoint } from './growth-rate.js';
+import {
+  growthRate,
+  growsSteadily,
+  studentTQuantile,
+  studentTCdf,
+  extrapolateBytes,
+  formatRatePerHour,
+  type RatePoint,
+} from './growth-rate.js';
 
 function near(actual: number, expected: number, tol: number, what: string): void {
   assert.ok(Math.abs(actual - expected) <= tol, `${what}: ${actual} vs ${expected} (tol ${tol})`);
@@ -51,9 +59,29 @@ test("growthRate on Anscombe's quartet I (slope 0.5001, intercept 3.0001, R² 0.
 
 test('growthRate: too few points or one instant -> null; a perfect line has a zero-width interval', () => {
   assert.equal(growthRate([]), null);
-  assert.equal(growthRate([{ seconds: 0, bytes: 1 }, { seconds: 1, bytes: 2 }]), null);
-  assert.equal(growthRate([{ seconds: 5, bytes: 1 }, { seconds: 5, bytes: 2 }, { seconds: 5, bytes: 3 }]), null);
-  assert.equal(growthRate([{ seconds: NaN, bytes: 1 }, { seconds: 1, bytes: 2 }, { seconds: 2, bytes: Infinity }]), null);
+  assert.equal(
+    growthRate([
+      { seconds: 0, bytes: 1 },
+      { seconds: 1, bytes: 2 },
+    ]),
+    null,
+  );
+  assert.equal(
+    growthRate([
+      { seconds: 5, bytes: 1 },
+      { seconds: 5, bytes: 2 },
+      { seconds: 5, bytes: 3 },
+    ]),
+    null,
+  );
+  assert.equal(
+    growthRate([
+      { seconds: NaN, bytes: 1 },
+      { seconds: 1, bytes: 2 },
+      { seconds: 2, bytes: Infinity },
+    ]),
+    null,
+  );
   const line = Array.from({ length: 21 }, (_, s) => ({ seconds: s, bytes: 1000 + 30_000 * s }));
   const r = growthRate(line)!;
   near(r.bytesPerSecond, 30_000, 1e-9, 'slope');

@@ -16,10 +16,30 @@ import type { AnalyzeDocument } from '../contract/analyze.js';
 
 function traffic(ngx: NginxHandle, path: string, pauseMs: number): () => Promise<number> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
-  let stop = false, n = 0;
-  const get = () => new Promise<void>((res) => { http.get(ngx.url(path), { agent }, (r) => { r.resume(); r.on('end', () => res()); }).on('error', () => res()); });
-  const loop = (async () => { while (!stop) { await get(); n++; await new Promise((r) => setTimeout(r, pauseMs)); } })();
-  return async () => { stop = true; await loop; agent.destroy(); return n; };
+  let stop = false,
+    n = 0;
+  const get = () =>
+    new Promise<void>((res) => {
+      http
+        .get(ngx.url(path), { agent }, (r) => {
+          r.resume();
+          r.on('end', () => res());
+        })
+        .on('error', () => res());
+    });
+  const loop = (async () => {
+    while (!stop) {
+      await get();
+      n++;
+      await new Promise((r) => setTimeout(r, pauseMs));
+    }
+  })();
+  return async () => {
+    stop = true;
+    await loop;
+    agent.destroy();
+    return n;
+  };
 }
 
 async function analyzeLua(path: string): Promise<{ doc: AnalyzeDocument; requests: number }> {
@@ -31,11 +51,17 @@ async function analyzeLua(path: string): Promise<{ doc: AnalyzeDocument; request
     try {
       const doc = await analyze(space, { traceSeconds: 0, pauseSeconds: 2 });
       return { doc, requests: await stop() };
-    } finally { space.close(); }
-  } finally { await ngx.stop(); }
+    } finally {
+      space.close();
+    }
+  } finally {
+    await ngx.stop();
+  }
 }
 
-test('analyze, Lua leak under traffic: the conclusion names the growing table by its path', { timeout: 120_000 }, async () => {
+test('analyze, Lua leak under traffic: the conclusion names the growing table by its path', {
+  timeout: 120_000,
+}, async () => {
   await ensureFixturesBuilt();
   const { doc, requests } = await analyzeLua('/leak?n=4&size=4096');
   assert.ok(requests > 50, `traffic ran (${requests} requests)`);
@@ -46,7 +72,10 @@ test('analyze, Lua leak under traffic: the conclusion names the growing table by
   assert.ok(doc.conclusion.summary.includes(LUA_LEAK_TABLE), doc.conclusion.summary);
   assert.equal(doc.conclusion.module, 'Lua module acme_leak');
   const ids = doc.steps.map((s) => s.id);
-  assert.ok(ids.indexOf('luajit') > ids.indexOf('pools') && ids.indexOf('luajit') < ids.indexOf('buckets'), `step order ${ids.join(', ')}`);
+  assert.ok(
+    ids.indexOf('luajit') > ids.indexOf('pools') && ids.indexOf('luajit') < ids.indexOf('buckets'),
+    `step order ${ids.join(', ')}`,
+  );
 });
 
 test('analyze, healthy Lua location under the same traffic: no leak', { timeout: 120_000 }, async () => {
@@ -57,11 +86,17 @@ test('analyze, healthy Lua location under the same traffic: no leak', { timeout:
   assert.equal(doc.conclusion.leak, false, doc.conclusion.summary);
 });
 
-test('mem on the Lua worker: the lj_alloc regions are the luajit category, in use == collectgarbage("count") * 1024', { timeout: 60_000 }, async () => {
+test('mem on the Lua worker: the lj_alloc regions are the luajit category, in use == collectgarbage("count") * 1024', {
+  timeout: 60_000,
+}, async () => {
   await ensureFixturesBuilt();
   const ngx = await startLuaNginx();
   try {
-    const get = async (p: string) => { const r = await ngx.request(p); assert.equal(r.status, 200, r.body); return r.body; };
+    const get = async (p: string) => {
+      const r = await ngx.request(p);
+      assert.equal(r.status, 200, r.body);
+      return r.body;
+    };
     const payload = Number(await get('/leak?n=200&size=20000'));
     await get('/fullgc');
     const count = Number(await get('/count'));
@@ -71,7 +106,14 @@ test('mem on the Lua worker: the lj_alloc regions are the luajit category, in us
       const lj = mem.categories.find((c) => c.name === 'luajit')!;
       assert.equal(lj.usedBytes, count, 'luajit used == gc.total');
       assert.ok(lj.rssBytes >= payload, `luajit RSS ${lj.rssBytes} holds the ${payload} B the leak wrote`);
-      assert.ok(mem.categories.find((c) => c.name === 'other-anon')!.rssBytes < lj.rssBytes, 'the Lua heap is no longer other-anon');
-    } finally { space.close(); }
-  } finally { await ngx.stop(); }
+      assert.ok(
+        mem.categories.find((c) => c.name === 'other-anon')!.rssBytes < lj.rssBytes,
+        'the Lua heap is no longer other-anon',
+      );
+    } finally {
+      space.close();
+    }
+  } finally {
+    await ngx.stop();
+  }
 });

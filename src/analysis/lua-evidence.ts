@@ -35,7 +35,7 @@ export interface LuaFinding {
 }
 
 export function luaFinding(o: LuaObservation | null): LuaFinding | null {
-  if (!o || !o.after.vms.length) return null;
+  if (!o?.after.vms.length) return null;
   const grew: TableGrowth[] = [];
   for (const vm of o.after.vms) {
     const b = o.before.vms.find((x) => x.globalState === vm.globalState);
@@ -44,7 +44,12 @@ export function luaFinding(o: LuaObservation | null): LuaFinding | null {
   grew.sort((a, b) => b.growthBytes - a.growthBytes);
   const sum = (h: LuaHeaps) => h.vms.reduce((a, v) => a + v.gcTotal, 0);
   return {
-    vms: o.after.vms.length, gcTotalBefore: sum(o.before), gcTotalAfter: sum(o.after), grew, label: o.label, seconds: o.seconds,
+    vms: o.after.vms.length,
+    gcTotalBefore: sum(o.before),
+    gcTotalAfter: sum(o.after),
+    grew,
+    label: o.label,
+    seconds: o.seconds,
     partial: o.after.vms.some((v) => v.partial) || o.before.vms.some((v) => v.partial),
   };
 }
@@ -56,16 +61,40 @@ export function luaStep(f: LuaFinding, after: LuaHeaps): AnalyzeStep {
   for (const vm of after.vms) for (const t of vm.types) types.set(t.type, (types.get(t.type) ?? 0) + t.bytes);
   const evidence = [
     `${f.vms} Lua VM(s), gc.total ${formatBytes(f.gcTotalBefore)} -> ${formatBytes(f.gcTotalAfter)} (${f.label})`,
-    `by type: ${[...types].filter(([, b]) => b > 0).sort((a, b) => b[1] - a[1]).slice(0, 5).map(([t, b]) => `${t} ${formatBytes(b)}`).join(', ')}`,
-    ...f.grew.slice(0, 4).map((g) => `${g.path}: +${formatBytes(g.growthBytes)} (own ${formatBytes(g.ownBytesBefore)} -> ${formatBytes(g.ownBytesAfter)}, array ${g.arraySizeBefore} -> ${g.arraySizeAfter}, hash ${g.hashSizeBefore} -> ${g.hashSizeAfter})`),
-    ...after.vms.flatMap((v) => v.tables.slice(0, 2).map((t) => `largest: ${t.path}: ${formatBytes(t.shallowBytes + t.payloadBytes)} own, ${formatBytes(t.retainedBytes)} retained`)),
-    ...(f.partial ? ['a snapshot was taken while the worker ran and is marked partial (see `leakscope lua --freeze`)'] : []),
+    `by type: ${[...types]
+      .filter(([, b]) => b > 0)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5)
+      .map(([t, b]) => `${t} ${formatBytes(b)}`)
+      .join(', ')}`,
+    ...f.grew
+      .slice(0, 4)
+      .map(
+        (g) =>
+          `${g.path}: +${formatBytes(g.growthBytes)} (own ${formatBytes(g.ownBytesBefore)} -> ${formatBytes(g.ownBytesAfter)}, array ${g.arraySizeBefore} -> ${g.arraySizeAfter}, hash ${g.hashSizeBefore} -> ${g.hashSizeAfter})`,
+      ),
+    ...after.vms.flatMap((v) =>
+      v.tables
+        .slice(0, 2)
+        .map(
+          (t) =>
+            `largest: ${t.path}: ${formatBytes(t.shallowBytes + t.payloadBytes)} own, ${formatBytes(t.retainedBytes)} retained`,
+        ),
+    ),
+    ...(f.partial
+      ? ['a snapshot was taken while the worker ran and is marked partial (see `leakscope lua --freeze`)']
+      : []),
   ];
   return {
-    id: 'luajit', title: 'LuaJIT heap',
-    finding: leaking ? `the Lua table ${top.path} grew by ${formatBytes(top.growthBytes)} in ${f.seconds} s`
-      : f.seconds > 0 ? `no Lua table grew significantly in ${f.seconds} s (gc.total ${formatBytes(f.gcTotalAfter)})` : `gc.total ${formatBytes(f.gcTotalAfter)}; one snapshot only, no growth measured`,
-    evidence, status: leaking ? 'anomaly' : 'ok',
+    id: 'luajit',
+    title: 'LuaJIT heap',
+    finding: leaking
+      ? `the Lua table ${top.path} grew by ${formatBytes(top.growthBytes)} in ${f.seconds} s`
+      : f.seconds > 0
+        ? `no Lua table grew significantly in ${f.seconds} s (gc.total ${formatBytes(f.gcTotalAfter)})`
+        : `gc.total ${formatBytes(f.gcTotalAfter)}; one snapshot only, no growth measured`,
+    evidence,
+    status: leaking ? 'anomaly' : 'ok',
   };
 }
 
@@ -76,8 +105,14 @@ export function luaVerdict(f: LuaFinding | null | undefined): AnalyzeConclusion 
   const mod = /^\[registry\]\._LOADED(?:\.([A-Za-z_][A-Za-z0-9_]*)|\["([^"]+)"\])/.exec(top.path);
   const module = mod ? (mod[1] ?? mod[2]!) : null;
   return {
-    verdict: 'leak', leak: true, module: module ? `Lua module ${module}` : 'Lua heap', bucket: null, function: null, confidence: f.partial ? 'low' : 'medium',
-    summary: `Leak in the Lua heap: the table ${top.path} grew by ${formatBytes(top.growthBytes)} in ${f.seconds} s ` +
+    verdict: 'leak',
+    leak: true,
+    module: module ? `Lua module ${module}` : 'Lua heap',
+    bucket: null,
+    function: null,
+    confidence: f.partial ? 'low' : 'medium',
+    summary:
+      `Leak in the Lua heap: the table ${top.path} grew by ${formatBytes(top.growthBytes)} in ${f.seconds} s ` +
       `(array ${top.arraySizeBefore} -> ${top.arraySizeAfter}, hash ${top.hashSizeBefore} -> ${top.hashSizeAfter}); gc.total ${formatBytes(f.gcTotalBefore)} -> ${formatBytes(f.gcTotalAfter)}.`,
   };
 }

@@ -20,7 +20,10 @@ function breakdown(space: AddressSpace): MemBreakdown {
 }
 const rss = (b: MemBreakdown, n: MemCategoryName) => b.categories.find((c) => c.name === n)!.rssBytes;
 function within(actual: number, expected: number, ratio: number, what: string) {
-  assert.ok(Math.abs(actual - expected) <= expected * ratio, `${what}: ${actual} vs expected ${expected} (±${ratio * 100}%)`);
+  assert.ok(
+    Math.abs(actual - expected) <= expected * ratio,
+    `${what}: ${actual} vs expected ${expected} (±${ratio * 100}%)`,
+  );
 }
 
 test('mem on a fixture with known glibc memory: each glibc category within 2% of what it holds', async () => {
@@ -35,7 +38,11 @@ test('mem on a fixture with known glibc memory: each glibc category within 2% of
     within(rss(b, 'glibc-main-heap'), t.mainHeap.chunkBytes, 0.02, 'main heap');
     within(rss(b, 'glibc-thread-arenas'), t.threadArena.chunkBytes, 0.02, 'thread arena');
     within(rss(b, 'glibc-mmapped-chunks'), t.mmapped.chunkBytes, 0.02, 'mmapped chunks');
-    assert.equal(b.categories.find((c) => c.name === 'glibc-mmapped-chunks')!.mappings, t.mmapped.count, 'one region per mmapped chunk');
+    assert.equal(
+      b.categories.find((c) => c.name === 'glibc-mmapped-chunks')!.mappings,
+      t.mmapped.count,
+      'one region per mmapped chunk',
+    );
     // glibc's own view: arena (sum of system_mem) + hblkhd
     const glibcRss = rss(b, 'glibc-main-heap') + rss(b, 'glibc-thread-arenas') + rss(b, 'glibc-mmapped-chunks');
     within(glibcRss, t.mallinfo2.arena + t.mallinfo2.hblkhd, 0.02, 'glibc total vs mallinfo2 arena + hblkhd');
@@ -50,10 +57,12 @@ test('mem on a fixture with known glibc memory: each glibc category within 2% of
     for (const n of ['glibc-main-heap', 'glibc-thread-arenas', 'glibc-mmapped-chunks'] as const) {
       within(rss(c, n), rss(b, n), 0.02, `core ${n}`);
     }
-  } finally { await fx.stop(); }
+  } finally {
+    await fx.stop();
+  }
 });
 
-test('mem on real nginx: glibc share grows with the leaking module\'s requests', async () => {
+test("mem on real nginx: glibc share grows with the leaking module's requests", async () => {
   const ngx = await startNginx({ workers: 1 });
   try {
     const [worker] = ngx.workerPids();
@@ -63,12 +72,18 @@ test('mem on real nginx: glibc share grows with the leaking module\'s requests',
     const res = await driveRequests(ngx, '/leak-keep', N, 4);
     assert.equal(res.ok, N);
     const after = breakdown(LiveProcess.open(worker!));
-    const glibc = (b: MemBreakdown) => rss(b, 'glibc-main-heap') + rss(b, 'glibc-thread-arenas') + rss(b, 'glibc-mmapped-chunks');
+    const glibc = (b: MemBreakdown) =>
+      rss(b, 'glibc-main-heap') + rss(b, 'glibc-thread-arenas') + rss(b, 'glibc-mmapped-chunks');
     const grown = glibc(after) - glibc(before);
-    const leaked = N * 300 * 1024;   // leak_size 300k, touched
+    const leaked = N * 300 * 1024; // leak_size 300k, touched
     assert.ok(grown >= leaked * 0.95 && grown <= leaked * 1.3, `glibc RSS grew ${grown}, leaked ${leaked}`);
     assert.ok(after.glibcShare > before.glibcShare, `share ${before.glibcShare} -> ${after.glibcShare}`);
     const shm = after.categories.find((c) => c.name === 'nginx-shm')!;
-    assert.ok(shm.top.some((r) => r.label.includes('leakscope_zone')), `shm zones: ${shm.top.map((r) => r.label)}`);
-  } finally { await ngx.stop(); }
+    assert.ok(
+      shm.top.some((r) => r.label.includes('leakscope_zone')),
+      `shm zones: ${shm.top.map((r) => r.label)}`,
+    );
+  } finally {
+    await ngx.stop();
+  }
 });

@@ -111,7 +111,8 @@ export interface Observations {
 }
 
 export interface ObservedReach {
-  lostChunks: number; lostBytes: number;
+  lostChunks: number;
+  lostBytes: number;
   buckets: Array<{ minBytes: number; maxBytes: number; lostChunks: number; lostBytes: number }>;
 }
 
@@ -121,12 +122,31 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
   const isNginx = !!symbolizer.lookup('ngx_cycle');
   const live = space.kind === 'live';
   const obs: Observations = {
-    target: { description: space.description, pid: space.pid, kind: live ? 'live' : 'core', mainModule: space.modules()[0]?.path ?? '' },
-    isNginx, startedAt: Date.now(),
+    target: {
+      description: space.description,
+      pid: space.pid,
+      kind: live ? 'live' : 'core',
+      mainModule: space.modules()[0]?.path ?? '',
+    },
+    isNginx,
+    startedAt: Date.now(),
     mem: undefined as unknown as MemBreakdown,
-    heapError: null, before: null, final: null, comparisons: [], trace: null, traceMode: null,
-    traceStart: null, observedSeconds: 0, memEnd: null, poolsConfirm: live ? null : 'frozen',
-    asked: { pauseSeconds: live ? Math.max(0, opts.pauseSeconds ?? 2) : 0, traceSeconds: live ? opts.traceSeconds : 0, sampleBytes: opts.sampleBytes ?? null, baseline: !!opts.baseline },
+    heapError: null,
+    before: null,
+    final: null,
+    comparisons: [],
+    trace: null,
+    traceMode: null,
+    traceStart: null,
+    observedSeconds: 0,
+    memEnd: null,
+    poolsConfirm: live ? null : 'frozen',
+    asked: {
+      pauseSeconds: live ? Math.max(0, opts.pauseSeconds ?? 2) : 0,
+      traceSeconds: live ? opts.traceSeconds : 0,
+      sampleBytes: opts.sampleBytes ?? null,
+      baseline: !!opts.baseline,
+    },
   };
 
   // ---- step 1: memory ----
@@ -150,12 +170,19 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
 
   // Baselines: a file, sibling workers, and the growth over an observation pause.
   const comparisons = obs.comparisons;
-  if (opts.baseline) comparisons.push({ kind: 'baseline-file', label: `baseline ${opts.baseline.target}`, cmp: compareCensus(opts.baseline, before.census) });
+  if (opts.baseline)
+    comparisons.push({
+      kind: 'baseline-file',
+      label: `baseline ${opts.baseline.target}`,
+      cmp: compareCensus(opts.baseline, before.census),
+    });
   for (const sib of opts.siblings ?? []) {
     try {
       const sc = heapAndPools(sib, { pools: false }).census;
       comparisons.push({ kind: 'sibling', label: `sibling ${sib.description}`, cmp: compareCensus(sc, before.census) });
-    } catch (e) { if (!isLeakscopeError(e)) throw e; }
+    } catch (e) {
+      if (!isLeakscopeError(e)) throw e;
+    }
   }
   let after = before;
   const pause = live ? Math.max(0, opts.pauseSeconds ?? 2) : 0;
@@ -165,16 +192,31 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
     say(`observing for ${pause} s`);
     const pauseStart = Date.now();
     if (opts.reach !== false) {
-      try { firstReach = (await reachability(space, { symbolizer, scans: 1 })).lastScan; } catch (e) { if (!isLeakscopeError(e)) throw e; }
+      try {
+        firstReach = (await reachability(space, { symbolizer, scans: 1 })).lastScan;
+      } catch (e) {
+        if (!isLeakscopeError(e)) throw e;
+      }
     }
     await sleep(Math.max(0, pause * 1000 - (Date.now() - pauseStart)), opts.signal);
     after = heapAndPools(space, { symbolizer, pools: isNginx });
-    comparisons.push({ kind: 'pause', label: `the same process ${pause} s earlier`, cmp: compareCensus(before.census, after.census) });
+    comparisons.push({
+      kind: 'pause',
+      label: `the same process ${pause} s earlier`,
+      cmp: compareCensus(before.census, after.census),
+    });
   }
   if (lua?.vms.length) {
     say('LuaJIT heap: objects by type, tables by path');
-    obs.lua = pause > 0 ? { before: lua, after: luaHeaps(space, { symbolizer, tables: LUA_TABLES }), label: `the same process ${pause} s earlier`, seconds: pause }
-      : { before: lua, after: lua, label: 'one snapshot', seconds: 0 };
+    obs.lua =
+      pause > 0
+        ? {
+            before: lua,
+            after: luaHeaps(space, { symbolizer, tables: LUA_TABLES }),
+            label: `the same process ${pause} s earlier`,
+            seconds: pause,
+          }
+        : { before: lua, after: lua, label: 'one snapshot', seconds: 0 };
   }
   obs.final = after;
   if (isNginx && pause > 0) obs.poolsConfirm = before.pools;
@@ -182,37 +224,62 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
   // ---- step 5 (trace), aimed by what was found ----
   if (live && opts.traceSeconds > 0) {
     const growth = pickGrowth(comparisons, after.census);
-    const traceMode = opts.mode && opts.mode !== 'auto' ? opts.mode : chooseTraceMode(isNginx, after.pools, growth.anomalous);
+    const traceMode =
+      opts.mode && opts.mode !== 'auto' ? opts.mode : chooseTraceMode(isNginx, after.pools, growth.anomalous);
     const range = traceMode === 'malloc' && growth.anomalous ? requestRange(growth.anomalous) : undefined;
-    say(`step 5/5: tracing ${traceMode === 'pool' ? 'nginx pool creation' : 'malloc'}${range ? ` for requests of ${formatBytes(range.min)}–${formatBytes(range.max)}` : ''} for ${opts.traceSeconds} s`);
+    say(
+      `step 5/5: tracing ${traceMode === 'pool' ? 'nginx pool creation' : 'malloc'}${range ? ` for requests of ${formatBytes(range.min)}–${formatBytes(range.max)}` : ''} for ${opts.traceSeconds} s`,
+    );
     let endState: HeapAndPools | undefined;
     obs.traceMode = traceMode;
     obs.traceStart = after.census;
     obs.trace = await traceLeaks(space, {
-      mode: traceMode, durationSeconds: opts.traceSeconds, sampleBytes: opts.sampleBytes, minAgeSeconds: opts.minAgeSeconds ?? 1,
+      mode: traceMode,
+      durationSeconds: opts.traceSeconds,
+      sampleBytes: opts.sampleBytes,
+      minAgeSeconds: opts.minAgeSeconds ?? 1,
       sizeRange: range,
-      livePools: traceMode === 'pool' ? () => {
-        // Two reads: a pool counts as alive and unowned only when both agree (pool-suspects.ts).
-        const first = heapAndPools(space, { symbolizer, pools: true }).pools!;
-        endState = heapAndPools(space, { symbolizer, pools: true });
-        obs.poolsConfirm = first;
-        return new Map(stableSuspects(endState.pools!, first).pools.map((p) => [p.address, p.bytes]));
-      } : undefined,
-      onProgress: opts.onTraceProgress, signal: opts.signal, dutyCycle: opts.dutyCycle,
+      livePools:
+        traceMode === 'pool'
+          ? () => {
+              // Two reads: a pool counts as alive and unowned only when both agree (pool-suspects.ts).
+              const first = heapAndPools(space, { symbolizer, pools: true }).pools!;
+              endState = heapAndPools(space, { symbolizer, pools: true });
+              obs.poolsConfirm = first;
+              return new Map(stableSuspects(endState.pools!, first).pools.map((p) => [p.address, p.bytes]));
+            }
+          : undefined,
+      onProgress: opts.onTraceProgress,
+      signal: opts.signal,
+      dutyCycle: opts.dutyCycle,
     });
     if (!endState && isNginx) obs.poolsConfirm = obs.final.pools;
     obs.final = endState ?? heapAndPools(space, { symbolizer, pools: isNginx });
-    comparisons.push({ kind: 'trace-window', label: `the same process before the ${opts.traceSeconds} s trace window`, cmp: compareCensus(before.census, obs.final.census) });
+    comparisons.push({
+      kind: 'trace-window',
+      label: `the same process before the ${opts.traceSeconds} s trace window`,
+      cmp: compareCensus(before.census, obs.final.census),
+    });
   }
   if (opts.reach !== false) {
     say('reachability: which in-use chunks nothing points to any more');
     try {
-      const r = (await reachability(space, { symbolizer, ...(firstReach ? { scans: 1, previous: firstReach } : {}) })).reachability;
+      const r = (await reachability(space, { symbolizer, ...(firstReach ? { scans: 1, previous: firstReach } : {}) }))
+        .reachability;
       obs.reach = {
-        lostChunks: r.definitelyLost.chunks + r.indirectlyLost.chunks, lostBytes: r.definitelyLost.bytes + r.indirectlyLost.bytes,
-        buckets: r.buckets.map((b) => ({ minBytes: b.minBytes, maxBytes: b.maxBytes, lostChunks: b.definitelyLost.chunks + b.indirectlyLost.chunks, lostBytes: b.definitelyLost.bytes + b.indirectlyLost.bytes })),
+        lostChunks: r.definitelyLost.chunks + r.indirectlyLost.chunks,
+        lostBytes: r.definitelyLost.bytes + r.indirectlyLost.bytes,
+        buckets: r.buckets.map((b) => ({
+          minBytes: b.minBytes,
+          maxBytes: b.maxBytes,
+          lostChunks: b.definitelyLost.chunks + b.indirectlyLost.chunks,
+          lostBytes: b.definitelyLost.bytes + b.indirectlyLost.bytes,
+        })),
       };
-    } catch (e) { if (!isLeakscopeError(e)) throw e; obs.reach = null; }
+    } catch (e) {
+      if (!isLeakscopeError(e)) throw e;
+      obs.reach = null;
+    }
   }
   if (live && obs.final !== before) {
     obs.observedSeconds = (performance.now() - firstCensusAt) / 1000;

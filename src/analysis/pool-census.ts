@@ -7,10 +7,18 @@ import { censusWithChunks } from '../nginx/census-chunks.js';
 import type { PoolAnalysis } from '../nginx/index.js';
 import type { HeapCensus } from '../glibc/index.js';
 
-export interface HeapAndPools { census: HeapCensus; pools: PoolAnalysis | null; censusMs: number; poolsMs: number }
+export interface HeapAndPools {
+  census: HeapCensus;
+  pools: PoolAnalysis | null;
+  censusMs: number;
+  poolsMs: number;
+}
 
 /** Census, then (for nginx) the pool analysis over its in-use chunks. */
-export function heapAndPools(space: AddressSpace, opts: { symbolizer?: Symbolizer; pools?: boolean } = {}): HeapAndPools {
+export function heapAndPools(
+  space: AddressSpace,
+  opts: { symbolizer?: Symbolizer; pools?: boolean } = {},
+): HeapAndPools {
   const symbolizer = opts.symbolizer ?? new Symbolizer(space.modules());
   const c = censusWithChunks(space, { symbolizer });
   const wantPools = opts.pools ?? !!symbolizer.lookup('ngx_cycle');

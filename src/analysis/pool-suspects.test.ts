@@ -20,7 +20,9 @@ import { heapAndPools } from './pool-census.js';
 import { stableSuspects } from './pool-suspects.js';
 
 const handles: NginxHandle[] = [];
-after(async () => { for (const h of handles) await h.stop(); });
+after(async () => {
+  for (const h of handles) await h.stop();
+});
 
 // nginx refuses 1 ("1 worker_connections are not enough for 1 listening sockets"): the listener
 // takes one connection, so the smallest serving configuration is tested instead.
@@ -40,14 +42,25 @@ for (const wc of WORKER_CONNECTIONS) {
         const a = heapAndPools(space, { symbolizer, pools: true });
         const b = heapAndPools(space, { symbolizer, pools: true });
         const p = b.pools!;
-        assert.ok(p.roots.cycle, `cycle read: ${JSON.stringify(p.inconsistencyKinds)} ${p.inconsistencies.map((i) => i.detail).join(' | ')}`);
+        assert.ok(
+          p.roots.cycle,
+          `cycle read: ${JSON.stringify(p.inconsistencyKinds)} ${p.inconsistencies.map((i) => i.detail).join(' | ')}`,
+        );
         assert.equal(p.inconsistencyKinds['cycle-invalid'] ?? 0, 0, p.inconsistencies.map((i) => i.detail).join(' | '));
         const zones = nginxShmZones(space, symbolizer);
-        assert.ok(zones.some((z) => z.name === 'leakscope_zone' && z.size >= 1 << 20), `shm zones: ${JSON.stringify(zones.map((z) => z.name))}`);
-        assert.ok(p.groups.some((g) => g.owner === 'cycle'), 'the cycle pool is owned by the cycle');
+        assert.ok(
+          zones.some((z) => z.name === 'leakscope_zone' && z.size >= 1 << 20),
+          `shm zones: ${JSON.stringify(zones.map((z) => z.name))}`,
+        );
+        assert.ok(
+          p.groups.some((g) => g.owner === 'cycle'),
+          'the cycle pool is owned by the cycle',
+        );
         const s = stableSuspects(p, a.pools);
         assert.equal(s.pools.length, 0, `suspects: ${JSON.stringify(s.groups)}`);
-      } finally { space.close(); }
+      } finally {
+        space.close();
+      }
     } finally {
       await ng.stop();
     }
@@ -57,9 +70,18 @@ for (const wc of WORKER_CONNECTIONS) {
 test('healthy nginx under wrk on static files: 20 pairs of pool reads raise no stable suspect', async () => {
   await ensureFixturesBuilt();
   const docroot = mkdtempSync(join(tmpdir(), 'leakscope-static-'));
-  for (const [name, size] of [['small.txt', 100], ['page.html', 8 * 1024], ['big.bin', 256 * 1024]] as const) writeFileSync(join(docroot, name), Buffer.alloc(size, 0x61), { mode: 0o644 });
-  chmodSync(docroot, 0o755);   // workers may run as nobody
-  const ng = await startNginx({ loadModule: false, workers: 1, serverExtra: `location /files/ { alias ${docroot}/; }` });
+  for (const [name, size] of [
+    ['small.txt', 100],
+    ['page.html', 8 * 1024],
+    ['big.bin', 256 * 1024],
+  ] as const)
+    writeFileSync(join(docroot, name), Buffer.alloc(size, 0x61), { mode: 0o644 });
+  chmodSync(docroot, 0o755); // workers may run as nobody
+  const ng = await startNginx({
+    loadModule: false,
+    workers: 1,
+    serverExtra: `location /files/ { alias ${docroot}/; }`,
+  });
   handles.push(ng);
   try {
     assert.equal((await ng.request('/files/page.html')).status, 200);

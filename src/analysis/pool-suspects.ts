@@ -7,9 +7,17 @@
 import type { NginxPool, PoolAnalysis, PoolOwner } from '../nginx/index.js';
 
 /** Owners whose pools live as long as their owner: never leak suspects. */
-export const LIFECYCLE_OWNERS: ReadonlySet<PoolOwner> = new Set<PoolOwner>(['cycle', 'old-cycle', 'connection', 'request', 'upstream']);
+export const LIFECYCLE_OWNERS: ReadonlySet<PoolOwner> = new Set<PoolOwner>([
+  'cycle',
+  'old-cycle',
+  'connection',
+  'request',
+  'upstream',
+]);
 
-export function isSuspectOwner(owner: PoolOwner): boolean { return !LIFECYCLE_OWNERS.has(owner); }
+export function isSuspectOwner(owner: PoolOwner): boolean {
+  return !LIFECYCLE_OWNERS.has(owner);
+}
 
 export interface StableSuspects {
   /** Pools suspect in both reads (in the later read's form), largest bytes first. */
@@ -18,7 +26,13 @@ export interface StableSuspects {
   /** Suspects in the later read that the earlier read did not confirm (transient, not counted). */
   transient: number;
   /** Per (owner, module): pools and bytes of the stable suspects, largest first. */
-  groups: Array<{ owner: PoolOwner; module: string | null; referencedFrom: string | null; pools: number; bytes: number }>;
+  groups: Array<{
+    owner: PoolOwner;
+    module: string | null;
+    referencedFrom: string | null;
+    pools: number;
+    bytes: number;
+  }>;
 }
 
 /**
@@ -41,11 +55,15 @@ export function stableSuspects(later: PoolAnalysis, earlier: PoolAnalysis | 'fro
   for (const p of pools) {
     const k = `${p.owner}\0${p.module}\0${p.referencedFrom}`;
     let g = byKey.get(k);
-    if (!g) byKey.set(k, (g = { owner: p.owner, module: p.module, referencedFrom: p.referencedFrom, pools: 0, bytes: 0 }));
-    g.pools++; g.bytes += p.bytes;
+    if (!g)
+      byKey.set(k, (g = { owner: p.owner, module: p.module, referencedFrom: p.referencedFrom, pools: 0, bytes: 0 }));
+    g.pools++;
+    g.bytes += p.bytes;
   }
   return {
-    pools, bytes: pools.reduce((a, p) => a + p.bytes, 0), transient,
+    pools,
+    bytes: pools.reduce((a, p) => a + p.bytes, 0),
+    transient,
     groups: [...byKey.values()].sort((a, b) => b.bytes - a.bytes),
   };
 }

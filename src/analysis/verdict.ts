@@ -33,7 +33,7 @@ export const HEAP_CONFIRMS = 0.4;
 export const NO_LEAK_FLOOR = 20 * 1024;
 
 export function conclude(f: Findings): AnalyzeConclusion {
-  const lua = luaVerdict(f.lua);            // a Lua table that grew during the analysis (lua-evidence.ts)
+  const lua = luaVerdict(f.lua); // a Lua table that grew during the analysis (lua-evidence.ts)
   if (lua) return lua;
   const g = f.growth;
   const t = f.trace;
@@ -41,7 +41,10 @@ export function conclude(f: Findings): AnalyzeConclusion {
   const overTime = g.kind !== null && isGrowthOverTime(g.kind);
   const traceTop = t?.top ?? null;
   const traced = !!traceTop && traceTop.bytes >= MIN_TRACED_BYTES;
-  const unexplained = f.unexplained.map((u) => `RSS grew ${formatBytes(u.growthBytes)} in ${u.category} over ${u.seconds.toFixed(0)} s, memory that no model (glibc, nginx pools, shm, known runtimes) covers (at this rate ${formatRatePerHour((u.growthBytes / u.seconds) * 3600)})`);
+  const unexplained = f.unexplained.map(
+    (u) =>
+      `RSS grew ${formatBytes(u.growthBytes)} in ${u.category} over ${u.seconds.toFixed(0)} s, memory that no model (glibc, nginx pools, shm, known runtimes) covers (at this rate ${formatRatePerHour((u.growthBytes / u.seconds) * 3600)})`,
+  );
 
   if (f.heapError !== null) {
     return cannotTell(f, [`the glibc heap could not be walked (${f.heapError})`, ...unexplained]);
@@ -54,8 +57,11 @@ export function conclude(f: Findings): AnalyzeConclusion {
   for (const p of f.steady ?? []) {
     const pathGrowth = p.rate.bytesPerSecond * window;
     const heap = f.traceHeapGrowth ?? 0;
-    if (heap >= HEAP_CONFIRMS * pathGrowth) { steady = p; break; }
-    contradicted ??= p;   // the heap did not grow with it: not confirmed
+    if (heap >= HEAP_CONFIRMS * pathGrowth) {
+      steady = p;
+      break;
+    }
+    contradicted ??= p; // the heap did not grow with it: not confirmed
   }
 
   // Blame: the steady path first, else the trace's top path.
@@ -71,7 +77,8 @@ export function conclude(f: Findings): AnalyzeConclusion {
   // U  unreachable growth: at least half of the grown bucket's bytes are chunks nothing points to
   //    any more (lost in two scans, src/glibc/reachability.ts): a leak by definition, not a cache.
   const u = f.unreachable;
-  const unreachableGrowth = !!u && !!g.anomalous && g.anomalous.byteGrowth > 0 && u.bucketLostBytes >= g.anomalous.byteGrowth / 2;
+  const unreachableGrowth =
+    !!u && !!g.anomalous && g.anomalous.byteGrowth > 0 && u.bucketLostBytes >= g.anomalous.byteGrowth / 2;
   if (bucket) confidence = traced || steady || unreachableGrowth ? 'high' : overTime ? 'medium' : 'low';
   else if (steady) confidence = 'high';
   // Not high on incomplete totals: a trace that lost events gives lower bounds only (issue 14),
@@ -79,19 +86,38 @@ export function conclude(f: Findings): AnalyzeConclusion {
   if (confidence === 'high' && t?.complete === false && !unreachableGrowth) confidence = 'medium';
   if (confidence !== 'none') {
     const parts: string[] = [];
-    if (bucket) parts.push(`${g.anomalous!.chunkGrowth} more chunks of ${formatBytes(bucket.minBytes)}–${formatBytes(bucket.maxBytes)} (+${formatBytes(g.anomalous!.byteGrowth)}) than ${g.source}`);
+    if (bucket)
+      parts.push(
+        `${g.anomalous!.chunkGrowth} more chunks of ${formatBytes(bucket.minBytes)}–${formatBytes(bucket.maxBytes)} (+${formatBytes(g.anomalous!.byteGrowth)}) than ${g.source}`,
+      );
     if (steady) {
       const r = steady.rate;
-      parts.push(`outstanding bytes from ${fn ?? 'an unnamed function'}${module ? ` in ${module}` : ''} grew steadily through the ${window.toFixed(0)} s trace: ${formatBytes(r.bytesPerSecond)}/s (95% interval ${formatBytes(Math.max(0, r.lowBytesPerSecond))}/s to ${formatBytes(r.highBytesPerSecond)}/s, R² ${r.rSquared.toFixed(2)}); the heap grew ${formatBytes(f.traceHeapGrowth ?? 0)} meanwhile; at this rate ${formatRatePerHour(r.bytesPerHour)}`);
+      parts.push(
+        `outstanding bytes from ${fn ?? 'an unnamed function'}${module ? ` in ${module}` : ''} grew steadily through the ${window.toFixed(0)} s trace: ${formatBytes(r.bytesPerSecond)}/s (95% interval ${formatBytes(Math.max(0, r.lowBytesPerSecond))}/s to ${formatBytes(r.highBytesPerSecond)}/s, R² ${r.rSquared.toFixed(2)}); the heap grew ${formatBytes(f.traceHeapGrowth ?? 0)} meanwhile; at this rate ${formatRatePerHour(r.bytesPerHour)}`,
+      );
     } else if (traceTop && fn) {
-      parts.push(`${formatBytes(traceTop.bytes)} allocated by ${fn}${module ? ` in ${module}` : ''} during the trace is still outstanding (${formatPercent(t!.outstandingBytes ? traceTop.bytes / t!.outstandingBytes : 0)} of what the window left behind)`);
+      parts.push(
+        `${formatBytes(traceTop.bytes)} allocated by ${fn}${module ? ` in ${module}` : ''} during the trace is still outstanding (${formatPercent(t!.outstandingBytes ? traceTop.bytes / t!.outstandingBytes : 0)} of what the window left behind)`,
+      );
     }
-    if (unreachableGrowth) parts.push(`${u!.bucketLostChunks} chunks of that size (${formatBytes(u!.bucketLostBytes)}) are unreachable: nothing points to them any more`);
-    if (f.isNginx && f.pools?.suspectPools) parts.push(`${f.pools.suspectPools} nginx pools are held by no connection or request in two reads`);
+    if (unreachableGrowth)
+      parts.push(
+        `${u!.bucketLostChunks} chunks of that size (${formatBytes(u!.bucketLostBytes)}) are unreachable: nothing points to them any more`,
+      );
+    if (f.isNginx && f.pools?.suspectPools)
+      parts.push(`${f.pools.suspectPools} nginx pools are held by no connection or request in two reads`);
     parts.push(...unexplained);
-    const partial = confidence === 'high' ? '' : ` The evidence is partial: no call path traced during the window explains the growth${overTime ? '' : ', and the growth is a difference from ' + g.source + ', not growth seen during the analysis'} (is the leak active now?).`;
+    const partial =
+      confidence === 'high'
+        ? ''
+        : ` The evidence is partial: no call path traced during the window explains the growth${overTime ? '' : ', and the growth is a difference from ' + g.source + ', not growth seen during the analysis'} (is the leak active now?).`;
     return {
-      verdict: 'leak', leak: true, module, bucket, function: fn, confidence,
+      verdict: 'leak',
+      leak: true,
+      module,
+      bucket,
+      function: fn,
+      confidence,
       ...(steady ? { growthRate: rateOf(steady) } : {}),
       summary: `Leak${module ? ` in ${module}` : ''}${fn ? `, allocated by ${fn}` : ''}: ${parts.join('; ')}.${partial}`,
     };
@@ -101,17 +127,25 @@ export function conclude(f: Findings): AnalyzeConclusion {
   const missing: string[] = [...unexplained];
   if (f.targetKind === 'core') missing.push('a core file is one snapshot: growth cannot be seen');
   else if (f.observedSeconds <= 0) missing.push('one snapshot: nothing was observed over time');
-  if (f.targetKind === 'live' && !t) missing.push('no trace ran (--duration 0): a leak slower than the census can resolve over the pause is invisible');
+  if (f.targetKind === 'live' && !t)
+    missing.push('no trace ran (--duration 0): a leak slower than the census can resolve over the pause is invisible');
   if (t && f.detectionFloor !== null) {
     if (f.steady === null) missing.push('the trace kept no per-second record of outstanding bytes');
-    else if (f.detectionFloor > NO_LEAK_FLOOR) missing.push(`the trace samples every ${formatBytes(f.asked.sampleBytes ?? 0)} over ${window.toFixed(0)} s: steady growth below ${formatBytes(f.detectionFloor)}/s (${formatRatePerHour(f.detectionFloor * 3600)}) is invisible to it`);
+    else if (f.detectionFloor > NO_LEAK_FLOOR)
+      missing.push(
+        `the trace samples every ${formatBytes(f.asked.sampleBytes ?? 0)} over ${window.toFixed(0)} s: steady growth below ${formatBytes(f.detectionFloor)}/s (${formatRatePerHour(f.detectionFloor * 3600)}) is invisible to it`,
+      );
   }
   if (contradicted) {
     const r = contradicted.rate;
-    missing.push(`outstanding bytes from ${contradicted.fn ?? 'an unnamed function'} grew steadily (${formatBytes(r.bytesPerSecond)}/s, ${formatRatePerHour(r.bytesPerHour)}) but the heap grew only ${formatBytes(f.traceHeapGrowth ?? 0)} over the window: a cache replacing entries older than the window looks the same`);
+    missing.push(
+      `outstanding bytes from ${contradicted.fn ?? 'an unnamed function'} grew steadily (${formatBytes(r.bytesPerSecond)}/s, ${formatRatePerHour(r.bytesPerHour)}) but the heap grew only ${formatBytes(f.traceHeapGrowth ?? 0)} over the window: a cache replacing entries older than the window looks the same`,
+    );
   }
   if (t && traced && f.detectionFloor === null) {
-    missing.push(`${formatBytes(traceTop!.bytes)} of pools created during the ${window.toFixed(0)} s window by ${fn ?? 'an unnamed function'} outlived it unowned without heap growth: long-lived state or a slow leak`);
+    missing.push(
+      `${formatBytes(traceTop!.bytes)} of pools created during the ${window.toFixed(0)} s window by ${fn ?? 'an unnamed function'} outlived it unowned without heap growth: long-lived state or a slow leak`,
+    );
   }
   if (missing.length) return cannotTell(f, missing);
 
@@ -122,7 +156,12 @@ export function conclude(f: Findings): AnalyzeConclusion {
     : '';
   const conf: Confidence = window >= 20 ? 'high' : window >= 5 ? 'medium' : 'low';
   return {
-    verdict: 'no-leak', leak: false, module: null, bucket: null, function: null, confidence: conf,
+    verdict: 'no-leak',
+    leak: false,
+    module: null,
+    bucket: null,
+    function: null,
+    confidence: conf,
     summary: `No leak: no chunk-size bucket grew significantly over ${f.observedSeconds.toFixed(0)} s${rest}, no nginx pool stayed unowned, and no memory outside the models grew.`,
   };
 }
@@ -130,8 +169,12 @@ export function conclude(f: Findings): AnalyzeConclusion {
 function rateOf(p: SteadyPath): NonNullable<AnalyzeConclusion['growthRate']> {
   const r = p.rate;
   return {
-    function: p.fn, bytesPerSecond: Math.round(r.bytesPerSecond), lowBytesPerSecond: Math.round(r.lowBytesPerSecond),
-    highBytesPerSecond: Math.round(r.highBytesPerSecond), bytesPerHour: Math.round(r.bytesPerHour), rSquared: Math.round(r.rSquared * 1000) / 1000,
+    function: p.fn,
+    bytesPerSecond: Math.round(r.bytesPerSecond),
+    lowBytesPerSecond: Math.round(r.lowBytesPerSecond),
+    highBytesPerSecond: Math.round(r.highBytesPerSecond),
+    bytesPerHour: Math.round(r.bytesPerHour),
+    rSquared: Math.round(r.rSquared * 1000) / 1000,
     seconds: Math.round(r.spanSeconds * 10) / 10,
   };
 }
@@ -142,7 +185,8 @@ export function nextCommand(f: Findings): string {
     return 'leakscope heap --json PID > baseline.json (on the live process, now), then later: leakscope analyze PID --baseline baseline.json --duration 30';
   }
   // Growth outside every model: a trace of malloc cannot see it; the breakdown names the mappings.
-  if (f.unexplained.length) return 'leakscope mem PID (run it again later: the largest other-anon regions are where the growth is)';
+  if (f.unexplained.length)
+    return 'leakscope mem PID (run it again later: the largest other-anon regions are where the growth is)';
   const duration = Math.max(30, Math.ceil((f.asked.traceSeconds || 0) * 2));
   const sample = Math.min(f.asked.sampleBytes || 16384, 16384);
   // The detection floor (SAMPLES_TO_SEE_GROWTH * sample / duration) must reach NO_LEAK_FLOOR.
@@ -152,7 +196,12 @@ export function nextCommand(f: Findings): string {
 
 function cannotTell(f: Findings, why: string[]): AnalyzeConclusion {
   return {
-    verdict: 'cannot-tell', leak: false, module: null, bucket: null, function: null, confidence: 'none',
+    verdict: 'cannot-tell',
+    leak: false,
+    module: null,
+    bucket: null,
+    function: null,
+    confidence: 'none',
     nextCommand: nextCommand(f),
     summary: `Cannot tell yet: ${why.join('; ')}. To tell: ${nextCommand(f)}.`,
   };

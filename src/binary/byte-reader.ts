@@ -28,9 +28,15 @@ export class ByteReader {
     this.label = opts.label ?? 'data';
   }
 
-  get length(): number { return this.bytes.byteLength; }
-  get remaining(): number { return this.bytes.byteLength - this.pos; }
-  get eof(): boolean { return this.pos >= this.bytes.byteLength; }
+  get length(): number {
+    return this.bytes.byteLength;
+  }
+  get remaining(): number {
+    return this.bytes.byteLength - this.pos;
+  }
+  get eof(): boolean {
+    return this.pos >= this.bytes.byteLength;
+  }
 
   private fail(off: number, n: number): never {
     throw new LeakscopeError(
@@ -44,10 +50,22 @@ export class ByteReader {
   }
 
   // ---- random access ----
-  u8At(off: number): number { this.check(off, 1); return this.bytes[off]!; }
-  u16At(off: number): number { this.check(off, 2); return this.view.getUint16(off, true); }
-  u32At(off: number): number { this.check(off, 4); return this.view.getUint32(off, true); }
-  i32At(off: number): number { this.check(off, 4); return this.view.getInt32(off, true); }
+  u8At(off: number): number {
+    this.check(off, 1);
+    return this.bytes[off]!;
+  }
+  u16At(off: number): number {
+    this.check(off, 2);
+    return this.view.getUint16(off, true);
+  }
+  u32At(off: number): number {
+    this.check(off, 4);
+    return this.view.getUint32(off, true);
+  }
+  i32At(off: number): number {
+    this.check(off, 4);
+    return this.view.getInt32(off, true);
+  }
   /** u64 as number; exact below 2^53. */
   u64At(off: number): number {
     this.check(off, 8);
@@ -57,7 +75,10 @@ export class ByteReader {
     this.check(off, 8);
     return this.view.getInt32(off + 4, true) * TWO32 + this.view.getUint32(off, true);
   }
-  u64nAt(off: number): bigint { this.check(off, 8); return this.view.getBigUint64(off, true); }
+  u64nAt(off: number): bigint {
+    this.check(off, 8);
+    return this.view.getBigUint64(off, true);
+  }
   /** NUL-terminated string starting at off (latin1 / utf-8), at most `max` bytes. */
   cstringAt(off: number, max = 4096): string {
     this.check(off, 0);
@@ -67,21 +88,70 @@ export class ByteReader {
     if (end >= this.bytes.byteLength) this.fail(end, 1);
     return Buffer.from(this.bytes.buffer, this.bytes.byteOffset + off, end - off).toString('utf8');
   }
-  bytesAt(off: number, n: number): Uint8Array { this.check(off, n); return this.bytes.subarray(off, off + n); }
+  bytesAt(off: number, n: number): Uint8Array {
+    this.check(off, n);
+    return this.bytes.subarray(off, off + n);
+  }
 
   // ---- cursor reads ----
-  u8(): number { const v = this.u8At(this.pos); this.pos += 1; return v; }
-  i8(): number { const v = this.u8(); return v > 127 ? v - 256 : v; }
-  u16(): number { const v = this.u16At(this.pos); this.pos += 2; return v; }
-  i16(): number { this.check(this.pos, 2); const v = this.view.getInt16(this.pos, true); this.pos += 2; return v; }
-  u32(): number { const v = this.u32At(this.pos); this.pos += 4; return v; }
-  i32(): number { const v = this.i32At(this.pos); this.pos += 4; return v; }
-  u64(): number { const v = this.u64At(this.pos); this.pos += 8; return v; }
-  i64(): number { const v = this.i64At(this.pos); this.pos += 8; return v; }
-  u64n(): bigint { const v = this.u64nAt(this.pos); this.pos += 8; return v; }
-  skip(n: number): void { this.check(this.pos, n); this.pos += n; }
-  seek(off: number): void { this.check(off, 0); this.pos = off; }
-  take(n: number): Uint8Array { const b = this.bytesAt(this.pos, n); this.pos += n; return b; }
+  u8(): number {
+    const v = this.u8At(this.pos);
+    this.pos += 1;
+    return v;
+  }
+  i8(): number {
+    const v = this.u8();
+    return v > 127 ? v - 256 : v;
+  }
+  u16(): number {
+    const v = this.u16At(this.pos);
+    this.pos += 2;
+    return v;
+  }
+  i16(): number {
+    this.check(this.pos, 2);
+    const v = this.view.getInt16(this.pos, true);
+    this.pos += 2;
+    return v;
+  }
+  u32(): number {
+    const v = this.u32At(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  i32(): number {
+    const v = this.i32At(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  u64(): number {
+    const v = this.u64At(this.pos);
+    this.pos += 8;
+    return v;
+  }
+  i64(): number {
+    const v = this.i64At(this.pos);
+    this.pos += 8;
+    return v;
+  }
+  u64n(): bigint {
+    const v = this.u64nAt(this.pos);
+    this.pos += 8;
+    return v;
+  }
+  skip(n: number): void {
+    this.check(this.pos, n);
+    this.pos += n;
+  }
+  seek(off: number): void {
+    this.check(off, 0);
+    this.pos = off;
+  }
+  take(n: number): Uint8Array {
+    const b = this.bytesAt(this.pos, n);
+    this.pos += n;
+    return b;
+  }
   /** A reader over the next n bytes (advances past them). */
   split(n: number, label = this.label): ByteReader {
     const base = this.base + this.pos;
@@ -94,29 +164,40 @@ export class ByteReader {
   }
   /** Unsigned LEB128; exact up to 2^53. */
   uleb(): number {
-    let result = 0, mul = 1, b: number;
+    let result = 0,
+      mul = 1,
+      b: number;
     do {
       b = this.u8();
       result += (b & 0x7f) * mul;
       mul *= 128;
-      if (mul > 2 ** 63) throw new LeakscopeError('malformed', `${this.label}: ULEB128 too long at offset 0x${(this.base + this.pos).toString(16)}`);
+      if (mul > 2 ** 63)
+        throw new LeakscopeError(
+          'malformed',
+          `${this.label}: ULEB128 too long at offset 0x${(this.base + this.pos).toString(16)}`,
+        );
     } while (b & 0x80);
     return result;
   }
   /** Unsigned LEB128 as a bigint: at most 10 bytes, wrapped to 64 bits (DWARF expression operands). */
   ulebn(): bigint {
-    let result = 0n, shift = 0n;
+    let result = 0n,
+      shift = 0n;
     for (let i = 0; i < 10; i++) {
       const b = this.u8();
       result |= BigInt(b & 0x7f) << shift;
       shift += 7n;
       if (!(b & 0x80)) return BigInt.asUintN(64, result);
     }
-    throw new LeakscopeError('malformed', `${this.label}: ULEB128 longer than 10 bytes at offset 0x${(this.base + this.pos).toString(16)}`);
+    throw new LeakscopeError(
+      'malformed',
+      `${this.label}: ULEB128 longer than 10 bytes at offset 0x${(this.base + this.pos).toString(16)}`,
+    );
   }
   /** Signed LEB128 as a bigint: at most 10 bytes, wrapped to 64 bits. */
   slebn(): bigint {
-    let result = 0n, shift = 0n;
+    let result = 0n,
+      shift = 0n;
     for (let i = 0; i < 10; i++) {
       const b = this.u8();
       result |= BigInt(b & 0x7f) << shift;
@@ -126,16 +207,25 @@ export class ByteReader {
         return BigInt.asIntN(64, result);
       }
     }
-    throw new LeakscopeError('malformed', `${this.label}: SLEB128 longer than 10 bytes at offset 0x${(this.base + this.pos).toString(16)}`);
+    throw new LeakscopeError(
+      'malformed',
+      `${this.label}: SLEB128 longer than 10 bytes at offset 0x${(this.base + this.pos).toString(16)}`,
+    );
   }
   /** Signed LEB128; exact up to +-2^53. */
   sleb(): number {
-    let result = 0, mul = 1, b: number;
+    let result = 0,
+      mul = 1,
+      b: number;
     do {
       b = this.u8();
       result += (b & 0x7f) * mul;
       mul *= 128;
-      if (mul > 2 ** 63) throw new LeakscopeError('malformed', `${this.label}: SLEB128 too long at offset 0x${(this.base + this.pos).toString(16)}`);
+      if (mul > 2 ** 63)
+        throw new LeakscopeError(
+          'malformed',
+          `${this.label}: SLEB128 too long at offset 0x${(this.base + this.pos).toString(16)}`,
+        );
     } while (b & 0x80);
     if (b & 0x40) result -= mul;
     return result;

@@ -37,12 +37,19 @@ export function formatBytes(n: number): string {
 }
 
 /** A LeakscopeError for a failed open(2) / openat2(2) of `label`. */
-export function openError(label: string, e: NodeJS.ErrnoException | { code?: string; message: string }): LeakscopeError {
+export function openError(
+  label: string,
+  e: NodeJS.ErrnoException | { code?: string; message: string },
+): LeakscopeError {
   const code = e.code;
   if (code === 'ENOENT' || code === 'ENOTDIR') return new LeakscopeError('not-found', `${label}: no such file`);
   if (code === 'EACCES' || code === 'EPERM') return new LeakscopeError('permission', `${label}: permission denied`);
   if (code === 'EISDIR') return new LeakscopeError('malformed', `${label}: not a regular file (a directory)`);
-  if (code === 'ELOOP' || code === 'EXDEV') return new LeakscopeError('not-found', `${label}: refused (the path leaves the target's root or uses a magic link)`);
+  if (code === 'ELOOP' || code === 'EXDEV')
+    return new LeakscopeError(
+      'not-found',
+      `${label}: refused (the path leaves the target's root or uses a magic link)`,
+    );
   if (code === 'ENXIO') return new LeakscopeError('malformed', `${label}: not a regular file`);
   return new LeakscopeError('io', `${label}: ${e.message}`);
 }
@@ -53,11 +60,22 @@ export function openError(label: string, e: NodeJS.ErrnoException | { code?: str
  */
 export function checkPathFd(pathFd: number, label: string, maxBytes: number, what = 'a file'): number {
   let st: Stats;
-  try { st = fstatSync(pathFd); } catch (e) { closeSync(pathFd); throw openError(label, e as NodeJS.ErrnoException); }
-  if (!st.isFile()) { closeSync(pathFd); throw new LeakscopeError('malformed', `${label}: not a regular file (${fileTypeName(st)})`); }
+  try {
+    st = fstatSync(pathFd);
+  } catch (e) {
+    closeSync(pathFd);
+    throw openError(label, e as NodeJS.ErrnoException);
+  }
+  if (!st.isFile()) {
+    closeSync(pathFd);
+    throw new LeakscopeError('malformed', `${label}: not a regular file (${fileTypeName(st)})`);
+  }
   if (st.size > maxBytes) {
     closeSync(pathFd);
-    throw new LeakscopeError('malformed', `${label}: ${formatBytes(st.size)}, more than the ${formatBytes(maxBytes)} leakscope reads for ${what}`);
+    throw new LeakscopeError(
+      'malformed',
+      `${label}: ${formatBytes(st.size)}, more than the ${formatBytes(maxBytes)} leakscope reads for ${what}`,
+    );
   }
   return pathFd;
 }
@@ -70,27 +88,52 @@ export function checkPathFd(pathFd: number, label: string, maxBytes: number, wha
 export function reopenRegular(pathFd: number, label: string, maxBytes: number, what = 'a file'): RegularFile {
   checkPathFd(pathFd, label, maxBytes, what);
   let fd: number;
-  try { fd = openSync(`/proc/self/fd/${pathFd}`, SAFE_OPEN_FLAGS); } catch (e) { throw openError(label, e as NodeJS.ErrnoException); } finally { closeSync(pathFd); }
+  try {
+    fd = openSync(`/proc/self/fd/${pathFd}`, SAFE_OPEN_FLAGS);
+  } catch (e) {
+    throw openError(label, e as NodeJS.ErrnoException);
+  } finally {
+    closeSync(pathFd);
+  }
   return checkRegular(fd, label, maxBytes, what);
 }
 
 /** Checks an open descriptor: a regular file of at most `maxBytes`. Closes `fd` and throws otherwise. */
 export function checkRegular(fd: number, label: string, maxBytes: number, what = 'a file'): RegularFile {
   let st: Stats;
-  try { st = fstatSync(fd); } catch (e) { closeSync(fd); throw openError(label, e as NodeJS.ErrnoException); }
-  if (!st.isFile()) { closeSync(fd); throw new LeakscopeError('malformed', `${label}: not a regular file (${fileTypeName(st)})`); }
+  try {
+    st = fstatSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    throw openError(label, e as NodeJS.ErrnoException);
+  }
+  if (!st.isFile()) {
+    closeSync(fd);
+    throw new LeakscopeError('malformed', `${label}: not a regular file (${fileTypeName(st)})`);
+  }
   if (st.size > maxBytes) {
     closeSync(fd);
-    throw new LeakscopeError('malformed', `${label}: ${formatBytes(st.size)}, more than the ${formatBytes(maxBytes)} leakscope reads for ${what}`);
+    throw new LeakscopeError(
+      'malformed',
+      `${label}: ${formatBytes(st.size)}, more than the ${formatBytes(maxBytes)} leakscope reads for ${what}`,
+    );
   }
   return { fd, size: st.size, identity: `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`, label };
 }
 
 /** Opens `path` (resolved as this process sees it) as a regular file of at most `maxBytes`. */
-export function openRegularFile(path: string, maxBytes: number, opts: { label?: string; what?: string } = {}): RegularFile {
+export function openRegularFile(
+  path: string,
+  maxBytes: number,
+  opts: { label?: string; what?: string } = {},
+): RegularFile {
   const label = opts.label ?? path;
   let pathFd: number;
-  try { pathFd = openSync(path, O_PATH); } catch (e) { throw openError(label, e as NodeJS.ErrnoException); }
+  try {
+    pathFd = openSync(path, O_PATH);
+  } catch (e) {
+    throw openError(label, e as NodeJS.ErrnoException);
+  }
   return reopenRegular(pathFd, label, maxBytes, opts.what);
 }
 
@@ -104,9 +147,11 @@ export function readRange(file: RegularFile, offset: number, len: number): Buffe
   let done = 0;
   while (done < n) {
     let got: number;
-    try { got = readSync(file.fd, buf, done, n - done, offset + done); } catch (e) {
+    try {
+      got = readSync(file.fd, buf, done, n - done, offset + done);
+    } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      if (err.code === 'EAGAIN') break;   // cannot happen for a regular file; never spin on it
+      if (err.code === 'EAGAIN') break; // cannot happen for a regular file; never spin on it
       throw new LeakscopeError('io', `${file.label}: read at ${offset + done}: ${err.message}`);
     }
     if (got <= 0) break;
@@ -117,7 +162,11 @@ export function readRange(file: RegularFile, offset: number, len: number): Buffe
 
 /** The whole file (as fstat sized it at open), then closes it. */
 export function readWholeAndClose(file: RegularFile): Buffer {
-  try { return readRange(file, 0, file.size); } finally { closeSync(file.fd); }
+  try {
+    return readRange(file, 0, file.size);
+  } finally {
+    closeSync(file.fd);
+  }
 }
 
 /** Opens, checks and reads a regular file of at most `maxBytes` bytes. */

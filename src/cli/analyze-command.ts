@@ -12,18 +12,32 @@ import { readBaselineCensus } from './commands.js';
 import type { CommandResult } from './commands.js';
 
 export interface AnalyzeCliOptions {
-  duration: number; pause: number; mode: 'auto' | 'pool' | 'malloc'; sampleBytes: number; minAge: number;
-  baseline?: string; html?: string; siblings?: boolean; quiet?: boolean;
+  duration: number;
+  pause: number;
+  mode: 'auto' | 'pool' | 'malloc';
+  sampleBytes: number;
+  minAge: number;
+  baseline?: string;
+  html?: string;
+  siblings?: boolean;
+  quiet?: boolean;
   /** false with --no-reach: no reachability scan at the end. */
   reach?: boolean;
 }
 
-export async function runAnalyze(space: AddressSpace, o: AnalyzeCliOptions): Promise<CommandResult & { doc: AnalyzeDocument }> {
+export async function runAnalyze(
+  space: AddressSpace,
+  o: AnalyzeCliOptions,
+): Promise<CommandResult & { doc: AnalyzeDocument }> {
   if (space.kind === 'live' && o.duration > 0) requireEbpf();
   const siblings: AddressSpace[] = [];
   if (o.siblings && space.kind === 'live') {
     for (const s of siblingWorkers(space.pid).slice(0, 2)) {
-      try { siblings.push(LiveProcess.open(s.pid)); } catch (e) { if (!isLeakscopeError(e)) throw e; }
+      try {
+        siblings.push(LiveProcess.open(s.pid));
+      } catch (e) {
+        if (!isLeakscopeError(e)) throw e;
+      }
     }
   }
   const baseline = o.baseline ? readBaselineCensus(o.baseline) : undefined;
@@ -32,10 +46,22 @@ export async function runAnalyze(space: AddressSpace, o: AnalyzeCliOptions): Pro
   let doc: AnalyzeDocument;
   try {
     doc = await analyze(space, {
-      traceSeconds: o.duration, pauseSeconds: o.pause, mode: o.mode, sampleBytes: o.sampleBytes, minAgeSeconds: o.minAge,
-      baseline, siblings, signal: interrupt.signal, reach: o.reach,
+      traceSeconds: o.duration,
+      pauseSeconds: o.pause,
+      mode: o.mode,
+      sampleBytes: o.sampleBytes,
+      minAgeSeconds: o.minAge,
+      baseline,
+      siblings,
+      signal: interrupt.signal,
+      reach: o.reach,
       onStep: o.quiet ? undefined : (t) => process.stderr.write(`${tty ? '\r\x1b[K' : ''}${t}${tty ? '' : '\n'}`),
-      onTraceProgress: tty ? (p) => process.stderr.write(`\r\x1b[Ktracing: ${Math.max(0, p.durationSeconds - p.elapsedSeconds).toFixed(0)} s left, ${p.events} stacks`) : undefined,
+      onTraceProgress: tty
+        ? (p) =>
+            process.stderr.write(
+              `\r\x1b[Ktracing: ${Math.max(0, p.durationSeconds - p.elapsedSeconds).toFixed(0)} s left, ${p.events} stacks`,
+            )
+        : undefined,
     });
   } finally {
     interrupt.dispose();

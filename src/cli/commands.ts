@@ -22,7 +22,10 @@ import type { TraceProgress } from '../trace/leak-tracer.js';
 import { requireEbpf, interruptSignal } from '../ebpf/index.js';
 import { writeFile } from './output.js';
 
-export interface CommandResult { text: () => string; json: () => object }
+export interface CommandResult {
+  text: () => string;
+  json: () => object;
+}
 
 export function runMem(space: AddressSpace): CommandResult {
   const symbolizer = new Symbolizer(space.modules());
@@ -42,15 +45,23 @@ export function runHeap(space: AddressSpace, opts: { baseline?: string }): Comma
 
 export function runPools(space: AddressSpace, opts: { largest: number }): CommandResult {
   const symbolizer = new Symbolizer(space.modules());
-  if (!symbolizer.lookup('ngx_cycle')) throw new LeakscopeError('not-found', `${space.description} is not nginx: no ngx_cycle symbol in its modules`);
+  if (!symbolizer.lookup('ngx_cycle'))
+    throw new LeakscopeError('not-found', `${space.description} is not nginx: no ngx_cycle symbol in its modules`);
   const r = heapAndPools(space, { symbolizer, pools: true });
   const doc = encodePools(r.pools!, opts);
   return { text: () => renderPoolsTable(doc, opts), json: () => doc };
 }
 
 export interface LeaksCliOptions {
-  duration: number; mode: 'pool' | 'malloc'; sampleBytes: number; minAge: number; duty: number;
-  svg?: string; folded?: string; pprof?: string; showInternal?: boolean;
+  duration: number;
+  mode: 'pool' | 'malloc';
+  sampleBytes: number;
+  minAge: number;
+  duty: number;
+  svg?: string;
+  folded?: string;
+  pprof?: string;
+  showInternal?: boolean;
   /** Split each path's outstanding memory by reachability at the end (heap scans after the window). */
   reach?: boolean;
 }
@@ -59,15 +70,24 @@ export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise
   requireEbpf();
   const interrupt = interruptSignal();
   const progress = process.stderr.isTTY
-    ? (p: TraceProgress) => process.stderr.write(`\rtracing ${space.description}: ${Math.min(p.elapsedSeconds, p.durationSeconds).toFixed(0)}/${p.durationSeconds} s, ${p.events} stacks, ${p.probeHits} probe hits   `)
+    ? (p: TraceProgress) =>
+        process.stderr.write(
+          `\rtracing ${space.description}: ${Math.min(p.elapsedSeconds, p.durationSeconds).toFixed(0)}/${p.durationSeconds} s, ${p.events} stacks, ${p.probeHits} probe hits   `,
+        )
     : undefined;
   let trace: LeakTrace;
   try {
     trace = await traceLeaks(space, {
-      mode: o.mode, durationSeconds: o.duration, sampleBytes: o.sampleBytes, minAgeSeconds: o.minAge, dutyCycle: o.duty, showInternal: o.showInternal,
+      mode: o.mode,
+      durationSeconds: o.duration,
+      sampleBytes: o.sampleBytes,
+      minAgeSeconds: o.minAge,
+      dutyCycle: o.duty,
+      showInternal: o.showInternal,
       livePools: o.mode === 'pool' ? () => livePoolBytes(space) : undefined,
       reachAtEnd: o.reach ? async () => (await reachability(space)).classOf : undefined,
-      onProgress: progress, signal: interrupt.signal,
+      onProgress: progress,
+      signal: interrupt.signal,
     });
   } finally {
     interrupt.dispose();
@@ -80,13 +100,24 @@ export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise
 
 /** --svg / --folded / --pprof files of a trace. */
 export function writeLeakOutputs(t: LeakTrace, o: { svg?: string; folded?: string; pprof?: string }): void {
-  if (o.svg) writeFile(o.svg, renderFlameGraphSvg(t.stacks, { title: `leakscope: outstanding ${t.mode === 'pool' ? 'pool' : 'malloc'} memory, ${t.target}`, weight: 'bytes' }));
+  if (o.svg)
+    writeFile(
+      o.svg,
+      renderFlameGraphSvg(t.stacks, {
+        title: `leakscope: outstanding ${t.mode === 'pool' ? 'pool' : 'malloc'} memory, ${t.target}`,
+        weight: 'bytes',
+      }),
+    );
   if (o.folded) writeFile(o.folded, toFolded(t.stacks, 'bytes'));
   if (o.pprof) {
-    writeFile(o.pprof, toPprof(t.stacks, {
-      durationNanos: Math.round(t.durationSeconds * 1e9), timeNanos: BigInt(Date.now()) * 1000000n,
-      sampling: t.sampleBytes ? { periodBytes: t.sampleBytes } : undefined,
-    }));
+    writeFile(
+      o.pprof,
+      toPprof(t.stacks, {
+        durationNanos: Math.round(t.durationSeconds * 1e9),
+        timeNanos: BigInt(Date.now()) * 1000000n,
+        sampling: t.sampleBytes ? { periodBytes: t.sampleBytes } : undefined,
+      }),
+    );
   }
 }
 
@@ -96,7 +127,9 @@ export function writeLeakOutputs(t: LeakTrace, o: { svg?: string; folded?: strin
  * `leakscope.heap/1` is `malformed` (exit 8), naming the file and the JSON path of the first problem.
  */
 export function readBaselineCensus(path: string): HeapCensus {
-  try { return censusFromHeap(parseHeap(readJsonFile(path))); } catch (e) {
+  try {
+    return censusFromHeap(parseHeap(readJsonFile(path)));
+  } catch (e) {
     if (isLeakscopeError(e) && !e.message.startsWith(path)) throw e.wrap(path);
     throw e;
   }

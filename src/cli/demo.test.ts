@@ -16,23 +16,40 @@ function gone(pid: number): boolean {
   try {
     const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
     return st.slice(st.lastIndexOf(')') + 2).startsWith('Z');
-  } catch { return true; }
+  } catch {
+    return true;
+  }
 }
 
 /** Live processes whose command line mentions TEXT. */
 function processesMentioning(text: string): number[] {
-  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((p) => {
-    try { return !gone(p) && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(text); } catch { return false; }
-  });
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+    .filter((p) => {
+      try {
+        return !gone(p) && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(text);
+      } catch {
+        return false;
+      }
+    });
 }
 
 function childrenOf(pid: number): number[] {
-  try { return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number); } catch { return []; }
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
 }
 
 test('SIGKILL of `leakscope demo` mid-run leaves no nginx of its prefix running', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'leakscope-demo-kill-'));
-  const demo = spawn(process.execPath, [join(REPO, 'bin/leakscope'), 'demo', '--duration', '60', '--html', join(dir, 'r.html')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const demo = spawn(
+    process.execPath,
+    [join(REPO, 'bin/leakscope'), 'demo', '--duration', '60', '--html', join(dir, 'r.html')],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   onExit(() => killQuietly(demo.pid!, 'SIGKILL'));
   let prefix = '';
   let master = 0;
@@ -60,7 +77,11 @@ test('SIGKILL of `leakscope demo` mid-run leaves no nginx of its prefix running'
     await new Promise((r) => demo.once('exit', r));
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline && ![master, ...workers].every(gone)) await new Promise((r) => setTimeout(r, 100));
-    assert.deepEqual([master, ...workers].filter((p) => !gone(p)), [], 'master and workers exited after demo was killed');
+    assert.deepEqual(
+      [master, ...workers].filter((p) => !gone(p)),
+      [],
+      'master and workers exited after demo was killed',
+    );
     assert.deepEqual(processesMentioning(prefix), [], `no process of prefix ${prefix} remains`);
   } finally {
     killQuietly(demo.pid!, 'SIGKILL');
@@ -75,15 +96,26 @@ test('demo on a host without a compiler or nginx-dev: one line naming what it ne
   const bin = mkdtempSync(join(tmpdir(), 'leakscope-demo-path-'));
   try {
     symlinkSync(process.execPath, join(bin, 'node'));
-    for (const env of [{ PATH: bin }, { PATH: `${bin}:${dirname(process.execPath)}:/usr/bin:/bin`, NGX_SRC_DIR: '/nonexistent/nginx-src' }]) {
-      const r = spawnSync(process.execPath, [join(REPO, 'bin/leakscope'), 'demo', '--html', join(bin, 'r.html')], { encoding: 'utf8', env: { ...env, HOME: bin } });
+    for (const env of [
+      { PATH: bin },
+      { PATH: `${bin}:${dirname(process.execPath)}:/usr/bin:/bin`, NGX_SRC_DIR: '/nonexistent/nginx-src' },
+    ]) {
+      const r = spawnSync(process.execPath, [join(REPO, 'bin/leakscope'), 'demo', '--html', join(bin, 'r.html')], {
+        encoding: 'utf8',
+        env: { ...env, HOME: bin },
+      });
       assert.equal(r.status, EXIT_CODES['not-supported'], r.stderr);
       const lines = r.stderr.trim().split('\n');
       assert.equal(lines.length, 1, r.stderr);
-      assert.match(lines[0]!, /^leakscope: demo needs nginx, nginx-dev, gcc, make.*missing: .*apt-get install nginx nginx-dev gcc make/);
+      assert.match(
+        lines[0]!,
+        /^leakscope: demo needs nginx, nginx-dev, gcc, make.*missing: .*apt-get install nginx nginx-dev gcc make/,
+      );
       if (env.PATH === bin) assert.match(lines[0]!, /missing: .*gcc \(cc\).*make/);
       else assert.match(lines[0]!, /missing: nginx-dev \(\/nonexistent\/nginx-src\)/);
       assert.equal(existsSync(join(bin, 'r.html')), false, 'no report');
     }
-  } finally { rmSync(bin, { recursive: true, force: true }); }
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
 });

@@ -11,7 +11,20 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, constants, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { homedir, tmpdir } from 'node:os';
@@ -38,7 +51,12 @@ function onPath(name: string): string | undefined {
   const dirs = name.includes('/') ? [''] : (process.env.PATH ?? '').split(delimiter).filter(Boolean);
   for (const d of dirs) {
     const p = d ? join(d, name) : name;
-    try { accessSync(p, constants.X_OK); if (statSync(p).isFile()) return p; } catch { /* next */ }
+    try {
+      accessSync(p, constants.X_OK);
+      if (statSync(p).isFile()) return p;
+    } catch {
+      /* next */
+    }
   }
   return undefined;
 }
@@ -54,11 +72,18 @@ function requirements(): { nginx: string; setpriv: string } {
   for (const tool of ['make', 'bash', 'cp']) if (!onPath(tool)) missing.push(tool);
   const setpriv = onPath('setpriv');
   if (!setpriv) missing.push('setpriv (util-linux)');
-  const headers: [string, string][] = [['pcre2.h', 'libpcre2-dev'], ['zlib.h', 'zlib1g-dev'], ['openssl/ssl.h', 'libssl-dev']];
+  const headers: [string, string][] = [
+    ['pcre2.h', 'libpcre2-dev'],
+    ['zlib.h', 'zlib1g-dev'],
+    ['openssl/ssl.h', 'libssl-dev'],
+  ];
   for (const [h, pkg] of headers) if (!existsSync(join('/usr/include', h))) missing.push(pkg);
   if (missing.length) {
-    throw new LeakscopeError('not-supported', `demo needs nginx, nginx-dev, gcc, make, bash, setpriv and nginx's build headers to build and run its leaking module; ` +
-      `missing: ${missing.join(', ')} (Debian: apt-get install nginx nginx-dev gcc make libpcre2-dev zlib1g-dev libssl-dev; leakscope installs nothing itself)`);
+    throw new LeakscopeError(
+      'not-supported',
+      `demo needs nginx, nginx-dev, gcc, make, bash, setpriv and nginx's build headers to build and run its leaking module; ` +
+        `missing: ${missing.join(', ')} (Debian: apt-get install nginx nginx-dev gcc make libpcre2-dev zlib1g-dev libssl-dev; leakscope installs nothing itself)`,
+    );
   }
   return { nginx: nginx!, setpriv: setpriv! };
 }
@@ -71,7 +96,9 @@ function cacheBase(): string | undefined {
     const st = lstatSync(base);
     if (!st.isDirectory() || st.uid !== process.geteuid?.() || (st.mode & 0o022) !== 0) return undefined;
     return base;
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -92,10 +119,16 @@ function buildModule(nginx: string, log: (s: string) => void): { so: string; dis
   const work = mkdtempSync(join(base ?? tmpdir(), 'demo-build-'));
   log(`building the leaking nginx module against nginx-dev in ${work} (first run: ~30 s)`);
   const out = join(work, MODULE_NAME);
-  const r = spawnSync('bash', [BUILD_SCRIPT, MODULE_DIR, work, out], { encoding: 'utf8', env: { ...process.env, NGX_SRC_DIR } });
+  const r = spawnSync('bash', [BUILD_SCRIPT, MODULE_DIR, work, out], {
+    encoding: 'utf8',
+    env: { ...process.env, NGX_SRC_DIR },
+  });
   if (r.status !== 0 || !existsSync(out)) {
     rmSync(work, { recursive: true, force: true });
-    throw new LeakscopeError('not-supported', `building the demo module failed: ${(r.stderr || r.stdout || String(r.error ?? '')).trim().split('\n').pop()}`);
+    throw new LeakscopeError(
+      'not-supported',
+      `building the demo module failed: ${(r.stderr || r.stdout || String(r.error ?? '')).trim().split('\n').pop()}`,
+    );
   }
   if (cached) {
     mkdirSync(join(cached, '..'), { recursive: true, mode: 0o700 });
@@ -112,15 +145,23 @@ export async function runDemo(o: { duration: number; html: string }): Promise<Co
   const module = buildModule(need.nginx, log);
   try {
     return await runWithModule(o, need, module.so, log);
-  } finally { module.dispose(); }
+  } finally {
+    module.dispose();
+  }
 }
 
-async function runWithModule(o: { duration: number; html: string }, need: { nginx: string; setpriv: string }, moduleSo: string, log: (s: string) => void): Promise<CommandResult> {
-
+async function runWithModule(
+  o: { duration: number; html: string },
+  need: { nginx: string; setpriv: string },
+  moduleSo: string,
+  log: (s: string) => void,
+): Promise<CommandResult> {
   const port = await freePort();
   const prefix = mkdtempSync(join(tmpdir(), 'leakscope-demo-'));
   const conf = join(prefix, 'nginx.conf');
-  writeFileSync(conf, `load_module ${moduleSo};
+  writeFileSync(
+    conf,
+    `load_module ${moduleSo};
 daemon off; master_process on; worker_processes 2;
 pid ${prefix}/nginx.pid; error_log ${prefix}/error.log warn;
 events { worker_connections 1024; }
@@ -137,12 +178,21 @@ http {
         location = /ok { limit_req zone=demo_zone burst=100000 nodelay; leak_pool none; }
     }
 }
-`);
+`,
+  );
   log(`starting nginx on 127.0.0.1:${port} (prefix ${prefix})`);
   // setpriv execs nginx with PR_SET_PDEATHSIG = SIGTERM: if demo dies (even by SIGKILL), the master
   // gets SIGTERM, stops its workers and exits. `daemon off;` keeps the master our child.
-  const master = spawn(need.setpriv, ['--pdeathsig', 'TERM', '--', need.nginx, '-p', prefix, '-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const cleanup = () => { try { master.kill('SIGTERM'); } catch { /* gone */ } };
+  const master = spawn(need.setpriv, ['--pdeathsig', 'TERM', '--', need.nginx, '-p', prefix, '-c', conf], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const cleanup = () => {
+    try {
+      master.kill('SIGTERM');
+    } catch {
+      /* gone */
+    }
+  };
   process.once('exit', cleanup);
   try {
     await waitForPort(port, master, prefix);
@@ -172,7 +222,16 @@ http {
     const space = LiveProcess.open(worker[0]);
     let result: Awaited<ReturnType<typeof runAnalyze>>;
     try {
-      result = await runAnalyze(space, { duration: o.duration, pause: 2, mode: 'auto', sampleBytes: 512 * 1024, minAge: 1, html: resolve(o.html), siblings: true, quiet: false });
+      result = await runAnalyze(space, {
+        duration: o.duration,
+        pause: 2,
+        mode: 'auto',
+        sampleBytes: 512 * 1024,
+        minAge: 1,
+        html: resolve(o.html),
+        siblings: true,
+        quiet: false,
+      });
     } finally {
       stop = true;
       await background;
@@ -182,7 +241,11 @@ http {
     return { text: result.text, json: result.json };
   } finally {
     cleanup();
-    await new Promise((r) => { if (master.exitCode !== null) r(null); else master.once('exit', r); setTimeout(r, 5000).unref(); });
+    await new Promise((r) => {
+      if (master.exitCode !== null) r(null);
+      else master.once('exit', r);
+      setTimeout(r, 5000).unref();
+    });
     rmSync(prefix, { recursive: true, force: true });
   }
 }
@@ -198,16 +261,25 @@ function maxGrowth(a: Map<number, number>, b: Map<number, number>): number {
 
 function httpGet(agent: http.Agent, port: number, path: string): Promise<number> {
   return new Promise((res) => {
-    const req = http.get({ host: '127.0.0.1', port, path, agent, timeout: 5000 }, (r) => { r.resume(); r.on('end', () => res(r.statusCode ?? 0)); });
+    const req = http.get({ host: '127.0.0.1', port, path, agent, timeout: 5000 }, (r) => {
+      r.resume();
+      r.on('end', () => res(r.statusCode ?? 0));
+    });
     req.on('error', () => res(0));
-    req.on('timeout', () => { req.destroy(); res(0); });
+    req.on('timeout', () => {
+      req.destroy();
+      res(0);
+    });
   });
 }
 
 function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => res(p)); });
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => res(p));
+    });
     s.on('error', rej);
   });
 }
@@ -217,11 +289,18 @@ async function waitForPort(port: number, child: ChildProcess, prefix: string): P
   while (Date.now() < deadline) {
     if (child.exitCode !== null) {
       let logText = '';
-      try { logText = readFileSync(join(prefix, 'error.log'), 'utf8').trim().split('\n').pop() ?? ''; } catch { /* none */ }
+      try {
+        logText = readFileSync(join(prefix, 'error.log'), 'utf8').trim().split('\n').pop() ?? '';
+      } catch {
+        /* none */
+      }
       throw new LeakscopeError('io', `nginx exited during start-up: ${logText}`);
     }
     const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); r(true); });
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        r(true);
+      });
       s.on('error', () => r(false));
     });
     if (ok && nginxWorkers({ master: child.pid }).length >= 2) return;

@@ -30,7 +30,9 @@ test('no permission: an unprivileged user reading a root process', async () => {
   try {
     const r = leakscope(['mem', String(fx.pid)], { asUser: 'nobody' });
     assertOneLineError(r, EXIT_CODES.permission, /not permitted.*root or with CAP_SYS_PTRACE/);
-  } finally { await fx.stop(); }
+  } finally {
+    await fx.stop();
+  }
 });
 
 test('non-ELF file and truncated core file', async () => {
@@ -41,7 +43,9 @@ test('non-ELF file and truncated core file', async () => {
   const fx = await spawnReady(join(FIXTURE_BUILD, 'elf-sample'));
   try {
     assert.equal(sh('gcore', ['-o', join(dir, 'core'), String(fx.pid)]).status, 0);
-  } finally { await fx.stop(); }
+  } finally {
+    await fx.stop();
+  }
   const core = join(dir, `core.${fx.pid}`);
   const cut = join(dir, 'cut.core');
   copyFileSync(core, cut);
@@ -63,7 +67,11 @@ test('a malformed --baseline (schema only, negative count): exit 8 naming the JS
     const schemaOnly = join(dir, 'schema-only.json');
     writeFileSync(schemaOnly, '{"schema":"leakscope.heap/1"}');
     for (const cmd of [['heap'], ['analyze', '--duration', '0', '--pause', '0']]) {
-      assertOneLineError(leakscope([...cmd, String(fx.pid), '--baseline', schemaOnly]), EXIT_CODES.malformed, /schema-only\.json: \$\.target: expected a string, got nothing/);
+      assertOneLineError(
+        leakscope([...cmd, String(fx.pid), '--baseline', schemaOnly]),
+        EXIT_CODES.malformed,
+        /schema-only\.json: \$\.target: expected a string, got nothing/,
+      );
     }
     const saved = leakscope(['heap', String(fx.pid), '--json']);
     assert.equal(saved.status, 0, saved.stderr);
@@ -71,9 +79,15 @@ test('a malformed --baseline (schema only, negative count): exit 8 naming the JS
     negative.histogram[0].inUseChunks = -3;
     const negFile = join(dir, 'negative.json');
     writeFileSync(negFile, JSON.stringify(negative));
-    assertOneLineError(leakscope(['heap', String(fx.pid), '--baseline', negFile]), EXIT_CODES.malformed, /\$\.histogram\[0\]\.inUseChunks: expected a count/);
+    assertOneLineError(
+      leakscope(['heap', String(fx.pid), '--baseline', negFile]),
+      EXIT_CODES.malformed,
+      /\$\.histogram\[0\]\.inUseChunks: expected a count/,
+    );
     // The unmodified document is a valid baseline.
     writeFileSync(negFile, saved.stdout);
     assert.equal(leakscope(['heap', String(fx.pid), '--baseline', negFile]).status, 0);
-  } finally { await fx.stop(); }
+  } finally {
+    await fx.stop();
+  }
 });

@@ -7,7 +7,10 @@ import { renderHeapTable } from '../report/heap-table.js';
 import { renderReachTable } from '../report/reach-table.js';
 import type { CommandResult } from './commands.js';
 
-export interface ReachCliOptions { scans?: number; largest?: number }
+export interface ReachCliOptions {
+  scans?: number;
+  largest?: number;
+}
 
 export async function runHeapReach(space: AddressSpace, o: ReachCliOptions): Promise<CommandResult> {
   const symbolizer = new Symbolizer(space.modules());

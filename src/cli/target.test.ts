@@ -39,15 +39,22 @@ test('--json never swallows a PID: `mem --json PID` is PID with JSON on stdout; 
     // digits after --json plus a positional PID: two PIDs, a usage error
     assertUsage(leakscopeIn(dir, ['mem', pid, '--json', pid]), /too many arguments/);
     // the file forms
-    for (const [args, file] of [[['mem', `--json=${pid}`, pid], pid], [['mem', '-o', 'out.json', pid], 'out.json'],
-      [['mem', '--output', 'out2.json', pid], 'out2.json'], [['mem', '--json', 'out3.json', pid], 'out3.json']] as [string[], string][]) {
+    for (const [args, file] of [
+      [['mem', `--json=${pid}`, pid], pid],
+      [['mem', '-o', 'out.json', pid], 'out.json'],
+      [['mem', '--output', 'out2.json', pid], 'out2.json'],
+      [['mem', '--json', 'out3.json', pid], 'out3.json'],
+    ] as [string[], string][]) {
       const w = leakscopeIn(dir, args);
       assert.equal(w.status, 0, `${args.join(' ')}: ${w.stderr}`);
       assert.equal(JSON.parse(readFileSync(join(dir, file), 'utf8')).schema, 'leakscope.mem/1', args.join(' '));
     }
     assertUsage(leakscopeIn(dir, ['mem', '--json', 'a.json', '-o', 'b.json', pid]), /both name the JSON file/);
     assertUsage(leakscopeIn(dir, ['demo', '--json', '123']), /too many arguments/);
-  } finally { await fx.stop(); rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    await fx.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('strict arguments: extra positionals, non-integer or out-of-range numbers, two targets are usage errors (exit 2)', async () => {
@@ -59,7 +66,10 @@ test('strict arguments: extra positionals, non-integer or out-of-range numbers, 
     assert.equal(leakscope(['demo', 'extra']).status, EXIT_CODES.usage);
     assertUsage(leakscope(['leaks', pid, '--sample-bytes', '1.5']), /--sample-bytes: expected a whole number/);
     assertUsage(leakscope(['analyze', pid, '--sample-bytes', '-1']), /--sample-bytes/);
-    assertUsage(leakscope(['leaks', pid, '--sample-bytes', '4Gi']), /--sample-bytes: expected a whole number in \[0, 2147483647\]/);
+    assertUsage(
+      leakscope(['leaks', pid, '--sample-bytes', '4Gi']),
+      /--sample-bytes: expected a whole number in \[0, 2147483647\]/,
+    );
     assertUsage(leakscope(['pools', pid, '--largest', '2.5']), /--largest: expected a whole number/);
     assertUsage(leakscope(['leaks', pid, '--duration', 'abc']), /--duration: expected a number/);
     assertUsage(leakscope(['leaks', pid, '--duration', '0']), /--duration: expected a number in \[0.1, 86400\]/);
@@ -73,7 +83,9 @@ test('strict arguments: extra positionals, non-integer or out-of-range numbers, 
     assertUsage(leakscope(['mem', pid, '--exe', '/bin/true']), /--exe goes with --core/);
     assertUsage(leakscope(['mem', pid, '--prefix', '/tmp']), /--prefix selects an nginx instance: use it with --nginx/);
     assertUsage(leakscope(['mem', '--nginx=abc']), /not a master process id/);
-  } finally { await fx.stop(); }
+  } finally {
+    await fx.stop();
+  }
 });
 
 test('--version prints the version in package.json', () => {
@@ -85,7 +97,14 @@ test('--version prints the version in package.json', () => {
 
 test('--nginx: several instances are listed (exit 2) and chosen by --nginx=MASTER_PID, --prefix or --conf; a process titled "nginx: worker process" is never one', async () => {
   // An impostor: a perl master/worker pair with nginx titles and a large worker RSS.
-  const impostor = spawn('perl', ['-e', '$0 = "nginx: master process /usr/sbin/nginx"; my $c = fork(); if (!$c) { $0 = "nginx: worker process"; $| = 1; my $x = "x" x (256 << 20); print "ready\\n"; sleep 600; exit 0 } waitpid($c, 0)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const impostor = spawn(
+    'perl',
+    [
+      '-e',
+      '$0 = "nginx: master process /usr/sbin/nginx"; my $c = fork(); if (!$c) { $0 = "nginx: worker process"; $| = 1; my $x = "x" x (256 << 20); print "ready\\n"; sleep 600; exit 0 } waitpid($c, 0)',
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   onExit(() => killQuietly(impostor.pid!, 'SIGKILL'));
   await new Promise((r) => impostor.stdout!.once('data', r));
   const impostorWorker = readFileSync(`/proc/${impostor.pid}/task/${impostor.pid}/children`, 'utf8').trim();
@@ -95,7 +114,10 @@ test('--nginx: several instances are listed (exit 2) and chosen by --nginx=MASTE
     const list = leakscope(['mem', '--nginx']);
     assert.equal(list.status, EXIT_CODES.usage, list.stderr);
     const lines = list.stderr.trim().split('\n');
-    assert.match(lines[0]!, /^leakscope: \d+ nginx instances are running; choose one with --nginx=MASTER_PID, --prefix DIR or --conf FILE:$/);
+    assert.match(
+      lines[0]!,
+      /^leakscope: \d+ nginx instances are running; choose one with --nginx=MASTER_PID, --prefix DIR or --conf FILE:$/,
+    );
     const lineOf = (pid: number) => lines.find((l) => l.includes(`master ${pid} `));
     for (const inst of [a, b]) {
       const l = lineOf(inst.pid);

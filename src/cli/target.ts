@@ -22,24 +22,35 @@ const PID_T_MAX = 2 ** 31 - 1;
 /** A PID argument: decimal digits, 1 .. 2^31-1, else a usage error. */
 export function parsePid(arg: string, what = 'process id'): number {
   const n = /^\d+$/.test(arg) ? Number(arg) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1 || n > PID_T_MAX) throw new LeakscopeError('usage', `not a ${what}: ${JSON.stringify(arg)}`);
+  if (!Number.isSafeInteger(n) || n < 1 || n > PID_T_MAX)
+    throw new LeakscopeError('usage', `not a ${what}: ${JSON.stringify(arg)}`);
   return n;
 }
 
 /** Usage errors of the target arguments: exactly one of PID, --nginx, --core; their companions only with them. */
 export function checkTargetArgs(pidArg: string | undefined, opts: TargetOptions): void {
   const nginx = opts.nginx || opts.nginxMaster !== undefined;
-  const given = [pidArg !== undefined && `PID ${pidArg}`, nginx && '--nginx', opts.core !== undefined && '--core'].filter(Boolean);
+  const given = [
+    pidArg !== undefined && `PID ${pidArg}`,
+    nginx && '--nginx',
+    opts.core !== undefined && '--core',
+  ].filter(Boolean);
   if (given.length > 1) throw new LeakscopeError('usage', `${given.join(' and ')} both name the target: give one`);
-  if (!nginx && (opts.prefix !== undefined || opts.conf !== undefined)) throw new LeakscopeError('usage', `${opts.prefix !== undefined ? '--prefix' : '--conf'} selects an nginx instance: use it with --nginx`);
-  if (opts.exe !== undefined && opts.core === undefined) throw new LeakscopeError('usage', '--exe goes with --core (the executable that produced the core file)');
+  if (!nginx && (opts.prefix !== undefined || opts.conf !== undefined))
+    throw new LeakscopeError(
+      'usage',
+      `${opts.prefix !== undefined ? '--prefix' : '--conf'} selects an nginx instance: use it with --nginx`,
+    );
+  if (opts.exe !== undefined && opts.core === undefined)
+    throw new LeakscopeError('usage', '--exe goes with --core (the executable that produced the core file)');
   if (!given.length) throw new LeakscopeError('usage', 'missing target: give a PID, --nginx, or --core FILE');
   if (pidArg !== undefined) parsePid(pidArg);
 }
 
 export function resolvePid(pidArg: string | undefined, opts: TargetOptions): number {
   checkTargetArgs(pidArg, opts);
-  if (opts.nginx || opts.nginxMaster !== undefined) return largestNginxWorker({ master: opts.nginxMaster, prefix: opts.prefix, conf: opts.conf }).pid;
+  if (opts.nginx || opts.nginxMaster !== undefined)
+    return largestNginxWorker({ master: opts.nginxMaster, prefix: opts.prefix, conf: opts.conf }).pid;
   return parsePid(pidArg!);
 }
 

@@ -514,7 +514,10 @@ function watchLuaCensus(space: AddressSpace, symbolizer: Symbolizer): WatchLua |
   if (!luajitLibrary(space)) return null;
   const r = luaHeaps(space, { symbolizer, tables: WATCH_LUA_TABLES });
   if (!r.vms.length) return null;
-  const tables = r.vms.flatMap((v) => v.tables).sort((a, b) => b.retainedBytes - a.retainedBytes).slice(0, WATCH_LUA_TABLES);
+  const tables = r.vms
+    .flatMap((v) => v.tables)
+    .sort((a, b) => b.retainedBytes - a.retainedBytes)
+    .slice(0, WATCH_LUA_TABLES);
   return {
     vms: r.vms.map((v) => ({ globalState: v.globalState, gcTotalBytes: v.gcTotal })),
     tables: tables.map((t) => ({ path: t.path, retainedBytes: t.retainedBytes })),

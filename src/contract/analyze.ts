@@ -9,7 +9,19 @@ import type { PoolAnalysis } from '../nginx/pools.js';
 import { encodeHeap, heapDocument } from './heap.js';
 import type { HeapDocument } from './heap.js';
 import {
-  amount, array, boolean, count, integer, literal, nullable, object, optional, parseWith, ratio, schema, string,
+  amount,
+  array,
+  boolean,
+  count,
+  integer,
+  literal,
+  nullable,
+  object,
+  optional,
+  parseWith,
+  ratio,
+  schema,
+  string,
 } from './json-check.js';
 import { encodeLeaks, leaksDocument } from './leaks.js';
 import type { LeaksDocument } from './leaks.js';
@@ -61,8 +73,13 @@ export interface AnalyzeConclusion {
   summary: string;
   /** A call path whose outstanding bytes grew steadily through the trace: least-squares slope with its 95% interval. */
   growthRate?: {
-    function: string | null; bytesPerSecond: number; lowBytesPerSecond: number; highBytesPerSecond: number;
-    bytesPerHour: number; rSquared: number; seconds: number;
+    function: string | null;
+    bytesPerSecond: number;
+    lowBytesPerSecond: number;
+    highBytesPerSecond: number;
+    bytesPerHour: number;
+    rSquared: number;
+    seconds: number;
   };
   /** For `cannot-tell`: the command that would tell (PID stands for the target's process id). */
   nextCommand?: string;
@@ -126,11 +143,19 @@ export interface AnalyzeResult {
 export function encodeAnalyze(r: AnalyzeResult): AnalyzeDocument {
   const a = r.anomalous;
   return {
-    schema: ANALYZE_SCHEMA, target: r.target, pid: r.pid,
-    generatedAt: r.generatedAt.toISOString(), durationSeconds: r.durationSeconds,
-    steps: r.steps, conclusion: r.conclusion,
-    mem: encodeMem(r.mem), heap: r.census ? encodeHeap(r.census) : null, heapComparison: r.comparison,
-    anomalousBucket: a ? { minBytes: a.minBytes, maxBytes: a.maxBytes, chunkGrowth: a.chunkGrowth, byteGrowth: a.byteGrowth } : null,
+    schema: ANALYZE_SCHEMA,
+    target: r.target,
+    pid: r.pid,
+    generatedAt: r.generatedAt.toISOString(),
+    durationSeconds: r.durationSeconds,
+    steps: r.steps,
+    conclusion: r.conclusion,
+    mem: encodeMem(r.mem),
+    heap: r.census ? encodeHeap(r.census) : null,
+    heapComparison: r.comparison,
+    anomalousBucket: a
+      ? { minBytes: a.minBytes, maxBytes: a.maxBytes, chunkGrowth: a.chunkGrowth, byteGrowth: a.byteGrowth }
+      : null,
     pools: r.pools ? encodePools(r.pools) : null,
     leaks: r.trace ? encodeLeaks(r.trace) : null,
   };
@@ -143,30 +168,53 @@ export const analyzeDocument = object({
   pid: count,
   generatedAt: string,
   durationSeconds: amount,
-  steps: array(object({
-    id: literal('memory', 'allocator', 'pools', 'luajit', 'buckets', 'code-path'),
-    title: string, finding: string, evidence: array(string),
-    status: literal('ok', 'anomaly', 'skipped', 'error'),
-  })),
+  steps: array(
+    object({
+      id: literal('memory', 'allocator', 'pools', 'luajit', 'buckets', 'code-path'),
+      title: string,
+      finding: string,
+      evidence: array(string),
+      status: literal('ok', 'anomaly', 'skipped', 'error'),
+    }),
+  ),
   conclusion: object({
-    leak: boolean, module: nullable(string), bucket: nullable(object(bucketRange)), function: nullable(string),
-    confidence: literal('high', 'medium', 'low', 'none'), summary: string,
+    leak: boolean,
+    module: nullable(string),
+    bucket: nullable(object(bucketRange)),
+    function: nullable(string),
+    confidence: literal('high', 'medium', 'low', 'none'),
+    summary: string,
     verdict: optional(literal(...VERDICTS)),
-    growthRate: optional(object({
-      function: nullable(string), bytesPerSecond: integer, lowBytesPerSecond: integer, highBytesPerSecond: integer,
-      bytesPerHour: integer, rSquared: ratio, seconds: amount,
-    })),
+    growthRate: optional(
+      object({
+        function: nullable(string),
+        bytesPerSecond: integer,
+        lowBytesPerSecond: integer,
+        highBytesPerSecond: integer,
+        bytesPerHour: integer,
+        rSquared: ratio,
+        seconds: amount,
+      }),
+    ),
     nextCommand: optional(string),
   }),
   mem: memDocument,
   heap: nullable(heapDocument),
-  heapComparison: nullable(object({
-    baseline: string,
-    kind: optional(literal(...COMPARISON_KINDS)),
-    buckets: array(object({
-      ...bucketRange, baselineInUseChunks: count, currentInUseChunks: count, chunkGrowth: integer, byteGrowth: integer,
-    })),
-  })),
+  heapComparison: nullable(
+    object({
+      baseline: string,
+      kind: optional(literal(...COMPARISON_KINDS)),
+      buckets: array(
+        object({
+          ...bucketRange,
+          baselineInUseChunks: count,
+          currentInUseChunks: count,
+          chunkGrowth: integer,
+          byteGrowth: integer,
+        }),
+      ),
+    }),
+  ),
   anomalousBucket: nullable(object({ ...bucketRange, chunkGrowth: integer, byteGrowth: integer })),
   pools: nullable(poolsDocument),
   leaks: nullable(leaksDocument),

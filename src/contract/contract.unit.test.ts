@@ -5,17 +5,41 @@ import assert from 'node:assert/strict';
 import { compareCensus } from '../glibc/compare.js';
 import { isLeakscopeError } from '../model/errors.js';
 import {
-  encodeAnalyze, encodeHeap, encodeLeaks, encodeMem, encodePools, parseAnalyze, parseDocument, parseHeap, parseJsonText, parseLeaks,
-  parseMem, parsePools,
+  encodeAnalyze,
+  encodeHeap,
+  encodeLeaks,
+  encodeMem,
+  encodePools,
+  parseAnalyze,
+  parseDocument,
+  parseHeap,
+  parseJsonText,
+  parseLeaks,
+  parseMem,
+  parsePools,
 } from './index.js';
 import { sampleCensus, sampleMem, samplePools, sampleStack, sampleTrace } from './test-samples.js';
 
 const KiB = 1024;
 const PROTO = '__proto__';
-const census = sampleCensus([[32, 100], [1024, 40], [256 * KiB, 12]]);
-const later = sampleCensus([[32, 100], [1024, 40], [256 * KiB, 60]]);
+const census = sampleCensus([
+  [32, 100],
+  [1024, 40],
+  [256 * KiB, 12],
+]);
+const later = sampleCensus([
+  [32, 100],
+  [1024, 40],
+  [256 * KiB, 60],
+]);
 const trace = sampleTrace([sampleStack(['malloc', 'leaky_alloc', 'main'], 4 * (1 << 20), 16)]);
-const pools = samplePools([{ owner: 'unreferenced', module: 'ngx_http_leak_module', pools: 3 }, { owner: 'connection', pools: 2, blockChunk: 528 }], { census });
+const pools = samplePools(
+  [
+    { owner: 'unreferenced', module: 'ngx_http_leak_module', pools: 3 },
+    { owner: 'connection', pools: 2, blockChunk: 528 },
+  ],
+  { census },
+);
 
 /** The document as it reaches a reader: JSON text parsed back. */
 const roundTrip = (doc: unknown) => JSON.parse(JSON.stringify(doc));
@@ -31,18 +55,36 @@ function rejects(fn: () => unknown, path: string, re?: RegExp): void {
   });
 }
 
-test('every encoder\'s document reads back through its parser unchanged', () => {
+test("every encoder's document reads back through its parser unchanged", () => {
   const cases: Array<[unknown, (d: unknown) => unknown]> = [
     [encodeMem(sampleMem(8 << 20, 2 << 20)), parseMem],
     [encodeHeap(later, { comparison: compareCensus(census, later) }), parseHeap],
     [encodePools(pools, { largest: 2 }), parsePools],
     [encodeLeaks(trace), parseLeaks],
-    [encodeAnalyze({
-      target: 'pid 4242', pid: 4242, generatedAt: new Date(0), durationSeconds: 3,
-      steps: [{ id: 'memory', title: 'Process memory', finding: 'x', evidence: ['y'], status: 'ok' }],
-      conclusion: { leak: false, module: null, bucket: null, function: null, confidence: 'none', summary: 'No leak found.' },
-      mem: sampleMem(1, 1), census, comparison: { baseline: 'the same process 2 s earlier', kind: 'pause', buckets: [] }, anomalous: null, pools, trace,
-    }), parseAnalyze],
+    [
+      encodeAnalyze({
+        target: 'pid 4242',
+        pid: 4242,
+        generatedAt: new Date(0),
+        durationSeconds: 3,
+        steps: [{ id: 'memory', title: 'Process memory', finding: 'x', evidence: ['y'], status: 'ok' }],
+        conclusion: {
+          leak: false,
+          module: null,
+          bucket: null,
+          function: null,
+          confidence: 'none',
+          summary: 'No leak found.',
+        },
+        mem: sampleMem(1, 1),
+        census,
+        comparison: { baseline: 'the same process 2 s earlier', kind: 'pause', buckets: [] },
+        anomalous: null,
+        pools,
+        trace,
+      }),
+      parseAnalyze,
+    ],
   ];
   for (const [doc, parse] of cases) {
     const text = roundTrip(doc);
@@ -58,17 +100,72 @@ test('a schema-only heap document is malformed, naming the first missing field',
 test('negative, fractional and string counts are rejected with their path', () => {
   const base = roundTrip(encodeHeap(census));
   const cases: Array<[(d: ReturnType<typeof roundTrip>) => void, string]> = [
-    [(d) => { d.totals.inUseChunks = -1; }, '$.totals.inUseChunks'],
-    [(d) => { d.totals.inUseBytes = '12'; }, '$.totals.inUseBytes'],
-    [(d) => { d.histogram[1].inUseChunks = 1.5; }, '$.histogram[1].inUseChunks'],
-    [(d) => { d.histogram[2] = null; }, '$.histogram[2]'],
-    [(d) => { d.arenas[0].heaps[0].start = -4096; }, '$.arenas[0].heaps[0].start'],
-    [(d) => { d.arenas[0].kind = 'other'; }, '$.arenas[0].kind'],
-    [(d) => { d.totals.fragmentation = 2; }, '$.totals.fragmentation'],
-    [(d) => { d.histogram = {}; }, '$.histogram'],
-    [(d) => { d.sources.mainArena = 7; }, '$.sources["mainArena"]'],
-    [(d) => { d.topSizes[0].count = 2 ** 60; }, '$.topSizes[0].count'],
-    [(d) => { delete d.complete; }, '$.complete'],
+    [
+      (d) => {
+        d.totals.inUseChunks = -1;
+      },
+      '$.totals.inUseChunks',
+    ],
+    [
+      (d) => {
+        d.totals.inUseBytes = '12';
+      },
+      '$.totals.inUseBytes',
+    ],
+    [
+      (d) => {
+        d.histogram[1].inUseChunks = 1.5;
+      },
+      '$.histogram[1].inUseChunks',
+    ],
+    [
+      (d) => {
+        d.histogram[2] = null;
+      },
+      '$.histogram[2]',
+    ],
+    [
+      (d) => {
+        d.arenas[0].heaps[0].start = -4096;
+      },
+      '$.arenas[0].heaps[0].start',
+    ],
+    [
+      (d) => {
+        d.arenas[0].kind = 'other';
+      },
+      '$.arenas[0].kind',
+    ],
+    [
+      (d) => {
+        d.totals.fragmentation = 2;
+      },
+      '$.totals.fragmentation',
+    ],
+    [
+      (d) => {
+        d.histogram = {};
+      },
+      '$.histogram',
+    ],
+    [
+      (d) => {
+        d.sources.mainArena = 7;
+      },
+      '$.sources["mainArena"]',
+    ],
+    [
+      (d) => {
+        d.topSizes[0].count = 2 ** 60;
+      },
+      '$.topSizes[0].count',
+    ],
+    [
+      (d) => {
+        delete d.complete;
+      },
+      '$.complete',
+    ],
   ];
   for (const [mutate, path] of cases) {
     const d = structuredClone(base);
@@ -96,7 +193,10 @@ test('unknown fields are dropped; keys of open maps stay plain keys', () => {
   d.totals.futureTotal = 3;
   const sources = JSON.parse('{"__proto__": "x", "constructor": "y", "mainArena": "z"}');
   d.sources = sources;
-  const p = parseHeap(d) as unknown as Record<string, unknown> & { totals: Record<string, unknown>; sources: Record<string, string> };
+  const p = parseHeap(d) as unknown as Record<string, unknown> & {
+    totals: Record<string, unknown>;
+    sources: Record<string, string>;
+  };
   assert.equal(p.futureField, undefined);
   assert.equal(p.totals.futureTotal, undefined);
   assert.equal(Object.getPrototypeOf(p.sources), null);
@@ -112,11 +212,22 @@ test('pools: a bucket share naming a group that does not exist is malformed', ()
 });
 
 test('analyze: the embedded documents are checked too', () => {
-  const doc = roundTrip(encodeAnalyze({
-    target: 't', pid: 1, generatedAt: new Date(0), durationSeconds: 1, steps: [],
-    conclusion: { leak: false, module: null, bucket: null, function: null, confidence: 'none', summary: '' },
-    mem: sampleMem(1, 1), census, comparison: null, anomalous: null, pools: null, trace,
-  }));
+  const doc = roundTrip(
+    encodeAnalyze({
+      target: 't',
+      pid: 1,
+      generatedAt: new Date(0),
+      durationSeconds: 1,
+      steps: [],
+      conclusion: { leak: false, module: null, bucket: null, function: null, confidence: 'none', summary: '' },
+      mem: sampleMem(1, 1),
+      census,
+      comparison: null,
+      anomalous: null,
+      pools: null,
+      trace,
+    }),
+  );
   doc.leaks.stacks[0].frames[0].module = null;
   rejects(() => parseAnalyze(doc), '$.leaks.stacks[0].frames[0].module');
   doc.leaks = null;

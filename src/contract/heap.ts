@@ -3,11 +3,31 @@
 // `heap` contract; chunk size = glibc's chunk size (header included, flag bits masked), bytes.
 
 import type {
-  ArenaCensus, CensusComparison, ClassTotals, ExactSize, HeapCensus, HistogramBucket, Inconsistency,
+  ArenaCensus,
+  CensusComparison,
+  ClassTotals,
+  ExactSize,
+  HeapCensus,
+  HistogramBucket,
+  Inconsistency,
 } from '../glibc/census-types.js';
 import type { Reachability } from '../glibc/reachability.js';
 import {
-  address, amount, array, boolean, count, integer, literal, nullable, object, optional, parseWith, ratio, record, schema, string,
+  address,
+  amount,
+  array,
+  boolean,
+  count,
+  integer,
+  literal,
+  nullable,
+  object,
+  optional,
+  parseWith,
+  ratio,
+  record,
+  schema,
+  string,
 } from './json-check.js';
 
 export const HEAP_SCHEMA = 'leakscope.heap/1';
@@ -16,8 +36,20 @@ export const HEAP_SCHEMA = 'leakscope.heap/1';
 export type HeapTotalsEntry = ClassTotals;
 
 const TOTAL_FIELDS = [
-  'inUseChunks', 'inUseBytes', 'freeChunks', 'freeBytes', 'tcacheChunks', 'tcacheBytes', 'fastbinChunks', 'fastbinBytes',
-  'binChunks', 'binBytes', 'topBytes', 'mmappedChunks', 'mmappedBytes', 'systemBytes',
+  'inUseChunks',
+  'inUseBytes',
+  'freeChunks',
+  'freeBytes',
+  'tcacheChunks',
+  'tcacheBytes',
+  'fastbinChunks',
+  'fastbinBytes',
+  'binChunks',
+  'binBytes',
+  'topBytes',
+  'mmappedChunks',
+  'mmappedBytes',
+  'systemBytes',
 ] as const satisfies ReadonlyArray<keyof ClassTotals>;
 
 export interface HeapArenaEntry extends ClassTotals {
@@ -27,7 +59,9 @@ export interface HeapArenaEntry extends ClassTotals {
   address: number;
   topChunk: number;
   attachedThreads: number;
-  unsortedChunks: number; smallbinChunks: number; largebinChunks: number;
+  unsortedChunks: number;
+  smallbinChunks: number;
+  largebinChunks: number;
   /** 0..1. */
   fragmentation: number;
   largestFreeChunk: number;
@@ -40,8 +74,13 @@ export interface HeapDocument {
   pid: number;
   glibcVersion: string;
   totals: ClassTotals & {
-    unsortedChunks: number; smallbinChunks: number; largebinChunks: number;
-    fragmentation: number; largestFreeChunk: number; arenas: number; tcaches: number;
+    unsortedChunks: number;
+    smallbinChunks: number;
+    largebinChunks: number;
+    fragmentation: number;
+    largestFreeChunk: number;
+    arenas: number;
+    tcaches: number;
   };
   arenas: HeapArenaEntry[];
   /** Ascending, non-empty power-of-two buckets [minBytes, maxBytes). */
@@ -68,16 +107,26 @@ function pickTotals(t: ClassTotals): ClassTotals {
 
 function arenaEntry(a: ArenaCensus): HeapArenaEntry {
   return {
-    index: a.index, kind: a.kind, address: a.address, topChunk: a.topChunk, attachedThreads: a.attachedThreads,
+    index: a.index,
+    kind: a.kind,
+    address: a.address,
+    topChunk: a.topChunk,
+    attachedThreads: a.attachedThreads,
     ...pickTotals(a),
-    unsortedChunks: a.unsortedChunks, smallbinChunks: a.smallbinChunks, largebinChunks: a.largebinChunks,
-    fragmentation: a.fragmentation, largestFreeChunk: a.largestFreeChunk,
+    unsortedChunks: a.unsortedChunks,
+    smallbinChunks: a.smallbinChunks,
+    largebinChunks: a.largebinChunks,
+    fragmentation: a.fragmentation,
+    largestFreeChunk: a.largestFreeChunk,
     heaps: a.heaps.map((h) => ({ start: h.start, end: h.end, walkedEnd: h.walkedEnd, chunks: h.chunks })),
   };
 }
 
 /** The versioned document of a census (and its comparison with a baseline); arrays are never null. */
-export function encodeHeap(c: HeapCensus, opts: { comparison?: CensusComparison; reachability?: Reachability } = {}): HeapDocument {
+export function encodeHeap(
+  c: HeapCensus,
+  opts: { comparison?: CensusComparison; reachability?: Reachability } = {},
+): HeapDocument {
   return {
     schema: HEAP_SCHEMA,
     target: c.target,
@@ -85,8 +134,13 @@ export function encodeHeap(c: HeapCensus, opts: { comparison?: CensusComparison;
     glibcVersion: c.glibcVersion,
     totals: {
       ...pickTotals(c.totals),
-      unsortedChunks: c.totals.unsortedChunks, smallbinChunks: c.totals.smallbinChunks, largebinChunks: c.totals.largebinChunks,
-      fragmentation: c.totals.fragmentation, largestFreeChunk: c.totals.largestFreeChunk, arenas: c.totals.arenas, tcaches: c.totals.tcaches,
+      unsortedChunks: c.totals.unsortedChunks,
+      smallbinChunks: c.totals.smallbinChunks,
+      largebinChunks: c.totals.largebinChunks,
+      fragmentation: c.totals.fragmentation,
+      largestFreeChunk: c.totals.largestFreeChunk,
+      arenas: c.totals.arenas,
+      tcaches: c.totals.tcaches,
     },
     arenas: c.arenas.map(arenaEntry),
     histogram: c.histogram.map((b) => ({ ...b })),
@@ -95,8 +149,11 @@ export function encodeHeap(c: HeapCensus, opts: { comparison?: CensusComparison;
     sources: { ...c.sources },
     // A live walk may record a garbage pointer read mid-change (beyond 2^53): the document keeps
     // the contract's address type (0 then; the detail says the value as read).
-    inconsistencies: c.inconsistencies.map((i) => (Number.isSafeInteger(i.address) && i.address >= 0 ? { ...i }
-      : { ...i, address: 0, detail: `${i.detail} (at an address read as 0x${i.address.toString(16)})` })),
+    inconsistencies: c.inconsistencies.map((i) =>
+      Number.isSafeInteger(i.address) && i.address >= 0
+        ? { ...i }
+        : { ...i, address: 0, detail: `${i.detail} (at an address read as 0x${i.address.toString(16)})` },
+    ),
     inconsistencyCount: c.inconsistencyCount,
     complete: c.complete,
     stats: { ...c.stats },
@@ -108,11 +165,20 @@ export function encodeHeap(c: HeapCensus, opts: { comparison?: CensusComparison;
 function reachabilityEntry(r: Reachability): Reachability {
   const c = (x: { chunks: number; bytes: number }) => ({ chunks: x.chunks, bytes: x.bytes });
   return {
-    definitelyLost: c(r.definitelyLost), indirectlyLost: c(r.indirectlyLost), possiblyLost: c(r.possiblyLost),
-    reachable: c(r.reachable), unknown: c(r.unknown), allocator: c(r.allocator),
+    definitelyLost: c(r.definitelyLost),
+    indirectlyLost: c(r.indirectlyLost),
+    possiblyLost: c(r.possiblyLost),
+    reachable: c(r.reachable),
+    unknown: c(r.unknown),
+    allocator: c(r.allocator),
     buckets: r.buckets.map((b) => ({
-      minBytes: b.minBytes, maxBytes: b.maxBytes, definitelyLost: c(b.definitelyLost), indirectlyLost: c(b.indirectlyLost),
-      possiblyLost: c(b.possiblyLost), reachable: c(b.reachable), unknown: c(b.unknown),
+      minBytes: b.minBytes,
+      maxBytes: b.maxBytes,
+      definitelyLost: c(b.definitelyLost),
+      indirectlyLost: c(b.indirectlyLost),
+      possiblyLost: c(b.possiblyLost),
+      reachable: c(b.reachable),
+      unknown: c(b.unknown),
     })),
     roots: r.roots.map((x) => ({ ...x })),
     largestLost: r.largestLost.map((x) => ({ ...x })),
@@ -123,44 +189,110 @@ function reachabilityEntry(r: Reachability): Reachability {
 }
 
 const classTotals = {
-  inUseChunks: count, inUseBytes: count, freeChunks: count, freeBytes: count, tcacheChunks: count, tcacheBytes: count,
-  fastbinChunks: count, fastbinBytes: count, binChunks: count, binBytes: count, topBytes: count,
-  mmappedChunks: count, mmappedBytes: count, systemBytes: count,
+  inUseChunks: count,
+  inUseBytes: count,
+  freeChunks: count,
+  freeBytes: count,
+  tcacheChunks: count,
+  tcacheBytes: count,
+  fastbinChunks: count,
+  fastbinBytes: count,
+  binChunks: count,
+  binBytes: count,
+  topBytes: count,
+  mmappedChunks: count,
+  mmappedBytes: count,
+  systemBytes: count,
 };
-const growthTotals = Object.fromEntries(TOTAL_FIELDS.map((k) => [k, integer])) as Record<keyof ClassTotals, typeof integer>;
+const growthTotals = Object.fromEntries(TOTAL_FIELDS.map((k) => [k, integer])) as Record<
+  keyof ClassTotals,
+  typeof integer
+>;
 const bins = { unsortedChunks: count, smallbinChunks: count, largebinChunks: count };
 
 const arena = object({
-  index: count, kind: literal('main', 'thread'), address, topChunk: address, attachedThreads: count,
-  ...classTotals, ...bins, fragmentation: ratio, largestFreeChunk: count,
+  index: count,
+  kind: literal('main', 'thread'),
+  address,
+  topChunk: address,
+  attachedThreads: count,
+  ...classTotals,
+  ...bins,
+  fragmentation: ratio,
+  largestFreeChunk: count,
   heaps: array(object({ start: address, end: address, walkedEnd: address, chunks: count })),
 });
-const bucket = object({ minBytes: count, maxBytes: count, inUseChunks: count, inUseBytes: count, freeChunks: count, freeBytes: count });
+const bucket = object({
+  minBytes: count,
+  maxBytes: count,
+  inUseChunks: count,
+  inUseBytes: count,
+  freeChunks: count,
+  freeBytes: count,
+});
 const comparison = object({
   baseline: object({ pid: count, target: string }),
   current: object({ pid: count, target: string }),
   totals: object(growthTotals),
-  buckets: array(object({
-    minBytes: count, maxBytes: count, inUseChunks: integer, inUseBytes: integer, freeChunks: integer, freeBytes: integer,
-    baselineInUseChunks: count, currentInUseChunks: count,
-  })),
+  buckets: array(
+    object({
+      minBytes: count,
+      maxBytes: count,
+      inUseChunks: integer,
+      inUseBytes: integer,
+      freeChunks: integer,
+      freeBytes: integer,
+      baselineInUseChunks: count,
+      currentInUseChunks: count,
+    }),
+  ),
   sizes: array(object({ size: count, countDelta: integer, bytesDelta: integer })),
 });
 
 const classCount = object({ chunks: count, bytes: count });
 const reachability = object({
-  definitelyLost: classCount, indirectlyLost: classCount, possiblyLost: classCount, reachable: classCount, unknown: classCount, allocator: classCount,
-  buckets: array(object({
-    minBytes: count, maxBytes: count, definitelyLost: classCount, indirectlyLost: classCount, possiblyLost: classCount, reachable: classCount, unknown: classCount,
-  })),
-  roots: array(object({ kind: string, name: string, ranges: count, bytes: count, startPointers: count, interiorPointers: count })),
-  largestLost: array(object({
-    address, chunkSize: count, class: literal('definitelyLost', 'indirectlyLost', 'possiblyLost', 'reachable', 'unknown'),
-    groupChunks: count, groupBytes: count, hex: string, ascii: string,
-  })),
+  definitelyLost: classCount,
+  indirectlyLost: classCount,
+  possiblyLost: classCount,
+  reachable: classCount,
+  unknown: classCount,
+  allocator: classCount,
+  buckets: array(
+    object({
+      minBytes: count,
+      maxBytes: count,
+      definitelyLost: classCount,
+      indirectlyLost: classCount,
+      possiblyLost: classCount,
+      reachable: classCount,
+      unknown: classCount,
+    }),
+  ),
+  roots: array(
+    object({ kind: string, name: string, ranges: count, bytes: count, startPointers: count, interiorPointers: count }),
+  ),
+  largestLost: array(
+    object({
+      address,
+      chunkSize: count,
+      class: literal('definitelyLost', 'indirectlyLost', 'possiblyLost', 'reachable', 'unknown'),
+      groupChunks: count,
+      groupBytes: count,
+      hex: string,
+      ascii: string,
+    }),
+  ),
   scans: count,
   notes: array(string),
-  stats: object({ elapsedMs: amount, bytesRead: count, chunks: count, edges: count, edgesStored: boolean, rootBytes: count, phasesMs: record(amount) }),
+  stats: object({
+    elapsedMs: amount,
+    bytesRead: count,
+    chunks: count,
+    edges: count,
+    edgesStored: boolean,
+    rootBytes: count,
+    phasesMs: record(amount),
+  }),
 });
 
 export const heapDocument = object({
@@ -168,12 +300,24 @@ export const heapDocument = object({
   target: string,
   pid: count,
   glibcVersion: string,
-  totals: object({ ...classTotals, ...bins, fragmentation: ratio, largestFreeChunk: count, arenas: count, tcaches: count }),
+  totals: object({
+    ...classTotals,
+    ...bins,
+    fragmentation: ratio,
+    largestFreeChunk: count,
+    arenas: count,
+    tcaches: count,
+  }),
   arenas: array(arena),
   histogram: array(bucket),
   topSizes: array(object({ size: count, count, bytes: count })),
   // Read from the target as-is (mp_ is not validated against the walk): any integers.
-  glibcView: object({ nMmaps: nullable(integer), mmappedMem: nullable(integer), mmapThreshold: nullable(integer), tcacheCount: nullable(integer) }),
+  glibcView: object({
+    nMmaps: nullable(integer),
+    mmappedMem: nullable(integer),
+    mmapThreshold: nullable(integer),
+    tcacheCount: nullable(integer),
+  }),
   sources: record(string),
   inconsistencies: array(object({ address, kind: string, detail: string })),
   inconsistencyCount: count,
@@ -191,10 +335,18 @@ export function parseHeap(doc: unknown): HeapDocument {
 /** The census a heap document describes (for comparing a baseline with a live census). */
 export function censusFromHeap(d: HeapDocument): HeapCensus {
   return {
-    pid: d.pid, target: d.target, glibcVersion: d.glibcVersion,
+    pid: d.pid,
+    target: d.target,
+    glibcVersion: d.glibcVersion,
     totals: d.totals,
     arenas: d.arenas,
-    histogram: d.histogram, topSizes: d.topSizes, sources: d.sources, glibcView: d.glibcView,
-    inconsistencies: d.inconsistencies, inconsistencyCount: d.inconsistencyCount, complete: d.complete, stats: d.stats,
+    histogram: d.histogram,
+    topSizes: d.topSizes,
+    sources: d.sources,
+    glibcView: d.glibcView,
+    inconsistencies: d.inconsistencies,
+    inconsistencyCount: d.inconsistencyCount,
+    complete: d.complete,
+    stats: d.stats,
   };
 }

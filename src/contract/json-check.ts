@@ -28,14 +28,16 @@ export function fail(path: string, expected: string, got: unknown): never {
   throw new LeakscopeError('malformed', `${path}: expected ${expected}, got ${shown(got)}`);
 }
 
-export const finite: Check<number> = (v, p) => (typeof v === 'number' && Number.isFinite(v) ? v : fail(p, 'a number', v));
+export const finite: Check<number> = (v, p) =>
+  typeof v === 'number' && Number.isFinite(v) ? v : fail(p, 'a number', v);
 
 /** A count or byte size: a non-negative safe integer. */
 export const count: Check<number> = (v, p) =>
   typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : fail(p, 'a count (a non-negative integer)', v);
 
 /** A signed difference of counts or bytes (growth). */
-export const integer: Check<number> = (v, p) => (typeof v === 'number' && Number.isSafeInteger(v) ? v : fail(p, 'an integer', v));
+export const integer: Check<number> = (v, p) =>
+  typeof v === 'number' && Number.isSafeInteger(v) ? v : fail(p, 'an integer', v);
 
 /** A user-space address: a non-negative safe integer. */
 export const address: Check<number> = count;
@@ -53,7 +55,8 @@ export const string: Check<string> = (v, p) => (typeof v === 'string' ? v : fail
 export const boolean: Check<boolean> = (v, p) => (typeof v === 'boolean' ? v : fail(p, 'true or false', v));
 
 export function literal<T extends string>(...values: T[]): Check<T> {
-  return (v, p) => ((values as unknown[]).includes(v) ? (v as T) : fail(p, values.map((x) => JSON.stringify(x)).join(' or '), v));
+  return (v, p) =>
+    (values as unknown[]).includes(v) ? (v as T) : fail(p, values.map((x) => JSON.stringify(x)).join(' or '), v);
 }
 
 export function nullable<T>(c: Check<T>): Check<T | null> {
@@ -113,7 +116,8 @@ export function schema<T extends string>(expected: T): Check<T> {
   return (v, p) => {
     if (v === expected) return expected;
     const family = expected.replace(/\/\d+$/, '/');
-    if (typeof v === 'string' && v.startsWith(family)) return fail(p, `${JSON.stringify(expected)} (this leakscope reads version ${expected.slice(family.length)})`, v);
+    if (typeof v === 'string' && v.startsWith(family))
+      return fail(p, `${JSON.stringify(expected)} (this leakscope reads version ${expected.slice(family.length)})`, v);
     return fail(p, JSON.stringify(expected), v);
   };
 }

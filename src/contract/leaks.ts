@@ -4,7 +4,21 @@
 
 import type { LeakTrace, TraceCost } from '../model/leaks.js';
 import type { Frame, StackReach } from '../model/stacks.js';
-import { amount, array, boolean, count, literal, nullable, object, optional, parseWith, ratio, record, schema, string } from './json-check.js';
+import {
+  amount,
+  array,
+  boolean,
+  count,
+  literal,
+  nullable,
+  object,
+  optional,
+  parseWith,
+  ratio,
+  record,
+  schema,
+  string,
+} from './json-check.js';
 
 export const LEAKS_SCHEMA = 'leakscope.leaks/1';
 
@@ -12,9 +26,11 @@ export interface LeakStackEntry {
   /** Leaf first; file / line (DWARF), mangled (the raw symbol when `function` is demangled) when known (additive in /1). */
   frames: Array<Pick<Frame, 'function' | 'module' | 'offset'> & Partial<Pick<Frame, 'file' | 'line' | 'mangled'>>>;
   /** Outstanding at the end of the window (estimated when sampled). */
-  bytes: number; count: number;
+  bytes: number;
+  count: number;
   /** Allocated during the window (0 when unknown). */
-  allocBytes: number; allocCount: number;
+  allocBytes: number;
+  allocCount: number;
   /** With `--reach`: the outstanding memory by reachability at the end (lost = definitely or indirectly lost). */
   reach?: StackReach;
   /** Malloc mode: outstanding bytes at each of the document's seriesSeconds (additive in /1). */
@@ -45,7 +61,9 @@ export interface LeaksDocument {
 export function encodeLeaks(t: LeakTrace): LeaksDocument {
   return {
     schema: LEAKS_SCHEMA,
-    target: t.target, pid: t.pid, mode: t.mode,
+    target: t.target,
+    pid: t.pid,
+    mode: t.mode,
     durationSeconds: t.durationSeconds,
     sampling: { sampleBytes: t.sampleBytes, minAgeSeconds: t.minAgeSeconds },
     totals: t.totals,
@@ -53,11 +71,17 @@ export function encodeLeaks(t: LeakTrace): LeaksDocument {
     probes: t.probes,
     stacks: t.stacks.map((s) => ({
       frames: s.frames.map((f) => ({
-        function: f.function, module: f.module, offset: f.offset,
-        ...(f.file !== undefined ? { file: f.file } : {}), ...(f.line !== undefined ? { line: f.line } : {}),
+        function: f.function,
+        module: f.module,
+        offset: f.offset,
+        ...(f.file !== undefined ? { file: f.file } : {}),
+        ...(f.line !== undefined ? { line: f.line } : {}),
         ...(f.mangled !== undefined ? { mangled: f.mangled } : {}),
       })),
-      bytes: s.bytes, count: s.count, allocBytes: s.allocBytes ?? 0, allocCount: s.allocCount ?? 0,
+      bytes: s.bytes,
+      count: s.count,
+      allocBytes: s.allocBytes ?? 0,
+      allocCount: s.allocCount ?? 0,
       ...(s.reach ? { reach: { ...s.reach } } : {}),
       ...(s.series ? { series: s.series } : {}),
     })),
@@ -77,25 +101,64 @@ export const leaksDocument = object({
   durationSeconds: amount,
   sampling: object({ sampleBytes: count, minAgeSeconds: amount }),
   totals: object({
-    outstandingBytes: amount, outstandingCount: amount, allocatedBytes: amount, allocatedCount: amount,
-    sampledEvents: count, completeStacks: count,
+    outstandingBytes: amount,
+    outstandingCount: amount,
+    allocatedBytes: amount,
+    allocatedCount: amount,
+    sampledEvents: count,
+    completeStacks: count,
   }),
   cost: object({
-    probeHits: record(count), totalProbeHits: count, estimatedCpuSeconds: amount, perHitMicros: amount, dutyCycle: ratio, lostEvents: count,
+    probeHits: record(count),
+    totalProbeHits: count,
+    estimatedCpuSeconds: amount,
+    perHitMicros: amount,
+    dutyCycle: ratio,
+    lostEvents: count,
   }),
   probes: array(string),
-  stacks: array(object({
-    frames: array(object({ function: nullable(string), module: string, offset: amount, file: optional(string), line: optional(count), mangled: optional(string) })),
-    bytes: amount, count: amount, allocBytes: amount, allocCount: amount,
-    reach: optional(object({
-      lostBytes: amount, lostCount: amount, possiblyLostBytes: amount, possiblyLostCount: amount,
-      reachableBytes: amount, reachableCount: amount, unknownBytes: amount, unknownCount: amount,
-    })),
-    series: optional(array(amount)),
-  })),
+  stacks: array(
+    object({
+      frames: array(
+        object({
+          function: nullable(string),
+          module: string,
+          offset: amount,
+          file: optional(string),
+          line: optional(count),
+          mangled: optional(string),
+        }),
+      ),
+      bytes: amount,
+      count: amount,
+      allocBytes: amount,
+      allocCount: amount,
+      reach: optional(
+        object({
+          lostBytes: amount,
+          lostCount: amount,
+          possiblyLostBytes: amount,
+          possiblyLostCount: amount,
+          reachableBytes: amount,
+          reachableCount: amount,
+          unknownBytes: amount,
+          unknownCount: amount,
+        }),
+      ),
+      series: optional(array(amount)),
+    }),
+  ),
   seriesSeconds: optional(array(amount)),
   complete: optional(boolean),
-  lost: optional(object({ events: count, requestedBytes: count, outstandingCount: count, outstandingBytes: count, untracked: count })),
+  lost: optional(
+    object({
+      events: count,
+      requestedBytes: count,
+      outstandingCount: count,
+      outstandingBytes: count,
+      untracked: count,
+    }),
+  ),
   targetExitedAfterSeconds: optional(amount),
   notes: array(string),
 });

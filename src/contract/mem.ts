@@ -6,11 +6,19 @@ import { address, array, count, literal, object, optional, parseWith, ratio, sch
 
 export const MEM_SCHEMA = 'leakscope.mem/1';
 
-export interface MemRegionEntry { start: number; end: number; rssBytes: number; swapBytes: number; label: string }
+export interface MemRegionEntry {
+  start: number;
+  end: number;
+  rssBytes: number;
+  swapBytes: number;
+  label: string;
+}
 
 export interface MemCategoryEntry {
   name: MemCategoryName;
-  rssBytes: number; pssBytes: number; swapBytes: number;
+  rssBytes: number;
+  pssBytes: number;
+  swapBytes: number;
   /** Mappings (or parts of mappings) counted here. */
   mappings: number;
   /** Where the classification came from. */
@@ -26,7 +34,9 @@ export interface MemDocument {
   schema: typeof MEM_SCHEMA;
   target: string;
   pid: number;
-  rssBytes: number; pssBytes: number; swapBytes: number;
+  rssBytes: number;
+  pssBytes: number;
+  swapBytes: number;
   /** Share of RSS held by glibc, 0..1. */
   glibcShare: number;
   categories: MemCategoryEntry[];
@@ -38,12 +48,26 @@ export interface MemDocument {
 export function encodeMem(b: MemBreakdown): MemDocument {
   return {
     schema: MEM_SCHEMA,
-    target: b.target, pid: b.pid,
-    rssBytes: b.rssBytes, pssBytes: b.pssBytes, swapBytes: b.swapBytes,
+    target: b.target,
+    pid: b.pid,
+    rssBytes: b.rssBytes,
+    pssBytes: b.pssBytes,
+    swapBytes: b.swapBytes,
     glibcShare: b.glibcShare,
     categories: b.categories.map((c) => ({
-      name: c.name, rssBytes: c.rssBytes, pssBytes: c.pssBytes, swapBytes: c.swapBytes, mappings: c.mappings, source: c.source,
-      top: c.top.map((r) => ({ start: r.start, end: r.end, rssBytes: r.rssBytes, swapBytes: r.swapBytes, label: r.label })),
+      name: c.name,
+      rssBytes: c.rssBytes,
+      pssBytes: c.pssBytes,
+      swapBytes: c.swapBytes,
+      mappings: c.mappings,
+      source: c.source,
+      top: c.top.map((r) => ({
+        start: r.start,
+        end: r.end,
+        rssBytes: r.rssBytes,
+        swapBytes: r.swapBytes,
+        label: r.label,
+      })),
       ...(c.usedBytes !== undefined ? { usedBytes: c.usedBytes, freeBytes: c.freeBytes ?? 0 } : {}),
     })),
     modules: b.modules,
@@ -52,18 +76,37 @@ export function encodeMem(b: MemBreakdown): MemDocument {
 }
 
 const CATEGORY_NAMES: MemCategoryName[] = [
-  'glibc-main-heap', 'glibc-thread-arenas', 'glibc-mmapped-chunks', 'nginx-shm', 'luajit', 'code', 'file', 'stack', 'other-anon',
+  'glibc-main-heap',
+  'glibc-thread-arenas',
+  'glibc-mmapped-chunks',
+  'nginx-shm',
+  'luajit',
+  'code',
+  'file',
+  'stack',
+  'other-anon',
 ];
 
 const region = object({ start: address, end: address, rssBytes: count, swapBytes: count, label: string });
 const category = object({
-  name: literal(...CATEGORY_NAMES), rssBytes: count, pssBytes: count, swapBytes: count, mappings: count, source: string,
+  name: literal(...CATEGORY_NAMES),
+  rssBytes: count,
+  pssBytes: count,
+  swapBytes: count,
+  mappings: count,
+  source: string,
   top: array(region),
-  usedBytes: optional(count), freeBytes: optional(count),
+  usedBytes: optional(count),
+  freeBytes: optional(count),
 });
 export const memDocument = object({
-  schema: schema(MEM_SCHEMA), target: string, pid: count,
-  rssBytes: count, pssBytes: count, swapBytes: count, glibcShare: ratio,
+  schema: schema(MEM_SCHEMA),
+  target: string,
+  pid: count,
+  rssBytes: count,
+  pssBytes: count,
+  swapBytes: count,
+  glibcShare: ratio,
   categories: array(category),
   modules: array(object({ path: string, rssBytes: count })),
   notes: array(string),

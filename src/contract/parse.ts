@@ -18,7 +18,14 @@ import type { PoolsDocument } from './pools.js';
 import { parseWatch } from './watch.js';
 import type { WatchDocument } from './watch.js';
 
-export type LeakscopeDocument = MemDocument | HeapDocument | PoolsDocument | LeaksDocument | AnalyzeDocument | LuaDocument | WatchDocument;
+export type LeakscopeDocument =
+  | MemDocument
+  | HeapDocument
+  | PoolsDocument
+  | LeaksDocument
+  | AnalyzeDocument
+  | LuaDocument
+  | WatchDocument;
 
 const PARSERS: Record<string, (doc: unknown) => LeakscopeDocument> = {
   'leakscope.mem/1': parseMem,
@@ -32,7 +39,8 @@ const PARSERS: Record<string, (doc: unknown) => LeakscopeDocument> = {
 
 /** Any leakscope document, told apart by its `schema`; throws `malformed` naming the first problem. */
 export function parseDocument(doc: unknown): LeakscopeDocument {
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) return fail('$', 'a leakscope document (a JSON object)', doc);
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc))
+    return fail('$', 'a leakscope document (a JSON object)', doc);
   const s = (doc as { schema?: unknown }).schema;
   const parse = typeof s === 'string' && Object.hasOwn(PARSERS, s) ? PARSERS[s] : undefined;
   if (!parse) return fail('$.schema', `one of ${Object.keys(PARSERS).join(', ')}`, s);

@@ -14,29 +14,69 @@ export class Reg {
     return `r${this.n}`;
   }
 }
-export const R0 = new Reg(0), R1 = new Reg(1), R2 = new Reg(2), R3 = new Reg(3), R4 = new Reg(4), R5 = new Reg(5);
-export const R6 = new Reg(6), R7 = new Reg(7), R8 = new Reg(8), R9 = new Reg(9);
+export const R0 = new Reg(0),
+  R1 = new Reg(1),
+  R2 = new Reg(2),
+  R3 = new Reg(3),
+  R4 = new Reg(4),
+  R5 = new Reg(5);
+export const R6 = new Reg(6),
+  R7 = new Reg(7),
+  R8 = new Reg(8),
+  R9 = new Reg(9);
 /** Read-only frame pointer; the stack is the 512 bytes below it. */
 export const R10 = new Reg(10);
 export const FP = R10;
 
 // Instruction classes, sizes, modes, sources (bpf.h).
-const LD = 0x00, LDX = 0x01, ST = 0x02, STX = 0x03, ALU = 0x04, JMP = 0x05, JMP32 = 0x06, ALU64 = 0x07;
-const IMM = 0x00, MEM = 0x60;
-const K = 0x00, X = 0x08;
+const LD = 0x00,
+  LDX = 0x01,
+  ST = 0x02,
+  STX = 0x03,
+  ALU = 0x04,
+  JMP = 0x05,
+  JMP32 = 0x06,
+  ALU64 = 0x07;
+const IMM = 0x00,
+  MEM = 0x60;
+const K = 0x00,
+  X = 0x08;
 export const Size = { b: 0x10, h: 0x08, w: 0x00, dw: 0x18 } as const;
 export type SizeName = keyof typeof Size;
 export const SIZE_BYTES: Record<SizeName, number> = { b: 1, h: 2, w: 4, dw: 8 };
 
 export const AluOp = {
-  add: 0x00, sub: 0x10, mul: 0x20, div: 0x30, or: 0x40, and: 0x50, lsh: 0x60, rsh: 0x70,
-  neg: 0x80, mod: 0x90, xor: 0xa0, mov: 0xb0, arsh: 0xc0,
+  add: 0x00,
+  sub: 0x10,
+  mul: 0x20,
+  div: 0x30,
+  or: 0x40,
+  and: 0x50,
+  lsh: 0x60,
+  rsh: 0x70,
+  neg: 0x80,
+  mod: 0x90,
+  xor: 0xa0,
+  mov: 0xb0,
+  arsh: 0xc0,
 } as const;
 export type AluOpName = keyof typeof AluOp;
 
 export const JmpOp = {
-  ja: 0x00, jeq: 0x10, jgt: 0x20, jge: 0x30, jset: 0x40, jne: 0x50, jsgt: 0x60, jsge: 0x70,
-  call: 0x80, exit: 0x90, jlt: 0xa0, jle: 0xb0, jslt: 0xc0, jsle: 0xd0,
+  ja: 0x00,
+  jeq: 0x10,
+  jgt: 0x20,
+  jge: 0x30,
+  jset: 0x40,
+  jne: 0x50,
+  jsgt: 0x60,
+  jsge: 0x70,
+  call: 0x80,
+  exit: 0x90,
+  jlt: 0xa0,
+  jle: 0xb0,
+  jslt: 0xc0,
+  jsle: 0xd0,
 } as const;
 export type JmpOpName = keyof typeof JmpOp;
 export type CondName = Exclude<JmpOpName, 'ja' | 'call' | 'exit'>;
@@ -119,7 +159,14 @@ function s16(v: number, what: string): number {
   }
   return v;
 }
-function insn(code: number, dst: Reg | number, src: Reg | number, off: number, imm: number, extra: Partial<Insn> = {}): Insn {
+function insn(
+  code: number,
+  dst: Reg | number,
+  src: Reg | number,
+  off: number,
+  imm: number,
+  extra: Partial<Insn> = {},
+): Insn {
   const d = typeof dst === 'number' ? dst : dst.n;
   const s = typeof src === 'number' ? src : src.n;
   return { kind: 'insn', code, dst: d, src: s, off: s16(off, 'insn'), imm: s32(imm, 'insn'), ...extra };
@@ -223,9 +270,27 @@ export function exit(): Insn {
 // --- macros ------------------------------------------------------------------------------
 /** `struct pt_regs` offsets seen by a (u|k)probe program on x86-64 (arch/x86/include/asm/ptrace.h). */
 export const PtRegs = {
-  r15: 0, r14: 8, r13: 16, r12: 24, rbp: 32, rbx: 40, r11: 48, r10: 56, r9: 64, r8: 72,
-  rax: 80, rcx: 88, rdx: 96, rsi: 104, rdi: 112, orig_rax: 120, rip: 128, cs: 136, eflags: 144,
-  rsp: 152, ss: 160,
+  r15: 0,
+  r14: 8,
+  r13: 16,
+  r12: 24,
+  rbp: 32,
+  rbx: 40,
+  r11: 48,
+  r10: 56,
+  r9: 64,
+  r8: 72,
+  rax: 80,
+  rcx: 88,
+  rdx: 96,
+  rsi: 104,
+  rdi: 112,
+  orig_rax: 120,
+  rip: 128,
+  cs: 136,
+  eflags: 144,
+  rsp: 152,
+  ss: 160,
 } as const;
 /** SysV x86-64 integer argument registers, in order. */
 export const ARG_REGS = ['rdi', 'rsi', 'rdx', 'rcx', 'r8', 'r9'] as const;
@@ -256,7 +321,11 @@ export function tgidFilter(tgid: number, target: string, pidns?: PidNamespace): 
  * A pid namespace, as bpf_get_ns_current_pid_tgid names it: the kernel dev_t (MAJOR << 20 | MINOR)
  * and inode of its nsfs file (/proc/PID/ns/pid), and the target's tgid in it.
  */
-export interface PidNamespace { dev: number; ino: number; tgid: number }
+export interface PidNamespace {
+  dev: number;
+  ino: number;
+  tgid: number;
+}
 
 /**
  * Jumps to `target` unless the current task's tgid, as seen in `ns`, is `ns.tgid`:
@@ -267,7 +336,11 @@ export interface PidNamespace { dev: number; ino: number; tgid: number }
  */
 export function nsTgidFilter(ns: PidNamespace, target: string): Body {
   return [
-    ldImm64(R1, ns.dev), ldImm64(R2, ns.ino), mov64(R3, R10), add64(R3, -8), mov64(R4, 8),
+    ldImm64(R1, ns.dev),
+    ldImm64(R2, ns.ino),
+    mov64(R3, R10),
+    add64(R3, -8),
+    mov64(R4, 8),
     call('get_ns_current_pid_tgid'),
     jne(R0, 0, target),
     ldx('w', R0, R10, -4),
@@ -295,18 +368,28 @@ export function readUserPrefix(dst: Reg, dstOff: number, src: Reg, len: Reg, max
     label(`${id}_clamp_${next}`),
     mov64(len, max),
     label(`${id}_go_${next}`),
-    mov64(R1, dst), add64(R1, dstOff), mov64(R2, len), mov64(R3, src), call('probe_read_user'),
+    mov64(R1, dst),
+    add64(R1, dstOff),
+    mov64(R2, len),
+    mov64(R3, src),
+    call('probe_read_user'),
     jeq(R0, 0, `${id}_done`),
   ];
   return [
     copy('1'),
     // Up to the end of the next page: 2 * PAGE_SIZE - (src & (PAGE_SIZE - 1)), in [4097, 8192].
-    mov64(R2, src), and64(R2, PAGE_SIZE - 1), mov64(R1, 2 * PAGE_SIZE), sub64(R1, R2),
+    mov64(R2, src),
+    and64(R2, PAGE_SIZE - 1),
+    mov64(R1, 2 * PAGE_SIZE),
+    sub64(R1, R2),
     jle(len, R1, `${id}_own_page`), // not shorter than what already failed
     mov64(len, R1),
     copy('2'),
     label(`${id}_own_page`),
-    mov64(R2, src), and64(R2, PAGE_SIZE - 1), mov64(R1, PAGE_SIZE), sub64(R1, R2),
+    mov64(R2, src),
+    and64(R2, PAGE_SIZE - 1),
+    mov64(R1, PAGE_SIZE),
+    sub64(R1, R2),
     jle(len, R1, `${id}_fail`),
     mov64(len, R1),
     copy('3'),
@@ -361,7 +444,8 @@ export function assemble(body: Body): { bytes: Buffer; insnCount: number; insns:
     }
     let imm = it.imm;
     if (it.map) {
-      if (!(it.map.fd >= 0)) throw new LeakscopeError('usage', `assemble: map ${it.map.name ?? ''} is not created (no fd)`);
+      if (!(it.map.fd >= 0))
+        throw new LeakscopeError('usage', `assemble: map ${it.map.name ?? ''} is not created (no fd)`);
       imm = it.map.fd;
     }
     const o = pc * 8;
@@ -383,7 +467,8 @@ export function disassemble(body: Body): string {
   const { insns } = assemble(body);
   const lines: string[] = [];
   let pc = 0;
-  const sizeName = (code: number): string => ({ 0x10: 'u8', 0x08: 'u16', 0x00: 'u32', 0x18: 'u64' })[code & 0x18] ?? '?';
+  const sizeName = (code: number): string =>
+    ({ 0x10: 'u8', 0x08: 'u16', 0x00: 'u32', 0x18: 'u64' })[code & 0x18] ?? '?';
   for (const i of insns) {
     const cls = i.code & 7;
     const src = (i.code & X) !== 0 ? `r${i.src}` : `${i.imm}`;
@@ -391,10 +476,14 @@ export function disassemble(body: Body): string {
     if (cls === ALU64 || cls === ALU) {
       const op = Object.entries(AluOp).find(([, v]) => v === (i.code & 0xf0))?.[0] ?? '?';
       text = `${cls === ALU ? 'w' : 'r'}${i.dst} ${op}= ${src}`;
-    } else if (cls === LDX) text = `r${i.dst} = *(${sizeName(i.code)} *)(r${i.src} ${i.off >= 0 ? '+' : '-'} ${Math.abs(i.off)})`;
-    else if (cls === STX) text = `*(${sizeName(i.code)} *)(r${i.dst} ${i.off >= 0 ? '+' : '-'} ${Math.abs(i.off)}) = r${i.src}`;
-    else if (cls === ST) text = `*(${sizeName(i.code)} *)(r${i.dst} ${i.off >= 0 ? '+' : '-'} ${Math.abs(i.off)}) = ${i.imm}`;
-    else if (cls === LD) text = i.map ? `r${i.dst} = map[${i.map.name ?? i.imm}]` : `r${i.dst} = ${i.imm64Hi}:${i.imm} ll`;
+    } else if (cls === LDX)
+      text = `r${i.dst} = *(${sizeName(i.code)} *)(r${i.src} ${i.off >= 0 ? '+' : '-'} ${Math.abs(i.off)})`;
+    else if (cls === STX)
+      text = `*(${sizeName(i.code)} *)(r${i.dst} ${i.off >= 0 ? '+' : '-'} ${Math.abs(i.off)}) = r${i.src}`;
+    else if (cls === ST)
+      text = `*(${sizeName(i.code)} *)(r${i.dst} ${i.off >= 0 ? '+' : '-'} ${Math.abs(i.off)}) = ${i.imm}`;
+    else if (cls === LD)
+      text = i.map ? `r${i.dst} = map[${i.map.name ?? i.imm}]` : `r${i.dst} = ${i.imm64Hi}:${i.imm} ll`;
     else if ((i.code & 0xf0) === JmpOp.call) text = `call ${i.comment ?? i.imm}`;
     else if ((i.code & 0xf0) === JmpOp.exit) text = 'exit';
     else if ((i.code & 0xf0) === JmpOp.ja) text = `goto ${i.target ?? i.off}`;

@@ -1,8 +1,29 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  R0, R1, R2, R6, R8, R10, add64, assemble, call, disassemble, exit, ja, jeq, jne, label, ldImm64, ldMap, ldx, mov64,
-  rsh64, st, stx, tgidFilter,
+  R0,
+  R1,
+  R2,
+  R6,
+  R8,
+  R10,
+  add64,
+  assemble,
+  call,
+  disassemble,
+  exit,
+  ja,
+  jeq,
+  jne,
+  label,
+  ldImm64,
+  ldMap,
+  ldx,
+  mov64,
+  rsh64,
+  st,
+  stx,
+  tgidFilter,
 } from './asm.js';
 
 // Ground truth: encodings from the kernel's instruction-set document and the verified

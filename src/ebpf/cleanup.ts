@@ -80,7 +80,10 @@ export const resources = new Registry();
  * caller can drain maps and print what it has. A second signal closes everything and
  * exits with 128 + signal number. Call the returned `dispose` to remove the handlers.
  */
-export function interruptSignal(onInterrupt?: (signal: NodeJS.Signals) => void): { signal: AbortSignal; dispose(): void } {
+export function interruptSignal(onInterrupt?: (signal: NodeJS.Signals) => void): {
+  signal: AbortSignal;
+  dispose(): void;
+} {
   const ac = new AbortController();
   let count = 0;
   const handler = (sig: NodeJS.Signals): void => {

@@ -19,7 +19,10 @@ test('features: every check has a one-line explanation and matches the machine',
   const root = process.getuid?.() === 0;
   if (root) {
     // root on this machine (CI too): everything the runtime needs is there.
-    assert.deepEqual(checks.filter((c) => !c.ok), []);
+    assert.deepEqual(
+      checks.filter((c) => !c.ok),
+      [],
+    );
     assert.doesNotThrow(() => requireEbpf());
   } else {
     assert.throws(() => requireEbpf(), /eBPF tracing unavailable/);

@@ -6,7 +6,9 @@ import { LeakscopeError } from '../model/errors.js';
 import { BpfCmd, attrBuffer, bpfRaw, closeFd, errnoName } from './syscalls.js';
 
 /** Capability bits (include/uapi/linux/capability.h). */
-export const CAP_SYS_ADMIN = 21, CAP_PERFMON = 38, CAP_BPF = 39;
+export const CAP_SYS_ADMIN = 21,
+  CAP_PERFMON = 38,
+  CAP_BPF = 39;
 
 export interface FeatureCheck {
   name: 'privileges' | 'kernel-version' | 'uprobe-pmu' | 'perf-event-paranoid' | 'ring-buffer';
@@ -48,7 +50,9 @@ export function checkKernelVersion(): FeatureCheck {
   return {
     name: 'kernel-version',
     ok,
-    detail: ok ? `kernel ${release()} (ring buffers need >= 5.8)` : `kernel ${release()} is older than 5.8: no BPF ring buffer`,
+    detail: ok
+      ? `kernel ${release()} (ring buffers need >= 5.8)`
+      : `kernel ${release()} is older than 5.8: no BPF ring buffer`,
   };
 }
 
@@ -100,7 +104,10 @@ export function probeRingBuffer(): FeatureCheck {
   return {
     name: 'ring-buffer',
     ok: false,
-    detail: -fd === 1 ? `bpf(MAP_CREATE ringbuf): EPERM: not allowed to use bpf(2)` : `bpf(MAP_CREATE ringbuf): ${why}: kernel lacks BPF ring buffers (< 5.8?)`,
+    detail:
+      -fd === 1
+        ? `bpf(MAP_CREATE ringbuf): EPERM: not allowed to use bpf(2)`
+        : `bpf(MAP_CREATE ringbuf): ${why}: kernel lacks BPF ring buffers (< 5.8?)`,
   };
 }
 

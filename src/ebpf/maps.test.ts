@@ -1,10 +1,38 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { BPF_F_USER_STACK, R0, R1, R2, R3, R4, R6, call, exit, jslt, label, ldMap, mov64, stx, st, add64, R10 } from './asm.js';
+import {
+  BPF_F_USER_STACK,
+  R0,
+  R1,
+  R2,
+  R3,
+  R4,
+  R6,
+  call,
+  exit,
+  jslt,
+  label,
+  ldMap,
+  mov64,
+  stx,
+  st,
+  add64,
+  R10,
+} from './asm.js';
 import { checkPrivileges } from './features.js';
 import {
-  BpfMap, PerCpuArrayMap, RingBufMap, StackTraceMap, UpdateFlag, bytes, possibleCpuCount, record, u32, u64, u64n,
+  BpfMap,
+  PerCpuArrayMap,
+  RingBufMap,
+  StackTraceMap,
+  UpdateFlag,
+  bytes,
+  possibleCpuCount,
+  record,
+  u32,
+  u64,
+  u64n,
 } from './maps.js';
 import { loadProgram } from './prog.js';
 import { parseCpuList } from './syscalls.js';
@@ -17,7 +45,10 @@ const skip = priv.ok ? false : `needs CAP_BPF: ${priv.detail}`;
 test('maps: possible CPU list parsing', () => {
   assert.deepEqual(parseCpuList('0-1\n'), [0, 1]);
   assert.deepEqual(parseCpuList('0,2-3'), [0, 2, 3]);
-  assert.equal(possibleCpuCount(), Math.max(...parseCpuList(readFileSync('/sys/devices/system/cpu/possible', 'utf8'))) + 1);
+  assert.equal(
+    possibleCpuCount(),
+    Math.max(...parseCpuList(readFileSync('/sys/devices/system/cpu/possible', 'utf8'))) + 1,
+  );
 });
 
 test('maps: codecs round-trip and lay out structs like C', () => {
@@ -120,12 +151,20 @@ test('maps: stack trace map filled by bpf_get_stackid at a uprobe; lookup and de
       name: 'stackid',
       body: [
         mov64(R6, R1),
-        mov64(R1, R6), ldMap(R2, stacks), mov64(R3, BPF_F_USER_STACK), call('get_stackid'),
+        mov64(R1, R6),
+        ldMap(R2, stacks),
+        mov64(R3, BPF_F_USER_STACK),
+        call('get_stackid'),
         jslt(R0, 0, 'out'),
         add64(R0, 1),
         stx('dw', R10, -16, R0),
         st('w', R10, -4, 0),
-        ldMap(R1, ids), mov64(R2, R10), add64(R2, -4), mov64(R3, R10), add64(R3, -16), mov64(R4, 0),
+        ldMap(R1, ids),
+        mov64(R2, R10),
+        add64(R2, -4),
+        mov64(R3, R10),
+        add64(R3, -16),
+        mov64(R4, 0),
         call('map_update_elem'), // map_update_elem(ids, &key, &value, BPF_ANY)
         label('out'),
         mov64(R0, 0),
@@ -140,7 +179,11 @@ test('maps: stack trace map filled by bpf_get_stackid at a uprobe; lookup and de
     assert.ok(id >= 0, 'get_stackid returned a stack');
     assert.deepEqual(stacks.stackIds(), [id]);
     const frames = stacks.lookup(id)!;
-    const fn = runtimeAddress(target.pid, fixturePath(), resolveUprobeOffset({ binaryPath: fixturePath(), symbol: 'ebpf_target_add' }));
+    const fn = runtimeAddress(
+      target.pid,
+      fixturePath(),
+      resolveUprobeOffset({ binaryPath: fixturePath(), symbol: 'ebpf_target_add' }),
+    );
     assert.equal(Number(frames[0]), fn, 'leaf frame is the probed function');
     assert.equal(stacks.delete(id), true);
     assert.equal(stacks.lookup(id), undefined);

@@ -48,7 +48,7 @@ export const u64: Codec<bigint> = {
 export const u64n: Codec<number> = {
   size: 8,
   encode: (v, b, o) => {
-    b.writeUInt32LE(v % 0x1_0000_0000 >>> 0, o);
+    b.writeUInt32LE((v % 0x1_0000_0000) >>> 0, o);
     b.writeUInt32LE(Math.floor(v / 0x1_0000_0000) >>> 0, o + 4);
   },
   decode: (b, o) => {
@@ -128,7 +128,14 @@ export interface MapSpec<K, V> {
 }
 
 /** Raw map: fd plus scratch buffers for one key, one next key and one (possibly per-CPU) value. */
-function createMapFd(name: string, type: MapTypeName, keySize: number, valueSize: number, maxEntries: number, flags: number): number {
+function createMapFd(
+  name: string,
+  type: MapTypeName,
+  keySize: number,
+  valueSize: number,
+  maxEntries: number,
+  flags: number,
+): number {
   const a = attrBuffer();
   a.buf.writeUInt32LE(MapType[type], 0);
   a.buf.writeUInt32LE(keySize, 4);
@@ -157,7 +164,15 @@ export class RawMap {
    * Creates the map, or adopts `existingFd` (an fd for a map of this shape obtained elsewhere,
    * e.g. with pidfd_getfd); the map then owns and closes that fd.
    */
-  constructor(readonly name: string, type: MapTypeName, keySize: number, valueSize: number, maxEntries: number, flags = 0, existingFd?: number) {
+  constructor(
+    readonly name: string,
+    type: MapTypeName,
+    keySize: number,
+    valueSize: number,
+    maxEntries: number,
+    flags = 0,
+    existingFd?: number,
+  ) {
     this.type = type;
     this.keySize = keySize;
     this.valueSize = valueSize;
@@ -269,7 +284,8 @@ export class BpfMap<K, V> extends RawMap {
   entries(): Array<[K, V]> {
     const out: Array<[K, V]> = [];
     this.walkKeys(() => {
-      if (this.lookupRaw()) out.push([this.spec.key.decode(this.keyBuf.buf, 0), this.spec.value.decode(this.valueBuf.buf, 0)]);
+      if (this.lookupRaw())
+        out.push([this.spec.key.decode(this.keyBuf.buf, 0), this.spec.value.decode(this.valueBuf.buf, 0)]);
     });
     return out;
   }
@@ -311,7 +327,11 @@ export const MAX_STACK_DEPTH = 127;
 
 /** A stack trace map (bpf_get_stackid): stack id -> instruction pointers, leaf first. */
 export class StackTraceMap extends RawMap {
-  constructor(name: string, maxEntries: number, readonly depth = MAX_STACK_DEPTH) {
+  constructor(
+    name: string,
+    maxEntries: number,
+    readonly depth = MAX_STACK_DEPTH,
+  ) {
     super(name, 'stack-trace', 4, depth * 8, maxEntries);
   }
   /** The addresses of a stack (trailing zero slots removed), or undefined. */
@@ -341,9 +361,15 @@ export class StackTraceMap extends RawMap {
 
 /** A ring buffer map (kernel >= 5.8). `size` is the data size: a power of two, a multiple of the page size. */
 export class RingBufMap extends RawMap {
-  constructor(name: string, readonly size: number) {
+  constructor(
+    name: string,
+    readonly size: number,
+  ) {
     if (size <= 0 || (size & (size - 1)) !== 0 || size % 4096 !== 0) {
-      throw new LeakscopeError('usage', `ring buffer ${name}: size ${size} must be a power of two and a multiple of 4096`);
+      throw new LeakscopeError(
+        'usage',
+        `ring buffer ${name}: size ${size} must be a power of two and a multiple of 4096`,
+      );
     }
     super(name, 'ringbuf', 0, 0, size);
   }

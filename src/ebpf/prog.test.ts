@@ -48,5 +48,8 @@ test('prog: an out-of-bounds stack access fails with the verifier message', { sk
 });
 
 test('prog: a program without exit is rejected with the log', { skip }, () => {
-  assert.throws(() => loadProgram({ name: 'no_exit', body: [mov64(R0, 0)] }), /last insn is not an exit or jmp|jump out of range/);
+  assert.throws(
+    () => loadProgram({ name: 'no_exit', body: [mov64(R0, 0)] }),
+    /last insn is not an exit or jmp|jump out of range/,
+  );
 });

@@ -1,10 +1,20 @@
 // Loading programs (BPF_PROG_LOAD). A *spec* is plain data (name, instructions); loading
 // turns it into a live `Program` (an fd). Like libbpf, load without a verifier log first and,
 // on failure, load again with log level 1 so the error carries the verifier's explanation.
-import { LeakscopeError } from '../model/errors.js';
+import type { LeakscopeError } from '../model/errors.js';
 import { assemble, disassemble, type Body } from './asm.js';
 import { resources, Stage, type Resource } from './cleanup.js';
-import { BpfCmd, Errno, NativeBuffer, PERMISSION_HINT, SyscallError, attrBuffer, bpfRaw, closeFd, errnoName } from './syscalls.js';
+import {
+  BpfCmd,
+  Errno,
+  NativeBuffer,
+  PERMISSION_HINT,
+  SyscallError,
+  attrBuffer,
+  bpfRaw,
+  closeFd,
+  errnoName,
+} from './syscalls.js';
 
 /** Program types (enum bpf_prog_type). Uprobes and kprobes are both KPROBE. */
 export const ProgType = { kprobe: 2 } as const;
@@ -30,7 +40,11 @@ const LOG_SIZE_MAX = 1 << 28;
 
 export class Program {
   private handle: Resource | undefined;
-  constructor(readonly fd: number, readonly name: string, readonly insnCount: number) {
+  constructor(
+    readonly fd: number,
+    readonly name: string,
+    readonly insnCount: number,
+  ) {
     this.handle = resources.addFd(fd, Stage.Program, `program ${name} fd ${fd}`);
   }
   /** Kernel id (bpf_prog_info.id), e.g. to check with a PROG_GET_NEXT_ID walk that it is gone. */
@@ -43,7 +57,15 @@ export class Program {
   }
 }
 
-function progAttr(type: number, code: NativeBuffer, insnCount: number, license: NativeBuffer, name: string, log?: NativeBuffer, expectedAttachType = 0): NativeBuffer {
+function progAttr(
+  type: number,
+  code: NativeBuffer,
+  insnCount: number,
+  license: NativeBuffer,
+  name: string,
+  log?: NativeBuffer,
+  expectedAttachType = 0,
+): NativeBuffer {
   const a = attrBuffer();
   a.buf.writeUInt32LE(type, 0);
   a.buf.writeUInt32LE(insnCount, 4);
@@ -73,7 +95,10 @@ export function loadProgram(spec: ProgramSpec): Program {
   license.buf.write(`${spec.license ?? 'GPL'}\0`, 0, 'latin1');
   const what = `load program ${spec.name} (${insnCount} insns)`;
   try {
-    const fd = bpfRaw(BpfCmd.PROG_LOAD, progAttr(type, code, insnCount, license, spec.name, undefined, spec.expectedAttachType));
+    const fd = bpfRaw(
+      BpfCmd.PROG_LOAD,
+      progAttr(type, code, insnCount, license, spec.name, undefined, spec.expectedAttachType),
+    );
     if (fd >= 0) return new Program(fd, spec.name, insnCount);
     const errno = -fd;
     // Retry with the verifier log; grow it while the kernel says it is too small.
@@ -81,7 +106,10 @@ export function loadProgram(spec: ProgramSpec): Program {
     for (;;) {
       const log = new NativeBuffer(size);
       try {
-        const fd2 = bpfRaw(BpfCmd.PROG_LOAD, progAttr(type, code, insnCount, license, spec.name, log, spec.expectedAttachType));
+        const fd2 = bpfRaw(
+          BpfCmd.PROG_LOAD,
+          progAttr(type, code, insnCount, license, spec.name, log, spec.expectedAttachType),
+        );
         if (fd2 >= 0) return new Program(fd2, spec.name, insnCount); // a transient failure
         const errno2 = -fd2;
         if (errno2 === Errno.ENOSPC && size < LOG_SIZE_MAX) {
@@ -106,7 +134,11 @@ function loadError(what: string, errno: number, log: string, body: Body): Leaksc
     return new SyscallError('permission', `${what}: EPERM (${PERMISSION_HINT})`, errno);
   }
   if (!log && errno === Errno.EINVAL) {
-    return new SyscallError('not-supported', `${what}: EINVAL without a verifier log (unknown program type or attr field: kernel too old?)`, errno);
+    return new SyscallError(
+      'not-supported',
+      `${what}: EINVAL without a verifier log (unknown program type or attr field: kernel too old?)`,
+      errno,
+    );
   }
   // The verifier's last lines say what is wrong; keep the whole log (bounded) for context.
   const lines = log.split('\n');
@@ -117,7 +149,11 @@ function loadError(what: string, errno: number, log: string, body: Body): Leaksc
   } catch {
     // the listing is a courtesy
   }
-  return new SyscallError('malformed', `${what}: rejected by the verifier (${errnoName(errno)}):\n${shown.join('\n')}${listing}`, errno);
+  return new SyscallError(
+    'malformed',
+    `${what}: rejected by the verifier (${errnoName(errno)}):\n${shown.join('\n')}${listing}`,
+    errno,
+  );
 }
 
 /** Common head of bpf_prog_info / bpf_map_info / bpf_link_info. */
@@ -148,7 +184,8 @@ export function objectInfo(fd: number, what: string): ObjectInfo {
 
 /** All ids of one kind of kernel object (PROG_GET_NEXT_ID, MAP_GET_NEXT_ID, LINK_GET_NEXT_ID). */
 export function listObjectIds(kind: 'prog' | 'map' | 'link'): number[] {
-  const cmd = kind === 'prog' ? BpfCmd.PROG_GET_NEXT_ID : kind === 'map' ? BpfCmd.MAP_GET_NEXT_ID : BpfCmd.LINK_GET_NEXT_ID;
+  const cmd =
+    kind === 'prog' ? BpfCmd.PROG_GET_NEXT_ID : kind === 'map' ? BpfCmd.MAP_GET_NEXT_ID : BpfCmd.LINK_GET_NEXT_ID;
   const ids: number[] = [];
   let id = 0;
   for (let guard = 0; guard < 1_000_000; guard++) {
@@ -156,7 +193,8 @@ export function listObjectIds(kind: 'prog' | 'map' | 'link'): number[] {
     a.buf.writeUInt32LE(id, 0); // start_id
     const r = bpfRaw(cmd, a);
     if (r === -Errno.ENOENT) break;
-    if (r < 0) throw new SyscallError(r === -Errno.EPERM ? 'permission' : 'io', `list ${kind} ids: ${errnoName(-r)}`, -r);
+    if (r < 0)
+      throw new SyscallError(r === -Errno.EPERM ? 'permission' : 'io', `list ${kind} ids: ${errnoName(-r)}`, -r);
     id = a.buf.readUInt32LE(4); // next_id
     ids.push(id);
   }

@@ -20,16 +20,28 @@ test('ringbuf: wraps many times, skips discarded records, payloads intact', { sk
   const rb = new RingBufMap('wrap', SIZE);
   const drops = new PerCpuArrayMap({ name: 'drops', value: u64, maxEntries: 1 });
   const target = await TargetProcess.start();
-  const prog = loadProgram({ name: 'wrap', body: payloadRecorder(rb, drops, DATA, { tgid: target.pid, discardOdd: true }) });
+  const prog = loadProgram({
+    name: 'wrap',
+    body: payloadRecorder(rb, drops, DATA, { tgid: target.pid, discardOdd: true }),
+  });
   const seqs: number[] = [];
-  let straddling = 0, badPayloads = 0;
-  const reader = openRingBuffer(rb, (r) => {
-    const seq = r.u64n(0);
-    seqs.push(seq);
-    if (r.offset + r.length > SIZE) straddling++; // read through the second mapping
-    const bytes = r.bytes();
-    for (let j = 0; j < DATA; j++) if (bytes[8 + j] !== ((seq + j) & 0xff)) { badPayloads++; break; }
-  }, { wakeup: 'poll', intervalMs: 0 });
+  let straddling = 0,
+    badPayloads = 0;
+  const reader = openRingBuffer(
+    rb,
+    (r) => {
+      const seq = r.u64n(0);
+      seqs.push(seq);
+      if (r.offset + r.length > SIZE) straddling++; // read through the second mapping
+      const bytes = r.bytes();
+      for (let j = 0; j < DATA; j++)
+        if (bytes[8 + j] !== ((seq + j) & 0xff)) {
+          badPayloads++;
+          break;
+        }
+    },
+    { wakeup: 'poll', intervalMs: 0 },
+  );
   try {
     const link = attachUprobe(prog, PAYLOAD, { pid: target.pid });
     for (let s = 0; s < STEPS; s++) {

@@ -49,7 +49,9 @@ export class RingRecord {
   }
   /** u64 as a number (exact below 2^53: addresses, sizes, counters). */
   u64n(at: number): number {
-    return this.view.getUint32(this.offset + at + 4, true) * 0x1_0000_0000 + this.view.getUint32(this.offset + at, true);
+    return (
+      this.view.getUint32(this.offset + at + 4, true) * 0x1_0000_0000 + this.view.getUint32(this.offset + at, true)
+    );
   }
   u64(at: number): bigint {
     return this.view.getBigUint64(this.offset + at, true);
@@ -85,7 +87,9 @@ export class RingBufferReader {
   private cons64: BigUint64Array;
   private prod64: BigUint64Array;
   private readonly record = new RingRecord();
-  private poller: { start(opts: { readable: boolean }, cb: () => void): void; stop(): void; close(): void; unref(): void } | undefined;
+  private poller:
+    | { start(opts: { readable: boolean }, cb: () => void): void; stop(): void; close(): void; unref(): void }
+    | undefined;
   private pollerActive = false;
   private batchTimer: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -93,11 +97,21 @@ export class RingBufferReader {
   private draining = false;
   readonly stats: RingBufferStats = { records: 0, discarded: 0, bytes: 0, drains: 0 };
 
-  constructor(map: RingBufMap, private readonly onRecord: (r: RingRecord) => void, private readonly opts: RingBufferOptions = {}) {
+  constructor(
+    map: RingBufMap,
+    private readonly onRecord: (r: RingRecord) => void,
+    private readonly opts: RingBufferOptions = {},
+  ) {
     this.size = map.size;
     this.mask = map.size - 1;
     this.prodLen = PAGE_SIZE + 2 * map.size;
-    this.consAddr = mmapShared(map.fd, PAGE_SIZE, PROT_READ | PROT_WRITE, 0, `mmap consumer page of ring buffer ${map.name}`);
+    this.consAddr = mmapShared(
+      map.fd,
+      PAGE_SIZE,
+      PROT_READ | PROT_WRITE,
+      0,
+      `mmap consumer page of ring buffer ${map.name}`,
+    );
     try {
       this.prodAddr = mmapShared(map.fd, this.prodLen, PROT_READ, PAGE_SIZE, `mmap data of ring buffer ${map.name}`);
     } catch (e) {
@@ -112,7 +126,11 @@ export class RingBufferReader {
     // Data area (twice) after the producer page.
     this.record.view = new DataView(prodBuf, PAGE_SIZE, 2 * map.size);
     this.record.u8 = new Uint8Array(prodBuf, PAGE_SIZE, 2 * map.size);
-    this.handle = resources.add({ stage: Stage.Reader, what: `ring buffer reader ${map.name}`, close: () => this.destroy() });
+    this.handle = resources.add({
+      stage: Stage.Reader,
+      what: `ring buffer reader ${map.name}`,
+      close: () => this.destroy(),
+    });
     const mode = opts.wakeup ?? 'poll';
     if (mode === 'poll') {
       const h = koffi.node.poll(map.fd, { readable: true }, () => this.onReadable());
@@ -167,29 +185,27 @@ export class RingBufferReader {
       // Only the records committed before this drain began: under a producer that never pauses
       // a drain must still return, or the caller's event loop (its timers, its window) stalls.
       const prod = Number(this.prod64[0]);
-      {
-        while (cons < prod) {
-          const off = cons & this.mask;
-          const len = view.getUint32(off, true);
-          if (len & BUSY_BIT) {
-            this.storeCons(cons, hi);
-            return delivered;
-          }
-          const dataLen = len & ~(BUSY_BIT | DISCARD_BIT);
-          cons += (dataLen + HDR_SIZE + 7) & ~7;
-          if (len & DISCARD_BIT) {
-            this.stats.discarded++;
-          } else {
-            rec.offset = off + HDR_SIZE;
-            rec.length = dataLen;
-            this.stats.records++;
-            this.stats.bytes += dataLen;
-            delivered++;
-            this.onRecord(rec);
-          }
-          // Hand the space back at once (libbpf does the same) so the producer can reuse it.
-          hi = this.storeCons(cons, hi);
+      while (cons < prod) {
+        const off = cons & this.mask;
+        const len = view.getUint32(off, true);
+        if (len & BUSY_BIT) {
+          this.storeCons(cons, hi);
+          return delivered;
         }
+        const dataLen = len & ~(BUSY_BIT | DISCARD_BIT);
+        cons += (dataLen + HDR_SIZE + 7) & ~7;
+        if (len & DISCARD_BIT) {
+          this.stats.discarded++;
+        } else {
+          rec.offset = off + HDR_SIZE;
+          rec.length = dataLen;
+          this.stats.records++;
+          this.stats.bytes += dataLen;
+          delivered++;
+          this.onRecord(rec);
+        }
+        // Hand the space back at once (libbpf does the same) so the producer can reuse it.
+        hi = this.storeCons(cons, hi);
       }
     } finally {
       this.draining = false;
@@ -240,7 +256,11 @@ export class RingBufferReader {
 }
 
 /** Opens a reader; `onRecord` runs on Node's thread for each committed record. */
-export function openRingBuffer(map: RingBufMap, onRecord: (r: RingRecord) => void, opts?: RingBufferOptions): RingBufferReader {
+export function openRingBuffer(
+  map: RingBufMap,
+  onRecord: (r: RingRecord) => void,
+  opts?: RingBufferOptions,
+): RingBufferReader {
   if (map.fd < 0) throw new LeakscopeError('usage', `ring buffer ${map.name} is closed`);
   return new RingBufferReader(map, onRecord, opts);
 }

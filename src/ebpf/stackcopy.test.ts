@@ -6,8 +6,32 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import {
-  R0, R1, R2, R3, R6, R7, R8, R9, R10, add64, call, exit, ja, jeq, jgt, jsle, label, ldMap, ldx, loadReg, mov64, readUserPrefix,
-  st, stx, sub64, type Body,
+  R0,
+  R1,
+  R2,
+  R3,
+  R6,
+  R7,
+  R8,
+  R9,
+  R10,
+  add64,
+  call,
+  exit,
+  ja,
+  jeq,
+  jgt,
+  jsle,
+  label,
+  ldMap,
+  ldx,
+  loadReg,
+  mov64,
+  readUserPrefix,
+  st,
+  stx,
+  sub64,
+  type Body,
 } from './asm.js';
 import { checkEbpfSupport } from './features.js';
 import { BpfMap, PerCpuArrayMap, RingBufMap, u32, u64, u64n } from './maps.js';
@@ -21,17 +45,24 @@ const failed = checkEbpfSupport().filter((c) => !c.ok);
 const skip = failed.length ? `eBPF unavailable: ${failed.map((c) => c.detail).join('; ')}` : false;
 const MAX_STACK = 8192;
 
-
 /**
  * Record: { u64 src; u64 requested; u64 copied; u8 data[8192] }. src = ctx->REG; requested =
  * min(8192, cfg[0] - src); copied = what readUserPrefix managed.
  */
-function copyProgram(srcReg: 'rsp' | 'rdi', cfg: BpfMap<number, number>, rb: RingBufMap, drops: PerCpuArrayMap<bigint>): Body {
+function copyProgram(
+  srcReg: 'rsp' | 'rdi',
+  cfg: BpfMap<number, number>,
+  rb: RingBufMap,
+  drops: PerCpuArrayMap<bigint>,
+): Body {
   return [
     mov64(R6, R1), //                             r6 = ctx
     loadReg(R7, R6, srcReg), //                   r7 = src (sp)
     st('w', R10, -4, 0),
-    ldMap(R1, cfg), mov64(R2, R10), add64(R2, -4), call('map_lookup_elem'),
+    ldMap(R1, cfg),
+    mov64(R2, R10),
+    add64(R2, -4),
+    call('map_lookup_elem'),
     jeq(R0, 0, 'out'),
     ldx('dw', R8, R0, 0), //                      r8 = end (cfg[0])
     sub64(R8, R7), //                             r8 = end - src
@@ -41,14 +72,19 @@ function copyProgram(srcReg: 'rsp' | 'rdi', cfg: BpfMap<number, number>, rb: Rin
     label('clamp'),
     mov64(R8, MAX_STACK), //                      r8 in [1, 8192]
     label('reserve'),
-    ldMap(R1, rb), mov64(R2, 24 + MAX_STACK), mov64(R3, 0), call('ringbuf_reserve'),
+    ldMap(R1, rb),
+    mov64(R2, 24 + MAX_STACK),
+    mov64(R3, 0),
+    call('ringbuf_reserve'),
     jeq(R0, 0, 'full'),
     mov64(R9, R0),
     stx('dw', R9, 0, R7),
     stx('dw', R9, 8, R8),
     readUserPrefix(R9, 24, R7, R8, MAX_STACK), // r8 = bytes copied
     stx('dw', R9, 16, R8),
-    mov64(R1, R9), mov64(R2, 0), call('ringbuf_submit'),
+    mov64(R1, R9),
+    mov64(R2, 0),
+    call('ringbuf_submit'),
     ja('out'),
     label('full'),
     countInto(drops),
@@ -57,8 +93,18 @@ function copyProgram(srcReg: 'rsp' | 'rdi', cfg: BpfMap<number, number>, rb: Rin
     exit(),
   ];
 }
-interface Copy { src: number; requested: number; copied: number; data: Uint8Array }
-const decodeCopy = (r: RingRecord): Copy => ({ src: r.u64n(0), requested: r.u64n(8), copied: r.u64n(16), data: r.copy().subarray(24) });
+interface Copy {
+  src: number;
+  requested: number;
+  copied: number;
+  data: Uint8Array;
+}
+const decodeCopy = (r: RingRecord): Copy => ({
+  src: r.u64n(0),
+  requested: r.u64n(8),
+  copied: r.u64n(16),
+  data: r.copy().subarray(24),
+});
 
 function readMem(pid: number, addr: number, len: number): Buffer {
   const fd = openSync(`/proc/${pid}/mem`, 'r');
@@ -80,7 +126,9 @@ test('stack copy: clamped to the stack end from a map, bytes match the process',
   const records: Copy[] = [];
   const reader = openRingBuffer(rb, (r) => records.push(decodeCopy(r)));
   try {
-    const stackLine = readFileSync(`/proc/${target.pid}/maps`, 'utf8').split('\n').find((l) => l.endsWith('[stack]'))!;
+    const stackLine = readFileSync(`/proc/${target.pid}/maps`, 'utf8')
+      .split('\n')
+      .find((l) => l.endsWith('[stack]'))!;
     const stackEnd = Number.parseInt(stackLine.split(' ')[0]!.split('-')[1]!, 16);
     const link = attachUprobe(prog, { binaryPath: fixturePath(), symbol: 'ebpf_target_add' }, { pid: target.pid });
     // 1. The real stack end.
@@ -111,10 +159,19 @@ test('stack copy: clamped to the stack end from a map, bytes match the process',
     assert.deepEqual(Buffer.from(first.data.subarray(first.copied - 256, first.copied)), liveTop);
     // *(sp) at entry is the return address into the fixture's text.
     const ret = Number(Buffer.from(first.data).readBigUInt64LE(0));
-    const text = readFileSync(`/proc/${target.pid}/maps`, 'utf8').split('\n')
+    const text = readFileSync(`/proc/${target.pid}/maps`, 'utf8')
+      .split('\n')
       .filter((l) => l.endsWith(fixturePath()) && l.split(' ')[1]!.includes('x'))
-      .map((l) => l.split(' ')[0]!.split('-').map((h) => Number.parseInt(h, 16)));
-    assert.ok(text.some(([lo, hi]) => ret >= lo! && ret < hi!), 'return address inside ebpf-target text');
+      .map((l) =>
+        l
+          .split(' ')[0]!
+          .split('-')
+          .map((h) => Number.parseInt(h, 16)),
+      );
+    assert.ok(
+      text.some(([lo, hi]) => ret >= lo! && ret < hi!),
+      'return address inside ebpf-target text',
+    );
     const clamped = records[3]!;
     assert.equal(clamped.src, sp0, 'same call depth, same sp');
     assert.deepEqual([clamped.requested, clamped.copied], [100, 100]);
@@ -141,7 +198,12 @@ test('stack copy: an absent page truncates the copy at a page boundary instead o
     const link = attachUprobe(prog, { binaryPath: fixturePath(), symbol: 'ebpf_target_payload' }, { pid: target.pid });
     // K present pages -> expected bytes: 3 pages touched: all 8192; 2: to the end of page 1
     // (96 + 4096); 1: to the end of page 0 (96); 0: nothing.
-    const expected = new Map([[3, 8192], [2, 4192], [1, 96], [0, 0]]);
+    const expected = new Map([
+      [3, 8192],
+      [2, 4192],
+      [1, 96],
+      [0, 0],
+    ]);
     for (const [k, want] of expected) {
       const base = Number(await target.run(`holes ${k}`));
       reader.drain();
@@ -151,7 +213,8 @@ test('stack copy: an absent page truncates the copy at a page boundary instead o
       assert.equal(r.copied, want, `${k} present pages`);
       for (let j = 0; j < r.copied; j++) {
         const addr = 4000 + j;
-        if (r.data[j] !== ((Math.floor(addr / 4096) * 16 + (addr % 4096)) & 0xff)) assert.fail(`${k} pages: byte ${j} differs`);
+        if (r.data[j] !== ((Math.floor(addr / 4096) * 16 + (addr % 4096)) & 0xff))
+          assert.fail(`${k} pages: byte ${j} differs`);
       }
     }
     link.detach();

@@ -43,13 +43,28 @@ export const PERF_FLAG_FD_CLOEXEC = 8;
 /** sizeof(struct perf_event_attr) as of PERF_ATTR_SIZE_VER8 (kernel 6.x accepts >= 72). */
 export const PERF_ATTR_SIZE = 128;
 
-export const PROT_READ = 1, PROT_WRITE = 2;
+export const PROT_READ = 1,
+  PROT_WRITE = 2;
 export const MAP_SHARED = 1;
 const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 
 export const Errno = {
-  EPERM: 1, ENOENT: 2, ESRCH: 3, EINTR: 4, E2BIG: 7, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EACCES: 13,
-  EFAULT: 14, EBUSY: 16, EEXIST: 17, EINVAL: 22, ENOSPC: 28, ENOSYS: 38, EOPNOTSUPP: 95,
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  EINTR: 4,
+  E2BIG: 7,
+  EBADF: 9,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  EINVAL: 22,
+  ENOSPC: 28,
+  ENOSYS: 38,
+  EOPNOTSUPP: 95,
 } as const;
 const ERRNO_NAMES = new Map<number, string>(Object.entries(Errno).map(([k, v]) => [v, k]));
 
@@ -58,7 +73,11 @@ export const PERMISSION_HINT =
 
 /** A failed system call: a LeakscopeError that also carries the errno. */
 export class SyscallError extends LeakscopeError {
-  constructor(code: ErrorCode, message: string, readonly errno: number) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    readonly errno: number,
+  ) {
     super(code, message);
     this.name = 'SyscallError';
   }
@@ -85,7 +104,14 @@ export function errnoError(what: string, errno: number, notSupported: readonly n
 }
 
 interface Libc {
-  syscall: (nr: number, a: number | bigint, b: number | bigint, c: number | bigint, d: number | bigint, e: number | bigint) => number;
+  syscall: (
+    nr: number,
+    a: number | bigint,
+    b: number | bigint,
+    c: number | bigint,
+    d: number | bigint,
+    e: number | bigint,
+  ) => number;
   ioctl: (fd: number, req: number, arg: number | bigint) => number;
   close: (fd: number) => number;
   mmap: (addr: null, len: number, prot: number, flags: number, fd: number, off: number) => bigint;
@@ -155,7 +181,14 @@ export function bpfRaw(cmd: number, attr: NativeBuffer): number {
   return r < 0 ? -koffi.errno() : r;
 }
 
-export function perfEventOpen(attr: NativeBuffer, pid: number, cpu: number, groupFd: number, flags: number, what: string): number {
+export function perfEventOpen(
+  attr: NativeBuffer,
+  pid: number,
+  cpu: number,
+  groupFd: number,
+  flags: number,
+  what: string,
+): number {
   const r = libc().syscall(SYS_PERF_EVENT_OPEN, attr.addr, pid, cpu, groupFd, flags);
   if (r < 0) throw errnoError(what, koffi.errno(), [Errno.ENOENT]);
   return r;

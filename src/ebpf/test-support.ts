@@ -6,7 +6,29 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import {
-  R0, R1, R2, R3, R6, R7, R8, R10, add64, and64, call, exit, ja, jeq, label, ldMap, ldx, loadReg, mov64, st, stx, tgidFilter, type Body,
+  R0,
+  R1,
+  R2,
+  R3,
+  R6,
+  R7,
+  R8,
+  R10,
+  add64,
+  and64,
+  call,
+  exit,
+  ja,
+  jeq,
+  label,
+  ldMap,
+  ldx,
+  loadReg,
+  mov64,
+  st,
+  stx,
+  tgidFilter,
+  type Body,
 } from './asm.js';
 import type { RingBufMap, PerCpuArrayMap } from './maps.js';
 
@@ -78,7 +100,9 @@ export function runtimeAddress(pid: number, path: string, fileOffset: number): n
   for (const line of readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
     const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) \S+ \d+\s+(.*)$/.exec(line);
     if (!m || m[4] !== path) continue;
-    const start = Number.parseInt(m[1]!, 16), end = Number.parseInt(m[2]!, 16), off = Number.parseInt(m[3]!, 16);
+    const start = Number.parseInt(m[1]!, 16),
+      end = Number.parseInt(m[2]!, 16),
+      off = Number.parseInt(m[3]!, 16);
     if (fileOffset >= off && fileOffset < off + (end - start)) return start + (fileOffset - off);
   }
   return undefined;
@@ -119,10 +143,14 @@ export function callRecorder(rb: RingBufMap, drops: PerCpuArrayMap<bigint>, tgid
     jeq(R0, 0, 'full'),
     mov64(R8, R0),
     stx('dw', R8, 0, R7),
-    loadReg(R1, R6, 'rdi'), stx('dw', R8, 8, R1),
-    loadReg(R1, R6, 'rsi'), stx('dw', R8, 16, R1),
-    loadReg(R1, R6, 'rax'), stx('dw', R8, 24, R1),
-    loadReg(R1, R6, 'rip'), stx('dw', R8, 32, R1),
+    loadReg(R1, R6, 'rdi'),
+    stx('dw', R8, 8, R1),
+    loadReg(R1, R6, 'rsi'),
+    stx('dw', R8, 16, R1),
+    loadReg(R1, R6, 'rax'),
+    stx('dw', R8, 24, R1),
+    loadReg(R1, R6, 'rip'),
+    stx('dw', R8, 32, R1),
     mov64(R1, R8),
     mov64(R2, 0),
     call('ringbuf_submit'),
@@ -158,7 +186,12 @@ export function countInto(map: PerCpuArrayMap<bigint>): Body {
  * { u64 seq; u8 data[payloadBytes] copied from buf }, and submits it, or discards it when
  * `discardOdd` and seq is odd. Ring-buffer-full drops are counted in `drops[0]`.
  */
-export function payloadRecorder(rb: RingBufMap, drops: PerCpuArrayMap<bigint>, payloadBytes: number, opts: { tgid?: number; discardOdd?: boolean } = {}): Body {
+export function payloadRecorder(
+  rb: RingBufMap,
+  drops: PerCpuArrayMap<bigint>,
+  payloadBytes: number,
+  opts: { tgid?: number; discardOdd?: boolean } = {},
+): Body {
   return [
     mov64(R6, R1), //                          r6 = ctx
     opts.tgid !== undefined ? tgidFilter(opts.tgid, 'out') : [],
@@ -176,7 +209,15 @@ export function payloadRecorder(rb: RingBufMap, drops: PerCpuArrayMap<bigint>, p
     loadReg(R3, R6, 'rdi'),
     call('probe_read_user'), //               copy payloadBytes from buf (1st argument)
     opts.discardOdd
-      ? [loadReg(R1, R6, 'rdx'), and64(R1, 1), jeq(R1, 0, 'submit'), mov64(R1, R7), mov64(R2, 0), call('ringbuf_discard'), ja('out')]
+      ? [
+          loadReg(R1, R6, 'rdx'),
+          and64(R1, 1),
+          jeq(R1, 0, 'submit'),
+          mov64(R1, R7),
+          mov64(R2, 0),
+          call('ringbuf_discard'),
+          ja('out'),
+        ]
       : [],
     label('submit'),
     mov64(R1, R7),

@@ -11,7 +11,15 @@ import { PerCpuArrayMap, RingBufMap, u64 } from './maps.js';
 import { listObjectIds, loadProgram, objectInfo } from './prog.js';
 import { openRingBuffer, type RingRecord } from './ringbuf.js';
 import { closeFd, pidfdGetfd, pidfdOpen } from './syscalls.js';
-import { CALL_EVENT_SIZE, TargetProcess, callRecorder, fixturePath, memoryByte, runtimeAddress, sumCounter } from './test-support.js';
+import {
+  CALL_EVENT_SIZE,
+  TargetProcess,
+  callRecorder,
+  fixturePath,
+  memoryByte,
+  runtimeAddress,
+  sumCounter,
+} from './test-support.js';
 import { attachUprobe, resolveUprobeOffset, uprobePmu } from './uprobe.js';
 
 const failed = checkEbpfSupport().filter((c) => !c.ok);
@@ -40,7 +48,9 @@ function recorder(tgid: number | undefined) {
   const events: CallEvent[] = [];
   const reader = openRingBuffer(rb, (r) => events.push(decode(r)));
   return {
-    prog, events, drops,
+    prog,
+    events,
+    drops,
     /** Drain everything committed so far (the fixture's "done" line comes after its calls). */
     drain: () => reader.drain(),
     close() {
@@ -72,7 +82,10 @@ async function eventually(what: string, check: () => boolean, ms = 5000): Promis
 test('uprobe: PMU type and retprobe bit come from sysfs', { skip }, () => {
   const pmu = uprobePmu();
   assert.equal(pmu.type, Number(readFileSync('/sys/bus/event_source/devices/uprobe/type', 'utf8')));
-  assert.equal(`config:${pmu.retprobeBit}`, readFileSync('/sys/bus/event_source/devices/uprobe/format/retprobe', 'utf8').trim());
+  assert.equal(
+    `config:${pmu.retprobeBit}`,
+    readFileSync('/sys/bus/event_source/devices/uprobe/format/retprobe', 'utf8').trim(),
+  );
 });
 
 test('uprobe: a function called exactly N times yields exactly N events', { skip }, async () => {
@@ -87,7 +100,10 @@ test('uprobe: a function called exactly N times yields exactly N events', { skip
     assert.equal(sumCounter(rec.drops), 0, 'no ring buffer drops');
     assert.equal(rec.events.length, N);
     // Ground truth from the fixture: sum of a*3+b over the calls; a = i, b = 1000 + i.
-    assert.equal(rec.events.reduce((s, e) => s + e.rdi * 3 + e.rsi, 0), sum);
+    assert.equal(
+      rec.events.reduce((s, e) => s + e.rdi * 3 + e.rsi, 0),
+      sum,
+    );
   } finally {
     await target.quit();
     rec.close();
@@ -114,7 +130,8 @@ test('uprobe + uretprobe: arguments and return values', { skip }, async () => {
     assert.equal(entry.events.length, N);
     assert.equal(ret.events.length, N);
     for (let i = 0; i < N; i++) {
-      const e = entry.events[i]!, r = ret.events[i]!;
+      const e = entry.events[i]!,
+        r = ret.events[i]!;
       assert.deepEqual([e.rdi, e.rsi], [i, 1000 + i], `arguments of call ${i}`);
       assert.equal(e.ip, fn, 'entry: rip is the function');
       assert.equal(r.rax, 3 * i + 1000 + i, `return value of call ${i}`);
@@ -155,8 +172,11 @@ test('uprobe: a probe on one process does not see another running the same binar
   }
 });
 
-test('uprobe: all threads of the traced process are seen, threads started after attach included', { skip }, async () => {
-  const N = 4000, T = 4;
+test('uprobe: all threads of the traced process are seen, threads started after attach included', {
+  skip,
+}, async () => {
+  const N = 4000,
+    T = 4;
   const target = await TargetProcess.start();
   const rec = recorder(target.pid);
   try {
@@ -171,7 +191,10 @@ test('uprobe: all threads of the traced process are seen, threads started after 
     assert.ok(tids.has(target.pid), 'the main thread is one of them');
     for (const [tid, n] of tids) assert.equal(n, N / T, `thread ${tid} calls`);
     // Each thread t handles i = t, t + T, ...: every i appears once.
-    assert.deepEqual(rec.events.map((e) => e.rdi).sort((x, y) => x - y), Array.from({ length: N }, (_, i) => i));
+    assert.deepEqual(
+      rec.events.map((e) => e.rdi).sort((x, y) => x - y),
+      Array.from({ length: N }, (_, i) => i),
+    );
   } finally {
     await target.quit();
     rec.close();
@@ -207,7 +230,9 @@ test('uprobe: SIGKILL of the attaching process removes the probe', { skip }, asy
   const target = await TargetProcess.start();
   const off = resolveUprobeOffset(ADD);
   const childScript = join(dirname(fileURLToPath(import.meta.url)), 'test-attach-child.js');
-  const child = spawn(process.execPath, [childScript, BIN, String(target.pid)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [childScript, BIN, String(target.pid)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const exited = new Promise((r) => child.on('exit', r));
   let counter: PerCpuArrayMap<bigint> | undefined;
   try {
@@ -230,7 +255,10 @@ test('uprobe: SIGKILL of the attaching process removes the probe', { skip }, asy
 
     child.kill('SIGKILL');
     await exited;
-    await eventually('program and link freed by the kernel', () => !listObjectIds('prog').includes(progId) && !listObjectIds('link').includes(linkId));
+    await eventually(
+      'program and link freed by the kernel',
+      () => !listObjectIds('prog').includes(progId) && !listObjectIds('link').includes(linkId),
+    );
     await eventually('breakpoint removed from the target', () => codeByte(target.pid, off) === fileByte(off));
     await target.run('add 100 3');
     assert.equal(sumCounter(counter), 100, 'no hits counted after the kill');
@@ -245,12 +273,15 @@ test('cleanup: SIGINT detaches probes first, then the program can still report i
   const target = await TargetProcess.start();
   const off = resolveUprobeOffset(ADD);
   const childScript = join(dirname(fileURLToPath(import.meta.url)), 'test-attach-child.js');
-  const child = spawn(process.execPath, [childScript, BIN, String(target.pid), 'sigint'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [childScript, BIN, String(target.pid), 'sigint'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
   const lines: string[] = [];
   const waiters: Array<(l: string) => void> = [];
   createInterface({ input: child.stdout }).on('line', (l) => (waiters.shift() ?? ((x: string) => lines.push(x)))(l));
-  const nextLine = (): Promise<string> => (lines.length ? Promise.resolve(lines.shift()!) : new Promise((r) => waiters.push(r)));
+  const nextLine = (): Promise<string> =>
+    lines.length ? Promise.resolve(lines.shift()!) : new Promise((r) => waiters.push(r));
   try {
     assert.match(await nextLine(), /^attached /);
     await target.run('add 40 1');

@@ -20,8 +20,20 @@ import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import { resources, Stage, type Resource } from './cleanup.js';
 import type { Program } from './prog.js';
 import {
-  BpfCmd, Errno, NativeBuffer, PERF_ATTR_SIZE, PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_SET_BPF, PERF_FLAG_FD_CLOEXEC,
-  SyscallError, attrBuffer, bpfRaw, closeFd, errnoError, ioctl, perfEventOpen,
+  BpfCmd,
+  Errno,
+  NativeBuffer,
+  PERF_ATTR_SIZE,
+  PERF_EVENT_IOC_ENABLE,
+  PERF_EVENT_IOC_SET_BPF,
+  PERF_FLAG_FD_CLOEXEC,
+  SyscallError,
+  attrBuffer,
+  bpfRaw,
+  closeFd,
+  errnoError,
+  ioctl,
+  perfEventOpen,
 } from './syscalls.js';
 
 const UPROBE_PMU = '/sys/bus/event_source/devices/uprobe';
@@ -44,12 +56,18 @@ export function uprobePmu(): UprobePmu {
     typeText = readFileSync(`${UPROBE_PMU}/type`, 'utf8');
     fmt = readFileSync(`${UPROBE_PMU}/format/retprobe`, 'utf8');
   } catch {
-    throw new LeakscopeError('not-supported', `${UPROBE_PMU} is missing: kernel without CONFIG_UPROBE_EVENTS or older than 4.17`);
+    throw new LeakscopeError(
+      'not-supported',
+      `${UPROBE_PMU} is missing: kernel without CONFIG_UPROBE_EVENTS or older than 4.17`,
+    );
   }
   const m = /^config:(\d+)/.exec(fmt.trim());
   const type = Number.parseInt(typeText, 10);
   if (!m || !Number.isInteger(type)) {
-    throw new LeakscopeError('malformed', `${UPROBE_PMU}: unexpected type "${typeText.trim()}" / retprobe format "${fmt.trim()}"`);
+    throw new LeakscopeError(
+      'malformed',
+      `${UPROBE_PMU}: unexpected type "${typeText.trim()}" / retprobe format "${fmt.trim()}"`,
+    );
   }
   pmuCache = { type, retprobeBit: Number(m[1]) };
   return pmuCache;
@@ -86,7 +104,8 @@ export function resolveUprobeOffset(t: UprobeTarget): number {
     }
     vaddr += t.offset ?? 0;
     const off = elf.vaddrToFileOffset(vaddr);
-    if (off === undefined) throw new LeakscopeError('not-found', `address 0x${vaddr.toString(16)} is in no PT_LOAD segment`);
+    if (off === undefined)
+      throw new LeakscopeError('not-found', `address 0x${vaddr.toString(16)} is in no PT_LOAD segment`);
     return off;
   } catch (e) {
     if (isLeakscopeError(e)) throw e.wrap(`uprobe ${t.binaryPath}:${t.symbol ?? t.vaddr}`);
@@ -111,8 +130,10 @@ export class UprobeLink {
     readonly linkFd: number | undefined,
     readonly fileOffset: number,
   ) {
-    if (perfFd >= 0) this.handles.push(resources.addFd(perfFd, Stage.PerfEvent, `perf event ${description} fd ${perfFd}`));
-    if (linkFd !== undefined) this.handles.push(resources.addFd(linkFd, Stage.Link, `link ${description} fd ${linkFd}`));
+    if (perfFd >= 0)
+      this.handles.push(resources.addFd(perfFd, Stage.PerfEvent, `perf event ${description} fd ${perfFd}`));
+    if (linkFd !== undefined)
+      this.handles.push(resources.addFd(linkFd, Stage.Link, `link ${description} fd ${linkFd}`));
   }
   /** False after detach() and after the cleanup registry detached everything (signal, exit). */
   get attached(): boolean {
@@ -149,7 +170,8 @@ export function attachUprobe(prog: Program, target: UprobeTarget, opts: AttachOp
     try {
       perfFd = perfEventOpen(a, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC, `perf_event_open ${desc}`);
     } catch (e) {
-      if (e instanceof SyscallError && e.errno === Errno.ESRCH) throw new LeakscopeError('no-such-process', `${desc}: no process ${pid}`);
+      if (e instanceof SyscallError && e.errno === Errno.ESRCH)
+        throw new LeakscopeError('no-such-process', `${desc}: no process ${pid}`);
       throw e;
     }
   } finally {
@@ -158,7 +180,13 @@ export function attachUprobe(prog: Program, target: UprobeTarget, opts: AttachOp
   return attachPerfEvent(prog, perfFd, desc, fileOffset, opts.useIoctl ?? false);
 }
 
-function attachPerfEvent(prog: Program, perfFd: number, desc: string, fileOffset: number, useIoctl: boolean): UprobeLink {
+function attachPerfEvent(
+  prog: Program,
+  perfFd: number,
+  desc: string,
+  fileOffset: number,
+  useIoctl: boolean,
+): UprobeLink {
   if (!useIoctl) {
     // LINK_CREATE: prog_fd 0, target_fd 4, attach_type 8, flags 12.
     const a = attrBuffer();
@@ -201,14 +229,21 @@ export interface UprobeMultiOptions {
  * with the matching expectedAttachType. 'not-supported' on kernels without uprobe_multi (< 6.6)
  * or sessions (< 6.13).
  */
-export function attachUprobeMulti(prog: Program, binaryPath: string, fileOffsets: readonly number[], opts: UprobeMultiOptions = {}): UprobeLink {
+export function attachUprobeMulti(
+  prog: Program,
+  binaryPath: string,
+  fileOffsets: readonly number[],
+  opts: UprobeMultiOptions = {},
+): UprobeLink {
   const path = resolvePath(binaryPath);
   const kind = opts.session ? 'uprobe session' : 'uprobe multi';
   const desc = `${kind} ${path}:[${fileOffsets.map((o) => '0x' + o.toString(16)).join(',')}]${opts.pid !== undefined ? ` pid ${opts.pid}` : ''}`;
   const pathBuf = new NativeBuffer(Buffer.byteLength(path) + 1);
   pathBuf.buf.write(`${path}\0`, 0, 'utf8');
   const offs = new NativeBuffer(8 * Math.max(1, fileOffsets.length));
-  fileOffsets.forEach((o, i) => { offs.buf.writeBigUInt64LE(BigInt(o), i * 8); });
+  fileOffsets.forEach((o, i) => {
+    offs.buf.writeBigUInt64LE(BigInt(o), i * 8);
+  });
   try {
     // link_create: prog_fd 0, target_fd 4, attach_type 8, flags 12, then uprobe_multi at 16:
     // path 16, offsets 24, ref_ctr_offsets 32, cookies 40, cnt 48, flags 52, pid 56 (uapi bpf.h).

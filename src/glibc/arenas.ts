@@ -59,7 +59,11 @@ export function readMallocParams(space: AddressSpace, loc: GlibcLocation): Mallo
   if (loc.mp === null) return null;
   const P = loc.layout.mpar;
   let r: ByteReader;
-  try { r = new ByteReader(space.read(loc.mp, P.size), { base: loc.mp, label: 'mp_' }); } catch { return null; }
+  try {
+    r = new ByteReader(space.read(loc.mp, P.size), { base: loc.mp, label: 'mp_' });
+  } catch {
+    return null;
+  }
   return {
     mmapThreshold: r.u64At(P.mmapThreshold),
     nMmaps: r.i32At(P.nMmaps),
@@ -72,7 +76,9 @@ export function readMallocParams(space: AddressSpace, loc: GlibcLocation): Mallo
 }
 
 /** First chunk at or after addr whose user pointer (chunk + 16) is 16-aligned. */
-export function alignChunk(addr: number): number { return Math.ceil(addr / 16) * 16; }
+export function alignChunk(addr: number): number {
+  return Math.ceil(addr / 16) * 16;
+}
 
 export interface ArenaWalkResult {
   arenas: RawArena[];
@@ -84,7 +90,12 @@ export interface ArenaWalkResult {
  * a LeakscopeError; later damage (a bad next pointer, a broken heap chain) ends that part
  * with an inconsistency.
  */
-export function readArenas(space: AddressSpace, loc: GlibcLocation, mp: MallocParams | null, report: (i: Inconsistency) => void): ArenaWalkResult {
+export function readArenas(
+  space: AddressSpace,
+  loc: GlibcLocation,
+  mp: MallocParams | null,
+  report: (i: Inconsistency) => void,
+): ArenaWalkResult {
   const L = loc.layout;
   const heapMaxSize = mp && mp.hpPagesize > 0 && mp.hpPagesize * 4 >= L.heapMaxSize ? mp.hpPagesize * 4 : L.heapMaxSize;
   const arenas: RawArena[] = [];
@@ -96,9 +107,13 @@ export function readArenas(space: AddressSpace, loc: GlibcLocation, mp: MallocPa
     const isMain = addr === loc.mainArena;
     let r: ByteReader;
     try {
-      r = new ByteReader(space.read(addr, L.mstate.size), { base: addr, label: `malloc_state at 0x${addr.toString(16)}` });
+      r = new ByteReader(space.read(addr, L.mstate.size), {
+        base: addr,
+        label: `malloc_state at 0x${addr.toString(16)}`,
+      });
     } catch (e) {
-      if (isMain) throw new LeakscopeError('unreadable', `cannot read main_arena at 0x${addr.toString(16)}`, { cause: e });
+      if (isMain)
+        throw new LeakscopeError('unreadable', `cannot read main_arena at 0x${addr.toString(16)}`, { cause: e });
       report({ address: addr, kind: 'arena-ring', detail: 'next arena unreadable; ring walk stopped' });
       break;
     }
@@ -107,7 +122,11 @@ export function readArenas(space: AddressSpace, loc: GlibcLocation, mp: MallocPa
     else {
       const h = Math.floor(addr / heapMaxSize) * heapMaxSize;
       if (addr !== h + L.heapInfo.sizeof || safeU64(space, h + L.heapInfo.arPtr) !== addr) {
-        report({ address: addr, kind: 'arena-ring', detail: `arena 0x${addr.toString(16)} is not right after a heap_info pointing back at it; ring walk stopped` });
+        report({
+          address: addr,
+          kind: 'arena-ring',
+          detail: `arena 0x${addr.toString(16)} is not right after a heap_info pointing back at it; ring walk stopped`,
+        });
         break;
       }
       arena.heaps = threadHeaps(space, L, arena, heapMaxSize, report);
@@ -116,7 +135,11 @@ export function readArenas(space: AddressSpace, loc: GlibcLocation, mp: MallocPa
     const next = r.u64At(L.mstate.next);
     if (next === loc.mainArena) break;
     if (next === 0 || next % 16 !== 0) {
-      report({ address: addr + L.mstate.next, kind: 'arena-ring', detail: `next = 0x${next.toString(16)} is not an arena; ring walk stopped` });
+      report({
+        address: addr + L.mstate.next,
+        kind: 'arena-ring',
+        detail: `next = 0x${next.toString(16)} is not an arena; ring walk stopped`,
+      });
       break;
     }
     addr = next;
@@ -129,7 +152,9 @@ function parseArena(r: ByteReader, addr: number, index: number, isMain: boolean,
   const fastbins: number[] = [];
   if (M.fastbinsY !== null) for (let i = 0; i < M.nfastbins; i++) fastbins.push(r.u64At(M.fastbinsY + i * 8));
   return {
-    index, kind: isMain ? 'main' : 'thread', address: addr,
+    index,
+    kind: isMain ? 'main' : 'thread',
+    address: addr,
     flags: r.u32At(4),
     top: r.u64At(M.top),
     attachedThreads: r.u64At(M.attachedThreads),
@@ -141,34 +166,71 @@ function parseArena(r: ByteReader, addr: number, index: number, isMain: boolean,
 }
 
 function safeU64(space: AddressSpace, addr: number): number {
-  try { return space.readU64(addr); } catch { return -1; }
+  try {
+    return space.readU64(addr);
+  } catch {
+    return -1;
+  }
 }
 
-function mainHeaps(space: AddressSpace, loc: GlibcLocation, mp: MallocParams | null, arena: RawArena, report: (i: Inconsistency) => void): RawHeap[] {
+function mainHeaps(
+  space: AddressSpace,
+  loc: GlibcLocation,
+  mp: MallocParams | null,
+  arena: RawArena,
+  report: (i: Inconsistency) => void,
+): RawHeap[] {
   const L = loc.layout;
   // Before the first sbrk, main_arena.top is initial_top = bin_at(1) (the unsorted bin).
   if (arena.top === arena.address + L.mstate.bins - 16) return [];
   const hm = loc.heapMapping;
   const sbrkBase = mp && mp.sbrkBase > 0 ? mp.sbrkBase : hm ? hm.start : 0;
   if (!sbrkBase) {
-    report({ address: arena.top, kind: 'main-heap', detail: 'no [heap] mapping and no mp_.sbrk_base: main heap not walked' });
+    report({
+      address: arena.top,
+      kind: 'main-heap',
+      detail: 'no [heap] mapping and no mp_.sbrk_base: main heap not walked',
+    });
     return [];
   }
   if (arena.flags & 2) {
-    report({ address: arena.address, kind: 'main-heap-noncontiguous', detail: 'main arena is NONCONTIGUOUS (sbrk failed, mmap fallback): only the region from sbrk_base to top is walked' });
+    report({
+      address: arena.address,
+      kind: 'main-heap-noncontiguous',
+      detail:
+        'main arena is NONCONTIGUOUS (sbrk failed, mmap fallback): only the region from sbrk_base to top is walked',
+    });
   }
   const first = alignChunk(sbrkBase);
   let end = sbrkBase + arena.systemMem;
   const topSize = safeU64(space, arena.top + 8);
   if (topSize > 0) end = arena.top + (topSize - (topSize % 8));
   if (arena.top < first || arena.top >= end) {
-    report({ address: arena.top, kind: 'main-heap', detail: `main_arena.top 0x${arena.top.toString(16)} is outside sbrk_base 0x${sbrkBase.toString(16)} .. 0x${end.toString(16)}` });
+    report({
+      address: arena.top,
+      kind: 'main-heap',
+      detail: `main_arena.top 0x${arena.top.toString(16)} is outside sbrk_base 0x${sbrkBase.toString(16)} .. 0x${end.toString(16)}`,
+    });
     return [];
   }
-  return [{ start: sbrkBase, firstChunk: first, end, mappedEnd: hm && hm.start <= sbrkBase && hm.end >= end ? hm.end : end, top: arena.top }];
+  return [
+    {
+      start: sbrkBase,
+      firstChunk: first,
+      end,
+      mappedEnd: hm && hm.start <= sbrkBase && hm.end >= end ? hm.end : end,
+      top: arena.top,
+    },
+  ];
 }
 
-function threadHeaps(space: AddressSpace, L: GlibcLayout, arena: RawArena, heapMax: number, report: (i: Inconsistency) => void): RawHeap[] {
+function threadHeaps(
+  space: AddressSpace,
+  L: GlibcLayout,
+  arena: RawArena,
+  heapMax: number,
+  report: (i: Inconsistency) => void,
+): RawHeap[] {
   const H = L.heapInfo;
   const out: RawHeap[] = [];
   const seen = new Set<number>();
@@ -176,7 +238,11 @@ function threadHeaps(space: AddressSpace, L: GlibcLayout, arena: RawArena, heapM
   const buf = Buffer.alloc(H.sizeof);
   while (h !== 0 && out.length < MAX_HEAPS_PER_ARENA) {
     if (seen.has(h) || h % heapMax !== 0) {
-      report({ address: h, kind: 'heap-chain', detail: `heap_info.prev 0x${h.toString(16)} is ${seen.has(h) ? 'a loop' : 'not aligned to the heap size'}` });
+      report({
+        address: h,
+        kind: 'heap-chain',
+        detail: `heap_info.prev 0x${h.toString(16)} is ${seen.has(h) ? 'a loop' : 'not aligned to the heap size'}`,
+      });
       break;
     }
     seen.add(h);
@@ -185,16 +251,30 @@ function threadHeaps(space: AddressSpace, L: GlibcLayout, arena: RawArena, heapM
       break;
     }
     const r = new ByteReader(buf, { base: h, label: 'heap_info' });
-    const arPtr = r.u64At(H.arPtr), prev = r.u64At(H.prev), size = r.u64At(H.size), mprot = r.u64At(H.mprotectSize);
+    const arPtr = r.u64At(H.arPtr),
+      prev = r.u64At(H.prev),
+      size = r.u64At(H.size),
+      mprot = r.u64At(H.mprotectSize);
     if (arPtr !== arena.address || size > heapMax || size < H.sizeof + 32 || size % 16 !== 0) {
-      report({ address: h, kind: 'heap-info', detail: `heap_info {ar_ptr 0x${arPtr.toString(16)}, size 0x${size.toString(16)}} does not belong to arena 0x${arena.address.toString(16)}` });
+      report({
+        address: h,
+        kind: 'heap-info',
+        detail: `heap_info {ar_ptr 0x${arPtr.toString(16)}, size 0x${size.toString(16)}} does not belong to arena 0x${arena.address.toString(16)}`,
+      });
       break;
     }
     const firstChunk = arena.address === h + H.sizeof ? alignChunk(arena.address + L.mstate.size) : h + H.sizeof;
     const holdsTop = arena.top >= h && arena.top < h + size;
-    out.push({ start: h, firstChunk, end: h + size, mappedEnd: h + Math.max(size, Math.min(mprot, heapMax)), top: holdsTop ? arena.top : -1 });
+    out.push({
+      start: h,
+      firstChunk,
+      end: h + size,
+      mappedEnd: h + Math.max(size, Math.min(mprot, heapMax)),
+      top: holdsTop ? arena.top : -1,
+    });
     h = prev;
   }
-  if (out.length && out[0]!.top < 0) report({ address: arena.top, kind: 'heap-chain', detail: 'arena top is not inside the heap computed from it' });
+  if (out.length && out[0]!.top < 0)
+    report({ address: arena.top, kind: 'heap-chain', detail: 'arena top is not inside the heap computed from it' });
   return out.reverse();
 }

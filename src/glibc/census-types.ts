@@ -87,7 +87,8 @@ export interface HeapCensus {
   pid: number;
   target: string;
   glibcVersion: string;
-  totals: ClassTotals & BinBreakdown & { fragmentation: number; largestFreeChunk: number; arenas: number; tcaches: number };
+  totals: ClassTotals &
+    BinBreakdown & { fragmentation: number; largestFreeChunk: number; arenas: number; tcaches: number };
   arenas: ArenaCensus[];
   /** Ascending, only non-empty buckets. */
   histogram: HistogramBucket[];
@@ -96,7 +97,12 @@ export interface HeapCensus {
   /** Where each address and layout came from: 'debug-file symbol', 'heuristic: top-chunk search', ... */
   sources: Record<string, string>;
   /** glibc's own counters, for comparison with the walk. */
-  glibcView: { nMmaps: number | null; mmappedMem: number | null; mmapThreshold: number | null; tcacheCount: number | null };
+  glibcView: {
+    nMmaps: number | null;
+    mmappedMem: number | null;
+    mmapThreshold: number | null;
+    tcacheCount: number | null;
+  };
   inconsistencies: Inconsistency[];
   /** Total inconsistencies found (the list keeps the first 100). */
   inconsistencyCount: number;

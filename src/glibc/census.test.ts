@@ -11,7 +11,9 @@ import { heapCensus, glibcRegions, compareCensus, type HeapCensus } from './inde
 import { renderHeapTable } from '../report/heap-table.js';
 import { encodeHeap, parseHeap } from '../contract/heap.js';
 
-function bucketOf(size: number): number { return Math.floor(Math.log2(size)); }
+function bucketOf(size: number): number {
+  return Math.floor(Math.log2(size));
+}
 
 /** Checks a census of heap-pattern at its quiescent point against the fixture's own numbers. */
 function checkHeapPattern(c: HeapCensus, truth: HeapPatternTruth): void {
@@ -30,7 +32,10 @@ function checkHeapPattern(c: HeapCensus, truth: HeapPatternTruth): void {
   assert.equal(t.fastbinBytes, mi.fsmblks, 'fsmblks');
   assert.equal(t.mmappedChunks, mi.hblks, 'hblks');
   assert.equal(t.mmappedBytes, mi.hblkhd, 'hblkhd');
-  assert.equal(t.topBytes, c.arenas.reduce((n, a) => n + a.topBytes, 0));
+  assert.equal(
+    t.topBytes,
+    c.arenas.reduce((n, a) => n + a.topBytes, 0),
+  );
   assert.equal(c.arenas[0]!.topBytes, mi.keepcost, 'keepcost');
   const fordblks = t.topBytes + t.fastbinBytes + t.binBytes;
   const uordblks = t.inUseBytes + t.tcacheBytes;
@@ -71,19 +76,26 @@ function checkHeapPattern(c: HeapCensus, truth: HeapPatternTruth): void {
   }
   // In use: every exact size the fixture allocated is counted exactly (libc allocates none of these sizes).
   const fixtureSizes = new Map<number, number>();
-  for (const k of truth.classes) if (k.state === 'inuse' || k.state === 'mmapped') fixtureSizes.set(k.chunkSize, (fixtureSizes.get(k.chunkSize) ?? 0) + k.count);
+  for (const k of truth.classes)
+    if (k.state === 'inuse' || k.state === 'mmapped')
+      fixtureSizes.set(k.chunkSize, (fixtureSizes.get(k.chunkSize) ?? 0) + k.count);
   const sizes = new Map(c.topSizes.map((s) => [s.size, s.count]));
   for (const [size, count] of fixtureSizes) assert.equal(sizes.get(size), count, `in-use chunks of size ${size}`);
   // Buckets: the census's in-use count = the fixture's + libc's own chunks (sizes the fixture never asks for:
   // the 3 tcache_perthread_structs, stdio's FILE, thread bookkeeping). They must be few.
   const libcExtra = new Map<number, number>();
-  for (const s of c.topSizes) if (!fixtureSizes.has(s.size)) libcExtra.set(bucketOf(s.size), (libcExtra.get(bucketOf(s.size)) ?? 0) + s.count);
+  for (const s of c.topSizes)
+    if (!fixtureSizes.has(s.size)) libcExtra.set(bucketOf(s.size), (libcExtra.get(bucketOf(s.size)) ?? 0) + s.count);
   const extraTotal = [...libcExtra.values()].reduce((x, y) => x + y, 0);
   assert.ok(extraTotal >= truth.threads && extraTotal <= 12, `libc's own in-use chunks: ${extraTotal}`);
   assert.equal(sizes.get(656), truth.threads, 'tcache_perthread_struct chunks (0x290) in use, one per thread');
   for (const b of truth.buckets) {
     const h = c.histogram.find((x) => x.minBytes === b.minBytes);
-    assert.equal(h?.inUseChunks ?? 0, b.inUseChunks + b.mmappedChunks + (libcExtra.get(bucketOf(b.minBytes)) ?? 0), `in-use chunks in [${b.minBytes}, ${b.maxBytes})`);
+    assert.equal(
+      h?.inUseChunks ?? 0,
+      b.inUseChunks + b.mmappedChunks + (libcExtra.get(bucketOf(b.minBytes)) ?? 0),
+      `in-use chunks in [${b.minBytes}, ${b.maxBytes})`,
+    );
   }
 }
 
@@ -100,7 +112,22 @@ test('heap census of heap-pattern agrees with its mallinfo2() and chunk classes 
     // Renderers: JSON contract fields and a table.
     const j = encodeHeap(c);
     assert.equal(j.schema, 'leakscope.heap/1');
-    for (const k of ['inUseChunks', 'inUseBytes', 'freeChunks', 'freeBytes', 'tcacheChunks', 'tcacheBytes', 'fastbinChunks', 'fastbinBytes', 'binChunks', 'binBytes', 'topBytes', 'mmappedChunks', 'mmappedBytes', 'systemBytes']) {
+    for (const k of [
+      'inUseChunks',
+      'inUseBytes',
+      'freeChunks',
+      'freeBytes',
+      'tcacheChunks',
+      'tcacheBytes',
+      'fastbinChunks',
+      'fastbinBytes',
+      'binChunks',
+      'binBytes',
+      'topBytes',
+      'mmappedChunks',
+      'mmappedBytes',
+      'systemBytes',
+    ]) {
       assert.equal(typeof (j.totals as unknown as Record<string, number>)[k], 'number', k);
     }
     assert.ok(Array.isArray(j.histogram) && Array.isArray(j.arenas) && Array.isArray(j.inconsistencies));
@@ -145,10 +172,16 @@ test('glibcRegions of mem-known holds its main-heap, thread-arena and mmapped al
     const t = fx.truth;
     const inAny = (rs: { start: number; end: number }[], a: number) => rs.some((x) => a >= x.start && a < x.end);
     assert.ok(inAny(r.mainHeap, t.mainHeap.firstAddr) && inAny(r.mainHeap, t.mainHeap.lastAddr), 'main heap');
-    assert.ok(inAny(r.threadHeaps, t.threadArena.firstAddr) && inAny(r.threadHeaps, t.threadArena.lastAddr), 'thread heaps');
+    assert.ok(
+      inAny(r.threadHeaps, t.threadArena.firstAddr) && inAny(r.threadHeaps, t.threadArena.lastAddr),
+      'thread heaps',
+    );
     assert.ok(!inAny(r.threadHeaps, t.mainHeap.firstAddr));
     assert.equal(r.mmappedChunks.length, t.mallinfo2.hblks);
-    assert.equal(r.mmappedChunks.reduce((n, m) => n + m.size, 0), t.mallinfo2.hblkhd);
+    assert.equal(
+      r.mmappedChunks.reduce((n, m) => n + m.size, 0),
+      t.mallinfo2.hblkhd,
+    );
     const mm = r.mmappedChunks.map((m) => ({ start: m.address, end: m.address + m.size }));
     assert.ok(inAny(mm, t.mmapped.firstAddr) && inAny(mm, t.mmapped.lastAddr), 'mmapped chunks');
     assert.ok(mm.filter((m) => m.end - m.start === t.mmapped.chunkSize).length >= t.mmapped.count);
@@ -168,7 +201,9 @@ test('glibcRegions of mem-known holds its main-heap, thread-arena and mmapped al
 test('live walks of the churn fixture (heap mutating while read) never throw or hang', async () => {
   await ensureFixturesBuilt();
   const fx = await startFixture('churn', ['2', '4096']);
-  let inconsistencies = 0, partial = 0, errors = 0;
+  let inconsistencies = 0,
+    partial = 0,
+    errors = 0;
   const kinds = new Map<string, number>();
   try {
     const space = LiveProcess.open(fx.pid);
@@ -196,5 +231,7 @@ test('live walks of the churn fixture (heap mutating while read) never throw or 
   } finally {
     await fx.stop();
   }
-  console.log(`# churn: 20 walks, ${inconsistencies} inconsistencies (${[...kinds].map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}), ${partial} partial, ${errors} typed errors`);
+  console.log(
+    `# churn: 20 walks, ${inconsistencies} inconsistencies (${[...kinds].map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}), ${partial} partial, ${errors} typed errors`,
+  );
 });

@@ -21,7 +21,14 @@
 import type { AddressSpace } from '../target/address-space.js';
 import { findMapping } from '../target/address-space.js';
 import { Symbolizer } from '../symbols/symbolizer.js';
-import type { ArenaCensus, ClassTotals, ExactSize, HeapCensus, HistogramBucket, Inconsistency } from './census-types.js';
+import type {
+  ArenaCensus,
+  ClassTotals,
+  ExactSize,
+  HeapCensus,
+  HistogramBucket,
+  Inconsistency,
+} from './census-types.js';
 import { locateGlibc, type GlibcLocation } from './locate.js';
 import { readArenas, readMallocParams, type RawArena, type RawHeap } from './arenas.js';
 import { mmapCandidateRanges, scanMmappedChunks } from './mmapped.js';
@@ -109,9 +116,20 @@ function windowBuffer(bytes: number): Buffer {
 
 function emptyTotals(): ClassTotals {
   return {
-    inUseChunks: 0, inUseBytes: 0, freeChunks: 0, freeBytes: 0, tcacheChunks: 0, tcacheBytes: 0,
-    fastbinChunks: 0, fastbinBytes: 0, binChunks: 0, binBytes: 0, topBytes: 0,
-    mmappedChunks: 0, mmappedBytes: 0, systemBytes: 0,
+    inUseChunks: 0,
+    inUseBytes: 0,
+    freeChunks: 0,
+    freeBytes: 0,
+    tcacheChunks: 0,
+    tcacheBytes: 0,
+    fastbinChunks: 0,
+    fastbinBytes: 0,
+    binChunks: 0,
+    binBytes: 0,
+    topBytes: 0,
+    mmappedChunks: 0,
+    mmappedBytes: 0,
+    systemBytes: 0,
   };
 }
 
@@ -119,7 +137,14 @@ function bucketOf(size: number): number {
   return size < TWO32 ? 31 - Math.clz32(size) : 63 - Math.clz32(Math.floor(size / TWO32));
 }
 
-interface Segment { start: number; end: number; walkedEnd: number; arena: ArenaCensus; free0: number; free1: number }
+interface Segment {
+  start: number;
+  end: number;
+  walkedEnd: number;
+  arena: ArenaCensus;
+  free0: number;
+  free1: number;
+}
 
 /**
  * Free (bin) chunks indexed while walking: address, size, bk, in walk order (ascending per heap),
@@ -132,7 +157,12 @@ const FREE_INDEX_MAX = 1 << 20;
 const IN_USE_BYTES_BUDGET = 64 << 20;
 
 /** Counts and bytes of free chunks found by the walk below / above MIN_LARGE_SIZE, per arena. */
-interface ArenaScratch { freeSmallN: number; freeLargeN: number; unsortedSmallN: number; unsortedLargeN: number }
+interface ArenaScratch {
+  freeSmallN: number;
+  freeLargeN: number;
+  unsortedSmallN: number;
+  unsortedLargeN: number;
+}
 
 class Census {
   readonly inconsistencies: Inconsistency[] = [];
@@ -177,7 +207,11 @@ class Census {
   /** Scratch for free-list reads (readSmall). */
   readonly small = Buffer.alloc(64);
 
-  constructor(readonly space: AddressSpace, readonly loc: GlibcLocation, windowBytes: number) {
+  constructor(
+    readonly space: AddressSpace,
+    readonly loc: GlibcLocation,
+    windowBytes: number,
+  ) {
     this.buf = windowBuffer(windowBytes);
     this.u32 = new Uint32Array(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength >>> 2);
   }
@@ -194,24 +228,39 @@ class Census {
     this.bytesRead += n;
     return n === len;
   }
-  u64(off: number): number { return this.small.readUInt32LE(off + 4) * TWO32 + this.small.readUInt32LE(off); }
+  u64(off: number): number {
+    return this.small.readUInt32LE(off + 4) * TWO32 + this.small.readUInt32LE(off);
+  }
 
   /**
    * Walks one heap from heap.firstChunk. Counts in-use and bin chunks into `a`, the top
    * chunk when the heap holds it. Returns the address where the walk stopped.
    */
   walkHeap(heap: RawHeap, a: ArenaCensus, s: ArenaScratch, tcacheStructSize: number): number {
-    const u32 = this.u32, buf = this.buf, space = this.space;
-    const hFreeN = this.hFreeN, hFreeB = this.hFreeB, exactFlat = this.exactFlat;
+    const u32 = this.u32,
+      buf = this.buf,
+      space = this.space;
+    const hFreeN = this.hFreeN,
+      hFreeB = this.hFreeB,
+      exactFlat = this.exactFlat;
     const winCap = buf.length;
-    const collect = this.collect, peek = this.peek, copyTag = this.copyTag;
+    const collect = this.collect,
+      peek = this.peek,
+      copyTag = this.copyTag;
     const onWalk = this.onWalk;
     const limit = heap.top >= 0 ? heap.top : heap.end;
     const end = heap.end;
-    let winStart = 0, winEnd = 0;
+    let winStart = 0,
+      winEnd = 0;
     let p = heap.firstChunk;
     let prevSize = 0;
-    let inUseN = 0, inUseB = 0, binN = 0, binB = 0, freeSmallN = 0, freeLargeN = 0, largestFree = a.largestFreeChunk;
+    let inUseN = 0,
+      inUseB = 0,
+      binN = 0,
+      binB = 0,
+      freeSmallN = 0,
+      freeLargeN = 0,
+      largestFree = a.largestFreeChunk;
     let chunks = 0;
     let stopped = false;
     let bytesRead = 0;
@@ -225,7 +274,11 @@ class Census {
         const n = space.readInto(at, buf, 0, want);
         bytesRead += n;
         if (at + n < p + 16) {
-          this.report({ address: p, kind: 'unreadable', detail: `chunk header unreadable inside heap 0x${heap.start.toString(16)}` });
+          this.report({
+            address: p,
+            kind: 'unreadable',
+            detail: `chunk header unreadable inside heap 0x${heap.start.toString(16)}`,
+          });
           stopped = true;
           break;
         }
@@ -262,10 +315,17 @@ class Census {
           const k = prevSize < TWO32 ? 31 - Math.clz32(prevSize) : bucketOf(prevSize);
           hFreeN[k]++;
           hFreeB[k] += prevSize;
-          if (prevSize < MIN_LARGE_SIZE) freeSmallN++; else freeLargeN++;
+          if (prevSize < MIN_LARGE_SIZE) freeSmallN++;
+          else freeLargeN++;
           if (prevSize > largestFree) largestFree = prevSize;
           const prevAddr = p - prevSize;
-          this.indexFree(prevAddr, prevSize, prevAddr + 16 >= winStart ? u32[(prevAddr - winStart + 24) >>> 2]! + u32[(prevAddr - winStart + 28) >>> 2]! * TWO32 : -1);
+          this.indexFree(
+            prevAddr,
+            prevSize,
+            prevAddr + 16 >= winStart
+              ? u32[(prevAddr - winStart + 24) >>> 2]! + u32[(prevAddr - winStart + 28) >>> 2]! * TWO32
+              : -1,
+          );
         }
       }
       if (sz < 32 || (lo & 10) !== 0 || p + sz > limit) {
@@ -276,7 +336,8 @@ class Census {
           break;
         }
         this.report({
-          address: p, kind: 'bad-chunk',
+          address: p,
+          kind: 'bad-chunk',
           detail: `chunk header 0x${(hi * TWO32 + lo).toString(16)} at 0x${p.toString(16)}: ${sz < 32 ? 'size below 32' : (lo & 8) !== 0 ? 'size not a multiple of 16' : (lo & 2) !== 0 ? 'IS_MMAPPED inside a heap' : `runs past 0x${limit.toString(16)}`}`,
         });
         prevSize = 0;
@@ -294,7 +355,8 @@ class Census {
         const tsz = this.u64(8) - (lo & 7);
         if (prevSize !== 0) {
           if ((lo & 1) !== 0) {
-            inUseN++; inUseB += prevSize;
+            inUseN++;
+            inUseB += prevSize;
             if (prevSize < EXACT_FLAT_LIMIT) exactFlat[prevSize >>> 4]++;
             else this.exactMap.set(prevSize, (this.exactMap.get(prevSize) ?? 0) + 1);
             if (prevSize === tcacheStructSize) this.tcacheCandidates.push(p - prevSize);
@@ -305,34 +367,51 @@ class Census {
             }
             if (collect) {
               const c = p - prevSize;
-              const tag = peek && c >= winStart && p <= winEnd ? peek.tag(u32, (c - winStart) >>> 2, c + 16, prevSize) : NOT_PEEKED;
+              const tag =
+                peek && c >= winStart && p <= winEnd
+                  ? peek.tag(u32, (c - winStart) >>> 2, c + 16, prevSize)
+                  : NOT_PEEKED;
               this.collectInUse(c, prevSize, tag);
               if (tag === copyTag) this.collectBytes(c + 16 - winStart, winEnd - winStart);
             }
           } else {
-            binN++; binB += prevSize;
+            binN++;
+            binB += prevSize;
             const k = bucketOf(prevSize);
-            hFreeN[k]++; hFreeB[k] += prevSize;
-            if (prevSize < MIN_LARGE_SIZE) freeSmallN++; else freeLargeN++;
+            hFreeN[k]++;
+            hFreeB[k] += prevSize;
+            if (prevSize < MIN_LARGE_SIZE) freeSmallN++;
+            else freeLargeN++;
             if (prevSize > largestFree) largestFree = prevSize;
             this.indexFree(p - prevSize, prevSize, -1);
           }
         }
         a.topBytes += tsz;
         if (p + tsz !== heap.end) {
-          this.report({ address: p, kind: 'top-size', detail: `top chunk ends at 0x${(p + tsz).toString(16)}, heap ends at 0x${heap.end.toString(16)}` });
+          this.report({
+            address: p,
+            kind: 'top-size',
+            detail: `top chunk ends at 0x${(p + tsz).toString(16)}, heap ends at 0x${heap.end.toString(16)}`,
+          });
         }
         p += tsz;
       } else {
-        this.report({ address: p, kind: 'top-not-reached', detail: `walk ended at 0x${p.toString(16)}, top chunk is 0x${heap.top.toString(16)}` });
+        this.report({
+          address: p,
+          kind: 'top-not-reached',
+          detail: `walk ended at 0x${p.toString(16)}, top chunk is 0x${heap.top.toString(16)}`,
+        });
         stopped = true;
       }
     }
     if (stopped) this.complete = false;
-    a.inUseChunks += inUseN; a.inUseBytes += inUseB;
-    a.binChunks += binN; a.binBytes += binB;
+    a.inUseChunks += inUseN;
+    a.inUseBytes += inUseB;
+    a.binChunks += binN;
+    a.binBytes += binB;
     a.largestFreeChunk = largestFree;
-    s.freeSmallN += freeSmallN; s.freeLargeN += freeLargeN;
+    s.freeSmallN += freeSmallN;
+    s.freeLargeN += freeLargeN;
     this.chunksWalked += chunks;
     this.bytesRead += bytesRead;
     const walkedEnd = stopped ? p : heap.end;
@@ -344,11 +423,20 @@ class Census {
   collectInUse(addr: number, size: number, tag: number): void {
     const n = this.usedLen;
     if (n === this.usedAddr.length) {
-      const grow = (a: Float64Array) => { const b = new Float64Array(Math.max(1024, a.length * 2)); b.set(a); return b; };
-      this.usedAddr = grow(this.usedAddr); this.usedSize = grow(this.usedSize);
-      const h = new Uint8Array(this.usedAddr.length); h.set(this.usedTag); this.usedTag = h;
+      const grow = (a: Float64Array) => {
+        const b = new Float64Array(Math.max(1024, a.length * 2));
+        b.set(a);
+        return b;
+      };
+      this.usedAddr = grow(this.usedAddr);
+      this.usedSize = grow(this.usedSize);
+      const h = new Uint8Array(this.usedAddr.length);
+      h.set(this.usedTag);
+      this.usedTag = h;
     }
-    this.usedAddr[n] = addr; this.usedSize[n] = size; this.usedTag[n] = tag;
+    this.usedAddr[n] = addr;
+    this.usedSize[n] = size;
+    this.usedTag[n] = tag;
     this.usedLen = n + 1;
   }
 
@@ -356,13 +444,18 @@ class Census {
   collectBytes(off: number, winLen: number): void {
     const n = this.usedLen - 1;
     if (this.usedBytesOff.length < this.usedAddr.length) {
-      const o = new Float64Array(this.usedAddr.length).fill(-1); o.set(this.usedBytesOff); this.usedBytesOff = o;
+      const o = new Float64Array(this.usedAddr.length).fill(-1);
+      o.set(this.usedBytesOff);
+      this.usedBytesOff = o;
     }
     const len = this.prefixBytes;
     if (off < 0 || off + len > winLen || this.usedBytesLen + len > IN_USE_BYTES_BUDGET) return;
     if (this.usedBytesLen + len > this.usedBytes.length) {
-      const b = Buffer.allocUnsafe(Math.min(IN_USE_BYTES_BUDGET, Math.max(1 << 16, this.usedBytes.length * 2, this.usedBytesLen + len)));
-      this.usedBytes.copy(b, 0, 0, this.usedBytesLen); this.usedBytes = b;
+      const b = Buffer.allocUnsafe(
+        Math.min(IN_USE_BYTES_BUDGET, Math.max(1 << 16, this.usedBytes.length * 2, this.usedBytesLen + len)),
+      );
+      this.usedBytes.copy(b, 0, 0, this.usedBytesLen);
+      this.usedBytes = b;
     }
     this.buf.copy(this.usedBytes, this.usedBytesLen, off, off + len);
     this.usedBytesOff[n] = this.usedBytesLen;
@@ -370,13 +463,21 @@ class Census {
   }
 
   indexFree(addr: number, size: number, bk: number): void {
-    let n = this.freeLen;
+    const n = this.freeLen;
     if (n >= FREE_INDEX_MAX) return;
     if (n === this.freeAddr.length) {
-      const grow = (a: Float64Array) => { const b = new Float64Array(Math.min(FREE_INDEX_MAX, a.length * 2)); b.set(a); return b; };
-      this.freeAddr = grow(this.freeAddr); this.freeSize = grow(this.freeSize); this.freeBk = grow(this.freeBk);
+      const grow = (a: Float64Array) => {
+        const b = new Float64Array(Math.min(FREE_INDEX_MAX, a.length * 2));
+        b.set(a);
+        return b;
+      };
+      this.freeAddr = grow(this.freeAddr);
+      this.freeSize = grow(this.freeSize);
+      this.freeBk = grow(this.freeBk);
     }
-    this.freeAddr[n] = addr; this.freeSize[n] = size; this.freeBk[n] = bk;
+    this.freeAddr[n] = addr;
+    this.freeSize[n] = size;
+    this.freeBk[n] = bk;
     this.freeLen = n + 1;
   }
 
@@ -384,12 +485,15 @@ class Census {
   findFree(addr: number): number {
     const seg = this.segmentOf(addr);
     if (!seg) return -1;
-    let lo = seg.free0, hi = seg.free1 - 1;
+    let lo = seg.free0,
+      hi = seg.free1 - 1;
     const a = this.freeAddr;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       const v = a[mid]!;
-      if (addr < v) hi = mid - 1; else if (addr > v) lo = mid + 1; else return mid;
+      if (addr < v) hi = mid - 1;
+      else if (addr > v) lo = mid + 1;
+      else return mid;
     }
     return -1;
   }
@@ -401,12 +505,20 @@ class Census {
   /** Moves a free-list chunk (counted as in use by the walk) into tcache or fastbin. */
   reclassify(chunk: number, size: number, cls: 'tcache' | 'fastbin', listAddr: number): boolean {
     if (this.reclassified.has(chunk)) {
-      this.report({ address: chunk, kind: `${cls}-duplicate`, detail: `chunk listed twice in the free lists (seen again in ${cls} list at 0x${listAddr.toString(16)})` });
+      this.report({
+        address: chunk,
+        kind: `${cls}-duplicate`,
+        detail: `chunk listed twice in the free lists (seen again in ${cls} list at 0x${listAddr.toString(16)})`,
+      });
       return false;
     }
     const seg = this.segmentOf(chunk);
     if (!seg) {
-      this.report({ address: chunk, kind: `${cls}-out-of-heap`, detail: `${cls} list at 0x${listAddr.toString(16)} points outside every arena heap` });
+      this.report({
+        address: chunk,
+        kind: `${cls}-out-of-heap`,
+        detail: `${cls} list at 0x${listAddr.toString(16)} points outside every arena heap`,
+      });
       return false;
     }
     this.reclassified.add(chunk);
@@ -414,13 +526,21 @@ class Census {
     if (chunk < seg.walkedEnd) {
       this.onFreeList?.(chunk + 16);
       // The walk counted it as in use.
-      a.inUseChunks--; a.inUseBytes -= size;
+      a.inUseChunks--;
+      a.inUseBytes -= size;
       if (size < EXACT_FLAT_LIMIT) this.exactFlat[size >>> 4]--;
       else this.exactMap.set(size, (this.exactMap.get(size) ?? 1) - 1);
     }
     const k = bucketOf(size);
-    this.hFreeN[k]++; this.hFreeB[k] += size;
-    if (cls === 'tcache') { a.tcacheChunks++; a.tcacheBytes += size; } else { a.fastbinChunks++; a.fastbinBytes += size; }
+    this.hFreeN[k]++;
+    this.hFreeB[k] += size;
+    if (cls === 'tcache') {
+      a.tcacheChunks++;
+      a.tcacheBytes += size;
+    } else {
+      a.fastbinChunks++;
+      a.fastbinBytes += size;
+    }
     if (size > a.largestFreeChunk) a.largestFreeChunk = size;
     return true;
   }
@@ -431,24 +551,53 @@ class Census {
     for (let i = 0; i < raw.fastbins.length; i++) {
       let p = raw.fastbins[i]!;
       const want = fastbinChunkSize(i);
-      let steps = 0, power = 1, lam = 0, tortoise = p;
+      let steps = 0,
+        power = 1,
+        lam = 0,
+        tortoise = p;
       const listAddr = raw.address + (L.mstate.fastbinsY ?? 0) + i * 8;
       while (p !== 0) {
-        if (steps++ >= maxSteps) { this.report({ address: p, kind: 'fastbin-too-long', detail: `fastbin ${i} of arena 0x${raw.address.toString(16)} longer than ${maxSteps}` }); break; }
+        if (steps++ >= maxSteps) {
+          this.report({
+            address: p,
+            kind: 'fastbin-too-long',
+            detail: `fastbin ${i} of arena 0x${raw.address.toString(16)} longer than ${maxSteps}`,
+          });
+          break;
+        }
         if (p % 16 !== 0 || !this.readSmall(p + 8, 16)) {
-          this.report({ address: p, kind: 'fastbin-bad-pointer', detail: `fastbin ${i} of arena 0x${raw.address.toString(16)}: chunk 0x${p.toString(16)} misaligned or unreadable` });
+          this.report({
+            address: p,
+            kind: 'fastbin-bad-pointer',
+            detail: `fastbin ${i} of arena 0x${raw.address.toString(16)}: chunk 0x${p.toString(16)} misaligned or unreadable`,
+          });
           break;
         }
         const size = this.u64(0) - (this.small[0]! & 7);
         if (size !== want) {
-          this.report({ address: p, kind: 'fastbin-bad-size', detail: `fastbin ${i} (chunk size ${want}) holds a chunk of size ${size}` });
+          this.report({
+            address: p,
+            kind: 'fastbin-bad-size',
+            detail: `fastbin ${i} (chunk size ${want}) holds a chunk of size ${size}`,
+          });
           break;
         }
         if (!this.reclassify(p, size, 'fastbin', listAddr)) break;
         p = L.safeLinking ? reveal(this.small.readUInt32LE(8), this.small.readUInt32LE(12), p + 16) : this.u64(8);
         // Brent's cycle detection: O(1) memory.
-        if (p === tortoise) { this.report({ address: p, kind: 'fastbin-cycle', detail: `fastbin ${i} of arena 0x${raw.address.toString(16)} loops` }); break; }
-        if (++lam === power) { tortoise = p; power *= 2; lam = 0; }
+        if (p === tortoise) {
+          this.report({
+            address: p,
+            kind: 'fastbin-cycle',
+            detail: `fastbin ${i} of arena 0x${raw.address.toString(16)} loops`,
+          });
+          break;
+        }
+        if (++lam === power) {
+          tortoise = p;
+          power *= 2;
+          lam = 0;
+        }
       }
     }
   }
@@ -461,20 +610,33 @@ class Census {
     const max = a.binChunks + 1;
     let steps = 0;
     while (p !== bin) {
-      if (steps++ >= max) { this.report({ address: p, kind: 'unsorted-loop', detail: `unsorted bin of arena 0x${raw.address.toString(16)} longer than the ${a.binChunks} free chunks the walk found` }); return; }
+      if (steps++ >= max) {
+        this.report({
+          address: p,
+          kind: 'unsorted-loop',
+          detail: `unsorted bin of arena 0x${raw.address.toString(16)} longer than the ${a.binChunks} free chunks the walk found`,
+        });
+        return;
+      }
       const i = this.findFree(p);
       let size: number, bk: number;
       if (i >= 0 && this.freeBk[i]! >= 0) {
-        size = this.freeSize[i]!; bk = this.freeBk[i]!;
+        size = this.freeSize[i]!;
+        bk = this.freeBk[i]!;
       } else {
         if (p % 16 !== 0 || !this.readSmall(p + 8, 24)) {
-          this.report({ address: p, kind: 'unsorted-bad-pointer', detail: `unsorted bin of arena 0x${raw.address.toString(16)}: 0x${p.toString(16)} misaligned or unreadable` });
+          this.report({
+            address: p,
+            kind: 'unsorted-bad-pointer',
+            detail: `unsorted bin of arena 0x${raw.address.toString(16)}: 0x${p.toString(16)} misaligned or unreadable`,
+          });
           return;
         }
         size = this.u64(0) - (this.small[0]! & 7);
         bk = this.u64(16);
       }
-      if (size < MIN_LARGE_SIZE) s.unsortedSmallN++; else s.unsortedLargeN++;
+      if (size < MIN_LARGE_SIZE) s.unsortedSmallN++;
+      else s.unsortedLargeN++;
       p = bk;
     }
   }
@@ -507,7 +669,10 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
   if (c.collect && opts.peek) {
     c.peek = opts.peek;
     const copy = Math.max(0, Math.min(opts.peek.copyBytes ?? 0, 4096));
-    if (copy > 0 && opts.peek.copyTag !== undefined) { c.prefixBytes = copy; c.copyTag = opts.peek.copyTag; }
+    if (copy > 0 && opts.peek.copyTag !== undefined) {
+      c.prefixBytes = copy;
+      c.copyTag = opts.peek.copyTag;
+    }
   }
   const mp = readMallocParams(space, loc);
   const sources = { ...loc.sources };
@@ -518,16 +683,29 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
   const scratch: ArenaScratch[] = [];
   for (const raw of raws) {
     const a: ArenaCensus = {
-      ...emptyTotals(), unsortedChunks: 0, smallbinChunks: 0, largebinChunks: 0,
-      index: raw.index, kind: raw.kind, address: raw.address, topChunk: raw.top, attachedThreads: raw.attachedThreads,
-      heaps: [], fragmentation: 0, largestFreeChunk: 0,
+      ...emptyTotals(),
+      unsortedChunks: 0,
+      smallbinChunks: 0,
+      largebinChunks: 0,
+      index: raw.index,
+      kind: raw.kind,
+      address: raw.address,
+      topChunk: raw.top,
+      attachedThreads: raw.attachedThreads,
+      heaps: [],
+      fragmentation: 0,
+      largestFreeChunk: 0,
     };
     a.systemBytes = raw.systemMem;
     const s: ArenaScratch = { freeSmallN: 0, freeLargeN: 0, unsortedSmallN: 0, unsortedLargeN: 0 };
     for (const h of raw.heaps) c.walkHeap(h, a, s, L.tcache.structChunkSize);
     const heapBytes = raw.heaps.reduce((n, h) => n + (h.end - h.start), 0);
     if (raw.heaps.length && raw.kind === 'thread' && heapBytes !== raw.systemMem) {
-      c.report({ address: raw.address, kind: 'system-mem', detail: `arena system_mem ${raw.systemMem} != sum of heap sizes ${heapBytes}` });
+      c.report({
+        address: raw.address,
+        kind: 'system-mem',
+        detail: `arena system_mem ${raw.systemMem} != sum of heap sizes ${heapBytes}`,
+      });
     }
     arenas.push(a);
     scratch.push(s);
@@ -536,7 +714,8 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
 
   // Free lists: fastbins, then every thread's tcache.
   for (let i = 0; i < raws.length; i++) {
-    const raw = raws[i]!, a = arenas[i]!;
+    const raw = raws[i]!,
+      a = arenas[i]!;
     const maxSteps = Math.max(16, Math.ceil(raw.heaps.reduce((n, h) => n + (h.end - h.start), 0) / 32));
     c.walkFastbins(raw, a, maxSteps);
     c.walkUnsorted(raw, a, scratch[i]!);
@@ -551,14 +730,31 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
       if (c.reclassified.has(addr)) continue;
       const tag = c.usedTag[i]!;
       const bo = tag === c.copyTag && i < c.usedBytesOff.length ? c.usedBytesOff[i]! : -1;
-      opts.onInUseChunk(addr + 16, c.usedSize[i]!, false, tag, bo >= 0 ? c.usedBytes.subarray(bo, bo + c.prefixBytes) : undefined);
+      opts.onInUseChunk(
+        addr + 16,
+        c.usedSize[i]!,
+        false,
+        tag,
+        bo >= 0 ? c.usedBytes.subarray(bo, bo + c.prefixBytes) : undefined,
+      );
     }
   }
 
   // mmapped chunks (no arena): anonymous rw VMAs minus the thread heaps.
-  const totals = { ...emptyTotals(), unsortedChunks: 0, smallbinChunks: 0, largebinChunks: 0, fragmentation: 0, largestFreeChunk: 0, arenas: arenas.length, tcaches: tcaches.found };
+  const totals = {
+    ...emptyTotals(),
+    unsortedChunks: 0,
+    smallbinChunks: 0,
+    largebinChunks: 0,
+    fragmentation: 0,
+    largestFreeChunk: 0,
+    arenas: arenas.length,
+    tcaches: tcaches.found,
+  };
   if (!opts.skipMmapped) {
-    const exclude = raws.filter((r) => r.kind === 'thread').flatMap((r) => r.heaps.map((h) => ({ start: h.start, end: h.start + heapMaxSize })));
+    const exclude = raws
+      .filter((r) => r.kind === 'thread')
+      .flatMap((r) => r.heaps.map((h) => ({ start: h.start, end: h.start + heapMaxSize })));
     if (loc.heapMapping) exclude.push({ start: loc.heapMapping.start, end: loc.heapMapping.end });
     c.bytesRead += scanMmappedChunks(space, mmapCandidateRanges(space.mappings(), exclude), (m) => {
       opts.onInUseChunk?.(m.address + 16, m.size, true, NOT_PEEKED);
@@ -570,19 +766,40 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
     });
     sources.mmapped = 'scan of anonymous rw mappings (thread heaps excluded), chunk headers validated';
     if (mp && (mp.nMmaps !== totals.mmappedChunks || mp.mmappedMem !== totals.mmappedBytes)) {
-      c.report({ address: loc.mp!, kind: 'mmapped-mismatch', detail: `scan found ${totals.mmappedChunks} mmapped chunks / ${totals.mmappedBytes} bytes, mp_ says n_mmaps ${mp.nMmaps} / mmapped_mem ${mp.mmappedMem}` });
+      c.report({
+        address: loc.mp!,
+        kind: 'mmapped-mismatch',
+        detail: `scan found ${totals.mmappedChunks} mmapped chunks / ${totals.mmappedBytes} bytes, mp_ says n_mmaps ${mp.nMmaps} / mmapped_mem ${mp.mmappedMem}`,
+      });
     }
   }
 
   for (let i = 0; i < arenas.length; i++) {
-    const a = arenas[i]!, s = scratch[i]!;
+    const a = arenas[i]!,
+      s = scratch[i]!;
     a.unsortedChunks = s.unsortedSmallN + s.unsortedLargeN;
     a.smallbinChunks = Math.max(0, s.freeSmallN - s.unsortedSmallN);
     a.largebinChunks = Math.max(0, s.freeLargeN - s.unsortedLargeN);
     a.freeChunks = a.tcacheChunks + a.fastbinChunks + a.binChunks + (a.topBytes > 0 ? 1 : 0);
     a.freeBytes = a.tcacheBytes + a.fastbinBytes + a.binBytes + a.topBytes;
     a.fragmentation = fragmentation(a);
-    for (const k of ['inUseChunks', 'inUseBytes', 'freeChunks', 'freeBytes', 'tcacheChunks', 'tcacheBytes', 'fastbinChunks', 'fastbinBytes', 'binChunks', 'binBytes', 'topBytes', 'systemBytes', 'unsortedChunks', 'smallbinChunks', 'largebinChunks'] as const) {
+    for (const k of [
+      'inUseChunks',
+      'inUseBytes',
+      'freeChunks',
+      'freeBytes',
+      'tcacheChunks',
+      'tcacheBytes',
+      'fastbinChunks',
+      'fastbinBytes',
+      'binChunks',
+      'binBytes',
+      'topBytes',
+      'systemBytes',
+      'unsortedChunks',
+      'smallbinChunks',
+      'largebinChunks',
+    ] as const) {
       totals[k] += a[k];
     }
     totals.largestFreeChunk = Math.max(totals.largestFreeChunk, a.largestFreeChunk);
@@ -591,14 +808,27 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
 
   // In-use exact sizes (heap chunks after reclassification, plus mmapped chunks) give the in-use histogram.
   const sizes: ExactSize[] = [];
-  for (let i = 0; i < c.exactFlat.length; i++) if (c.exactFlat[i]! > 0) sizes.push({ size: i << 4, count: c.exactFlat[i]!, bytes: (i << 4) * c.exactFlat[i]! });
+  for (let i = 0; i < c.exactFlat.length; i++)
+    if (c.exactFlat[i]! > 0) sizes.push({ size: i << 4, count: c.exactFlat[i]!, bytes: (i << 4) * c.exactFlat[i]! });
   for (const [size, count] of c.exactMap) if (count > 0) sizes.push({ size, count, bytes: size * count });
-  const hInN = new Float64Array(64), hInB = new Float64Array(64);
-  for (const x of sizes) { const k = bucketOf(x.size); hInN[k] += x.count; hInB[k] += x.bytes; }
+  const hInN = new Float64Array(64),
+    hInB = new Float64Array(64);
+  for (const x of sizes) {
+    const k = bucketOf(x.size);
+    hInN[k] += x.count;
+    hInB[k] += x.bytes;
+  }
   const histogram: HistogramBucket[] = [];
   for (let k = 0; k < 64; k++) {
     if (hInN[k] === 0 && c.hFreeN[k] === 0) continue;
-    histogram.push({ minBytes: 2 ** k, maxBytes: 2 ** (k + 1), inUseChunks: hInN[k]!, inUseBytes: hInB[k]!, freeChunks: c.hFreeN[k]!, freeBytes: c.hFreeB[k]! });
+    histogram.push({
+      minBytes: 2 ** k,
+      maxBytes: 2 ** (k + 1),
+      inUseChunks: hInN[k]!,
+      inUseBytes: hInB[k]!,
+      freeChunks: c.hFreeN[k]!,
+      freeBytes: c.hFreeB[k]!,
+    });
   }
   sizes.sort((x, y) => y.bytes - x.bytes || y.size - x.size);
 
@@ -620,7 +850,11 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
     inconsistencies: c.inconsistencies,
     inconsistencyCount: c.inconsistencyCount,
     complete: c.complete,
-    stats: { elapsedMs: Math.round((performance.now() - t0) * 10) / 10, bytesRead: c.bytesRead, chunksWalked: c.chunksWalked },
+    stats: {
+      elapsedMs: Math.round((performance.now() - t0) * 10) / 10,
+      bytesRead: c.bytesRead,
+      chunksWalked: c.chunksWalked,
+    },
   };
 }
 
@@ -637,8 +871,13 @@ function fragmentation(t: { inUseBytes: number; freeBytes: number; topBytes: num
  * tcache_key (2.34+; inferred as the most common key when there is no symbol) or == the
  * tcache itself (2.29-2.33), length == count, next demangled (2.32+).
  */
-function walkTcaches(c: Census, mp: ReturnType<typeof readMallocParams>, onStruct?: (userAddr: number) => void): { found: number; keySource?: string } {
-  const L = c.loc.layout, T = L.tcache;
+function walkTcaches(
+  c: Census,
+  mp: ReturnType<typeof readMallocParams>,
+  onStruct?: (userAddr: number) => void,
+): { found: number; keySource?: string } {
+  const L = c.loc.layout,
+    T = L.tcache;
   const structBytes = T.entries + T.bins * 8;
   const maxCount = T.countBytes === 1 ? 255 : mp && mp.tcacheCount > 0 ? mp.tcacheCount : 65535;
   const buf = Buffer.alloc(structBytes);
@@ -648,14 +887,16 @@ function walkTcaches(c: Census, mp: ReturnType<typeof readMallocParams>, onStruc
     const n = c.space.readInto(chunk + 16, buf, 0, structBytes);
     c.bytesRead += n;
     if (n !== structBytes) continue;
-    const counts: number[] = [], entries: number[] = [];
+    const counts: number[] = [],
+      entries: number[] = [];
     let ok = true;
     for (let i = 0; i < T.bins && ok; i++) {
       const cnt = T.countBytes === 1 ? buf[i]! : buf.readUInt16LE(i * 2);
       const e = buf.readUInt32LE(T.entries + i * 8 + 4) * TWO32 + buf.readUInt32LE(T.entries + i * 8);
       if (T.countMeaning === 'count' && (cnt > maxCount || (cnt === 0) !== (e === 0))) ok = false;
       if (e !== 0 && (e % 16 !== 0 || !c.segmentOf(e - 16))) ok = false;
-      counts.push(cnt); entries.push(e);
+      counts.push(cnt);
+      entries.push(e);
     }
     if (ok) valid.push({ chunk, counts, entries });
   }
@@ -664,12 +905,21 @@ function walkTcaches(c: Census, mp: ReturnType<typeof readMallocParams>, onStruc
   let keySource: string | undefined;
   if (T.key === 'random' && key === null) {
     const votes = new Map<number, number>();
-    for (const v of valid) for (const e of v.entries) {
-      if (e !== 0 && c.readSmall(e + 8, 8)) { const k = c.u64(0); votes.set(k, (votes.get(k) ?? 0) + 1); }
-    }
+    for (const v of valid)
+      for (const e of v.entries) {
+        if (e !== 0 && c.readSmall(e + 8, 8)) {
+          const k = c.u64(0);
+          votes.set(k, (votes.get(k) ?? 0) + 1);
+        }
+      }
     let best = 0;
-    for (const [k, n] of votes) if (n > best) { best = n; key = k; }
-    if (key !== null) keySource = `heuristic: most common tcache_entry.key (${best} of ${[...votes.values()].reduce((x, y) => x + y, 0)} list heads)`;
+    for (const [k, n] of votes)
+      if (n > best) {
+        best = n;
+        key = k;
+      }
+    if (key !== null)
+      keySource = `heuristic: most common tcache_entry.key (${best} of ${[...votes.values()].reduce((x, y) => x + y, 0)} list heads)`;
   }
   let found = 0;
   for (const v of valid) {
@@ -696,12 +946,33 @@ function walkTcaches(c: Census, mp: ReturnType<typeof readMallocParams>, onStruc
           break;
         }
         const chunk = e - 16;
-        if (e % 16 !== 0 || !c.readSmall(chunk + 8, 24)) { report(c, e, 'tcache-bad-pointer', `tcache 0x${user.toString(16)} bin ${i}: entry 0x${e.toString(16)} misaligned or unreadable`); break; }
+        if (e % 16 !== 0 || !c.readSmall(chunk + 8, 24)) {
+          report(
+            c,
+            e,
+            'tcache-bad-pointer',
+            `tcache 0x${user.toString(16)} bin ${i}: entry 0x${e.toString(16)} misaligned or unreadable`,
+          );
+          break;
+        }
         const size = c.u64(0) - (c.small[0]! & 7);
-        if (i < 64 && size !== tcacheBinChunkSize(i)) { report(c, e, 'tcache-bad-size', `tcache 0x${user.toString(16)} bin ${i} (chunk size ${tcacheBinChunkSize(i)}) holds a chunk of size ${size}`); break; }
+        if (i < 64 && size !== tcacheBinChunkSize(i)) {
+          report(
+            c,
+            e,
+            'tcache-bad-size',
+            `tcache 0x${user.toString(16)} bin ${i} (chunk size ${tcacheBinChunkSize(i)}) holds a chunk of size ${size}`,
+          );
+          break;
+        }
         const k = c.u64(16);
         if ((T.key === 'random' && key !== null && k !== key) || (T.key === 'perthread' && k !== user)) {
-          report(c, e, 'tcache-bad-key', `tcache 0x${user.toString(16)} bin ${i}: entry key 0x${k.toString(16)} is not the tcache key`);
+          report(
+            c,
+            e,
+            'tcache-bad-key',
+            `tcache 0x${user.toString(16)} bin ${i}: entry key 0x${k.toString(16)} is not the tcache key`,
+          );
           break;
         }
         if (!c.reclassify(chunk, size, 'tcache', listAddr)) break;
@@ -709,11 +980,18 @@ function walkTcaches(c: Census, mp: ReturnType<typeof readMallocParams>, onStruc
         e = L.safeLinking ? reveal(c.small.readUInt32LE(8), c.small.readUInt32LE(12), e) : c.u64(8);
       }
       if (T.countMeaning === 'count' && e === 0 && n !== v.counts[i]) {
-        report(c, listAddr, 'tcache-count', `tcache 0x${user.toString(16)} bin ${i}: count ${v.counts[i]} but ${n} entries`);
+        report(
+          c,
+          listAddr,
+          'tcache-count',
+          `tcache 0x${user.toString(16)} bin ${i}: count ${v.counts[i]} but ${n} entries`,
+        );
       }
     }
   }
   return { found, keySource };
 }
 
-function report(c: Census, address: number, kind: string, detail: string): void { c.report({ address, kind, detail }); }
+function report(c: Census, address: number, kind: string, detail: string): void {
+  c.report({ address, kind, detail });
+}

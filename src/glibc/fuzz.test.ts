@@ -18,16 +18,35 @@ class ImageSpace implements AddressSpace {
   readonly kind = 'core' as const;
   readonly description: string;
   readonly command = 'image';
-  constructor(readonly pid: number, private readonly maps: Mapping[], private readonly mods: Module[], readonly regions: { start: number; bytes: Buffer }[]) {
+  constructor(
+    readonly pid: number,
+    private readonly maps: Mapping[],
+    private readonly mods: Module[],
+    readonly regions: { start: number; bytes: Buffer }[],
+  ) {
     this.description = `image of pid ${pid}`;
   }
-  mappings(): Mapping[] { return this.maps; }
-  usage(): MappingWithUsage[] { return this.maps; }
-  residentBytes(start: number, end: number): { rss: number; swap: number } { return { rss: end - start, swap: 0 }; }
-  modules(): Module[] { return this.mods; }
-  exeHostPath(): string { return this.mods[0]?.hostPath ?? ''; }
-  openTargetFile(p: string, kind: TargetFileKind): OpenedFile { return hostRoot().openTargetFile(p, kind); }
-  threads(): ThreadState[] { return []; }
+  mappings(): Mapping[] {
+    return this.maps;
+  }
+  usage(): MappingWithUsage[] {
+    return this.maps;
+  }
+  residentBytes(start: number, end: number): { rss: number; swap: number } {
+    return { rss: end - start, swap: 0 };
+  }
+  modules(): Module[] {
+    return this.mods;
+  }
+  exeHostPath(): string {
+    return this.mods[0]?.hostPath ?? '';
+  }
+  openTargetFile(p: string, kind: TargetFileKind): OpenedFile {
+    return hostRoot().openTargetFile(p, kind);
+  }
+  threads(): ThreadState[] {
+    return [];
+  }
   readInto(addr: number, buf: Uint8Array, off: number, len: number): number {
     if (!Number.isSafeInteger(addr) || addr < 0) return 0;
     let done = 0;
@@ -43,17 +62,28 @@ class ImageSpace implements AddressSpace {
   }
   read(addr: number, len: number): Buffer {
     const b = Buffer.alloc(len);
-    if (this.readInto(addr, b, 0, len) !== len) throw new LeakscopeError('unreadable', `image: cannot read ${len} bytes at 0x${addr.toString(16)}`);
+    if (this.readInto(addr, b, 0, len) !== len)
+      throw new LeakscopeError('unreadable', `image: cannot read ${len} bytes at 0x${addr.toString(16)}`);
     return b;
   }
-  readU64(addr: number): number { const b = this.read(addr, 8); return b.readUInt32LE(4) * 4294967296 + b.readUInt32LE(0); }
+  readU64(addr: number): number {
+    const b = this.read(addr, 8);
+    return b.readUInt32LE(4) * 4294967296 + b.readUInt32LE(0);
+  }
   close(): void {}
 }
 
 /** xorshift32: reproducible mutations (the seed is printed on failure). */
 function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
-  return () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 4294967296; };
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 4294967296;
+  };
 }
 
 test('fuzzed heap images: every walk ends in a typed error or a (partial) census, in bounded time', async () => {
@@ -88,7 +118,12 @@ test('fuzzed heap images: every walk ends in a typed error or a (partial) census
   const L = loc.layout;
   const targets: number[] = [];
   for (const a of base.arenas) {
-    targets.push(a.address + L.mstate.top, a.address + L.mstate.next, a.address + L.mstate.bins + 8, a.address + L.mstate.systemMem);
+    targets.push(
+      a.address + L.mstate.top,
+      a.address + L.mstate.next,
+      a.address + L.mstate.bins + 8,
+      a.address + L.mstate.systemMem,
+    );
     for (let i = 0; i < 10; i++) targets.push(a.address + (L.mstate.fastbinsY ?? 0) + i * 8);
     for (const h of a.heaps) if (a.kind === 'thread') targets.push(h.start, h.start + 8, h.start + 16);
   }
@@ -105,16 +140,22 @@ test('fuzzed heap images: every walk ends in a typed error or a (partial) census
   };
   const valueFor = (addr: number): number => {
     const x = r();
-    if (x < 0.2) return randIn(0, 1 << 20) & ~7 | randIn(0, 8); // a random small size with flags
+    if (x < 0.2) return (randIn(0, 1 << 20) & ~7) | randIn(0, 8); // a random small size with flags
     if (x < 0.35) return addr - 8; // a self-loop (chunk / list points at itself)
-    if (x < 0.5) { const h = heapRanges[Math.floor(r() * heapRanges.length)]!; return h.start + 16 * randIn(0, (h.end - h.start) / 16); }
+    if (x < 0.5) {
+      const h = heapRanges[Math.floor(r() * heapRanges.length)]!;
+      return h.start + 16 * randIn(0, (h.end - h.start) / 16);
+    }
     if (x < 0.6) return 0;
     if (x < 0.7) return 0x7ffffffff000 + randIn(0, 4096); // out of every mapping
     if (x < 0.8) return Math.floor(r() * 2 ** 53);
     return 2 ** 53 - 1 - randIn(0, 16); // extreme values (high bits set)
   };
   const ITER = 150;
-  let errors = 0, partial = 0, clean = 0, maxMs = 0;
+  let errors = 0,
+    partial = 0,
+    clean = 0,
+    maxMs = 0;
   const errorCodes = new Map<string, number>();
   for (let it = 0; it < ITER; it++) {
     const undo: { region: Buffer; off: number; old: Buffer }[] = [];
@@ -126,7 +167,7 @@ test('fuzzed heap images: every walk ends in a typed error or a (partial) census
       const off = addr - reg.start;
       undo.push({ region: reg.bytes, off, old: Buffer.from(reg.bytes.subarray(off, off + 8)) });
       const v = valueFor(addr);
-      reg.bytes.writeUInt32LE(v % 4294967296 >>> 0, off);
+      reg.bytes.writeUInt32LE((v % 4294967296) >>> 0, off);
       reg.bytes.writeUInt32LE(Math.floor(v / 4294967296) >>> 0, off + 4);
     }
     const t0 = performance.now();
@@ -135,12 +176,19 @@ test('fuzzed heap images: every walk ends in a typed error or a (partial) census
       if (!c.complete || c.inconsistencyCount) {
         partial++;
         assert.ok(c.inconsistencies.length > 0, `iteration ${it}: partial census without inconsistencies`);
-        for (const i of c.inconsistencies) assert.ok(Number.isSafeInteger(i.address) && i.kind.length > 0, `iteration ${it}: ${JSON.stringify(i)}`);
+        for (const i of c.inconsistencies)
+          assert.ok(Number.isSafeInteger(i.address) && i.kind.length > 0, `iteration ${it}: ${JSON.stringify(i)}`);
       } else clean++;
       // Whatever happened, numbers stay sane.
-      assert.ok(c.totals.inUseChunks >= 0 && Number.isFinite(c.totals.inUseBytes), `iteration ${it}: totals ${JSON.stringify(c.totals)}`);
+      assert.ok(
+        c.totals.inUseChunks >= 0 && Number.isFinite(c.totals.inUseBytes),
+        `iteration ${it}: totals ${JSON.stringify(c.totals)}`,
+      );
     } catch (e) {
-      assert.ok(isLeakscopeError(e), `iteration ${it} (seed ${process.env.LEAKSCOPE_FUZZ_SEED ?? '0x5eed'}): untyped error ${(e as Error).stack}`);
+      assert.ok(
+        isLeakscopeError(e),
+        `iteration ${it} (seed ${process.env.LEAKSCOPE_FUZZ_SEED ?? '0x5eed'}): untyped error ${(e as Error).stack}`,
+      );
       errors++;
       errorCodes.set(e.code, (errorCodes.get(e.code) ?? 0) + 1);
     }
@@ -149,7 +197,9 @@ test('fuzzed heap images: every walk ends in a typed error or a (partial) census
     assert.ok(ms < 2000, `iteration ${it} took ${ms.toFixed(0)} ms`);
     for (const u of undo.reverse()) u.old.copy(u.region, u.off);
   }
-  console.log(`# fuzz: ${ITER} mutated images: ${clean} clean censuses, ${partial} partial with inconsistencies, ${errors} typed errors (${[...errorCodes].map(([k, v]) => `${k} ${v}`).join(', ')}), slowest ${maxMs.toFixed(0)} ms`);
+  console.log(
+    `# fuzz: ${ITER} mutated images: ${clean} clean censuses, ${partial} partial with inconsistencies, ${errors} typed errors (${[...errorCodes].map(([k, v]) => `${k} ${v}`).join(', ')}), slowest ${maxMs.toFixed(0)} ms`,
+  );
   // The image is restored: the census is the baseline again.
   const again = heapCensus(space, { location: loc });
   assert.deepEqual(again.totals, base.totals);

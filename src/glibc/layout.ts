@@ -6,7 +6,11 @@
 
 import { LeakscopeError } from '../model/errors.js';
 
-export interface GlibcVersion { major: number; minor: number; text: string }
+export interface GlibcVersion {
+  major: number;
+  minor: number;
+  text: string;
+}
 
 export interface MallocStateLayout {
   /** fastbinsY[] offset, or null when the version has no fastbins (2.43+). */
@@ -46,7 +50,13 @@ export interface MallocParLayout {
   size: number;
 }
 
-export interface HeapInfoLayout { arPtr: number; prev: number; size: number; mprotectSize: number; sizeof: number }
+export interface HeapInfoLayout {
+  arPtr: number;
+  prev: number;
+  size: number;
+  mprotectSize: number;
+  sizeof: number;
+}
 
 export interface TcacheLayout {
   bins: number;
@@ -76,7 +86,9 @@ export interface GlibcLayout {
 export const SIZE_SZ = 8;
 export const MALLOC_ALIGNMENT = 16;
 export const MINSIZE = 32;
-export const PREV_INUSE = 1, IS_MMAPPED = 2, NON_MAIN_ARENA = 4;
+export const PREV_INUSE = 1,
+  IS_MMAPPED = 2,
+  NON_MAIN_ARENA = 4;
 /** First large-bin chunk size (MIN_LARGE_SIZE, 64 small bins of 16 bytes). */
 export const MIN_LARGE_SIZE = 1024;
 export const NBINS = 128;
@@ -88,12 +100,17 @@ export function parseGlibcVersion(text: string): GlibcVersion {
   return { major: Number(m[1]), minor: Number(m[2]), text };
 }
 
-function atLeast(v: GlibcVersion, minor: number): boolean { return v.major > 2 || (v.major === 2 && v.minor >= minor); }
+function atLeast(v: GlibcVersion, minor: number): boolean {
+  return v.major > 2 || (v.major === 2 && v.minor >= minor);
+}
 
 /** The layout for a glibc version; 'not-supported' before 2.27 (no have_fastchunks, different malloc_state). */
 export function layoutFor(v: GlibcVersion): GlibcLayout {
   if (v.major !== 2 || v.minor < 27) {
-    throw new LeakscopeError('not-supported', `glibc ${v.text} is not supported: leakscope knows the malloc layouts of glibc 2.27 and later`);
+    throw new LeakscopeError(
+      'not-supported',
+      `glibc ${v.text} is not supported: leakscope knows the malloc layouts of glibc 2.27 and later`,
+    );
   }
   // struct malloc_state: int mutex; int flags; [int have_fastchunks; (pad) mfastbinptr fastbinsY[10];]
   // mchunkptr top, last_remainder; mchunkptr bins[254]; unsigned binmap[4]; next; next_free;
@@ -119,11 +136,23 @@ export function layoutFor(v: GlibcVersion): GlibcLayout {
   const b = hp ? 60 : 40; // offset of n_mmaps (four ints follow)
   const s = (b + 16 + 7) & ~7; // mmapped_mem, 8-aligned: 80 (2.35+) or 56
   const mpar: MallocParLayout = {
-    trimThreshold: 0, topPad: 8, mmapThreshold: 16, arenaTest: 24, arenaMax: 32,
+    trimThreshold: 0,
+    topPad: 8,
+    mmapThreshold: 16,
+    arenaTest: 24,
+    arenaMax: 32,
     hpPagesize: hp ? 48 : null,
-    nMmaps: b, nMmapsMax: b + 4, maxNMmaps: b + 8, noDynThreshold: b + 12,
-    mmappedMem: s, maxMmappedMem: s + 8, sbrkBase: s + 16,
-    tcacheBins: s + 24, tcacheMaxBytes: s + 32, tcacheCount: s + 40, tcacheUnsortedLimit: s + 48,
+    nMmaps: b,
+    nMmapsMax: b + 4,
+    maxNMmaps: b + 8,
+    noDynThreshold: b + 12,
+    mmappedMem: s,
+    maxMmappedMem: s + 8,
+    sbrkBase: s + 16,
+    tcacheBins: s + 24,
+    tcacheMaxBytes: s + 32,
+    tcacheCount: s + 40,
+    tcacheUnsortedLimit: s + 48,
     size: s + 56,
   };
   // heap_info { ar_ptr; prev; size; mprotect_size; [pagesize (2.35+)]; pad } with
@@ -135,7 +164,10 @@ export function layoutFor(v: GlibcVersion): GlibcLayout {
   const entries = bins * countBytes;
   const structBytes = entries + bins * 8;
   const tcache: TcacheLayout = {
-    bins, countBytes, countMeaning: atLeast(v, 42) ? 'free-slots' : 'count', entries,
+    bins,
+    countBytes,
+    countMeaning: atLeast(v, 42) ? 'free-slots' : 'count',
+    entries,
     structChunkSize: requestToChunkSize(structBytes),
     key: atLeast(v, 34) ? 'random' : atLeast(v, 29) ? 'perthread' : 'none',
   };
@@ -149,7 +181,11 @@ export function requestToChunkSize(request: number): number {
 }
 
 /** Chunk size of tcache bin i (tidx2usize + header): 32 + 16 * i, for the 64 small bins. */
-export function tcacheBinChunkSize(i: number): number { return MINSIZE + MALLOC_ALIGNMENT * i; }
+export function tcacheBinChunkSize(i: number): number {
+  return MINSIZE + MALLOC_ALIGNMENT * i;
+}
 
 /** Chunk size of fastbin i (fastbin_index(sz) = (sz >> 4) - 2). */
-export function fastbinChunkSize(i: number): number { return (i + 2) * 16; }
+export function fastbinChunkSize(i: number): number {
+  return (i + 2) * 16;
+}

@@ -30,8 +30,10 @@ export interface GlibcLocation {
 }
 
 export function findLibc(space: AddressSpace, symbolizer: Symbolizer): Module {
-  const mod = symbolizer.modulesNamed('libc.so')[0] ?? symbolizer.modules.find((m) => /^libc[-.]/.test(basename(m.path)));
-  if (!mod) throw new LeakscopeError('not-found', `${space.description}: no libc.so in the process (not a glibc program?)`);
+  const mod =
+    symbolizer.modulesNamed('libc.so')[0] ?? symbolizer.modules.find((m) => /^libc[-.]/.test(basename(m.path)));
+  if (!mod)
+    throw new LeakscopeError('not-found', `${space.description}: no libc.so in the process (not a glibc program?)`);
   return mod;
 }
 
@@ -50,14 +52,21 @@ export function detectGlibcVersion(symbolizer: Symbolizer, libc: Module): { vers
         const end = bytes.indexOf(0, at);
         const text = bytes.toString('latin1', at, end < 0 ? Math.min(bytes.length, at + 400) : Math.min(end, at + 400));
         const m = /version (\d+\.\d+(?:\.\d+)?)/.exec(text);
-        if (m) return { version: parseGlibcVersion(m[1]!), source: `libc .rodata banner "${text.split('\n')[0]!.slice(0, 100)}"` };
+        if (m)
+          return {
+            version: parseGlibcVersion(m[1]!),
+            source: `libc .rodata banner "${text.split('\n')[0]!.slice(0, 100)}"`,
+          };
         at = bytes.indexOf('GNU C Library', at + 1);
       }
     }
   }
   const m = /libc-(\d+\.\d+)\.so/.exec(basename(libc.path));
   if (m) return { version: parseGlibcVersion(m[1]!), source: `libc file name ${basename(libc.path)}` };
-  throw new LeakscopeError('not-found', `cannot tell the glibc version of ${libc.path}: no "GNU C Library ... version" banner in .rodata`);
+  throw new LeakscopeError(
+    'not-found',
+    `cannot tell the glibc version of ${libc.path}: no "GNU C Library ... version" banner in .rodata`,
+  );
 }
 
 /** libc's writable mappings, plus the anonymous mapping right after them (.bss tail). */
@@ -87,36 +96,59 @@ export function locateGlibc(space: AddressSpace, symbolizer: Symbolizer): GlibcL
 
   const symArena = symbolizer.lookup('main_arena', { module: basename(libc.path) });
   const symMp = symbolizer.lookup('mp_', { module: basename(libc.path) });
-  const symKey = layout.tcache.key === 'random' ? symbolizer.lookup('tcache_key', { module: basename(libc.path) }) : undefined;
+  const symKey =
+    layout.tcache.key === 'random' ? symbolizer.lookup('tcache_key', { module: basename(libc.path) }) : undefined;
   let mainArena: number;
   if (symArena) {
     mainArena = symArena.runtimeAddr;
-    sources.mainArena = symArena.source === 'debug-file' ? `debug-file symbol main_arena (${symbolizer.symbolsOf(libc)?.debug?.path ?? '?'})` : `${symArena.source} symbol main_arena`;
+    sources.mainArena =
+      symArena.source === 'debug-file'
+        ? `debug-file symbol main_arena (${symbolizer.symbolsOf(libc)?.debug?.path ?? '?'})`
+        : `${symArena.source} symbol main_arena`;
     if (symArena.size && symArena.size !== layout.mstate.size) {
-      throw new LeakscopeError('not-supported', `main_arena is ${symArena.size} bytes in ${libc.path}, the built-in glibc ${version.text} layout expects ${layout.mstate.size}: unknown malloc_state layout`);
+      throw new LeakscopeError(
+        'not-supported',
+        `main_arena is ${symArena.size} bytes in ${libc.path}, the built-in glibc ${version.text} layout expects ${layout.mstate.size}: unknown malloc_state layout`,
+      );
     }
     if (symArena.size) sources.layout += `; sizeof(malloc_state) ${symArena.size} checked against the debug file`;
   } else {
-    if (!heapMapping) throw new LeakscopeError('not-found', `${space.description}: no [heap] mapping and no main_arena symbol (install libc6-dbg): cannot find glibc's main arena`);
+    if (!heapMapping)
+      throw new LeakscopeError(
+        'not-found',
+        `${space.description}: no [heap] mapping and no main_arena symbol (install libc6-dbg): cannot find glibc's main arena`,
+      );
     mainArena = findMainArenaBySignature(space, libc, layout, heapMapping);
-    sources.mainArena = 'heuristic: top-chunk search (main_arena.top == top chunk of [heap], bins self-referencing or in [heap]) in libc .data';
+    sources.mainArena =
+      'heuristic: top-chunk search (main_arena.top == top chunk of [heap], bins self-referencing or in [heap]) in libc .data';
   }
   let mp: number | null = null;
   if (symMp) {
     mp = symMp.runtimeAddr;
     sources.mp = symMp.source === 'debug-file' ? 'debug-file symbol mp_' : `${symMp.source} symbol mp_`;
     if (symMp.size && symMp.size !== layout.mpar.size) {
-      throw new LeakscopeError('not-supported', `mp_ is ${symMp.size} bytes in ${libc.path}, the built-in glibc ${version.text} layout expects ${layout.mpar.size}: unknown malloc_par layout`);
+      throw new LeakscopeError(
+        'not-supported',
+        `mp_ is ${symMp.size} bytes in ${libc.path}, the built-in glibc ${version.text} layout expects ${layout.mpar.size}: unknown malloc_par layout`,
+      );
     }
   } else if (heapMapping) {
     mp = findMpBySignature(space, libc, layout, heapMapping.start);
-    sources.mp = mp === null ? 'not found (no symbol; no sbrk_base signature): mmapped-chunk counts from the scan only' : 'heuristic: sbrk_base == [heap] start, with plausible tcache/mmap parameters, in libc .data';
+    sources.mp =
+      mp === null
+        ? 'not found (no symbol; no sbrk_base signature): mmapped-chunk counts from the scan only'
+        : 'heuristic: sbrk_base == [heap] start, with plausible tcache/mmap parameters, in libc .data';
   } else {
     sources.mp = 'not found (no symbol, no [heap])';
   }
   let tcacheKey: number | null = null;
   if (symKey) {
-    try { tcacheKey = space.readU64(symKey.runtimeAddr); sources.tcacheKey = 'debug-file symbol tcache_key'; } catch { /* inferred later */ }
+    try {
+      tcacheKey = space.readU64(symKey.runtimeAddr);
+      sources.tcacheKey = 'debug-file symbol tcache_key';
+    } catch {
+      /* inferred later */
+    }
   }
   return { libc, version, layout, mainArena, mp, tcacheKey, heapMapping, sources };
 }
@@ -147,9 +179,11 @@ function findMainArenaBySignature(space: AddressSpace, libc: Module, layout: Gli
       if (top + csize > heap.end || csize < 32) continue;
       const base = o - L.top;
       const arena = m.start + base;
-      let self = 0, ok = true;
+      let self = 0,
+        ok = true;
       for (let i = 1; i < 128 && ok; i++) {
-        const fd = r.u64At(base + L.bins + (i - 1) * 16), bk = r.u64At(base + L.bins + (i - 1) * 16 + 8);
+        const fd = r.u64At(base + L.bins + (i - 1) * 16),
+          bk = r.u64At(base + L.bins + (i - 1) * 16 + 8);
         const binAt = arena + L.bins + (i - 1) * 16 - 16;
         if (fd === binAt && bk === binAt) self++;
         else if (!(inHeap(fd) && inHeap(bk))) ok = false;
@@ -160,7 +194,10 @@ function findMainArenaBySignature(space: AddressSpace, libc: Module, layout: Gli
       return arena;
     }
   }
-  throw new LeakscopeError('not-found', `${space.description}: no main_arena signature in ${libc.path}'s writable segments (no value there is the top chunk of [heap] with self-referencing bins); install libc6-dbg`);
+  throw new LeakscopeError(
+    'not-found',
+    `${space.description}: no main_arena signature in ${libc.path}'s writable segments (no value there is the top chunk of [heap] with self-referencing bins); install libc6-dbg`,
+  );
 }
 
 function findMpBySignature(space: AddressSpace, libc: Module, layout: GlibcLayout, heapStart: number): number | null {
@@ -179,7 +216,7 @@ function findMpBySignature(space: AddressSpace, libc: Module, layout: GlibcLayou
       const mmapped = r.u64At(b + P.mmappedMem);
       if (tcacheBins > layout.tcache.bins || tcacheCount > 65535) continue;
       if (mmapThreshold < 4096 || mmapThreshold > 1 << 30) continue;
-      if (nMmaps < 0 || nMmapsMax < 0 || nMmaps > nMmapsMax && nMmapsMax > 0) continue;
+      if (nMmaps < 0 || nMmapsMax < 0 || (nMmaps > nMmapsMax && nMmapsMax > 0)) continue;
       if (mmapped % 4096 !== 0) continue;
       if ((nMmaps === 0) !== (mmapped === 0)) continue;
       return m.start + b;

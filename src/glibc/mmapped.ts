@@ -24,7 +24,10 @@ export interface MmappedChunk {
 }
 
 /** Anonymous rw mappings minus the excluded ranges (thread heaps), as [start, end) pieces. */
-export function mmapCandidateRanges(mappings: readonly Mapping[], exclude: readonly { start: number; end: number }[]): { start: number; end: number }[] {
+export function mmapCandidateRanges(
+  mappings: readonly Mapping[],
+  exclude: readonly { start: number; end: number }[],
+): { start: number; end: number }[] {
   const ex = [...exclude].sort((a, b) => a.start - b.start);
   const out: { start: number; end: number }[] = [];
   for (const m of mappings) {
@@ -34,7 +37,10 @@ export function mmapCandidateRanges(mappings: readonly Mapping[], exclude: reado
       if (e.end <= m.start || e.start >= m.end) continue;
       const next: { start: number; end: number }[] = [];
       for (const p of pieces) {
-        if (e.end <= p.start || e.start >= p.end) { next.push(p); continue; }
+        if (e.end <= p.start || e.start >= p.end) {
+          next.push(p);
+          continue;
+        }
         if (p.start < e.start) next.push({ start: p.start, end: e.start });
         if (e.end < p.end) next.push({ start: e.end, end: p.end });
       }
@@ -49,12 +55,19 @@ export function mmapCandidateRanges(mappings: readonly Mapping[], exclude: reado
 const PROBE_WINDOW = 256 << 10;
 
 /** Scans ranges for mmapped chunks; calls `sink` per chunk. Returns bytes read. */
-export function scanMmappedChunks(space: AddressSpace, ranges: readonly { start: number; end: number }[], sink: (c: MmappedChunk) => void): number {
+export function scanMmappedChunks(
+  space: AddressSpace,
+  ranges: readonly { start: number; end: number }[],
+  sink: (c: MmappedChunk) => void,
+): number {
   const win = Buffer.from(new ArrayBuffer(PROBE_WINDOW));
-  let bytesRead = 0, probes = 0;
+  let bytesRead = 0,
+    probes = 0;
   for (const r of ranges) {
     let q = Math.ceil(r.start / PAGE_SIZE) * PAGE_SIZE;
-    let winStart = 0, winEnd = 0, jumped = false;
+    let winStart = 0,
+      winEnd = 0,
+      jumped = false;
     while (q + PAGE_SIZE <= r.end && probes < MAX_PROBED_PAGES) {
       probes++;
       if (q + 16 > winEnd || q < winStart) {
@@ -64,12 +77,18 @@ export function scanMmappedChunks(space: AddressSpace, ranges: readonly { start:
         bytesRead += n;
         winStart = q;
         winEnd = q + n;
-        if (n < 16) { winEnd = 0; q += PAGE_SIZE; continue; }
+        if (n < 16) {
+          winEnd = 0;
+          q += PAGE_SIZE;
+          continue;
+        }
       }
       jumped = false;
       const o = q - winStart;
-      const prevLo = win.readUInt32LE(o), prevHi = win.readUInt32LE(o + 4);
-      const lo = win.readUInt32LE(o + 8), hi = win.readUInt32LE(o + 12);
+      const prevLo = win.readUInt32LE(o),
+        prevHi = win.readUInt32LE(o + 4);
+      const lo = win.readUInt32LE(o + 8),
+        hi = win.readUInt32LE(o + 12);
       if ((lo & 7) === 2 && prevHi === 0 && prevLo < PAGE_SIZE && (prevLo & 15) === 0) {
         const size = hi * 4294967296 + (lo - 2);
         const mapped = prevLo + size;

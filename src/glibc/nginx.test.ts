@@ -37,7 +37,11 @@ test('nginx with the leak module: the 256 KiB-512 KiB bucket grows by exactly th
     const bucketMin = 2 ** Math.floor(Math.log2(size));
     const growth = compareCensus(baseline, current).buckets.find((b) => b.minBytes === bucketMin);
     assert.ok(growth, `bucket ${bucketMin}`);
-    assert.equal(growth.inUseChunks, leaked, `in-use chunks in [${bucketMin}, ${bucketMin * 2}): ${growth.baselineInUseChunks} -> ${growth.currentInUseChunks}`);
+    assert.equal(
+      growth.inUseChunks,
+      leaked,
+      `in-use chunks in [${bucketMin}, ${bucketMin * 2}): ${growth.baselineInUseChunks} -> ${growth.currentInUseChunks}`,
+    );
     assert.ok(growth.inUseBytes >= leaked * size && growth.inUseBytes < leaked * (size + 8192));
     assert.equal(current.inconsistencyCount, 0, JSON.stringify(current.inconsistencies));
   } finally {

@@ -56,23 +56,45 @@ export const DEFAULT_MAX_EDGES = 24 << 20;
 const MAX_PRESIZED = 1 << 24;
 
 export type ReachClass = 'definitelyLost' | 'indirectlyLost' | 'possiblyLost' | 'reachable' | 'unknown';
-export const REACH_CLASSES: readonly ReachClass[] = ['definitelyLost', 'indirectlyLost', 'possiblyLost', 'reachable', 'unknown'];
+export const REACH_CLASSES: readonly ReachClass[] = [
+  'definitelyLost',
+  'indirectlyLost',
+  'possiblyLost',
+  'reachable',
+  'unknown',
+];
 
 // Per-chunk states of one scan.
-const S_UNREACHED = 0, S_REACHABLE = 1, S_POSSIBLE = 2, S_DEFINITE = 3, S_INDIRECT = 4, S_UNKNOWN = 5, S_ALLOCATOR = 6;
+const S_UNREACHED = 0,
+  S_REACHABLE = 1,
+  S_POSSIBLE = 2,
+  S_DEFINITE = 3,
+  S_INDIRECT = 4,
+  S_UNKNOWN = 5,
+  S_ALLOCATOR = 6;
 const F_MMAPPED = 1;
 /** Words not scanned during the census walk (chunk across two of its windows, mmapped): read after it. */
 const F_READ = 2;
 /** Edges not stored (candidate or edge budget exhausted): read again whenever the mark reaches the block. */
 const F_NOEDGES = 4;
-const M_REACH = 0, M_POSSIBLE = 1, M_CLIQUE = 2;
+const M_REACH = 0,
+  M_POSSIBLE = 1,
+  M_CLIQUE = 2;
 
-export interface ClassCount { chunks: number; bytes: number }
+export interface ClassCount {
+  chunks: number;
+  bytes: number;
+}
 
 export interface ReachBucket {
   /** Chunk-size bucket [minBytes, maxBytes), as the census histogram. */
-  minBytes: number; maxBytes: number;
-  definitelyLost: ClassCount; indirectlyLost: ClassCount; possiblyLost: ClassCount; reachable: ClassCount; unknown: ClassCount;
+  minBytes: number;
+  maxBytes: number;
+  definitelyLost: ClassCount;
+  indirectlyLost: ClassCount;
+  possiblyLost: ClassCount;
+  reachable: ClassCount;
+  unknown: ClassCount;
 }
 
 export interface ReachRoot {
@@ -116,7 +138,15 @@ export interface Reachability {
   /** Scans made; a chunk is lost only when it was lost in every one (stability). */
   scans: number;
   notes: string[];
-  stats: { elapsedMs: number; bytesRead: number; chunks: number; edges: number; edgesStored: boolean; rootBytes: number; phasesMs: Record<string, number> };
+  stats: {
+    elapsedMs: number;
+    bytesRead: number;
+    chunks: number;
+    edges: number;
+    edgesStored: boolean;
+    rootBytes: number;
+    phasesMs: Record<string, number>;
+  };
 }
 
 export interface ReachOptions {
@@ -150,7 +180,10 @@ export interface ReachResult {
 }
 
 /** What stability needs of an earlier scan: its chunks and which were lost. */
-export interface PreviousScan { table: ChunkTable; lost: Uint8Array }
+export interface PreviousScan {
+  table: ChunkTable;
+  lost: Uint8Array;
+}
 
 /** In-use chunks of one census in address order, with an address -> chunk lookup. */
 export class ChunkTable {
@@ -164,7 +197,10 @@ export class ChunkTable {
   private regGran = new Float64Array(0);
   private regTab = new Int32Array(0);
   private table = new Int32Array(0);
-  min = Infinity; max = -Infinity; minHi = 0; maxHi = 0;
+  min = Infinity;
+  max = -Infinity;
+  minHi = 0;
+  maxHi = 0;
 
   /**
    * Candidate pointers (words whose value lies in [candMin, candMax)) of each chunk, as the census
@@ -176,9 +212,15 @@ export class ChunkTable {
   cand = new Float64Array(1 << 12);
   candN = 0;
   candFull = false;
-  candMin = 0; candMax = 0; candMinHi = 0; candMaxHi = 0;
+  candMin = 0;
+  candMax = 0;
+  candMinHi = 0;
+  candMaxHi = 0;
 
-  constructor(capacity: number, readonly maxCandidates = DEFAULT_MAX_EDGES) {
+  constructor(
+    capacity: number,
+    readonly maxCandidates = DEFAULT_MAX_EDGES,
+  ) {
     this.addr = new Float64Array(Math.max(16, capacity));
     this.size16 = new Uint32Array(this.addr.length);
     this.flags = new Uint8Array(this.addr.length);
@@ -188,32 +230,55 @@ export class ChunkTable {
 
   /** Where chunk addresses can be (a coarse filter for candidates during the walk). */
   setCandidateRange(min: number, max: number): void {
-    this.candMin = min; this.candMax = max;
-    this.candMinHi = Math.floor(min / TWO32); this.candMaxHi = Math.floor(max / TWO32);
+    this.candMin = min;
+    this.candMax = max;
+    this.candMinHi = Math.floor(min / TWO32);
+    this.candMaxHi = Math.floor(max / TWO32);
   }
 
   /** A chunk the census walk saw in use; with `words`, its user words are scanned for candidates now. */
   push(userAddr: number, chunkSize: number, mmapped: boolean, words?: Uint32Array, userWord?: number): void {
     const n = this.n;
     if (n === this.addr.length) {
-      const a = new Float64Array(n * 2); a.set(this.addr); this.addr = a;
-      const s = new Uint32Array(n * 2); s.set(this.size16); this.size16 = s;
-      const f = new Uint8Array(n * 2); f.set(this.flags); this.flags = f;
-      const c = new Uint32Array(n * 2); c.set(this.candStart); this.candStart = c;
-      const l = new Uint32Array(n * 2); l.set(this.candLen); this.candLen = l;
+      const a = new Float64Array(n * 2);
+      a.set(this.addr);
+      this.addr = a;
+      const s = new Uint32Array(n * 2);
+      s.set(this.size16);
+      this.size16 = s;
+      const f = new Uint8Array(n * 2);
+      f.set(this.flags);
+      this.flags = f;
+      const c = new Uint32Array(n * 2);
+      c.set(this.candStart);
+      this.candStart = c;
+      const l = new Uint32Array(n * 2);
+      l.set(this.candLen);
+      this.candLen = l;
     }
-    this.addr[n] = userAddr; this.size16[n] = Math.floor(chunkSize / 16);
+    this.addr[n] = userAddr;
+    this.size16[n] = Math.floor(chunkSize / 16);
     this.n = n + 1;
-    if (words === undefined || userWord === undefined || this.candFull) { this.flags[n] = (mmapped ? F_MMAPPED : 0) | F_READ; return; }
+    if (words === undefined || userWord === undefined || this.candFull) {
+      this.flags[n] = (mmapped ? F_MMAPPED : 0) | F_READ;
+      return;
+    }
     this.flags[n] = mmapped ? F_MMAPPED : 0;
     this.candStart[n] = this.candN;
     this.candLen[n] = this.collect(words, userWord, userWord + ((chunkSize - (mmapped ? 16 : 8)) >>> 2));
-    if (this.candFull) { this.candN = this.candStart[n]!; this.candLen[n] = 0; this.flags[n] |= F_READ; }
+    if (this.candFull) {
+      this.candN = this.candStart[n]!;
+      this.candLen[n] = 0;
+      this.flags[n] |= F_READ;
+    }
   }
 
   /** Appends the 8-aligned words of words[w0 .. w1) (u32 indices, w0 even) that pass the range filter; returns how many. */
   collect(words: Uint32Array, w0: number, w1: number): number {
-    const minHi = this.candMinHi, maxHi = this.candMaxHi, min = this.candMin, max = this.candMax;
+    const minHi = this.candMinHi,
+      maxHi = this.candMaxHi,
+      min = this.candMin,
+      max = this.candMax;
     let k = 0;
     for (let w = w0; w + 1 < w1; w += 2) {
       const h = words[w + 1]!;
@@ -221,8 +286,13 @@ export class ChunkTable {
       const v = h * TWO32 + words[w]!;
       if (v < min || v >= max) continue;
       if (this.candN === this.cand.length) {
-        if (this.candN >= this.maxCandidates) { this.candFull = true; return k; }
-        const c = new Float64Array(Math.min(this.maxCandidates, this.cand.length * 2)); c.set(this.cand); this.cand = c;
+        if (this.candN >= this.maxCandidates) {
+          this.candFull = true;
+          return k;
+        }
+        const c = new Float64Array(Math.min(this.maxCandidates, this.cand.length * 2));
+        c.set(this.cand);
+        this.cand = c;
       }
       this.cand[this.candN++] = v;
       k++;
@@ -231,11 +301,18 @@ export class ChunkTable {
   }
 
   /** Frees the candidates (after they became edges). */
-  dropCandidates(): void { this.cand = new Float64Array(0); this.candN = 0; }
+  dropCandidates(): void {
+    this.cand = new Float64Array(0);
+    this.candN = 0;
+  }
 
-  size(i: number): number { return this.size16[i]! * 16; }
+  size(i: number): number {
+    return this.size16[i]! * 16;
+  }
   /** End of block i's words (exclusive). */
-  end(i: number): number { return this.addr[i]! + this.size16[i]! * 16 - ((this.flags[i]! & F_MMAPPED) !== 0 ? 16 : 8); }
+  end(i: number): number {
+    return this.addr[i]! + this.size16[i]! * 16 - ((this.flags[i]! & F_MMAPPED) !== 0 ? 16 : 8);
+  }
 
   /** User pointers of chunks reported in use by the walk and found on a free list afterwards. */
   readonly freed: number[] = [];
@@ -251,16 +328,26 @@ export class ChunkTable {
     const runs: number[] = [0];
     for (let i = 1; i < n; i++) if (this.addr[i]! < this.addr[i - 1]!) runs.push(i);
     if (runs.length > 1) {
-      const rs = runs.map((s, k) => ({ s, e: k + 1 < runs.length ? runs[k + 1]! : n })).sort((a, b) => this.addr[a.s]! - this.addr[b.s]!);
+      const rs = runs
+        .map((s, k) => ({ s, e: k + 1 < runs.length ? runs[k + 1]! : n }))
+        .sort((a, b) => this.addr[a.s]! - this.addr[b.s]!);
       let disjoint = true;
-      for (let k = 1; k < rs.length && disjoint; k++) if (this.addr[rs[k]!.s]! <= this.addr[rs[k - 1]!.e - 1]!) disjoint = false;
-      const a = new Float64Array(n), s = new Uint32Array(n), f = new Uint8Array(n), cs = new Uint32Array(n), cl = new Uint32Array(n);
+      for (let k = 1; k < rs.length && disjoint; k++)
+        if (this.addr[rs[k]!.s]! <= this.addr[rs[k - 1]!.e - 1]!) disjoint = false;
+      const a = new Float64Array(n),
+        s = new Uint32Array(n),
+        f = new Uint8Array(n),
+        cs = new Uint32Array(n),
+        cl = new Uint32Array(n);
       if (disjoint) {
         // Runs in address order, each copied whole.
         let w = 0;
         for (const r of rs) {
-          a.set(this.addr.subarray(r.s, r.e), w); s.set(this.size16.subarray(r.s, r.e), w); f.set(this.flags.subarray(r.s, r.e), w);
-          cs.set(this.candStart.subarray(r.s, r.e), w); cl.set(this.candLen.subarray(r.s, r.e), w);
+          a.set(this.addr.subarray(r.s, r.e), w);
+          s.set(this.size16.subarray(r.s, r.e), w);
+          f.set(this.flags.subarray(r.s, r.e), w);
+          cs.set(this.candStart.subarray(r.s, r.e), w);
+          cl.set(this.candLen.subarray(r.s, r.e), w);
           w += r.e - r.s;
         }
       } else {
@@ -269,26 +356,42 @@ export class ChunkTable {
         order.sort((x, y) => this.addr[x]! - this.addr[y]!);
         for (let i = 0; i < n; i++) {
           const o = order[i]!;
-          a[i] = this.addr[o]!; s[i] = this.size16[o]!; f[i] = this.flags[o]!; cs[i] = this.candStart[o]!; cl[i] = this.candLen[o]!;
+          a[i] = this.addr[o]!;
+          s[i] = this.size16[o]!;
+          f[i] = this.flags[o]!;
+          cs[i] = this.candStart[o]!;
+          cl[i] = this.candLen[o]!;
         }
       }
-      this.addr = a; this.size16 = s; this.flags = f; this.candStart = cs; this.candLen = cl;
+      this.addr = a;
+      this.size16 = s;
+      this.flags = f;
+      this.candStart = cs;
+      this.candLen = cl;
     }
     if (this.freed.length) {
       // Compaction in place, merging with the sorted free-list chunks.
       const fr = Float64Array.from(this.freed).sort();
-      let w = 0, q = 0;
+      let w = 0,
+        q = 0;
       for (let i = 0; i < n; i++) {
         const v = this.addr[i]!;
         while (q < fr.length && fr[q]! < v) q++;
         if (q < fr.length && fr[q] === v) continue;
-        this.addr[w] = v; this.size16[w] = this.size16[i]!; this.flags[w] = this.flags[i]!;
-        this.candStart[w] = this.candStart[i]!; this.candLen[w] = this.candLen[i]!; w++;
+        this.addr[w] = v;
+        this.size16[w] = this.size16[i]!;
+        this.flags[w] = this.flags[i]!;
+        this.candStart[w] = this.candStart[i]!;
+        this.candLen[w] = this.candLen[i]!;
+        w++;
       }
       this.n = n = w;
     }
-    this.addr = this.addr.subarray(0, n); this.size16 = this.size16.subarray(0, n); this.flags = this.flags.subarray(0, n);
-    this.candStart = this.candStart.subarray(0, n); this.candLen = this.candLen.subarray(0, n);
+    this.addr = this.addr.subarray(0, n);
+    this.size16 = this.size16.subarray(0, n);
+    this.flags = this.flags.subarray(0, n);
+    this.candStart = this.candStart.subarray(0, n);
+    this.candLen = this.candLen.subarray(0, n);
     this.buildLookup();
   }
 
@@ -296,19 +399,28 @@ export class ChunkTable {
   private buildLookup(): void {
     const n = this.n;
     if (n === 0) return;
-    const starts: number[] = [], ends: number[] = [], firsts: number[] = [];
-    let rs = this.addr[0]!, re = this.end(0), first = 0;
+    const starts: number[] = [],
+      ends: number[] = [],
+      firsts: number[] = [];
+    let rs = this.addr[0]!,
+      re = this.end(0),
+      first = 0;
     for (let i = 1; i <= n; i++) {
-      if (i === n || this.addr[i]! - 16 - re > (1 << 20)) {
-        starts.push(rs); ends.push(re); firsts.push(first);
+      if (i === n || this.addr[i]! - 16 - re > 1 << 20) {
+        starts.push(rs);
+        ends.push(re);
+        firsts.push(first);
         if (i === n) break;
-        rs = this.addr[i]!; first = i;
+        rs = this.addr[i]!;
+        first = i;
       }
       re = Math.max(re, this.end(i));
     }
     const R = starts.length;
-    this.regStart = Float64Array.from(starts); this.regEnd = Float64Array.from(ends);
-    this.regGran = new Float64Array(R); this.regTab = new Int32Array(R + 1);
+    this.regStart = Float64Array.from(starts);
+    this.regEnd = Float64Array.from(ends);
+    this.regGran = new Float64Array(R);
+    this.regTab = new Int32Array(R + 1);
     let total = 0;
     for (let r = 0; r < R; r++) {
       const count = (r + 1 < R ? firsts[r + 1]! : n) - firsts[r]!;
@@ -321,34 +433,53 @@ export class ChunkTable {
     }
     this.regTab[R] = total;
     this.table = new Int32Array(total);
-    const addr = this.addr, size16 = this.size16, flags = this.flags, table = this.table;
+    const addr = this.addr,
+      size16 = this.size16,
+      flags = this.flags,
+      table = this.table;
     for (let r = 0; r < R; r++) {
-      const gran = this.regGran[r]!, base = this.regTab[r]!, cnt = this.regTab[r + 1]! - base, start = starts[r]!;
+      const gran = this.regGran[r]!,
+        base = this.regTab[r]!,
+        cnt = this.regTab[r + 1]! - base,
+        start = starts[r]!;
       let k = firsts[r]!;
       const last = r + 1 < R ? firsts[r + 1]! : n;
       let kEnd = addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
       for (let g = 0; g < cnt; g++) {
         const at = start + g * gran;
-        while (k < last - 1 && kEnd <= at) { k++; kEnd = addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8); }
+        while (k < last - 1 && kEnd <= at) {
+          k++;
+          kEnd = addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
+        }
         table[base + g] = k;
       }
     }
-    this.min = starts[0]!; this.max = ends[R - 1]!;
-    this.minHi = Math.floor(this.min / TWO32); this.maxHi = Math.floor(this.max / TWO32);
+    this.min = starts[0]!;
+    this.max = ends[R - 1]!;
+    this.minHi = Math.floor(this.min / TWO32);
+    this.maxHi = Math.floor(this.max / TWO32);
   }
 
   /** Index of the block whose words [user, end) hold v, or -1. */
   find(v: number): number {
     if (v < this.min || v >= this.max) return -1;
     const rs = this.regStart;
-    let lo = 0, hi = rs.length - 1, r = -1;
+    let lo = 0,
+      hi = rs.length - 1,
+      r = -1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      if (rs[mid]! <= v) { r = mid; lo = mid + 1; } else hi = mid - 1;
+      if (rs[mid]! <= v) {
+        r = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
     }
     if (r < 0 || v >= this.regEnd[r]!) return -1;
     let k = this.table[this.regTab[r]! + Math.floor((v - rs[r]!) / this.regGran[r]!)]!;
-    const n = this.n, addr = this.addr, size16 = this.size16, flags = this.flags;
+    const n = this.n,
+      addr = this.addr,
+      size16 = this.size16,
+      flags = this.flags;
     while (k < n) {
       const a = addr[k]!;
       if (a > v) return -1;
@@ -361,23 +492,32 @@ export class ChunkTable {
   /** Index of the chunk whose user pointer is exactly `userAddr`, or -1. */
   indexOf(userAddr: number): number {
     const a = this.addr;
-    let lo = 0, hi = this.n - 1;
+    let lo = 0,
+      hi = this.n - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       const v = a[mid]!;
-      if (v < userAddr) lo = mid + 1; else if (v > userAddr) hi = mid - 1; else return mid;
+      if (v < userAddr) lo = mid + 1;
+      else if (v > userAddr) hi = mid - 1;
+      else return mid;
     }
     return -1;
   }
 }
 
-interface Range { start: number; end: number }
+interface Range {
+  start: number;
+  end: number;
+}
 
 /** One window buffer per process (u32 view over an 8-aligned ArrayBuffer). */
 let sharedBuf: Buffer | undefined;
 let sharedU32: Uint32Array | undefined;
 function window(): { buf: Buffer; u32: Uint32Array } {
-  if (!sharedBuf) { sharedBuf = Buffer.from(new ArrayBuffer(WINDOW)); sharedU32 = new Uint32Array(sharedBuf.buffer, 0, WINDOW >>> 2); }
+  if (!sharedBuf) {
+    sharedBuf = Buffer.from(new ArrayBuffer(WINDOW));
+    sharedU32 = new Uint32Array(sharedBuf.buffer, 0, WINDOW >>> 2);
+  }
   return { buf: sharedBuf, u32: sharedU32! };
 }
 
@@ -399,7 +539,13 @@ class Scan {
   notes: string[] = [];
   phasesMs: Record<string, number> = {};
 
-  constructor(readonly space: AddressSpace, readonly census: HeapCensus, table: ChunkTable, allocator: number[], readonly maxEdges: number) {
+  constructor(
+    readonly space: AddressSpace,
+    readonly census: HeapCensus,
+    table: ChunkTable,
+    allocator: number[],
+    readonly maxEdges: number,
+  ) {
     this.t = table;
     const n = table.n;
     this.state = new Uint8Array(n);
@@ -407,15 +553,23 @@ class Scan {
     this.edgeStart = new Uint32Array(n + 1);
     this.edges = new Uint32Array(Math.min(maxEdges, Math.max(1024, n >>> 3)));
     this.scratch = new Int32Array(n).fill(-1);
-    for (const a of allocator) { const i = table.indexOf(a); if (i >= 0) this.state[i] = S_ALLOCATOR; }
+    for (const a of allocator) {
+      const i = table.indexOf(a);
+      if (i >= 0) this.state[i] = S_ALLOCATOR;
+    }
   }
 
   private addEdge(i: number, j: number, interior: boolean): boolean {
     const p = this.scratch[j]!;
-    if (p >= 0 && p >= this.edgeStart[i]!) { if (!interior) this.edges[p] = this.edges[p]! & ~1; return true; }
+    if (p >= 0 && p >= this.edgeStart[i]!) {
+      if (!interior) this.edges[p] = this.edges[p]! & ~1;
+      return true;
+    }
     if (this.edgeLen === this.edges.length) {
       if (this.edgeLen >= this.maxEdges) return false;
-      const e = new Uint32Array(Math.min(this.maxEdges, this.edges.length * 2)); e.set(this.edges); this.edges = e;
+      const e = new Uint32Array(Math.min(this.maxEdges, this.edges.length * 2));
+      e.set(this.edges);
+      this.edges = e;
     }
     this.scratch[j] = this.edgeLen;
     this.edges[this.edgeLen++] = j * 2 + (interior ? 1 : 0);
@@ -428,10 +582,17 @@ class Scan {
    * the census (changed: unknown), and appends their candidates.
    */
   readPending(tcacheKey: number | null): void {
-    const t = this.t, n = t.n, space = this.space;
-    const key = tcacheKey, keyLo = key === null ? 0 : key % TWO32, keyHi = key === null ? 0 : Math.floor(key / TWO32);
+    const t = this.t,
+      n = t.n,
+      space = this.space;
+    const key = tcacheKey,
+      keyLo = key === null ? 0 : key % TWO32,
+      keyHi = key === null ? 0 : Math.floor(key / TWO32);
     const { buf, u32 } = window();
-    const addr = t.addr, size16 = t.size16, flags = t.flags, state = this.state;
+    const addr = t.addr,
+      size16 = t.size16,
+      flags = t.flags,
+      state = this.state;
     const endOf = (k: number) => addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
     const pending: number[] = [];
     for (let i = 0; i < n; i++) if ((flags[i]! & F_READ) !== 0 && state[i] !== S_ALLOCATOR) pending.push(i);
@@ -445,37 +606,66 @@ class Scan {
       let pj = pi + 1;
       let winEnd = endOf(i);
       while (pj < pending.length) {
-        const k = pending[pj]!, e = endOf(k);
-        if (e > winLimit || addr[k]! - 16 - winEnd >= (64 << 10)) break;
-        winEnd = e; pj++;
+        const k = pending[pj]!,
+          e = endOf(k);
+        if (e > winLimit || addr[k]! - 16 - winEnd >= 64 << 10) break;
+        winEnd = e;
+        pj++;
       }
-      const big = winEnd > winLimit;   // one chunk bigger than a window: read in pieces
+      const big = winEnd > winLimit; // one chunk bigger than a window: read in pieces
       const got = big ? 0 : space.readInto(winStart, buf, 0, winEnd + 8 - winStart);
       this.bytesRead += got;
       for (let q = pi; q < pj; q++) {
         const k = pending[q]!;
         flags[k] = flags[k]! & ~F_READ;
         if (big) {
-          if (!this.checkHeaderDirect(k)) { state[k] = S_UNKNOWN; continue; }
+          if (!this.checkHeaderDirect(k)) {
+            state[k] = S_UNKNOWN;
+            continue;
+          }
           this.collectBig(k);
           continue;
         }
         const mm = (flags[k]! & F_MMAPPED) !== 0;
         const off = addr[k]! - winStart;
         const offEnd = off + size16[k]! * 16 - (mm ? 16 : 8);
-        if (offEnd > got) { state[k] = S_UNKNOWN; continue; }
+        if (offEnd > got) {
+          state[k] = S_UNKNOWN;
+          continue;
+        }
         // Header: the size field (user - 8) must still be the census's size and kind.
         const hw = (off - 8) >>> 2;
-        const lo = u32[hw]!, hi = u32[hw + 1]!;
-        if ((hi !== 0 ? hi * TWO32 + (lo - (lo & 7)) !== size16[k]! * 16 : (lo >>> 4) !== size16[k]) || ((lo & 2) !== 0) !== mm) { state[k] = S_UNKNOWN; continue; }
+        const lo = u32[hw]!,
+          hi = u32[hw + 1]!;
+        if (
+          (hi !== 0 ? hi * TWO32 + (lo - (lo & 7)) !== size16[k]! * 16 : lo >>> 4 !== size16[k]) ||
+          ((lo & 2) !== 0) !== mm
+        ) {
+          state[k] = S_UNKNOWN;
+          continue;
+        }
         // Freed since the census: the next chunk's PREV_INUSE clear (bins), or tcache_key at user + 8 (tcache, 2.34+).
-        const w0 = off >>> 2, wEnd = offEnd >>> 2;
-        if (!mm && offEnd + 8 <= got && (u32[wEnd]! & 1) === 0) { state[k] = S_UNKNOWN; continue; }
-        if (key !== null && wEnd - w0 >= 4 && u32[w0 + 2] === keyLo && u32[w0 + 3] === keyHi) { state[k] = S_UNKNOWN; continue; }
-        if (t.candFull) { flags[k] = flags[k]! | F_NOEDGES; continue; }
+        const w0 = off >>> 2,
+          wEnd = offEnd >>> 2;
+        if (!mm && offEnd + 8 <= got && (u32[wEnd]! & 1) === 0) {
+          state[k] = S_UNKNOWN;
+          continue;
+        }
+        if (key !== null && wEnd - w0 >= 4 && u32[w0 + 2] === keyLo && u32[w0 + 3] === keyHi) {
+          state[k] = S_UNKNOWN;
+          continue;
+        }
+        if (t.candFull) {
+          flags[k] = flags[k]! | F_NOEDGES;
+          continue;
+        }
         t.candStart[k] = t.candN;
         t.candLen[k] = t.collect(u32, w0, wEnd);
-        if (t.candFull) { t.candN = t.candStart[k]!; t.candLen[k] = 0; flags[k] = flags[k]! | F_NOEDGES; }
+        if (t.candFull) {
+          t.candN = t.candStart[k]!;
+          t.candLen[k] = 0;
+          flags[k] = flags[k]! | F_NOEDGES;
+        }
       }
       pi = pj;
     }
@@ -484,9 +674,13 @@ class Scan {
   /** Candidates of a block bigger than a window, read piece by piece. */
   private collectBig(k: number): void {
     const t = this.t;
-    if (t.candFull) { t.flags[k] = t.flags[k]! | F_NOEDGES; return; }
+    if (t.candFull) {
+      t.flags[k] = t.flags[k]! | F_NOEDGES;
+      return;
+    }
     const { buf, u32 } = window();
-    const a = t.addr[k]!, e = t.end(k);
+    const a = t.addr[k]!,
+      e = t.end(k);
     t.candStart[k] = t.candN;
     let len = 0;
     for (let p = a; p < e; p += WINDOW) {
@@ -494,7 +688,12 @@ class Scan {
       const got = this.space.readInto(p, buf, 0, want);
       this.bytesRead += got;
       len += t.collect(u32, 0, got >>> 2);
-      if (t.candFull) { t.candN = t.candStart[k]!; t.candLen[k] = 0; t.flags[k] = t.flags[k]! | F_NOEDGES; return; }
+      if (t.candFull) {
+        t.candN = t.candStart[k]!;
+        t.candLen[k] = 0;
+        t.flags[k] = t.flags[k]! | F_NOEDGES;
+        return;
+      }
       if (got < want) break;
     }
     t.candLen[k] = len;
@@ -502,12 +701,20 @@ class Scan {
 
   /** Candidates -> edges between blocks, in address order (CSR), de-duplicated per source. */
   buildEdges(): void {
-    const t = this.t, n = t.n, flags = t.flags, state = this.state, addr = t.addr, cand = t.cand;
+    const t = this.t,
+      n = t.n,
+      flags = t.flags,
+      state = this.state,
+      addr = t.addr,
+      cand = t.cand;
     let full = false;
     for (let i = 0; i < n; i++) {
       this.edgeStart[i] = this.edgeLen;
       if ((flags[i]! & F_NOEDGES) !== 0 || state[i] === S_ALLOCATOR || state[i] === S_UNKNOWN) continue;
-      if (full) { flags[i] = flags[i]! | F_NOEDGES; continue; }
+      if (full) {
+        flags[i] = flags[i]! | F_NOEDGES;
+        continue;
+      }
       for (let c = t.candStart[i]!, ce = c + t.candLen[i]!; c < ce; c++) {
         const v = cand[c]!;
         const tgt = t.find(v);
@@ -524,11 +731,15 @@ class Scan {
     let unstored = 0;
     for (let i = 0; i < n; i++) if ((flags[i]! & F_NOEDGES) !== 0) unstored++;
     this.unstored = unstored;
-    if (unstored) this.notes.push(`too many pointers between chunks to keep: the pointers of ${unstored} chunks were read again when reached`);
+    if (unstored)
+      this.notes.push(
+        `too many pointers between chunks to keep: the pointers of ${unstored} chunks were read again when reached`,
+      );
     t.dropCandidates();
     // The candidates' per-chunk offsets are dead now: their buffer becomes the mark's stack.
     this.stackMem = new Int32Array(t.candStart.buffer, t.candStart.byteOffset, n);
-    t.candStart = new Uint32Array(0); t.candLen = new Uint32Array(0);
+    t.candStart = new Uint32Array(0);
+    t.candLen = new Uint32Array(0);
   }
 
   /** Work stack of the mark (n entries), reusing the candidate offsets' memory when possible. */
@@ -537,7 +748,11 @@ class Scan {
   private checkHeaderDirect(k: number): boolean {
     const t = this.t;
     let sz: number;
-    try { sz = this.space.readU64(t.addr[k]! - 8); } catch { return false; }
+    try {
+      sz = this.space.readU64(t.addr[k]! - 8);
+    } catch {
+      return false;
+    }
     this.bytesRead += 8;
     const flags = sz % 8;
     return sz - flags === t.size(k) && ((flags & 2) !== 0) === ((t.flags[k]! & F_MMAPPED) !== 0);
@@ -547,7 +762,8 @@ class Scan {
   private wordsOf(k: number, visit: (tgt: number, interior: boolean) => boolean): void {
     const t = this.t;
     const { buf, u32 } = window();
-    const a = t.addr[k]!, e = t.end(k);
+    const a = t.addr[k]!,
+      e = t.end(k);
     for (let p = a; p < e; p += WINDOW) {
       const len = Math.min(WINDOW, e - p);
       const got = this.space.readInto(p, buf, 0, len);
@@ -578,9 +794,12 @@ class Scan {
     let p = r.start - (r.start % 8);
     while (p < r.end) {
       const len = Math.min(WINDOW - (p % 4096), r.end - p);
-      if (skipNonResident && len >= (64 << 10)) {
+      if (skipNonResident && len >= 64 << 10) {
         const res = this.space.residentBytes(p, p + len);
-        if (res.rss + res.swap === 0) { p += len; continue; }
+        if (res.rss + res.swap === 0) {
+          p += len;
+          continue;
+        }
       }
       const got = this.space.readInto(p, buf, 0, len);
       this.bytesRead += got;
@@ -594,9 +813,16 @@ class Scan {
         if (v < min || v >= max) continue;
         const tgt = t.find(v);
         if (tgt < 0) continue;
-        if (v === t.addr[tgt]) { this.rootHit[tgt] |= 1; root.startPointers++; } else { this.rootHit[tgt] |= 2; root.interiorPointers++; }
+        if (v === t.addr[tgt]) {
+          this.rootHit[tgt] |= 1;
+          root.startPointers++;
+        } else {
+          this.rootHit[tgt] |= 2;
+          root.interiorPointers++;
+        }
       }
-      if (got < len) p = Math.floor((p + got) / 4096) * 4096 + 4096; // skip the unreadable page
+      if (got < len)
+        p = Math.floor((p + got) / 4096) * 4096 + 4096; // skip the unreadable page
       else p += len;
     }
   }
@@ -605,11 +831,21 @@ class Scan {
   rootWord(v: number): void {
     const key = 'registers\0';
     let root = this.roots.get(key);
-    if (!root) this.roots.set(key, (root = { kind: 'registers', name: '', ranges: 0, bytes: 0, startPointers: 0, interiorPointers: 0 }));
+    if (!root)
+      this.roots.set(
+        key,
+        (root = { kind: 'registers', name: '', ranges: 0, bytes: 0, startPointers: 0, interiorPointers: 0 }),
+      );
     root.bytes += 8;
     const tgt = this.t.find(v);
     if (tgt < 0) return;
-    if (v === this.t.addr[tgt]) { this.rootHit[tgt] |= 1; root.startPointers++; } else { this.rootHit[tgt] |= 2; root.interiorPointers++; }
+    if (v === this.t.addr[tgt]) {
+      this.rootHit[tgt] |= 1;
+      root.startPointers++;
+    } else {
+      this.rootHit[tgt] |= 2;
+      root.interiorPointers++;
+    }
   }
 
   /**
@@ -622,15 +858,24 @@ class Scan {
     const s = state[j]!;
     if (mode === M_REACH) {
       if (interior || s !== S_UNREACHED) return false;
-      state[j] = S_REACHABLE; return true;
+      state[j] = S_REACHABLE;
+      return true;
     }
     if (mode === M_POSSIBLE) {
       if (s !== S_UNREACHED) return false;
-      state[j] = S_POSSIBLE; return true;
+      state[j] = S_POSSIBLE;
+      return true;
     }
     if (j === leader) return false;
-    if (s === S_UNREACHED) { state[j] = S_INDIRECT; this.scratch[j] = leader; return true; }
-    if (s === S_DEFINITE) { state[j] = S_INDIRECT; this.scratch[j] = leader; }   // an earlier leader, absorbed
+    if (s === S_UNREACHED) {
+      state[j] = S_INDIRECT;
+      this.scratch[j] = leader;
+      return true;
+    }
+    if (s === S_DEFINITE) {
+      state[j] = S_INDIRECT;
+      this.scratch[j] = leader;
+    } // an earlier leader, absorbed
     return false;
   }
 
@@ -639,12 +884,17 @@ class Scan {
    * stored edges are read again, in address order, once the stored ones are done.
    */
   private propagate(stack: Int32Array, len: number, mode: number, leader: number): void {
-    const edges = this.edges, es = this.edgeStart, flags = this.t.flags;
+    const edges = this.edges,
+      es = this.edgeStart,
+      flags = this.t.flags;
     const pending: number[] = [];
     for (;;) {
       while (len > 0) {
         const i = stack[--len]!;
-        if ((flags[i]! & F_NOEDGES) !== 0) { pending.push(i); continue; }
+        if ((flags[i]! & F_NOEDGES) !== 0) {
+          pending.push(i);
+          continue;
+        }
         for (let p = es[i]!, q = es[i + 1]!; p < q; p++) {
           const e = edges[p]!;
           const j = e >>> 1;
@@ -653,24 +903,38 @@ class Scan {
       }
       if (pending.length === 0) return;
       pending.sort((x, y) => x - y);
-      for (const i of pending.splice(0)) this.wordsOf(i, (tgt, interior) => { if (this.accept(mode, tgt, interior, leader)) stack[len++] = tgt; return true; });
+      for (const i of pending.splice(0))
+        this.wordsOf(i, (tgt, interior) => {
+          if (this.accept(mode, tgt, interior, leader)) stack[len++] = tgt;
+          return true;
+        });
     }
   }
 
   /** Reachable, possibly lost, then cliques of the rest (leader per lost block in `scratch`). */
   mark(): void {
-    const n = this.t.n, state = this.state, hit = this.rootHit;
+    const n = this.t.n,
+      state = this.state,
+      hit = this.rootHit;
     const stack = this.stackMem && this.stackMem.length >= n ? this.stackMem : new Int32Array(n);
     let len = 0;
     // 1. Reachable: chains of start pointers from the roots.
-    for (let i = 0; i < n; i++) if ((hit[i]! & 1) !== 0 && state[i] === S_UNREACHED) { state[i] = S_REACHABLE; stack[len++] = i; }
+    for (let i = 0; i < n; i++)
+      if ((hit[i]! & 1) !== 0 && state[i] === S_UNREACHED) {
+        state[i] = S_REACHABLE;
+        stack[len++] = i;
+      }
     this.propagate(stack, len, M_REACH, -1);
     // 2. Possibly lost: reached through some interior pointer (from a root or a reached block).
     len = 0;
     for (let i = 0; i < n; i++) {
       const s = state[i]!;
-      if (s === S_REACHABLE) { if ((this.t.flags[i]! & F_NOEDGES) !== 0 || this.edgeStart[i] !== this.edgeStart[i + 1]) stack[len++] = i; }
-      else if (s === S_UNREACHED && hit[i] !== 0) { state[i] = S_POSSIBLE; stack[len++] = i; }
+      if (s === S_REACHABLE) {
+        if ((this.t.flags[i]! & F_NOEDGES) !== 0 || this.edgeStart[i] !== this.edgeStart[i + 1]) stack[len++] = i;
+      } else if (s === S_UNREACHED && hit[i] !== 0) {
+        state[i] = S_POSSIBLE;
+        stack[len++] = i;
+      }
     }
     this.propagate(stack, len, M_POSSIBLE, -1);
     // 3. Cliques in address order (valgrind's lc_push_with_clique_if_a_chunk_ptr).
@@ -687,7 +951,8 @@ class Scan {
 
   leaderOf(j: number): number {
     const c = this.scratch;
-    let k = j, steps = 0;
+    let k = j,
+      steps = 0;
     while (c[k]! >= 0 && c[k] !== k && steps++ < 1e6) k = c[k]!;
     return k;
   }
@@ -702,8 +967,16 @@ function rootCandidate(m: Mapping): boolean {
 
 function subtract(r: Range, ex: readonly Range[]): Range[] {
   // ex sorted by start, disjoint or not
-  let lo = 0, hi = ex.length - 1, first = ex.length;
-  while (lo <= hi) { const mid = (lo + hi) >> 1; if (ex[mid]!.end > r.start) { first = mid; hi = mid - 1; } else lo = mid + 1; }
+  let lo = 0,
+    hi = ex.length - 1,
+    first = ex.length;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (ex[mid]!.end > r.start) {
+      first = mid;
+      hi = mid - 1;
+    } else lo = mid + 1;
+  }
   const out: Range[] = [];
   let p = r.start;
   for (let k = first; k < ex.length && ex[k]!.start < r.end; k++) {
@@ -728,11 +1001,15 @@ function scanRoots(scan: Scan, space: AddressSpace, census: HeapCensus, loc: Gli
     for (const h of a.heaps) {
       if (a.kind === 'thread') {
         const m = findMapping(maps, h.start);
-        ex.push({ start: h.start, end: Math.max(h.end, Math.min(m ? m.end : h.end, h.start + loc.layout.heapMaxSize)) });
+        ex.push({
+          start: h.start,
+          end: Math.max(h.end, Math.min(m ? m.end : h.end, h.start + loc.layout.heapMaxSize)),
+        });
       } else ex.push({ start: h.start, end: h.end });
     }
   }
-  for (let i = 0; i < t.n; i++) if ((t.flags[i]! & F_MMAPPED) !== 0) ex.push({ start: t.addr[i]! - 16, end: t.addr[i]! - 16 + t.size(i) });
+  for (let i = 0; i < t.n; i++)
+    if ((t.flags[i]! & F_MMAPPED) !== 0) ex.push({ start: t.addr[i]! - 16, end: t.addr[i]! - 16 + t.size(i) });
   ex.sort((x, y) => x.start - y.start);
 
   // Thread stacks from sp.
@@ -741,18 +1018,27 @@ function scanRoots(scan: Scan, space: AddressSpace, census: HeapCensus, loc: Gli
   let running = 0;
   for (const th of threads) {
     const sp = th.regs?.rsp;
-    if (sp === undefined) { running++; continue; }
+    if (sp === undefined) {
+      running++;
+      continue;
+    }
     const m = findMapping(maps, sp);
     if (!m) continue;
     handled.add(m);
-    for (const r of subtract({ start: Math.max(m.start, sp - STACK_RED_ZONE), end: m.end }, ex)) scan.scanRoot('stack', `thread ${th.tid}`, r, false);
+    for (const r of subtract({ start: Math.max(m.start, sp - STACK_RED_ZONE), end: m.end }, ex))
+      scan.scanRoot('stack', `thread ${th.tid}`, r, false);
   }
   if (space.kind === 'core') {
     for (const th of threads) for (const v of Object.values(th.regs ?? {})) scan.rootWord(v);
   } else {
-    scan.notes.push('registers are not read (that needs stopping the process): a pointer held only in a register is missed; lost chunks are confirmed by a second scan');
+    scan.notes.push(
+      'registers are not read (that needs stopping the process): a pointer held only in a register is missed; lost chunks are confirmed by a second scan',
+    );
   }
-  if (running > 0) scan.notes.push(`${running} thread(s) running (no stack pointer without stopping them): their whole stack mappings are scanned`);
+  if (running > 0)
+    scan.notes.push(
+      `${running} thread(s) running (no stack pointer without stopping them): their whole stack mappings are scanned`,
+    );
   // Everything else: modules' data, anonymous memory, shared memory, the stacks of running threads.
   let prev: Mapping | undefined;
   for (const m of maps) {
@@ -760,31 +1046,60 @@ function scanRoots(scan: Scan, space: AddressSpace, census: HeapCensus, loc: Gli
     prev = m;
     if (handled.has(m) || !rootCandidate(m)) continue;
     let kind: string, name: string;
-    if (m.path === '[stack]') { kind = 'stack-whole'; name = 'main thread'; }
-    else if (m.path === '' && m.perms[3] === 'p') {
+    if (m.path === '[stack]') {
+      kind = 'stack-whole';
+      name = 'main thread';
+    } else if (m.path === '' && m.perms[3] === 'p') {
       const mod = before && before.end === m.start && before.path.startsWith('/') ? before.path : '';
-      kind = mod ? 'module' : 'anonymous'; name = mod;
-    } else if (m.perms[3] === 's' || m.path.startsWith('/dev/zero') || m.path.startsWith('/SYSV') || m.path.startsWith('/memfd:')) { kind = 'shared'; name = m.path; }
-    else if (m.path.startsWith('/')) { kind = 'module'; name = m.path; }
-    else { kind = 'anonymous'; name = m.path; }
-    for (const r of subtract({ start: m.start, end: m.end }, ex)) scan.scanRoot(kind, name, r, kind === 'anonymous' || kind === 'shared');
+      kind = mod ? 'module' : 'anonymous';
+      name = mod;
+    } else if (
+      m.perms[3] === 's' ||
+      m.path.startsWith('/dev/zero') ||
+      m.path.startsWith('/SYSV') ||
+      m.path.startsWith('/memfd:')
+    ) {
+      kind = 'shared';
+      name = m.path;
+    } else if (m.path.startsWith('/')) {
+      kind = 'module';
+      name = m.path;
+    } else {
+      kind = 'anonymous';
+      name = m.path;
+    }
+    for (const r of subtract({ start: m.start, end: m.end }, ex))
+      scan.scanRoot(kind, name, r, kind === 'anonymous' || kind === 'shared');
   }
 }
 
-function oneScan(space: AddressSpace, symbolizer: Symbolizer, location: GlibcLocation, maxEdges: number, capacity: number): Scan {
+function oneScan(
+  space: AddressSpace,
+  symbolizer: Symbolizer,
+  location: GlibcLocation,
+  maxEdges: number,
+  capacity: number,
+): Scan {
   const t0 = performance.now();
   if (space.kind === 'live') space.mappings({ refresh: true });
   // Capacity: at most one chunk per 32 bytes of the brk heap and anonymous rw memory (thread heaps
   // and mmapped chunks live there); zero-filled, so only the entries written cost RSS.
-  let bound = capacity, lo = Infinity, hi = 0;
+  let bound = capacity,
+    lo = Infinity,
+    hi = 0;
   for (const m of space.mappings()) {
-    if (m.path === '[heap]' || (m.path === '' && m.perms.startsWith('rw'))) { bound += (m.end - m.start) / 32; lo = Math.min(lo, m.start); hi = Math.max(hi, m.end); }
+    if (m.path === '[heap]' || (m.path === '' && m.perms.startsWith('rw'))) {
+      bound += (m.end - m.start) / 32;
+      lo = Math.min(lo, m.start);
+      hi = Math.max(hi, m.end);
+    }
   }
   const table = new ChunkTable(Math.min(MAX_PRESIZED, Math.ceil(bound)), maxEdges);
   table.setCandidateRange(lo === Infinity ? 0 : lo, hi);
   const allocator: number[] = [];
   const census = heapCensus(space, {
-    symbolizer, location,
+    symbolizer,
+    location,
     onWalkInUse: (u, size, mmapped, words, userWord) => table.push(u, size, mmapped, words, userWord),
     onFreeListChunk: (u) => table.freed.push(u),
     onTcacheStruct: (u) => allocator.push(u),
@@ -806,10 +1121,14 @@ function oneScan(space: AddressSpace, symbolizer: Symbolizer, location: GlibcLoc
 
 const LOST = (s: number) => s === S_POSSIBLE || s === S_DEFINITE || s === S_INDIRECT;
 const CLASS_OF: Record<number, ReachClass | 'allocator'> = {
-  [S_REACHABLE]: 'reachable', [S_POSSIBLE]: 'possiblyLost', [S_DEFINITE]: 'definitelyLost', [S_INDIRECT]: 'indirectlyLost',
-  [S_UNKNOWN]: 'unknown', [S_ALLOCATOR]: 'allocator', [S_UNREACHED]: 'unknown',
+  [S_REACHABLE]: 'reachable',
+  [S_POSSIBLE]: 'possiblyLost',
+  [S_DEFINITE]: 'definitelyLost',
+  [S_INDIRECT]: 'indirectlyLost',
+  [S_UNKNOWN]: 'unknown',
+  [S_ALLOCATOR]: 'allocator',
+  [S_UNREACHED]: 'unknown',
 };
-
 
 /**
  * Reachability of every in-use chunk of a glibc process (live or core). Scans `opts.scans` times
@@ -821,7 +1140,7 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   const location = opts.location ?? locateGlibc(space, symbolizer);
   const scans = Math.max(1, Math.floor(opts.scans ?? (space.kind === 'live' ? 2 : 1)));
   const maxEdges = opts.maxEdges ?? DEFAULT_MAX_EDGES;
-  let prev: Uint8Array | undefined = opts.previous?.lost;   // per chunk of the previous scan: 1 when lost (possibly / definitely / indirectly)
+  let prev: Uint8Array | undefined = opts.previous?.lost; // per chunk of the previous scan: 1 when lost (possibly / definitely / indirectly)
   let prevTable: ChunkTable | undefined = opts.previous?.table;
   let scan!: Scan;
   let bytesRead = 0;
@@ -829,7 +1148,8 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
     if (s > 0) await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
     scan = oneScan(space, symbolizer, location, maxEdges, 1024);
     bytesRead += scan.bytesRead;
-    const t = scan.t, st = scan.state;
+    const t = scan.t,
+      st = scan.state;
     // Stability: lost now and lost before at the same address and size; else unknown (or reachable).
     const lostNow = new Uint8Array(t.n);
     for (let i = 0, k = 0; i < t.n; i++) {
@@ -837,31 +1157,50 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
       if (prev && prevTable) {
         const a = t.addr[i]!;
         while (k < prevTable.n && prevTable.addr[k]! < a) k++;
-        const same = k < prevTable.n && prevTable.addr[k] === a && prevTable.size16[k] === t.size16[i] && (prevTable.flags[k]! & F_MMAPPED) === (t.flags[i]! & F_MMAPPED);
-        if (!same || prev[k] !== 1) { st[i] = S_UNKNOWN; continue; }
+        const same =
+          k < prevTable.n &&
+          prevTable.addr[k] === a &&
+          prevTable.size16[k] === t.size16[i] &&
+          (prevTable.flags[k]! & F_MMAPPED) === (t.flags[i]! & F_MMAPPED);
+        if (!same || prev[k] !== 1) {
+          st[i] = S_UNKNOWN;
+          continue;
+        }
       }
       lostNow[i] = 1;
     }
-    prev = lostNow; prevTable = t;
+    prev = lostNow;
+    prevTable = t;
   }
-  const t = scan.t, st = scan.state;
+  const t = scan.t,
+    st = scan.state;
   const zero = (): ClassCount => ({ chunks: 0, bytes: 0 });
   // Counts per state x bucket in typed arrays (no object per chunk).
-  const cnt = new Float64Array(8 * 64), byt = new Float64Array(8 * 64);
+  const cnt = new Float64Array(8 * 64),
+    byt = new Float64Array(8 * 64);
   const groupBytes = new Map<number, { chunks: number; bytes: number }>();
   for (let i = 0; i < t.n; i++) {
     const s = st[i]!;
     const size = t.size16[i]! * 16;
     const k = size < TWO32 ? 31 - Math.clz32(size) : Math.floor(Math.log2(size));
-    cnt[s * 64 + k]++; byt[s * 64 + k] += size;
+    cnt[s * 64 + k]++;
+    byt[s * 64 + k] += size;
     if (s === S_DEFINITE || s === S_INDIRECT) {
       const leader = scan.leaderOf(i);
       let g = groupBytes.get(leader);
       if (!g) groupBytes.set(leader, (g = { chunks: 0, bytes: 0 }));
-      g.chunks++; g.bytes += size;
+      g.chunks++;
+      g.bytes += size;
     }
   }
-  const totals: Record<ReachClass | 'allocator', ClassCount> = { definitelyLost: zero(), indirectlyLost: zero(), possiblyLost: zero(), reachable: zero(), unknown: zero(), allocator: zero() };
+  const totals: Record<ReachClass | 'allocator', ClassCount> = {
+    definitelyLost: zero(),
+    indirectlyLost: zero(),
+    possiblyLost: zero(),
+    reachable: zero(),
+    unknown: zero(),
+    allocator: zero(),
+  };
   const buckets: ReachBucket[] = [];
   for (let k = 0; k < 64; k++) {
     let b: ReachBucket | undefined;
@@ -869,10 +1208,20 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
       const c = cnt[s * 64 + k]!;
       if (c === 0) continue;
       const cls = CLASS_OF[s]!;
-      totals[cls].chunks += c; totals[cls].bytes += byt[s * 64 + k]!;
+      totals[cls].chunks += c;
+      totals[cls].bytes += byt[s * 64 + k]!;
       if (cls === 'allocator') continue;
-      b ??= { minBytes: 2 ** k, maxBytes: 2 ** (k + 1), definitelyLost: zero(), indirectlyLost: zero(), possiblyLost: zero(), reachable: zero(), unknown: zero() };
-      b[cls].chunks += c; b[cls].bytes += byt[s * 64 + k]!;
+      b ??= {
+        minBytes: 2 ** k,
+        maxBytes: 2 ** (k + 1),
+        definitelyLost: zero(),
+        indirectlyLost: zero(),
+        possiblyLost: zero(),
+        reachable: zero(),
+        unknown: zero(),
+      };
+      b[cls].chunks += c;
+      b[cls].bytes += byt[s * 64 + k]!;
     }
     if (b) buckets.push(b);
   }
@@ -884,7 +1233,12 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   for (let i = 0; i < t.n; i++) if (st[i] === S_POSSIBLE) poss.push(i);
   poss.sort((x, y) => t.size(y) - t.size(x));
   cand.sort((x, y) => y.key - x.key);
-  const picked = [...cand.slice(0, want), ...poss.slice(0, Math.max(0, want - cand.length)).map((i) => ({ i, key: t.size(i), g: { chunks: 1, bytes: t.size(i) } }))];
+  const picked = [
+    ...cand.slice(0, want),
+    ...poss
+      .slice(0, Math.max(0, want - cand.length))
+      .map((i) => ({ i, key: t.size(i), g: { chunks: 1, bytes: t.size(i) } })),
+  ];
   const pv = opts.previewBytes ?? 64;
   const largestLost: LostChunk[] = picked.map(({ i, g }) => {
     const len = Math.min(pv, t.end(i) - t.addr[i]!);
@@ -892,24 +1246,47 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
     const got = space.readInto(t.addr[i]!, b, 0, len);
     const bytes = b.subarray(0, got);
     return {
-      address: t.addr[i]!, chunkSize: t.size(i), class: CLASS_OF[st[i]!] as ReachClass, groupChunks: g.chunks, groupBytes: g.bytes,
-      hex: bytes.toString('hex'), ascii: [...bytes].map((c) => (c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : '.')).join(''),
+      address: t.addr[i]!,
+      chunkSize: t.size(i),
+      class: CLASS_OF[st[i]!] as ReachClass,
+      groupChunks: g.chunks,
+      groupBytes: g.bytes,
+      hex: bytes.toString('hex'),
+      ascii: [...bytes].map((c) => (c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : '.')).join(''),
     };
   });
   const notes = [...scan.notes];
   const confirmed = scans + (opts.previous ? 1 : 0);
-  if (opts.previous) notes.push(`confirmed against an earlier scan: a chunk counts as lost only when lost in ${confirmed} scans, at the same address and size`);
-  else if (scans > 1) notes.push(`${scans} scans ${opts.intervalMs ?? 100} ms apart: a chunk counts as lost only when lost in each, at the same address and size`);
+  if (opts.previous)
+    notes.push(
+      `confirmed against an earlier scan: a chunk counts as lost only when lost in ${confirmed} scans, at the same address and size`,
+    );
+  else if (scans > 1)
+    notes.push(
+      `${scans} scans ${opts.intervalMs ?? 100} ms apart: a chunk counts as lost only when lost in each, at the same address and size`,
+    );
   else notes.push('one scan: lost chunks are not confirmed by a second scan');
   const reach: Reachability = {
-    definitelyLost: totals.definitelyLost, indirectlyLost: totals.indirectlyLost, possiblyLost: totals.possiblyLost,
-    reachable: totals.reachable, unknown: totals.unknown, allocator: totals.allocator,
+    definitelyLost: totals.definitelyLost,
+    indirectlyLost: totals.indirectlyLost,
+    possiblyLost: totals.possiblyLost,
+    reachable: totals.reachable,
+    unknown: totals.unknown,
+    allocator: totals.allocator,
     buckets,
     roots: [...scan.roots.values()].sort((a, b) => b.bytes - a.bytes),
     largestLost,
     scans: confirmed,
     notes,
-    stats: { elapsedMs: Math.round((performance.now() - t0) * 10) / 10, bytesRead, chunks: t.n, edges: scan.edgeLen, edgesStored: scan.unstored === 0, rootBytes: scan.rootBytes, phasesMs: Object.fromEntries(Object.entries(scan.phasesMs).map(([k, v]) => [k, Math.round(v)])) },
+    stats: {
+      elapsedMs: Math.round((performance.now() - t0) * 10) / 10,
+      bytesRead,
+      chunks: t.n,
+      edges: scan.edgeLen,
+      edgesStored: scan.unstored === 0,
+      rootBytes: scan.rootBytes,
+      phasesMs: Object.fromEntries(Object.entries(scan.phasesMs).map(([k, v]) => [k, Math.round(v)])),
+    },
   };
   return {
     reachability: reach,
@@ -917,7 +1294,10 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
     lastScan: { table: t, lost: prev! },
     classOf: (addr: number) => {
       let i = t.indexOf(addr);
-      if (i < 0) { i = t.find(addr); if (i < 0) return undefined; }
+      if (i < 0) {
+        i = t.find(addr);
+        if (i < 0) return undefined;
+      }
       return CLASS_OF[st[i]!];
     },
   };

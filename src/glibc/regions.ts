@@ -15,8 +15,13 @@ import { mmapCandidateRanges, scanMmappedChunks } from './mmapped.js';
  * mmappedChunks: address = start of the chunk's mapping, size = mapping length (prev_size + chunk size).
  * Throws LeakscopeError('not-found' | 'not-supported' | 'unreadable') when glibc's state cannot be found.
  */
-export function glibcRegions(space: AddressSpace, symbolizer?: Symbolizer, onInconsistency?: (i: Inconsistency) => void, exclude: ReadonlyArray<{ start: number; end: number }> = []): GlibcRegions {
-  space.mappings({ refresh: true });   // fresh maps: mmapped chunks come and go
+export function glibcRegions(
+  space: AddressSpace,
+  symbolizer?: Symbolizer,
+  onInconsistency?: (i: Inconsistency) => void,
+  exclude: ReadonlyArray<{ start: number; end: number }> = [],
+): GlibcRegions {
+  space.mappings({ refresh: true }); // fresh maps: mmapped chunks come and go
   symbolizer ??= new Symbolizer(space.modules());
   const loc = locateGlibc(space, symbolizer);
   const mp = readMallocParams(space, loc);
@@ -28,7 +33,12 @@ export function glibcRegions(space: AddressSpace, symbolizer?: Symbolizer, onInc
       else out.threadHeaps.push({ start: h.start, end: h.mappedEnd, arena: a.address });
     }
   }
-  const skip = [...exclude, ...arenas.filter((a) => a.kind === 'thread').flatMap((a) => a.heaps.map((h) => ({ start: h.start, end: h.start + heapMaxSize })))];
+  const skip = [
+    ...exclude,
+    ...arenas
+      .filter((a) => a.kind === 'thread')
+      .flatMap((a) => a.heaps.map((h) => ({ start: h.start, end: h.start + heapMaxSize }))),
+  ];
   if (loc.heapMapping) skip.push({ start: loc.heapMapping.start, end: loc.heapMapping.end });
   scanMmappedChunks(space, mmapCandidateRanges(space.mappings(), skip), (c) => {
     out.mmappedChunks.push({ address: c.address - (c.mappedBytes - c.size), size: c.mappedBytes });

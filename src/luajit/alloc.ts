@@ -15,33 +15,69 @@ import type { Mapping } from '../model/memory.js';
 import type { LuajitLayouts } from './layouts.js';
 import type { HeapImage } from './image.js';
 
-export interface AllocRange { start: number; end: number }
-export interface AllocSegment extends AllocRange { /** chunk walk of the segment (from a HeapImage) */ usedBytes?: number; freeBytes?: number; usedChunks?: number; freeChunks?: number }
-export interface DirectChunk extends AllocRange { /** dlmalloc chunk size (psize) */ chunkBytes: number }
+export interface AllocRange {
+  start: number;
+  end: number;
+}
+export interface AllocSegment extends AllocRange {
+  /** chunk walk of the segment (from a HeapImage) */ usedBytes?: number;
+  freeBytes?: number;
+  usedChunks?: number;
+  freeChunks?: number;
+}
+export interface DirectChunk extends AllocRange {
+  /** dlmalloc chunk size (psize) */ chunkBytes: number;
+}
 
-const FENCEPOST_HEAD = 0xb, CINUSE = 2, PAGE = 4096, DIRECT_FOOT_PAD = 32;
+const FENCEPOST_HEAD = 0xb,
+  CINUSE = 2,
+  PAGE = 4096,
+  DIRECT_FOOT_PAD = 32;
 const MAX_SEGMENTS = 1 << 16;
 
 /** Anonymous private rw mappings: where lj_alloc's mmaps land. */
 export function anonymousRw(space: AddressSpace): Mapping[] {
-  return space.mappings().filter((m) => m.perms.startsWith('rw') && (m.path === '' || m.path.startsWith('[anon')) && m.inode === 0);
+  return space
+    .mappings()
+    .filter((m) => m.perms.startsWith('rw') && (m.path === '' || m.path.startsWith('[anon')) && m.inode === 0);
 }
 
 /** The segments of the allocator whose malloc_state is at `mstate`, newest first. */
-export function readSegments(space: AddressSpace, L: LuajitLayouts, mstate: number, problems: string[]): AllocSegment[] {
-  const ms = L.structs.malloc_state!, sg = L.structs.malloc_segment!;
+export function readSegments(
+  space: AddressSpace,
+  L: LuajitLayouts,
+  mstate: number,
+  problems: string[],
+): AllocSegment[] {
+  const ms = L.structs.malloc_state!,
+    sg = L.structs.malloc_segment!;
   const maps = space.mappings();
   const out: AllocSegment[] = [];
   const seen = new Set<number>();
   let rec = mstate + ms.seg!;
   while (rec && out.length < MAX_SEGMENTS) {
     let base: number, size: number, next: number;
-    try { base = space.readU64(rec + sg.base!); size = space.readU64(rec + sg.size!); next = space.readU64(rec + sg.next!); } catch {
-      problems.push(`lj_alloc segment record at 0x${rec.toString(16)} unreadable`); break;
+    try {
+      base = space.readU64(rec + sg.base!);
+      size = space.readU64(rec + sg.size!);
+      next = space.readU64(rec + sg.next!);
+    } catch {
+      problems.push(`lj_alloc segment record at 0x${rec.toString(16)} unreadable`);
+      break;
     }
     const m = findMapping(maps, base);
-    if (!m || base % PAGE !== 0 || size <= 0 || size % PAGE !== 0 || seen.has(base) || base + size > lastAdjacentEnd(maps, m)) {
-      problems.push(`lj_alloc segment ${base.toString(16)}+${size} at record 0x${rec.toString(16)} is not mapped memory`); break;
+    if (
+      !m ||
+      base % PAGE !== 0 ||
+      size <= 0 ||
+      size % PAGE !== 0 ||
+      seen.has(base) ||
+      base + size > lastAdjacentEnd(maps, m)
+    ) {
+      problems.push(
+        `lj_alloc segment ${base.toString(16)}+${size} at record 0x${rec.toString(16)} is not mapped memory`,
+      );
+      break;
     }
     seen.add(base);
     out.push({ start: base, end: base + size });
@@ -52,7 +88,8 @@ export function readSegments(space: AddressSpace, L: LuajitLayouts, mstate: numb
 
 /** The end of the run of contiguous mappings starting at m (a segment may span merged / split VMAs). */
 function lastAdjacentEnd(maps: readonly Mapping[], m: Mapping): number {
-  let i = maps.indexOf(m), end = m.end;
+  let i = maps.indexOf(m),
+    end = m.end;
   while (i + 1 < maps.length && maps[i + 1]!.start === end) end = maps[++i]!.end;
   return end;
 }
@@ -65,18 +102,29 @@ function lastAdjacentEnd(maps: readonly Mapping[], m: Mapping): number {
  */
 export function findDirectChunks(space: AddressSpace, exclude: readonly AllocRange[]): DirectChunk[] {
   const out: DirectChunk[] = [];
-  const hdr = Buffer.alloc(16), fence = Buffer.alloc(16);
+  const hdr = Buffer.alloc(16),
+    fence = Buffer.alloc(16);
   const ex = [...exclude].sort((a, b) => a.start - b.start);
   for (const m of anonymousRw(space)) {
     let p = m.start;
     while (p + PAGE <= m.end) {
       const e = ex.find((r) => p >= r.start && p < r.end);
-      if (e) { p = Math.ceil(e.end / PAGE) * PAGE; continue; }
+      if (e) {
+        p = Math.ceil(e.end / PAGE) * PAGE;
+        continue;
+      }
       if (space.readInto(p, hdr, 0, 16) === 16 && hdr.readUInt32LE(0) === 1 && hdr.readUInt32LE(4) === 0) {
         const head = hdr.readUInt32LE(12) * 4294967296 + hdr.readUInt32LE(8);
         const psize = head - CINUSE;
-        if ((head & 7) === CINUSE && psize > 0 && (psize + DIRECT_FOOT_PAD) % PAGE === 0 && p + psize + DIRECT_FOOT_PAD <= m.end &&
-            space.readInto(p + psize, fence, 0, 16) === 16 && fence.readUInt32LE(8) === FENCEPOST_HEAD && fence.readUInt32LE(12) === 0) {
+        if (
+          (head & 7) === CINUSE &&
+          psize > 0 &&
+          (psize + DIRECT_FOOT_PAD) % PAGE === 0 &&
+          p + psize + DIRECT_FOOT_PAD <= m.end &&
+          space.readInto(p + psize, fence, 0, 16) === 16 &&
+          fence.readUInt32LE(8) === FENCEPOST_HEAD &&
+          fence.readUInt32LE(12) === 0
+        ) {
           out.push({ start: p, end: p + psize + DIRECT_FOOT_PAD, chunkBytes: psize });
           p += psize + DIRECT_FOOT_PAD;
           continue;
@@ -94,15 +142,32 @@ export function findDirectChunks(space: AddressSpace, exclude: readonly AllocRan
  * segment size).
  */
 export function walkSegment(img: HeapImage, seg: AllocSegment, top: number, topsize: number): void {
-  let p = seg.start, used = 0, free = 0, nu = 0, nf = 0;
+  let p = seg.start,
+    used = 0,
+    free = 0,
+    nu = 0,
+    nf = 0;
   while (p + 16 <= seg.end) {
-    if (p === top) { free += topsize; nf++; break; }
+    if (p === top) {
+      free += topsize;
+      nf++;
+      break;
+    }
     const head = img.u64(p + 8);
     if (head === FENCEPOST_HEAD || !img.has(p, 16)) break;
     const size = head - (head & 7);
     if (size < 16 || p + size > seg.end) break;
-    if (head & CINUSE) { used += size; nu++; } else { free += size; nf++; }
+    if (head & CINUSE) {
+      used += size;
+      nu++;
+    } else {
+      free += size;
+      nf++;
+    }
     p += size;
   }
-  seg.usedBytes = used; seg.freeBytes = free; seg.usedChunks = nu; seg.freeChunks = nf;
+  seg.usedBytes = used;
+  seg.freeBytes = free;
+  seg.usedChunks = nu;
+  seg.freeChunks = nf;
 }

@@ -14,7 +14,15 @@ import type { LuajitLayouts } from './layouts.js';
 import { GCT } from './state.js';
 
 export const TYPE_NAMES: Record<number, string> = {
-  4: 'string', 5: 'upvalue', 6: 'thread', 7: 'proto', 8: 'function', 9: 'trace', 10: 'cdata', 11: 'table', 12: 'udata',
+  4: 'string',
+  5: 'upvalue',
+  6: 'thread',
+  7: 'proto',
+  8: 'function',
+  9: 'trace',
+  10: 'cdata',
+  11: 'table',
+  12: 'udata',
 };
 export const TYPE_ORDER = [4, 11, 8, 5, 6, 7, 10, 12, 9] as const;
 
@@ -32,7 +40,8 @@ export class AddressIndex {
   }
   private slot(addr: number): number {
     // addr >>> 0 is addr mod 2^32 (ToUint32) and the division is exact below 2^53: no float modulus.
-    const lo = addr >>> 0, hi = (addr / 4294967296) | 0;
+    const lo = addr >>> 0,
+      hi = (addr / 4294967296) | 0;
     return (Math.imul((lo >>> 3) ^ Math.imul(hi, 0x27d4eb2d), 0x9e3779b1) >>> 0) & this.mask;
   }
   /** Inserts addr -> i; returns the existing index if addr was already there. */
@@ -40,7 +49,11 @@ export class AddressIndex {
     let s = this.slot(addr);
     for (;;) {
       const k = this.keys[s]!;
-      if (k === 0) { this.keys[s] = addr; this.vals[s] = i; return -1; }
+      if (k === 0) {
+        this.keys[s] = addr;
+        this.vals[s] = i;
+        return -1;
+      }
       if (k === addr) return this.vals[s]!;
       s = (s + 1) & this.mask;
     }
@@ -57,12 +70,30 @@ export class AddressIndex {
   }
 }
 
-export interface TypeTotal { type: string; count: number; bytes: number; maxBytes: number }
-export interface NonObjectPart { what: string; bytes: number }
+export interface TypeTotal {
+  type: string;
+  count: number;
+  bytes: number;
+  maxBytes: number;
+}
+export interface NonObjectPart {
+  what: string;
+  bytes: number;
+}
 
 export interface GcHeader {
-  total: number; threshold: number; state: number; currentWhite: number; strNum: number; strMask: number; strTab: number;
-  root: number; mmudata: number; registry: number; mainThread: number; vmstate: number;
+  total: number;
+  threshold: number;
+  state: number;
+  currentWhite: number;
+  strNum: number;
+  strMask: number;
+  strTab: number;
+  root: number;
+  mmudata: number;
+  registry: number;
+  mainThread: number;
+  vmstate: number;
 }
 
 export interface LuaCensus {
@@ -84,7 +115,8 @@ export interface LuaCensus {
   problems: string[];
   /** J->trace[1..sizetrace) (trace objects by number, for trace links). */
   traces: number[];
-  ctsFinalizer: number; ctsMiscmap: number;
+  ctsFinalizer: number;
+  ctsMiscmap: number;
   /** g->gc.lightudseg segment map (for lightuserdata keys). */
   lightudSegments: number[];
 }
@@ -102,14 +134,24 @@ export function tvGcPtr(img: HeapImage, at: number): number {
 
 export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number, mainThread: number): LuaCensus {
   const s = L.structs;
-  const G = s.global_State!, H = s.GChead!, T = s.lua_State!;
+  const G = s.global_State!,
+    H = s.GChead!,
+    T = s.lua_State!;
   const problems: string[] = [];
   const g = globalState;
   const header: GcHeader = {
-    total: img.u64(g + G['gc.total']!), threshold: img.u64(g + G['gc.threshold']!), state: img.u8(g + G['gc.state']!),
-    currentWhite: img.u8(g + G['gc.currentwhite']!), strNum: img.u32(g + G['str.num']!), strMask: img.u32(g + G['str.mask']!),
-    strTab: img.u64(g + G['str.tab']!), root: img.u64(g + G['gc.root']!), mmudata: img.u64(g + G['gc.mmudata']!),
-    registry: tvGcPtr(img, g + G.registrytv!), mainThread, vmstate: img.i32(g + G.vmstate!),
+    total: img.u64(g + G['gc.total']!),
+    threshold: img.u64(g + G['gc.threshold']!),
+    state: img.u8(g + G['gc.state']!),
+    currentWhite: img.u8(g + G['gc.currentwhite']!),
+    strNum: img.u32(g + G['str.num']!),
+    strMask: img.u32(g + G['str.mask']!),
+    strTab: img.u64(g + G['str.tab']!),
+    root: img.u64(g + G['gc.root']!),
+    mmudata: img.u64(g + G['gc.mmudata']!),
+    registry: tvGcPtr(img, g + G.registrytv!),
+    mainThread,
+    vmstate: img.i32(g + G.vmstate!),
   };
   if (!img.has(g, G.sizeof!)) problems.push('global_State is not inside the copied heap regions');
   // Upper bound on objects: every object is at least 16 bytes of gc.total.
@@ -117,7 +159,14 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
   const list = new ObjectList(Math.min(maxObjects, 1 << 16), maxObjects + 1);
   const push = (a: number, t: number, sz: number, m: number) => list.push(a, t, sz, m);
   let tooMany = false;
-  const room = () => { if (list.n >= maxObjects) { if (!tooMany) problems.push(`more objects than gc.total allows (${maxObjects}): a list loops or the heap moved`); tooMany = true; return false; } return true; };
+  const room = () => {
+    if (list.n >= maxObjects) {
+      if (!tooMany) problems.push(`more objects than gc.total allows (${maxObjects}): a list loops or the heap moved`);
+      tooMany = true;
+      return false;
+    }
+    return true;
+  };
 
   const sz = objectSizer(img, L, g, problems);
   let stackBytesMain = 0;
@@ -125,39 +174,63 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
 
   // 1. g->gc.root: every non-string object (the main thread is the GG-embedded one).
   for (let p = header.root; p && room(); p = img.u64(p)) {
-    if (!img.has(p, 16) || p % 8) { problems.push(`root list leads outside the heap at 0x${p.toString(16)}`); break; }
+    if (!img.has(p, 16) || p % 8) {
+      problems.push(`root list leads outside the heap at 0x${p.toString(16)}`);
+      break;
+    }
     const t = img.u8(p + H.gct!);
-    if (t < GCT.upval || t > GCT.udata || t === GCT.str) { problems.push(`root list object 0x${p.toString(16)} has type ${t}`); break; }
+    if (t < GCT.upval || t > GCT.udata || t === GCT.str) {
+      problems.push(`root list object 0x${p.toString(16)} has type ${t}`);
+      break;
+    }
     if (t === GCT.thread) threads.push(p);
-    if (p === mainThread) { stackBytesMain = 8 * img.u32(p + T.stacksize!); continue; }
+    if (p === mainThread) {
+      stackBytesMain = 8 * img.u32(p + T.stacksize!);
+      continue;
+    }
     const bytes = sz(p, t);
     if (bytes < 0) break;
     push(p, t, bytes, img.u8(p + H.marked!));
   }
   // 2. string table chains (anchor bit 0 = secondary-hash flag).
-  const tab = header.strTab, mask = header.strMask;
+  const tab = header.strTab,
+    mask = header.strMask;
   let strings = 0;
   if (!img.has(tab, 8 * (mask + 1))) problems.push('string table is not inside the copied heap regions');
   else {
-    let badChains = 0, firstBad = '';
-    const GCT_OFF = H.gct!, MARKED = H.marked!, LEN = s.GCstr!.len!, STR = GCT.str;
+    let badChains = 0,
+      firstBad = '';
+    const GCT_OFF = H.gct!,
+      MARKED = H.marked!,
+      LEN = s.GCstr!.len!,
+      STR = GCT.str;
     chains: for (let i = 0; i <= mask && !tooMany; i++) {
       for (let p = clearBit0(img.u64(tab + 8 * i)); p; p = img.u64(p)) {
-        if (!img.has(p, 24) || img.u8(p + GCT_OFF) !== STR) { if (!badChains++) firstBad = `string chain ${i} leads to 0x${p.toString(16)}, not a string`; break; }
-        if (++strings > header.strNum + 1024) { problems.push(`the string table holds more strings than str.num (${header.strNum}) allows`); break chains; }
+        if (!img.has(p, 24) || img.u8(p + GCT_OFF) !== STR) {
+          if (!badChains++) firstBad = `string chain ${i} leads to 0x${p.toString(16)}, not a string`;
+          break;
+        }
+        if (++strings > header.strNum + 1024) {
+          problems.push(`the string table holds more strings than str.num (${header.strNum}) allows`);
+          break chains;
+        }
         if (!room()) break chains;
         list.push(p, STR, 24 + ((img.u32(p + LEN) + 4) & ~3), img.u8(p + MARKED));
       }
     }
     if (badChains) problems.push(`${firstBad}${badChains > 1 ? ` (and ${badChains - 1} more malformed chains)` : ''}`);
   }
-  if (strings !== header.strNum && !problems.length) problems.push(`${strings} strings in the table, str.num says ${header.strNum}`);
+  if (strings !== header.strNum && !problems.length)
+    problems.push(`${strings} strings in the table, str.num says ${header.strNum}`);
   // 3. open upvalues of every thread (not on the root list).
   for (const th of threads) {
     if (tooMany) break;
     let k = 0;
     for (let p = img.u64(th + T.openupval!); p; p = img.u64(p)) {
-      if (!img.has(p, 48) || img.u8(p + H.gct!) !== GCT.upval || ++k > 1 << 20 || !room()) { problems.push(`open upvalue list of thread 0x${th.toString(16)} is malformed`); break; }
+      if (!img.has(p, 48) || img.u8(p + H.gct!) !== GCT.upval || ++k > 1 << 20 || !room()) {
+        problems.push(`open upvalue list of thread 0x${th.toString(16)} is malformed`);
+        break;
+      }
       push(p, GCT.upval, s.GCupval!.sizeof!, img.u8(p + H.marked!));
     }
   }
@@ -166,38 +239,65 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
     const last = header.mmudata;
     let k = 0;
     for (let p = img.u64(last); ; p = img.u64(p)) {
-      if (!img.has(p, 16) || ++k > maxObjects || !room()) { problems.push('mmudata ring is malformed'); break; }
+      if (!img.has(p, 16) || ++k > maxObjects || !room()) {
+        problems.push('mmudata ring is malformed');
+        break;
+      }
       const t = img.u8(p + H.gct!);
       const bytes = t === GCT.udata || t === GCT.cdata ? sz(p, t) : -1;
-      if (bytes < 0) { problems.push(`mmudata object 0x${p.toString(16)} has type ${t}`); break; }
+      if (bytes < 0) {
+        problems.push(`mmudata object 0x${p.toString(16)} has type ${t}`);
+        break;
+      }
       push(p, t, bytes, img.u8(p + H.marked!));
       if (p === last) break;
     }
   }
 
-  const n = list.n, addr = list.addr, gct = list.gct, size = list.size, marked = list.marked;
+  const n = list.n,
+    addr = list.addr,
+    gct = list.gct,
+    size = list.size,
+    marked = list.marked;
   // Index; a duplicate means a list was read torn.
   const index = new AddressIndex(n);
-  for (let i = 0; i < n; i++) if (index.insert(addr[i]!, i) >= 0) { problems.push(`object 0x${addr[i]!.toString(16)} is on two lists`); break; }
+  for (let i = 0; i < n; i++)
+    if (index.insert(addr[i]!, i) >= 0) {
+      problems.push(`object 0x${addr[i]!.toString(16)} is on two lists`);
+      break;
+    }
 
   // Non-object memory counted in gc.total.
   const nonObject: NonObjectPart[] = [];
   nonObject.push({ what: 'GG_State (global_State, main thread, JIT state, dispatch)', bytes: s.GG_State!.sizeof! });
   nonObject.push({ what: 'main thread stack', bytes: stackBytesMain });
   nonObject.push({ what: 'string hash table', bytes: 8 * (mask + 1) });
-  nonObject.push({ what: 'temporary buffer', bytes: Math.max(0, img.u64(g + G['tmpbuf.e']!) - img.u64(g + G['tmpbuf.b']!)) });
-  const J = mainThread - s.GG_State!.L! + s.GG_State!.J!, JS = s.jit_State!;
+  nonObject.push({
+    what: 'temporary buffer',
+    bytes: Math.max(0, img.u64(g + G['tmpbuf.e']!) - img.u64(g + G['tmpbuf.b']!)),
+  });
+  const J = mainThread - s.GG_State!.L! + s.GG_State!.J!,
+    JS = s.jit_State!;
   const sizetrace = img.u32(J + JS.sizetrace!);
   nonObject.push({
     what: 'JIT compiler buffers',
-    bytes: 8 * sizetrace + 12 * img.u32(J + JS.sizesnap!) + 4 * img.u32(J + JS.sizesnapmap!) + 8 * (img.u32(J + JS.irtoplim!) - img.u32(J + JS.irbotlim!)),
+    bytes:
+      8 * sizetrace +
+      12 * img.u32(J + JS.sizesnap!) +
+      4 * img.u32(J + JS.sizesnapmap!) +
+      8 * (img.u32(J + JS.irtoplim!) - img.u32(J + JS.irbotlim!)),
   });
   const cts = img.u64(g + G.ctype_state!);
-  let ctsFinalizer = 0, ctsMiscmap = 0;
+  let ctsFinalizer = 0,
+    ctsMiscmap = 0;
   if (cts) {
     const C = s.CTState!;
-    nonObject.push({ what: 'FFI type state', bytes: C.sizeof! + s.CType!.sizeof! * img.u32(cts + C.sizetab!) + 2 * img.u32(cts + C['cb.sizeid']!) });
-    ctsFinalizer = img.u64(cts + C.finalizer!); ctsMiscmap = img.u64(cts + C.miscmap!);
+    nonObject.push({
+      what: 'FFI type state',
+      bytes: C.sizeof! + s.CType!.sizeof! * img.u32(cts + C.sizetab!) + 2 * img.u32(cts + C['cb.sizeid']!),
+    });
+    ctsFinalizer = img.u64(cts + C.finalizer!);
+    ctsMiscmap = img.u64(cts + C.miscmap!);
   }
   const segmap = img.u64(g + G['gc.lightudseg']!);
   const lightudSegments: number[] = [];
@@ -219,85 +319,165 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
   for (let i = 0; i < n; i++) {
     const tt = byType.get(gct[i]!)!;
     const b = size[i]!;
-    tt.count++; tt.bytes += b; if (b > tt.maxBytes) tt.maxBytes = b;
+    tt.count++;
+    tt.bytes += b;
+    if (b > tt.maxBytes) tt.maxBytes = b;
     objectBytes += b;
   }
   let nonObjectBytes = 0;
   for (const x of nonObject) nonObjectBytes += x.bytes;
   const delta = objectBytes + nonObjectBytes - header.total;
-  if (delta !== 0) problems.push(`census total ${objectBytes + nonObjectBytes} != gc.total ${header.total} (${delta > 0 ? '+' : ''}${delta} bytes)`);
+  if (delta !== 0)
+    problems.push(
+      `census total ${objectBytes + nonObjectBytes} != gc.total ${header.total} (${delta > 0 ? '+' : ''}${delta} bytes)`,
+    );
   return {
-    globalState: g, header, count: n, addr: addr.subarray(0, n), gct: gct.subarray(0, n), size: size.subarray(0, n), marked: marked.subarray(0, n),
-    index, types: [...byType.values()], nonObject, objectBytes, nonObjectBytes, delta, problems, traces, ctsFinalizer, ctsMiscmap, lightudSegments,
+    globalState: g,
+    header,
+    count: n,
+    addr: addr.subarray(0, n),
+    gct: gct.subarray(0, n),
+    size: size.subarray(0, n),
+    marked: marked.subarray(0, n),
+    index,
+    types: [...byType.values()],
+    nonObject,
+    objectBytes,
+    nonObjectBytes,
+    delta,
+    problems,
+    traces,
+    ctsFinalizer,
+    ctsMiscmap,
+    lightudSegments,
   };
 }
 
 /** Parallel typed arrays of objects, grown by doubling up to `max`. */
 class ObjectList {
   n = 0;
-  addr: Float64Array; gct: Uint8Array; size: Float64Array; marked: Uint8Array;
-  constructor(private cap: number, private readonly max: number) {
-    this.addr = new Float64Array(cap); this.gct = new Uint8Array(cap); this.size = new Float64Array(cap); this.marked = new Uint8Array(cap);
+  addr: Float64Array;
+  gct: Uint8Array;
+  size: Float64Array;
+  marked: Uint8Array;
+  constructor(
+    private cap: number,
+    private readonly max: number,
+  ) {
+    this.addr = new Float64Array(cap);
+    this.gct = new Uint8Array(cap);
+    this.size = new Float64Array(cap);
+    this.marked = new Uint8Array(cap);
   }
   push(a: number, t: number, sz: number, m: number): void {
     if (this.n === this.cap) this.grow();
     const i = this.n++;
-    this.addr[i] = a; this.gct[i] = t; this.size[i] = sz; this.marked[i] = m;
+    this.addr[i] = a;
+    this.gct[i] = t;
+    this.size[i] = sz;
+    this.marked[i] = m;
   }
   private grow(): void {
     this.cap = Math.min(this.cap * 2, this.max);
-    const a2 = new Float64Array(this.cap); a2.set(this.addr); this.addr = a2;
-    const t2 = new Uint8Array(this.cap); t2.set(this.gct); this.gct = t2;
-    const s2 = new Float64Array(this.cap); s2.set(this.size); this.size = s2;
-    const m2 = new Uint8Array(this.cap); m2.set(this.marked); this.marked = m2;
+    const a2 = new Float64Array(this.cap);
+    a2.set(this.addr);
+    this.addr = a2;
+    const t2 = new Uint8Array(this.cap);
+    t2.set(this.gct);
+    this.gct = t2;
+    const s2 = new Float64Array(this.cap);
+    s2.set(this.size);
+    this.size = s2;
+    const m2 = new Uint8Array(this.cap);
+    m2.set(this.marked);
+    this.marked = m2;
   }
 }
 
 /** The size function of one VM: bytes an object's free function releases (-1 when malformed). */
-function objectSizer(img: HeapImage, L: LuajitLayouts, g: number, problems: string[]): ((p: number, t: number) => number) & { bufferBytes: () => number } {
+function objectSizer(
+  img: HeapImage,
+  L: LuajitLayouts,
+  g: number,
+  problems: string[],
+): ((p: number, t: number) => number) & { bufferBytes: () => number } {
   const s = L.structs;
-  const TB = s.GCtab!, T = s.lua_State!, F = s.GCfuncL!, PR = s.GCproto!, U = s.GCudata!, CD = s.GCcdata!, CV = s.GCcdataVar!, TR = s.GCtrace!, SB = s.SBufExt!;
+  const TB = s.GCtab!,
+    T = s.lua_State!,
+    F = s.GCfuncL!,
+    PR = s.GCproto!,
+    U = s.GCudata!,
+    CD = s.GCcdata!,
+    CV = s.GCcdataVar!,
+    TR = s.GCtrace!,
+    SB = s.SBufExt!;
   const K = s.constants!;
   const cts = img.u64(g + s.global_State!.ctype_state!);
-  const ctab = cts ? img.u64(cts + s.CTState!.tab!) : 0, csize = cts ? img.u32(cts + s.CTState!.sizetab!) : 0;
+  const ctab = cts ? img.u64(cts + s.CTState!.tab!) : 0,
+    csize = cts ? img.u32(cts + s.CTState!.sizetab!) : 0;
   const CT = s.CType!;
   let buffers = 0;
   const f = (p: number, t: number): number => {
     switch (t) {
       case GCT.tab: {
-        const colo = img.i8(p + TB.colo!), hmask = img.u32(p + TB.hmask!), asize = img.u32(p + TB.asize!);
-        return (colo ? TB.sizeof! + 8 * (colo & 0x7f) : TB.sizeof!) + (hmask ? s.Node!.sizeof! * (hmask + 1) : 0) + (asize && colo <= 0 ? 8 * asize : 0);
+        const colo = img.i8(p + TB.colo!),
+          hmask = img.u32(p + TB.hmask!),
+          asize = img.u32(p + TB.asize!);
+        return (
+          (colo ? TB.sizeof! + 8 * (colo & 0x7f) : TB.sizeof!) +
+          (hmask ? s.Node!.sizeof! * (hmask + 1) : 0) +
+          (asize && colo <= 0 ? 8 * asize : 0)
+        );
       }
       case GCT.func: {
         const nup = img.u8(p + F.nupvalues!);
         return img.u8(p + F.ffid!) === 0 ? F.uvptr! + 8 * nup : s.GCfuncC!.upvalue! + 8 * nup;
       }
-      case GCT.upval: return s.GCupval!.sizeof!;
-      case GCT.thread: return T.sizeof! + 8 * img.u32(p + T.stacksize!);
-      case GCT.proto: return img.u32(p + PR.sizept!);
+      case GCT.upval:
+        return s.GCupval!.sizeof!;
+      case GCT.thread:
+        return T.sizeof! + 8 * img.u32(p + T.stacksize!);
+      case GCT.proto:
+        return img.u32(p + PR.sizept!);
       case GCT.udata: {
         const len = img.u32(p + U.len!);
         if (img.u8(p + U.udtype!) === K.UDTYPE_BUFFER) {
           const sb = p + U.sizeof!;
           const flags = img.u64(sb + SB.L!) & 7;
-          if (!(flags & (K.SBUF_FLAG_COW! | K.SBUF_FLAG_BORROW!))) buffers += Math.max(0, img.u64(sb + SB.e!) - img.u64(sb + SB.b!));
+          if (!(flags & (K.SBUF_FLAG_COW! | K.SBUF_FLAG_BORROW!)))
+            buffers += Math.max(0, img.u64(sb + SB.e!) - img.u64(sb + SB.b!));
         }
         return U.sizeof! + len;
       }
       case GCT.cdata: {
-        if (img.u8(p + s.GChead!.marked!) & 0x80) { const v = p - CV.sizeof!; return img.u32(v + CV.len!) + img.u16(v + CV.extra!); }
+        if (img.u8(p + s.GChead!.marked!) & 0x80) {
+          const v = p - CV.sizeof!;
+          return img.u32(v + CV.len!) + img.u16(v + CV.extra!);
+        }
         let id = img.u16(p + CD.ctypeid!);
         for (let k = 0; k < 64; k++) {
-          if (id >= csize) { problems.push(`cdata 0x${p.toString(16)} has ctype ${id} beyond the ctype table (${csize})`); return CD.sizeof! + 8; }
+          if (id >= csize) {
+            problems.push(`cdata 0x${p.toString(16)} has ctype ${id} beyond the ctype table (${csize})`);
+            return CD.sizeof! + 8;
+          }
           const info = img.u32(ctab + CT.sizeof! * id + CT.info!);
-          if (info >>> 28 === 8) { id = info & 0xffff; continue; }                        // CT_ATTRIB: follow the child
-          return CD.sizeof! + (info >>> 28 <= 5 ? img.u32(ctab + CT.sizeof! * id + CT.size!) : 8);   // ctype_hassize : CTSIZE_PTR
+          if (info >>> 28 === 8) {
+            id = info & 0xffff;
+            continue;
+          } // CT_ATTRIB: follow the child
+          return CD.sizeof! + (info >>> 28 <= 5 ? img.u32(ctab + CT.sizeof! * id + CT.size!) : 8); // ctype_hassize : CTSIZE_PTR
         }
         return CD.sizeof! + 8;
       }
       case GCT.trace:
-        return ((TR.sizeof! + 7) & ~7) + 8 * (img.u32(p + TR.nins!) - img.u32(p + TR.nk!)) + 12 * img.u16(p + TR.nsnap!) + 4 * img.u32(p + TR.nsnapmap!);
-      default: return -1;
+        return (
+          ((TR.sizeof! + 7) & ~7) +
+          8 * (img.u32(p + TR.nins!) - img.u32(p + TR.nk!)) +
+          12 * img.u16(p + TR.nsnap!) +
+          4 * img.u32(p + TR.nsnapmap!)
+        );
+      default:
+        return -1;
     }
   };
   return Object.assign(f, { bufferBytes: () => buffers });

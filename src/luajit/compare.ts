@@ -6,11 +6,18 @@
 import type { LuaTable } from './heap.js';
 
 export interface TableGrowth {
-  path: string; address: number;
+  path: string;
+  address: number;
   /** shallow + payload bytes before / after (before 0 for a table new in the second snapshot). */
-  ownBytesBefore: number; ownBytesAfter: number; growthBytes: number;
-  retainedBytesBefore: number; retainedBytesAfter: number;
-  arraySizeBefore: number; arraySizeAfter: number; hashSizeBefore: number; hashSizeAfter: number;
+  ownBytesBefore: number;
+  ownBytesAfter: number;
+  growthBytes: number;
+  retainedBytesBefore: number;
+  retainedBytesAfter: number;
+  arraySizeBefore: number;
+  arraySizeAfter: number;
+  hashSizeBefore: number;
+  hashSizeAfter: number;
   /** The table was not among the first snapshot's listed tables (its growth is its whole size). */
   isNew: boolean;
 }
@@ -22,12 +29,21 @@ export function tableGrowth(before: readonly LuaTable[], after: readonly LuaTabl
   const out: TableGrowth[] = [];
   for (const t of after) {
     const b = prev.get(`${t.address}\u0000${t.path}`);
-    const ownB = b ? b.shallowBytes + b.payloadBytes : 0, ownA = t.shallowBytes + t.payloadBytes;
+    const ownB = b ? b.shallowBytes + b.payloadBytes : 0,
+      ownA = t.shallowBytes + t.payloadBytes;
     if (ownA <= ownB) continue;
     out.push({
-      path: t.path, address: t.address, ownBytesBefore: ownB, ownBytesAfter: ownA, growthBytes: ownA - ownB,
-      retainedBytesBefore: b?.retainedBytes ?? 0, retainedBytesAfter: t.retainedBytes,
-      arraySizeBefore: b?.arraySize ?? 0, arraySizeAfter: t.arraySize, hashSizeBefore: b?.hashSize ?? 0, hashSizeAfter: t.hashSize,
+      path: t.path,
+      address: t.address,
+      ownBytesBefore: ownB,
+      ownBytesAfter: ownA,
+      growthBytes: ownA - ownB,
+      retainedBytesBefore: b?.retainedBytes ?? 0,
+      retainedBytesAfter: t.retainedBytes,
+      arraySizeBefore: b?.arraySize ?? 0,
+      arraySizeAfter: t.arraySize,
+      hashSizeBefore: b?.hashSize ?? 0,
+      hashSizeAfter: t.hashSize,
       isNew: !b,
     });
   }

@@ -27,7 +27,13 @@ import type { PathContext } from './paths.js';
 import { LeakscopeError } from '../model/errors.js';
 
 export interface LuaTable {
-  path: string; address: number; shallowBytes: number; payloadBytes: number; retainedBytes: number; arraySize: number; hashSize: number;
+  path: string;
+  address: number;
+  shallowBytes: number;
+  payloadBytes: number;
+  retainedBytes: number;
+  arraySize: number;
+  hashSize: number;
 }
 
 export interface LuaVm {
@@ -91,19 +97,44 @@ export interface LuaHeapOptions {
 /** How long a live copy waits for the collector to leave its sweep phases (ms). */
 const SWEEP_WAIT_MS = 1000;
 
-interface GcMark { state: number; white: number; threshold: number; strTab: number; strMask: number; total: number }
+interface GcMark {
+  state: number;
+  white: number;
+  threshold: number;
+  strTab: number;
+  strMask: number;
+  total: number;
+}
 
 function gcMark(space: AddressSpace, vm: ValidatedVm): GcMark | undefined {
   const G = vm.layouts.structs.global_State!;
   try {
     const b = space.read(vm.globalState, G.sizeof!);
     const q = (o: number) => b.readUInt32LE(o + 4) * 4294967296 + b.readUInt32LE(o);
-    return { state: b[G['gc.state']!]!, white: b[G['gc.currentwhite']!]!, threshold: q(G['gc.threshold']!), strTab: q(G['str.tab']!), strMask: b.readUInt32LE(G['str.mask']!), total: q(G['gc.total']!) };
-  } catch { return undefined; }
+    return {
+      state: b[G['gc.state']!]!,
+      white: b[G['gc.currentwhite']!]!,
+      threshold: q(G['gc.threshold']!),
+      strTab: q(G['str.tab']!),
+      strMask: b.readUInt32LE(G['str.mask']!),
+      total: q(G['gc.total']!),
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 function sweepFree(a: GcMark | undefined, b: GcMark | undefined): boolean {
-  return !!a && !!b && a.state <= 1 && b.state <= 1 && a.white === b.white && a.threshold === b.threshold && a.strTab === b.strTab && a.strMask === b.strMask;
+  return (
+    !!a &&
+    !!b &&
+    a.state <= 1 &&
+    b.state <= 1 &&
+    a.white === b.white &&
+    a.threshold === b.threshold &&
+    a.strTab === b.strTab &&
+    a.strMask === b.strMask
+  );
 }
 
 /**
@@ -133,85 +164,135 @@ function luaHeapsOnce(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
   }
   const tf = process.hrtime.bigint();
   try {
-  const segsByVm = new Map<number, AllocSegment[]>();
-  const allSegs: AllocSegment[] = [];
-  for (const vm of loc.vms) {
-    const allocd = space.readU64(vm.globalState + vm.layouts.structs.global_State!.allocd!);
-    let vp: string[] = [];
-    let segs = readSegments(space, vm.layouts, allocd, vp);
-    if (vp.length) {                 // the heap may have grown since the mappings were read
-      space.mappings({ refresh: true });
-      vp = [];
-      segs = readSegments(space, vm.layouts, allocd, vp);
+    const segsByVm = new Map<number, AllocSegment[]>();
+    const allSegs: AllocSegment[] = [];
+    for (const vm of loc.vms) {
+      const allocd = space.readU64(vm.globalState + vm.layouts.structs.global_State!.allocd!);
+      let vp: string[] = [];
+      let segs = readSegments(space, vm.layouts, allocd, vp);
+      if (vp.length) {
+        // the heap may have grown since the mappings were read
+        space.mappings({ refresh: true });
+        vp = [];
+        segs = readSegments(space, vm.layouts, allocd, vp);
+      }
+      problems.push(...vp.map((p) => `VM 0x${vm.globalState.toString(16)}: ${p}`));
+      segsByVm.set(vm.globalState, segs);
+      allSegs.push(...segs);
     }
-    problems.push(...vp.map((p) => `VM 0x${vm.globalState.toString(16)}: ${p}`));
-    segsByVm.set(vm.globalState, segs);
-    allSegs.push(...segs);
-  }
-  const direct = loc.vms.length ? findDirectChunks(space, allSegs) : [];
-  // Copy, bracketed by the consistency samples; on a running process, not while a GC sweep
-  // frees objects (wait up to SWEEP_WAIT_MS for the collector to leave the sweep phases).
-  if (space.kind === 'live' && !frozen) {
-    const until = Date.now() + SWEEP_WAIT_MS;
-    while (Date.now() < until && loc.vms.some((vm) => (gcMark(space, vm)?.state ?? 0) > 1)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
-  }
-  const before = sampleActivity(space);
-  const marksBefore = loc.vms.map((vm) => gcMark(space, vm));
-  const t0 = process.hrtime.bigint();
-  // Copy order on a running process: the regions holding each global_State first, then those
-  // holding its string table, then the rest. Objects on g's lists at the moment g is copied
-  // exist before any later region is copied and are not freed unless a sweep runs, so a copy
-  // torn by new allocations misses new objects (a census delta) instead of reading stale memory.
-  const first = [...loc.vms.map((vm) => vm.globalState), ...marksBefore.map((m) => m?.strTab ?? 0)];
-  const rank = (r: { start: number; end: number }) => { const i = first.findIndex((a) => a >= r.start && a < r.end); return i < 0 ? first.length : i; };
-  const ranges = [...allSegs.map((s) => ({ start: s.start, end: s.end, kind: 'segment' as const })), ...direct.map((d) => ({ start: d.start, end: d.end, kind: 'direct' as const }))];
-  ranges.sort((a, b) => rank(a) - rank(b));
-  const img = HeapImage.copy(space, ranges);
-  const copySeconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const marksAfter = loc.vms.map((vm) => gcMark(space, vm));
-  const after = sampleActivity(space);
-  frozen?.release();
-  const frozenSeconds = frozen ? Number(process.hrtime.bigint() - tf) / 1e9 : undefined;
-  const idle = space.kind === 'core' ? { idle: true, why: 'core file' }
-    : frozen ? { idle: true, why: `main thread stopped in system call ${frozen.syscall} (event wait) for ${frozenSeconds!.toFixed(3)} s (--freeze)` }
-    : stayedIdle(before, after);
-  const allSweepFree = loc.vms.every((_, i) => sweepFree(marksBefore[i], marksAfter[i]));
-  if (img.unreadableBytes) problems.push(`${img.unreadableBytes} bytes of the heap regions were unreadable`);
+    const direct = loc.vms.length ? findDirectChunks(space, allSegs) : [];
+    // Copy, bracketed by the consistency samples; on a running process, not while a GC sweep
+    // frees objects (wait up to SWEEP_WAIT_MS for the collector to leave the sweep phases).
+    if (space.kind === 'live' && !frozen) {
+      const until = Date.now() + SWEEP_WAIT_MS;
+      while (Date.now() < until && loc.vms.some((vm) => (gcMark(space, vm)?.state ?? 0) > 1))
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+    const before = sampleActivity(space);
+    const marksBefore = loc.vms.map((vm) => gcMark(space, vm));
+    const t0 = process.hrtime.bigint();
+    // Copy order on a running process: the regions holding each global_State first, then those
+    // holding its string table, then the rest. Objects on g's lists at the moment g is copied
+    // exist before any later region is copied and are not freed unless a sweep runs, so a copy
+    // torn by new allocations misses new objects (a census delta) instead of reading stale memory.
+    const first = [...loc.vms.map((vm) => vm.globalState), ...marksBefore.map((m) => m?.strTab ?? 0)];
+    const rank = (r: { start: number; end: number }) => {
+      const i = first.findIndex((a) => a >= r.start && a < r.end);
+      return i < 0 ? first.length : i;
+    };
+    const ranges = [
+      ...allSegs.map((s) => ({ start: s.start, end: s.end, kind: 'segment' as const })),
+      ...direct.map((d) => ({ start: d.start, end: d.end, kind: 'direct' as const })),
+    ];
+    ranges.sort((a, b) => rank(a) - rank(b));
+    const img = HeapImage.copy(space, ranges);
+    const copySeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const marksAfter = loc.vms.map((vm) => gcMark(space, vm));
+    const after = sampleActivity(space);
+    frozen?.release();
+    const frozenSeconds = frozen ? Number(process.hrtime.bigint() - tf) / 1e9 : undefined;
+    const idle =
+      space.kind === 'core'
+        ? { idle: true, why: 'core file' }
+        : frozen
+          ? {
+              idle: true,
+              why: `main thread stopped in system call ${frozen.syscall} (event wait) for ${frozenSeconds!.toFixed(3)} s (--freeze)`,
+            }
+          : stayedIdle(before, after);
+    const allSweepFree = loc.vms.every((_, i) => sweepFree(marksBefore[i], marksAfter[i]));
+    if (img.unreadableBytes) problems.push(`${img.unreadableBytes} bytes of the heap regions were unreadable`);
 
-  const vms: LuaVm[] = [];
-  for (let v = 0; v < loc.vms.length; v++) {
-    const vm = loc.vms[v]!;
-    const c = luaCensus(img, vm.layouts, vm.globalState, vm.mainThread);
-    const vp = [...c.problems];
-    const segs = segsByVm.get(vm.globalState) ?? [];
-    const ms = vm.layouts.structs.malloc_state!;
-    const mstate = img.u64(vm.globalState + vm.layouts.structs.global_State!.allocd!);
-    for (const s of segs) walkSegment(img, s, img.u64(mstate + ms.top!), img.u64(mstate + ms.topsize!));
-    let reach: Reach | undefined, tables: LuaTable[] = [], ctx: PathContext | undefined;
-    if (opts.paths !== false) {
-      reach = reachability(img, vm.layouts, c);
-      ctx = { img, layouts: vm.layouts, census: c, reach, symbolize: (a) => dataSymbol(opts.symbolizer, a) };
-      tables = topTables(ctx, opts.tables ?? 20);
+    const vms: LuaVm[] = [];
+    for (let v = 0; v < loc.vms.length; v++) {
+      const vm = loc.vms[v]!;
+      const c = luaCensus(img, vm.layouts, vm.globalState, vm.mainThread);
+      const vp = [...c.problems];
+      const segs = segsByVm.get(vm.globalState) ?? [];
+      const ms = vm.layouts.structs.malloc_state!;
+      const mstate = img.u64(vm.globalState + vm.layouts.structs.global_State!.allocd!);
+      for (const s of segs) walkSegment(img, s, img.u64(mstate + ms.top!), img.u64(mstate + ms.topsize!));
+      let reach: Reach | undefined,
+        tables: LuaTable[] = [],
+        ctx: PathContext | undefined;
+      if (opts.paths !== false) {
+        reach = reachability(img, vm.layouts, c);
+        ctx = { img, layouts: vm.layouts, census: c, reach, symbolize: (a) => dataSymbol(opts.symbolizer, a) };
+        tables = topTables(ctx, opts.tables ?? 20);
+      }
+      const quiet = idle.idle || sweepFree(marksBefore[v], marksAfter[v]);
+      if (!quiet)
+        vp.push(
+          `heap copied while the process ran (${idle.why}) and the GC may have freed objects meanwhile (gc.state ${GC_STATES[marksBefore[v]?.state ?? 0]} -> ${GC_STATES[marksAfter[v]?.state ?? 0]}); use --freeze for an exact result`,
+        );
+      vms.push({
+        globalState: vm.globalState,
+        mainThread: vm.mainThread,
+        foundBy: vm.foundBy,
+        layouts: `${vm.layouts.source} (${vm.layouts.origin})`,
+        gcTotal: c.header.total,
+        gcState: GC_STATES[c.header.state] ?? String(c.header.state),
+        gcThreshold: c.header.threshold,
+        types: c.types,
+        nonObject: c.nonObject,
+        objectBytes: c.objectBytes,
+        nonObjectBytes: c.nonObjectBytes,
+        delta: c.delta,
+        tables,
+        reachedObjects: reach?.reached ?? 0,
+        pendingGarbage: reach?.pendingGarbage ?? { count: 0, bytes: 0 },
+        alloc: {
+          segments: segs,
+          usedBytes: segs.reduce((a, s) => a + (s.usedBytes ?? 0), 0),
+          freeBytes: segs.reduce((a, s) => a + (s.freeBytes ?? 0), 0),
+        },
+        partial: vp.length > 0,
+        problems: vp,
+        ...(opts.keep ? { census: c, reach, pathContext: ctx } : {}),
+      });
     }
-    const quiet = idle.idle || sweepFree(marksBefore[v], marksAfter[v]);
-    if (!quiet) vp.push(`heap copied while the process ran (${idle.why}) and the GC may have freed objects meanwhile (gc.state ${GC_STATES[marksBefore[v]?.state ?? 0]} -> ${GC_STATES[marksAfter[v]?.state ?? 0]}); use --freeze for an exact result`);
-    vms.push({
-      globalState: vm.globalState, mainThread: vm.mainThread, foundBy: vm.foundBy, layouts: `${vm.layouts.source} (${vm.layouts.origin})`,
-      gcTotal: c.header.total, gcState: GC_STATES[c.header.state] ?? String(c.header.state), gcThreshold: c.header.threshold,
-      types: c.types, nonObject: c.nonObject, objectBytes: c.objectBytes, nonObjectBytes: c.nonObjectBytes, delta: c.delta,
-      tables, reachedObjects: reach?.reached ?? 0, pendingGarbage: reach?.pendingGarbage ?? { count: 0, bytes: 0 },
-      alloc: { segments: segs, usedBytes: segs.reduce((a, s) => a + (s.usedBytes ?? 0), 0), freeBytes: segs.reduce((a, s) => a + (s.freeBytes ?? 0), 0) },
-      partial: vp.length > 0, problems: vp,
-      ...(opts.keep ? { census: c, reach, pathContext: ctx } : {}),
-    });
+    return {
+      target: space.description,
+      pid: space.pid,
+      library: loc.library?.path,
+      libraryBuildId: loc.library?.buildId,
+      vms,
+      directChunks: direct,
+      regionBytes: img.bytes,
+      copySeconds,
+      frozenSeconds,
+      consistency: {
+        quiescent: idle.idle,
+        sweepFree: allSweepFree,
+        detail: idle.idle
+          ? idle.why
+          : `${idle.why}; ${allSweepFree ? 'no sweep phase during the copy' : 'a sweep phase may have run during the copy'}`,
+      },
+      problems,
+    };
+  } finally {
+    frozen?.release();
   }
-  return {
-    target: space.description, pid: space.pid, library: loc.library?.path, libraryBuildId: loc.library?.buildId,
-    vms, directChunks: direct, regionBytes: img.bytes, copySeconds, frozenSeconds,
-    consistency: { quiescent: idle.idle, sweepFree: allSweepFree, detail: idle.idle ? idle.why : `${idle.why}; ${allSweepFree ? 'no sweep phase during the copy' : 'a sweep phase may have run during the copy'}` },
-    problems,
-  };
-  } finally { frozen?.release(); }
 }
 
 /** A data or function symbol covering addr, as "name (object)", else "object+0xOFFSET" inside a loaded object. */
@@ -222,7 +303,9 @@ function dataSymbol(symbolizer: Symbolizer, addr: number): string | undefined {
 }
 
 /** Shallow size of table object i (its allocation + hash part + separate array). */
-export function tableShallow(c: LuaCensus, i: number): number { return c.size[i]!; }
+export function tableShallow(c: LuaCensus, i: number): number {
+  return c.size[i]!;
+}
 
 /** The `limit` tables with the most own bytes (shallow + payload), with paths. */
 export function topTables(ctx: PathContext, limit: number): LuaTable[] {
@@ -236,8 +319,13 @@ export function topTables(ctx: PathContext, limit: number): LuaTable[] {
     const p = c.addr[i]!;
     const hmask = img.u32(p + TB.hmask!);
     return {
-      path: objectPath(ctx, i), address: p, shallowBytes: c.size[i]!, payloadBytes: reach.payload[i]!, retainedBytes: reach.retained[i]!,
-      arraySize: img.u32(p + TB.asize!), hashSize: hmask ? hmask + 1 : 0,
+      path: objectPath(ctx, i),
+      address: p,
+      shallowBytes: c.size[i]!,
+      payloadBytes: reach.payload[i]!,
+      retainedBytes: reach.retained[i]!,
+      arraySize: img.u32(p + TB.asize!),
+      hashSize: hmask ? hmask + 1 : 0,
     };
   });
 }

@@ -8,7 +8,12 @@
 
 import type { AddressSpace } from '../target/address-space.js';
 
-export interface ImageRegion { start: number; end: number; buf: Buffer; kind: 'segment' | 'direct' }
+export interface ImageRegion {
+  start: number;
+  end: number;
+  buf: Buffer;
+  kind: 'segment' | 'direct';
+}
 
 /** Read window: large enough to amortise a pread, small enough not to double peak memory. */
 const READ_WINDOW = 8 << 20;
@@ -24,7 +29,10 @@ export class HeapImage {
   }
 
   /** Copies [start, end) ranges from the target. Unreadable parts are zero-filled and counted. */
-  static copy(space: AddressSpace, ranges: ReadonlyArray<{ start: number; end: number; kind: ImageRegion['kind'] }>): HeapImage {
+  static copy(
+    space: AddressSpace,
+    ranges: ReadonlyArray<{ start: number; end: number; kind: ImageRegion['kind'] }>,
+  ): HeapImage {
     const regions: ImageRegion[] = [];
     let unreadable = 0;
     for (const r of ranges) {
@@ -42,14 +50,19 @@ export class HeapImage {
     return img;
   }
 
-  get bytes(): number { let n = 0; for (const r of this.regions) n += r.end - r.start; return n; }
+  get bytes(): number {
+    let n = 0;
+    for (const r of this.regions) n += r.end - r.start;
+    return n;
+  }
 
   /** The region holding [addr, addr+len), or undefined. */
   region(addr: number, len: number): ImageRegion | undefined {
     const l = this.last;
     if (l && addr >= l.start && addr + len <= l.end) return l;
     const rs = this.regions;
-    let lo = 0, hi = rs.length - 1;
+    let lo = 0,
+      hi = rs.length - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       const r = rs[mid]!;
@@ -64,13 +77,30 @@ export class HeapImage {
     return undefined;
   }
 
-  has(addr: number, len: number): boolean { return this.region(addr, len) !== undefined; }
+  has(addr: number, len: number): boolean {
+    return this.region(addr, len) !== undefined;
+  }
 
-  u8(addr: number): number { const r = this.region(addr, 1); return r ? r.buf[addr - r.start]! : 0; }
-  i8(addr: number): number { const r = this.region(addr, 1); return r ? r.buf.readInt8(addr - r.start) : 0; }
-  u16(addr: number): number { const r = this.region(addr, 2); return r ? r.buf.readUInt16LE(addr - r.start) : 0; }
-  u32(addr: number): number { const r = this.region(addr, 4); return r ? r.buf.readUInt32LE(addr - r.start) : 0; }
-  i32(addr: number): number { const r = this.region(addr, 4); return r ? r.buf.readInt32LE(addr - r.start) : 0; }
+  u8(addr: number): number {
+    const r = this.region(addr, 1);
+    return r ? r.buf[addr - r.start]! : 0;
+  }
+  i8(addr: number): number {
+    const r = this.region(addr, 1);
+    return r ? r.buf.readInt8(addr - r.start) : 0;
+  }
+  u16(addr: number): number {
+    const r = this.region(addr, 2);
+    return r ? r.buf.readUInt16LE(addr - r.start) : 0;
+  }
+  u32(addr: number): number {
+    const r = this.region(addr, 4);
+    return r ? r.buf.readUInt32LE(addr - r.start) : 0;
+  }
+  i32(addr: number): number {
+    const r = this.region(addr, 4);
+    return r ? r.buf.readInt32LE(addr - r.start) : 0;
+  }
   /** A u64 as a number (exact below 2^53; LuaJIT pointers are below 2^47). */
   u64(addr: number): number {
     const r = this.region(addr, 8);

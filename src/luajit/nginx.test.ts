@@ -20,7 +20,11 @@ const SESSIONS = LUA_LEAK_TABLE;
 
 function snapshot(pid: number, tables = 1000): LuaHeaps {
   const space = LiveProcess.open(pid);
-  try { return luaHeaps(space, { symbolizer: new Symbolizer(space.modules()), tables }); } finally { space.close(); }
+  try {
+    return luaHeaps(space, { symbolizer: new Symbolizer(space.modules()), tables });
+  } finally {
+    space.close();
+  }
 }
 
 async function body(ngx: NginxHandle, path: string): Promise<string> {
@@ -41,7 +45,10 @@ test('nginx + ngx_http_lua: census == collectgarbage("count")*1024 at rest, the 
     const h = snapshot(worker!);
     assert.equal(h.vms.length, 1, 'one Lua VM');
     const vm = h.vms[0]!;
-    assert.ok(vm.foundBy.includes('nginx-http-lua'), `found through nginx's module configuration (${vm.foundBy.join(', ')})`);
+    assert.ok(
+      vm.foundBy.includes('nginx-http-lua'),
+      `found through nginx's module configuration (${vm.foundBy.join(', ')})`,
+    );
     assert.ok(h.consistency.quiescent, h.consistency.detail);
     assert.equal(vm.gcTotal, count, 'gc.total == collectgarbage("count") * 1024');
     assert.equal(vm.objectBytes + vm.nonObjectBytes, count, 'census total == collectgarbage("count") * 1024');
@@ -49,14 +56,20 @@ test('nginx + ngx_http_lua: census == collectgarbage("count")*1024 at rest, the 
     const top = vm.tables[0]!;
     assert.equal(top.path, SESSIONS);
     assert.equal(top.payloadBytes, payload, 'payload == the strings acme_leak stored');
-    assert.ok(vm.tables.some((t) => /\[lightud ngx_http_lua_\w+_key \(ngx_http_lua_module\.so\)\]/.test(t.path)), 'ngx_lua registry keys are named');
+    assert.ok(
+      vm.tables.some((t) => /\[lightud ngx_http_lua_\w+_key \(ngx_http_lua_module\.so\)\]/.test(t.path)),
+      'ngx_lua registry keys are named',
+    );
     assert.ok(vm.alloc.usedBytes >= count, `lj_alloc chunks in use ${vm.alloc.usedBytes} hold gc.total ${count}`);
 
     // The healthy location does not grow anything; the leak location grows the sessions table by its payload.
     for (let i = 0; i < 100; i++) await body(ngx, '/ok');
     await body(ngx, '/fullgc');
     const h2 = snapshot(worker!);
-    assert.ok(!tableGrowth(vm.tables, h2.vms[0]!.tables).some((g) => g.path === SESSIONS), 'sessions did not grow under /ok');
+    assert.ok(
+      !tableGrowth(vm.tables, h2.vms[0]!.tables).some((g) => g.path === SESSIONS),
+      'sessions did not grow under /ok',
+    );
     const more = Number(await body(ngx, '/leak?n=120&size=3000'));
     payload += more;
     await body(ngx, '/fullgc');
@@ -67,10 +80,14 @@ test('nginx + ngx_http_lua: census == collectgarbage("count")*1024 at rest, the 
     const grew = tableGrowth(h2.vms[0]!.tables, vm3.tables);
     assert.equal(grew[0]?.path, SESSIONS, 'the sessions table grew most');
     assert.equal(vm3.tables.find((t) => t.path === SESSIONS)!.payloadBytes, payload);
-  } finally { await ngx.stop(); }
+  } finally {
+    await ngx.stop();
+  }
 });
 
-test('nginx + ngx_http_lua under wrk load: live results are exact or marked partial, never silently wrong', { timeout: 120_000 }, async () => {
+test('nginx + ngx_http_lua under wrk load: live results are exact or marked partial, never silently wrong', {
+  timeout: 120_000,
+}, async () => {
   await ensureFixturesBuilt();
   const ngx = await startLuaNginx();
   const wrk = spawn('wrk', ['-t1', '-c4', '-d8s', ngx.url('/ok')], { stdio: 'ignore' });
@@ -78,11 +95,18 @@ test('nginx + ngx_http_lua under wrk load: live results are exact or marked part
     const [worker] = ngx.workerPids();
     await body(ngx, '/leak?n=50&size=10000');
     await new Promise((r) => setTimeout(r, 500));
-    let exact = 0, partial = 0;
+    let exact = 0,
+      partial = 0;
     for (let i = 0; i < 4; i++) {
       const vm = snapshot(worker!, 5).vms[0]!;
-      if (vm.partial) { partial++; assert.ok(vm.problems.length > 0, 'a partial result says why'); }
-      else { exact++; assert.equal(vm.delta, 0, 'a result not marked partial is exact'); assert.equal(vm.tables[0]?.path, SESSIONS); }
+      if (vm.partial) {
+        partial++;
+        assert.ok(vm.problems.length > 0, 'a partial result says why');
+      } else {
+        exact++;
+        assert.equal(vm.delta, 0, 'a result not marked partial is exact');
+        assert.equal(vm.tables[0]?.path, SESSIONS);
+      }
     }
     assert.equal(exact + partial, 4);
   } finally {
@@ -91,7 +115,9 @@ test('nginx + ngx_http_lua under wrk load: live results are exact or marked part
   }
 });
 
-test('lua --freeze under wrk load: exact results; SIGKILL of leakscope mid-freeze leaves no worker stopped', { timeout: 120_000 }, async () => {
+test('lua --freeze under wrk load: exact results; SIGKILL of leakscope mid-freeze leaves no worker stopped', {
+  timeout: 120_000,
+}, async () => {
   await ensureFixturesBuilt();
   const ngx = await startLuaNginx();
   const wrk = spawn('wrk', ['-t1', '-c4', '-d20s', ngx.url('/ok')], { stdio: 'ignore' });
@@ -111,10 +137,17 @@ test('lua --freeze under wrk load: exact results; SIGKILL of leakscope mid-freez
       assert.notEqual(procState(worker!), 't', 'worker resumed after the copy');
     }
     // A leakscope process killed while it holds the worker stopped.
-    const holder = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'test', 'helpers', 'freeze-hold.js'), String(worker)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const holder = spawn(
+      process.execPath,
+      [join(REPO_ROOT, 'dist', 'test', 'helpers', 'freeze-hold.js'), String(worker)],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     const line = await new Promise<string>((resolve, reject) => {
       let out = '';
-      holder.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('\n')) resolve(out.trim()); });
+      holder.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('\n')) resolve(out.trim());
+      });
       holder.once('exit', (c) => reject(new Error(`freeze-hold exited ${c}`)));
     });
     assert.match(line, /^frozen (232|281|441|7|23|270|271)$/);
@@ -122,7 +155,10 @@ test('lua --freeze under wrk load: exact results; SIGKILL of leakscope mid-freez
     holder.kill('SIGKILL');
     await new Promise((r) => holder.once('exit', r));
     let state = procState(worker!);
-    for (let i = 0; i < 50 && state === 't'; i++) { await new Promise((r) => setTimeout(r, 20)); state = procState(worker!); }
+    for (let i = 0; i < 50 && state === 't'; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      state = procState(worker!);
+    }
     assert.notEqual(state, 't', 'the kernel resumed the worker when its tracer died');
     assert.notEqual(state, 'T', 'the worker is not stopped');
     assert.equal((await ngx.request('/count')).status, 200, 'the worker still serves');

@@ -21,7 +21,8 @@ export interface PathContext {
   symbolize?: (addr: number) => string | undefined;
 }
 
-const MAX_KEY = 60, MAX_DEPTH = 256;
+const MAX_KEY = 60,
+  MAX_DEPTH = 256;
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** The text of the string object at p (cut to `max` characters), or undefined if it is not one. */
@@ -38,7 +39,8 @@ export function stringAt(img: HeapImage, L: LuajitLayouts, p: number, max = MAX_
 /** A key as a path step: `.name`, `["text"]`, `[42]`, `[true]`, `[lightud sym]`, `[table 0x…]`. */
 export function keyLabel(ctx: PathContext, at: number): string {
   const { img } = ctx;
-  const hi = img.i32(at + 4), it = hi >> 15;
+  const hi = img.i32(at + 4),
+    it = hi >> 15;
   if (it < -13 || it >= 0 || it === -14) {
     const v = img.slice(at, 8);
     if (!v) return '[?]';
@@ -66,12 +68,18 @@ export function keyLabel(ctx: PathContext, at: number): string {
 
 /** Name of upvalue k of the Lua function at fn (from its proto's uvinfo), or its number. */
 function upvalueName(ctx: PathContext, fn: number, k: number): string {
-  const { img } = ctx, s = ctx.layouts.structs;
+  const { img } = ctx,
+    s = ctx.layouts.structs;
   if (img.u8(fn + s.GCfuncL!.ffid!) !== 0) return String(k + 1);
   const pt = img.u64(fn + s.GCfuncL!.pc!) - s.GCproto!.sizeof!;
   let q = img.u64(pt + s.GCproto!.uvinfo!);
   if (!q || k >= img.u8(pt + s.GCproto!.sizeuv!)) return String(k + 1);
-  for (let j = 0; j < k; j++) { const b = img.slice(q, 256); const z = b ? b.indexOf(0) : -1; if (z < 0) return String(k + 1); q += z + 1; }
+  for (let j = 0; j < k; j++) {
+    const b = img.slice(q, 256);
+    const z = b ? b.indexOf(0) : -1;
+    if (z < 0) return String(k + 1);
+    q += z + 1;
+  }
   const b = img.slice(q, 64);
   const z = b ? b.indexOf(0) : -1;
   return z > 0 ? b!.subarray(0, z).toString('latin1') : String(k + 1);
@@ -79,9 +87,13 @@ function upvalueName(ctx: PathContext, fn: number, k: number): string {
 
 /** Chunk name and first line of a Lua function, "acme.lua:12", or the fast function / C function. */
 export function functionLabel(ctx: PathContext, fn: number): string {
-  const { img } = ctx, s = ctx.layouts.structs;
+  const { img } = ctx,
+    s = ctx.layouts.structs;
   const ffid = img.u8(fn + s.GCfuncL!.ffid!);
-  if (ffid === 1) { const f = img.u64(fn + s.GCfuncC!.f!); return `C:${ctx.symbolize?.(f) ?? '0x' + f.toString(16)}`; }
+  if (ffid === 1) {
+    const f = img.u64(fn + s.GCfuncC!.f!);
+    return `C:${ctx.symbolize?.(f) ?? '0x' + f.toString(16)}`;
+  }
   if (ffid > 1) return `builtin#${ffid}`;
   const pt = img.u64(fn + s.GCfuncL!.pc!) - s.GCproto!.sizeof!;
   const name = stringAt(img, ctx.layouts, img.u64(pt + s.GCproto!.chunkname!), 80) ?? '?';
@@ -89,7 +101,8 @@ export function functionLabel(ctx: PathContext, fn: number): string {
 }
 
 function rootLabel(aux: number): string {
-  const kind = Math.floor(aux / 65536), m = aux % 65536;
+  const kind = Math.floor(aux / 65536),
+    m = aux % 65536;
   const name = ROOT_NAMES[kind] ?? 'root';
   if (kind === 0 || kind === 2) return `[${name}]`;
   if (kind === 1) return m === 65535 ? '[main thread open upvalue]' : `[main thread stack ${m}]`;
@@ -104,25 +117,59 @@ export function objectPath(ctx: PathContext, i: number): string {
   const steps: string[] = [];
   let j = i;
   for (let d = 0; d < MAX_DEPTH; d++) {
-    const e = reach.edge[j]!, a = reach.aux[j]!, pa = reach.parent[j]!;
-    if (e === Edge.Root) { steps.push(rootLabel(a)); break; }
+    const e = reach.edge[j]!,
+      a = reach.aux[j]!,
+      pa = reach.parent[j]!;
+    if (e === Edge.Root) {
+      steps.push(rootLabel(a));
+      break;
+    }
     const pAddr = census.addr[pa]!;
     switch (e) {
-      case Edge.Array: steps.push(`[${a}]`); break;
-      case Edge.HashValue: steps.push(keyLabel(ctx, a + ctx.layouts.structs.Node!.key!)); break;
-      case Edge.HashKey: steps.push(`{key ${keyLabel(ctx, a + ctx.layouts.structs.Node!.key!)}}`); break;
-      case Edge.Metatable: steps.push('<metatable>'); break;
-      case Edge.Env: case Edge.UdataEnv: steps.push('<env>'); break;
-      case Edge.Upvalue: steps.push(`<${functionLabel(ctx, pAddr)} upvalue ${upvalueName(ctx, pAddr, a)}>`); break;
-      case Edge.UpvalueValue: break;
-      case Edge.Proto: steps.push('<proto>'); break;
-      case Edge.Const: steps.push(`<const ${a}>`); break;
-      case Edge.ChunkName: steps.push('<chunkname>'); break;
-      case Edge.Stack: steps.push(a < 0 ? '<open upvalue>' : `<stack ${a}>`); break;
-      case Edge.TraceConst: steps.push('<trace const>'); break;
-      case Edge.TraceLink: steps.push(`<trace ${a}>`); break;
-      case Edge.TraceStart: steps.push('<trace start>'); break;
-      default: steps.push('<?>');
+      case Edge.Array:
+        steps.push(`[${a}]`);
+        break;
+      case Edge.HashValue:
+        steps.push(keyLabel(ctx, a + ctx.layouts.structs.Node!.key!));
+        break;
+      case Edge.HashKey:
+        steps.push(`{key ${keyLabel(ctx, a + ctx.layouts.structs.Node!.key!)}}`);
+        break;
+      case Edge.Metatable:
+        steps.push('<metatable>');
+        break;
+      case Edge.Env:
+      case Edge.UdataEnv:
+        steps.push('<env>');
+        break;
+      case Edge.Upvalue:
+        steps.push(`<${functionLabel(ctx, pAddr)} upvalue ${upvalueName(ctx, pAddr, a)}>`);
+        break;
+      case Edge.UpvalueValue:
+        break;
+      case Edge.Proto:
+        steps.push('<proto>');
+        break;
+      case Edge.Const:
+        steps.push(`<const ${a}>`);
+        break;
+      case Edge.ChunkName:
+        steps.push('<chunkname>');
+        break;
+      case Edge.Stack:
+        steps.push(a < 0 ? '<open upvalue>' : `<stack ${a}>`);
+        break;
+      case Edge.TraceConst:
+        steps.push('<trace const>');
+        break;
+      case Edge.TraceLink:
+        steps.push(`<trace ${a}>`);
+        break;
+      case Edge.TraceStart:
+        steps.push('<trace start>');
+        break;
+      default:
+        steps.push('<?>');
     }
     if (pa < 0) break;
     j = pa;

@@ -20,7 +20,7 @@ export interface LuajitRegions {
 }
 
 export function luajitRegions(space: AddressSpace, symbolizer: Symbolizer): LuajitRegions {
-  space.mappings({ refresh: true });      // the heap may have grown since the target was opened
+  space.mappings({ refresh: true }); // the heap may have grown since the target was opened
   const loc = locateVms(space, symbolizer);
   const problems = [...loc.problems];
   const regions: LuajitRegions['regions'] = [];
@@ -31,9 +31,13 @@ export function luajitRegions(space: AddressSpace, symbolizer: Symbolizer): Luaj
       gcTotalBytes += space.readU64(vm.globalState + G['gc.total']!);
       const segs = readSegments(space, vm.layouts, space.readU64(vm.globalState + G.allocd!), problems);
       for (const s of segs) regions.push({ ...s, label: `lj_alloc segment (Lua VM 0x${vm.globalState.toString(16)})` });
-    } catch { problems.push(`Lua VM 0x${vm.globalState.toString(16)}: state unreadable`); }
+    } catch {
+      problems.push(`Lua VM 0x${vm.globalState.toString(16)}: state unreadable`);
+    }
   }
-  if (loc.vms.length) for (const d of findDirectChunks(space, regions)) regions.push({ start: d.start, end: d.end, label: `lj_alloc direct chunk (${d.chunkBytes} B)` });
+  if (loc.vms.length)
+    for (const d of findDirectChunks(space, regions))
+      regions.push({ start: d.start, end: d.end, label: `lj_alloc direct chunk (${d.chunkBytes} B)` });
   regions.sort((a, b) => a.start - b.start);
   return { regions, gcTotalBytes, vms: loc.vms.length, problems };
 }

@@ -2,16 +2,16 @@
 // an exit status the CLI uses; messages say what was expected, what was found, and where.
 
 export type ErrorCode =
-  | 'usage'          // bad command line
+  | 'usage' // bad command line
   | 'no-such-process'
-  | 'kernel-thread'  // a PID with no user address space
-  | 'permission'     // needs root or CAP_SYS_PTRACE / CAP_BPF / CAP_PERFMON
+  | 'kernel-thread' // a PID with no user address space
+  | 'permission' // needs root or CAP_SYS_PTRACE / CAP_BPF / CAP_PERFMON
   | 'not-elf'
-  | 'truncated'      // a file or memory image shorter than its headers say
-  | 'malformed'      // a structure that fails validation
-  | 'unreadable'     // memory that cannot be read (unmapped, gone)
-  | 'not-found'      // a symbol, mapping or structure that is not there
-  | 'not-supported'  // a kernel / glibc / nginx feature missing or too old
+  | 'truncated' // a file or memory image shorter than its headers say
+  | 'malformed' // a structure that fails validation
+  | 'unreadable' // memory that cannot be read (unmapped, gone)
+  | 'not-found' // a symbol, mapping or structure that is not there
+  | 'not-supported' // a kernel / glibc / nginx feature missing or too old
   | 'io';
 
 /** Exit status per error code (0 = success, 1 = unexpected internal error). */
@@ -30,7 +30,11 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
 };
 
 export class LeakscopeError extends Error {
-  constructor(readonly code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'LeakscopeError';
   }

@@ -30,11 +30,14 @@ export interface LeakTrace {
   stacks: StackSample[];
   totals: {
     /** Outstanding (estimated) bytes / allocations at the end of the window. */
-    outstandingBytes: number; outstandingCount: number;
+    outstandingBytes: number;
+    outstandingCount: number;
     /** Allocated during the window (estimated). */
-    allocatedBytes: number; allocatedCount: number;
+    allocatedBytes: number;
+    allocatedCount: number;
     /** Sampled events captured, and how many stacks unwound to main / a thread start. */
-    sampledEvents: number; completeStacks: number;
+    sampledEvents: number;
+    completeStacks: number;
   };
   cost: TraceCost;
   /** Malloc mode: seconds since the window start at which each StackSample.series value was
@@ -51,9 +54,11 @@ export interface LeakTrace {
   /** What was lost (malloc mode). */
   lost?: {
     /** Records the full ring refused, and the bytes those allocations requested. */
-    events: number; requestedBytes: number;
+    events: number;
+    requestedBytes: number;
     /** Of those, still outstanding at the end (counted under the "[stack lost ...]" path). */
-    outstandingCount: number; outstandingBytes: number;
+    outstandingCount: number;
+    outstandingBytes: number;
     /** Allocations not tracked at all (outstanding map full): totals are lower bounds too. */
     untracked: number;
   };

@@ -1,12 +1,21 @@
 // Plain types for the process memory breakdown (step 1). No imports.
 
 export type MemCategoryName =
-  | 'glibc-main-heap' | 'glibc-thread-arenas' | 'glibc-mmapped-chunks'
-  | 'nginx-shm' | 'luajit' | 'code' | 'file' | 'stack' | 'other-anon';
+  | 'glibc-main-heap'
+  | 'glibc-thread-arenas'
+  | 'glibc-mmapped-chunks'
+  | 'nginx-shm'
+  | 'luajit'
+  | 'code'
+  | 'file'
+  | 'stack'
+  | 'other-anon';
 
 export interface MemRegion {
-  start: number; end: number;
-  rssBytes: number; swapBytes: number;
+  start: number;
+  end: number;
+  rssBytes: number;
+  swapBytes: number;
   /** What the region is: a path, a zone name, "mmapped chunk 0x...". */
   label: string;
 }
@@ -28,9 +37,11 @@ export interface MemCategory {
 }
 
 export interface MemBreakdown {
-  target: string;          // description of the address space
+  target: string; // description of the address space
   pid: number;
-  rssBytes: number; pssBytes: number; swapBytes: number;
+  rssBytes: number;
+  pssBytes: number;
+  swapBytes: number;
   categories: MemCategory[];
   /** Share of RSS held by glibc (main heap + thread arenas + mmapped chunks), 0..1. */
   glibcShare: number;

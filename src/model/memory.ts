@@ -2,13 +2,13 @@
 
 /** One line of /proc/PID/maps (or one PT_LOAD / NT_FILE entry of a core file). Addresses are runtime addresses. */
 export interface Mapping {
-  start: number;       // runtime address, inclusive
-  end: number;         // runtime address, exclusive
-  perms: string;       // e.g. "r-xp"
-  offset: number;      // file offset of `start` (0 for anonymous)
-  dev: string;         // "fd:01"
+  start: number; // runtime address, inclusive
+  end: number; // runtime address, exclusive
+  perms: string; // e.g. "r-xp"
+  offset: number; // file offset of `start` (0 for anonymous)
+  dev: string; // "fd:01"
   inode: number;
-  path: string;        // "" for anonymous; "[heap]", "[stack]", "/usr/lib/...", "/dev/zero (deleted)", ...
+  path: string; // "" for anonymous; "[heap]", "[stack]", "/usr/lib/...", "/dev/zero (deleted)", ...
 }
 
 /** Per-mapping memory accounting from /proc/PID/smaps (bytes). */
@@ -44,13 +44,13 @@ export interface TargetFiles {
 
 /** A loaded ELF object (executable or shared library) in a target. */
 export interface Module {
-  path: string;        // path as the target sees it (from maps / NT_FILE)
-  hostPath: string;    // path leakscope opens: exactly the mapped inode (/proc/PID/map_files/START-END, or
-                       // /proc/self/fd/N of the file opened inside the target's root, valid until close())
+  path: string; // path as the target sees it (from maps / NT_FILE)
+  hostPath: string; // path leakscope opens: exactly the mapped inode (/proc/PID/map_files/START-END, or
+  // /proc/self/fd/N of the file opened inside the target's root, valid until close())
   /** Opens other files the target names (this module's debug files), inside the target's root. */
   files?: TargetFiles;
-  base: number;        // lowest mapped runtime address of the object
-  loadBias: number;    // runtime address = ELF virtual address + loadBias
+  base: number; // lowest mapped runtime address of the object
+  loadBias: number; // runtime address = ELF virtual address + loadBias
   mappings: Mapping[];
-  buildId?: string;    // hex
+  buildId?: string; // hex
 }

@@ -50,10 +50,14 @@ export interface StackSample {
  * freed while scanned, or lost in only one of the scans).
  */
 export interface StackReach {
-  lostBytes: number; lostCount: number;
-  possiblyLostBytes: number; possiblyLostCount: number;
-  reachableBytes: number; reachableCount: number;
-  unknownBytes: number; unknownCount: number;
+  lostBytes: number;
+  lostCount: number;
+  possiblyLostBytes: number;
+  possiblyLostCount: number;
+  reachableBytes: number;
+  reachableCount: number;
+  unknownBytes: number;
+  unknownCount: number;
 }
 
 /** The name a frame is shown under in folded stacks, flame graphs and pprof. */

@@ -34,7 +34,15 @@ export interface InUseChunks {
   readonly hint: Uint8Array;
   readonly bytes: ReadonlyArray<Uint8Array | undefined>;
   /** Calls `cb` for every chunk in address order, with the facts above (the hint as a boolean, undefined when unknown). */
-  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean, userBytes?: Uint8Array) => void): void;
+  forEach(
+    cb: (
+      userAddr: number,
+      chunkSize: number,
+      mmapped: boolean,
+      poolCandidate?: boolean,
+      userBytes?: Uint8Array,
+    ) => void,
+  ): void;
   /** The index of the in-use chunk whose user pointer is `userAddr`, else -1. */
   indexOf(userAddr: number): number;
   /** The chunk size of the in-use chunk whose user pointer is `userAddr`, else undefined. */
@@ -44,7 +52,10 @@ export interface InUseChunks {
 /** In-use chunks as parallel arrays (any order); `hint`: a POOL_HINT value (see InUseChunks). */
 export interface ChunkArrays {
   length: number;
-  addrs: Float64Array; sizes: Float64Array; mmapped: Uint8Array; hint: Uint8Array;
+  addrs: Float64Array;
+  sizes: Float64Array;
+  mmapped: Uint8Array;
+  hint: Uint8Array;
   bytes: Array<Uint8Array | undefined>;
 }
 
@@ -57,7 +68,17 @@ export class ChunkList implements InUseChunks {
   readonly hint: Uint8Array;
   readonly bytes: Array<Uint8Array | undefined>;
 
-  constructor(chunks: ReadonlyArray<{ userAddr: number; chunkSize: number; mmapped?: boolean; poolCandidate?: boolean; userBytes?: Uint8Array }> | ChunkArrays) {
+  constructor(
+    chunks:
+      | ReadonlyArray<{
+          userAddr: number;
+          chunkSize: number;
+          mmapped?: boolean;
+          poolCandidate?: boolean;
+          userBytes?: Uint8Array;
+        }>
+      | ChunkArrays,
+  ) {
     if ('addrs' in chunks) {
       // Arrays: sorted by address through an index permutation (skipped when already sorted).
       const n = chunks.length;
@@ -66,11 +87,17 @@ export class ChunkList implements InUseChunks {
       const order = new Uint32Array(n);
       for (let i = 0; i < n; i++) order[i] = i;
       if (!sorted) order.sort((a, b) => chunks.addrs[a]! - chunks.addrs[b]!);
-      this.addrs = new Float64Array(n); this.sizes = new Float64Array(n); this.mmapped = new Uint8Array(n); this.hint = new Uint8Array(n);
+      this.addrs = new Float64Array(n);
+      this.sizes = new Float64Array(n);
+      this.mmapped = new Uint8Array(n);
+      this.hint = new Uint8Array(n);
       this.bytes = new Array<Uint8Array | undefined>(n);
       for (let i = 0; i < n; i++) {
         const k = order[i]!;
-        this.addrs[i] = chunks.addrs[k]!; this.sizes[i] = chunks.sizes[k]!; this.mmapped[i] = chunks.mmapped[k]!; this.hint[i] = chunks.hint[k]!;
+        this.addrs[i] = chunks.addrs[k]!;
+        this.sizes[i] = chunks.sizes[k]!;
+        this.mmapped[i] = chunks.mmapped[k]!;
+        this.hint[i] = chunks.hint[k]!;
         this.bytes[i] = chunks.bytes[k];
       }
       return;
@@ -83,24 +110,47 @@ export class ChunkList implements InUseChunks {
     this.bytes = new Array<Uint8Array | undefined>(sorted.length);
     sorted.forEach((c, i) => {
       this.bytes[i] = c.userBytes;
-      this.addrs[i] = c.userAddr; this.sizes[i] = c.chunkSize; this.mmapped[i] = c.mmapped ? 1 : 0;
+      this.addrs[i] = c.userAddr;
+      this.sizes[i] = c.chunkSize;
+      this.mmapped[i] = c.mmapped ? 1 : 0;
       this.hint[i] = c.poolCandidate === undefined ? POOL_HINT.unknown : c.poolCandidate ? POOL_HINT.yes : POOL_HINT.no;
     });
   }
-  get length(): number { return this.addrs.length; }
-  forEach(cb: (userAddr: number, chunkSize: number, mmapped: boolean, poolCandidate?: boolean, userBytes?: Uint8Array) => void): void {
+  get length(): number {
+    return this.addrs.length;
+  }
+  forEach(
+    cb: (
+      userAddr: number,
+      chunkSize: number,
+      mmapped: boolean,
+      poolCandidate?: boolean,
+      userBytes?: Uint8Array,
+    ) => void,
+  ): void {
     for (let i = 0; i < this.addrs.length; i++) {
       const h = this.hint[i]!;
-      cb(this.addrs[i]!, this.sizes[i]!, this.mmapped[i] === 1, h === POOL_HINT.unknown ? undefined : h === POOL_HINT.yes, this.bytes[i]);
+      cb(
+        this.addrs[i]!,
+        this.sizes[i]!,
+        this.mmapped[i] === 1,
+        h === POOL_HINT.unknown ? undefined : h === POOL_HINT.yes,
+        this.bytes[i],
+      );
     }
   }
   /** Index of the last chunk whose user pointer is <= addr, or -1 (binary search: no per-chunk map to build or keep). */
   private floor(addr: number): number {
     const a = this.addrs;
-    let lo = 0, hi = a.length - 1, best = -1;
+    let lo = 0,
+      hi = a.length - 1,
+      best = -1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      if (a[mid]! <= addr) { best = mid; lo = mid + 1; } else hi = mid - 1;
+      if (a[mid]! <= addr) {
+        best = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
     }
     return best;
   }
@@ -118,7 +168,8 @@ export class ChunkList implements InUseChunks {
 export function bucketOf(chunkSize: number): { minBytes: number; maxBytes: number } {
   const k = Math.floor(Math.log2(Math.max(1, chunkSize)));
   let min = 2 ** k;
-  if (min > chunkSize) min /= 2; // float guard
+  if (min > chunkSize)
+    min /= 2; // float guard
   else if (min * 2 <= chunkSize) min *= 2;
   return { minBytes: min, maxBytes: min * 2 };
 }

@@ -19,7 +19,9 @@ import { isUserPointer } from './pool.js';
 /** "HTTP" as the little-endian u32 in ngx_http_request_t.signature (NGX_HTTP_MODULE). */
 export const HTTP_REQUEST_SIGNATURE = 0x50545448;
 /** Bounds on counts read from the target. */
-const MAX_CONNECTIONS = 1 << 22, MAX_MODULES = 4096, MAX_OLD_CYCLES = 16;
+const MAX_CONNECTIONS = 1 << 22,
+  MAX_MODULES = 4096,
+  MAX_OLD_CYCLES = 16;
 
 export interface NginxModuleInfo {
   /** ngx_module_t.name, e.g. "ngx_http_leak_module". */
@@ -55,7 +57,10 @@ export interface CycleInfo {
   sharedMemory: number; // runtime address of cycle->shared_memory (an embedded ngx_list_t)
 }
 
-export interface RootProblem { kind: string; detail: string }
+export interface RootProblem {
+  kind: string;
+  detail: string;
+}
 
 export interface NginxRoots {
   layouts: NginxLayouts;
@@ -118,18 +123,27 @@ export function nginxExecutable(space: AddressSpace): Module {
  * Reads the worker's roots. Never throws for target data: a missing ngx_cycle symbol or a
  * cycle that fails validation is a problem in the result (pools are still found by scanning).
  */
-export function readRoots(space: AddressSpace, symbolizer: Symbolizer, opts: { layouts?: NginxLayouts } = {}): NginxRoots {
+export function readRoots(
+  space: AddressSpace,
+  symbolizer: Symbolizer,
+  opts: { layouts?: NginxLayouts } = {},
+): NginxRoots {
   const exe = nginxExecutable(space);
   const layouts = opts.layouts ?? nginxLayouts(symbolizer, exe);
   const problems: RootProblem[] = [];
   const t = new TargetReader(space);
   const sym = symbolizer.lookup('ngx_cycle', { module: basenameOf(exe.path) });
   if (!sym) {
-    problems.push({ kind: 'no-ngx-cycle-symbol', detail: `${exe.path} exports no ngx_cycle symbol (built without dynamic-module support?)` });
+    problems.push({
+      kind: 'no-ngx-cycle-symbol',
+      detail: `${exe.path} exports no ngx_cycle symbol (built without dynamic-module support?)`,
+    });
     return { layouts, problems };
   }
   let cycleAddr: number;
-  try { cycleAddr = space.readU64(sym.runtimeAddr); } catch {
+  try {
+    cycleAddr = space.readU64(sym.runtimeAddr);
+  } catch {
     problems.push({ kind: 'cycle-unreadable', detail: `ngx_cycle at ${hex(sym.runtimeAddr)} unreadable` });
     return { layouts, problems, cycleSymbolSource: sym.source };
   }
@@ -143,7 +157,13 @@ export function readRoots(space: AddressSpace, symbolizer: Symbolizer, opts: { l
       seen.add(old);
       const r = t.struct(old, L.sizeof, 'ngx_cycle_t');
       const pool = r?.u64At(L.pool) ?? 0;
-      if (!r || !t.mapped(pool, 80)) { problems.push({ kind: 'old-cycle-invalid', detail: `old cycle ${hex(old)} unreadable or its pool ${hex(pool)} unmapped` }); break; }
+      if (!r || !t.mapped(pool, 80)) {
+        problems.push({
+          kind: 'old-cycle-invalid',
+          detail: `old cycle ${hex(old)} unreadable or its pool ${hex(pool)} unmapped`,
+        });
+        break;
+      }
       cycle.oldCycles.push({ address: old, pool });
       old = r.u64At(L.old_cycle);
     }
@@ -151,28 +171,59 @@ export function readRoots(space: AddressSpace, symbolizer: Symbolizer, opts: { l
   return { layouts, cycle, problems, cycleSymbolSource: sym.source };
 }
 
-function basenameOf(p: string): string { return p.slice(p.lastIndexOf('/') + 1); }
+function basenameOf(p: string): string {
+  return p.slice(p.lastIndexOf('/') + 1);
+}
 
-function readCycle(t: TargetReader, addr: number, layouts: NginxLayouts, objects: readonly Module[], problems: RootProblem[], what: string): CycleInfo | undefined {
+function readCycle(
+  t: TargetReader,
+  addr: number,
+  layouts: NginxLayouts,
+  objects: readonly Module[],
+  problems: RootProblem[],
+  what: string,
+): CycleInfo | undefined {
   const L = layouts.ngx_cycle_t;
   const r = t.struct(addr, L.sizeof, 'ngx_cycle_t');
-  if (!r) { problems.push({ kind: 'cycle-unreadable', detail: `${what} -> ${hex(addr)}: ngx_cycle_t (${L.sizeof} bytes) unreadable` }); return undefined; }
-  const pool = r.u64At(L.pool), log = r.u64At(L.log);
-  const connectionN = r.u64At(L.connection_n), connectionsAddr = r.u64At(L.connections);
-  const modulesAddr = r.u64At(L.modules), modulesN = r.u64At(L.modules_n);
+  if (!r) {
+    problems.push({
+      kind: 'cycle-unreadable',
+      detail: `${what} -> ${hex(addr)}: ngx_cycle_t (${L.sizeof} bytes) unreadable`,
+    });
+    return undefined;
+  }
+  const pool = r.u64At(L.pool),
+    log = r.u64At(L.log);
+  const connectionN = r.u64At(L.connection_n),
+    connectionsAddr = r.u64At(L.connections);
+  const modulesAddr = r.u64At(L.modules),
+    modulesN = r.u64At(L.modules_n);
   // The cycle is allocated from its own pool: it lies inside the pool's first block.
   const poolEnd = t.struct(pool, 16, 'ngx_pool_t')?.u64At(8) ?? 0;
   if (!(addr >= pool + 80 && addr + L.sizeof <= poolEnd)) {
-    problems.push({ kind: 'cycle-invalid', detail: `${what} ${hex(addr)} does not lie inside its pool ${hex(pool)}..${hex(poolEnd)} (layout ${layouts.source}: ${layouts.sourceDetail})` });
+    problems.push({
+      kind: 'cycle-invalid',
+      detail: `${what} ${hex(addr)} does not lie inside its pool ${hex(pool)}..${hex(poolEnd)} (layout ${layouts.source}: ${layouts.sourceDetail})`,
+    });
     return undefined;
   }
   const structural = connectionsProblem(t, r, layouts, connectionN, connectionsAddr);
   if (structural) {
-    problems.push({ kind: 'cycle-invalid', detail: `${what}: connection_n ${connectionN} / connections ${hex(connectionsAddr)}: ${structural}` });
+    problems.push({
+      kind: 'cycle-invalid',
+      detail: `${what}: connection_n ${connectionN} / connections ${hex(connectionsAddr)}: ${structural}`,
+    });
     return undefined;
   }
   const info: CycleInfo = {
-    address: addr, pool, log, connectionN, connectionsAddr, modules: [], connections: [], oldCycles: [],
+    address: addr,
+    pool,
+    log,
+    connectionN,
+    connectionsAddr,
+    modules: [],
+    connections: [],
+    oldCycles: [],
     sharedMemory: addr + L.shared_memory,
   };
   info.modules = readModules(t, modulesAddr, modulesN, layouts, objects, problems);
@@ -187,26 +238,49 @@ function readCycle(t: TargetReader, addr: number, layouts: NginxLayouts, objects
  * &write_events[0]; free_connection_n <= connection_n and free_connections (when set) is an
  * element of the array. Returns what is wrong, or undefined.
  */
-function connectionsProblem(t: TargetReader, cycle: ByteReader, layouts: NginxLayouts, n: number, arr: number): string | undefined {
-  const L = layouts.ngx_cycle_t, C = layouts.ngx_connection_t;
+function connectionsProblem(
+  t: TargetReader,
+  cycle: ByteReader,
+  layouts: NginxLayouts,
+  n: number,
+  arr: number,
+): string | undefined {
+  const L = layouts.ngx_cycle_t,
+    C = layouts.ngx_connection_t;
   if (!(n >= 1 && n <= MAX_CONNECTIONS)) return 'count out of range';
   if (!t.mapped(arr, n * C.sizeof)) return `array of ${n} x ${C.sizeof} bytes not readable`;
   const first = t.struct(arr, C.sizeof, 'ngx_connection_t');
   if (!first) return 'connections[0] unreadable';
-  const rev = cycle.u64At(L.read_events), wev = cycle.u64At(L.write_events);
+  const rev = cycle.u64At(L.read_events),
+    wev = cycle.u64At(L.write_events);
   if (first.u64At(C.read) !== rev || first.u64At(C.write) !== wev) {
     return `connections[0].read/write ${hex(first.u64At(C.read))}/${hex(first.u64At(C.write))} are not read_events/write_events ${hex(rev)}/${hex(wev)}`;
   }
-  const freeN = cycle.u64At(L.free_connection_n), free = cycle.u64At(L.free_connections);
+  const freeN = cycle.u64At(L.free_connection_n),
+    free = cycle.u64At(L.free_connections);
   if (freeN > n) return `free_connection_n ${freeN} > connection_n`;
-  if (free !== 0 && (free < arr || free >= arr + n * C.sizeof || (free - arr) % C.sizeof !== 0)) return `free_connections ${hex(free)} is not an element of the array`;
+  if (free !== 0 && (free < arr || free >= arr + n * C.sizeof || (free - arr) % C.sizeof !== 0))
+    return `free_connections ${hex(free)} is not an element of the array`;
   return undefined;
 }
 
-function readModules(t: TargetReader, arr: number, n: number, layouts: NginxLayouts, objects: readonly Module[], problems: RootProblem[]): NginxModuleInfo[] {
-  if (!(n >= 1 && n <= MAX_MODULES)) { problems.push({ kind: 'modules-invalid', detail: `cycle->modules_n ${n} implausible` }); return []; }
+function readModules(
+  t: TargetReader,
+  arr: number,
+  n: number,
+  layouts: NginxLayouts,
+  objects: readonly Module[],
+  problems: RootProblem[],
+): NginxModuleInfo[] {
+  if (!(n >= 1 && n <= MAX_MODULES)) {
+    problems.push({ kind: 'modules-invalid', detail: `cycle->modules_n ${n} implausible` });
+    return [];
+  }
   const ptrs = t.struct(arr, n * 8, 'ngx_module_t *[]');
-  if (!ptrs) { problems.push({ kind: 'modules-invalid', detail: `cycle->modules ${hex(arr)} unreadable` }); return []; }
+  if (!ptrs) {
+    problems.push({ kind: 'modules-invalid', detail: `cycle->modules ${hex(arr)} unreadable` });
+    return [];
+  }
   const M = layouts.ngx_module_t;
   const out: NginxModuleInfo[] = [];
   for (let i = 0; i < n; i++) {
@@ -216,8 +290,16 @@ function readModules(t: TargetReader, arr: number, n: number, layouts: NginxLayo
     const name = m ? t.cstring(m.u64At(M.name), 128) : undefined;
     const version = m?.u64At(M.version) ?? 0;
     // Validate: a C identifier name, and the version nginx stamps into every module (NGX_MODULE_V1).
-    if (!m || !name || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || (layouts.versionNumber && version !== layouts.versionNumber)) {
-      problems.push({ kind: 'module-invalid', detail: `cycle->modules[${i}] = ${hex(p)}: ${!m ? 'unreadable' : `name ${JSON.stringify(name)}, version ${version}`}` });
+    if (
+      !m ||
+      !name ||
+      !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) ||
+      (layouts.versionNumber && version !== layouts.versionNumber)
+    ) {
+      problems.push({
+        kind: 'module-invalid',
+        detail: `cycle->modules[${i}] = ${hex(p)}: ${!m ? 'unreadable' : `name ${JSON.stringify(name)}, version ${version}`}`,
+      });
       continue;
     }
     const obj = objectAt(objects, p);
@@ -226,30 +308,44 @@ function readModules(t: TargetReader, arr: number, n: number, layouts: NginxLayo
   return out;
 }
 
-function readConnections(t: TargetReader, cycle: CycleInfo, layouts: NginxLayouts, problems: RootProblem[]): ConnectionInfo[] {
-  const C = layouts.ngx_connection_t, R = layouts.ngx_http_request_t;
+function readConnections(
+  t: TargetReader,
+  cycle: CycleInfo,
+  layouts: NginxLayouts,
+  problems: RootProblem[],
+): ConnectionInfo[] {
+  const C = layouts.ngx_connection_t,
+    R = layouts.ngx_http_request_t;
   const out: ConnectionInfo[] = [];
   // In windows of at most 1024 connections (240 KiB), so huge connection tables stay bounded.
   const per = 1024;
   for (let base = 0; base < cycle.connectionN; base += per) {
     const n = Math.min(per, cycle.connectionN - base);
     const r = t.struct(cycle.connectionsAddr + base * C.sizeof, n * C.sizeof, 'ngx_connection_t[]');
-    if (!r) { problems.push({ kind: 'connections-unreadable', detail: `connections[${base}..${base + n}) unreadable` }); continue; }
+    if (!r) {
+      problems.push({ kind: 'connections-unreadable', detail: `connections[${base}..${base + n}) unreadable` });
+      continue;
+    }
     for (let i = 0; i < n; i++) {
       const o = i * C.sizeof;
       const fd = r.i32At(o + C.fd);
       if (fd === -1) continue;
       const address = cycle.connectionsAddr + (base + i) * C.sizeof;
       const pool = r.u64At(o + C.pool);
-      if (fd < -1 || fd > (1 << 24)) { problems.push({ kind: 'connection-invalid', detail: `connections[${base + i}] fd ${fd}` }); continue; }
+      if (fd < -1 || fd > 1 << 24) {
+        problems.push({ kind: 'connection-invalid', detail: `connections[${base + i}] fd ${fd}` });
+        continue;
+      }
       const c: ConnectionInfo = { index: base + i, address, fd, pool };
       const data = r.u64At(o + C.data);
       if (pool !== 0 && isUserPointer(data)) {
         const req = t.struct(data, R.sizeof, 'ngx_http_request_t');
         if (req && req.u32At(R.signature) === HTTP_REQUEST_SIGNATURE) {
           const rc = req.u64At(R.connection);
-          if (rc === address) { c.request = data; c.requestPool = req.u64At(R.pool); }
-          else if (isUserPointer(rc)) c.upstreamOf = data;
+          if (rc === address) {
+            c.request = data;
+            c.requestPool = req.u64At(R.pool);
+          } else if (isUserPointer(rc)) c.upstreamOf = data;
         }
       }
       out.push(c);

@@ -35,15 +35,23 @@ test('built-in layout table matches offsetof() against the installed nginx-dev h
   const info = nginxBuildInfo(loadElf(NGINX));
   assert.equal(derived.version, info.version, 'nginx-dev headers are those of the installed nginx');
   const layouts = tableLayouts(info);
-  assert.equal(layouts.source, 'table', `an exact table entry for nginx ${info.version} ${JSON.stringify(layoutFeatures(info.configureArgs))}`);
+  assert.equal(
+    layouts.source,
+    'table',
+    `an exact table entry for nginx ${info.version} ${JSON.stringify(layoutFeatures(info.configureArgs))}`,
+  );
   const entry = LAYOUT_TABLE.find((e) => e.version === info.version)!;
   for (const [struct, fields] of Object.entries(entry.layouts)) {
     assert.deepEqual(fields, derived[struct], `${struct} offsets`);
   }
   // and the stable ngx_pool_t constants
   const pool = derived.ngx_pool_t as Record<string, number>;
-  assert.equal(pool.max, POOL.max); assert.equal(pool.current, POOL.current); assert.equal(pool.large, POOL.large);
-  assert.equal(pool.cleanup, POOL.cleanup); assert.equal(pool.log, POOL.log); assert.equal(pool.sizeof, POOL.sizeof);
+  assert.equal(pool.max, POOL.max);
+  assert.equal(pool.current, POOL.current);
+  assert.equal(pool.large, POOL.large);
+  assert.equal(pool.cleanup, POOL.cleanup);
+  assert.equal(pool.log, POOL.log);
+  assert.equal(pool.sizeof, POOL.sizeof);
 });
 
 test('an unknown version falls back to the nearest table entry, marked as such', () => {

@@ -11,27 +11,93 @@
 import type { ElfFile } from '../formats/elf/index.js';
 
 export interface CycleLayout {
-  conf_ctx: number; pool: number; log: number; new_log: number; files: number; free_connections: number;
-  free_connection_n: number; modules: number; modules_n: number; listening: number; open_files: number;
-  shared_memory: number; connection_n: number; files_n: number; connections: number; read_events: number;
-  write_events: number; old_cycle: number; conf_file: number; prefix: number; hostname: number; sizeof: number;
+  conf_ctx: number;
+  pool: number;
+  log: number;
+  new_log: number;
+  files: number;
+  free_connections: number;
+  free_connection_n: number;
+  modules: number;
+  modules_n: number;
+  listening: number;
+  open_files: number;
+  shared_memory: number;
+  connection_n: number;
+  files_n: number;
+  connections: number;
+  read_events: number;
+  write_events: number;
+  old_cycle: number;
+  conf_file: number;
+  prefix: number;
+  hostname: number;
+  sizeof: number;
 }
 export interface ConnectionLayout {
-  data: number; read: number; write: number; fd: number; listening: number; log: number; pool: number;
-  type: number; sockaddr: number; number: number; requests: number; sizeof: number;
+  data: number;
+  read: number;
+  write: number;
+  fd: number;
+  listening: number;
+  log: number;
+  pool: number;
+  type: number;
+  sockaddr: number;
+  number: number;
+  requests: number;
+  sizeof: number;
 }
 export interface RequestLayout {
-  signature: number; connection: number; upstream: number; pool: number; uri: number; main: number;
-  parent: number; sizeof: number;
+  signature: number;
+  connection: number;
+  upstream: number;
+  pool: number;
+  uri: number;
+  main: number;
+  parent: number;
+  sizeof: number;
 }
 export interface ModuleLayout {
-  ctx_index: number; index: number; name: number; version: number; signature: number; ctx: number;
-  commands: number; type: number; sizeof: number;
+  ctx_index: number;
+  index: number;
+  name: number;
+  version: number;
+  signature: number;
+  ctx: number;
+  commands: number;
+  type: number;
+  sizeof: number;
 }
-export interface ListLayout { last: number; part: number; size: number; nalloc: number; pool: number; sizeof: number }
-export interface ListPartLayout { elts: number; nelts: number; next: number; sizeof: number }
-export interface ShmZoneLayout { data: number; shm: number; init: number; tag: number; noreuse: number; sizeof: number }
-export interface ShmLayout { addr: number; size: number; name: number; exists: number; sizeof: number }
+export interface ListLayout {
+  last: number;
+  part: number;
+  size: number;
+  nalloc: number;
+  pool: number;
+  sizeof: number;
+}
+export interface ListPartLayout {
+  elts: number;
+  nelts: number;
+  next: number;
+  sizeof: number;
+}
+export interface ShmZoneLayout {
+  data: number;
+  shm: number;
+  init: number;
+  tag: number;
+  noreuse: number;
+  sizeof: number;
+}
+export interface ShmLayout {
+  addr: number;
+  size: number;
+  name: number;
+  exists: number;
+  sizeof: number;
+}
 
 /** The struct layouts, named as `offsets.c` prints them (struct typedef name -> field -> offset). */
 export interface StructLayouts {
@@ -61,16 +127,21 @@ export interface NginxLayouts extends StructLayouts {
 
 /** Configure choices that change the layouts above (the #if's in ngx_cycle.h, ngx_connection.h, ngx_http_request.h). */
 export interface LayoutFeatures {
-  compat: boolean;     // --with-compat: NGX_COMPAT pins optional fields
-  ssl: boolean;        // any *_ssl_module: NGX_SSL
-  threads: boolean;    // --with-threads
-  debug: boolean;      // --with-debug
-  http2: boolean;      // --with-http_v2_module
-  httpCache: boolean;  // not --without-http-cache
-  pcre: boolean;       // not --without-pcre
+  compat: boolean; // --with-compat: NGX_COMPAT pins optional fields
+  ssl: boolean; // any *_ssl_module: NGX_SSL
+  threads: boolean; // --with-threads
+  debug: boolean; // --with-debug
+  http2: boolean; // --with-http_v2_module
+  httpCache: boolean; // not --without-http-cache
+  pcre: boolean; // not --without-pcre
 }
 
-interface TableEntry { version: string; features: LayoutFeatures; layouts: StructLayouts; origin: string }
+interface TableEntry {
+  version: string;
+  features: LayoutFeatures;
+  layouts: StructLayouts;
+  origin: string;
+}
 
 /**
  * Known layouts. Debian 12 nginx 1.22.1-9 (+deb12u*): output of
@@ -83,17 +154,64 @@ export const LAYOUT_TABLE: readonly TableEntry[] = [
     origin: 'Debian 12 nginx 1.22.1 (offsets.c against nginx-dev headers, conf_flags)',
     layouts: {
       ngx_cycle_t: {
-        conf_ctx: 0, pool: 8, log: 16, new_log: 24, files: 112, free_connections: 120, free_connection_n: 128,
-        modules: 136, modules_n: 144, listening: 192, open_files: 376, shared_memory: 432, connection_n: 488,
-        files_n: 496, connections: 504, read_events: 512, write_events: 520, old_cycle: 528, conf_file: 536,
-        prefix: 584, hostname: 632, sizeof: 648,
+        conf_ctx: 0,
+        pool: 8,
+        log: 16,
+        new_log: 24,
+        files: 112,
+        free_connections: 120,
+        free_connection_n: 128,
+        modules: 136,
+        modules_n: 144,
+        listening: 192,
+        open_files: 376,
+        shared_memory: 432,
+        connection_n: 488,
+        files_n: 496,
+        connections: 504,
+        read_events: 512,
+        write_events: 520,
+        old_cycle: 528,
+        conf_file: 536,
+        prefix: 584,
+        hostname: 632,
+        sizeof: 648,
       },
       ngx_connection_t: {
-        data: 0, read: 8, write: 16, fd: 24, listening: 64, log: 80, pool: 88, type: 96, sockaddr: 104,
-        number: 200, requests: 216, sizeof: 240,
+        data: 0,
+        read: 8,
+        write: 16,
+        fd: 24,
+        listening: 64,
+        log: 80,
+        pool: 88,
+        type: 96,
+        sockaddr: 104,
+        number: 200,
+        requests: 216,
+        sizeof: 240,
       },
-      ngx_http_request_t: { signature: 0, connection: 8, upstream: 72, pool: 88, uri: 1008, main: 1128, parent: 1136, sizeof: 1512 },
-      ngx_module_t: { ctx_index: 0, index: 8, name: 16, version: 40, signature: 48, ctx: 56, commands: 64, type: 72, sizeof: 200 },
+      ngx_http_request_t: {
+        signature: 0,
+        connection: 8,
+        upstream: 72,
+        pool: 88,
+        uri: 1008,
+        main: 1128,
+        parent: 1136,
+        sizeof: 1512,
+      },
+      ngx_module_t: {
+        ctx_index: 0,
+        index: 8,
+        name: 16,
+        version: 40,
+        signature: 48,
+        ctx: 56,
+        commands: 64,
+        type: 72,
+        sizeof: 200,
+      },
       ngx_list_t: { last: 0, part: 8, size: 32, nalloc: 40, pool: 48, sizeof: 56 },
       ngx_list_part_t: { elts: 0, nelts: 8, next: 16, sizeof: 24 },
       ngx_shm_zone_t: { data: 0, shm: 8, init: 56, tag: 64, noreuse: 80, sizeof: 88 },
@@ -104,8 +222,8 @@ export const LAYOUT_TABLE: readonly TableEntry[] = [
 
 /** What the nginx binary says about itself (from .rodata). */
 export interface NginxBuildInfo {
-  version: string;            // "1.22.1" or ""
-  configureArgs: string;      // text after "configure arguments:", or ""
+  version: string; // "1.22.1" or ""
+  configureArgs: string; // text after "configure arguments:", or ""
 }
 
 /** Pure: "nginx/1.22.1" and "configure arguments: ..." strings in an nginx ELF's .rodata. */
@@ -159,14 +277,20 @@ export function tableLayouts(info: NginxBuildInfo): NginxLayouts {
   const features = layoutFeatures(info.configureArgs);
   const exact = LAYOUT_TABLE.find((e) => e.version === info.version && sameFeatures(e.features, features));
   const want = versionNumber(info.version);
-  const entry = exact ?? [...LAYOUT_TABLE].sort((a, b) => Math.abs(versionNumber(a.version) - want) - Math.abs(versionNumber(b.version) - want))[0]!;
+  const entry =
+    exact ??
+    [...LAYOUT_TABLE].sort(
+      (a, b) => Math.abs(versionNumber(a.version) - want) - Math.abs(versionNumber(b.version) - want),
+    )[0]!;
   return {
     ...structuredClone(entry.layouts),
     version: info.version,
     versionNumber: want,
     features,
     source: exact ? 'table' : 'table-nearest',
-    sourceDetail: exact ? entry.origin : `nearest known layout (${entry.origin}) for nginx ${info.version || '(unknown version)'}`,
+    sourceDetail: exact
+      ? entry.origin
+      : `nearest known layout (${entry.origin}) for nginx ${info.version || '(unknown version)'}`,
   };
 }
 

@@ -15,20 +15,42 @@ import type { AddressSpace } from '../target/index.js';
 import { CHUNK_HEADER, POOL_HINT } from './chunks.js';
 import type { InUseChunks } from './chunks.js';
 
-export const POOL = { last: 0, end: 8, next: 16, failed: 24, max: 32, current: 40, chain: 48, large: 56, cleanup: 64, log: 72, sizeof: 80 } as const;
+export const POOL = {
+  last: 0,
+  end: 8,
+  next: 16,
+  failed: 24,
+  max: 32,
+  current: 40,
+  chain: 48,
+  large: 56,
+  cleanup: 64,
+  log: 72,
+  sizeof: 80,
+} as const;
 export const POOL_DATA_SIZE = 32;
 export const POOL_LARGE = { next: 0, alloc: 8, sizeof: 16 } as const;
 export const POOL_CLEANUP = { handler: 0, data: 8, next: 16, sizeof: 24 } as const;
 /** NGX_MAX_ALLOC_FROM_POOL = ngx_pagesize - 1 (4 KiB pages on x86-64). */
 export const MAX_ALLOC_FROM_POOL = 4095;
 /** Bounds on target data (a corrupted or concurrently-changing heap must not hang us). */
-export const LIMITS = { maxPoolSize: 1 << 30, maxBlocks: 1 << 16, maxLarge: 1 << 20, maxCleanups: 1 << 16, maxFailed: 64 };
+export const LIMITS = {
+  maxPoolSize: 1 << 30,
+  maxBlocks: 1 << 16,
+  maxLarge: 1 << 20,
+  maxCleanups: 1 << 16,
+  maxFailed: 64,
+};
 
 /** User-address range (x86-64 canonical user space). */
-export function isUserPointer(v: number): boolean { return v >= 0x1000 && v < 0x800000000000; }
+export function isUserPointer(v: number): boolean {
+  return v >= 0x1000 && v < 0x800000000000;
+}
 
 /** glibc request2size: the chunk size malloc(n) asks for (x86-64: SIZE_SZ 8, alignment 16, MINSIZE 32). */
-export function request2size(n: number): number { return Math.max(32, (n + 8 + 15) & ~15); }
+export function request2size(n: number): number {
+  return Math.max(32, (n + 8 + 15) & ~15);
+}
 
 /**
  * Whether a chunk of `chunkSize` could hold a pool block of `size` bytes: the chunk malloc
@@ -72,11 +94,16 @@ export function poolSignatureAt(r: ByteReader, off: number, addr: number): boole
   if (!isUserPointer(current) || current % 16 !== 0) return false;
   const next = r.u64At(off + POOL.next);
   if (!nullOrAlignedPointer(next) || next === addr) return false;
-  return nullOrAlignedPointer(r.u64At(off + POOL.chain)) && nullOrAlignedPointer(r.u64At(off + POOL.large))
-    && nullOrAlignedPointer(r.u64At(off + POOL.cleanup));
+  return (
+    nullOrAlignedPointer(r.u64At(off + POOL.chain)) &&
+    nullOrAlignedPointer(r.u64At(off + POOL.large)) &&
+    nullOrAlignedPointer(r.u64At(off + POOL.cleanup))
+  );
 }
 
-function nullOrAlignedPointer(p: number): boolean { return p === 0 || (isUserPointer(p) && p % 8 === 0); }
+function nullOrAlignedPointer(p: number): boolean {
+  return p === 0 || (isUserPointer(p) && p % 8 === 0);
+}
 
 export interface PoolBlock {
   address: number;
@@ -87,15 +114,29 @@ export interface PoolBlock {
   /** glibc chunk size of the block (from the census). */
   chunkSize: number;
 }
-export interface PoolLargeAlloc { address: number; chunkSize: number }
+export interface PoolLargeAlloc {
+  address: number;
+  chunkSize: number;
+}
 /**
  * One cleanup record: its handler and data; `function`, `object`, `offset` and `module` (the
  * handler's symbol, loaded object, address in that object's file and nginx module) are filled
  * in by the pool attribution (pools.ts), declared here so the record is created once in its final shape.
  */
-export interface PoolCleanup { handler: number; function: string | null; object: string; offset: number; module: string | null; data: number }
+export interface PoolCleanup {
+  handler: number;
+  function: string | null;
+  object: string;
+  offset: number;
+  module: string | null;
+  data: number;
+}
 
-export interface PoolInconsistency { kind: string; address: number; detail: string }
+export interface PoolInconsistency {
+  kind: string;
+  address: number;
+  detail: string;
+}
 
 export interface PoolRead {
   address: number;
@@ -129,8 +170,15 @@ class Visited {
   private n = 0;
   private set: Set<number> | null = null;
   /** Empties it for the next walk (instances are reused by their PoolReader). */
-  reset(first?: number): this { this.n = 0; this.set = null; if (first !== undefined) this.arr[this.n++] = first; return this; }
-  get size(): number { return this.set ? this.set.size : this.n; }
+  reset(first?: number): this {
+    this.n = 0;
+    this.set = null;
+    if (first !== undefined) this.arr[this.n++] = first;
+    return this;
+  }
+  get size(): number {
+    return this.set ? this.set.size : this.n;
+  }
   has(v: number): boolean {
     if (this.set) return this.set.has(v);
     for (let i = 0; i < this.n; i++) if (this.arr[i] === v) return true;
@@ -140,14 +188,27 @@ class Visited {
     if (this.set) this.set.add(v);
     else if (this.has(v)) return;
     else if (this.n < this.arr.length) this.arr[this.n++] = v;
-    else { this.set = new Set(this.arr); this.set.add(v); }
+    else {
+      this.set = new Set(this.arr);
+      this.set.add(v);
+    }
   }
 }
 
-const H_LAST = 0, H_END = 1, H_NEXT = 2, H_CURRENT = 3, H_CHAIN = 4, H_LARGE = 5, H_CLEANUP = 6;
+const H_LAST = 0,
+  H_END = 1,
+  H_NEXT = 2,
+  H_CURRENT = 3,
+  H_CHAIN = 4,
+  H_LARGE = 5,
+  H_CLEANUP = 6;
 function readHeader(r: ByteReader, off: number, h: Float64Array): void {
-  h[H_LAST] = r.u64At(off + POOL.last); h[H_END] = r.u64At(off + POOL.end); h[H_NEXT] = r.u64At(off + POOL.next);
-  h[H_CURRENT] = r.u64At(off + POOL.current); h[H_CHAIN] = r.u64At(off + POOL.chain); h[H_LARGE] = r.u64At(off + POOL.large);
+  h[H_LAST] = r.u64At(off + POOL.last);
+  h[H_END] = r.u64At(off + POOL.end);
+  h[H_NEXT] = r.u64At(off + POOL.next);
+  h[H_CURRENT] = r.u64At(off + POOL.current);
+  h[H_CHAIN] = r.u64At(off + POOL.chain);
+  h[H_LARGE] = r.u64At(off + POOL.large);
   h[H_CLEANUP] = r.u64At(off + POOL.cleanup);
 }
 
@@ -180,30 +241,51 @@ export class PoolReader {
 
   /** Reader holding the record [at, at + len) (at this.recOff): `first` when it lies there, else the scratch after a read; null when unreadable. */
   private recordReader(space: AddressSpace, at: number, len: number): ByteReader | null {
-    if (at >= this.firstAddr && at + len <= this.firstAddr + this.firstGot) { this.recOff = this.firstAt + at - this.firstAddr; return this.first; }
+    if (at >= this.firstAddr && at + len <= this.firstAddr + this.firstGot) {
+      this.recOff = this.firstAt + at - this.firstAddr;
+      return this.first;
+    }
     this.recOff = 0;
     return space.readInto(at, this.scratch, 0, len) === len ? this.scratchReader : null;
   }
 
   /** See readPool. */
-  read(space: AddressSpace, addr: number, chunks: InUseChunks, problems: PoolInconsistency[], prefix?: Uint8Array, signatureChecked = false): PoolRead | string {
-    const scratch = this.scratch, scratchReader = this.scratchReader;
+  read(
+    space: AddressSpace,
+    addr: number,
+    chunks: InUseChunks,
+    problems: PoolInconsistency[],
+    prefix?: Uint8Array,
+    signatureChecked = false,
+  ): PoolRead | string {
+    const scratch = this.scratch,
+      scratchReader = this.scratchReader;
     // ---- header: the prefix or one read of the first block's start ----
     let hr: ByteReader, ho: number, hgot: number;
     if (prefix && prefix.byteLength >= POOL.sizeof) {
-      if (!this.prefixReader || this.prefixReader.bytes.buffer !== prefix.buffer) this.prefixReader = new ByteReader(new Uint8Array(prefix.buffer), { label: 'ngx_pool_t block' });
-      hr = this.prefixReader; ho = prefix.byteOffset; hgot = prefix.byteLength;
+      if (!this.prefixReader || this.prefixReader.bytes.buffer !== prefix.buffer)
+        this.prefixReader = new ByteReader(new Uint8Array(prefix.buffer), { label: 'ngx_pool_t block' });
+      hr = this.prefixReader;
+      ho = prefix.byteOffset;
+      hgot = prefix.byteLength;
     } else {
       // The header and, in the same read, the start of the used part (most pools use < 4 KiB).
       hgot = space.readInto(addr, this.firstScratch, 0, FIRST_READ);
       if (hgot < POOL.sizeof) return `header at ${hex(addr)} unreadable`;
-      hr = this.firstScratchReader; ho = 0;
+      hr = this.firstScratchReader;
+      ho = 0;
     }
-    if (!(signatureChecked && hr === this.prefixReader) && !poolSignatureAt(hr, ho, addr)) return `header at ${hex(addr)} fails the ngx_pool_t signature`;
+    if (!(signatureChecked && hr === this.prefixReader) && !poolSignatureAt(hr, ho, addr))
+      return `header at ${hex(addr)} fails the ngx_pool_t signature`;
     const header = this.header;
     readHeader(hr, ho, header);
-    const hLast = header[H_LAST]!, hEnd = header[H_END]!, hNext = header[H_NEXT]!;
-    const hCurrent = header[H_CURRENT]!, hChain = header[H_CHAIN]!, hLarge = header[H_LARGE]!, hCleanup = header[H_CLEANUP]!;
+    const hLast = header[H_LAST]!,
+      hEnd = header[H_END]!,
+      hNext = header[H_NEXT]!;
+    const hCurrent = header[H_CURRENT]!,
+      hChain = header[H_CHAIN]!,
+      hLarge = header[H_LARGE]!,
+      hCleanup = header[H_CLEANUP]!;
     const size = hEnd - addr;
     const firstChunk = chunks.sizeOf(addr);
     if (firstChunk === undefined) return `${hex(addr)} is not an in-use chunk`;
@@ -215,13 +297,18 @@ export class PoolReader {
     // ---- the used part of the first block holds most large / cleanup records: have it in one piece ----
     const firstUsed = Math.min(hLast - addr, MAX_FIRST_READ);
     this.firstAddr = addr;
-    if (hgot >= firstUsed) { this.first = hr; this.firstAt = ho; this.firstGot = firstUsed; }
-    else {
+    if (hgot >= firstUsed) {
+      this.first = hr;
+      this.firstAt = ho;
+      this.firstGot = firstUsed;
+    } else {
       if (this.firstScratch.length < firstUsed) {
         this.firstScratch = Buffer.alloc(Math.min(MAX_FIRST_READ, Math.max(firstUsed, this.firstScratch.length * 2)));
         this.firstScratchReader = new ByteReader(this.firstScratch, { label: 'ngx_pool_t block' });
       }
-      this.first = this.firstScratchReader; this.firstAt = 0; this.firstGot = space.readInto(addr, this.firstScratch, 0, firstUsed);
+      this.first = this.firstScratchReader;
+      this.firstAt = 0;
+      this.firstGot = space.readInto(addr, this.firstScratch, 0, firstUsed);
     }
 
     // ---- blocks ----
@@ -229,19 +316,45 @@ export class PoolReader {
     const seen = this.visitedBlocks.reset(addr);
     let next = hNext;
     while (next !== 0) {
-      if (blocks.length >= LIMITS.maxBlocks) { problems.push({ kind: 'too-many-blocks', address: addr, detail: `more than ${LIMITS.maxBlocks} blocks` }); break; }
-      if (seen.has(next)) { problems.push({ kind: 'block-cycle', address: addr, detail: `d.next loops back to ${hex(next)}` }); break; }
+      if (blocks.length >= LIMITS.maxBlocks) {
+        problems.push({ kind: 'too-many-blocks', address: addr, detail: `more than ${LIMITS.maxBlocks} blocks` });
+        break;
+      }
+      if (seen.has(next)) {
+        problems.push({ kind: 'block-cycle', address: addr, detail: `d.next loops back to ${hex(next)}` });
+        break;
+      }
       seen.add(next);
-      if (space.readInto(next, scratch, 0, POOL_DATA_SIZE) !== POOL_DATA_SIZE) { problems.push({ kind: 'block-unreadable', address: addr, detail: `block ${hex(next)} unreadable` }); break; }
+      if (space.readInto(next, scratch, 0, POOL_DATA_SIZE) !== POOL_DATA_SIZE) {
+        problems.push({ kind: 'block-unreadable', address: addr, detail: `block ${hex(next)} unreadable` });
+        break;
+      }
       const r = scratchReader;
-      const last = r.u64At(0), end = r.u64At(8), nxt = r.u64At(16), failed = r.u64At(24);
-      if (end - next !== size || last < next + POOL_DATA_SIZE || last > end || failed > LIMITS.maxFailed || (nxt !== 0 && !isUserPointer(nxt))) {
-        problems.push({ kind: 'block-invalid', address: addr, detail: `block ${hex(next)}: d.end - block = ${end - next} (pool size ${size}), d.last = ${hex(last)}` });
+      const last = r.u64At(0),
+        end = r.u64At(8),
+        nxt = r.u64At(16),
+        failed = r.u64At(24);
+      if (
+        end - next !== size ||
+        last < next + POOL_DATA_SIZE ||
+        last > end ||
+        failed > LIMITS.maxFailed ||
+        (nxt !== 0 && !isUserPointer(nxt))
+      ) {
+        problems.push({
+          kind: 'block-invalid',
+          address: addr,
+          detail: `block ${hex(next)}: d.end - block = ${end - next} (pool size ${size}), d.last = ${hex(last)}`,
+        });
         break;
       }
       const cs = chunks.sizeOf(next);
       if (cs === undefined || (!chunkFitsBlock(size, cs, false) && !chunkFitsBlock(size, cs, true))) {
-        problems.push({ kind: 'block-not-in-use-chunk', address: addr, detail: `block ${hex(next)} is ${cs === undefined ? 'not an in-use chunk' : `a chunk of ${cs} bytes`}` });
+        problems.push({
+          kind: 'block-not-in-use-chunk',
+          address: addr,
+          detail: `block ${hex(next)} is ${cs === undefined ? 'not an in-use chunk' : `a chunk of ${cs} bytes`}`,
+        });
         break;
       }
       blocks.push({ address: next, size, used: last - next, chunkSize: cs });
@@ -250,17 +363,32 @@ export class PoolReader {
     // A pool of one block (d.next null) that fails these is "not a pool"; a longer one is kept with the problem.
     const single = blocks.length === 1 && hNext === 0;
     let isBlock = false;
-    for (const b of blocks) if (b.address === hCurrent) { isBlock = true; break; }
+    for (const b of blocks)
+      if (b.address === hCurrent) {
+        isBlock = true;
+        break;
+      }
     if (!isBlock) {
       // current is always one of the pool's blocks.
-      if (single) { problems.length = problemsBefore; return `current ${hex(hCurrent)} is not a block of ${hex(addr)}`; }
-      problems.push({ kind: 'current-outside', address: addr, detail: `current ${hex(hCurrent)} is not one of its ${blocks.length} blocks` });
+      if (single) {
+        problems.length = problemsBefore;
+        return `current ${hex(hCurrent)} is not a block of ${hex(addr)}`;
+      }
+      problems.push({
+        kind: 'current-outside',
+        address: addr,
+        detail: `current ${hex(hCurrent)} is not one of its ${blocks.length} blocks`,
+      });
     }
     for (let k = 0; k < LIST_FIELDS.length; k++) {
-      const name = LIST_FIELDS[k]!, len = LIST_RECORD_BYTES[k]!;
+      const name = LIST_FIELDS[k]!,
+        len = LIST_RECORD_BYTES[k]!;
       const p = k === 0 ? hChain : k === 1 ? hLarge : hCleanup;
       if (p !== 0 && !inBlocks(blocks, p, len)) {
-        if (single) { problems.length = problemsBefore; return `${name} ${hex(p)} lies outside the pool's block`; }
+        if (single) {
+          problems.length = problemsBefore;
+          return `${name} ${hex(p)} lies outside the pool's block`;
+        }
         problems.push({ kind: `${name}-outside`, address: addr, detail: `${name} ${hex(p)} lies outside its blocks` });
       }
     }
@@ -270,18 +398,36 @@ export class PoolReader {
     let large: PoolLargeAlloc[] | null = null;
     let freedLargeSlots = 0;
     const seenRec = this.visitedLarge.reset();
-    for (let l = hLarge; l !== 0;) {
-      if (seenRec.size >= LIMITS.maxLarge) { problems.push({ kind: 'too-many-large', address: addr, detail: `more than ${LIMITS.maxLarge} large records` }); break; }
-      if (seenRec.has(l) || !inBlocks(blocks, l, POOL_LARGE.sizeof)) { problems.push({ kind: 'large-list-broken', address: addr, detail: `large record ${hex(l)} ${seenRec.has(l) ? 'repeats' : 'lies outside the pool'}` }); break; }
+    for (let l = hLarge; l !== 0; ) {
+      if (seenRec.size >= LIMITS.maxLarge) {
+        problems.push({ kind: 'too-many-large', address: addr, detail: `more than ${LIMITS.maxLarge} large records` });
+        break;
+      }
+      if (seenRec.has(l) || !inBlocks(blocks, l, POOL_LARGE.sizeof)) {
+        problems.push({
+          kind: 'large-list-broken',
+          address: addr,
+          detail: `large record ${hex(l)} ${seenRec.has(l) ? 'repeats' : 'lies outside the pool'}`,
+        });
+        break;
+      }
       seenRec.add(l);
       const rr = this.recordReader(space, l, POOL_LARGE.sizeof);
-      if (!rr) { problems.push({ kind: 'large-list-broken', address: addr, detail: `large record ${hex(l)} unreadable` }); break; }
+      if (!rr) {
+        problems.push({ kind: 'large-list-broken', address: addr, detail: `large record ${hex(l)} unreadable` });
+        break;
+      }
       const alloc = rr.u64At(this.recOff + POOL_LARGE.alloc);
       const nextRec = rr.u64At(this.recOff + POOL_LARGE.next);
       if (alloc === 0) freedLargeSlots++;
       else {
         const cs = chunks.sizeOf(alloc);
-        if (cs === undefined) problems.push({ kind: 'large-not-in-use-chunk', address: addr, detail: `large allocation ${hex(alloc)} is not an in-use chunk` });
+        if (cs === undefined)
+          problems.push({
+            kind: 'large-not-in-use-chunk',
+            address: addr,
+            detail: `large allocation ${hex(alloc)} is not an in-use chunk`,
+          });
         else if (large === null) large = [{ address: alloc, chunkSize: cs }];
         else large.push({ address: alloc, chunkSize: cs });
       }
@@ -291,14 +437,35 @@ export class PoolReader {
     // ---- cleanups ----
     let cleanups: PoolCleanup[] | null = null;
     const seenCln = this.visitedCleanups.reset();
-    for (let c = hCleanup; c !== 0;) {
-      if (seenCln.size >= LIMITS.maxCleanups) { problems.push({ kind: 'too-many-cleanups', address: addr, detail: `more than ${LIMITS.maxCleanups} cleanups` }); break; }
-      if (seenCln.has(c) || !inBlocks(blocks, c, POOL_CLEANUP.sizeof)) { problems.push({ kind: 'cleanup-list-broken', address: addr, detail: `cleanup ${hex(c)} ${seenCln.has(c) ? 'repeats' : 'lies outside the pool'}` }); break; }
+    for (let c = hCleanup; c !== 0; ) {
+      if (seenCln.size >= LIMITS.maxCleanups) {
+        problems.push({ kind: 'too-many-cleanups', address: addr, detail: `more than ${LIMITS.maxCleanups} cleanups` });
+        break;
+      }
+      if (seenCln.has(c) || !inBlocks(blocks, c, POOL_CLEANUP.sizeof)) {
+        problems.push({
+          kind: 'cleanup-list-broken',
+          address: addr,
+          detail: `cleanup ${hex(c)} ${seenCln.has(c) ? 'repeats' : 'lies outside the pool'}`,
+        });
+        break;
+      }
       seenCln.add(c);
       const rr = this.recordReader(space, c, POOL_CLEANUP.sizeof);
-      if (!rr) { problems.push({ kind: 'cleanup-list-broken', address: addr, detail: `cleanup ${hex(c)} unreadable` }); break; }
-      const cln: PoolCleanup = { handler: rr.u64At(this.recOff + POOL_CLEANUP.handler), function: null, object: '', offset: 0, module: null, data: rr.u64At(this.recOff + POOL_CLEANUP.data) };
-      if (cleanups === null) cleanups = [cln]; else cleanups.push(cln);
+      if (!rr) {
+        problems.push({ kind: 'cleanup-list-broken', address: addr, detail: `cleanup ${hex(c)} unreadable` });
+        break;
+      }
+      const cln: PoolCleanup = {
+        handler: rr.u64At(this.recOff + POOL_CLEANUP.handler),
+        function: null,
+        object: '',
+        offset: 0,
+        module: null,
+        data: rr.u64At(this.recOff + POOL_CLEANUP.data),
+      };
+      if (cleanups === null) cleanups = [cln];
+      else cleanups.push(cln);
       c = rr.u64At(this.recOff + POOL_CLEANUP.next);
     }
     return { address: addr, size, blocks, large: large ?? [], cleanups: cleanups ?? [], freedLargeSlots };
@@ -318,7 +485,14 @@ export class PoolReader {
  * `reader`: scratch to reuse across the pools of one analysis (default: a fresh one; no state
  * is shared between calls that do not share a reader).
  */
-export function readPool(space: AddressSpace, addr: number, chunks: InUseChunks, problems: PoolInconsistency[], prefix?: Uint8Array,
-  signatureChecked = false, reader: PoolReader = new PoolReader()): PoolRead | string {
+export function readPool(
+  space: AddressSpace,
+  addr: number,
+  chunks: InUseChunks,
+  problems: PoolInconsistency[],
+  prefix?: Uint8Array,
+  signatureChecked = false,
+  reader: PoolReader = new PoolReader(),
+): PoolRead | string {
   return reader.read(space, addr, chunks, problems, prefix, signatureChecked);
 }

@@ -18,29 +18,53 @@ class ImageSpace implements AddressSpace {
   readonly command = 'image';
   /** Called once, right after the next read at this address has filled the caller's buffer. */
   after: { addr: number; run: () => void } | null = null;
-  constructor(readonly base: number, readonly bytes: Buffer) {}
-  mappings(): Mapping[] { return []; }
-  usage(): MappingWithUsage[] { return []; }
-  residentBytes(): { rss: number; swap: number } { return { rss: 0, swap: 0 }; }
-  modules(): Module[] { return []; }
-  exeHostPath(): string { return ''; }
-  openTargetFile(p: string, _kind: TargetFileKind): OpenedFile { throw new LeakscopeError('not-found', `image: no file ${p}`); }
-  threads(): ThreadState[] { return []; }
+  constructor(
+    readonly base: number,
+    readonly bytes: Buffer,
+  ) {}
+  mappings(): Mapping[] {
+    return [];
+  }
+  usage(): MappingWithUsage[] {
+    return [];
+  }
+  residentBytes(): { rss: number; swap: number } {
+    return { rss: 0, swap: 0 };
+  }
+  modules(): Module[] {
+    return [];
+  }
+  exeHostPath(): string {
+    return '';
+  }
+  openTargetFile(p: string, _kind: TargetFileKind): OpenedFile {
+    throw new LeakscopeError('not-found', `image: no file ${p}`);
+  }
+  threads(): ThreadState[] {
+    return [];
+  }
   readInto(addr: number, buf: Uint8Array, off: number, len: number): number {
     const at = addr - this.base;
     if (at < 0 || at >= this.bytes.length) return 0;
     const n = Math.min(len, this.bytes.length - at);
     this.bytes.copy(buf, off, at, at + n);
     const hook = this.after;
-    if (hook && hook.addr === addr) { this.after = null; hook.run(); }
+    if (hook && hook.addr === addr) {
+      this.after = null;
+      hook.run();
+    }
     return n;
   }
   read(addr: number, len: number): Buffer {
     const b = Buffer.alloc(len);
-    if (this.readInto(addr, b, 0, len) !== len) throw new LeakscopeError('unreadable', `image: ${len} bytes at 0x${addr.toString(16)}`);
+    if (this.readInto(addr, b, 0, len) !== len)
+      throw new LeakscopeError('unreadable', `image: ${len} bytes at 0x${addr.toString(16)}`);
     return b;
   }
-  readU64(addr: number): number { const b = this.read(addr, 8); return b.readUInt32LE(4) * 4294967296 + b.readUInt32LE(0); }
+  readU64(addr: number): number {
+    const b = this.read(addr, 8);
+    return b.readUInt32LE(4) * 4294967296 + b.readUInt32LE(0);
+  }
   close(): void {}
 }
 
@@ -52,15 +76,31 @@ const LOG = 0x5555_0010_0000;
 /** Writes a pool at user pointer `p` (chunk at p - 16) with a second block at `b2`, two large allocations and one cleanup. */
 function writePool(img: Buffer, p: number, b2: number, large: [number, number], handler: number): void {
   const u64 = (addr: number, v: number) => img.writeBigUInt64LE(BigInt(v), addr - BASE);
-  const l1 = p + POOL.sizeof, l2 = l1 + POOL_LARGE.sizeof, c1 = l2 + POOL_LARGE.sizeof;
-  u64(p + POOL.last, c1 + POOL_CLEANUP.sizeof); u64(p + POOL.end, p + SIZE); u64(p + POOL.next, b2); u64(p + POOL.failed, 0);
-  u64(p + POOL.max, Math.min(SIZE - POOL.sizeof, 4095)); u64(p + POOL.current, p); u64(p + POOL.chain, 0);
-  u64(p + POOL.large, l1); u64(p + POOL.cleanup, c1); u64(p + POOL.log, LOG);
-  u64(l1 + POOL_LARGE.next, l2); u64(l1 + POOL_LARGE.alloc, large[0]);
-  u64(l2 + POOL_LARGE.next, 0); u64(l2 + POOL_LARGE.alloc, large[1]);
-  u64(c1 + POOL_CLEANUP.handler, handler); u64(c1 + POOL_CLEANUP.data, 0x1234); u64(c1 + POOL_CLEANUP.next, 0);
+  const l1 = p + POOL.sizeof,
+    l2 = l1 + POOL_LARGE.sizeof,
+    c1 = l2 + POOL_LARGE.sizeof;
+  u64(p + POOL.last, c1 + POOL_CLEANUP.sizeof);
+  u64(p + POOL.end, p + SIZE);
+  u64(p + POOL.next, b2);
+  u64(p + POOL.failed, 0);
+  u64(p + POOL.max, Math.min(SIZE - POOL.sizeof, 4095));
+  u64(p + POOL.current, p);
+  u64(p + POOL.chain, 0);
+  u64(p + POOL.large, l1);
+  u64(p + POOL.cleanup, c1);
+  u64(p + POOL.log, LOG);
+  u64(l1 + POOL_LARGE.next, l2);
+  u64(l1 + POOL_LARGE.alloc, large[0]);
+  u64(l2 + POOL_LARGE.next, 0);
+  u64(l2 + POOL_LARGE.alloc, large[1]);
+  u64(c1 + POOL_CLEANUP.handler, handler);
+  u64(c1 + POOL_CLEANUP.data, 0x1234);
+  u64(c1 + POOL_CLEANUP.next, 0);
   // second block: ngx_pool_data_t only
-  u64(b2 + 0, b2 + 32 + 200); u64(b2 + 8, b2 + SIZE); u64(b2 + 16, 0); u64(b2 + 24, 1);
+  u64(b2 + 0, b2 + 32 + 200);
+  u64(b2 + 8, b2 + SIZE);
+  u64(b2 + 16, 0);
+  u64(b2 + 24, 1);
 }
 
 function image() {
@@ -71,10 +111,14 @@ function image() {
     { p: at(4), b2: at(5), large: [at(6), at(7)] as [number, number], handler: 0x5555_0000_9100 },
   ];
   for (const x of pools) writePool(img, x.p, x.b2, x.large, x.handler);
-  const chunks = new ChunkList(pools.flatMap((x) => [
-    { userAddr: x.p, chunkSize: CHUNK }, { userAddr: x.b2, chunkSize: CHUNK },
-    { userAddr: x.large[0], chunkSize: 4112 }, { userAddr: x.large[1], chunkSize: 2064 },
-  ]));
+  const chunks = new ChunkList(
+    pools.flatMap((x) => [
+      { userAddr: x.p, chunkSize: CHUNK },
+      { userAddr: x.b2, chunkSize: CHUNK },
+      { userAddr: x.large[0], chunkSize: 4112 },
+      { userAddr: x.large[1], chunkSize: 2064 },
+    ]),
+  );
   return { space: new ImageSpace(BASE, img), chunks, pools };
 }
 
@@ -83,9 +127,21 @@ function check(r: PoolRead | string, x: ReturnType<typeof image>['pools'][number
   const pool = r as PoolRead;
   assert.equal(pool.address, x.p);
   assert.equal(pool.size, SIZE);
-  assert.deepEqual(pool.blocks.map((b) => [b.address, b.chunkSize]), [[x.p, CHUNK], [x.b2, CHUNK]]);
-  assert.deepEqual(pool.large, [{ address: x.large[0], chunkSize: 4112 }, { address: x.large[1], chunkSize: 2064 }]);
-  assert.deepEqual(pool.cleanups.map((c) => [c.handler, c.data]), [[x.handler, 0x1234]]);
+  assert.deepEqual(
+    pool.blocks.map((b) => [b.address, b.chunkSize]),
+    [
+      [x.p, CHUNK],
+      [x.b2, CHUNK],
+    ],
+  );
+  assert.deepEqual(pool.large, [
+    { address: x.large[0], chunkSize: 4112 },
+    { address: x.large[1], chunkSize: 2064 },
+  ]);
+  assert.deepEqual(
+    pool.cleanups.map((c) => [c.handler, c.data]),
+    [[x.handler, 0x1234]],
+  );
 }
 
 test('readPool: blocks, large allocations and cleanups of a pool laid out as ngx_palloc.c does', () => {
@@ -105,7 +161,12 @@ test('readPool is reentrant: a read started inside another read changes neither 
   // Right after the outer read has read its second block's header, a read of the other pool
   // runs (as a second analysis running in a callback would); with scratch shared between calls,
   // the outer read would then parse the inner pool's bytes as its own block.
-  space.after = { addr: pools[0]!.b2, run: () => { inner = readPool(space, pools[1]!.p, chunks, problems); } };
+  space.after = {
+    addr: pools[0]!.b2,
+    run: () => {
+      inner = readPool(space, pools[1]!.p, chunks, problems);
+    },
+  };
   const outer = readPool(space, pools[0]!.p, chunks, problems);
   assert.ok(inner, 'the inner read ran');
   check(outer, pools[0]!);

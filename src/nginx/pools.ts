@@ -25,7 +25,15 @@ import type { PoolBlock, PoolCleanup, PoolInconsistency, PoolLargeAlloc, PoolRea
 import { readBatched } from './read-batch.js';
 import { PointerTargets, scanForPointers, searchRanges, writableRegions } from './references.js';
 
-export type PoolOwner = 'cycle' | 'old-cycle' | 'connection' | 'request' | 'upstream' | 'static' | 'heap' | 'unreferenced';
+export type PoolOwner =
+  | 'cycle'
+  | 'old-cycle'
+  | 'connection'
+  | 'request'
+  | 'upstream'
+  | 'static'
+  | 'heap'
+  | 'unreferenced';
 
 /** A pool cleanup with its handler's symbol, loaded object and nginx module. */
 export type PoolCleanupInfo = PoolCleanup;
@@ -67,13 +75,22 @@ export interface PoolGroup {
   bytes: number;
 }
 
-export interface PoolBucketGroupShare { group: number; blockChunks: number; blockBytes: number; largeChunks: number; largeBytes: number }
+export interface PoolBucketGroupShare {
+  group: number;
+  blockChunks: number;
+  blockBytes: number;
+  largeChunks: number;
+  largeBytes: number;
+}
 export interface PoolBucketSplit {
-  minBytes: number; maxBytes: number;
+  minBytes: number;
+  maxBytes: number;
   /** The census's in-use chunks in this bucket (mmapped included). */
-  censusInUseChunks: number; censusInUseBytes: number;
+  censusInUseChunks: number;
+  censusInUseBytes: number;
   /** Of which pool blocks and large allocations (all groups). */
-  poolChunks: number; poolBytes: number;
+  poolChunks: number;
+  poolBytes: number;
   /** Per group (index into `groups`). */
   groups: PoolBucketGroupShare[];
 }
@@ -85,21 +102,48 @@ export interface PoolAnalysis {
   /** Where struct layouts came from ('dwarf' | 'table' | 'table-nearest') and details. */
   layoutSource: string;
   layoutDetail: string;
-  totals: { pools: number; blocks: number; bytes: number; largeAllocs: number; largeBytes: number; blockBytes: number; usedBytes: number };
+  totals: {
+    pools: number;
+    blocks: number;
+    bytes: number;
+    largeAllocs: number;
+    largeBytes: number;
+    blockBytes: number;
+    usedBytes: number;
+  };
   /** Largest bytes first. */
   groups: PoolGroup[];
   /** Every pool, largest bytes first. */
   pools: NginxPool[];
   buckets: PoolBucketSplit[];
   modules: NginxModuleInfo[];
-  roots: { cycle: number | null; connectionsInUse: number; requests: number; upstreams: number; oldCycles: number; cycleSymbolSource: string | null };
+  roots: {
+    cycle: number | null;
+    connectionsInUse: number;
+    requests: number;
+    upstreams: number;
+    oldCycles: number;
+    cycleSymbolSource: string | null;
+  };
   /** The first 100 inconsistencies; all are counted in inconsistencyCount and by kind. */
   inconsistencies: PoolInconsistency[];
   inconsistencyCount: number;
   inconsistencyKinds: Record<string, number>;
   stats: {
-    elapsedMs: number; chunksSeen: number; candidates: number; signatureMatches: number; bytesRead: number;
-    phasesMs: { roots: number; scan: number; validate: number; staticRefs: number; heapRefs: number; attribute: number; group: number };
+    elapsedMs: number;
+    chunksSeen: number;
+    candidates: number;
+    signatureMatches: number;
+    bytesRead: number;
+    phasesMs: {
+      roots: number;
+      scan: number;
+      validate: number;
+      staticRefs: number;
+      heapRefs: number;
+      attribute: number;
+      group: number;
+    };
   };
 }
 
@@ -146,10 +190,19 @@ class ProblemLog {
   }
 }
 
-interface RootRef { owner: PoolOwner; ref: string; rank: number }
+interface RootRef {
+  owner: PoolOwner;
+  ref: string;
+  rank: number;
+}
 
 /** Pools referenced by the roots: pool address -> every root reference to it. */
-function rootReferences(roots: NginxRoots): { refs: Map<number, RootRef[]>; connectionsInUse: number; requests: number; upstreams: number } {
+function rootReferences(roots: NginxRoots): {
+  refs: Map<number, RootRef[]>;
+  connectionsInUse: number;
+  requests: number;
+  upstreams: number;
+} {
   const refs = new Map<number, RootRef[]>();
   const add = (pool: number, owner: PoolOwner, ref: string, rank: number) => {
     if (!pool) return;
@@ -158,15 +211,24 @@ function rootReferences(roots: NginxRoots): { refs: Map<number, RootRef[]>; conn
     l.push({ owner, ref, rank });
   };
   const cyc = roots.cycle;
-  let requests = 0, upstreams = 0, connectionsInUse = 0;
+  let requests = 0,
+    upstreams = 0,
+    connectionsInUse = 0;
   if (cyc) {
     add(cyc.pool, 'cycle', 'ngx_cycle->pool', 0);
-    cyc.oldCycles.forEach((o, i) => { add(o.pool, 'old-cycle', `ngx_cycle->old_cycle${i ? `(${i + 1})` : ''}->pool`, 1); });
+    cyc.oldCycles.forEach((o, i) => {
+      add(o.pool, 'old-cycle', `ngx_cycle->old_cycle${i ? `(${i + 1})` : ''}->pool`, 1);
+    });
     for (const c of cyc.connections) {
       connectionsInUse++;
-      if (c.requestPool) { requests++; add(c.requestPool, 'request', 'ngx_cycle->connections[].data (request)->pool', 2); }
-      if (c.upstreamOf) { upstreams++; add(c.pool, 'upstream', 'ngx_cycle->connections[].pool (upstream)', 3); }
-      else add(c.pool, 'connection', 'ngx_cycle->connections[].pool', 4);
+      if (c.requestPool) {
+        requests++;
+        add(c.requestPool, 'request', 'ngx_cycle->connections[].data (request)->pool', 2);
+      }
+      if (c.upstreamOf) {
+        upstreams++;
+        add(c.pool, 'upstream', 'ngx_cycle->connections[].pool (upstream)', 3);
+      } else add(c.pool, 'connection', 'ngx_cycle->connections[].pool', 4);
     }
   }
   return { refs, connectionsInUse, requests, upstreams };
@@ -178,7 +240,9 @@ interface SignatureMatches {
   chunk: Int32Array;
   /** The bytes read at each match (its first SCAN_BYTES, or fewer where the read stopped). */
   prefix: Uint8Array[];
-  chunksSeen: number; candidates: number; bytesRead: number;
+  chunksSeen: number;
+  candidates: number;
+  bytesRead: number;
   /** Census bucket totals counted from the chunks (when the caller gave no histogram). */
   bucketTotals: Map<number, { chunks: number; bytes: number }> | null;
 }
@@ -193,7 +257,8 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
   const { addrs: cAddr, sizes: cSize, mmapped: cMm, hint: cHint, bytes: cBytes } = chunks;
   const nChunks = chunks.length;
   const bucketTotals = countBuckets ? new Map<number, { chunks: number; bytes: number }>() : null;
-  let candidates = 0, bytesRead = 0;
+  let candidates = 0,
+    bytesRead = 0;
   // Candidates the census gave no bytes for (chunk indices), read after the loop.
   const toRead = new Int32Array(nChunks);
   let nToRead = 0;
@@ -201,29 +266,51 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
   // copy; arenaOff -1); bytes read here are copied into one arena (views made once the scan is
   // done: the arena may still grow).
   let m = 0;
-  let mChunk = new Int32Array(1 << 10), mArenaOff = new Float64Array(1 << 10), mLen = new Int32Array(1 << 10);
+  let mChunk = new Int32Array(1 << 10),
+    mArenaOff = new Float64Array(1 << 10),
+    mLen = new Int32Array(1 << 10);
   const mPrefix: Array<Uint8Array | undefined> = [];
-  let arena = Buffer.allocUnsafe(1 << 16), arenaLen = 0;
+  let arena = Buffer.allocUnsafe(1 << 16),
+    arenaLen = 0;
   // One reader per underlying ArrayBuffer (the census's copy, the read window), not one per candidate.
   let reader: ByteReader | undefined;
   const examine = (k: number, buf: Uint8Array, off: number, got: number, keep: boolean) => {
     if (got < POOL.sizeof) return;
-    if (!reader || reader.bytes.buffer !== buf.buffer) reader = new ByteReader(new Uint8Array(buf.buffer), { label: 'chunk' });
-    const r = reader, at = buf.byteOffset + off, addr = cAddr[k]!;
+    if (!reader || reader.bytes.buffer !== buf.buffer)
+      reader = new ByteReader(new Uint8Array(buf.buffer), { label: 'chunk' });
+    const r = reader,
+      at = buf.byteOffset + off,
+      addr = cAddr[k]!;
     // Cheap pre-check on d.end before the signature: d.end - addr must fit the chunk.
     const size = r.u64At(at + POOL.end) - addr;
     if (!(size > POOL.sizeof) || !chunkFitsBlock(size, cSize[k]!, cMm[k] === 1)) return;
     if (!poolSignatureAt(r, at, addr)) return;
     if (m === mChunk.length) {
-      const c2 = new Int32Array(m * 2); c2.set(mChunk); mChunk = c2;
-      const o2 = new Float64Array(m * 2); o2.set(mArenaOff); mArenaOff = o2;
-      const l2 = new Int32Array(m * 2); l2.set(mLen); mLen = l2;
+      const c2 = new Int32Array(m * 2);
+      c2.set(mChunk);
+      mChunk = c2;
+      const o2 = new Float64Array(m * 2);
+      o2.set(mArenaOff);
+      mArenaOff = o2;
+      const l2 = new Int32Array(m * 2);
+      l2.set(mLen);
+      mLen = l2;
     }
-    mChunk[m] = k; mLen[m] = got;
-    if (keep) { mPrefix.push(buf.byteLength === got && off === 0 ? buf : buf.subarray(off, off + got)); mArenaOff[m++] = -1; return; }
-    if (arenaLen + got > arena.length) { const a2 = Buffer.allocUnsafe(Math.max(arena.length * 2, arenaLen + got)); arena.copy(a2, 0, 0, arenaLen); arena = a2; }
+    mChunk[m] = k;
+    mLen[m] = got;
+    if (keep) {
+      mPrefix.push(buf.byteLength === got && off === 0 ? buf : buf.subarray(off, off + got));
+      mArenaOff[m++] = -1;
+      return;
+    }
+    if (arenaLen + got > arena.length) {
+      const a2 = Buffer.allocUnsafe(Math.max(arena.length * 2, arenaLen + got));
+      arena.copy(a2, 0, 0, arenaLen);
+      arena = a2;
+    }
     arena.set(buf.subarray(off, off + got), arenaLen);
-    mPrefix.push(undefined); mArenaOff[m++] = arenaLen;
+    mPrefix.push(undefined);
+    mArenaOff[m++] = arenaLen;
     arenaLen += (got + 7) & ~7; // copies stay 8-aligned, as the pointer search reads them
   };
   for (let k = 0; k < nChunks; k++) {
@@ -231,7 +318,10 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
     if (bucketTotals) {
       const b = bucketOf(chunkSize).minBytes;
       const e = bucketTotals.get(b);
-      if (e) { e.chunks++; e.bytes += chunkSize; } else bucketTotals.set(b, { chunks: 1, bytes: chunkSize });
+      if (e) {
+        e.chunks++;
+        e.bytes += chunkSize;
+      } else bucketTotals.set(b, { chunks: 1, bytes: chunkSize });
     }
     // The census saw a d.end that fails the pre-check in examine.
     if (chunkSize < MIN_POOL_CHUNK || cHint[k] === POOL_HINT.no) continue;
@@ -243,17 +333,26 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
   const fromCensus = m;
   const readAddrs = new Float64Array(nToRead);
   for (let i = 0; i < nToRead; i++) readAddrs[i] = cAddr[toRead[i]!]!;
-  readBatched(space, readAddrs, SCAN_BYTES, (i, buf, off, got) => {
-    bytesRead += got;
-    examine(toRead[i]!, buf, off, got, false);
-  }, { gap: 4096, maxWindow: 4 << 20 });
+  readBatched(
+    space,
+    readAddrs,
+    SCAN_BYTES,
+    (i, buf, off, got) => {
+      bytesRead += got;
+      examine(toRead[i]!, buf, off, got, false);
+    },
+    { gap: 4096, maxWindow: 4 << 20 },
+  );
   // Address order = chunk index order: merge the two runs, each already in order (matches on
   // the census's bytes, in the loop's order; then those read, in readBatched's address order).
   const order = new Uint32Array(m);
-  for (let i = 0, a = 0, b = fromCensus; i < m; i++) order[i] = b >= m || (a < fromCensus && mChunk[a]! < mChunk[b]!) ? a++ : b++;
-  const chunk = new Int32Array(m), prefix: Uint8Array[] = new Array(m);
+  for (let i = 0, a = 0, b = fromCensus; i < m; i++)
+    order[i] = b >= m || (a < fromCensus && mChunk[a]! < mChunk[b]!) ? a++ : b++;
+  const chunk = new Int32Array(m),
+    prefix: Uint8Array[] = new Array(m);
   for (let j = 0; j < m; j++) {
-    const i = order[j]!, off = mArenaOff[i]!;
+    const i = order[j]!,
+      off = mArenaOff[i]!;
     chunk[j] = mChunk[i]!;
     prefix[j] = off >= 0 ? arena.subarray(off, off + mLen[i]!) : mPrefix[i]!;
   }
@@ -283,17 +382,34 @@ class PoolSet {
   /** chunk index -> bytes handed out (d.last - block) when it is a live pool's block, else -1. */
   readonly usedOf: Float64Array;
   constructor(nChunks: number, capacity: number) {
-    this.addr = new Float64Array(capacity); this.chunk = new Int32Array(capacity); this.alive = new Uint8Array(capacity);
-    this.read = new Array(capacity); this.foundBy = new Array(capacity); this.prefix = new Array(capacity); this.roots = new Array(capacity);
+    this.addr = new Float64Array(capacity);
+    this.chunk = new Int32Array(capacity);
+    this.alive = new Uint8Array(capacity);
+    this.read = new Array(capacity);
+    this.foundBy = new Array(capacity);
+    this.prefix = new Array(capacity);
+    this.roots = new Array(capacity);
     this.firstOf = new Int32Array(nChunks).fill(-1);
     this.ownerOf = new Int32Array(nChunks).fill(-1);
     this.usedOf = new Float64Array(nChunks).fill(-1);
   }
-  add(chunk: number, addr: number, read: PoolRead, foundBy: NginxPool['foundBy'], prefix: Uint8Array | undefined, roots: RootRef[] | undefined): void {
+  add(
+    chunk: number,
+    addr: number,
+    read: PoolRead,
+    foundBy: NginxPool['foundBy'],
+    prefix: Uint8Array | undefined,
+    roots: RootRef[] | undefined,
+  ): void {
     const p = this.length++;
     this.firstOf[chunk] = p;
-    this.addr[p] = addr; this.chunk[p] = chunk; this.alive[p] = 1;
-    this.read[p] = read; this.foundBy[p] = foundBy; this.prefix[p] = prefix; this.roots[p] = roots;
+    this.addr[p] = addr;
+    this.chunk[p] = chunk;
+    this.alive[p] = 1;
+    this.read[p] = read;
+    this.foundBy[p] = foundBy;
+    this.prefix[p] = prefix;
+    this.roots[p] = roots;
   }
   /** Pool numbers still alive, in pool order. */
   live(): number[] {
@@ -309,12 +425,20 @@ class PoolSet {
  * a large allocation listed by two pools stays with the first. Fills the chunk ownership
  * (PoolSet.ownerOf / usedOf) of the pools that remain.
  */
-function validatePools(space: AddressSpace, chunks: InUseChunks, matches: SignatureMatches, rootRefs: Map<number, RootRef[]>, log: ProblemLog): PoolSet {
+function validatePools(
+  space: AddressSpace,
+  chunks: InUseChunks,
+  matches: SignatureMatches,
+  rootRefs: Map<number, RootRef[]>,
+  log: ProblemLog,
+): PoolSet {
   const pools = new PoolSet(chunks.length, matches.chunk.length + rootRefs.size);
   const readProblems: PoolInconsistency[] = [];
   const reader = new PoolReader();
   for (let j = 0; j < matches.chunk.length; j++) {
-    const chunk = matches.chunk[j]!, addr = chunks.addrs[chunk]!, prefix = matches.prefix[j]!;
+    const chunk = matches.chunk[j]!,
+      addr = chunks.addrs[chunk]!,
+      prefix = matches.prefix[j]!;
     const res = reader.read(space, addr, chunks, readProblems, prefix, true);
     if (typeof res === 'string') continue; // signature-alike data, or a pool that changed under us
     pools.add(chunk, addr, res, 'scan', prefix, undefined);
@@ -322,9 +446,16 @@ function validatePools(space: AddressSpace, chunks: InUseChunks, matches: Signat
   rootRefs.forEach((refs, addr) => {
     const chunk = chunks.indexOf(addr);
     const have = chunk >= 0 ? pools.firstOf[chunk]! : -1;
-    if (have >= 0) { pools.foundBy[have] = 'both'; pools.roots[have] = refs; return; }
+    if (have >= 0) {
+      pools.foundBy[have] = 'both';
+      pools.roots[have] = refs;
+      return;
+    }
     const res = chunk >= 0 ? reader.read(space, addr, chunks, readProblems) : `${hex(addr)} is not an in-use chunk`;
-    if (typeof res === 'string') { log.add({ kind: 'root-pool-invalid', address: addr, detail: `${refs[0]!.ref} = ${hex(addr)}: ${res}` }); return; }
+    if (typeof res === 'string') {
+      log.add({ kind: 'root-pool-invalid', address: addr, detail: `${refs[0]!.ref} = ${hex(addr)}: ${res}` });
+      return;
+    }
     pools.add(chunk, addr, res, 'root', undefined, refs);
   });
   for (let i = 0; i < readProblems.length; i++) log.add(readProblems[i]!);
@@ -335,13 +466,20 @@ function validatePools(space: AddressSpace, chunks: InUseChunks, matches: Signat
   let laterBlocks = 0;
   for (let p = 0; p < n; p++) {
     const bl = pools.read[p]!.blocks;
-    for (let i = 1; i < bl.length; i++) { laterBlockOf[chunks.indexOf(bl[i]!.address)] = p; laterBlocks++; }
+    for (let i = 1; i < bl.length; i++) {
+      laterBlockOf[chunks.indexOf(bl[i]!.address)] = p;
+      laterBlocks++;
+    }
   }
   if (laterBlocks) {
     for (let p = 0; p < n; p++) {
       const other = laterBlockOf[pools.chunk[p]!]!;
       if (other < 0) continue;
-      log.add({ kind: 'pool-overlap', address: pools.addr[p]!, detail: `pool ${hex(pools.addr[p]!)} is also a block of pool ${hex(pools.addr[other]!)}` });
+      log.add({
+        kind: 'pool-overlap',
+        address: pools.addr[p]!,
+        detail: `pool ${hex(pools.addr[p]!)} is also a block of pool ${hex(pools.addr[other]!)}`,
+      });
       pools.alive[p] = 0;
     }
   }
@@ -349,14 +487,19 @@ function validatePools(space: AddressSpace, chunks: InUseChunks, matches: Signat
   const largeOf = new Int32Array(chunks.length).fill(-1);
   for (let p = 0; p < n; p++) {
     if (!pools.alive[p]) continue;
-    const read = pools.read[p]!, large = read.large;
+    const read = pools.read[p]!,
+      large = read.large;
     let kept: PoolLargeAlloc[] | null = null; // copy made at the first shared allocation
     for (let i = 0; i < large.length; i++) {
       const l = large[i]!;
       const k = chunks.indexOf(l.address);
       const other = largeOf[k]!;
       if (other >= 0) {
-        log.add({ kind: 'large-shared', address: pools.addr[p]!, detail: `large allocation ${hex(l.address)} also listed by pool ${hex(pools.addr[other]!)}` });
+        log.add({
+          kind: 'large-shared',
+          address: pools.addr[p]!,
+          detail: `large allocation ${hex(l.address)} also listed by pool ${hex(pools.addr[other]!)}`,
+        });
         if (!kept) kept = large.slice(0, i);
         continue;
       }
@@ -367,8 +510,13 @@ function validatePools(space: AddressSpace, chunks: InUseChunks, matches: Signat
     if (kept) read.large = kept;
     const bl = read.blocks;
     const first = pools.chunk[p]!;
-    pools.ownerOf[first] = p; pools.usedOf[first] = bl[0]!.used;
-    for (let i = 1; i < bl.length; i++) { const k = chunks.indexOf(bl[i]!.address); pools.ownerOf[k] = p; pools.usedOf[k] = bl[i]!.used; }
+    pools.ownerOf[first] = p;
+    pools.usedOf[first] = bl[0]!.used;
+    for (let i = 1; i < bl.length; i++) {
+      const k = chunks.indexOf(bl[i]!.address);
+      pools.ownerOf[k] = p;
+      pools.usedOf[k] = bl[i]!.used;
+    }
   }
   return pools;
 }
@@ -389,19 +537,34 @@ class ModuleNamer {
     const mods = this.byObject.get(object.path) ?? [];
     if (mods.length === 1) return mods[0]!.name;
     if (!symbol) return null;
-    let best: string | null = null, bestLen = 0;
+    let best: string | null = null,
+      bestLen = 0;
     for (const m of mods) {
       const stem = m.name.replace(/_module$/, '');
-      if ((symbol === stem || symbol.startsWith(stem + '_')) && stem.length > bestLen) { best = m.name; bestLen = stem.length; }
+      if ((symbol === stem || symbol.startsWith(stem + '_')) && stem.length > bestLen) {
+        best = m.name;
+        bestLen = stem.length;
+      }
     }
     return best;
   }
 }
 
-interface StaticRef { ref: string; module: string | null; symbol: string | null }
+interface StaticRef {
+  ref: string;
+  module: string | null;
+  symbol: string | null;
+}
 
 /** References to live pools from the writable segments (.data, .bss) of every loaded object: per pool number. */
-function staticReferences(space: AddressSpace, symbolizer: Symbolizer, objects: readonly Module[], pools: PoolSet, live: readonly number[], namer: ModuleNamer): { refs: Array<StaticRef[] | undefined>; bytesRead: number } {
+function staticReferences(
+  space: AddressSpace,
+  symbolizer: Symbolizer,
+  objects: readonly Module[],
+  pools: PoolSet,
+  live: readonly number[],
+  namer: ModuleNamer,
+): { refs: Array<StaticRef[] | undefined>; bytesRead: number } {
   const refs: Array<StaticRef[] | undefined> = new Array(pools.length);
   // target index t -> pool live[t]
   const targets = new PointerTargets(live.map((p) => pools.addr[p]!));
@@ -409,30 +572,54 @@ function staticReferences(space: AddressSpace, symbolizer: Symbolizer, objects: 
   // Per region and symbol: the symbol's address and size, nginx module and display name (looked
   // up once); per region the last symbol hit, reused while slots stay inside it (a table of
   // pools is one symbol: one lookup for all its hits).
-  interface SymInfo { sym: string | null; start: number; end: number; runtimeAddr: number | undefined; module: string | null; symbol: string | null }
+  interface SymInfo {
+    sym: string | null;
+    start: number;
+    end: number;
+    runtimeAddr: number | undefined;
+    module: string | null;
+    symbol: string | null;
+  }
   const regionNames = regions.map((r) => basename(r.object.path));
   const symInfo = regions.map(() => new Map<string | null, SymInfo>());
   const lastSym: Array<SymInfo | undefined> = new Array(regions.length);
-  const bytesRead = searchRanges(space, regions.map((r) => r.start), regions.map((r) => r.end - r.start), targets, (ri, slot, t) => {
-    const region = regions[ri]!, name = regionNames[ri]!;
-    let si = lastSym[ri];
-    if (!si || slot < si.start || slot >= si.end) {
-      const sym = symbolizer.frame(slot).function;
-      si = symInfo[ri]!.get(sym);
-      if (!si) {
-        const resolved = sym ? symbolizer.lookup(sym, { module: name }) : undefined;
-        const start = resolved?.runtimeAddr ?? 0;
-        si = { sym, start, end: resolved && resolved.size > 0 ? start + resolved.size : 0, runtimeAddr: resolved?.runtimeAddr, module: namer.moduleFor(region.object, sym), symbol: sym ? `${name}:${sym}` : null };
-        symInfo[ri]!.set(sym, si);
+  const bytesRead = searchRanges(
+    space,
+    regions.map((r) => r.start),
+    regions.map((r) => r.end - r.start),
+    targets,
+    (ri, slot, t) => {
+      const region = regions[ri]!,
+        name = regionNames[ri]!;
+      let si = lastSym[ri];
+      if (!si || slot < si.start || slot >= si.end) {
+        const sym = symbolizer.frame(slot).function;
+        si = symInfo[ri]!.get(sym);
+        if (!si) {
+          const resolved = sym ? symbolizer.lookup(sym, { module: name }) : undefined;
+          const start = resolved?.runtimeAddr ?? 0;
+          si = {
+            sym,
+            start,
+            end: resolved && resolved.size > 0 ? start + resolved.size : 0,
+            runtimeAddr: resolved?.runtimeAddr,
+            module: namer.moduleFor(region.object, sym),
+            symbol: sym ? `${name}:${sym}` : null,
+          };
+          symInfo[ri]!.set(sym, si);
+        }
+        lastSym[ri] = si;
       }
-      lastSym[ri] = si;
-    }
-    const sym = si.sym;
-    const where = sym ? `${sym}${si.runtimeAddr !== undefined && slot !== si.runtimeAddr ? `+${hex(slot - si.runtimeAddr)}` : ''}` : hex(slot - region.object.loadBias);
-    const r: StaticRef = { ref: `${name}:${where}`, module: si.module, symbol: si.symbol };
-    const l = refs[live[t]!];
-    if (l) l.push(r); else refs[live[t]!] = [r];
-  });
+      const sym = si.sym;
+      const where = sym
+        ? `${sym}${si.runtimeAddr !== undefined && slot !== si.runtimeAddr ? `+${hex(slot - si.runtimeAddr)}` : ''}`
+        : hex(slot - region.object.loadBias);
+      const r: StaticRef = { ref: `${name}:${where}`, module: si.module, symbol: si.symbol };
+      const l = refs[live[t]!];
+      if (l) l.push(r);
+      else refs[live[t]!] = [r];
+    },
+  );
   return { refs, bytesRead };
 }
 
@@ -441,23 +628,36 @@ function staticReferences(space: AddressSpace, symbolizer: Symbolizer, objects: 
  * blocks and large allocations. Per pool number: up to 8 holders ("pool 0x..." or "heap chunk
  * 0x..."), in address order, and `via`, the first holder that is a pool (-1: none).
  */
-function heapReferences(space: AddressSpace, chunks: InUseChunks, pools: PoolSet, orphans: readonly number[], searchLarge: boolean): { refs: Array<string[] | undefined>; via: Int32Array; bytesRead: number } {
+function heapReferences(
+  space: AddressSpace,
+  chunks: InUseChunks,
+  pools: PoolSet,
+  orphans: readonly number[],
+  searchLarge: boolean,
+): { refs: Array<string[] | undefined>; via: Int32Array; bytesRead: number } {
   const refs: Array<string[] | undefined> = new Array(pools.length);
   const via = new Int32Array(pools.length).fill(-1);
   const nChunks = chunks.length;
   // A pool's references to itself (from its own blocks or large allocations) are ignored; a block
   // is searched only up to d.last (the rest was never handed out: stale bytes).
-  const owner = pools.ownerOf, used = pools.usedOf;
+  const owner = pools.ownerOf,
+    used = pools.usedOf;
   const targets = new PointerTargets(orphans.map((p) => pools.addr[p]!));
   // Ranges to search (at most one per chunk); rangeChunk[i]: the chunk of range i.
-  const starts = new Float64Array(nChunks), lens = new Float64Array(nChunks), rangeChunk = new Int32Array(nChunks);
+  const starts = new Float64Array(nChunks),
+    lens = new Float64Array(nChunks),
+    rangeChunk = new Int32Array(nChunks);
   let nRanges = 0;
   // Hits in any order (sorted by slot below).
-  const hitChunk: number[] = [], hitSlot: number[] = [], hitPool: number[] = [];
+  const hitChunk: number[] = [],
+    hitSlot: number[] = [],
+    hitPool: number[] = [];
   const onHit = (chunk: number, slot: number, t: number) => {
     const p = orphans[t]!;
     if (owner[chunk] === p) return; // referenced from inside its own blocks / large allocations
-    hitChunk.push(chunk); hitSlot.push(slot); hitPool.push(p);
+    hitChunk.push(chunk);
+    hitSlot.push(slot);
+    hitPool.push(p);
   };
   const { addrs: cAddr, sizes: cSize, mmapped: cMm } = chunks;
   for (let k = 0; k < nChunks; k++) {
@@ -466,8 +666,14 @@ function heapReferences(space: AddressSpace, chunks: InUseChunks, pools: PoolSet
       // A first block whose used part the scan already read: search those bytes.
       const fp = pools.firstOf[k]!;
       const pre = fp >= 0 && pools.alive[fp] ? pools.prefix[fp] : undefined;
-      if (pre && u <= pre.byteLength) { scanForPointers(pre, 0, u, cAddr[k]!, targets, onHit, k); continue; }
-      starts[nRanges] = cAddr[k]!; lens[nRanges] = u; rangeChunk[nRanges++] = k; continue;
+      if (pre && u <= pre.byteLength) {
+        scanForPointers(pre, 0, u, cAddr[k]!, targets, onHit, k);
+        continue;
+      }
+      starts[nRanges] = cAddr[k]!;
+      lens[nRanges] = u;
+      rangeChunk[nRanges++] = k;
+      continue;
     }
     if (!searchLarge && owner[k]! >= 0) continue; // a pool's large allocation
     starts[nRanges] = cAddr[k]!;
@@ -475,29 +681,49 @@ function heapReferences(space: AddressSpace, chunks: InUseChunks, pools: PoolSet
     lens[nRanges] = cSize[k]! - CHUNK_HEADER + (cMm[k] === 1 ? 0 : 8);
     rangeChunk[nRanges++] = k;
   }
-  const bytesRead = searchRanges(space, starts.subarray(0, nRanges), lens.subarray(0, nRanges), targets, (ri, slot, t) => onHit(rangeChunk[ri]!, slot, t));
+  const bytesRead = searchRanges(
+    space,
+    starts.subarray(0, nRanges),
+    lens.subarray(0, nRanges),
+    targets,
+    (ri, slot, t) => onHit(rangeChunk[ri]!, slot, t),
+  );
   const order = new Uint32Array(hitSlot.length);
   for (let i = 0; i < order.length; i++) order[i] = i;
   order.sort((a, b) => hitSlot[a]! - hitSlot[b]!);
   for (let j = 0; j < order.length; j++) {
-    const i = order[j]!, chunk = hitChunk[i]!, p = hitPool[i]!;
+    const i = order[j]!,
+      chunk = hitChunk[i]!,
+      p = hitPool[i]!;
     const holder = owner[chunk]!;
     if (holder >= 0 && via[p]! < 0) via[p] = holder;
     const l = (refs[p] ??= []);
-    if (l.length < 8) l.push(holder >= 0 ? `pool ${hex(pools.addr[holder]!)}` : `heap chunk ${hex(chunks.addrs[chunk]!)}`);
+    if (l.length < 8)
+      l.push(holder >= 0 ? `pool ${hex(pools.addr[holder]!)}` : `heap chunk ${hex(chunks.addrs[chunk]!)}`);
   }
   return { refs, via, bytesRead };
 }
 
 /** The output pools (pool order): sizes, cleanups with their handlers' symbols and modules, owner, module, creator, references. */
-function attributePools(pools: PoolSet, live: readonly number[], staticRefs: Array<StaticRef[] | undefined>,
-  heap: { refs: Array<string[] | undefined>; via: Int32Array }, symbolizer: Symbolizer, objects: readonly Module[], namer: ModuleNamer): NginxPool[] {
+function attributePools(
+  pools: PoolSet,
+  live: readonly number[],
+  staticRefs: Array<StaticRef[] | undefined>,
+  heap: { refs: Array<string[] | undefined>; via: Int32Array },
+  symbolizer: Symbolizer,
+  objects: readonly Module[],
+  namer: ModuleNamer,
+): NginxPool[] {
   const out: NginxPool[] = new Array(live.length);
   const outOf: Array<NginxPool | undefined> = new Array(pools.length);
-  const cleanupCache = new Map<number, { function: string | null; object: string; offset: number; module: string | null }>();
+  const cleanupCache = new Map<
+    number,
+    { function: string | null; object: string; offset: number; module: string | null }
+  >();
   const none: never[] = [];
   for (let j = 0; j < live.length; j++) {
-    const p = live[j]!, read = pools.read[p]!;
+    const p = live[j]!,
+      read = pools.read[p]!;
     const cleanups = read.cleanups;
     let creator: string | null = null; // the first cleanup with a module
     for (let i = 0; i < cleanups.length; i++) {
@@ -509,16 +735,37 @@ function attributePools(pools: PoolSet, live: readonly number[], staticRefs: Arr
         info = { function: f.function, object: f.module, offset: f.offset, module: namer.moduleFor(obj, f.function) };
         cleanupCache.set(c.handler, info);
       }
-      c.function = info.function; c.object = info.object; c.offset = info.offset; c.module = info.module;
+      c.function = info.function;
+      c.object = info.object;
+      c.offset = info.offset;
+      c.module = info.module;
       if (creator === null && info.module) creator = info.module;
     }
-    let blockBytes = 0, usedBytes = 0, largeBytes = 0;
-    for (let i = 0; i < read.blocks.length; i++) { const b = read.blocks[i]!; blockBytes += b.chunkSize; usedBytes += b.used; }
+    let blockBytes = 0,
+      usedBytes = 0,
+      largeBytes = 0;
+    for (let i = 0; i < read.blocks.length; i++) {
+      const b = read.blocks[i]!;
+      blockBytes += b.chunkSize;
+      usedBytes += b.used;
+    }
     for (let i = 0; i < read.large.length; i++) largeBytes += read.large[i]!.chunkSize;
     const pool: NginxPool = {
-      address: pools.addr[p]!, size: read.size, blocks: read.blocks, large: read.large, cleanups,
-      blockBytes, usedBytes, largeBytes, bytes: blockBytes + largeBytes, foundBy: pools.foundBy[p]!,
-      owner: 'unreferenced', module: null, creator, referencedFrom: null, references: none,
+      address: pools.addr[p]!,
+      size: read.size,
+      blocks: read.blocks,
+      large: read.large,
+      cleanups,
+      blockBytes,
+      usedBytes,
+      largeBytes,
+      bytes: blockBytes + largeBytes,
+      foundBy: pools.foundBy[p]!,
+      owner: 'unreferenced',
+      module: null,
+      creator,
+      referencedFrom: null,
+      references: none,
     };
     const rr = pools.roots[p] ?? none;
     if (rr.length > 1) rr.sort((a, b) => a.rank - b.rank);
@@ -538,8 +785,11 @@ function attributePools(pools: PoolSet, live: readonly number[], staticRefs: Arr
     for (let i = 0; i < sr.length && !withModule; i++) if (sr[i]!.module) withModule = sr[i];
     // A root-owned pool (cycle, connection, request) was made by nginx itself: a module's cleanup
     // handler on it (ngx_http_lua_module registers one on the cycle pool) does not make it the creator.
-    if (rr.length) { pool.owner = rr[0]!.owner; pool.referencedFrom = rr[0]!.ref; pool.creator = null; }
-    else if (sr.length) {
+    if (rr.length) {
+      pool.owner = rr[0]!.owner;
+      pool.referencedFrom = rr[0]!.ref;
+      pool.creator = null;
+    } else if (sr.length) {
       pool.owner = 'static';
       const ref = withModule ?? sr[0]!;
       pool.referencedFrom = ref.symbol ?? ref.ref.replace(/\+0x[0-9a-f]+$/, '');
@@ -550,7 +800,8 @@ function attributePools(pools: PoolSet, live: readonly number[], staticRefs: Arr
   }
   // Heap references from another pool's memory name that pool's owner.
   for (let j = 0; j < live.length; j++) {
-    const p = live[j]!, pool = outOf[p]!;
+    const p = live[j]!,
+      pool = outOf[p]!;
     if (pool.owner !== 'heap') continue;
     const v = heap.via[p]!;
     pool.referencedFrom = v >= 0 ? `pool of ${outOf[v]?.owner ?? 'unknown'}` : 'heap chunk';
@@ -577,11 +828,28 @@ function groupPools(pools: readonly NginxPool[]): { groups: PoolGroup[]; groupOf
     if (gi === undefined) {
       gi = groups.length;
       byRef.set(p.referencedFrom, gi);
-      groups.push({ owner: p.owner, module: p.module, creator: p.creator, referencedFrom: p.referencedFrom, pools: 0, blocks: 0, blockBytes: 0, usedBytes: 0, largeAllocs: 0, largeBytes: 0, bytes: 0 });
+      groups.push({
+        owner: p.owner,
+        module: p.module,
+        creator: p.creator,
+        referencedFrom: p.referencedFrom,
+        pools: 0,
+        blocks: 0,
+        blockBytes: 0,
+        usedBytes: 0,
+        largeAllocs: 0,
+        largeBytes: 0,
+        bytes: 0,
+      });
     }
     const g = groups[gi]!;
-    g.pools++; g.blocks += p.blocks.length; g.blockBytes += p.blockBytes; g.usedBytes += p.usedBytes;
-    g.largeAllocs += p.large.length; g.largeBytes += p.largeBytes; g.bytes += p.bytes;
+    g.pools++;
+    g.blocks += p.blocks.length;
+    g.blockBytes += p.blockBytes;
+    g.usedBytes += p.usedBytes;
+    g.largeAllocs += p.large.length;
+    g.largeBytes += p.largeBytes;
+    g.bytes += p.bytes;
     first[i] = gi;
   }
   // sort groups by bytes, remapping indices
@@ -596,8 +864,12 @@ function groupPools(pools: readonly NginxPool[]): { groups: PoolGroup[]; groupOf
 }
 
 /** How the groups split the census's histogram buckets: per bucket, the pool blocks and large allocations of each group. */
-function splitBuckets(pools: readonly NginxPool[], groupOf: Int32Array,
-  census: ReadonlyArray<{ minBytes: number; inUseChunks: number; inUseBytes: number }>, log: ProblemLog): PoolBucketSplit[] {
+function splitBuckets(
+  pools: readonly NginxPool[],
+  groupOf: Int32Array,
+  census: ReadonlyArray<{ minBytes: number; inUseChunks: number; inUseBytes: number }>,
+  log: ProblemLog,
+): PoolBucketSplit[] {
   const split = new Map<number, PoolBucketSplit>();
   const bySize = new Map<number, PoolBucketSplit>(); // chunk size -> its bucket (few distinct sizes)
   const bucket = (size: number) => {
@@ -605,7 +877,19 @@ function splitBuckets(pools: readonly NginxPool[], groupOf: Int32Array,
     if (b) return b;
     const { minBytes, maxBytes } = bucketOf(size);
     b = split.get(minBytes);
-    if (!b) split.set(minBytes, (b = { minBytes, maxBytes, censusInUseChunks: 0, censusInUseBytes: 0, poolChunks: 0, poolBytes: 0, groups: [] }));
+    if (!b)
+      split.set(
+        minBytes,
+        (b = {
+          minBytes,
+          maxBytes,
+          censusInUseChunks: 0,
+          censusInUseBytes: 0,
+          poolChunks: 0,
+          poolBytes: 0,
+          groups: [],
+        }),
+      );
     bySize.set(size, b);
     return b;
   };
@@ -614,25 +898,50 @@ function splitBuckets(pools: readonly NginxPool[], groupOf: Int32Array,
     let m = shares.get(b);
     if (!m) shares.set(b, (m = new Map()));
     let s = m.get(g);
-    if (!s) { b.groups.push((s = { group: g, blockChunks: 0, blockBytes: 0, largeChunks: 0, largeBytes: 0 })); m.set(g, s); }
+    if (!s) {
+      b.groups.push((s = { group: g, blockChunks: 0, blockBytes: 0, largeChunks: 0, largeBytes: 0 }));
+      m.set(g, s);
+    }
     return s;
   };
   for (let i = 0; i < pools.length; i++) {
-    const p = pools[i]!, g = groupOf[i]!;
+    const p = pools[i]!,
+      g = groupOf[i]!;
     for (let k = 0; k < p.blocks.length; k++) {
-      const cs = p.blocks[k]!.chunkSize, b = bucket(cs), s = share(b, g);
-      s.blockChunks++; s.blockBytes += cs; b.poolChunks++; b.poolBytes += cs;
+      const cs = p.blocks[k]!.chunkSize,
+        b = bucket(cs),
+        s = share(b, g);
+      s.blockChunks++;
+      s.blockBytes += cs;
+      b.poolChunks++;
+      b.poolBytes += cs;
     }
     for (let k = 0; k < p.large.length; k++) {
-      const cs = p.large[k]!.chunkSize, b = bucket(cs), s = share(b, g);
-      s.largeChunks++; s.largeBytes += cs; b.poolChunks++; b.poolBytes += cs;
+      const cs = p.large[k]!.chunkSize,
+        b = bucket(cs),
+        s = share(b, g);
+      s.largeChunks++;
+      s.largeBytes += cs;
+      b.poolChunks++;
+      b.poolBytes += cs;
     }
   }
-  for (const h of census) { const b = split.get(h.minBytes); if (b) { b.censusInUseChunks = h.inUseChunks; b.censusInUseBytes = h.inUseBytes; } }
+  for (const h of census) {
+    const b = split.get(h.minBytes);
+    if (b) {
+      b.censusInUseChunks = h.inUseChunks;
+      b.censusInUseBytes = h.inUseBytes;
+    }
+  }
   const buckets = [...split.values()].sort((a, b) => a.minBytes - b.minBytes);
   for (const b of buckets) {
     b.groups.sort((x, y) => x.group - y.group);
-    if (b.poolChunks > b.censusInUseChunks) log.add({ kind: 'bucket-exceeds-census', address: 0, detail: `bucket ${b.minBytes}: ${b.poolChunks} pool chunks but the census has ${b.censusInUseChunks} in use` });
+    if (b.poolChunks > b.censusInUseChunks)
+      log.add({
+        kind: 'bucket-exceeds-census',
+        address: 0,
+        detail: `bucket ${b.minBytes}: ${b.poolChunks} pool chunks but the census has ${b.censusInUseChunks} in use`,
+      });
   }
   return buckets;
 }
@@ -672,7 +981,9 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
       if (space.readInto(addr + POOL.sizeof, buf, 0, buf.length) !== buf.length) continue;
       const poolField = buf.readUInt32LE(R.pool + 4) * 4294967296 + buf.readUInt32LE(R.pool);
       if (buf.readUInt32LE(R.signature) === HTTP_REQUEST_SIGNATURE && poolField === addr) {
-        pools.roots[p] = [{ owner: 'request', ref: 'ngx_http_request_t at the pool start (request in flight)', rank: 2 }];
+        pools.roots[p] = [
+          { owner: 'request', ref: 'ngx_http_request_t at the pool start (request in flight)', rank: 2 },
+        ];
       }
     }
   }
@@ -686,9 +997,10 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   // Heap references, for pools neither a root nor static data holds.
   const orphans = live.filter((p) => !pools.roots[p] && !statics.refs[p]);
   const mode = opts.heapReferences ?? 'default';
-  const heap = mode !== 'off' && orphans.length
-    ? heapReferences(space, chunks, pools, orphans, mode === 'all')
-    : { refs: [], via: new Int32Array(0), bytesRead: 0 };
+  const heap =
+    mode !== 'off' && orphans.length
+      ? heapReferences(space, chunks, pools, orphans, mode === 'all')
+      : { refs: [], via: new Int32Array(0), bytesRead: 0 };
   const tHeap = performance.now();
 
   const out = attributePools(pools, live, statics.refs, heap, symbolizer, objects, namer);
@@ -696,12 +1008,18 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
   const tAttr = performance.now();
 
   const { groups, groupOf } = groupPools(out);
-  const censusBuckets = opts.histogram ?? [...matches.bucketTotals!].map(([minBytes, t]) => ({ minBytes, inUseChunks: t.chunks, inUseBytes: t.bytes }));
+  const censusBuckets =
+    opts.histogram ??
+    [...matches.bucketTotals!].map(([minBytes, t]) => ({ minBytes, inUseChunks: t.chunks, inUseBytes: t.bytes }));
   const buckets = splitBuckets(out, groupOf, censusBuckets, log);
   const totals = { pools: out.length, blocks: 0, bytes: 0, largeAllocs: 0, largeBytes: 0, blockBytes: 0, usedBytes: 0 };
   for (const g of groups) {
-    totals.blocks += g.blocks; totals.bytes += g.bytes; totals.largeAllocs += g.largeAllocs; totals.largeBytes += g.largeBytes;
-    totals.blockBytes += g.blockBytes; totals.usedBytes += g.usedBytes;
+    totals.blocks += g.blocks;
+    totals.bytes += g.bytes;
+    totals.largeAllocs += g.largeAllocs;
+    totals.largeBytes += g.largeBytes;
+    totals.blockBytes += g.blockBytes;
+    totals.usedBytes += g.usedBytes;
   }
   const tEnd = performance.now();
   const cyc = roots.cycle;
@@ -717,16 +1035,31 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
     buckets,
     modules,
     roots: {
-      cycle: cyc?.address ?? null, connectionsInUse: rootRefs.connectionsInUse, requests: rootRefs.requests, upstreams: rootRefs.upstreams,
-      oldCycles: cyc?.oldCycles.length ?? 0, cycleSymbolSource: roots.cycleSymbolSource ?? null,
+      cycle: cyc?.address ?? null,
+      connectionsInUse: rootRefs.connectionsInUse,
+      requests: rootRefs.requests,
+      upstreams: rootRefs.upstreams,
+      oldCycles: cyc?.oldCycles.length ?? 0,
+      cycleSymbolSource: roots.cycleSymbolSource ?? null,
     },
     inconsistencies: log.listed,
     inconsistencyCount: log.count,
     inconsistencyKinds: log.kinds,
     stats: {
-      elapsedMs: tEnd - t0, chunksSeen: matches.chunksSeen, candidates: matches.candidates, signatureMatches: matches.chunk.length,
+      elapsedMs: tEnd - t0,
+      chunksSeen: matches.chunksSeen,
+      candidates: matches.candidates,
+      signatureMatches: matches.chunk.length,
       bytesRead: matches.bytesRead + statics.bytesRead + heap.bytesRead,
-      phasesMs: { roots: tRoots - t0, scan: tScan - tRoots, validate: tValidate - tScan, staticRefs: tStatic - tValidate, heapRefs: tHeap - tStatic, attribute: tAttr - tHeap, group: tEnd - tAttr },
+      phasesMs: {
+        roots: tRoots - t0,
+        scan: tScan - tRoots,
+        validate: tValidate - tScan,
+        staticRefs: tStatic - tValidate,
+        heapRefs: tHeap - tStatic,
+        attribute: tAttr - tHeap,
+        group: tEnd - tAttr,
+      },
     },
   };
 }

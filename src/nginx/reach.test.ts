@@ -13,9 +13,11 @@ import { censusWithChunks } from './census-chunks.js';
 import { analyzePools } from './pools.js';
 
 const handles: NginxHandle[] = [];
-after(async () => { for (const h of handles) await h.stop(); });
+after(async () => {
+  for (const h of handles) await h.stop();
+});
 
-test('nginx: dropped pools\' blocks and large allocations lost, kept ones reachable', { timeout: 120_000 }, async () => {
+test("nginx: dropped pools' blocks and large allocations lost, kept ones reachable", { timeout: 120_000 }, async () => {
   await ensureFixturesBuilt();
   const h = await startNginx({ workers: 1 });
   handles.push(h);
@@ -30,7 +32,9 @@ test('nginx: dropped pools\' blocks and large allocations lost, kept ones reacha
     const a = analyzePools(space, { chunks: census.chunks, symbolizer, histogram: census.census.histogram });
     // The module's own table of kept pools (ground truth, through its symbols).
     const table = symbolizer.require('ngx_http_leak_sessions', { module: 'ngx_http_leak_module' });
-    const n = space.readU64(symbolizer.require('ngx_http_leak_nsessions', { module: 'ngx_http_leak_module' }).runtimeAddr);
+    const n = space.readU64(
+      symbolizer.require('ngx_http_leak_nsessions', { module: 'ngx_http_leak_module' }).runtimeAddr,
+    );
     const kept = new Set<number>();
     for (let i = 0; i < n; i++) kept.add(space.readU64(table.runtimeAddr + i * 8));
     assert.equal(kept.size, 30);
@@ -45,16 +49,29 @@ test('nginx: dropped pools\' blocks and large allocations lost, kept ones reacha
       assert.equal(r.classOf(p.address), 'definitelyLost', `dropped pool 0x${p.address.toString(16)}`);
       assert.equal(p.large.length, 1);
       // Its large allocation is pointed to only from the pool's ngx_pool_large_t: indirectly lost.
-      assert.equal(r.classOf(p.large[0]!.address), 'indirectlyLost', `large allocation of dropped pool 0x${p.address.toString(16)}`);
+      assert.equal(
+        r.classOf(p.large[0]!.address),
+        'indirectlyLost',
+        `large allocation of dropped pool 0x${p.address.toString(16)}`,
+      );
     }
     for (const p of statics) {
       assert.equal(r.classOf(p.address), 'reachable', `kept pool 0x${p.address.toString(16)}`);
-      for (const l of p.large) assert.equal(r.classOf(l.address), 'reachable', `large allocation of kept pool 0x${p.address.toString(16)}`);
+      for (const l of p.large)
+        assert.equal(r.classOf(l.address), 'reachable', `large allocation of kept pool 0x${p.address.toString(16)}`);
     }
     const x = r.reachability;
-    assert.ok(x.definitelyLost.chunks >= 20 && x.indirectlyLost.chunks >= 20, JSON.stringify({ d: x.definitelyLost, i: x.indirectlyLost }));
+    assert.ok(
+      x.definitelyLost.chunks >= 20 && x.indirectlyLost.chunks >= 20,
+      JSON.stringify({ d: x.definitelyLost, i: x.indirectlyLost }),
+    );
     // What is lost is mostly the dropped sessions: 20 pools of 16 KiB + 20 x 300 KiB.
     const droppedBytes = dropped.reduce((s, p) => s + p.bytes, 0);
-    assert.ok(x.definitelyLost.bytes + x.indirectlyLost.bytes >= droppedBytes * 0.99, `${x.definitelyLost.bytes + x.indirectlyLost.bytes} >= ${droppedBytes}`);
-  } finally { space.close(); }
+    assert.ok(
+      x.definitelyLost.bytes + x.indirectlyLost.bytes >= droppedBytes * 0.99,
+      `${x.definitelyLost.bytes + x.indirectlyLost.bytes} >= ${droppedBytes}`,
+    );
+  } finally {
+    space.close();
+  }
 });

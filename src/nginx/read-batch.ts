@@ -4,7 +4,10 @@
 
 import type { AddressSpace } from '../target/index.js';
 
-export interface BatchOptions { gap?: number; maxWindow?: number }
+export interface BatchOptions {
+  gap?: number;
+  maxWindow?: number;
+}
 
 /**
  * The window buffer, shared by every call (one process-wide buffer, at most the largest
@@ -26,7 +29,8 @@ export function readBatched(
   cb: (index: number, buf: Buffer, off: number, got: number) => void,
   opts: BatchOptions = {},
 ): number {
-  const gap = opts.gap ?? 4096, maxWindow = opts.maxWindow ?? (4 << 20);
+  const gap = opts.gap ?? 4096,
+    maxWindow = opts.maxWindow ?? 4 << 20;
   const n = addrs.length;
   const order = new Uint32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
@@ -42,7 +46,8 @@ export function readBatched(
     let j = i + 1;
     while (j < n) {
       const k = order[j]!;
-      const a = addrs[k]!, e = a + lenOf(k);
+      const a = addrs[k]!,
+        e = a + lenOf(k);
       if (a > end + gap || Math.max(end, e) - start > maxWindow) break;
       if (e > end) end = e;
       j++;
@@ -55,9 +60,13 @@ export function readBatched(
       // Partly unreadable window: fall back to one read per range so each gets what exists.
       for (let t = i; t < j; t++) {
         const k = order[t]!;
-        const a = addrs[k]!, l = lenOf(k);
+        const a = addrs[k]!,
+          l = lenOf(k);
         const off = a - start;
-        if (off + l <= got) { cb(k, buf, off, l); continue; }
+        if (off + l <= got) {
+          cb(k, buf, off, l);
+          continue;
+        }
         const one = Buffer.allocUnsafe(l);
         const g = space.readInto(a, one, 0, l);
         calls++;

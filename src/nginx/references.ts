@@ -11,7 +11,11 @@ import { readBatched } from './read-batch.js';
 
 const TWO32 = 4294967296;
 
-export interface StaticRegion { object: Module; start: number; end: number }
+export interface StaticRegion {
+  object: Module;
+  start: number;
+  end: number;
+}
 
 /** Runtime ranges of every object's writable PT_LOAD segments ([vaddr, vaddr + memsz) + load bias). */
 export function writableRegions(symbolizer: Symbolizer, objects: readonly Module[]): StaticRegion[] {
@@ -49,7 +53,15 @@ export type PointerHit = (tag: number, slotAddr: number, target: number) => void
  * windows and census copies start 8-aligned, any other range is copied to an aligned buffer
  * first. Host and target are both little-endian x86-64.
  */
-export function scanForPointers(buf: Uint8Array, off: number, len: number, addr: number, targets: PointerTargets, hit: PointerHit, tag: number): void {
+export function scanForPointers(
+  buf: Uint8Array,
+  off: number,
+  len: number,
+  addr: number,
+  targets: PointerTargets,
+  hit: PointerHit,
+  tag: number,
+): void {
   // Align the first slot to 8 in the target's address space.
   const skip = (8 - (addr % 8)) % 8;
   // Offsets into the whole ArrayBuffer (many small ranges share one).
@@ -62,7 +74,10 @@ export function scanForPointers(buf: Uint8Array, off: number, len: number, addr:
     scanForPointers(alignedCopy, 0, n, addr + skip, targets, hit, tag);
     return;
   }
-  if (lastBuffer !== buf.buffer) { lastBuffer = buf.buffer; lastWords = new Uint32Array(buf.buffer, 0, buf.buffer.byteLength >>> 2); }
+  if (lastBuffer !== buf.buffer) {
+    lastBuffer = buf.buffer;
+    lastWords = new Uint32Array(buf.buffer, 0, buf.buffer.byteLength >>> 2);
+  }
   const w = lastWords!;
   const { min, max, minHi, maxHi } = targets;
   const last = ((start + len) >>> 2) - 2; // last word index a slot may start at
@@ -83,7 +98,10 @@ export function scanForPointers(buf: Uint8Array, off: number, len: number, addr:
  * probe: the scan asks once per in-range slot, millions of times per analysis).
  */
 export class PointerTargets {
-  readonly min: number; readonly max: number; readonly minHi: number; readonly maxHi: number;
+  readonly min: number;
+  readonly max: number;
+  readonly minHi: number;
+  readonly maxHi: number;
   readonly size: number;
   private readonly keys: Float64Array;
   /** Index in the constructor's list, -1 for an empty slot. */
@@ -95,26 +113,37 @@ export class PointerTargets {
     this.keys = new Float64Array(cap);
     this.slots = new Int32Array(cap).fill(-1);
     this.mask = cap - 1;
-    let min = Infinity, max = -Infinity, size = 0;
+    let min = Infinity,
+      max = -Infinity,
+      size = 0;
     for (let i = 0; i < values.length; i++) {
       const v = values[i]!;
       let h = PointerTargets.hash(v % TWO32) & this.mask;
       let dup = false;
       while (this.slots[h] !== -1) {
-        if (this.keys[h] === v) { dup = true; break; }
+        if (this.keys[h] === v) {
+          dup = true;
+          break;
+        }
         h = (h + 1) & this.mask;
       }
       if (dup) continue; // the first occurrence keeps its index
-      this.keys[h] = v; this.slots[h] = i; size++;
+      this.keys[h] = v;
+      this.slots[h] = i;
+      size++;
       if (v < min) min = v;
       if (v > max) max = v;
     }
     this.size = size;
-    this.min = min; this.max = max;
-    this.minHi = Math.floor(min / TWO32); this.maxHi = Math.floor(max / TWO32);
+    this.min = min;
+    this.max = max;
+    this.minHi = Math.floor(min / TWO32);
+    this.maxHi = Math.floor(max / TWO32);
   }
   /** Hash of a value's low 32 bits (targets are 16-aligned heap addresses: drop the zero bits). */
-  private static hash(lo: number): number { return Math.imul((lo >>> 4) ^ (lo >>> 20), 0x9e3779b1) >>> 8; }
+  private static hash(lo: number): number {
+    return Math.imul((lo >>> 4) ^ (lo >>> 20), 0x9e3779b1) >>> 8;
+  }
   /** The index of `v` (whose low 32 bits are `lo`), or -1. */
   find(lo: number, v: number): number {
     const { keys, slots, mask } = this;
@@ -134,20 +163,39 @@ const SEARCH_WINDOW = 4 << 20;
  * Searches ranges [starts[i], starts[i] + lens[i]) for target values; `hit(rangeIndex, slotAddr,
  * targetIndex)`. Returns bytes read.
  */
-export function searchRanges(space: AddressSpace, starts: ArrayLike<number>, lens: ArrayLike<number>, targets: PointerTargets, hit: PointerHit): number {
+export function searchRanges(
+  space: AddressSpace,
+  starts: ArrayLike<number>,
+  lens: ArrayLike<number>,
+  targets: PointerTargets,
+  hit: PointerHit,
+): number {
   if (targets.size === 0) return 0;
   let bytes = 0;
   // Split big ranges so one window stays <= SEARCH_WINDOW.
   let pieces = 0;
   for (let i = 0; i < starts.length; i++) pieces += Math.max(1, Math.ceil(lens[i]! / SEARCH_WINDOW));
-  const s = new Float64Array(pieces), l = new Float64Array(pieces), owner = new Int32Array(pieces);
+  const s = new Float64Array(pieces),
+    l = new Float64Array(pieces),
+    owner = new Int32Array(pieces);
   let k = 0;
   for (let i = 0; i < starts.length; i++) {
-    for (let o = 0; o < lens[i]!; o += SEARCH_WINDOW) { s[k] = starts[i]! + o; l[k] = Math.min(SEARCH_WINDOW, lens[i]! - o); owner[k] = i; k++; }
+    for (let o = 0; o < lens[i]!; o += SEARCH_WINDOW) {
+      s[k] = starts[i]! + o;
+      l[k] = Math.min(SEARCH_WINDOW, lens[i]! - o);
+      owner[k] = i;
+      k++;
+    }
   }
-  readBatched(space, s.subarray(0, k), l.subarray(0, k), (j, buf, off, got) => {
-    bytes += got;
-    scanForPointers(buf, off, got, s[j]!, targets, hit, owner[j]!);
-  }, { gap: 4096, maxWindow: SEARCH_WINDOW });
+  readBatched(
+    space,
+    s.subarray(0, k),
+    l.subarray(0, k),
+    (j, buf, off, got) => {
+      bytes += got;
+      scanForPointers(buf, off, got, s[j]!, targets, hit, owner[j]!);
+    },
+    { gap: 4096, maxWindow: SEARCH_WINDOW },
+  );
   return bytes;
 }

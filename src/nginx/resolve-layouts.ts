@@ -15,20 +15,29 @@ export function dwarfLayouts(elf: ElfFile): StructLayouts | undefined {
     const found = structLayoutsFromDwarf(elf, LAYOUT_FIELDS as unknown as Record<string, readonly string[]>);
     for (const s of Object.keys(LAYOUT_FIELDS)) if (!found[s]) return undefined;
     return found as unknown as StructLayouts;
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
 }
 
 export function nginxLayouts(symbolizer: Symbolizer, exe: Module): NginxLayouts {
   const syms = symbolizer.symbolsOf(exe);
   if (!syms) return tableLayouts({ version: '', configureArgs: '' });
   const info = nginxBuildInfo(syms.elf);
-  for (const [elf, where] of [[syms.elf, exe.path], [syms.debug?.elf, syms.debug?.path]] as const) {
+  for (const [elf, where] of [
+    [syms.elf, exe.path],
+    [syms.debug?.elf, syms.debug?.path],
+  ] as const) {
     if (!elf) continue;
     const d = dwarfLayouts(elf);
     if (d) {
       return {
-        ...d, version: info.version, versionNumber: versionNumber(info.version), features: layoutFeatures(info.configureArgs),
-        source: 'dwarf', sourceDetail: `DWARF of ${where}`,
+        ...d,
+        version: info.version,
+        versionNumber: versionNumber(info.version),
+        features: layoutFeatures(info.configureArgs),
+        source: 'dwarf',
+        sourceDetail: `DWARF of ${where}`,
       };
     }
   }

@@ -21,13 +21,18 @@ export interface NginxShmZone {
   module: string | null;
 }
 
-const MAX_PARTS = 1024, MAX_ZONES = 65536;
+const MAX_PARTS = 1024,
+  MAX_ZONES = 65536;
 
 /**
  * The worker's shared memory zones. Throws LeakscopeError('not-found') when the cycle
  * cannot be found or validated (no ngx_cycle symbol, unknown layout).
  */
-export function nginxShmZones(space: AddressSpace, symbolizer: Symbolizer, opts: { layouts?: NginxLayouts } = {}): NginxShmZone[] {
+export function nginxShmZones(
+  space: AddressSpace,
+  symbolizer: Symbolizer,
+  opts: { layouts?: NginxLayouts } = {},
+): NginxShmZone[] {
   const roots = readRoots(space, symbolizer, opts);
   if (!roots.cycle) {
     const why = roots.problems.map((p) => p.detail).join('; ');
@@ -48,14 +53,18 @@ export function nginxShmZones(space: AddressSpace, symbolizer: Symbolizer, opts:
     seen.add(partAddr);
     const part = t.struct(partAddr, L.ngx_list_part_t.sizeof, 'ngx_list_part_t');
     if (!part) break;
-    const elts = part.u64At(L.ngx_list_part_t.elts), nelts = part.u64At(L.ngx_list_part_t.nelts);
+    const elts = part.u64At(L.ngx_list_part_t.elts),
+      nelts = part.u64At(L.ngx_list_part_t.nelts);
     if (nelts > MAX_ZONES) break;
-    const Z = L.ngx_shm_zone_t, S = L.ngx_shm_t;
+    const Z = L.ngx_shm_zone_t,
+      S = L.ngx_shm_t;
     const zr = nelts ? t.struct(elts, nelts * Z.sizeof, 'ngx_shm_zone_t[]') : undefined;
     for (let i = 0; zr && i < nelts; i++) {
       const o = i * Z.sizeof;
-      const addr = zr.u64At(o + Z.shm + S.addr), size = zr.u64At(o + Z.shm + S.size);
-      const nameLen = zr.u64At(o + Z.shm + S.name), nameData = zr.u64At(o + Z.shm + S.name + 8);
+      const addr = zr.u64At(o + Z.shm + S.addr),
+        size = zr.u64At(o + Z.shm + S.size);
+      const nameLen = zr.u64At(o + Z.shm + S.name),
+        nameData = zr.u64At(o + Z.shm + S.name + 8);
       const tag = zr.u64At(o + Z.tag);
       let name = '';
       if (nameLen > 0 && nameLen < 4096) {

@@ -4,7 +4,11 @@ import { safeText } from './text-format.js';
 
 const MARK: Record<string, string> = { ok: 'ok', anomaly: '!!', skipped: '--', error: 'xx' };
 /** Never "no leak" for cannot-tell. */
-const HEADING: Record<string, string> = { leak: 'LEAK FOUND', 'no-leak': 'NO LEAK FOUND', 'cannot-tell': 'CANNOT TELL YET' };
+const HEADING: Record<string, string> = {
+  leak: 'LEAK FOUND',
+  'no-leak': 'NO LEAK FOUND',
+  'cannot-tell': 'CANNOT TELL YET',
+};
 
 export function renderAnalyzeText(doc: AnalyzeDocument): string {
   const out: string[] = [`leakscope analysis of ${safeText(doc.target)} (${doc.durationSeconds.toFixed(1)} s)`, ''];
@@ -19,7 +23,10 @@ export function renderAnalyzeText(doc: AnalyzeDocument): string {
   if (c.module) out.push(`  module:   ${safeText(c.module)}`);
   if (c.bucket) out.push(`  bucket:   chunks of ${c.bucket.minBytes}–${c.bucket.maxBytes - 1} bytes`);
   if (c.function) out.push(`  function: ${safeText(c.function)}`);
-  if (c.growthRate) out.push(`  rate:     ${(c.growthRate.bytesPerSecond / 1024).toFixed(1)} KiB/s (+${(c.growthRate.bytesPerHour / 1048576).toFixed(1)} MiB/hour)`);
+  if (c.growthRate)
+    out.push(
+      `  rate:     ${(c.growthRate.bytesPerSecond / 1024).toFixed(1)} KiB/s (+${(c.growthRate.bytesPerHour / 1048576).toFixed(1)} MiB/hour)`,
+    );
   out.push(`  ${safeText(c.summary)}`);
   if (c.nextCommand) out.push(`  to tell:  ${safeText(c.nextCommand)}`);
   return out.join('\n');

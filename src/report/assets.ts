@@ -19,9 +19,16 @@ export function reportAsset(name: string): string {
   if (have !== undefined) return have;
   for (const url of candidates(name)) {
     let text: string;
-    try { text = readFileSync(url, 'utf8'); } catch { continue; }
+    try {
+      text = readFileSync(url, 'utf8');
+    } catch {
+      continue;
+    }
     cache.set(name, text);
     return text;
   }
-  throw new LeakscopeError('not-found', `report asset ${name} missing beside ${new URL('.', import.meta.url).pathname} (run npm run build)`);
+  throw new LeakscopeError(
+    'not-found',
+    `report asset ${name} missing beside ${new URL('.', import.meta.url).pathname} (run npm run build)`,
+  );
 }

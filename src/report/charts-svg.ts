@@ -51,12 +51,14 @@ export function formatCount(n: number, compact = false): string {
 }
 
 function checkColor(c: string): string {
-  if (!/^#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?$/.test(c)) throw new LeakscopeError('usage', `chart colour ${JSON.stringify(c)}; expected #rgb or #rrggbb`);
+  if (!/^#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?$/.test(c))
+    throw new LeakscopeError('usage', `chart colour ${JSON.stringify(c)}; expected #rgb or #rrggbb`);
   return c;
 }
 
 function checkWidth(w: number): number {
-  if (!Number.isFinite(w) || w < 200 || w > 10_000) throw new LeakscopeError('usage', `chart width ${w}; expected 200..10000 px`);
+  if (!Number.isFinite(w) || w < 200 || w > 10_000)
+    throw new LeakscopeError('usage', `chart width ${w}; expected 200..10000 px`);
   return w;
 }
 
@@ -130,7 +132,9 @@ export function stackedBarSvg(segments: readonly BarSegment[], opts: StackedBarO
       out.push(
         `<g class="segment" data-key="${escapeXml(s.key)}"><title>${escapeXml(title)}</title>` +
           `<rect x="${n2(x)}" y="0" width="${n2(w)}" height="${h}" fill="${color}" stroke="#ffffff" stroke-width="1"/>` +
-          (w >= 44 ? `<text x="${n2(x + w / 2)}" y="${n2(h / 2 + 4)}" text-anchor="middle" fill="${textColorOn(color)}" font-weight="600">${escapeXml(share)}</text>` : '') +
+          (w >= 44
+            ? `<text x="${n2(x + w / 2)}" y="${n2(h / 2 + 4)}" text-anchor="middle" fill="${textColorOn(color)}" font-weight="600">${escapeXml(share)}</text>`
+            : '') +
           `</g>`,
       );
       x += w;
@@ -146,7 +150,16 @@ export function stackedBarSvg(segments: readonly BarSegment[], opts: StackedBarO
 
 export type HBarRow =
   | { kind: 'heading'; label: string; valueLabel: string }
-  | { kind?: 'bar'; key: string; label: string; value: number; valueLabel: string; color: string; title?: string; indent?: boolean };
+  | {
+      kind?: 'bar';
+      key: string;
+      label: string;
+      value: number;
+      valueLabel: string;
+      color: string;
+      title?: string;
+      indent?: boolean;
+    };
 
 export interface HBarsOptions {
   width: number;
@@ -228,7 +241,12 @@ export interface HistogramOptions {
   yTitle?: string;
 }
 
-export const HIST_COLORS = { current: '#5b7fa6', baseline: '#c3ccd8', marked: '#d9482b', markedBand: '#fbe9e5' } as const;
+export const HIST_COLORS = {
+  current: '#5b7fa6',
+  baseline: '#c3ccd8',
+  marked: '#d9482b',
+  markedBand: '#fbe9e5',
+} as const;
 
 const LOG_STEPS_BYTES = [10, 5, 2, 1]; // tick every 2^(10k), 2^(5k), ...
 function logTicks(lo: number, hi: number, unit: 'bytes' | 'count'): number[] {
@@ -332,26 +350,39 @@ export function histogramSvg(buckets: readonly HistogramBucket[], opts: Histogra
   out.push(`<g class="hist-buckets">`);
   buckets.forEach((b, i) => {
     const x0 = left + i * slot;
-    const marked = opts.markedMinBytes !== undefined && opts.markedMinBytes !== null && b.minBytes === opts.markedMinBytes;
+    const marked =
+      opts.markedMinBytes !== undefined && opts.markedMinBytes !== null && b.minBytes === opts.markedMinBytes;
     const label = bucketLabel(b.minBytes, b.maxBytes);
     const v = finite(b.value);
     const title =
       b.title ??
-      (b.baseline !== undefined ? `${label}: ${fmtLong(v)} now, ${fmtLong(finite(b.baseline))} in the baseline` : `${label}: ${fmtLong(v)}`);
+      (b.baseline !== undefined
+        ? `${label}: ${fmtLong(v)} now, ${fmtLong(finite(b.baseline))} in the baseline`
+        : `${label}: ${fmtLong(v)}`);
     const attrs = marked ? ` data-anomalous="true"` : '';
-    const parts: string[] = [`<g class="hist-bucket${marked ? ' is-marked' : ''}" data-min-bytes="${b.minBytes}" data-label="${escapeXml(label)}"${attrs}><title>${escapeXml(title)}</title>`];
+    const parts: string[] = [
+      `<g class="hist-bucket${marked ? ' is-marked' : ''}" data-min-bytes="${b.minBytes}" data-label="${escapeXml(label)}"${attrs}><title>${escapeXml(title)}</title>`,
+    ];
     // A transparent full-height hit area, so small bars still get their tooltip.
-    parts.push(`<rect class="hist-hit" x="${n2(x0)}" y="${top}" width="${n2(slot)}" height="${plotH}" fill="${marked ? HIST_COLORS.markedBand : 'transparent'}"/>`);
+    parts.push(
+      `<rect class="hist-hit" x="${n2(x0)}" y="${top}" width="${n2(slot)}" height="${plotH}" fill="${marked ? HIST_COLORS.markedBand : 'transparent'}"/>`,
+    );
     const color = marked ? HIST_COLORS.marked : HIST_COLORS.current;
     if (b.baseline !== undefined) {
       const bw = slot * 0.36;
       const hb = y(finite(b.baseline));
       const hc = y(v);
-      parts.push(`<rect class="hist-bar-baseline" x="${n2(x0 + slot * 0.12)}" y="${n2(base - hb)}" width="${n2(bw)}" height="${n2(hb)}" fill="${HIST_COLORS.baseline}"/>`);
-      parts.push(`<rect class="hist-bar" x="${n2(x0 + slot * 0.52)}" y="${n2(base - hc)}" width="${n2(bw)}" height="${n2(hc)}" fill="${color}"/>`);
+      parts.push(
+        `<rect class="hist-bar-baseline" x="${n2(x0 + slot * 0.12)}" y="${n2(base - hb)}" width="${n2(bw)}" height="${n2(hb)}" fill="${HIST_COLORS.baseline}"/>`,
+      );
+      parts.push(
+        `<rect class="hist-bar" x="${n2(x0 + slot * 0.52)}" y="${n2(base - hc)}" width="${n2(bw)}" height="${n2(hc)}" fill="${color}"/>`,
+      );
     } else {
       const hc = y(v);
-      parts.push(`<rect class="hist-bar" x="${n2(x0 + slot * 0.15)}" y="${n2(base - hc)}" width="${n2(slot * 0.7)}" height="${n2(hc)}" fill="${color}" rx="1.5"/>`);
+      parts.push(
+        `<rect class="hist-bar" x="${n2(x0 + slot * 0.15)}" y="${n2(base - hc)}" width="${n2(slot * 0.7)}" height="${n2(hc)}" fill="${color}" rx="1.5"/>`,
+      );
     }
     if (i % labelEvery === 0 || marked) {
       parts.push(
@@ -372,7 +403,9 @@ export function histogramSvg(buckets: readonly HistogramBucket[], opts: Histogra
       callout =
         `<g class="hist-mark" pointer-events="none">` +
         `<text class="hist-mark-label" x="${n2(ax)}" y="${n2(ty)}" text-anchor="${an}" fill="${HIST_COLORS.marked}" font-weight="700" font-size="13">${escapeXml(label)}</text>` +
-        (opts.markNote ? `<text class="hist-mark-note" x="${n2(ax)}" y="${n2(ty + 15)}" text-anchor="${an}" fill="${HIST_COLORS.marked}" font-size="12">${escapeXml(opts.markNote)}</text>` : '') +
+        (opts.markNote
+          ? `<text class="hist-mark-note" x="${n2(ax)}" y="${n2(ty + 15)}" text-anchor="${an}" fill="${HIST_COLORS.marked}" font-size="12">${escapeXml(opts.markNote)}</text>`
+          : '') +
         `</g>`;
     }
     parts.push(`</g>`);
@@ -380,7 +413,9 @@ export function histogramSvg(buckets: readonly HistogramBucket[], opts: Histogra
   });
   out.push(`</g>`);
   out.push(`<line x1="${left}" x2="${width - right}" y1="${base}" y2="${base}" stroke="${AXIS}"/>`);
-  out.push(`<text x="${left + plotW / 2}" y="${height - 8}" text-anchor="middle" fill="${MUTED}" font-size="11">chunk size (bucket lower bound; buckets are [2^k, 2^(k+1)) bytes)</text>`);
+  out.push(
+    `<text x="${left + plotW / 2}" y="${height - 8}" text-anchor="middle" fill="${MUTED}" font-size="11">chunk size (bucket lower bound; buckets are [2^k, 2^(k+1)) bytes)</text>`,
+  );
   out.push(callout);
   out.push(`</svg>`);
   return out.join('');

@@ -28,8 +28,16 @@ const main = fn('main');
 //   bytes 6 MiB + 1 MiB + 512 KiB + 256 KiB + 256 KiB + 128 KiB + 128 KiB = 8650752 (8.25 MiB)
 //   count 3 + 1 + 64 + 2 + 2 + 1 + 1 = 74
 const SAMPLES: StackSample[] = [
-  { frames: [malloc, fn('ngx_alloc'), fn('ngx_palloc'), fn('ngx_http_process_request'), main], bytes: 6291456, count: 3 },
-  { frames: [malloc, fn('ngx_alloc'), fn('ngx_palloc'), fn('ngx_http_init_connection'), main], bytes: 1048576, count: 1 },
+  {
+    frames: [malloc, fn('ngx_alloc'), fn('ngx_palloc'), fn('ngx_http_process_request'), main],
+    bytes: 6291456,
+    count: 3,
+  },
+  {
+    frames: [malloc, fn('ngx_alloc'), fn('ngx_palloc'), fn('ngx_http_init_connection'), main],
+    bytes: 1048576,
+    count: 1,
+  },
   { frames: [malloc, { function: null, module: 'libfoo.so', offset: 0x2a3f }, main], bytes: 524288, count: 64 },
   { frames: [fn('calloc', 'libc.so.6'), fn(H1, 'libevil.so'), main], bytes: 262144, count: 2 },
   { frames: [malloc, fn(H2, 'libevil.so'), main], bytes: 262144, count: 2 },
@@ -66,9 +74,15 @@ test('renderFlameGraphSvg: markup holds no hostile markup, one script, stable ge
   assert.ok(!svg.startsWith('<?xml'), 'no XML declaration, so it can be pasted into HTML');
   const id = /^<svg [^>]*id="([^"]+)"/.exec(svg)![1]!;
   assert.match(id, /^leakscope-fg-[0-9a-f]+$/);
-  assert.equal(renderFlameGraphSvg(SAMPLES, { title: `leaks </title><script>alert(3)</script>`, weight: 'bytes' }), svg);
+  assert.equal(
+    renderFlameGraphSvg(SAMPLES, { title: `leaks </title><script>alert(3)</script>`, weight: 'bytes' }),
+    svg,
+  );
   assert.throws(() => renderFlameGraphSvg(SAMPLES, { title: 't', weight: 'bytes', id: 'x"><script>' }), LeakscopeError);
-  assert.throws(() => renderFlameGraphSvg([{ frames: [main], bytes: -5, count: 1 }], { title: 't', weight: 'bytes' }), LeakscopeError);
+  assert.throws(
+    () => renderFlameGraphSvg([{ frames: [main], bytes: -5, count: 1 }], { title: 't', weight: 'bytes' }),
+    LeakscopeError,
+  );
   const empty = renderFlameGraphSvg([], { title: 'empty', weight: 'count' });
   assert.match(empty, /No samples/);
   assert.ok(!empty.includes('<script'));
@@ -109,19 +123,19 @@ async function frameBox(page: Page, id: string, i: number) {
 }
 
 async function safetyChecks(page: Page, scripts: number) {
-  return page.evaluate(
-    () => ({
+  return page
+    .evaluate(() => ({
       imgs: document.querySelectorAll('img').length,
       scripts: document.querySelectorAll('script').length,
       parserErrors: document.getElementsByTagName('parsererror').length,
       root: document.documentElement.localName,
-    }),
-  ).then((r) => {
-    assert.equal(r.imgs, 0, 'an <img> was injected');
-    assert.equal(r.scripts, scripts, 'a <script> was injected');
-    assert.equal(r.parserErrors, 0, 'the document did not parse');
-    return r;
-  });
+    }))
+    .then((r) => {
+      assert.equal(r.imgs, 0, 'an <img> was injected');
+      assert.equal(r.scripts, scripts, 'a <script> was injected');
+      assert.equal(r.parserErrors, 0, 'the document did not parse');
+      return r;
+    });
 }
 
 test('flame graph SVG in headless Chromium: frames, widths, tooltips, zoom, search, hostile names', async (t) => {
@@ -139,21 +153,38 @@ test('flame graph SVG in headless Chromium: frames, widths, tooltips, zoom, sear
     assert.equal(await page.evaluate(() => document.title), `nginx leaks ${H1}`);
 
     // Every frame is an element carrying its name; merged by path.
-    const titles = await page.evaluate(() => [...document.querySelectorAll('.fg-frame title')].map((e) => e.textContent!));
+    const titles = await page.evaluate(() =>
+      [...document.querySelectorAll('.fg-frame title')].map((e) => e.textContent!),
+    );
     assert.equal(titles.length, FRAME_COUNT);
     for (const [label, module] of [
-      ['main', 'nginx'], ['ngx_http_process_request', 'nginx'], ['ngx_http_init_connection', 'nginx'],
-      ['ngx_palloc', 'nginx'], ['ngx_alloc', 'nginx'], ['malloc', 'libc.so.6'], ['calloc', 'libc.so.6'],
-      ['libfoo.so+0x2a3f', 'libfoo.so'], [H1, 'libevil.so'], [H2, 'libevil.so'], [H3, 'libevil.so'],
+      ['main', 'nginx'],
+      ['ngx_http_process_request', 'nginx'],
+      ['ngx_http_init_connection', 'nginx'],
+      ['ngx_palloc', 'nginx'],
+      ['ngx_alloc', 'nginx'],
+      ['malloc', 'libc.so.6'],
+      ['calloc', 'libc.so.6'],
+      ['libfoo.so+0x2a3f', 'libfoo.so'],
+      [H1, 'libevil.so'],
+      [H2, 'libevil.so'],
+      [H3, 'libevil.so'],
       [WEIRD_SHOWN, 'lib<evil>.so'],
     ]) {
-      assert.ok(titles.some((x) => x.startsWith(`${label} [${module}]: `)), `no frame ${label}`);
+      assert.ok(
+        titles.some((x) => x.startsWith(`${label} [${module}]: `)),
+        `no frame ${label}`,
+      );
     }
     assert.equal(titles.filter((x) => x.startsWith('ngx_palloc [nginx]')).length, 2);
     assert.equal(titles.filter((x) => x.startsWith('malloc [libc.so.6]')).length, 6);
     assert.ok(titles.includes('all: 8.25 MiB (100.00% of bytes), 74 allocations (100.00% of allocations)'));
     // 6291456 / 8650752 = 72.73 %; 3 / 74 = 4.05 %
-    assert.ok(titles.includes('ngx_http_process_request [nginx]: 6.00 MiB (72.73% of bytes), 3 allocations (4.05% of allocations)'));
+    assert.ok(
+      titles.includes(
+        'ngx_http_process_request [nginx]: 6.00 MiB (72.73% of bytes), 3 allocations (4.05% of allocations)',
+      ),
+    );
 
     // Widths proportional to bytes; root at the bottom.
     const all = await frameBox(page, id, 0);
@@ -161,8 +192,13 @@ test('flame graph SVG in headless Chromium: frames, widths, tooltips, zoom, sear
     const pr = await frameIndex(page, id, 'ngx_http_process_request', 'nginx');
     const before = await frameBox(page, id, pr);
     assert.ok(Math.abs(before.width - (6291456 / TOTAL_BYTES) * INNER_W) < 0.02, `width ${before.width}`);
-    const allY = await page.evaluate(() => Number(document.querySelector('.fg-frame[data-i="0"] rect')!.getAttribute('y')));
-    const prY = await page.evaluate((i) => Number(document.querySelector(`.fg-frame[data-i="${i}"] rect`)!.getAttribute('y')), pr);
+    const allY = await page.evaluate(() =>
+      Number(document.querySelector('.fg-frame[data-i="0"] rect')!.getAttribute('y')),
+    );
+    const prY = await page.evaluate(
+      (i) => Number(document.querySelector(`.fg-frame[data-i="${i}"] rect`)!.getAttribute('y')),
+      pr,
+    );
     assert.ok(prY < allY, 'callees are drawn above the root');
 
     // Hover shows the tooltip text on the details line.
@@ -190,8 +226,17 @@ test('flame graph SVG in headless Chromium: frames, widths, tooltips, zoom, sear
     // 6 MiB + 1 MiB of 8.25 MiB = 84.8 %.
     s.answerPrompt('^ngx_');
     await page.click(`#${id} .fg-search`);
-    const matched = await page.evaluate(() => [...document.querySelectorAll('.fg-match title')].map((e) => e.textContent!.split(' [')[0]));
-    assert.deepEqual(matched.sort(), ['ngx_alloc', 'ngx_alloc', 'ngx_http_init_connection', 'ngx_http_process_request', 'ngx_palloc', 'ngx_palloc']);
+    const matched = await page.evaluate(() =>
+      [...document.querySelectorAll('.fg-match title')].map((e) => e.textContent!.split(' [')[0]),
+    );
+    assert.deepEqual(matched.sort(), [
+      'ngx_alloc',
+      'ngx_alloc',
+      'ngx_http_init_connection',
+      'ngx_http_process_request',
+      'ngx_palloc',
+      'ngx_palloc',
+    ]);
     assert.equal(await page.textContent(`#${id} .fg-matched`), 'Matched: 84.8%');
     assert.equal((await frameBox(page, id, pr)).fill, 'rgb(224, 64, 224)');
     assert.equal(await page.textContent(`#${id} .fg-search`), 'Reset Search');
@@ -201,7 +246,10 @@ test('flame graph SVG in headless Chromium: frames, widths, tooltips, zoom, sear
 
     // Search by event from a host page: "alert" is in the three hostile names:
     // (256 KiB + 256 KiB + 128 KiB) / 8.25 MiB = 7.6 %.
-    await page.evaluate((id) => document.getElementById(id)!.dispatchEvent(new CustomEvent('leakscope-search', { detail: 'alert' })), id);
+    await page.evaluate(
+      (id) => document.getElementById(id)!.dispatchEvent(new CustomEvent('leakscope-search', { detail: 'alert' })),
+      id,
+    );
     assert.equal(await page.locator(`#${id} .fg-match`).count(), 3);
     assert.equal(await page.textContent(`#${id} .fg-matched`), 'Matched: 7.6%');
 
@@ -212,7 +260,10 @@ test('flame graph SVG in headless Chromium: frames, widths, tooltips, zoom, sear
     const h1 = await frameBox(page, id, await frameIndex(page, id, H1, 'libevil.so'));
     assert.equal(h1.text, H1);
     await safetyChecks(page, 1);
-    assert.deepEqual(s.dialogs.map((d) => d.type), ['prompt']);
+    assert.deepEqual(
+      s.dialogs.map((d) => d.type),
+      ['prompt'],
+    );
     assert.deepEqual(s.errors, []);
   });
 });
@@ -226,11 +277,18 @@ test('flame graph SVG inline in an HTML page: two graphs, each scoped; empty pro
   const dir = mkdtempSync(join(tmpdir(), 'leakscope-fg-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   await withBrowser(t, async (s) => {
-    const one = renderFlameGraphSvg(SAMPLES, { title: `one </title><script>alert(3)</script>`, weight: 'bytes', id: 'g-one' });
+    const one = renderFlameGraphSvg(SAMPLES, {
+      title: `one </title><script>alert(3)</script>`,
+      weight: 'bytes',
+      id: 'g-one',
+    });
     const two = renderFlameGraphSvg(SAMPLES, { title: 'two', weight: 'count', id: 'g-two', width: 800 });
     const empty = renderFlameGraphSvg([], { title: 'none', weight: 'bytes', id: 'g-empty' });
     const path = join(dir, 'report.html');
-    writeFileSync(path, `<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>report</title></head><body>\n<h1>report</h1>\n${one}\n<p>between</p>\n${two}\n${empty}\n</body></html>\n`);
+    writeFileSync(
+      path,
+      `<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>report</title></head><body>\n<h1>report</h1>\n${one}\n<p>between</p>\n${two}\n${empty}\n</body></html>\n`,
+    );
     const page = s.page;
     await openFile(page, path);
     const r = await safetyChecks(page, 2);
@@ -246,7 +304,9 @@ test('flame graph SVG inline in an HTML page: two graphs, each scoped; empty pro
     assert.equal((await frameBox(page, 'g-two', foo)).width, 780);
     assert.deepEqual(await frameBox(page, 'g-one', foo), beforeOne, 'zooming graph two changed graph one');
 
-    await page.evaluate(() => document.getElementById('g-one')!.dispatchEvent(new CustomEvent('leakscope-search', { detail: 'malloc' })));
+    await page.evaluate(() =>
+      document.getElementById('g-one')!.dispatchEvent(new CustomEvent('leakscope-search', { detail: 'malloc' })),
+    );
     assert.equal(await page.locator('#g-one .fg-match').count(), 6);
     assert.equal(await page.locator('#g-two .fg-match').count(), 0);
     assert.equal(await page.locator('h1').count(), 1);

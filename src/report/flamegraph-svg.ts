@@ -99,7 +99,9 @@ function hslToHex(h: number, s: number, l: number): string {
   const f = (n: number) => {
     const k = (n + h / 30) % 12;
     const c = l - a * Math.max(-1, Math.min(k - 3, 9 - k, 1));
-    return Math.round(c * 255).toString(16).padStart(2, '0');
+    return Math.round(c * 255)
+      .toString(16)
+      .padStart(2, '0');
   };
   return `#${f(0)}${f(8)}${f(4)}`;
 }
@@ -124,9 +126,15 @@ function num(v: number): string {
 function buildTree(samples: readonly StackSample[]): TreeNode {
   const root: TreeNode = { label: 'all', module: '', bytes: 0, count: 0, children: new Map() };
   samples.forEach((s, i) => {
-    for (const [what, v] of [['bytes', s.bytes], ['count', s.count]] as const) {
+    for (const [what, v] of [
+      ['bytes', s.bytes],
+      ['count', s.count],
+    ] as const) {
       if (!Number.isFinite(v) || v < 0) {
-        throw new LeakscopeError('malformed', `flame graph: sample ${i} has ${what} = ${v}; expected a finite number >= 0`);
+        throw new LeakscopeError(
+          'malformed',
+          `flame graph: sample ${i} has ${what} = ${v}; expected a finite number >= 0`,
+        );
       }
     }
     let node = root;
@@ -156,7 +164,17 @@ function flatten(root: TreeNode, weight: 'bytes' | 'count', innerWidth: number, 
     const value = weight === 'bytes' ? n.bytes : n.count;
     if (value <= 0 || (value / total) * innerWidth < minWidthPx) return;
     const index = out.length;
-    const flat: FlatNode = { parent, depth, start, value, end: index + 1, label: n.label, module: n.module, bytes: n.bytes, count: n.count };
+    const flat: FlatNode = {
+      parent,
+      depth,
+      start,
+      value,
+      end: index + 1,
+      label: n.label,
+      module: n.module,
+      bytes: n.bytes,
+      count: n.count,
+    };
     out.push(flat);
     const kids = [...n.children.values()].sort((a, b) =>
       a.label < b.label ? -1 : a.label > b.label ? 1 : a.module < b.module ? -1 : a.module > b.module ? 1 : 0,
@@ -191,12 +209,15 @@ const HINT = 'Click a frame to zoom in, Reset Zoom to go back; Search highlights
  */
 export function renderFlameGraphSvg(samples: readonly StackSample[], opts: FlameGraphOptions): string {
   const width = opts.width ?? 1200;
-  if (!Number.isFinite(width) || width < 200) throw new LeakscopeError('usage', `flame graph width ${width}; expected >= 200 px`);
+  if (!Number.isFinite(width) || width < 200)
+    throw new LeakscopeError('usage', `flame graph width ${width}; expected >= 200 px`);
   const minWidth = opts.minWidthPx ?? 0.1;
   const root = buildTree(samples);
   const total = opts.weight === 'bytes' ? root.bytes : root.count;
-  const id = opts.id ?? `leakscope-fg-${fnv1a(`${opts.title}\n${opts.weight}\n${JSON.stringify(samples)}`).toString(16)}`;
-  if (!/^[A-Za-z][A-Za-z0-9_-]*$/.test(id)) throw new LeakscopeError('usage', `flame graph id ${JSON.stringify(id)}; expected [A-Za-z][A-Za-z0-9_-]*`);
+  const id =
+    opts.id ?? `leakscope-fg-${fnv1a(`${opts.title}\n${opts.weight}\n${JSON.stringify(samples)}`).toString(16)}`;
+  if (!/^[A-Za-z][A-Za-z0-9_-]*$/.test(id))
+    throw new LeakscopeError('usage', `flame graph id ${JSON.stringify(id)}; expected [A-Za-z][A-Za-z0-9_-]*`);
   const innerWidth = width - 2 * X_PAD;
   const title = escapeXml(opts.title);
   const sel = `#${id}`;
@@ -266,7 +287,8 @@ export function renderFlameGraphSvg(samples: readonly StackSample[], opts: Flame
 
   const frames = nodes.map((n) => [n.parent, n.depth, n.start, n.value, n.end, n.label]);
   const conf = { xpad: X_PAD, width: innerWidth, minWidth, fontSize: FONT_SIZE, charW: CHAR_W, hint: HINT };
-  const script = flameScript().replace('__ID__', () => jsonForScript(id))
+  const script = flameScript()
+    .replace('__ID__', () => jsonForScript(id))
     .replace('__FRAMES__', () => jsonForScript(frames))
     .replace('__CONF__', () => jsonForScript(conf));
   parts.push(`<script type="text/javascript"><![CDATA[\n${script}\n]]></script>`, `</svg>`, '');

@@ -8,12 +8,17 @@ const hex = (n: number) => `0x${n.toString(16)}`;
 function totalsRow(label: string, t: HeapTotalsEntry): string[] {
   return [
     label,
-    String(t.inUseChunks), formatBytes(t.inUseBytes),
-    String(t.tcacheChunks), formatBytes(t.tcacheBytes),
-    String(t.fastbinChunks), formatBytes(t.fastbinBytes),
-    String(t.binChunks), formatBytes(t.binBytes),
+    String(t.inUseChunks),
+    formatBytes(t.inUseBytes),
+    String(t.tcacheChunks),
+    formatBytes(t.tcacheBytes),
+    String(t.fastbinChunks),
+    formatBytes(t.fastbinBytes),
+    String(t.binChunks),
+    formatBytes(t.binBytes),
     formatBytes(t.topBytes),
-    String(t.mmappedChunks), formatBytes(t.mmappedBytes),
+    String(t.mmappedChunks),
+    formatBytes(t.mmappedBytes),
     formatBytes(t.systemBytes),
   ];
 }
@@ -27,8 +32,25 @@ export function renderHeapTable(c: HeapDocument): string {
       `fragmentation ${formatPercent(t.fragmentation)}`,
     '',
     textTable(
-      ['arena', 'in use', 'bytes', 'tcache', 'bytes', 'fastbin', 'bytes', 'bins', 'bytes', 'top', 'mmapped', 'bytes', 'system'],
-      [...c.arenas.map((a) => totalsRow(`${a.kind === 'main' ? 'main' : `#${a.index}`} ${hex(a.address)}`, a)), totalsRow('total', t)],
+      [
+        'arena',
+        'in use',
+        'bytes',
+        'tcache',
+        'bytes',
+        'fastbin',
+        'bytes',
+        'bins',
+        'bytes',
+        'top',
+        'mmapped',
+        'bytes',
+        'system',
+      ],
+      [
+        ...c.arenas.map((a) => totalsRow(`${a.kind === 'main' ? 'main' : `#${a.index}`} ${hex(a.address)}`, a)),
+        totalsRow('total', t),
+      ],
     ),
     '',
     'chunk sizes (chunk size = header included), power-of-two buckets; in use includes mmapped chunks:',
@@ -36,21 +58,41 @@ export function renderHeapTable(c: HeapDocument): string {
   const growth = c.comparison ? new Map(c.comparison.buckets.map((b) => [b.minBytes, b])) : undefined;
   const header = ['bucket', 'in use', 'bytes', 'free', 'bytes'];
   if (growth) header.push('Δ in use', 'Δ bytes');
-  out.push(textTable(header, c.histogram.map((b) => {
-    const row = [`${formatBytes(b.minBytes)} – ${formatBytes(b.maxBytes)}`, String(b.inUseChunks), formatBytes(b.inUseBytes), String(b.freeChunks), formatBytes(b.freeBytes)];
-    if (growth) {
-      const g = growth.get(b.minBytes);
-      row.push(g ? `${g.inUseChunks >= 0 ? '+' : ''}${g.inUseChunks}` : '0', g ? formatBytes(g.inUseBytes) : '0 B');
-    }
-    return row;
-  })));
+  out.push(
+    textTable(
+      header,
+      c.histogram.map((b) => {
+        const row = [
+          `${formatBytes(b.minBytes)} – ${formatBytes(b.maxBytes)}`,
+          String(b.inUseChunks),
+          formatBytes(b.inUseBytes),
+          String(b.freeChunks),
+          formatBytes(b.freeBytes),
+        ];
+        if (growth) {
+          const g = growth.get(b.minBytes);
+          row.push(g ? `${g.inUseChunks >= 0 ? '+' : ''}${g.inUseChunks}` : '0', g ? formatBytes(g.inUseBytes) : '0 B');
+        }
+        return row;
+      }),
+    ),
+  );
   if (c.topSizes.length) {
     out.push('', 'largest in-use sizes:');
-    out.push(textTable(['chunk size', 'count', 'bytes'], c.topSizes.slice(0, 10).map((s) => [String(s.size), String(s.count), formatBytes(s.bytes)])));
+    out.push(
+      textTable(
+        ['chunk size', 'count', 'bytes'],
+        c.topSizes.slice(0, 10).map((s) => [String(s.size), String(s.count), formatBytes(s.bytes)]),
+      ),
+    );
   }
   if (c.inconsistencyCount) {
-    out.push('', `${c.inconsistencyCount} inconsistenc${c.inconsistencyCount === 1 ? 'y' : 'ies'}${c.complete ? '' : ' (census is partial)'}:`);
-    for (const i of c.inconsistencies.slice(0, 10)) out.push(`  ${hex(i.address)} ${safeText(i.kind)}: ${safeText(i.detail)}`);
+    out.push(
+      '',
+      `${c.inconsistencyCount} inconsistenc${c.inconsistencyCount === 1 ? 'y' : 'ies'}${c.complete ? '' : ' (census is partial)'}:`,
+    );
+    for (const i of c.inconsistencies.slice(0, 10))
+      out.push(`  ${hex(i.address)} ${safeText(i.kind)}: ${safeText(i.detail)}`);
   }
   const gv = c.glibcView;
   if (gv.nMmaps !== null && (gv.nMmaps !== t.mmappedChunks || gv.mmappedMem !== t.mmappedBytes)) {

@@ -13,12 +13,27 @@
 
 import { createHash } from 'node:crypto';
 import { ANALYZE_SCHEMA } from '../contract/analyze.js';
-import type { AnalyzeDocument, AnalyzeStep, AnalyzeStepId, AnalyzeStepStatus, Confidence } from '../contract/analyze.js';
+import type {
+  AnalyzeDocument,
+  AnalyzeStep,
+  AnalyzeStepId,
+  AnalyzeStepStatus,
+  Confidence,
+} from '../contract/analyze.js';
 import { LeakscopeError } from '../model/errors.js';
 import { frameLabel, type Frame, type StackSample } from '../model/stacks.js';
 import {
-  bucketLabel, CHART_FONT, formatCount, HIST_COLORS, histogramSvg, horizontalBarsSvg, shortBytes, stackedBarSvg,
-  type BarSegment, type HBarRow, type HistogramBucket,
+  bucketLabel,
+  CHART_FONT,
+  formatCount,
+  HIST_COLORS,
+  histogramSvg,
+  horizontalBarsSvg,
+  shortBytes,
+  stackedBarSvg,
+  type BarSegment,
+  type HBarRow,
+  type HistogramBucket,
 } from './charts-svg.js';
 import { frameColor, renderFlameGraphSvg } from './flamegraph-svg.js';
 import { reportAsset } from './assets.js';
@@ -32,19 +47,46 @@ export type { AnalyzeDocument };
 // --- partial document (one not read through the contract's parser) renders with gaps instead of throwing.
 
 interface MemView {
-  rssBytes?: number; pssBytes?: number; swapBytes?: number; glibcShare?: number;
-  categories?: Array<{ name?: string; rssBytes?: number; pssBytes?: number; swapBytes?: number; mappings?: number; source?: string; top?: Array<{ label?: string; rssBytes?: number }> }>;
+  rssBytes?: number;
+  pssBytes?: number;
+  swapBytes?: number;
+  glibcShare?: number;
+  categories?: Array<{
+    name?: string;
+    rssBytes?: number;
+    pssBytes?: number;
+    swapBytes?: number;
+    mappings?: number;
+    source?: string;
+    top?: Array<{ label?: string; rssBytes?: number }>;
+  }>;
   notes?: string[];
 }
 interface HeapView {
   glibcVersion?: string;
   totals?: Record<string, number | undefined>;
-  histogram?: Array<{ minBytes?: number; maxBytes?: number; inUseChunks?: number; inUseBytes?: number; freeChunks?: number; freeBytes?: number }>;
+  histogram?: Array<{
+    minBytes?: number;
+    maxBytes?: number;
+    inUseChunks?: number;
+    inUseBytes?: number;
+    freeChunks?: number;
+    freeBytes?: number;
+  }>;
   complete?: boolean;
 }
 interface PoolGroupView {
-  owner?: string; module?: string | null; creator?: string | null; referencedFrom?: string | null;
-  pools?: number; blocks?: number; blockBytes?: number; usedBytes?: number; largeAllocs?: number; largeBytes?: number; bytes?: number;
+  owner?: string;
+  module?: string | null;
+  creator?: string | null;
+  referencedFrom?: string | null;
+  pools?: number;
+  blocks?: number;
+  blockBytes?: number;
+  usedBytes?: number;
+  largeAllocs?: number;
+  largeBytes?: number;
+  bytes?: number;
 }
 interface PoolsView {
   nginxVersion?: string;
@@ -52,11 +94,29 @@ interface PoolsView {
   groups?: PoolGroupView[];
 }
 interface LeaksView {
-  mode?: string; durationSeconds?: number;
+  mode?: string;
+  durationSeconds?: number;
   sampling?: { sampleBytes?: number; minAgeSeconds?: number };
-  totals?: { outstandingBytes?: number; outstandingCount?: number; allocatedBytes?: number; allocatedCount?: number; sampledEvents?: number; completeStacks?: number };
-  cost?: { totalProbeHits?: number; estimatedCpuSeconds?: number; perHitMicros?: number; dutyCycle?: number; lostEvents?: number };
-  stacks?: Array<{ frames?: Array<{ function?: string | null; module?: string; offset?: number }>; bytes?: number; count?: number }>;
+  totals?: {
+    outstandingBytes?: number;
+    outstandingCount?: number;
+    allocatedBytes?: number;
+    allocatedCount?: number;
+    sampledEvents?: number;
+    completeStacks?: number;
+  };
+  cost?: {
+    totalProbeHits?: number;
+    estimatedCpuSeconds?: number;
+    perHitMicros?: number;
+    dutyCycle?: number;
+    lostEvents?: number;
+  };
+  stacks?: Array<{
+    frames?: Array<{ function?: string | null; module?: string; offset?: number }>;
+    bytes?: number;
+    count?: number;
+  }>;
   notes?: string[];
 }
 
@@ -71,8 +131,19 @@ const signed = (n: number, f: (v: number) => string) => `${n > 0 ? '+' : n < 0 ?
 const CHART_W = 1100;
 const FLAME_ID = 'leak-flamegraph';
 
-const STEP_NUMBER: Partial<Record<AnalyzeStepId, number>> = { memory: 1, allocator: 2, pools: 3, buckets: 4, 'code-path': 5 };
-const STATUS_LABEL: Record<AnalyzeStepStatus, string> = { ok: 'OK', anomaly: 'Anomaly', skipped: 'Skipped', error: 'Error' };
+const STEP_NUMBER: Partial<Record<AnalyzeStepId, number>> = {
+  memory: 1,
+  allocator: 2,
+  pools: 3,
+  buckets: 4,
+  'code-path': 5,
+};
+const STATUS_LABEL: Record<AnalyzeStepStatus, string> = {
+  ok: 'OK',
+  anomaly: 'Anomaly',
+  skipped: 'Skipped',
+  error: 'Error',
+};
 const CONFIDENCE_DOTS: Record<Confidence, number> = { high: 3, medium: 2, low: 1, none: 0 };
 
 /** Memory categories: colours (glibc's in the warm family the leak marks use), display order, group. */
@@ -99,13 +170,19 @@ function badge(status: AnalyzeStepStatus): string {
 
 function tiles(items: Array<[string, string, string?]>): string {
   return `<div class="tiles">${items
-    .map(([label, value, sub]) => `<div class="tile"><div class="tile-label">${h(label)}</div><div class="tile-value">${h(value)}</div>${sub ? `<div class="tile-sub">${h(sub)}</div>` : ''}</div>`)
+    .map(
+      ([label, value, sub]) =>
+        `<div class="tile"><div class="tile-label">${h(label)}</div><div class="tile-value">${h(value)}</div>${sub ? `<div class="tile-sub">${h(sub)}</div>` : ''}</div>`,
+    )
     .join('')}</div>`;
 }
 
 function legend(items: Array<{ color: string; label: string; value: string }>): string {
   return `<ul class="legend">${items
-    .map((i) => `<li><span class="swatch" style="background:${safeColor(i.color)}"></span><span class="legend-label">${h(i.label)}</span> <span class="legend-value">${h(i.value)}</span></li>`)
+    .map(
+      (i) =>
+        `<li><span class="swatch" style="background:${safeColor(i.color)}"></span><span class="legend-label">${h(i.label)}</span> <span class="legend-value">${h(i.value)}</span></li>`,
+    )
     .join('')}</ul>`;
 }
 
@@ -136,9 +213,15 @@ function sortableTable(
     })
     .join('');
   const body = rows
-    .map((r) => `<tr${r.cls ? ` class="${r.cls}"` : ''}>${r.cells
-      .map((c, i) => `<td class="${cols[i]?.numeric ? 'num' : ''}"${c.sort !== undefined ? ` data-value="${h(c.sort)}"` : ''}>${c.html}</td>`)
-      .join('')}</tr>`)
+    .map(
+      (r) =>
+        `<tr${r.cls ? ` class="${r.cls}"` : ''}>${r.cells
+          .map(
+            (c, i) =>
+              `<td class="${cols[i]?.numeric ? 'num' : ''}"${c.sort !== undefined ? ` data-value="${h(c.sort)}"` : ''}>${c.html}</td>`,
+          )
+          .join('')}</tr>`,
+    )
     .join('\n');
   return `<div class="table-wrap"><table class="data sortable ${cls}"><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table></div>`;
 }
@@ -155,33 +238,80 @@ function memoryVisual(doc: AnalyzeDocument): string {
   const other = cats.filter((c) => !isGlibc(c.name));
   const glibcBytes = glibc.reduce((s, c) => s + c.rssBytes, 0);
   const ordered = [...glibc, ...other].filter((c) => c.rssBytes > 0);
-  const segments: BarSegment[] = ordered.map((c) => ({ key: c.name, label: c.name, value: c.rssBytes, color: categoryColor(c.name) }));
+  const segments: BarSegment[] = ordered.map((c) => ({
+    key: c.name,
+    label: c.name,
+    value: c.rssBytes,
+    color: categoryColor(c.name),
+  }));
   const out: string[] = [];
-  out.push(tiles([
-    ['Resident (RSS)', formatBytes(rss), m.pssBytes !== undefined ? `PSS ${formatBytes(num(m.pssBytes))}` : undefined],
-    ['Held by glibc malloc', formatBytes(glibcBytes), `${formatPercent(m.glibcShare !== undefined ? num(m.glibcShare) : glibcBytes / rss)} of RSS`],
-    ['Everything else', formatBytes(Math.max(0, rss - glibcBytes)), `${pct(Math.max(0, rss - glibcBytes), rss)} of RSS`],
-    ['Swapped out', formatBytes(num(m.swapBytes))],
-  ]));
-  out.push(`<figure class="chart" data-chart="memory-stacked">${stackedBarSvg(segments, { width: CHART_W, height: 34, ariaLabel: 'Resident memory by category', total: rss, format: formatBytes })}`);
-  out.push(legend(ordered.map((c) => ({ color: categoryColor(c.name), label: c.name, value: `${formatBytes(c.rssBytes)} · ${pct(c.rssBytes, rss)}` }))));
+  out.push(
+    tiles([
+      [
+        'Resident (RSS)',
+        formatBytes(rss),
+        m.pssBytes !== undefined ? `PSS ${formatBytes(num(m.pssBytes))}` : undefined,
+      ],
+      [
+        'Held by glibc malloc',
+        formatBytes(glibcBytes),
+        `${formatPercent(m.glibcShare !== undefined ? num(m.glibcShare) : glibcBytes / rss)} of RSS`,
+      ],
+      [
+        'Everything else',
+        formatBytes(Math.max(0, rss - glibcBytes)),
+        `${pct(Math.max(0, rss - glibcBytes), rss)} of RSS`,
+      ],
+      ['Swapped out', formatBytes(num(m.swapBytes))],
+    ]),
+  );
+  out.push(
+    `<figure class="chart" data-chart="memory-stacked">${stackedBarSvg(segments, { width: CHART_W, height: 34, ariaLabel: 'Resident memory by category', total: rss, format: formatBytes })}`,
+  );
+  out.push(
+    legend(
+      ordered.map((c) => ({
+        color: categoryColor(c.name),
+        label: c.name,
+        value: `${formatBytes(c.rssBytes)} · ${pct(c.rssBytes, rss)}`,
+      })),
+    ),
+  );
   out.push(`</figure>`);
-  const row = (c: (typeof cats)[number]): HBarRow => ({ key: c.name, label: c.name, value: c.rssBytes, color: categoryColor(c.name), valueLabel: `${formatBytes(c.rssBytes)} · ${pct(c.rssBytes, rss)}`, indent: true });
+  const row = (c: (typeof cats)[number]): HBarRow => ({
+    key: c.name,
+    label: c.name,
+    value: c.rssBytes,
+    color: categoryColor(c.name),
+    valueLabel: `${formatBytes(c.rssBytes)} · ${pct(c.rssBytes, rss)}`,
+    indent: true,
+  });
   const rows: HBarRow[] = [];
   // Empty categories stay in the details table only.
   const shown = (cs: typeof cats) => cs.filter((c) => c.rssBytes > 0).map(row);
-  if (glibc.length) rows.push({ kind: 'heading', label: 'glibc allocator', valueLabel: `${formatBytes(glibcBytes)} · ${pct(glibcBytes, rss)}` }, ...shown(glibc));
+  if (glibc.length)
+    rows.push(
+      { kind: 'heading', label: 'glibc allocator', valueLabel: `${formatBytes(glibcBytes)} · ${pct(glibcBytes, rss)}` },
+      ...shown(glibc),
+    );
   if (other.length) {
     const ob = other.reduce((s, c) => s + c.rssBytes, 0);
-    rows.push({ kind: 'heading', label: 'Everything else', valueLabel: `${formatBytes(ob)} · ${pct(ob, rss)}` }, ...shown(other));
+    rows.push(
+      { kind: 'heading', label: 'Everything else', valueLabel: `${formatBytes(ob)} · ${pct(ob, rss)}` },
+      ...shown(other),
+    );
   }
-  out.push(`<figure class="chart" data-chart="memory-bars">${horizontalBarsSvg(rows, { width: CHART_W, ariaLabel: 'Resident memory per category, glibc categories grouped', max: Math.max(...cats.map((c) => c.rssBytes)) })}</figure>`);
+  out.push(
+    `<figure class="chart" data-chart="memory-bars">${horizontalBarsSvg(rows, { width: CHART_W, ariaLabel: 'Resident memory per category, glibc categories grouped', max: Math.max(...cats.map((c) => c.rssBytes)) })}</figure>`,
+  );
   const detailRows = cats.map((c) => {
     const top = arr(c.top).slice(0, 4);
-    return `<tr><td><span class="swatch" style="background:${safeColor(categoryColor(c.name))}"></span>${h(c.name)}</td>` +
+    return (
+      `<tr><td><span class="swatch" style="background:${safeColor(categoryColor(c.name))}"></span>${h(c.name)}</td>` +
       `<td class="num">${h(formatBytes(c.rssBytes))}</td><td class="num">${h(formatBytes(num(c.pssBytes)))}</td><td class="num">${h(formatBytes(num(c.swapBytes)))}</td><td class="num">${h(num(c.mappings))}</td>` +
       `<td class="regions">${top.length ? top.map((r) => `<div><span class="mono">${h(r.label)}</span> <span class="muted">${h(formatBytes(num(r.rssBytes)))}</span></div>`).join('') : '<span class="muted">–</span>'}</td>` +
-      `<td class="muted small">${h(c.source)}</td></tr>`;
+      `<td class="muted small">${h(c.source)}</td></tr>`
+    );
   });
   out.push(
     `<details class="more"><summary>Per-category details and largest regions</summary><div class="table-wrap"><table class="data"><thead><tr><th>category</th><th class="num">RSS</th><th class="num">PSS</th><th class="num">swap</th><th class="num">mappings</th><th>largest regions</th><th>source</th></tr></thead><tbody>${detailRows.join('')}</tbody></table></div></details>`,
@@ -207,40 +337,66 @@ function allocatorVisual(doc: AnalyzeDocument): string {
   const total = segments.reduce((s, x) => s + x.value, 0);
   const inUse = g('inUseBytes') + g('mmappedBytes');
   const out: string[] = [];
-  out.push(tiles([
-    ['In use', formatBytes(inUse), `${formatCount(g('inUseChunks') + g('mmappedChunks'))} chunks`],
-    ['Free inside glibc', formatBytes(g('freeBytes')), `${formatCount(g('freeChunks'))} chunks`],
-    ['From the system', formatBytes(g('systemBytes') + g('mmappedBytes')), `${formatCount(g('mmappedChunks'))} mmapped chunks`],
-    ['Fragmentation', t.fragmentation !== undefined ? formatPercent(num(t.fragmentation)) : '–', `glibc ${str(hp.glibcVersion) || '?'}, ${num(t.arenas) || '?'} arena(s)`],
-  ]));
+  out.push(
+    tiles([
+      ['In use', formatBytes(inUse), `${formatCount(g('inUseChunks') + g('mmappedChunks'))} chunks`],
+      ['Free inside glibc', formatBytes(g('freeBytes')), `${formatCount(g('freeChunks'))} chunks`],
+      [
+        'From the system',
+        formatBytes(g('systemBytes') + g('mmappedBytes')),
+        `${formatCount(g('mmappedChunks'))} mmapped chunks`,
+      ],
+      [
+        'Fragmentation',
+        t.fragmentation !== undefined ? formatPercent(num(t.fragmentation)) : '–',
+        `glibc ${str(hp.glibcVersion) || '?'}, ${num(t.arenas) || '?'} arena(s)`,
+      ],
+    ]),
+  );
   if (total > 0) {
-    out.push(`<figure class="chart" data-chart="allocator">${stackedBarSvg(segments, { width: CHART_W, height: 34, ariaLabel: 'glibc allocator: in use vs free', format: formatBytes })}`);
-    out.push(legend(segments.filter((s) => s.value > 0).map((s) => ({ color: s.color, label: s.label, value: `${formatBytes(s.value)} · ${pct(s.value, total)}` }))));
+    out.push(
+      `<figure class="chart" data-chart="allocator">${stackedBarSvg(segments, { width: CHART_W, height: 34, ariaLabel: 'glibc allocator: in use vs free', format: formatBytes })}`,
+    );
+    out.push(
+      legend(
+        segments
+          .filter((s) => s.value > 0)
+          .map((s) => ({ color: s.color, label: s.label, value: `${formatBytes(s.value)} · ${pct(s.value, total)}` })),
+      ),
+    );
     out.push(`</figure>`);
   }
-  if (hp.complete === false) out.push(`<p class="note">The census is partial: some heap could not be walked to its end.</p>`);
+  if (hp.complete === false)
+    out.push(`<p class="note">The census is partial: some heap could not be walked to its end.</p>`);
   return out.join('\n');
 }
 
 function poolsVisual(doc: AnalyzeDocument): string {
-  if (!doc.pools) return noData('No nginx pool analysis in this report (not an nginx worker, or the step did not run).');
+  if (!doc.pools)
+    return noData('No nginx pool analysis in this report (not an nginx worker, or the step did not run).');
   const p = doc.pools as unknown as PoolsView;
   const t = p.totals ?? {};
   const groups = arr(p.groups);
   const out: string[] = [];
-  out.push(tiles([
-    ['Pools', formatCount(num(t.pools)), p.nginxVersion ? `nginx ${str(p.nginxVersion)}` : undefined],
-    ['Blocks', formatCount(num(t.blocks))],
-    ['Large allocations', formatCount(num(t.largeAllocs)), formatBytes(num(t.largeBytes))],
-    ['Pool memory', formatBytes(num(t.bytes))],
-  ]));
+  out.push(
+    tiles([
+      ['Pools', formatCount(num(t.pools)), p.nginxVersion ? `nginx ${str(p.nginxVersion)}` : undefined],
+      ['Blocks', formatCount(num(t.blocks))],
+      ['Large allocations', formatCount(num(t.largeAllocs)), formatBytes(num(t.largeBytes))],
+      ['Pool memory', formatBytes(num(t.bytes))],
+    ]),
+  );
   if (!groups.length) {
     out.push(noData('No pools found.'));
     return out.join('\n');
   }
-  const totalBytes = Math.max(num(t.bytes), groups.reduce((s, x) => s + num(x.bytes), 0));
+  const totalBytes = Math.max(
+    num(t.bytes),
+    groups.reduce((s, x) => s + num(x.bytes), 0),
+  );
   const suspectModule = doc.conclusion?.module ?? null;
-  const text = (v: string | null | undefined) => (v ? `<span class="mono">${breakable(v)}</span>` : '<span class="muted">–</span>');
+  const text = (v: string | null | undefined) =>
+    v ? `<span class="mono">${breakable(v)}</span>` : '<span class="muted">–</span>';
   const sorted = [...groups].sort((a, b) => num(b.bytes) - num(a.bytes));
   const rows = sorted.map((g) => {
     const suspect = (suspectModule !== null && g.module === suspectModule) || g.owner === 'unreferenced';
@@ -248,8 +404,14 @@ function poolsVisual(doc: AnalyzeDocument): string {
     return {
       cls: suspect ? 'suspect' : undefined,
       cells: [
-        { html: `${breakable(str(g.owner))}${g.owner === 'unreferenced' ? ' <span class="tag">leak suspect</span>' : ''}`, sort: str(g.owner) },
-        { html: `${text(g.module)}${suspectModule !== null && g.module === suspectModule ? ' <span class="tag">conclusion</span>' : ''}`, sort: str(g.module) },
+        {
+          html: `${breakable(str(g.owner))}${g.owner === 'unreferenced' ? ' <span class="tag">leak suspect</span>' : ''}`,
+          sort: str(g.owner),
+        },
+        {
+          html: `${text(g.module)}${suspectModule !== null && g.module === suspectModule ? ' <span class="tag">conclusion</span>' : ''}`,
+          sort: str(g.module),
+        },
         { html: text(g.creator), sort: str(g.creator) },
         { html: text(g.referencedFrom), sort: str(g.referencedFrom) },
         { html: h(formatCount(num(g.pools))), sort: num(g.pools) },
@@ -258,17 +420,36 @@ function poolsVisual(doc: AnalyzeDocument): string {
         { html: h(formatBytes(num(g.usedBytes))), sort: num(g.usedBytes) },
         { html: h(formatCount(num(g.largeAllocs))), sort: num(g.largeAllocs) },
         { html: h(formatBytes(num(g.largeBytes))), sort: num(g.largeBytes) },
-        { html: `<span class="cell-bar"><span style="width:${share.toFixed(1)}%"></span></span>${h(formatBytes(num(g.bytes)))}`, sort: num(g.bytes) },
+        {
+          html: `<span class="cell-bar"><span style="width:${share.toFixed(1)}%"></span></span>${h(formatBytes(num(g.bytes)))}`,
+          sort: num(g.bytes),
+        },
       ],
     };
   });
-  out.push(sortableTable('pools-table', [
-    { label: 'owner' }, { label: 'module' }, { label: 'creator' }, { label: 'referenced from' },
-    { label: 'pools', numeric: true }, { label: 'blocks', numeric: true }, { label: 'block bytes', numeric: true },
-    { label: 'used', numeric: true, title: 'bytes used inside the blocks' }, { label: 'large', numeric: true, title: 'large allocations (ngx_palloc_large)' },
-    { label: 'large bytes', numeric: true }, { label: 'bytes', numeric: true, title: 'blocks + large allocations, as glibc chunk sizes' },
-  ], rows, { col: 10, dir: 'descending' }));
-  out.push(`<p class="caption">Click a column header to sort. Byte counts are glibc chunk sizes; groups nothing refers to are “unreferenced”.</p>`);
+  out.push(
+    sortableTable(
+      'pools-table',
+      [
+        { label: 'owner' },
+        { label: 'module' },
+        { label: 'creator' },
+        { label: 'referenced from' },
+        { label: 'pools', numeric: true },
+        { label: 'blocks', numeric: true },
+        { label: 'block bytes', numeric: true },
+        { label: 'used', numeric: true, title: 'bytes used inside the blocks' },
+        { label: 'large', numeric: true, title: 'large allocations (ngx_palloc_large)' },
+        { label: 'large bytes', numeric: true },
+        { label: 'bytes', numeric: true, title: 'blocks + large allocations, as glibc chunk sizes' },
+      ],
+      rows,
+      { col: 10, dir: 'descending' },
+    ),
+  );
+  out.push(
+    `<p class="caption">Click a column header to sort. Byte counts are glibc chunk sizes; groups nothing refers to are “unreferenced”.</p>`,
+  );
   return out.join('\n');
 }
 
@@ -278,7 +459,8 @@ function bucketsVisual(doc: AnalyzeDocument): string {
   const marked = doc.anomalousBucket ?? doc.conclusion?.bucket ?? null;
   const hist = arr(hp?.histogram);
   const growth = new Map(arr(cmp?.buckets).map((b) => [num(b.minBytes), b]));
-  if (!hist.length && !growth.size) return noData('No chunk-size histogram in this report: the heap census did not run.');
+  if (!hist.length && !growth.size)
+    return noData('No chunk-size histogram in this report: the heap census did not run.');
 
   // Bytes when the census is here (baseline bytes = current - growth); chunks when only the comparison is.
   const unit: 'bytes' | 'count' = hist.length ? 'bytes' : 'count';
@@ -290,23 +472,42 @@ function bucketsVisual(doc: AnalyzeDocument): string {
     const maxBytes = num(cur?.maxBytes ?? gr?.maxBytes) || min * 2;
     const label = bucketLabel(min, maxBytes);
     if (unit === 'count') {
-      return { minBytes: min, maxBytes, value: num(gr?.currentInUseChunks), baseline: num(gr?.baselineInUseChunks),
-        title: `${label}: ${formatCount(num(gr?.currentInUseChunks))} in-use chunks now, ${formatCount(num(gr?.baselineInUseChunks))} in the baseline` };
+      return {
+        minBytes: min,
+        maxBytes,
+        value: num(gr?.currentInUseChunks),
+        baseline: num(gr?.baselineInUseChunks),
+        title: `${label}: ${formatCount(num(gr?.currentInUseChunks))} in-use chunks now, ${formatCount(num(gr?.baselineInUseChunks))} in the baseline`,
+      };
     }
     const value = num(cur?.inUseBytes);
     const chunks = num(cur?.inUseChunks);
     if (!cmp) {
-      return { minBytes: min, maxBytes, value, title: `${label}: ${formatBytes(value)} in ${formatCount(chunks)} in-use chunks; free ${formatBytes(num(cur?.freeBytes))} in ${formatCount(num(cur?.freeChunks))}` };
+      return {
+        minBytes: min,
+        maxBytes,
+        value,
+        title: `${label}: ${formatBytes(value)} in ${formatCount(chunks)} in-use chunks; free ${formatBytes(num(cur?.freeBytes))} in ${formatCount(num(cur?.freeChunks))}`,
+      };
     }
     const baseline = Math.max(0, value - num(gr?.byteGrowth));
-    return { minBytes: min, maxBytes, value, baseline,
-      title: `${label}: ${formatBytes(value)} in ${formatCount(chunks)} chunks now; baseline ${formatBytes(baseline)} in ${formatCount(num(gr?.baselineInUseChunks))}; growth ${signed(num(gr?.chunkGrowth), (v) => formatCount(v))} chunks, ${signed(num(gr?.byteGrowth), formatBytes)}` };
+    return {
+      minBytes: min,
+      maxBytes,
+      value,
+      baseline,
+      title: `${label}: ${formatBytes(value)} in ${formatCount(chunks)} chunks now; baseline ${formatBytes(baseline)} in ${formatCount(num(gr?.baselineInUseChunks))}; growth ${signed(num(gr?.chunkGrowth), (v) => formatCount(v))} chunks, ${signed(num(gr?.byteGrowth), formatBytes)}`,
+    };
   });
   const markNote = doc.anomalousBucket
     ? `${signed(num(doc.anomalousBucket.chunkGrowth), (v) => formatCount(v))} chunks, ${signed(num(doc.anomalousBucket.byteGrowth), formatBytes)}`
     : undefined;
   const common = {
-    width: CHART_W, height: 320, unit, markedMinBytes: marked ? marked.minBytes : null, markNote,
+    width: CHART_W,
+    height: 320,
+    unit,
+    markedMinBytes: marked ? marked.minBytes : null,
+    markNote,
     seriesLabels: ['baseline', 'current'] as [string, string],
   };
   const what = unit === 'bytes' ? 'In-use bytes' : 'In-use chunks';
@@ -316,9 +517,22 @@ function bucketsVisual(doc: AnalyzeDocument): string {
       `<span class="segmented" role="group" aria-label="y scale"><button type="button" data-scale-toggle="linear" aria-pressed="true">Linear</button><button type="button" data-scale-toggle="log" aria-pressed="false">Log</button></span></div>`,
   );
   out.push(`<figure class="chart histogram" data-chart="histogram">`);
-  out.push(`<div class="hist-variant" data-scale="linear">${histogramSvg(buckets, { ...common, scale: 'linear', ariaLabel: `${what} per chunk-size bucket (linear scale)` })}</div>`);
-  out.push(`<div class="hist-variant" data-scale="log" hidden>${histogramSvg(buckets, { ...common, scale: 'log', ariaLabel: `${what} per chunk-size bucket (log scale)` })}</div>`);
-  if (marked) out.push(legend([{ color: HIST_COLORS.marked, label: `anomalous bucket: ${bucketLabel(marked.minBytes, marked.maxBytes)}`, value: markNote ?? '' }]));
+  out.push(
+    `<div class="hist-variant" data-scale="linear">${histogramSvg(buckets, { ...common, scale: 'linear', ariaLabel: `${what} per chunk-size bucket (linear scale)` })}</div>`,
+  );
+  out.push(
+    `<div class="hist-variant" data-scale="log" hidden>${histogramSvg(buckets, { ...common, scale: 'log', ariaLabel: `${what} per chunk-size bucket (log scale)` })}</div>`,
+  );
+  if (marked)
+    out.push(
+      legend([
+        {
+          color: HIST_COLORS.marked,
+          label: `anomalous bucket: ${bucketLabel(marked.minBytes, marked.maxBytes)}`,
+          value: markNote ?? '',
+        },
+      ]),
+    );
   out.push(`</figure>`);
   if (cmp) out.push(`<p class="caption">Baseline: <span class="mono">${h(cmp.baseline)}</span></p>`);
 
@@ -328,14 +542,20 @@ function bucketsVisual(doc: AnalyzeDocument): string {
     const top = [...growth.values()].sort((a, b) => num(b.byteGrowth) - num(a.byteGrowth)).slice(0, 8);
     out.push(
       `<div class="table-wrap"><table class="data compact"><thead><tr><th>bucket</th><th class="num">baseline chunks</th><th class="num">current chunks</th><th class="num">Δ chunks</th><th class="num">Δ bytes</th></tr></thead><tbody>${top
-        .map((b) => `<tr${isMarked(num(b.minBytes)) ? ' class="suspect"' : ''}><td>${h(bucketLabel(num(b.minBytes), num(b.maxBytes)))}</td><td class="num">${h(formatCount(num(b.baselineInUseChunks)))}</td><td class="num">${h(formatCount(num(b.currentInUseChunks)))}</td><td class="num">${h(signed(num(b.chunkGrowth), (v) => formatCount(v)))}</td><td class="num">${h(signed(num(b.byteGrowth), formatBytes))}</td></tr>`)
+        .map(
+          (b) =>
+            `<tr${isMarked(num(b.minBytes)) ? ' class="suspect"' : ''}><td>${h(bucketLabel(num(b.minBytes), num(b.maxBytes)))}</td><td class="num">${h(formatCount(num(b.baselineInUseChunks)))}</td><td class="num">${h(formatCount(num(b.currentInUseChunks)))}</td><td class="num">${h(signed(num(b.chunkGrowth), (v) => formatCount(v)))}</td><td class="num">${h(signed(num(b.byteGrowth), formatBytes))}</td></tr>`,
+        )
         .join('')}</tbody></table></div>`,
     );
   } else if (hist.length) {
     const top = [...hist].sort((a, b) => num(b.inUseBytes) - num(a.inUseBytes)).slice(0, 6);
     out.push(
       `<div class="table-wrap"><table class="data compact"><thead><tr><th>bucket</th><th class="num">in-use chunks</th><th class="num">in-use bytes</th><th class="num">free chunks</th><th class="num">free bytes</th></tr></thead><tbody>${top
-        .map((b) => `<tr${isMarked(num(b.minBytes)) ? ' class="suspect"' : ''}><td>${h(bucketLabel(num(b.minBytes), num(b.maxBytes)))}</td><td class="num">${h(formatCount(num(b.inUseChunks)))}</td><td class="num">${h(formatBytes(num(b.inUseBytes)))}</td><td class="num">${h(formatCount(num(b.freeChunks)))}</td><td class="num">${h(formatBytes(num(b.freeBytes)))}</td></tr>`)
+        .map(
+          (b) =>
+            `<tr${isMarked(num(b.minBytes)) ? ' class="suspect"' : ''}><td>${h(bucketLabel(num(b.minBytes), num(b.maxBytes)))}</td><td class="num">${h(formatCount(num(b.inUseChunks)))}</td><td class="num">${h(formatBytes(num(b.inUseBytes)))}</td><td class="num">${h(formatCount(num(b.freeChunks)))}</td><td class="num">${h(formatBytes(num(b.freeBytes)))}</td></tr>`,
+        )
         .join('')}</tbody></table></div>`,
     );
   }
@@ -346,7 +566,13 @@ function bucketsVisual(doc: AnalyzeDocument): string {
 export function stacksFromLeaksJson(leaks: object): StackSample[] {
   const l = leaks as unknown as LeaksView;
   return arr(l.stacks).map((s) => ({
-    frames: arr(s.frames).map((f): Frame => ({ function: typeof f.function === 'string' ? f.function : null, module: str(f.module) || '[unknown]', offset: num(f.offset) })),
+    frames: arr(s.frames).map(
+      (f): Frame => ({
+        function: typeof f.function === 'string' ? f.function : null,
+        module: str(f.module) || '[unknown]',
+        offset: num(f.offset),
+      }),
+    ),
     bytes: Math.max(0, num(s.bytes)),
     count: Math.max(0, num(s.count)),
   }));
@@ -363,7 +589,10 @@ const ARROW = '<span class="arrow">←</span>';
 
 /** A call path, leaf first: the first frames as chips, the rest behind a native <details>. */
 function pathHtml(frames: Frame[], fn: string | null): string {
-  const head = frames.slice(0, PATH_SHOWN).map((f) => frameChip(f, fn)).join(ARROW);
+  const head = frames
+    .slice(0, PATH_SHOWN)
+    .map((f) => frameChip(f, fn))
+    .join(ARROW);
   const rest = frames.slice(PATH_SHOWN);
   const more = rest.length
     ? `<details class="more-frames"${rest.some((f) => fn !== null && f.function === fn) ? ' open' : ''}><summary>${rest.length} more</summary>${ARROW}${rest.map((f) => frameChip(f, fn)).join(ARROW)}</details>`
@@ -381,19 +610,35 @@ function codePathVisual(doc: AnalyzeDocument): string {
   const out: string[] = [];
   const sampleBytes = num(l.sampling?.sampleBytes);
   const cpu = num(c.estimatedCpuSeconds);
-  out.push(tiles([
-    ['Outstanding at the end', formatBytes(num(t.outstandingBytes)), `${formatCount(num(t.outstandingCount))} ${mode === 'pool' ? 'pools' : 'allocations'}`],
-    ['Trace window', `${num(l.durationSeconds).toFixed(1)} s`, `${mode} mode`],
-    ['Sampling', sampleBytes ? `every ${shortBytes(sampleBytes)}` : 'every allocation', sampleBytes ? 'estimates scaled' : undefined],
-    ['Cost to the target', `${cpu < 1 ? `${(cpu * 1000).toFixed(0)} ms` : `${cpu.toFixed(1)} s`} CPU`, `${formatCount(num(c.totalProbeHits))} probe hits${num(c.lostEvents) ? `, ${formatCount(num(c.lostEvents))} events lost` : ''}`],
-  ]));
+  out.push(
+    tiles([
+      [
+        'Outstanding at the end',
+        formatBytes(num(t.outstandingBytes)),
+        `${formatCount(num(t.outstandingCount))} ${mode === 'pool' ? 'pools' : 'allocations'}`,
+      ],
+      ['Trace window', `${num(l.durationSeconds).toFixed(1)} s`, `${mode} mode`],
+      [
+        'Sampling',
+        sampleBytes ? `every ${shortBytes(sampleBytes)}` : 'every allocation',
+        sampleBytes ? 'estimates scaled' : undefined,
+      ],
+      [
+        'Cost to the target',
+        `${cpu < 1 ? `${(cpu * 1000).toFixed(0)} ms` : `${cpu.toFixed(1)} s`} CPU`,
+        `${formatCount(num(c.totalProbeHits))} probe hits${num(c.lostEvents) ? `, ${formatCount(num(c.lostEvents))} events lost` : ''}`,
+      ],
+    ]),
+  );
   const fn = doc.conclusion?.function ?? null;
   out.push(
     `<div class="chart-toolbar"><span class="muted">Outstanding bytes by call path; callers below, the allocator on top.</span>` +
       `<span class="search"><label for="fg-search-input" class="muted small">Highlight</label><input type="search" id="fg-search-input" placeholder="frame name (regex)" aria-label="Highlight frames matching a regular expression">` +
       `${fn ? `<button type="button" data-fg-search="${h(fn)}">Highlight ${h(fn)}</button>` : ''}<button type="button" data-fg-reset>Reset</button></span></div>`,
   );
-  out.push(`<figure class="chart flamegraph">${renderFlameGraphSvg(samples, { title: 'Leak flame graph (outstanding bytes)', weight: 'bytes', id: FLAME_ID, width: CHART_W })}</figure>`);
+  out.push(
+    `<figure class="chart flamegraph">${renderFlameGraphSvg(samples, { title: 'Leak flame graph (outstanding bytes)', weight: 'bytes', id: FLAME_ID, width: CHART_W })}</figure>`,
+  );
   if (samples.length) {
     const total = samples.reduce((s, x) => s + x.bytes, 0);
     const top = [...samples].sort((a, b) => b.bytes - a.bytes).slice(0, 15);
@@ -408,11 +653,24 @@ function codePathVisual(doc: AnalyzeDocument): string {
       ],
     }));
     out.push(`<h3>Top call paths</h3>`);
-    out.push(sortableTable('stacks-table', [
-      { label: '#', numeric: true }, { label: 'bytes', numeric: true }, { label: 'share', numeric: true }, { label: 'count', numeric: true },
-      { label: 'call path (leaf first)' },
-    ], rows, { col: 1, dir: 'descending' }));
-    if (samples.length > top.length) out.push(`<p class="caption">${samples.length - top.length} more call paths in the flame graph and the JSON.</p>`);
+    out.push(
+      sortableTable(
+        'stacks-table',
+        [
+          { label: '#', numeric: true },
+          { label: 'bytes', numeric: true },
+          { label: 'share', numeric: true },
+          { label: 'count', numeric: true },
+          { label: 'call path (leaf first)' },
+        ],
+        rows,
+        { col: 1, dir: 'descending' },
+      ),
+    );
+    if (samples.length > top.length)
+      out.push(
+        `<p class="caption">${samples.length - top.length} more call paths in the flame graph and the JSON.</p>`,
+      );
   }
   const notes = arr(l.notes);
   if (notes.length) out.push(`<ul class="notes">${notes.map((n) => `<li>${h(n)}</li>`).join('')}</ul>`);
@@ -441,7 +699,9 @@ function renderStep(doc: AnalyzeDocument, step: AnalyzeStep, index: number): str
     `<section class="step status-${status}" id="step-${h(step.id)}" data-step="${h(step.id)}" data-status="${status}">`,
     `<header class="step-head"><span class="step-num">${STEP_NUMBER[step.id] ?? index + 1}</span><h2>${h(step.title)}</h2>${badge(status)}</header>`,
     `<p class="finding">${h(step.finding)}</p>`,
-    evidence.length ? `<div class="evidence"><h3>Evidence</h3><ul>${evidence.map((e) => `<li>${h(e)}</li>`).join('')}</ul></div>` : '',
+    evidence.length
+      ? `<div class="evidence"><h3>Evidence</h3><ul>${evidence.map((e) => `<li>${h(e)}</li>`).join('')}</ul></div>`
+      : '',
     `<div class="visual">${shown}</div>`,
     `</section>`,
   ].join('\n');
@@ -454,10 +714,17 @@ function renderConclusion(doc: AnalyzeDocument): string {
   const dots = '●'.repeat(CONFIDENCE_DOTS[conf]) + '○'.repeat(3 - CONFIDENCE_DOTS[conf]);
   const facts: string[] = [];
   if (c.module) facts.push(`<div><dt>Module</dt><dd class="mono">${h(c.module)}</dd></div>`);
-  if (c.bucket) facts.push(`<div><dt>Chunk size</dt><dd>${h(bucketLabel(c.bucket.minBytes, c.bucket.maxBytes))}</dd></div>`);
-  if (doc.anomalousBucket) facts.push(`<div><dt>Growth</dt><dd>${h(`${signed(num(doc.anomalousBucket.chunkGrowth), (v) => formatCount(v))} chunks, ${signed(num(doc.anomalousBucket.byteGrowth), formatBytes)}`)}</dd></div>`);
+  if (c.bucket)
+    facts.push(`<div><dt>Chunk size</dt><dd>${h(bucketLabel(c.bucket.minBytes, c.bucket.maxBytes))}</dd></div>`);
+  if (doc.anomalousBucket)
+    facts.push(
+      `<div><dt>Growth</dt><dd>${h(`${signed(num(doc.anomalousBucket.chunkGrowth), (v) => formatCount(v))} chunks, ${signed(num(doc.anomalousBucket.byteGrowth), formatBytes)}`)}</dd></div>`,
+    );
   if (c.function) facts.push(`<div><dt>Function</dt><dd class="mono">${h(c.function)}</dd></div>`);
-  if (c.growthRate) facts.push(`<div><dt>Rate</dt><dd>${h(`${formatBytes(c.growthRate.bytesPerSecond)}/s, +${formatBytes(c.growthRate.bytesPerHour)}/hour`)}</dd></div>`);
+  if (c.growthRate)
+    facts.push(
+      `<div><dt>Rate</dt><dd>${h(`${formatBytes(c.growthRate.bytesPerSecond)}/s, +${formatBytes(c.growthRate.bytesPerHour)}/hour`)}</dd></div>`,
+    );
   if (c.nextCommand) facts.push(`<div><dt>To tell</dt><dd class="mono">${h(c.nextCommand)}</dd></div>`);
   return [
     `<section class="conclusion ${c.leak ? 'is-leak' : verdict === 'cannot-tell' ? 'cannot-tell' : 'no-leak'}" id="conclusion" data-leak="${c.leak ? 'true' : 'false'}" data-verdict="${h(verdict)}">`,
@@ -477,8 +744,6 @@ function renderStepper(doc: AnalyzeDocument): string {
     })
     .join('')}</ol></nav>`;
 }
-
-
 
 /** The page's style sheet (assets/report.css; its leading and trailing newline kept as the page had them). */
 const css = () => `\n${reportAsset('report.css').replaceAll('__CHART_FONT__', CHART_FONT)}`;
@@ -507,10 +772,14 @@ function prettyTime(iso: string): string {
 
 function checkDocument(doc: AnalyzeDocument): void {
   if (!doc || typeof doc !== 'object' || doc.schema !== ANALYZE_SCHEMA) {
-    throw new LeakscopeError('malformed', `HTML report: expected a ${ANALYZE_SCHEMA} document, got schema ${JSON.stringify((doc as { schema?: unknown } | null)?.schema)}`);
+    throw new LeakscopeError(
+      'malformed',
+      `HTML report: expected a ${ANALYZE_SCHEMA} document, got schema ${JSON.stringify((doc as { schema?: unknown } | null)?.schema)}`,
+    );
   }
   if (!Array.isArray(doc.steps)) throw new LeakscopeError('malformed', 'HTML report: document has no steps array');
-  if (!doc.conclusion || typeof doc.conclusion !== 'object') throw new LeakscopeError('malformed', 'HTML report: document has no conclusion');
+  if (!doc.conclusion || typeof doc.conclusion !== 'object')
+    throw new LeakscopeError('malformed', 'HTML report: document has no conclusion');
 }
 
 /**
@@ -544,7 +813,7 @@ export function renderHtmlReport(doc: AnalyzeDocument): string {
     `base-uri 'none'`,
     `form-action 'none'`,
   ].join('; ');
-  const title = `leakscope: ${doc.conclusion.leak ? 'leak found' : (doc.conclusion.verdict === 'cannot-tell' ? 'cannot tell yet' : 'no leak found')} in ${doc.target}`;
+  const title = `leakscope: ${doc.conclusion.leak ? 'leak found' : doc.conclusion.verdict === 'cannot-tell' ? 'cannot tell yet' : 'no leak found'} in ${doc.target}`;
   return [
     `<!DOCTYPE html>`,
     `<html lang="en">`,

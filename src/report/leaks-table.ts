@@ -13,34 +13,67 @@ function shortPath(frames: LeaksDocument['stacks'][number]['frames'], max = 6): 
 export function renderLeaksTable(t: LeaksDocument, opts: { top?: number } = {}): string {
   const top = opts.top ?? 10;
   const out: string[] = [];
-  out.push(`${safeText(t.target)}: ${t.mode} trace for ${t.durationSeconds.toFixed(1)} s` +
-    (t.sampling.sampleBytes ? `, sampling every ${formatBytes(t.sampling.sampleBytes)} (estimates scaled)` : ', every allocation traced') +
-    (t.sampling.minAgeSeconds ? `, ignoring memory younger than ${t.sampling.minAgeSeconds} s` : ''));
+  out.push(
+    `${safeText(t.target)}: ${t.mode} trace for ${t.durationSeconds.toFixed(1)} s` +
+      (t.sampling.sampleBytes
+        ? `, sampling every ${formatBytes(t.sampling.sampleBytes)} (estimates scaled)`
+        : ', every allocation traced') +
+      (t.sampling.minAgeSeconds ? `, ignoring memory younger than ${t.sampling.minAgeSeconds} s` : ''),
+  );
   if (t.complete === false) {
-    out.push(`INCOMPLETE: ${t.lost?.events ?? 0} events lost (${formatBytes(t.lost?.requestedBytes ?? 0)} requested)` +
-      (t.lost?.untracked ? `, ${t.lost.untracked} allocations untracked: totals are lower bounds` : '') + '; per-path figures are lower bounds');
+    out.push(
+      `INCOMPLETE: ${t.lost?.events ?? 0} events lost (${formatBytes(t.lost?.requestedBytes ?? 0)} requested)` +
+        (t.lost?.untracked ? `, ${t.lost.untracked} allocations untracked: totals are lower bounds` : '') +
+        '; per-path figures are lower bounds',
+    );
   }
-  if (t.targetExitedAfterSeconds !== undefined) out.push(`target exited after ${t.targetExitedAfterSeconds.toFixed(1)} s; results cover that`);
-  out.push(`outstanding at the end: ${formatBytes(t.totals.outstandingBytes)} in ${t.totals.outstandingCount} ${t.mode === 'pool' ? 'pools' : 'allocations'}` +
-    ` (allocated during the window: ${t.mode === 'pool' ? `${t.totals.allocatedCount} pools` : `${formatBytes(t.totals.allocatedBytes)} in ${t.totals.allocatedCount}`})`);
+  if (t.targetExitedAfterSeconds !== undefined)
+    out.push(`target exited after ${t.targetExitedAfterSeconds.toFixed(1)} s; results cover that`);
+  out.push(
+    `outstanding at the end: ${formatBytes(t.totals.outstandingBytes)} in ${t.totals.outstandingCount} ${t.mode === 'pool' ? 'pools' : 'allocations'}` +
+      ` (allocated during the window: ${t.mode === 'pool' ? `${t.totals.allocatedCount} pools` : `${formatBytes(t.totals.allocatedBytes)} in ${t.totals.allocatedCount}`})`,
+  );
   if (t.stacks.length) {
     out.push('');
     const reach = t.stacks.some((s) => s.reach);
-    out.push(textTable(['bytes', 'count', ...(reach ? ['unreachable', 'reachable'] : []), 'call path (leaf first)'],
-      t.stacks.slice(0, top).map((s) => [formatBytes(s.bytes), String(Math.round(s.count)),
-        ...(reach ? [s.reach ? reachCell(s.reach.lostBytes, s.bytes) : '?', s.reach ? reachCell(s.reach.reachableBytes, s.bytes) : '?'] : []),
-        shortPath(s.frames)])));
-    if (reach) out.push('unreachable: definitely or indirectly lost at the end (a leak); reachable: still referenced (a cache or live data)');
+    out.push(
+      textTable(
+        ['bytes', 'count', ...(reach ? ['unreachable', 'reachable'] : []), 'call path (leaf first)'],
+        t.stacks
+          .slice(0, top)
+          .map((s) => [
+            formatBytes(s.bytes),
+            String(Math.round(s.count)),
+            ...(reach
+              ? [
+                  s.reach ? reachCell(s.reach.lostBytes, s.bytes) : '?',
+                  s.reach ? reachCell(s.reach.reachableBytes, s.bytes) : '?',
+                ]
+              : []),
+            shortPath(s.frames),
+          ]),
+      ),
+    );
+    if (reach)
+      out.push(
+        'unreachable: definitely or indirectly lost at the end (a leak); reachable: still referenced (a cache or live data)',
+      );
   } else {
     out.push('no outstanding memory from this window');
   }
   const complete = t.totals.sampledEvents ? t.totals.completeStacks / t.totals.sampledEvents : 0;
   out.push('');
-  out.push(`stacks: ${t.totals.sampledEvents} captured, ${(complete * 100).toFixed(1)}% unwound to main or a thread start`);
-  out.push(`cost: ${t.cost.totalProbeHits} probe hits (${Object.entries(t.cost.probeHits).map(([k, v]) => `${k} ${v}`).join(', ')}),` +
-    ` about ${(t.cost.estimatedCpuSeconds * 1000).toFixed(0)} ms of target CPU (~${t.cost.perHitMicros} µs per hit measured on a 2-core VM)` +
-    (t.cost.dutyCycle < 0.999 ? `, probes attached ${(t.cost.dutyCycle * 100).toFixed(0)}% of the window` : '') +
-    (t.cost.lostEvents ? `, ${t.cost.lostEvents} events lost` : ''));
+  out.push(
+    `stacks: ${t.totals.sampledEvents} captured, ${(complete * 100).toFixed(1)}% unwound to main or a thread start`,
+  );
+  out.push(
+    `cost: ${t.cost.totalProbeHits} probe hits (${Object.entries(t.cost.probeHits)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}),` +
+      ` about ${(t.cost.estimatedCpuSeconds * 1000).toFixed(0)} ms of target CPU (~${t.cost.perHitMicros} µs per hit measured on a 2-core VM)` +
+      (t.cost.dutyCycle < 0.999 ? `, probes attached ${(t.cost.dutyCycle * 100).toFixed(0)}% of the window` : '') +
+      (t.cost.lostEvents ? `, ${t.cost.lostEvents} events lost` : ''),
+  );
   for (const n of t.notes) out.push(`note: ${safeText(n)}`);
   return out.join('\n');
 }

@@ -14,8 +14,14 @@ import { renderMemTable } from './mem-table.js';
 import { renderPoolsTable } from './pools-table.js';
 
 const KiB = 1024;
-const before = sampleCensus([[32, 100], [256 * KiB, 10]]);
-const after = sampleCensus([[32, 100], [256 * KiB, 70]]);
+const before = sampleCensus([
+  [32, 100],
+  [256 * KiB, 10],
+]);
+const after = sampleCensus([
+  [32, 100],
+  [256 * KiB, 70],
+]);
 const trace = sampleTrace([sampleStack(['malloc', 'leaky', 'main'], 1 << 20, 4)]);
 const pools = samplePools([{ owner: 'unreferenced', module: 'ngx_http_leak_module', pools: 3 }], { census: after });
 
@@ -31,10 +37,18 @@ test('terminal tables render the documents', () => {
 
 test('HTML report: the CSP names exactly the hashes of its inline scripts, the page script as bundled', () => {
   const doc = encodeAnalyze({
-    target: 'pid 4242', pid: 4242, generatedAt: new Date(0), durationSeconds: 1,
+    target: 'pid 4242',
+    pid: 4242,
+    generatedAt: new Date(0),
+    durationSeconds: 1,
     steps: [{ id: 'code-path', title: 'C call path', finding: 'f', evidence: [], status: 'anomaly' }],
     conclusion: { leak: true, module: 'm', bucket: null, function: 'leaky', confidence: 'high', summary: 's' },
-    mem: sampleMem(1 << 20, 1 << 20), census: after, comparison: null, anomalous: null, pools, trace,
+    mem: sampleMem(1 << 20, 1 << 20),
+    census: after,
+    comparison: null,
+    anomalous: null,
+    pools,
+    trace,
   });
   const html = renderHtmlReport(doc);
   const csp = /<meta http-equiv="Content-Security-Policy" content="([^"]+)">/.exec(html)![1]!.replaceAll('&#39;', "'");
@@ -44,9 +58,19 @@ test('HTML report: the CSP names exactly the hashes of its inline scripts, the p
     return cdata ? cdata[1]! : m[1]!;
   });
   assert.ok(scripts.length >= 2, 'page script and the flame graph script');
-  for (const s of scripts) assert.ok(allowed.has(createHash('sha256').update(s, 'utf8').digest('base64')), `a script without its hash: ${s.slice(0, 60)}`);
+  for (const s of scripts)
+    assert.ok(
+      allowed.has(createHash('sha256').update(s, 'utf8').digest('base64')),
+      `a script without its hash: ${s.slice(0, 60)}`,
+    );
   assert.equal(allowed.size, scripts.length);
   const bundled = readFileSync(new URL('./assets/report.js', import.meta.url), 'utf8').replace(/\n$/, '');
-  assert.ok(scripts.some((s) => s === bundled.replaceAll('__FLAME_ID__', 'leak-flamegraph')), 'the page script is assets/report.js');
-  assert.ok(html.includes(readFileSync(new URL('./assets/report.css', import.meta.url), 'utf8').slice(0, 200)), 'the style sheet is assets/report.css');
+  assert.ok(
+    scripts.some((s) => s === bundled.replaceAll('__FLAME_ID__', 'leak-flamegraph')),
+    'the page script is assets/report.js',
+  );
+  assert.ok(
+    html.includes(readFileSync(new URL('./assets/report.css', import.meta.url), 'utf8').slice(0, 200)),
+    'the style sheet is assets/report.css',
+  );
 });

@@ -21,8 +21,14 @@ const CONTROL_CHARS = /[\0-\x1f\x7f]/;
 
 /** A .gnu_debuglink name leakscope follows: one path component, printable, at most NAME_MAX bytes. */
 export function isPlainFileName(name: string): boolean {
-  return name.length > 0 && Buffer.byteLength(name) <= 255 && !name.includes('/') && name !== '.' && name !== '..' &&
-    !CONTROL_CHARS.test(name);
+  return (
+    name.length > 0 &&
+    Buffer.byteLength(name) <= 255 &&
+    !name.includes('/') &&
+    name !== '.' &&
+    name !== '..' &&
+    !CONTROL_CHARS.test(name)
+  );
 }
 
 /** Candidate debug-file paths (as the target sees them) for an object at `objectPath`, most specific first. */
@@ -30,7 +36,8 @@ export function debugFileCandidates(elf: ElfFile, objectPath: string): string[] 
   const out: string[] = [];
   const id = elf.buildId;
   for (const root of debugRoots) {
-    if (id && id.length > 2 && /^[0-9a-f]+$/.test(id)) out.push(`${root}/.build-id/${id.slice(0, 2)}/${id.slice(2)}.debug`);
+    if (id && id.length > 2 && /^[0-9a-f]+$/.test(id))
+      out.push(`${root}/.build-id/${id.slice(0, 2)}/${id.slice(2)}.debug`);
   }
   const link = elf.debugLink;
   if (link && isPlainFileName(link.file) && objectPath.startsWith('/')) {
@@ -45,7 +52,11 @@ export function debugFileCandidates(elf: ElfFile, objectPath: string): string[] 
  * The debug file of an object whose build-id matches (or, for debuglink hits, any ELF), or undefined.
  * `files` opens paths inside the target's root (default: leakscope's own root, for objects of the host).
  */
-export function findDebugFile(elf: ElfFile, objectPath: string, files: TargetFiles = sharedHostRoot()): { path: string; elf: ElfFile } | undefined {
+export function findDebugFile(
+  elf: ElfFile,
+  objectPath: string,
+  files: TargetFiles = sharedHostRoot(),
+): { path: string; elf: ElfFile } | undefined {
   const tryIn = (where: TargetFiles, candidates: string[], needId: boolean) => {
     for (const p of candidates) {
       if (p === objectPath) continue;
@@ -53,9 +64,11 @@ export function findDebugFile(elf: ElfFile, objectPath: string, files: TargetFil
         const dbg = loadElfFrom(where.openTargetFile(p, 'debug-file'));
         if (elf.buildId && dbg.buildId && dbg.buildId !== elf.buildId) continue;
         if (needId && !(elf.buildId && dbg.buildId === elf.buildId)) continue;
-        if (dbg === elf) continue;   // the object itself (its identity): not a separate debug file
+        if (dbg === elf) continue; // the object itself (its identity): not a separate debug file
         return { path: p, elf: dbg };
-      } catch { /* absent, refused, unreadable or not ELF: try the next */ }
+      } catch {
+        /* absent, refused, unreadable or not ELF: try the next */
+      }
     }
     return undefined;
   };
@@ -64,7 +77,11 @@ export function findDebugFile(elf: ElfFile, objectPath: string, files: TargetFil
   if (inTarget || files === sharedHostRoot()) return inTarget;
   // A target with its own root (a container): the host's debug files by build-id too (a hex name
   // under the host's debug roots, accepted only with the same build-id), e.g. libc6-dbg on the host.
-  return tryIn(sharedHostRoot(), candidates.filter((p) => p.includes('/.build-id/')), true);
+  return tryIn(
+    sharedHostRoot(),
+    candidates.filter((p) => p.includes('/.build-id/')),
+    true,
+  );
 }
 
 let hostFiles: TargetFiles | undefined;

@@ -14,37 +14,117 @@ export function demangle(name: string): string {
   if (legacy !== undefined) return legacy;
   try {
     return new ItaniumParser(name).parseTop() ?? name;
-  } catch { return name; }
+  } catch {
+    return name;
+  }
 }
 
 // ---------------------------------------------------------------- Itanium C++
 
 type Type =
-  | { k: 'n'; s: string }                                  // a printed name / builtin
-  | { k: 'q'; inner: Type; q: string }                     // " const", " volatile", " restrict"
+  | { k: 'n'; s: string } // a printed name / builtin
+  | { k: 'q'; inner: Type; q: string } // " const", " volatile", " restrict"
   | { k: 'p'; inner: Type; op: '*' | '&' | '&&' }
   | { k: 'f'; ret: Type | null; params: Type[]; quals: string }
   | { k: 'a'; inner: Type; dim: string }
   | { k: 'm'; cls: Type; inner: Type };
 
 const BUILTIN: Record<string, string> = {
-  v: 'void', w: 'wchar_t', b: 'bool', c: 'char', a: 'signed char', h: 'unsigned char', s: 'short', t: 'unsigned short',
-  i: 'int', j: 'unsigned int', l: 'long', m: 'unsigned long', x: 'long long', y: 'unsigned long long', n: '__int128',
-  o: 'unsigned __int128', f: 'float', d: 'double', e: 'long double', g: '__float128', z: '...',
+  v: 'void',
+  w: 'wchar_t',
+  b: 'bool',
+  c: 'char',
+  a: 'signed char',
+  h: 'unsigned char',
+  s: 'short',
+  t: 'unsigned short',
+  i: 'int',
+  j: 'unsigned int',
+  l: 'long',
+  m: 'unsigned long',
+  x: 'long long',
+  y: 'unsigned long long',
+  n: '__int128',
+  o: 'unsigned __int128',
+  f: 'float',
+  d: 'double',
+  e: 'long double',
+  g: '__float128',
+  z: '...',
 };
-const BUILTIN_D: Record<string, string> = { n: 'decltype(nullptr)', u: 'char8_t', s: 'char16_t', i: 'char32_t', a: 'auto', c: 'decltype(auto)', d: 'decimal64', e: 'decimal128', f: 'decimal32', h: 'half' };
+const BUILTIN_D: Record<string, string> = {
+  n: 'decltype(nullptr)',
+  u: 'char8_t',
+  s: 'char16_t',
+  i: 'char32_t',
+  a: 'auto',
+  c: 'decltype(auto)',
+  d: 'decimal64',
+  e: 'decimal128',
+  f: 'decimal32',
+  h: 'half',
+};
 const STD_SUBS: Record<string, { full: string; last?: string }> = {
-  t: { full: 'std' }, a: { full: 'std::allocator', last: 'allocator' }, b: { full: 'std::basic_string', last: 'basic_string' },
+  t: { full: 'std' },
+  a: { full: 'std::allocator', last: 'allocator' },
+  b: { full: 'std::basic_string', last: 'basic_string' },
   s: { full: 'std::basic_string<char, std::char_traits<char>, std::allocator<char> >', last: 'basic_string' },
   i: { full: 'std::basic_istream<char, std::char_traits<char> >', last: 'basic_istream' },
   o: { full: 'std::basic_ostream<char, std::char_traits<char> >', last: 'basic_ostream' },
   d: { full: 'std::basic_iostream<char, std::char_traits<char> >', last: 'basic_iostream' },
 };
 const OPERATORS: Record<string, string> = {
-  nw: 'new', na: 'new[]', dl: 'delete', da: 'delete[]', ps: '+', ng: '-', ad: '&', de: '*', co: '~', pl: '+', mi: '-', ml: '*', dv: '/', rm: '%',
-  an: '&', or: '|', eo: '^', aS: '=', pL: '+=', mI: '-=', mL: '*=', dV: '/=', rM: '%=', aN: '&=', oR: '|=', eO: '^=', ls: '<<', rs: '>>',
-  lS: '<<=', rS: '>>=', eq: '==', ne: '!=', lt: '<', gt: '>', le: '<=', ge: '>=', ss: '<=>', nt: '!', aa: '&&', oo: '||', pp: '++', mm: '--',
-  cm: ',', pm: '->*', pt: '->', cl: '()', ix: '[]', qu: '?', st: 'sizeof ', sz: 'sizeof ', aw: 'co_await ',
+  nw: 'new',
+  na: 'new[]',
+  dl: 'delete',
+  da: 'delete[]',
+  ps: '+',
+  ng: '-',
+  ad: '&',
+  de: '*',
+  co: '~',
+  pl: '+',
+  mi: '-',
+  ml: '*',
+  dv: '/',
+  rm: '%',
+  an: '&',
+  or: '|',
+  eo: '^',
+  aS: '=',
+  pL: '+=',
+  mI: '-=',
+  mL: '*=',
+  dV: '/=',
+  rM: '%=',
+  aN: '&=',
+  oR: '|=',
+  eO: '^=',
+  ls: '<<',
+  rs: '>>',
+  lS: '<<=',
+  rS: '>>=',
+  eq: '==',
+  ne: '!=',
+  lt: '<',
+  gt: '>',
+  le: '<=',
+  ge: '>=',
+  ss: '<=>',
+  nt: '!',
+  aa: '&&',
+  oo: '||',
+  pp: '++',
+  mm: '--',
+  cm: ',',
+  pm: '->*',
+  pt: '->',
+  cl: '()',
+  ix: '[]',
+  qu: '?',
+  st: 'sizeof ',
+  sz: 'sizeof ',
+  aw: 'co_await ',
 };
 
 const n = (s: string): Type => ({ k: 'n', s });
@@ -53,12 +133,20 @@ const EMPTY_PACK: Type = { k: 'n', s: '' };
 
 /** The last unqualified name of a printed name, without template arguments ("std::vector<int>" -> "vector"). */
 function baseName(s: string): string {
-  let depth = 0, cut = s.length, start = 0;
+  let depth = 0,
+    cut = s.length,
+    start = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s[i];
-    if (c === '<' || c === '(') { if (depth === 0 && c === '<') cut = i; depth++; }
-    else if (c === '>' || c === ')') depth--;
-    else if (depth === 0 && c === ':' && s[i + 1] === ':') { start = i + 2; cut = s.length; i++; }
+    if (c === '<' || c === '(') {
+      if (depth === 0 && c === '<') cut = i;
+      depth++;
+    } else if (c === '>' || c === ')') depth--;
+    else if (depth === 0 && c === ':' && s[i + 1] === ':') {
+      start = i + 2;
+      cut = s.length;
+      i++;
+    }
   }
   return s.slice(start, cut);
 }
@@ -77,12 +165,17 @@ function printParams(params: Type[]): string {
 /** A type as c++filt prints it (declarators for pointers to functions / arrays). */
 function print(t: Type): string {
   switch (t.k) {
-    case 'n': return t.s;
-    case 'q': return `${print(t.inner)}${t.q}`;
-    case 'f': return `${t.ret ? `${print(t.ret)} ` : ''}${printParams(t.params)}${t.quals}`;
-    case 'a': return `${print(t.inner)} [${t.dim}]`;
+    case 'n':
+      return t.s;
+    case 'q':
+      return `${print(t.inner)}${t.q}`;
+    case 'f':
+      return `${t.ret ? `${print(t.ret)} ` : ''}${printParams(t.params)}${t.quals}`;
+    case 'a':
+      return `${print(t.inner)} [${t.dim}]`;
     case 'm': {
-      if (t.inner.k === 'f') return `${t.inner.ret ? `${print(t.inner.ret)} ` : ''}(${print(t.cls)}::*)${printParams(t.inner.params)}${t.inner.quals}`;
+      if (t.inner.k === 'f')
+        return `${t.inner.ret ? `${print(t.inner.ret)} ` : ''}(${print(t.cls)}::*)${printParams(t.inner.params)}${t.inner.quals}`;
       return `${print(t.inner)} ${print(t.cls)}::*`;
     }
     case 'p': {
@@ -106,9 +199,19 @@ class ItaniumParser {
   private tmpl: Type[] | null = null;
   constructor(private readonly s: string) {}
 
-  private peek(o = 0): string { return this.s[this.i + o] ?? ''; }
-  private eat(c: string): boolean { if (this.s.startsWith(c, this.i)) { this.i += c.length; return true; } return false; }
-  private expect(c: string): void { if (!this.eat(c)) throw new Error(`expected ${c} at ${this.i}`); }
+  private peek(o = 0): string {
+    return this.s[this.i + o] ?? '';
+  }
+  private eat(c: string): boolean {
+    if (this.s.startsWith(c, this.i)) {
+      this.i += c.length;
+      return true;
+    }
+    return false;
+  }
+  private expect(c: string): void {
+    if (!this.eat(c)) throw new Error(`expected ${c} at ${this.i}`);
+  }
   private num(): number {
     const m = /^n?\d+/.exec(this.s.slice(this.i));
     if (!m) throw new Error('number');
@@ -146,7 +249,10 @@ class ItaniumParser {
     }
     const saved = this.tmpl;
     const name = this.name();
-    if (this.i >= this.s.length || this.peek() === 'E' || this.peek() === '.') { this.tmpl = saved; return name.text; }
+    if (this.i >= this.s.length || this.peek() === 'E' || this.peek() === '.') {
+      this.tmpl = saved;
+      return name.text;
+    }
     let ret: Type | null = null;
     if (name.templated && !name.ctorDtorConv) ret = this.type();
     const params: Type[] = [];
@@ -159,22 +265,79 @@ class ItaniumParser {
 
   private specialName(): string | undefined {
     const two = this.s.slice(this.i, this.i + 2);
-    const simple: Record<string, string> = { TV: 'vtable for ', TT: 'VTT for ', TI: 'typeinfo for ', TS: 'typeinfo name for ' };
-    if (simple[two]) { this.i += 2; return simple[two] + print(this.type()); }
-    if (two === 'Th') { this.i += 2; this.num(); this.expect('_'); return `non-virtual thunk to ${this.encoding()}`; }
-    if (two === 'Tv') { this.i += 2; this.num(); this.expect('_'); this.num(); this.expect('_'); return `virtual thunk to ${this.encoding()}`; }
-    if (two === 'Tc') { this.i += 2; this.callOffset(); this.callOffset(); return `covariant return thunk to ${this.encoding()}`; }
-    if (two === 'TW') { this.i += 2; return `TLS wrapper function for ${this.name().text}`; }
-    if (two === 'TH') { this.i += 2; return `TLS init function for ${this.name().text}`; }
-    if (two === 'GV') { this.i += 2; return `guard variable for ${this.name().text}`; }
-    if (two === 'GR') { this.i += 2; const nm = this.name().text; if (this.peek() !== 'E' && this.peek() !== '') this.seqIdOpt(); return `reference temporary #0 for ${nm}`; }
-    if (this.s.startsWith('GTt', this.i)) { this.i += 3; return `transaction clone for ${this.encoding()}`; }
-    if (this.s.startsWith('GTn', this.i)) { this.i += 3; return `non-transaction clone for ${this.encoding()}`; }
+    const simple: Record<string, string> = {
+      TV: 'vtable for ',
+      TT: 'VTT for ',
+      TI: 'typeinfo for ',
+      TS: 'typeinfo name for ',
+    };
+    if (simple[two]) {
+      this.i += 2;
+      return simple[two] + print(this.type());
+    }
+    if (two === 'Th') {
+      this.i += 2;
+      this.num();
+      this.expect('_');
+      return `non-virtual thunk to ${this.encoding()}`;
+    }
+    if (two === 'Tv') {
+      this.i += 2;
+      this.num();
+      this.expect('_');
+      this.num();
+      this.expect('_');
+      return `virtual thunk to ${this.encoding()}`;
+    }
+    if (two === 'Tc') {
+      this.i += 2;
+      this.callOffset();
+      this.callOffset();
+      return `covariant return thunk to ${this.encoding()}`;
+    }
+    if (two === 'TW') {
+      this.i += 2;
+      return `TLS wrapper function for ${this.name().text}`;
+    }
+    if (two === 'TH') {
+      this.i += 2;
+      return `TLS init function for ${this.name().text}`;
+    }
+    if (two === 'GV') {
+      this.i += 2;
+      return `guard variable for ${this.name().text}`;
+    }
+    if (two === 'GR') {
+      this.i += 2;
+      const nm = this.name().text;
+      if (this.peek() !== 'E' && this.peek() !== '') this.seqIdOpt();
+      return `reference temporary #0 for ${nm}`;
+    }
+    if (this.s.startsWith('GTt', this.i)) {
+      this.i += 3;
+      return `transaction clone for ${this.encoding()}`;
+    }
+    if (this.s.startsWith('GTn', this.i)) {
+      this.i += 3;
+      return `non-transaction clone for ${this.encoding()}`;
+    }
     return undefined;
   }
-  private seqIdOpt(): void { while (/[0-9A-Z]/.test(this.peek())) this.i++; this.eat('_'); }
+  private seqIdOpt(): void {
+    while (/[0-9A-Z]/.test(this.peek())) this.i++;
+    this.eat('_');
+  }
   private callOffset(): void {
-    if (this.eat('h')) { this.num(); this.expect('_'); } else { this.expect('v'); this.num(); this.expect('_'); this.num(); this.expect('_'); }
+    if (this.eat('h')) {
+      this.num();
+      this.expect('_');
+    } else {
+      this.expect('v');
+      this.num();
+      this.expect('_');
+      this.num();
+      this.expect('_');
+    }
   }
 
   /** <name>: text, whether it ends in template args, ctor/dtor/conversion, and trailing method qualifiers. */
@@ -210,22 +373,31 @@ class ItaniumParser {
     const cv: string[] = [];
     while (/[rVK]/.test(this.peek())) cv.push({ r: ' restrict', V: ' volatile', K: ' const' }[this.s[this.i++]!]!);
     quals = cv.reverse().join('');
-    if (this.eat('R')) quals += ' &'; else if (this.eat('O')) quals += ' &&';
+    if (this.eat('R')) quals += ' &';
+    else if (this.eat('O')) quals += ' &&';
     let text = '';
     let last = '';
     let templated = false;
     let ctorDtorConv = false;
     for (;;) {
       const c = this.peek();
-      if (c === 'E') { this.i++; break; }
+      if (c === 'E') {
+        this.i++;
+        break;
+      }
       if (c === '') throw new Error('unterminated nested name');
       templated = false;
       if (c === 'S' && !text) {
-        if (this.peek(1) === 't') { this.i += 2; text = 'std'; last = 'std'; continue; }
+        if (this.peek(1) === 't') {
+          this.i += 2;
+          text = 'std';
+          last = 'std';
+          continue;
+        }
         const sub = this.substitution(true);
         text = print(sub);
         last = this.lastName ?? baseName(text);
-        continue;   // a substitution is not added again
+        continue; // a substitution is not added again
       } else if (c === 'I') {
         if (!text) throw new Error('template args first');
         const args = this.templateArgs();
@@ -261,8 +433,14 @@ class ItaniumParser {
     void saved;
     const fn = this.encoding();
     this.expect('E');
-    if (this.eat('s')) { this.discriminator(); return { text: `${fn}::string literal`, templated: false, ctorDtorConv: false, quals: '' }; }
-    if (this.eat('d')) { if (this.peek() !== '_') this.num(); this.expect('_'); }
+    if (this.eat('s')) {
+      this.discriminator();
+      return { text: `${fn}::string literal`, templated: false, ctorDtorConv: false, quals: '' };
+    }
+    if (this.eat('d')) {
+      if (this.peek() !== '_') this.num();
+      this.expect('_');
+    }
     const inner = this.name();
     this.discriminator();
     return { ...inner, text: `${fn}::${inner.text}` };
@@ -270,38 +448,65 @@ class ItaniumParser {
   private discriminator(): void {
     if (this.peek() !== '_') return;
     this.i++;
-    if (this.eat('_')) { this.num(); this.expect('_'); } else this.num();
+    if (this.eat('_')) {
+      this.num();
+      this.expect('_');
+    } else this.num();
   }
 
   private abiTags(): string {
     let out = '';
-    while (this.eat('B')) { const len = this.num(); out += `[abi:${this.s.slice(this.i, this.i + len)}]`; this.i += len; }
+    while (this.eat('B')) {
+      const len = this.num();
+      out += `[abi:${this.s.slice(this.i, this.i + len)}]`;
+      this.i += len;
+    }
     return out;
   }
 
   /** <unqualified-name>; `enclosing` is the class name (for constructors / destructors). */
   private unqualifiedName(enclosing: string): { text: string; base: string; ctorDtorConv: boolean } {
     const c = this.peek();
-    let text: string, base: string, ctorDtorConv = false;
+    let text: string,
+      base: string,
+      ctorDtorConv = false;
     if (/[0-9]/.test(c)) {
-      text = this.sourceName(); base = text;
+      text = this.sourceName();
+      base = text;
     } else if (c === 'C' && /[1-5I]/.test(this.peek(1))) {
-      this.i++; if (this.eat('I')) { this.i++; this.type(); } else this.i++;
-      text = enclosing; base = enclosing; ctorDtorConv = true;
+      this.i++;
+      if (this.eat('I')) {
+        this.i++;
+        this.type();
+      } else this.i++;
+      text = enclosing;
+      base = enclosing;
+      ctorDtorConv = true;
     } else if (c === 'D' && /[0-5]/.test(this.peek(1))) {
-      this.i += 2; text = `~${enclosing}`; base = enclosing; ctorDtorConv = true;
+      this.i += 2;
+      text = `~${enclosing}`;
+      base = enclosing;
+      ctorDtorConv = true;
     } else if (c === 'U' && this.peek(1) === 't') {
-      this.i += 2; const id = this.peek() === '_' ? 1 : this.num() + 2; this.expect('_');
-      text = `{unnamed type#${id}}`; base = text;
+      this.i += 2;
+      const id = this.peek() === '_' ? 1 : this.num() + 2;
+      this.expect('_');
+      text = `{unnamed type#${id}}`;
+      base = text;
     } else if (c === 'U' && this.peek(1) === 'l') {
       this.i += 2;
       const params: Type[] = [];
       while (this.peek() !== 'E') params.push(this.type());
       this.i++;
-      const id = this.peek() === '_' ? 1 : this.num() + 2; this.expect('_');
-      text = `{lambda${printParams(params)}#${id}}`; base = text;
+      const id = this.peek() === '_' ? 1 : this.num() + 2;
+      this.expect('_');
+      text = `{lambda${printParams(params)}#${id}}`;
+      base = text;
     } else if (c === 'L') {
-      this.i++; text = this.sourceName(); base = text; this.discriminator();
+      this.i++;
+      text = this.sourceName();
+      base = text;
+      this.discriminator();
     } else {
       const two = this.s.slice(this.i, this.i + 2);
       if (two === 'cv') {
@@ -309,17 +514,28 @@ class ItaniumParser {
         const saved = this.tmpl;
         const t = this.type();
         this.tmpl = saved;
-        text = `operator ${print(t)}`; base = text; ctorDtorConv = true;
+        text = `operator ${print(t)}`;
+        base = text;
+        ctorDtorConv = true;
       } else if (two === 'li') {
-        this.i += 2; text = `operator"" ${this.sourceName()}`; base = text;
+        this.i += 2;
+        text = `operator"" ${this.sourceName()}`;
+        base = text;
       } else if (/^v[0-9]/.test(two)) {
-        this.i += 2; text = `operator ${this.sourceName()}`; base = text;
+        this.i += 2;
+        text = `operator ${this.sourceName()}`;
+        base = text;
       } else if (OPERATORS[two] !== undefined) {
-        this.i += 2; const op = OPERATORS[two]!;
-        text = /^[a-z]/.test(op) ? `operator ${op}` : `operator${op}`; base = text;
+        this.i += 2;
+        const op = OPERATORS[two]!;
+        text = /^[a-z]/.test(op) ? `operator ${op}` : `operator${op}`;
+        base = text;
       } else throw new Error(`unqualified name at ${this.i}`);
     }
-    if (this.peek() === 'B') { const tags = this.abiTags(); text += tags; }
+    if (this.peek() === 'B') {
+      const tags = this.abiTags();
+      text += tags;
+    }
     return { text, base, ctorDtorConv };
   }
 
@@ -328,7 +544,8 @@ class ItaniumParser {
     if (len <= 0 || this.i + len > this.s.length) throw new Error('source name');
     const id = this.s.slice(this.i, this.i + len);
     this.i += len;
-    if (id.startsWith('_GLOBAL__N') || id.startsWith('_GLOBAL_.N') || id.startsWith('_GLOBAL_$N')) return '(anonymous namespace)';
+    if (id.startsWith('_GLOBAL__N') || id.startsWith('_GLOBAL_.N') || id.startsWith('_GLOBAL_$N'))
+      return '(anonymous namespace)';
     return id;
   }
 
@@ -361,7 +578,10 @@ class ItaniumParser {
   private templateArgs(): Type[] {
     this.expect('I');
     const args: Type[] = [];
-    while (!this.eat('E')) { const a = this.templateArg(); if (a !== EMPTY_PACK) args.push(a); }
+    while (!this.eat('E')) {
+      const a = this.templateArg();
+      if (a !== EMPTY_PACK) args.push(a);
+    }
     return args;
   }
 
@@ -371,7 +591,10 @@ class ItaniumParser {
     if (c === 'J') {
       this.i++;
       const items: Type[] = [];
-      while (!this.eat('E')) { const a = this.templateArg(); if (a !== EMPTY_PACK) items.push(a); }
+      while (!this.eat('E')) {
+        const a = this.templateArg();
+        if (a !== EMPTY_PACK) items.push(a);
+      }
       return items.length ? n(items.map(print).join(', ')) : EMPTY_PACK;
     }
     if (c === 'X') throw new Error('expression template argument');
@@ -380,15 +603,29 @@ class ItaniumParser {
 
   private exprPrimary(): Type {
     this.expect('L');
-    if (this.eat('_Z')) { const e = this.encoding(); this.expect('E'); return n(e); }
+    if (this.eat('_Z')) {
+      const e = this.encoding();
+      this.expect('E');
+      return n(e);
+    }
     const t = this.type();
     const m = /^n?[0-9]+/.exec(this.s.slice(this.i));
     let v = '';
-    if (m) { v = m[0].replace(/^n/, '-'); this.i += m[0].length; }
+    if (m) {
+      v = m[0].replace(/^n/, '-');
+      this.i += m[0].length;
+    }
     this.expect('E');
     const name = print(t);
     if (name === 'bool') return n(v === '0' ? 'false' : v === '1' ? 'true' : `(bool)${v}`);
-    const suffix: Record<string, string> = { int: '', 'unsigned int': 'u', long: 'l', 'unsigned long': 'ul', 'long long': 'll', 'unsigned long long': 'ull' };
+    const suffix: Record<string, string> = {
+      int: '',
+      'unsigned int': 'u',
+      long: 'l',
+      'unsigned long': 'ul',
+      'long long': 'll',
+      'unsigned long long': 'ull',
+    };
     if (suffix[name] !== undefined) return n(v + suffix[name]);
     return n(`(${name})${v}`);
   }
@@ -397,9 +634,21 @@ class ItaniumParser {
     const c = this.peek();
     const start = this.i;
     void start;
-    if (BUILTIN[c] !== undefined) { this.i++; return n(BUILTIN[c]!); }
-    if (c === 'D' && BUILTIN_D[this.peek(1)] !== undefined) { const t = n(BUILTIN_D[this.peek(1)]!); this.i += 2; return t; }
-    if (c === 'u') { this.i++; const t = n(this.sourceName()); this.subs.push(t); return t; }
+    if (BUILTIN[c] !== undefined) {
+      this.i++;
+      return n(BUILTIN[c]!);
+    }
+    if (c === 'D' && BUILTIN_D[this.peek(1)] !== undefined) {
+      const t = n(BUILTIN_D[this.peek(1)]!);
+      this.i += 2;
+      return t;
+    }
+    if (c === 'u') {
+      this.i++;
+      const t = n(this.sourceName());
+      this.subs.push(t);
+      return t;
+    }
     if (c === 'r' || c === 'V' || c === 'K') {
       const qs: string[] = [];
       while (/[rVK]/.test(this.peek())) qs.push({ r: ' restrict', V: ' volatile', K: ' const' }[this.s[this.i++]!]!);
@@ -419,7 +668,8 @@ class ItaniumParser {
       const inner = this.type();
       let t: Type = { k: 'p', inner, op: c === 'P' ? '*' : c === 'R' ? '&' : '&&' };
       // Reference collapsing (a template parameter that is already a reference): & & -> &, && & -> &, && && -> &&.
-      if (c !== 'P' && inner.k === 'p' && inner.op !== '*') t = { k: 'p', inner: inner.inner, op: c === 'R' || inner.op === '&' ? '&' : '&&' };
+      if (c !== 'P' && inner.k === 'p' && inner.op !== '*')
+        t = { k: 'p', inner: inner.inner, op: c === 'R' || inner.op === '&' ? '&' : '&&' };
       this.subs.push(t);
       return t;
     }
@@ -431,8 +681,14 @@ class ItaniumParser {
       let quals = '';
       for (;;) {
         if (this.eat('E')) break;
-        if (this.eat('RE')) { quals = ' &'; break; }
-        if (this.eat('OE')) { quals = ' &&'; break; }
+        if (this.eat('RE')) {
+          quals = ' &';
+          break;
+        }
+        if (this.eat('OE')) {
+          quals = ' &&';
+          break;
+        }
         params.push(this.type());
       }
       const t: Type = { k: 'f', ret, params, quals };
@@ -506,17 +762,24 @@ class ItaniumParser {
 // ---------------------------------------------------------------- Rust legacy
 
 const RUST_ESCAPES: Record<string, string> = {
-  SP: '@', BP: '*', RF: '&', LT: '<', GT: '>', LP: '(', RP: ')', C: ',',
+  SP: '@',
+  BP: '*',
+  RF: '&',
+  LT: '<',
+  GT: '>',
+  LP: '(',
+  RP: ')',
+  C: ',',
 };
 
 /** Rust's legacy mangling: _ZN <len><ident>... 17h<16 hex>E, printed without the hash. */
 export function demangleRustLegacy(name: string): string | undefined {
-  const m = /17h([0-9a-f]{16})E(\.[^]*)?$/.exec(name);
+  const m = /17h([0-9a-f]{16})E(\.[\s\S]*)?$/.exec(name);
   if (!m || !name.startsWith('_ZN')) return undefined;
   const parts: string[] = [];
   let i = 3;
   const s = name;
-  const end = s.length - (m[2]?.length ?? 0) - 20;  // before "17h<hash>E"
+  const end = s.length - (m[2]?.length ?? 0) - 20; // before "17h<hash>E"
   while (i < end) {
     const len = /^\d+/.exec(s.slice(i));
     if (!len) return undefined;
@@ -531,19 +794,29 @@ export function demangleRustLegacy(name: string): string | undefined {
     let out = '';
     let rest = p.startsWith('_$') ? p.slice(1) : p;
     while (rest.length) {
-      if (rest.startsWith('..')) { out += '::'; rest = rest.slice(2); continue; }
+      if (rest.startsWith('..')) {
+        out += '::';
+        rest = rest.slice(2);
+        continue;
+      }
       if (rest[0] === '$') {
         const e = /^\$([A-Za-z0-9]+)\$/.exec(rest);
         if (!e) return undefined;
         const code = e[1]!;
         if (RUST_ESCAPES[code] !== undefined) out += RUST_ESCAPES[code];
-        else if (code[0] === 'u' && /^[0-9a-f]+$/.test(code.slice(1))) out += String.fromCodePoint(parseInt(code.slice(1), 16));
+        else if (code[0] === 'u' && /^[0-9a-f]+$/.test(code.slice(1)))
+          out += String.fromCodePoint(parseInt(code.slice(1), 16));
         else return undefined;
         rest = rest.slice(e[0].length);
         continue;
       }
-      if (rest[0] === '.') { out += '.'; rest = rest.slice(1); continue; }
-      out += rest[0]; rest = rest.slice(1);
+      if (rest[0] === '.') {
+        out += '.';
+        rest = rest.slice(1);
+        continue;
+      }
+      out += rest[0];
+      rest = rest.slice(1);
     }
     return out;
   };
@@ -555,28 +828,61 @@ export function demangleRustLegacy(name: string): string | undefined {
 // ---------------------------------------------------------------- Rust v0
 
 const RUST_V0_BASIC: Record<string, string> = {
-  a: 'i8', b: 'bool', c: 'char', d: 'f64', e: 'str', f: 'f32', h: 'u8', i: 'isize', j: 'usize', l: 'i32', m: 'u32', n: 'i128',
-  o: 'u128', s: 'i16', t: 'u16', u: '()', v: '...', x: 'i64', y: 'u64', z: '!', p: '_',
+  a: 'i8',
+  b: 'bool',
+  c: 'char',
+  d: 'f64',
+  e: 'str',
+  f: 'f32',
+  h: 'u8',
+  i: 'isize',
+  j: 'usize',
+  l: 'i32',
+  m: 'u32',
+  n: 'i128',
+  o: 'u128',
+  s: 'i16',
+  t: 'u16',
+  u: '()',
+  v: '...',
+  x: 'i64',
+  y: 'u64',
+  z: '!',
+  p: '_',
 };
 
 /** Rust v0 mangling (RFC 2603): paths, generic arguments, the common types; crate hashes dropped. */
 export function demangleRustV0(name: string): string | undefined {
-  const s = name.replace(/\.[^]*$/, '');
+  const s = name.replace(/\.[\s\S]*$/, '');
   let i = 2;
   const peek = () => s[i] ?? '';
   const b62 = (): number => {
-    if (s[i] === '_') { i++; return 0; }
+    if (s[i] === '_') {
+      i++;
+      return 0;
+    }
     let v = 0;
     while (i < s.length && s[i] !== '_') {
       const ch = s[i++]!;
-      const d = /[0-9]/.test(ch) ? ch.charCodeAt(0) - 48 : /[a-z]/.test(ch) ? ch.charCodeAt(0) - 87 : /[A-Z]/.test(ch) ? ch.charCodeAt(0) - 29 : -1;
+      const d = /[0-9]/.test(ch)
+        ? ch.charCodeAt(0) - 48
+        : /[a-z]/.test(ch)
+          ? ch.charCodeAt(0) - 87
+          : /[A-Z]/.test(ch)
+            ? ch.charCodeAt(0) - 29
+            : -1;
       if (d < 0) throw new Error('base62');
       v = v * 62 + d;
     }
     i++;
     return v + 1;
   };
-  const optDisamb = () => { if (peek() === 's') { i++; b62(); } };
+  const optDisamb = () => {
+    if (peek() === 's') {
+      i++;
+      b62();
+    }
+  };
   const ident = (): string => {
     const punycode = s[i] === 'u';
     if (punycode) i++;
@@ -592,9 +898,10 @@ export function demangleRustV0(name: string): string | undefined {
   };
   const backref = <T>(f: () => T): T => {
     const at = i - 1;
-    const pos = b62() + 2;   // offset from the first character after "_R"
+    const pos = b62() + 2; // offset from the first character after "_R"
     if (pos >= at) throw new Error('backref');
-    const saved = i; i = pos;
+    const saved = i;
+    i = pos;
     const r = f();
     i = saved;
     return r;
@@ -602,18 +909,34 @@ export function demangleRustV0(name: string): string | undefined {
   const path = (): string => {
     const c = s[i++];
     switch (c) {
-      case 'C': { optDisamb(); return ident(); }
+      case 'C': {
+        optDisamb();
+        return ident();
+      }
       case 'N': {
         const ns = s[i++]!;
         const parent = path();
         optDisamb();
         const id = ident();
-        if (/[A-Z]/.test(ns)) return `${parent}::{${ns === 'C' ? 'closure' : ns === 'S' ? 'shim' : ns}${id ? `:${id}` : ''}#0}`;
+        if (/[A-Z]/.test(ns))
+          return `${parent}::{${ns === 'C' ? 'closure' : ns === 'S' ? 'shim' : ns}${id ? `:${id}` : ''}#0}`;
         return id ? `${parent}::${id}` : parent;
       }
-      case 'M': { optDisamb(); path(); return `<${type()}>`; }
-      case 'X': { optDisamb(); path(); const t = type(); return `<${t} as ${path()}>`; }
-      case 'Y': { const t = type(); return `<${t} as ${path()}>`; }
+      case 'M': {
+        optDisamb();
+        path();
+        return `<${type()}>`;
+      }
+      case 'X': {
+        optDisamb();
+        path();
+        const t = type();
+        return `<${t} as ${path()}>`;
+      }
+      case 'Y': {
+        const t = type();
+        return `<${t} as ${path()}>`;
+      }
       case 'I': {
         const p = path();
         const args: string[] = [];
@@ -621,19 +944,34 @@ export function demangleRustV0(name: string): string | undefined {
         i++;
         return `${p}::<${args.join(', ')}>`;
       }
-      case 'B': return backref(path);
-      default: throw new Error('path');
+      case 'B':
+        return backref(path);
+      default:
+        throw new Error('path');
     }
   };
   const genericArg = (): string => {
-    if (peek() === 'L') { i++; b62(); return "'_"; }
-    if (peek() === 'K') { i++; return constant(); }
+    if (peek() === 'L') {
+      i++;
+      b62();
+      return "'_";
+    }
+    if (peek() === 'K') {
+      i++;
+      return constant();
+    }
     return type();
   };
   const constant = (): string => {
-    if (peek() === 'B') { i++; return backref(constant); }
+    if (peek() === 'B') {
+      i++;
+      return backref(constant);
+    }
     const t = type();
-    if (peek() === 'p') { i++; return '_'; }
+    if (peek() === 'p') {
+      i++;
+      return '_';
+    }
     const neg = peek() === 'n';
     if (neg) i++;
     const m = /^[0-9a-f]*_/.exec(s.slice(i));
@@ -647,21 +985,56 @@ export function demangleRustV0(name: string): string | undefined {
   };
   const type = (): string => {
     const c = peek();
-    if (RUST_V0_BASIC[c] !== undefined) { i++; return RUST_V0_BASIC[c]!; }
+    if (RUST_V0_BASIC[c] !== undefined) {
+      i++;
+      return RUST_V0_BASIC[c]!;
+    }
     i++;
     switch (c) {
-      case 'R': case 'Q': { if (peek() === 'L') { i++; b62(); } return `&${c === 'Q' ? 'mut ' : ''}${type()}`; }
-      case 'P': return `*const ${type()}`;
-      case 'O': return `*mut ${type()}`;
-      case 'A': { const t = type(); return `[${t}; ${constant()}]`; }
-      case 'S': return `[${type()}]`;
-      case 'T': { const ts: string[] = []; while (peek() !== 'E') ts.push(type()); i++; return ts.length === 1 ? `(${ts[0]},)` : `(${ts.join(', ')})`; }
-      case 'B': return backref(type);
+      case 'R':
+      case 'Q': {
+        if (peek() === 'L') {
+          i++;
+          b62();
+        }
+        return `&${c === 'Q' ? 'mut ' : ''}${type()}`;
+      }
+      case 'P':
+        return `*const ${type()}`;
+      case 'O':
+        return `*mut ${type()}`;
+      case 'A': {
+        const t = type();
+        return `[${t}; ${constant()}]`;
+      }
+      case 'S':
+        return `[${type()}]`;
+      case 'T': {
+        const ts: string[] = [];
+        while (peek() !== 'E') ts.push(type());
+        i++;
+        return ts.length === 1 ? `(${ts[0]},)` : `(${ts.join(', ')})`;
+      }
+      case 'B':
+        return backref(type);
       case 'F': {
-        if (peek() === 'G') { i++; b62(); }
-        let unsafe = '', abi = '';
-        if (peek() === 'U') { i++; unsafe = 'unsafe '; }
-        if (peek() === 'K') { i++; if (peek() === 'C') { i++; abi = 'extern "C" '; } else abi = `extern "${ident().replace(/_/g, '-')}" `; }
+        if (peek() === 'G') {
+          i++;
+          b62();
+        }
+        let unsafe = '',
+          abi = '';
+        if (peek() === 'U') {
+          i++;
+          unsafe = 'unsafe ';
+        }
+        if (peek() === 'K') {
+          i++;
+          if (peek() === 'C') {
+            i++;
+            abi = 'extern "C" ';
+          } else abi = `extern "${ident().replace(/_/g, '-')}" `;
+        }
         const ps: string[] = [];
         while (peek() !== 'E') ps.push(type());
         i++;
@@ -669,25 +1042,43 @@ export function demangleRustV0(name: string): string | undefined {
         return `${unsafe}${abi}fn(${ps.join(', ')})${ret === '()' ? '' : ` -> ${ret}`}`;
       }
       case 'D': {
-        if (peek() === 'G') { i++; b62(); }
+        if (peek() === 'G') {
+          i++;
+          b62();
+        }
         const traits: string[] = [];
         while (peek() !== 'E') {
           let t = path();
           const assoc: string[] = [];
-          while (peek() === 'p') { i++; const id = ident(); assoc.push(`${id} = ${type()}`); }
-          if (assoc.length) t = t.endsWith('>') ? `${t.slice(0, -1)}, ${assoc.join(', ')}>` : `${t}<${assoc.join(', ')}>`;
+          while (peek() === 'p') {
+            i++;
+            const id = ident();
+            assoc.push(`${id} = ${type()}`);
+          }
+          if (assoc.length)
+            t = t.endsWith('>') ? `${t.slice(0, -1)}, ${assoc.join(', ')}>` : `${t}<${assoc.join(', ')}>`;
           traits.push(t);
         }
         i++;
-        if (peek() === 'L') { i++; b62(); }
+        if (peek() === 'L') {
+          i++;
+          b62();
+        }
         return `dyn ${traits.join(' + ')}`;
       }
-      default: i--; return path();
+      default:
+        i--;
+        return path();
     }
   };
   try {
-    if (/[0-9]/.test(peek())) { const m = /^\d+/.exec(s.slice(i))!; i += m[0].length; }   // encoding version
+    if (/[0-9]/.test(peek())) {
+      const m = /^\d+/.exec(s.slice(i))!;
+      i += m[0].length;
+    } // encoding version
     const p = path();
-    return p.replace(/::<([^]*)>$/, (_m, a: string) => `::<${a}>`);
-  } catch { return undefined; }
+    return p.replace(/::<([\s\S]*)>$/, (_m, a: string) => `::<${a}>`);
+  } catch {
+    return undefined;
+  }
 }

@@ -7,7 +7,11 @@
 import type { AddressSpace } from '../target/address-space.js';
 import { readWholeAndClose } from '../binary/regular-file.js';
 
-export interface PerfMapEntry { start: number; end: number; name: string }
+export interface PerfMapEntry {
+  start: number;
+  end: number;
+  name: string;
+}
 
 /** Entries of a perf map text, sorted by start; malformed lines are skipped. */
 export function parsePerfMap(text: string): PerfMapEntry[] {
@@ -15,8 +19,11 @@ export function parsePerfMap(text: string): PerfMapEntry[] {
   for (const line of text.split('\n')) {
     const m = /^([0-9a-fA-F]+) ([0-9a-fA-F]+) (.*)$/.exec(line.trimEnd());
     if (!m) continue;
-    const start = parseInt(m[1]!, 16), size = parseInt(m[2]!, 16);
-    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(size) || size <= 0 || !Number.isSafeInteger(start + size)) continue;
+    const start = parseInt(m[1]!, 16),
+      size = parseInt(m[2]!, 16);
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(size) || size <= 0 || !Number.isSafeInteger(start + size))
+      continue;
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters from the target are what this replaces
     out.push({ start, end: start + size, name: m[3]!.replace(/[\u0000-\u001f\u007f]/g, ' ') });
   }
   return out.sort((a, b) => a.start - b.start);
@@ -24,9 +31,17 @@ export function parsePerfMap(text: string): PerfMapEntry[] {
 
 /** The entry covering `addr` (the latest written wins when ranges were reused), or undefined. */
 export function perfMapLookup(entries: readonly PerfMapEntry[], addr: number): PerfMapEntry | undefined {
-  let lo = 0, hi = entries.length;
-  while (lo < hi) { const mid = (lo + hi) >> 1; if (entries[mid]!.start <= addr) lo = mid + 1; else hi = mid; }
-  for (let i = lo - 1; i >= 0 && i >= lo - 64; i--) { const e = entries[i]!; if (addr >= e.start && addr < e.end) return e; }
+  let lo = 0,
+    hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (entries[mid]!.start <= addr) lo = mid + 1;
+    else hi = mid;
+  }
+  for (let i = lo - 1; i >= 0 && i >= lo - 64; i--) {
+    const e = entries[i]!;
+    if (addr >= e.start && addr < e.end) return e;
+  }
   return undefined;
 }
 
@@ -40,5 +55,7 @@ export function openPerfMap(space: AddressSpace, nsPid = space.pid): PerfMapEntr
   try {
     const buf = readWholeAndClose(space.openTargetFile(`/tmp/perf-${nsPid}.map`, 'perf-map'));
     return parsePerfMap(buf.toString('utf8'));
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
 }

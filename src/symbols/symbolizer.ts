@@ -41,7 +41,9 @@ export class Symbolizer {
       try {
         const elf = loadElf(mod.hostPath, { label: mod.path });
         s = { module: mod, elf, debug: findDebugFile(elf, mod.path, mod.files) };
-      } catch { s = null; }
+      } catch {
+        s = null;
+      }
       this.info.set(mod.path, s);
     }
     return s;
@@ -61,9 +63,13 @@ export class Symbolizer {
       t = null;
       const s = this.symbolsOf(mod);
       for (const elf of [s?.debug?.elf, s?.elf]) {
-        if (!elf || !elf.section('.debug_line')) continue;
-        try { t = parseDebugLine(elf); } catch { t = null; }
-        if (t && t.rows.length) break;
+        if (!elf?.section('.debug_line')) continue;
+        try {
+          t = parseDebugLine(elf);
+        } catch {
+          t = null;
+        }
+        if (t?.rows.length) break;
       }
       this.lines.set(mod.path, t);
     }
@@ -93,11 +99,15 @@ export class Symbolizer {
     const raw = sym ? sym.name.split('@')[0]! : null;
     const shown = raw === null ? null : demangle(raw);
     return {
-      function: shown, module: basename(mod.path), offset: vaddr,
+      function: shown,
+      module: basename(mod.path),
+      offset: vaddr,
       ...(raw !== null && shown !== raw ? { mangled: raw } : {}),
       ...(sym ? { functionOffset: vaddr - sym.value } : {}),
-      modulePath: mod.path, ...(mod.buildId ? { buildId: mod.buildId } : {}),
-      address: addr, ...(m ? { mapping: { start: m.start, end: m.end, fileOffset: m.offset } } : {}),
+      modulePath: mod.path,
+      ...(mod.buildId ? { buildId: mod.buildId } : {}),
+      address: addr,
+      ...(m ? { mapping: { start: m.start, end: m.end, fileOffset: m.offset } } : {}),
     };
   }
 
@@ -110,7 +120,8 @@ export class Symbolizer {
       const own = s.elf.findSymbol(name);
       if (own) return { name, runtimeAddr: own.value + mod.loadBias, size: own.size, module: mod, source: own.source };
       const dbg = s.debug?.elf.findSymbol(name);
-      if (dbg) return { name, runtimeAddr: dbg.value + mod.loadBias, size: dbg.size, module: mod, source: 'debug-file' };
+      if (dbg)
+        return { name, runtimeAddr: dbg.value + mod.loadBias, size: dbg.size, module: mod, source: 'debug-file' };
     }
     return undefined;
   }
@@ -118,7 +129,8 @@ export class Symbolizer {
   /** Like lookup, but a missing symbol is a LeakscopeError('not-found'). */
   require(name: string, opts: { module?: string } = {}): ResolvedSymbol {
     const r = this.lookup(name, opts);
-    if (!r) throw new LeakscopeError('not-found', `symbol ${name} not found${opts.module ? ` in ${opts.module}*` : ''}`);
+    if (!r)
+      throw new LeakscopeError('not-found', `symbol ${name} not found${opts.module ? ` in ${opts.module}*` : ''}`);
     return r;
   }
 }

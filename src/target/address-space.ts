@@ -50,8 +50,12 @@ export interface AddressSpace extends TargetFiles {
 }
 
 /** The range holding addr, by binary search over ranges sorted by start ([start, end), disjoint). */
-export function findMapping<T extends { start: number; end: number } = Mapping>(mappings: readonly T[], addr: number): T | undefined {
-  let lo = 0, hi = mappings.length - 1;
+export function findMapping<T extends { start: number; end: number } = Mapping>(
+  mappings: readonly T[],
+  addr: number,
+): T | undefined {
+  let lo = 0,
+    hi = mappings.length - 1;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
     const m = mappings[mid]!;
@@ -68,12 +72,17 @@ type Readable = Pick<AddressSpace, 'readInto' | 'description'>;
 export function readExactly(space: Readable, addr: number, len: number): Buffer {
   const buf = Buffer.allocUnsafe(len);
   const n = space.readInto(addr, buf, 0, len);
-  if (n !== len) throw new LeakscopeError('unreadable', `${space.description}: cannot read ${len} bytes at 0x${addr.toString(16)} (only ${n} readable)`);
+  if (n !== len)
+    throw new LeakscopeError(
+      'unreadable',
+      `${space.description}: cannot read ${len} bytes at 0x${addr.toString(16)} (only ${n} readable)`,
+    );
   return buf;
 }
 
 /** `AddressSpace.readU64` for any implementation, through an 8-byte scratch buffer. */
 export function readU64Via(space: Readable, scratch: Buffer, addr: number): number {
-  if (space.readInto(addr, scratch, 0, 8) !== 8) throw new LeakscopeError('unreadable', `${space.description}: cannot read 8 bytes at 0x${addr.toString(16)}`);
+  if (space.readInto(addr, scratch, 0, 8) !== 8)
+    throw new LeakscopeError('unreadable', `${space.description}: cannot read 8 bytes at 0x${addr.toString(16)}`);
   return scratch.readUInt32LE(4) * 4294967296 + scratch.readUInt32LE(0);
 }

@@ -13,15 +13,29 @@ import { LeakscopeError } from '../model/errors.js';
 import { parseStatus } from '../formats/procfs/index.js';
 import { ElfFile } from '../formats/elf/index.js';
 
-export interface ProcessInfo { pid: number; ppid: number; name: string; cmdline: string; rssBytes: number }
+export interface ProcessInfo {
+  pid: number;
+  ppid: number;
+  name: string;
+  cmdline: string;
+  rssBytes: number;
+}
 
 export function processInfo(pid: number): ProcessInfo | undefined {
   try {
     const st = parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+$/, '').replace(/\0/g, ' ');
     const rss = st.get('VmRSS');
-    return { pid, ppid: Number(st.get('PPid') ?? 0), name: st.get('Name') ?? '', cmdline, rssBytes: rss ? parseInt(rss, 10) * 1024 : 0 };
-  } catch { return undefined; }
+    return {
+      pid,
+      ppid: Number(st.get('PPid') ?? 0),
+      name: st.get('Name') ?? '',
+      cmdline,
+      rssBytes: rss ? parseInt(rss, 10) * 1024 : 0,
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 export function listProcesses(): ProcessInfo[] {
@@ -50,7 +64,12 @@ const MAX_EXE_BYTES = 256 << 20;
 
 /** dev:ino of the file /proc/PID/exe refers to, or undefined (kernel thread, gone, not permitted). */
 function exeIdentity(pid: number): string | undefined {
-  try { const st = statSync(`/proc/${pid}/exe`); return `${st.dev}:${st.ino}`; } catch { return undefined; }
+  try {
+    const st = statSync(`/proc/${pid}/exe`);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
 }
 
 const nginxExe = new Map<string, boolean>();
@@ -67,10 +86,18 @@ function isNginxExecutable(pid: number, id: string): boolean {
     if (st.isFile() && `${st.dev}:${st.ino}` === id && st.size >= 64 && st.size <= MAX_EXE_BYTES) {
       const bytes = Buffer.alloc(st.size);
       let off = 0;
-      while (off < bytes.length) { const n = readSync(fd, bytes, off, bytes.length - off, off); if (n <= 0) break; off += n; }
+      while (off < bytes.length) {
+        const n = readSync(fd, bytes, off, bytes.length - off, off);
+        if (n <= 0) break;
+        off += n;
+      }
       if (off === bytes.length) result = new ElfFile(bytes, `/proc/${pid}/exe`).findSymbol('ngx_cycle') !== undefined;
     }
-  } catch { result = false; } finally { if (fd !== undefined) closeSync(fd); }
+  } catch {
+    result = false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
   nginxExe.set(id, result);
   return result;
 }
@@ -86,7 +113,10 @@ export function nginxInstances(opts: { master?: number } = {}): NginxInstance[] 
   const procs = listProcesses();
   const byPid = new Map(procs.map((p) => [p.pid, p]));
   const ids = new Map<number, string | undefined>();
-  const id = (pid: number) => { if (!ids.has(pid)) ids.set(pid, exeIdentity(pid)); return ids.get(pid); };
+  const id = (pid: number) => {
+    if (!ids.has(pid)) ids.set(pid, exeIdentity(pid));
+    return ids.get(pid);
+  };
   const instances = new Map<number, NginxInstance>();
   for (const p of procs) {
     if (opts.master !== undefined && p.ppid !== opts.master) continue;
@@ -109,7 +139,11 @@ export function nginxInstances(opts: { master?: number } = {}): NginxInstance[] 
 
 /** The executable's path as the kernel names it (readlink of the magic link: display only). */
 function exePath(pid: number): string {
-  try { return printable(readlinkSync(`/proc/${pid}/exe`)); } catch { return '?'; }
+  try {
+    return printable(readlinkSync(`/proc/${pid}/exe`));
+  } catch {
+    return '?';
+  }
 }
 
 /** `-p PREFIX` and `-c CONF` of an nginx master, from its title ("nginx: master process /usr/sbin/nginx -p ... -c ..."). */
@@ -132,18 +166,28 @@ export function masterPaths(cmdline: string): { prefix?: string; conf?: string }
   }
   if (prefix) prefix = stripSlash(resolve(prefix));
   if (conf && prefix) conf = resolve(prefix, conf);
-  else if (conf && conf.startsWith('/')) conf = resolve(conf);
+  else if (conf?.startsWith('/')) conf = resolve(conf);
   return { prefix, conf };
 }
 
-function stripSlash(p: string): string { return p.length > 1 ? p.replace(/\/+$/, '') : p; }
+function stripSlash(p: string): string {
+  return p.length > 1 ? p.replace(/\/+$/, '') : p;
+}
 
 /** Bytes from a target shown to the user: control characters replaced. */
-function printable(s: string): string { return s.replace(/[\x00-\x1f\x7f]/g, '?'); }
+function printable(s: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters from the target are what this replaces
+  return s.replace(/[\x00-\x1f\x7f]/g, '?');
+}
 
 /** A choice the user must make (several nginx instances): one line, then the candidates, exit 2. */
 export class AmbiguousTargetError extends LeakscopeError {
-  constructor(message: string, readonly details: string[]) { super('usage', message); }
+  constructor(
+    message: string,
+    readonly details: string[],
+  ) {
+    super('usage', message);
+  }
 }
 
 export interface NginxFilter {
@@ -157,8 +201,10 @@ export interface NginxFilter {
 
 function describe(inst: NginxInstance): string {
   const w = inst.workers;
-  return `master ${inst.master.pid}  prefix ${inst.prefix ? printable(inst.prefix) : '(default)'}  conf ${inst.conf ? printable(inst.conf) : '(default)'}  ` +
-    `${w.length} worker${w.length === 1 ? '' : 's'} (${w.map((p) => p.pid).join(', ')})  ${inst.exe}`;
+  return (
+    `master ${inst.master.pid}  prefix ${inst.prefix ? printable(inst.prefix) : '(default)'}  conf ${inst.conf ? printable(inst.conf) : '(default)'}  ` +
+    `${w.length} worker${w.length === 1 ? '' : 's'} (${w.map((p) => p.pid).join(', ')})  ${inst.exe}`
+  );
 }
 
 /** The nginx instance `--nginx` means: the only one, or the one the filter names. */
@@ -170,7 +216,10 @@ export function selectNginxInstance(filter: NginxFilter = {}): NginxInstance {
     all = all.filter((i) => i.master.pid === filter.master);
     if (!all.length) {
       if (!processInfo(filter.master)) throw new LeakscopeError('no-such-process', `no such process: ${filter.master}`);
-      throw new LeakscopeError('not-found', `process ${filter.master} is not an nginx master with workers (no child runs its executable, an nginx binary defining ngx_cycle)`);
+      throw new LeakscopeError(
+        'not-found',
+        `process ${filter.master} is not an nginx master with workers (no child runs its executable, an nginx binary defining ngx_cycle)`,
+      );
     }
   }
   if (filter.prefix !== undefined) {
@@ -184,11 +233,17 @@ export function selectNginxInstance(filter: NginxFilter = {}): NginxInstance {
     all = all.filter((i) => i.conf === want);
   }
   if (!all.length) {
-    throw new LeakscopeError('no-such-process', `no nginx worker process found${criteria.length ? ` for ${criteria.join(', ')}` : ''} ` +
-      '(looked for processes whose executable is an nginx binary, an ELF defining ngx_cycle, and whose parent is their master)');
+    throw new LeakscopeError(
+      'no-such-process',
+      `no nginx worker process found${criteria.length ? ` for ${criteria.join(', ')}` : ''} ` +
+        '(looked for processes whose executable is an nginx binary, an ELF defining ngx_cycle, and whose parent is their master)',
+    );
   }
   if (all.length > 1) {
-    throw new AmbiguousTargetError(`${all.length} nginx instances are running; choose one with --nginx=MASTER_PID, --prefix DIR or --conf FILE:`, all.map(describe));
+    throw new AmbiguousTargetError(
+      `${all.length} nginx instances are running; choose one with --nginx=MASTER_PID, --prefix DIR or --conf FILE:`,
+      all.map(describe),
+    );
   }
   return all[0]!;
 }
@@ -222,7 +277,9 @@ export function processStartSeconds(pid: number): number | undefined {
     const btime = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'));
     if (!btime || !Number.isFinite(ticks)) return undefined;
     return Number(btime[1]) + ticks / USER_HZ;
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
 }
 
 /** Clock ticks per second of /proc times (sysconf(_SC_CLK_TCK); 100 on every Linux ABI leakscope supports). */

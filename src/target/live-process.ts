@@ -12,7 +12,6 @@ import { readExactly, readU64Via } from './address-space.js';
 import { buildModules } from './modules.js';
 import { TargetRoot, mapFilesPath, mapFilesPermitted } from './target-files.js';
 
-
 export class LiveProcess implements AddressSpace {
   readonly kind = 'live' as const;
   readonly command: string;
@@ -28,13 +27,19 @@ export class LiveProcess implements AddressSpace {
   /** Whether /proc/PID/map_files can be opened (decided on the first module). */
   private mapFiles?: boolean;
 
-  private constructor(readonly pid: number, fd: number, command: string) {
+  private constructor(
+    readonly pid: number,
+    fd: number,
+    command: string,
+  ) {
     this.fd = fd;
     this.command = command;
     this.root = new TargetRoot(`/proc/${pid}/root`, `pid ${pid}`);
   }
 
-  get description(): string { return `pid ${this.pid} (${this.command})`; }
+  get description(): string {
+    return `pid ${this.pid} (${this.command})`;
+  }
 
   /**
    * Opens a process for reading. One-line errors: no such process (also a zombie: "has exited"),
@@ -46,27 +51,41 @@ export class LiveProcess implements AddressSpace {
     const dir = `/proc/${pid}`;
     if (!existsSync(dir)) throw new LeakscopeError('no-such-process', `no such process: ${pid}`);
     let status: Map<string, string>;
-    try { status = parseStatus(readFileSync(`${dir}/status`, 'utf8')); } catch { throw new LeakscopeError('no-such-process', `process ${pid} has exited`); }
+    try {
+      status = parseStatus(readFileSync(`${dir}/status`, 'utf8'));
+    } catch {
+      throw new LeakscopeError('no-such-process', `process ${pid} has exited`);
+    }
     const command = status.get('Name') ?? '?';
     // A zombie (or a task being reaped) has no address space left: it has exited, whatever its maps say.
-    if (/^[ZX]/.test(status.get('State') ?? '')) throw new LeakscopeError('no-such-process', `process ${pid} has exited (${command})`);
+    if (/^[ZX]/.test(status.get('State') ?? ''))
+      throw new LeakscopeError('no-such-process', `process ${pid} has exited (${command})`);
     // Kernel threads have no user address space: empty maps, no exe, PF_KTHREAD.
     let maps = '';
-    try { maps = readFileSync(`${dir}/maps`, 'utf8'); } catch (e) {
+    try {
+      maps = readFileSync(`${dir}/maps`, 'utf8');
+    } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EACCES' || code === 'EPERM') throw permissionError(pid, command);
       throw new LeakscopeError('no-such-process', `process ${pid} has exited`);
     }
     // "Kthread: 1" (Linux >= 6.0) says it outright; older kernels: no maps and no VmSize.
     if (status.get('Kthread') === '1' || (!status.has('Kthread') && !maps.trim() && !status.has('VmSize'))) {
-      throw new LeakscopeError('kernel-thread', `pid ${pid} (${command}) is a kernel thread: it has no user memory to analyze`);
+      throw new LeakscopeError(
+        'kernel-thread',
+        `pid ${pid} (${command}) is a kernel thread: it has no user memory to analyze`,
+      );
     }
-    if (!maps.trim()) throw new LeakscopeError('no-such-process', `process ${pid} has exited (${command}): no memory mappings left`);
+    if (!maps.trim())
+      throw new LeakscopeError('no-such-process', `process ${pid} has exited (${command}): no memory mappings left`);
     let fd: number;
-    try { fd = openSync(`${dir}/mem`, 'r'); } catch (e) {
+    try {
+      fd = openSync(`${dir}/mem`, 'r');
+    } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EACCES' || code === 'EPERM') throw permissionError(pid, command);
-      if (code === 'ENOENT' || code === 'ESRCH') throw new LeakscopeError('no-such-process', `process ${pid} has exited`);
+      if (code === 'ENOENT' || code === 'ESRCH')
+        throw new LeakscopeError('no-such-process', `process ${pid} has exited`);
       throw new LeakscopeError('io', `open /proc/${pid}/mem: ${(e as Error).message}`);
     }
     const live = new LiveProcess(pid, fd, command);
@@ -76,8 +95,10 @@ export class LiveProcess implements AddressSpace {
 
   mappings(opts: { refresh?: boolean } = {}): Mapping[] {
     if (!this.cachedMaps || opts.refresh) {
-      this.cachedModules = undefined;   // rebuilt from the new mappings (dlopen / dlclose)
-      try { this.cachedMaps = parseMaps(readFileSync(`/proc/${this.pid}/maps`, 'utf8')); } catch (e) {
+      this.cachedModules = undefined; // rebuilt from the new mappings (dlopen / dlclose)
+      try {
+        this.cachedMaps = parseMaps(readFileSync(`/proc/${this.pid}/maps`, 'utf8'));
+      } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ESRCH' || (e as NodeJS.ErrnoException).code === 'ENOENT') {
           throw new LeakscopeError('no-such-process', `process ${this.pid} has exited`);
         }
@@ -92,10 +113,16 @@ export class LiveProcess implements AddressSpace {
   }
 
   exeTargetPath(): string {
-    try { return readlinkSync(`/proc/${this.pid}/exe`).replace(/ \(deleted\)$/, ''); } catch { return ''; }
+    try {
+      return readlinkSync(`/proc/${this.pid}/exe`).replace(/ \(deleted\)$/, '');
+    } catch {
+      return '';
+    }
   }
 
-  exeHostPath(): string { return `/proc/${this.pid}/exe`; }
+  exeHostPath(): string {
+    return `/proc/${this.pid}/exe`;
+  }
 
   openTargetFile(targetPath: string, kind: TargetFileKind): OpenedFile {
     return this.root.openTargetFile(targetPath, kind);
@@ -112,7 +139,8 @@ export class LiveProcess implements AddressSpace {
     // Pinned once per mapped inode (modules are rebuilt on every maps refresh).
     const key = `${targetPath}\0${first.dev}\0${first.inode}`;
     let pinned = this.pinnedObjects.get(key);
-    if (!pinned) this.pinnedObjects.set(key, (pinned = this.root.pinTargetFile(this.insideRoot(targetPath), 'object', first)));
+    if (!pinned)
+      this.pinnedObjects.set(key, (pinned = this.root.pinTargetFile(this.insideRoot(targetPath), 'object', first)));
     return pinned;
   }
   private pinnedObjects = new Map<string, string>();
@@ -124,7 +152,11 @@ export class LiveProcess implements AddressSpace {
    */
   private insideRoot(mapsPath: string): string {
     if (this.rootPrefix === undefined) {
-      try { this.rootPrefix = readlinkSync(`/proc/${this.pid}/root`).replace(/\/+$/, ''); } catch { this.rootPrefix = ''; }
+      try {
+        this.rootPrefix = readlinkSync(`/proc/${this.pid}/root`).replace(/\/+$/, '');
+      } catch {
+        this.rootPrefix = '';
+      }
     }
     const pre = this.rootPrefix;
     return pre && mapsPath.startsWith(`${pre}/`) ? mapsPath.slice(pre.length) : mapsPath;
@@ -146,11 +178,16 @@ export class LiveProcess implements AddressSpace {
         const th: ThreadState = { tid: Number(t) };
         try {
           const f = readFileSync(`/proc/${this.pid}/task/${t}/syscall`, 'utf8').trim().split(' ');
-          if (f.length >= 3 && f[0] !== 'running') th.regs = { rsp: parseInt(f[f.length - 2]!, 16), rip: parseInt(f[f.length - 1]!, 16) };
-        } catch { /* thread gone or not permitted */ }
+          if (f.length >= 3 && f[0] !== 'running')
+            th.regs = { rsp: parseInt(f[f.length - 2]!, 16), rip: parseInt(f[f.length - 1]!, 16) };
+        } catch {
+          /* thread gone or not permitted */
+        }
         return th;
       });
-    } catch { return []; }
+    } catch {
+      return [];
+    }
   }
 
   residentBytes(start: number, end: number): { rss: number; swap: number } {
@@ -160,14 +197,20 @@ export class LiveProcess implements AddressSpace {
     // present in pagemap, not in smaps' Rss. Such pages are not counted: a PFN that recurs in the
     // range is looked up in /proc/kpageflags and skipped when it is KPF_ZERO_PAGE (bit 24).
     // The descriptor and buffer are kept between calls: a breakdown asks once per region (hundreds).
-    const first = Math.floor(start / 4096), last = Math.ceil(end / 4096);
-    let rss = 0, swap = 0;
+    const first = Math.floor(start / 4096),
+      last = Math.ceil(end / 4096);
+    let rss = 0,
+      swap = 0;
     if (this.pagemapFd < 0) {
-      try { this.pagemapFd = openSync(`/proc/${this.pid}/pagemap`, 'r'); } catch { return { rss: 0, swap: 0 }; }
+      try {
+        this.pagemapFd = openSync(`/proc/${this.pid}/pagemap`, 'r');
+      } catch {
+        return { rss: 0, swap: 0 };
+      }
     }
     const buf = this.pagemapBuf;
-    const CHUNK = buf.length / 8;  // pages per read
-    const seen = new Map<number, number>();   // PFN -> present pages mapping it
+    const CHUNK = buf.length / 8; // pages per read
+    const seen = new Map<number, number>(); // PFN -> present pages mapping it
     try {
       for (let p = first; p < last; p += CHUNK) {
         const n = Math.min(CHUNK, last - p);
@@ -181,7 +224,9 @@ export class LiveProcess implements AddressSpace {
           } else if (hi & 0x40000000) swap += 4096;
         }
       }
-    } catch { /* process gone */ }
+    } catch {
+      /* process gone */
+    }
     for (const [pfn, pages] of seen) {
       if (pages > 1 && isZeroPage(pfn)) rss -= pages * 4096;
     }
@@ -204,13 +249,31 @@ export class LiveProcess implements AddressSpace {
     return done;
   }
 
-  read(addr: number, len: number): Buffer { return readExactly(this, addr, len); }
+  read(addr: number, len: number): Buffer {
+    return readExactly(this, addr, len);
+  }
 
-  readU64(addr: number): number { return readU64Via(this, this.scratch, addr); }
+  readU64(addr: number): number {
+    return readU64Via(this, this.scratch, addr);
+  }
 
   close(): void {
-    if (this.fd >= 0) { try { closeSync(this.fd); } catch { /* already closed */ } this.fd = -1; }
-    if (this.pagemapFd >= 0) { try { closeSync(this.pagemapFd); } catch { /* already closed */ } this.pagemapFd = -1; }
+    if (this.fd >= 0) {
+      try {
+        closeSync(this.fd);
+      } catch {
+        /* already closed */
+      }
+      this.fd = -1;
+    }
+    if (this.pagemapFd >= 0) {
+      try {
+        closeSync(this.pagemapFd);
+      } catch {
+        /* already closed */
+      }
+      this.pagemapFd = -1;
+    }
     this.root.close();
   }
 }
@@ -226,12 +289,19 @@ function isZeroPage(pfn: number): boolean {
     try {
       const b = Buffer.alloc(8);
       if (readSync(fd, b, 0, 8, pfn * 8) === 8) z = (b.readUInt32LE(0) & (1 << 24)) !== 0;
-    } finally { closeSync(fd); }
-  } catch { /* not root / no kpageflags: count the page */ }
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    /* not root / no kpageflags: count the page */
+  }
   if (zeroPages.size < 64) zeroPages.set(pfn, z);
   return z;
 }
 
 function permissionError(pid: number, command: string): LeakscopeError {
-  return new LeakscopeError('permission', `not permitted to read the memory of pid ${pid} (${command}): run as root or with CAP_SYS_PTRACE`);
+  return new LeakscopeError(
+    'permission',
+    `not permitted to read the memory of pid ${pid} (${command}): run as root or with CAP_SYS_PTRACE`,
+  );
 }

@@ -23,8 +23,13 @@ export function computeLoadBias(elf: Pick<ElfFile, 'segments'>, mappingStart: nu
 
 /** A path that can name a loaded object file (not a device, deleted file, memfd or SysV segment). */
 export function isElfPath(path: string): boolean {
-  return path.startsWith('/') && !path.startsWith('/dev/') && !path.startsWith('/memfd:') && !path.includes('(deleted)') &&
-    !path.startsWith('/SYSV');
+  return (
+    path.startsWith('/') &&
+    !path.startsWith('/dev/') &&
+    !path.startsWith('/memfd:') &&
+    !path.includes('(deleted)') &&
+    !path.startsWith('/SYSV')
+  );
 }
 
 /**
@@ -33,7 +38,12 @@ export function isElfPath(path: string): boolean {
  * that are not ELF (locale archives, fonts, ...), FIFOs, devices and files over the size cap are left
  * out. `exePath` (target view) is listed first. `files` opens the target's other files (debug files).
  */
-export function buildModules(mappings: readonly Mapping[], hostPath: (p: string, first: Mapping) => string | undefined, exePath?: string, files?: TargetFiles): Module[] {
+export function buildModules(
+  mappings: readonly Mapping[],
+  hostPath: (p: string, first: Mapping) => string | undefined,
+  exePath?: string,
+  files?: TargetFiles,
+): Module[] {
   const byPath = new Map<string, Mapping[]>();
   for (const m of mappings) {
     if (!isElfPath(m.path)) continue;
@@ -45,18 +55,34 @@ export function buildModules(mappings: readonly Mapping[], hostPath: (p: string,
   for (const [path, maps] of byPath) {
     const first = maps.reduce((a, b) => (a.start < b.start ? a : b));
     let host: string | undefined;
-    try { host = hostPath(path, first); } catch { continue; }
+    try {
+      host = hostPath(path, first);
+    } catch {
+      continue;
+    }
     if (!host) continue;
     let elf: ElfFile;
-    try { elf = loadElf(host, { maxBytes: SIZE_CAPS.object, label: path }); } catch { continue; }
+    try {
+      elf = loadElf(host, { maxBytes: SIZE_CAPS.object, label: path });
+    } catch {
+      continue;
+    }
     if (elf.isCore) continue;
     const loadBias = computeLoadBias(elf, first.start, first.offset);
     // .bss past the file's last page is an anonymous mapping right after it: part of the object
     // up to the end of its last PT_LOAD (vaddr + memsz), so static arrays there resolve to symbols.
-    const loadEnd = loadBias + Math.max(0, ...elf.segments.filter((sg) => sg.type === PT_LOAD).map((sg) => sg.vaddr + sg.memsz));
+    const loadEnd =
+      loadBias + Math.max(0, ...elf.segments.filter((sg) => sg.type === PT_LOAD).map((sg) => sg.vaddr + sg.memsz));
     const fileEnd = Math.max(...maps.map((m) => m.end));
     const bss = mappings.filter((m) => !m.path && m.start >= fileEnd && m.start < loadEnd);
-    const mod: Module = { path, hostPath: host, base: first.start, loadBias, mappings: [...maps, ...bss].sort((a, b) => a.start - b.start), buildId: elf.buildId };
+    const mod: Module = {
+      path,
+      hostPath: host,
+      base: first.start,
+      loadBias,
+      mappings: [...maps, ...bss].sort((a, b) => a.start - b.start),
+      buildId: elf.buildId,
+    };
     // Not enumerable: a module stays plain data for JSON, spreads and deepEqual.
     if (files) Object.defineProperty(mod, 'files', { value: files, enumerable: false });
     out.push(mod);

@@ -5,13 +5,28 @@ import koffi from 'koffi';
 
 const SYS_OPENAT2 = 437;
 /** RESOLVE_* (uapi/linux/openat2.h). */
-export const RESOLVE_NO_XDEV = 0x01, RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04, RESOLVE_BENEATH = 0x08, RESOLVE_IN_ROOT = 0x10;
+export const RESOLVE_NO_XDEV = 0x01,
+  RESOLVE_NO_MAGICLINKS = 0x02,
+  RESOLVE_NO_SYMLINKS = 0x04,
+  RESOLVE_BENEATH = 0x08,
+  RESOLVE_IN_ROOT = 0x10;
 const ENOSYS = 38;
 
 /** errno -> the code Node uses in its errors, for the few openat2 can return here. */
 const ERRNO_CODES: Record<number, string> = {
-  1: 'EPERM', 2: 'ENOENT', 13: 'EACCES', 18: 'EXDEV', 20: 'ENOTDIR', 21: 'EISDIR', 22: 'EINVAL', 24: 'EMFILE',
-  36: 'ENAMETOOLONG', 40: 'ELOOP', 6: 'ENXIO', 11: 'EAGAIN', 38: 'ENOSYS',
+  1: 'EPERM',
+  2: 'ENOENT',
+  13: 'EACCES',
+  18: 'EXDEV',
+  20: 'ENOTDIR',
+  21: 'EISDIR',
+  22: 'EINVAL',
+  24: 'EMFILE',
+  36: 'ENAMETOOLONG',
+  40: 'ELOOP',
+  6: 'ENXIO',
+  11: 'EAGAIN',
+  38: 'ENOSYS',
 };
 
 type SyscallFn = (nr: number, dirfd: number, path: string, how: Buffer, size: number) => number;
@@ -20,12 +35,18 @@ let unavailable = false;
 
 function fn(): SyscallFn {
   // glibc's syscall() only moves integer registers: a fixed prototype is exact.
-  syscallFn ??= koffi.load('libc.so.6').func('long syscall(long nr, int dirfd, const char *path, void *how, size_t size)') as unknown as SyscallFn;
+  syscallFn ??= koffi
+    .load('libc.so.6')
+    .func('long syscall(long nr, int dirfd, const char *path, void *how, size_t size)') as unknown as SyscallFn;
   return syscallFn;
 }
 
 export class Openat2Error extends Error {
-  constructor(readonly code: string, readonly errno: number, path: string) {
+  constructor(
+    readonly code: string,
+    readonly errno: number,
+    path: string,
+  ) {
     super(`openat2 ${path}: ${code}`);
   }
 }
@@ -42,6 +63,9 @@ export function openat2(dirfd: number, path: string, flags: number, resolve: num
   const r = fn()(SYS_OPENAT2, dirfd, path, how, 24);
   if (r >= 0) return r;
   const errno = koffi.errno();
-  if (errno === ENOSYS) { unavailable = true; return undefined; }
+  if (errno === ENOSYS) {
+    unavailable = true;
+    return undefined;
+  }
   throw new Openat2Error(ERRNO_CODES[errno] ?? `errno ${errno}`, errno, path);
 }

@@ -11,7 +11,11 @@ import { LeakscopeError } from '../model/errors.js';
 export const PROC_PID_INIT_INO = 0xeffffffc;
 
 /** A pid namespace as bpf_get_ns_current_pid_tgid names it, and a process's tgid in it. */
-export interface PidNamespaceFilter { dev: number; ino: number; tgid: number }
+export interface PidNamespaceFilter {
+  dev: number;
+  ino: number;
+  tgid: number;
+}
 
 /** Kernel dev_t (MAJOR << 20 | MINOR) of a user-space st_dev (glibc / new_encode_dev encoding). */
 export function kernelDev(stDev: number): number {
@@ -34,11 +38,20 @@ export function innermostPid(statusText: string, pid: number): number {
  */
 export function pidNamespaceFilter(pid: number): PidNamespaceFilter | undefined {
   let own: number;
-  try { own = statSync('/proc/self/ns/pid').ino; } catch { return undefined; }   // no nsfs: no namespaces
+  try {
+    own = statSync('/proc/self/ns/pid').ino;
+  } catch {
+    return undefined;
+  } // no nsfs: no namespaces
   if (own === PROC_PID_INIT_INO) return undefined;
-  const [major = 0, minor = 0] = release().split('.').map((x) => parseInt(x, 10));
+  const [major = 0, minor = 0] = release()
+    .split('.')
+    .map((x) => parseInt(x, 10));
   if (major < 5 || (major === 5 && minor < 7)) {
-    throw new LeakscopeError('not-supported', `tracing from inside a pid namespace needs Linux >= 5.7 (bpf_get_ns_current_pid_tgid); this is ${release()}: run leakscope in the host's pid namespace`);
+    throw new LeakscopeError(
+      'not-supported',
+      `tracing from inside a pid namespace needs Linux >= 5.7 (bpf_get_ns_current_pid_tgid); this is ${release()}: run leakscope in the host's pid namespace`,
+    );
   }
   try {
     const st = statSync(`/proc/${pid}/ns/pid`);
@@ -47,6 +60,9 @@ export function pidNamespaceFilter(pid: number): PidNamespaceFilter | undefined 
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ESRCH') throw new LeakscopeError('no-such-process', `process ${pid} has exited`);
-    throw new LeakscopeError('permission', `cannot read the pid namespace of pid ${pid} (/proc/${pid}/ns/pid): ${(e as Error).message}`);
+    throw new LeakscopeError(
+      'permission',
+      `cannot read the pid namespace of pid ${pid} (/proc/${pid}/ns/pid): ${(e as Error).message}`,
+    );
   }
 }

@@ -9,7 +9,12 @@ import { startFixture } from '../../test/helpers/fixture.js';
 import { ensureFixturesBuilt } from '../../test/helpers/build.js';
 import { heapCensus, compareCensus } from '../glibc/index.js';
 
-interface GrowthCasesTruth { pid: number; mode: string; leakBytesPerSecond: number; untouchedAddress: number }
+interface GrowthCasesTruth {
+  pid: number;
+  mode: string;
+  leakBytesPerSecond: number;
+  untouchedAddress: number;
+}
 
 function smapsRss(pid: number, addr: number): number {
   const lines = readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n');
@@ -25,7 +30,10 @@ function smapsRss(pid: number, addr: number): number {
 }
 
 test('residency: reading never-touched pages through /proc/PID/mem does not make them resident (zero page excluded)', async (t) => {
-  if (process.getuid?.() !== 0) { t.skip('needs root: pagemap PFNs and /proc/kpageflags'); return; }
+  if (process.getuid?.() !== 0) {
+    t.skip('needs root: pagemap PFNs and /proc/kpageflags');
+    return;
+  }
   await ensureFixturesBuilt();
   const fx = await startFixture<GrowthCasesTruth>('growth-cases', ['untouched']);
   const space = LiveProcess.open(fx.pid);
@@ -36,11 +44,15 @@ test('residency: reading never-touched pages through /proc/PID/mem does not make
     assert.ok(before <= 4 * 4096, `one page written, ${before} bytes resident`);
     // Read all of it, as a pool / pointer scan would.
     const buf = Buffer.alloc(1 << 20);
-    for (let off = 0; off < size; off += buf.length) assert.equal(space.readInto(addr + off, buf, 0, buf.length), buf.length);
+    for (let off = 0; off < size; off += buf.length)
+      assert.equal(space.readInto(addr + off, buf, 0, buf.length), buf.length);
     const rssAfter = smapsRss(fx.pid, addr);
     const after = space.residentBytes(addr, addr + size).rss;
     assert.ok(rssAfter <= 4 * 4096, `smaps Rss stays small: ${rssAfter}`);
-    assert.ok(after <= before + 4096, `pagemap residency after reading 64 MiB: ${after} (was ${before}); smaps says ${rssAfter}`);
+    assert.ok(
+      after <= before + 4096,
+      `pagemap residency after reading 64 MiB: ${after} (was ${before}); smaps says ${rssAfter}`,
+    );
   } finally {
     space.close();
     await fx.stop();

@@ -14,15 +14,16 @@ import { readWholeAndClose } from '../binary/regular-file.js';
 
 function tree(): { root: string; outside: string; done(): void } {
   const base = mkdtempSync(join(tmpdir(), 'leakscope-root-'));
-  const root = join(base, 'root'), outside = join(base, 'outside-secret');
+  const root = join(base, 'root'),
+    outside = join(base, 'outside-secret');
   mkdirSync(join(root, 'usr/lib'), { recursive: true });
   mkdirSync(join(root, 'etc'));
   writeFileSync(outside, 'host secret\n');
   writeFileSync(join(root, 'etc/inside'), 'inside the root\n');
   writeFileSync(join(root, 'usr/lib/libx.so'), 'x');
-  symlinkSync(outside, join(root, 'usr/lib/abs-escape'));              // absolute: must mean <root><outside>
+  symlinkSync(outside, join(root, 'usr/lib/abs-escape')); // absolute: must mean <root><outside>
   symlinkSync('../../../../../../outside-secret', join(root, 'usr/lib/rel-escape'));
-  symlinkSync('/etc/inside', join(root, 'usr/lib/abs-inside'));        // absolute, resolved in the root: fine
+  symlinkSync('/etc/inside', join(root, 'usr/lib/abs-inside')); // absolute, resolved in the root: fine
   symlinkSync('../../etc/inside', join(root, 'usr/lib/rel-inside'));
   symlinkSync('loop-b', join(root, 'usr/lib/loop-a'));
   symlinkSync('loop-a', join(root, 'usr/lib/loop-b'));
@@ -47,9 +48,19 @@ for (const fallback of [false, true]) {
       assert.throws(() => r.openTargetFile('/usr/lib/rel-escape', 'object'), notFound);
       assert.throws(() => r.openTargetFile('/usr/lib/loop-a', 'object'), notFound);
       assert.throws(() => r.openTargetFile('/usr/lib/magic', 'object'), notFound);
-      assert.throws(() => r.openTargetFile('usr/lib/libx.so', 'object'), notFound, 'relative paths are not target paths');
-      assert.throws(() => r.openTargetFile('/etc', 'object'), (e: unknown) => e instanceof LeakscopeError && e.code === 'malformed' && /a directory/.test(e.message));
-    } finally { r.close(); t.done(); }
+      assert.throws(
+        () => r.openTargetFile('usr/lib/libx.so', 'object'),
+        notFound,
+        'relative paths are not target paths',
+      );
+      assert.throws(
+        () => r.openTargetFile('/etc', 'object'),
+        (e: unknown) => e instanceof LeakscopeError && e.code === 'malformed' && /a directory/.test(e.message),
+      );
+    } finally {
+      r.close();
+      t.done();
+    }
   });
 }
 
@@ -57,19 +68,26 @@ test('resolveInRoot: absolute links restart at the root, .. is clamped, loops en
   const t = tree();
   try {
     assert.equal(resolveInRoot(t.root, '/usr/lib/abs-inside'), '/etc/inside');
-    assert.equal(resolveInRoot(t.root, '/usr/lib/rel-escape'), undefined, 'outside-secret does not exist inside the root');
+    assert.equal(
+      resolveInRoot(t.root, '/usr/lib/rel-escape'),
+      undefined,
+      'outside-secret does not exist inside the root',
+    );
     assert.equal(resolveInRoot(t.root, '/usr/lib/loop-a'), undefined);
     assert.equal(resolveInRoot(t.root, '/a/../../etc/./inside'), undefined, 'a missing component ends the walk');
     assert.equal(resolveInRoot(t.root, '/../etc/inside'), '/etc/inside');
-  } finally { t.done(); }
+  } finally {
+    t.done();
+  }
 });
 
-test('user-named files: regular only, within the kind\'s cap', () => {
+test("user-named files: regular only, within the kind's cap", () => {
   const t = tree();
   try {
     const fifo = join(t.root, 'fifo');
     assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
-    const isMalformed = (re: RegExp) => (e: unknown) => e instanceof LeakscopeError && e.code === 'malformed' && re.test(e.message);
+    const isMalformed = (re: RegExp) => (e: unknown) =>
+      e instanceof LeakscopeError && e.code === 'malformed' && re.test(e.message);
     assert.throws(() => openUserFile(fifo, 'core'), isMalformed(/not a regular file \(a FIFO\)/));
     assert.throws(() => openUserFile('/dev/zero', 'executable'), isMalformed(/a character device/));
     assert.throws(() => openUserFile(t.root, 'baseline'), isMalformed(/a directory/));
@@ -79,10 +97,13 @@ test('user-named files: regular only, within the kind\'s cap', () => {
     truncateSync(big, SIZE_CAPS.baseline + 1);
     assert.throws(() => readUserFile(big, 'baseline'), isMalformed(/64\.0 MiB/));
     assert.equal(readUserFile(join(t.root, 'etc/inside'), 'baseline').toString(), 'inside the root\n');
-  } finally { t.done(); }
+  } finally {
+    t.done();
+  }
 });
 
 test('debuglink names: plain file names only', () => {
   for (const ok of ['libc.so.6.debug', 'a', '.debug-x']) assert.ok(isPlainFileName(ok), ok);
-  for (const bad of ['', '.', '..', '../x', 'a/b', '/etc/shadow', 'x\0y', 'x\ny', 'a'.repeat(256)]) assert.ok(!isPlainFileName(bad), JSON.stringify(bad));
+  for (const bad of ['', '.', '..', '../x', 'a/b', '/etc/shadow', 'x\0y', 'x\ny', 'a'.repeat(256)])
+    assert.ok(!isPlainFileName(bad), JSON.stringify(bad));
 });

@@ -14,27 +14,40 @@
 import { closeSync, fstatSync, lstatSync, openSync, readlinkSync } from 'node:fs';
 import { LeakscopeError } from '../model/errors.js';
 import type { Mapping, OpenedFile, TargetFileKind, TargetFiles } from '../model/memory.js';
-import { O_PATH, checkPathFd, openError, openRegularFile, readWholeAndClose, reopenRegular } from '../binary/regular-file.js';
+import {
+  O_PATH,
+  checkPathFd,
+  openError,
+  openRegularFile,
+  readWholeAndClose,
+  reopenRegular,
+} from '../binary/regular-file.js';
 import { Openat2Error, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2 } from './openat2.js';
 
-const O_DIRECTORY = 0o200000, O_NOFOLLOW = 0o400000, O_CLOEXEC = 0o2000000;
+const O_DIRECTORY = 0o200000,
+  O_NOFOLLOW = 0o400000,
+  O_CLOEXEC = 0o2000000;
 /** Linux's own limit on symlinks followed in one lookup (MAXSYMLINKS, include/linux/namei.h). */
 const MAX_SYMLINKS = 40;
 const PATH_MAX = 4096;
 
 /** Size caps per kind of file (bytes). An ELF object or debug file is read whole into memory. */
 export const SIZE_CAPS: Record<TargetFileKind, number> = {
-  object: 1 << 30,          // a mapped executable or library (Chromium's is ~250 MiB)
-  'debug-file': 1 << 30,    // separate debug info (libc6-dbg's is ~6 MiB; large C++ programs reach GiBs)
-  'perf-map': 64 << 20,     // /tmp/perf-PID.map text
+  object: 1 << 30, // a mapped executable or library (Chromium's is ~250 MiB)
+  'debug-file': 1 << 30, // separate debug info (libc6-dbg's is ~6 MiB; large C++ programs reach GiBs)
+  'perf-map': 64 << 20, // /tmp/perf-PID.map text
   core: Number.MAX_SAFE_INTEGER, // read in bounded pieces, never whole; its headers and notes have their own caps
-  executable: 1 << 30,      // --exe
-  baseline: 64 << 20,       // a saved `heap --json` document
+  executable: 1 << 30, // --exe
+  baseline: 64 << 20, // a saved `heap --json` document
 };
 
 const WHAT: Record<TargetFileKind, string> = {
-  object: 'a mapped object', 'debug-file': 'a debug file', 'perf-map': 'a perf map', core: 'a core file',
-  executable: 'an executable', baseline: 'a baseline document',
+  object: 'a mapped object',
+  'debug-file': 'a debug file',
+  'perf-map': 'a perf map',
+  core: 'a core file',
+  executable: 'an executable',
+  baseline: 'a baseline document',
 };
 
 /** Validates a path a target names: absolute, no NUL, at most PATH_MAX. Throws LeakscopeError('not-found'). */
@@ -53,11 +66,18 @@ export class TargetRoot implements TargetFiles {
   /** Tests set it to exercise the fallback used on kernels without openat2. */
   forceFallback = false;
 
-  constructor(readonly dir: string, readonly description: string) {}
+  constructor(
+    readonly dir: string,
+    readonly description: string,
+  ) {}
 
   private rootFd(): number {
     if (this.dirFd < 0) {
-      try { this.dirFd = openSync(this.dir, O_PATH | O_DIRECTORY); } catch (e) { throw openError(`${this.description}: root ${this.dir}`, e as NodeJS.ErrnoException); }
+      try {
+        this.dirFd = openSync(this.dir, O_PATH | O_DIRECTORY);
+      } catch (e) {
+        throw openError(`${this.description}: root ${this.dir}`, e as NodeJS.ErrnoException);
+      }
     }
     return this.dirFd;
   }
@@ -70,7 +90,7 @@ export class TargetRoot implements TargetFiles {
     for (let attempt = 0; !this.forceFallback; attempt++) {
       try {
         const fd = openat2(this.rootFd(), rel, O_PATH | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
-        if (fd === undefined) break;   // kernel < 5.6
+        if (fd === undefined) break; // kernel < 5.6
         return fd;
       } catch (e) {
         if (e instanceof Openat2Error && e.code === 'EAGAIN' && attempt < 3) continue;
@@ -81,7 +101,11 @@ export class TargetRoot implements TargetFiles {
     // Kernel < 5.6: resolve here, then open the result without following a final symlink.
     const resolved = resolveInRoot(this.dir, targetPath);
     if (resolved === undefined) throw new LeakscopeError('not-found', `${label}: no such file`);
-    try { return openSync(this.dir === '/' ? resolved : `${this.dir}${resolved}`, O_PATH | O_NOFOLLOW); } catch (e) { throw openError(label, e as NodeJS.ErrnoException); }
+    try {
+      return openSync(this.dir === '/' ? resolved : `${this.dir}${resolved}`, O_PATH | O_NOFOLLOW);
+    } catch (e) {
+      throw openError(label, e as NodeJS.ErrnoException);
+    }
   }
 
   openTargetFile(targetPath: string, kind: TargetFileKind): OpenedFile {
@@ -98,7 +122,10 @@ export class TargetRoot implements TargetFiles {
     const fd = checkPathFd(this.openPath(targetPath, label), label, SIZE_CAPS[kind], WHAT[kind]);
     if (mapped && !sameInode(fd, mapped)) {
       closeSync(fd);
-      throw new LeakscopeError('not-found', `${label}: not the file the target mapped (device ${mapped.dev}, inode ${mapped.inode})`);
+      throw new LeakscopeError(
+        'not-found',
+        `${label}: not the file the target mapped (device ${mapped.dev}, inode ${mapped.inode})`,
+      );
     }
     this.pinned.push(fd);
     return `/proc/self/fd/${fd}`;
@@ -110,9 +137,21 @@ export class TargetRoot implements TargetFiles {
   }
 
   close(): void {
-    for (const fd of this.pinned) try { closeSync(fd); } catch { /* closed */ }
+    for (const fd of this.pinned)
+      try {
+        closeSync(fd);
+      } catch {
+        /* closed */
+      }
     this.pinned = [];
-    if (this.dirFd >= 0) { try { closeSync(this.dirFd); } catch { /* closed */ } this.dirFd = -1; }
+    if (this.dirFd >= 0) {
+      try {
+        closeSync(this.dirFd);
+      } catch {
+        /* closed */
+      }
+      this.dirFd = -1;
+    }
   }
 }
 
@@ -140,16 +179,30 @@ export function resolveInRoot(rootDir: string, targetPath: string): string | und
   let links = 0;
   while (todo.length) {
     const c = todo.shift()!;
-    if (c === '..') { done.pop(); continue; }
+    if (c === '..') {
+      done.pop();
+      continue;
+    }
     const p = `/${[...done, c].join('/')}`;
     let isLink: boolean;
-    try { isLink = lstatSync(host(p)).isSymbolicLink(); } catch { return undefined; }
-    if (!isLink) { done.push(c); continue; }
+    try {
+      isLink = lstatSync(host(p)).isSymbolicLink();
+    } catch {
+      return undefined;
+    }
+    if (!isLink) {
+      done.push(c);
+      continue;
+    }
     if (++links > MAX_SYMLINKS) return undefined;
     let target: string;
-    try { target = readlinkSync(host(p)); } catch { return undefined; }
+    try {
+      target = readlinkSync(host(p));
+    } catch {
+      return undefined;
+    }
     const parts = target.split('/').filter((x) => x && x !== '.');
-    if (target.startsWith('/')) done.length = 0;   // absolute: from the target's root, not ours
+    if (target.startsWith('/')) done.length = 0; // absolute: from the target's root, not ours
     todo = [...parts, ...todo];
   }
   return `/${done.join('/')}`;
@@ -170,7 +223,10 @@ export function mapFilesPath(pid: number, m: Pick<Mapping, 'start' | 'end'>): st
  * the initial user namespace): tried on one file mapping. EPERM / EACCES: no.
  */
 export function mapFilesPermitted(pid: number, m: Pick<Mapping, 'start' | 'end'>): boolean {
-  try { closeSync(openSync(mapFilesPath(pid, m), O_PATH)); return true; } catch (e) {
+  try {
+    closeSync(openSync(mapFilesPath(pid, m), O_PATH));
+    return true;
+  } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     return !(code === 'EPERM' || code === 'EACCES');
   }

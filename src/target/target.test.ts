@@ -26,16 +26,22 @@ test('live process: modules with load bias, symbols by name across modules (gdb 
     assert.ok(mods.some((m) => m.path.endsWith('/libc.so.6')));
     const sym = new Symbolizer(mods);
     const g = sym.require('elf_sample_global');
-    assert.equal(g.runtimeAddr, parseInt(String(fx.line.global), 16), 'matches the fixture\'s own &elf_sample_global');
+    assert.equal(g.runtimeAddr, parseInt(String(fx.line.global), 16), "matches the fixture's own &elf_sample_global");
     // biome-ignore lint/correctness/noPrecisionLoss: readU64 gives a double; the literal rounds the same way
     assert.equal(space.readU64(g.runtimeAddr), 0x1122334455667788);
     const f = sym.require('elf_sample_function');
     assert.equal(f.runtimeAddr, parseInt(String(fx.line.function), 16));
-    assert.deepEqual({ fn: sym.frame(f.runtimeAddr + 2).function, mod: sym.frame(f.runtimeAddr + 2).module }, { fn: 'elf_sample_function', mod: 'elf-sample' });
+    assert.deepEqual(
+      { fn: sym.frame(f.runtimeAddr + 2).function, mod: sym.frame(f.runtimeAddr + 2).module },
+      { fn: 'elf_sample_function', mod: 'elf-sample' },
+    );
     // .bss past the file's last page lives in an anonymous mapping: still the executable's
     const bssSym = sym.require('elf_sample_static_buffer');
     const tail = bssSym.runtimeAddr + bssSym.size - 8;
-    assert.ok(space.mappings().some((m) => !m.path && tail >= m.start && tail < m.end), 'the buffer ends in an anonymous mapping');
+    assert.ok(
+      space.mappings().some((m) => !m.path && tail >= m.start && tail < m.end),
+      'the buffer ends in an anonymous mapping',
+    );
     assert.equal(sym.frame(tail).function, 'elf_sample_static_buffer');
     const ma = sym.require('main_arena', { module: 'libc.so' });
     assert.equal(ma.source, 'debug-file');
@@ -43,9 +49,14 @@ test('live process: modules with load bias, symbols by name across modules (gdb 
     // unmapped memory: short read, then a typed error
     const buf = Buffer.alloc(16);
     assert.equal(space.readInto(8, buf, 0, 16), 0);
-    assert.throws(() => space.read(8, 16), (e: unknown) => e instanceof LeakscopeError && e.code === 'unreadable');
+    assert.throws(
+      () => space.read(8, 16),
+      (e: unknown) => e instanceof LeakscopeError && e.code === 'unreadable',
+    );
     space.close();
-  } finally { await fx.stop(); }
+  } finally {
+    await fx.stop();
+  }
 });
 
 test('Debian nginx binary: ngx_cycle and ngx_create_pool resolve at the addresses gdb gives', async () => {
@@ -53,7 +64,10 @@ test('Debian nginx binary: ngx_cycle and ngx_create_pool resolve at the addresse
   const dir = mkdtempSync(join(tmpdir(), 'leakscope-ngx-'));
   const conf = join(dir, 'nginx.conf');
   const { writeFileSync } = await import('node:fs');
-  writeFileSync(conf, `daemon off; master_process off; pid ${dir}/pid; error_log ${dir}/error.log; events {} http { access_log off; server { listen 127.0.0.1:${20000 + (process.pid % 20000)}; } }\n`);
+  writeFileSync(
+    conf,
+    `daemon off; master_process off; pid ${dir}/pid; error_log ${dir}/error.log; events {} http { access_log off; server { listen 127.0.0.1:${20000 + (process.pid % 20000)}; } }\n`,
+  );
   const { spawn } = await import('node:child_process');
   const child = spawn('/usr/sbin/nginx', ['-p', dir, '-c', conf], { stdio: 'ignore' });
   try {
@@ -67,7 +81,9 @@ test('Debian nginx binary: ngx_cycle and ngx_create_pool resolve at the addresse
     assert.equal(pool.runtimeAddr, gdbAddress(child.pid!, '&ngx_create_pool'));
     assert.ok(space.readU64(cycle.runtimeAddr) > 0, 'ngx_cycle points at the live cycle');
     space.close();
-  } finally { child.kill('SIGKILL'); }
+  } finally {
+    child.kill('SIGKILL');
+  }
 });
 
 test('core file from gcore: same mappings, bytes, symbols and registers as the live process', async () => {
@@ -82,7 +98,8 @@ test('core file from gcore: same mappings, bytes, symbols and registers as the l
     assert.equal(core.pid, fx.pid);
     assert.equal(core.command, 'elf-sample');
     assert.ok(core.threads().length >= 1 && core.threads()[0]!.regs!.rsp > 0);
-    const sl = new Symbolizer(live.modules()), sc = new Symbolizer(core.modules());
+    const sl = new Symbolizer(live.modules()),
+      sc = new Symbolizer(core.modules());
     for (const name of ['elf_sample_global', 'main_arena']) {
       assert.equal(sc.require(name).runtimeAddr, sl.require(name).runtimeAddr, name);
     }
@@ -96,12 +113,18 @@ test('core file from gcore: same mappings, bytes, symbols and registers as the l
     // read-only code pages are not dumped by gcore: they come from the mapped file
     const fnAddr = sc.require('elf_sample_function').runtimeAddr;
     assert.ok(live.read(fnAddr, 32).equals(core.read(fnAddr, 32)));
-    live.close(); core.close();
+    live.close();
+    core.close();
 
     // truncated core: a typed error naming the file
     const cut = join(dir, 'cut.core');
     copyFileSync(`${corePath}.${fx.pid}`, cut);
     truncateSync(cut, Math.floor(statSync(cut).size / 2));
-    assert.throws(() => CoreFile.open(cut), (e: unknown) => e instanceof LeakscopeError && e.code === 'truncated' && e.message.includes(cut));
-  } finally { await fx.stop(); }
+    assert.throws(
+      () => CoreFile.open(cut),
+      (e: unknown) => e instanceof LeakscopeError && e.code === 'truncated' && e.message.includes(cut),
+    );
+  } finally {
+    await fx.stop();
+  }
 });

@@ -46,14 +46,17 @@ export function calleeAddresses(elf: ElfFile, callee: string): Set<number> {
  */
 export function returnSiteOfCall(elf: ElfFile, caller: string, callees: string[]): CallSite {
   const fn = elf.findSymbol(caller);
-  if (fn?.type !== 'func' || !fn.size) throw new LeakscopeError('not-found', `${elf.label}: function ${caller} not found`);
+  if (fn?.type !== 'func' || !fn.size)
+    throw new LeakscopeError('not-found', `${elf.label}: function ${caller} not found`);
   const off = elf.vaddrToFileOffset(fn.value);
-  if (off === undefined) throw new LeakscopeError('malformed', `${elf.label}: ${caller} is not inside a loaded segment`);
+  if (off === undefined)
+    throw new LeakscopeError('malformed', `${elf.label}: ${caller} is not inside a loaded segment`);
   const code = elf.reader.bytesAt(off, fn.size);
   const targets = new Set<number>();
   for (const c of callees) for (const a of calleeAddresses(elf, c)) targets.add(a);
   const sites = findDirectCalls(code, fn.value, targets);
-  if (!sites.length) throw new LeakscopeError('not-found', `${elf.label}: ${caller} has no direct call to ${callees.join(' or ')}`);
+  if (!sites.length)
+    throw new LeakscopeError('not-found', `${elf.label}: ${caller} has no direct call to ${callees.join(' or ')}`);
   return sites[0]!;
 }
 
@@ -68,12 +71,12 @@ export function returnSiteOfCall(elf: ElfFile, caller: string, callees: string[]
 export function emulatedInsnLength(code: Uint8Array, i: number): number {
   const b = code[i];
   if (b === undefined) return 0;
-  if (b >= 0x50 && b <= 0x57) return 1;                                             // push r64
-  if (b === 0x41 && code[i + 1]! >= 0x50 && code[i + 1]! <= 0x57) return 2;          // push r8-r15
-  if (b >= 0x70 && b <= 0x7f) return 2;                                              // jcc rel8
-  if (b === 0x0f && code[i + 1]! >= 0x80 && code[i + 1]! <= 0x8f) return 6;          // jcc rel32
-  if (b === 0xeb) return 2;                                                          // jmp rel8
-  if (b === 0xe9 || b === 0xe8) return 5;                                            // jmp / call rel32
+  if (b >= 0x50 && b <= 0x57) return 1; // push r64
+  if (b === 0x41 && code[i + 1]! >= 0x50 && code[i + 1]! <= 0x57) return 2; // push r8-r15
+  if (b >= 0x70 && b <= 0x7f) return 2; // jcc rel8
+  if (b === 0x0f && code[i + 1]! >= 0x80 && code[i + 1]! <= 0x8f) return 6; // jcc rel32
+  if (b === 0xeb) return 2; // jmp rel8
+  if (b === 0xe9 || b === 0xe8) return 5; // jmp / call rel32
   return 0;
 }
 
@@ -103,7 +106,8 @@ export function resultTestJumpVaddr(elf: ElfFile, site: CallSite, window = 64): 
   for (let i = 0; i + 5 <= code.byteLength && i < window; i++) {
     if (code[i] === 0x48 && code[i + 1] === 0x85 && code[i + 2] === 0xc0) {
       const j = i + 3;
-      if ((code[j] === 0x74 || code[j] === 0x75) || (code[j] === 0x0f && (code[j + 1] === 0x84 || code[j + 1] === 0x85))) return site.returnVaddr + j;
+      if (code[j] === 0x74 || code[j] === 0x75 || (code[j] === 0x0f && (code[j + 1] === 0x84 || code[j + 1] === 0x85)))
+        return site.returnVaddr + j;
     }
   }
   return undefined;

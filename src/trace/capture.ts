@@ -27,7 +27,7 @@ export const STACK_BYTES = 8192;
 export const RECORD_BYTES = HEADER_BYTES + STACK_BYTES;
 
 export const CAPTURED_REGS = ['rip', 'rsp', 'rbp', 'rbx', 'r12', 'r13', 'r14', 'r15'] as const;
-export type CapturedRegs = Record<typeof CAPTURED_REGS[number], number>;
+export type CapturedRegs = Record<(typeof CAPTURED_REGS)[number], number>;
 
 /**
  * Fills the header registers and the stack copy of the record in `rec` (a scratch record), from
@@ -35,7 +35,13 @@ export type CapturedRegs = Record<typeof CAPTURED_REGS[number], number>;
  * (asm.readUserPrefix: whole, to the end of the next page, or rsp's own page). Uses r1-r5, r7, r8
  * (r7/r8 are clobbered); `rec` and `ctx` must be callee-saved registers other than r7/r8.
  */
-export function captureRegsAndStack(rec: A.Reg, ctx: A.Reg, uniq: string, stackBytes: 4096 | 8192 = STACK_BYTES, stackTop?: StackTopLookup): Body {
+export function captureRegsAndStack(
+  rec: A.Reg,
+  ctx: A.Reg,
+  uniq: string,
+  stackBytes: 4096 | 8192 = STACK_BYTES,
+  stackTop?: StackTopLookup,
+): Body {
   const done = `stack_top_${uniq}`;
   return [
     CAPTURED_REGS.map((r, i) => [A.loadReg(A.R1, ctx, r), A.stx('dw', rec, 48 + i * 8, A.R1)]),
@@ -43,17 +49,22 @@ export function captureRegsAndStack(rec: A.Reg, ctx: A.Reg, uniq: string, stackB
     A.mov64(A.R8, stackBytes),
     // A thread whose stack top is known copies only [rsp, top): the unwinder needs no more, and
     // records shrink from 8 KiB to the depth of the call path (see StackTopLookup).
-    stackTop ? [
-      A.ldMap(A.R1, stackTop.map), A.mov64(A.R2, A.FP), A.add64(A.R2, stackTop.keyOffset), A.call('map_lookup_elem'),
-      A.jeq(A.R0, 0, done),
-      A.ldx('dw', A.R1, A.R0, 0),
-      A.jle(A.R1, A.R7, done),          // top <= rsp: another stack (sigaltstack, coroutine): copy all
-      A.sub64(A.R1, A.R7),
-      A.jge(A.R1, stackBytes, done),
-      A.mov64(A.R8, A.R1),
-      A.label(done),
-    ] : [],
-    A.readUserPrefix(rec, HEADER_BYTES, A.R7, A.R8, stackBytes, `capture_${uniq}`),   // r8 = bytes copied
+    stackTop
+      ? [
+          A.ldMap(A.R1, stackTop.map),
+          A.mov64(A.R2, A.FP),
+          A.add64(A.R2, stackTop.keyOffset),
+          A.call('map_lookup_elem'),
+          A.jeq(A.R0, 0, done),
+          A.ldx('dw', A.R1, A.R0, 0),
+          A.jle(A.R1, A.R7, done), // top <= rsp: another stack (sigaltstack, coroutine): copy all
+          A.sub64(A.R1, A.R7),
+          A.jge(A.R1, stackBytes, done),
+          A.mov64(A.R8, A.R1),
+          A.label(done),
+        ]
+      : [],
+    A.readUserPrefix(rec, HEADER_BYTES, A.R7, A.R8, stackBytes, `capture_${uniq}`), // r8 = bytes copied
     A.stx('w', rec, 4, A.R8),
   ];
 }
@@ -62,11 +73,15 @@ export function captureRegsAndStack(rec: A.Reg, ctx: A.Reg, uniq: string, stackB
  * Per-thread stack tops learnt by the user side (hash pid_tgid -> u64 address just above the
  * outermost frame the unwinder needed, plus a margin). `keyOffset`: FP offset of the u64 pid_tgid.
  */
-export interface StackTopLookup { map: A.MapRef; keyOffset: number }
+export interface StackTopLookup {
+  map: A.MapRef;
+  keyOffset: number;
+}
 
 export interface CapturedEvent {
   kind: number;
-  tgid: number; tid: number;
+  tgid: number;
+  tid: number;
   timeNs: number;
   size: number;
   address: number;
@@ -82,14 +97,21 @@ export interface CapturedEvent {
  */
 export function decodeCapture(r: RingRecord, copy = false): CapturedEvent {
   const regs = {} as CapturedRegs;
-  CAPTURED_REGS.forEach((name, i) => { regs[name] = r.u64n(48 + i * 8); });
+  CAPTURED_REGS.forEach((name, i) => {
+    regs[name] = r.u64n(48 + i * 8);
+  });
   const stackLen = Math.min(r.u32(4), STACK_BYTES, Math.max(0, r.length - HEADER_BYTES));
   return {
     kind: r.u32(0),
-    tgid: r.u32(12), tid: r.u32(8),
+    tgid: r.u32(12),
+    tid: r.u32(8),
     timeNs: r.u64n(16),
-    size: r.u64n(24), address: r.u64n(32), aux: r.u64n(40),
+    size: r.u64n(24),
+    address: r.u64n(32),
+    aux: r.u64n(40),
     regs,
-    stack: copy ? r.u8.slice(r.offset + HEADER_BYTES, r.offset + HEADER_BYTES + stackLen) : r.u8.subarray(r.offset + HEADER_BYTES, r.offset + HEADER_BYTES + stackLen),
+    stack: copy
+      ? r.u8.slice(r.offset + HEADER_BYTES, r.offset + HEADER_BYTES + stackLen)
+      : r.u8.subarray(r.offset + HEADER_BYTES, r.offset + HEADER_BYTES + stackLen),
   };
 }

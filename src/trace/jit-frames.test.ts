@@ -23,12 +23,20 @@ test('node --perf-basic-prof: JS function names in malloc stacks, from the perf 
   const child = spawn(process.execPath, ['--perf-basic-prof', file], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
-    await new Promise((r) => setTimeout(r, 1000));   // let the function be compiled and its map entry written
+    await new Promise((r) => setTimeout(r, 1000)); // let the function be compiled and its map entry written
     const space = LiveProcess.open(child.pid!);
     const t = await traceLeaks(space, { mode: 'malloc', durationSeconds: 3, sampleBytes: 0 });
     space.close();
-    const jsPaths = t.stacks.filter((s) => s.frames.some((f) => f.module === '[jit]' && /leakyAllocatorForTest/.test(f.function ?? '')));
-    assert.ok(jsPaths.length > 0, `a malloc stack through the JS function: ${t.stacks.slice(0, 3).map((s) => s.frames.map(frameLabel).join(' <- ')).join('\n')}`);
+    const jsPaths = t.stacks.filter((s) =>
+      s.frames.some((f) => f.module === '[jit]' && /leakyAllocatorForTest/.test(f.function ?? '')),
+    );
+    assert.ok(
+      jsPaths.length > 0,
+      `a malloc stack through the JS function: ${t.stacks
+        .slice(0, 3)
+        .map((s) => s.frames.map(frameLabel).join(' <- '))
+        .join('\n')}`,
+    );
     const bytes = jsPaths.reduce((a, s) => a + s.bytes, 0);
     assert.ok(bytes >= 65536 * 20, `${bytes} bytes kept by the JS function`);
     assert.ok(t.durationSeconds < 10, `the window stays about its length (${t.durationSeconds} s)`);

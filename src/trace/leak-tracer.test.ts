@@ -28,7 +28,8 @@ function byPath(t: LeakTrace): Map<string, { bytes: number; count: number }> {
   for (const s of t.stacks) {
     const p = names(s).find((n) => /^(leak_path_[a-d]|churn_path)$/.test(n)) ?? 'other';
     const e = out.get(p) ?? { bytes: 0, count: 0 };
-    e.bytes += s.bytes; e.count += s.count;
+    e.bytes += s.bytes;
+    e.count += s.count;
     out.set(p, e);
   }
   return out;
@@ -39,21 +40,33 @@ async function traceFixtureBatch(command: string, sampleBytes: number, seconds: 
   try {
     const space = LiveProcess.open(fx.pid);
     let attached!: () => void;
-    const ready = new Promise<void>((r) => { attached = r; });
-    const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: seconds, sampleBytes, onProgress: () => attached() });
+    const ready = new Promise<void>((r) => {
+      attached = r;
+    });
+    const trace = traceLeaks(space, {
+      mode: 'malloc',
+      durationSeconds: seconds,
+      sampleBytes,
+      onProgress: () => attached(),
+    });
     setTimeout(() => attached(), 300);
     await ready;
     const report = await fx.command<MallocLeakerReport>(command, 120_000);
     const t = await trace;
     space.close();
     return { t, report };
-  } finally { await fx.stop(); }
+  } finally {
+    await fx.stop();
+  }
 }
 
 test('malloc mode, sampling off: per-path leaked counts and bytes are exact; outputs decode', async (t) => {
   const { t: trace, report } = await traceFixtureBatch('go 2000 250', 0, 5);
   assert.equal(trace.cost.lostEvents, 0, `no events lost: ${JSON.stringify(trace.cost)} ${trace.notes}`);
-  assert.ok(trace.probes.some((p) => p.startsWith('libc:posix_memalign')), `the memalign family is probed at its API: ${trace.probes}`);
+  assert.ok(
+    trace.probes.some((p) => p.startsWith('libc:posix_memalign')),
+    `the memalign family is probed at its API: ${trace.probes}`,
+  );
   const got = byPath(trace);
   for (const p of report.paths) {
     assert.deepEqual(got.get(p.name), { bytes: p.leakedBytes, count: p.leakedCount }, p.name);
@@ -65,21 +78,34 @@ test('malloc mode, sampling off: per-path leaked counts and bytes are exact; out
     const n = names(s);
     const path = n.find((x) => x.startsWith('leak_path_'))!;
     const letter = path.slice(-1);
-    assert.deepEqual(n.slice(n.indexOf(path), n.indexOf('main') + 1), [path, `leaker_mid_${letter}`, 'leaker_iteration', 'leaker_run_batch', 'main']);
+    assert.deepEqual(n.slice(n.indexOf(path), n.indexOf('main') + 1), [
+      path,
+      `leaker_mid_${letter}`,
+      'leaker_iteration',
+      'leaker_run_batch',
+      'main',
+    ]);
   }
   assert.equal(trace.totals.completeStacks, trace.totals.sampledEvents, 'every stack reaches main');
 
   // pprof decodes (pprof-format) into the same totals; folded lines follow speedscope's rule; the SVG opens in Chromium.
-  const profile = Profile.decode(gunzipSync(toPprof(trace.stacks, { durationNanos: 5e9, timeNanos: BigInt(Date.now()) * 1000000n })));
-  const typeNames = profile.sampleType.map((st) => `${profile.stringTable.strings[Number(st.type)]}/${profile.stringTable.strings[Number(st.unit)]}`);
+  const profile = Profile.decode(
+    gunzipSync(toPprof(trace.stacks, { durationNanos: 5e9, timeNanos: BigInt(Date.now()) * 1000000n })),
+  );
+  const typeNames = profile.sampleType.map(
+    (st) => `${profile.stringTable.strings[Number(st.type)]}/${profile.stringTable.strings[Number(st.unit)]}`,
+  );
   const col = (name: string) => typeNames.indexOf(name);
   const sum = (i: number) => profile.sample.reduce((a, s) => a + Number(s.value[i]), 0);
   assert.equal(sum(col('inuse_space/bytes')), report.totalLeakedBytes);
-  assert.equal(sum(col('inuse_objects/count')), report.paths.reduce((a, p) => a + p.leakedCount, 0));
+  assert.equal(
+    sum(col('inuse_objects/count')),
+    report.paths.reduce((a, p) => a + p.leakedCount, 0),
+  );
   const folded = toFolded(trace.stacks, 'bytes');
   let foldedTotal = 0;
   for (const line of folded.trim().split('\n')) {
-    const m = /^(.*) (\d+)$/.exec(line);   // speedscope src/import/bg-flamegraph.ts
+    const m = /^(.*) (\d+)$/.exec(line); // speedscope src/import/bg-flamegraph.ts
     assert.ok(m, `speedscope rule: ${line}`);
     assert.ok(m[1]!.split(';')[0] === '_start' || m[1]!.split(';')[0]!.length > 0);
     foldedTotal += Number(m[2]);
@@ -92,21 +118,34 @@ test('malloc mode, sampling off: per-path leaked counts and bytes are exact; out
     await openFile(page, svgPath);
     const texts = await page.locator('text').allTextContents();
     const titles = await page.locator('title').allTextContents();
-    for (const p of report.paths) assert.ok(titles.some((x) => x.includes(p.name)), `frame ${p.name} in the SVG`);
-    assert.ok(texts.some((x) => x.includes('leak_path_c')), 'the widest frames are labelled');
+    for (const p of report.paths)
+      assert.ok(
+        titles.some((x) => x.includes(p.name)),
+        `frame ${p.name} in the SVG`,
+      );
+    assert.ok(
+      texts.some((x) => x.includes('leak_path_c')),
+      'the widest frames are labelled',
+    );
     assert.deepEqual(errors, []);
   });
 });
 
-test('malloc mode without libc\'s debug file (memalign family probed at its entry points): still exact', async () => {
+test("malloc mode without libc's debug file (memalign family probed at its entry points): still exact", async () => {
   const saved = debugRoots.splice(0, debugRoots.length);
   try {
     const { t: trace, report } = await traceFixtureBatch('go 1000 250', 0, 4);
-    assert.ok(trace.probes.some((p) => p.startsWith('libc:posix_memalign')), `probes: ${trace.probes}`);
+    assert.ok(
+      trace.probes.some((p) => p.startsWith('libc:posix_memalign')),
+      `probes: ${trace.probes}`,
+    );
     assert.equal(trace.cost.lostEvents, 0);
     const got = byPath(trace);
-    for (const p of report.paths) assert.deepEqual(got.get(p.name), { bytes: p.leakedBytes, count: p.leakedCount }, p.name);
-  } finally { debugRoots.push(...saved); }
+    for (const p of report.paths)
+      assert.deepEqual(got.get(p.name), { bytes: p.leakedBytes, count: p.leakedCount }, p.name);
+  } finally {
+    debugRoots.push(...saved);
+  }
 });
 
 test('malloc mode, default sampling (512 KiB): per-path estimates are unbiased', async () => {
@@ -119,12 +158,24 @@ test('malloc mode, default sampling (512 KiB): per-path estimates are unbiased',
     const est = got.get(p.name)?.bytes ?? 0;
     const rel = Math.abs(est - p.leakedBytes) / p.leakedBytes;
     const fourSigma = 4 / Math.sqrt(expectedSamples);
-    assert.ok(rel <= fourSigma, `${p.name}: estimate ${est} vs ${p.leakedBytes} (${(rel * 100).toFixed(1)}%, 4 sigma = ${(fourSigma * 100).toFixed(1)}%)`);
-    if (expectedSamples >= 900) assert.ok(rel <= 0.10, `${p.name}: within 10% (${(rel * 100).toFixed(1)}%, ${expectedSamples.toFixed(0)} expected samples)`);
-    console.log(`# ${p.name}: truth ${p.leakedBytes} B, estimate ${est} B (${(rel * 100).toFixed(1)}% off, ${expectedSamples.toFixed(0)} expected samples)`);
+    assert.ok(
+      rel <= fourSigma,
+      `${p.name}: estimate ${est} vs ${p.leakedBytes} (${(rel * 100).toFixed(1)}%, 4 sigma = ${(fourSigma * 100).toFixed(1)}%)`,
+    );
+    if (expectedSamples >= 900)
+      assert.ok(
+        rel <= 0.1,
+        `${p.name}: within 10% (${(rel * 100).toFixed(1)}%, ${expectedSamples.toFixed(0)} expected samples)`,
+      );
+    console.log(
+      `# ${p.name}: truth ${p.leakedBytes} B, estimate ${est} B (${(rel * 100).toFixed(1)}% off, ${expectedSamples.toFixed(0)} expected samples)`,
+    );
   }
   const total = [...got.values()].reduce((a, b) => a + b.bytes, 0);
-  assert.ok(Math.abs(total - report.totalLeakedBytes) <= report.totalLeakedBytes * 0.1, `total ${total} vs ${report.totalLeakedBytes}`);
+  assert.ok(
+    Math.abs(total - report.totalLeakedBytes) <= report.totalLeakedBytes * 0.1,
+    `total ${total} vs ${report.totalLeakedBytes}`,
+  );
 });
 
 test('nginx under load, malloc mode: the heaviest leak runs malloc <- ngx_alloc <- ... <- module <- main', async () => {
@@ -144,12 +195,21 @@ test('nginx under load, malloc mode: the heaviest leak runs malloc <- ngx_alloc 
     const heaviest = names(t.stacks[0]!);
     assert.deepEqual(heaviest.slice(0, 2), ['malloc', 'ngx_alloc'], heaviest.join(' <- '));
     const mod = heaviest.indexOf('ngx_http_leak_create_session');
-    assert.ok(mod >= 2 && mod <= 4, `the module's function follows ngx_palloc_large or its caller: ${heaviest.join(' <- ')}`);
+    assert.ok(
+      mod >= 2 && mod <= 4,
+      `the module's function follows ngx_palloc_large or its caller: ${heaviest.join(' <- ')}`,
+    );
     assert.ok(heaviest.includes('main'), 'reaches main');
-    assert.ok(t.totals.completeStacks >= 0.95 * t.totals.sampledEvents, `${t.totals.completeStacks} of ${t.totals.sampledEvents} stacks reach main`);
-    for (const s of t.stacks) assert.ok(!names(s).includes('ngx_http_leak_none_session'), 'the non-leaking location contributes nothing');
+    assert.ok(
+      t.totals.completeStacks >= 0.95 * t.totals.sampledEvents,
+      `${t.totals.completeStacks} of ${t.totals.sampledEvents} stacks reach main`,
+    );
+    for (const s of t.stacks)
+      assert.ok(!names(s).includes('ngx_http_leak_none_session'), 'the non-leaking location contributes nothing');
     console.log(`# heaviest: ${heaviest.join(' <- ')}; ${t.totals.completeStacks}/${t.totals.sampledEvents} complete`);
-  } finally { await ngx.stop(); }
+  } finally {
+    await ngx.stop();
+  }
 });
 
 test('nginx under load, pool mode: leaked pools carry the module function in their creation stack', async () => {
@@ -167,13 +227,23 @@ test('nginx under load, pool mode: leaked pools carry the module function in the
     const t = await trace;
     space.close();
     const leaking = t.stacks.filter((s) => names(s).includes('ngx_http_leak_create_session'));
-    assert.equal(leaking.reduce((a, s) => a + s.count, 0), 50, 'exactly the 50 leaked pools');
+    assert.equal(
+      leaking.reduce((a, s) => a + s.count, 0),
+      50,
+      'exactly the 50 leaked pools',
+    );
     for (const s of leaking) {
       assert.equal(names(s)[0], 'ngx_create_pool');
       assert.ok(s.bytes >= s.count * (16 * 1024 + 300 * 1024), 'each holds its block and its large allocation');
     }
-    for (const s of t.stacks) assert.ok(!names(s).includes('ngx_http_leak_none_session'), 'the non-leaking location contributes nothing');
-    assert.ok(t.totals.completeStacks >= 0.95 * t.totals.sampledEvents, `${t.totals.completeStacks} of ${t.totals.sampledEvents} stacks reach main`);
+    for (const s of t.stacks)
+      assert.ok(!names(s).includes('ngx_http_leak_none_session'), 'the non-leaking location contributes nothing');
+    assert.ok(
+      t.totals.completeStacks >= 0.95 * t.totals.sampledEvents,
+      `${t.totals.completeStacks} of ${t.totals.sampledEvents} stacks reach main`,
+    );
     assert.deepEqual(Object.keys(t.cost.probeHits), ['pool create']);
-  } finally { await ngx.stop(); }
+  } finally {
+    await ngx.stop();
+  }
 });

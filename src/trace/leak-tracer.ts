@@ -36,7 +36,12 @@ export const RETURN_HIT_MICROS = 4;
 /** Above this many sampled allocations outstanding, the per-second record stops (each read walks the map). */
 const SERIES_MAX_OUTSTANDING = 50_000;
 
-export interface TraceProgress { elapsedSeconds: number; durationSeconds: number; events: number; probeHits: number }
+export interface TraceProgress {
+  elapsedSeconds: number;
+  durationSeconds: number;
+  events: number;
+  probeHits: number;
+}
 
 export interface LeakTraceOptions {
   mode: TraceMode;
@@ -78,9 +83,34 @@ export interface LeakTraceOptions {
 export const STACK_TOP_MARGIN = 256;
 
 /** The allocation functions a program calls (glibc's public API); the leaf frame is named after one of them. */
-export const ALLOC_API = new Set(['malloc', 'calloc', 'realloc', 'reallocarray', 'free', 'posix_memalign', 'aligned_alloc', 'memalign', 'valloc', 'pvalloc',
-  '__libc_malloc', '__libc_calloc', '__libc_realloc', '__libc_memalign', '__libc_valloc', '__libc_pvalloc', '__posix_memalign']);
-const API_ALIASES: Record<string, string> = { __libc_malloc: 'malloc', __libc_calloc: 'calloc', __libc_realloc: 'realloc', __libc_memalign: 'memalign', __libc_valloc: 'valloc', __libc_pvalloc: 'pvalloc', __posix_memalign: 'posix_memalign' };
+export const ALLOC_API = new Set([
+  'malloc',
+  'calloc',
+  'realloc',
+  'reallocarray',
+  'free',
+  'posix_memalign',
+  'aligned_alloc',
+  'memalign',
+  'valloc',
+  'pvalloc',
+  '__libc_malloc',
+  '__libc_calloc',
+  '__libc_realloc',
+  '__libc_memalign',
+  '__libc_valloc',
+  '__libc_pvalloc',
+  '__posix_memalign',
+]);
+const API_ALIASES: Record<string, string> = {
+  __libc_malloc: 'malloc',
+  __libc_calloc: 'calloc',
+  __libc_realloc: 'realloc',
+  __libc_memalign: 'memalign',
+  __libc_valloc: 'valloc',
+  __libc_pvalloc: 'pvalloc',
+  __posix_memalign: 'posix_memalign',
+};
 
 /**
  * The call path as the program sees it: frames below the outermost allocation-API frame of the
@@ -107,24 +137,34 @@ export function processAlive(pid: number): boolean {
     const st = readFileSync(`/proc/${pid}/stat`, 'latin1');
     const state = st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3);
     return state !== 'Z' && state !== 'X' && state !== 'x';
-  } catch { return false; }
+  } catch {
+    return false;
+  }
 }
 
-interface EventRecord { pcs: number[]; size: number; timeNs: number; complete: boolean }
+interface EventRecord {
+  pcs: number[];
+  size: number;
+  timeNs: number;
+  complete: boolean;
+}
 
 export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): Promise<LeakTrace> {
   if (space.kind !== 'live') throw new LeakscopeError('usage', 'tracing needs a live process, not a core file');
-  if (!(opts.durationSeconds > 0)) throw new LeakscopeError('usage', `--duration must be positive (got ${opts.durationSeconds})`);
+  if (!(opts.durationSeconds > 0))
+    throw new LeakscopeError('usage', `--duration must be positive (got ${opts.durationSeconds})`);
   const sampleBytes = opts.mode === 'malloc' ? Math.floor(opts.sampleBytes ?? DEFAULT_SAMPLE_BYTES) : 0;
-  if (sampleBytes < 0 || sampleBytes >= 2 ** 31) throw new LeakscopeError('usage', `--sample-bytes must be in [0, 2^31) (got ${sampleBytes})`);
+  if (sampleBytes < 0 || sampleBytes >= 2 ** 31)
+    throw new LeakscopeError('usage', `--sample-bytes must be in [0, 2^31) (got ${sampleBytes})`);
   const duty = Math.min(1, Math.max(0.01, opts.dutyCycle ?? 1));
   const minAgeNs = (opts.minAgeSeconds ?? 0) * 1e9;
   const perHit = opts.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
   const notes: string[] = [];
 
   const resolver = new StackResolver(space);
-  const events = new Map<string, EventRecord>();      // malloc: `${tid}:${timeNs}`; pool: `${address}`
-  let sampledEvents = 0, complete = 0;
+  const events = new Map<string, EventRecord>(); // malloc: `${tid}:${timeNs}`; pool: `${address}`
+  let sampledEvents = 0,
+    complete = 0;
   // Threads whose stack top is known copy only down to it (capture.ts StackTopLookup).
   const stackTopKnown = new Set<number>();
   const onEvent = (e: CapturedEvent) => {
@@ -135,7 +175,8 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     if (rec.complete) complete++;
     if (opts.mode === 'malloc') {
       const key = e.tgid * 2 ** 32 + e.tid;
-      const top = !stackTopKnown.has(e.tid) && rec.complete ? StackResolver.stackTopOffset(frames, u.spOffsets) : undefined;
+      const top =
+        !stackTopKnown.has(e.tid) && rec.complete ? StackResolver.stackTopOffset(frames, u.spOffsets) : undefined;
       if (top !== undefined) {
         stackTopKnown.add(e.tid);
         session.maps.stackTops.update(key, e.regs.rsp + top + STACK_TOP_MARGIN);
@@ -157,7 +198,13 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   // Exact malloc mode keeps each outstanding allocation's record in the kernel (stash): the ring
   // only carries what the stash could not hold.
   const stash = opts.mode === 'malloc' && sampleBytes === 0;
-  const session = new TraceSession({ pid: space.pid, onEvent, stash, stashEntries: opts.stashEntries, ringBytes: opts.ringBytes ?? (sampleBytes === 0 ? 64 << 20 : 16 << 20) });
+  const session = new TraceSession({
+    pid: space.pid,
+    onEvent,
+    stash,
+    stashEntries: opts.stashEntries,
+    ringBytes: opts.ringBytes ?? (sampleBytes === 0 ? 64 << 20 : 16 << 20),
+  });
   const symbolizer = new Symbolizer(space.modules());
   // Inside a pid namespace (a container), filter on the target's tgid there, not on the initial namespace's.
   const pidns = space.kind === 'live' ? pidNamespaceFilter(space.pid) : undefined;
@@ -165,7 +212,8 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   try {
     if (opts.mode === 'malloc') {
       const libc = symbolizer.modulesNamed('libc.so')[0];
-      if (!libc) throw new LeakscopeError('not-found', `${space.description}: libc.so is not loaded: malloc mode needs glibc`);
+      if (!libc)
+        throw new LeakscopeError('not-found', `${space.description}: libc.so is not loaded: malloc mode needs glibc`);
       const elf = loadElf(libc.hostPath);
       const debugElf = symbolizer.symbolsOf(libc)?.debug?.elf;
       // Exported functions from libc itself; glibc internals (_int_memalign) from its debug file.
@@ -173,25 +221,47 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         const v = elf.findSymbol(n)?.value ?? (n.startsWith('_int_') ? debugElf?.findSymbol(n)?.value : undefined);
         return v === undefined ? undefined : v + entryProbeOffsetAt(elf, v);
       };
-      for (const p of mallocProbes(session.tracerMaps, { pid: space.pid, pidns, sampleBytes, libcPath: libc.hostPath, symbolVaddr, sizeRange: opts.sizeRange, loadBias: libc.loadBias })) session.add(p);
+      for (const p of mallocProbes(session.tracerMaps, {
+        pid: space.pid,
+        pidns,
+        sampleBytes,
+        libcPath: libc.hostPath,
+        symbolVaddr,
+        sizeRange: opts.sizeRange,
+        loadBias: libc.loadBias,
+      }))
+        session.add(p);
     } else {
       const create = symbolizer.lookup('ngx_create_pool');
-      if (!create) throw new LeakscopeError('not-found', `${space.description}: no ngx_create_pool symbol: pool mode needs nginx`);
+      if (!create)
+        throw new LeakscopeError('not-found', `${space.description}: no ngx_create_pool symbol: pool mode needs nginx`);
       const elf = loadElf(create.module.hostPath);
       const site = returnSiteOfCall(elf, 'ngx_create_pool', ['ngx_memalign', 'ngx_alloc']);
       // Prefer the (emulated) null-check jump after the call: rax still holds the pool there.
       const probeVaddr = resultTestJumpVaddr(elf, site) ?? site.returnVaddr;
-      if (probeVaddr === site.returnVaddr) notes.push('no null check after ngx_memalign found: probing the (single-stepped) return site');
-      session.add(poolProbe(session.tracerMaps, {
-        pid: space.pid, pidns, binaryPath: create.module.hostPath, returnSiteVaddr: probeVaddr, stackBytes: opts.stackBytes ?? 4096,
-        label: `${basename(create.module.path)}:ngx_create_pool+0x${(probeVaddr - elf.findSymbol('ngx_create_pool')!.value).toString(16)}`,
-      }));
+      if (probeVaddr === site.returnVaddr)
+        notes.push('no null check after ngx_memalign found: probing the (single-stepped) return site');
+      session.add(
+        poolProbe(session.tracerMaps, {
+          pid: space.pid,
+          pidns,
+          binaryPath: create.module.hostPath,
+          returnSiteVaddr: probeVaddr,
+          stackBytes: opts.stackBytes ?? 4096,
+          label: `${basename(create.module.path)}:ngx_create_pool+0x${(probeVaddr - elf.findSymbol('ngx_create_pool')!.value).toString(16)}`,
+        }),
+      );
     }
     session.start();
-    resolver.refresh();   // the [uprobes] trampoline page exists once uretprobes are attached
+    resolver.refresh(); // the [uprobes] trampoline page exists once uretprobes are attached
     if (stash) resolver.preload();
     probes.push(...session.probeNames());
-    if (opts.mode === 'malloc') notes.push(session.usesSessions ? 'uprobe sessions: return probes only for sampled calls' : 'no uprobe sessions (kernel < 6.13): a return probe on every allocation');
+    if (opts.mode === 'malloc')
+      notes.push(
+        session.usesSessions
+          ? 'uprobe sessions: return probes only for sampled calls'
+          : 'no uprobe sessions (kernel < 6.13): a return probe on every allocation',
+      );
     if (opts.sizeRange) notes.push(`only requests of ${opts.sizeRange.min} to ${opts.sizeRange.max - 1} bytes traced`);
 
     // Per-second outstanding bytes per call path (malloc mode): after each drain, the outstanding
@@ -204,7 +274,11 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const snapshot = () => {
       if (seriesOff) return;
       const out = session.outstanding();
-      if (out.length > SERIES_MAX_OUTSTANDING) { seriesOff = true; notes.push(`per-second outstanding record stopped: ${out.length} sampled allocations outstanding`); return; }
+      if (out.length > SERIES_MAX_OUTSTANDING) {
+        seriesOff = true;
+        notes.push(`per-second outstanding record stopped: ${out.length} sampled allocations outstanding`);
+        return;
+      }
       const byKey = new Map<string, number>();
       // The map is walked while free() deletes from it: a walk whose current key was deleted
       // restarts from the first key (bpf_map_get_next_key), so an address may come twice.
@@ -228,25 +302,33 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const onAbort = () => exitWatch.abort();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     const watch = setInterval(() => {
-      if (exitedAfter === undefined && !processAlive(space.pid)) { exitedAfter = (Date.now() - t0) / 1000; exitWatch.abort(); }
+      if (exitedAfter === undefined && !processAlive(space.pid)) {
+        exitedAfter = (Date.now() - t0) / 1000;
+        exitWatch.abort();
+      }
     }, 100);
     const stop = exitWatch.signal;
     try {
-    while (Date.now() < end && !stop.aborted) {
-      const second = Math.min(1000, end - Date.now());
-      if (duty < 1) {
-        await sleep(second * duty, stop);
-        session.pauseSampling();
-        await sleep(second * (1 - duty), stop);
-        if (Date.now() < end && !stop.aborted) session.attach();
-      } else {
-        await sleep(second, stop);
+      while (Date.now() < end && !stop.aborted) {
+        const second = Math.min(1000, end - Date.now());
+        if (duty < 1) {
+          await sleep(second * duty, stop);
+          session.pauseSampling();
+          await sleep(second * (1 - duty), stop);
+          if (Date.now() < end && !stop.aborted) session.attach();
+        } else {
+          await sleep(second, stop);
+        }
+        session.drain();
+        snapshot();
+        const st = session.stats();
+        opts.onProgress?.({
+          elapsedSeconds: (Date.now() - t0) / 1000,
+          durationSeconds: opts.durationSeconds,
+          events: sampledEvents,
+          probeHits: st.entryHits + st.freeHits + st.returnHits + st.poolHits,
+        });
       }
-      session.drain();
-      snapshot();
-      const st = session.stats();
-      opts.onProgress?.({ elapsedSeconds: (Date.now() - t0) / 1000, durationSeconds: opts.durationSeconds, events: sampledEvents, probeHits: st.entryHits + st.freeHits + st.returnHits + st.poolHits });
-    }
     } finally {
       clearInterval(watch);
       opts.signal?.removeEventListener('abort', onAbort);
@@ -261,7 +343,10 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const attachedShare = elapsed > 0 ? Math.min(1, session.attachedNs / 1e9 / elapsed) : 1;
 
     // Outstanding at the end, by call path.
-    const byStack = new Map<string, { pcs: number[]; bytes: number; count: number; allocBytes: number; allocCount: number; reach?: StackReach }>();
+    const byStack = new Map<
+      string,
+      { pcs: number[]; bytes: number; count: number; allocBytes: number; allocCount: number; reach?: StackReach }
+    >();
     const bucket = (pcs: number[]) => {
       const k = pcs.join(',');
       let b = byStack.get(k);
@@ -269,31 +354,63 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       return b;
     };
     const classOf = opts.reachAtEnd ? await opts.reachAtEnd() : undefined;
-    if (classOf) notes.push('reachability: outstanding memory split by a scan of the heap at the end of the window (lost = definitely or indirectly lost)');
+    if (classOf)
+      notes.push(
+        'reachability: outstanding memory split by a scan of the heap at the end of the window (lost = definitely or indirectly lost)',
+      );
     const addReach = (b: { reach?: StackReach }, addr: number, w: { bytes: number; count: number }) => {
       if (!classOf) return;
-      const r = (b.reach ??= { lostBytes: 0, lostCount: 0, possiblyLostBytes: 0, possiblyLostCount: 0, reachableBytes: 0, reachableCount: 0, unknownBytes: 0, unknownCount: 0 });
+      const r = (b.reach ??= {
+        lostBytes: 0,
+        lostCount: 0,
+        possiblyLostBytes: 0,
+        possiblyLostCount: 0,
+        reachableBytes: 0,
+        reachableCount: 0,
+        unknownBytes: 0,
+        unknownCount: 0,
+      });
       const c = classOf(addr);
-      if (c === 'definitelyLost' || c === 'indirectlyLost') { r.lostBytes += w.bytes; r.lostCount += w.count; }
-      else if (c === 'possiblyLost') { r.possiblyLostBytes += w.bytes; r.possiblyLostCount += w.count; }
-      else if (c === 'reachable') { r.reachableBytes += w.bytes; r.reachableCount += w.count; }
-      else { r.unknownBytes += w.bytes; r.unknownCount += w.count; }
+      if (c === 'definitelyLost' || c === 'indirectlyLost') {
+        r.lostBytes += w.bytes;
+        r.lostCount += w.count;
+      } else if (c === 'possiblyLost') {
+        r.possiblyLostBytes += w.bytes;
+        r.possiblyLostCount += w.count;
+      } else if (c === 'reachable') {
+        r.reachableBytes += w.bytes;
+        r.reachableCount += w.count;
+      } else {
+        r.unknownBytes += w.bytes;
+        r.unknownCount += w.count;
+      }
     };
-    let outBytes = 0, outCount = 0, allocBytes = 0, allocCount = 0;
+    let outBytes = 0,
+      outCount = 0,
+      allocBytes = 0,
+      allocCount = 0;
     const lostOutstanding = { count: 0, bytes: 0 };
     // Only a duty cycle samples in time; without one the probes were attached all along.
     const dutyScale = duty < 1 ? 1 / Math.max(attachedShare, 0.01) : 1;
-    const scale = (size: number) => (sampleBytes > 0 && size < sampleBytes
-      ? { bytes: sampleBytes * dutyScale, count: (sampleBytes / Math.max(1, size)) * dutyScale }
-      : { bytes: size * dutyScale, count: dutyScale });
+    const scale = (size: number) =>
+      sampleBytes > 0 && size < sampleBytes
+        ? { bytes: sampleBytes * dutyScale, count: (sampleBytes / Math.max(1, size)) * dutyScale }
+        : { bytes: size * dutyScale, count: dutyScale };
     const stashed = { count: 0, bytes: 0 };
     if (opts.mode === 'malloc') {
-      if (stash) { allocBytes = st.sampledBytes; allocCount = st.sampled; }
+      if (stash) {
+        allocBytes = st.sampledBytes;
+        allocCount = st.sampled;
+      }
       for (const ev of events.values()) {
         const w = scale(ev.size);
         const b = bucket(ev.pcs);
-        b.allocBytes += w.bytes; b.allocCount += w.count;
-        if (!stash) { allocBytes += w.bytes; allocCount += w.count; }
+        b.allocBytes += w.bytes;
+        b.allocCount += w.count;
+        if (!stash) {
+          allocBytes += w.bytes;
+          allocCount += w.count;
+        }
       }
       // Allocations whose record the full ring refused still sit in the outstanding map with
       // their size: their bytes count, under one path that says their stack was lost.
@@ -302,8 +419,12 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         const w = { bytes: st.ringFullBytes * dutyScale, count: st.ringFull * dutyScale };
         if (sampleBytes === 0) {
           const b = bucket(lostPcs);
-          b.allocBytes += w.bytes; b.allocCount += w.count;
-          if (!stash) { allocBytes += w.bytes; allocCount += w.count; }
+          b.allocBytes += w.bytes;
+          b.allocCount += w.count;
+          if (!stash) {
+            allocBytes += w.bytes;
+            allocCount += w.count;
+          }
         }
       }
       for (const o of session.outstanding()) {
@@ -316,35 +437,62 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
             const e = decodeCapture(r);
             sampledEvents++;
             const u = resolver.unwind(e);
-            ev = { pcs: u.pcs, size: e.size, timeNs: e.timeNs, complete: StackResolver.complete(resolver.frames(u.pcs)) };
+            ev = {
+              pcs: u.pcs,
+              size: e.size,
+              timeNs: e.timeNs,
+              complete: StackResolver.complete(resolver.frames(u.pcs)),
+            };
             if (ev.complete) complete++;
-            stashed.count++; stashed.bytes += o.size;
+            stashed.count++;
+            stashed.bytes += o.size;
             const b = bucket(ev.pcs);
-            b.allocBytes += o.size; b.allocCount += 1;
+            b.allocBytes += o.size;
+            b.allocCount += 1;
           }
         }
-        if (!ev) { lostOutstanding.count++; lostOutstanding.bytes += o.size; }
+        if (!ev) {
+          lostOutstanding.count++;
+          lostOutstanding.bytes += o.size;
+        }
         const w = scale(o.size);
         const b = bucket(ev ? ev.pcs : lostPcs);
-        b.bytes += w.bytes; b.count += w.count; outBytes += w.bytes; outCount += w.count;
+        b.bytes += w.bytes;
+        b.count += w.count;
+        outBytes += w.bytes;
+        outCount += w.count;
         addReach(b, o.address, w);
       }
-      if (st.outstandingFull) notes.push(`${st.outstandingFull} sampled allocations were not tracked: the outstanding map was full`);
+      if (st.outstandingFull)
+        notes.push(`${st.outstandingFull} sampled allocations were not tracked: the outstanding map was full`);
     } else {
       const live = opts.livePools?.() ?? new Map<number, number>();
       for (const [addr, ev] of events) {
         const bytes = live.get(Number(addr));
         const b = bucket(ev.pcs);
-        b.allocCount += dutyScale; allocCount += dutyScale;
+        b.allocCount += dutyScale;
+        allocCount += dutyScale;
         if (bytes === undefined || endNs - ev.timeNs < minAgeNs) continue;
-        b.bytes += bytes * dutyScale; b.count += dutyScale; outBytes += bytes * dutyScale; outCount += dutyScale;
+        b.bytes += bytes * dutyScale;
+        b.count += dutyScale;
+        outBytes += bytes * dutyScale;
+        outCount += dutyScale;
         addReach(b, Number(addr), { bytes: bytes * dutyScale, count: dutyScale });
       }
       if (!opts.livePools) notes.push('pool liveness not checked: no pool census');
     }
-    if (duty < 1) notes.push(`sampling probes attached ${(attachedShare * 100).toFixed(0)}% of the window; estimates scaled by ${dutyScale.toFixed(2)}`);
-    if (st.ringFull) notes.push(`${st.ringFull} events (${st.ringFullBytes} requested bytes) lost their stacks: ring buffer full; their ${lostOutstanding.count} still outstanding (${lostOutstanding.bytes} B) are under "${LOST_STACK_FRAME.function}", so per-path figures are lower bounds`);
-    if (stash) notes.push(`exact mode: records of allocations freed during the window stayed in the kernel (allocated per path counts only what is still outstanding); ${stashed.count} outstanding stacks read from the kernel at the end`);
+    if (duty < 1)
+      notes.push(
+        `sampling probes attached ${(attachedShare * 100).toFixed(0)}% of the window; estimates scaled by ${dutyScale.toFixed(2)}`,
+      );
+    if (st.ringFull)
+      notes.push(
+        `${st.ringFull} events (${st.ringFullBytes} requested bytes) lost their stacks: ring buffer full; their ${lostOutstanding.count} still outstanding (${lostOutstanding.bytes} B) are under "${LOST_STACK_FRAME.function}", so per-path figures are lower bounds`,
+      );
+    if (stash)
+      notes.push(
+        `exact mode: records of allocations freed during the window stayed in the kernel (allocated per path counts only what is still outstanding); ${stashed.count} outstanding stacks read from the kernel at the end`,
+      );
     if (exitedAfter !== undefined) notes.push(`target exited after ${exitedAfter.toFixed(1)} s; results cover that`);
     const lossless = st.ringFull === 0 && st.outstandingFull === 0;
 
@@ -356,32 +504,68 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     };
     const withSeries = snapshots.length >= 2;
     const stacks: StackSample[] = [...byStack.values()]
-      .filter((b) => b.bytes > 0 || b.count > 0 || (withSeries && snapshots.some((sn) => sn.byKey.has(b.pcs.join(',')))))
+      .filter(
+        (b) => b.bytes > 0 || b.count > 0 || (withSeries && snapshots.some((sn) => sn.byKey.has(b.pcs.join(',')))),
+      )
       .map((b) => {
-        const s: StackSample = { frames: framesOf(b.pcs), bytes: Math.round(b.bytes), count: Math.round(b.count * 100) / 100, allocBytes: Math.round(b.allocBytes), allocCount: Math.round(b.allocCount * 100) / 100 };
-        if (withSeries) { const k = b.pcs.join(','); s.series = snapshots.map((sn) => Math.round((sn.byKey.get(k) ?? 0) * dutyScale)); }
+        const s: StackSample = {
+          frames: framesOf(b.pcs),
+          bytes: Math.round(b.bytes),
+          count: Math.round(b.count * 100) / 100,
+          allocBytes: Math.round(b.allocBytes),
+          allocCount: Math.round(b.allocCount * 100) / 100,
+        };
+        if (withSeries) {
+          const k = b.pcs.join(',');
+          s.series = snapshots.map((sn) => Math.round((sn.byKey.get(k) ?? 0) * dutyScale));
+        }
         if (b.reach) s.reach = roundReach(b.reach);
         return s;
       })
       .sort((a, b) => b.bytes - a.bytes);
-    const probeHits: Record<string, number> = opts.mode === 'malloc'
-      ? { 'alloc entry': st.entryHits, 'alloc return': st.returnHits, free: st.freeHits }
-      : { 'pool create': st.poolHits };
+    const probeHits: Record<string, number> =
+      opts.mode === 'malloc'
+        ? { 'alloc entry': st.entryHits, 'alloc return': st.returnHits, free: st.freeHits }
+        : { 'pool create': st.poolHits };
     const totalHits = Object.values(probeHits).reduce((a, b) => a + b, 0);
     return {
-      mode: opts.mode, target: space.description, pid: space.pid,
-      durationSeconds: elapsed, sampleBytes, minAgeSeconds: opts.minAgeSeconds ?? 0,
+      mode: opts.mode,
+      target: space.description,
+      pid: space.pid,
+      durationSeconds: elapsed,
+      sampleBytes,
+      minAgeSeconds: opts.minAgeSeconds ?? 0,
       stacks,
-      totals: { outstandingBytes: Math.round(outBytes), outstandingCount: Math.round(outCount), allocatedBytes: Math.round(allocBytes), allocatedCount: Math.round(allocCount), sampledEvents, completeStacks: complete },
+      totals: {
+        outstandingBytes: Math.round(outBytes),
+        outstandingCount: Math.round(outCount),
+        allocatedBytes: Math.round(allocBytes),
+        allocatedCount: Math.round(allocCount),
+        sampledEvents,
+        completeStacks: complete,
+      },
       cost: {
-        probeHits, totalProbeHits: totalHits,
-        estimatedCpuSeconds: ((totalHits - (probeHits['alloc return'] ?? 0)) * perHit + (probeHits['alloc return'] ?? 0) * RETURN_HIT_MICROS) / 1e6,
-        perHitMicros: perHit, dutyCycle: attachedShare, lostEvents: st.ringFull + st.outstandingFull,
+        probeHits,
+        totalProbeHits: totalHits,
+        estimatedCpuSeconds:
+          ((totalHits - (probeHits['alloc return'] ?? 0)) * perHit +
+            (probeHits['alloc return'] ?? 0) * RETURN_HIT_MICROS) /
+          1e6,
+        perHitMicros: perHit,
+        dutyCycle: attachedShare,
+        lostEvents: st.ringFull + st.outstandingFull,
       },
       ...(withSeries ? { seriesSeconds: snapshots.map((sn) => Math.round(sn.seconds * 1000) / 1000) } : {}),
-      probes, notes,
+      probes,
+      notes,
       complete: lossless,
-      lost: { events: st.ringFull, requestedBytes: st.ringFullBytes, outstandingCount: lostOutstanding.count, outstandingBytes: lostOutstanding.bytes, untracked: st.outstandingFull },
+      lost: {
+        events: st.ringFull,
+        requestedBytes: st.ringFullBytes,
+        outstandingCount: lostOutstanding.count,
+        outstandingBytes: lostOutstanding.bytes,
+        untracked: st.outstandingFull,
+      },
       ...(exitedAfter !== undefined ? { targetExitedAfterSeconds: Math.round(exitedAfter * 10) / 10 } : {}),
     };
   } finally {
@@ -391,13 +575,16 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
 
 /** The pcs key of the path holding allocations whose stack was lost (no real pc is 0). */
 const LOST_STACK_PC = 0;
-function lostPcsOf(byStack: Map<string, { pcs: number[] }>): number[] | undefined { return byStack.get(String(LOST_STACK_PC))?.pcs; }
+function lostPcsOf(byStack: Map<string, { pcs: number[] }>): number[] | undefined {
+  return byStack.get(String(LOST_STACK_PC))?.pcs;
+}
 /** The one frame of that path. */
 export const LOST_STACK_FRAME: Frame = { function: '[stack lost: ring buffer full]', module: '[lost]', offset: 0 };
 
 function roundReach(r: StackReach): StackReach {
   const o = { ...r };
-  for (const k of Object.keys(o) as (keyof StackReach)[]) o[k] = k.endsWith('Bytes') ? Math.round(o[k]) : Math.round(o[k] * 100) / 100;
+  for (const k of Object.keys(o) as (keyof StackReach)[])
+    o[k] = k.endsWith('Bytes') ? Math.round(o[k]) : Math.round(o[k] * 100) / 100;
   return o;
 }
 
@@ -411,7 +598,11 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (ms <= 0 || signal?.aborted) return resolve();
     const t = setTimeout(done, ms);
-    function done() { clearTimeout(t); signal?.removeEventListener('abort', done); resolve(); }
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
     signal?.addEventListener('abort', done, { once: true });
   });
 }

@@ -11,14 +11,29 @@ import type { MallocLeakerReport } from '../../test/helpers/fixture.js';
 import { ensureFixturesBuilt } from '../../test/helpers/build.js';
 import { pidNamespaceFilter, innermostPid, kernelDev } from '../target/pid-namespace.js';
 
-interface Doc { stacks: Array<{ frames: Array<{ function: string | null }>; bytes: number; count: number }>; totals: { outstandingBytes: number } }
+interface Doc {
+  stacks: Array<{ frames: Array<{ function: string | null }>; bytes: number; count: number }>;
+  totals: { outstandingBytes: number };
+}
 
 test('leaks inside `unshare -p -f --mount-proc`: the leaking paths of a child, as it counted them', async () => {
   await ensureFixturesBuilt();
   const child = join(dirname(fileURLToPath(import.meta.url)), '../../test/helpers/pidns-child.js');
-  const r = spawnSync('unshare', ['-p', '-f', '--mount-proc', process.execPath, child], { encoding: 'utf8', timeout: 120_000, killSignal: 'SIGKILL' });
+  const r = spawnSync('unshare', ['-p', '-f', '--mount-proc', process.execPath, child], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    killSignal: 'SIGKILL',
+  });
   assert.equal(r.status, 0, `child: ${r.stderr}`);
-  const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { pid: number; selfPid: number; attached: boolean; report: MallocLeakerReport; trace: Doc; status: number; stderr: string };
+  const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+    pid: number;
+    selfPid: number;
+    attached: boolean;
+    report: MallocLeakerReport;
+    trace: Doc;
+    status: number;
+    stderr: string;
+  };
   assert.ok(res.selfPid < 10 && res.pid < 100, `PIDs are the namespace's own (${res.selfPid}, ${res.pid})`);
   assert.ok(res.attached, `probes attached: ${res.stderr}`);
   assert.equal(res.status, 0, res.stderr);
@@ -27,7 +42,8 @@ test('leaks inside `unshare -p -f --mount-proc`: the leaking paths of a child, a
     const p = s.frames.map((f) => f.function).find((n) => n && /^leak_path_[a-d]$/.test(n));
     if (!p) continue;
     const e = got.get(p) ?? { bytes: 0, count: 0 };
-    e.bytes += s.bytes; e.count += s.count;
+    e.bytes += s.bytes;
+    e.count += s.count;
     got.set(p, e);
   }
   // Paths that never free (leakEvery 1) are exact; paths that free some calls: every leaked one

@@ -21,7 +21,16 @@ import { R0, R1, R2, R3, R6, R7, R9, FP } from '../ebpf/asm.js';
 import { EventKind, HEADER_BYTES, STACK_BYTES, captureRegsAndStack } from './capture.js';
 
 export const Stat = {
-  entryHits: 0, sampled: 1, returnHits: 2, freeHits: 3, freeMatched: 4, ringFull: 5, outstandingFull: 6, poolHits: 7, nested: 8, unsampled: 9,
+  entryHits: 0,
+  sampled: 1,
+  returnHits: 2,
+  freeHits: 3,
+  freeMatched: 4,
+  ringFull: 5,
+  outstandingFull: 6,
+  poolHits: 7,
+  nested: 8,
+  unsampled: 9,
   /** Requested bytes of the allocations whose record the full ring refused (their stacks are lost, not their bytes). */
   ringFullBytes: 10,
   /** Requested bytes of the sampled allocations (exact mode: of all of them). */
@@ -33,22 +42,28 @@ const BPF_RB_NO_WAKEUP = 1;
 
 /** How an allocation function takes its size, and where its result comes from. */
 export type AllocConvention =
-  | 'size0'          // malloc(size), valloc(size), pvalloc(size)
-  | 'calloc'         // calloc(n, size)
-  | 'realloc'        // realloc(old, size): old is freed
-  | 'size1'          // memalign(align, size), aligned_alloc(align, size)
+  | 'size0' // malloc(size), valloc(size), pvalloc(size)
+  | 'calloc' // calloc(n, size)
+  | 'realloc' // realloc(old, size): old is freed
+  | 'size1' // memalign(align, size), aligned_alloc(align, size)
   | 'posix_memalign' // posix_memalign(&ptr, align, size): result stored through arg 0, rax = 0 on success
-  | 'int_memalign';  // glibc-internal _int_memalign(arena, align, size): what every memalign-family call with alignment > 16 ends in
+  | 'int_memalign'; // glibc-internal _int_memalign(arena, align, size): what every memalign-family call with alignment > 16 ends in
 
 export interface TracerMaps {
-  events: MapRef; pending: MapRef; outstanding: MapRef; stats: MapRef; scratch: MapRef; stackTops?: MapRef;
+  events: MapRef;
+  pending: MapRef;
+  outstanding: MapRef;
+  stats: MapRef;
+  scratch: MapRef;
+  stackTops?: MapRef;
   /**
    * Exact mode: the capture record of each outstanding allocation kept in the kernel, keyed by
    * {pidTgid, timeNs} (the outstanding value's identity), deleted by free: churn never reaches the
    * ring; only what is still outstanding at the end is read and unwound. Small: header + up to
    * STASH_SMALL_STACK bytes of stack; large: the whole record. A full stash falls back to the ring.
    */
-  stashSmall?: MapRef; stashLarge?: MapRef;
+  stashSmall?: MapRef;
+  stashLarge?: MapRef;
 }
 
 /** Stack bytes a small stash value holds (thread stacks with a known top need ~0.5 KiB). */
@@ -56,19 +71,26 @@ export const STASH_SMALL_STACK = 1024;
 export const STASH_SMALL_BYTES = HEADER_BYTES + STASH_SMALL_STACK;
 
 // BPF stack slots (offsets from FP).
-const K_TID = -8;        // u64 pid_tgid key
-const V_TS = -32, V_SIZE = -24, V_AUX = -16;   // pending / outstanding value {timeNs, size, aux|pidTgid}
-const K_PTR = -40;       // u64 pointer key
-const K_STAT = -44;      // u32 stat index
-const K_STASH = -64;     // {u64 pidTgid, u64 timeNs} stash key (-64..-49)
+const K_TID = -8; // u64 pid_tgid key
+const V_TS = -32,
+  V_SIZE = -24,
+  V_AUX = -16; // pending / outstanding value {timeNs, size, aux|pidTgid}
+const K_PTR = -40; // u64 pointer key
+const K_STAT = -44; // u32 stat index
+const K_STASH = -64; // {u64 pidTgid, u64 timeNs} stash key (-64..-49)
 
 function statInc(m: TracerMaps, stat: number, uniq: string): Body {
   const skip = `stat_skip_${uniq}`;
   return [
     A.st('w', FP, K_STAT, stat),
-    A.ldMap(R1, m.stats), A.mov64(R2, FP), A.add64(R2, K_STAT), A.call('map_lookup_elem'),
+    A.ldMap(R1, m.stats),
+    A.mov64(R2, FP),
+    A.add64(R2, K_STAT),
+    A.call('map_lookup_elem'),
     A.jeq(R0, 0, skip),
-    A.ldx('dw', R1, R0, 0), A.add64(R1, 1), A.stx('dw', R0, 0, R1),
+    A.ldx('dw', R1, R0, 0),
+    A.add64(R1, 1),
+    A.stx('dw', R0, 0, R1),
     A.label(skip),
   ];
 }
@@ -78,9 +100,15 @@ function statAddSlot(m: TracerMaps, stat: number, off: number, uniq: string): Bo
   const skip = `stat_add_skip_${uniq}`;
   return [
     A.st('w', FP, K_STAT, stat),
-    A.ldMap(R1, m.stats), A.mov64(R2, FP), A.add64(R2, K_STAT), A.call('map_lookup_elem'),
+    A.ldMap(R1, m.stats),
+    A.mov64(R2, FP),
+    A.add64(R2, K_STAT),
+    A.call('map_lookup_elem'),
     A.jeq(R0, 0, skip),
-    A.ldx('dw', R1, R0, 0), A.ldx('dw', R2, FP, off), A.add64(R1, R2), A.stx('dw', R0, 0, R1),
+    A.ldx('dw', R1, R0, 0),
+    A.ldx('dw', R2, FP, off),
+    A.add64(R1, R2),
+    A.stx('dw', R0, 0, R1),
     A.label(skip),
   ];
 }
@@ -89,7 +117,10 @@ function statAddSlot(m: TracerMaps, stat: number, off: number, uniq: string): Bo
 function scratchRecord(m: TracerMaps): Body {
   return [
     A.st('w', FP, K_STAT, 0),
-    A.ldMap(R1, m.scratch), A.mov64(R2, FP), A.add64(R2, K_STAT), A.call('map_lookup_elem'),
+    A.ldMap(R1, m.scratch),
+    A.mov64(R2, FP),
+    A.add64(R2, K_STAT),
+    A.call('map_lookup_elem'),
     A.jeq(R0, 0, 'out'),
     A.mov64(R9, R0),
   ];
@@ -97,13 +128,19 @@ function scratchRecord(m: TracerMaps): Body {
 
 /** ringbuf_output(events, r9, HEADER_BYTES + stackLen): only the bytes captured. Counts a full ring. */
 function outputRecord(m: TracerMaps, uniq: string, lostBytesSlot?: number): Body {
-  const ok = `output_ok_${uniq}`, clamp = `output_len_${uniq}`;
+  const ok = `output_ok_${uniq}`,
+    clamp = `output_len_${uniq}`;
   return [
     A.ldx('w', R3, R9, 4),
-    A.jle(R3, STACK_BYTES, clamp), A.mov64(R3, STACK_BYTES), A.label(clamp),
+    A.jle(R3, STACK_BYTES, clamp),
+    A.mov64(R3, STACK_BYTES),
+    A.label(clamp),
     A.add64(R3, HEADER_BYTES),
     // BPF_RB_NO_WAKEUP: no irq_work per record in the target; the reader drains on a timer.
-    A.ldMap(R1, m.events), A.mov64(R2, R9), A.mov64(A.R4, BPF_RB_NO_WAKEUP), A.call('ringbuf_output'),
+    A.ldMap(R1, m.events),
+    A.mov64(R2, R9),
+    A.mov64(A.R4, BPF_RB_NO_WAKEUP),
+    A.call('ringbuf_output'),
     A.jeq(R0, 0, ok),
     statInc(m, Stat.ringFull, `ringfull_${uniq}`),
     lostBytesSlot !== undefined ? statAddSlot(m, Stat.ringFullBytes, lostBytesSlot, `ringfull_${uniq}`) : [],
@@ -113,15 +150,30 @@ function outputRecord(m: TracerMaps, uniq: string, lostBytesSlot?: number): Body
 
 /** Stores the record in r9 in the stash (small if its stack fits, else large); falls back to the ring. */
 function stashRecord(m: TracerMaps, uniq: string): Body {
-  const large = `stash_large_${uniq}`, ring = `stash_ring_${uniq}`, done = `stash_done_${uniq}`;
+  const large = `stash_large_${uniq}`,
+    ring = `stash_ring_${uniq}`,
+    done = `stash_done_${uniq}`;
   return [
-    A.ldx('dw', R1, FP, K_TID), A.stx('dw', FP, K_STASH, R1),
-    A.ldx('dw', R1, FP, V_TS), A.stx('dw', FP, K_STASH + 8, R1),
-    A.ldx('w', R3, R9, 4), A.jgt(R3, STASH_SMALL_STACK, large),
-    A.ldMap(R1, m.stashSmall!), A.mov64(R2, FP), A.add64(R2, K_STASH), A.mov64(R3, R9), A.mov64(A.R4, 0), A.call('map_update_elem'),
+    A.ldx('dw', R1, FP, K_TID),
+    A.stx('dw', FP, K_STASH, R1),
+    A.ldx('dw', R1, FP, V_TS),
+    A.stx('dw', FP, K_STASH + 8, R1),
+    A.ldx('w', R3, R9, 4),
+    A.jgt(R3, STASH_SMALL_STACK, large),
+    A.ldMap(R1, m.stashSmall!),
+    A.mov64(R2, FP),
+    A.add64(R2, K_STASH),
+    A.mov64(R3, R9),
+    A.mov64(A.R4, 0),
+    A.call('map_update_elem'),
     A.jeq(R0, 0, done),
     A.label(large),
-    A.ldMap(R1, m.stashLarge!), A.mov64(R2, FP), A.add64(R2, K_STASH), A.mov64(R3, R9), A.mov64(A.R4, 0), A.call('map_update_elem'),
+    A.ldMap(R1, m.stashLarge!),
+    A.mov64(R2, FP),
+    A.add64(R2, K_STASH),
+    A.mov64(R3, R9),
+    A.mov64(A.R4, 0),
+    A.call('map_update_elem'),
     A.jeq(R0, 0, done),
     A.label(ring),
     outputRecord(m, uniq, V_SIZE),
@@ -137,11 +189,16 @@ function forgetPointer(m: TracerMaps, uniq: string): Body {
   if (!m.stashSmall) return mapDelete(m.outstanding, K_PTR);
   const none = `forget_none_${uniq}`;
   return [
-    A.ldMap(R1, m.outstanding), A.mov64(R2, FP), A.add64(R2, K_PTR), A.call('map_lookup_elem'),
+    A.ldMap(R1, m.outstanding),
+    A.mov64(R2, FP),
+    A.add64(R2, K_PTR),
+    A.call('map_lookup_elem'),
     A.jeq(R0, 0, none),
     // outstanding value {timeNs, size, pidTgid} -> stash key {pidTgid, timeNs}
-    A.ldx('dw', R1, R0, 16), A.stx('dw', FP, K_STASH, R1),
-    A.ldx('dw', R1, R0, 0), A.stx('dw', FP, K_STASH + 8, R1),
+    A.ldx('dw', R1, R0, 16),
+    A.stx('dw', FP, K_STASH, R1),
+    A.ldx('dw', R1, R0, 0),
+    A.stx('dw', FP, K_STASH + 8, R1),
     mapDelete(m.stashSmall, K_STASH),
     A.jeq(R0, 0, `${none}_del`),
     mapDelete(m.stashLarge!, K_STASH),
@@ -162,17 +219,33 @@ function mapDelete(map: MapRef, keyOff: number): Body {
 
 function sizeOf(conv: AllocConvention, ctx: Reg): Body {
   switch (conv) {
-    case 'size0': return [A.loadArg(R7, ctx, 0)];
-    case 'calloc': return [A.loadArg(R7, ctx, 0), A.loadArg(R1, ctx, 1), A.mul64(R7, R1)];
-    case 'realloc': return [A.loadArg(R7, ctx, 1)];
-    case 'size1': return [A.loadArg(R7, ctx, 1)];
-    case 'posix_memalign': return [A.loadArg(R7, ctx, 2)];
-    case 'int_memalign': return [A.loadArg(R7, ctx, 2)];
+    case 'size0':
+      return [A.loadArg(R7, ctx, 0)];
+    case 'calloc':
+      return [A.loadArg(R7, ctx, 0), A.loadArg(R1, ctx, 1), A.mul64(R7, R1)];
+    case 'realloc':
+      return [A.loadArg(R7, ctx, 1)];
+    case 'size1':
+      return [A.loadArg(R7, ctx, 1)];
+    case 'posix_memalign':
+      return [A.loadArg(R7, ctx, 2)];
+    case 'int_memalign':
+      return [A.loadArg(R7, ctx, 2)];
   }
 }
 
 /** Entry of an allocation function: sample, capture the stack, remember the call until it returns. */
-export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; pidns?: A.PidNamespace; sampleBytes: number; mayNest?: boolean; sizeRange?: { min: number; max: number } }): Body {
+export function allocEntryProgram(
+  m: TracerMaps,
+  conv: AllocConvention,
+  opts: {
+    tgid?: number;
+    pidns?: A.PidNamespace;
+    sampleBytes: number;
+    mayNest?: boolean;
+    sizeRange?: { min: number; max: number };
+  },
+): Body {
   return [A.mov64(R6, R1), allocEntryBody(m, conv, { ...opts, skipReturns: 0 })];
 }
 
@@ -182,7 +255,19 @@ export function allocEntryProgram(m: TracerMaps, conv: AllocConvention, opts: { 
  * `relay`: a call that glibc relays to malloc (memalign family with alignment <= 16,
  * realloc(NULL, n)) is left to the inner malloc probe.
  */
-function allocEntryBody(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; pidns?: A.PidNamespace; sampleBytes: number; mayNest?: boolean; sizeRange?: { min: number; max: number }; skipReturns: number; relay?: boolean }): Body {
+function allocEntryBody(
+  m: TracerMaps,
+  conv: AllocConvention,
+  opts: {
+    tgid?: number;
+    pidns?: A.PidNamespace;
+    sampleBytes: number;
+    mayNest?: boolean;
+    sizeRange?: { min: number; max: number };
+    skipReturns: number;
+    relay?: boolean;
+  },
+): Body {
   const ctx = R6;
   return [
     tgidOrExit(opts.tgid, opts.pidns),
@@ -191,89 +276,161 @@ function allocEntryBody(m: TracerMaps, conv: AllocConvention, opts: { tgid?: num
     opts.relay && conv === 'posix_memalign' ? [A.loadArg(R1, ctx, 1), A.jle(R1, 16, 'out')] : [],
     opts.relay && conv === 'size1' ? [A.loadArg(R1, ctx, 0), A.jle(R1, 16, 'out')] : [],
     // realloc frees its old block whether or not this call is sampled.
-    conv === 'realloc' ? [
-      A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'no_old'), A.stx('dw', FP, K_PTR, R1), forgetPointer(m, 'realloc'),
-      A.jne(R0, 0, 'no_old'), statInc(m, Stat.freeMatched, 'realloc'), A.label('no_old'),
-      opts.relay ? [A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'out')] : [],
-    ] : [],
+    conv === 'realloc'
+      ? [
+          A.loadArg(R1, ctx, 0),
+          A.jeq(R1, 0, 'no_old'),
+          A.stx('dw', FP, K_PTR, R1),
+          forgetPointer(m, 'realloc'),
+          A.jne(R0, 0, 'no_old'),
+          statInc(m, Stat.freeMatched, 'realloc'),
+          A.label('no_old'),
+          opts.relay ? [A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'out')] : [],
+        ]
+      : [],
     sizeOf(conv, ctx),
     // Only requests in [min, max) bytes (the anomalous chunk-size bucket): decided before anything else.
     opts.sizeRange ? [A.jlt(R7, opts.sizeRange.min, 'out'), A.jge(R7, opts.sizeRange.max, 'out')] : [],
     // A call nested in a sampled call (realloc(NULL, n) -> malloc) belongs to the outer one.
-    A.call('get_current_pid_tgid'), A.stx('dw', FP, K_TID, R0),
-    A.ldMap(R1, m.pending), A.mov64(R2, FP), A.add64(R2, K_TID), A.call('map_lookup_elem'),
+    A.call('get_current_pid_tgid'),
+    A.stx('dw', FP, K_TID, R0),
+    A.ldMap(R1, m.pending),
+    A.mov64(R2, FP),
+    A.add64(R2, K_TID),
+    A.call('map_lookup_elem'),
     A.jeq(R0, 0, 'not_nested'),
-    statInc(m, Stat.nested, 'nested'), A.ja('out'),
+    statInc(m, Stat.nested, 'nested'),
+    A.ja('out'),
     A.label('not_nested'),
     // Sampling: keep with probability size / sampleBytes.
-    opts.sampleBytes > 0 ? [
-      A.jge(R7, opts.sampleBytes, 'sampled'),
-      A.call('get_prandom_u32'), A.mod64(R0, opts.sampleBytes),
-      A.jlt(R0, R7, 'sampled'),
-      statInc(m, Stat.unsampled, 'unsampled'),
-      // Functions that call malloc internally (posix_memalign with small alignment, realloc(NULL, n))
-      // leave a marker (timeNs 0) so the inner call is not sampled on its own: the decision is the
-      // outer call's, and the inner stack would pass through the outer's uretprobe trampoline.
-      opts.mayNest ? [
-        A.st('dw', FP, V_TS, 0), A.st('dw', FP, V_SIZE, 0), A.st('dw', FP, V_AUX, 0),
-        A.ldMap(R1, m.pending), A.mov64(R2, FP), A.add64(R2, K_TID), A.mov64(R3, FP), A.add64(R3, V_TS),
-        A.mov64(A.R4, 0), A.call('map_update_elem'),
-      ] : [],
-      A.ja('out'),
-    ] : [],
+    opts.sampleBytes > 0
+      ? [
+          A.jge(R7, opts.sampleBytes, 'sampled'),
+          A.call('get_prandom_u32'),
+          A.mod64(R0, opts.sampleBytes),
+          A.jlt(R0, R7, 'sampled'),
+          statInc(m, Stat.unsampled, 'unsampled'),
+          // Functions that call malloc internally (posix_memalign with small alignment, realloc(NULL, n))
+          // leave a marker (timeNs 0) so the inner call is not sampled on its own: the decision is the
+          // outer call's, and the inner stack would pass through the outer's uretprobe trampoline.
+          opts.mayNest
+            ? [
+                A.st('dw', FP, V_TS, 0),
+                A.st('dw', FP, V_SIZE, 0),
+                A.st('dw', FP, V_AUX, 0),
+                A.ldMap(R1, m.pending),
+                A.mov64(R2, FP),
+                A.add64(R2, K_TID),
+                A.mov64(R3, FP),
+                A.add64(R3, V_TS),
+                A.mov64(A.R4, 0),
+                A.call('map_update_elem'),
+              ]
+            : [],
+          A.ja('out'),
+        ]
+      : [],
     A.label('sampled'),
     statInc(m, Stat.sampled, 'sampled'),
     A.stx('dw', FP, V_SIZE, R7),
     statAddSlot(m, Stat.sampledBytes, V_SIZE, 'sampled'),
-    conv === 'posix_memalign' || conv === 'realloc' ? [A.loadArg(R1, ctx, 0), A.stx('dw', FP, V_AUX, R1)] : [A.st('dw', FP, V_AUX, 0)],
-    A.call('ktime_get_ns'), A.stx('dw', FP, V_TS, R0),
+    conv === 'posix_memalign' || conv === 'realloc'
+      ? [A.loadArg(R1, ctx, 0), A.stx('dw', FP, V_AUX, R1)]
+      : [A.st('dw', FP, V_AUX, 0)],
+    A.call('ktime_get_ns'),
+    A.stx('dw', FP, V_TS, R0),
     // The capture record, built in the per-CPU scratch value.
     scratchRecord(m),
     A.st('w', R9, 0, EventKind.mallocSample),
-    A.ldx('dw', R1, FP, K_TID), A.stx('dw', R9, 8, R1),
-    A.ldx('dw', R1, FP, V_TS), A.stx('dw', R9, 16, R1),
-    A.ldx('dw', R1, FP, V_SIZE), A.stx('dw', R9, 24, R1),
+    A.ldx('dw', R1, FP, K_TID),
+    A.stx('dw', R9, 8, R1),
+    A.ldx('dw', R1, FP, V_TS),
+    A.stx('dw', R9, 16, R1),
+    A.ldx('dw', R1, FP, V_SIZE),
+    A.stx('dw', R9, 24, R1),
     A.st('dw', R9, 32, 0),
-    A.ldx('dw', R1, FP, V_AUX), A.stx('dw', R9, 40, R1),
-    captureRegsAndStack(R9, ctx, 'alloc', STACK_BYTES, m.stackTops ? { map: m.stackTops, keyOffset: K_TID } : undefined),
+    A.ldx('dw', R1, FP, V_AUX),
+    A.stx('dw', R9, 40, R1),
+    captureRegsAndStack(
+      R9,
+      ctx,
+      'alloc',
+      STACK_BYTES,
+      m.stackTops ? { map: m.stackTops, keyOffset: K_TID } : undefined,
+    ),
     m.stashSmall && opts.sampleBytes === 0 ? stashRecord(m, 'alloc') : outputRecord(m, 'alloc', V_SIZE),
     // pending[pid_tgid] = {timeNs, size, aux}
-    A.ldMap(R1, m.pending), A.mov64(R2, FP), A.add64(R2, K_TID), A.mov64(R3, FP), A.add64(R3, V_TS),
-    A.mov64(A.R4, 0), A.call('map_update_elem'),
+    A.ldMap(R1, m.pending),
+    A.mov64(R2, FP),
+    A.add64(R2, K_TID),
+    A.mov64(R3, FP),
+    A.add64(R3, V_TS),
+    A.mov64(A.R4, 0),
+    A.call('map_update_elem'),
     A.returnZero(),
     A.label('out'),
-    A.mov64(R0, opts.skipReturns), A.exit(),
+    A.mov64(R0, opts.skipReturns),
+    A.exit(),
   ];
 }
 
 /** Return of an allocation function: a pending sampled call becomes an outstanding allocation. */
-export function allocReturnProgram(m: TracerMaps, conv: 'rax' | 'posix_memalign', opts: { tgid?: number; pidns?: A.PidNamespace }): Body {
+export function allocReturnProgram(
+  m: TracerMaps,
+  conv: 'rax' | 'posix_memalign',
+  opts: { tgid?: number; pidns?: A.PidNamespace },
+): Body {
   return [A.mov64(R6, R1), allocReturnBody(m, conv, opts)];
 }
 
-function allocReturnBody(m: TracerMaps, conv: 'rax' | 'posix_memalign', opts: { tgid?: number; pidns?: A.PidNamespace }): Body {
+function allocReturnBody(
+  m: TracerMaps,
+  conv: 'rax' | 'posix_memalign',
+  opts: { tgid?: number; pidns?: A.PidNamespace },
+): Body {
   const ctx = R6;
   return [
     tgidOrExit(opts.tgid, opts.pidns),
     statInc(m, Stat.returnHits, 'ret'),
-    A.call('get_current_pid_tgid'), A.stx('dw', FP, K_TID, R0),
-    A.ldMap(R1, m.pending), A.mov64(R2, FP), A.add64(R2, K_TID), A.call('map_lookup_elem'),
+    A.call('get_current_pid_tgid'),
+    A.stx('dw', FP, K_TID, R0),
+    A.ldMap(R1, m.pending),
+    A.mov64(R2, FP),
+    A.add64(R2, K_TID),
+    A.call('map_lookup_elem'),
     A.jeq(R0, 0, 'out'),
-    A.ldx('dw', R1, R0, 0), A.stx('dw', FP, V_TS, R1),
-    A.ldx('dw', R1, R0, 8), A.stx('dw', FP, V_SIZE, R1),
-    A.ldx('dw', R7, R0, 16),   // aux: posix_memalign's memptr
+    A.ldx('dw', R1, R0, 0),
+    A.stx('dw', FP, V_TS, R1),
+    A.ldx('dw', R1, R0, 8),
+    A.stx('dw', FP, V_SIZE, R1),
+    A.ldx('dw', R7, R0, 16), // aux: posix_memalign's memptr
     mapDelete(m.pending, K_TID),
-    A.ldx('dw', R1, FP, V_TS), A.jeq(R1, 0, 'out'),   // an unsampled outer call's marker
-    conv === 'posix_memalign' ? [
-      A.loadReg(R1, ctx, 'rax'), A.jne(R1, 0, 'out'),   // non-zero: failed
-      A.mov64(R1, FP), A.add64(R1, K_PTR), A.mov64(R2, 8), A.mov64(R3, R7), A.call('probe_read_user'),
-      A.jne(R0, 0, 'out'),
-    ] : [A.loadReg(R1, ctx, 'rax'), A.stx('dw', FP, K_PTR, R1)],
-    A.ldx('dw', R1, FP, K_PTR), A.jeq(R1, 0, 'out'),
+    A.ldx('dw', R1, FP, V_TS),
+    A.jeq(R1, 0, 'out'), // an unsampled outer call's marker
+    conv === 'posix_memalign'
+      ? [
+          A.loadReg(R1, ctx, 'rax'),
+          A.jne(R1, 0, 'out'), // non-zero: failed
+          A.mov64(R1, FP),
+          A.add64(R1, K_PTR),
+          A.mov64(R2, 8),
+          A.mov64(R3, R7),
+          A.call('probe_read_user'),
+          A.jne(R0, 0, 'out'),
+        ]
+      : [A.loadReg(R1, ctx, 'rax'), A.stx('dw', FP, K_PTR, R1)],
+    A.ldx('dw', R1, FP, K_PTR),
+    A.jeq(R1, 0, 'out'),
     // outstanding[ptr] = {timeNs, size, pidTgid}
-    A.ldx('dw', R1, FP, K_TID), A.stx('dw', FP, V_AUX, R1),
-    A.ldMap(R1, m.outstanding), A.mov64(R2, FP), A.add64(R2, K_PTR), A.mov64(R3, FP), A.add64(R3, V_TS),
-    A.mov64(A.R4, 0), A.call('map_update_elem'),
+    A.ldx('dw', R1, FP, K_TID),
+    A.stx('dw', FP, V_AUX, R1),
+    A.ldMap(R1, m.outstanding),
+    A.mov64(R2, FP),
+    A.add64(R2, K_PTR),
+    A.mov64(R3, FP),
+    A.add64(R3, V_TS),
+    A.mov64(A.R4, 0),
+    A.call('map_update_elem'),
     A.jeq(R0, 0, 'out'),
     statInc(m, Stat.outstandingFull, 'full'),
     A.label('out'),
@@ -288,7 +445,8 @@ export function freeProgram(m: TracerMaps, opts: { tgid?: number; pidns?: A.PidN
     A.mov64(ctx, R1),
     tgidOrExit(opts.tgid, opts.pidns),
     statInc(m, Stat.freeHits, 'free'),
-    A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'out'),
+    A.loadArg(R1, ctx, 0),
+    A.jeq(R1, 0, 'out'),
     A.stx('dw', FP, K_PTR, R1),
     forgetPointer(m, 'free'),
     A.jne(R0, 0, 'out'),
@@ -303,20 +461,27 @@ export function freeProgram(m: TracerMaps, opts: { tgid?: number; pidns?: A.PidN
  * (rax = the new pool): one probe hit per pool, no uretprobe. Liveness is checked at the end by
  * reading memory (the pool census), so ngx_destroy_pool is not probed at all.
  */
-export function poolCreateProgram(m: TracerMaps, opts: { tgid?: number; pidns?: A.PidNamespace; stackBytes?: 4096 | 8192 }): Body {
+export function poolCreateProgram(
+  m: TracerMaps,
+  opts: { tgid?: number; pidns?: A.PidNamespace; stackBytes?: 4096 | 8192 },
+): Body {
   const ctx = R6;
   return [
     A.mov64(ctx, R1),
     tgidOrExit(opts.tgid, opts.pidns),
     statInc(m, Stat.poolHits, 'pool'),
-    A.loadReg(R7, ctx, 'rax'), A.jeq(R7, 0, 'out'),
+    A.loadReg(R7, ctx, 'rax'),
+    A.jeq(R7, 0, 'out'),
     A.stx('dw', FP, K_PTR, R7),
     scratchRecord(m),
     A.st('w', R9, 0, EventKind.poolCreate),
-    A.call('get_current_pid_tgid'), A.stx('dw', R9, 8, R0),
-    A.call('ktime_get_ns'), A.stx('dw', R9, 16, R0),
+    A.call('get_current_pid_tgid'),
+    A.stx('dw', R9, 8, R0),
+    A.call('ktime_get_ns'),
+    A.stx('dw', R9, 16, R0),
     A.st('dw', R9, 24, 0),
-    A.ldx('dw', R1, FP, K_PTR), A.stx('dw', R9, 32, R1),
+    A.ldx('dw', R1, FP, K_PTR),
+    A.stx('dw', R9, 32, R1),
     A.st('dw', R9, 40, 0),
     captureRegsAndStack(R9, ctx, 'pool', opts.stackBytes),
     outputRecord(m, 'pool'),
@@ -330,10 +495,22 @@ export function poolCreateProgram(m: TracerMaps, opts: { tgid?: number; pidns?: 
  * instruction's address is in rip; at return rip is the caller's return address. Unsampled calls
  * return 1 at entry, so the kernel skips their return probe: only sampled calls pay for it.
  */
-export function allocSessionProgram(m: TracerMaps, conv: AllocConvention, opts: { tgid?: number; pidns?: A.PidNamespace; sampleBytes: number; sizeRange?: { min: number; max: number }; entryRuntimeAddr: number }): Body {
+export function allocSessionProgram(
+  m: TracerMaps,
+  conv: AllocConvention,
+  opts: {
+    tgid?: number;
+    pidns?: A.PidNamespace;
+    sampleBytes: number;
+    sizeRange?: { min: number; max: number };
+    entryRuntimeAddr: number;
+  },
+): Body {
   return [
     A.mov64(R6, R1),
-    A.loadReg(R1, R6, 'rip'), A.ldImm64(R2, opts.entryRuntimeAddr), A.jne(R1, R2, 'at_return'),
+    A.loadReg(R1, R6, 'rip'),
+    A.ldImm64(R2, opts.entryRuntimeAddr),
+    A.jne(R1, R2, 'at_return'),
     prefixLabels(allocEntryBody(m, conv, { ...opts, skipReturns: 1, relay: true }), 'e_'),
     A.label('at_return'),
     prefixLabels(allocReturnBody(m, conv === 'posix_memalign' ? 'posix_memalign' : 'rax', opts), 'r_'),

@@ -16,7 +16,16 @@ import type { Body, PidNamespace } from '../ebpf/asm.js';
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import { decodeCapture } from './capture.js';
 import type { CapturedEvent } from './capture.js';
-import { STASH_SMALL_BYTES, STAT_COUNT, Stat, allocEntryProgram, allocReturnProgram, allocSessionProgram, freeProgram, poolCreateProgram } from './programs.js';
+import {
+  STASH_SMALL_BYTES,
+  STAT_COUNT,
+  Stat,
+  allocEntryProgram,
+  allocReturnProgram,
+  allocSessionProgram,
+  freeProgram,
+  poolCreateProgram,
+} from './programs.js';
 import type { AllocConvention, TracerMaps } from './programs.js';
 
 /** A probe to attach: a file, where in it, and the program. */
@@ -36,7 +45,13 @@ export interface ProbeSpec {
   alwaysOn?: boolean;
 }
 
-export interface OutstandingEntry { address: number; timeNs: number; size: number; tid: number; pidTgid: number }
+export interface OutstandingEntry {
+  address: number;
+  timeNs: number;
+  size: number;
+  tid: number;
+  pidTgid: number;
+}
 
 export interface SessionOptions {
   pid: number;
@@ -56,8 +71,16 @@ const stashKey = record<{ pidTgid: number; timeNs: number }>({ pidTgid: u64n, ti
 const valueCodec = record<{ timeNs: number; size: number; aux: number }>({ timeNs: u64n, size: u64n, aux: u64n });
 
 export class TraceSession {
-  readonly maps: { events: RingBufMap; pending: BpfMap<number, { timeNs: number; size: number; aux: number }>; outstanding: BpfMap<number, { timeNs: number; size: number; aux: number }>; stats: PerCpuArrayMap<bigint>; scratch: PerCpuArrayMap<Uint8Array>; stackTops: BpfMap<number, number>;
-    stashSmall?: BpfMap<{ pidTgid: number; timeNs: number }, Uint8Array>; stashLarge?: BpfMap<{ pidTgid: number; timeNs: number }, Uint8Array> };
+  readonly maps: {
+    events: RingBufMap;
+    pending: BpfMap<number, { timeNs: number; size: number; aux: number }>;
+    outstanding: BpfMap<number, { timeNs: number; size: number; aux: number }>;
+    stats: PerCpuArrayMap<bigint>;
+    scratch: PerCpuArrayMap<Uint8Array>;
+    stackTops: BpfMap<number, number>;
+    stashSmall?: BpfMap<{ pidTgid: number; timeNs: number }, Uint8Array>;
+    stashLarge?: BpfMap<{ pidTgid: number; timeNs: number }, Uint8Array>;
+  };
   private programs = new Map<string, Program>();
   private links: Array<{ spec: ProbeSpec; link: UprobeLink }> = [];
   private reader?: RingBufferReader;
@@ -69,21 +92,47 @@ export class TraceSession {
     this.maps = {
       events: new RingBufMap('ls_events', opts.ringBytes ?? 16 << 20),
       pending: new BpfMap({ name: 'ls_pending', type: 'lru-hash', key: u64n, value: valueCodec, maxEntries: 16384 }),
-      outstanding: new BpfMap({ name: 'ls_outstanding', type: 'hash', key: u64n, value: valueCodec, maxEntries: opts.maxOutstanding ?? 262144 }),
+      outstanding: new BpfMap({
+        name: 'ls_outstanding',
+        type: 'hash',
+        key: u64n,
+        value: valueCodec,
+        maxEntries: opts.maxOutstanding ?? 262144,
+      }),
       stats: new PerCpuArrayMap({ name: 'ls_stats', value: u64, maxEntries: STAT_COUNT }),
       stackTops: new BpfMap({ name: 'ls_stack_tops', type: 'lru-hash', key: u64n, value: u64n, maxEntries: 65536 }),
       scratch: new PerCpuArrayMap({ name: 'ls_scratch', value: bytes(RECORD_BYTES), maxEntries: 1 }),
       // BPF_F_NO_PREALLOC (1): memory only for what is outstanding, not for maxEntries values.
-      ...(opts.stash ? {
-        stashSmall: new BpfMap({ name: 'ls_stash_small', type: 'hash', key: stashKey, value: bytes(STASH_SMALL_BYTES), maxEntries: opts.stashEntries ?? 262144, flags: 1 }),
-        stashLarge: new BpfMap({ name: 'ls_stash_large', type: 'hash', key: stashKey, value: bytes(RECORD_BYTES), maxEntries: opts.stashEntries ?? 16384, flags: 1 }),
-      } : {}),
+      ...(opts.stash
+        ? {
+            stashSmall: new BpfMap({
+              name: 'ls_stash_small',
+              type: 'hash',
+              key: stashKey,
+              value: bytes(STASH_SMALL_BYTES),
+              maxEntries: opts.stashEntries ?? 262144,
+              flags: 1,
+            }),
+            stashLarge: new BpfMap({
+              name: 'ls_stash_large',
+              type: 'hash',
+              key: stashKey,
+              value: bytes(RECORD_BYTES),
+              maxEntries: opts.stashEntries ?? 16384,
+              flags: 1,
+            }),
+          }
+        : {}),
     };
   }
 
-  get tracerMaps(): TracerMaps { return this.maps; }
+  get tracerMaps(): TracerMaps {
+    return this.maps;
+  }
 
-  add(spec: ProbeSpec): void { this.specs.push(spec); }
+  add(spec: ProbeSpec): void {
+    this.specs.push(spec);
+  }
 
   /** True when the probes use uprobe sessions (return probes only for sampled calls). */
   usesSessions = false;
@@ -92,7 +141,10 @@ export class TraceSession {
   start(): void {
     // Records are written without wakeups (BPF_RB_NO_WAKEUP): drain every 10 ms. The ring holds
     // 10 ms of ~4-12 KiB records at well over 100k events/s.
-    this.reader = openRingBuffer(this.maps.events, (r) => this.opts.onEvent(decodeCapture(r)), { wakeup: 'timer', intervalMs: 10 });
+    this.reader = openRingBuffer(this.maps.events, (r) => this.opts.onEvent(decodeCapture(r)), {
+      wakeup: 'timer',
+      intervalMs: 10,
+    });
     const sessions = this.specs.some((s) => s.session);
     try {
       this.loadAll(this.specs);
@@ -103,7 +155,7 @@ export class TraceSession {
       // Kernel without uprobe sessions: entry uprobes plus uretprobes on every call.
       for (const p of this.programs.values()) p.close();
       this.programs.clear();
-      this.specs = this.specs.flatMap((s) => (s.session ? s.fallback ?? [] : [s]));
+      this.specs = this.specs.flatMap((s) => (s.session ? (s.fallback ?? []) : [s]));
       this.loadAll(this.specs);
       this.attach();
     }
@@ -115,7 +167,8 @@ export class TraceSession {
       let prog = this.programs.get(key);
       if (!prog) {
         prog = loadProgram({
-          name: `ls_${basename(s.name).replace(/[^A-Za-z0-9_]/g, '_')}`.slice(0, 15), body: s.body,
+          name: `ls_${basename(s.name).replace(/[^A-Za-z0-9_]/g, '_')}`.slice(0, 15),
+          body: s.body,
           expectedAttachType: s.session ? AttachType.uprobeSession : undefined,
         });
         this.programs.set(key, prog);
@@ -136,8 +189,15 @@ export class TraceSession {
         seen.add(k);
         const prog = (s as ProbeSpec & { prog: Program }).prog;
         const link = s.session
-          ? attachUprobeMulti(prog, s.binaryPath, [resolveUprobeOffset({ binaryPath: s.binaryPath, vaddr: s.vaddr })], { pid: this.opts.pid, session: true })
-          : attachUprobe(prog, { binaryPath: s.binaryPath, vaddr: s.vaddr }, { pid: this.opts.pid, retprobe: s.retprobe });
+          ? attachUprobeMulti(prog, s.binaryPath, [resolveUprobeOffset({ binaryPath: s.binaryPath, vaddr: s.vaddr })], {
+              pid: this.opts.pid,
+              session: true,
+            })
+          : attachUprobe(
+              prog,
+              { binaryPath: s.binaryPath, vaddr: s.vaddr },
+              { pid: this.opts.pid, retprobe: s.retprobe },
+            );
         this.links.push({ spec: s, link });
       }
     } catch (e) {
@@ -150,7 +210,8 @@ export class TraceSession {
   /** Detaches every probe; maps stay readable. */
   detach(): void {
     for (const { link } of this.links.reverse()) link.detach();
-    if (this.links.length && this.attachedSince) this.attachedNs += Number(process.hrtime.bigint()) - this.attachedSince;
+    if (this.links.length && this.attachedSince)
+      this.attachedNs += Number(process.hrtime.bigint()) - this.attachedSince;
     this.links = [];
     this.attachedSince = 0;
   }
@@ -164,7 +225,8 @@ export class TraceSession {
   pauseSampling(): void {
     const keep: typeof this.links = [];
     for (const l of this.links.reverse()) {
-      if (l.spec.alwaysOn) keep.push(l); else l.link.detach();
+      if (l.spec.alwaysOn) keep.push(l);
+      else l.link.detach();
     }
     if (this.attachedSince) this.attachedNs += Number(process.hrtime.bigint()) - this.attachedSince;
     this.links = keep.reverse();
@@ -172,10 +234,14 @@ export class TraceSession {
     for (const k of this.maps.pending.keys()) this.maps.pending.delete(k);
   }
 
-  get attached(): boolean { return this.links.length > 0; }
+  get attached(): boolean {
+    return this.links.length > 0;
+  }
 
   /** Drains the ring buffer now. */
-  drain(): void { this.reader?.drain(); }
+  drain(): void {
+    this.reader?.drain();
+  }
 
   stats(): Record<keyof typeof Stat, number> {
     const out = {} as Record<keyof typeof Stat, number>;
@@ -186,7 +252,9 @@ export class TraceSession {
   }
 
   outstanding(): OutstandingEntry[] {
-    return this.maps.outstanding.entries().map(([address, v]) => ({ address, timeNs: v.timeNs, size: v.size, tid: v.aux % 0x100000000, pidTgid: v.aux }));
+    return this.maps.outstanding
+      .entries()
+      .map(([address, v]) => ({ address, timeNs: v.timeNs, size: v.size, tid: v.aux % 0x100000000, pidTgid: v.aux }));
   }
 
   /** Exact mode: the capture record stashed for an outstanding allocation, as a ring record, or undefined. */
@@ -195,16 +263,25 @@ export class TraceSession {
     const v = this.maps.stashSmall?.lookup(key) ?? this.maps.stashLarge?.lookup(key);
     if (!v) return undefined;
     const r = new RingRecord();
-    r.u8 = v; r.view = new DataView(v.buffer, v.byteOffset, v.byteLength); r.offset = 0; r.length = v.byteLength;
+    r.u8 = v;
+    r.view = new DataView(v.buffer, v.byteOffset, v.byteLength);
+    r.offset = 0;
+    r.length = v.byteLength;
     return r;
   }
 
-  probeNames(): string[] { return [...new Set(this.specs.map((s) => `${s.name}${s.session ? ' (session)' : s.retprobe ? ' (return)' : ''}`))]; }
+  probeNames(): string[] {
+    return [...new Set(this.specs.map((s) => `${s.name}${s.session ? ' (session)' : s.retprobe ? ' (return)' : ''}`))];
+  }
 
   /** Detaches, drains and releases everything. Safe to call twice. */
   close(): void {
     this.detach();
-    try { this.reader?.drain(); } catch { /* closed */ }
+    try {
+      this.reader?.drain();
+    } catch {
+      /* closed */
+    }
     this.reader?.close();
     this.reader = undefined;
     for (const p of this.programs.values()) p.close();
@@ -228,7 +305,11 @@ export const ALLOC_FUNCTIONS: Array<{ symbol: string; conv: AllocConvention }> =
 
 /** symbolVaddr: where to probe a function: its address, or past a leading flag-only test (call-sites.ts). */
 export interface MallocProbeOptions {
-  pid: number; sampleBytes: number; libcPath: string; symbolVaddr: (name: string) => number | undefined; sizeRange?: { min: number; max: number };
+  pid: number;
+  sampleBytes: number;
+  libcPath: string;
+  symbolVaddr: (name: string) => number | undefined;
+  sizeRange?: { min: number; max: number };
   /** Set when leakscope runs inside a pid namespace: the in-kernel filter compares tgids there. */
   pidns?: PidNamespace;
   /** libc's load bias in the target: enables uprobe sessions (the program compares rip with the probe's runtime address). */
@@ -252,21 +333,79 @@ export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] 
     // Every function but malloc and calloc may call malloc internally (glibc 2.36 _mid_memalign, realloc).
     const mayNest = f.symbol !== 'malloc' && f.symbol !== 'calloc';
     const fallback: ProbeSpec[] = [
-      { name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: false, body: allocEntryProgram(m, f.conv, { tgid: o.pid, pidns: o.pidns, sampleBytes: o.sampleBytes, mayNest, sizeRange: o.sizeRange }) },
-      { name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: true, body: allocReturnProgram(m, f.conv === 'posix_memalign' ? 'posix_memalign' : 'rax', { tgid: o.pid, pidns: o.pidns }) },
+      {
+        name: `libc:${f.symbol}`,
+        binaryPath: o.libcPath,
+        vaddr,
+        retprobe: false,
+        body: allocEntryProgram(m, f.conv, {
+          tgid: o.pid,
+          pidns: o.pidns,
+          sampleBytes: o.sampleBytes,
+          mayNest,
+          sizeRange: o.sizeRange,
+        }),
+      },
+      {
+        name: `libc:${f.symbol}`,
+        binaryPath: o.libcPath,
+        vaddr,
+        retprobe: true,
+        body: allocReturnProgram(m, f.conv === 'posix_memalign' ? 'posix_memalign' : 'rax', {
+          tgid: o.pid,
+          pidns: o.pidns,
+        }),
+      },
     ];
-    if (o.loadBias === undefined) { out.push(...fallback); continue; }
+    if (o.loadBias === undefined) {
+      out.push(...fallback);
+      continue;
+    }
     out.push({
-      name: `libc:${f.symbol}`, binaryPath: o.libcPath, vaddr, retprobe: false, session: true, fallback,
-      body: allocSessionProgram(m, f.conv, { tgid: o.pid, pidns: o.pidns, sampleBytes: o.sampleBytes, sizeRange: o.sizeRange, entryRuntimeAddr: vaddr + o.loadBias }),
+      name: `libc:${f.symbol}`,
+      binaryPath: o.libcPath,
+      vaddr,
+      retprobe: false,
+      session: true,
+      fallback,
+      body: allocSessionProgram(m, f.conv, {
+        tgid: o.pid,
+        pidns: o.pidns,
+        sampleBytes: o.sampleBytes,
+        sizeRange: o.sizeRange,
+        entryRuntimeAddr: vaddr + o.loadBias,
+      }),
     });
   }
   const free = o.symbolVaddr('free');
   if (free === undefined) throw new LeakscopeError('not-found', `${o.libcPath}: no free symbol`);
-  out.push({ name: 'libc:free', binaryPath: o.libcPath, vaddr: free, retprobe: false, alwaysOn: true, body: freeProgram(m, { tgid: o.pid, pidns: o.pidns }) });
+  out.push({
+    name: 'libc:free',
+    binaryPath: o.libcPath,
+    vaddr: free,
+    retprobe: false,
+    alwaysOn: true,
+    body: freeProgram(m, { tgid: o.pid, pidns: o.pidns }),
+  });
   return out;
 }
 
-export function poolProbe(m: TracerMaps, o: { pid: number; pidns?: PidNamespace; binaryPath: string; returnSiteVaddr: number; label: string; stackBytes?: 4096 | 8192 }): ProbeSpec {
-  return { name: o.label, binaryPath: o.binaryPath, vaddr: o.returnSiteVaddr, retprobe: false, body: poolCreateProgram(m, { tgid: o.pid, pidns: o.pidns, stackBytes: o.stackBytes }) };
+export function poolProbe(
+  m: TracerMaps,
+  o: {
+    pid: number;
+    pidns?: PidNamespace;
+    binaryPath: string;
+    returnSiteVaddr: number;
+    label: string;
+    stackBytes?: 4096 | 8192;
+  },
+): ProbeSpec {
+  return {
+    name: o.label,
+    binaryPath: o.binaryPath,
+    vaddr: o.returnSiteVaddr,
+    retprobe: false,
+    body: poolCreateProgram(m, { tgid: o.pid, pidns: o.pidns, stackBytes: o.stackBytes }),
+  };
 }

@@ -12,10 +12,19 @@ import type { StopReason } from '../unwind/index.js';
 import type { CapturedEvent } from './capture.js';
 
 /** Functions that mark a complete stack: the program's main or a thread's start. */
-const ROOTS = new Set(['main', 'start_thread', 'clone', 'clone3', '__libc_start_main', '__libc_start_call_main', '_start']);
+const ROOTS = new Set([
+  'main',
+  'start_thread',
+  'clone',
+  'clone3',
+  '__libc_start_main',
+  '__libc_start_call_main',
+  '_start',
+]);
 
 export interface UnwoundStack {
-  pcs: number[]; stopReason: StopReason;
+  pcs: number[];
+  stopReason: StopReason;
   /** Each frame's stack pointer minus the capture's rsp (parallel to pcs; shared, do not modify). */
   spOffsets: readonly number[];
 }
@@ -44,7 +53,9 @@ export class StackResolver {
    * Source lines in frames (DWARF .debug_line). Off while tracing (parsing a large line table
    * would stall the consumer); the tracer turns it on to build its result.
    */
-  get withLines(): boolean { return this.linesOn; }
+  get withLines(): boolean {
+    return this.linesOn;
+  }
   set withLines(on: boolean) {
     if (on === this.linesOn) return;
     this.linesOn = on;
@@ -62,8 +73,10 @@ export class StackResolver {
    */
   private jitFrame(addr: number, f: Frame): Frame {
     const m = this.space.mappings().find((x) => addr >= x.start && addr < x.end);
-    if (!m || !m.perms.includes('x') || (m.path !== '' && !m.path.startsWith('[anon') && !m.path.startsWith('/memfd:'))) return f;
-    if (this.perfMap === undefined) this.perfMap = this.space.kind === 'live' ? openPerfMap(this.space) ?? null : null;
+    if (!m?.perms.includes('x') || (m.path !== '' && !m.path.startsWith('[anon') && !m.path.startsWith('/memfd:')))
+      return f;
+    if (this.perfMap === undefined)
+      this.perfMap = this.space.kind === 'live' ? (openPerfMap(this.space) ?? null) : null;
     const e = this.perfMap ? perfMapLookup(this.perfMap, addr) : undefined;
     return { function: e ? e.name : null, module: '[jit]', offset: e ? addr - e.start : addr, address: addr };
   }
@@ -76,7 +89,12 @@ export class StackResolver {
     for (const m of this.modules) {
       const start = m.mappings[0]?.start;
       if (start === undefined) continue;
-      try { this.moduleMap.moduleAt(start); this.symbolizer.symbolsOf(m); } catch { /* unreadable: unwinds stop there */ }
+      try {
+        this.moduleMap.moduleAt(start);
+        this.symbolizer.symbolsOf(m);
+      } catch {
+        /* unreadable: unwinds stop there */
+      }
     }
   }
 
@@ -103,7 +121,11 @@ export class StackResolver {
   unwind(e: CapturedEvent): UnwoundStack {
     const known = this.pathCache.get(e.regs.rip);
     if (known) {
-      for (const k of known) if (matches(k, e)) { this.cacheHits++; return { pcs: k.pcs, stopReason: k.stopReason, spOffsets: k.spOffsets }; }
+      for (const k of known)
+        if (matches(k, e)) {
+          this.cacheHits++;
+          return { pcs: k.pcs, stopReason: k.stopReason, spOffsets: k.spOffsets };
+        }
     }
     const r = unwindStack({ ...e.regs }, e.stack, e.regs.rsp, this.moduleMap, { trampolineRange: this.trampoline });
     const spOffsets = r.sps.map((sp) => sp - e.regs.rsp);
@@ -111,7 +133,8 @@ export class StackResolver {
       const offsets = r.sps.slice(1).map((sp) => sp - 8 - e.regs.rsp);
       if (offsets.every((o) => o >= 0 && o + 8 <= e.stack.byteLength)) {
         const list = known ?? [];
-        if (list.length < MAX_PATHS_PER_PC) list.push({ offsets, pcs: r.pcs, stopReason: r.stopReason, stackLen: e.stack.byteLength, spOffsets });
+        if (list.length < MAX_PATHS_PER_PC)
+          list.push({ offsets, pcs: r.pcs, stopReason: r.stopReason, stackLen: e.stack.byteLength, spOffsets });
         if (!known) this.pathCache.set(e.regs.rip, list);
       }
     }
@@ -170,7 +193,13 @@ export class StackResolver {
 const MAX_PATHS_PER_PC = 64;
 const TWO32 = 4294967296;
 
-interface CachedPath { offsets: number[]; pcs: number[]; stopReason: StopReason; stackLen: number; spOffsets: number[] }
+interface CachedPath {
+  offsets: number[];
+  pcs: number[];
+  stopReason: StopReason;
+  stackLen: number;
+  spOffsets: number[];
+}
 
 /** The capture holds the remembered return addresses at the remembered offsets. */
 function matches(k: CachedPath, e: CapturedEvent): boolean {

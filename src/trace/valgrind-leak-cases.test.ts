@@ -21,7 +21,12 @@ __attribute__((constructor)) static void pause_at_start(void) { raise(SIGSTOP); 
 `;
 
 function state(pid: number): string {
-  try { const s = readFileSync(`/proc/${pid}/stat`, 'latin1'); return s[s.lastIndexOf(')') + 2]!; } catch { return 'gone'; }
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return s[s.lastIndexOf(')') + 2]!;
+  } catch {
+    return 'gone';
+  }
 }
 
 test('valgrind leak-cases.c (-g): each leaking call site its own folded line with file:line, the same sites as valgrind', async () => {
@@ -49,25 +54,38 @@ test('valgrind leak-cases.c (-g): each leaking call site its own folded line wit
     for (let i = 0; i < 200 && state(pid) !== 'T'; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(state(pid), 'T', 'stopped before main');
     const space = LiveProcess.open(pid);
-    const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: 30, sampleBytes: 0 });   // attached when this returns
+    const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: 30, sampleBytes: 0 }); // attached when this returns
     process.kill(pid, 'SIGCONT');
     const t = await trace;
     space.close();
     assert.ok(t.targetExitedAfterSeconds !== undefined, 'the exit ended the trace');
     assert.equal(t.complete, true);
-    const folded = toFolded(t.stacks, 'bytes').trim().split('\n').filter((l) => /;mk:\d+/.test(l));
+    const folded = toFolded(t.stacks, 'bytes')
+      .trim()
+      .split('\n')
+      .filter((l) => /;mk:\d+/.test(l));
     const ours: number[] = [];
     for (const l of folded) {
-      const m = /;main:\d+(?:\+0x[0-9a-f]+)?;f:(\d+)(?:\+0x[0-9a-f]+)?;mk:52(?:\+0x[0-9a-f]+)?;malloc(?::\d+)? (\d+)$/.exec(l);
+      const m =
+        /;main:\d+(?:\+0x[0-9a-f]+)?;f:(\d+)(?:\+0x[0-9a-f]+)?;mk:52(?:\+0x[0-9a-f]+)?;malloc(?::\d+)? (\d+)$/.exec(l);
       assert.ok(m, `a call path main:LINE -> f:LINE -> mk:52 -> malloc: ${l}`);
       ours.push(Number(m[1]));
     }
     console.log(`# target exited after ${t.targetExitedAfterSeconds} s`);
-    console.log(`# call sites (f's lines): ours ${ours.sort((a, b) => a - b)}; valgrind ${vgRecords.sort((a, b) => a - b)}`);
+    console.log(
+      `# call sites (f's lines): ours ${ours.sort((a, b) => a - b)}; valgrind ${vgRecords.sort((a, b) => a - b)}`,
+    );
     // one folded line per valgrind loss record (two calls on one line are told apart), same lines
-    assert.deepEqual(ours.sort((a, b) => a - b), vgRecords.sort((a, b) => a - b));
+    assert.deepEqual(
+      ours.sort((a, b) => a - b),
+      vgRecords.sort((a, b) => a - b),
+    );
     assert.deepEqual(new Set(ours), vgSites);
   } finally {
-    try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
   }
 });

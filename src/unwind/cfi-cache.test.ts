@@ -22,7 +22,8 @@ test('.eh_frame_hdr lookup and the sorted-index fallback give the same rows (lib
   const text = elf.section('.text')!;
   let covered = 0;
   for (let v = text.addr; v < text.addr + text.size; v += 97) {
-    const a = withHdr.rowAt(v), b = noHdr.rowAt(v);
+    const a = withHdr.rowAt(v),
+      b = noHdr.rowAt(v);
     sameRow(a, b, `0x${v.toString(16)}`);
     if (a) covered++;
   }
@@ -36,10 +37,11 @@ test('a file without section headers: CFI found through PT_GNU_EH_FRAME', () => 
   const bytes = new Uint8Array(readFileSync(FIXTURE_BIN));
   const dv = new DataView(bytes.buffer);
   dv.setBigUint64(40, 0n, true); // e_shoff
-  dv.setUint16(60, 0, true);     // e_shnum
+  dv.setUint16(60, 0, true); // e_shnum
   const stripped = parseElf(bytes, 'no-sections');
   assert.equal(stripped.sections.length, 0);
-  const a = moduleCfiFromElf(stripped), b = moduleCfiFromElf(loadElf(FIXTURE_BIN));
+  const a = moduleCfiFromElf(stripped),
+    b = moduleCfiFromElf(loadElf(FIXTURE_BIN));
   assert.ok(a.ehFrameHdr && a.ehFrame);
   assert.equal(a.ehFrame.vaddr, b.ehFrame!.vaddr);
   const main = loadElf(FIXTURE_BIN).findSymbol('main')!;

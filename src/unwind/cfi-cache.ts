@@ -5,8 +5,14 @@
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import { loadElf, PT_GNU_EH_FRAME, PT_LOAD, SHT_NOBITS, type ElfFile } from '../formats/elf/index.js';
 import {
-  type CfiSection, type Cie, type Fde, type UnwindRow,
-  parseFde, parseCfiSection, findFdeInSorted, unwindRowAt,
+  type CfiSection,
+  type Cie,
+  type Fde,
+  type UnwindRow,
+  parseFde,
+  parseCfiSection,
+  findFdeInSorted,
+  unwindRowAt,
 } from '../formats/dwarf/cfi.js';
 import { type EhFrameHdr, parseEhFrameHdr, searchEhFrameHdr } from '../formats/dwarf/eh-frame-hdr.js';
 
@@ -31,14 +37,20 @@ export class ModuleCfi {
   private debugSorted?: Fde[];
   private readonly rows = new Map<number, UnwindRow | null>();
 
-  constructor(readonly label: string, sources: ModuleCfiSources, problems: string[] = []) {
+  constructor(
+    readonly label: string,
+    sources: ModuleCfiSources,
+    problems: string[] = [],
+  ) {
     this.ehFrame = sources.ehFrame;
     this.ehFrameHdr = sources.ehFrameHdr;
     this.debugFrame = sources.debugFrame;
     this.problems.push(...problems);
   }
 
-  get hasTables(): boolean { return !!(this.ehFrame || this.debugFrame); }
+  get hasTables(): boolean {
+    return !!(this.ehFrame || this.debugFrame);
+  }
 
   /** The FDE covering `vaddr` (.eh_frame first, then .debug_frame), with the section it came from. */
   findFde(vaddr: number): { section: CfiSection; fde: Fde } | undefined {
@@ -114,12 +126,18 @@ export function moduleCfiFromElf(elf: ElfFile, debugElf?: ElfFile, label = elf.l
   const textVaddr = sectionVaddr(elf, '.text');
   const dataVaddr = sectionVaddr(elf, '.got');
   try {
-    let hdrBytes: Uint8Array | undefined, hdrVaddr = 0;
+    let hdrBytes: Uint8Array | undefined,
+      hdrVaddr = 0;
     const hdrSec = elf.section('.eh_frame_hdr');
-    if (hdrSec && hdrSec.type !== SHT_NOBITS) { hdrBytes = elf.sectionBytes(hdrSec); hdrVaddr = hdrSec.addr; }
-    else if (!hdrSec) {
+    if (hdrSec && hdrSec.type !== SHT_NOBITS) {
+      hdrBytes = elf.sectionBytes(hdrSec);
+      hdrVaddr = hdrSec.addr;
+    } else if (!hdrSec) {
       const seg = elf.segments.find((s) => s.type === PT_GNU_EH_FRAME);
-      if (seg) { hdrBytes = elf.reader.bytesAt(seg.offset, seg.filesz); hdrVaddr = seg.vaddr; }
+      if (seg) {
+        hdrBytes = elf.reader.bytesAt(seg.offset, seg.filesz);
+        hdrVaddr = seg.vaddr;
+      }
     }
     if (hdrBytes) sources.ehFrameHdr = parseEhFrameHdr(hdrBytes, hdrVaddr, `${label} .eh_frame_hdr`);
   } catch (e) {
@@ -129,18 +147,32 @@ export function moduleCfiFromElf(elf: ElfFile, debugElf?: ElfFile, label = elf.l
   try {
     const ehSec = elf.section('.eh_frame');
     if (ehSec && ehSec.type !== SHT_NOBITS) {
-      sources.ehFrame = { kind: 'eh_frame', bytes: elf.sectionBytes(ehSec), vaddr: ehSec.addr, textVaddr, dataVaddr, label: `${label} .eh_frame` };
+      sources.ehFrame = {
+        kind: 'eh_frame',
+        bytes: elf.sectionBytes(ehSec),
+        vaddr: ehSec.addr,
+        textVaddr,
+        dataVaddr,
+        label: `${label} .eh_frame`,
+      };
     } else if (!ehSec && sources.ehFrameHdr) {
       // No section headers: .eh_frame runs from eh_frame_ptr to the end of its PT_LOAD segment.
       const v = sources.ehFrameHdr.ehFrameVaddr;
       const seg = elf.segments.find((s) => s.type === PT_LOAD && v >= s.vaddr && v < s.vaddr + s.filesz);
       if (seg) {
         const off = v - seg.vaddr + seg.offset;
-        sources.ehFrame = { kind: 'eh_frame', bytes: elf.reader.bytesAt(off, seg.offset + seg.filesz - off), vaddr: v, label: `${label} .eh_frame` };
+        sources.ehFrame = {
+          kind: 'eh_frame',
+          bytes: elf.reader.bytesAt(off, seg.offset + seg.filesz - off),
+          vaddr: v,
+          label: `${label} .eh_frame`,
+        };
       }
     }
     if (sources.ehFrame && sources.ehFrameHdr && sources.ehFrameHdr.ehFrameVaddr !== sources.ehFrame.vaddr) {
-      problems.push(`${label}: .eh_frame_hdr points at 0x${sources.ehFrameHdr.ehFrameVaddr.toString(16)}, .eh_frame is at 0x${sources.ehFrame.vaddr.toString(16)}; using a sorted index instead`);
+      problems.push(
+        `${label}: .eh_frame_hdr points at 0x${sources.ehFrameHdr.ehFrameVaddr.toString(16)}, .eh_frame is at 0x${sources.ehFrame.vaddr.toString(16)}; using a sorted index instead`,
+      );
       sources.ehFrameHdr = undefined;
     }
   } catch (e) {
@@ -151,7 +183,12 @@ export function moduleCfiFromElf(elf: ElfFile, debugElf?: ElfFile, label = elf.l
     const s = f.section('.debug_frame');
     if (s && s.type !== SHT_NOBITS && s.size > 0) {
       // .debug_frame is not loaded; its pc values are absolute vaddrs (no pcrel), so vaddr 0 is fine.
-      sources.debugFrame = { kind: 'debug_frame', bytes: f.sectionBytes(s), vaddr: 0, label: `${f.label} .debug_frame` };
+      sources.debugFrame = {
+        kind: 'debug_frame',
+        bytes: f.sectionBytes(s),
+        vaddr: 0,
+        label: `${f.label} .debug_frame`,
+      };
       break;
     }
   }
@@ -178,7 +215,10 @@ export class CfiCache {
     try {
       const elf = loadElf(path);
       if (opts.buildId && elf.buildId && elf.buildId !== opts.buildId) {
-        throw new LeakscopeError('not-found', `${path}: build-id ${elf.buildId} differs from the mapped object's ${opts.buildId}`);
+        throw new LeakscopeError(
+          'not-found',
+          `${path}: build-id ${elf.buildId} differs from the mapped object's ${opts.buildId}`,
+        );
       }
       cfi = moduleCfiFromElf(elf, opts.debugElf, path);
     } catch (e) {
@@ -189,6 +229,10 @@ export class CfiCache {
     return cfi;
   }
 
-  get size(): number { return this.entries.size; }
-  clear(): void { this.entries.clear(); }
+  get size(): number {
+    return this.entries.size;
+  }
+  clear(): void {
+    this.entries.clear();
+  }
 }

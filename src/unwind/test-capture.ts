@@ -25,17 +25,32 @@ export interface Capture {
   backtrace: number[];
 }
 
-export interface CaptureRun { dir: string; maps: Mapping[]; main: Capture; thread: Capture; signal: Capture }
+export interface CaptureRun {
+  dir: string;
+  maps: Mapping[];
+  main: Capture;
+  thread: Capture;
+  signal: Capture;
+}
 
 /** Builds the fixture when missing (make -C test/fixtures) and runs it into a fresh directory. */
 export function runCaptureFixture(bin = FIXTURE_BIN): CaptureRun {
-  if (bin === FIXTURE_BIN && !existsSync(bin)) execFileSync('make', ['-s', '-C', join(REPO, 'test/fixtures')], { stdio: 'inherit' });
+  if (bin === FIXTURE_BIN && !existsSync(bin))
+    execFileSync('make', ['-s', '-C', join(REPO, 'test/fixtures')], { stdio: 'inherit' });
   const dir = mkdtempSync(join(tmpdir(), 'leakscope-unwind-'));
   execFileSync(bin, [dir], { stdio: 'inherit' });
-  return { dir, maps: parseMaps(readFileSync(join(dir, 'maps'), 'utf8')), main: readCapture(dir, 'main'), thread: readCapture(dir, 'thread'), signal: readCapture(dir, 'signal') };
+  return {
+    dir,
+    maps: parseMaps(readFileSync(join(dir, 'maps'), 'utf8')),
+    main: readCapture(dir, 'main'),
+    thread: readCapture(dir, 'thread'),
+    signal: readCapture(dir, 'signal'),
+  };
 }
 
-function hex(s: string): number { return Number(BigInt(s)); }
+function hex(s: string): number {
+  return Number(BigInt(s));
+}
 
 export function readCapture(dir: string, name: string): Capture {
   const lines = readFileSync(join(dir, `${name}.txt`), 'utf8').split('\n');
@@ -45,13 +60,21 @@ export function readCapture(dir: string, name: string): Capture {
     return l.split(' ').slice(1).filter(Boolean);
   };
   const regs: Record<string, number> = {};
-  for (const kv of field('regs')) { const [k, v] = kv.split('='); regs[k!] = hex(v!); }
+  for (const kv of field('regs')) {
+    const [k, v] = kv.split('=');
+    regs[k!] = hex(v!);
+  }
   const st = field('stack');
   const stack = new Uint8Array(readFileSync(join(dir, `${name}.stack`)));
-  if (stack.byteLength !== Number(st[1])) throw new Error(`${name}.stack: ${stack.byteLength} bytes, expected ${st[1]}`);
+  if (stack.byteLength !== Number(st[1]))
+    throw new Error(`${name}.stack: ${stack.byteLength} bytes, expected ${st[1]}`);
   return {
-    regs: regs as unknown as X86Registers, stack, stackAddr: hex(st[0]!), stackEnd: hex(st[3]!),
-    chain: field('chain'), backtrace: field('backtrace').map(hex),
+    regs: regs as unknown as X86Registers,
+    stack,
+    stackAddr: hex(st[0]!),
+    stackEnd: hex(st[3]!),
+    chain: field('chain'),
+    backtrace: field('backtrace').map(hex),
   };
 }
 
@@ -60,7 +83,15 @@ export function parseMaps(text: string): Mapping[] {
   for (const line of text.split('\n')) {
     const m = /^([0-9a-f]+)-([0-9a-f]+)\s+(\S+)\s+([0-9a-f]+)\s+(\S+)\s+(\d+)\s*(.*)$/.exec(line);
     if (!m) continue;
-    out.push({ start: parseInt(m[1]!, 16), end: parseInt(m[2]!, 16), perms: m[3]!, offset: parseInt(m[4]!, 16), dev: m[5]!, inode: Number(m[6]), path: m[7]!.trim() });
+    out.push({
+      start: parseInt(m[1]!, 16),
+      end: parseInt(m[2]!, 16),
+      perms: m[3]!,
+      offset: parseInt(m[4]!, 16),
+      dev: m[5]!,
+      inode: Number(m[6]),
+      path: m[7]!.trim(),
+    });
   }
   return out;
 }
@@ -77,7 +108,11 @@ export function modulesFromMaps(maps: Mapping[]): Module[] {
   const mods: Module[] = [];
   for (const [path, ms] of byPath) {
     let elf: ElfFile;
-    try { elf = loadElf(path); } catch { continue; }
+    try {
+      elf = loadElf(path);
+    } catch {
+      continue;
+    }
     const first = ms.find((m) => m.offset === 0) ?? ms[0]!;
     const base = first.start - first.offset;
     mods.push({ path, hostPath: path, base, loadBias: base - elf.firstLoadVaddr, mappings: ms, buildId: elf.buildId });

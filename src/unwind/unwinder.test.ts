@@ -13,7 +13,14 @@ import { unwindStack, x86RegistersFromPtRegs, type ModuleResolver, type X86Regis
 import { CfiCache } from './cfi-cache.js';
 import { ModuleMap } from './module-map.js';
 import {
-  runCaptureFixture, modulesFromMaps, symbolizer, matchChain, debugFileByBuildId, FIXTURE_SRC, readCapture, parseMaps,
+  runCaptureFixture,
+  modulesFromMaps,
+  symbolizer,
+  matchChain,
+  debugFileByBuildId,
+  FIXTURE_SRC,
+  readCapture,
+  parseMaps,
   type Capture,
 } from './test-capture.js';
 import { readFileSync } from 'node:fs';
@@ -39,12 +46,21 @@ for (const which of ['main', 'thread', 'signal'] as const) {
     assert.ok(matchChain(frames, c.chain), `chain ${c.chain.join(' ')} vs ${names}`);
     // backtrace()[0] is a different call site in the same function (level_c / thread_c).
     assert.equal(sym(c.backtrace[0]!).name, frames[1]!.name);
-    assert.deepEqual(res.pcs.slice(2).map((x) => x.toString(16)), c.backtrace.slice(1).map((x) => x.toString(16)));
+    assert.deepEqual(
+      res.pcs.slice(2).map((x) => x.toString(16)),
+      c.backtrace.slice(1).map((x) => x.toString(16)),
+    );
     // The signal frame's caller is the interrupted pc (exact), every other pc a return address.
     const sigIdx = which === 'signal' ? frames.findIndex((f) => f.module === 'libc.so.6') + 1 : -1;
-    assert.deepEqual(res.sources, res.pcs.map((_, i) => (i === 0 ? 'registers' : i === sigIdx ? 'signal-frame' : 'cfi')));
+    assert.deepEqual(
+      res.sources,
+      res.pcs.map((_, i) => (i === 0 ? 'registers' : i === sigIdx ? 'signal-frame' : 'cfi')),
+    );
     for (let i = 1; i < res.sps.length; i++) assert.ok(res.sps[i]! > res.sps[i - 1]!, 'sp increases');
-    if (!haveLibcDebug) { console.log('# libc6-dbg not installed: libc frame names not checked'); return; }
+    if (!haveLibcDebug) {
+      console.log('# libc6-dbg not installed: libc frame names not checked');
+      return;
+    }
     // Aliases (qsort_r / __qsort_r, clone3 / __clone3) depend on which symbol the ELF layer prefers.
     const libcNames = frames.filter((f) => f.module === 'libc.so.6').map((f) => f.name?.replace(/^_+/, ''));
     if (which === 'main') {
@@ -84,16 +100,23 @@ test('uretprobe trampoline return addresses are replaced by the recorded ones, i
   const stack = new Uint8Array(c.stack);
   const dv = new DataView(stack.buffer);
   const overrides: number[] = [];
-  for (const i of [2, 5, 9]) { // frames whose return-address slots hold the trampoline
+  for (const i of [2, 5, 9]) {
+    // frames whose return-address slots hold the trampoline
     const slot = full.sps[i]! - 8 - c.stackAddr;
     assert.equal(Number(dv.getBigUint64(slot, true)), full.pcs[i]);
     dv.setBigUint64(slot, BigInt(tramp.start), true);
     overrides.push(full.pcs[i]!);
   }
-  const res = unwindStack(c.regs, stack, c.stackAddr, mm, { trampolineRange: tramp, returnAddressOverrides: overrides });
+  const res = unwindStack(c.regs, stack, c.stackAddr, mm, {
+    trampolineRange: tramp,
+    returnAddressOverrides: overrides,
+  });
   assert.deepEqual(res.pcs, full.pcs);
   assert.equal(res.stopReason, 'outermost');
-  const short = unwindStack(c.regs, stack, c.stackAddr, mm, { trampolineRange: tramp, returnAddressOverrides: overrides.slice(0, 2) });
+  const short = unwindStack(c.regs, stack, c.stackAddr, mm, {
+    trampolineRange: tramp,
+    returnAddressOverrides: overrides.slice(0, 2),
+  });
   assert.equal(short.stopReason, 'trampoline-unresolved');
   assert.deepEqual(short.pcs, full.pcs.slice(0, 9));
 });
@@ -103,7 +126,11 @@ test('CfiCache loads each module once and ModuleMap shares it', () => {
   const mm = new ModuleMap(mods, cache);
   unwind(run.main, mm);
   unwind(run.thread, mm);
-  const used = new Set(unwind(run.main, mm).pcs.concat(unwind(run.thread, mm).pcs).map((pc) => sym(pc).module));
+  const used = new Set(
+    unwind(run.main, mm)
+      .pcs.concat(unwind(run.thread, mm).pcs)
+      .map((pc) => sym(pc).module),
+  );
   assert.equal(cache.size, used.size);
   assert.equal(cache.get(libc!.hostPath, { buildId: libc!.buildId }).problems.length, 0);
 });
@@ -114,9 +141,12 @@ test('frame-pointer fallback follows a validated rbp chain when no FDE covers th
   const bytes = new Uint8Array(256);
   const dv = new DataView(bytes.buffer);
   const put = (addr: number, v: number) => dv.setBigUint64(addr - base, BigInt(v), true);
-  put(base + 0x40, base + 0x80); put(base + 0x48, 0x401111); // frame 1: saved rbp, return address
-  put(base + 0x80, base + 0xc0); put(base + 0x88, 0x402222);
-  put(base + 0xc0, 0);           put(base + 0xc8, 0x403333);
+  put(base + 0x40, base + 0x80);
+  put(base + 0x48, 0x401111); // frame 1: saved rbp, return address
+  put(base + 0x80, base + 0xc0);
+  put(base + 0x88, 0x402222);
+  put(base + 0xc0, 0);
+  put(base + 0xc8, 0x403333);
   const none: ModuleResolver = { moduleAt: () => undefined };
   const regs: X86Registers = { rip: 0x400000, rsp: base, rbp: base + 0x40 };
   const res = unwindStack(regs, bytes, base, none);
@@ -136,9 +166,25 @@ test('frame-pointer fallback follows a validated rbp chain when no FDE covers th
 test('.debug_frame only: the same program built with -fno-asynchronous-unwind-tables unwinds through .debug_frame', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'leakscope-df-'));
   const bin = join(dir, 'unwind-capture-df');
-  const cc = spawnSync('gcc', ['-O2', '-fomit-frame-pointer', '-fno-inline-small-functions', '-pthread', '-g',
-    '-fno-asynchronous-unwind-tables', '-o', bin, FIXTURE_SRC], { stdio: 'inherit' });
-  if (cc.error || cc.status !== 0) { t.skip('gcc not available'); return; }
+  const cc = spawnSync(
+    'gcc',
+    [
+      '-O2',
+      '-fomit-frame-pointer',
+      '-fno-inline-small-functions',
+      '-pthread',
+      '-g',
+      '-fno-asynchronous-unwind-tables',
+      '-o',
+      bin,
+      FIXTURE_SRC,
+    ],
+    { stdio: 'inherit' },
+  );
+  if (cc.error || cc.status !== 0) {
+    t.skip('gcc not available');
+    return;
+  }
   const out = mkdtempSync(join(tmpdir(), 'leakscope-df-out-'));
   execFileSync(bin, [out]);
   const maps = parseMaps(readFileSync(join(out, 'maps'), 'utf8'));
@@ -152,7 +198,10 @@ test('.debug_frame only: the same program built with -fno-asynchronous-unwind-ta
     const c = readCapture(out, name);
     const res = unwindStack(c.regs, c.stack, c.stackAddr, new ModuleMap(dmods, cache));
     const frames = res.pcs.map(dsym);
-    assert.ok(matchChain(frames, c.chain), `${c.chain.join(' ')} vs ${frames.map((f) => f.name).join(' ')} (${res.stopReason} ${res.stopDetail})`);
+    assert.ok(
+      matchChain(frames, c.chain),
+      `${c.chain.join(' ')} vs ${frames.map((f) => f.name).join(' ')} (${res.stopReason} ${res.stopDetail})`,
+    );
     assert.equal(res.stopReason, 'outermost');
   }
   // The program's own functions are found only in .debug_frame.
@@ -162,7 +211,12 @@ test('.debug_frame only: the same program built with -fno-asynchronous-unwind-ta
 
 test('performance: cached unwinds of the captures', () => {
   const mm = new ModuleMap(mods, new CfiCache());
-  for (const [label, c, len] of [['main 8 KiB', run.main, 8192], ['main full', run.main, run.main.stack.byteLength], ['thread', run.thread, run.thread.stack.byteLength], ['signal frame', run.signal, run.signal.stack.byteLength]] as const) {
+  for (const [label, c, len] of [
+    ['main 8 KiB', run.main, 8192],
+    ['main full', run.main, run.main.stack.byteLength],
+    ['thread', run.thread, run.thread.stack.byteLength],
+    ['signal frame', run.signal, run.signal.stack.byteLength],
+  ] as const) {
     const stack = c.stack.subarray(0, Math.min(len, c.stack.byteLength));
     const first = unwindStack(c.regs, stack, c.stackAddr, mm);
     for (let i = 0; i < 2000; i++) unwindStack(c.regs, stack, c.stackAddr, mm); // warm up the JIT
@@ -170,7 +224,9 @@ test('performance: cached unwinds of the captures', () => {
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < n; i++) unwindStack(c.regs, stack, c.stackAddr, mm);
     const us = Number(process.hrtime.bigint() - t0) / n / 1000;
-    console.log(`# ${label}: ${us.toFixed(2)} µs per unwind of ${first.pcs.length} frames (${(us / first.pcs.length).toFixed(2)} µs/frame), ${stack.byteLength}-byte stack, stop ${first.stopReason}`);
+    console.log(
+      `# ${label}: ${us.toFixed(2)} µs per unwind of ${first.pcs.length} frames (${(us / first.pcs.length).toFixed(2)} µs/frame), ${stack.byteLength}-byte stack, stop ${first.stopReason}`,
+    );
     assert.ok(us < 50, `${us} µs`);
   }
 });
@@ -178,7 +234,25 @@ test('performance: cached unwinds of the captures', () => {
 test('x86RegistersFromPtRegs reads the pt_regs layout a uprobe sees', () => {
   const b = new Uint8Array(168);
   const dv = new DataView(b.buffer);
-  const offs = { r15: 0, r14: 8, r13: 16, r12: 24, rbp: 32, rbx: 40, r11: 48, r10: 56, r9: 64, r8: 72, rax: 80, rcx: 88, rdx: 96, rsi: 104, rdi: 112, rip: 128, rsp: 152 };
+  const offs = {
+    r15: 0,
+    r14: 8,
+    r13: 16,
+    r12: 24,
+    rbp: 32,
+    rbx: 40,
+    r11: 48,
+    r10: 56,
+    r9: 64,
+    r8: 72,
+    rax: 80,
+    rcx: 88,
+    rdx: 96,
+    rsi: 104,
+    rdi: 112,
+    rip: 128,
+    rsp: 152,
+  };
   for (const o of Object.values(offs)) dv.setBigUint64(o, BigInt(0x7f0000000000 + o), true);
   const regs = x86RegistersFromPtRegs(b);
   for (const [k, o] of Object.entries(offs)) assert.equal(regs[k as keyof X86Registers], 0x7f0000000000 + o, k);

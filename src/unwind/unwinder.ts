@@ -10,7 +10,12 @@
 import { ByteReader } from '../binary/byte-reader.js';
 import { isLeakscopeError } from '../model/errors.js';
 import {
-  DW_REG, evaluateExpression, ExpressionUnavailable, type ExpressionContext, type RegisterRule, type UnwindRow,
+  DW_REG,
+  evaluateExpression,
+  ExpressionUnavailable,
+  type ExpressionContext,
+  type RegisterRule,
+  type UnwindRow,
 } from '../formats/dwarf/cfi.js';
 import type { ModuleCfi } from './cfi-cache.js';
 
@@ -18,9 +23,21 @@ import type { ModuleCfi } from './cfi-cache.js';
 export interface X86Registers {
   rip: number;
   rsp: number;
-  rbp?: number; rbx?: number; r12?: number; r13?: number; r14?: number; r15?: number;
-  rax?: number; rdx?: number; rcx?: number; rsi?: number; rdi?: number;
-  r8?: number; r9?: number; r10?: number; r11?: number;
+  rbp?: number;
+  rbx?: number;
+  r12?: number;
+  r13?: number;
+  r14?: number;
+  r15?: number;
+  rax?: number;
+  rdx?: number;
+  rcx?: number;
+  rsi?: number;
+  rdi?: number;
+  r8?: number;
+  r9?: number;
+  r10?: number;
+  r11?: number;
 }
 
 /** What the unwinder needs of the module holding a runtime address. */
@@ -55,15 +72,15 @@ export interface UnwindOptions {
 }
 
 export type StopReason =
-  | 'outermost'          // the return-address rule is undefined (_start, clone3, start_thread's caller)
-  | 'pc-zero'            // a return address of 0
-  | 'stack-end'          // a read outside the stack copy (the copy ran out)
+  | 'outermost' // the return-address rule is undefined (_start, clone3, start_thread's caller)
+  | 'pc-zero' // a return address of 0
+  | 'stack-end' // a read outside the stack copy (the copy ran out)
   | 'max-depth'
-  | 'no-module'          // a pc in no known module, and no usable frame pointer
-  | 'no-cfi'             // no FDE covers the pc, and no usable frame pointer
+  | 'no-module' // a pc in no known module, and no usable frame pointer
+  | 'no-cfi' // no FDE covers the pc, and no usable frame pointer
   | 'register-unavailable' // a rule needs a register whose value is unknown
-  | 'not-increasing'     // the CFA did not move up the stack (a loop or corrupt data)
-  | 'malformed-cfi'      // the covering FDE failed to parse or evaluate
+  | 'not-increasing' // the CFA did not move up the stack (a loop or corrupt data)
+  | 'malformed-cfi' // the covering FDE failed to parse or evaluate
   | 'trampoline-unresolved'; // a uretprobe trampoline with no override left
 
 /**
@@ -87,31 +104,64 @@ export interface UnwindResult {
 export const DEFAULT_MAX_DEPTH = 128;
 
 const NREGS = 17; // DWARF 0..16 (rax..r15, return address)
-const REG_NAMES: Array<keyof X86Registers> = ['rax', 'rdx', 'rcx', 'rbx', 'rsi', 'rdi', 'rbp', 'rsp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'rip'];
-const RSP = DW_REG.rsp, RBP = DW_REG.rbp, RA = DW_REG.ra;
+const REG_NAMES: Array<keyof X86Registers> = [
+  'rax',
+  'rdx',
+  'rcx',
+  'rbx',
+  'rsi',
+  'rdi',
+  'rbp',
+  'rsp',
+  'r8',
+  'r9',
+  'r10',
+  'r11',
+  'r12',
+  'r13',
+  'r14',
+  'r15',
+  'rip',
+];
+const RSP = DW_REG.rsp,
+  RBP = DW_REG.rbp,
+  RA = DW_REG.ra;
 const TWO32 = 4294967296;
 
 /** Ends the walk. Not an Error subclass: no stack trace is captured (cheap to throw per stack). */
 class StopError {
-  constructor(readonly reason: StopReason, readonly message: string) {}
+  constructor(
+    readonly reason: StopReason,
+    readonly message: string,
+  ) {}
 }
 
 /** Reads of the stack copy; 8-byte little-endian as number (exact below 2^53). */
 class StackMemory {
   private readonly view: DataView;
   readonly end: number;
-  constructor(readonly bytes: Uint8Array, readonly addr: number, private readonly fallback?: (a: number) => number | undefined) {
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly addr: number,
+    private readonly fallback?: (a: number) => number | undefined,
+  ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.end = addr + bytes.byteLength;
   }
-  inside(a: number, n = 8): boolean { return a >= this.addr && a + n <= this.end; }
+  inside(a: number, n = 8): boolean {
+    return a >= this.addr && a + n <= this.end;
+  }
   read64(a: number): number {
     if (a >= this.addr && a + 8 <= this.end) {
       const o = a - this.addr;
       return this.view.getUint32(o + 4, true) * TWO32 + this.view.getUint32(o, true);
     }
     const v = this.fallback?.(a);
-    if (v === undefined) throw new StopError('stack-end', `read of 8 bytes at 0x${a.toString(16)} outside the stack copy [0x${this.addr.toString(16)}, 0x${this.end.toString(16)})`);
+    if (v === undefined)
+      throw new StopError(
+        'stack-end',
+        `read of 8 bytes at 0x${a.toString(16)} outside the stack copy [0x${this.addr.toString(16)}, 0x${this.end.toString(16)})`,
+      );
     return v;
   }
   readN(a: number, n: number): bigint | undefined {
@@ -120,7 +170,10 @@ class StackMemory {
       for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(this.bytes[a - this.addr + i]!);
       return v;
     }
-    if (n === 8) { const v = this.fallback?.(a); return v === undefined ? undefined : BigInt(v); }
+    if (n === 8) {
+      const v = this.fallback?.(a);
+      return v === undefined ? undefined : BigInt(v);
+    }
     return undefined;
   }
 }
@@ -136,7 +189,11 @@ function exprContext(regs: Float64Array, mem: StackMemory): ExpressionContext {
  * Expressions glibc's signal trampoline uses for every register: `DW_OP_bregN off` and
  * `DW_OP_bregN off; DW_OP_deref`. Recognized once per expression and evaluated without BigInt.
  */
-interface SimpleExpr { reg: number; offset: number; deref: boolean }
+interface SimpleExpr {
+  reg: number;
+  offset: number;
+  deref: boolean;
+}
 const simpleExprs = new WeakMap<Uint8Array, SimpleExpr | null>();
 
 function simpleExpr(expr: Uint8Array): SimpleExpr | null {
@@ -146,8 +203,15 @@ function simpleExpr(expr: Uint8Array): SimpleExpr | null {
   const op = expr[0];
   if (op !== undefined && op >= 0x70 && op <= 0x8f) {
     // sleb128 offset, at most 4 bytes (|offset| < 2^27) for the fast path.
-    let off = 0, mul = 1, i = 1, b = 0x80;
-    for (; i < expr.length && i <= 4 && (b & 0x80); i++) { b = expr[i]!; off += (b & 0x7f) * mul; mul *= 128; }
+    let off = 0,
+      mul = 1,
+      i = 1,
+      b = 0x80;
+    for (; i < expr.length && i <= 4 && b & 0x80; i++) {
+      b = expr[i]!;
+      off += (b & 0x7f) * mul;
+      mul *= 128;
+    }
     if (!(b & 0x80)) {
       if (b & 0x40) off -= mul;
       if (i === expr.length) hit = { reg: op - 0x70, offset: off, deref: false };
@@ -162,28 +226,41 @@ function evalToNumber(expr: Uint8Array, regs: Float64Array, mem: StackMemory, in
   const simple = simpleExpr(expr);
   if (simple && simple.reg < NREGS) {
     const base = regs[simple.reg]!;
-    if (Number.isNaN(base)) throw new StopError('register-unavailable', `expression needs DWARF register ${simple.reg}`);
+    if (Number.isNaN(base))
+      throw new StopError('register-unavailable', `expression needs DWARF register ${simple.reg}`);
     return simple.deref ? mem.read64(base + simple.offset) : base + simple.offset;
   }
   try {
-    const v = evaluateExpression(expr, exprContext(regs, mem), initial.map((x) => BigInt(x)));
+    const v = evaluateExpression(
+      expr,
+      exprContext(regs, mem),
+      initial.map((x) => BigInt(x)),
+    );
     if (v >= 1n << 53n) throw new StopError('malformed-cfi', `expression value 0x${v.toString(16)} beyond 2^53`);
     return Number(v);
   } catch (e) {
-    if (e instanceof ExpressionUnavailable) throw new StopError(e.reason === 'memory' ? 'stack-end' : 'register-unavailable', e.message);
+    if (e instanceof ExpressionUnavailable)
+      throw new StopError(e.reason === 'memory' ? 'stack-end' : 'register-unavailable', e.message);
     throw e;
   }
 }
 
 function applyRule(rule: RegisterRule, cfa: number, regs: Float64Array, mem: StackMemory): number {
   switch (rule.kind) {
-    case 'undefined': return NaN;
-    case 'same-value': return NaN; // handled by the caller (keeps the old value)
-    case 'offset': return mem.read64(cfa + rule.offset);
-    case 'val-offset': return cfa + rule.offset;
-    case 'register': return rule.register < NREGS ? regs[rule.register]! : NaN;
-    case 'expression': return mem.read64(evalToNumber(rule.expr, regs, mem, [cfa]));
-    case 'val-expression': return evalToNumber(rule.expr, regs, mem, [cfa]);
+    case 'undefined':
+      return NaN;
+    case 'same-value':
+      return NaN; // handled by the caller (keeps the old value)
+    case 'offset':
+      return mem.read64(cfa + rule.offset);
+    case 'val-offset':
+      return cfa + rule.offset;
+    case 'register':
+      return rule.register < NREGS ? regs[rule.register]! : NaN;
+    case 'expression':
+      return mem.read64(evalToNumber(rule.expr, regs, mem, [cfa]));
+    case 'val-expression':
+      return evalToNumber(rule.expr, regs, mem, [cfa]);
   }
 }
 
@@ -205,7 +282,8 @@ function cfiStep(row: UnwindRow, regs: Float64Array, mem: StackMemory): number {
   const raRule = row.registers.get(raReg);
   if (!raRule || raRule.kind === 'undefined') {
     // No rule = same value: the return address would be this frame's own pc (an endless loop).
-    if (raRule?.kind === 'undefined') throw new StopError('outermost', 'return-address rule undefined (outermost frame)');
+    if (raRule?.kind === 'undefined')
+      throw new StopError('outermost', 'return-address rule undefined (outermost frame)');
     throw new StopError('malformed-cfi', `no rule for the return-address register ${raReg}`);
   }
   // Compute every rule against the callee's values before writing any (rules read the old registers).
@@ -235,7 +313,11 @@ function applyRuleValue(updates: Array<[number, number]>, n: number): number {
  * @param resolver runtime address -> module with CFI and load bias
  */
 export function unwindStack(
-  regs: X86Registers, stack: Uint8Array, stackAddr: number, resolver: ModuleResolver, opts: UnwindOptions = {},
+  regs: X86Registers,
+  stack: Uint8Array,
+  stackAddr: number,
+  resolver: ModuleResolver,
+  opts: UnwindOptions = {},
 ): UnwindResult {
   const maxDepth = Math.max(1, opts.maxDepth ?? DEFAULT_MAX_DEPTH);
   const fpFallback = opts.framePointerFallback ?? true;
@@ -255,13 +337,23 @@ export function unwindStack(
   let pc = regs.rip;
   let source: FrameSource = 'registers';
   let exact = true; // pc is exact (first frame, or the caller of a signal frame), not a return address
-  const stop = (reason: StopReason, detail?: string): UnwindResult => ({ pcs, sources, sps, stopReason: reason, stopDetail: detail });
+  const stop = (reason: StopReason, detail?: string): UnwindResult => ({
+    pcs,
+    sources,
+    sps,
+    stopReason: reason,
+    stopDetail: detail,
+  });
 
   // Each iteration pushes one pc: bounded by maxDepth.
   for (;;) {
     if (pc === 0) return stop('pc-zero');
     if (tramp && pc >= tramp.start && pc < tramp.end && source !== 'registers') {
-      if (nextOverride >= overrides.length) return stop('trampoline-unresolved', `return address 0x${pc.toString(16)} is the uretprobe trampoline and no recorded return address is left`);
+      if (nextOverride >= overrides.length)
+        return stop(
+          'trampoline-unresolved',
+          `return address 0x${pc.toString(16)} is the uretprobe trampoline and no recorded return address is left`,
+        );
       pc = overrides[nextOverride++]!;
       if (pc === 0) return stop('pc-zero');
     }
@@ -293,7 +385,10 @@ export function unwindStack(
       }
       if (Number.isNaN(ra)) return stop('register-unavailable', `return address unknown at pc 0x${pc.toString(16)}`);
       if (!row.signalFrame && !(r[RSP]! > oldSp)) {
-        return stop('not-increasing', `CFA 0x${r[RSP]!.toString(16)} not above sp 0x${oldSp.toString(16)} at pc 0x${pc.toString(16)}`);
+        return stop(
+          'not-increasing',
+          `CFA 0x${r[RSP]!.toString(16)} not above sp 0x${oldSp.toString(16)} at pc 0x${pc.toString(16)}`,
+        );
       }
       exact = row.signalFrame;
       pc = ra;
@@ -330,7 +425,22 @@ export function x86RegistersFromPtRegs(bytes: Uint8Array, offset = 0): X86Regist
   r.check(offset, 160);
   const q = (o: number): number => r.u64At(offset + o);
   return {
-    r15: q(0), r14: q(8), r13: q(16), r12: q(24), rbp: q(32), rbx: q(40), r11: q(48), r10: q(56),
-    r9: q(64), r8: q(72), rax: q(80), rcx: q(88), rdx: q(96), rsi: q(104), rdi: q(112), rip: q(128), rsp: q(152),
+    r15: q(0),
+    r14: q(8),
+    r13: q(16),
+    r12: q(24),
+    rbp: q(32),
+    rbx: q(40),
+    r11: q(48),
+    r10: q(56),
+    r9: q(64),
+    r8: q(72),
+    rax: q(80),
+    rcx: q(88),
+    rdx: q(96),
+    rsi: q(104),
+    rdi: q(112),
+    rip: q(128),
+    rsp: q(152),
   };
 }

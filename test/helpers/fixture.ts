@@ -180,11 +180,24 @@ export interface StartFixtureOptions {
  * read. Call ensureFixturesBuilt() first. Rejects (and kills the child) when the binary
  * is missing, the process exits early, prints a non-JSON line, or times out.
  */
-export function startFixture<N extends keyof FixtureTruths>(name: N, args?: string[], opts?: StartFixtureOptions): Promise<FixtureHandle<FixtureTruths[N]>>;
-export function startFixture<T = Record<string, unknown>>(name: string, args?: string[], opts?: StartFixtureOptions): Promise<FixtureHandle<T>>;
-export async function startFixture(name: string, args: string[] = [], opts: StartFixtureOptions = {}): Promise<FixtureHandle<unknown>> {
+export function startFixture<N extends keyof FixtureTruths>(
+  name: N,
+  args?: string[],
+  opts?: StartFixtureOptions,
+): Promise<FixtureHandle<FixtureTruths[N]>>;
+export function startFixture<T = Record<string, unknown>>(
+  name: string,
+  args?: string[],
+  opts?: StartFixtureOptions,
+): Promise<FixtureHandle<T>>;
+export async function startFixture(
+  name: string,
+  args: string[] = [],
+  opts: StartFixtureOptions = {},
+): Promise<FixtureHandle<unknown>> {
   const path = fixturePath(name);
-  if (!existsSync(path)) throw new Error(`fixture ${path} is not built: call ensureFixturesBuilt() (make -C test/fixtures)`);
+  if (!existsSync(path))
+    throw new Error(`fixture ${path} is not built: call ensureFixturesBuilt() (make -C test/fixtures)`);
   const child = spawn(path, args, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
   const pid = child.pid;
   if (pid === undefined) {
@@ -260,14 +273,20 @@ export async function startFixture(name: string, args: string[] = [], opts: Star
         new Promise<string>((resolve, reject) => {
           const queued = lines.shift();
           if (queued !== undefined) return resolve(queued);
-          if (closed) return reject(new Error(`${name} exited (${exitInfo}) before printing a line; stderr: ${stderrText}`));
+          if (closed)
+            return reject(new Error(`${name} exited (${exitInfo}) before printing a line; stderr: ${stderrText}`));
           const timer = setTimeout(() => {
             waiter = undefined;
             reject(new Error(`${name}: no line within ${timeoutMs} ms; stderr: ${stderrText}`));
           }, timeoutMs);
           waiter = (line) => {
             clearTimeout(timer);
-            if (line === null) reject(new Error(`${name} exited (${exitInfo || 'stdout closed'}) before printing a line; stderr: ${stderrText}`));
+            if (line === null)
+              reject(
+                new Error(
+                  `${name} exited (${exitInfo || 'stdout closed'}) before printing a line; stderr: ${stderrText}`,
+                ),
+              );
             else resolve(line);
           };
         }),

@@ -42,7 +42,8 @@ describe('C fixtures', () => {
       assert.ok(mi.ordblks >= t.totals.binChunks + 3, `ordblks ${mi.ordblks} < bins ${t.totals.binChunks} + 3 tops`);
       assert.ok(mi.arena >= t.totals.inUseBytes);
       // the known in-use classes
-      const inuse = (arena: string, request: number) => t.classes.find((c) => c.arena === arena && c.request === request && c.state === 'inuse');
+      const inuse = (arena: string, request: number) =>
+        t.classes.find((c) => c.arena === arena && c.request === request && c.state === 'inuse');
       assert.equal(inuse('main', 300)?.count, 1000);
       assert.equal(inuse('main', 300)?.chunkSize, 320);
       assert.equal(inuse('main', 5000)?.count, 500);
@@ -134,7 +135,11 @@ describe('C fixtures', () => {
       const r = await f.command<{ leakedCount: number }>('go 5');
       assert.equal(r.leakedCount, 15);
       const nm = spawnSync('nm', [fixturePath('hostile-symbol')], { encoding: 'utf8' });
-      if (nm.status === 0) assert.ok(nm.stdout.split('\n').some((l) => l.endsWith(' T ' + f.truth.symbol)), 'nm lists the symbol');
+      if (nm.status === 0)
+        assert.ok(
+          nm.stdout.split('\n').some((l) => l.endsWith(' T ' + f.truth.symbol)),
+          'nm lists the symbol',
+        );
     } finally {
       await f.stop();
     }
@@ -154,10 +159,11 @@ describe('nginx with the leak module', { skip: NGINX ? false : 'nginx is not ins
 
       const keep = await driveRequests(ng, '/leak-keep', 30, 4);
       assert.equal(keep.ok, 30);
-      const body = (p: string) => ng.request(p).then((r) => {
-        assert.equal(r.status, 200);
-        return JSON.parse(r.body) as LeakModuleBody;
-      });
+      const body = (p: string) =>
+        ng.request(p).then((r) => {
+          assert.equal(r.status, 200);
+          return JSON.parse(r.body) as LeakModuleBody;
+        });
       let b = await body('/leak-keep');
       assert.equal(b.kept, 31);
       assert.equal(b.stored, 31);

@@ -16,9 +16,11 @@ export const LUA_MODULES_DIR = '/usr/share/nginx/modules';
 export const LUA_LEAK_TABLE = '[registry]._LOADED.acme_leak.cache.sessions';
 
 export async function startLuaNginx(workers = 1): Promise<NginxHandle> {
-  if (!existsSync(`${LUA_MODULES_DIR}/ngx_http_lua_module.so`)) throw new Error('libnginx-mod-http-lua is not installed (scripts/setup.sh)');
+  if (!existsSync(`${LUA_MODULES_DIR}/ngx_http_lua_module.so`))
+    throw new Error('libnginx-mod-http-lua is not installed (scripts/setup.sh)');
   return startNginx({
-    workers, loadModule: false,
+    workers,
+    loadModule: false,
     mainExtra: `load_module ${LUA_MODULES_DIR}/ndk_http_module.so;\nload_module ${LUA_MODULES_DIR}/ngx_http_lua_module.so;`,
     httpExtra: `lua_package_path "${join(FIXTURES_DIR, 'lua')}/?.lua;;";`,
     serverExtra: [

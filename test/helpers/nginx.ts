@@ -184,7 +184,8 @@ function makePrefix(tag: string): string {
   const prefix = mkdtempSync(join(os.tmpdir(), `leakscope-${tag}-`));
   // nginx workers may run as another user (nobody) and must traverse the prefix
   chmodSync(prefix, 0o755);
-  for (const d of ['logs', 'tmp', 'tmp/body', 'tmp/proxy', 'tmp/fastcgi', 'tmp/uwsgi', 'tmp/scgi']) mkdirSync(join(prefix, d), { recursive: true });
+  for (const d of ['logs', 'tmp', 'tmp/body', 'tmp/proxy', 'tmp/fastcgi', 'tmp/uwsgi', 'tmp/scgi'])
+    mkdirSync(join(prefix, d), { recursive: true });
   return prefix;
 }
 
@@ -219,11 +220,22 @@ function commonHttp(prefix: string): string {
 
 /** Spawns one nginx master with the given config; resolves when /__ready answers and
  *  `workers` workers exist. */
-async function launch(tag: string, prefix: string, conf: string, port: number, workers: number, bin: string, timeoutMs: number, keepPrefix: boolean): Promise<Instance> {
+async function launch(
+  tag: string,
+  prefix: string,
+  conf: string,
+  port: number,
+  workers: number,
+  bin: string,
+  timeoutMs: number,
+  keepPrefix: boolean,
+): Promise<Instance> {
   const confPath = join(prefix, 'nginx.conf');
   const errorLogPath = join(prefix, 'logs', 'error.log');
   writeFileSync(confPath, conf);
-  const child = spawn(bin, ['-p', prefix + '/', '-c', confPath, '-e', errorLogPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(bin, ['-p', prefix + '/', '-c', confPath, '-e', errorLogPath], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (d: string) => (stderr += d));
@@ -235,10 +247,12 @@ async function launch(tag: string, prefix: string, conf: string, port: number, w
     }),
   );
   let exited = false;
-  const exitedP = new Promise<void>((resolve) => child.once('exit', () => {
-    exited = true;
-    resolve();
-  }));
+  const exitedP = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      exited = true;
+      resolve();
+    }),
+  );
   const pid = child.pid ?? -1;
   // Synchronous last-resort cleanup at process exit: SIGTERM lets the master stop and
   // reap its workers (a SIGKILLed master leaves orphaned workers); after 3 s whatever
@@ -299,7 +313,9 @@ async function launch(tag: string, prefix: string, conf: string, port: number, w
     if (exited || child.pid === undefined) {
       const err = child.pid === undefined ? String(await spawnError) : '';
       await stop();
-      throw new Error(`nginx (${tag}) exited during start-up ${err}\nstderr: ${stderr}\nerror.log:\n${readLog()}\nconfig:\n${conf}`);
+      throw new Error(
+        `nginx (${tag}) exited during start-up ${err}\nstderr: ${stderr}\nerror.log:\n${readLog()}\nconfig:\n${conf}`,
+      );
     }
     if (workerPidsOf(pid).length >= workers) {
       try {
@@ -332,15 +348,25 @@ http {
 `;
 }
 
-function mainConf(prefix: string, port: number, o: Required<Pick<StartNginxOptions, 'workers' | 'leakSize' | 'slowMs' | 'leakTouch' | 'loadModule' | 'workerConnections'>> & StartNginxOptions, upstreamPort?: number): string {
+function mainConf(
+  prefix: string,
+  port: number,
+  o: Required<
+    Pick<StartNginxOptions, 'workers' | 'leakSize' | 'slowMs' | 'leakTouch' | 'loadModule' | 'workerConnections'>
+  > &
+    StartNginxOptions,
+  upstreamPort?: number,
+): string {
   const mod = o.loadModule;
   return `${mod ? `load_module ${LEAK_MODULE_PATH};\n` : ''}${o.mainExtra ? `${o.mainExtra}\n` : ''}${commonMain(prefix, o)}
 http {
     ${commonHttp(prefix)}
     limit_req_zone $binary_remote_addr zone=leakscope_zone:1m rate=1000000r/s;
 ${mod ? `    leak_size ${o.leakSize};\n    leak_slow_ms ${o.slowMs};\n    leak_touch ${o.leakTouch ? 'on' : 'off'};\n` : ''}${
-    upstreamPort !== undefined ? `    upstream leakscope_upstream {\n        server 127.0.0.1:${upstreamPort};\n        keepalive 64;\n    }\n` : ''
-  }${o.httpExtra ? `    ${o.httpExtra}\n` : ''}    server {
+  upstreamPort !== undefined
+    ? `    upstream leakscope_upstream {\n        server 127.0.0.1:${upstreamPort};\n        keepalive 64;\n    }\n`
+    : ''
+}${o.httpExtra ? `    ${o.httpExtra}\n` : ''}    server {
         listen 127.0.0.1:${port} backlog=4096;
         location = /__ready { return 204; }
         location = /static { return 200 "static\\n"; }
@@ -361,15 +387,15 @@ ${
         }
 `
 }${
-    upstreamPort !== undefined
-      ? `        location /gw/ {
+  upstreamPort !== undefined
+    ? `        location /gw/ {
             proxy_pass http://leakscope_upstream/;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }
 `
-      : ''
-  }${o.serverExtra ? `        ${o.serverExtra}\n` : ''}    }
+    : ''
+}${o.serverExtra ? `        ${o.serverExtra}\n` : ''}    }
 }
 `;
 }
@@ -431,7 +457,8 @@ export async function startNginx(opts: StartNginxOptions = {}): Promise<NginxHan
     upstream: upstream ? { pid: upstream.pid, port: upstream.port, prefix: upstream.prefix } : undefined,
     workerPids: () => workerPidsOf(main.pid),
     url: (path: string) => `http://127.0.0.1:${main.port}${path.startsWith('/') ? path : '/' + path}`,
-    request: (path: string, timeoutMs?: number) => httpGet(`http://127.0.0.1:${main.port}${path.startsWith('/') ? path : '/' + path}`, timeoutMs),
+    request: (path: string, timeoutMs?: number) =>
+      httpGet(`http://127.0.0.1:${main.port}${path.startsWith('/') ? path : '/' + path}`, timeoutMs),
     errorLog: () => {
       try {
         return readFileSync(main.errorLogPath, 'utf8');
@@ -465,7 +492,12 @@ export interface DriveResult {
  * Sends n GET requests to path, at most `concurrency` at a time, over keep-alive
  * connections (one per concurrent slot). Resolves when all have completed.
  */
-export async function driveRequests(handle: Pick<NginxHandle, 'url'>, path: string, n: number, concurrency = 8): Promise<DriveResult> {
+export async function driveRequests(
+  handle: Pick<NginxHandle, 'url'>,
+  path: string,
+  n: number,
+  concurrency = 8,
+): Promise<DriveResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   const url = handle.url(path);
   const statuses: Record<number, number> = {};
@@ -520,17 +552,26 @@ export function parseWrkOutput(output: string): WrkResult {
     totalRequests: total ? Number(total[1]) : 0,
     durationSec: total ? Number(total[2]) * unit[total[3]] : 0,
     non2xx: non2xx ? Number(non2xx[1]) : 0,
-    socketErrors: se ? { connect: +se[1], read: +se[2], write: +se[3], timeout: +se[4] } : { connect: 0, read: 0, write: 0, timeout: 0 },
+    socketErrors: se
+      ? { connect: +se[1], read: +se[2], write: +se[3], timeout: +se[4] }
+      : { connect: 0, read: 0, write: 0, timeout: 0 },
     output,
   };
 }
 
 /** Runs `wrk -t T -c C -d Ss URL` and returns everything it reported. T defaults to
  *  min(connections, number of CPUs). Rejects when wrk is missing or fails. */
-export function runWrkDetailed(url: string, seconds: number, connections: number, threads?: number): Promise<WrkResult> {
+export function runWrkDetailed(
+  url: string,
+  seconds: number,
+  connections: number,
+  threads?: number,
+): Promise<WrkResult> {
   const t = Math.max(1, Math.min(connections, threads ?? os.cpus().length));
   return new Promise((resolve, reject) => {
-    const child = spawn('wrk', ['-t', String(t), '-c', String(connections), '-d', `${seconds}s`, url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('wrk', ['-t', String(t), '-c', String(connections), '-d', `${seconds}s`, url], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));

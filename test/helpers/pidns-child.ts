@@ -15,7 +15,13 @@ import { Symbolizer } from '../../src/symbols/index.js';
 
 function bytesAt(pid: number, addr: number, n: number): Buffer {
   const fd = openSync(`/proc/${pid}/mem`, 'r');
-  try { const b = Buffer.alloc(n); readSync(fd, b, 0, n, addr); return b; } finally { closeSync(fd); }
+  try {
+    const b = Buffer.alloc(n);
+    readSync(fd, b, 0, n, addr);
+    return b;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'leakscope-pidns-'));
@@ -26,9 +32,15 @@ try {
   const free = new Symbolizer(space.modules()).require('free', { module: 'libc.so' }).runtimeAddr;
   space.close();
   const before = bytesAt(fx.pid, free, 32);
-  const child = spawn(process.execPath, [join(REPO, 'bin/leakscope'), 'leaks', String(fx.pid), '--duration', '8', '--sample-bytes', '0', `--json=${out}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [join(REPO, 'bin/leakscope'), 'leaks', String(fx.pid), '--duration', '8', '--sample-bytes', '0', `--json=${out}`],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const t0 = Date.now();
   let attached = false;
@@ -39,8 +51,14 @@ try {
   const report = attached ? await fx.command<MallocLeakerReport>('go 300 1000', 60_000) : undefined;
   const status = await exited;
   let trace: unknown;
-  try { trace = JSON.parse(readFileSync(out, 'utf8')); } catch { trace = undefined; }
-  process.stdout.write(JSON.stringify({ pid: fx.pid, selfPid: process.pid, attached, report, trace, status, stderr }) + '\n');
+  try {
+    trace = JSON.parse(readFileSync(out, 'utf8'));
+  } catch {
+    trace = undefined;
+  }
+  process.stdout.write(
+    JSON.stringify({ pid: fx.pid, selfPid: process.pid, attached, report, trace, status, stderr }) + '\n',
+  );
 } finally {
   await fx.stop();
   rmSync(dir, { recursive: true, force: true });

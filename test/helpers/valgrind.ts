@@ -23,7 +23,9 @@ export function ensureValgrindTests(): Promise<void> {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`make valgrind-tests failed (exit ${code}):\n${out}`))));
+    child.on('close', (code) =>
+      code === 0 ? resolve() : reject(new Error(`make valgrind-tests failed (exit ${code}):\n${out}`)),
+    );
   });
   return building;
 }
@@ -45,13 +47,21 @@ export function parseLeakSummary(log: string): LeakSummary {
     if (!m) throw new Error(`no "${label}" line in valgrind's LEAK SUMMARY:\n${text.slice(0, 800)}`);
     return { bytes: Number(m[1]!.replace(/,/g, '')), blocks: Number(m[2]!.replace(/,/g, '')) };
   };
-  return { definitelyLost: get('definitely lost'), indirectlyLost: get('indirectly lost'), possiblyLost: get('possibly lost'), stillReachable: get('still reachable') };
+  return {
+    definitelyLost: get('definitely lost'),
+    indirectlyLost: get('indirectly lost'),
+    possiblyLost: get('possibly lost'),
+    stillReachable: get('still reachable'),
+  };
 }
 
 /** Runs `valgrind --leak-check=full` on a built test (pause-at-exit preloaded, stdin at EOF); returns its summary. */
 export function valgrindLeakSummary(name: string): LeakSummary {
   const r = spawnSync('valgrind', ['--leak-check=full', '--show-leak-kinds=all', join(VALGRIND_TESTS_DIR, name)], {
-    encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LD_PRELOAD: PAUSE_AT_EXIT }, timeout: 120_000,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, LD_PRELOAD: PAUSE_AT_EXIT },
+    timeout: 120_000,
   });
   if (r.error) throw r.error;
   return parseLeakSummary(r.stderr);

@@ -11,25 +11,52 @@ import { ByteReader } from '../../binary/byte-reader.js';
 import { LeakscopeError, isLeakscopeError } from '../../model/errors.js';
 
 // ---- DW_EH_PE pointer encodings (LSB 5.0, table 10.5.1 / 10.5.2) ----
-export const DW_EH_PE_absptr = 0x00, DW_EH_PE_uleb128 = 0x01, DW_EH_PE_udata2 = 0x02, DW_EH_PE_udata4 = 0x03,
-  DW_EH_PE_udata8 = 0x04, DW_EH_PE_signed = 0x08, DW_EH_PE_sleb128 = 0x09, DW_EH_PE_sdata2 = 0x0a,
-  DW_EH_PE_sdata4 = 0x0b, DW_EH_PE_sdata8 = 0x0c;
-export const DW_EH_PE_pcrel = 0x10, DW_EH_PE_textrel = 0x20, DW_EH_PE_datarel = 0x30, DW_EH_PE_funcrel = 0x40,
-  DW_EH_PE_aligned = 0x50, DW_EH_PE_indirect = 0x80, DW_EH_PE_omit = 0xff;
+export const DW_EH_PE_absptr = 0x00,
+  DW_EH_PE_uleb128 = 0x01,
+  DW_EH_PE_udata2 = 0x02,
+  DW_EH_PE_udata4 = 0x03,
+  DW_EH_PE_udata8 = 0x04,
+  DW_EH_PE_signed = 0x08,
+  DW_EH_PE_sleb128 = 0x09,
+  DW_EH_PE_sdata2 = 0x0a,
+  DW_EH_PE_sdata4 = 0x0b,
+  DW_EH_PE_sdata8 = 0x0c;
+export const DW_EH_PE_pcrel = 0x10,
+  DW_EH_PE_textrel = 0x20,
+  DW_EH_PE_datarel = 0x30,
+  DW_EH_PE_funcrel = 0x40,
+  DW_EH_PE_aligned = 0x50,
+  DW_EH_PE_indirect = 0x80,
+  DW_EH_PE_omit = 0xff;
 
 /** x86-64 DWARF register numbers (System V psABI, figure 3.36). */
 export const DW_REG = {
-  rax: 0, rdx: 1, rcx: 2, rbx: 3, rsi: 4, rdi: 5, rbp: 6, rsp: 7,
-  r8: 8, r9: 9, r10: 10, r11: 11, r12: 12, r13: 13, r14: 14, r15: 15, ra: 16,
+  rax: 0,
+  rdx: 1,
+  rcx: 2,
+  rbx: 3,
+  rsi: 4,
+  rdi: 5,
+  rbp: 6,
+  rsp: 7,
+  r8: 8,
+  r9: 9,
+  r10: 10,
+  r11: 11,
+  r12: 12,
+  r13: 13,
+  r14: 14,
+  r15: 15,
+  ra: 16,
 } as const;
 
 /** Bases for relative pointer encodings; each is a vaddr. `pcrel` uses the field's own vaddr. */
 export interface PointerBases {
   /** vaddr of byte 0 of the bytes being read (pcrel base = this + field offset). */
   sectionVaddr: number;
-  textVaddr?: number;   // DW_EH_PE_textrel base (.text)
-  dataVaddr?: number;   // DW_EH_PE_datarel base (.got for .eh_frame; .eh_frame_hdr for its own table)
-  funcVaddr?: number;   // DW_EH_PE_funcrel base (the FDE's pc_begin)
+  textVaddr?: number; // DW_EH_PE_textrel base (.text)
+  dataVaddr?: number; // DW_EH_PE_datarel base (.got for .eh_frame; .eh_frame_hdr for its own table)
+  funcVaddr?: number; // DW_EH_PE_funcrel base (the FDE's pc_begin)
 }
 
 export interface DecodedPointer {
@@ -48,12 +75,23 @@ function malformed(r: ByteReader, msg: string, off = r.pos): LeakscopeError {
 /** Byte size of the value part of an encoding, or -1 when it is variable (LEB128). */
 export function encodedSize(enc: number, addressSize = 8): number {
   switch (enc & 0x0f) {
-    case DW_EH_PE_absptr: case DW_EH_PE_signed: return addressSize;
-    case DW_EH_PE_udata2: case DW_EH_PE_sdata2: return 2;
-    case DW_EH_PE_udata4: case DW_EH_PE_sdata4: return 4;
-    case DW_EH_PE_udata8: case DW_EH_PE_sdata8: return 8;
-    case DW_EH_PE_uleb128: case DW_EH_PE_sleb128: return -1;
-    default: return 0; // invalid
+    case DW_EH_PE_absptr:
+    case DW_EH_PE_signed:
+      return addressSize;
+    case DW_EH_PE_udata2:
+    case DW_EH_PE_sdata2:
+      return 2;
+    case DW_EH_PE_udata4:
+    case DW_EH_PE_sdata4:
+      return 4;
+    case DW_EH_PE_udata8:
+    case DW_EH_PE_sdata8:
+      return 8;
+    case DW_EH_PE_uleb128:
+    case DW_EH_PE_sleb128:
+      return -1;
+    default:
+      return 0; // invalid
   }
 }
 
@@ -72,32 +110,61 @@ export function readEncodedPointer(r: ByteReader, enc: number, bases: PointerBas
   const fieldOff = r.pos;
   let v: number;
   switch (enc & 0x0f) {
-    case DW_EH_PE_absptr: v = addressSize === 4 ? r.u32() : r.u64(); break;
-    case DW_EH_PE_signed: v = addressSize === 4 ? r.i32() : r.i64(); break;
-    case DW_EH_PE_uleb128: v = r.uleb(); break;
-    case DW_EH_PE_udata2: v = r.u16(); break;
-    case DW_EH_PE_udata4: v = r.u32(); break;
-    case DW_EH_PE_udata8: v = r.u64(); break;
-    case DW_EH_PE_sleb128: v = r.sleb(); break;
-    case DW_EH_PE_sdata2: v = r.i16(); break;
-    case DW_EH_PE_sdata4: v = r.i32(); break;
-    case DW_EH_PE_sdata8: v = r.i64(); break;
-    default: throw malformed(r, `unknown pointer encoding 0x${enc.toString(16)}`, fieldOff);
+    case DW_EH_PE_absptr:
+      v = addressSize === 4 ? r.u32() : r.u64();
+      break;
+    case DW_EH_PE_signed:
+      v = addressSize === 4 ? r.i32() : r.i64();
+      break;
+    case DW_EH_PE_uleb128:
+      v = r.uleb();
+      break;
+    case DW_EH_PE_udata2:
+      v = r.u16();
+      break;
+    case DW_EH_PE_udata4:
+      v = r.u32();
+      break;
+    case DW_EH_PE_udata8:
+      v = r.u64();
+      break;
+    case DW_EH_PE_sleb128:
+      v = r.sleb();
+      break;
+    case DW_EH_PE_sdata2:
+      v = r.i16();
+      break;
+    case DW_EH_PE_sdata4:
+      v = r.i32();
+      break;
+    case DW_EH_PE_sdata8:
+      v = r.i64();
+      break;
+    default:
+      throw malformed(r, `unknown pointer encoding 0x${enc.toString(16)}`, fieldOff);
   }
   let base = 0;
   switch (app) {
-    case DW_EH_PE_absptr: case DW_EH_PE_aligned: break;
-    case DW_EH_PE_pcrel: base = bases.sectionVaddr + fieldOff; break;
+    case DW_EH_PE_absptr:
+    case DW_EH_PE_aligned:
+      break;
+    case DW_EH_PE_pcrel:
+      base = bases.sectionVaddr + fieldOff;
+      break;
     case DW_EH_PE_textrel:
       if (bases.textVaddr === undefined) throw malformed(r, 'DW_EH_PE_textrel without a text base', fieldOff);
-      base = bases.textVaddr; break;
+      base = bases.textVaddr;
+      break;
     case DW_EH_PE_datarel:
       if (bases.dataVaddr === undefined) throw malformed(r, 'DW_EH_PE_datarel without a data base', fieldOff);
-      base = bases.dataVaddr; break;
+      base = bases.dataVaddr;
+      break;
     case DW_EH_PE_funcrel:
       if (bases.funcVaddr === undefined) throw malformed(r, 'DW_EH_PE_funcrel outside an FDE', fieldOff);
-      base = bases.funcVaddr; break;
-    default: throw malformed(r, `unknown pointer application 0x${app.toString(16)}`, fieldOff);
+      base = bases.funcVaddr;
+      break;
+    default:
+      throw malformed(r, `unknown pointer application 0x${app.toString(16)}`, fieldOff);
   }
   let value = base + v;
   if (value >= TWO64) value -= TWO64;
@@ -132,7 +199,7 @@ export interface Cie {
   returnAddressRegister: number;
   /** Encoding of FDE pc_begin / pc_range (absptr when the CIE has no 'R'). */
   fdeEncoding: number;
-  lsdaEncoding: number;         // DW_EH_PE_omit when none
+  lsdaEncoding: number; // DW_EH_PE_omit when none
   personality?: DecodedPointer; // 'P'
   /** 'S': frames of this CIE are signal frames (the caller's pc is exact, not a return address). */
   signalFrame: boolean;
@@ -144,10 +211,10 @@ export interface Cie {
 }
 
 export interface Fde {
-  offset: number;       // of the length field
+  offset: number; // of the length field
   cie: Cie;
-  pcBegin: number;      // vaddr
-  pcEnd: number;        // vaddr, exclusive
+  pcBegin: number; // vaddr
+  pcEnd: number; // vaddr, exclusive
   lsda?: DecodedPointer;
   instructionsStart: number;
   instructionsEnd: number;
@@ -156,12 +223,12 @@ export interface Fde {
 /** Entry header: where its body starts and ends, and the CIE id / pointer field. */
 interface EntryHeader {
   offset: number;
-  end: number;          // offset past the entry
-  idOffset: number;     // offset of the CIE id / CIE pointer field
+  end: number; // offset past the entry
+  idOffset: number; // offset of the CIE id / CIE pointer field
   id: number;
-  bodyStart: number;    // offset after the id
+  bodyStart: number; // offset after the id
   dwarf64: boolean;
-  terminator: boolean;  // length 0 (.eh_frame terminator)
+  terminator: boolean; // length 0 (.eh_frame terminator)
 }
 
 function sectionLabel(sec: CfiSection): string {
@@ -175,12 +242,15 @@ function readEntryHeader(r: ByteReader, offset: number): EntryHeader {
   r.seek(offset);
   let len = r.u32();
   let dwarf64 = false;
-  if (len === 0xffffffff) { len = r.u64(); dwarf64 = true; }
-  else if (len >= 0xfffffff0) throw malformed(r, `reserved initial length 0x${len.toString(16)}`, offset);
+  if (len === 0xffffffff) {
+    len = r.u64();
+    dwarf64 = true;
+  } else if (len >= 0xfffffff0) throw malformed(r, `reserved initial length 0x${len.toString(16)}`, offset);
   if (len === 0) return { offset, end: r.pos, idOffset: r.pos, id: 0, bodyStart: r.pos, dwarf64, terminator: true };
   const start = r.pos;
   const end = start + len;
-  if (end > r.length) throw malformed(r, `entry length ${len} runs past the section end (0x${r.length.toString(16)})`, offset);
+  if (end > r.length)
+    throw malformed(r, `entry length ${len} runs past the section end (0x${r.length.toString(16)})`, offset);
   const idOffset = r.pos;
   const idSize = dwarf64 ? 8 : 4;
   if (len < idSize) throw malformed(r, `entry length ${len} too short for its id`, offset);
@@ -221,16 +291,27 @@ function parseCieBody(sec: CfiSection, r: ByteReader, h: EntryHeader): Cie {
     addressSize = er.u8();
     const segSize = er.u8();
     if (addressSize !== 4 && addressSize !== 8) throw malformed(er, `CIE address size ${addressSize}`, h.offset);
-    if (segSize !== 0) throw malformed(er, `CIE segment selector size ${segSize} (segmented addressing unsupported)`, h.offset);
+    if (segSize !== 0)
+      throw malformed(er, `CIE segment selector size ${segSize} (segmented addressing unsupported)`, h.offset);
   }
   // "eh" (pre-gcc-3 EH data pointer) would go here; nobody has emitted it on x86-64.
   const codeAlign = er.uleb();
   const dataAlign = er.sleb();
   const returnAddressRegister = version === 1 ? er.u8() : er.uleb();
   const cie: Cie = {
-    offset: h.offset, version, augmentation, addressSize, codeAlign, dataAlign, returnAddressRegister,
-    fdeEncoding: DW_EH_PE_absptr, lsdaEncoding: DW_EH_PE_omit,
-    signalFrame: false, hasAugmentationData: false, instructionsStart: 0, instructionsEnd: h.end,
+    offset: h.offset,
+    version,
+    augmentation,
+    addressSize,
+    codeAlign,
+    dataAlign,
+    returnAddressRegister,
+    fdeEncoding: DW_EH_PE_absptr,
+    lsdaEncoding: DW_EH_PE_omit,
+    signalFrame: false,
+    hasAugmentationData: false,
+    instructionsStart: 0,
+    instructionsEnd: h.end,
   };
   if (augmentation.length > 0) {
     if (augmentation[0] !== 'z') throw malformed(er, `unsupported augmentation "${augmentation}"`, h.offset);
@@ -247,13 +328,15 @@ function parseCieBody(sec: CfiSection, r: ByteReader, h: EntryHeader): Cie {
         const enc = er.u8();
         cie.personality = readEncodedPointer(er, enc, bases, addressSize);
       } else if (c === 'S') cie.signalFrame = true;
-      else if (c === 'B' || c === 'G') { /* AArch64 BTI / MTE markers: no data */ }
-      else break; // unknown: the 'z' length lets us skip the rest (as libgcc does)
+      else if (c === 'B' || c === 'G') {
+        /* AArch64 BTI / MTE markers: no data */
+      } else break; // unknown: the 'z' length lets us skip the rest (as libgcc does)
       if (er.pos > augEnd) throw malformed(er, 'augmentation fields run past the augmentation data', h.offset);
     }
     er.seek(augEnd);
   }
-  if (encodedSize(cie.fdeEncoding, addressSize) === 0) throw malformed(er, `bad FDE pointer encoding 0x${cie.fdeEncoding.toString(16)}`, h.offset);
+  if (encodedSize(cie.fdeEncoding, addressSize) === 0)
+    throw malformed(er, `bad FDE pointer encoding 0x${cie.fdeEncoding.toString(16)}`, h.offset);
   cie.instructionsStart = er.pos;
   return cie;
 }
@@ -276,8 +359,9 @@ export function parseCie(sec: CfiSection, offset: number, cache?: Map<number, Ci
 
 function parseFdeBody(sec: CfiSection, r: ByteReader, h: EntryHeader, cieCache?: Map<number, Cie>): Fde {
   let cieOffset: number;
-  if (sec.kind === 'eh_frame') cieOffset = h.idOffset - h.id; // CIE pointer: bytes back from this field
-  else cieOffset = h.id;                                      // offset from the section start
+  if (sec.kind === 'eh_frame')
+    cieOffset = h.idOffset - h.id; // CIE pointer: bytes back from this field
+  else cieOffset = h.id; // offset from the section start
   if (cieOffset < 0 || cieOffset >= sec.bytes.byteLength || cieOffset === h.offset) {
     throw malformed(r, `FDE's CIE pointer 0x${h.id.toString(16)} points outside the section`, h.offset);
   }
@@ -290,8 +374,12 @@ function parseFdeBody(sec: CfiSection, r: ByteReader, h: EntryHeader, cieCache?:
   // pc_range: same value format, no application (it is a length).
   const range = readEncodedPointer(er, cie.fdeEncoding & 0x0f, { sectionVaddr: sec.vaddr }, cie.addressSize);
   const fde: Fde = {
-    offset: h.offset, cie, pcBegin: begin.value, pcEnd: begin.value + range.value,
-    instructionsStart: 0, instructionsEnd: h.end,
+    offset: h.offset,
+    cie,
+    pcBegin: begin.value,
+    pcEnd: begin.value + range.value,
+    instructionsStart: 0,
+    instructionsEnd: h.end,
   };
   if (fde.pcEnd > TWO64) throw malformed(er, 'FDE pc range wraps past 2^64', h.offset);
   if (cie.hasAugmentationData) {
@@ -336,7 +424,11 @@ export function parseCfiSection(sec: CfiSection): CfiEntries {
     // Each iteration advances `off` by at least 4 bytes: bounded by the section length.
     while (off + 4 <= sec.bytes.byteLength) {
       const h = readEntryHeader(r, off);
-      if (h.terminator) { if (sec.kind === 'eh_frame') break; off = h.end; continue; }
+      if (h.terminator) {
+        if (sec.kind === 'eh_frame') break;
+        off = h.end;
+        continue;
+      }
       if (isCieId(sec, h)) parseCie(sec, off, cieCache);
       else {
         const fde = parseFdeBody(sec, r, h, cieCache);
@@ -351,10 +443,15 @@ export function parseCfiSection(sec: CfiSection): CfiEntries {
 
 /** Binary search in FDEs sorted by pcBegin for the one covering `vaddr`. */
 export function findFdeInSorted(fdes: readonly Fde[], vaddr: number): Fde | undefined {
-  let lo = 0, hi = fdes.length - 1, best = -1;
+  let lo = 0,
+    hi = fdes.length - 1,
+    best = -1;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
-    if (fdes[mid]!.pcBegin <= vaddr) { best = mid; lo = mid + 1; } else hi = mid - 1;
+    if (fdes[mid]!.pcBegin <= vaddr) {
+      best = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
   }
   // Overlapping FDEs are rare (linker-discarded duplicates); look back a few.
   for (let i = best; i >= 0 && i > best - 4; i--) {
@@ -370,10 +467,10 @@ export function findFdeInSorted(fdes: readonly Fde[], vaddr: number): Fde | unde
 export type RegisterRule =
   | { kind: 'undefined' }
   | { kind: 'same-value' }
-  | { kind: 'offset'; offset: number }        // saved at CFA + offset
-  | { kind: 'val-offset'; offset: number }    // value = CFA + offset
-  | { kind: 'register'; register: number }    // value = that register's value in this frame
-  | { kind: 'expression'; expr: Uint8Array }  // saved at the address the expression computes (CFA pushed first)
+  | { kind: 'offset'; offset: number } // saved at CFA + offset
+  | { kind: 'val-offset'; offset: number } // value = CFA + offset
+  | { kind: 'register'; register: number } // value = that register's value in this frame
+  | { kind: 'expression'; expr: Uint8Array } // saved at the address the expression computes (CFA pushed first)
   | { kind: 'val-expression'; expr: Uint8Array };
 
 export type CfaRule =
@@ -393,13 +490,35 @@ export interface UnwindRow {
 
 // DW_CFA_* opcodes (DWARF 5 table 7.29, plus GNU extensions).
 const CFA = {
-  advance_loc: 0x40, offset: 0x80, restore: 0xc0,
-  nop: 0x00, set_loc: 0x01, advance_loc1: 0x02, advance_loc2: 0x03, advance_loc4: 0x04,
-  offset_extended: 0x05, restore_extended: 0x06, undefined: 0x07, same_value: 0x08, register: 0x09,
-  remember_state: 0x0a, restore_state: 0x0b, def_cfa: 0x0c, def_cfa_register: 0x0d, def_cfa_offset: 0x0e,
-  def_cfa_expression: 0x0f, expression: 0x10, offset_extended_sf: 0x11, def_cfa_sf: 0x12,
-  def_cfa_offset_sf: 0x13, val_offset: 0x14, val_offset_sf: 0x15, val_expression: 0x16,
-  GNU_window_save: 0x2d, GNU_args_size: 0x2e, GNU_negative_offset_extended: 0x2f,
+  advance_loc: 0x40,
+  offset: 0x80,
+  restore: 0xc0,
+  nop: 0x00,
+  set_loc: 0x01,
+  advance_loc1: 0x02,
+  advance_loc2: 0x03,
+  advance_loc4: 0x04,
+  offset_extended: 0x05,
+  restore_extended: 0x06,
+  undefined: 0x07,
+  same_value: 0x08,
+  register: 0x09,
+  remember_state: 0x0a,
+  restore_state: 0x0b,
+  def_cfa: 0x0c,
+  def_cfa_register: 0x0d,
+  def_cfa_offset: 0x0e,
+  def_cfa_expression: 0x0f,
+  expression: 0x10,
+  offset_extended_sf: 0x11,
+  def_cfa_sf: 0x12,
+  def_cfa_offset_sf: 0x13,
+  val_offset: 0x14,
+  val_offset_sf: 0x15,
+  val_expression: 0x16,
+  GNU_window_save: 0x2d,
+  GNU_args_size: 0x2e,
+  GNU_negative_offset_extended: 0x2f,
 } as const;
 
 /** remember_state depth cap (libgcc allocates without bound; real code nests 1–2 deep). */
@@ -407,97 +526,197 @@ export const MAX_REMEMBER_DEPTH = 64;
 /** Register numbers above this are rejected as malformed (x86-64 defines up to ~130). */
 export const MAX_DWARF_REGISTER = 1023;
 
-interface RowState { cfa: CfaRule; registers: Map<number, RegisterRule> }
+interface RowState {
+  cfa: CfaRule;
+  registers: Map<number, RegisterRule>;
+}
 
-function cloneState(s: RowState): RowState { return { cfa: s.cfa, registers: new Map(s.registers) }; }
+function cloneState(s: RowState): RowState {
+  return { cfa: s.cfa, registers: new Map(s.registers) };
+}
 
 /**
  * Runs CFA instructions [start, end) of `sec`. With `targetVaddr` it stops at the first advance
  * past the target (returning the row's end); without, it runs to the end (CIE initial instructions).
  */
 function runInstructions(
-  sec: CfiSection, cie: Cie, start: number, end: number, state: RowState,
-  initial: Map<number, RegisterRule> | undefined, loc: { start: number; end: number },
-  targetVaddr: number | undefined, fdeBegin: number,
+  sec: CfiSection,
+  cie: Cie,
+  start: number,
+  end: number,
+  state: RowState,
+  initial: Map<number, RegisterRule> | undefined,
+  loc: { start: number; end: number },
+  targetVaddr: number | undefined,
+  fdeBegin: number,
 ): void {
   const r = new ByteReader(sec.bytes.subarray(0, end), { label: sectionLabel(sec) });
   r.seek(start);
   const stack: RowState[] = [];
-  const daf = cie.dataAlign, caf = cie.codeAlign;
+  const daf = cie.dataAlign,
+    caf = cie.codeAlign;
   const reg = (n: number): number => {
     if (n > MAX_DWARF_REGISTER) throw malformed(r, `register number ${n}`);
     return n;
   };
-  const block = (): Uint8Array => { const n = r.uleb(); return r.take(n); };
+  const block = (): Uint8Array => {
+    const n = r.uleb();
+    return r.take(n);
+  };
   const advance = (delta: number): boolean => {
     const next = loc.start + delta * caf;
-    if (targetVaddr !== undefined && next > targetVaddr) { loc.end = next; return true; }
+    if (targetVaddr !== undefined && next > targetVaddr) {
+      loc.end = next;
+      return true;
+    }
     loc.start = next;
     return false;
   };
   const restoreRule = (n: number): void => {
-    if (!initial) throw malformed(r, 'DW_CFA_restore in a CIE\'s initial instructions');
+    if (!initial) throw malformed(r, "DW_CFA_restore in a CIE's initial instructions");
     const init = initial.get(n);
-    if (init) state.registers.set(n, init); else state.registers.delete(n);
+    if (init) state.registers.set(n, init);
+    else state.registers.delete(n);
   };
   // Each iteration consumes at least one byte: bounded by end - start.
   while (r.pos < end) {
     const op = r.u8();
-    const hi = op & 0xc0, low = op & 0x3f;
-    if (hi === CFA.advance_loc) { if (advance(low)) return; continue; }
-    if (hi === CFA.offset) { state.registers.set(low, { kind: 'offset', offset: r.uleb() * daf }); continue; }
-    if (hi === CFA.restore) { restoreRule(low); continue; }
+    const hi = op & 0xc0,
+      low = op & 0x3f;
+    if (hi === CFA.advance_loc) {
+      if (advance(low)) return;
+      continue;
+    }
+    if (hi === CFA.offset) {
+      state.registers.set(low, { kind: 'offset', offset: r.uleb() * daf });
+      continue;
+    }
+    if (hi === CFA.restore) {
+      restoreRule(low);
+      continue;
+    }
     switch (op) {
-      case CFA.nop: break;
+      case CFA.nop:
+        break;
       case CFA.set_loc: {
-        const p = readEncodedPointer(r, cie.fdeEncoding, { sectionVaddr: sec.vaddr, textVaddr: sec.textVaddr, dataVaddr: sec.dataVaddr, funcVaddr: fdeBegin }, cie.addressSize);
+        const p = readEncodedPointer(
+          r,
+          cie.fdeEncoding,
+          { sectionVaddr: sec.vaddr, textVaddr: sec.textVaddr, dataVaddr: sec.dataVaddr, funcVaddr: fdeBegin },
+          cie.addressSize,
+        );
         if (p.value < loc.start) throw malformed(r, 'DW_CFA_set_loc moves backwards');
-        if (targetVaddr !== undefined && p.value > targetVaddr) { loc.end = p.value; return; }
+        if (targetVaddr !== undefined && p.value > targetVaddr) {
+          loc.end = p.value;
+          return;
+        }
         loc.start = p.value;
         break;
       }
-      case CFA.advance_loc1: if (advance(r.u8())) return; break;
-      case CFA.advance_loc2: if (advance(r.u16())) return; break;
-      case CFA.advance_loc4: if (advance(r.u32())) return; break;
-      case CFA.offset_extended: { const n = reg(r.uleb()); state.registers.set(n, { kind: 'offset', offset: r.uleb() * daf }); break; }
-      case CFA.restore_extended: restoreRule(reg(r.uleb())); break;
-      case CFA.undefined: state.registers.set(reg(r.uleb()), { kind: 'undefined' }); break;
-      case CFA.same_value: state.registers.set(reg(r.uleb()), { kind: 'same-value' }); break;
-      case CFA.register: { const n = reg(r.uleb()); state.registers.set(n, { kind: 'register', register: reg(r.uleb()) }); break; }
+      case CFA.advance_loc1:
+        if (advance(r.u8())) return;
+        break;
+      case CFA.advance_loc2:
+        if (advance(r.u16())) return;
+        break;
+      case CFA.advance_loc4:
+        if (advance(r.u32())) return;
+        break;
+      case CFA.offset_extended: {
+        const n = reg(r.uleb());
+        state.registers.set(n, { kind: 'offset', offset: r.uleb() * daf });
+        break;
+      }
+      case CFA.restore_extended:
+        restoreRule(reg(r.uleb()));
+        break;
+      case CFA.undefined:
+        state.registers.set(reg(r.uleb()), { kind: 'undefined' });
+        break;
+      case CFA.same_value:
+        state.registers.set(reg(r.uleb()), { kind: 'same-value' });
+        break;
+      case CFA.register: {
+        const n = reg(r.uleb());
+        state.registers.set(n, { kind: 'register', register: reg(r.uleb()) });
+        break;
+      }
       case CFA.remember_state:
-        if (stack.length >= MAX_REMEMBER_DEPTH) throw malformed(r, `DW_CFA_remember_state nested deeper than ${MAX_REMEMBER_DEPTH}`);
+        if (stack.length >= MAX_REMEMBER_DEPTH)
+          throw malformed(r, `DW_CFA_remember_state nested deeper than ${MAX_REMEMBER_DEPTH}`);
         stack.push(cloneState(state));
         break;
       case CFA.restore_state: {
         const s = stack.pop();
         if (!s) throw malformed(r, 'DW_CFA_restore_state with an empty state stack');
         // The CFA rule is part of the remembered state (as in gimli and libgcc).
-        state.cfa = s.cfa; state.registers = s.registers;
+        state.cfa = s.cfa;
+        state.registers = s.registers;
         break;
       }
-      case CFA.def_cfa: { const n = reg(r.uleb()); state.cfa = { kind: 'register-offset', register: n, offset: r.uleb() }; break; }
-      case CFA.def_cfa_sf: { const n = reg(r.uleb()); state.cfa = { kind: 'register-offset', register: n, offset: r.sleb() * daf }; break; }
+      case CFA.def_cfa: {
+        const n = reg(r.uleb());
+        state.cfa = { kind: 'register-offset', register: n, offset: r.uleb() };
+        break;
+      }
+      case CFA.def_cfa_sf: {
+        const n = reg(r.uleb());
+        state.cfa = { kind: 'register-offset', register: n, offset: r.sleb() * daf };
+        break;
+      }
       case CFA.def_cfa_register: {
         const n = reg(r.uleb());
-        if (state.cfa.kind !== 'register-offset') throw malformed(r, 'DW_CFA_def_cfa_register while the CFA is an expression');
+        if (state.cfa.kind !== 'register-offset')
+          throw malformed(r, 'DW_CFA_def_cfa_register while the CFA is an expression');
         state.cfa = { kind: 'register-offset', register: n, offset: state.cfa.offset };
         break;
       }
-      case CFA.def_cfa_offset: case CFA.def_cfa_offset_sf: {
+      case CFA.def_cfa_offset:
+      case CFA.def_cfa_offset_sf: {
         const off = op === CFA.def_cfa_offset ? r.uleb() : r.sleb() * daf;
-        if (state.cfa.kind !== 'register-offset') throw malformed(r, 'DW_CFA_def_cfa_offset while the CFA is an expression');
+        if (state.cfa.kind !== 'register-offset')
+          throw malformed(r, 'DW_CFA_def_cfa_offset while the CFA is an expression');
         state.cfa = { kind: 'register-offset', register: state.cfa.register, offset: off };
         break;
       }
-      case CFA.def_cfa_expression: state.cfa = { kind: 'expression', expr: block() }; break;
-      case CFA.expression: { const n = reg(r.uleb()); state.registers.set(n, { kind: 'expression', expr: block() }); break; }
-      case CFA.val_expression: { const n = reg(r.uleb()); state.registers.set(n, { kind: 'val-expression', expr: block() }); break; }
-      case CFA.offset_extended_sf: { const n = reg(r.uleb()); state.registers.set(n, { kind: 'offset', offset: r.sleb() * daf }); break; }
-      case CFA.val_offset: { const n = reg(r.uleb()); state.registers.set(n, { kind: 'val-offset', offset: r.uleb() * daf }); break; }
-      case CFA.val_offset_sf: { const n = reg(r.uleb()); state.registers.set(n, { kind: 'val-offset', offset: r.sleb() * daf }); break; }
-      case CFA.GNU_args_size: r.uleb(); break;
-      case CFA.GNU_negative_offset_extended: { const n = reg(r.uleb()); state.registers.set(n, { kind: 'offset', offset: -r.uleb() * daf }); break; }
-      default: throw malformed(r, `unknown CFA opcode 0x${op.toString(16)}`, r.pos - 1);
+      case CFA.def_cfa_expression:
+        state.cfa = { kind: 'expression', expr: block() };
+        break;
+      case CFA.expression: {
+        const n = reg(r.uleb());
+        state.registers.set(n, { kind: 'expression', expr: block() });
+        break;
+      }
+      case CFA.val_expression: {
+        const n = reg(r.uleb());
+        state.registers.set(n, { kind: 'val-expression', expr: block() });
+        break;
+      }
+      case CFA.offset_extended_sf: {
+        const n = reg(r.uleb());
+        state.registers.set(n, { kind: 'offset', offset: r.sleb() * daf });
+        break;
+      }
+      case CFA.val_offset: {
+        const n = reg(r.uleb());
+        state.registers.set(n, { kind: 'val-offset', offset: r.uleb() * daf });
+        break;
+      }
+      case CFA.val_offset_sf: {
+        const n = reg(r.uleb());
+        state.registers.set(n, { kind: 'val-offset', offset: r.sleb() * daf });
+        break;
+      }
+      case CFA.GNU_args_size:
+        r.uleb();
+        break;
+      case CFA.GNU_negative_offset_extended: {
+        const n = reg(r.uleb());
+        state.registers.set(n, { kind: 'offset', offset: -r.uleb() * daf });
+        break;
+      }
+      default:
+        throw malformed(r, `unknown CFA opcode 0x${op.toString(16)}`, r.pos - 1);
     }
   }
 }
@@ -509,7 +728,19 @@ export function cieInitialState(sec: CfiSection, cie: Cie): { cfa: CfaRule; regi
   const hit = initialCache.get(cie);
   if (hit) return cloneState(hit);
   const state: RowState = { cfa: { kind: 'register-offset', register: DW_REG.rsp, offset: 0 }, registers: new Map() };
-  asMalformed('CIE', () => runInstructions(sec, cie, cie.instructionsStart, cie.instructionsEnd, state, undefined, { start: 0, end: 0 }, undefined, 0));
+  asMalformed('CIE', () =>
+    runInstructions(
+      sec,
+      cie,
+      cie.instructionsStart,
+      cie.instructionsEnd,
+      state,
+      undefined,
+      { start: 0, end: 0 },
+      undefined,
+      0,
+    ),
+  );
   initialCache.set(cie, cloneState(state));
   return state;
 }
@@ -520,15 +751,34 @@ export function cieInitialState(sec: CfiSection, cie: Cie): { cfa: CfaRule; regi
  */
 export function unwindRowAt(sec: CfiSection, fde: Fde, vaddr: number): UnwindRow {
   if (vaddr < fde.pcBegin || vaddr >= fde.pcEnd) {
-    throw new LeakscopeError('not-found', `0x${vaddr.toString(16)} is outside the FDE [0x${fde.pcBegin.toString(16)}, 0x${fde.pcEnd.toString(16)})`);
+    throw new LeakscopeError(
+      'not-found',
+      `0x${vaddr.toString(16)} is outside the FDE [0x${fde.pcBegin.toString(16)}, 0x${fde.pcEnd.toString(16)})`,
+    );
   }
   const init = cieInitialState(sec, fde.cie);
   const state: RowState = cloneState(init);
   const loc = { start: fde.pcBegin, end: fde.pcEnd };
-  asMalformed('FDE', () => runInstructions(sec, fde.cie, fde.instructionsStart, fde.instructionsEnd, state, init.registers, loc, vaddr, fde.pcBegin));
+  asMalformed('FDE', () =>
+    runInstructions(
+      sec,
+      fde.cie,
+      fde.instructionsStart,
+      fde.instructionsEnd,
+      state,
+      init.registers,
+      loc,
+      vaddr,
+      fde.pcBegin,
+    ),
+  );
   return {
-    start: loc.start, end: Math.min(loc.end, fde.pcEnd), cfa: state.cfa, registers: state.registers,
-    returnAddressRegister: fde.cie.returnAddressRegister, signalFrame: fde.cie.signalFrame,
+    start: loc.start,
+    end: Math.min(loc.end, fde.pcEnd),
+    cfa: state.cfa,
+    registers: state.registers,
+    returnAddressRegister: fde.cie.returnAddressRegister,
+    signalFrame: fde.cie.signalFrame,
   };
 }
 
@@ -540,7 +790,8 @@ export function unwindTable(sec: CfiSection, fde: Fde): UnwindRow[] {
   for (let i = 0; pc < fde.pcEnd && i < 1_000_000; i++) {
     const row = unwindRowAt(sec, fde, pc);
     rows.push(row);
-    if (row.end <= pc) throw new LeakscopeError('malformed', `FDE at 0x${fde.offset.toString(16)}: row does not advance`);
+    if (row.end <= pc)
+      throw new LeakscopeError('malformed', `FDE at 0x${fde.offset.toString(16)}: row does not advance`);
     pc = row.end;
   }
   return rows;
@@ -558,7 +809,12 @@ export interface ExpressionContext {
 
 /** Why an expression could not be evaluated for this frame (not malformed: data unavailable). */
 export class ExpressionUnavailable extends Error {
-  constructor(readonly reason: 'register' | 'memory', message: string) { super(message); }
+  constructor(
+    readonly reason: 'register' | 'memory',
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 export const MAX_EXPRESSION_STEPS = 10_000;
@@ -593,70 +849,224 @@ export function evaluateExpression(expr: Uint8Array, ctx: ExpressionContext, ini
   };
   const deref = (addr: bigint, size: number): bigint => {
     const v = ctx.readMemory(addr, size);
-    if (v === undefined) throw new ExpressionUnavailable('memory', `cannot read ${size} bytes at 0x${addr.toString(16)}`);
+    if (v === undefined)
+      throw new ExpressionUnavailable('memory', `cannot read ${size} bytes at 0x${addr.toString(16)}`);
     return v;
   };
   try {
     for (let steps = 0; r.pos < expr.byteLength; steps++) {
       if (steps >= MAX_EXPRESSION_STEPS) throw malformed(r, `expression runs more than ${MAX_EXPRESSION_STEPS} steps`);
       const op = r.u8();
-      if (op >= 0x30 && op <= 0x4f) { push(BigInt(op - 0x30)); continue; }            // lit0..31
-      if (op >= 0x70 && op <= 0x8f) { push(regVal(op - 0x70) + BigInt(r.sleb())); continue; } // breg0..31
+      if (op >= 0x30 && op <= 0x4f) {
+        push(BigInt(op - 0x30));
+        continue;
+      } // lit0..31
+      if (op >= 0x70 && op <= 0x8f) {
+        push(regVal(op - 0x70) + BigInt(r.sleb()));
+        continue;
+      } // breg0..31
       switch (op) {
-        case 0x03: push(r.u64n()); break;                                              // addr
-        case 0x06: push(deref(pop(), 8)); break;                                       // deref
-        case 0x08: push(BigInt(r.u8())); break;                                        // const1u
-        case 0x09: push(BigInt(r.i8())); break;                                        // const1s
-        case 0x0a: push(BigInt(r.u16())); break;                                       // const2u
-        case 0x0b: push(BigInt(r.i16())); break;                                       // const2s
-        case 0x0c: push(BigInt(r.u32())); break;                                       // const4u
-        case 0x0d: push(BigInt(r.i32())); break;                                       // const4s
-        case 0x0e: push(r.u64n()); break;                                              // const8u
-        case 0x0f: push(r.u64n()); break;                                              // const8s (same bits)
-        case 0x10: push(r.ulebn()); break;                                             // constu
-        case 0x11: push(r.slebn()); break;                                             // consts
-        case 0x12: { const v = pop(); push(v); push(v); break; }                       // dup
-        case 0x13: pop(); break;                                                       // drop
-        case 0x14: { if (st.length < 2) throw malformed(r, 'over on a short stack'); push(st[st.length - 2]!); break; }
-        case 0x15: { const i = r.u8(); if (i >= st.length) throw malformed(r, `pick ${i} beyond the stack`); push(st[st.length - 1 - i]!); break; }
-        case 0x16: { const a = pop(), b = pop(); push(a); push(b); break; }            // swap
-        case 0x17: { const a = pop(), b = pop(), c = pop(); push(a); push(c); push(b); break; } // rot
-        case 0x19: push(abs64(pop())); break;                                          // abs
-        case 0x1a: { const b = pop(), a = pop(); push(a & b); break; }                 // and
-        case 0x1b: { const b = s64(pop()), a = s64(pop()); if (b === 0n) throw malformed(r, 'division by zero'); push(a / b); break; }
-        case 0x1c: { const b = pop(), a = pop(); push(a - b); break; }                 // minus
-        case 0x1d: { const b = pop(), a = pop(); if (b === 0n) throw malformed(r, 'modulo by zero'); push(a % b); break; }
-        case 0x1e: { const b = pop(), a = pop(); push(a * b); break; }                 // mul
-        case 0x1f: push(-s64(pop())); break;                                           // neg
-        case 0x20: push(~pop()); break;                                                // not
-        case 0x21: { const b = pop(), a = pop(); push(a | b); break; }                 // or
-        case 0x22: { const b = pop(), a = pop(); push(a + b); break; }                 // plus
-        case 0x23: push(pop() + r.ulebn()); break;                                     // plus_uconst
-        case 0x24: { const b = pop(), a = pop(); push(b >= 64n ? 0n : a << b); break; } // shl
-        case 0x25: { const b = pop(), a = pop(); push(b >= 64n ? 0n : a >> b); break; } // shr
-        case 0x26: { const b = pop(), a = s64(pop()); push(a >> (b >= 64n ? 63n : b)); break; } // shra
-        case 0x27: { const b = pop(), a = pop(); push(a ^ b); break; }                 // xor
-        case 0x28: {                                                                   // bra
+        case 0x03:
+          push(r.u64n());
+          break; // addr
+        case 0x06:
+          push(deref(pop(), 8));
+          break; // deref
+        case 0x08:
+          push(BigInt(r.u8()));
+          break; // const1u
+        case 0x09:
+          push(BigInt(r.i8()));
+          break; // const1s
+        case 0x0a:
+          push(BigInt(r.u16()));
+          break; // const2u
+        case 0x0b:
+          push(BigInt(r.i16()));
+          break; // const2s
+        case 0x0c:
+          push(BigInt(r.u32()));
+          break; // const4u
+        case 0x0d:
+          push(BigInt(r.i32()));
+          break; // const4s
+        case 0x0e:
+          push(r.u64n());
+          break; // const8u
+        case 0x0f:
+          push(r.u64n());
+          break; // const8s (same bits)
+        case 0x10:
+          push(r.ulebn());
+          break; // constu
+        case 0x11:
+          push(r.slebn());
+          break; // consts
+        case 0x12: {
+          const v = pop();
+          push(v);
+          push(v);
+          break;
+        } // dup
+        case 0x13:
+          pop();
+          break; // drop
+        case 0x14: {
+          if (st.length < 2) throw malformed(r, 'over on a short stack');
+          push(st[st.length - 2]!);
+          break;
+        }
+        case 0x15: {
+          const i = r.u8();
+          if (i >= st.length) throw malformed(r, `pick ${i} beyond the stack`);
+          push(st[st.length - 1 - i]!);
+          break;
+        }
+        case 0x16: {
+          const a = pop(),
+            b = pop();
+          push(a);
+          push(b);
+          break;
+        } // swap
+        case 0x17: {
+          const a = pop(),
+            b = pop(),
+            c = pop();
+          push(a);
+          push(c);
+          push(b);
+          break;
+        } // rot
+        case 0x19:
+          push(abs64(pop()));
+          break; // abs
+        case 0x1a: {
+          const b = pop(),
+            a = pop();
+          push(a & b);
+          break;
+        } // and
+        case 0x1b: {
+          const b = s64(pop()),
+            a = s64(pop());
+          if (b === 0n) throw malformed(r, 'division by zero');
+          push(a / b);
+          break;
+        }
+        case 0x1c: {
+          const b = pop(),
+            a = pop();
+          push(a - b);
+          break;
+        } // minus
+        case 0x1d: {
+          const b = pop(),
+            a = pop();
+          if (b === 0n) throw malformed(r, 'modulo by zero');
+          push(a % b);
+          break;
+        }
+        case 0x1e: {
+          const b = pop(),
+            a = pop();
+          push(a * b);
+          break;
+        } // mul
+        case 0x1f:
+          push(-s64(pop()));
+          break; // neg
+        case 0x20:
+          push(~pop());
+          break; // not
+        case 0x21: {
+          const b = pop(),
+            a = pop();
+          push(a | b);
+          break;
+        } // or
+        case 0x22: {
+          const b = pop(),
+            a = pop();
+          push(a + b);
+          break;
+        } // plus
+        case 0x23:
+          push(pop() + r.ulebn());
+          break; // plus_uconst
+        case 0x24: {
+          const b = pop(),
+            a = pop();
+          push(b >= 64n ? 0n : a << b);
+          break;
+        } // shl
+        case 0x25: {
+          const b = pop(),
+            a = pop();
+          push(b >= 64n ? 0n : a >> b);
+          break;
+        } // shr
+        case 0x26: {
+          const b = pop(),
+            a = s64(pop());
+          push(a >> (b >= 64n ? 63n : b));
+          break;
+        } // shra
+        case 0x27: {
+          const b = pop(),
+            a = pop();
+          push(a ^ b);
+          break;
+        } // xor
+        case 0x28: {
+          // bra
           const d = r.i16();
           if (pop() !== 0n) jump(r, d, expr.byteLength);
           break;
         }
-        case 0x29: case 0x2a: case 0x2b: case 0x2c: case 0x2d: case 0x2e: {            // eq ge gt le lt ne (signed)
-          const b = s64(pop()), a = s64(pop());
-          const t = op === 0x29 ? a === b : op === 0x2a ? a >= b : op === 0x2b ? a > b : op === 0x2c ? a <= b : op === 0x2d ? a < b : a !== b;
+        case 0x29:
+        case 0x2a:
+        case 0x2b:
+        case 0x2c:
+        case 0x2d:
+        case 0x2e: {
+          // eq ge gt le lt ne (signed)
+          const b = s64(pop()),
+            a = s64(pop());
+          const t =
+            op === 0x29
+              ? a === b
+              : op === 0x2a
+                ? a >= b
+                : op === 0x2b
+                  ? a > b
+                  : op === 0x2c
+                    ? a <= b
+                    : op === 0x2d
+                      ? a < b
+                      : a !== b;
           push(t ? 1n : 0n);
           break;
         }
-        case 0x2f: jump(r, r.i16(), expr.byteLength); break;                           // skip
-        case 0x92: { const n = r.uleb(); push(regVal(n) + r.slebn()); break; }        // bregx
-        case 0x94: {                                                                   // deref_size
+        case 0x2f:
+          jump(r, r.i16(), expr.byteLength);
+          break; // skip
+        case 0x92: {
+          const n = r.uleb();
+          push(regVal(n) + r.slebn());
+          break;
+        } // bregx
+        case 0x94: {
+          // deref_size
           const size = r.u8();
           if (size < 1 || size > 8) throw malformed(r, `deref_size ${size}`);
           push(deref(pop(), size));
           break;
         }
-        case 0x96: break;                                                              // nop
-        default: throw malformed(r, `unsupported DWARF expression opcode 0x${op.toString(16)}`, r.pos - 1);
+        case 0x96:
+          break; // nop
+        default:
+          throw malformed(r, `unsupported DWARF expression opcode 0x${op.toString(16)}`, r.pos - 1);
       }
     }
   } catch (e) {
@@ -673,4 +1083,7 @@ function jump(r: ByteReader, delta: number, len: number): void {
   if (to < 0 || to > len) throw malformed(r, `branch to ${to} outside the expression`);
   r.pos = to;
 }
-function abs64(v: bigint): bigint { const s = s64(v); return s < 0n ? -s : s; }
+function abs64(v: bigint): bigint {
+  const s = s64(v);
+  return s < 0n ? -s : s;
+}

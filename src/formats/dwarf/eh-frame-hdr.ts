@@ -34,7 +34,9 @@ export function parseEhFrameHdr(bytes: Uint8Array, vaddr: number, label = '.eh_f
   try {
     const version = r.u8();
     if (version !== 1) throw new LeakscopeError('malformed', `${label}: version ${version}, expected 1`);
-    const ptrEnc = r.u8(), countEnc = r.u8(), tableEnc = r.u8();
+    const ptrEnc = r.u8(),
+      countEnc = r.u8(),
+      tableEnc = r.u8();
     const bases = { sectionVaddr: vaddr, dataVaddr: vaddr };
     if (ptrEnc === DW_EH_PE_omit) throw new LeakscopeError('malformed', `${label}: no eh_frame_ptr`);
     const ehFrameVaddr = readEncodedPointer(r, ptrEnc, bases).value;
@@ -47,10 +49,23 @@ export function parseEhFrameHdr(bytes: Uint8Array, vaddr: number, label = '.eh_f
       const app = tableEnc & 0x70;
       searchable = valueSize > 0 && (app === DW_EH_PE_datarel || app === DW_EH_PE_absptr) && (tableEnc & 0x80) === 0;
       if (searchable && r.pos + fdeCount * 2 * valueSize > bytes.byteLength) {
-        throw new LeakscopeError('malformed', `${label}: table of ${fdeCount} entries (${valueSize * 2} bytes each) runs past the section (${bytes.byteLength} bytes)`);
+        throw new LeakscopeError(
+          'malformed',
+          `${label}: table of ${fdeCount} entries (${valueSize * 2} bytes each) runs past the section (${bytes.byteLength} bytes)`,
+        );
       }
     }
-    return { version, vaddr, ehFrameVaddr, fdeCount, tableEncoding: tableEnc, tableOffset: r.pos, valueSize, bytes, searchable };
+    return {
+      version,
+      vaddr,
+      ehFrameVaddr,
+      fdeCount,
+      tableEncoding: tableEnc,
+      tableOffset: r.pos,
+      valueSize,
+      bytes,
+      searchable,
+    };
   } catch (e) {
     if (isLeakscopeError(e) && e.code === 'truncated') throw new LeakscopeError('malformed', e.message, { cause: e });
     throw e;
@@ -67,16 +82,24 @@ function tableValue(hdr: EhFrameHdr, r: ByteReader, off: number): number {
  * and its initial_location (the FDE itself still has to be checked for covering `vaddr`).
  * `undefined` when vaddr lies before the first entry or the table is not searchable.
  */
-export function searchEhFrameHdr(hdr: EhFrameHdr, vaddr: number): { initialLocation: number; fdeVaddr: number } | undefined {
+export function searchEhFrameHdr(
+  hdr: EhFrameHdr,
+  vaddr: number,
+): { initialLocation: number; fdeVaddr: number } | undefined {
   if (!hdr.searchable || hdr.fdeCount === 0) return undefined;
   const r = new ByteReader(hdr.bytes, { label: '.eh_frame_hdr' });
   const entry = hdr.valueSize * 2;
-  let lo = 0, hi = hdr.fdeCount - 1, best = -1;
+  let lo = 0,
+    hi = hdr.fdeCount - 1,
+    best = -1;
   // log2(fdeCount) iterations.
   while (lo <= hi) {
     const mid = Math.floor((lo + hi) / 2);
     const loc = tableValue(hdr, r, hdr.tableOffset + mid * entry);
-    if (loc <= vaddr) { best = mid; lo = mid + 1; } else hi = mid - 1;
+    if (loc <= vaddr) {
+      best = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
   }
   if (best < 0) return undefined;
   const off = hdr.tableOffset + best * entry;

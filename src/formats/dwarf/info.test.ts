@@ -9,7 +9,9 @@ import { FIXTURES_BUILD_DIR, FIXTURES_DIR } from '../../../test/helpers/build.js
 import { structLayoutsFromDwarf } from './info.js';
 
 test('struct member offsets from DWARF equal offsetof() of the same build', { timeout: 180_000 }, () => {
-  const printed = JSON.parse(execFileSync(join(FIXTURES_DIR, 'nginx-layouts', 'build.sh'), { encoding: 'utf8', timeout: 120_000 })) as Record<string, Record<string, number> | string>;
+  const printed = JSON.parse(
+    execFileSync(join(FIXTURES_DIR, 'nginx-layouts', 'build.sh'), { encoding: 'utf8', timeout: 120_000 }),
+  ) as Record<string, Record<string, number> | string>;
   const elf = loadElf(join(FIXTURES_BUILD_DIR, 'nginx-layouts', 'offsets'), { cache: false });
   const wanted: Record<string, string[]> = {};
   for (const [k, v] of Object.entries(printed)) if (typeof v === 'object') wanted[k] = Object.keys(v);

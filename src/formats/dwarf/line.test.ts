@@ -11,7 +11,16 @@ const SOURCE = fileURLToPath(new URL('../../../../test/fixtures/c/threaded-leake
 for (const dwarf of [4, 5]) {
   test(`.debug_line (DWARF ${dwarf}) matches objdump --dwarf=decodedline`, () => {
     const out = `/tmp/leakscope-line-${process.pid}-${dwarf}`;
-    execFileSync('gcc', ['-O2', `-gdwarf-${dwarf}`, '-pthread', '-o', out, SOURCE, '-I', SOURCE.replace(/threaded-leaker\.c$/, '')]);
+    execFileSync('gcc', [
+      '-O2',
+      `-gdwarf-${dwarf}`,
+      '-pthread',
+      '-o',
+      out,
+      SOURCE,
+      '-I',
+      SOURCE.replace(/threaded-leaker\.c$/, ''),
+    ]);
     const t = parseDebugLine(loadElf(out));
     const dump = execFileSync('objdump', ['--dwarf=decodedline', out], { maxBuffer: 1 << 26 }).toString();
     // rows: "FILE   LINE   0xADDR   [VIEW]   [x]"; at one address the last row listed is the one that holds

@@ -9,10 +9,16 @@ import { ByteReader } from '../../binary/byte-reader.js';
 import type { ElfFile } from '../elf/index.js';
 import { LeakscopeError } from '../../model/errors.js';
 
-export interface LineRow { address: number; file: string; line: number }
+export interface LineRow {
+  address: number;
+  file: string;
+  line: number;
+}
 
 /** Rows of every sequence, sorted by address; a row with line 0 marks the first address past a sequence. */
-export interface LineTable { rows: LineRow[] }
+export interface LineTable {
+  rows: LineRow[];
+}
 
 const SHF_COMPRESSED = 0x800;
 const ELFCOMPRESS_ZLIB = 1;
@@ -24,16 +30,35 @@ export function debugSectionBytes(elf: ElfFile, name: string): Uint8Array {
   const raw = elf.sectionBytes(sec);
   if (!(sec.flags & SHF_COMPRESSED)) return raw;
   const r = new ByteReader(raw, { label: `${elf.label} ${name}` });
-  const type = r.u32(); r.u32();
-  const size = r.u64(); r.u64();
-  if (type !== ELFCOMPRESS_ZLIB) throw new LeakscopeError('not-supported', `${elf.label} ${name}: compression type ${type}`);
+  const type = r.u32();
+  r.u32();
+  const size = r.u64();
+  r.u64();
+  if (type !== ELFCOMPRESS_ZLIB)
+    throw new LeakscopeError('not-supported', `${elf.label} ${name}: compression type ${type}`);
   const out = inflateSync(raw.subarray(r.pos), { maxOutputLength: Math.max(size, 1) });
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
 // DW_FORM_* used in v5 entry formats
-const FORM = { block: 0x09, data1: 0x0b, data2: 0x05, data4: 0x06, data8: 0x07, data16: 0x1e, string: 0x08, strp: 0x0e, line_strp: 0x1f, udata: 0x0f, strx: 0x1a, strx1: 0x25, strx2: 0x26, strx4: 0x28 } as const;
-const LNCT_PATH = 1, LNCT_DIRECTORY_INDEX = 2;
+const FORM = {
+  block: 0x09,
+  data1: 0x0b,
+  data2: 0x05,
+  data4: 0x06,
+  data8: 0x07,
+  data16: 0x1e,
+  string: 0x08,
+  strp: 0x0e,
+  line_strp: 0x1f,
+  udata: 0x0f,
+  strx: 0x1a,
+  strx1: 0x25,
+  strx2: 0x26,
+  strx4: 0x28,
+} as const;
+const LNCT_PATH = 1,
+  LNCT_DIRECTORY_INDEX = 2;
 
 /** Parses every unit of a .debug_line section. Malformed units end the parse (rows so far are kept). */
 export function parseDebugLine(elf: ElfFile): LineTable {
@@ -46,12 +71,23 @@ export function parseDebugLine(elf: ElfFile): LineTable {
     const unitStart = r.pos;
     let unitLength = r.u32();
     let offsetSize = 4;
-    if (unitLength === 0xffffffff) { unitLength = r.u64(); offsetSize = 8; }
+    if (unitLength === 0xffffffff) {
+      unitLength = r.u64();
+      offsetSize = 8;
+    }
     const unitEnd = r.pos + unitLength;
     if (unitEnd > bytes.byteLength || unitLength === 0) break;
     try {
-      parseUnit(new ByteReader(bytes.subarray(0, unitEnd), { pos: r.pos, label: r.label }), offsetSize, lineStr, str, rows);
-    } catch { /* a malformed unit: skip it */ }
+      parseUnit(
+        new ByteReader(bytes.subarray(0, unitEnd), { pos: r.pos, label: r.label }),
+        offsetSize,
+        lineStr,
+        str,
+        rows,
+      );
+    } catch {
+      /* a malformed unit: skip it */
+    }
     r.seek(unitEnd);
     void unitStart;
   }
@@ -71,7 +107,10 @@ function parseUnit(r: ByteReader, offsetSize: number, lineStr: Uint8Array, str: 
   const version = r.u16();
   if (version < 2 || version > 5) throw new Error(`version ${version}`);
   let addressSize = 8;
-  if (version >= 5) { addressSize = r.u8(); r.u8(); }
+  if (version >= 5) {
+    addressSize = r.u8();
+    r.u8();
+  }
   const headerLength = offsetSize === 8 ? r.u64() : r.u32();
   const programStart = r.pos + headerLength;
   const minInsn = r.u8();
@@ -90,17 +129,30 @@ function parseUnit(r: ByteReader, offsetSize: number, lineStr: Uint8Array, str: 
   if (version >= 5) {
     const readForm = (form: number): string | number => {
       switch (form) {
-        case FORM.string: return r.cstring(65536);
-        case FORM.line_strp: return cstr(lineStr, offsetSize === 8 ? r.u64() : r.u32());
-        case FORM.strp: return cstr(str, offsetSize === 8 ? r.u64() : r.u32());
-        case FORM.udata: return r.uleb();
-        case FORM.data1: return r.u8();
-        case FORM.data2: return r.u16();
-        case FORM.data4: return r.u32();
-        case FORM.data8: return r.u64();
-        case FORM.data16: r.skip(16); return 0;
-        case FORM.block: r.skip(r.uleb()); return 0;
-        default: throw new Error(`form 0x${form.toString(16)}`);
+        case FORM.string:
+          return r.cstring(65536);
+        case FORM.line_strp:
+          return cstr(lineStr, offsetSize === 8 ? r.u64() : r.u32());
+        case FORM.strp:
+          return cstr(str, offsetSize === 8 ? r.u64() : r.u32());
+        case FORM.udata:
+          return r.uleb();
+        case FORM.data1:
+          return r.u8();
+        case FORM.data2:
+          return r.u16();
+        case FORM.data4:
+          return r.u32();
+        case FORM.data8:
+          return r.u64();
+        case FORM.data16:
+          r.skip(16);
+          return 0;
+        case FORM.block:
+          r.skip(r.uleb());
+          return 0;
+        default:
+          throw new Error(`form 0x${form.toString(16)}`);
       }
     };
     const entries = (): Array<{ path: string; dir: number }> => {
@@ -110,7 +162,8 @@ function parseUnit(r: ByteReader, offsetSize: number, lineStr: Uint8Array, str: 
       const n = r.uleb();
       const out: Array<{ path: string; dir: number }> = [];
       for (let i = 0; i < n; i++) {
-        let path = '', dir = 0;
+        let path = '',
+          dir = 0;
         for (const [type, form] of fmt) {
           const v = readForm(form);
           if (type === LNCT_PATH) path = String(v);
@@ -123,19 +176,31 @@ function parseUnit(r: ByteReader, offsetSize: number, lineStr: Uint8Array, str: 
     for (const d of entries()) dirs.push(d.path);
     for (const f of entries()) files.push(join(dirs[f.dir], f.path));
   } else {
-    for (;;) { const d = r.cstring(65536); if (!d) break; dirs.push(d); }
-    files.push('');   // file numbers are 1-based before DWARF 5
+    for (;;) {
+      const d = r.cstring(65536);
+      if (!d) break;
+      dirs.push(d);
+    }
+    files.push(''); // file numbers are 1-based before DWARF 5
     for (;;) {
       const name = r.cstring(65536);
       if (!name) break;
-      const dir = r.uleb(); r.uleb(); r.uleb();
+      const dir = r.uleb();
+      r.uleb();
+      r.uleb();
       files.push(join(dir ? dirs[dir - 1] : undefined, name));
     }
   }
   r.seek(programStart);
   // The state machine (DWARF 5 section 6.2.2); op_index is ignored (x86: max_ops = 1).
-  let address = 0, file = 1, line = 1;
-  const reset = () => { address = 0; file = 1; line = 1; };
+  let address = 0,
+    file = 1,
+    line = 1;
+  const reset = () => {
+    address = 0;
+    file = 1;
+    line = 1;
+  };
   const emit = () => rows.push({ address, file: files[file] ?? '', line });
   while (r.remaining > 0) {
     const op = r.u8();
@@ -151,21 +216,44 @@ function parseUnit(r: ByteReader, offsetSize: number, lineStr: Uint8Array, str: 
         const len = r.uleb();
         const end = r.pos + len;
         const sub = len ? r.u8() : 0;
-        if (sub === 1) { rows.push({ address, file: '', line: 0 }); reset(); }
-        else if (sub === 2) address = addressSize === 8 ? r.u64() : r.u32();
+        if (sub === 1) {
+          rows.push({ address, file: '', line: 0 });
+          reset();
+        } else if (sub === 2) address = addressSize === 8 ? r.u64() : r.u32();
         r.seek(end);
         break;
       }
-      case 1: emit(); break;
-      case 2: address += r.uleb() * minInsn; break;
-      case 3: line += r.sleb(); break;
-      case 4: file = r.uleb(); break;
-      case 5: r.uleb(); break;
-      case 6: case 7: case 10: case 11: break;
-      case 8: address += Math.floor((255 - opcodeBase) / lineRange) * minInsn; break;
-      case 9: address += r.u16(); break;
-      case 12: r.uleb(); break;
-      default: for (let i = 0; i < (stdLengths[op - 1] ?? 0); i++) r.uleb();
+      case 1:
+        emit();
+        break;
+      case 2:
+        address += r.uleb() * minInsn;
+        break;
+      case 3:
+        line += r.sleb();
+        break;
+      case 4:
+        file = r.uleb();
+        break;
+      case 5:
+        r.uleb();
+        break;
+      case 6:
+      case 7:
+      case 10:
+      case 11:
+        break;
+      case 8:
+        address += Math.floor((255 - opcodeBase) / lineRange) * minInsn;
+        break;
+      case 9:
+        address += r.u16();
+        break;
+      case 12:
+        r.uleb();
+        break;
+      default:
+        for (let i = 0; i < (stdLengths[op - 1] ?? 0); i++) r.uleb();
     }
   }
 }
@@ -173,8 +261,13 @@ function parseUnit(r: ByteReader, offsetSize: number, lineStr: Uint8Array, str: 
 /** The row covering `address` (greatest row address <= address, not past its sequence's end), or undefined. */
 export function lineAt(t: LineTable, address: number): LineRow | undefined {
   const rows = t.rows;
-  let lo = 0, hi = rows.length;
-  while (lo < hi) { const mid = (lo + hi) >> 1; if (rows[mid]!.address <= address) lo = mid + 1; else hi = mid; }
+  let lo = 0,
+    hi = rows.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (rows[mid]!.address <= address) lo = mid + 1;
+    else hi = mid;
+  }
   const row = rows[lo - 1];
   return row && row.line > 0 ? row : undefined;
 }

@@ -46,8 +46,9 @@ test('Debian nginx: headers, build-id, .dynsym symbols ngx_cycle and ngx_create_
 test('libc: build-id and .gnu_debuglink agree with readelf; main_arena is in libc6-dbg', () => {
   const elf = loadElf(LIBC);
   assert.equal(elf.buildId, readelfBuildId(LIBC));
-  const dl = /Separate debug info file: (\S+)/.exec(sh('readelf', ['--debug-dump=links', LIBC]).stdout)?.[1]
-    ?? /\s+(\S+\.debug)/.exec(sh('readelf', ['-p', '.gnu_debuglink', LIBC]).stdout)?.[1];
+  const dl =
+    /Separate debug info file: (\S+)/.exec(sh('readelf', ['--debug-dump=links', LIBC]).stdout)?.[1] ??
+    /\s+(\S+\.debug)/.exec(sh('readelf', ['-p', '.gnu_debuglink', LIBC]).stdout)?.[1];
   assert.equal(elf.debugLink?.file, dl);
   assert.equal(elf.findSymbol('main_arena'), undefined, 'main_arena is not exported by libc itself');
   const dbg = findDebugFile(elf, LIBC);
@@ -76,7 +77,10 @@ test('fixture: symbols match nm; debug file found through .gnu_debuglink and bui
   assert.equal(stripped.debugLink?.file, 'elf-sample.debug');
   const found = findDebugFile(stripped, exe);
   assert.equal(found?.path, `${exe}.debug`);
-  assert.equal(found!.elf.findSymbol('elf_sample_static_buffer')!.value, nmValue(`${exe}.debug`, 'elf_sample_static_buffer'));
+  assert.equal(
+    found!.elf.findSymbol('elf_sample_static_buffer')!.value,
+    nmValue(`${exe}.debug`, 'elf_sample_static_buffer'),
+  );
   // build-id lookup under a debug root
   const root = join(dir, 'debugroot');
   const id = stripped.buildId!;
@@ -87,15 +91,29 @@ test('fixture: symbols match nm; debug file found through .gnu_debuglink and bui
   try {
     const byId = findDebugFile(stripped, exe);
     assert.match(byId!.path, /\.build-id/);
-  } finally { debugRoots.splice(0, debugRoots.length, ...saved); }
+  } finally {
+    debugRoots.splice(0, debugRoots.length, ...saved);
+  }
 });
 
 test('not ELF, truncated headers, truncated section table: typed errors', () => {
-  assert.throws(() => parseElf(Buffer.from('#!/bin/sh\necho hi\n')), (e: unknown) => e instanceof LeakscopeError && e.code === 'not-elf');
+  assert.throws(
+    () => parseElf(Buffer.from('#!/bin/sh\necho hi\n')),
+    (e: unknown) => e instanceof LeakscopeError && e.code === 'not-elf',
+  );
   const nginx = readFileSync(NGINX);
-  assert.throws(() => parseElf(nginx.subarray(0, 40)), (e: unknown) => e instanceof LeakscopeError && e.code === 'truncated');
-  assert.throws(() => parseElf(nginx.subarray(0, nginx.length - 100)), (e: unknown) => e instanceof LeakscopeError && e.code === 'truncated');
-  assert.throws(() => loadElf('/nonexistent/file'), (e: unknown) => e instanceof LeakscopeError && e.code === 'not-found');
+  assert.throws(
+    () => parseElf(nginx.subarray(0, 40)),
+    (e: unknown) => e instanceof LeakscopeError && e.code === 'truncated',
+  );
+  assert.throws(
+    () => parseElf(nginx.subarray(0, nginx.length - 100)),
+    (e: unknown) => e instanceof LeakscopeError && e.code === 'truncated',
+  );
+  assert.throws(
+    () => loadElf('/nonexistent/file'),
+    (e: unknown) => e instanceof LeakscopeError && e.code === 'not-found',
+  );
 });
 
 test('random corruption of headers never escapes as a non-Leakscope error', () => {
@@ -107,7 +125,10 @@ test('random corruption of headers never escapes as a non-Leakscope error', () =
     for (let k = 0; k < 8; k++) b[Math.floor(rnd() * Math.min(b.length, 4096))] = Math.floor(rnd() * 256);
     try {
       const e = parseElf(b);
-      e.symbols(); e.notes(); void e.buildId; void e.debugLink;
+      e.symbols();
+      e.notes();
+      void e.buildId;
+      void e.debugLink;
     } catch (e) {
       assert.ok(e instanceof LeakscopeError, `unexpected ${(e as Error).stack}`);
     }

@@ -6,41 +6,68 @@
 import { ByteReader } from '../../binary/byte-reader.js';
 import { LeakscopeError } from '../../model/errors.js';
 
-export const PT_LOAD = 1, PT_DYNAMIC = 2, PT_NOTE = 4, PT_GNU_EH_FRAME = 0x6474e550;
-export const SHT_SYMTAB = 2, SHT_NOTE = 7, SHT_NOBITS = 8, SHT_DYNSYM = 11;
-export const ET_EXEC = 2, ET_DYN = 3, ET_CORE = 4;
-export const PF_X = 1, PF_W = 2, PF_R = 4;
+export const PT_LOAD = 1,
+  PT_DYNAMIC = 2,
+  PT_NOTE = 4,
+  PT_GNU_EH_FRAME = 0x6474e550;
+export const SHT_SYMTAB = 2,
+  SHT_NOTE = 7,
+  SHT_NOBITS = 8,
+  SHT_DYNSYM = 11;
+export const ET_EXEC = 2,
+  ET_DYN = 3,
+  ET_CORE = 4;
+export const PF_X = 1,
+  PF_W = 2,
+  PF_R = 4;
 const STT_NAMES = ['notype', 'object', 'func', 'section', 'file', 'common', 'tls'] as const;
 
 export interface ElfHeader {
-  type: number;       // ET_*
-  machine: number;    // 62 = x86-64
-  entry: number;      // vaddr
-  phoff: number; shoff: number;
-  phnum: number; shnum: number; shstrndx: number;
+  type: number; // ET_*
+  machine: number; // 62 = x86-64
+  entry: number; // vaddr
+  phoff: number;
+  shoff: number;
+  phnum: number;
+  shnum: number;
+  shstrndx: number;
 }
 export interface ElfSegment {
-  type: number; flags: number;
-  offset: number;     // file offset
+  type: number;
+  flags: number;
+  offset: number; // file offset
   vaddr: number;
-  filesz: number; memsz: number; align: number;
+  filesz: number;
+  memsz: number;
+  align: number;
 }
 export interface ElfSection {
-  index: number; name: string; type: number; flags: number;
-  addr: number;       // vaddr (0 if not allocated)
-  offset: number;     // file offset
-  size: number; link: number; info: number; entsize: number;
+  index: number;
+  name: string;
+  type: number;
+  flags: number;
+  addr: number; // vaddr (0 if not allocated)
+  offset: number; // file offset
+  size: number;
+  link: number;
+  info: number;
+  entsize: number;
 }
 export interface ElfSymbol {
   name: string;
-  value: number;      // vaddr for defined symbols in ET_EXEC/ET_DYN
+  value: number; // vaddr for defined symbols in ET_EXEC/ET_DYN
   size: number;
-  type: typeof STT_NAMES[number] | 'other';
+  type: (typeof STT_NAMES)[number] | 'other';
   bind: 'local' | 'global' | 'weak' | 'other';
-  shndx: number;      // 0 = undefined
+  shndx: number; // 0 = undefined
   source: 'symtab' | 'dynsym';
 }
-export interface ElfNote { name: string; type: number; desc: Uint8Array; /** file offset of desc */ descOffset: number }
+export interface ElfNote {
+  name: string;
+  type: number;
+  desc: Uint8Array /** file offset of desc */;
+  descOffset: number;
+}
 
 export class ElfFile {
   readonly reader: ByteReader;
@@ -51,30 +78,47 @@ export class ElfFile {
   private byName?: Map<string, ElfSymbol>;
   private sortedFuncs?: ElfSymbol[];
 
-  constructor(readonly bytes: Uint8Array, readonly label = 'ELF') {
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly label = 'ELF',
+  ) {
     const r = new ByteReader(bytes, { label });
     this.reader = r;
     if (bytes.byteLength < 4 || bytes[0] !== 0x7f || bytes[1] !== 0x45 || bytes[2] !== 0x4c || bytes[3] !== 0x46) {
       throw new LeakscopeError('not-elf', `${label}: not an ELF file (no \\x7fELF magic)`);
     }
-    if (bytes.byteLength < 64) throw new LeakscopeError('truncated', `${label}: ELF header needs 64 bytes, file has ${bytes.byteLength}`);
-    if (bytes[4] !== 2) throw new LeakscopeError('not-supported', `${label}: only ELF64 is supported (EI_CLASS=${bytes[4]})`);
+    if (bytes.byteLength < 64)
+      throw new LeakscopeError('truncated', `${label}: ELF header needs 64 bytes, file has ${bytes.byteLength}`);
+    if (bytes[4] !== 2)
+      throw new LeakscopeError('not-supported', `${label}: only ELF64 is supported (EI_CLASS=${bytes[4]})`);
     if (bytes[5] !== 1) throw new LeakscopeError('not-supported', `${label}: only little-endian ELF is supported`);
     this.header = {
-      type: r.u16At(16), machine: r.u16At(18), entry: r.u64At(24),
-      phoff: r.u64At(32), shoff: r.u64At(40),
-      phnum: r.u16At(56), shnum: r.u16At(60), shstrndx: r.u16At(62),
+      type: r.u16At(16),
+      machine: r.u16At(18),
+      entry: r.u64At(24),
+      phoff: r.u64At(32),
+      shoff: r.u64At(40),
+      phnum: r.u16At(56),
+      shnum: r.u16At(60),
+      shstrndx: r.u16At(62),
     };
     const h = this.header;
-    const phentsize = r.u16At(54), shentsize = r.u16At(58);
+    const phentsize = r.u16At(54),
+      shentsize = r.u16At(58);
     this.segments = [];
-    if (h.phnum && phentsize !== 56) throw new LeakscopeError('malformed', `${label}: e_phentsize ${phentsize}, expected 56`);
+    if (h.phnum && phentsize !== 56)
+      throw new LeakscopeError('malformed', `${label}: e_phentsize ${phentsize}, expected 56`);
     for (let i = 0; i < h.phnum; i++) {
       const o = h.phoff + i * 56;
       r.check(o, 56);
       this.segments.push({
-        type: r.u32At(o), flags: r.u32At(o + 4), offset: r.u64At(o + 8), vaddr: r.u64At(o + 16),
-        filesz: r.u64At(o + 32), memsz: r.u64At(o + 40), align: r.u64At(o + 48),
+        type: r.u32At(o),
+        flags: r.u32At(o + 4),
+        offset: r.u64At(o + 8),
+        vaddr: r.u64At(o + 16),
+        filesz: r.u64At(o + 32),
+        memsz: r.u64At(o + 40),
+        align: r.u64At(o + 48),
       });
     }
     this.sections = [];
@@ -84,8 +128,15 @@ export class ElfFile {
       for (let i = 0; i < h.shnum; i++) {
         const o = h.shoff + i * 64;
         this.sections.push({
-          index: i, name: '', type: r.u32At(o + 4), flags: r.u64At(o + 8), addr: r.u64At(o + 16),
-          offset: r.u64At(o + 24), size: r.u64At(o + 32), link: r.u32At(o + 40), info: r.u32At(o + 44),
+          index: i,
+          name: '',
+          type: r.u32At(o + 4),
+          flags: r.u64At(o + 8),
+          addr: r.u64At(o + 16),
+          offset: r.u64At(o + 24),
+          size: r.u64At(o + 32),
+          link: r.u32At(o + 40),
+          info: r.u32At(o + 44),
           entsize: r.u64At(o + 56),
         });
         (this.sections[i] as { nameOff?: number }).nameOff = r.u32At(o);
@@ -95,17 +146,28 @@ export class ElfFile {
         const nameOff = (s as { nameOff?: number }).nameOff ?? 0;
         delete (s as { nameOff?: number }).nameOff;
         if (strtab && strtab.type !== SHT_NOBITS && nameOff < strtab.size) {
-          try { s.name = r.cstringAt(strtab.offset + nameOff, 256); } catch { s.name = ''; }
+          try {
+            s.name = r.cstringAt(strtab.offset + nameOff, 256);
+          } catch {
+            s.name = '';
+          }
         }
       }
     } else if (h.shnum && h.type !== ET_CORE) {
-      throw new LeakscopeError('truncated', `${label}: section headers at 0x${h.shoff.toString(16)} (+${h.shnum}x64) lie past the end of the file (${bytes.byteLength} bytes)`);
+      throw new LeakscopeError(
+        'truncated',
+        `${label}: section headers at 0x${h.shoff.toString(16)} (+${h.shnum}x64) lie past the end of the file (${bytes.byteLength} bytes)`,
+      );
     }
   }
 
-  get isCore(): boolean { return this.header.type === ET_CORE; }
+  get isCore(): boolean {
+    return this.header.type === ET_CORE;
+  }
 
-  section(name: string): ElfSection | undefined { return this.sections.find((s) => s.name === name); }
+  section(name: string): ElfSection | undefined {
+    return this.sections.find((s) => s.name === name);
+  }
 
   /** Bytes of a section's file contents (empty for NOBITS). */
   sectionBytes(s: ElfSection | string): Uint8Array {
@@ -124,7 +186,8 @@ export class ElfFile {
   /** Virtual address of a file offset (inverse of vaddrToFileOffset). */
   fileOffsetToVaddr(fileOffset: number): number | undefined {
     for (const s of this.segments) {
-      if (s.type === PT_LOAD && fileOffset >= s.offset && fileOffset < s.offset + s.filesz) return fileOffset - s.offset + s.vaddr;
+      if (s.type === PT_LOAD && fileOffset >= s.offset && fileOffset < s.offset + s.filesz)
+        return fileOffset - s.offset + s.vaddr;
     }
     return undefined;
   }
@@ -180,15 +243,27 @@ export class ElfFile {
       r.check(sec.offset, n * 24);
       for (let i = 1; i < n; i++) {
         const o = sec.offset + i * 24;
-        const nameOff = r.u32At(o), info = r.u8At(o + 4), shndx = r.u16At(o + 6);
-        const bindN = info >> 4, typeN = info & 15;
+        const nameOff = r.u32At(o),
+          info = r.u8At(o + 4),
+          shndx = r.u16At(o + 6);
+        const bindN = info >> 4,
+          typeN = info & 15;
         let name = '';
-        if (nameOff && nameOff < strtab.size) { try { name = r.cstringAt(strtab.offset + nameOff, 4096); } catch { name = ''; } }
+        if (nameOff && nameOff < strtab.size) {
+          try {
+            name = r.cstringAt(strtab.offset + nameOff, 4096);
+          } catch {
+            name = '';
+          }
+        }
         out.push({
-          name, value: r.u64At(o + 8), size: r.u64At(o + 16),
+          name,
+          value: r.u64At(o + 8),
+          size: r.u64At(o + 16),
           type: STT_NAMES[typeN] ?? 'other',
           bind: bindN === 0 ? 'local' : bindN === 1 ? 'global' : bindN === 2 ? 'weak' : 'other',
-          shndx, source,
+          shndx,
+          source,
         });
       }
     }
@@ -204,7 +279,8 @@ export class ElfFile {
         if (!s.name || s.shndx === 0) continue;
         const key = s.name.split('@')[0]!;
         const prev = this.byName.get(key);
-        if (!prev || (prev.source === 'dynsym' && s.source === 'symtab' && prev.bind !== 'global')) this.byName.set(key, s);
+        if (!prev || (prev.source === 'dynsym' && s.source === 'symtab' && prev.bind !== 'global'))
+          this.byName.set(key, s);
       }
     }
     return this.byName.get(name);
@@ -215,7 +291,12 @@ export class ElfFile {
     if (!this.sortedFuncs) {
       const seen = new Map<number, ElfSymbol>();
       for (const s of this.symbols()) {
-        if (s.shndx === 0 || !s.name || (s.type !== 'func' && s.type !== 'object' && s.type !== 'notype' && s.type !== 'other')) continue;
+        if (
+          s.shndx === 0 ||
+          !s.name ||
+          (s.type !== 'func' && s.type !== 'object' && s.type !== 'notype' && s.type !== 'other')
+        )
+          continue;
         if (s.type === 'notype' && s.size === 0) continue;
         const prev = seen.get(s.value);
         if (!prev || betterAlias(s, prev)) seen.set(s.value, s);
@@ -228,10 +309,15 @@ export class ElfFile {
   /** The symbol whose [value, value+size) holds vaddr, or undefined (never a misleading nearest name). */
   symbolAt(vaddr: number): ElfSymbol | undefined {
     const syms = this.sortedSymbols();
-    let lo = 0, hi = syms.length - 1, best = -1;
+    let lo = 0,
+      hi = syms.length - 1,
+      best = -1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      if (syms[mid]!.value <= vaddr) { best = mid; lo = mid + 1; } else hi = mid - 1;
+      if (syms[mid]!.value <= vaddr) {
+        best = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
     }
     // Walk back over symbols at lower addresses whose ranges may still cover vaddr (nested / aliases).
     for (let i = best; i >= 0 && i > best - 8; i--) {
@@ -259,11 +345,21 @@ export function* notesIn(r: ByteReader, off: number, size: number, label: string
   r.check(off, size);
   const v = r.view;
   while (p + 12 <= end) {
-    const namesz = v.getUint32(p, true), descsz = v.getUint32(p + 4, true), type = v.getUint32(p + 8, true);
-    const nameOff = p + 12, descOff = nameOff + ((namesz + 3) & ~3);
-    if (namesz > end - nameOff || descsz > end - descOff) throw new LeakscopeError('truncated', `${label}: note at 0x${(r.base + p).toString(16)} runs past its segment`);
+    const namesz = v.getUint32(p, true),
+      descsz = v.getUint32(p + 4, true),
+      type = v.getUint32(p + 8, true);
+    const nameOff = p + 12,
+      descOff = nameOff + ((namesz + 3) & ~3);
+    if (namesz > end - nameOff || descsz > end - descOff)
+      throw new LeakscopeError('truncated', `${label}: note at 0x${(r.base + p).toString(16)} runs past its segment`);
     // A note without a name belongs to no owner (every real note has "CORE", "GNU", "LINUX"...): skipped unread.
-    if (namesz) yield { name: Buffer.from(r.bytesAt(nameOff, namesz - 1)).toString('latin1'), type, desc: r.bytesAt(descOff, descsz), descOffset: r.base + descOff };
+    if (namesz)
+      yield {
+        name: Buffer.from(r.bytesAt(nameOff, namesz - 1)).toString('latin1'),
+        type,
+        desc: r.bytesAt(descOff, descsz),
+        descOffset: r.base + descOff,
+      };
     p = descOff + ((descsz + 3) & ~3);
   }
 }

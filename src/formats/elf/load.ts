@@ -15,7 +15,10 @@ const cache = new Map<string, ElfFile>();
 
 /** Reads and parses an ELF file (cached by the file's identity). Errors name the path. */
 export function loadElf(path: string, opts: { cache?: boolean; maxBytes?: number; label?: string } = {}): ElfFile {
-  const file = openRegularFile(path, opts.maxBytes ?? MAX_ELF_BYTES, { label: opts.label ?? path, what: 'an ELF file' });
+  const file = openRegularFile(path, opts.maxBytes ?? MAX_ELF_BYTES, {
+    label: opts.label ?? path,
+    what: 'an ELF file',
+  });
   return loadElfFrom(file, opts);
 }
 
@@ -27,7 +30,9 @@ export function loadElfFrom(file: OpenedFile, opts: { cache?: boolean } = {}): E
     const hit = useCache ? cache.get(file.identity) : undefined;
     if (hit) return hit;
     bytes = readRange(file, 0, file.size);
-  } finally { closeSync(file.fd); }
+  } finally {
+    closeSync(file.fd);
+  }
   try {
     const elf = new ElfFile(bytes, file.label);
     if (useCache) cache.set(file.identity, elf);

@@ -33,7 +33,10 @@ export function sanitizeFoldedName(name: string): string {
 export function callSiteLabel(f: Frame, index: number, detail = false): string {
   const name = frameLabel(f);
   if (f.function === null) return name;
-  if (f.line !== undefined) return detail && index > 0 && f.functionOffset !== undefined ? `${name}:${f.line}+0x${f.functionOffset.toString(16)}` : `${name}:${f.line}`;
+  if (f.line !== undefined)
+    return detail && index > 0 && f.functionOffset !== undefined
+      ? `${name}:${f.line}+0x${f.functionOffset.toString(16)}`
+      : `${name}:${f.line}`;
   if (index > 0 && f.functionOffset !== undefined) return `${name}+0x${f.functionOffset.toString(16)}`;
   return name;
 }
@@ -41,7 +44,10 @@ export function callSiteLabel(f: Frame, index: number, detail = false): string {
 function weightOf(s: StackSample, weight: FoldedWeight, index: number): number {
   const v = weight === 'bytes' ? s.bytes : s.count;
   if (!Number.isFinite(v) || v < 0) {
-    throw new LeakscopeError('malformed', `folded: sample ${index} has ${weight} = ${v}; expected a finite number >= 0`);
+    throw new LeakscopeError(
+      'malformed',
+      `folded: sample ${index} has ${weight} = ${v}; expected a finite number >= 0`,
+    );
   }
   return v;
 }
@@ -109,7 +115,10 @@ export function parseFolded(text: string, weight: FoldedWeight = 'bytes'): Stack
     const m = /^(.*) (\d+)$/.exec(line);
     if (!m) {
       const shown = line.length > 80 ? `${line.slice(0, 80)}...` : line;
-      throw new LeakscopeError('malformed', `folded line ${i + 1}: expected "frame;...;frame VALUE", found ${JSON.stringify(shown)}`);
+      throw new LeakscopeError(
+        'malformed',
+        `folded line ${i + 1}: expected "frame;...;frame VALUE", found ${JSON.stringify(shown)}`,
+      );
     }
     const value = Number(m[2]!);
     if (!Number.isSafeInteger(value)) {

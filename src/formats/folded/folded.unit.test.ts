@@ -47,11 +47,20 @@ test('toFolded: one line per distinct path, root first, merged, sorted', () => {
   );
 });
 
-test('toFolded output is accepted line by line by speedscope\'s rule, totals preserved', () => {
-  for (const [weight, total] of [['bytes', 7780], ['count', 18]] as const) {
+test("toFolded output is accepted line by line by speedscope's rule, totals preserved", () => {
+  for (const [weight, total] of [
+    ['bytes', 7780],
+    ['count', 18],
+  ] as const) {
     const parsed = speedscopeParse(toFolded(SAMPLES, weight));
-    assert.ok(parsed.every((p) => p !== null), 'speedscope would skip a line');
-    assert.equal(parsed.reduce((a, p) => a + p!.n, 0), total);
+    assert.ok(
+      parsed.every((p) => p !== null),
+      'speedscope would skip a line',
+    );
+    assert.equal(
+      parsed.reduce((a, p) => a + p!.n, 0),
+      total,
+    );
     const stacks = parsed.map((p) => p!.stack.join('|')).sort();
     assert.deepEqual(stacks, [
       '[unknown]|operator new 42|malloc',
@@ -68,7 +77,10 @@ test('toFolded: hostile names still give exactly one speedscope-valid line each'
   const parsed = speedscopeParse(toFolded(samples, 'bytes'));
   assert.equal(parsed.length, names.length);
   assert.ok(parsed.every((p) => p !== null && p.stack.length === 2 && p.stack[0] === 'main'));
-  assert.equal(parsed.reduce((a, p) => a + p!.n, 0), 1 + 2 + 3 + 4 + 5 + 6 + 7);
+  assert.equal(
+    parsed.reduce((a, p) => a + p!.n, 0),
+    1 + 2 + 3 + 4 + 5 + 6 + 7,
+  );
 });
 
 test('toFolded: rounds estimates, drops zero paths, rejects negative values, empty input', () => {
@@ -76,14 +88,20 @@ test('toFolded: rounds estimates, drops zero paths, rejects negative values, emp
   assert.equal(toFolded([{ frames: [fn('f')], bytes: 10.6, count: 0.2 }], 'count'), '');
   assert.equal(toFolded([{ frames: [], bytes: 3, count: 1 }], 'bytes'), '[unknown] 3\n');
   assert.equal(toFolded([], 'bytes'), '');
-  assert.throws(() => toFolded([{ frames: [fn('f')], bytes: -1, count: 0 }], 'bytes'), (e: unknown) => e instanceof LeakscopeError && e.code === 'malformed');
+  assert.throws(
+    () => toFolded([{ frames: [fn('f')], bytes: -1, count: 0 }], 'bytes'),
+    (e: unknown) => e instanceof LeakscopeError && e.code === 'malformed',
+  );
   assert.throws(() => toFolded([{ frames: [fn('f')], bytes: NaN, count: 0 }], 'bytes'), LeakscopeError);
 });
 
 test('parseFolded: round trip of toFolded, leaf first, unsymbolized frames restored', () => {
   const back = parseFolded(toFolded(SAMPLES, 'bytes'));
   assert.equal(back.length, 4);
-  assert.equal(back.reduce((a, s) => a + s.bytes, 0), 7780);
+  assert.equal(
+    back.reduce((a, s) => a + s.bytes, 0),
+    7780,
+  );
   const libfoo = back.find((s) => s.bytes === 2048)!;
   assert.deepEqual(libfoo.frames, [
     { function: 'malloc', module: '[unknown]', offset: 0 },
@@ -94,15 +112,21 @@ test('parseFolded: round trip of toFolded, leaf first, unsymbolized frames resto
   // Re-folding the parsed samples gives the same text (names are already sanitized).
   assert.equal(toFolded(back, 'bytes'), toFolded(SAMPLES, 'bytes'));
   const counts = parseFolded(toFolded(SAMPLES, 'count'), 'count');
-  assert.equal(counts.reduce((a, s) => a + s.count, 0), 18);
+  assert.equal(
+    counts.reduce((a, s) => a + s.count, 0),
+    18,
+  );
 });
 
 test('parseFolded: CRLF, blank lines, names with spaces and digits', () => {
   const s = parseFolded('main;operator new 42 7\r\n\r\n\nmain;f 3\n');
-  assert.deepEqual(s.map((x) => [x.frames.map((f) => f.function), x.bytes]), [
-    [['operator new 42', 'main'], 7],
-    [['f', 'main'], 3],
-  ]);
+  assert.deepEqual(
+    s.map((x) => [x.frames.map((f) => f.function), x.bytes]),
+    [
+      [['operator new 42', 'main'], 7],
+      [['f', 'main'], 3],
+    ],
+  );
 });
 
 test('parseFolded: malformed lines throw LeakscopeError(malformed) with the line number', () => {

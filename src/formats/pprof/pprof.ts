@@ -57,7 +57,10 @@ function nanos(v: number | bigint, what: string): bigint {
 export function toPprof(samples: readonly StackSample[], opts: PprofOptions): Uint8Array {
   const strings = new StringTable();
   const mappings: Mapping[] = [];
-  const mappingByModule = new Map<string, { mapping: Mapping; maxOffset: number; allSymbolized: boolean; real: boolean; anyLine: boolean; allLines: boolean }>();
+  const mappingByModule = new Map<
+    string,
+    { mapping: Mapping; maxOffset: number; allSymbolized: boolean; real: boolean; anyLine: boolean; allLines: boolean }
+  >();
   const locations: Location[] = [];
   const locationByKey = new Map<string, number>();
   const functions: PprofFunction[] = [];
@@ -69,7 +72,10 @@ export function toPprof(samples: readonly StackSample[], opts: PprofOptions): Ui
     const locationId: number[] = [];
     for (const f of s.frames) {
       if (!Number.isSafeInteger(f.offset) || f.offset < 0) {
-        throw new LeakscopeError('malformed', `pprof: sample ${index} has a frame in ${f.module} at offset ${f.offset}`);
+        throw new LeakscopeError(
+          'malformed',
+          `pprof: sample ${index} has a frame in ${f.module} at offset ${f.offset}`,
+        );
       }
       // With the runtime mapping known: a Mapping per (path, start) as perf's would be, the full path
       // as seen from the target's root, build ID and file offset, and runtime addresses, so that
@@ -79,7 +85,14 @@ export function toPprof(samples: readonly StackSample[], opts: PprofOptions): Ui
       let m = mappingByModule.get(mkey);
       if (!m) {
         const mapping = real
-          ? new Mapping({ id: mappings.length + 1, filename: strings.dedup(f.modulePath!), buildId: strings.dedup(f.buildId ?? ''), fileOffset: f.mapping!.fileOffset, memoryStart: f.mapping!.start, memoryLimit: f.mapping!.end })
+          ? new Mapping({
+              id: mappings.length + 1,
+              filename: strings.dedup(f.modulePath!),
+              buildId: strings.dedup(f.buildId ?? ''),
+              fileOffset: f.mapping!.fileOffset,
+              memoryStart: f.mapping!.start,
+              memoryLimit: f.mapping!.end,
+            })
           : new Mapping({ id: mappings.length + 1, filename: strings.dedup(f.module), fileOffset: 0, memoryStart: 0 });
         mappings.push(mapping);
         m = { mapping, maxOffset: 0, allSymbolized: true, real: !!real, anyLine: false, allLines: true };
@@ -96,11 +109,14 @@ export function toPprof(samples: readonly StackSample[], opts: PprofOptions): Ui
           if (functionId === undefined) {
             functionId = functions.length + 1;
             const name = strings.dedup(f.function);
-            functions.push(new PprofFunction({ id: functionId, name, systemName: name, filename: strings.dedup(f.file ?? '') }));
+            functions.push(
+              new PprofFunction({ id: functionId, name, systemName: name, filename: strings.dedup(f.file ?? '') }),
+            );
             functionByKey.set(fkey, functionId);
           }
           line.push({ functionId, line: f.line ?? 0 });
-          if (f.line !== undefined) m.anyLine = true; else m.allLines = false;
+          if (f.line !== undefined) m.anyLine = true;
+          else m.allLines = false;
         } else {
           m.allSymbolized = false;
         }
@@ -131,9 +147,17 @@ export function toPprof(samples: readonly StackSample[], opts: PprofOptions): Ui
     mapping.hasLineNumbers = allSymbolized && anyLine && allLines;
   }
 
-  const sampleType = PPROF_SAMPLE_TYPES.map(([type, unit]) => new ValueType({ type: strings.dedup(type), unit: strings.dedup(unit) }));
+  const sampleType = PPROF_SAMPLE_TYPES.map(
+    ([type, unit]) => new ValueType({ type: strings.dedup(type), unit: strings.dedup(unit) }),
+  );
   const anyReal = [...mappingByModule.values()].some((m) => m.real);
-  const comment = [strings.dedup(anyReal ? 'leakscope: location addresses are runtime addresses in the target' : 'leakscope: location addresses are ELF virtual addresses within each mapping\'s module')];
+  const comment = [
+    strings.dedup(
+      anyReal
+        ? 'leakscope: location addresses are runtime addresses in the target'
+        : "leakscope: location addresses are ELF virtual addresses within each mapping's module",
+    ),
+  ];
   if (!anyAlloc) comment.push(strings.dedup('leakscope: alloc_space/alloc_objects were not recorded (all 0)'));
   const periodBytes = opts.sampling?.periodBytes ?? 1;
   if (!Number.isSafeInteger(periodBytes) || periodBytes < 1) {

@@ -8,7 +8,13 @@ import type { Frame, StackSample } from '../../model/stacks.js';
 
 const malloc: Frame = { function: 'malloc', module: 'libc.so.6', offset: 0x9a0f0 };
 const calloc: Frame = { function: 'calloc', module: 'libc.so.6', offset: 0x9b3c0 };
-const ngxAlloc: Frame = { function: 'ngx_alloc', module: 'nginx', offset: 0x2f1a4, file: 'src/os/unix/ngx_alloc.c', line: 22 };
+const ngxAlloc: Frame = {
+  function: 'ngx_alloc',
+  module: 'nginx',
+  offset: 0x2f1a4,
+  file: 'src/os/unix/ngx_alloc.c',
+  line: 22,
+};
 const ngxPalloc: Frame = { function: 'ngx_palloc', module: 'nginx', offset: 0x1c8e0 };
 const main: Frame = { function: 'main', module: 'nginx', offset: 0x1b100 };
 const raw: Frame = { function: null, module: 'libfoo.so', offset: 0x2a3f };
@@ -54,7 +60,11 @@ function decode(bytes: Uint8Array): Decoded {
 }
 
 test('toPprof: gzip, sample types, defaults, period, time', () => {
-  const bytes = toPprof(SAMPLES, { durationNanos: 30e9, timeNanos: 1_700_000_000_123_456_789n, sampling: { periodBytes: 524288 } });
+  const bytes = toPprof(SAMPLES, {
+    durationNanos: 30e9,
+    timeNanos: 1_700_000_000_123_456_789n,
+    sampling: { periodBytes: 524288 },
+  });
   assert.deepEqual([...bytes.subarray(0, 2)], [0x1f, 0x8b]);
   const { profile, str } = decode(bytes);
   assert.deepEqual(
@@ -72,21 +82,35 @@ test('toPprof: totals equal the input totals and stacks round-trip', () => {
   const { samples } = decode(toPprof(SAMPLES, { durationNanos: 1, timeNanos: 0 }));
   const totals = [0, 1, 2, 3].map((i) => samples.reduce((a, s) => a + s.values[i]!, 0));
   assert.deepEqual(totals, [7680, 15, 12800, 23]);
-  assert.deepEqual(samples.map((s) => s.frames), SAMPLES.map((s) => s.frames));
-  assert.deepEqual(samples.map((s) => s.values), [
-    [4096, 4, 8192, 10],
-    [1024, 1, 0, 0],
-    [2048, 2, 4096, 5],
-    [512, 8, 512, 8],
-  ]);
+  assert.deepEqual(
+    samples.map((s) => s.frames),
+    SAMPLES.map((s) => s.frames),
+  );
+  assert.deepEqual(
+    samples.map((s) => s.values),
+    [
+      [4096, 4, 8192, 10],
+      [1024, 1, 0, 0],
+      [2048, 2, 4096, 5],
+      [512, 8, 512, 8],
+    ],
+  );
 });
 
 test('toPprof: one Location per (module, offset), one Mapping per module, one Function per name', () => {
   const { profile, str } = decode(toPprof(SAMPLES, { durationNanos: 1, timeNanos: 0 }));
   // Distinct (module, offset): malloc, calloc, ngx_alloc, ngx_palloc, main, libfoo+0x2a3f, hostile = 7.
   assert.equal(profile.location.length, 7);
-  assert.deepEqual(profile.mapping.map((m) => str(m.filename)).sort(), ['libc.so.6', 'libevil.so', 'libfoo.so', 'nginx']);
-  assert.deepEqual(profile.function.map((f) => str(f.name)).sort(), [hostile.function, 'calloc', 'main', 'malloc', 'ngx_alloc', 'ngx_palloc'].sort());
+  assert.deepEqual(profile.mapping.map((m) => str(m.filename)).sort(), [
+    'libc.so.6',
+    'libevil.so',
+    'libfoo.so',
+    'nginx',
+  ]);
+  assert.deepEqual(
+    profile.function.map((f) => str(f.name)).sort(),
+    [hostile.function, 'calloc', 'main', 'malloc', 'ngx_alloc', 'ngx_palloc'].sort(),
+  );
   const ids = profile.location.map((l) => Number(l.id));
   assert.deepEqual(ids, [1, 2, 3, 4, 5, 6, 7]);
   const byName = new Map(profile.mapping.map((m) => [str(m.filename), m]));
@@ -100,13 +124,18 @@ test('toPprof: one Location per (module, offset), one Mapping per module, one Fu
 });
 
 test('toPprof: rounding, missing alloc values commented, empty profile, bad input', () => {
-  const { samples, profile, str } = decode(toPprof([{ frames: [main], bytes: 10.6, count: 0.4 }], { durationNanos: 1, timeNanos: 0 }));
+  const { samples, profile, str } = decode(
+    toPprof([{ frames: [main], bytes: 10.6, count: 0.4 }], { durationNanos: 1, timeNanos: 0 }),
+  );
   assert.deepEqual(samples[0]!.values, [11, 0, 0, 0]);
   assert.ok(profile.comment.map(str).some((c) => c.includes('alloc_space/alloc_objects were not recorded')));
   assert.equal(Number(profile.period), 1);
   const empty = decode(toPprof([], { durationNanos: 1, timeNanos: 0 }));
   assert.equal(empty.profile.sample.length, 0);
   assert.equal(empty.profile.sampleType.length, 4);
-  assert.throws(() => toPprof([{ frames: [main], bytes: -1, count: 0 }], { durationNanos: 1, timeNanos: 0 }), LeakscopeError);
+  assert.throws(
+    () => toPprof([{ frames: [main], bytes: -1, count: 0 }], { durationNanos: 1, timeNanos: 0 }),
+    LeakscopeError,
+  );
   assert.throws(() => toPprof([], { durationNanos: 1, timeNanos: 0, sampling: { periodBytes: 0 } }), LeakscopeError);
 });

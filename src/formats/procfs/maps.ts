@@ -9,8 +9,13 @@ export function parseMapsLine(line: string): Mapping {
   const m = MAPS_LINE.exec(line);
   if (!m) throw new LeakscopeError('malformed', `maps: cannot parse line ${JSON.stringify(line.slice(0, 120))}`);
   return {
-    start: parseInt(m[1]!, 16), end: parseInt(m[2]!, 16), perms: m[3]!, offset: parseInt(m[4]!, 16),
-    dev: m[5]!, inode: Number(m[6]), path: m[7] ?? '',
+    start: parseInt(m[1]!, 16),
+    end: parseInt(m[2]!, 16),
+    perms: m[3]!,
+    offset: parseInt(m[4]!, 16),
+    dev: m[5]!,
+    inode: Number(m[6]),
+    path: m[7] ?? '',
   };
 }
 
@@ -32,15 +37,28 @@ export function parseSmaps(text: string): MappingWithUsage[] {
       const u = (cur.usage ??= { rss: 0, pss: 0, swap: 0, anonymous: 0, privateDirty: 0 } as MappingUsage);
       const bytes = Number(kv[2]) * 1024;
       switch (kv[1]) {
-        case 'Rss': u.rss = bytes; break;
-        case 'Pss': u.pss = bytes; break;
-        case 'Swap': u.swap = bytes; break;
-        case 'Anonymous': u.anonymous = bytes; break;
-        case 'Private_Dirty': u.privateDirty = bytes; break;
+        case 'Rss':
+          u.rss = bytes;
+          break;
+        case 'Pss':
+          u.pss = bytes;
+          break;
+        case 'Swap':
+          u.swap = bytes;
+          break;
+        case 'Anonymous':
+          u.anonymous = bytes;
+          break;
+        case 'Private_Dirty':
+          u.privateDirty = bytes;
+          break;
       }
       continue;
     }
-    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) { cur = parseMapsLine(line); out.push(cur); }
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) {
+      cur = parseMapsLine(line);
+      out.push(cur);
+    }
     // other lines (VmFlags:, THPeligible: ...) are ignored
   }
   return out;

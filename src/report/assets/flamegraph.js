@@ -11,8 +11,12 @@
   var gs = svg.querySelectorAll('.fg-frame');
   for (var k = 0; k < gs.length; k++) {
     var g = gs[k];
-    els[Number(g.getAttribute('data-i'))] = { g: g, rect: g.querySelector('rect'), text: g.querySelector('text'),
-      title: g.querySelector('title') };
+    els[Number(g.getAttribute('data-i'))] = {
+      g: g,
+      rect: g.querySelector('rect'),
+      text: g.querySelector('text'),
+      title: g.querySelector('title'),
+    };
   }
   var details = svg.querySelector('.fg-details');
   var matchedText = svg.querySelector('.fg-matched');
@@ -26,16 +30,25 @@
     if (chars < 3) return '';
     return label.length <= chars ? label : label.slice(0, chars - 2) + '..';
   }
-  function round2(v) { return Math.round(v * 100) / 100; }
+  function round2(v) {
+    return Math.round(v * 100) / 100;
+  }
 
   function draw() {
-    var z = F[zoomed], zs = z[2], zv = z[3], zEnd = z[4];
+    var z = F[zoomed],
+      zs = z[2],
+      zv = z[3],
+      zEnd = z[4];
     var ancestors = {};
     for (var a = z[0]; a >= 0; a = F[a][0]) ancestors[a] = true;
     for (var i = 0; i < F.length; i++) {
       var e = els[i];
       if (!e) continue;
-      var f = F[i], x = 0, w = 0, show = false, parent = false;
+      var f = F[i],
+        x = 0,
+        w = 0,
+        show = false,
+        parent = false;
       if (i >= zoomed && i < zEnd) {
         x = C.xpad + ((f[2] - zs) / zv) * C.width;
         w = (f[3] / zv) * C.width;
@@ -74,12 +87,17 @@
     var test;
     try {
       var re = new RegExp(term);
-      test = function (s) { return re.test(s); };
+      test = function (s) {
+        return re.test(s);
+      };
     } catch (_err) {
-      test = function (s) { return s.indexOf(term) >= 0; };
+      test = function (s) {
+        return s.indexOf(term) >= 0;
+      };
     }
     matches = [];
-    var sum = 0, coveredUntil = 0;
+    var sum = 0,
+      coveredUntil = 0;
     for (var i = 1; i < F.length; i++) {
       matches[i] = test(F[i][5]);
       // Count each matched path once: skip matches nested inside an earlier match.
@@ -110,8 +128,15 @@
     var g = ev.target && ev.target.closest ? ev.target.closest('.fg-frame') : null;
     if (g && svg.contains(g)) details.textContent = els[Number(g.getAttribute('data-i'))].title.textContent;
   });
-  svg.addEventListener('mouseout', function () { details.textContent = C.hint; });
+  svg.addEventListener('mouseout', function () {
+    details.textContent = C.hint;
+  });
   // For a host page: svg.dispatchEvent(new CustomEvent('leakscope-search', { detail: 'ngx_' })).
-  svg.addEventListener('leakscope-search', function (ev) { search(ev.detail ? String(ev.detail) : null); });
-  svg.addEventListener('leakscope-reset', function () { search(null); zoom(0); });
+  svg.addEventListener('leakscope-search', function (ev) {
+    search(ev.detail ? String(ev.detail) : null);
+  });
+  svg.addEventListener('leakscope-reset', function () {
+    search(null);
+    zoom(0);
+  });
 })();

@@ -18,10 +18,11 @@
     }
   }
   var raw = document.getElementById('raw-json');
-  if (raw) raw.addEventListener('toggle', function () {
-    var pre = raw.querySelector('pre');
-    if (raw.open && pre && !pre.textContent) pre.textContent = prettyJson();
-  });
+  if (raw)
+    raw.addEventListener('toggle', function () {
+      var pre = raw.querySelector('pre');
+      if (raw.open && pre && !pre.textContent) pre.textContent = prettyJson();
+    });
 
   // Histogram scale toggle.
   var toggles = document.querySelectorAll('[data-scale-toggle]');
@@ -46,9 +47,17 @@
       if (!btn) return;
       btn.addEventListener('click', function () {
         var numeric = th.getAttribute('data-type') === 'number';
-        var dir = th.getAttribute('aria-sort') === 'descending' ? 'ascending'
-          : th.getAttribute('aria-sort') === 'ascending' ? 'descending' : (numeric ? 'descending' : 'ascending');
-        Array.prototype.forEach.call(ths, function (o) { o.removeAttribute('aria-sort'); });
+        var dir =
+          th.getAttribute('aria-sort') === 'descending'
+            ? 'ascending'
+            : th.getAttribute('aria-sort') === 'ascending'
+              ? 'descending'
+              : numeric
+                ? 'descending'
+                : 'ascending';
+        Array.prototype.forEach.call(ths, function (o) {
+          o.removeAttribute('aria-sort');
+        });
         th.setAttribute('aria-sort', dir);
         var tbody = table.tBodies[0];
         var rows = Array.prototype.slice.call(tbody.rows).map(function (r, i) {
@@ -57,8 +66,12 @@
           return { r: r, i: i, v: numeric ? Number(v) : String(v).toLowerCase() };
         });
         var sign = dir === 'ascending' ? 1 : -1;
-        rows.sort(function (a, b) { return a.v < b.v ? -sign : a.v > b.v ? sign : a.i - b.i; });
-        rows.forEach(function (x) { tbody.appendChild(x.r); });
+        rows.sort(function (a, b) {
+          return a.v < b.v ? -sign : a.v > b.v ? sign : a.i - b.i;
+        });
+        rows.forEach(function (x) {
+          tbody.appendChild(x.r);
+        });
       });
     });
   });
@@ -73,7 +86,9 @@
     var timer = 0;
     input.addEventListener('input', function () {
       clearTimeout(timer);
-      timer = setTimeout(function () { highlight(input.value); }, 150);
+      timer = setTimeout(function () {
+        highlight(input.value);
+      }, 150);
     });
     Array.prototype.forEach.call(document.querySelectorAll('[data-fg-search]'), function (b) {
       b.addEventListener('click', function () {
@@ -83,7 +98,10 @@
       });
     });
     Array.prototype.forEach.call(document.querySelectorAll('[data-fg-reset]'), function (b) {
-      b.addEventListener('click', function () { input.value = ''; fg.dispatchEvent(new CustomEvent('leakscope-reset')); });
+      b.addEventListener('click', function () {
+        input.value = '';
+        fg.dispatchEvent(new CustomEvent('leakscope-reset'));
+      });
     });
   }
 })();
