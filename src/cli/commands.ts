@@ -4,7 +4,7 @@ import { Symbolizer } from '../symbols/index.js';
 import { memoryBreakdown } from '../analysis/memory-breakdown.js';
 import { breakdownInputsFor } from '../analysis/breakdown-inputs.js';
 import { renderMemTable } from '../report/mem-table.js';
-import { encodeHeap, encodeLeaks, encodeMem, encodePools, parseHeap, censusFromHeap } from '../contract/index.js';
+import { encodeHeap, encodeLeaks, encodeMem, encodePools, parseHeap, parseJsonText, censusFromHeap } from '../contract/index.js';
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import type { LeakTrace } from '../model/leaks.js';
 import { readUserFile } from '../target/target-files.js';
@@ -128,14 +128,10 @@ export function writeLeakOutputs(t: LeakTrace, o: { svg?: string; folded?: strin
  */
 export function readBaselineCensus(path: string): HeapCensus {
   try {
-    return censusFromHeap(parseHeap(readJsonFile(path)));
+    // A regular file within the baseline size cap, bounded read (never a FIFO, /dev/zero or a directory).
+    return censusFromHeap(parseHeap(parseJsonText(readUserFile(path, 'baseline').toString('utf8'))));
   } catch (e) {
     if (isLeakscopeError(e) && !e.message.startsWith(path)) throw e.wrap(path);
     throw e;
   }
-}
-
-/** The text of a saved document: a regular file within the baseline size cap, bounded read (never a FIFO, /dev/zero or a directory). */
-function readJsonFile(path: string): string {
-  return readUserFile(path, 'baseline').toString('utf8');
 }
