@@ -4,7 +4,15 @@ import { Symbolizer } from '../symbols/index.js';
 import { memoryBreakdown } from '../analysis/memory-breakdown.js';
 import { breakdownInputsFor } from '../analysis/breakdown-inputs.js';
 import { renderMemTable } from '../report/mem-table.js';
-import { encodeHeap, encodeLeaks, encodeMem, encodePools, parseHeap, parseJsonText, censusFromHeap } from '../contract/index.js';
+import {
+  encodeHeap,
+  encodeLeaks,
+  encodeMem,
+  encodePools,
+  parseHeap,
+  parseJsonText,
+  censusFromHeap,
+} from '../contract/index.js';
 import { LeakscopeError, isLeakscopeError } from '../model/errors.js';
 import type { LeakTrace } from '../model/leaks.js';
 import { readUserFile } from '../target/target-files.js';
