@@ -20,7 +20,11 @@ test('node --perf-basic-prof: JS function names in malloc stacks, from the perf 
   const dir = mkdtempSync(join(tmpdir(), 'leakscope-jit-'));
   const file = join(dir, 'leak.js');
   writeFileSync(file, SCRIPT);
-  const child = spawn(process.execPath, ['--perf-basic-prof', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // cwd: the temp dir, where V8 may also write its isolate-*-v8.log
+  const child = spawn(process.execPath, ['--perf-basic-prof', file], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   try {
     await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
     await new Promise((r) => setTimeout(r, 1000)); // let the function be compiled and its map entry written
