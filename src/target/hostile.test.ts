@@ -398,8 +398,12 @@ test('a debuglink or mapped path leading to a FIFO or /dev/zero: no hang, bounde
 });
 
 test('zombie: "process PID has exited" (exit 3), not a kernel thread', async () => {
-  // The shell's child exits; `exec sleep` never reaps it.
-  const fx = await spawnReady('/bin/sh', ['-c', 'sleep 0 & echo "{\\"zombie\\":$!}"; exec sleep 30']);
+  // perl forks a child that exits at once and never reaps it (no SIGCHLD handler, no wait). (A shell's
+  // `sleep 0 & ... exec sleep` raced: the shell could reap the child before its exec.)
+  const fx = await spawnReady('/usr/bin/perl', [
+    '-e',
+    '$| = 1; my $p = fork(); exit 0 if $p == 0; print qq({"zombie":$p}\\n); sleep 30;',
+  ]);
   const zombie = Number(fx.line.zombie);
   try {
     for (let i = 0; i < 100 && !/^State:\s+Z/m.test(readFileSync(`/proc/${zombie}/status`, 'utf8')); i++)
