@@ -79,25 +79,18 @@ const K_PTR = -40; // u64 pointer key
 const K_STAT = -44; // u32 stat index
 const K_STASH = -64; // {u64 pidTgid, u64 timeNs} stash key (-64..-49)
 
+/** stats[stat] += 1. */
 function statInc(m: TracerMaps, stat: number, uniq: string): Body {
-  const skip = `stat_skip_${uniq}`;
-  return [
-    A.st('w', FP, K_STAT, stat),
-    A.ldMap(R1, m.stats),
-    A.mov64(R2, FP),
-    A.add64(R2, K_STAT),
-    A.call('map_lookup_elem'),
-    A.jeq(R0, 0, skip),
-    A.ldx('dw', R1, R0, 0),
-    A.add64(R1, 1),
-    A.stx('dw', R0, 0, R1),
-    A.label(skip),
-  ];
+  return statUpdate(m, stat, `stat_skip_${uniq}`, [A.add64(R1, 1)]);
 }
 
 /** stats[stat] += the u64 at fp[off]. */
 function statAddSlot(m: TracerMaps, stat: number, off: number, uniq: string): Body {
-  const skip = `stat_add_skip_${uniq}`;
+  return statUpdate(m, stat, `stat_add_skip_${uniq}`, [A.ldx('dw', R2, FP, off), A.add64(R1, R2)]);
+}
+
+/** r0 = &stats[stat]; r1 = *r0; `add` (which updates r1); *r0 = r1. Skipped when the lookup fails. */
+function statUpdate(m: TracerMaps, stat: number, skip: string, add: Body): Body {
   return [
     A.st('w', FP, K_STAT, stat),
     A.ldMap(R1, m.stats),
@@ -106,8 +99,7 @@ function statAddSlot(m: TracerMaps, stat: number, off: number, uniq: string): Bo
     A.call('map_lookup_elem'),
     A.jeq(R0, 0, skip),
     A.ldx('dw', R1, R0, 0),
-    A.ldx('dw', R2, FP, off),
-    A.add64(R1, R2),
+    ...add,
     A.stx('dw', R0, 0, R1),
     A.label(skip),
   ];
