@@ -139,9 +139,17 @@ export function findDirectChunks(space: AddressSpace, exclude: readonly AllocRan
 /**
  * Chunk walk of one segment over a HeapImage: in-use and free chunk bytes (the top chunk is
  * free). Stops at the top chunk, a fencepost, or the first malformed header (bounded by the
- * segment size).
+ * segment size). `inUse(p, size)` is called for every in-use chunk (header at p). Returns the
+ * address up to which the walk accounted for the segment (after the top chunk, or where it
+ * stopped).
  */
-export function walkSegment(img: HeapImage, seg: AllocSegment, top: number, topsize: number): void {
+export function walkSegment(
+  img: HeapImage,
+  seg: AllocSegment,
+  top: number,
+  topsize: number,
+  inUse?: (p: number, size: number) => void,
+): number {
   let p = seg.start,
     used = 0,
     free = 0,
@@ -151,15 +159,18 @@ export function walkSegment(img: HeapImage, seg: AllocSegment, top: number, tops
     if (p === top) {
       free += topsize;
       nf++;
+      if (topsize > 0 && p + topsize <= seg.end) p += topsize;
       break;
     }
+    if (!img.has(p, 16)) break;
     const head = img.u64(p + 8);
-    if (head === FENCEPOST_HEAD || !img.has(p, 16)) break;
+    if (head === FENCEPOST_HEAD) break;
     const size = head - (head & 7);
     if (size < 16 || p + size > seg.end) break;
     if (head & CINUSE) {
       used += size;
       nu++;
+      inUse?.(p, size);
     } else {
       free += size;
       nf++;
@@ -170,4 +181,5 @@ export function walkSegment(img: HeapImage, seg: AllocSegment, top: number, tops
   seg.freeBytes = free;
   seg.usedChunks = nu;
   seg.freeChunks = nf;
+  return p;
 }

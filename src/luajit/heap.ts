@@ -13,7 +13,7 @@ import { sampleActivity, stayedIdle } from '../target/thread-activity.js';
 import { freezeInEventWait } from '../target/freeze.js';
 import type { Frozen } from '../target/freeze.js';
 import type { Symbolizer } from '../symbols/index.js';
-import { HeapImage } from './image.js';
+import { HeapImage, PAGE } from './image.js';
 import { findDirectChunks, readSegments, walkSegment } from './alloc.js';
 import type { AllocSegment, DirectChunk } from './alloc.js';
 import { locateVms, GCT, GC_STATES } from './state.js';
@@ -223,21 +223,38 @@ function luaHeapsOnce(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
     const allSweepFree = loc.vms.every((_, i) => sweepFree(marksBefore[i], marksAfter[i]));
     if (img.unreadableBytes) problems.push(`${img.unreadableBytes} bytes of the heap regions were unreadable`);
 
-    const vms: LuaVm[] = [];
-    for (let v = 0; v < loc.vms.length; v++) {
-      const vm = loc.vms[v]!;
+    // Census and chunk walk of every VM first; then (for reachability and paths) the pages of
+    // the copy that hold nothing but strings, free chunks and string tables are released.
+    const censuses = loc.vms.map((vm) => {
       const c = luaCensus(img, vm.layouts, vm.globalState, vm.mainThread);
-      const vp = [...c.problems];
       const segs = segsByVm.get(vm.globalState) ?? [];
       const ms = vm.layouts.structs.malloc_state!;
       const mstate = img.u64(vm.globalState + vm.layouts.structs.global_State!.allocd!);
-      for (const s of segs) walkSegment(img, s, img.u64(mstate + ms.top!), img.u64(mstate + ms.topsize!));
+      const top = img.u64(mstate + ms.top!),
+        topsize = img.u64(mstate + ms.topsize!);
+      return { c, segs, top, topsize };
+    });
+    if (opts.paths !== false) releaseStringBlocks(img, censuses);
+    else for (const { segs, top, topsize } of censuses) for (const s of segs) walkSegment(img, s, top, topsize);
+
+    const vms: LuaVm[] = [];
+    for (let v = 0; v < loc.vms.length; v++) {
+      const vm = loc.vms[v]!;
+      const { c, segs } = censuses[v]!;
+      const vp = [...c.problems];
       let reach: Reach | undefined,
         tables: LuaTable[] = [],
         ctx: PathContext | undefined;
       if (opts.paths !== false) {
         reach = reachability(img, vm.layouts, c);
-        ctx = { img, layouts: vm.layouts, census: c, reach, symbolize: (a) => dataSymbol(opts.symbolizer, a) };
+        ctx = {
+          img,
+          layouts: vm.layouts,
+          census: c,
+          reach,
+          symbolize: (a) => dataSymbol(opts.symbolizer, a),
+          space,
+        };
         tables = topTables(ctx, opts.tables ?? 20);
       }
       const quiet = idle.idle || sweepFree(marksBefore[v], marksAfter[v]);
@@ -271,6 +288,7 @@ function luaHeapsOnce(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
         ...(opts.keep ? { census: c, reach, pathContext: ctx } : {}),
       });
     }
+    if (!opts.keep) img.dispose(); // unmapped now rather than at some later GC
     return {
       target: space.description,
       pid: space.pid,
@@ -293,6 +311,46 @@ function luaHeapsOnce(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
   } finally {
     frozen?.release();
   }
+}
+
+/**
+ * Walks every VM's segments chunk by chunk and releases the image pages in which every in-use
+ * chunk is a string of that VM's census or its string hash table (and the direct chunks that
+ * are one): reachability never reads them, and paths re-read the few key strings they name
+ * from the target (paths.ts). Anything not accounted for by a chunk walk is kept.
+ */
+function releaseStringBlocks(
+  img: HeapImage,
+  vms: ReadonlyArray<{ c: LuaCensus; segs: readonly AllocSegment[]; top: number; topsize: number }>,
+): void {
+  const need = img.regions.map((r) => new Uint8Array(Math.ceil((r.end - r.start) / PAGE)).fill(1));
+  const regionIndex = (a: number) => img.regions.findIndex((r) => r.start === a);
+  const mark = (ri: number, from: number, to: number) => {
+    const r = img.regions[ri]!,
+      nd = need[ri]!;
+    if (to <= from) return;
+    const k1 = Math.min(nd.length - 1, Math.floor((to - 1 - r.start) / PAGE));
+    for (let k = Math.floor((from - r.start) / PAGE); k <= k1; k++) nd[k] = 1;
+  };
+  const isStringOrTable = (c: LuaCensus, user: number) =>
+    user === c.header.strTab || (c.index.has(user) && img.u8(user + c.gctOffset) === GCT.str);
+  for (const { c, segs, top, topsize } of vms)
+    for (const s of segs) {
+      const ri = regionIndex(s.start);
+      if (ri < 0 || img.regions[ri]!.end !== s.end) {
+        walkSegment(img, s, top, topsize);
+        continue;
+      }
+      need[ri]!.fill(0);
+      const end = walkSegment(img, s, top, topsize, (p, size) => {
+        if (!isStringOrTable(c, p + 16)) mark(ri, p, p + size + 8); // + the next chunk's prev_foot: the last 8 user bytes
+      });
+      mark(ri, end, s.end);
+    }
+  img.regions.forEach((r, ri) => {
+    if (r.kind === 'direct' && vms.some(({ c }) => isStringOrTable(c, r.start + 16))) need[ri]!.fill(0);
+  });
+  for (let ri = 0; ri < need.length; ri++) img.releasePages(ri, need[ri]!);
 }
 
 /** A data or function symbol covering addr, as "name (object)", else "object+0xOFFSET" inside a loaded object. */
