@@ -155,6 +155,11 @@ export function walkSegment(
     free = 0,
     nu = 0,
     nf = 0;
+  // The segment's region, read through its DataView when the whole segment is in it and intact.
+  const ri = img.regionIndex(seg.start);
+  const st = ri >= 0 ? img.storage(ri) : undefined;
+  const dv = st && !st.gone && seg.end <= st.end ? st.dv : undefined,
+    at = st ? st.start : 0;
   while (p + 16 <= seg.end) {
     if (p === top) {
       free += topsize;
@@ -162,8 +167,10 @@ export function walkSegment(
       if (topsize > 0 && p + topsize <= seg.end) p += topsize;
       break;
     }
-    if (!img.has(p, 16)) break;
-    const head = img.u64(p + 8);
+    let head: number;
+    if (dv) head = dv.getUint32(p + 12 - at, true) * 4294967296 + dv.getUint32(p + 8 - at, true);
+    else if (!img.has(p, 16)) break;
+    else head = img.u64(p + 8);
     if (head === FENCEPOST_HEAD) break;
     const size = head - (head & 7);
     if (size < 16 || p + size > seg.end) break;

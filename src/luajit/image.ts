@@ -181,6 +181,36 @@ export class HeapImage {
     return -1;
   }
 
+  /**
+   * Flat tables for hot loops that resolve addresses themselves: region i is
+   * [starts[i], ends[i]) with bytes u8s[i] / dvs[i]; for an address a with
+   * g = floor((a - lo) / granule) in [0, dir.length), the region holding a (if any) is the first
+   * i >= dir[g] with a < ends[i] (and starts[i] <= a). `dir` is undefined when the regions span
+   * too much address space (use regionIndex). `anyGone`: some page was released (then use has()).
+   */
+  hot(): {
+    lo: number;
+    granule: number;
+    dir: Int32Array | undefined;
+    starts: Float64Array;
+    ends: Float64Array;
+    u8s: Uint8Array[];
+    dvs: DataView[];
+    anyGone: boolean;
+  } {
+    const rs = this.rs;
+    return {
+      lo: this.lo,
+      granule: GRANULE,
+      dir: this.dir,
+      starts: Float64Array.from(rs, (r) => r.start),
+      ends: Float64Array.from(rs, (r) => r.end),
+      u8s: rs.map((r) => r.u8),
+      dvs: rs.map((r) => r.dv),
+      anyGone: rs.some((r) => !!r.gone),
+    };
+  }
+
   /** Storage of region ri for hot loops: its start, bytes and DataView; `gone` pages must be checked by the caller (see `intact`). */
   storage(ri: number): { start: number; end: number; base: number; u8: Uint8Array; dv: DataView; gone?: Uint8Array } {
     return this.rs[ri]!;

@@ -12,6 +12,8 @@ const PROT_READ = 1,
   MAP_PRIVATE = 0x02,
   MAP_ANONYMOUS = 0x20,
   MADV_DONTNEED = 4,
+  MADV_HUGEPAGE = 14,
+  HUGE = 2 << 20,
   PAGE = 4096;
 const MAP_FAILED = 0xffffffffffffffffn;
 
@@ -41,6 +43,9 @@ export class AnonMemory {
     if (a === MAP_FAILED || a === 0n)
       throw new LeakscopeError('io', `cannot map ${this.mapped} bytes of memory (errno ${koffi.errno()})`);
     this.addr = a;
+    // Transparent huge pages where the system allows them on request: random reads over a copy
+    // of hundreds of MB otherwise miss the TLB on almost every access. Advisory; failure is fine.
+    if (this.mapped >= HUGE) fns().madvise(a, this.mapped, MADV_HUGEPAGE);
     this.buffer = koffi.view(a, this.mapped) as ArrayBuffer;
   }
 
