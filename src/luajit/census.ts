@@ -94,7 +94,25 @@ export function tvGcPtr(img: HeapImage, at: number): number {
   return (hi & 0x7fff) * 4294967296 + img.u32(at);
 }
 
-export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number, mainThread: number): LuaCensus {
+export interface CensusRelease {
+  /**
+   * Called once pass 2 is done with image region ri (objects are typed and sized in address
+   * order, region by region): heap.ts releases the region's string-only pages there, so the
+   * copy shrinks while the census arrays fill.
+   */
+  afterRegion?: (ri: number, index: ObjectIndex, strTab: number) => void;
+  /** Release the string hash table's pages as pass 1 leaves them behind (nothing reads them later). */
+  stringTable?: boolean;
+}
+
+export function luaCensus(
+  img: HeapImage,
+  L: LuajitLayouts,
+  globalState: number,
+  mainThread: number,
+  release: CensusRelease = {},
+): LuaCensus {
+  const { afterRegion } = release;
   const s = L.structs;
   const G = s.global_State!,
     H = s.GChead!,
@@ -190,6 +208,7 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
           cur[nCur] = h;
           curChain[nCur++] = next;
         }
+        if (release.stringTable && (next & 0xfffff) === 0xfffff) img.releaseRange(tab, tab + 8 * (next + 1)); // every 8 MiB read
       }
       let m = 0;
       for (let j = 0; j < nCur; j++) {
@@ -237,6 +256,7 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
       }
       nCur = m;
     }
+    if (release.stringTable && !tooMany && next > mask) img.releaseRange(tab, tab + 8 * (mask + 1));
     if (badChains) problems.push(`${firstBad}${badChains > 1 ? ` (and ${badChains - 1} more malformed chains)` : ''}`);
   }
   if (strings !== header.strNum && !problems.length)
@@ -310,6 +330,7 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
           i++;
         }
       }
+      afterRegion?.(ri, index, header.strTab);
     }
   }
 

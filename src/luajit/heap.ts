@@ -225,22 +225,50 @@ function luaHeapsOnce(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
 
     // Census and chunk walk of every VM first; then (for reachability and paths) the pages of
     // the copy that hold nothing but strings, free chunks and string tables are released.
+    const release = opts.paths !== false;
     const censuses = loc.vms.map((vm) => {
-      const c = luaCensus(img, vm.layouts, vm.globalState, vm.mainThread);
       const segs = segsByVm.get(vm.globalState) ?? [];
       const ms = vm.layouts.structs.malloc_state!;
       const mstate = img.u64(vm.globalState + vm.layouts.structs.global_State!.allocd!);
       const top = img.u64(mstate + ms.top!),
         topsize = img.u64(mstate + ms.topsize!);
-      return { c, segs, top, topsize };
+      const gctOff = vm.layouts.structs.GChead!.gct!;
+      // segments that are exactly one image region, by region index
+      const segOfRegion = new Map<number, AllocSegment>();
+      for (const s of segs) {
+        const ri = img.regionIndex(s.start);
+        if (ri >= 0 && img.regions[ri]!.start === s.start && img.regions[ri]!.end === s.end) segOfRegion.set(ri, s);
+      }
+      const walked = new Set<AllocSegment>();
+      const c = luaCensus(
+        img,
+        vm.layouts,
+        vm.globalState,
+        vm.mainThread,
+        release
+          ? {
+              stringTable: true,
+              afterRegion: (ri, index, strTab) => {
+                const s = segOfRegion.get(ri);
+                if (!s) return;
+                releaseSegmentStrings(img, ri, s, top, topsize, (user) =>
+                  user === strTab || (index.has(user) && img.u8(user + gctOff) === GCT.str),
+                );
+                walked.add(s);
+              },
+            }
+          : {},
+      );
+      for (const s of segs) if (!walked.has(s)) walkSegment(img, s, top, topsize);
+      return c;
     });
-    if (opts.paths !== false) releaseStringBlocks(img, censuses);
-    else for (const { segs, top, topsize } of censuses) for (const s of segs) walkSegment(img, s, top, topsize);
+    if (release) releaseDirectStrings(img, censuses);
 
     const vms: LuaVm[] = [];
     for (let v = 0; v < loc.vms.length; v++) {
       const vm = loc.vms[v]!;
-      const { c, segs } = censuses[v]!;
+      const c = censuses[v]!;
+      const segs = segsByVm.get(vm.globalState) ?? [];
       const vp = [...c.problems];
       let reach: Reach | undefined,
         tables: LuaTable[] = [],
@@ -314,43 +342,40 @@ function luaHeapsOnce(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
 }
 
 /**
- * Walks every VM's segments chunk by chunk and releases the image pages in which every in-use
- * chunk is a string of that VM's census or its string hash table (and the direct chunks that
- * are one): reachability never reads them, and paths re-read the few key strings they name
- * from the target (paths.ts). Anything not accounted for by a chunk walk is kept.
+ * Chunk walk of segment s (image region ri) that releases the pages in which every in-use chunk
+ * is `droppable` (a census string or the string hash table) or free: reachability never reads
+ * string bodies, and paths re-read the few key strings they print from the target (paths.ts).
+ * Pages the walk did not account for (after a malformed header) are kept.
  */
-function releaseStringBlocks(
+function releaseSegmentStrings(
   img: HeapImage,
-  vms: ReadonlyArray<{ c: LuaCensus; segs: readonly AllocSegment[]; top: number; topsize: number }>,
+  ri: number,
+  s: AllocSegment,
+  top: number,
+  topsize: number,
+  droppable: (user: number) => boolean,
 ): void {
-  const need = img.regions.map((r) => new Uint8Array(Math.ceil((r.end - r.start) / PAGE)).fill(1));
-  const regionIndex = (a: number) => img.regions.findIndex((r) => r.start === a);
-  const mark = (ri: number, from: number, to: number) => {
-    const r = img.regions[ri]!,
-      nd = need[ri]!;
+  const need = new Uint8Array(Math.ceil((s.end - s.start) / PAGE));
+  const mark = (from: number, to: number) => {
     if (to <= from) return;
-    const k1 = Math.min(nd.length - 1, Math.floor((to - 1 - r.start) / PAGE));
-    for (let k = Math.floor((from - r.start) / PAGE); k <= k1; k++) nd[k] = 1;
+    const k1 = Math.min(need.length - 1, Math.floor((to - 1 - s.start) / PAGE));
+    for (let k = Math.floor((from - s.start) / PAGE); k <= k1; k++) need[k] = 1;
   };
-  const isStringOrTable = (c: LuaCensus, user: number) =>
-    user === c.header.strTab || (c.index.has(user) && img.u8(user + c.gctOffset) === GCT.str);
-  for (const { c, segs, top, topsize } of vms)
-    for (const s of segs) {
-      const ri = regionIndex(s.start);
-      if (ri < 0 || img.regions[ri]!.end !== s.end) {
-        walkSegment(img, s, top, topsize);
-        continue;
-      }
-      need[ri]!.fill(0);
-      const end = walkSegment(img, s, top, topsize, (p, size) => {
-        if (!isStringOrTable(c, p + 16)) mark(ri, p, p + size + 8); // + the next chunk's prev_foot: the last 8 user bytes
-      });
-      mark(ri, end, s.end);
-    }
-  img.regions.forEach((r, ri) => {
-    if (r.kind === 'direct' && vms.some(({ c }) => isStringOrTable(c, r.start + 16))) need[ri]!.fill(0);
+  const end = walkSegment(img, s, top, topsize, (p, size) => {
+    if (!droppable(p + 16)) mark(p, p + size + 8); // + the next chunk's prev_foot: the last 8 user bytes
   });
-  for (let ri = 0; ri < need.length; ri++) img.releasePages(ri, need[ri]!);
+  mark(end, s.end);
+  img.releasePages(ri, need);
+}
+
+/** Releases the direct chunks that hold a census string or a string hash table. */
+function releaseDirectStrings(img: HeapImage, cs: readonly LuaCensus[]): void {
+  img.regions.forEach((r, ri) => {
+    if (r.kind !== 'direct') return;
+    const user = r.start + 16;
+    if (cs.some((c) => user === c.header.strTab || (c.index.has(user) && img.u8(user + c.gctOffset) === GCT.str)))
+      img.releasePages(ri, new Uint8Array(Math.ceil((r.end - r.start) / PAGE)));
+  });
 }
 
 /** A data or function symbol covering addr, as "name (object)", else "object+0xOFFSET" inside a loaded object. */

@@ -284,6 +284,19 @@ export class HeapImage {
     return r ? Buffer.from(r.u8.subarray(addr - r.start, addr - r.start + len)) : undefined;
   }
 
+  /** Releases the whole pages inside [from, to) (one region's range; memory the caller no longer reads). */
+  releaseRange(from: number, to: number): number {
+    const ri = this.regionIndex(from);
+    if (ri < 0) return 0;
+    const r = this.rs[ri]!;
+    const a = Math.ceil((from - r.start) / PAGE),
+      b = Math.floor((Math.min(to, r.end) - r.start) / PAGE);
+    if (b <= a) return 0;
+    const need = new Uint8Array(Math.ceil((r.end - r.start) / PAGE)).fill(1);
+    need.fill(0, a, b);
+    return this.releasePages(ri, need);
+  }
+
   /**
    * Hands back the pages of region `ri` (index into `regions`) whose need[page] is 0: their
    * memory goes back to the kernel and `has` is false on them. Returns the bytes released.
