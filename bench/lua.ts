@@ -5,7 +5,7 @@
 //   read:           locate the VMs, find the lj_alloc regions, copy them (HeapImage.copy): the floor;
 //   census:         luaHeaps without paths (locate + regions + copy + census by type);
 //   census + paths: luaHeaps with reachability, table sizes and the 20 largest tables' paths;
-//   leakscope RSS:  max RSS of `leakscope lua PID --json` in its own process (/usr/bin/time -f %M).
+//   leakscope RSS:  max RSS of `leakscope lua PID --json=FILE` in its own process (/usr/bin/time -f %M).
 // Goals (issue 15): census <= 3x read, census + paths <= 8x read, RSS <= 1.5x the Lua heap (gc.total).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
