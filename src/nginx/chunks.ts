@@ -23,16 +23,18 @@ export const POOL_HINT = {
  * The in-use chunks in address order; a chunk is known by its index (0 .. length-1). Per chunk:
  * its user pointer (chunk address + 16), its chunk size (header included, flag bits masked, as
  * glibc counts it), whether it is mmapped, the census's pool-candidate hint (POOL_HINT: no, yes,
- * unknown), and for candidates the first bytes at the
- * user pointer when the census kept them (POOL_SCAN_BYTES of them). Hot loops read the arrays.
+ * unknown), and for some candidates the first bytes at the user pointer when the census kept them
+ * (POOL_SCAN_BYTES of them). Hot loops read the arrays: 8 + 4 + 1 + 1 bytes per chunk (sizes
+ * are u32 unless some chunk is 4 GiB or more); the kept bytes are few (candidates only).
  */
 export interface InUseChunks {
   readonly length: number;
   readonly addrs: Float64Array;
-  readonly sizes: Float64Array;
+  readonly sizes: Uint32Array | Float64Array;
   readonly mmapped: Uint8Array;
   readonly hint: Uint8Array;
-  readonly bytes: ReadonlyArray<Uint8Array | undefined>;
+  /** The bytes the census kept of chunk i (pool candidates only), else undefined. */
+  bytesOf(i: number): Uint8Array | undefined;
   /** Calls `cb` for every chunk in address order, with the facts above (the hint as a boolean, undefined when unknown). */
   forEach(
     cb: (
@@ -49,24 +51,24 @@ export interface InUseChunks {
   sizeOf(userAddr: number): number | undefined;
 }
 
-/** In-use chunks as parallel arrays (any order); `hint`: a POOL_HINT value (see InUseChunks). */
+/** In-use chunks as parallel arrays (any order, `length` of them used); `hint`: a POOL_HINT value (see InUseChunks); `bytes`: kept bytes by index. */
 export interface ChunkArrays {
   length: number;
   addrs: Float64Array;
-  sizes: Float64Array;
+  sizes: Uint32Array | Float64Array;
   mmapped: Uint8Array;
   hint: Uint8Array;
-  bytes: Array<Uint8Array | undefined>;
+  bytes: Map<number, Uint8Array>;
 }
 
 /** A simple InUseChunks over arrays sorted by address (tests, recorded censuses, adapters). */
 export class ChunkList implements InUseChunks {
   readonly addrs: Float64Array;
-  readonly sizes: Float64Array;
+  readonly sizes: Uint32Array | Float64Array;
   readonly mmapped: Uint8Array;
   /** Pool-candidate hint: a POOL_HINT value. */
   readonly hint: Uint8Array;
-  readonly bytes: Array<Uint8Array | undefined>;
+  private readonly bytes: Map<number, Uint8Array>;
 
   constructor(
     chunks:
@@ -80,25 +82,36 @@ export class ChunkList implements InUseChunks {
       | ChunkArrays,
   ) {
     if ('addrs' in chunks) {
-      // Arrays: sorted by address through an index permutation (skipped when already sorted).
       const n = chunks.length;
       let sorted = true;
       for (let i = 1; i < n && sorted; i++) if (chunks.addrs[i - 1]! > chunks.addrs[i]!) sorted = false;
+      if (sorted) {
+        // Already in address order (the usual case: one heap, then mmapped chunks): the arrays
+        // are used as they are (views of their first n entries, no copy).
+        this.addrs = chunks.addrs.subarray(0, n);
+        this.sizes = chunks.sizes.subarray(0, n);
+        this.mmapped = chunks.mmapped.subarray(0, n);
+        this.hint = chunks.hint.subarray(0, n);
+        this.bytes = chunks.bytes;
+        return;
+      }
+      // Sorted by address through an index permutation.
       const order = new Uint32Array(n);
       for (let i = 0; i < n; i++) order[i] = i;
-      if (!sorted) order.sort((a, b) => chunks.addrs[a]! - chunks.addrs[b]!);
+      order.sort((a, b) => chunks.addrs[a]! - chunks.addrs[b]!);
       this.addrs = new Float64Array(n);
-      this.sizes = new Float64Array(n);
+      this.sizes = chunks.sizes instanceof Uint32Array ? new Uint32Array(n) : new Float64Array(n);
       this.mmapped = new Uint8Array(n);
       this.hint = new Uint8Array(n);
-      this.bytes = new Array<Uint8Array | undefined>(n);
+      this.bytes = new Map();
       for (let i = 0; i < n; i++) {
         const k = order[i]!;
         this.addrs[i] = chunks.addrs[k]!;
         this.sizes[i] = chunks.sizes[k]!;
         this.mmapped[i] = chunks.mmapped[k]!;
         this.hint[i] = chunks.hint[k]!;
-        this.bytes[i] = chunks.bytes[k];
+        const b = chunks.bytes.get(k);
+        if (b) this.bytes.set(i, b);
       }
       return;
     }
@@ -107,9 +120,9 @@ export class ChunkList implements InUseChunks {
     this.sizes = new Float64Array(sorted.length);
     this.mmapped = new Uint8Array(sorted.length);
     this.hint = new Uint8Array(sorted.length);
-    this.bytes = new Array<Uint8Array | undefined>(sorted.length);
+    this.bytes = new Map();
     sorted.forEach((c, i) => {
-      this.bytes[i] = c.userBytes;
+      if (c.userBytes) this.bytes.set(i, c.userBytes);
       this.addrs[i] = c.userAddr;
       this.sizes[i] = c.chunkSize;
       this.mmapped[i] = c.mmapped ? 1 : 0;
@@ -118,6 +131,9 @@ export class ChunkList implements InUseChunks {
   }
   get length(): number {
     return this.addrs.length;
+  }
+  bytesOf(i: number): Uint8Array | undefined {
+    return this.bytes.get(i);
   }
   forEach(
     cb: (
@@ -135,7 +151,7 @@ export class ChunkList implements InUseChunks {
         this.sizes[i]!,
         this.mmapped[i] === 1,
         h === POOL_HINT.unknown ? undefined : h === POOL_HINT.yes,
-        this.bytes[i],
+        this.bytes.get(i),
       );
     }
   }

@@ -175,6 +175,8 @@ const hex = (n: number): string => {
 const MAX_LISTED_INCONSISTENCIES = 100;
 /** Smallest chunk that can hold a pool: ngx_pool_t (80) + 1 byte -> request2size(81) = 96. */
 const MIN_POOL_CHUNK = 96;
+/** Chunks whose user areas the heap-reference search reads per batch (bounded memory, 20 bytes each). */
+const SEARCH_BATCH = 1 << 16;
 /** Bytes read at each candidate chunk by the scan. */
 const SCAN_BYTES = POOL_SCAN_BYTES;
 
@@ -254,13 +256,13 @@ interface SignatureMatches {
  * with its large / cleanup records (a read costs about the same either way).
  */
 function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: boolean): SignatureMatches {
-  const { addrs: cAddr, sizes: cSize, mmapped: cMm, hint: cHint, bytes: cBytes } = chunks;
+  const { addrs: cAddr, sizes: cSize, mmapped: cMm, hint: cHint } = chunks;
   const nChunks = chunks.length;
   const bucketTotals = countBuckets ? new Map<number, { chunks: number; bytes: number }>() : null;
   let candidates = 0,
     bytesRead = 0;
   // Candidates the census gave no bytes for (chunk indices), read after the loop.
-  const toRead = new Int32Array(nChunks);
+  let toRead = new Int32Array(1024);
   let nToRead = 0;
   // Matches: chunk index and bytes. The census's bytes are kept as they are (views of its own
   // copy; arenaOff -1); bytes read here are copied into one arena (views made once the scan is
@@ -326,9 +328,16 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
     // The census saw a d.end that fails the pre-check in examine.
     if (chunkSize < MIN_POOL_CHUNK || cHint[k] === POOL_HINT.no) continue;
     candidates++;
-    const userBytes = cBytes[k];
+    const userBytes = chunks.bytesOf(k);
     if (userBytes && userBytes.byteLength === SCAN_BYTES) examine(k, userBytes, 0, SCAN_BYTES, true);
-    else toRead[nToRead++] = k;
+    else {
+      if (nToRead === toRead.length) {
+        const t2 = new Int32Array(nToRead * 2);
+        t2.set(toRead);
+        toRead = t2;
+      }
+      toRead[nToRead++] = k;
+    }
   }
   const fromCensus = m;
   const readAddrs = new Float64Array(nToRead);
@@ -375,13 +384,13 @@ class PoolSet {
   /** The scan's bytes at the pool (its first SCAN_BYTES, as read), when it was found by the scan. */
   readonly prefix: Array<Uint8Array | undefined>;
   readonly roots: Array<RootRef[] | undefined>;
-  /** chunk index -> pool whose first block it is (-1: none). */
-  readonly firstOf: Int32Array;
-  /** chunk index -> live pool that has it as a block or large allocation (-1: none); set once validated. */
-  readonly ownerOf: Int32Array;
-  /** chunk index -> bytes handed out (d.last - block) when it is a live pool's block, else -1. */
-  readonly usedOf: Float64Array;
-  constructor(nChunks: number, capacity: number) {
+  /** chunk index -> pool whose first block it is (absent: none). Maps: pools' chunks are few, the heap's many. */
+  readonly firstOf = new Map<number, number>();
+  /** chunk index -> live pool that has it as a block or large allocation (absent: none); set once validated. */
+  readonly ownerOf = new Map<number, number>();
+  /** chunk index -> bytes handed out (d.last - block) when it is a live pool's block (absent: not one). */
+  readonly usedOf = new Map<number, number>();
+  constructor(capacity: number) {
     this.addr = new Float64Array(capacity);
     this.chunk = new Int32Array(capacity);
     this.alive = new Uint8Array(capacity);
@@ -389,9 +398,6 @@ class PoolSet {
     this.foundBy = new Array(capacity);
     this.prefix = new Array(capacity);
     this.roots = new Array(capacity);
-    this.firstOf = new Int32Array(nChunks).fill(-1);
-    this.ownerOf = new Int32Array(nChunks).fill(-1);
-    this.usedOf = new Float64Array(nChunks).fill(-1);
   }
   add(
     chunk: number,
@@ -402,7 +408,7 @@ class PoolSet {
     roots: RootRef[] | undefined,
   ): void {
     const p = this.length++;
-    this.firstOf[chunk] = p;
+    this.firstOf.set(chunk, p);
     this.addr[p] = addr;
     this.chunk[p] = chunk;
     this.alive[p] = 1;
@@ -432,7 +438,7 @@ function validatePools(
   rootRefs: Map<number, RootRef[]>,
   log: ProblemLog,
 ): PoolSet {
-  const pools = new PoolSet(chunks.length, matches.chunk.length + rootRefs.size);
+  const pools = new PoolSet(matches.chunk.length + rootRefs.size);
   const readProblems: PoolInconsistency[] = [];
   const reader = new PoolReader();
   for (let j = 0; j < matches.chunk.length; j++) {
@@ -445,7 +451,7 @@ function validatePools(
   }
   rootRefs.forEach((refs, addr) => {
     const chunk = chunks.indexOf(addr);
-    const have = chunk >= 0 ? pools.firstOf[chunk]! : -1;
+    const have = chunk >= 0 ? (pools.firstOf.get(chunk) ?? -1) : -1;
     if (have >= 0) {
       pools.foundBy[have] = 'both';
       pools.roots[have] = refs;
@@ -462,19 +468,15 @@ function validatePools(
 
   const n = pools.length;
   // chunk -> pool that lists it as a later block (-1: none)
-  const laterBlockOf = new Int32Array(chunks.length).fill(-1);
-  let laterBlocks = 0;
+  const laterBlockOf = new Map<number, number>();
   for (let p = 0; p < n; p++) {
     const bl = pools.read[p]!.blocks;
-    for (let i = 1; i < bl.length; i++) {
-      laterBlockOf[chunks.indexOf(bl[i]!.address)] = p;
-      laterBlocks++;
-    }
+    for (let i = 1; i < bl.length; i++) laterBlockOf.set(chunks.indexOf(bl[i]!.address), p);
   }
-  if (laterBlocks) {
+  if (laterBlockOf.size) {
     for (let p = 0; p < n; p++) {
-      const other = laterBlockOf[pools.chunk[p]!]!;
-      if (other < 0) continue;
+      const other = laterBlockOf.get(pools.chunk[p]!);
+      if (other === undefined) continue;
       log.add({
         kind: 'pool-overlap',
         address: pools.addr[p]!,
@@ -484,7 +486,7 @@ function validatePools(
     }
   }
   // chunk -> pool that lists it as a large allocation (-1: none)
-  const largeOf = new Int32Array(chunks.length).fill(-1);
+  const largeOf = new Map<number, number>();
   for (let p = 0; p < n; p++) {
     if (!pools.alive[p]) continue;
     const read = pools.read[p]!,
@@ -493,8 +495,8 @@ function validatePools(
     for (let i = 0; i < large.length; i++) {
       const l = large[i]!;
       const k = chunks.indexOf(l.address);
-      const other = largeOf[k]!;
-      if (other >= 0) {
+      const other = largeOf.get(k);
+      if (other !== undefined) {
         log.add({
           kind: 'large-shared',
           address: pools.addr[p]!,
@@ -503,19 +505,19 @@ function validatePools(
         if (!kept) kept = large.slice(0, i);
         continue;
       }
-      largeOf[k] = p;
-      pools.ownerOf[k] = p;
+      largeOf.set(k, p);
+      pools.ownerOf.set(k, p);
       if (kept) kept.push(l);
     }
     if (kept) read.large = kept;
     const bl = read.blocks;
     const first = pools.chunk[p]!;
-    pools.ownerOf[first] = p;
-    pools.usedOf[first] = bl[0]!.used;
+    pools.ownerOf.set(first, p);
+    pools.usedOf.set(first, bl[0]!.used);
     for (let i = 1; i < bl.length; i++) {
       const k = chunks.indexOf(bl[i]!.address);
-      pools.ownerOf[k] = p;
-      pools.usedOf[k] = bl[i]!.used;
+      pools.ownerOf.set(k, p);
+      pools.usedOf.set(k, bl[i]!.used);
     }
   }
   return pools;
@@ -643,51 +645,64 @@ function heapReferences(
   const owner = pools.ownerOf,
     used = pools.usedOf;
   const targets = new PointerTargets(orphans.map((p) => pools.addr[p]!));
-  // Ranges to search (at most one per chunk); rangeChunk[i]: the chunk of range i.
-  const starts = new Float64Array(nChunks),
-    lens = new Float64Array(nChunks),
-    rangeChunk = new Int32Array(nChunks);
-  let nRanges = 0;
+  // Ranges to search (at most one per chunk), in address order, searched a batch at a time (the
+  // memory stays bounded whatever the number of chunks); rangeChunk[i]: the chunk of range i.
+  const starts = new Float64Array(SEARCH_BATCH),
+    lens = new Float64Array(SEARCH_BATCH),
+    rangeChunk = new Int32Array(SEARCH_BATCH);
+  let nRanges = 0,
+    bytesRead = 0;
+  const flush = () => {
+    bytesRead += searchRanges(
+      space,
+      starts.subarray(0, nRanges),
+      lens.subarray(0, nRanges),
+      targets,
+      (ri, slot, t) => onHit(rangeChunk[ri]!, slot, t),
+    );
+    nRanges = 0;
+  };
+  // The pools' chunks (blocks and large allocations), ascending: met in turn by the loop below.
+  const owned = Float64Array.from(owner.keys()).sort();
+  let oi = 0;
   // Hits in any order (sorted by slot below).
   const hitChunk: number[] = [],
     hitSlot: number[] = [],
     hitPool: number[] = [];
   const onHit = (chunk: number, slot: number, t: number) => {
     const p = orphans[t]!;
-    if (owner[chunk] === p) return; // referenced from inside its own blocks / large allocations
+    if (owner.get(chunk) === p) return; // referenced from inside its own blocks / large allocations
     hitChunk.push(chunk);
     hitSlot.push(slot);
     hitPool.push(p);
   };
   const { addrs: cAddr, sizes: cSize, mmapped: cMm } = chunks;
   for (let k = 0; k < nChunks; k++) {
-    const u = used[k]!;
-    if (u >= 0) {
-      // A first block whose used part the scan already read: search those bytes.
-      const fp = pools.firstOf[k]!;
-      const pre = fp >= 0 && pools.alive[fp] ? pools.prefix[fp] : undefined;
-      if (pre && u <= pre.byteLength) {
-        scanForPointers(pre, 0, u, cAddr[k]!, targets, onHit, k);
+    if (nRanges === SEARCH_BATCH) flush();
+    while (oi < owned.length && owned[oi]! < k) oi++;
+    if (oi < owned.length && owned[oi] === k) {
+      const u = used.get(k);
+      if (u !== undefined) {
+        // A first block whose used part the scan already read: search those bytes.
+        const fp = pools.firstOf.get(k);
+        const pre = fp !== undefined && pools.alive[fp] ? pools.prefix[fp] : undefined;
+        if (pre && u <= pre.byteLength) {
+          scanForPointers(pre, 0, u, cAddr[k]!, targets, onHit, k);
+          continue;
+        }
+        starts[nRanges] = cAddr[k]!;
+        lens[nRanges] = u;
+        rangeChunk[nRanges++] = k;
         continue;
       }
-      starts[nRanges] = cAddr[k]!;
-      lens[nRanges] = u;
-      rangeChunk[nRanges++] = k;
-      continue;
+      if (!searchLarge) continue; // a pool's large allocation
     }
-    if (!searchLarge && owner[k]! >= 0) continue; // a pool's large allocation
     starts[nRanges] = cAddr[k]!;
     // user area: chunk size minus the header, plus the next chunk's prev_size field for heap chunks
     lens[nRanges] = cSize[k]! - CHUNK_HEADER + (cMm[k] === 1 ? 0 : 8);
     rangeChunk[nRanges++] = k;
   }
-  const bytesRead = searchRanges(
-    space,
-    starts.subarray(0, nRanges),
-    lens.subarray(0, nRanges),
-    targets,
-    (ri, slot, t) => onHit(rangeChunk[ri]!, slot, t),
-  );
+  flush();
   const order = new Uint32Array(hitSlot.length);
   for (let i = 0; i < order.length; i++) order[i] = i;
   order.sort((a, b) => hitSlot[a]! - hitSlot[b]!);
@@ -695,7 +710,7 @@ function heapReferences(
     const i = order[j]!,
       chunk = hitChunk[i]!,
       p = hitPool[i]!;
-    const holder = owner[chunk]!;
+    const holder = owner.get(chunk) ?? -1;
     if (holder >= 0 && via[p]! < 0) via[p] = holder;
     const l = (refs[p] ??= []);
     if (l.length < 8)
