@@ -175,8 +175,11 @@ const hex = (n: number): string => {
 const MAX_LISTED_INCONSISTENCIES = 100;
 /** Smallest chunk that can hold a pool: ngx_pool_t (80) + 1 byte -> request2size(81) = 96. */
 const MIN_POOL_CHUNK = 96;
-/** Chunks whose user areas the heap-reference search reads per batch (bounded memory, 20 bytes each). */
-const SEARCH_BATCH = 1 << 16;
+/** The heap-reference search: bytes read at most per window, and the largest gap between two chunks read in one window. */
+const SEARCH_WINDOW = 4 << 20;
+const SEARCH_GAP = 4096;
+/** The heap-reference search's window, one per process (reused: no multi-MiB allocation per analysis). */
+let searchBuffer: Buffer | undefined;
 /** Bytes read at each candidate chunk by the scan. */
 const SCAN_BYTES = POOL_SCAN_BYTES;
 
@@ -629,6 +632,12 @@ function staticReferences(
  * References to `orphans` (pool numbers) from in-use heap chunks other than the pools' own
  * blocks and large allocations. Per pool number: up to 8 holders ("pool 0x..." or "heap chunk
  * 0x..."), in address order, and `via`, the first holder that is a pool (-1: none).
+ *
+ * How: runs of in-use chunks (gaps of at most SEARCH_GAP bytes, at most SEARCH_WINDOW bytes a
+ * run) are read in one piece and all their 8-aligned words looked up (one tight loop per window,
+ * no call per chunk); a hit counts only when its slot lies in the searched range of the chunk
+ * holding it (found by binary search: hits are rare), so words of free chunks, headers and
+ * never-used block tails in the window are ignored. Memory: one window, whatever the heap's size.
  */
 function heapReferences(
   space: AddressSpace,
@@ -645,64 +654,82 @@ function heapReferences(
   const owner = pools.ownerOf,
     used = pools.usedOf;
   const targets = new PointerTargets(orphans.map((p) => pools.addr[p]!));
-  // Ranges to search (at most one per chunk), in address order, searched a batch at a time (the
-  // memory stays bounded whatever the number of chunks); rangeChunk[i]: the chunk of range i.
-  const starts = new Float64Array(SEARCH_BATCH),
-    lens = new Float64Array(SEARCH_BATCH),
-    rangeChunk = new Int32Array(SEARCH_BATCH);
-  let nRanges = 0,
-    bytesRead = 0;
-  const flush = () => {
-    bytesRead += searchRanges(
-      space,
-      starts.subarray(0, nRanges),
-      lens.subarray(0, nRanges),
-      targets,
-      (ri, slot, t) => onHit(rangeChunk[ri]!, slot, t),
-    );
-    nRanges = 0;
+  const { addrs: cAddr, sizes: cSize, mmapped: cMm } = chunks;
+  /** End (exclusive) of chunk k's searched range: its user area (plus the next chunk's prev_size field for heap chunks), a block's used part, nothing for a large allocation unless searchLarge. */
+  const searchEnd = (k: number): number => {
+    const o = owner.get(k);
+    if (o !== undefined) {
+      const u = used.get(k);
+      if (u !== undefined) return cAddr[k]! + u;
+      if (!searchLarge) return cAddr[k]!;
+    }
+    return cAddr[k]! + cSize[k]! - CHUNK_HEADER + (cMm[k] === 1 ? 0 : 8);
   };
-  // The pools' chunks (blocks and large allocations), ascending: met in turn by the loop below.
-  const owned = Float64Array.from(owner.keys()).sort();
-  let oi = 0;
   // Hits in any order (sorted by slot below).
   const hitChunk: number[] = [],
     hitSlot: number[] = [],
     hitPool: number[] = [];
-  const onHit = (chunk: number, slot: number, t: number) => {
+  // The window's hits, checked against the chunk holding the slot.
+  let k0 = 0,
+    k1 = 0;
+  const onWindowHit = (_tag: number, slot: number, t: number) => {
+    // last chunk of the run k0 .. k1-1 whose user pointer is <= slot
+    let lo = k0,
+      hi = k1 - 1,
+      k = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (cAddr[mid]! <= slot) {
+        k = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    if (k < 0 || slot + 8 > searchEnd(k)) return; // a header, a free chunk, a block's unused tail, a large allocation
     const p = orphans[t]!;
-    if (owner.get(chunk) === p) return; // referenced from inside its own blocks / large allocations
-    hitChunk.push(chunk);
+    if (owner.get(k) === p) return; // referenced from inside its own blocks / large allocations
+    hitChunk.push(k);
     hitSlot.push(slot);
     hitPool.push(p);
   };
-  const { addrs: cAddr, sizes: cSize, mmapped: cMm } = chunks;
-  for (let k = 0; k < nChunks; k++) {
-    if (nRanges === SEARCH_BATCH) flush();
-    while (oi < owned.length && owned[oi]! < k) oi++;
-    if (oi < owned.length && owned[oi] === k) {
-      const u = used.get(k);
-      if (u !== undefined) {
-        // A first block whose used part the scan already read: search those bytes.
-        const fp = pools.firstOf.get(k);
-        const pre = fp !== undefined && pools.alive[fp] ? pools.prefix[fp] : undefined;
-        if (pre && u <= pre.byteLength) {
-          scanForPointers(pre, 0, u, cAddr[k]!, targets, onHit, k);
-          continue;
-        }
-        starts[nRanges] = cAddr[k]!;
-        lens[nRanges] = u;
-        rangeChunk[nRanges++] = k;
-        continue;
-      }
-      if (!searchLarge) continue; // a pool's large allocation
+  let bytesRead = 0;
+  const buf = searchBuffer ?? (searchBuffer = Buffer.from(new ArrayBuffer(SEARCH_WINDOW)));
+  for (let k = 0; k < nChunks; ) {
+    // A run: chunks k .. j-1, read as [start, end).
+    const start = cAddr[k]!;
+    let end = Math.max(start, searchEnd(k));
+    let j = k + 1;
+    while (j < nChunks) {
+      const a = cAddr[j]!;
+      const e = searchEnd(j);
+      if (a > end + SEARCH_GAP || Math.max(end, e) - start > SEARCH_WINDOW) break;
+      if (e > end) end = e;
+      j++;
     }
-    starts[nRanges] = cAddr[k]!;
-    // user area: chunk size minus the header, plus the next chunk's prev_size field for heap chunks
-    lens[nRanges] = cSize[k]! - CHUNK_HEADER + (cMm[k] === 1 ? 0 : 8);
-    rangeChunk[nRanges++] = k;
+    k0 = k;
+    k1 = j;
+    if (end - start > buf.length) {
+      // One chunk larger than the window (a big mmapped chunk): its own pieces.
+      bytesRead += searchRanges(space, [start], [end - start], targets, onWindowHit);
+    } else if (end > start) {
+      const got = space.readInto(start, buf, 0, end - start);
+      bytesRead += got;
+      if (got === end - start) scanForPointers(buf, 0, got, start, targets, onWindowHit, 0);
+      else {
+        // Partly unreadable run: each chunk on its own, so each gets what exists.
+        const s: number[] = [],
+          l: number[] = [];
+        for (let i = k; i < j; i++) {
+          const e = searchEnd(i);
+          if (e > cAddr[i]!) {
+            s.push(cAddr[i]!);
+            l.push(e - cAddr[i]!);
+          }
+        }
+        bytesRead += searchRanges(space, s, l, targets, onWindowHit);
+      }
+    }
+    k = j;
   }
-  flush();
   const order = new Uint32Array(hitSlot.length);
   for (let i = 0; i < order.length; i++) order[i] = i;
   order.sort((a, b) => hitSlot[a]! - hitSlot[b]!);
