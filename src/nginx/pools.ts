@@ -259,7 +259,6 @@ interface SignatureMatches {
  * with its large / cleanup records (a read costs about the same either way).
  */
 function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: boolean): SignatureMatches {
-  const { addrs: cAddr, sizes: cSize, mmapped: cMm, hint: cHint } = chunks;
   const nChunks = chunks.length;
   const bucketTotals = countBuckets ? new Map<number, { chunks: number; bytes: number }>() : null;
   let candidates = 0,
@@ -285,10 +284,10 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
       reader = new ByteReader(new Uint8Array(buf.buffer), { label: 'chunk' });
     const r = reader,
       at = buf.byteOffset + off,
-      addr = cAddr[k]!;
+      addr = chunks.addrAt(k);
     // Cheap pre-check on d.end before the signature: d.end - addr must fit the chunk.
     const size = r.u64At(at + POOL.end) - addr;
-    if (!(size > POOL.sizeof) || !chunkFitsBlock(size, cSize[k]!, cMm[k] === 1)) return;
+    if (!(size > POOL.sizeof) || !chunkFitsBlock(size, chunks.sizeAt(k), chunks.isMmapped(k))) return;
     if (!poolSignatureAt(r, at, addr)) return;
     if (m === mChunk.length) {
       const c2 = new Int32Array(m * 2);
@@ -319,7 +318,7 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
     arenaLen += (got + 7) & ~7; // copies stay 8-aligned, as the pointer search reads them
   };
   for (let k = 0; k < nChunks; k++) {
-    const chunkSize = cSize[k]!;
+    const chunkSize = chunks.sizeAt(k);
     if (bucketTotals) {
       const b = bucketOf(chunkSize).minBytes;
       const e = bucketTotals.get(b);
@@ -329,7 +328,7 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
       } else bucketTotals.set(b, { chunks: 1, bytes: chunkSize });
     }
     // The census saw a d.end that fails the pre-check in examine.
-    if (chunkSize < MIN_POOL_CHUNK || cHint[k] === POOL_HINT.no) continue;
+    if (chunkSize < MIN_POOL_CHUNK || chunks.hintAt(k) === POOL_HINT.no) continue;
     candidates++;
     const userBytes = chunks.bytesOf(k);
     if (userBytes && userBytes.byteLength === SCAN_BYTES) examine(k, userBytes, 0, SCAN_BYTES, true);
@@ -344,7 +343,7 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
   }
   const fromCensus = m;
   const readAddrs = new Float64Array(nToRead);
-  for (let i = 0; i < nToRead; i++) readAddrs[i] = cAddr[toRead[i]!]!;
+  for (let i = 0; i < nToRead; i++) readAddrs[i] = chunks.addrAt(toRead[i]!);
   readBatched(
     space,
     readAddrs,
@@ -446,7 +445,7 @@ function validatePools(
   const reader = new PoolReader();
   for (let j = 0; j < matches.chunk.length; j++) {
     const chunk = matches.chunk[j]!,
-      addr = chunks.addrs[chunk]!,
+      addr = chunks.addrAt(chunk),
       prefix = matches.prefix[j]!;
     const res = reader.read(space, addr, chunks, readProblems, prefix, true);
     if (typeof res === 'string') continue; // signature-alike data, or a pool that changed under us
@@ -654,16 +653,15 @@ function heapReferences(
   const owner = pools.ownerOf,
     used = pools.usedOf;
   const targets = new PointerTargets(orphans.map((p) => pools.addr[p]!));
-  const { addrs: cAddr, sizes: cSize, mmapped: cMm } = chunks;
   /** End (exclusive) of chunk k's searched range: its user area (plus the next chunk's prev_size field for heap chunks), a block's used part, nothing for a large allocation unless searchLarge. */
   const searchEnd = (k: number): number => {
     const o = owner.get(k);
     if (o !== undefined) {
       const u = used.get(k);
-      if (u !== undefined) return cAddr[k]! + u;
-      if (!searchLarge) return cAddr[k]!;
+      if (u !== undefined) return chunks.addrAt(k) + u;
+      if (!searchLarge) return chunks.addrAt(k);
     }
-    return cAddr[k]! + cSize[k]! - CHUNK_HEADER + (cMm[k] === 1 ? 0 : 8);
+    return chunks.addrAt(k) + chunks.sizeAt(k) - CHUNK_HEADER + (chunks.isMmapped(k) ? 0 : 8);
   };
   // Hits in any order (sorted by slot below).
   const hitChunk: number[] = [],
@@ -679,7 +677,7 @@ function heapReferences(
       k = -1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      if (cAddr[mid]! <= slot) {
+      if (chunks.addrAt(mid) <= slot) {
         k = mid;
         lo = mid + 1;
       } else hi = mid - 1;
@@ -695,11 +693,11 @@ function heapReferences(
   const buf = searchBuffer ?? (searchBuffer = Buffer.from(new ArrayBuffer(SEARCH_WINDOW)));
   for (let k = 0; k < nChunks; ) {
     // A run: chunks k .. j-1, read as [start, end).
-    const start = cAddr[k]!;
+    const start = chunks.addrAt(k);
     let end = Math.max(start, searchEnd(k));
     let j = k + 1;
     while (j < nChunks) {
-      const a = cAddr[j]!;
+      const a = chunks.addrAt(j);
       const e = searchEnd(j);
       if (a > end + SEARCH_GAP || Math.max(end, e) - start > SEARCH_WINDOW) break;
       if (e > end) end = e;
@@ -720,9 +718,9 @@ function heapReferences(
           l: number[] = [];
         for (let i = k; i < j; i++) {
           const e = searchEnd(i);
-          if (e > cAddr[i]!) {
-            s.push(cAddr[i]!);
-            l.push(e - cAddr[i]!);
+          if (e > chunks.addrAt(i)) {
+            s.push(chunks.addrAt(i));
+            l.push(e - chunks.addrAt(i));
           }
         }
         bytesRead += searchRanges(space, s, l, targets, onWindowHit);
@@ -741,7 +739,7 @@ function heapReferences(
     if (holder >= 0 && via[p]! < 0) via[p] = holder;
     const l = (refs[p] ??= []);
     if (l.length < 8)
-      l.push(holder >= 0 ? `pool ${hex(pools.addr[holder]!)}` : `heap chunk ${hex(chunks.addrs[chunk]!)}`);
+      l.push(holder >= 0 ? `pool ${hex(pools.addr[holder]!)}` : `heap chunk ${hex(chunks.addrAt(chunk))}`);
   }
   return { refs, via, bytesRead };
 }
