@@ -734,7 +734,10 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
   sources.heaps = `main heap from ${mp ? 'mp_.sbrk_base' : '[heap] start'} to main_arena.top; thread heaps: top & ~(${heapMaxSize >>> 20} MiB - 1), then heap_info.prev`;
 
   // A reader thread reads the next window while the walk parses one, on heaps big enough to repay it.
-  if (memFd !== undefined && raws.reduce((n, r) => n + r.heaps.reduce((m, h) => m + (h.end - h.start), 0), 0) >= READ_AHEAD_MIN)
+  if (
+    memFd !== undefined &&
+    raws.reduce((n, r) => n + r.heaps.reduce((m, h) => m + (h.end - h.start), 0), 0) >= READ_AHEAD_MIN
+  )
     c.useReadAhead(memFd);
   const arenas: ArenaCensus[] = [];
   const scratch: ArenaScratch[] = [];

@@ -102,8 +102,7 @@ export class ChunkList implements InUseChunks {
     if (!chunks) return;
     const sorted = [...chunks].sort((a, b) => a.userAddr - b.userAddr);
     for (const c of sorted) {
-      const hint =
-        c.poolCandidate === undefined ? POOL_HINT.unknown : c.poolCandidate ? POOL_HINT.yes : POOL_HINT.no;
+      const hint = c.poolCandidate === undefined ? POOL_HINT.unknown : c.poolCandidate ? POOL_HINT.yes : POOL_HINT.no;
       this.push(c.userAddr, c.chunkSize, !!c.mmapped, hint, c.userBytes);
     }
     this.finish();
@@ -151,7 +150,7 @@ export class ChunkList implements InUseChunks {
    * afterwards; mmapped chunks are never dropped), then puts the chunks in address order.
    */
   finish(freed?: Float64Array): void {
-    if (freed && freed.length) this.drop(freed.sort());
+    if (freed?.length) this.drop(freed.sort());
     // Regions without chunks go; each region's base becomes its first chunk's address.
     const base: number[] = [],
       first: number[] = [];

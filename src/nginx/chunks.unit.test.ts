@@ -39,7 +39,9 @@ test('chunk list: regions in any order, far apart, dropped free-list chunks, loo
   assert.equal(l.floor(heapB + 48 + 5), l.indexOf(heapB + 48));
   assert.equal(l.floor(mm - 1), l.indexOf(heapB + 99 * 48));
   const seen: number[] = [];
-  l.forEach((a) => seen.push(a));
+  l.forEach((a) => {
+    seen.push(a);
+  });
   assert.deepEqual(
     seen,
     want.map((w) => w[0]),

@@ -443,7 +443,17 @@ export async function startNginx(opts: StartNginxOptions = {}): Promise<NginxHan
   try {
     main = await withPortRetry((port) => {
       const prefix = makePrefix('nginx');
-      return launch('main', prefix, mainConf(prefix, port, o, upstream?.port), port, o.workers, bin, timeoutMs, keep, o.env);
+      return launch(
+        'main',
+        prefix,
+        mainConf(prefix, port, o, upstream?.port),
+        port,
+        o.workers,
+        bin,
+        timeoutMs,
+        keep,
+        o.env,
+      );
     });
   } catch (e) {
     await upstream?.stop();
