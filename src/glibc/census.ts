@@ -234,6 +234,7 @@ class Census {
   /** Walks with a reader thread reading ahead through `fd` (a live process's memory). */
   useReadAhead(fd: number): void {
     const ra = ReadAhead.get(this.buf.length);
+    if (!ra) return;
     this.ra = ra;
     this.raFd = fd;
     this.raSlot = 0;

@@ -9,6 +9,12 @@
 // unreadable byte, as AddressSpace.readInto).
 
 import { Worker } from 'node:worker_threads';
+import { LeakscopeError } from '../model/errors.js';
+
+/** How long the first answer (the thread's start) may take before read-ahead is given up for the process. */
+const START_TIMEOUT_MS = 10_000;
+/** How long one window's read may take before the census fails (never a hang). */
+const READ_TIMEOUT_MS = 120_000;
 
 // control block (Int32Array): request sequence, answer sequence, slot, length, bytes read, fd
 const C_REQ = 0,
@@ -68,13 +74,43 @@ export class ReadAhead {
   }
 
   private static shared: ReadAhead | undefined;
-  /** The process's reader with windows of `slotBytes` (made, or remade for another size, here). */
-  static get(slotBytes: number): ReadAhead {
+  private static unavailable = false;
+  /**
+   * The process's reader with windows of `slotBytes` (made, or remade for another size, here), or
+   * undefined when no reader thread can run here (it did not start within START_TIMEOUT_MS: the
+   * caller reads in turn).
+   */
+  static get(slotBytes: number): ReadAhead | undefined {
+    if (ReadAhead.unavailable) return undefined;
     if (!ReadAhead.shared || ReadAhead.shared.slotBytes !== slotBytes) {
       void ReadAhead.shared?.worker.terminate();
-      ReadAhead.shared = new ReadAhead(slotBytes);
+      ReadAhead.shared = undefined;
+      const ra = new ReadAhead(slotBytes);
+      // Handshake: an empty read answered proves the thread runs.
+      ra.start(-1, 0, 0, 0);
+      if (!ra.answered(START_TIMEOUT_MS)) {
+        void ra.worker.terminate();
+        ReadAhead.unavailable = true;
+        return undefined;
+      }
+      ReadAhead.shared = ra;
     }
     return ReadAhead.shared;
+  }
+
+  /** Waits up to `ms` for the request in flight; true when answered. */
+  private answered(ms: number): boolean {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const done = Atomics.load(this.ctl, C_DONE);
+      if (done === this.seq) {
+        this.pending = false;
+        return true;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      Atomics.wait(this.ctl, C_DONE, done, Math.min(left, 1000));
+    }
   }
 
   /** Starts reading `len` (<= slotBytes) bytes at `addr` through `fd` into slot `slot`; one request at a time. */
@@ -92,12 +128,13 @@ export class ReadAhead {
   /** Waits for the request in flight; the bytes it read (0 when none is in flight). */
   wait(): number {
     if (!this.pending) return 0;
-    for (;;) {
-      const done = Atomics.load(this.ctl, C_DONE);
-      if (done === this.seq) break;
-      Atomics.wait(this.ctl, C_DONE, done, 1000);
+    if (!this.answered(READ_TIMEOUT_MS)) {
+      // The thread is gone or stuck: never use it (or its buffers) again.
+      void this.worker.terminate();
+      ReadAhead.shared = undefined;
+      ReadAhead.unavailable = true;
+      throw new LeakscopeError('io', `the census's reader thread did not answer within ${READ_TIMEOUT_MS / 1000} s`);
     }
-    this.pending = false;
     return this.ctl[C_GOT]!;
   }
 }
