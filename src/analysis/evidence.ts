@@ -14,6 +14,7 @@ import type { Observations } from './observe.js';
 import { formatRatePerHour, growsSteadily } from './growth-rate.js';
 import type { GrowthRate } from './growth-rate.js';
 import { stableSuspects } from './pool-suspects.js';
+import { LIFECYCLE_OWNERS as NGINX_LIFECYCLE_OWNERS } from '../nginx/index.js';
 import type { StableSuspects } from './pool-suspects.js';
 import type { MemCategoryName } from '../model/index.js';
 import { luaFinding, luaStep } from './lua-evidence.js';
@@ -35,14 +36,8 @@ export const SIGNIFICANT_GROWTH: Record<ComparisonKind, { minBytes: number; minS
   'baseline-file': { minBytes: 8 << 20, minShareOfHeap: 0.1 },
 };
 
-/** Owners whose pools live as long as their owner: not leak suspects. */
-export const LIFECYCLE_OWNERS: ReadonlySet<string> = new Set([
-  'cycle',
-  'old-cycle',
-  'connection',
-  'request',
-  'upstream',
-]);
+/** Owners whose pools live as long as their owner: not leak suspects (nginx/pools.ts). */
+export const LIFECYCLE_OWNERS: ReadonlySet<string> = NGINX_LIFECYCLE_OWNERS;
 
 /** Allocation wrappers skipped when naming the leaking function. */
 const ALLOCATOR_FUNCTIONS =

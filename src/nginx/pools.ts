@@ -38,6 +38,24 @@ export type PoolOwner =
 /** A pool cleanup with its handler's symbol, loaded object and nginx module. */
 export type PoolCleanupInfo = PoolCleanup;
 
+/** Owners whose pools live as long as their owner: never leak suspects. */
+export const LIFECYCLE_OWNERS: ReadonlySet<PoolOwner> = new Set<PoolOwner>([
+  'cycle',
+  'old-cycle',
+  'connection',
+  'request',
+  'upstream',
+]);
+
+/**
+ * Bytes of a suspect pool's first block kept as its incarnation's fingerprint: its `log`
+ * pointer (header offset 72) and the start of its first allocations (a request's
+ * ngx_http_request_t with its start time, a connection's peer sockaddr, a module's session).
+ * A pool handed the same chunk again (glibc reuses a freed chunk of the same size at once)
+ * writes other values there; a leaked pool nobody touches keeps them (analysis/pool-suspects.ts).
+ */
+export const INCARNATION_BYTES = 4096;
+
 export interface NginxPool {
   address: number;
   /** Block size (d.end - pool), bytes. */
@@ -59,6 +77,12 @@ export interface NginxPool {
   referencedFrom: string | null;
   /** Every reference found, most specific first ("ngx_cycle->connections[3].pool", "ngx_http_leak_module.so:ngx_http_leak_sessions+0x18", "heap chunk 0x..."). */
   references: string[];
+  /**
+   * Pools of suspect owners (not LIFECYCLE_OWNERS) only, else null: the target's bytes
+   * [pool + 72, pool + min(d.last - pool, 80 + INCARNATION_BYTES)) as read right after the
+   * attribution (the log pointer, then the first block's allocations in order). Not in JSON.
+   */
+  firstBytes: Uint8Array | null;
 }
 
 export interface PoolGroup {
@@ -766,6 +790,7 @@ function attributePools(
       creator,
       referencedFrom: null,
       references: none,
+      firstBytes: null,
     };
     const rr = pools.roots[p] ?? none;
     if (rr.length > 1) rr.sort((a, b) => a.rank - b.rank);
@@ -946,6 +971,22 @@ function splitBuckets(
   return buckets;
 }
 
+/**
+ * NginxPool.firstBytes of every suspect-owner pool (few on a healthy server; one read each).
+ * A pool gone since its header was read gives what is there now (or nothing): either way
+ * bytes that a later read of the address will not repeat unless nothing wrote them.
+ */
+function readFirstBytes(space: AddressSpace, pools: NginxPool[]): void {
+  const FROM = POOL.log;
+  for (const p of pools) {
+    if (LIFECYCLE_OWNERS.has(p.owner)) continue;
+    const used = p.blocks[0]?.used ?? 0;
+    const len = Math.max(0, Math.min(used, POOL.sizeof + INCARNATION_BYTES) - FROM);
+    const buf = new Uint8Array(len);
+    p.firstBytes = space.readInto(p.address + FROM, buf, 0, len) === len ? buf : null;
+  }
+}
+
 export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): PoolAnalysis {
   const t0 = performance.now();
   const chunks = opts.chunks;
@@ -1005,6 +1046,7 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
 
   const out = attributePools(pools, live, statics.refs, heap, symbolizer, objects, namer);
   out.sort((a, b) => b.bytes - a.bytes || a.address - b.address);
+  readFirstBytes(space, out);
   const tAttr = performance.now();
 
   const { groups, groupOf } = groupPools(out);
