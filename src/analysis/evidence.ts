@@ -18,6 +18,7 @@ import { LIFECYCLE_OWNERS as NGINX_LIFECYCLE_OWNERS } from '../nginx/index.js';
 import type { StableSuspects } from './pool-suspects.js';
 import type { MemCategoryName } from '../model/index.js';
 import { luaFinding, luaStep } from './lua-evidence.js';
+import { shmZoneSummary } from './memory-breakdown.js';
 import type { LuaFinding } from './lua-evidence.js';
 
 /** A bucket counts as anomalous with at least this many more chunks. */
@@ -398,6 +399,8 @@ export function memoryStep(
     );
   if (memEnd)
     evidence.push(`RSS ${formatBytes(mem.rssBytes)} at the start, ${formatBytes(memEnd.rssBytes)} at the end`);
+  // nginx shm zones (lua_shared_dict, limit_req, caches) with their slab pages, at the end when read twice.
+  for (const z of (memEnd ?? mem).shmZones ?? []) evidence.push(`nginx shm zone ${shmZoneSummary(z)}`);
   return {
     id: 'memory',
     title: 'Process memory',

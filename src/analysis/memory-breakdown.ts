@@ -5,9 +5,17 @@
 // per-page residency (pagemap), not guessed from anonymity.
 
 import { basename } from 'node:path';
+import { formatBytes } from '../model/units.js';
 import type { AddressSpace } from '../target/address-space.js';
 import { isElfPath } from '../target/modules.js';
-import type { MemBreakdown, MemCategory, MemCategoryName, MemRegion, MappingWithUsage } from '../model/index.js';
+import type {
+  MemBreakdown,
+  MemCategory,
+  MemCategoryName,
+  MemRegion,
+  MappingWithUsage,
+  ShmZoneMem,
+} from '../model/index.js';
 
 export interface GlibcRegionsInput {
   mainHeap: Array<{ start: number; end: number }>;
@@ -20,6 +28,9 @@ export interface ShmZoneInput {
   address: number;
   size: number;
   module?: string;
+  /** The zone's slab pages (nginx/slab.ts), when read. */
+  slab?: ShmZoneMem['slab'];
+  slabProblem?: string;
 }
 
 /** LuaJIT heaps (src/luajit/regions.ts): lj_alloc segments and direct chunks, Σ gc.total inside them. */
@@ -156,6 +167,17 @@ export function memoryBreakdown(space: AddressSpace, inputs: BreakdownInputs = {
     c.pssBytes = Math.round(c.pssBytes);
   }
   const glibcRss = categories.filter((c) => GLIBC.has(c.name)).reduce((s, c) => s + c.rssBytes, 0);
+  const shmZones = inputs.shmZones?.map(
+    (z): ShmZoneMem => ({
+      name: z.name,
+      address: z.address,
+      size: z.size,
+      module: z.module ?? null,
+      rssBytes: space.residentBytes(z.address, z.address + z.size).rss,
+      slab: z.slab ?? null,
+      ...(z.slabProblem !== undefined ? { slabProblem: z.slabProblem } : {}),
+    }),
+  );
   return {
     target: space.description,
     pid: space.pid,
@@ -166,6 +188,7 @@ export function memoryBreakdown(space: AddressSpace, inputs: BreakdownInputs = {
     glibcShare: totalRss ? glibcRss / totalRss : 0,
     modules: [...moduleRss].map(([path, rssBytes]) => ({ path, rssBytes })).sort((a, b) => b.rssBytes - a.rssBytes),
     notes,
+    ...(shmZones ? { shmZones } : {}),
   };
 }
 
@@ -179,4 +202,25 @@ function classifyRest(m: MappingWithUsage, stackSps: number[], luajit: boolean, 
   }
   if (m.path.startsWith('[v')) return 'code'; // [vdso], [vvar], [vsyscall]
   return 'other-anon';
+}
+
+/**
+ * One line for an nginx shm zone and its slab pages (mem and analyze, text and HTML):
+ * `"dict" (ngx_http_lua_module) 10.0 MiB: 2548 pages of 4 KiB, 12 used, 2536 free; chunks 64 B 40/64 used`.
+ */
+export function shmZoneSummary(z: Pick<ShmZoneMem, 'name' | 'module' | 'size' | 'slab' | 'slabProblem'>): string {
+  const head = `"${z.name}"${z.module ? ` (${z.module})` : ''} ${formatBytes(z.size)}`;
+  const s = z.slab;
+  if (!s) return `${head}: slab not read (${z.slabProblem ?? 'unknown'})`;
+  const slots = s.slots
+    .filter((x) => x.total > 0 || x.used > 0)
+    .map((x) => `${formatBytes(x.chunkBytes)} ${x.used}/${x.total}`);
+  const fails = s.slots.reduce((n, x) => n + x.fails, 0);
+  return (
+    `${head}: ${s.pages} slab pages of ${formatBytes(s.pageSize)}, ${s.usedPages} used, ${s.freePages} free` +
+    (s.freeListPages !== null && s.freeListPages !== s.freePages ? ` (free list ${s.freeListPages})` : '') +
+    (slots.length ? `; chunks used/total ${slots.join(', ')}` : '') +
+    (fails ? `; ${fails} failed allocations` : '') +
+    (s.problems.length ? `; ${s.problems.join('; ')}` : '')
+  );
 }
