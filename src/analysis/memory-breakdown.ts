@@ -5,7 +5,6 @@
 // per-page residency (pagemap), not guessed from anonymity.
 
 import { basename } from 'node:path';
-import { formatBytes } from '../model/units.js';
 import type { AddressSpace } from '../target/address-space.js';
 import { isElfPath } from '../target/modules.js';
 import type {
@@ -204,23 +203,3 @@ function classifyRest(m: MappingWithUsage, stackSps: number[], luajit: boolean, 
   return 'other-anon';
 }
 
-/**
- * One line for an nginx shm zone and its slab pages (mem and analyze, text and HTML):
- * `"dict" (ngx_http_lua_module) 10.0 MiB: 2548 pages of 4 KiB, 12 used, 2536 free; chunks 64 B 40/64 used`.
- */
-export function shmZoneSummary(z: Pick<ShmZoneMem, 'name' | 'module' | 'size' | 'slab' | 'slabProblem'>): string {
-  const head = `"${z.name}"${z.module ? ` (${z.module})` : ''} ${formatBytes(z.size)}`;
-  const s = z.slab;
-  if (!s) return `${head}: slab not read (${z.slabProblem ?? 'unknown'})`;
-  const slots = s.slots
-    .filter((x) => x.total > 0 || x.used > 0)
-    .map((x) => `${formatBytes(x.chunkBytes)} ${x.used}/${x.total}`);
-  const fails = s.slots.reduce((n, x) => n + x.fails, 0);
-  return (
-    `${head}: ${s.pages} slab pages of ${formatBytes(s.pageSize)}, ${s.usedPages} used, ${s.freePages} free` +
-    (s.freeListPages !== null && s.freeListPages !== s.freePages ? ` (free list ${s.freeListPages})` : '') +
-    (slots.length ? `; chunks used/total ${slots.join(', ')}` : '') +
-    (fails ? `; ${fails} failed allocations` : '') +
-    (s.problems.length ? `; ${s.problems.join('; ')}` : '')
-  );
-}

@@ -12,10 +12,11 @@
 // bytes the earlier read saw (log pointer, first allocations: NginxPool.firstBytes) unchanged.
 // A new incarnation rewrites those bytes (a request's start time, a connection's peer address);
 // a leaked pool nobody touches keeps them, and one that still grows past them stays a suspect.
-import { LIFECYCLE_OWNERS } from '../nginx/index.js';
+import { LIFECYCLE_POOL_OWNERS } from '../model/pools.js';
 import type { NginxPool, PoolAnalysis, PoolOwner } from '../nginx/index.js';
 
-export { LIFECYCLE_OWNERS };
+/** Owners whose pools live as long as their owner: never leak suspects. */
+export const LIFECYCLE_OWNERS = LIFECYCLE_POOL_OWNERS as ReadonlySet<PoolOwner>;
 
 export function isSuspectOwner(owner: PoolOwner): boolean {
   return !LIFECYCLE_OWNERS.has(owner);

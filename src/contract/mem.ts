@@ -2,6 +2,7 @@
 // rssBytes, pssBytes, swapBytes, mappings }], glibcShare). Byte counts are integers in bytes.
 
 import type { MemBreakdown, MemCategoryName } from '../model/mem.js';
+import { formatBytes } from '../model/units.js';
 import {
   address,
   array,
@@ -200,4 +201,27 @@ export const memDocument = object({
 /** A `leakscope.mem/1` document from untrusted JSON; throws `malformed` with the path of the first problem. */
 export function parseMem(doc: unknown): MemDocument {
   return parseWith(memDocument, doc);
+}
+
+/**
+ * One line for an nginx shm zone and its slab pages (mem and analyze, text and HTML):
+ * `"dict" (ngx_http_lua_module) 10.0 MiB: 2548 pages of 4 KiB, 12 used, 2536 free; chunks 64 B 40/64 used`.
+ */
+export function describeShmZone(
+  z: Pick<MemShmZoneEntry, 'name' | 'module' | 'size' | 'slab' | 'slabProblem'>,
+): string {
+  const head = `"${z.name}"${z.module ? ` (${z.module})` : ''} ${formatBytes(z.size)}`;
+  const s = z.slab;
+  if (!s) return `${head}: slab not read (${z.slabProblem ?? 'unknown'})`;
+  const slots = s.slots
+    .filter((x) => x.total > 0 || x.used > 0)
+    .map((x) => `${formatBytes(x.chunkBytes)} ${x.used}/${x.total}`);
+  const fails = s.slots.reduce((n, x) => n + x.fails, 0);
+  return (
+    `${head}: ${s.pages} slab pages of ${formatBytes(s.pageSize)}, ${s.usedPages} used, ${s.freePages} free` +
+    (s.freeListPages !== null && s.freeListPages !== s.freePages ? ` (free list ${s.freeListPages})` : '') +
+    (slots.length ? `; chunks used/total ${slots.join(', ')}` : '') +
+    (fails ? `; ${fails} failed allocations` : '') +
+    (s.problems.length ? `; ${s.problems.join('; ')}` : '')
+  );
 }

@@ -13,6 +13,7 @@
 import { basename } from 'node:path';
 import { ByteReader } from '../binary/byte-reader.js';
 import type { Module } from '../model/memory.js';
+import { LIFECYCLE_POOL_OWNERS } from '../model/pools.js';
 import { Symbolizer } from '../symbols/index.js';
 import type { AddressSpace } from '../target/index.js';
 import { bucketOf, CHUNK_HEADER, POOL_HINT, POOL_SCAN_BYTES } from './chunks.js';
@@ -38,14 +39,8 @@ export type PoolOwner =
 /** A pool cleanup with its handler's symbol, loaded object and nginx module. */
 export type PoolCleanupInfo = PoolCleanup;
 
-/** Owners whose pools live as long as their owner: never leak suspects. */
-export const LIFECYCLE_OWNERS: ReadonlySet<PoolOwner> = new Set<PoolOwner>([
-  'cycle',
-  'old-cycle',
-  'connection',
-  'request',
-  'upstream',
-]);
+/** Owners whose pools live as long as their owner: never leak suspects (model/pools.ts). */
+export const LIFECYCLE_OWNERS = LIFECYCLE_POOL_OWNERS as ReadonlySet<PoolOwner>;
 
 /**
  * Bytes of a suspect pool's first block kept as its incarnation's fingerprint: its `log`
