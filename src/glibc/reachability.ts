@@ -179,10 +179,29 @@ export interface ReachResult {
   lastScan: PreviousScan;
 }
 
-/** What stability needs of an earlier scan: its chunks and which were lost. */
+/** What stability needs of an earlier scan: its chunks, which were lost, and their first bytes. */
 export interface PreviousScan {
   table: ChunkTable;
   lost: Uint8Array;
+  /** Chunk index -> hash of the lost chunk's first FINGERPRINT_BYTES bytes (lostFingerprint). */
+  prints: Map<number, number>;
+}
+
+/** Bytes of a lost chunk hashed to tell it from a new chunk at the same address. */
+const FINGERPRINT_BYTES = 64;
+
+/**
+ * FNV-1a of a lost chunk's first bytes as read now (-1 when unreadable). A chunk lost in two scans
+ * is the same chunk only if these did not change: glibc hands a freed chunk to the next malloc of
+ * its size at once, so a short-lived chunk caught "lost" (its pointer in a register) in two scans
+ * can be two allocations at one address; nothing writes a chunk nothing points to.
+ */
+function lostFingerprint(space: AddressSpace, addr: number, len: number, buf: Buffer): number {
+  const n = Math.min(len, FINGERPRINT_BYTES);
+  if (space.readInto(addr, buf, 0, n) !== n) return -1;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < n; i++) h = Math.imul(h ^ buf[i]!, 0x01000193) >>> 0;
+  return h;
 }
 
 /** In-use chunks of one census in address order, with an address -> chunk lookup. */
@@ -1142,6 +1161,9 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   const maxEdges = opts.maxEdges ?? DEFAULT_MAX_EDGES;
   let prev: Uint8Array | undefined = opts.previous?.lost; // per chunk of the previous scan: 1 when lost (possibly / definitely / indirectly)
   let prevTable: ChunkTable | undefined = opts.previous?.table;
+  let prevPrints: Map<number, number> | undefined = opts.previous?.prints;
+  let prints = new Map<number, number>();
+  const printBuf = Buffer.alloc(FINGERPRINT_BYTES);
   let scan!: Scan;
   let bytesRead = 0;
   for (let s = 0; s < scans; s++) {
@@ -1150,10 +1172,14 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
     bytesRead += scan.bytesRead;
     const t = scan.t,
       st = scan.state;
-    // Stability: lost now and lost before at the same address and size; else unknown (or reachable).
+    // Stability: lost now and lost before at the same address and size, with the same first bytes
+    // (the same chunk, not a new one in its place); else unknown (or reachable).
     const lostNow = new Uint8Array(t.n);
+    prints = new Map<number, number>();
     for (let i = 0, k = 0; i < t.n; i++) {
       if (!LOST(st[i]!)) continue;
+      const print = lostFingerprint(space, t.addr[i]!, t.end(i) - t.addr[i]!, printBuf);
+      prints.set(i, print);
       if (prev && prevTable) {
         const a = t.addr[i]!;
         while (k < prevTable.n && prevTable.addr[k]! < a) k++;
@@ -1162,7 +1188,7 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
           prevTable.addr[k] === a &&
           prevTable.size16[k] === t.size16[i] &&
           (prevTable.flags[k]! & F_MMAPPED) === (t.flags[i]! & F_MMAPPED);
-        if (!same || prev[k] !== 1) {
+        if (!same || prev[k] !== 1 || print === -1 || prevPrints?.get(k) !== print) {
           st[i] = S_UNKNOWN;
           continue;
         }
@@ -1171,6 +1197,7 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
     }
     prev = lostNow;
     prevTable = t;
+    prevPrints = prints;
   }
   const t = scan.t,
     st = scan.state;
@@ -1259,11 +1286,11 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   const confirmed = scans + (opts.previous ? 1 : 0);
   if (opts.previous)
     notes.push(
-      `confirmed against an earlier scan: a chunk counts as lost only when lost in ${confirmed} scans, at the same address and size`,
+      `confirmed against an earlier scan: a chunk counts as lost only when lost in ${confirmed} scans, at the same address and size, its first ${FINGERPRINT_BYTES} bytes unchanged`,
     );
   else if (scans > 1)
     notes.push(
-      `${scans} scans ${opts.intervalMs ?? 100} ms apart: a chunk counts as lost only when lost in each, at the same address and size`,
+      `${scans} scans ${opts.intervalMs ?? 100} ms apart: a chunk counts as lost only when lost in each, at the same address and size, its first ${FINGERPRINT_BYTES} bytes unchanged`,
     );
   else notes.push('one scan: lost chunks are not confirmed by a second scan');
   const reach: Reachability = {
@@ -1291,7 +1318,7 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   return {
     reachability: reach,
     census: scan.census,
-    lastScan: { table: t, lost: prev! },
+    lastScan: { table: t, lost: prev!, prints },
     classOf: (addr: number) => {
       let i = t.indexOf(addr);
       if (i < 0) {
