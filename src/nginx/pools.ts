@@ -42,15 +42,6 @@ export type PoolCleanupInfo = PoolCleanup;
 /** Owners whose pools live as long as their owner: never leak suspects (model/pools.ts). */
 export const LIFECYCLE_OWNERS = LIFECYCLE_POOL_OWNERS as ReadonlySet<PoolOwner>;
 
-/**
- * Bytes of a suspect pool's first block kept as its incarnation's fingerprint: its `log`
- * pointer (header offset 72) and the start of its first allocations (a request's
- * ngx_http_request_t with its start time, a connection's peer sockaddr, a module's session).
- * A pool handed the same chunk again (glibc reuses a freed chunk of the same size at once)
- * writes other values there; a leaked pool nobody touches keeps them (analysis/pool-suspects.ts).
- */
-export const INCARNATION_BYTES = 4096;
-
 export interface NginxPool {
   address: number;
   /** Block size (d.end - pool), bytes. */
@@ -73,9 +64,12 @@ export interface NginxPool {
   /** Every reference found, most specific first ("ngx_cycle->connections[3].pool", "ngx_http_leak_module.so:ngx_http_leak_sessions+0x18", "heap chunk 0x..."). */
   references: string[];
   /**
-   * Pools of suspect owners (not LIFECYCLE_OWNERS) only, else null: the target's bytes
-   * [pool + 72, pool + min(d.last - pool, 80 + INCARNATION_BYTES)) as read right after the
-   * attribution (the log pointer, then the first block's allocations in order). Not in JSON.
+   * Pools of suspect owners (not LIFECYCLE_OWNERS) only, else null: the first block's bytes
+   * [pool + 72, pool + min(d.last - pool, 80 + 4096)) as the pool's read saw them (its `log`
+   * pointer and first allocations: a request's ngx_http_request_t with its start time, a
+   * connection's peer sockaddr, a module's session). A new pool in the same chunk (glibc hands
+   * a freed chunk to the next malloc of its size at once) writes other values there; a leaked
+   * pool nobody touches keeps them (analysis/pool-suspects.ts). Not in JSON.
    */
   firstBytes: Uint8Array | null;
 }
@@ -815,6 +809,7 @@ function attributePools(
       pool.referencedFrom = ref.symbol ?? ref.ref.replace(/\+0x[0-9a-f]+$/, '');
     } else if (hr.length) pool.owner = 'heap';
     if (withModule) pool.module = withModule.module;
+    if (!LIFECYCLE_OWNERS.has(pool.owner)) pool.firstBytes = read.firstBytes;
     out[j] = pool;
     outOf[p] = pool;
   }
@@ -966,22 +961,6 @@ function splitBuckets(
   return buckets;
 }
 
-/**
- * NginxPool.firstBytes of every suspect-owner pool (few on a healthy server; one read each).
- * A pool gone since its header was read gives what is there now (or nothing): either way
- * bytes that a later read of the address will not repeat unless nothing wrote them.
- */
-function readFirstBytes(space: AddressSpace, pools: NginxPool[]): void {
-  const FROM = POOL.log;
-  for (const p of pools) {
-    if (LIFECYCLE_OWNERS.has(p.owner)) continue;
-    const used = p.blocks[0]?.used ?? 0;
-    const len = Math.max(0, Math.min(used, POOL.sizeof + INCARNATION_BYTES) - FROM);
-    const buf = new Uint8Array(len);
-    p.firstBytes = space.readInto(p.address + FROM, buf, 0, len) === len ? buf : null;
-  }
-}
-
 export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): PoolAnalysis {
   const t0 = performance.now();
   const chunks = opts.chunks;
@@ -1041,7 +1020,6 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
 
   const out = attributePools(pools, live, statics.refs, heap, symbolizer, objects, namer);
   out.sort((a, b) => b.bytes - a.bytes || a.address - b.address);
-  readFirstBytes(space, out);
   const tAttr = performance.now();
 
   const { groups, groupOf } = groupPools(out);
