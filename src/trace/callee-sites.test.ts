@@ -36,7 +36,9 @@ test('ngx_create_pool call sites: exactly the calls objdump shows, in nginx, the
     const elf = loadElf(path);
     const found = findCalleeSites(elf, 'ngx_create_pool');
     const od = objdumpCalls(path);
-    console.log(`# ${path}: ${found.sites.length} sites (${od.calls.length} by objdump), ${found.functionsDecoded} functions decoded`);
+    console.log(
+      `# ${path}: ${found.sites.length} sites (${od.calls.length} by objdump), ${found.functionsDecoded} functions decoded`,
+    );
     assert.ok(found.trusted, `${path}: ${found.problems.join('; ')}`);
     assert.deepEqual(od.jumps, [], 'no tail jumps to ngx_create_pool');
     assert.ok(od.calls.length > 0);
@@ -47,17 +49,25 @@ test('ngx_create_pool call sites: exactly the calls objdump shows, in nginx, the
     );
     // objdump: the instruction after each call starts at the return site; the probe sits on an instruction boundary.
     const starts = new Set(
-      [...execFileSync('objdump', ['-d', '--no-show-raw-insn', '-w', path], { maxBuffer: 1 << 30 })
-        .toString()
-        .matchAll(/^ *([0-9a-f]+):\t/gm)].map((m) => parseInt(m[1]!, 16)),
+      [
+        ...execFileSync('objdump', ['-d', '--no-show-raw-insn', '-w', path], { maxBuffer: 1 << 30 })
+          .toString()
+          .matchAll(/^ *([0-9a-f]+):\t/gm),
+      ].map((m) => parseInt(m[1]!, 16)),
     );
     for (const s of found.sites) {
       assert.equal(s.via, via);
       assert.equal(s.returnVaddr - s.callVaddr, via === 'direct' || via === 'plt' ? 5 : 6);
-      assert.ok(starts.has(s.returnVaddr) && starts.has(s.probeVaddr), `0x${s.probeVaddr.toString(16)} is an instruction start`);
+      assert.ok(
+        starts.has(s.returnVaddr) && starts.has(s.probeVaddr),
+        `0x${s.probeVaddr.toString(16)} is an instruction start`,
+      );
       assert.ok(s.callVaddr >= s.functionStart && s.probeVaddr < s.functionEnd);
     }
-    assert.ok(found.sites.filter((s) => s.probeEmulated).length >= found.sites.length - 1, 'probes on emulated instructions');
+    assert.ok(
+      found.sites.filter((s) => s.probeEmulated).length >= found.sites.length - 1,
+      'probes on emulated instructions',
+    );
   }
 });
 

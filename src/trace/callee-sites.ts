@@ -101,7 +101,8 @@ export function findCalleeSites(elf: ElfFile, callee: string): CalleeSites {
     for (const i of sw.insns) {
       if (i.flow === 'jmp-ind' && i.ripTarget !== undefined && slots.has(s.addr + i.ripTarget)) {
         // The stub starts at the jmp, or at an endbr64 (F3 0F 1E FA) just before it.
-        const endbr = prev && prev.length === 4 && bytes[prev.offset] === 0xf3 && prev.map === 1 && prev.opcode === 0x1e;
+        const endbr =
+          prev && prev.length === 4 && bytes[prev.offset] === 0xf3 && prev.map === 1 && prev.opcode === 0x1e;
         stubs.add(s.addr + (endbr ? prev!.offset : i.offset));
       }
       prev = i;
@@ -168,7 +169,7 @@ export function findCalleeSites(elf: ElfFile, callee: string): CalleeSites {
     const bytes = elf.reader.bytesAt(seg.offset, seg.filesz);
     for (let i = 0; i + 4 <= bytes.byteLength; i++) {
       const v = seg.vaddr + i;
-      const rel = (bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24)) | 0;
+      const rel = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24) | 0;
       // A rel32 / disp32 field: target = end of the instruction + value; the field is followed by 0, 1, 2 or 4 bytes of immediate.
       let hit = false;
       for (const tail of [0, 1, 2, 4]) if (watched.has(v + 4 + tail + rel)) hit = true;
@@ -199,7 +200,7 @@ function ripFieldVaddr(code: Uint8Array, i: X86Insn, base: number): number {
   // Find the 4-byte field whose value plus the instruction's end gives ripTarget.
   const end = i.offset + i.length;
   for (let p = i.offset + 1; p + 4 <= end; p++) {
-    const v = (code[p]! | (code[p + 1]! << 8) | (code[p + 2]! << 16) | (code[p + 3]! << 24)) | 0;
+    const v = code[p]! | (code[p + 1]! << 8) | (code[p + 2]! << 16) | (code[p + 3]! << 24) | 0;
     if (end + v === i.ripTarget) return base + p;
   }
   return base + end - 4;

@@ -296,10 +296,15 @@ test('pool mode at call sites: requests nginx serves alone cost no probe hit, mo
           assert.ok(['cycle', 'connection', 'request', 'upstream', 'http2'].includes(p.owner!), p.owner);
         }
         for (const o of ['request', 'connection'])
-          assert.ok(sites.skipped.some((p) => p.owner === o), `the ${o} pool site is among the skipped`);
+          assert.ok(
+            sites.skipped.some((p) => p.owner === o),
+            `the ${o} pool site is among the skipped`,
+          );
       }
     }
-    console.log(`# pool create hits: call sites ${hits.sites}, --all-pool-sites ${hits.all} (350 requests, 50 module pools)`);
+    console.log(
+      `# pool create hits: call sites ${hits.sites}, --all-pool-sites ${hits.all} (350 requests, 50 module pools)`,
+    );
   } finally {
     await ngx.stop();
   }

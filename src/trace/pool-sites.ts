@@ -78,10 +78,8 @@ export function planPoolSites(symbolizer: Symbolizer, nginx: Module): PoolSitePl
     }
     for (const [rule, list] of byRule) {
       if (list.length <= rule.maxSites) skipped.push(...list);
-      else
-        // More sites than nginx has there: something else lies in that range; probe them all.
-        probed.push(...list.map(({ owner: _o, source: _s, ...e }) => e));
-      void rule;
+      // More sites than nginx has there: something else lies in that range; probe them all.
+      else probed.push(...list.map(({ owner: _o, source: _s, ...e }) => e));
     }
   }
   const strip = ({ mod: _m, ...e }: PlannedSite): PoolSiteEntry => e;

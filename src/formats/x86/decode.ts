@@ -332,7 +332,7 @@ function isLegacyPrefix(b: number): boolean {
 }
 
 function readI32(code: Uint8Array, i: number): number {
-  return (code[i]! | (code[i + 1]! << 8) | (code[i + 2]! << 16) | (code[i + 3]! << 24)) | 0;
+  return code[i]! | (code[i + 1]! << 8) | (code[i + 2]! << 16) | (code[i + 3]! << 24) | 0;
 }
 
 function hex(b: number): string {

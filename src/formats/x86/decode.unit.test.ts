@@ -110,6 +110,9 @@ test('x86-64 sweep: boundaries from a start; stops at the first unknown byte', (
     [0, 1, 4, 9, 12, 14, 15],
   );
   const bad = sweepX86(Uint8Array.from([0x90, 0x06, 0x90]), 0, 3);
-  assert.deepEqual(bad.insns.map((i) => i.offset), [0]);
+  assert.deepEqual(
+    bad.insns.map((i) => i.offset),
+    [0],
+  );
   assert.equal(bad.unknown?.offset, 1);
 });
