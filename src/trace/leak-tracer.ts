@@ -3,8 +3,11 @@
 //
 //   --mode malloc  probes libc's allocation functions (entry, sampled + return) and free; the
 //                  outstanding set lives in a BPF hash map; byte-weighted sampling decided in BPF.
-//   --mode pool    one probe per nginx pool creation, at the instruction after ngx_create_pool's
-//                  call to ngx_memalign (rax = pool): no uretprobe, no ngx_destroy_pool probe.
+//   --mode pool    one probe per pool creation at each call site of ngx_create_pool, after the
+//                  call (rax = pool), except the sites whose pools nginx owns and destroys itself
+//                  (pool-sites.ts); with --all-pool-sites (or when the sites are not all proven),
+//                  at the instruction after ngx_create_pool's call to ngx_memalign. No uretprobe,
+//                  no ngx_destroy_pool probe.
 //                  Which pools are still alive, and how many bytes each holds, is read from
 //                  memory at the end (the pool census), so the cost is one probe hit per pool.
 //                  Probes may run on a duty cycle (attached part of each second).
