@@ -163,16 +163,23 @@ export function findCalleeSites(elf: ElfFile, callee: string): CalleeSites {
 
   // Every byte pattern in executable segments that would reference the callee must be explained by
   // a decoded instruction, or lie inside a function that decoded completely (so it is not one).
-  const watched = new Set<number>([...callTargets, ...slots]);
+  const watchedList = [...new Set<number>([...callTargets, ...slots])];
   for (const seg of elf.segments) {
     if (seg.type !== PT_LOAD || !(seg.flags & PF_X)) continue;
-    const bytes = elf.reader.bytesAt(seg.offset, seg.filesz);
-    for (let i = 0; i + 4 <= bytes.byteLength; i++) {
+    const raw = elf.reader.bytesAt(seg.offset, seg.filesz);
+    const bytes = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
+    const n = bytes.byteLength;
+    for (let i = 0; i + 4 <= n; i++) {
       const v = seg.vaddr + i;
       const rel = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24) | 0;
       // A rel32 / disp32 field: target = end of the instruction + value; the field is followed by 0, 1, 2 or 4 bytes of immediate.
+      // (v + 4 + tail + rel) named for tails 0, 1, 2, 4: compared against the few watched addresses.
       let hit = false;
-      for (const tail of [0, 1, 2, 4]) if (watched.has(v + 4 + tail + rel)) hit = true;
+      const base = v + 4 + rel;
+      for (const w of watchedList) {
+        const d = w - base;
+        if (d === 0 || d === 1 || d === 2 || d === 4) hit = true;
+      }
       if (!hit || explained.has(v) || inPlt(v)) continue;
       // A call or jump form (E8 / E9 rel32, FF 15 / FF 25 disp32) naming the callee exactly is not
       // waved off even inside a decoded function: a range that does not start on an instruction

@@ -116,11 +116,9 @@ export function decodeX86(code: Uint8Array, offset: number, end = code.byteLengt
   let rex = 0,
     opsize = false,
     adsize = false;
-  const unknown = (reason: string): X86Unknown => ({ offset, reason });
-  const need = (n: number) => p + n <= limit;
   // Legacy prefixes (any order) and REX (only valid directly before the opcode: a legacy prefix after it cancels it).
   for (;;) {
-    if (!need(1)) return unknown('truncated');
+    if (p + 1 > limit) return { offset, reason: 'truncated' };
     const b = code[p]!;
     if (b === 0x66) opsize = true;
     else if (b === 0x67) adsize = true;
@@ -131,7 +129,7 @@ export function decodeX86(code: Uint8Array, offset: number, end = code.byteLengt
     } else if (b >= 0x40 && b <= 0x4f) {
       rex = b;
       p++;
-      if (!need(1)) return unknown('truncated');
+      if (p + 1 > limit) return { offset, reason: 'truncated' };
       const n = code[p]!;
       if (isLegacyPrefix(n) || (n >= 0x40 && n <= 0x4f)) continue; // REX cancelled by what follows
       break;
@@ -144,51 +142,52 @@ export function decodeX86(code: Uint8Array, offset: number, end = code.byteLengt
 
   // VEX (C4 3-byte, C5 2-byte) and EVEX (62): always in 64-bit mode. ModRM follows the opcode.
   if (op0 === 0xc4 || op0 === 0xc5 || op0 === 0x62) {
-    if (rex || opsize) return unknown('VEX/EVEX after a REX or 66 prefix');
+    if (rex || opsize) return { offset, reason: 'VEX/EVEX after a REX or 66 prefix' };
     let map: number,
       w = false;
     if (op0 === 0xc5) {
-      if (!need(1)) return unknown('truncated');
+      if (p + 1 > limit) return { offset, reason: 'truncated' };
       p += 1;
       map = 1;
     } else if (op0 === 0xc4) {
-      if (!need(2)) return unknown('truncated');
+      if (p + 2 > limit) return { offset, reason: 'truncated' };
       map = code[p]! & 0x1f;
       w = (code[p + 1]! & 0x80) !== 0;
       p += 2;
     } else {
-      if (!need(3)) return unknown('truncated');
+      if (p + 3 > limit) return { offset, reason: 'truncated' };
       const p0 = code[p]!,
         p1 = code[p + 1]!;
-      if ((p0 & 0x08) !== 0 || (p1 & 0x04) === 0) return unknown('EVEX reserved bits');
+      if ((p0 & 0x08) !== 0 || (p1 & 0x04) === 0) return { offset, reason: 'EVEX reserved bits' };
       map = p0 & 0x07;
       w = (p1 & 0x80) !== 0;
       p += 3;
     }
-    if (map < 1 || map > 3) return unknown(`VEX/EVEX opcode map ${map}`);
-    if (!need(1)) return unknown('truncated');
+    if (map < 1 || map > 3) return { offset, reason: `VEX/EVEX opcode map ${map}` };
+    if (p + 1 > limit) return { offset, reason: 'truncated' };
     const opcode = code[p++]!;
     // VEX 0F 77 (vzeroupper / vzeroall) has no ModRM; every other VEX/EVEX instruction has one.
-    if (op0 !== 0x62 && map === 1 && opcode === 0x77) return insn(1, opcode, undefined, w, 'other');
-    const mr = modrmLength(code, p, limit, adsize);
-    if (typeof mr === 'string') return unknown(mr);
+    if (op0 !== 0x62 && map === 1 && opcode === 0x77)
+      return makeInsn(code, offset, p, 1, opcode, undefined, w, rex, opsize, 'other');
+    const mr = modrmLength(code, p, limit);
+    if (mr < 0) return { offset, reason: 'truncated' };
     const imm = map === 3 || (map === 1 && MAP1_IMM8.has(opcode)) ? 1 : 0;
     const modrm = code[p]!;
-    const ripDisp = mr.ripDisp === undefined ? undefined : p + mr.ripDisp;
-    p += mr.length;
-    if (!need(imm)) return unknown('truncated');
+    const ripDisp = mr & RIP_REL ? p + 1 : undefined;
+    p += mr & 0xff;
+    if (p + imm > limit) return { offset, reason: 'truncated' };
     p += imm;
-    return insn(map, opcode, modrm, w, 'other', undefined, ripDisp);
+    return makeInsn(code, offset, p, map, opcode, modrm, w, rex, opsize, 'other', undefined, ripDisp);
   }
 
   let map = 0,
     opcode = op0,
     kind: number;
   if (op0 === 0x0f) {
-    if (!need(1)) return unknown('truncated');
+    if (p + 1 > limit) return { offset, reason: 'truncated' };
     opcode = code[p++]!;
     if (opcode === 0x38 || opcode === 0x3a) {
-      if (!need(1)) return unknown('truncated');
+      if (p + 1 > limit) return { offset, reason: 'truncated' };
       map = opcode === 0x38 ? 2 : 3;
       opcode = code[p++]!;
       kind = map === 2 ? M : M | I8;
@@ -199,20 +198,21 @@ export function decodeX86(code: Uint8Array, offset: number, end = code.byteLengt
   } else {
     kind = ONE_BYTE[op0]!;
   }
-  if (kind === X || kind === PFX) return unknown(`invalid opcode ${map ? `0F ${hex(opcode)}` : hex(opcode)}`);
-  if (map === 1 && opcode === 0x0f) return unknown('3DNow! (0F 0F)');
+  if (kind === X || kind === PFX)
+    return { offset, reason: `invalid opcode ${map ? `0F ${hex(opcode)}` : hex(opcode)}` };
+  if (map === 1 && opcode === 0x0f) return { offset, reason: '3DNow! (0F 0F)' };
 
   let modrm: number | undefined;
   let ripDisp: number | undefined;
   if (kind & M) {
-    if (!need(1)) return unknown('truncated');
+    if (p + 1 > limit) return { offset, reason: 'truncated' };
     modrm = code[p]!;
     // 8F with reg != 0 is AMD XOP, not pop.
-    if (map === 0 && op0 === 0x8f && ((modrm >> 3) & 7) !== 0) return unknown('XOP (8F /1-7)');
-    const mr = modrmLength(code, p, limit, adsize);
-    if (typeof mr === 'string') return unknown(mr);
-    if (mr.ripDisp !== undefined) ripDisp = p + mr.ripDisp;
-    p += mr.length;
+    if (map === 0 && op0 === 0x8f && ((modrm >> 3) & 7) !== 0) return { offset, reason: 'XOP (8F /1-7)' };
+    const mr = modrmLength(code, p, limit);
+    if (mr < 0) return { offset, reason: 'truncated' };
+    if (mr & RIP_REL) ripDisp = p + 1;
+    p += mr & 0xff;
   }
   let immKind = kind & 0x0f;
   // Groups 3 (F6 / F7): only /0 and /1 (test) take an immediate.
@@ -231,7 +231,7 @@ export function decodeX86(code: Uint8Array, offset: number, end = code.byteLengt
       break;
     case RELZ:
       // 66 on a near branch: Intel ignores it, AMD takes rel16. Not emitted by compilers: refuse.
-      if (opsize) return unknown('66-prefixed rel32 branch');
+      if (opsize) return { offset, reason: '66-prefixed rel32 branch' };
       size = 4;
       break;
     case I16:
@@ -247,7 +247,7 @@ export function decodeX86(code: Uint8Array, offset: number, end = code.byteLengt
       size = rexW ? 8 : opsize ? 2 : 4;
       break;
   }
-  if (!need(size)) return unknown('truncated');
+  if (p + size > limit) return { offset, reason: 'truncated' };
   const immAt = p;
   p += size;
 
@@ -265,55 +265,65 @@ export function decodeX86(code: Uint8Array, offset: number, end = code.byteLengt
     const reg = (modrm >> 3) & 7;
     if (reg === 2) flow = 'call-ind';
     else if (reg === 4) flow = 'jmp-ind';
-    else if (reg === 7) return unknown('FF /7');
+    else if (reg === 7) return { offset, reason: 'FF /7' };
   }
-  return insn(map, opcode, modrm, rexW, flow, branchTarget, ripDisp);
-
-  function insn(
-    m: number,
-    opc: number,
-    mrm: number | undefined,
-    w: boolean,
-    f: X86Flow,
-    target?: number,
-    ripDispAt?: number,
-  ): X86Insn {
-    const out: X86Insn = { offset, length: p - offset, map: m, opcode: opc, rexW: w, rex, opsize, flow: f };
-    if (mrm !== undefined) out.modrm = mrm;
-    if (target !== undefined) out.branchTarget = target;
-    if (ripDispAt !== undefined) out.ripTarget = p + readI32(code, ripDispAt);
-    return out;
-  }
+  return makeInsn(code, offset, p, map, opcode, modrm, rexW, rex, opsize, flow, branchTarget, ripDisp);
 }
 
-/** Bytes of ModRM + SIB + displacement at `code[p]`; where a RIP-relative disp32 sits (relative to p). */
-function modrmLength(
+function makeInsn(
   code: Uint8Array,
-  p: number,
-  limit: number,
-  adsize: boolean,
-): { length: number; ripDisp?: number } | string {
-  void adsize; // 32-bit addressing in 64-bit mode has the same ModRM/SIB lengths (no 16-bit forms)
-  if (p >= limit) return 'truncated';
+  offset: number,
+  end: number,
+  map: number,
+  opcode: number,
+  modrm: number | undefined,
+  rexW: boolean,
+  rex: number,
+  opsize: boolean,
+  flow: X86Flow,
+  branchTarget?: number,
+  ripDispAt?: number,
+): X86Insn {
+  // Every field present (undefined when absent): one object shape for all instructions.
+  return {
+    offset,
+    length: end - offset,
+    map,
+    opcode,
+    modrm,
+    rexW,
+    rex,
+    opsize,
+    flow,
+    branchTarget,
+    ripTarget: ripDispAt !== undefined ? end + readI32(code, ripDispAt) : undefined,
+  };
+}
+
+/**
+ * Bytes of ModRM + SIB + displacement at `code[p]`, plus RIP_REL when the operand is RIP-relative
+ * (its disp32 follows the ModRM byte); -1 when the bytes run out. 32-bit addressing (67) in 64-bit
+ * mode has the same lengths (there are no 16-bit forms).
+ */
+function modrmLength(code: Uint8Array, p: number, limit: number): number {
+  if (p >= limit) return -1;
   const modrm = code[p]!;
   const mod = modrm >> 6,
     rm = modrm & 7;
   let n = 1;
-  if (mod === 3) return { length: 1 };
+  if (mod === 3) return 1;
   if (rm === 4) {
-    if (p + 1 >= limit) return 'truncated';
-    const sib = code[p + 1]!;
+    if (p + 1 >= limit) return -1;
     n++;
-    if (mod === 0 && (sib & 7) === 5) n += 4;
+    if (mod === 0 && (code[p + 1]! & 7) === 5) n += 4;
   } else if (mod === 0 && rm === 5) {
-    if (p + 5 > limit) return 'truncated';
-    return { length: 5, ripDisp: 1 };
+    return p + 5 > limit ? -1 : 5 | RIP_REL;
   }
   if (mod === 1) n += 1;
   else if (mod === 2) n += 4;
-  if (p + n > limit) return 'truncated';
-  return { length: n };
+  return p + n > limit ? -1 : n;
 }
+const RIP_REL = 0x100;
 
 function isLegacyPrefix(b: number): boolean {
   return (
