@@ -19,6 +19,7 @@ import {
   dynamicRelocations,
 } from '../formats/elf/relocations.js';
 import { type X86Insn, sweepX86 } from '../formats/x86/decode.js';
+import { type Fde, findFdeInSorted } from '../formats/dwarf/cfi.js';
 import { moduleCfiFromElf } from '../unwind/cfi-cache.js';
 
 export interface CalleeSite {
@@ -44,7 +45,7 @@ export interface CalleeSites {
   /** False when some reference to the callee is not among `sites` (see `problems`). */
   trusted: boolean;
   problems: string[];
-  /** FDEs decoded, and how many of them stopped on an unknown instruction (none holding a reference). */
+  /** Functions (FDEs) decoded: those holding a candidate reference; how many stopped on an unknown instruction. */
   functionsDecoded: number;
   functionsUndecoded: number;
 }
@@ -113,20 +114,58 @@ export function findCalleeSites(elf: ElfFile, callee: string): CalleeSites {
   const callTargets = new Set<number>(stubs);
   if (fnVaddr !== undefined) callTargets.add(fnVaddr);
 
-  // Every FDE's function, decoded; references found on boundaries.
+  // Candidates: every byte pattern in executable segments that could be the rel32 / disp32 field of
+  // an instruction naming the callee, its stub or its slot (target = end of the instruction + value;
+  // the field is followed by 0, 1, 2 or 4 bytes of immediate). Every real reference is among them.
+  const watchedList = [...new Set<number>([...callTargets, ...slots])];
+  const candidates: Array<{ v: number; callForm: boolean; at: number }> = [];
+  for (const seg of elf.segments) {
+    if (seg.type !== PT_LOAD || !(seg.flags & PF_X)) continue;
+    const raw = elf.reader.bytesAt(seg.offset, seg.filesz);
+    const bytes = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
+    const n = bytes.byteLength;
+    for (let i = 0; i + 4 <= n; i++) {
+      const rel = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24) | 0;
+      const base = seg.vaddr + i + 4 + rel;
+      let hit = false;
+      for (const w of watchedList) {
+        const d = w - base;
+        if (d === 0 || d === 1 || d === 2 || d === 4) hit = true;
+      }
+      const v = seg.vaddr + i;
+      if (!hit || inPlt(v)) continue;
+      // A call or jump form (E8 / E9 rel32, FF 15 / FF 25 disp32) naming the callee exactly.
+      const b1 = i >= 1 ? bytes[i - 1]! : -1,
+        b2 = i >= 2 ? bytes[i - 2]! : -1;
+      const callForm =
+        ((b1 === 0xe8 || b1 === 0xe9) && callTargets.has(base)) ||
+        (b2 === 0xff && (b1 === 0x15 || b1 === 0x25) && slots.has(base));
+      candidates.push({ v, callForm, at: v - (b1 === 0x15 || b1 === 0x25 ? 2 : 1) });
+    }
+  }
+
+  // The functions (FDE ranges) holding a candidate, decoded from their start; also those within a
+  // short jump (rel8) of the callee, whose jumps to it have no 4-byte field.
   const cfi = moduleCfiFromElf(elf);
-  let fdes: Array<{ pcBegin: number; pcEnd: number }> = [];
+  let fdes: Fde[] = [];
   try {
     fdes = cfi.allFdes().ehFrame;
   } catch (e) {
     fail(`.eh_frame unreadable: ${(e as Error).message}`);
   }
   if (!fdes.length) fail('no .eh_frame FDEs: function ranges unknown');
+  const toDecode = new Set<Fde>();
+  for (const c of candidates) {
+    const f = findFdeInSorted(fdes, c.v);
+    if (f) toDecode.add(f);
+  }
+  for (const t of callTargets)
+    for (const f of fdes) if (f.pcEnd > t - 130 && f.pcBegin < t + 130 && !inPlt(f.pcBegin)) toDecode.add(f);
   /** vaddrs of the rel32 / disp32 fields of references explained by a decoded instruction. */
   const explained = new Set<number>();
   /** FDE ranges that decoded completely (a stray byte pattern inside them is proven not a reference). */
   const decoded: Array<[number, number]> = [];
-  for (const f of fdes) {
+  for (const f of toDecode) {
     if (inPlt(f.pcBegin)) continue; // the stubs themselves, handled above
     const off = elf.vaddrToFileOffset(f.pcBegin);
     if (off === undefined || elf.vaddrToFileOffset(f.pcEnd - 1) !== off + (f.pcEnd - 1 - f.pcBegin)) continue;
@@ -161,42 +200,18 @@ export function findCalleeSites(elf: ElfFile, callee: string): CalleeSites {
     });
   }
 
-  // Every byte pattern in executable segments that would reference the callee must be explained by
-  // a decoded instruction, or lie inside a function that decoded completely (so it is not one).
-  const watchedList = [...new Set<number>([...callTargets, ...slots])];
-  for (const seg of elf.segments) {
-    if (seg.type !== PT_LOAD || !(seg.flags & PF_X)) continue;
-    const raw = elf.reader.bytesAt(seg.offset, seg.filesz);
-    const bytes = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
-    const n = bytes.byteLength;
-    for (let i = 0; i + 4 <= n; i++) {
-      const v = seg.vaddr + i;
-      const rel = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24) | 0;
-      // A rel32 / disp32 field: target = end of the instruction + value; the field is followed by 0, 1, 2 or 4 bytes of immediate.
-      // (v + 4 + tail + rel) named for tails 0, 1, 2, 4: compared against the few watched addresses.
-      let hit = false;
-      const base = v + 4 + rel;
-      for (const w of watchedList) {
-        const d = w - base;
-        if (d === 0 || d === 1 || d === 2 || d === 4) hit = true;
-      }
-      if (!hit || explained.has(v) || inPlt(v)) continue;
-      // A call or jump form (E8 / E9 rel32, FF 15 / FF 25 disp32) naming the callee exactly is not
-      // waved off even inside a decoded function: a range that does not start on an instruction
-      // (glibc's signal trampolines start their FDE one byte early) decodes "completely" but wrongly.
-      const b1 = i >= 1 ? bytes[i - 1]! : -1,
-        b2 = i >= 2 ? bytes[i - 2]! : -1;
-      const target = v + 4 + rel;
-      const callForm =
-        ((b1 === 0xe8 || b1 === 0xe9) && callTargets.has(target)) ||
-        (b2 === 0xff && (b1 === 0x15 || b1 === 0x25) && slots.has(target));
-      if (!callForm && decoded.some(([a, b]) => v >= a && v < b)) continue;
-      fail(
-        callForm
-          ? `a call or jump to ${callee} at ${hex(v - (b1 === 0x15 || b1 === 0x25 ? 2 : 1))} is not on a decoded instruction boundary`
-          : `bytes at ${hex(v)} may reference ${callee} outside any function that decoded`,
-      );
-    }
+  // Every candidate is explained by a decoded instruction, or lies inside a function that decoded
+  // completely (so it is not an instruction's field). A call or jump form naming the callee exactly
+  // is not waved off even then: a range that does not start on an instruction (glibc's signal
+  // trampolines start their FDE one byte early) decodes "completely" but wrongly.
+  for (const c of candidates) {
+    if (explained.has(c.v)) continue;
+    if (!c.callForm && decoded.some(([a, b]) => c.v >= a && c.v < b)) continue;
+    fail(
+      c.callForm
+        ? `a call or jump to ${callee} at ${hex(c.at)} is not on a decoded instruction boundary`
+        : `bytes at ${hex(c.v)} may reference ${callee} outside any function that decoded`,
+    );
   }
   out.sites.sort((a, b) => a.callVaddr - b.callVaddr);
   return out;
