@@ -31,6 +31,7 @@ import { parseWrkOutput, startNginx, type NginxHandle, type WrkResult } from '..
 export type OverheadMode =
   | 'untraced'
   | 'pool'
+  | 'pool-all-sites' // pool mode with --all-pool-sites: the probe inside ngx_create_pool (every pool)
   | 'malloc'
   | 'bpftrace'
   | `pool-duty-${number}`
@@ -185,7 +186,14 @@ interface Tracer {
   pid: number;
 }
 
-function startLeakscope(worker: number, mode: 'pool' | 'malloc', tmp: string, run: number, duty?: number): Tracer {
+function startLeakscope(
+  worker: number,
+  mode: 'pool' | 'malloc',
+  tmp: string,
+  run: number,
+  duty?: number,
+  extra: string[] = [],
+): Tracer {
   const json = join(tmp, `leaks-${mode}-${run}.json`);
   // A long window, ended by SIGINT once wrk is done (the CLI then writes its JSON).
   const args = [
@@ -200,6 +208,7 @@ function startLeakscope(worker: number, mode: 'pool' | 'malloc', tmp: string, ru
     json,
   ];
   if (duty !== undefined) args.push('--duty', String(duty));
+  args.push(...extra);
   const p = spawnLogged(process.execPath, args);
   return {
     pid: p.child.pid!,
@@ -322,6 +331,8 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
         run++;
         let tracer: Tracer | undefined;
         if (mode === 'pool' || mode === 'malloc') tracer = startLeakscope(worker, mode, tmp, run);
+        else if (mode === 'pool-all-sites')
+          tracer = startLeakscope(worker, 'pool', tmp, run, undefined, ['--all-pool-sites']);
         else if (mode.startsWith('pool-duty-'))
           tracer = startLeakscope(worker, 'pool', tmp, run, Number(mode.slice('pool-duty-'.length)));
         else if (mode.startsWith('malloc-duty-'))

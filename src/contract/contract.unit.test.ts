@@ -63,6 +63,46 @@ test("every encoder's document reads back through its parser unchanged", () => {
     [encodePools(pools, { largest: 2 }), parsePools],
     [encodeLeaks(trace), parseLeaks],
     [
+      encodeLeaks({
+        ...trace,
+        mode: 'pool',
+        poolSites: {
+          placement: 'call-sites',
+          probed: [
+            {
+              module: '/usr/lib/nginx/modules/ngx_http_lua_module.so',
+              function: 'ngx_http_lua_module.so+0x1eb40',
+              callVaddr: 0x1ebad,
+              via: 'plt',
+              probeVaddr: 0x1ebb2,
+              emulated: false,
+            },
+          ],
+          skipped: [
+            {
+              module: '/usr/sbin/nginx',
+              function: 'nginx+0x6c880',
+              callVaddr: 0x6c8ad,
+              via: 'direct',
+              probeVaddr: 0x6c8b5,
+              emulated: true,
+              owner: 'request',
+              source: 'src/http/ngx_http_request.c ngx_http_alloc_request',
+            },
+          ],
+        },
+      }),
+      parseLeaks,
+    ],
+    [
+      encodeLeaks({
+        ...trace,
+        mode: 'pool',
+        poolSites: { placement: 'body', reason: '--all-pool-sites', probed: [], skipped: [] },
+      }),
+      parseLeaks,
+    ],
+    [
       encodeAnalyze({
         target: 'pid 4242',
         pid: 4242,

@@ -3,8 +3,11 @@
 //
 //   --mode malloc  probes libc's allocation functions (entry, sampled + return) and free; the
 //                  outstanding set lives in a BPF hash map; byte-weighted sampling decided in BPF.
-//   --mode pool    one probe per nginx pool creation, at the instruction after ngx_create_pool's
-//                  call to ngx_memalign (rax = pool): no uretprobe, no ngx_destroy_pool probe.
+//   --mode pool    one probe per pool creation at each call site of ngx_create_pool, after the
+//                  call (rax = pool), except the sites whose pools nginx owns and destroys itself
+//                  (pool-sites.ts); with --all-pool-sites (or when the sites are not all proven),
+//                  at the instruction after ngx_create_pool's call to ngx_memalign. No uretprobe,
+//                  no ngx_destroy_pool probe.
 //                  Which pools are still alive, and how many bytes each holds, is read from
 //                  memory at the end (the pool census), so the cost is one probe hit per pool.
 //                  Probes may run on a duty cycle (attached part of each second).
@@ -23,6 +26,8 @@ import type { CapturedEvent } from './capture.js';
 import { decodeCapture } from './capture.js';
 import { StackResolver } from './stacks.js';
 import { entryProbeOffsetAt, resultTestJumpVaddr, returnSiteOfCall } from './call-sites.js';
+import { type PoolSitePlan, planPoolSites } from './pool-sites.js';
+import type { PoolSiteReport } from '../model/leaks.js';
 
 /** tcmalloc's default sampling period (bytes). */
 export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
@@ -77,6 +82,11 @@ export interface LeakTraceOptions {
   stashEntries?: number;
   /** Keep the allocator's internal frames below the API the program called (default: the leaf is the API). */
   showInternal?: boolean;
+  /**
+   * Pool mode: probe ngx_create_pool itself (every pool, nginx's own included) instead of its call
+   * sites minus those whose pools nginx owns and destroys (trace/pool-sites.ts).
+   */
+  allPoolSites?: boolean;
 }
 
 /** Bytes above the outermost frame's sp still copied for a thread whose stack top is known (its CFA rules read up to ~CFA + 8). */
@@ -170,6 +180,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   const onEvent = (e: CapturedEvent) => {
     sampledEvents++;
     const u = resolver.unwind(e);
+    if (callSitePcs.has(e.regs.rip)) u.pcs = withLeaf(u.pcs, poolLeafPc);
     const frames = resolver.frames(u.pcs);
     const rec: EventRecord = { pcs: u.pcs, size: e.size, timeNs: e.timeNs, complete: StackResolver.complete(frames) };
     if (rec.complete) complete++;
@@ -209,6 +220,10 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   // Inside a pid namespace (a container), filter on the target's tgid there, not on the initial namespace's.
   const pidns = space.kind === 'live' ? pidNamespaceFilter(space.pid) : undefined;
   const probes: string[] = [];
+  // Pool mode at call sites: the runtime pcs of those probes, and ngx_create_pool's pc put back as their leaf.
+  const callSitePcs = new Set<number>();
+  let poolLeafPc = 0;
+  let poolSiteReport: PoolSiteReport | undefined;
   try {
     if (opts.mode === 'malloc') {
       const libc = symbolizer.modulesNamed('libc.so')[0];
@@ -238,19 +253,52 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       const elf = loadElf(create.module.hostPath);
       const site = returnSiteOfCall(elf, 'ngx_create_pool', ['ngx_memalign', 'ngx_alloc']);
       // Prefer the (emulated) null-check jump after the call: rax still holds the pool there.
-      const probeVaddr = resultTestJumpVaddr(elf, site) ?? site.returnVaddr;
-      if (probeVaddr === site.returnVaddr)
-        notes.push('no null check after ngx_memalign found: probing the (single-stepped) return site');
-      session.add(
-        poolProbe(session.tracerMaps, {
-          pid: space.pid,
-          pidns,
-          binaryPath: create.module.hostPath,
-          returnSiteVaddr: probeVaddr,
-          stackBytes: opts.stackBytes ?? 4096,
-          label: `${basename(create.module.path)}:ngx_create_pool+0x${(probeVaddr - elf.findSymbol('ngx_create_pool')!.value).toString(16)}`,
-        }),
-      );
+      const bodyVaddr = resultTestJumpVaddr(elf, site) ?? site.returnVaddr;
+      const bodyLabel = `${basename(create.module.path)}:ngx_create_pool+0x${(bodyVaddr - elf.findSymbol('ngx_create_pool')!.value).toString(16)}`;
+      // Call-site probes see the caller's frame first: ngx_create_pool's frame (at the body probe's pc) is put
+      // back as the leaf, so stacks read as with the body probe.
+      poolLeafPc = create.module.loadBias + bodyVaddr;
+      const plan: PoolSitePlan = opts.allPoolSites
+        ? {
+            report: { placement: 'body', reason: '--all-pool-sites', probed: [], skipped: [] },
+            probes: [],
+          }
+        : planPoolSites(symbolizer, create.module);
+      poolSiteReport = plan.report;
+      if (plan.report.placement === 'body') {
+        if (bodyVaddr === site.returnVaddr)
+          notes.push('no null check after ngx_memalign found: probing the (single-stepped) return site');
+        if (!opts.allPoolSites) notes.push(`ngx_create_pool probed in its body: ${plan.report.reason}`);
+        session.add(
+          poolProbe(session.tracerMaps, {
+            pid: space.pid,
+            pidns,
+            binaryPath: create.module.hostPath,
+            returnSiteVaddr: bodyVaddr,
+            stackBytes: opts.stackBytes ?? 4096,
+            label: bodyLabel,
+          }),
+        );
+      } else {
+        for (const p of plan.probes) {
+          callSitePcs.add(p.mod.loadBias + p.probeVaddr);
+          session.add(
+            poolProbe(session.tracerMaps, {
+              pid: space.pid,
+              pidns,
+              binaryPath: p.mod.hostPath,
+              returnSiteVaddr: p.probeVaddr,
+              stackBytes: opts.stackBytes ?? 4096,
+              label: `${basename(p.module)}:ngx_create_pool call in ${p.function} (0x${p.probeVaddr.toString(16)})`,
+            }),
+          );
+        }
+        const single = plan.report.probed.filter((p) => !p.emulated).length;
+        notes.push(
+          `ngx_create_pool probed at ${plan.report.probed.length} call sites; ${plan.report.skipped.length} left alone (pools nginx owns and destroys: ${[...new Set(plan.report.skipped.map((p) => p.owner))].join(', ') || 'none'}); --all-pool-sites probes every pool` +
+            (single ? `; ${single} single-stepped (no emulated instruction after the call)` : ''),
+        );
+      }
     }
     session.start();
     resolver.refresh(); // the [uprobes] trampoline page exists once uretprobes are attached
@@ -567,10 +615,19 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         untracked: st.outstandingFull,
       },
       ...(exitedAfter !== undefined ? { targetExitedAfterSeconds: Math.round(exitedAfter * 10) / 10 } : {}),
+      ...(poolSiteReport ? { poolSites: poolSiteReport } : {}),
     };
   } finally {
     session.close();
   }
+}
+
+/** `pcs` with `leaf` in front; the same array for the same `pcs` (the resolver's caches key on identity). */
+const leafPrefixed = new WeakMap<number[], number[]>();
+function withLeaf(pcs: number[], leaf: number): number[] {
+  let out = leafPrefixed.get(pcs);
+  if (!out || out[0] !== leaf) leafPrefixed.set(pcs, (out = [leaf, ...pcs]));
+  return out;
 }
 
 /** The pcs key of the path holding allocations whose stack was lost (no real pc is 0). */

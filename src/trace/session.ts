@@ -43,6 +43,8 @@ export interface ProbeSpec {
   fallback?: ProbeSpec[];
   /** Stays attached through duty-cycle pauses (free: a missed free would look like a leak). */
   alwaysOn?: boolean;
+  /** Specs with the same key share one loaded program (default: derived from the name). */
+  programKey?: string;
 }
 
 export interface OutstandingEntry {
@@ -163,7 +165,7 @@ export class TraceSession {
 
   private loadAll(specs: ProbeSpec[]): void {
     for (const s of specs) {
-      const key = JSON.stringify([s.retprobe, s.session ?? false, s.name.split(':')[1]]);
+      const key = JSON.stringify([s.retprobe, s.session ?? false, s.programKey ?? s.name.split(':')[1]]);
       let prog = this.programs.get(key);
       if (!prog) {
         prog = loadProgram({
@@ -403,6 +405,7 @@ export function poolProbe(
 ): ProbeSpec {
   return {
     name: o.label,
+    programKey: 'pool create',
     binaryPath: o.binaryPath,
     vaddr: o.returnSiteVaddr,
     retprobe: false,
