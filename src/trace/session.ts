@@ -316,17 +316,34 @@ export interface MallocProbeOptions {
   loadBias?: number;
 }
 
+/** The memalign family: every one of them goes through glibc 2.36's _mid_memalign (small alignments relay to malloc). */
+const MEMALIGN_FAMILY = new Set(['posix_memalign', 'aligned_alloc', 'memalign', 'valloc', 'pvalloc']);
+
 /*
- * The memalign family is probed at its public entry points, never in glibc's _int_memalign:
- * the caller's request (pvalloc(30000) = 30000, not the page-rounded 32768 glibc passes on) and
- * the API's name are only there. Alignments <= 16 are relayed to malloc (glibc 2.36 malloc.c
- * _mid_memalign), whose probe sees them with the same size; the API's frame is then the leaf's
- * caller, and the leak tracer names the leaf after it (apiLeaf in leak-tracer.ts).
+ * Exact mode (sampleBytes 0) probes the memalign family at its public entry points, never in
+ * glibc's _int_memalign: the caller's request (pvalloc(30000) = 30000, not the page-rounded 32768
+ * glibc passes on) and the API's name are only there. Alignments <= 16 are relayed to malloc
+ * (glibc 2.36 malloc.c _mid_memalign), whose probe sees them with the same size; the API's frame is
+ * then the leaf's caller, and the leak tracer names the leaf after it (apiLeaf in leak-tracer.ts).
+ *
+ * Sampled mode, when libc's debug file names _int_memalign, probes that instead of the family
+ * (issue 18): a posix_memalign(16, n) — every nginx pool and buffer, ngx_memalign — then costs one
+ * trap (malloc's) instead of two. _int_memalign is reached only from _mid_memalign with alignments
+ * > 16 and takes the caller's size (pvalloc's rounded up to a page); the leaf is still named after
+ * the API frame above it.
  */
 export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] {
   const out: ProbeSpec[] = [];
   const seen = new Set<number>();
-  for (const f of ALLOC_FUNCTIONS) {
+  const intMemalign = o.sampleBytes > 0 ? o.symbolVaddr('_int_memalign') : undefined;
+  const functions =
+    intMemalign === undefined
+      ? ALLOC_FUNCTIONS
+      : [
+          ...ALLOC_FUNCTIONS.filter((f) => !MEMALIGN_FAMILY.has(f.symbol)),
+          { symbol: '_int_memalign', conv: 'int_memalign' as AllocConvention },
+        ];
+  for (const f of functions) {
     const vaddr = o.symbolVaddr(f.symbol);
     if (vaddr === undefined || seen.has(vaddr)) continue;
     seen.add(vaddr);
