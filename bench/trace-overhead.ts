@@ -96,13 +96,15 @@ function cpuTicks(pid: number): number {
   }
 }
 
-/** Open perf_event fds of a process (one per attached uprobe, for both tracers). */
+/** Open perf_event and bpf_link fds of a process (one or two per attached uprobe; uprobe
+ *  sessions are bpf_links without a perf_event), for both tracers. */
 function perfEventFds(pid: number): number {
   let n = 0;
   try {
     for (const fd of readdirSync(`/proc/${pid}/fd`)) {
       try {
-        if (readlinkSync(`/proc/${pid}/fd/${fd}`).includes('perf_event')) n++;
+        const l = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        if (l.includes('perf_event') || l.includes('bpf_link') || l.includes('bpf-link')) n++;
       } catch {
         /* closed meanwhile */
       }
@@ -337,9 +339,9 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
   if (spawnSync('wrk', ['--version']).error)
     throw new Error('trace-overhead: wrk is not installed (apt-get install wrk)');
   const haveBpftrace = spawnSync('bpftrace', ['--version']).status === 0;
-  const modes: OverheadMode[] = (
-    opts.modes ?? ['untraced', 'pool', 'malloc', 'malloc-exact', 'bpftrace']
-  ).filter((m) => m !== 'bpftrace' || haveBpftrace);
+  const modes: OverheadMode[] = (opts.modes ?? ['untraced', 'pool', 'malloc', 'malloc-exact', 'bpftrace']).filter(
+    (m) => m !== 'bpftrace' || haveBpftrace,
+  );
   await ensureFixturesBuilt();
 
   const tmp = mkdtempSync(join(os.tmpdir(), 'leakscope-bench-overhead-'));

@@ -39,6 +39,11 @@ export interface ProbeSpec {
   body: Body;
   /** A uprobe session program (entry + return in one, BPF_TRACE_UPROBE_SESSION) replacing `fallback`. */
   session?: boolean;
+  /**
+   * Attached as a uprobe_multi link (BPF_TRACE_UPROBE_MULTI, kernel >= 6.6) instead of a perf-event
+   * uprobe, replacing `fallback`: a hit skips the trace_uprobe / perf dispatch (bench/README.md).
+   */
+  multi?: boolean;
   /** Used instead of this spec when the kernel has no uprobe sessions (< 6.13). */
   fallback?: ProbeSpec[];
   /** Stays attached through duty-cycle pauses (free: a missed free would look like a leak). */
@@ -145,7 +150,7 @@ export class TraceSession {
       wakeup: 'timer',
       intervalMs: 10,
     });
-    const sessions = this.specs.some((s) => s.session);
+    const sessions = this.specs.some((s) => s.session || s.multi);
     try {
       this.loadAll(this.specs);
       this.attach();
@@ -155,7 +160,7 @@ export class TraceSession {
       // Kernel without uprobe sessions: entry uprobes plus uretprobes on every call.
       for (const p of this.programs.values()) p.close();
       this.programs.clear();
-      this.specs = this.specs.flatMap((s) => (s.session ? (s.fallback ?? []) : [s]));
+      this.specs = this.specs.flatMap((s) => (s.session || s.multi ? (s.fallback ?? []) : [s]));
       this.loadAll(this.specs);
       this.attach();
     }
@@ -163,13 +168,13 @@ export class TraceSession {
 
   private loadAll(specs: ProbeSpec[]): void {
     for (const s of specs) {
-      const key = JSON.stringify([s.retprobe, s.session ?? false, s.name.split(':')[1]]);
+      const key = JSON.stringify([s.retprobe, s.session ?? false, s.multi ?? false, s.name.split(':')[1]]);
       let prog = this.programs.get(key);
       if (!prog) {
         prog = loadProgram({
           name: `ls_${basename(s.name).replace(/[^A-Za-z0-9_]/g, '_')}`.slice(0, 15),
           body: s.body,
-          expectedAttachType: s.session ? AttachType.uprobeSession : undefined,
+          expectedAttachType: s.session ? AttachType.uprobeSession : s.multi ? AttachType.uprobeMulti : undefined,
         });
         this.programs.set(key, prog);
       }
@@ -188,16 +193,19 @@ export class TraceSession {
         if (seen.has(k)) continue;
         seen.add(k);
         const prog = (s as ProbeSpec & { prog: Program }).prog;
-        const link = s.session
-          ? attachUprobeMulti(prog, s.binaryPath, [resolveUprobeOffset({ binaryPath: s.binaryPath, vaddr: s.vaddr })], {
-              pid: this.opts.pid,
-              session: true,
-            })
-          : attachUprobe(
-              prog,
-              { binaryPath: s.binaryPath, vaddr: s.vaddr },
-              { pid: this.opts.pid, retprobe: s.retprobe },
-            );
+        const link =
+          s.session || s.multi
+            ? attachUprobeMulti(
+                prog,
+                s.binaryPath,
+                [resolveUprobeOffset({ binaryPath: s.binaryPath, vaddr: s.vaddr })],
+                { pid: this.opts.pid, session: s.session ?? false },
+              )
+            : attachUprobe(
+                prog,
+                { binaryPath: s.binaryPath, vaddr: s.vaddr },
+                { pid: this.opts.pid, retprobe: s.retprobe },
+              );
         this.links.push({ spec: s, link });
       }
     } catch (e) {
@@ -396,14 +404,17 @@ export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] 
   }
   const free = o.symbolVaddr('free');
   if (free === undefined) throw new LeakscopeError('not-found', `${o.libcPath}: no free symbol`);
-  out.push({
+  const freeSpec: ProbeSpec = {
     name: 'libc:free',
     binaryPath: o.libcPath,
     vaddr: free,
     retprobe: false,
     alwaysOn: true,
     body: freeProgram(m, { tgid: o.pid, pidns: o.pidns }),
-  });
+  };
+  // Where sessions are used (kernel >= 6.13), free is a uprobe_multi link too: measured ~0.3 µs less
+  // per hit than a perf-event uprobe (1.0 vs 1.3 µs, bench/README.md), and nginx frees 4 times a request.
+  out.push(o.loadBias === undefined ? freeSpec : { ...freeSpec, multi: true, fallback: [freeSpec] });
   return out;
 }
 
