@@ -23,6 +23,7 @@ import type { CapturedEvent } from './capture.js';
 import { decodeCapture } from './capture.js';
 import { StackResolver } from './stacks.js';
 import { entryProbeOffsetAt, resultTestJumpVaddr, returnSiteOfCall } from './call-sites.js';
+import { measureHitCost } from './hit-cost.js';
 
 /** tcmalloc's default sampling period (bytes). */
 export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
@@ -30,6 +31,8 @@ export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
  * Cost of one probe hit in the target, µs, measured on the 2-core VM (bench/README.md): a trap on
  * an emulated instruction (push / jcc, where leakscope puts its entry probes) plus the program
  * ~1.2; a return probe ~4. A single-stepped site costs ~10 (shared/reference/ebpf.md).
+ * Each trace measures the per-hit cost on its machine first (hit-cost.ts); these are the fallback,
+ * and a return hit is counted at RETURN_HIT_MICROS / DEFAULT_PER_HIT_MICROS entry hits.
  */
 export const DEFAULT_PER_HIT_MICROS = 1.2;
 export const RETURN_HIT_MICROS = 4;
@@ -158,8 +161,16 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     throw new LeakscopeError('usage', `--sample-bytes must be in [0, 2^31) (got ${sampleBytes})`);
   const duty = Math.min(1, Math.max(0.01, opts.dutyCycle ?? 1));
   const minAgeNs = (opts.minAgeSeconds ?? 0) * 1e9;
-  const perHit = opts.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
   const notes: string[] = [];
+  // The cost printed with the trace: hits x the per-hit cost measured now on this machine (hit-cost.ts).
+  const measured = opts.perHitMicros === undefined ? measureHitCost({ multi: true }) : undefined;
+  const perHit = opts.perHitMicros ?? measured?.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
+  const returnHit = perHit * (RETURN_HIT_MICROS / DEFAULT_PER_HIT_MICROS);
+  notes.push(
+    measured
+      ? `cost per probe hit measured at the start: ${measured.perHitMicros} µs (${measured.hits} hits of a ${measured.kind} probe in leakscope's own process)`
+      : `cost per probe hit not measured here: ${perHit} µs assumed`,
+  );
 
   const resolver = new StackResolver(space);
   const events = new Map<string, EventRecord>(); // malloc: `${tid}:${timeNs}`; pool: `${address}`
@@ -548,8 +559,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         probeHits,
         totalProbeHits: totalHits,
         estimatedCpuSeconds:
-          ((totalHits - (probeHits['alloc return'] ?? 0)) * perHit +
-            (probeHits['alloc return'] ?? 0) * RETURN_HIT_MICROS) /
+          ((totalHits - (probeHits['alloc return'] ?? 0)) * perHit + (probeHits['alloc return'] ?? 0) * returnHit) /
           1e6,
         perHitMicros: perHit,
         dutyCycle: attachedShare,
