@@ -4,12 +4,14 @@
 // calls free(NULL) CALLS times untraced and traced, and divides the extra CPU time of its own
 // thread (CLOCK_THREAD_CPUTIME_ID: the trap and the program run in the calling thread) by the hits
 // counted. Median of REPEATS; about 0.1 s. The target is not touched.
+// A second program also copies 4 KiB of the user stack (probe_read_user into a per-CPU buffer, as
+// the capture programs do): its extra cost per hit is what each captured stack adds.
 
 import { readFileSync } from 'node:fs';
 import koffi from 'koffi';
 import * as A from '../ebpf/asm.js';
-import { FP, R0, R1, R2 } from '../ebpf/asm.js';
-import { PerCpuArrayMap, u64 } from '../ebpf/maps.js';
+import { FP, R0, R1, R2, R3, R6 } from '../ebpf/asm.js';
+import { PerCpuArrayMap, bytes, u64 } from '../ebpf/maps.js';
 import { AttachType, loadProgram } from '../ebpf/prog.js';
 import { attachUprobe, attachUprobeMulti, resolveUprobeOffset } from '../ebpf/uprobe.js';
 import type { UprobeLink } from '../ebpf/uprobe.js';
@@ -27,7 +29,11 @@ export interface HitCost {
   hits: number;
   /** 'uprobe_multi' link or perf-event 'uprobe' (what the measured probe was). */
   kind: 'uprobe_multi' | 'uprobe';
+  /** Extra CPU per 4 KiB of user stack copied by a capture (µs; >= 0). */
+  copyMicrosPer4KiB: number;
 }
+
+const COPY_BYTES = 4096;
 
 let ffi: { free: (p: null) => void; cpuNs: () => number; spec: { sec: number; nsec: number } } | undefined;
 function libcFfi() {
@@ -68,16 +74,33 @@ export function measureHitCost(opts: { multi: boolean }): HitCost | undefined {
   const path = ownLibcPath();
   if (!path) return undefined;
   let counter: PerCpuArrayMap<bigint> | undefined;
+  let scratch: PerCpuArrayMap<Uint8Array> | undefined;
   const progs: Array<{ close(): void }> = [];
   try {
     const elf = loadElf(path);
     const sym = elf.findSymbol('free');
     if (!sym) return undefined;
     const vaddr = sym.value + entryProbeOffsetAt(elf, sym.value);
-    counter = new PerCpuArrayMap({ name: 'ls_hitcost', value: u64, maxEntries: 1 });
-    const body = [
+    const count = (counter = new PerCpuArrayMap({ name: 'ls_hitcost', value: u64, maxEntries: 1 }));
+    const buffer = (scratch = new PerCpuArrayMap({ name: 'ls_hitcopy', value: bytes(COPY_BYTES), maxEntries: 1 }));
+    const copy = [
+      A.st('w', FP, -8, 0),
+      A.ldMap(R1, buffer),
+      A.mov64(R2, FP),
+      A.add64(R2, -8),
+      A.call('map_lookup_elem'),
+      A.jeq(R0, 0, 'copied'),
+      A.mov64(R1, R0),
+      A.mov64(R2, COPY_BYTES),
+      A.loadReg(R3, R6, 'rsp'),
+      A.call('probe_read_user'),
+      A.label('copied'),
+    ];
+    const program = (withCopy: boolean) => [
+      A.mov64(R6, R1),
+      withCopy ? copy : [],
       A.st('w', FP, -4, 0),
-      A.ldMap(R1, counter),
+      A.ldMap(R1, count),
       A.mov64(R2, FP),
       A.add64(R2, -4),
       A.call('map_lookup_elem'),
@@ -89,9 +112,10 @@ export function measureHitCost(opts: { multi: boolean }): HitCost | undefined {
       A.mov64(R0, 0),
       A.exit(),
     ];
-    const hits = () => (counter!.lookup(0) ?? []).reduce((s, v) => s + Number(v), 0);
+    const hits = () => (count.lookup(0) ?? []).reduce((s, v) => s + Number(v), 0);
     let kind: HitCost['kind'] = opts.multi ? 'uprobe_multi' : 'uprobe';
-    const attach = (): UprobeLink => {
+    const attach = (withCopy: boolean): UprobeLink => {
+      const body = program(withCopy);
       if (kind === 'uprobe_multi') {
         try {
           const prog = loadProgram({ name: 'ls_hitcost', body, expectedAttachType: AttachType.uprobeMulti });
@@ -115,30 +139,40 @@ export function measureHitCost(opts: { multi: boolean }): HitCost | undefined {
     };
     loop(); // warm-up: koffi's call path, the JIT
     const perHit: number[] = [];
+    const withCopy: number[] = [];
     let total = 0;
     for (let r = 0; r < REPEATS; r++) {
-      const base = loop();
-      const link = attach();
-      const h0 = hits();
-      let traced: number;
-      try {
-        traced = loop();
-      } finally {
-        link.detach();
+      for (const copying of [false, true]) {
+        const base = loop();
+        const link = attach(copying);
+        const h0 = hits();
+        let traced: number;
+        try {
+          traced = loop();
+        } finally {
+          link.detach();
+        }
+        const h = hits() - h0;
+        total += h;
+        // Node's own frees on this thread hit too: counted, and their cost is in `traced`.
+        if (h >= CALLS) (copying ? withCopy : perHit).push((traced - base) / h / 1000);
       }
-      const h = hits() - h0;
-      total += h;
-      // Node's own frees on this thread hit too: counted, and their cost is in `traced`.
-      if (h >= CALLS) perHit.push((traced - base) / h / 1000);
     }
-    if (perHit.length < REPEATS) return undefined;
+    if (perHit.length < REPEATS || withCopy.length < REPEATS) return undefined;
     const us = median(perHit);
     if (!(us > 0.01 && us < 100)) return undefined;
-    return { perHitMicros: Math.round(us * 100) / 100, hits: total, kind };
+    const copyUs = Math.max(0, median(withCopy) - us);
+    return {
+      perHitMicros: Math.round(us * 100) / 100,
+      hits: total,
+      kind,
+      copyMicrosPer4KiB: Math.round(copyUs * 100) / 100,
+    };
   } catch {
     return undefined;
   } finally {
     for (const p of progs) p.close();
     counter?.close();
+    scratch?.close();
   }
 }

@@ -36,6 +36,8 @@ export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
  */
 export const DEFAULT_PER_HIT_MICROS = 1.2;
 export const RETURN_HIT_MICROS = 4;
+/** A 4 KiB stack capture's extra cost (µs), measured with the pool program on the same VM (bench/README.md: 2.2 - 1.2). */
+export const DEFAULT_COPY_MICROS = 1;
 /** Above this many sampled allocations outstanding, the per-second record stops (each read walks the map). */
 const SERIES_MAX_OUTSTANDING = 50_000;
 
@@ -166,10 +168,12 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   const measured = opts.perHitMicros === undefined ? measureHitCost({ multi: true }) : undefined;
   const perHit = opts.perHitMicros ?? measured?.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
   const returnHit = perHit * (RETURN_HIT_MICROS / DEFAULT_PER_HIT_MICROS);
+  // Each captured stack (pool creation, sampled allocation) also copies ~4 KiB of stack.
+  const copyMicros = measured?.copyMicrosPer4KiB ?? DEFAULT_COPY_MICROS;
   notes.push(
     measured
-      ? `cost per probe hit measured at the start: ${measured.perHitMicros} µs (${measured.hits} hits of a ${measured.kind} probe in leakscope's own process)`
-      : `cost per probe hit not measured here: ${perHit} µs assumed`,
+      ? `cost per probe hit measured at the start: ${measured.perHitMicros} µs, +${measured.copyMicrosPer4KiB} µs per captured stack (${measured.hits} hits of a ${measured.kind} probe in leakscope's own process)`
+      : `cost per probe hit not measured here: ${perHit} µs assumed, +${copyMicros} µs per captured stack`,
   );
 
   const resolver = new StackResolver(space);
@@ -559,7 +563,9 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         probeHits,
         totalProbeHits: totalHits,
         estimatedCpuSeconds:
-          ((totalHits - (probeHits['alloc return'] ?? 0)) * perHit + (probeHits['alloc return'] ?? 0) * returnHit) /
+          ((totalHits - (probeHits['alloc return'] ?? 0)) * perHit +
+            (probeHits['alloc return'] ?? 0) * returnHit +
+            (opts.mode === 'malloc' ? st.sampled : st.poolHits) * copyMicros) /
           1e6,
         perHitMicros: perHit,
         dutyCycle: attachedShare,
