@@ -164,17 +164,6 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   const duty = Math.min(1, Math.max(0.01, opts.dutyCycle ?? 1));
   const minAgeNs = (opts.minAgeSeconds ?? 0) * 1e9;
   const notes: string[] = [];
-  // The cost printed with the trace: hits x the per-hit cost measured now on this machine (hit-cost.ts).
-  const measured = opts.perHitMicros === undefined ? measureHitCost({ multi: true }) : undefined;
-  const perHit = opts.perHitMicros ?? measured?.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
-  const returnHit = perHit * (RETURN_HIT_MICROS / DEFAULT_PER_HIT_MICROS);
-  // Each captured stack (pool creation, sampled allocation) also copies ~4 KiB of stack.
-  const copyMicros = measured?.copyMicrosPer4KiB ?? DEFAULT_COPY_MICROS;
-  notes.push(
-    measured
-      ? `cost per probe hit measured at the start: ${measured.perHitMicros} µs, +${measured.copyMicrosPer4KiB} µs per captured stack (${measured.hits} hits of a ${measured.kind} probe in leakscope's own process)`
-      : `cost per probe hit not measured here: ${perHit} µs assumed, +${copyMicros} µs per captured stack`,
-  );
 
   const resolver = new StackResolver(space);
   const events = new Map<string, EventRecord>(); // malloc: `${tid}:${timeNs}`; pool: `${address}`
@@ -355,6 +344,18 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     if (snapshots.length && snapshots[snapshots.length - 1]!.seconds < (endNs - t0Ns) / 1e9 - 0.2) snapshot();
     const elapsed = (Date.now() - t0) / 1000;
     const st = session.stats();
+    // The cost printed with the trace: hits x the per-hit cost measured on this machine now, once the
+    // probes are detached (hit-cost.ts; ~0.1-0.5 s, so it never delays the window).
+    const measured = opts.perHitMicros === undefined ? measureHitCost({ multi: true }) : undefined;
+    const perHit = opts.perHitMicros ?? measured?.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
+    const returnHit = perHit * (RETURN_HIT_MICROS / DEFAULT_PER_HIT_MICROS);
+    // Each captured stack (pool creation, sampled allocation) also copies ~4 KiB of stack.
+    const copyMicros = measured?.copyMicrosPer4KiB ?? DEFAULT_COPY_MICROS;
+    notes.push(
+      measured
+        ? `cost per probe hit measured after the window: ${measured.perHitMicros} µs, +${measured.copyMicrosPer4KiB} µs per captured stack (${measured.hits} hits of a ${measured.kind} probe in leakscope's own process)`
+        : `cost per probe hit not measured here: ${perHit} µs assumed, +${copyMicros} µs per captured stack`,
+    );
     const attachedShare = elapsed > 0 ? Math.min(1, session.attachedNs / 1e9 / elapsed) : 1;
 
     // Outstanding at the end, by call path.
