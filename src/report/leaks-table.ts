@@ -70,7 +70,7 @@ export function renderLeaksTable(t: LeaksDocument, opts: { top?: number } = {}):
     `cost: ${t.cost.totalProbeHits} probe hits (${Object.entries(t.cost.probeHits)
       .map(([k, v]) => `${k} ${v}`)
       .join(', ')}),` +
-      ` about ${(t.cost.estimatedCpuSeconds * 1000).toFixed(0)} ms of target CPU (~${t.cost.perHitMicros} µs per hit measured on a 2-core VM)` +
+      ` about ${(t.cost.estimatedCpuSeconds * 1000).toFixed(0)} ms of target CPU (~${t.cost.perHitMicros} µs per hit)` +
       (t.cost.dutyCycle < 0.999 ? `, probes attached ${(t.cost.dutyCycle * 100).toFixed(0)}% of the window` : '') +
       (t.cost.lostEvents ? `, ${t.cost.lostEvents} events lost` : ''),
   );

@@ -150,6 +150,13 @@ test("malloc mode without libc's debug file (memalign family probed at its entry
 
 test('malloc mode, default sampling (512 KiB): per-path estimates are unbiased', async () => {
   const { t: trace, report } = await traceFixtureBatch('go 60000', 512 * 1024, 40);
+  // Sampled mode with libc's debug file: the memalign family is probed where it allocates
+  // (_int_memalign; small alignments reach malloc's probe), one trap per posix_memalign(16) instead of two.
+  assert.ok(
+    trace.probes.some((p) => p.startsWith('libc:_int_memalign')),
+    `probes: ${trace.probes}`,
+  );
+  assert.ok(!trace.probes.some((p) => p.startsWith('libc:posix_memalign')), `probes: ${trace.probes}`);
   const got = byPath(trace);
   for (const p of report.paths) {
     // Bernoulli sampling with p = size/period, each sample weighted 1/p: the relative standard

@@ -28,6 +28,7 @@ import { StackResolver } from './stacks.js';
 import { entryProbeOffsetAt, resultTestJumpVaddr, returnSiteOfCall } from './call-sites.js';
 import { type PoolSitePlan, planPoolSites } from './pool-sites.js';
 import type { PoolSiteReport } from '../model/leaks.js';
+import { measureHitCost } from './hit-cost.js';
 
 /** tcmalloc's default sampling period (bytes). */
 export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
@@ -35,9 +36,13 @@ export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
  * Cost of one probe hit in the target, µs, measured on the 2-core VM (bench/README.md): a trap on
  * an emulated instruction (push / jcc, where leakscope puts its entry probes) plus the program
  * ~1.2; a return probe ~4. A single-stepped site costs ~10 (shared/reference/ebpf.md).
+ * Each trace measures the per-hit cost on its machine first (hit-cost.ts); these are the fallback,
+ * and a return hit is counted at RETURN_HIT_MICROS / DEFAULT_PER_HIT_MICROS entry hits.
  */
 export const DEFAULT_PER_HIT_MICROS = 1.2;
 export const RETURN_HIT_MICROS = 4;
+/** A 4 KiB stack capture's extra cost (µs), measured with the pool program on the same VM (bench/README.md: 2.2 - 1.2). */
+export const DEFAULT_COPY_MICROS = 1;
 /** Above this many sampled allocations outstanding, the per-second record stops (each read walks the map). */
 const SERIES_MAX_OUTSTANDING = 50_000;
 
@@ -168,7 +173,6 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     throw new LeakscopeError('usage', `--sample-bytes must be in [0, 2^31) (got ${sampleBytes})`);
   const duty = Math.min(1, Math.max(0.01, opts.dutyCycle ?? 1));
   const minAgeNs = (opts.minAgeSeconds ?? 0) * 1e9;
-  const perHit = opts.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
   const notes: string[] = [];
 
   const resolver = new StackResolver(space);
@@ -388,6 +392,18 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     if (snapshots.length && snapshots[snapshots.length - 1]!.seconds < (endNs - t0Ns) / 1e9 - 0.2) snapshot();
     const elapsed = (Date.now() - t0) / 1000;
     const st = session.stats();
+    // The cost printed with the trace: hits x the per-hit cost measured on this machine now, once the
+    // probes are detached (hit-cost.ts; ~0.1-0.5 s, so it never delays the window).
+    const measured = opts.perHitMicros === undefined ? measureHitCost({ multi: true }) : undefined;
+    const perHit = opts.perHitMicros ?? measured?.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
+    const returnHit = perHit * (RETURN_HIT_MICROS / DEFAULT_PER_HIT_MICROS);
+    // Each captured stack (pool creation, sampled allocation) also copies ~4 KiB of stack.
+    const copyMicros = measured?.copyMicrosPer4KiB ?? DEFAULT_COPY_MICROS;
+    notes.push(
+      measured
+        ? `cost per probe hit measured after the window: ${measured.perHitMicros} µs, +${measured.copyMicrosPer4KiB} µs per captured stack (${measured.hits} hits of a ${measured.kind} probe in leakscope's own process)`
+        : `cost per probe hit not measured here: ${perHit} µs assumed, +${copyMicros} µs per captured stack`,
+    );
     const attachedShare = elapsed > 0 ? Math.min(1, session.attachedNs / 1e9 / elapsed) : 1;
 
     // Outstanding at the end, by call path.
@@ -597,7 +613,8 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         totalProbeHits: totalHits,
         estimatedCpuSeconds:
           ((totalHits - (probeHits['alloc return'] ?? 0)) * perHit +
-            (probeHits['alloc return'] ?? 0) * RETURN_HIT_MICROS) /
+            (probeHits['alloc return'] ?? 0) * returnHit +
+            (opts.mode === 'malloc' ? st.sampled : st.poolHits) * copyMicros) /
           1e6,
         perHitMicros: perHit,
         dutyCycle: attachedShare,
