@@ -9,6 +9,7 @@ import { loadElf } from '../formats/elf/index.js';
 import type { Frame, Module } from '../model/index.js';
 import { LeakscopeError } from '../model/errors.js';
 import { findDebugFile } from './debug-files.js';
+import { calledFunction } from './called-function.js';
 import { demangle } from './demangle.js';
 import { lineAt, parseDebugLine } from '../formats/dwarf/line.js';
 import type { LineTable } from '../formats/dwarf/line.js';
@@ -110,6 +111,34 @@ export class Symbolizer {
       ...(m ? { mapping: { start: m.start, end: m.end, fileOffset: m.offset } } : {}),
     };
   }
+
+  /**
+   * When the function holding `calleeAddr` goes by several names (aliases at one address: glibc
+   * 2.36's aligned_alloc and memalign), the name the call returning to `returnAddr` used, decoded
+   * from the caller's ELF file (called-function.ts); undefined when the function has one name or
+   * the call site cannot tell.
+   */
+  calledAlias(calleeAddr: number, returnAddr: number): string | undefined {
+    const callee = this.moduleAt(calleeAddr);
+    const caller = this.moduleAt(returnAddr);
+    if (!callee || !caller) return undefined;
+    const cs = this.symbolsOf(callee);
+    const sym = cs?.elf.symbolAt(calleeAddr - callee.loadBias);
+    if (!cs || !sym) return undefined;
+    const key = `${callee.path}:${sym.value}`;
+    let names = this.aliases.get(key);
+    if (!names) {
+      names = new Set();
+      for (const s of cs.elf.symbols())
+        if (s.value === sym.value && s.shndx !== 0 && s.type === 'func' && s.name) names.add(s.name.split('@')[0]!);
+      this.aliases.set(key, names);
+    }
+    if (names.size < 2) return undefined;
+    const elf = this.symbolsOf(caller)?.elf;
+    const c = elf ? calledFunction(elf, returnAddr - caller.loadBias, names) : undefined;
+    return c && names.has(c.name) ? c.name : undefined;
+  }
+  private aliases = new Map<string, Set<string>>();
 
   /** Resolves a symbol by name in the given modules (default: all), object first, then its debug file. */
   lookup(name: string, opts: { module?: string } = {}): ResolvedSymbol | undefined {

@@ -173,6 +173,20 @@ export class StackResolver {
   /** Frames of the pcs arrays the path cache hands out again and again. */
   private framesMemo = new WeakMap<readonly number[], Frame[]>();
 
+  /**
+   * The name `caller`'s call instruction used for the function of frame `api`, when that function
+   * has several names at one address (aligned_alloc / memalign in glibc 2.36), else undefined.
+   * `caller.address` is its return address (frames() keeps it so).
+   */
+  calledApi(api: Frame, caller: Frame): string | undefined {
+    if (api.address === undefined || caller.address === undefined) return undefined;
+    try {
+      return this.symbolizer.calledAlias(api.address, caller.address);
+    } catch {
+      return undefined; // unreadable or malformed caller file: keep the symbol's name
+    }
+  }
+
   /** True when the frames reach main or a thread start. */
   static complete(frames: readonly Frame[]): boolean {
     return frames.some((f) => f.function !== null && ROOTS.has(f.function));
