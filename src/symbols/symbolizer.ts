@@ -13,6 +13,8 @@ import { calledFunction } from './called-function.js';
 import { demangle } from './demangle.js';
 import { lineAt, parseDebugLine } from '../formats/dwarf/line.js';
 import type { LineTable } from '../formats/dwarf/line.js';
+import { inlinedAt, parseInlines } from '../formats/dwarf/inlines.js';
+import type { InlineIndex } from '../formats/dwarf/inlines.js';
 
 export interface ModuleSymbols {
   module: Module;
@@ -51,6 +53,9 @@ export class Symbolizer {
   }
 
   private lines = new Map<string, LineTable | null>();
+  /** The file whose .debug_line gave a module's line table (its .debug_info holds the inlined calls). */
+  private lineElf = new Map<string, ElfFile>();
+  private inlines = new Map<string, InlineIndex | null>();
 
   /**
    * Source file and line of a runtime address from the module's DWARF line table (its debug file's,
@@ -70,12 +75,40 @@ export class Symbolizer {
         } catch {
           t = null;
         }
-        if (t?.rows.length) break;
+        if (t?.rows.length) {
+          this.lineElf.set(mod.path, elf);
+          break;
+        }
       }
       this.lines.set(mod.path, t);
     }
     const row = t ? lineAt(t, addr - mod.loadBias) : undefined;
     return row ? { file: row.file, line: row.line } : undefined;
+  }
+
+  /**
+   * The inlined calls holding a runtime address, innermost first (DWARF .debug_info of the file that
+   * gave the line table): each inlined function's name and the file:line it was called from. Empty
+   * without DWARF or outside inlined code.
+   */
+  inlinedAt(addr: number): Array<{ name: string | undefined; callFile: string; callLine: number }> {
+    const mod = this.moduleAt(addr);
+    if (!mod || !this.lineOf(addr)) return [];
+    let idx = this.inlines.get(mod.path);
+    if (idx === undefined) {
+      const elf = this.lineElf.get(mod.path);
+      const files = this.lines.get(mod.path)?.files;
+      idx = null;
+      if (elf && files) {
+        try {
+          idx = parseInlines(elf, files);
+        } catch {
+          idx = null;
+        }
+      }
+      this.inlines.set(mod.path, idx);
+    }
+    return idx ? inlinedAt(idx, addr - mod.loadBias) : [];
   }
 
   moduleAt(addr: number): Module | undefined {

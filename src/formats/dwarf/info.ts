@@ -36,13 +36,13 @@ export function debugSection(elf: ElfFile, name: string): Uint8Array | undefined
   return out;
 }
 
-interface Abbrev {
+export interface Abbrev {
   tag: number;
   children: boolean;
   attrs: Array<[number, number, number]>;
 } // [at, form, implicit_const]
 
-function parseAbbrevs(r: ByteReader, off: number): Map<number, Abbrev> {
+export function parseAbbrevs(r: ByteReader, off: number): Map<number, Abbrev> {
   const out = new Map<number, Abbrev>();
   r.seek(off);
   for (;;) {
@@ -212,7 +212,7 @@ export function structLayoutsFromDwarf(
 }
 
 /** Reads one attribute value: number (constants, offsets, refs made CU-absolute), string, or block bytes. */
-function readForm(
+export function readForm(
   r: ByteReader,
   form: number,
   ic: number,
