@@ -4,7 +4,9 @@
 // (DW_AT_abstract_origin, followed through DW_AT_specification / DW_AT_abstract_origin to a name)
 // and where it was called (DW_AT_call_file: a file number of the unit's line table, DW_AT_call_line).
 // Indexed under the concrete DW_TAG_subprogram holding it, so a lookup is a binary search over
-// functions and a scan of one function's inlined calls. Forms needing .debug_addr / .debug_str_offsets
+// functions and a scan of one function's inlined calls. Units are read when first needed: a first
+// pass reads only each unit's own pc ranges; a lookup parses the units holding its pc (and the unit
+// of an origin DIE it names), so a large debug file (libc's) costs only the units a stack touches. Forms needing .debug_addr / .debug_str_offsets
 // (addrx, strx, rnglistx: split DWARF) leave the entry out. Pure over ElfFile bytes; malformed units
 // are skipped (what was read before stays).
 
@@ -42,9 +44,17 @@ export interface InlinedCall {
 }
 
 export interface InlineIndex {
-  /** Concrete functions' pc ranges, sorted by start, each with the inlined calls inside it. */
-  functions: Array<{ lo: number; hi: number; calls: InlinedCall[] }>;
+  /** Concrete functions' pc ranges of the units holding `pc` (parsed now if not yet), sorted by start, each with the inlined calls inside it. */
+  functionsAt(pc: number): Array<{ lo: number; hi: number; calls: InlinedCall[] }>;
   nameOf(origin: number): string | undefined;
+}
+
+interface Unit {
+  cu: number;
+  end: number;
+  /** The unit DIE's pc ranges; undefined when it has none (then it is parsed for any pc). */
+  ranges?: Array<[number, number]>;
+  parsed: boolean;
 }
 
 /** Caps against hostile files: DIE nesting and the origin chain followed for a name. */
@@ -53,18 +63,38 @@ const MAX_DEPTH = 512,
 
 /** Parses .debug_info for inlined calls. `lineFiles`: file tables by .debug_line unit offset (line.ts). */
 export function parseInlines(elf: ElfFile, lineFiles: ReadonlyMap<number, string[]>): InlineIndex {
-  const functions: InlineIndex['functions'] = [];
-  const names = new Map<number, string>();
+  const functions: ReturnType<InlineIndex['functionsAt']> = [];
+  // Subprogram DIE -> its name: a string, or where it lies (strp / line_strp offset), decoded on lookup.
+  const names = new Map<number, string | { sec: Uint8Array | undefined; off: number }>();
   const links = new Map<number, number>(); // DIE -> the DIE its name comes from
   const info = debugSection(elf, '.debug_info');
   const abbrevBytes = debugSection(elf, '.debug_abbrev');
+  const units: Unit[] = [];
+  let sorted = true;
   const index: InlineIndex = {
-    functions,
+    functionsAt(pc: number) {
+      for (const u of units) {
+        if (u.parsed || (u.ranges && !u.ranges.some(([a, b]) => pc >= a && pc < b))) continue;
+        parseUnitOnce(u);
+      }
+      if (!sorted) {
+        functions.sort((a, b) => a.lo - b.lo);
+        sorted = true;
+      }
+      return functions;
+    },
     nameOf(origin: number): string | undefined {
       let o: number | undefined = origin;
       for (let i = 0; o !== undefined && i < MAX_ORIGIN_HOPS; i++) {
+        if (!names.has(o) && !links.has(o)) {
+          // a DIE of another unit (DW_FORM_ref_addr): read that unit
+          const at = o;
+          const u = units.find((x) => at >= x.cu && at < x.end);
+          if (u && !u.parsed) parseUnitOnce(u);
+        }
         const n = names.get(o);
-        if (n !== undefined) return n;
+        if (typeof n === 'string') return n;
+        if (n !== undefined) return strAt(n.sec, n.off);
         o = links.get(o);
       }
       return undefined;
@@ -77,32 +107,45 @@ export function parseInlines(elf: ElfFile, lineFiles: ReadonlyMap<number, string
   const rnglists = debugSection(elf, '.debug_rnglists');
   const r = new ByteReader(info, { label: `${elf.label} .debug_info` });
   const ar = new ByteReader(abbrevBytes, { label: `${elf.label} .debug_abbrev` });
-  const strAt = (sec: Uint8Array | undefined, off: number) => {
+  const abbrevCache = new Map<number, Map<number, Abbrev>>();
+  function strAt(sec: Uint8Array | undefined, off: number): string | undefined {
     if (!sec || off >= sec.byteLength) return undefined;
     try {
       return new ByteReader(sec).cstringAt(off, 4096);
     } catch {
       return undefined;
     }
-  };
-  const abbrevCache = new Map<number, Map<number, Abbrev>>();
+  }
 
   let cu = 0;
   while (cu + 11 <= info.byteLength) {
     const unitLength = r.u32At(cu);
     if (unitLength === 0xffffffff || unitLength < 7) break; // 64-bit DWARF: not produced for x86-64 user code
     const end = Math.min(cu + 4 + unitLength, info.byteLength);
+    const u: Unit = { cu, end, parsed: false };
     try {
-      parseUnit(cu, end);
+      parseUnit(u, true);
     } catch {
-      /* malformed unit: skip it */
+      u.parsed = true; // malformed unit header: never read it
     }
+    units.push(u);
     cu = end;
   }
-  functions.sort((a, b) => a.lo - b.lo);
   return index;
 
-  function parseUnit(cu: number, end: number): void {
+  function parseUnitOnce(u: Unit): void {
+    u.parsed = true;
+    sorted = false;
+    try {
+      parseUnit(u, false);
+    } catch {
+      /* malformed unit: what was read before stays */
+    }
+  }
+
+  /** `unitDieOnly`: read the unit DIE's pc ranges into `u.ranges` and stop. */
+  function parseUnit(u: Unit, unitDieOnly: boolean): void {
+    const { cu, end } = u;
     const version = r.u16At(cu + 4);
     let abbrevOff: number, addrSize: number, p: number;
     if (version >= 5) {
@@ -135,7 +178,7 @@ export function parseInlines(elf: ElfFile, lineFiles: ReadonlyMap<number, string
       }
       const ab = abbrevs.get(code);
       if (!ab) return; // unknown abbreviation: the rest of the unit cannot be read
-      let name: string | undefined,
+      let name: string | { sec: Uint8Array | undefined; off: number } | undefined,
         low: number | undefined,
         high: number | undefined,
         highIsAddr = false,
@@ -150,7 +193,14 @@ export function parseInlines(elf: ElfFile, lineFiles: ReadonlyMap<number, string
         if (typeof v !== 'number' && typeof v !== 'string') continue;
         switch (at) {
           case AT_NAME:
-            name = typeof v === 'string' ? v : form === FORM_STRP ? strAt(str, v) : form === FORM_LINE_STRP ? strAt(lineStr, v) : undefined;
+            name =
+              typeof v === 'string'
+                ? v
+                : form === FORM_STRP
+                  ? { sec: str, off: v }
+                  : form === FORM_LINE_STRP
+                    ? { sec: lineStr, off: v }
+                    : undefined;
             break;
           case AT_LOW_PC:
             if (form === FORM_ADDR && typeof v === 'number') low = v;
@@ -183,8 +233,11 @@ export function parseInlines(elf: ElfFile, lineFiles: ReadonlyMap<number, string
         }
       }
       const tag = ab.tag;
-      if (name !== undefined) names.set(dieOff, name);
-      else if (origin !== undefined || spec !== undefined) links.set(dieOff, (origin ?? spec)!);
+      // Only functions are named (an inlined call's origin is a subprogram DIE).
+      if (tag === TAG_SUBPROGRAM) {
+        if (name !== undefined) names.set(dieOff, name);
+        else if (origin !== undefined || spec !== undefined) links.set(dieOff, (origin ?? spec)!);
+      }
 
       const pcRanges = (): Array<[number, number]> => {
         if (low !== undefined && high !== undefined) {
@@ -200,6 +253,11 @@ export function parseInlines(elf: ElfFile, lineFiles: ReadonlyMap<number, string
       if (tag === TAG_COMPILE_UNIT || tag === TAG_PARTIAL_UNIT) {
         cuBase = low ?? 0;
         files = stmtList !== undefined ? (lineFiles.get(stmtList) ?? []) : [];
+        if (unitDieOnly) {
+          const rs = pcRanges();
+          if (rs.length) u.ranges = rs;
+          return;
+        }
       } else if (tag === TAG_SUBPROGRAM) {
         const rs = pcRanges();
         if (rs.length) {
@@ -306,7 +364,7 @@ export function inlinedAt(
   index: InlineIndex,
   pc: number,
 ): Array<{ name: string | undefined; callFile: string; callLine: number }> {
-  const fns = index.functions;
+  const fns = index.functionsAt(pc);
   let lo = 0,
     hi = fns.length;
   while (lo < hi) {
