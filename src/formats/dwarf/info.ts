@@ -42,12 +42,13 @@ export interface Abbrev {
   attrs: Array<[number, number, number]>;
 } // [at, form, implicit_const]
 
-export function parseAbbrevs(r: ByteReader, off: number): Map<number, Abbrev> {
+/** The abbreviation table at `off`; with `onlyCode`, read up to that code's entry and stop there. */
+export function parseAbbrevs(r: ByteReader, off: number, onlyCode?: number): Map<number, Abbrev> {
   const out = new Map<number, Abbrev>();
   r.seek(off);
   for (;;) {
     const code = r.uleb();
-    if (code === 0) break;
+    if (code === 0 || (onlyCode !== undefined && out.has(onlyCode))) break;
     const tag = r.uleb();
     const children = r.u8() === 1;
     const attrs: Array<[number, number, number]> = [];

@@ -160,7 +160,11 @@ export function parseInlines(elf: ElfFile, lineFiles: ReadonlyMap<number, string
       p = cu + 11;
     } else return;
     let abbrevs = abbrevCache.get(abbrevOff);
-    if (!abbrevs) {
+    if (!abbrevs && unitDieOnly) {
+      // the unit DIE's entry alone (whole tables are read for the units a lookup parses)
+      const first = new ByteReader(info!, { pos: p }).uleb();
+      abbrevs = parseAbbrevs(ar, abbrevOff, first);
+    } else if (!abbrevs) {
       abbrevs = parseAbbrevs(ar, abbrevOff);
       abbrevCache.set(abbrevOff, abbrevs);
     }
