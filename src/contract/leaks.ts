@@ -23,8 +23,11 @@ import {
 export const LEAKS_SCHEMA = 'leakscope.leaks/1';
 
 export interface LeakStackEntry {
-  /** Leaf first; file / line (DWARF), mangled (the raw symbol when `function` is demangled) when known (additive in /1). */
-  frames: Array<Pick<Frame, 'function' | 'module' | 'offset'> & Partial<Pick<Frame, 'file' | 'line' | 'mangled'>>>;
+  /** Leaf first; file / line (DWARF), mangled (the raw symbol when `function` is demangled) when known;
+   *  inlined: true for a function inlined into the next frame (DWARF .debug_info) (additive in /1). */
+  frames: Array<
+    Pick<Frame, 'function' | 'module' | 'offset'> & Partial<Pick<Frame, 'file' | 'line' | 'mangled' | 'inlined'>>
+  >;
   /** Outstanding at the end of the window (estimated when sampled). */
   bytes: number;
   count: number;
@@ -79,6 +82,7 @@ export function encodeLeaks(t: LeakTrace): LeaksDocument {
         ...(f.file !== undefined ? { file: f.file } : {}),
         ...(f.line !== undefined ? { line: f.line } : {}),
         ...(f.mangled !== undefined ? { mangled: f.mangled } : {}),
+        ...(f.inlined ? { inlined: true } : {}),
       })),
       bytes: s.bytes,
       count: s.count,
@@ -163,6 +167,7 @@ export const leaksDocument = object({
           file: optional(string),
           line: optional(count),
           mangled: optional(string),
+          inlined: optional(boolean),
         }),
       ),
       bytes: amount,

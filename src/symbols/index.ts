@@ -1,2 +1,3 @@
 export * from './debug-files.js';
 export * from './symbolizer.js';
+export * from './called-function.js';

@@ -46,12 +46,13 @@ export function perfMapLookup(entries: readonly PerfMapEntry[], addr: number): P
 }
 
 /**
- * Reads the target's /tmp/perf-PID.map (PID as the target knows itself: `nsPid`, default its pid),
+ * Reads the target's /tmp/perf-PID.map (PID as the target knows itself, which names the file: `nsPid`,
+ * default its pid in its own pid namespace, `space.nsPid`, else `space.pid`),
  * or undefined when there is none or it is refused (not a regular file, over the perf-map size cap,
  * outside the target's root): the one place a perf map is opened, through the address space's
  * target-file opener (openat2 RESOLVE_IN_ROOT in the target's root).
  */
-export function openPerfMap(space: AddressSpace, nsPid = space.pid): PerfMapEntry[] | undefined {
+export function openPerfMap(space: AddressSpace, nsPid = space.nsPid ?? space.pid): PerfMapEntry[] | undefined {
   try {
     const buf = readWholeAndClose(space.openTargetFile(`/tmp/perf-${nsPid}.map`, 'perf-map'));
     return parsePerfMap(buf.toString('utf8'));

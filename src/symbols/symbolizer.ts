@@ -9,9 +9,12 @@ import { loadElf } from '../formats/elf/index.js';
 import type { Frame, Module } from '../model/index.js';
 import { LeakscopeError } from '../model/errors.js';
 import { findDebugFile } from './debug-files.js';
+import { calledFunction } from './called-function.js';
 import { demangle } from './demangle.js';
 import { lineAt, parseDebugLine } from '../formats/dwarf/line.js';
 import type { LineTable } from '../formats/dwarf/line.js';
+import { inlinedAt, parseInlines } from '../formats/dwarf/inlines.js';
+import type { InlineIndex } from '../formats/dwarf/inlines.js';
 
 export interface ModuleSymbols {
   module: Module;
@@ -50,6 +53,9 @@ export class Symbolizer {
   }
 
   private lines = new Map<string, LineTable | null>();
+  /** The file whose .debug_line gave a module's line table (its .debug_info holds the inlined calls). */
+  private lineElf = new Map<string, ElfFile>();
+  private inlines = new Map<string, InlineIndex | null>();
 
   /**
    * Source file and line of a runtime address from the module's DWARF line table (its debug file's,
@@ -69,12 +75,40 @@ export class Symbolizer {
         } catch {
           t = null;
         }
-        if (t?.rows.length) break;
+        if (t?.rows.length) {
+          this.lineElf.set(mod.path, elf);
+          break;
+        }
       }
       this.lines.set(mod.path, t);
     }
     const row = t ? lineAt(t, addr - mod.loadBias) : undefined;
     return row ? { file: row.file, line: row.line } : undefined;
+  }
+
+  /**
+   * The inlined calls holding a runtime address, innermost first (DWARF .debug_info of the file that
+   * gave the line table): each inlined function's name and the file:line it was called from. Empty
+   * without DWARF or outside inlined code.
+   */
+  inlinedAt(addr: number): Array<{ name: string | undefined; callFile: string; callLine: number }> {
+    const mod = this.moduleAt(addr);
+    if (!mod || !this.lineOf(addr)) return [];
+    let idx = this.inlines.get(mod.path);
+    if (idx === undefined) {
+      const elf = this.lineElf.get(mod.path);
+      const files = this.lines.get(mod.path)?.files;
+      idx = null;
+      if (elf && files) {
+        try {
+          idx = parseInlines(elf, files);
+        } catch {
+          idx = null;
+        }
+      }
+      this.inlines.set(mod.path, idx);
+    }
+    return idx ? inlinedAt(idx, addr - mod.loadBias) : [];
   }
 
   moduleAt(addr: number): Module | undefined {
@@ -110,6 +144,34 @@ export class Symbolizer {
       ...(m ? { mapping: { start: m.start, end: m.end, fileOffset: m.offset } } : {}),
     };
   }
+
+  /**
+   * When the function holding `calleeAddr` goes by several names (aliases at one address: glibc
+   * 2.36's aligned_alloc and memalign), the name the call returning to `returnAddr` used, decoded
+   * from the caller's ELF file (called-function.ts); undefined when the function has one name or
+   * the call site cannot tell.
+   */
+  calledAlias(calleeAddr: number, returnAddr: number): string | undefined {
+    const callee = this.moduleAt(calleeAddr);
+    const caller = this.moduleAt(returnAddr);
+    if (!callee || !caller) return undefined;
+    const cs = this.symbolsOf(callee);
+    const sym = cs?.elf.symbolAt(calleeAddr - callee.loadBias);
+    if (!cs || !sym) return undefined;
+    const key = `${callee.path}:${sym.value}`;
+    let names = this.aliases.get(key);
+    if (!names) {
+      names = new Set();
+      for (const s of cs.elf.symbols())
+        if (s.value === sym.value && s.shndx !== 0 && s.type === 'func' && s.name) names.add(s.name.split('@')[0]!);
+      this.aliases.set(key, names);
+    }
+    if (names.size < 2) return undefined;
+    const elf = this.symbolsOf(caller)?.elf;
+    const c = elf ? calledFunction(elf, returnAddr - caller.loadBias, names) : undefined;
+    return c && names.has(c.name) ? c.name : undefined;
+  }
+  private aliases = new Map<string, Set<string>>();
 
   /** Resolves a symbol by name in the given modules (default: all), object first, then its debug file. */
   lookup(name: string, opts: { module?: string } = {}): ResolvedSymbol | undefined {

@@ -15,6 +15,11 @@ export interface AddressSpace extends TargetFiles {
   readonly kind: 'live' | 'core';
   /** Process id (from the core's notes for a core file). */
   readonly pid: number;
+  /**
+   * The pid as the target knows itself (getpid() in its own pid namespace: /proc/PID/status NSpid's
+   * last field) where it differs from `pid`; names its /tmp/perf-PID.map. Live processes only.
+   */
+  readonly nsPid?: number;
   /** "pid 1234 (nginx)" or "core /tmp/x.core (nginx, pid 1234)". */
   readonly description: string;
   /** Command name (comm). */

@@ -11,6 +11,7 @@ import type { AddressSpace, ThreadState } from './address-space.js';
 import { readExactly, readU64Via } from './address-space.js';
 import { buildModules } from './modules.js';
 import { TargetRoot, mapFilesPath, mapFilesPermitted } from './target-files.js';
+import { innermostPid } from './pid-namespace.js';
 
 export class LiveProcess implements AddressSpace {
   readonly kind = 'live' as const;
@@ -26,6 +27,8 @@ export class LiveProcess implements AddressSpace {
   private readonly root: TargetRoot;
   /** Whether /proc/PID/map_files can be opened (decided on the first module). */
   private mapFiles?: boolean;
+  /** The target's pid in its own pid namespace (NSpid's last field; = pid in leakscope's namespace). */
+  nsPid: number;
 
   private constructor(
     readonly pid: number,
@@ -34,6 +37,7 @@ export class LiveProcess implements AddressSpace {
   ) {
     this.fd = fd;
     this.command = command;
+    this.nsPid = pid;
     this.root = new TargetRoot(`/proc/${pid}/root`, `pid ${pid}`);
   }
 
@@ -89,6 +93,7 @@ export class LiveProcess implements AddressSpace {
       throw new LeakscopeError('io', `open /proc/${pid}/mem: ${(e as Error).message}`);
     }
     const live = new LiveProcess(pid, fd, command);
+    live.nsPid = innermostPid(`NSpid:\t${status.get('NSpid') ?? pid}\n`, pid);
     if (opts.mapFiles === false) live.mapFiles = false;
     return live;
   }

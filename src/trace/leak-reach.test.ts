@@ -2,10 +2,8 @@
 // alone sees both as outstanding, reachability at the end tells the leak from the cache.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { readdirSync, readlinkSync } from 'node:fs';
-import { ensureFixturesBuilt, REPO_ROOT } from '../../test/helpers/build.js';
+import { ensureFixturesBuilt } from '../../test/helpers/build.js';
+import { probesAttached, runLeakscope } from '../../test/helpers/leakscope-cli.js';
 import { startFixture } from '../../test/helpers/fixture.js';
 
 interface GoAnswer {
@@ -19,44 +17,8 @@ interface StackJson {
   reach?: Record<string, number>;
 }
 
-function run(args: string[]): { pid: number; done: Promise<{ status: number; stdout: string; stderr: string }> } {
-  const c = spawn(process.execPath, [join(REPO_ROOT, 'bin/leakscope'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '',
-    stderr = '';
-  c.stdout.on('data', (d: Buffer) => (stdout += d));
-  c.stderr.on('data', (d: Buffer) => (stderr += d));
-  return {
-    pid: c.pid!,
-    done: new Promise((resolve) => c.on('close', (code) => resolve({ status: code ?? -1, stdout, stderr }))),
-  };
-}
-
-/** Waits until process `pid` holds probe fds (bpf links / perf events), unchanged for 500 ms (every probe attached). */
-async function attached(pid: number, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  let last = -1,
-    since = Date.now();
-  while (Date.now() < end) {
-    let n = 0;
-    try {
-      n = readdirSync(`/proc/${pid}/fd`).filter((f) => {
-        try {
-          return /perf_event|bpf_link/.test(readlinkSync(`/proc/${pid}/fd/${f}`));
-        } catch {
-          return false;
-        }
-      }).length;
-    } catch {
-      /* not yet */
-    }
-    if (n !== last) {
-      last = n;
-      since = Date.now();
-    } else if (n > 0 && Date.now() - since >= 500) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('leakscope did not attach its probes');
-}
+const run = runLeakscope;
+const attached = probesAttached;
 
 test('leaks --reach: the leaking path is unreachable, the caching path reachable', async () => {
   await ensureFixturesBuilt();

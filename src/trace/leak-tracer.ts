@@ -127,23 +127,42 @@ const API_ALIASES: Record<string, string> = {
   __posix_memalign: 'posix_memalign',
 };
 
-/**
- * The call path as the program sees it: frames below the outermost allocation-API frame of the
- * allocator's own module (posix_memalign -> _mid_memalign -> malloc, relayed by glibc) are dropped,
- * and the leaf carries the public name. Other paths are returned unchanged.
- */
-export function apiLeaf(frames: readonly Frame[]): Frame[] {
-  if (!frames.length) return [...frames];
+/** Index of the outermost allocation-API frame of the allocator's own module (the leaf's module), or -1. */
+function apiFrameIndex(frames: readonly Frame[]): number {
+  if (!frames.length) return -1;
   const mod = frames[0]!.module;
   let leaf = -1;
   for (let i = 0; i < frames.length && frames[i]!.module === mod; i++) {
     const f = frames[i]!.function;
     if (f !== null && ALLOC_API.has(f)) leaf = i;
   }
+  return leaf;
+}
+
+/**
+ * The call path as the program sees it: frames below the outermost allocation-API frame of the
+ * allocator's own module (posix_memalign -> _mid_memalign -> malloc, relayed by glibc) are dropped,
+ * and the leaf carries the public name. Other paths are returned unchanged.
+ * `calledName(api, caller)`: the name the caller's call instruction used, for functions with
+ * several names at one address (StackResolver.calledApi); it wins when it is an allocation API.
+ * `keepInternal`: only rename, keep the frames below (--show-internal).
+ */
+export function apiLeaf(
+  frames: readonly Frame[],
+  calledName?: (api: Frame, caller: Frame) => string | undefined,
+  opts: { keepInternal?: boolean } = {},
+): Frame[] {
+  const leaf = apiFrameIndex(frames);
   if (leaf < 0) return [...frames];
   const f = frames[leaf]!;
-  const name = API_ALIASES[f.function!] ?? f.function!;
-  return [name === f.function ? f : { ...f, function: name }, ...frames.slice(leaf + 1)];
+  const caller = frames[leaf + 1];
+  const called = caller && calledName ? calledName(f, caller) : undefined;
+  const raw = called !== undefined && ALLOC_API.has(called) ? called : f.function!;
+  const name = API_ALIASES[raw] ?? raw;
+  const named = name === f.function ? f : { ...f, function: name };
+  return opts.keepInternal
+    ? [...frames.slice(0, leaf), named, ...frames.slice(leaf + 1)]
+    : [named, ...frames.slice(leaf + 1)];
 }
 
 /** True while the process exists and is not a zombie (/proc/PID/stat state after the last ')'). */
@@ -564,7 +583,8 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const framesOf = (pcs: number[]): Frame[] => {
       if (pcs === lostPcsOf(byStack)) return [LOST_STACK_FRAME];
       const f = resolver.frames(pcs);
-      return opts.mode === 'malloc' && !opts.showInternal ? apiLeaf(f) : f;
+      if (opts.mode !== 'malloc') return f;
+      return apiLeaf(f, (api, caller) => resolver.calledApi(api, caller), { keepInternal: opts.showInternal });
     };
     const withSeries = snapshots.length >= 2;
     const stacks: StackSample[] = [...byStack.values()]

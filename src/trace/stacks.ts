@@ -6,6 +6,7 @@ import type { AddressSpace } from '../target/address-space.js';
 import type { Frame, Module } from '../model/index.js';
 import { Symbolizer } from '../symbols/index.js';
 import { openPerfMap, perfMapLookup } from '../symbols/perf-map.js';
+import { demangle } from '../symbols/demangle.js';
 import type { PerfMapEntry } from '../symbols/perf-map.js';
 import { CfiCache, ModuleMap, unwindStack } from '../unwind/index.js';
 import type { StopReason } from '../unwind/index.js';
@@ -60,6 +61,7 @@ export class StackResolver {
     if (on === this.linesOn) return;
     this.linesOn = on;
     this.frameCache.clear();
+    this.inlineCache.clear();
     this.framesMemo = new WeakMap();
   }
   private linesOn = false;
@@ -107,6 +109,7 @@ export class StackResolver {
     this.symbolizer = new Symbolizer(mods);
     this.moduleMap = this.makeMap();
     this.frameCache.clear();
+    this.inlineCache.clear();
     this.framesMemo = new WeakMap();
     this.pathCache.clear();
     this.perfMap = undefined;
@@ -144,11 +147,16 @@ export class StackResolver {
   private pathCache = new Map<number, CachedPath[]>();
   cacheHits = 0;
 
-  /** Symbolized frames, leaf first. Return addresses are looked up at pc - 1 (the call instruction). */
+  /**
+   * Symbolized frames, leaf first. Return addresses are looked up at pc - 1 (the call instruction).
+   * With lines on, a pc in inlined code gives one frame per inlined function first (`inlined: true`,
+   * innermost first, as `addr2line -i` lists them), then its function's frame at the outermost call's line.
+   */
   frames(pcs: readonly number[]): Frame[] {
     const memo = this.framesMemo.get(pcs);
     if (memo) return memo;
-    const out = pcs.map((pc, i) => {
+    const out: Frame[] = [];
+    pcs.forEach((pc, i) => {
       const lookup = i === 0 ? pc : pc - 1;
       let f = this.frameCache.get(lookup);
       if (!f) {
@@ -165,13 +173,51 @@ export class StackResolver {
         }
         this.frameCache.set(lookup, f);
       }
-      return f;
+      if (this.withLines && f.function !== null && f.line !== undefined) out.push(...this.inlinedFrames(lookup, f));
+      else out.push(f);
     });
     this.framesMemo.set(pcs, out);
     return out;
   }
+
+  /** `f` expanded by the inlined calls at `lookup` (cached per address). */
+  private inlinedFrames(lookup: number, f: Frame): Frame[] {
+    let x = this.inlineCache.get(lookup);
+    if (x) return x;
+    const chain = this.symbolizer.inlinedAt(lookup);
+    x = [];
+    let file = f.file,
+      line = f.line;
+    for (const c of chain) {
+      const name = c.name ?? null;
+      x.push({ ...f, function: name === null ? null : demangle(name), file, line, inlined: true });
+      delete x[x.length - 1]!.mangled;
+      delete x[x.length - 1]!.functionOffset;
+      file = c.callFile;
+      line = c.callLine;
+    }
+    x.push(chain.length ? { ...f, file, line } : f);
+    this.inlineCache.set(lookup, x);
+    return x;
+  }
+  private inlineCache = new Map<number, Frame[]>();
+
   /** Frames of the pcs arrays the path cache hands out again and again. */
   private framesMemo = new WeakMap<readonly number[], Frame[]>();
+
+  /**
+   * The name `caller`'s call instruction used for the function of frame `api`, when that function
+   * has several names at one address (aligned_alloc / memalign in glibc 2.36), else undefined.
+   * `caller.address` is its return address (frames() keeps it so).
+   */
+  calledApi(api: Frame, caller: Frame): string | undefined {
+    if (api.address === undefined || caller.address === undefined) return undefined;
+    try {
+      return this.symbolizer.calledAlias(api.address, caller.address);
+    } catch {
+      return undefined; // unreadable or malformed caller file: keep the symbol's name
+    }
+  }
 
   /** True when the frames reach main or a thread start. */
   static complete(frames: readonly Frame[]): boolean {

@@ -36,18 +36,19 @@ export function debugSection(elf: ElfFile, name: string): Uint8Array | undefined
   return out;
 }
 
-interface Abbrev {
+export interface Abbrev {
   tag: number;
   children: boolean;
   attrs: Array<[number, number, number]>;
 } // [at, form, implicit_const]
 
-function parseAbbrevs(r: ByteReader, off: number): Map<number, Abbrev> {
+/** The abbreviation table at `off`; with `onlyCode`, read up to that code's entry and stop there. */
+export function parseAbbrevs(r: ByteReader, off: number, onlyCode?: number): Map<number, Abbrev> {
   const out = new Map<number, Abbrev>();
   r.seek(off);
   for (;;) {
     const code = r.uleb();
-    if (code === 0) break;
+    if (code === 0 || (onlyCode !== undefined && out.has(onlyCode))) break;
     const tag = r.uleb();
     const children = r.u8() === 1;
     const attrs: Array<[number, number, number]> = [];
@@ -212,7 +213,7 @@ export function structLayoutsFromDwarf(
 }
 
 /** Reads one attribute value: number (constants, offsets, refs made CU-absolute), string, or block bytes. */
-function readForm(
+export function readForm(
   r: ByteReader,
   form: number,
   ic: number,

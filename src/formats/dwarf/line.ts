@@ -18,6 +18,8 @@ export interface LineRow {
 /** Rows of every sequence, sorted by address; a row with line 0 marks the first address past a sequence. */
 export interface LineTable {
   rows: LineRow[];
+  /** Each unit's file names by the unit's .debug_line offset (a CU's DW_AT_stmt_list), indexed by file number. */
+  files?: Map<number, string[]>;
 }
 
 const SHF_COMPRESSED = 0x800;
@@ -66,6 +68,7 @@ export function parseDebugLine(elf: ElfFile): LineTable {
   const lineStr = debugSectionBytes(elf, '.debug_line_str');
   const str = debugSectionBytes(elf, '.debug_str');
   const rows: LineRow[] = [];
+  const files = new Map<number, string[]>();
   const r = new ByteReader(bytes, { label: `${elf.label} .debug_line` });
   while (r.remaining > 0) {
     const unitStart = r.pos;
@@ -84,16 +87,16 @@ export function parseDebugLine(elf: ElfFile): LineTable {
         lineStr,
         str,
         rows,
+        (f) => files.set(unitStart, f),
       );
     } catch {
       /* a malformed unit: skip it */
     }
     r.seek(unitEnd);
-    void unitStart;
   }
   // End markers first at equal addresses: a sequence starting where another ends wins.
   rows.sort((a, b) => a.address - b.address || (a.line === 0 ? 0 : 1) - (b.line === 0 ? 0 : 1));
-  return { rows };
+  return { rows, files };
 }
 
 function cstr(b: Uint8Array, off: number): string {
@@ -103,7 +106,14 @@ function cstr(b: Uint8Array, off: number): string {
   return Buffer.from(b.buffer, b.byteOffset + off, end - off).toString('utf8');
 }
 
-function parseUnit(r: ByteReader, offsetSize: number, lineStr: Uint8Array, str: Uint8Array, rows: LineRow[]): void {
+function parseUnit(
+  r: ByteReader,
+  offsetSize: number,
+  lineStr: Uint8Array,
+  str: Uint8Array,
+  rows: LineRow[],
+  onFiles: (files: string[]) => void,
+): void {
   const version = r.u16();
   if (version < 2 || version > 5) throw new Error(`version ${version}`);
   let addressSize = 8;
@@ -191,6 +201,7 @@ function parseUnit(r: ByteReader, offsetSize: number, lineStr: Uint8Array, str: 
       files.push(join(dir ? dirs[dir - 1] : undefined, name));
     }
   }
+  onFiles(files);
   r.seek(programStart);
   // The state machine (DWARF 5 section 6.2.2); op_index is ignored (x86: max_ops = 1).
   let address = 0,

@@ -21,7 +21,7 @@
 import { gzipSync } from 'node:zlib';
 import { Function as PprofFunction, Location, Mapping, Profile, Sample, StringTable, ValueType } from 'pprof-format';
 import { LeakscopeError } from '../../model/errors.js';
-import type { StackSample } from '../../model/stacks.js';
+import type { Frame, StackSample } from '../../model/stacks.js';
 
 export interface PprofOptions {
   /** Length of the trace window in nanoseconds. */
@@ -70,7 +70,12 @@ export function toPprof(samples: readonly StackSample[], opts: PprofOptions): Ui
 
   samples.forEach((s, index) => {
     const locationId: number[] = [];
-    for (const f of s.frames) {
+    // Inlined frames (inlined: true) share the Location of the frame they are inlined into: one
+    // Line each, innermost first, the caller's last (profile.proto Location.line).
+    for (let fi = 0; fi < s.frames.length; fi++) {
+      const group: Frame[] = [s.frames[fi]!];
+      while (s.frames[fi]!.inlined && fi + 1 < s.frames.length) group.push(s.frames[++fi]!);
+      const f = s.frames[fi]!;
       if (!Number.isSafeInteger(f.offset) || f.offset < 0) {
         throw new LeakscopeError(
           'malformed',
@@ -98,27 +103,29 @@ export function toPprof(samples: readonly StackSample[], opts: PprofOptions): Ui
         m = { mapping, maxOffset: 0, allSymbolized: true, real: !!real, anyLine: false, allLines: true };
         mappingByModule.set(mkey, m);
       }
-      const key = `${mkey}\0${real ? f.address : f.offset}\0${f.line ?? ''}`;
+      const key = `${mkey}\0${real ? f.address : f.offset}\0${group.map((g) => `${g.function}:${g.line ?? ''}`).join('\0')}`;
       let id = locationByKey.get(key);
       if (id === undefined) {
         id = locations.length + 1;
         const line = [];
-        if (f.function !== null) {
-          const fkey = `${f.function}\0${f.file ?? ''}`;
+        for (const g of group) {
+          if (g.function === null) {
+            m.allSymbolized = false;
+            continue;
+          }
+          const fkey = `${g.function}\0${g.file ?? ''}`;
           let functionId = functionByKey.get(fkey);
           if (functionId === undefined) {
             functionId = functions.length + 1;
-            const name = strings.dedup(f.function);
+            const name = strings.dedup(g.function);
             functions.push(
-              new PprofFunction({ id: functionId, name, systemName: name, filename: strings.dedup(f.file ?? '') }),
+              new PprofFunction({ id: functionId, name, systemName: name, filename: strings.dedup(g.file ?? '') }),
             );
             functionByKey.set(fkey, functionId);
           }
-          line.push({ functionId, line: f.line ?? 0 });
-          if (f.line !== undefined) m.anyLine = true;
+          line.push({ functionId, line: g.line ?? 0 });
+          if (g.line !== undefined) m.anyLine = true;
           else m.allLines = false;
-        } else {
-          m.allSymbolized = false;
         }
         locations.push(new Location({ id, mappingId: m.mapping.id, address: m.real ? f.address! : f.offset, line }));
         locationByKey.set(key, id);
