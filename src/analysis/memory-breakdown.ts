@@ -202,4 +202,3 @@ function classifyRest(m: MappingWithUsage, stackSps: number[], luajit: boolean, 
   if (m.path.startsWith('[v')) return 'code'; // [vdso], [vvar], [vsyscall]
   return 'other-anon';
 }
-

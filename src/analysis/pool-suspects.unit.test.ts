@@ -6,7 +6,13 @@ import assert from 'node:assert/strict';
 import type { NginxPool, PoolAnalysis } from '../nginx/index.js';
 import { samePool, stableSuspects } from './pool-suspects.js';
 
-function pool(o: { used?: number; bytes?: number[]; blocks?: number; cleanups?: number; owner?: NginxPool['owner'] }): NginxPool {
+function pool(o: {
+  used?: number;
+  bytes?: number[];
+  blocks?: number;
+  cleanups?: number;
+  owner?: NginxPool['owner'];
+}): NginxPool {
   const addr = 0x5600_0000_1000;
   const used = o.used ?? 200;
   return {
@@ -48,7 +54,10 @@ test('a pool untouched between reads is the same pool', () => {
 });
 
 test('a pool that grew past what the earlier read saw, earlier bytes unchanged, is the same pool', () => {
-  assert.equal(samePool(pool({ used: 120, bytes: [1, 2] }), pool({ used: 400, bytes: [1, 2, 9, 9], cleanups: 1 })), true);
+  assert.equal(
+    samePool(pool({ used: 120, bytes: [1, 2] }), pool({ used: 400, bytes: [1, 2, 9, 9], cleanups: 1 })),
+    true,
+  );
   assert.equal(samePool(pool({ bytes: [1, 2] }), pool({ bytes: [1, 2], blocks: 2 })), true);
 });
 

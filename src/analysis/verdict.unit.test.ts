@@ -49,7 +49,12 @@ function growth(
           : kind === 'baseline-file'
             ? 'baseline pid 7 (saved)'
             : '';
-  return { kind, source: label, buckets: kind ? [...(o.others ?? [flat]), ...(anomalous ? [anomalous] : [])] : [], anomalous };
+  return {
+    kind,
+    source: label,
+    buckets: kind ? [...(o.others ?? [flat]), ...(anomalous ? [anomalous] : [])] : [],
+    anomalous,
+  };
 }
 const leakFn = (
   bytes: number,

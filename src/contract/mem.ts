@@ -207,9 +207,7 @@ export function parseMem(doc: unknown): MemDocument {
  * One line for an nginx shm zone and its slab pages (mem and analyze, text and HTML):
  * `"dict" (ngx_http_lua_module) 10.0 MiB: 2548 pages of 4 KiB, 12 used, 2536 free; chunks 64 B 40/64 used`.
  */
-export function describeShmZone(
-  z: Pick<MemShmZoneEntry, 'name' | 'module' | 'size' | 'slab' | 'slabProblem'>,
-): string {
+export function describeShmZone(z: Pick<MemShmZoneEntry, 'name' | 'module' | 'size' | 'slab' | 'slabProblem'>): string {
   const head = `"${z.name}"${z.module ? ` (${z.module})` : ''} ${formatBytes(z.size)}`;
   const s = z.slab;
   if (!s) return `${head}: slab not read (${z.slabProblem ?? 'unknown'})`;

@@ -163,7 +163,9 @@ export function samplePools(groups: GroupSpec[], opts: { census?: HeapCensus } =
           referencedFrom: null,
           references: [],
           // the same bytes in every sample built alike: a pool unchanged between two reads
-          firstBytes: LIFECYCLE_OWNERS.has(g.owner) ? null : Uint8Array.from({ length: 8 + 512 - 80 }, (_, k) => (addr / 16 + k) & 0xff),
+          firstBytes: LIFECYCLE_OWNERS.has(g.owner)
+            ? null
+            : Uint8Array.from({ length: 8 + 512 - 80 }, (_, k) => (addr / 16 + k) & 0xff),
         });
       }
       return {

@@ -251,8 +251,13 @@ function luaHeapsOnce(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
               afterRegion: (ri, index, strTab) => {
                 const s = segOfRegion.get(ri);
                 if (!s) return;
-                releaseSegmentStrings(img, ri, s, top, topsize, (user) =>
-                  user === strTab || (index.has(user) && img.u8(user + gctOff) === GCT.str),
+                releaseSegmentStrings(
+                  img,
+                  ri,
+                  s,
+                  top,
+                  topsize,
+                  (user) => user === strTab || (index.has(user) && img.u8(user + gctOff) === GCT.str),
                 );
                 walked.add(s);
               },

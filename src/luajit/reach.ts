@@ -92,7 +92,8 @@ export function reachability(img: HeapImage, L: LuajitLayouts, c: LuaCensus): Re
     const slots = Math.min(Math.max(0, (top - stack) / 8), img.u32(th + T.stacksize!));
     for (let k = 0; k < slots; k++) visitTv(stack + 8 * k, from, Edge.Stack, k);
     let m = 0;
-    for (let u = img.u64(th + T.openupval!); u && m < 1 << 20; u = img.u64(u), m++) visit(u, from, Edge.Stack, OPEN_UPVALUE);
+    for (let u = img.u64(th + T.openupval!); u && m < 1 << 20; u = img.u64(u), m++)
+      visit(u, from, Edge.Stack, OPEN_UPVALUE);
   };
   // Roots, in the order a user reads paths from: registry first.
   visitTv(g + G.registrytv!, -2, Edge.Root, root(0));

@@ -56,7 +56,19 @@ test('built-in layout table matches offsetof() against the installed nginx-dev h
   // and the slab pool of shm zones: Debian's build has POSIX semaphores (the 'posix-sem' layout)
   const slab = derived.ngx_slab_pool_t as Record<string, number>;
   const L = SLAB_POOL_LAYOUTS.find((l) => l.name === 'posix-sem')!;
-  for (const k of ['min_shift', 'pages', 'last', 'free', 'stats', 'pfree', 'start', 'end', 'data', 'addr', 'sizeof'] as const)
+  for (const k of [
+    'min_shift',
+    'pages',
+    'last',
+    'free',
+    'stats',
+    'pfree',
+    'start',
+    'end',
+    'data',
+    'addr',
+    'sizeof',
+  ] as const)
     assert.equal(L[k], slab[k], `ngx_slab_pool_t.${k}`);
   assert.deepEqual({ ...SLAB_PAGE }, derived.ngx_slab_page_t);
   assert.deepEqual({ ...SLAB_STAT }, derived.ngx_slab_stat_t);

@@ -114,7 +114,9 @@ test('ngx.shared.DICT zone: used / free slab pages equal what the worker reports
     const text = renderMemTable(parsed);
     assert.match(
       text,
-      new RegExp(`nginx shm zone "${DICT}" \\(ngx_http_lua_module\\) 1\\.00 MiB: ${s1.pages} slab pages of 4\\.00 KiB, ${s1.usedPages} used, ${s1.freePages} free`),
+      new RegExp(
+        `nginx shm zone "${DICT}" \\(ngx_http_lua_module\\) 1\\.00 MiB: ${s1.pages} slab pages of 4\\.00 KiB, ${s1.usedPages} used, ${s1.freePages} free`,
+      ),
       text,
     );
 

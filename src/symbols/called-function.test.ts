@@ -131,7 +131,9 @@ test("calledFunction: every call to an import in Debian's nginx names what objdu
       other++;
     }
   }
-  console.log(`# nginx: ${plt} calls through the PLT, ${got} through GOT slots, ${other} local calls: all as objdump reads them`);
+  console.log(
+    `# nginx: ${plt} calls through the PLT, ${got} through GOT slots, ${other} local calls: all as objdump reads them`,
+  );
   assert.ok(plt > 1000 && other > 1000);
 });
 
@@ -162,7 +164,9 @@ test('calledFunction: hostile bytes (a call into garbage, slots out of range, a 
       for (let o = rela.offset; o < rela.offset + rela.size; o += 24) {
         const sym = new DataView(b.buffer).getUint32(o + 12, true);
         const nameOff = new DataView(b.buffer).getUint32(e.sections[rela.link]!.offset + sym * 24, true);
-        const name = Buffer.from(b.subarray(e.sections[e.sections[rela.link]!.link]!.offset + nameOff)).toString('latin1');
+        const name = Buffer.from(b.subarray(e.sections[e.sections[rela.link]!.link]!.offset + nameOff)).toString(
+          'latin1',
+        );
         if (name.startsWith('aligned_alloc\0')) return { o, sym };
       }
       throw new Error('no aligned_alloc slot');

@@ -29,7 +29,12 @@ int main(void) {
   return 0;
 }
 `;
-const CALLED: Record<number, string> = { 1111: 'aligned_alloc', 2222: 'memalign', 3333: 'aligned_alloc', 4444: 'memalign' };
+const CALLED: Record<number, string> = {
+  1111: 'aligned_alloc',
+  2222: 'memalign',
+  3333: 'aligned_alloc',
+  4444: 'memalign',
+};
 
 interface LeaksJson {
   complete: boolean;

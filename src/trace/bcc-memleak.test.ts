@@ -102,8 +102,15 @@ test("bcc's memleak leaker app: every allocation kind, requested bytes exact, le
   const kinds = kindsOf(source);
   // bcc's own test covers these eight; the source may add more (each is checked the same way).
   const tested = [...driver.matchAll(/def test_(\w+)\(self\)/g)].map((m) => m[1]!);
-  for (const k of tested) assert.ok(kinds.some((x) => x.kind === k && x.api), `${k} is a leaking kind of the source`);
-  assert.ok(kinds.some((k) => !k.api), 'no_leak');
+  for (const k of tested)
+    assert.ok(
+      kinds.some((x) => x.kind === k && x.api),
+      `${k} is a leaking kind of the source`,
+    );
+  assert.ok(
+    kinds.some((k) => !k.api),
+    'no_leak',
+  );
 
   const summary: string[] = [];
   for (const { kind, api } of kinds) {

@@ -55,7 +55,17 @@ test('inlined frames: JSON frames and pprof Line arrays as addr2line -i reads th
     const exited = new Promise((r) => app.on('close', r));
     let doc: { stacks: { frames: FrameJson[]; bytes: number }[] };
     try {
-      const run = runLeakscope(['leaks', String(app.pid), '--sample-bytes', '0', '--duration', '60', '--json', '--pprof', pprofFile]);
+      const run = runLeakscope([
+        'leaks',
+        String(app.pid),
+        '--sample-bytes',
+        '0',
+        '--duration',
+        '60',
+        '--json',
+        '--pprof',
+        pprofFile,
+      ]);
       await probesAttached(run.pid);
       app.stdin.end('\n');
       await exited;
@@ -68,7 +78,9 @@ test('inlined frames: JSON frames and pprof Line arrays as addr2line -i reads th
     const profile = Profile.decode(gunzipSync(readFileSync(pprofFile)));
     const str = (i: unknown) => profile.stringTable.strings[Number(i)]!;
     const fnName = new Map(profile.function.map((f) => [Number(f.id), str(f.name)]));
-    const lines = new Map(profile.location.map((l) => [Number(l.id), l.line.map((x) => `${fnName.get(Number(x.functionId))}:${x.line}`)]));
+    const lines = new Map(
+      profile.location.map((l) => [Number(l.id), l.line.map((x) => `${fnName.get(Number(x.functionId))}:${x.line}`)]),
+    );
 
     let paths = 0;
     for (const size of [2000, 3000, 10000]) {
@@ -87,7 +99,9 @@ test('inlined frames: JSON frames and pprof Line arrays as addr2line -i reads th
       }
       const expected = groups.map((g) => {
         const pc = g[g.length - 1]!.offset - 1; // return address - 1
-        const out = execFileSync('addr2line', ['-f', '-i', '-e', bin, pc.toString(16)], { encoding: 'utf8' }).trim().split('\n');
+        const out = execFileSync('addr2line', ['-f', '-i', '-e', bin, pc.toString(16)], { encoding: 'utf8' })
+          .trim()
+          .split('\n');
         const fr: string[] = [];
         for (let i = 0; i + 1 < out.length; i += 2) fr.push(`${out[i]}:${/:(\d+)/.exec(out[i + 1]!)![1]}`);
         return fr;
@@ -97,7 +111,9 @@ test('inlined frames: JSON frames and pprof Line arrays as addr2line -i reads th
       assert.ok(groups[0]!.length >= 2, `${size} B: the malloc call is in inlined code: ${ours[0]}`);
       // pprof: the sample with this path's bytes has one Location per group, Lines as addr2line
       const sample = profile.sample.find((x) => Number(x.value[0]) === size)!;
-      const locLines = sample.locationId.map((id) => lines.get(Number(id))!).filter((l) => expected.some((e) => e.join() === l.join()));
+      const locLines = sample.locationId
+        .map((id) => lines.get(Number(id))!)
+        .filter((l) => expected.some((e) => e.join() === l.join()));
       assert.deepEqual(locLines, expected, `${size} B: pprof Line arrays`);
       paths++;
     }

@@ -170,7 +170,12 @@ export class TraceSession {
 
   private loadAll(specs: ProbeSpec[]): void {
     for (const s of specs) {
-      const key = JSON.stringify([s.retprobe, s.session ?? false, s.multi ?? false, s.programKey ?? s.name.split(':')[1]]);
+      const key = JSON.stringify([
+        s.retprobe,
+        s.session ?? false,
+        s.multi ?? false,
+        s.programKey ?? s.name.split(':')[1],
+      ]);
       let prog = this.programs.get(key);
       if (!prog) {
         prog = loadProgram({

@@ -229,7 +229,11 @@ test('cached unwinds of the captures repeat the first unwind exactly', () => {
       assert.equal(again.stopReason, first.stopReason, label);
     }
     // a fresh cache (cold) gives the same as the warm one
-    assert.deepEqual(unwindStack(c.regs, stack, c.stackAddr, new ModuleMap(mods, new CfiCache())).pcs, first.pcs, label);
+    assert.deepEqual(
+      unwindStack(c.regs, stack, c.stackAddr, new ModuleMap(mods, new CfiCache())).pcs,
+      first.pcs,
+      label,
+    );
   }
 });
 

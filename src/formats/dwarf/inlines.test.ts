@@ -122,7 +122,11 @@ for (const dwarf of [4, 5]) {
       // the nested one: inner inlined into middle inlined into outer
       const elf = loadElf(bin);
       const idx = parseInlines(elf, parseDebugLine(elf).files!);
-      const nested = callSites(bin).map((pc) => inlinedAt(idx, pc).map((c) => `${c.name}@${c.callLine}`).join(' '));
+      const nested = callSites(bin).map((pc) =>
+        inlinedAt(idx, pc)
+          .map((c) => `${c.name}@${c.callLine}`)
+          .join(' '),
+      );
       assert.ok(nested.includes('inner@8 middle@13'), nested.join('; '));
     } finally {
       rmSync(dir, { recursive: true, force: true });
