@@ -88,7 +88,7 @@ async function traceKind(kind: string, amount: number): Promise<LeaksJson> {
   }
 }
 
-test("bcc's memleak leaker app: every allocation kind, requested bytes exact, leaf named after the API called", async (t) => {
+test("bcc's memleak leaker app: every allocation kind, requested bytes exact, leaf named after the API called", async () => {
   const make = spawnSync('make', ['-s', '-C', FIXTURES_DIR, 'bcc-tests'], { encoding: 'utf8' });
   assert.equal(make.status, 0, `make bcc-tests:\n${make.stdout}${make.stderr}`);
   const source = readFileSync(join(SRC, 'test_tools_memleak_leaker_app.c'), 'utf8');
