@@ -23,6 +23,10 @@ import type { CapturedEvent } from './capture.js';
 import { decodeCapture } from './capture.js';
 import { StackResolver } from './stacks.js';
 import { entryProbeOffsetAt, resultTestJumpVaddr, returnSiteOfCall } from './call-sites.js';
+import { locateVms, luajitLibrary } from '../luajit/index.js';
+import type { LuajitLayouts } from '../luajit/index.js';
+import { LuaFrameResolver, decodeLuaBlock, luaKey, luaWalkConfig, spliceLuaFrames } from './lua-stack.js';
+import type { LuaCapture, LuaWalkConfig } from './lua-stack.js';
 
 /** tcmalloc's default sampling period (bytes). */
 export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
@@ -147,6 +151,39 @@ interface EventRecord {
   size: number;
   timeNs: number;
   complete: boolean;
+  /** Made inside a Lua VM: its frames, where they go in the native path, the VM's native callers. */
+  lua?: EventLua;
+}
+
+interface EventLua {
+  capture: LuaCapture;
+  key: string;
+  /** pcs[0, cut) ran inside the VM call (sp <= cframe). */
+  cut: number;
+  /** pcs[cut..] when the native walk got past the VM, else the callers unwound from the VM's frame. */
+  outer: number[];
+  spOffsets: readonly number[];
+  cfOffset: number;
+}
+
+/** Aggregation key of an event's call path (native pcs, plus the Lua frames when it has them). */
+function pathKey(pcs: readonly number[], lua?: EventLua): string {
+  return lua ? `${pcs.join(',')}|${lua.key}` : pcs.join(',');
+}
+
+/** The Lua VMs whose frames the malloc probes read (none without libluajit or on any problem). */
+function luaVmsOf(space: AddressSpace, symbolizer: Symbolizer): Array<{ cfg: LuaWalkConfig; layouts: LuajitLayouts }> {
+  if (!luajitLibrary(space)) return [];
+  try {
+    const out: Array<{ cfg: LuaWalkConfig; layouts: LuajitLayouts }> = [];
+    for (const vm of locateVms(space, symbolizer).vms.slice(0, 4)) {
+      const cfg = luaWalkConfig(vm.globalState, vm.layouts);
+      if (cfg) out.push({ cfg, layouts: vm.layouts });
+    }
+    return out;
+  } catch {
+    return [];
+  }
 }
 
 export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): Promise<LeakTrace> {
@@ -167,11 +204,41 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     complete = 0;
   // Threads whose stack top is known copy only down to it (capture.ts StackTopLookup).
   const stackTopKnown = new Set<number>();
+  let luaEvents = 0;
+  /** The Lua part of an event (decoded block; the VM's native callers when the walk stopped inside it). */
+  const luaOf = (e: CapturedEvent, u: { pcs: number[]; spOffsets: readonly number[] }): EventLua | undefined => {
+    const capture = e.lua ? decodeLuaBlock(e.lua) : undefined;
+    if (!capture || !capture.frames.length) return undefined;
+    luaEvents++;
+    const cfOffset = capture.cframe - e.regs.rsp;
+    let cut = u.pcs.length;
+    for (let i = 0; i < u.pcs.length; i++)
+      if ((u.spOffsets[i] ?? Infinity) > cfOffset) {
+        cut = i;
+        break;
+      }
+    const outer = cut < u.pcs.length ? u.pcs.slice(cut) : resolver.unwindFromVmFrame(e, capture.cframe);
+    return { capture, key: luaKey(capture), cut, outer, spOffsets: u.spOffsets, cfOffset };
+  };
+  const eventRecord = (e: CapturedEvent): { rec: EventRecord; u: ReturnType<StackResolver['unwind']> } => {
+    const u = resolver.unwind(e);
+    const lua = luaOf(e, u);
+    const nativeFrames = lua
+      ? [...resolver.frames(u.pcs.slice(0, lua.cut)), ...resolver.frames([0, ...lua.outer]).slice(1)]
+      : resolver.frames(u.pcs);
+    const rec: EventRecord = {
+      pcs: u.pcs,
+      size: e.size,
+      timeNs: e.timeNs,
+      complete: StackResolver.complete(nativeFrames),
+      ...(lua ? { lua } : {}),
+    };
+    return { rec, u };
+  };
   const onEvent = (e: CapturedEvent) => {
     sampledEvents++;
-    const u = resolver.unwind(e);
+    const { rec, u } = eventRecord(e);
     const frames = resolver.frames(u.pcs);
-    const rec: EventRecord = { pcs: u.pcs, size: e.size, timeNs: e.timeNs, complete: StackResolver.complete(frames) };
     if (rec.complete) complete++;
     if (opts.mode === 'malloc') {
       const key = e.tgid * 2 ** 32 + e.tid;
@@ -206,6 +273,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     ringBytes: opts.ringBytes ?? (sampleBytes === 0 ? 64 << 20 : 16 << 20),
   });
   const symbolizer = new Symbolizer(space.modules());
+  const luaVms = opts.mode === 'malloc' ? luaVmsOf(space, symbolizer) : [];
   // Inside a pid namespace (a container), filter on the target's tgid there, not on the initial namespace's.
   const pidns = space.kind === 'live' ? pidNamespaceFilter(space.pid) : undefined;
   const probes: string[] = [];
@@ -229,6 +297,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         symbolVaddr,
         sizeRange: opts.sizeRange,
         loadBias: libc.loadBias,
+        lua: luaVms.map((v) => v.cfg),
       }))
         session.add(p);
     } else {
@@ -288,7 +357,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         seen.add(o.address);
         const ev = events.get(`${o.tid}:${o.timeNs}`);
         if (!ev) continue;
-        const k = ev.pcs.join(',');
+        const k = pathKey(ev.pcs, ev.lua);
         byKey.set(k, (byKey.get(k) ?? 0) + (sampleBytes > 0 && o.size < sampleBytes ? sampleBytes : o.size));
       }
       snapshots.push({ seconds: (monotonicNs() - t0Ns) / 1e9, byKey });
@@ -345,12 +414,21 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     // Outstanding at the end, by call path.
     const byStack = new Map<
       string,
-      { pcs: number[]; bytes: number; count: number; allocBytes: number; allocCount: number; reach?: StackReach }
+      {
+        pcs: number[];
+        lua?: EventLua;
+        key: string;
+        bytes: number;
+        count: number;
+        allocBytes: number;
+        allocCount: number;
+        reach?: StackReach;
+      }
     >();
-    const bucket = (pcs: number[]) => {
-      const k = pcs.join(',');
+    const bucket = (pcs: number[], lua?: EventLua) => {
+      const k = pathKey(pcs, lua);
       let b = byStack.get(k);
-      if (!b) byStack.set(k, (b = { pcs, bytes: 0, count: 0, allocBytes: 0, allocCount: 0 }));
+      if (!b) byStack.set(k, (b = { pcs, lua, key: k, bytes: 0, count: 0, allocBytes: 0, allocCount: 0 }));
       return b;
     };
     const classOf = opts.reachAtEnd ? await opts.reachAtEnd() : undefined;
@@ -404,7 +482,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       }
       for (const ev of events.values()) {
         const w = scale(ev.size);
-        const b = bucket(ev.pcs);
+        const b = bucket(ev.pcs, ev.lua);
         b.allocBytes += w.bytes;
         b.allocCount += w.count;
         if (!stash) {
@@ -436,17 +514,11 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
           if (r) {
             const e = decodeCapture(r);
             sampledEvents++;
-            const u = resolver.unwind(e);
-            ev = {
-              pcs: u.pcs,
-              size: e.size,
-              timeNs: e.timeNs,
-              complete: StackResolver.complete(resolver.frames(u.pcs)),
-            };
+            ev = eventRecord(e).rec;
             if (ev.complete) complete++;
             stashed.count++;
             stashed.bytes += o.size;
-            const b = bucket(ev.pcs);
+            const b = bucket(ev.pcs, ev.lua);
             b.allocBytes += o.size;
             b.allocCount += 1;
           }
@@ -456,7 +528,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
           lostOutstanding.bytes += o.size;
         }
         const w = scale(o.size);
-        const b = bucket(ev ? ev.pcs : lostPcs);
+        const b = ev ? bucket(ev.pcs, ev.lua) : bucket(lostPcs);
         b.bytes += w.bytes;
         b.count += w.count;
         outBytes += w.bytes;
@@ -493,30 +565,50 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       notes.push(
         `exact mode: records of allocations freed during the window stayed in the kernel (allocated per path counts only what is still outstanding); ${stashed.count} outstanding stacks read from the kernel at the end`,
       );
+    if (luaVms.length)
+      notes.push(
+        `Lua frames read in the probe for ${luaVms.length} Lua VM(s) (global_State ${luaVms.map((v) => '0x' + v.cfg.globalState.toString(16)).join(', ')}); ${luaEvents} sampled allocations were made inside Lua`,
+      );
     if (exitedAfter !== undefined) notes.push(`target exited after ${exitedAfter.toFixed(1)} s; results cover that`);
     const lossless = st.ringFull === 0 && st.outstandingFull === 0;
 
     resolver.withLines = true;
-    const framesOf = (pcs: number[]): Frame[] => {
+    const luaResolvers = new Map<number, LuaFrameResolver>();
+    const luaModule = luajitLibrary(space)?.path;
+    const framesOf = (pcs: number[], lua?: EventLua): Frame[] => {
       if (pcs === lostPcsOf(byStack)) return [LOST_STACK_FRAME];
-      const f = resolver.frames(pcs);
+      let f = resolver.frames(pcs);
+      if (lua) {
+        // The VM whose block this is: the one whose cur_L it read (the first configured VM otherwise).
+        const vm = luaVms[0]!;
+        let lr = luaResolvers.get(vm.cfg.globalState);
+        if (!lr) luaResolvers.set(vm.cfg.globalState, (lr = new LuaFrameResolver(space, vm.layouts, symbolizer)));
+        const outer = lua.cut < pcs.length ? f.slice(lua.cut) : resolver.frames([0, ...lua.outer]).slice(1);
+        f = spliceLuaFrames(
+          f.slice(0, lua.cut),
+          lua.spOffsets,
+          lua.cfOffset,
+          lr.frames(lua.capture),
+          outer,
+          luaModule ? basename(luaModule) : undefined,
+          opts.showInternal,
+        );
+      }
       return opts.mode === 'malloc' && !opts.showInternal ? apiLeaf(f) : f;
     };
     const withSeries = snapshots.length >= 2;
     const stacks: StackSample[] = [...byStack.values()]
-      .filter(
-        (b) => b.bytes > 0 || b.count > 0 || (withSeries && snapshots.some((sn) => sn.byKey.has(b.pcs.join(',')))),
-      )
+      .filter((b) => b.bytes > 0 || b.count > 0 || (withSeries && snapshots.some((sn) => sn.byKey.has(b.key))))
       .map((b) => {
         const s: StackSample = {
-          frames: framesOf(b.pcs),
+          frames: framesOf(b.pcs, b.lua),
           bytes: Math.round(b.bytes),
           count: Math.round(b.count * 100) / 100,
           allocBytes: Math.round(b.allocBytes),
           allocCount: Math.round(b.allocCount * 100) / 100,
         };
         if (withSeries) {
-          const k = b.pcs.join(',');
+          const k = b.key;
           s.series = snapshots.map((sn) => Math.round((sn.byKey.get(k) ?? 0) * dutyScale));
         }
         if (b.reach) s.reach = roundReach(b.reach);

@@ -6,7 +6,7 @@
 //   pending      hash  pid_tgid -> {timeNs, size, aux}: a sampled call between entry and return
 //   outstanding  hash  pointer  -> {timeNs, size, pidTgid}: sampled allocations not yet freed
 //   stats        per-CPU array of u64 counters (Stat)
-//   scratch      per-CPU array, one RECORD_BYTES value: the record is built there, then copied into
+//   scratch      per-CPU array, one SCRATCH_BYTES value: the record is built there, then copied into
 //                the ring with ringbuf_output at its real length (header + stack actually copied),
 //                so the ring holds ~3x more records than with a fixed-size reserve. (A task preempted
 //                mid-program on a PREEMPT kernel could see its scratch reused: one garbled record.)
@@ -19,6 +19,8 @@ import * as A from '../ebpf/asm.js';
 import type { Body, MapRef, Reg } from '../ebpf/asm.js';
 import { R0, R1, R2, R3, R6, R7, R9, FP } from '../ebpf/asm.js';
 import { EventKind, HEADER_BYTES, STACK_BYTES, captureRegsAndStack } from './capture.js';
+import { LUA_BLOCK_BYTES, luaFramesBody } from './lua-stack.js';
+import type { LuaWalkConfig } from './lua-stack.js';
 
 export const Stat = {
   entryHits: 0,
@@ -128,6 +130,12 @@ function outputRecord(m: TracerMaps, uniq: string, lostBytesSlot?: number): Body
     A.mov64(R3, STACK_BYTES),
     A.label(clamp),
     A.add64(R3, HEADER_BYTES),
+    // + the Lua block (header u16 at 2)
+    A.ldx('h', A.R4, R9, 2),
+    A.jle(A.R4, LUA_BLOCK_BYTES, `${clamp}_lua`),
+    A.mov64(A.R4, 0),
+    A.label(`${clamp}_lua`),
+    A.add64(R3, A.R4),
     // BPF_RB_NO_WAKEUP: no irq_work per record in the target; the reader drains on a timer.
     A.ldMap(R1, m.events),
     A.mov64(R2, R9),
@@ -151,6 +159,8 @@ function stashRecord(m: TracerMaps, uniq: string): Body {
     A.ldx('dw', R1, FP, V_TS),
     A.stx('dw', FP, K_STASH + 8, R1),
     A.ldx('w', R3, R9, 4),
+    A.ldx('h', R1, R9, 2),
+    A.add64(R3, R1),
     A.jgt(R3, STASH_SMALL_STACK, large),
     A.ldMap(R1, m.stashSmall!),
     A.mov64(R2, FP),
@@ -236,6 +246,7 @@ export function allocEntryProgram(
     sampleBytes: number;
     mayNest?: boolean;
     sizeRange?: { min: number; max: number };
+    lua?: LuaWalkConfig[];
   },
 ): Body {
   return [A.mov64(R6, R1), allocEntryBody(m, conv, { ...opts, skipReturns: 0 })];
@@ -258,6 +269,7 @@ function allocEntryBody(
     sizeRange?: { min: number; max: number };
     skipReturns: number;
     relay?: boolean;
+    lua?: LuaWalkConfig[];
   },
 ): Body {
   const ctx = R6;
@@ -350,6 +362,10 @@ function allocEntryBody(
       STACK_BYTES,
       m.stackTops ? { map: m.stackTops, keyOffset: K_TID } : undefined,
     ),
+    // Inside a Lua VM: its frames after the stack (r8 = stack bytes copied; ctx is not used after).
+    opts.lua?.length
+      ? [A.jgt(A.R8, STACK_BYTES, 'lua_skip'), luaFramesBody(opts.lua, R9, A.R8, ctx, HEADER_BYTES, 'alloc'), A.label('lua_skip')]
+      : [],
     m.stashSmall && opts.sampleBytes === 0 ? stashRecord(m, 'alloc') : outputRecord(m, 'alloc', V_SIZE),
     // pending[pid_tgid] = {timeNs, size, aux}
     A.ldMap(R1, m.pending),
@@ -496,6 +512,7 @@ export function allocSessionProgram(
     sampleBytes: number;
     sizeRange?: { min: number; max: number };
     entryRuntimeAddr: number;
+    lua?: LuaWalkConfig[];
   },
 ): Body {
   return [

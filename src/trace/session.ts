@@ -4,7 +4,7 @@
 
 import { basename } from 'node:path';
 import { BpfMap, PerCpuArrayMap, RingBufMap, bytes, u64, u64n, record } from '../ebpf/maps.js';
-import { RECORD_BYTES } from './capture.js';
+import { SCRATCH_BYTES } from './capture.js';
 import { AttachType, loadProgram } from '../ebpf/prog.js';
 import type { Program } from '../ebpf/prog.js';
 import { openRingBuffer } from '../ebpf/ringbuf.js';
@@ -27,6 +27,7 @@ import {
   poolCreateProgram,
 } from './programs.js';
 import type { AllocConvention, TracerMaps } from './programs.js';
+import type { LuaWalkConfig } from './lua-stack.js';
 
 /** A probe to attach: a file, where in it, and the program. */
 export interface ProbeSpec {
@@ -101,7 +102,7 @@ export class TraceSession {
       }),
       stats: new PerCpuArrayMap({ name: 'ls_stats', value: u64, maxEntries: STAT_COUNT }),
       stackTops: new BpfMap({ name: 'ls_stack_tops', type: 'lru-hash', key: u64n, value: u64n, maxEntries: 65536 }),
-      scratch: new PerCpuArrayMap({ name: 'ls_scratch', value: bytes(RECORD_BYTES), maxEntries: 1 }),
+      scratch: new PerCpuArrayMap({ name: 'ls_scratch', value: bytes(SCRATCH_BYTES), maxEntries: 1 }),
       // BPF_F_NO_PREALLOC (1): memory only for what is outstanding, not for maxEntries values.
       ...(opts.stash
         ? {
@@ -117,7 +118,7 @@ export class TraceSession {
               name: 'ls_stash_large',
               type: 'hash',
               key: stashKey,
-              value: bytes(RECORD_BYTES),
+              value: bytes(SCRATCH_BYTES),
               maxEntries: opts.stashEntries ?? 16384,
               flags: 1,
             }),
@@ -314,6 +315,8 @@ export interface MallocProbeOptions {
   pidns?: PidNamespace;
   /** libc's load bias in the target: enables uprobe sessions (the program compares rip with the probe's runtime address). */
   loadBias?: number;
+  /** Lua VMs of the target: sampled allocations made inside one carry its Lua frames (lua-stack.ts). */
+  lua?: LuaWalkConfig[];
 }
 
 /*
@@ -344,6 +347,7 @@ export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] 
           sampleBytes: o.sampleBytes,
           mayNest,
           sizeRange: o.sizeRange,
+          lua: o.lua,
         }),
       },
       {
@@ -374,6 +378,7 @@ export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] 
         sampleBytes: o.sampleBytes,
         sizeRange: o.sizeRange,
         entryRuntimeAddr: vaddr + o.loadBias,
+        lua: o.lua,
       }),
     });
   }

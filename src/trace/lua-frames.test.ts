@@ -1,0 +1,102 @@
+// Lua frames in malloc-mode stacks (lua-stack.ts) on Debian's nginx + ngx_http_lua: a Lua module
+// the test writes leaks with ffi.C.malloc (never freed) at a known line; a healthy location
+// mallocs and frees. Ground truth: the line of the Lua source the test wrote and the requests made.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LiveProcess } from '../target/index.js';
+import { ensureFixturesBuilt } from '../../test/helpers/build.js';
+import { startLuaNginx } from '../../test/helpers/lua-nginx.js';
+import { traceLeaks } from './leak-tracer.js';
+import { frameLabel } from '../model/index.js';
+import type { StackSample } from '../model/index.js';
+
+const MODULE = [
+  'local ffi = require("ffi")',
+  'ffi.cdef[[void *malloc(size_t size); void free(void *p);]]',
+  'local _M = {}',
+  'function _M.leak(size)',
+  '  local p = ffi.C.malloc(size)', // LEAK_LINE
+  '  return p ~= nil',
+  'end',
+  'function _M.ok(size)',
+  '  local p = ffi.C.malloc(size)', // OK_LINE
+  '  ffi.C.free(p)',
+  '  return true',
+  'end',
+  'return _M',
+  '',
+].join('\n');
+const LEAK_LINE = 5;
+const OK_LINE = 9;
+const LEAK_SIZE = 777_001;
+const OK_SIZE = 555_001;
+
+const hasLuaFrame = (s: StackSample, file: string, line: number) =>
+  s.frames.some((f) => f.module === '[lua]' && f.file === file && f.line === line);
+
+test('malloc mode: an ffi.C.malloc leak is attributed to its Lua line (and the handler that called it)', {
+  timeout: 120_000,
+}, async () => {
+  await ensureFixturesBuilt();
+  const dir = mkdtempSync(join(tmpdir(), 'leakscope-luaffi-'));
+  const file = join(dir, 'ffileak.lua');
+  writeFileSync(file, MODULE);
+  chmodSync(dir, 0o755); // workers run as nobody
+  chmodSync(file, 0o644);
+  const ngx = await startLuaNginx(1, {
+    luaDir: dir,
+    locations: [
+      `location = /ffileak { content_by_lua_block { ngx.print(tostring(require("ffileak").leak(${LEAK_SIZE}))) } }`,
+      `location = /ffiok { content_by_lua_block { ngx.print(tostring(require("ffileak").ok(${OK_SIZE}))) } }`,
+    ],
+  });
+  try {
+    // Loaded and compiled before the window (require runs once).
+    assert.equal((await ngx.request('/ffiok')).body, 'true');
+    const space = LiveProcess.open(ngx.workerPids()[0]!);
+    try {
+      const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: 4, sampleBytes: 0, minAgeSeconds: 0 });
+      await new Promise((r) => setTimeout(r, 1000));
+      // Few calls: the interpreter runs them (a function is compiled after ~100 calls).
+      const LEAKS = 12;
+      for (let i = 0; i < LEAKS; i++) {
+        assert.equal((await ngx.request('/ffileak')).body, 'true');
+        assert.equal((await ngx.request('/ffiok')).body, 'true');
+      }
+      const t = await trace;
+      const leak = t.stacks.filter((s) => hasLuaFrame(s, file, LEAK_LINE));
+      const show = t.stacks
+        .slice(0, 6)
+        .map((s) => `${s.bytes} B: ${s.frames.map(frameLabel).join(' <- ')}`)
+        .join('\n');
+      assert.ok(leak.length >= 1, `a path through ${file}:${LEAK_LINE}\n${show}\n${t.notes.join('\n')}`);
+      const bytes = leak.reduce((a, s) => a + s.bytes, 0);
+      assert.equal(bytes, LEAKS * LEAK_SIZE, `outstanding bytes at the leak line\n${show}`);
+      const s = leak[0]!;
+      if (process.env.LEAKSCOPE_TEST_VERBOSE) console.log(show, t.notes);
+      const labels = s.frames.map(frameLabel);
+      assert.equal(labels[0], 'malloc', labels.join(' <- '));
+      // The Lua frames sit between the leaf and the nginx code that ran the handler.
+      const li = s.frames.findIndex((f) => f.module === '[lua]' && f.line === LEAK_LINE);
+      assert.ok(
+        s.frames.slice(li + 1).some((f) => f.module === '[lua]' && /content_by_lua\(nginx\.conf:\d+\)/.test(f.file ?? '')),
+        `the handler's chunk below the leak line: ${labels.join(' <- ')}`,
+      );
+      assert.ok(
+        s.frames.slice(li + 1).some((f) => f.function === 'ngx_http_lua_run_thread' || f.function === 'lua_resume'),
+        `native callers of the VM after the Lua frames: ${labels.join(' <- ')}`,
+      );
+      // The healthy location frees what it mallocs: nothing outstanding at its line.
+      const ok = t.stacks.filter((x) => hasLuaFrame(x, file, OK_LINE) && x.bytes > 0);
+      assert.equal(ok.length, 0, `nothing outstanding from ${file}:${OK_LINE}\n${show}`);
+    } finally {
+      space.close();
+    }
+  } finally {
+    await ngx.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
