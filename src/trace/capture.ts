@@ -24,7 +24,7 @@ import type { Body } from '../ebpf/asm.js';
 import type { RingRecord } from '../ebpf/ringbuf.js';
 import { LUA_BLOCK_BYTES } from './lua-stack.js';
 
-export const EventKind = { mallocSample: 1, poolCreate: 2 } as const;
+export const EventKind = { mallocSample: 1, poolCreate: 2, luaGrowth: 3 } as const;
 export const HEADER_BYTES = 112;
 export const STACK_BYTES = 8192;
 /** Scratch record size: header and the largest stack copy. */

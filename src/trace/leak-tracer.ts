@@ -23,10 +23,10 @@ import type { CapturedEvent } from './capture.js';
 import { decodeCapture } from './capture.js';
 import { StackResolver } from './stacks.js';
 import { entryProbeOffsetAt, resultTestJumpVaddr, returnSiteOfCall } from './call-sites.js';
-import { locateVms, luajitLibrary } from '../luajit/index.js';
-import type { LuajitLayouts } from '../luajit/index.js';
-import { LuaFrameResolver, decodeLuaBlock, luaKey, luaWalkConfig, spliceLuaFrames } from './lua-stack.js';
-import type { LuaCapture, LuaWalkConfig } from './lua-stack.js';
+import { luajitLibrary } from '../luajit/index.js';
+import { walkableLuaVms } from './lua-growth.js';
+import { LuaFrameResolver, decodeLuaBlock, luaKey, spliceLuaFrames } from './lua-stack.js';
+import type { LuaCapture } from './lua-stack.js';
 
 /** tcmalloc's default sampling period (bytes). */
 export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
@@ -171,20 +171,6 @@ function pathKey(pcs: readonly number[], lua?: EventLua): string {
   return lua ? `${pcs.join(',')}|${lua.key}` : pcs.join(',');
 }
 
-/** The Lua VMs whose frames the malloc probes read (none without libluajit or on any problem). */
-function luaVmsOf(space: AddressSpace, symbolizer: Symbolizer): Array<{ cfg: LuaWalkConfig; layouts: LuajitLayouts }> {
-  if (!luajitLibrary(space)) return [];
-  try {
-    const out: Array<{ cfg: LuaWalkConfig; layouts: LuajitLayouts }> = [];
-    for (const vm of locateVms(space, symbolizer).vms.slice(0, 4)) {
-      const cfg = luaWalkConfig(vm.globalState, vm.layouts);
-      if (cfg) out.push({ cfg, layouts: vm.layouts });
-    }
-    return out;
-  } catch {
-    return [];
-  }
-}
 
 export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): Promise<LeakTrace> {
   if (space.kind !== 'live') throw new LeakscopeError('usage', 'tracing needs a live process, not a core file');
@@ -273,7 +259,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     ringBytes: opts.ringBytes ?? (sampleBytes === 0 ? 64 << 20 : 16 << 20),
   });
   const symbolizer = new Symbolizer(space.modules());
-  const luaVms = opts.mode === 'malloc' ? luaVmsOf(space, symbolizer) : [];
+  const luaVms = opts.mode === 'malloc' ? walkableLuaVms(space, symbolizer) : [];
   // Inside a pid namespace (a container), filter on the target's tgid there, not on the initial namespace's.
   const pidns = space.kind === 'live' ? pidNamespaceFilter(space.pid) : undefined;
   const probes: string[] = [];

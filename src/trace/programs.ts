@@ -542,3 +542,62 @@ function prefixLabels(body: Body, prefix: string): Body {
   walk(body);
   return out;
 }
+
+/**
+ * Lua heap growth: libc mmap (or mremap) called from libluajit's text (lj_alloc mapping a new
+ * segment or a direct chunk, or growing one). The return address at [rsp] decides before
+ * anything else (one read); then the native stack and the Lua frames. Rare by construction:
+ * lj_alloc maps memory only when no free chunk fits, so the cost is near zero.
+ * Record: size = bytes mapped (mremap: new - old size), address 0.
+ */
+export function luaGrowthProgram(
+  m: TracerMaps,
+  opts: {
+    tgid?: number;
+    pidns?: A.PidNamespace;
+    call: 'mmap' | 'mremap';
+    callerStart: number;
+    callerEnd: number;
+    lua: LuaWalkConfig[];
+  },
+): Body {
+  const ctx = R6;
+  return [
+    A.mov64(ctx, R1),
+    tgidOrExit(opts.tgid, opts.pidns),
+    A.loadReg(R3, ctx, 'rsp'),
+    A.mov64(R1, FP),
+    A.add64(R1, K_PTR),
+    A.mov64(R2, 8),
+    A.call('probe_read_user'),
+    A.jne(R0, 0, 'out'),
+    A.ldx('dw', R1, FP, K_PTR),
+    A.ldImm64(R2, opts.callerStart),
+    A.jlt(R1, R2, 'out'),
+    A.ldImm64(R2, opts.callerEnd),
+    A.jge(R1, R2, 'out'),
+    statInc(m, Stat.entryHits, 'grow'),
+    opts.call === 'mmap'
+      ? [A.loadArg(R7, ctx, 1)]
+      : [A.loadArg(R7, ctx, 2), A.loadArg(R1, ctx, 1), A.jle(R7, R1, 'out'), A.sub64(R7, R1)],
+    A.stx('dw', FP, V_SIZE, R7),
+    scratchRecord(m),
+    A.st('w', R9, 0, EventKind.luaGrowth),
+    A.call('get_current_pid_tgid'),
+    A.stx('dw', R9, 8, R0),
+    A.stx('dw', FP, K_TID, R0),
+    A.call('ktime_get_ns'),
+    A.stx('dw', R9, 16, R0),
+    A.ldx('dw', R1, FP, V_SIZE),
+    A.stx('dw', R9, 24, R1),
+    A.st('dw', R9, 32, 0),
+    A.st('dw', R9, 40, 0),
+    captureRegsAndStack(R9, ctx, 'grow', STACK_BYTES, m.stackTops ? { map: m.stackTops, keyOffset: K_TID } : undefined),
+    A.jgt(A.R8, STACK_BYTES, 'lua_skip'),
+    luaFramesBody(opts.lua, R9, A.R8, ctx, HEADER_BYTES, 'grow'),
+    A.label('lua_skip'),
+    outputRecord(m, 'grow'),
+    A.label('out'),
+    A.returnZero(),
+  ];
+}
