@@ -24,9 +24,9 @@ import { decodeCapture } from './capture.js';
 import { StackResolver } from './stacks.js';
 import { entryProbeOffsetAt, resultTestJumpVaddr, returnSiteOfCall } from './call-sites.js';
 import { luajitLibrary } from '../luajit/index.js';
-import { walkableLuaVms } from './lua-growth.js';
-import { LuaFrameResolver, decodeLuaBlock, luaKey, spliceLuaFrames } from './lua-stack.js';
-import type { LuaCapture } from './lua-stack.js';
+import { luaPathFrames, luaPathRecord, walkableLuaVms } from './lua-growth.js';
+import type { LuaPathRecord } from './lua-growth.js';
+import { LuaFrameResolver } from './lua-stack.js';
 
 /** tcmalloc's default sampling period (bytes). */
 export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
@@ -155,20 +155,12 @@ interface EventRecord {
   lua?: EventLua;
 }
 
-interface EventLua {
-  capture: LuaCapture;
-  key: string;
-  /** pcs[0, cut) ran inside the VM call (sp <= cframe). */
-  cut: number;
-  /** pcs[cut..] when the native walk got past the VM, else the callers unwound from the VM's frame. */
-  outer: number[];
-  spOffsets: readonly number[];
-  cfOffset: number;
-}
+/** A path with Lua frames (lua-growth.ts luaPathRecord). */
+type EventLua = LuaPathRecord;
 
 /** Aggregation key of an event's call path (native pcs, plus the Lua frames when it has them). */
 function pathKey(pcs: readonly number[], lua?: EventLua): string {
-  return lua ? `${pcs.join(',')}|${lua.key}` : pcs.join(',');
+  return lua ? lua.key : pcs.join(',');
 }
 
 
@@ -191,27 +183,11 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   // Threads whose stack top is known copy only down to it (capture.ts StackTopLookup).
   const stackTopKnown = new Set<number>();
   let luaEvents = 0;
-  /** The Lua part of an event (decoded block; the VM's native callers when the walk stopped inside it). */
-  const luaOf = (e: CapturedEvent, u: { pcs: number[]; spOffsets: readonly number[] }): EventLua | undefined => {
-    const capture = e.lua ? decodeLuaBlock(e.lua) : undefined;
-    if (!capture || !capture.frames.length) return undefined;
-    luaEvents++;
-    const cfOffset = capture.cframe - e.regs.rsp;
-    let cut = u.pcs.length;
-    for (let i = 0; i < u.pcs.length; i++)
-      if ((u.spOffsets[i] ?? Infinity) > cfOffset) {
-        cut = i;
-        break;
-      }
-    const outer = cut < u.pcs.length ? u.pcs.slice(cut) : resolver.unwindFromVmFrame(e, capture.cframe);
-    return { capture, key: luaKey(capture), cut, outer, spOffsets: u.spOffsets, cfOffset };
-  };
-  const eventRecord = (e: CapturedEvent): { rec: EventRecord; u: ReturnType<StackResolver['unwind']> } => {
-    const u = resolver.unwind(e);
-    const lua = luaOf(e, u);
-    const nativeFrames = lua
-      ? [...resolver.frames(u.pcs.slice(0, lua.cut)), ...resolver.frames([0, ...lua.outer]).slice(1)]
-      : resolver.frames(u.pcs);
+  const eventRecord = (e: CapturedEvent): { rec: EventRecord; u: LuaPathRecord } => {
+    const u = luaPathRecord(resolver, e);
+    const lua = u.capture ? u : undefined;
+    if (lua) luaEvents++;
+    const nativeFrames = lua ? luaPathFrames(resolver, undefined, u, undefined) : resolver.frames(u.pcs);
     const rec: EventRecord = {
       pcs: u.pcs,
       size: e.size,
@@ -559,27 +535,14 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const lossless = st.ringFull === 0 && st.outstandingFull === 0;
 
     resolver.withLines = true;
-    const luaResolvers = new Map<number, LuaFrameResolver>();
+    // Lua frames resolve with the layouts only (the same library for every VM of a process).
+    const luaResolver = luaVms.length ? new LuaFrameResolver(space, luaVms[0]!.layouts, symbolizer) : undefined;
     const luaModule = luajitLibrary(space)?.path;
     const framesOf = (pcs: number[], lua?: EventLua): Frame[] => {
       if (pcs === lostPcsOf(byStack)) return [LOST_STACK_FRAME];
-      let f = resolver.frames(pcs);
-      if (lua) {
-        // The VM whose block this is: the one whose cur_L it read (the first configured VM otherwise).
-        const vm = luaVms[0]!;
-        let lr = luaResolvers.get(vm.cfg.globalState);
-        if (!lr) luaResolvers.set(vm.cfg.globalState, (lr = new LuaFrameResolver(space, vm.layouts, symbolizer)));
-        const outer = lua.cut < pcs.length ? f.slice(lua.cut) : resolver.frames([0, ...lua.outer]).slice(1);
-        f = spliceLuaFrames(
-          f.slice(0, lua.cut),
-          lua.spOffsets,
-          lua.cfOffset,
-          lr.frames(lua.capture),
-          outer,
-          luaModule ? basename(luaModule) : undefined,
-          opts.showInternal,
-        );
-      }
+      const f = lua
+        ? luaPathFrames(resolver, luaResolver, lua, luaModule ? basename(luaModule) : undefined, opts.showInternal)
+        : resolver.frames(pcs);
       return opts.mode === 'malloc' && !opts.showInternal ? apiLeaf(f) : f;
     };
     const withSeries = snapshots.length >= 2;

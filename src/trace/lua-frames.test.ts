@@ -26,12 +26,22 @@ const MODULE = [
   '  ffi.C.free(p)',
   '  return true',
   'end',
+  'function _M.loop(n, size)',
+  '  for _ = 1, n do', // LOOP_LINE
+  '    ffi.C.malloc(size)',
+  '  end',
+  '  return n',
+  'end',
   'return _M',
   '',
 ].join('\n');
+const LOOP_FIRST = 13;
+const LOOP_LAST = 18;
 const LEAK_LINE = 5;
 const OK_LINE = 9;
 const LEAK_SIZE = 777_001;
+const LOOP_SIZE = 1_001;
+const LOOP_N = 300;
 const OK_SIZE = 555_001;
 
 const hasLuaFrame = (s: StackSample, file: string, line: number) =>
@@ -50,6 +60,7 @@ test('malloc mode: an ffi.C.malloc leak is attributed to its Lua line (and the h
     luaDir: dir,
     locations: [
       `location = /ffileak { content_by_lua_block { ngx.print(tostring(require("ffileak").leak(${LEAK_SIZE}))) } }`,
+      `location = /ffiloop { content_by_lua_block { ngx.print(require("ffileak").loop(${LOOP_N}, ${LOOP_SIZE})) } }`,
       `location = /ffiok { content_by_lua_block { ngx.print(tostring(require("ffileak").ok(${OK_SIZE}))) } }`,
     ],
   });
@@ -66,10 +77,12 @@ test('malloc mode: an ffi.C.malloc leak is attributed to its Lua line (and the h
         assert.equal((await ngx.request('/ffileak')).body, 'true');
         assert.equal((await ngx.request('/ffiok')).body, 'true');
       }
+      // A hot loop: JIT-compiled after ~56 iterations; its mallocs run in a trace.
+      assert.equal((await ngx.request('/ffiloop')).body, String(LOOP_N));
       const t = await trace;
       const leak = t.stacks.filter((s) => hasLuaFrame(s, file, LEAK_LINE));
       const show = t.stacks
-        .slice(0, 6)
+        .slice(0, 10)
         .map((s) => `${s.bytes} B: ${s.frames.map(frameLabel).join(' <- ')}`)
         .join('\n');
       assert.ok(leak.length >= 1, `a path through ${file}:${LEAK_LINE}\n${show}\n${t.notes.join('\n')}`);
@@ -82,12 +95,30 @@ test('malloc mode: an ffi.C.malloc leak is attributed to its Lua line (and the h
       // The Lua frames sit between the leaf and the nginx code that ran the handler.
       const li = s.frames.findIndex((f) => f.module === '[lua]' && f.line === LEAK_LINE);
       assert.ok(
-        s.frames.slice(li + 1).some((f) => f.module === '[lua]' && /content_by_lua\(nginx\.conf:\d+\)/.test(f.file ?? '')),
+        s.frames
+          .slice(li + 1)
+          .some((f) => f.module === '[lua]' && /content_by_lua\(nginx\.conf:\d+\)/.test(f.file ?? '')),
         `the handler's chunk below the leak line: ${labels.join(' <- ')}`,
       );
       assert.ok(
         s.frames.slice(li + 1).some((f) => f.function === 'ngx_http_lua_run_thread' || f.function === 'lua_resume'),
         `native callers of the VM after the Lua frames: ${labels.join(' <- ')}`,
+      );
+      // The loop's mallocs: every one under a Lua frame of the loop function (interpreted: the
+      // malloc line; in the trace: the trace's start, inlined frames being invisible).
+      const inLoop = t.stacks.filter((x) =>
+        x.frames.some((f) => f.module === '[lua]' && f.file === file && f.line! >= LOOP_FIRST && f.line! <= LOOP_LAST),
+      );
+      assert.equal(
+        inLoop.reduce((a, x) => a + x.bytes, 0),
+        LOOP_N * LOOP_SIZE,
+        `the loop's ${LOOP_N} mallocs under its Lua frames\n${show}`,
+      );
+      const jit = inLoop.find((x) => x.frames.some((f) => f.module === '[lua]' && f.function?.startsWith('[trace ')));
+      assert.ok(jit, `some of the loop's mallocs ran in a trace: ${inLoop.map((x) => x.frames.map(frameLabel).join(' <- ')).join('\n')}`);
+      assert.ok(
+        jit.frames.some((f) => f.function === 'ngx_http_lua_run_thread'),
+        `the VM's native callers after a JIT frame: ${jit.frames.map(frameLabel).join(' <- ')}`,
       );
       // The healthy location frees what it mallocs: nothing outstanding at its line.
       const ok = t.stacks.filter((x) => hasLuaFrame(x, file, OK_LINE) && x.bytes > 0);

@@ -24,7 +24,7 @@ import type { LuaCapture, LuaWalkConfig } from './lua-stack.js';
 export interface LuaGrowthSite {
   /** Leaf first: mmap, libluajit's allocator (hidden), the Lua frames, the VM's native callers. */
   frames: Frame[];
-  /** The innermost Lua frame with a line: "chunk:line" (null: no Lua frame, e.g. GC or C code). */
+  /** The innermost Lua frame with a line: "chunk:line", "[trace N] chunk:line" for JIT code (the trace's start; null: no Lua frame). */
   luaLocation: string | null;
   bytes: number;
   count: number;
@@ -48,50 +48,73 @@ export interface LuaPathRecord {
   outer: number[];
   spOffsets: readonly number[];
   cfOffset: number;
+  /** True when `outer` is pcs[cut..] (the native walk got past the VM's frame by itself). */
+  outerNative?: boolean;
   key: string;
+  stopReason: ReturnType<StackResolver['unwind']>['stopReason'];
 }
 
 /** Unwinds a capture and places its Lua block (cut at the VM's C frame, its native callers). */
 export function luaPathRecord(resolver: StackResolver, e: CapturedEvent): LuaPathRecord {
   const u = resolver.unwind(e);
   const capture = e.lua ? decodeLuaBlock(e.lua) : undefined;
-  if (!capture || !capture.frames.length)
-    return { pcs: u.pcs, cut: u.pcs.length, outer: [], spOffsets: u.spOffsets, cfOffset: 0, key: u.pcs.join(',') };
+  if (!capture?.frames.length)
+    return {
+      pcs: u.pcs,
+      cut: u.pcs.length,
+      outer: [],
+      spOffsets: u.spOffsets,
+      cfOffset: 0,
+      key: u.pcs.join(','),
+      stopReason: u.stopReason,
+    };
   const cfOffset = capture.cframe - e.regs.rsp;
   let cut = u.pcs.length;
-  for (let i = 0; i < u.pcs.length; i++)
+  let restart = false;
+  for (let i = 0; i < u.pcs.length; i++) {
     if ((u.spOffsets[i] ?? Infinity) > cfOffset) {
       cut = i;
       break;
     }
-  const outer = cut < u.pcs.length ? u.pcs.slice(cut) : resolver.unwindFromVmFrame(e, capture.cframe);
+    // JIT code (no unwind info): what the walk found past it is a guess; restart at the VM's frame.
+    if (i > 0 && !resolver.inModule(u.pcs[i]! - 1)) {
+      cut = i + 1;
+      restart = true;
+      break;
+    }
+  }
+  const outer =
+    cut < u.pcs.length && !restart ? u.pcs.slice(cut) : resolver.unwindFromVmFrame(e, capture.cframe);
   return {
     pcs: u.pcs,
     capture,
     cut,
     outer,
+    outerNative: cut < u.pcs.length && !restart,
     spOffsets: u.spOffsets,
     cfOffset,
     key: `${u.pcs.slice(0, cut).join(',')}|${luaKey(capture)}|${outer.join(',')}`,
+    stopReason: u.stopReason,
   };
 }
 
 /** The frames of a record: native, with the Lua frames spliced in. */
 export function luaPathFrames(
   resolver: StackResolver,
+  /** undefined: native frames only (inner + the VM's callers). */
   lua: LuaFrameResolver | undefined,
   r: LuaPathRecord,
   luajitModule: string | undefined,
   showInternal = false,
 ): Frame[] {
   const f = resolver.frames(r.pcs);
-  if (!r.capture || !lua) return f;
-  const outer = r.cut < r.pcs.length ? f.slice(r.cut) : resolver.frames([0, ...r.outer]).slice(1);
+  if (!r.capture) return f;
+  const outer = r.outerNative ? f.slice(r.cut) : resolver.frames([0, ...r.outer]).slice(1);
   return spliceLuaFrames(
     f.slice(0, r.cut),
     r.spOffsets,
     r.cfOffset,
-    lua.frames(r.capture),
+    lua ? lua.frames(r.capture) : [],
     outer,
     luajitModule,
     showInternal,
@@ -120,13 +143,10 @@ export function walkableLuaVms(
  * Starts the growth probes on a live process with Lua VMs. `stop()` detaches them and returns
  * the growth by call path. Throws a LeakscopeError when the probes cannot be attached.
  */
-export function startLuaGrowthTrace(
-  space: AddressSpace,
-  symbolizer: Symbolizer,
-): { stop: () => LuaGrowthTrace } {
+export function startLuaGrowthTrace(space: AddressSpace, symbolizer: Symbolizer): { stop: () => LuaGrowthTrace } {
   if (space.kind !== 'live') throw new LeakscopeError('usage', 'Lua growth tracing needs a live process');
   const lib = luajitLibrary(space);
-  if (!lib || !lib.textEnd) throw new LeakscopeError('not-found', `${space.description}: no libluajit text mapping`);
+  if (!lib?.textEnd) throw new LeakscopeError('not-found', `${space.description}: no libluajit text mapping`);
   const vms = walkableLuaVms(space, symbolizer);
   if (!vms.length) throw new LeakscopeError('not-found', `${space.description}: no Lua VM to walk`);
   const libc = symbolizer.modulesNamed('libc.so')[0];
@@ -189,7 +209,7 @@ export function startLuaGrowthTrace(
         .map(({ rec, bytes: b, count }) => {
           const frames = luaPathFrames(resolver, lua, rec, ljModule);
           const at = frames.find((f) => f.module === LUA_MODULE && f.line !== undefined);
-          return { frames, luaLocation: at ? `${at.file}:${at.line}` : null, bytes: b, count };
+          return { frames, luaLocation: at ? at.function : null, bytes: b, count };
         })
         .sort((a, b) => b.bytes - a.bytes);
       return {

@@ -53,7 +53,8 @@ export interface LuaWalkConfig {
   lStack: number;
   lCframe: number;
   cframePc: number; // CFRAME_OFS_PC
-  traceStartpt: number;
+  /** offsetof(GCtrace, startpt), startpc right after it; undefined: trace starts not read. */
+  traceStartpt?: number;
 }
 
 export function luaWalkConfig(globalState: number, l: LuajitLayouts): LuaWalkConfig | undefined {
@@ -65,6 +66,9 @@ export function luaWalkConfig(globalState: number, l: LuajitLayouts): LuaWalkCon
   if (!l.gc64 || !l.fr2 || !gs || !ls || !gg || !j) return undefined;
   const need = [gs.cur_L, gs.jit_base, gs.vmstate, gg.g, gg.J, j.trace, ls.base, ls.stack, ls.cframe];
   if (need.some((v) => v === undefined)) return undefined;
+  // The trace start is read as one 16-byte copy of startpt and startpc.
+  const tr = s.GCtrace;
+  const traceStart = tr?.startpt !== undefined && tr.startpc === tr.startpt + 8 ? tr.startpt : undefined;
   return {
     globalState,
     curL: globalState + gs.cur_L!,
@@ -75,7 +79,7 @@ export function luaWalkConfig(globalState: number, l: LuajitLayouts): LuaWalkCon
     lStack: ls.stack!,
     lCframe: ls.cframe!,
     cframePc: s.constants?.CFRAME_OFS_PC ?? 24,
-    traceStartpt: s.GCtrace?.startpt ?? 64,
+    traceStartpt: traceStart,
   };
 }
 
@@ -110,7 +114,8 @@ export function luaFramesBody(
     A.add64(R7, stackLen),
     A.add64(R7, headerBytes),
   ];
-  vms.forEach((vm, i) => out.push(vmWalk(vm, rec, ctx, `${uniq}_${i}`, i + 1 < vms.length ? `lua_vm_${uniq}_${i + 1}` : done, done)));
+  for (let i = 0; i < vms.length; i++)
+    out.push(vmWalk(vms[i]!, rec, ctx, `${uniq}_${i}`, i + 1 < vms.length ? `lua_vm_${uniq}_${i + 1}` : done, done));
   out.push(A.label(`lua_vm_${uniq}_${vms.length}`), A.label(done));
   return out;
 }
@@ -174,7 +179,8 @@ function vmWalk(vm: LuaWalkConfig, rec: Reg, f: Reg, u: string, next: string, do
     A.ldx('dw', R3, R7, 48),
     A.st('dw', R7, 48, 0),
     A.jeq(R3, 0, `lua_frames_${u}`),
-    A.add64(R3, vm.traceStartpt),
+    vm.traceStartpt === undefined ? A.ja(`lua_frames_${u}`) : [],
+    A.add64(R3, vm.traceStartpt ?? 0),
     readInto(40, 16, [], `lua_trace_bad_${u}`),
     A.ja(`lua_frames_${u}`),
     A.label(`lua_trace_bad_${u}`),
@@ -303,7 +309,8 @@ export function decodeLuaBlock(b: Uint8Array): LuaCapture | undefined {
 export function luaKey(c: LuaCapture): string {
   const parts: string[] = [];
   if (c.vmstate >= 0) parts.push(`T${c.vmstate}:${c.traceStartPt}:${c.traceStartPc}`);
-  for (const f of luaFrameList(c)) parts.push(`${f.ffid === 0 ? f.fnPc : f.ffid === 1 ? `c${f.cfn}` : `ff${f.ffid}`}@${f.pc}`);
+  for (const f of luaFrameList(c))
+    parts.push(`${f.ffid === 0 ? f.fnPc : f.ffid === 1 ? `c${f.cfn}` : `ff${f.ffid}`}@${f.pc}`);
   return parts.join(';');
 }
 
@@ -443,8 +450,7 @@ export const LUA_MODULE = '[lua]';
 
 /** LuaJIT's own naming of a fast function (lj_debug: "builtin#N"), or its lj_ffdef.h name when the layouts carry them. */
 export function fastFunctionName(l: LuajitLayouts, ffid: number): string {
-  const names = (l as LuajitLayouts & { fastFunctions?: readonly string[] }).fastFunctions;
-  const n = names?.[ffid];
+  const n = l.fastFunctions?.[ffid];
   return n ? n : `builtin#${ffid}`;
 }
 
@@ -483,7 +489,13 @@ export function spliceLuaFrames(
   if (!showInternal && luajitModule) {
     // Keep the leaf frames up to the first libluajit one, and named frames of other modules.
     const firstLj = inner.findIndex((f) => f.module === luajitModule);
-    if (firstLj >= 0) inner = [...inner.slice(0, firstLj), ...inner.slice(firstLj).filter((f) => f.module !== luajitModule && f.module !== '[jit]' && f.module !== '[unknown]')];
+    if (firstLj >= 0)
+      inner = [
+        ...inner.slice(0, firstLj),
+        ...inner
+          .slice(firstLj)
+          .filter((f) => f.module !== luajitModule && f.module !== '[jit]' && f.module !== '[unknown]'),
+      ];
   }
   const after = cut < native.length ? native.slice(cut) : (outer ?? []);
   return [...inner, ...lua, ...after];

@@ -64,6 +64,7 @@ export class StackResolver {
   }
   private linesOn = false;
 
+  private remapped = new Set<number>();
   /** JIT symbols (/tmp/perf-PID.map), read once at the first frame in anonymous executable memory. */
   private perfMap?: PerfMapEntry[] | null;
 
@@ -72,7 +73,12 @@ export class StackResolver {
    * the target's perf map when it has one), else `[unknown]`.
    */
   private jitFrame(addr: number, f: Frame): Frame {
-    const m = this.space.mappings().find((x) => addr >= x.start && addr < x.end);
+    let m = this.space.mappings().find((x) => addr >= x.start && addr < x.end);
+    // Code mapped after the mappings were read (a JIT's new code area): read them again, once per address.
+    if (!m && this.space.kind === 'live' && !this.remapped.has(addr)) {
+      this.remapped.add(addr);
+      m = this.space.mappings({ refresh: true }).find((x) => addr >= x.start && addr < x.end);
+    }
     if (!m?.perms.includes('x') || (m.path !== '' && !m.path.startsWith('[anon') && !m.path.startsWith('/memfd:')))
       return f;
     if (this.perfMap === undefined)
@@ -143,6 +149,11 @@ export class StackResolver {
 
   private pathCache = new Map<number, CachedPath[]>();
   cacheHits = 0;
+
+  /** True when a module (an ELF object with unwind info) holds the address; false for JIT code and garbage. */
+  inModule(pc: number): boolean {
+    return this.moduleMap.moduleAt(pc) !== undefined;
+  }
 
   /**
    * The native callers of a LuaJIT VM frame whose sp is `cf` (lua_State.cframe), unwound from the
