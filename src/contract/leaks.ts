@@ -23,7 +23,11 @@ import {
 export const LEAKS_SCHEMA = 'leakscope.leaks/1';
 
 export interface LeakStackEntry {
-  /** Leaf first; file / line (DWARF), mangled (the raw symbol when `function` is demangled) when known (additive in /1). */
+  /**
+   * Leaf first; file / line (DWARF), mangled (the raw symbol when `function` is demangled) when known (additive in /1).
+   * Lua frames (allocations made inside a LuaJIT VM) have module "[lua]", function "chunk:line"
+   * ("[trace N] chunk:line" for JIT code: the trace's start), file = the chunk name, line.
+   */
   frames: Array<Pick<Frame, 'function' | 'module' | 'offset'> & Partial<Pick<Frame, 'file' | 'line' | 'mangled'>>>;
   /** Outstanding at the end of the window (estimated when sampled). */
   bytes: number;

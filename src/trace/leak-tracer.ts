@@ -81,6 +81,8 @@ export interface LeakTraceOptions {
   stashEntries?: number;
   /** Keep the allocator's internal frames below the API the program called (default: the leaf is the API). */
   showInternal?: boolean;
+  /** Malloc mode: read the Lua frames of allocations made inside a Lua VM (default true when libluajit is loaded). */
+  luaFrames?: boolean;
 }
 
 /** Bytes above the outermost frame's sp still copied for a thread whose stack top is known (its CFA rules read up to ~CFA + 8). */
@@ -235,7 +237,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     ringBytes: opts.ringBytes ?? (sampleBytes === 0 ? 64 << 20 : 16 << 20),
   });
   const symbolizer = new Symbolizer(space.modules());
-  const luaVms = opts.mode === 'malloc' ? walkableLuaVms(space, symbolizer) : [];
+  const luaVms = opts.mode === 'malloc' && opts.luaFrames !== false ? walkableLuaVms(space, symbolizer) : [];
   // Inside a pid namespace (a container), filter on the target's tgid there, not on the initial namespace's.
   const pidns = space.kind === 'live' ? pidNamespaceFilter(space.pid) : undefined;
   const probes: string[] = [];
