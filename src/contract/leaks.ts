@@ -45,7 +45,7 @@ export interface LeaksDocument {
   schema: typeof LEAKS_SCHEMA;
   target: string;
   pid: number;
-  mode: 'pool' | 'malloc';
+  mode: 'pool' | 'malloc' | 'lua';
   durationSeconds: number;
   sampling: { sampleBytes: number; minAgeSeconds: number };
   totals: LeakTrace['totals'];
@@ -101,7 +101,7 @@ export const leaksDocument = object({
   schema: schema(LEAKS_SCHEMA),
   target: string,
   pid: count,
-  mode: literal('pool', 'malloc'),
+  mode: literal('pool', 'malloc', 'lua'),
   durationSeconds: amount,
   sampling: object({ sampleBytes: count, minAgeSeconds: amount }),
   totals: object({

@@ -18,7 +18,7 @@ import type { StackReach } from '../model/stacks.js';
 import { LeakscopeError } from '../model/errors.js';
 import { Symbolizer } from '../symbols/index.js';
 import { loadElf } from '../formats/elf/index.js';
-import { TraceSession, mallocProbes, poolProbe } from './session.js';
+import { TraceSession, luaAllocProbes, mallocProbes, poolProbe } from './session.js';
 import type { CapturedEvent } from './capture.js';
 import { decodeCapture } from './capture.js';
 import { StackResolver } from './stacks.js';
@@ -170,6 +170,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   if (space.kind !== 'live') throw new LeakscopeError('usage', 'tracing needs a live process, not a core file');
   if (!(opts.durationSeconds > 0))
     throw new LeakscopeError('usage', `--duration must be positive (got ${opts.durationSeconds})`);
+  // lua mode is exact: its point is every Lua allocation's path (and its cost is the trap, sampled or not).
   const sampleBytes = opts.mode === 'malloc' ? Math.floor(opts.sampleBytes ?? DEFAULT_SAMPLE_BYTES) : 0;
   if (sampleBytes < 0 || sampleBytes >= 2 ** 31)
     throw new LeakscopeError('usage', `--sample-bytes must be in [0, 2^31) (got ${sampleBytes})`);
@@ -204,7 +205,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const { rec, u } = eventRecord(e);
     const frames = resolver.frames(u.pcs);
     if (rec.complete) complete++;
-    if (opts.mode === 'malloc') {
+    if (opts.mode !== 'pool') {
       const key = e.tgid * 2 ** 32 + e.tid;
       const top =
         !stackTopKnown.has(e.tid) && rec.complete ? StackResolver.stackTopOffset(frames, u.spOffsets) : undefined;
@@ -228,7 +229,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   // Records are ~12 KiB (8 KiB of stack): unsampled tracing needs room for bursts.
   // Exact malloc mode keeps each outstanding allocation's record in the kernel (stash): the ring
   // only carries what the stash could not hold.
-  const stash = opts.mode === 'malloc' && sampleBytes === 0;
+  const stash = opts.mode !== 'pool' && sampleBytes === 0;
   const session = new TraceSession({
     pid: space.pid,
     onEvent,
@@ -237,7 +238,8 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     ringBytes: opts.ringBytes ?? (sampleBytes === 0 ? 64 << 20 : 16 << 20),
   });
   const symbolizer = new Symbolizer(space.modules());
-  const luaVms = opts.mode === 'malloc' && opts.luaFrames !== false ? walkableLuaVms(space, symbolizer) : [];
+  const luaVms =
+    opts.mode === 'lua' || (opts.mode === 'malloc' && opts.luaFrames !== false) ? walkableLuaVms(space, symbolizer) : [];
   // Inside a pid namespace (a container), filter on the target's tgid there, not on the initial namespace's.
   const pidns = space.kind === 'live' ? pidNamespaceFilter(space.pid) : undefined;
   const probes: string[] = [];
@@ -264,6 +266,28 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         lua: luaVms.map((v) => v.cfg),
       }))
         session.add(p);
+    } else if (opts.mode === 'lua') {
+      const lib = luajitLibrary(space);
+      if (!lib || !luaVms.length)
+        throw new LeakscopeError('not-found', `${space.description}: no Lua VM found: lua mode needs a LuaJIT process`);
+      // g->allocf: lj_alloc_f (not exported by a stripped library), the same for every VM.
+      const allocf = space.read(luaVms[0]!.cfg.globalState + (luaVms[0]!.layouts.structs.global_State!.allocf ?? 0), 8);
+      const addr = Number(allocf.readBigUInt64LE(0));
+      const libMod = space.modules().find((m) => m.path === lib.path);
+      if (!libMod || addr < lib.textStart || addr >= lib.textEnd)
+        throw new LeakscopeError('not-supported', `${space.description}: g->allocf 0x${addr.toString(16)} is not in ${lib.path}`);
+      for (const p of luaAllocProbes(session.tracerMaps, {
+        pid: space.pid,
+        pidns,
+        libPath: libMod.hostPath,
+        vaddr: addr - lib.loadBias,
+        loadBias: lib.loadBias,
+        lua: luaVms.map((v) => v.cfg),
+      }))
+        session.add(p);
+      notes.push(
+        `lua mode: every LuaJIT allocation and free traps into lj_alloc_f's probe (measured ${LUA_ALLOC_HIT_MICROS} µs per Lua allocation + free on the 2-core VM: bench/lua-frames.ts); allocation-heavy Lua runs several times slower during the window: keep it short. Outstanding = not freed yet, which includes garbage the GC has not swept`,
+      );
     } else {
       const create = symbolizer.lookup('ngx_create_pool');
       if (!create)
@@ -289,7 +313,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     resolver.refresh(); // the [uprobes] trampoline page exists once uretprobes are attached
     if (stash) resolver.preload();
     probes.push(...session.probeNames());
-    if (opts.mode === 'malloc')
+    if (opts.mode !== 'pool')
       notes.push(
         session.usesSessions
           ? 'uprobe sessions: return probes only for sampled calls'
@@ -303,7 +327,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const t0 = Date.now();
     const t0Ns = monotonicNs();
     const snapshots: Array<{ seconds: number; byKey: Map<string, number> }> = [];
-    let seriesOff = opts.mode !== 'malloc';
+    let seriesOff = opts.mode === 'pool';
     const snapshot = () => {
       if (seriesOff) return;
       const out = session.outstanding();
@@ -439,7 +463,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         ? { bytes: sampleBytes * dutyScale, count: (sampleBytes / Math.max(1, size)) * dutyScale }
         : { bytes: size * dutyScale, count: dutyScale };
     const stashed = { count: 0, bytes: 0 };
-    if (opts.mode === 'malloc') {
+    if (opts.mode !== 'pool') {
       if (stash) {
         allocBytes = st.sampledBytes;
         allocCount = st.sampled;
@@ -540,11 +564,13 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     // Lua frames resolve with the layouts only (the same library for every VM of a process).
     const luaResolver = luaVms.length ? new LuaFrameResolver(space, luaVms[0]!.layouts, symbolizer) : undefined;
     const luaModule = luajitLibrary(space)?.path;
+    const luaModuleBase = luaModule ? basename(luaModule) : undefined;
     const framesOf = (pcs: number[], lua?: EventLua): Frame[] => {
       if (pcs === lostPcsOf(byStack)) return [LOST_STACK_FRAME];
       const f = lua
         ? luaPathFrames(resolver, luaResolver, lua, luaModule ? basename(luaModule) : undefined, opts.showInternal)
         : resolver.frames(pcs);
+      if (opts.mode === 'lua') return [LJ_ALLOC_LEAF, ...f.filter((x, i) => i > 0 || x.module !== luaModuleBase)];
       return opts.mode === 'malloc' && !opts.showInternal ? apiLeaf(f) : f;
     };
     const withSeries = snapshots.length >= 2;
@@ -567,7 +593,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       })
       .sort((a, b) => b.bytes - a.bytes);
     const probeHits: Record<string, number> =
-      opts.mode === 'malloc'
+      opts.mode !== 'pool'
         ? { 'alloc entry': st.entryHits, 'alloc return': st.returnHits, free: st.freeHits }
         : { 'pool create': st.poolHits };
     const totalHits = Object.values(probeHits).reduce((a, b) => a + b, 0);
@@ -615,6 +641,11 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     session.close();
   }
 }
+
+/** Cost of one Lua allocation + free under lua mode, µs (bench/lua-frames.ts on the 2-core VM). */
+export const LUA_ALLOC_HIT_MICROS = 5;
+/** Leaf of lua-mode paths (lj_alloc_f is not exported by a stripped libluajit). */
+const LJ_ALLOC_LEAF: Frame = { function: 'lj_alloc_f', module: '[lua]', offset: 0 };
 
 /** The pcs key of the path holding allocations whose stack was lost (no real pc is 0). */
 const LOST_STACK_PC = 0;

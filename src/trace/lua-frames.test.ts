@@ -131,3 +131,67 @@ test('malloc mode: an ffi.C.malloc leak is attributed to its Lua line (and the h
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+const PUT_MODULE = [
+  'local _M = { store = {} }',
+  'local seq = 0',
+  'function _M.put(n)',
+  '  for _ = 1, n do',
+  '    seq = seq + 1',
+  '    local big = string.rep("z", 1000)',
+  '    _M.store[#_M.store + 1] = big .. seq', // PUT_LINE
+  '  end',
+  '  return #_M.store',
+  'end',
+  'return _M',
+  '',
+].join('\n');
+const PUT_LINE = 7;
+
+test('leaks --mode lua (lj_alloc_f): Lua heap allocations still held are attributed to their Lua line', {
+  timeout: 120_000,
+}, async () => {
+  await ensureFixturesBuilt();
+  const dir = mkdtempSync(join(tmpdir(), 'leakscope-luaalloc-'));
+  const file = join(dir, 'luaput.lua');
+  writeFileSync(file, PUT_MODULE);
+  chmodSync(dir, 0o755);
+  chmodSync(file, 0o644);
+  const ngx = await startLuaNginx(1, {
+    luaDir: dir,
+    locations: ['location = /luaput { content_by_lua_block { ngx.print(require("luaput").put(5)) } }'],
+  });
+  try {
+    assert.equal((await ngx.request('/luaput')).body, '5');
+    const space = LiveProcess.open(ngx.workerPids()[0]!);
+    try {
+      const trace = traceLeaks(space, { mode: 'lua', durationSeconds: 3, minAgeSeconds: 0 });
+      await new Promise((r) => setTimeout(r, 1000));
+      const REQ = 8;
+      for (let i = 0; i < REQ; i++) await ngx.request('/luaput');
+      const t = await trace;
+      const show = t.stacks
+        .slice(0, 8)
+        .map((s) => `${s.bytes} B: ${s.frames.map(frameLabel).join(' <- ')}`)
+        .join('\n');
+      if (process.env.LEAKSCOPE_TEST_VERBOSE) console.log(show, t.notes);
+      assert.equal(t.mode, 'lua');
+      const at = t.stacks.filter((s) => hasLuaFrame(s, file, PUT_LINE));
+      // Each stored string: lj_str_size(len) = 24 + ((len + 4) & ~3), len = 1000 + digits of seq (6..45: 1-2 digits).
+      let strings = 0;
+      for (let seq = 6; seq <= 5 + REQ * 5; seq++) {
+        const len = 1000 + String(seq).length;
+        strings += 24 + ((len + 4) & ~3);
+      }
+      const bytes = at.reduce((a, s) => a + s.bytes, 0);
+      assert.ok(bytes >= strings, `>= ${strings} B held at ${file}:${PUT_LINE}, got ${bytes}\n${show}`);
+      assert.ok(at.every((s) => s.frames[0]?.function === 'lj_alloc_f'), show);
+      assert.ok(t.notes.some((n) => n.includes('lua mode')), t.notes.join('\n'));
+    } finally {
+      space.close();
+    }
+  } finally {
+    await ngx.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -49,6 +49,7 @@ export type AllocConvention =
   | 'realloc' // realloc(old, size): old is freed
   | 'size1' // memalign(align, size), aligned_alloc(align, size)
   | 'posix_memalign' // posix_memalign(&ptr, align, size): result stored through arg 0, rax = 0 on success
+  | 'lj_alloc' // LuaJIT lj_alloc_f(msp, ptr, osize, nsize): nsize 0 frees ptr, ptr != 0 reallocates it
   | 'int_memalign'; // glibc-internal _int_memalign(arena, align, size): what every memalign-family call with alignment > 16 ends in
 
 export interface TracerMaps {
@@ -233,6 +234,8 @@ function sizeOf(conv: AllocConvention, ctx: Reg): Body {
       return [A.loadArg(R7, ctx, 2)];
     case 'int_memalign':
       return [A.loadArg(R7, ctx, 2)];
+    case 'lj_alloc':
+      return [A.loadArg(R7, ctx, 3)];
   }
 }
 
@@ -290,6 +293,20 @@ function allocEntryBody(
           statInc(m, Stat.freeMatched, 'realloc'),
           A.label('no_old'),
           opts.relay ? [A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'out')] : [],
+        ]
+      : [],
+    // lj_alloc_f frees or reallocates its ptr argument (arg 1); nsize 0 is a free only.
+    conv === 'lj_alloc'
+      ? [
+          A.loadArg(R1, ctx, 1),
+          A.jeq(R1, 0, 'lj_no_old'),
+          A.stx('dw', FP, K_PTR, R1),
+          forgetPointer(m, 'lj_alloc'),
+          A.jne(R0, 0, 'lj_no_old'),
+          statInc(m, Stat.freeMatched, 'lj_alloc'),
+          A.label('lj_no_old'),
+          A.loadArg(R1, ctx, 3),
+          A.jeq(R1, 0, 'out'),
         ]
       : [],
     sizeOf(conv, ctx),

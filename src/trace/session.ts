@@ -414,3 +414,48 @@ export function poolProbe(
     body: poolCreateProgram(m, { tgid: o.pid, pidns: o.pidns, stackBytes: o.stackBytes }),
   };
 }
+
+/**
+ * LuaJIT's allocator lj_alloc_f (every Lua heap allocation, reallocation and free goes through
+ * it: g->allocf), one session probe (entry + return for allocations), or entry + return probes
+ * on kernels without sessions. Each allocation carries the Lua frames.
+ */
+export function luaAllocProbes(
+  m: TracerMaps,
+  o: { pid: number; pidns?: PidNamespace; libPath: string; vaddr: number; loadBias: number; lua: LuaWalkConfig[] },
+): ProbeSpec[] {
+  const name = `${basename(o.libPath)}:lj_alloc_f`;
+  const fallback: ProbeSpec[] = [
+    {
+      name,
+      binaryPath: o.libPath,
+      vaddr: o.vaddr,
+      retprobe: false,
+      body: allocEntryProgram(m, 'lj_alloc', { tgid: o.pid, pidns: o.pidns, sampleBytes: 0, lua: o.lua }),
+    },
+    {
+      name,
+      binaryPath: o.libPath,
+      vaddr: o.vaddr,
+      retprobe: true,
+      body: allocReturnProgram(m, 'rax', { tgid: o.pid, pidns: o.pidns }),
+    },
+  ];
+  return [
+    {
+      name,
+      binaryPath: o.libPath,
+      vaddr: o.vaddr,
+      retprobe: false,
+      session: true,
+      fallback,
+      body: allocSessionProgram(m, 'lj_alloc', {
+        tgid: o.pid,
+        pidns: o.pidns,
+        sampleBytes: 0,
+        entryRuntimeAddr: o.vaddr + o.loadBias,
+        lua: o.lua,
+      }),
+    },
+  ];
+}
