@@ -8,6 +8,9 @@
 //   malloc+lua   the same with the Lua frame walk in the malloc probe
 // Reported: median µs per malloc+free pair per mode; the walk's cost per probe hit =
 // (malloc+lua - malloc) per pair (one malloc hit per pair carries the walk).
+// And `leaks --mode lua` (lj_alloc_f probed): GET /benchalloc makes N small tables in Lua (JIT
+// off; each one lj_alloc_f call, freed by the GC later: another call), CPU µs per table untraced
+// vs traced, side by side in the same rounds.
 import { LiveProcess } from '../src/target/index.js';
 import { traceLeaks } from '../src/trace/leak-tracer.js';
 import { ensureFixturesBuilt } from '../test/helpers/build.js';
@@ -18,7 +21,7 @@ import { join } from 'node:path';
 
 const N = 20000;
 const ROUNDS = 5;
-type Mode = 'untraced' | 'malloc' | 'malloc+lua';
+type Mode = 'untraced' | 'malloc' | 'malloc+lua' | 'alloc-untraced' | 'lua-mode';
 
 const MODULE = `local ffi = require("ffi")
 ffi.cdef[[void *malloc(size_t size); void free(void *p);]]
@@ -27,6 +30,19 @@ local function pairs_(n)
   for _ = 1, n do ffi.C.free(ffi.C.malloc(64)) end
 end
 jit.off(pairs_)
+local function tables_(n)
+  local keep
+  for i = 1, n do keep = { i } end
+  return keep
+end
+jit.off(tables_)
+function _M.alloc(n)
+  collectgarbage("collect")
+  local t0 = os.clock()
+  tables_(n)
+  collectgarbage("collect")
+  return os.clock() - t0
+end
 function _M.run(n)
   local t0 = os.clock()
   pairs_(n)
@@ -48,20 +64,40 @@ export async function benchLuaFrames(): Promise<object> {
   chmodSync(join(dir, 'luabench.lua'), 0o644);
   const ngx = await startLuaNginx(1, {
     luaDir: dir,
-    locations: [`location = /bench { content_by_lua_block { ngx.print(require("luabench").run(${N})) } }`],
+    locations: [
+      `location = /bench { content_by_lua_block { ngx.print(require("luabench").run(${N})) } }`,
+      `location = /benchalloc { content_by_lua_block { ngx.print(require("luabench").alloc(${N})) } }`,
+    ],
   });
-  const per: Record<Mode, number[]> = { untraced: [], malloc: [], 'malloc+lua': [] };
+  const per: Record<Mode, number[]> = {
+    untraced: [],
+    malloc: [],
+    'malloc+lua': [],
+    'alloc-untraced': [],
+    'lua-mode': [],
+  };
   let luaEvents = '';
   try {
     const once = async () => Number((await ngx.request('/bench')).body) / N;
+    const allocOnce = async () => Number((await ngx.request('/benchalloc')).body) / N;
     await once();
+    await allocOnce();
     const space = LiveProcess.open(ngx.workerPids()[0]!);
     try {
-      const modes: Mode[] = ['untraced', 'malloc', 'malloc+lua'];
+      const modes: Mode[] = ['untraced', 'malloc', 'malloc+lua', 'alloc-untraced', 'lua-mode'];
       for (let r = 0; r < ROUNDS; r++) {
-        for (const mode of [...modes.slice(r % 3), ...modes.slice(0, r % 3)]) {
-          if (mode === 'untraced') {
-            per[mode].push(await once());
+        for (const mode of [...modes.slice(r % modes.length), ...modes.slice(0, r % modes.length)]) {
+          if (mode === 'untraced' || mode === 'alloc-untraced') {
+            per[mode].push(await (mode === 'untraced' ? once() : allocOnce()));
+            continue;
+          }
+          if (mode === 'lua-mode') {
+            const ac = new AbortController();
+            const t = traceLeaks(space, { mode: 'lua', durationSeconds: 60, signal: ac.signal });
+            await new Promise((res) => setTimeout(res, 1500));
+            per[mode].push(await allocOnce());
+            ac.abort();
+            await t;
             continue;
           }
           const ac = new AbortController();
@@ -94,6 +130,8 @@ export async function benchLuaFrames(): Promise<object> {
     mallocMicrosPerPair: us('malloc'),
     mallocLuaMicrosPerPair: us('malloc+lua'),
     luaWalkMicrosPerHit: Math.round((us('malloc+lua') - us('malloc')) * 1000) / 1000,
+    untracedMicrosPerLuaTable: us('alloc-untraced'),
+    luaModeMicrosPerLuaTable: us('lua-mode'),
     samples: per,
     note: luaEvents,
   };

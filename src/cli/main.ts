@@ -216,7 +216,7 @@ export function buildProgram(): Command {
     .addOption(
       new Option(
         '--mode <mode>',
-        "pool: nginx pools (one probe per pool); malloc: libc allocations; lua: LuaJIT's allocator lj_alloc_f, every Lua allocation with its Lua frames (opt-in: ~5 µs per Lua allocation, keep the window short)",
+        "pool: nginx pools (one probe per pool); malloc: libc allocations; lua: LuaJIT's allocator lj_alloc_f, every Lua allocation with its Lua frames (opt-in: ~30 µs per Lua allocation + free, allocation-heavy Lua up to ~300x slower: keep the window short)",
       )
         .choices(['pool', 'malloc', 'lua'])
         .default('malloc'),

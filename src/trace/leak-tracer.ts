@@ -286,7 +286,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       }))
         session.add(p);
       notes.push(
-        `lua mode: every LuaJIT allocation and free traps into lj_alloc_f's probe (measured ${LUA_ALLOC_HIT_MICROS} µs per Lua allocation + free on the 2-core VM: bench/lua-frames.ts); allocation-heavy Lua runs several times slower during the window: keep it short. Outstanding = not freed yet, which includes garbage the GC has not swept`,
+        `lua mode: every LuaJIT allocation and free traps into lj_alloc_f's probe (measured ~${LUA_ALLOC_HIT_MICROS} µs per Lua allocation + its free on the 2-core VM, against 0.1 µs untraced: bench/lua-frames.ts); allocation-heavy Lua runs up to ~300x slower during the window: keep it short. Outstanding = not freed yet, which includes garbage the GC has not swept`,
       );
     } else {
       const create = symbolizer.lookup('ngx_create_pool');
@@ -643,7 +643,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
 }
 
 /** Cost of one Lua allocation + free under lua mode, µs (bench/lua-frames.ts on the 2-core VM). */
-export const LUA_ALLOC_HIT_MICROS = 5;
+export const LUA_ALLOC_HIT_MICROS = 33;
 /** Leaf of lua-mode paths (lj_alloc_f is not exported by a stripped libluajit). */
 const LJ_ALLOC_LEAF: Frame = { function: 'lj_alloc_f', module: '[lua]', offset: 0 };
 
