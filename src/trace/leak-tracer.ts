@@ -176,7 +176,8 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     throw new LeakscopeError('usage', `--sample-bytes must be in [0, 2^31) (got ${sampleBytes})`);
   const duty = Math.min(1, Math.max(0.01, opts.dutyCycle ?? 1));
   const minAgeNs = (opts.minAgeSeconds ?? 0) * 1e9;
-  const perHit = opts.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
+  // lua mode: ~3 hits (entry, return, the free's entry) per Lua allocation of LUA_ALLOC_HIT_MICROS.
+  const perHit = opts.perHitMicros ?? (opts.mode === 'lua' ? LUA_ALLOC_HIT_MICROS / 3 : DEFAULT_PER_HIT_MICROS);
   const notes: string[] = [];
 
   const resolver = new StackResolver(space);
