@@ -197,10 +197,17 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
     try {
       luaGrowth = startLuaGrowthTrace(space, symbolizer);
     } catch (e) {
-      if (!isLeakscopeError(e)) throw e;
-      luaGrowthError = e.message;
+      // Optional evidence: no eBPF (not root, old kernel) must not stop the analysis.
+      luaGrowthError = e instanceof Error ? e.message : String(e);
     }
   }
+  // The growth probes are detached on every way out (stop() closes the session).
+  const stopLuaGrowth = (): LuaGrowthTrace | null => {
+    const g = luaGrowth;
+    luaGrowth = undefined;
+    return g ? g.stop() : null;
+  };
+  try {
   if (pause > 0) {
     say(`observing for ${pause} s`);
     const pauseStart = Date.now();
@@ -228,10 +235,13 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
             after: luaHeaps(space, { symbolizer, tables: LUA_TABLES }),
             label: `the same process ${pause} s earlier`,
             seconds: pause,
-            growth: luaGrowth ? luaGrowth.stop() : null,
+            growth: stopLuaGrowth(),
             ...(luaGrowthError ? { growthError: luaGrowthError } : {}),
           }
         : { before: lua, after: lua, label: 'one snapshot', seconds: 0 };
+  }
+  } finally {
+    stopLuaGrowth();
   }
   obs.final = after;
   if (isNginx && pause > 0) obs.poolsConfirm = before.pools;
