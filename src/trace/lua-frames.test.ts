@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { LiveProcess } from '../target/index.js';
 import { ensureFixturesBuilt } from '../../test/helpers/build.js';
 import { startLuaNginx } from '../../test/helpers/lua-nginx.js';
+import { startFixture } from '../../test/helpers/fixture.js';
 import { traceLeaks } from './leak-tracer.js';
 import { frameLabel } from '../model/index.js';
 import type { StackSample } from '../model/index.js';
@@ -193,5 +194,40 @@ test('leaks --mode lua (lj_alloc_f): Lua heap allocations still held are attribu
   } finally {
     await ngx.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('malloc mode on a plain LuaJIT program (the C harness): ffi.C.malloc leaks attributed to their Lua line', {
+  timeout: 120_000,
+}, async () => {
+  await ensureFixturesBuilt();
+  const h = await startFixture<{ pid: number }>('luajit-harness', ['10', '100']);
+  try {
+    const space = LiveProcess.open(h.pid);
+    try {
+      const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: 3, sampleBytes: 0, minAgeSeconds: 0 });
+      await new Promise((r) => setTimeout(r, 1000));
+      // 20 calls: below the JIT's hot-loop threshold (56), so interpreted: the line is exact.
+      await h.command('ffi 20 300001');
+      const t = await trace;
+      const show = t.stacks
+        .slice(0, 4)
+        .map((s) => `${s.bytes} B: ${s.frames.map(frameLabel).join(' <- ')}`)
+        .join('\n');
+      const at = t.stacks.filter((s) => hasLuaFrame(s, 'harness_a', 26));
+      assert.equal(
+        at.reduce((a, s) => a + s.bytes, 0),
+        20 * 300001,
+        `the 20 mallocs at harness_a:26\n${show}`,
+      );
+      assert.ok(
+        at[0]!.frames.some((f) => f.function === 'main'),
+        `native callers of the VM (lua_pcall <- main): ${show}`,
+      );
+    } finally {
+      space.close();
+    }
+  } finally {
+    await h.stop();
   }
 });
