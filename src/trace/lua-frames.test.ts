@@ -116,7 +116,10 @@ test('malloc mode: an ffi.C.malloc leak is attributed to its Lua line (and the h
         `the loop's ${LOOP_N} mallocs under its Lua frames\n${show}`,
       );
       const jit = inLoop.find((x) => x.frames.some((f) => f.module === '[lua]' && f.function?.startsWith('[trace ')));
-      assert.ok(jit, `some of the loop's mallocs ran in a trace: ${inLoop.map((x) => x.frames.map(frameLabel).join(' <- ')).join('\n')}`);
+      assert.ok(
+        jit,
+        `some of the loop's mallocs ran in a trace: ${inLoop.map((x) => x.frames.map(frameLabel).join(' <- ')).join('\n')}`,
+      );
       assert.ok(
         jit.frames.some((f) => f.function === 'ngx_http_lua_run_thread'),
         `the VM's native callers after a JIT frame: ${jit.frames.map(frameLabel).join(' <- ')}`,
@@ -186,8 +189,14 @@ test('leaks --mode lua (lj_alloc_f): Lua heap allocations still held are attribu
       }
       const bytes = at.reduce((a, s) => a + s.bytes, 0);
       assert.ok(bytes >= strings, `>= ${strings} B held at ${file}:${PUT_LINE}, got ${bytes}\n${show}`);
-      assert.ok(at.every((s) => s.frames[0]?.function === 'lj_alloc_f'), show);
-      assert.ok(t.notes.some((n) => n.includes('lua mode')), t.notes.join('\n'));
+      assert.ok(
+        at.every((s) => s.frames[0]?.function === 'lj_alloc_f'),
+        show,
+      );
+      assert.ok(
+        t.notes.some((n) => n.includes('lua mode')),
+        t.notes.join('\n'),
+      );
     } finally {
       space.close();
     }

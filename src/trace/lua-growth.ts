@@ -83,8 +83,7 @@ export function luaPathRecord(resolver: StackResolver, e: CapturedEvent): LuaPat
       break;
     }
   }
-  const outer =
-    cut < u.pcs.length && !restart ? u.pcs.slice(cut) : resolver.unwindFromVmFrame(e, capture.cframe);
+  const outer = cut < u.pcs.length && !restart ? u.pcs.slice(cut) : resolver.unwindFromVmFrame(e, capture.cframe);
   return {
     pcs: u.pcs,
     capture,
