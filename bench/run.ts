@@ -10,6 +10,7 @@ import { benchEbpf } from './ebpf.js';
 import { benchHeap } from './heap.js';
 import { benchLua } from './lua.js';
 import { benchLuaFrames } from './lua-frames.js';
+import { benchOwnMemory } from './own-memory.js';
 import { benchPools } from './pools.js';
 import { benchReach } from './reach.js';
 import { benchTraceOverhead } from './trace-overhead.js';
@@ -39,6 +40,12 @@ const BENCHES: Bench[] = [
     printsTable: false,
   },
   { name: 'pools', title: 'nginx pool analysis vs heap census', run: benchPools, printsTable: true },
+  {
+    name: 'own-memory',
+    title: "leakscope's own peak RSS: heap, pools, analyze on a ~1 GiB / ~4.5M-chunk nginx worker (issue 18)",
+    run: benchOwnMemory,
+    printsTable: false,
+  },
   { name: 'reach', title: 'census vs census + reachability (issue 16)', run: benchReach, printsTable: false },
   {
     name: 'trace-overhead',

@@ -12,7 +12,9 @@
 //    size is a candidate; a candidate is a tcache when its counts/entries validate and
 //    its chains have the right length, sizes and key (tcache_key, 2.34+).
 //  - Memory is read in windows (1 MiB, one buffer reused, page-aligned starts); chunk headers are parsed
-//    with DataView reads from the window, numbers only, no per-chunk allocation.
+//    with DataView reads from the window, numbers only, no per-chunk allocation. On a live process
+//    with big heaps a reader thread reads the next window (a page of overlap) into a second buffer
+//    while the walk parses the current one (target/read-ahead.ts): reading and parsing overlap.
 //  - Every loop is bounded: a heap walk advances by >= 16 bytes per chunk and stops at
 //    the heap end; free-list walks are bounded by counts and detect cycles (Brent).
 //    Anything that does not validate becomes an inconsistency {address, kind, detail},
@@ -33,6 +35,7 @@ import { locateGlibc, type GlibcLocation } from './locate.js';
 import { readArenas, readMallocParams, type RawArena, type RawHeap } from './arenas.js';
 import { mmapCandidateRanges, scanMmappedChunks } from './mmapped.js';
 import { fastbinChunkSize, MIN_LARGE_SIZE, tcacheBinChunkSize } from './layout.js';
+import { ReadAhead } from '../target/read-ahead.js';
 
 export interface CensusOptions {
   /** Window size for streaming reads (default 1 MiB). */
@@ -71,6 +74,11 @@ export interface CensusOptions {
    */
   onWalkInUse?: (userAddr: number, chunkSize: number, mmapped: boolean, words?: Uint32Array, userWord?: number) => void;
   onFreeListChunk?: (userAddr: number) => void;
+  /**
+   * Read ahead with a reader thread (target/read-ahead.ts) on a live process whose heaps total at
+   * least READ_AHEAD_MIN bytes (default true; false: every window read in turn by the walk).
+   */
+  readAhead?: boolean;
 }
 
 /** The tag of an in-use chunk no ChunkPeek looked at (bytes not in the window, mmapped, no peek). */
@@ -101,6 +109,8 @@ export interface ChunkPeek {
  * 1 MiB windows walk ~12% faster than 16 MiB ones, and pread throughput is the same.
  */
 export const DEFAULT_WINDOW = 1 << 20;
+/** Heaps smaller than this are walked without the reader thread (its start costs ~30 ms once per process). */
+export const READ_AHEAD_MIN = 32 << 20;
 const MAX_LISTED_INCONSISTENCIES = 100;
 const TWO32 = 4294967296;
 /** Exact in-use sizes below this are counted in a flat array (index size >> 4). */
@@ -201,9 +211,14 @@ class Census {
   usedBytesOff = new Float64Array(0);
   usedBytes = Buffer.alloc(0);
   usedBytesLen = 0;
-  private readonly buf: Buffer;
+  private buf: Buffer;
   /** The window as little-endian u32 words (x86-64 hosts and targets only): chunk headers are 8-aligned. */
-  private readonly u32: Uint32Array;
+  private u32: Uint32Array;
+  /** With a reader thread: its two windows (the walk parses one while the next is read into the other). */
+  private ra: ReadAhead | undefined;
+  private raFd = -1;
+  private raSlot = 0;
+  private raU32: Uint32Array[] = [];
   /** Scratch for free-list reads (readSmall). */
   readonly small = Buffer.alloc(64);
 
@@ -214,6 +229,18 @@ class Census {
   ) {
     this.buf = windowBuffer(windowBytes);
     this.u32 = new Uint32Array(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength >>> 2);
+  }
+
+  /** Walks with a reader thread reading ahead through `fd` (a live process's memory). */
+  useReadAhead(fd: number): void {
+    const ra = ReadAhead.get(this.buf.length);
+    if (!ra) return;
+    this.ra = ra;
+    this.raFd = fd;
+    this.raSlot = 0;
+    this.raU32 = ra.slots.map((b) => new Uint32Array(b.buffer, b.byteOffset, b.byteLength >>> 2));
+    this.buf = ra.slots[0];
+    this.u32 = this.raU32[0]!;
   }
 
   report(i: Inconsistency): void {
@@ -237,9 +264,12 @@ class Census {
    * chunk when the heap holds it. Returns the address where the walk stopped.
    */
   walkHeap(heap: RawHeap, a: ArenaCensus, s: ArenaScratch, tcacheStructSize: number): number {
-    const u32 = this.u32,
-      buf = this.buf,
-      space = this.space;
+    let u32 = this.u32,
+      buf = this.buf;
+    const space = this.space,
+      ra = this.ra;
+    /** Start of the window the reader thread is reading ahead (-1: none in flight). */
+    let aheadAt = -1;
     const hFreeN = this.hFreeN,
       hFreeB = this.hFreeB,
       exactFlat = this.exactFlat;
@@ -269,10 +299,27 @@ class Census {
       if (p + 16 > winEnd) {
         // Windows start on a page boundary: /proc/PID/mem copies page by page, and an
         // unaligned start makes every copy span two pages (about 2x slower).
-        const at = p - (p % 4096);
-        const want = Math.min(winCap, Math.max(end, limit) + 16 - at);
-        const n = space.readInto(at, buf, 0, want);
-        bytesRead += n;
+        let at = p - (p % 4096);
+        let n = -1;
+        if (aheadAt >= 0) {
+          // The window read ahead starts a page before the last one ended: it holds p unless a
+          // chunk larger than a window took the walk past it.
+          const got = ra!.wait();
+          bytesRead += got;
+          if (aheadAt <= p && aheadAt + got >= p + 16) {
+            this.raSlot ^= 1;
+            buf = this.buf = ra!.slots[this.raSlot]!;
+            u32 = this.u32 = this.raU32[this.raSlot]!;
+            at = aheadAt;
+            n = got;
+          }
+          aheadAt = -1;
+        }
+        if (n < 0) {
+          const want = Math.min(winCap, Math.max(end, limit) + 16 - at);
+          n = space.readInto(at, buf, 0, want);
+          bytesRead += n;
+        }
         if (at + n < p + 16) {
           this.report({
             address: p,
@@ -284,6 +331,11 @@ class Census {
         }
         winStart = at;
         winEnd = at + n;
+        if (ra && n === winCap && winEnd < Math.max(end, limit) + 16) {
+          // The next window, into the other slot, while this one is parsed.
+          aheadAt = winEnd - 4096;
+          ra.start(this.raFd, this.raSlot ^ 1, aheadAt, Math.min(winCap, Math.max(end, limit) + 16 - aheadAt));
+        }
       }
       const w = (p - winStart + 8) >>> 2;
       const lo = u32[w]!;
@@ -348,6 +400,8 @@ class Census {
       prevSize = sz;
       p += sz;
     }
+    // A window read ahead past where the walk stopped: wait for it (the reader is free again).
+    if (aheadAt >= 0) bytesRead += ra!.wait();
     if (!stopped && heap.top >= 0) {
       // p == top: its header classifies the last chunk and gives the top size.
       if (p === heap.top && this.readSmall(p, 16)) {
@@ -663,6 +717,7 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
   const loc = opts.location ?? locateGlibc(space, symbolizer);
   const L = loc.layout;
   const c = new Census(space, loc, opts.windowBytes ?? DEFAULT_WINDOW);
+  const memFd = opts.readAhead === false ? undefined : space.memoryFd?.();
   c.collect = !!opts.onInUseChunk;
   c.onWalk = opts.onWalkInUse;
   c.onFreeList = opts.onFreeListChunk;
@@ -679,6 +734,12 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
   const { arenas: raws, heapMaxSize } = readArenas(space, loc, mp, (i) => c.report(i));
   sources.heaps = `main heap from ${mp ? 'mp_.sbrk_base' : '[heap] start'} to main_arena.top; thread heaps: top & ~(${heapMaxSize >>> 20} MiB - 1), then heap_info.prev`;
 
+  // A reader thread reads the next window while the walk parses one, on heaps big enough to repay it.
+  if (
+    memFd !== undefined &&
+    raws.reduce((n, r) => n + r.heaps.reduce((m, h) => m + (h.end - h.start), 0), 0) >= READ_AHEAD_MIN
+  )
+    c.useReadAhead(memFd);
   const arenas: ArenaCensus[] = [];
   const scratch: ArenaScratch[] = [];
   for (const raw of raws) {

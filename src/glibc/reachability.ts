@@ -179,10 +179,15 @@ export interface ReachResult {
   lastScan: PreviousScan;
 }
 
-/** What stability needs of an earlier scan: its chunks and which were lost. */
+/**
+ * What stability needs of an earlier scan: its lost chunks (possibly / definitely / indirectly),
+ * ascending: user pointer, chunk size / 16, and 1 when mmapped. Only those: a chunk not listed
+ * was not lost then (the earlier scan's whole chunk table is not kept while the next one runs).
+ */
 export interface PreviousScan {
-  table: ChunkTable;
-  lost: Uint8Array;
+  addr: Float64Array;
+  size16: Uint32Array;
+  mmapped: Uint8Array;
 }
 
 /** In-use chunks of one census in address order, with an address -> chunk lookup. */
@@ -1140,38 +1145,50 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   const location = opts.location ?? locateGlibc(space, symbolizer);
   const scans = Math.max(1, Math.floor(opts.scans ?? (space.kind === 'live' ? 2 : 1)));
   const maxEdges = opts.maxEdges ?? DEFAULT_MAX_EDGES;
-  let prev: Uint8Array | undefined = opts.previous?.lost; // per chunk of the previous scan: 1 when lost (possibly / definitely / indirectly)
-  let prevTable: ChunkTable | undefined = opts.previous?.table;
-  let scan!: Scan;
+  // The previous scan's lost chunks (stability), ascending.
+  let prev: PreviousScan | undefined = opts.previous;
+  let scan: Scan | undefined;
   let bytesRead = 0;
   for (let s = 0; s < scans; s++) {
     if (s > 0) await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
+    scan = undefined; // the previous scan's tables are garbage before the next scan allocates its own
     scan = oneScan(space, symbolizer, location, maxEdges, 1024);
     bytesRead += scan.bytesRead;
     const t = scan.t,
       st = scan.state;
     // Stability: lost now and lost before at the same address and size; else unknown (or reachable).
-    const lostNow = new Uint8Array(t.n);
+    let nLost = 0;
     for (let i = 0, k = 0; i < t.n; i++) {
       if (!LOST(st[i]!)) continue;
-      if (prev && prevTable) {
+      if (prev) {
         const a = t.addr[i]!;
-        while (k < prevTable.n && prevTable.addr[k]! < a) k++;
+        while (k < prev.addr.length && prev.addr[k]! < a) k++;
         const same =
-          k < prevTable.n &&
-          prevTable.addr[k] === a &&
-          prevTable.size16[k] === t.size16[i] &&
-          (prevTable.flags[k]! & F_MMAPPED) === (t.flags[i]! & F_MMAPPED);
-        if (!same || prev[k] !== 1) {
+          k < prev.addr.length &&
+          prev.addr[k] === a &&
+          prev.size16[k] === t.size16[i] &&
+          prev.mmapped[k] === ((t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0);
+        if (!same) {
           st[i] = S_UNKNOWN;
           continue;
         }
       }
-      lostNow[i] = 1;
+      nLost++;
     }
-    prev = lostNow;
-    prevTable = t;
+    const lost: PreviousScan = {
+      addr: new Float64Array(nLost),
+      size16: new Uint32Array(nLost),
+      mmapped: new Uint8Array(nLost),
+    };
+    for (let i = 0, j = 0; i < t.n; i++) {
+      if (!LOST(st[i]!)) continue;
+      lost.addr[j] = t.addr[i]!;
+      lost.size16[j] = t.size16[i]!;
+      lost.mmapped[j++] = (t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0;
+    }
+    prev = lost;
   }
+  if (!scan) throw new Error('reachability: no scan');
   const t = scan.t,
     st = scan.state;
   const zero = (): ClassCount => ({ chunks: 0, bytes: 0 });
@@ -1291,7 +1308,7 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   return {
     reachability: reach,
     census: scan.census,
-    lastScan: { table: t, lost: prev! },
+    lastScan: prev!,
     classOf: (addr: number) => {
       let i = t.indexOf(addr);
       if (i < 0) {

@@ -1,17 +1,20 @@
 // Adapter from the glibc heap census (src/glibc, the one heap walker) to InUseChunks.
-// The census reports every chunk it finally counts as in use (after tcache / fastbin
-// reclassification) and every mmapped chunk through its generic chunk visitor (`onInUseChunk`);
-// the pool-candidate test rides along as the census's ChunkPeek (pool.ts poolCandidateTag), so
-// the pool scan skips chunks whose bytes already rule a pool out, and keeps the first bytes of
-// the others.
+// The census hands over every chunk its walk sees in use while its window holds the chunk's
+// bytes (`onWalkInUse`), then the ones it found on a tcache / fastbin list (`onFreeListChunk`:
+// dropped here), then the mmapped chunks. The pool-candidate test (pool.ts poolCandidateTag)
+// runs on those bytes, so the pool scan skips chunks whose bytes already rule a pool out, and the
+// first POOL_SCAN_BYTES of the others are kept (up to KEPT_BYTES_BUDGET).
+//
+// Memory: 9 bytes per in-use chunk (ChunkList: address and size as u32, flags u8), in arrays
+// presized from the heap's extent (zero-filled: only the entries written cost RSS; no copies as
+// the list grows), no object per chunk; the census itself keeps no list.
 
 import { LeakscopeError } from '../model/errors.js';
 import { heapCensus } from '../glibc/index.js';
-import type { CensusOptions, ChunkPeek, HeapCensus } from '../glibc/index.js';
+import type { CensusOptions, HeapCensus } from '../glibc/index.js';
 import type { AddressSpace } from '../target/index.js';
 import { ChunkList, POOL_HINT, POOL_SCAN_BYTES } from './chunks.js';
 import { poolCandidateTag } from './pool.js';
-import type { ChunkArrays } from './chunks.js';
 
 export interface CensusWithChunks {
   census: HeapCensus;
@@ -19,53 +22,75 @@ export interface CensusWithChunks {
   elapsedMs: number;
 }
 
+/** Most entries allocated up front (9 bytes each, virtual until written); the list doubles beyond. */
+const MAX_PRESIZED = 1 << 24;
+/** Cap on the candidates' bytes kept from the walk (the scan reads the others itself). */
+const KEPT_BYTES_BUDGET = 16 << 20;
+/** Kept bytes live in slabs of this size (views stay valid: a slab never moves). */
+const SLAB = 1 << 20;
+
+/** The candidates' first bytes as the walk read them, copied into slabs (views stay valid: a slab never moves). */
+class KeptBytes {
+  private slab = new Uint8Array(0);
+  private used = 0;
+  private total = 0;
+  /** A copy of words' bytes from u32 index `word` on (POOL_SCAN_BYTES of them), or undefined past the budget. */
+  keep(words: Uint32Array, word: number): Uint8Array | undefined {
+    if (this.total + POOL_SCAN_BYTES > KEPT_BYTES_BUDGET) return undefined;
+    if (this.used + POOL_SCAN_BYTES > this.slab.length) {
+      this.slab = new Uint8Array(Math.min(SLAB, KEPT_BYTES_BUDGET - this.total));
+      this.used = 0;
+    }
+    const view = this.slab.subarray(this.used, this.used + POOL_SCAN_BYTES);
+    view.set(new Uint8Array(words.buffer, words.byteOffset + word * 4, POOL_SCAN_BYTES));
+    this.used += POOL_SCAN_BYTES;
+    this.total += POOL_SCAN_BYTES;
+    return view;
+  }
+}
+
+/** At most one chunk per 32 bytes of the brk heap and anonymous rw memory (thread heaps and mmapped chunks live there). */
+function capacityBound(space: AddressSpace): number {
+  let bound = 0;
+  for (const m of space.mappings({ refresh: true }))
+    if (m.path === '[heap]' || (m.path === '' && m.perms.startsWith('rw'))) bound += (m.end - m.start) / 32;
+  return Math.min(MAX_PRESIZED, Math.ceil(bound));
+}
+
 /** Runs the heap census once and collects its in-use chunks. */
 export function censusWithChunks(space: AddressSpace, opts: CensusOptions = {}): CensusWithChunks {
   const t0 = performance.now();
-  // Collected into parallel arrays (no object per chunk).
-  const list: ChunkArrays = {
-    length: 0,
-    addrs: new Float64Array(1024),
-    sizes: new Float64Array(1024),
-    mmapped: new Uint8Array(1024),
-    hint: new Uint8Array(1024),
-    bytes: [],
-  };
-  const peek: ChunkPeek = { tag: poolCandidateTag, copyTag: POOL_HINT.yes, copyBytes: POOL_SCAN_BYTES };
+  const list = new ChunkList(undefined, capacityBound(space));
+  const kept = new KeptBytes();
+  let freed = new Float64Array(256),
+    nFreed = 0;
   const census = heapCensus(space, {
     ...opts,
-    peek,
-    onInUseChunk: (userAddr, chunkSize, mmapped, tag, userBytes) => {
-      const n = list.length;
-      if (n === list.addrs.length) {
-        const f = (a: Float64Array) => {
-          const b = new Float64Array(n * 2);
-          b.set(a);
-          return b;
-        };
-        const u = (a: Uint8Array) => {
-          const b = new Uint8Array(n * 2);
-          b.set(a);
-          return b;
-        };
-        list.addrs = f(list.addrs);
-        list.sizes = f(list.sizes);
-        list.mmapped = u(list.mmapped);
-        list.hint = u(list.hint);
+    onWalkInUse: (userAddr, chunkSize, mmapped, words, userWord) => {
+      if (words === undefined || userWord === undefined) {
+        list.push(userAddr, chunkSize, mmapped, POOL_HINT.unknown);
+        return;
       }
-      list.addrs[n] = userAddr;
-      list.sizes[n] = chunkSize;
-      list.mmapped[n] = mmapped ? 1 : 0;
-      list.hint[n] = tag;
-      list.bytes[n] = userBytes;
-      list.length = n + 1;
+      // The window holds [chunk, chunk + chunkSize + 16): the chunk's prev_size field is word userWord - 4.
+      const tag = poolCandidateTag(words, userWord - 4, userAddr, chunkSize);
+      const bytes = tag === POOL_HINT.yes && chunkSize >= POOL_SCAN_BYTES ? kept.keep(words, userWord) : undefined;
+      list.push(userAddr, chunkSize, mmapped, tag, bytes);
+    },
+    onFreeListChunk: (userAddr) => {
+      if (nFreed === freed.length) {
+        const f = new Float64Array(nFreed * 2);
+        f.set(freed);
+        freed = f;
+      }
+      freed[nFreed++] = userAddr;
     },
   });
+  list.finish(freed.subarray(0, nFreed));
   const expected = census.totals.inUseChunks + census.totals.mmappedChunks;
   if (list.length === 0 && expected > 0) {
     throw new LeakscopeError(
       'not-supported',
-      `the heap census reported ${expected} in-use chunks but not the chunks themselves (CensusOptions.onInUseChunk missing in src/glibc)`,
+      `the heap census reported ${expected} in-use chunks but not the chunks themselves (CensusOptions.onWalkInUse missing in src/glibc)`,
     );
   }
   // On a heap that changes while it is walked, a free-list chunk the walk saw as free is not in
@@ -81,5 +106,5 @@ export function censusWithChunks(space: AddressSpace, opts: CensusOptions = {}):
         detail: `the census counted ${expected} in-use chunks and listed ${list.length} (the heap changed during the walk)`,
       });
   }
-  return { census, chunks: new ChunkList(list), elapsedMs: performance.now() - t0 };
+  return { census, chunks: list, elapsedMs: performance.now() - t0 };
 }

@@ -175,6 +175,11 @@ const hex = (n: number): string => {
 const MAX_LISTED_INCONSISTENCIES = 100;
 /** Smallest chunk that can hold a pool: ngx_pool_t (80) + 1 byte -> request2size(81) = 96. */
 const MIN_POOL_CHUNK = 96;
+/** The heap-reference search: bytes read at most per window, and the largest gap between two chunks read in one window. */
+const SEARCH_WINDOW = 4 << 20;
+const SEARCH_GAP = 4096;
+/** The heap-reference search's window, one per process (reused: no multi-MiB allocation per analysis). */
+let searchBuffer: Buffer | undefined;
 /** Bytes read at each candidate chunk by the scan. */
 const SCAN_BYTES = POOL_SCAN_BYTES;
 
@@ -254,13 +259,12 @@ interface SignatureMatches {
  * with its large / cleanup records (a read costs about the same either way).
  */
 function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: boolean): SignatureMatches {
-  const { addrs: cAddr, sizes: cSize, mmapped: cMm, hint: cHint, bytes: cBytes } = chunks;
   const nChunks = chunks.length;
   const bucketTotals = countBuckets ? new Map<number, { chunks: number; bytes: number }>() : null;
   let candidates = 0,
     bytesRead = 0;
   // Candidates the census gave no bytes for (chunk indices), read after the loop.
-  const toRead = new Int32Array(nChunks);
+  let toRead = new Int32Array(1024);
   let nToRead = 0;
   // Matches: chunk index and bytes. The census's bytes are kept as they are (views of its own
   // copy; arenaOff -1); bytes read here are copied into one arena (views made once the scan is
@@ -280,10 +284,10 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
       reader = new ByteReader(new Uint8Array(buf.buffer), { label: 'chunk' });
     const r = reader,
       at = buf.byteOffset + off,
-      addr = cAddr[k]!;
+      addr = chunks.addrAt(k);
     // Cheap pre-check on d.end before the signature: d.end - addr must fit the chunk.
     const size = r.u64At(at + POOL.end) - addr;
-    if (!(size > POOL.sizeof) || !chunkFitsBlock(size, cSize[k]!, cMm[k] === 1)) return;
+    if (!(size > POOL.sizeof) || !chunkFitsBlock(size, chunks.sizeAt(k), chunks.isMmapped(k))) return;
     if (!poolSignatureAt(r, at, addr)) return;
     if (m === mChunk.length) {
       const c2 = new Int32Array(m * 2);
@@ -314,7 +318,7 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
     arenaLen += (got + 7) & ~7; // copies stay 8-aligned, as the pointer search reads them
   };
   for (let k = 0; k < nChunks; k++) {
-    const chunkSize = cSize[k]!;
+    const chunkSize = chunks.sizeAt(k);
     if (bucketTotals) {
       const b = bucketOf(chunkSize).minBytes;
       const e = bucketTotals.get(b);
@@ -324,15 +328,22 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
       } else bucketTotals.set(b, { chunks: 1, bytes: chunkSize });
     }
     // The census saw a d.end that fails the pre-check in examine.
-    if (chunkSize < MIN_POOL_CHUNK || cHint[k] === POOL_HINT.no) continue;
+    if (chunkSize < MIN_POOL_CHUNK || chunks.hintAt(k) === POOL_HINT.no) continue;
     candidates++;
-    const userBytes = cBytes[k];
+    const userBytes = chunks.bytesOf(k);
     if (userBytes && userBytes.byteLength === SCAN_BYTES) examine(k, userBytes, 0, SCAN_BYTES, true);
-    else toRead[nToRead++] = k;
+    else {
+      if (nToRead === toRead.length) {
+        const t2 = new Int32Array(nToRead * 2);
+        t2.set(toRead);
+        toRead = t2;
+      }
+      toRead[nToRead++] = k;
+    }
   }
   const fromCensus = m;
   const readAddrs = new Float64Array(nToRead);
-  for (let i = 0; i < nToRead; i++) readAddrs[i] = cAddr[toRead[i]!]!;
+  for (let i = 0; i < nToRead; i++) readAddrs[i] = chunks.addrAt(toRead[i]!);
   readBatched(
     space,
     readAddrs,
@@ -375,13 +386,13 @@ class PoolSet {
   /** The scan's bytes at the pool (its first SCAN_BYTES, as read), when it was found by the scan. */
   readonly prefix: Array<Uint8Array | undefined>;
   readonly roots: Array<RootRef[] | undefined>;
-  /** chunk index -> pool whose first block it is (-1: none). */
-  readonly firstOf: Int32Array;
-  /** chunk index -> live pool that has it as a block or large allocation (-1: none); set once validated. */
-  readonly ownerOf: Int32Array;
-  /** chunk index -> bytes handed out (d.last - block) when it is a live pool's block, else -1. */
-  readonly usedOf: Float64Array;
-  constructor(nChunks: number, capacity: number) {
+  /** chunk index -> pool whose first block it is (absent: none). Maps: pools' chunks are few, the heap's many. */
+  readonly firstOf = new Map<number, number>();
+  /** chunk index -> live pool that has it as a block or large allocation (absent: none); set once validated. */
+  readonly ownerOf = new Map<number, number>();
+  /** chunk index -> bytes handed out (d.last - block) when it is a live pool's block (absent: not one). */
+  readonly usedOf = new Map<number, number>();
+  constructor(capacity: number) {
     this.addr = new Float64Array(capacity);
     this.chunk = new Int32Array(capacity);
     this.alive = new Uint8Array(capacity);
@@ -389,9 +400,6 @@ class PoolSet {
     this.foundBy = new Array(capacity);
     this.prefix = new Array(capacity);
     this.roots = new Array(capacity);
-    this.firstOf = new Int32Array(nChunks).fill(-1);
-    this.ownerOf = new Int32Array(nChunks).fill(-1);
-    this.usedOf = new Float64Array(nChunks).fill(-1);
   }
   add(
     chunk: number,
@@ -402,7 +410,7 @@ class PoolSet {
     roots: RootRef[] | undefined,
   ): void {
     const p = this.length++;
-    this.firstOf[chunk] = p;
+    this.firstOf.set(chunk, p);
     this.addr[p] = addr;
     this.chunk[p] = chunk;
     this.alive[p] = 1;
@@ -432,12 +440,12 @@ function validatePools(
   rootRefs: Map<number, RootRef[]>,
   log: ProblemLog,
 ): PoolSet {
-  const pools = new PoolSet(chunks.length, matches.chunk.length + rootRefs.size);
+  const pools = new PoolSet(matches.chunk.length + rootRefs.size);
   const readProblems: PoolInconsistency[] = [];
   const reader = new PoolReader();
   for (let j = 0; j < matches.chunk.length; j++) {
     const chunk = matches.chunk[j]!,
-      addr = chunks.addrs[chunk]!,
+      addr = chunks.addrAt(chunk),
       prefix = matches.prefix[j]!;
     const res = reader.read(space, addr, chunks, readProblems, prefix, true);
     if (typeof res === 'string') continue; // signature-alike data, or a pool that changed under us
@@ -445,7 +453,7 @@ function validatePools(
   }
   rootRefs.forEach((refs, addr) => {
     const chunk = chunks.indexOf(addr);
-    const have = chunk >= 0 ? pools.firstOf[chunk]! : -1;
+    const have = chunk >= 0 ? (pools.firstOf.get(chunk) ?? -1) : -1;
     if (have >= 0) {
       pools.foundBy[have] = 'both';
       pools.roots[have] = refs;
@@ -462,19 +470,15 @@ function validatePools(
 
   const n = pools.length;
   // chunk -> pool that lists it as a later block (-1: none)
-  const laterBlockOf = new Int32Array(chunks.length).fill(-1);
-  let laterBlocks = 0;
+  const laterBlockOf = new Map<number, number>();
   for (let p = 0; p < n; p++) {
     const bl = pools.read[p]!.blocks;
-    for (let i = 1; i < bl.length; i++) {
-      laterBlockOf[chunks.indexOf(bl[i]!.address)] = p;
-      laterBlocks++;
-    }
+    for (let i = 1; i < bl.length; i++) laterBlockOf.set(chunks.indexOf(bl[i]!.address), p);
   }
-  if (laterBlocks) {
+  if (laterBlockOf.size) {
     for (let p = 0; p < n; p++) {
-      const other = laterBlockOf[pools.chunk[p]!]!;
-      if (other < 0) continue;
+      const other = laterBlockOf.get(pools.chunk[p]!);
+      if (other === undefined) continue;
       log.add({
         kind: 'pool-overlap',
         address: pools.addr[p]!,
@@ -484,7 +488,7 @@ function validatePools(
     }
   }
   // chunk -> pool that lists it as a large allocation (-1: none)
-  const largeOf = new Int32Array(chunks.length).fill(-1);
+  const largeOf = new Map<number, number>();
   for (let p = 0; p < n; p++) {
     if (!pools.alive[p]) continue;
     const read = pools.read[p]!,
@@ -493,8 +497,8 @@ function validatePools(
     for (let i = 0; i < large.length; i++) {
       const l = large[i]!;
       const k = chunks.indexOf(l.address);
-      const other = largeOf[k]!;
-      if (other >= 0) {
+      const other = largeOf.get(k);
+      if (other !== undefined) {
         log.add({
           kind: 'large-shared',
           address: pools.addr[p]!,
@@ -503,19 +507,19 @@ function validatePools(
         if (!kept) kept = large.slice(0, i);
         continue;
       }
-      largeOf[k] = p;
-      pools.ownerOf[k] = p;
+      largeOf.set(k, p);
+      pools.ownerOf.set(k, p);
       if (kept) kept.push(l);
     }
     if (kept) read.large = kept;
     const bl = read.blocks;
     const first = pools.chunk[p]!;
-    pools.ownerOf[first] = p;
-    pools.usedOf[first] = bl[0]!.used;
+    pools.ownerOf.set(first, p);
+    pools.usedOf.set(first, bl[0]!.used);
     for (let i = 1; i < bl.length; i++) {
       const k = chunks.indexOf(bl[i]!.address);
-      pools.ownerOf[k] = p;
-      pools.usedOf[k] = bl[i]!.used;
+      pools.ownerOf.set(k, p);
+      pools.usedOf.set(k, bl[i]!.used);
     }
   }
   return pools;
@@ -627,6 +631,12 @@ function staticReferences(
  * References to `orphans` (pool numbers) from in-use heap chunks other than the pools' own
  * blocks and large allocations. Per pool number: up to 8 holders ("pool 0x..." or "heap chunk
  * 0x..."), in address order, and `via`, the first holder that is a pool (-1: none).
+ *
+ * How: runs of in-use chunks (gaps of at most SEARCH_GAP bytes, at most SEARCH_WINDOW bytes a
+ * run) are read in one piece and all their 8-aligned words looked up (one tight loop per window,
+ * no call per chunk); a hit counts only when its slot lies in the searched range of the chunk
+ * holding it (found by binary search: hits are rare), so words of free chunks, headers and
+ * never-used block tails in the window are ignored. Memory: one window, whatever the heap's size.
  */
 function heapReferences(
   space: AddressSpace,
@@ -643,51 +653,81 @@ function heapReferences(
   const owner = pools.ownerOf,
     used = pools.usedOf;
   const targets = new PointerTargets(orphans.map((p) => pools.addr[p]!));
-  // Ranges to search (at most one per chunk); rangeChunk[i]: the chunk of range i.
-  const starts = new Float64Array(nChunks),
-    lens = new Float64Array(nChunks),
-    rangeChunk = new Int32Array(nChunks);
-  let nRanges = 0;
+  /** End (exclusive) of chunk k's searched range: its user area (plus the next chunk's prev_size field for heap chunks), a block's used part, nothing for a large allocation unless searchLarge. */
+  const searchEnd = (k: number): number => {
+    const o = owner.get(k);
+    if (o !== undefined) {
+      const u = used.get(k);
+      if (u !== undefined) return chunks.addrAt(k) + u;
+      if (!searchLarge) return chunks.addrAt(k);
+    }
+    return chunks.addrAt(k) + chunks.sizeAt(k) - CHUNK_HEADER + (chunks.isMmapped(k) ? 0 : 8);
+  };
   // Hits in any order (sorted by slot below).
   const hitChunk: number[] = [],
     hitSlot: number[] = [],
     hitPool: number[] = [];
-  const onHit = (chunk: number, slot: number, t: number) => {
+  // The window's hits, checked against the chunk holding the slot.
+  let k0 = 0,
+    k1 = 0;
+  const onWindowHit = (_tag: number, slot: number, t: number) => {
+    // last chunk of the run k0 .. k1-1 whose user pointer is <= slot
+    let lo = k0,
+      hi = k1 - 1,
+      k = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (chunks.addrAt(mid) <= slot) {
+        k = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    if (k < 0 || slot + 8 > searchEnd(k)) return; // a header, a free chunk, a block's unused tail, a large allocation
     const p = orphans[t]!;
-    if (owner[chunk] === p) return; // referenced from inside its own blocks / large allocations
-    hitChunk.push(chunk);
+    if (owner.get(k) === p) return; // referenced from inside its own blocks / large allocations
+    hitChunk.push(k);
     hitSlot.push(slot);
     hitPool.push(p);
   };
-  const { addrs: cAddr, sizes: cSize, mmapped: cMm } = chunks;
-  for (let k = 0; k < nChunks; k++) {
-    const u = used[k]!;
-    if (u >= 0) {
-      // A first block whose used part the scan already read: search those bytes.
-      const fp = pools.firstOf[k]!;
-      const pre = fp >= 0 && pools.alive[fp] ? pools.prefix[fp] : undefined;
-      if (pre && u <= pre.byteLength) {
-        scanForPointers(pre, 0, u, cAddr[k]!, targets, onHit, k);
-        continue;
-      }
-      starts[nRanges] = cAddr[k]!;
-      lens[nRanges] = u;
-      rangeChunk[nRanges++] = k;
-      continue;
+  let bytesRead = 0;
+  const buf = searchBuffer ?? (searchBuffer = Buffer.from(new ArrayBuffer(SEARCH_WINDOW)));
+  for (let k = 0; k < nChunks; ) {
+    // A run: chunks k .. j-1, read as [start, end).
+    const start = chunks.addrAt(k);
+    let end = Math.max(start, searchEnd(k));
+    let j = k + 1;
+    while (j < nChunks) {
+      const a = chunks.addrAt(j);
+      const e = searchEnd(j);
+      if (a > end + SEARCH_GAP || Math.max(end, e) - start > SEARCH_WINDOW) break;
+      if (e > end) end = e;
+      j++;
     }
-    if (!searchLarge && owner[k]! >= 0) continue; // a pool's large allocation
-    starts[nRanges] = cAddr[k]!;
-    // user area: chunk size minus the header, plus the next chunk's prev_size field for heap chunks
-    lens[nRanges] = cSize[k]! - CHUNK_HEADER + (cMm[k] === 1 ? 0 : 8);
-    rangeChunk[nRanges++] = k;
+    k0 = k;
+    k1 = j;
+    if (end - start > buf.length) {
+      // One chunk larger than the window (a big mmapped chunk): its own pieces.
+      bytesRead += searchRanges(space, [start], [end - start], targets, onWindowHit);
+    } else if (end > start) {
+      const got = space.readInto(start, buf, 0, end - start);
+      bytesRead += got;
+      if (got === end - start) scanForPointers(buf, 0, got, start, targets, onWindowHit, 0);
+      else {
+        // Partly unreadable run: each chunk on its own, so each gets what exists.
+        const s: number[] = [],
+          l: number[] = [];
+        for (let i = k; i < j; i++) {
+          const e = searchEnd(i);
+          if (e > chunks.addrAt(i)) {
+            s.push(chunks.addrAt(i));
+            l.push(e - chunks.addrAt(i));
+          }
+        }
+        bytesRead += searchRanges(space, s, l, targets, onWindowHit);
+      }
+    }
+    k = j;
   }
-  const bytesRead = searchRanges(
-    space,
-    starts.subarray(0, nRanges),
-    lens.subarray(0, nRanges),
-    targets,
-    (ri, slot, t) => onHit(rangeChunk[ri]!, slot, t),
-  );
   const order = new Uint32Array(hitSlot.length);
   for (let i = 0; i < order.length; i++) order[i] = i;
   order.sort((a, b) => hitSlot[a]! - hitSlot[b]!);
@@ -695,11 +735,11 @@ function heapReferences(
     const i = order[j]!,
       chunk = hitChunk[i]!,
       p = hitPool[i]!;
-    const holder = owner[chunk]!;
+    const holder = owner.get(chunk) ?? -1;
     if (holder >= 0 && via[p]! < 0) via[p] = holder;
     const l = (refs[p] ??= []);
     if (l.length < 8)
-      l.push(holder >= 0 ? `pool ${hex(pools.addr[holder]!)}` : `heap chunk ${hex(chunks.addrs[chunk]!)}`);
+      l.push(holder >= 0 ? `pool ${hex(pools.addr[holder]!)}` : `heap chunk ${hex(chunks.addrAt(chunk))}`);
   }
   return { refs, via, bytesRead };
 }

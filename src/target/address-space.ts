@@ -41,6 +41,11 @@ export interface AddressSpace extends TargetFiles {
    * Returns how many bytes were read: short (possibly 0) at the first unreadable byte. Never throws for unmapped memory.
    */
   readInto(addr: number, buf: Uint8Array, bufOffset: number, len: number): number;
+  /**
+   * A file descriptor whose pread at offset = address reads the target's memory as readInto does
+   * (a live process's /proc/PID/mem), for a reader thread (target/read-ahead.ts); undefined otherwise.
+   */
+  memoryFd?(): number | undefined;
   /** Exactly `len` bytes at `addr`, or LeakscopeError('unreadable'). */
   read(addr: number, len: number): Buffer;
   /** A u64 at addr (number, exact below 2^53), or 'unreadable'. */

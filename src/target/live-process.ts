@@ -249,6 +249,10 @@ export class LiveProcess implements AddressSpace {
     return done;
   }
 
+  memoryFd(): number | undefined {
+    return this.fd >= 0 ? this.fd : undefined;
+  }
+
   read(addr: number, len: number): Buffer {
     return readExactly(this, addr, len);
   }

@@ -54,6 +54,8 @@ export interface StartNginxOptions {
   timeoutMs?: number;
   /** Keep the prefix directory after stop() (default false). */
   keepPrefix?: boolean;
+  /** Extra environment of the nginx processes (e.g. LD_PRELOAD of a test shim); default: leakscope's own. */
+  env?: Record<string, string>;
 }
 
 export interface HttpResult {
@@ -229,12 +231,14 @@ async function launch(
   bin: string,
   timeoutMs: number,
   keepPrefix: boolean,
+  env?: Record<string, string>,
 ): Promise<Instance> {
   const confPath = join(prefix, 'nginx.conf');
   const errorLogPath = join(prefix, 'logs', 'error.log');
   writeFileSync(confPath, conf);
   const child = spawn(bin, ['-p', prefix + '/', '-c', confPath, '-e', errorLogPath], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    ...(env ? { env: { ...process.env, ...env } } : {}),
   });
   let stderr = '';
   child.stderr!.setEncoding('utf8');
@@ -439,7 +443,17 @@ export async function startNginx(opts: StartNginxOptions = {}): Promise<NginxHan
   try {
     main = await withPortRetry((port) => {
       const prefix = makePrefix('nginx');
-      return launch('main', prefix, mainConf(prefix, port, o, upstream?.port), port, o.workers, bin, timeoutMs, keep);
+      return launch(
+        'main',
+        prefix,
+        mainConf(prefix, port, o, upstream?.port),
+        port,
+        o.workers,
+        bin,
+        timeoutMs,
+        keep,
+        o.env,
+      );
     });
   } catch (e) {
     await upstream?.stop();

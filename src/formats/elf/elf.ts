@@ -69,6 +69,9 @@ export interface ElfNote {
   descOffset: number;
 }
 
+/** findSymbol calls per file answered by a scan of the symbol tables before the name map is built. */
+const DIRECT_LOOKUPS = 24;
+
 export class ElfFile {
   readonly reader: ByteReader;
   readonly header: ElfHeader;
@@ -273,6 +276,12 @@ export class ElfFile {
 
   /** A defined symbol by name, preferring .symtab over .dynsym, ignoring version suffixes (`malloc@@GLIBC_2.2.5`). */
   findSymbol(name: string): ElfSymbol | undefined {
+    // The first few lookups scan the symbol tables' bytes for the name (no object per symbol: a
+    // census looks up a handful of names in each of a dozen objects); later ones build the map.
+    if (!this.byName && !this.symCache && this.directLookups < DIRECT_LOOKUPS) {
+      this.directLookups++;
+      return this.scanForSymbol(name);
+    }
     if (!this.byName) {
       this.byName = new Map();
       for (const s of this.symbols()) {
@@ -284,6 +293,62 @@ export class ElfFile {
       }
     }
     return this.byName.get(name);
+  }
+
+  private directLookups = 0;
+
+  /** findSymbol without building every symbol: the same choice among the entries named `name` or `name@...`. */
+  private scanForSymbol(name: string): ElfSymbol | undefined {
+    const key = Buffer.from(name, 'utf8');
+    if (key.length === 0 || key.includes(0x40)) return undefined;
+    const bytes = this.bytes,
+      r = this.reader;
+    const k0 = key[0]!,
+      kn = key.length;
+    let best: ElfSymbol | undefined;
+    for (const sec of this.sections) {
+      if (sec.type !== SHT_SYMTAB && sec.type !== SHT_DYNSYM) continue;
+      if (sec.entsize !== 24 || sec.offset + sec.size > bytes.byteLength) continue;
+      const strtab = this.sections[sec.link];
+      if (!strtab) continue;
+      const source = sec.type === SHT_SYMTAB ? 'symtab' : 'dynsym';
+      const n = Math.floor(sec.size / 24);
+      r.check(sec.offset, n * 24);
+      for (let i = 1; i < n; i++) {
+        const o = sec.offset + i * 24;
+        const nameOff = r.u32At(o);
+        if (!nameOff || nameOff >= strtab.size) continue;
+        const at = strtab.offset + nameOff;
+        if (at + kn >= bytes.byteLength || bytes[at] !== k0) continue;
+        let j = 1;
+        while (j < kn && bytes[at + j] === key[j]) j++;
+        if (j < kn) continue;
+        const term = bytes[at + kn];
+        if (term !== 0 && term !== 0x40) continue;
+        const shndx = r.u16At(o + 6);
+        if (shndx === 0) continue;
+        const info = r.u8At(o + 4);
+        const bindN = info >> 4;
+        const bind = bindN === 0 ? 'local' : bindN === 1 ? 'global' : bindN === 2 ? 'weak' : 'other';
+        if (best && !(best.source === 'dynsym' && source === 'symtab' && best.bind !== 'global')) continue;
+        let full: string;
+        try {
+          full = r.cstringAt(at, 4096);
+        } catch {
+          continue;
+        }
+        best = {
+          name: full,
+          value: r.u64At(o + 8),
+          size: r.u64At(o + 16),
+          type: STT_NAMES[info & 15] ?? 'other',
+          bind,
+          shndx,
+          source,
+        };
+      }
+    }
+    return best;
   }
 
   /** Defined function (and object) symbols with a size, sorted by address, for address -> name lookup. */
