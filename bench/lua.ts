@@ -5,9 +5,11 @@
 //   read:           locate the VMs, find the lj_alloc regions, copy them (HeapImage.copy): the floor;
 //   census:         luaHeaps without paths (locate + regions + copy + census by type);
 //   census + paths: luaHeaps with reachability, table sizes and the 20 largest tables' paths;
-//   leakscope RSS:  max RSS of `leakscope lua PID --json` in its own process (/usr/bin/time -f %M).
+//   leakscope RSS:  max RSS of `leakscope lua PID --json=FILE` in its own process (/usr/bin/time -f %M).
 // Goals (issue 15): census <= 3x read, census + paths <= 8x read, RSS <= 1.5x the Lua heap (gc.total).
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LiveProcess } from '../src/target/index.js';
 import { Symbolizer } from '../src/symbols/index.js';
@@ -58,6 +60,7 @@ export async function benchLua(opts: { strings?: number; size?: number } = {}): 
       ]);
       bytes = img.bytes;
       read.push(performance.now() - t);
+      img.dispose();
       t = performance.now();
       const c = luaHeaps(space, { symbolizer, paths: false });
       census.push(performance.now() - t);
@@ -70,11 +73,16 @@ export async function benchLua(opts: { strings?: number; size?: number } = {}): 
       top = vm.tables[0]?.path ?? '';
     }
     space.close();
+    // A new file (leakscope refuses to replace anything but a regular file it may overwrite).
+    const dir = mkdtempSync(join(tmpdir(), 'leakscope-bench-lua-'));
+    const rssJson = join(dir, 'lua.json');
     const time = spawnSync(
       '/usr/bin/time',
-      ['-f', '%M', process.execPath, join(REPO_ROOT, 'bin', 'leakscope'), 'lua', String(fx.pid), '--json', '/dev/null'],
+      ['-f', '%M', process.execPath, join(REPO_ROOT, 'bin', 'leakscope'), 'lua', String(fx.pid), `--json=${rssJson}`],
       { encoding: 'utf8' },
     );
+    rmSync(dir, { recursive: true, force: true });
+    if (time.status !== 0) throw new Error(`leakscope lua failed (${time.status}): ${time.stderr.trim()}`);
     const rssKb = Number(time.stderr.trim().split('\n').pop());
     const readMs = median(read),
       censusMs = median(census),

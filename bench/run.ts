@@ -14,6 +14,7 @@ import { benchOwnMemory } from './own-memory.js';
 import { benchPools } from './pools.js';
 import { benchReach } from './reach.js';
 import { benchTraceOverhead } from './trace-overhead.js';
+import { benchUnwind } from './unwind.js';
 import { benchWatch } from './watch.js';
 
 interface Bench {
@@ -51,6 +52,12 @@ const BENCHES: Bench[] = [
     name: 'trace-overhead',
     title: 'trace overhead on a proxying nginx worker (issue 6)',
     run: benchTraceOverhead,
+    printsTable: true,
+  },
+  {
+    name: 'unwind',
+    title: 'CFI unwinder: cached unwinds of the unwind-capture stacks (from unwinder.test.ts)',
+    run: benchUnwind,
     printsTable: true,
   },
   {

@@ -1,4 +1,5 @@
-// Trace overhead benchmark (issue 6), run as root: `node dist/bench/trace-overhead.js`.
+// Trace overhead benchmark (issues 6, 18), run as root: `node dist/bench/trace-overhead.js`
+// (or `npm run bench` / `node dist/bench/run.js trace-overhead`).
 //
 // Target: nginx as a gateway (1 worker, the leaking test module loaded) proxying to an
 // upstream nginx on loopback, under wrk (1 thread, 16 connections: the gateway's single
@@ -13,12 +14,18 @@
 //   untraced      no tracer
 //   pool          `leakscope leaks PID --mode pool` (CLI child process, as in production)
 //   malloc        `leakscope leaks PID --mode malloc` (default sampling: 512 KiB)
+//   malloc-exact  `leakscope leaks PID --mode malloc --sample-bytes 0` (every allocation)
 //   bpftrace      `bpftrace -p PID bench/memleak.bt PID` (memleak-style, stacks on every allocation)
-// Reported: median requests/s per mode, its ratio to the untraced median, probe hits per
-// request (the tracer's own count / wrk's request count), the worker's CPU per request,
-// and the tracer's own CPU. Before the rounds, one bpftrace counting run measures how
-// many times the worker calls each probed function per request (what explains the cost).
-// Targets: pool >= 90% of untraced, malloc >= 70%.
+// (Run alone: LEAKSCOPE_BENCH_MODES=untraced,pool-duty-0.5,malloc-duty-0.5,... picks other modes,
+// LEAKSCOPE_BENCH_ROUNDS and LEAKSCOPE_BENCH_SECONDS change the rounds (3) and run length (9 s).)
+// Reported: median requests/s per mode, its ratio to the untraced median, probe hits (traps)
+// per request as leakscope's own stats count them (the JSON's cost.probeHits / wrk's request
+// count; bpftrace: its @hits count), the worker's CPU per request, the tracer's own CPU, and
+// the cost leakscope printed (cost.estimatedCpuSeconds) against the worker CPU it really added
+// (worker CPU of the run - the untraced median's CPU per request x requests).
+// Before the rounds, one bpftrace counting run measures how many times the worker calls each
+// probed function per request (what explains the cost).
+// Goals (issue 18): pool >= 97% of untraced, malloc >= 90%; malloc exact reported.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -31,7 +38,9 @@ import { parseWrkOutput, startNginx, type NginxHandle, type WrkResult } from '..
 export type OverheadMode =
   | 'untraced'
   | 'pool'
+  | 'pool-all-sites' // pool mode with --all-pool-sites: the probe inside ngx_create_pool (every pool)
   | 'malloc'
+  | 'malloc-exact'
   | 'bpftrace'
   | `pool-duty-${number}`
   | `malloc-duty-${number}`;
@@ -61,6 +70,12 @@ interface RunResult {
   workerCpuMicrosPerRequest: number;
   /** The tracer process's CPU (user + sys) from start to the end of the wrk run (s). */
   tracerCpuSeconds: number | null;
+  /** Worker CPU (user + sys) over the wrk run (s). */
+  workerCpuSeconds: number;
+  /** leakscope's own cost estimate for its whole window (cost.estimatedCpuSeconds; s). */
+  estimatedCpuSeconds?: number;
+  /** The window leakscope reported (durationSeconds; s): longer than the wrk run. */
+  tracedSeconds?: number;
   lostEvents?: number;
   note?: string;
 }
@@ -82,13 +97,15 @@ function cpuTicks(pid: number): number {
   }
 }
 
-/** Open perf_event fds of a process (one per attached uprobe, for both tracers). */
+/** Open perf_event and bpf_link fds of a process (one or two per attached uprobe; uprobe
+ *  sessions are bpf_links without a perf_event), for both tracers. */
 function perfEventFds(pid: number): number {
   let n = 0;
   try {
     for (const fd of readdirSync(`/proc/${pid}/fd`)) {
       try {
-        if (readlinkSync(`/proc/${pid}/fd/${fd}`).includes('perf_event')) n++;
+        const l = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        if (l.includes('perf_event') || l.includes('bpf_link') || l.includes('bpf-link')) n++;
       } catch {
         /* closed meanwhile */
       }
@@ -181,11 +198,25 @@ interface Tracer {
   /** Probes are attached. */
   ready: Promise<void>;
   /** Ends the trace; resolves with what the tracer reported. */
-  stop(): Promise<{ probeHits: number | null; byKind?: Record<string, number>; lostEvents?: number; note?: string }>;
+  stop(): Promise<{
+    probeHits: number | null;
+    byKind?: Record<string, number>;
+    lostEvents?: number;
+    estimatedCpuSeconds?: number;
+    tracedSeconds?: number;
+    note?: string;
+  }>;
   pid: number;
 }
 
-function startLeakscope(worker: number, mode: 'pool' | 'malloc', tmp: string, run: number, duty?: number): Tracer {
+function startLeakscope(
+  worker: number,
+  mode: 'pool' | 'malloc',
+  tmp: string,
+  run: number,
+  duty?: number,
+  extra: string[] = [],
+): Tracer {
   const json = join(tmp, `leaks-${mode}-${run}.json`);
   // A long window, ended by SIGINT once wrk is done (the CLI then writes its JSON).
   const args = [
@@ -200,6 +231,7 @@ function startLeakscope(worker: number, mode: 'pool' | 'malloc', tmp: string, ru
     json,
   ];
   if (duty !== undefined) args.push('--duty', String(duty));
+  args.push(...extra);
   const p = spawnLogged(process.execPath, args);
   return {
     pid: p.child.pid!,
@@ -210,13 +242,21 @@ function startLeakscope(worker: number, mode: 'pool' | 'malloc', tmp: string, ru
       if (code !== 0)
         throw new Error(`leakscope leaks --mode ${mode} exited ${code}: ${p.output().trim().slice(-2000)}`);
       const j = JSON.parse(readFileSync(json, 'utf8')) as {
-        cost: { probeHits: Record<string, number>; totalProbeHits: number; lostEvents: number };
+        durationSeconds: number;
+        cost: {
+          probeHits: Record<string, number>;
+          totalProbeHits: number;
+          lostEvents: number;
+          estimatedCpuSeconds: number;
+        };
         notes?: string[];
       };
       return {
         probeHits: j.cost.totalProbeHits,
         byKind: j.cost.probeHits,
         lostEvents: j.cost.lostEvents,
+        estimatedCpuSeconds: j.cost.estimatedCpuSeconds,
+        tracedSeconds: j.durationSeconds,
         note: j.notes?.length ? j.notes.join('; ') : undefined,
       };
     },
@@ -300,9 +340,9 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
   if (spawnSync('wrk', ['--version']).error)
     throw new Error('trace-overhead: wrk is not installed (apt-get install wrk)');
   const haveBpftrace = spawnSync('bpftrace', ['--version']).status === 0;
-  const modes: OverheadMode[] = (
-    opts.modes ?? ['untraced', 'pool', 'pool-duty-0.5', 'malloc', 'malloc-duty-0.5', 'bpftrace']
-  ).filter((m) => m !== 'bpftrace' || haveBpftrace);
+  const modes: OverheadMode[] = (opts.modes ?? ['untraced', 'pool', 'malloc', 'malloc-exact', 'bpftrace']).filter(
+    (m) => m !== 'bpftrace' || haveBpftrace,
+  );
   await ensureFixturesBuilt();
 
   const tmp = mkdtempSync(join(os.tmpdir(), 'leakscope-bench-overhead-'));
@@ -322,6 +362,10 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
         run++;
         let tracer: Tracer | undefined;
         if (mode === 'pool' || mode === 'malloc') tracer = startLeakscope(worker, mode, tmp, run);
+        else if (mode === 'pool-all-sites')
+          tracer = startLeakscope(worker, 'pool', tmp, run, undefined, ['--all-pool-sites']);
+        else if (mode === 'malloc-exact')
+          tracer = startLeakscope(worker, 'malloc', tmp, run, undefined, ['--sample-bytes', '0']);
         else if (mode.startsWith('pool-duty-'))
           tracer = startLeakscope(worker, 'pool', tmp, run, Number(mode.slice('pool-duty-'.length)));
         else if (mode.startsWith('malloc-duty-'))
@@ -347,6 +391,9 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
             probeHitsByKind: t?.byKind,
             workerCpuMicrosPerRequest: (workerTicks * TICK_MICROS) / Math.max(1, w.totalRequests),
             tracerCpuSeconds: mode === 'untraced' ? null : tracerTicks / 100,
+            workerCpuSeconds: workerTicks / 100,
+            estimatedCpuSeconds: t?.estimatedCpuSeconds,
+            tracedSeconds: t?.tracedSeconds,
             lostEvents: t?.lostEvents,
             note: t?.note,
           });
@@ -373,7 +420,14 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
       const byKind: Record<string, number> = {};
       for (const k of Object.keys(rs[0]?.probeHitsByKind ?? {}))
         byKind[k] = median(rs.map((r) => (r.probeHitsByKind?.[k] ?? 0) / Math.max(1, r.requests)));
-      const target = mode.startsWith('pool') ? 0.9 : mode.startsWith('malloc') ? 0.7 : null;
+      // Issue 18: pool >= 97 %, malloc (sampled) >= 90 %; exact mode is reported without a goal.
+      const target = mode.startsWith('pool') ? 0.97 : mode.startsWith('malloc') && mode !== 'malloc-exact' ? 0.9 : null;
+      // The cost leakscope printed (its window: probes attached before wrk started, detached after)
+      // per request, against the worker CPU it really added.
+      const est = rs.filter((r) => r.estimatedCpuSeconds !== undefined);
+      const estimatedMicrosPerRequest = est.length
+        ? median(est.map((r) => (r.estimatedCpuSeconds! * 1e6) / Math.max(1, r.requests)))
+        : null;
       return {
         mode,
         medianRequestsPerSec: rps,
@@ -384,6 +438,7 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
         probeHitsPerRequestByKind: Object.keys(byKind).length ? byKind : undefined,
         workerCpuMicrosPerRequest: median(rs.map((r) => r.workerCpuMicrosPerRequest)),
         tracerCpuSeconds: mode === 'untraced' ? null : median(rs.map((r) => r.tracerCpuSeconds ?? 0)),
+        estimatedMicrosPerRequest,
         runs: rs.map((r) => Math.round(r.requestsPerSec)),
         errors: rs.reduce((s, r) => s + r.errors, 0),
       };
@@ -400,12 +455,22 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
       summary: summary.map((s) => ({ ...s, extraWorkerMicrosPerRequest: s.workerCpuMicrosPerRequest - untracedCpu })),
       callsPerRequest: calls,
       runs,
-      goal: 'pool >= 90% of untraced, malloc >= 70%',
+      goal: 'pool >= 97% of untraced, malloc (default sampling) >= 90%; malloc exact reported',
     };
 
     const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
     const rows = [
-      ['mode', 'req/s (median)', 'ratio', 'target', 'probe hits/req', 'worker µs/req', 'tracer CPU s', 'runs (req/s)'],
+      [
+        'mode',
+        'req/s (median)',
+        'ratio',
+        'target',
+        'probe hits/req',
+        'worker µs/req',
+        'added µs/req: measured / printed',
+        'tracer CPU s',
+        'runs (req/s)',
+      ],
       ...result.summary.map((s) => [
         s.mode,
         s.medianRequestsPerSec.toFixed(0),
@@ -421,6 +486,9 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
                 : ''
             }`,
         s.workerCpuMicrosPerRequest.toFixed(1),
+        s.mode === 'untraced'
+          ? ''
+          : `${s.extraWorkerMicrosPerRequest.toFixed(1)} / ${s.estimatedMicrosPerRequest === null ? '?' : s.estimatedMicrosPerRequest.toFixed(1)}`,
         s.tracerCpuSeconds === null ? '' : s.tracerCpuSeconds.toFixed(2),
         s.runs.join(' '),
       ]),
@@ -456,7 +524,9 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const extra = (process.env.LEAKSCOPE_BENCH_MODES ?? '').split(',').filter(Boolean) as OverheadMode[];
-  benchTraceOverhead(extra.length ? { modes: extra } : {}).then(
+  const rounds = Number(process.env.LEAKSCOPE_BENCH_ROUNDS) || undefined;
+  const seconds = Number(process.env.LEAKSCOPE_BENCH_SECONDS) || undefined;
+  benchTraceOverhead({ ...(extra.length ? { modes: extra } : {}), rounds, seconds }).then(
     () => process.exit(0),
     (e) => {
       console.error(e);

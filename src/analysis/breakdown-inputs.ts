@@ -37,6 +37,18 @@ export function breakdownInputsFor(space: AddressSpace, symbolizer: Symbolizer):
         address: z.address,
         size: z.size,
         module: z.module ?? undefined,
+        slab: z.slab
+          ? {
+              pageSize: z.slab.pageSize,
+              pages: z.slab.pages,
+              freePages: z.slab.freePages,
+              usedPages: z.slab.usedPages,
+              freeListPages: z.slab.freeListPages,
+              slots: z.slab.slots,
+              problems: z.slab.problems,
+            }
+          : null,
+        ...(z.slabProblem !== undefined ? { slabProblem: z.slabProblem } : {}),
       }));
     } catch (e) {
       if (!isLeakscopeError(e)) throw e;

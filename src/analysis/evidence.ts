@@ -17,6 +17,8 @@ import { stableSuspects } from './pool-suspects.js';
 import type { StableSuspects } from './pool-suspects.js';
 import type { MemCategoryName } from '../model/index.js';
 import { luaFinding, luaStep } from './lua-evidence.js';
+import { describeShmZone } from '../contract/mem.js';
+import { LIFECYCLE_POOL_OWNERS } from '../model/pools.js';
 import type { LuaFinding } from './lua-evidence.js';
 
 /** A bucket counts as anomalous with at least this many more chunks. */
@@ -35,14 +37,8 @@ export const SIGNIFICANT_GROWTH: Record<ComparisonKind, { minBytes: number; minS
   'baseline-file': { minBytes: 8 << 20, minShareOfHeap: 0.1 },
 };
 
-/** Owners whose pools live as long as their owner: not leak suspects. */
-export const LIFECYCLE_OWNERS: ReadonlySet<string> = new Set([
-  'cycle',
-  'old-cycle',
-  'connection',
-  'request',
-  'upstream',
-]);
+/** Owners whose pools live as long as their owner: not leak suspects (model/pools.ts). */
+export const LIFECYCLE_OWNERS: ReadonlySet<string> = LIFECYCLE_POOL_OWNERS;
 
 /** Allocation wrappers skipped when naming the leaking function. */
 const ALLOCATOR_FUNCTIONS =
@@ -403,6 +399,8 @@ export function memoryStep(
     );
   if (memEnd)
     evidence.push(`RSS ${formatBytes(mem.rssBytes)} at the start, ${formatBytes(memEnd.rssBytes)} at the end`);
+  // nginx shm zones (lua_shared_dict, limit_req, caches) with their slab pages, at the end when read twice.
+  for (const z of (memEnd ?? mem).shmZones ?? []) evidence.push(`nginx shm zone ${describeShmZone(z)}`);
   return {
     id: 'memory',
     title: 'Process memory',

@@ -7,7 +7,14 @@
 import { basename } from 'node:path';
 import type { AddressSpace } from '../target/address-space.js';
 import { isElfPath } from '../target/modules.js';
-import type { MemBreakdown, MemCategory, MemCategoryName, MemRegion, MappingWithUsage } from '../model/index.js';
+import type {
+  MemBreakdown,
+  MemCategory,
+  MemCategoryName,
+  MemRegion,
+  MappingWithUsage,
+  ShmZoneMem,
+} from '../model/index.js';
 
 export interface GlibcRegionsInput {
   mainHeap: Array<{ start: number; end: number }>;
@@ -20,6 +27,9 @@ export interface ShmZoneInput {
   address: number;
   size: number;
   module?: string;
+  /** The zone's slab pages (nginx/slab.ts), when read. */
+  slab?: ShmZoneMem['slab'];
+  slabProblem?: string;
 }
 
 /** LuaJIT heaps (src/luajit/regions.ts): lj_alloc segments and direct chunks, Σ gc.total inside them. */
@@ -156,6 +166,17 @@ export function memoryBreakdown(space: AddressSpace, inputs: BreakdownInputs = {
     c.pssBytes = Math.round(c.pssBytes);
   }
   const glibcRss = categories.filter((c) => GLIBC.has(c.name)).reduce((s, c) => s + c.rssBytes, 0);
+  const shmZones = inputs.shmZones?.map(
+    (z): ShmZoneMem => ({
+      name: z.name,
+      address: z.address,
+      size: z.size,
+      module: z.module ?? null,
+      rssBytes: space.residentBytes(z.address, z.address + z.size).rss,
+      slab: z.slab ?? null,
+      ...(z.slabProblem !== undefined ? { slabProblem: z.slabProblem } : {}),
+    }),
+  );
   return {
     target: space.description,
     pid: space.pid,
@@ -166,6 +187,7 @@ export function memoryBreakdown(space: AddressSpace, inputs: BreakdownInputs = {
     glibcShare: totalRss ? glibcRss / totalRss : 0,
     modules: [...moduleRss].map(([path, rssBytes]) => ({ path, rssBytes })).sort((a, b) => b.rssBytes - a.rssBytes),
     notes,
+    ...(shmZones ? { shmZones } : {}),
   };
 }
 
@@ -180,3 +202,4 @@ function classifyRest(m: MappingWithUsage, stackSps: number[], luajit: boolean, 
   if (m.path.startsWith('[v')) return 'code'; // [vdso], [vvar], [vsyscall]
   return 'other-anon';
 }
+

@@ -50,6 +50,8 @@ export interface AnalyzeOptions {
   /** Trace mode; 'auto' decides from the evidence. */
   mode?: 'auto' | 'pool' | 'malloc';
   sampleBytes?: number;
+  /** Pool mode: probe ngx_create_pool itself (every pool) instead of its call sites minus nginx's own. */
+  allPoolSites?: boolean;
   /** Allocations younger than this at the end are not leaks (seconds). Default 1. */
   minAgeSeconds?: number;
   /** Scan the heap's reachability at the end (default true): unreachable chunks in the growing bucket are strong evidence. */
@@ -262,6 +264,7 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
       mode: traceMode,
       durationSeconds: opts.traceSeconds,
       sampleBytes: opts.sampleBytes,
+      allPoolSites: opts.allPoolSites,
       minAgeSeconds: opts.minAgeSeconds ?? 1,
       sizeRange: range,
       livePools:

@@ -23,6 +23,7 @@ export interface AnalyzeCliOptions {
   quiet?: boolean;
   /** false with --no-reach: no reachability scan at the end. */
   reach?: boolean;
+  allPoolSites?: boolean;
 }
 
 export async function runAnalyze(
@@ -50,6 +51,7 @@ export async function runAnalyze(
       pauseSeconds: o.pause,
       mode: o.mode,
       sampleBytes: o.sampleBytes,
+      allPoolSites: o.allPoolSites,
       minAgeSeconds: o.minAge,
       baseline,
       siblings,

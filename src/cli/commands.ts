@@ -70,6 +70,8 @@ export interface LeaksCliOptions {
   folded?: string;
   pprof?: string;
   showInternal?: boolean;
+  /** Pool mode: probe ngx_create_pool itself (every pool) instead of its call sites minus nginx's own. */
+  allPoolSites?: boolean;
   /** Split each path's outstanding memory by reachability at the end (heap scans after the window). */
   reach?: boolean;
 }
@@ -92,6 +94,7 @@ export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise
       minAgeSeconds: o.minAge,
       dutyCycle: o.duty,
       showInternal: o.showInternal,
+      allPoolSites: o.allPoolSites,
       livePools: o.mode === 'pool' ? () => livePoolBytes(space) : undefined,
       reachAtEnd: o.reach ? async () => (await reachability(space)).classOf : undefined,
       onProgress: progress,

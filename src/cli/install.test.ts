@@ -163,13 +163,14 @@ test('npm pack + npm install -g of the tarball with no compiler on PATH; heap an
   }
 });
 
-/** Waits until PID holds perf_event descriptors (its uprobes) and their number stopped changing for 1 s. */
+/** Waits until PID holds perf_event or bpf_link descriptors (its uprobes; uprobe_multi / session
+ *  probes are links without a perf event) and their number stopped changing for 1 s. */
 async function probesAttached(pid: number): Promise<void> {
   const count = () => {
     try {
       return readdirSync(`/proc/${pid}/fd`).filter((fd) => {
         try {
-          return readlinkSync(`/proc/${pid}/fd/${fd}`) === 'anon_inode:[perf_event]';
+          return /^anon_inode:(\[perf_event\]|bpf_link)$/.test(readlinkSync(`/proc/${pid}/fd/${fd}`));
         } catch {
           return false;
         }

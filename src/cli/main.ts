@@ -235,6 +235,10 @@ export function buildProgram(): Command {
       1,
     )
     .option('--show-internal', "keep the allocator's internal frames below the API the program called")
+    .option(
+      '--all-pool-sites',
+      'pool mode: probe every pool (ngx_create_pool itself), also those nginx creates and destroys itself (connections, requests, upstream, HTTP/2, cycle)',
+    )
     .option('--svg <file>', 'write an interactive flame graph')
     .option('--folded <file>', 'write folded stacks (bytes)')
     .option('--pprof <file>', 'write a gzipped pprof profile')
@@ -252,6 +256,7 @@ export function buildProgram(): Command {
     .option('--duration <seconds>', 'trace window (0: no trace)', number('--duration', 0, 86400), 10)
     .option('--pause <seconds>', 'observation pause between two heap censuses', number('--pause', 0, 3600), 2)
     .addOption(new Option('--mode <mode>', 'trace mode').choices(['auto', 'pool', 'malloc']).default('auto'))
+    .option('--all-pool-sites', 'pool mode: probe every pool, also those nginx creates and destroys itself')
     .option(
       '--sample-bytes <n>',
       'malloc mode sampling period (0 = every allocation); 16 KiB over 10 s sees steady growth from 13 KB/s',

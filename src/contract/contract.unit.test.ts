@@ -16,6 +16,7 @@ import {
   parseJsonText,
   parseLeaks,
   parseMem,
+  describeShmZone,
   parsePools,
 } from './index.js';
 import { sampleCensus, sampleMem, samplePools, sampleStack, sampleTrace } from './test-samples.js';
@@ -79,6 +80,46 @@ test("every encoder's document reads back through its parser unchanged", () => {
           { mode: 'lua' },
         ),
       ),
+      parseLeaks,
+    ],
+    [
+      encodeLeaks({
+        ...trace,
+        mode: 'pool',
+        poolSites: {
+          placement: 'call-sites',
+          probed: [
+            {
+              module: '/usr/lib/nginx/modules/ngx_http_lua_module.so',
+              function: 'ngx_http_lua_module.so+0x1eb40',
+              callVaddr: 0x1ebad,
+              via: 'plt',
+              probeVaddr: 0x1ebb2,
+              emulated: false,
+            },
+          ],
+          skipped: [
+            {
+              module: '/usr/sbin/nginx',
+              function: 'nginx+0x6c880',
+              callVaddr: 0x6c8ad,
+              via: 'direct',
+              probeVaddr: 0x6c8b5,
+              emulated: true,
+              owner: 'request',
+              source: 'src/http/ngx_http_request.c ngx_http_alloc_request',
+            },
+          ],
+        },
+      }),
+      parseLeaks,
+    ],
+    [
+      encodeLeaks({
+        ...trace,
+        mode: 'pool',
+        poolSites: { placement: 'body', reason: '--all-pool-sites', probed: [], skipped: [] },
+      }),
       parseLeaks,
     ],
     [
@@ -256,4 +297,41 @@ test('analyze: the embedded documents are checked too', () => {
   doc.heap = null;
   doc.conclusion.confidence = 'certain';
   rejects(() => parseAnalyze(doc), '$.conclusion.confidence');
+});
+
+test('mem: nginx shm zones with their slab pages read back; a bad slab field is malformed at its path', () => {
+  const m = sampleMem(8 << 20, 2 << 20);
+  m.shmZones = [
+    {
+      name: 'cache',
+      address: 0x7f0000000000,
+      size: 1 << 20,
+      module: 'ngx_http_lua_module',
+      rssBytes: 40960,
+      slab: {
+        pageSize: 4096,
+        pages: 254,
+        freePages: 159,
+        usedPages: 95,
+        freeListPages: 159,
+        slots: [{ chunkBytes: 256, total: 208, used: 200, reqs: 200, fails: 0 }],
+        problems: [],
+      },
+    },
+    { name: 'other', address: 0x7f0000200000, size: 4096, module: null, rssBytes: 0, slab: null, slabProblem: 'x' },
+  ];
+  const doc = encodeMem(m);
+  assert.deepEqual(parseMem(JSON.parse(JSON.stringify(doc))), doc);
+  assert.equal(
+    describeShmZone(doc.shmZones![0]!),
+    '"cache" (ngx_http_lua_module) 1.00 MiB: 254 slab pages of 4.00 KiB, 95 used, 159 free; chunks used/total 256 B 200/208',
+  );
+  assert.match(describeShmZone(doc.shmZones![1]!), /slab not read \(x\)/);
+  const bad = JSON.parse(JSON.stringify(doc));
+  bad.shmZones[0].slab.freePages = -1;
+  assert.throws(() => parseMem(bad), /\$\.shmZones\[0\]\.slab\.freePages/);
+  // documents written before the field read back without it
+  const old = JSON.parse(JSON.stringify(doc));
+  delete old.shmZones;
+  assert.equal(parseMem(old).shmZones, undefined);
 });

@@ -2,7 +2,7 @@
 // bytes, count }] with frames leaf first, each { function, module, offset }; totals; sampling;
 // what the trace cost. Sampled figures are estimates (scaled), so bytes and counts may be fractional.
 
-import type { LeakTrace, TraceCost } from '../model/leaks.js';
+import type { LeakTrace, PoolSiteEntry, PoolSiteReport, TraceCost } from '../model/leaks.js';
 import type { Frame, StackReach } from '../model/stacks.js';
 import {
   amount,
@@ -59,6 +59,8 @@ export interface LeaksDocument {
   lost?: NonNullable<LeakTrace['lost']>;
   /** The target exited this many seconds into the window; the result covers up to then (additive in /1). */
   targetExitedAfterSeconds?: number;
+  /** Pool mode: ngx_create_pool call sites probed and left alone (nginx's own pools) (additive in /1). */
+  poolSites?: PoolSiteReport;
   notes: string[];
 }
 
@@ -93,9 +95,43 @@ export function encodeLeaks(t: LeakTrace): LeaksDocument {
     ...(t.complete !== undefined ? { complete: t.complete } : {}),
     ...(t.lost ? { lost: { ...t.lost } } : {}),
     ...(t.targetExitedAfterSeconds !== undefined ? { targetExitedAfterSeconds: t.targetExitedAfterSeconds } : {}),
+    ...(t.poolSites
+      ? {
+          poolSites: {
+            placement: t.poolSites.placement,
+            ...(t.poolSites.reason !== undefined ? { reason: t.poolSites.reason } : {}),
+            probed: t.poolSites.probed.map(poolSiteEntry),
+            skipped: t.poolSites.skipped.map(poolSiteEntry),
+          },
+        }
+      : {}),
     notes: t.notes,
   };
 }
+
+function poolSiteEntry(e: PoolSiteEntry): PoolSiteEntry {
+  return {
+    module: e.module,
+    function: e.function,
+    callVaddr: e.callVaddr,
+    via: e.via,
+    probeVaddr: e.probeVaddr,
+    emulated: e.emulated,
+    ...(e.owner !== undefined ? { owner: e.owner } : {}),
+    ...(e.source !== undefined ? { source: e.source } : {}),
+  };
+}
+
+const poolSiteEntryShape = object({
+  module: string,
+  function: string,
+  callVaddr: count,
+  via: literal('direct', 'plt', 'got'),
+  probeVaddr: count,
+  emulated: boolean,
+  owner: optional(string),
+  source: optional(string),
+});
 
 export const leaksDocument = object({
   schema: schema(LEAKS_SCHEMA),
@@ -164,6 +200,14 @@ export const leaksDocument = object({
     }),
   ),
   targetExitedAfterSeconds: optional(amount),
+  poolSites: optional(
+    object({
+      placement: literal('call-sites', 'body'),
+      reason: optional(string),
+      probed: array(poolSiteEntryShape),
+      skipped: array(poolSiteEntryShape),
+    }),
+  ),
   notes: array(string),
 });
 

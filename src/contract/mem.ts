@@ -2,7 +2,20 @@
 // rssBytes, pssBytes, swapBytes, mappings }], glibcShare). Byte counts are integers in bytes.
 
 import type { MemBreakdown, MemCategoryName } from '../model/mem.js';
-import { address, array, count, literal, object, optional, parseWith, ratio, schema, string } from './json-check.js';
+import { formatBytes } from '../model/units.js';
+import {
+  address,
+  array,
+  count,
+  literal,
+  nullable,
+  object,
+  optional,
+  parseWith,
+  ratio,
+  schema,
+  string,
+} from './json-check.js';
 
 export const MEM_SCHEMA = 'leakscope.mem/1';
 
@@ -30,6 +43,29 @@ export interface MemCategoryEntry {
   freeBytes?: number;
 }
 
+/**
+ * An nginx shm zone with its slab allocator's pages (additive in /1; present when nginx's cycle
+ * was read). freePages is nginx's pfree (ngx.shared.DICT:free_space() = freePages * pageSize),
+ * freeListPages the free list walked (null when it broke: the pool changed while read).
+ */
+export interface MemShmZoneEntry {
+  name: string;
+  address: number;
+  size: number;
+  module: string | null;
+  rssBytes: number;
+  slab: {
+    pageSize: number;
+    pages: number;
+    freePages: number;
+    usedPages: number;
+    freeListPages: number | null;
+    slots: Array<{ chunkBytes: number; total: number; used: number; reqs: number; fails: number }>;
+    problems: string[];
+  } | null;
+  slabProblem?: string;
+}
+
 export interface MemDocument {
   schema: typeof MEM_SCHEMA;
   target: string;
@@ -43,6 +79,7 @@ export interface MemDocument {
   /** Per-module code/data RSS, largest first. */
   modules: Array<{ path: string; rssBytes: number }>;
   notes: string[];
+  shmZones?: MemShmZoneEntry[];
 }
 
 export function encodeMem(b: MemBreakdown): MemDocument {
@@ -72,6 +109,35 @@ export function encodeMem(b: MemBreakdown): MemDocument {
     })),
     modules: b.modules,
     notes: b.notes,
+    ...(b.shmZones
+      ? {
+          shmZones: b.shmZones.map((z) => ({
+            name: z.name,
+            address: z.address,
+            size: z.size,
+            module: z.module,
+            rssBytes: z.rssBytes,
+            slab: z.slab
+              ? {
+                  pageSize: z.slab.pageSize,
+                  pages: z.slab.pages,
+                  freePages: z.slab.freePages,
+                  usedPages: z.slab.usedPages,
+                  freeListPages: z.slab.freeListPages,
+                  slots: z.slab.slots.map((x) => ({
+                    chunkBytes: x.chunkBytes,
+                    total: x.total,
+                    used: x.used,
+                    reqs: x.reqs,
+                    fails: x.fails,
+                  })),
+                  problems: z.slab.problems,
+                }
+              : null,
+            ...(z.slabProblem !== undefined ? { slabProblem: z.slabProblem } : {}),
+          })),
+        }
+      : {}),
   };
 }
 
@@ -99,6 +165,25 @@ const category = object({
   usedBytes: optional(count),
   freeBytes: optional(count),
 });
+const shmZone = object({
+  name: string,
+  address,
+  size: count,
+  module: nullable(string),
+  rssBytes: count,
+  slab: nullable(
+    object({
+      pageSize: count,
+      pages: count,
+      freePages: count,
+      usedPages: count,
+      freeListPages: nullable(count),
+      slots: array(object({ chunkBytes: count, total: count, used: count, reqs: count, fails: count })),
+      problems: array(string),
+    }),
+  ),
+  slabProblem: optional(string),
+});
 export const memDocument = object({
   schema: schema(MEM_SCHEMA),
   target: string,
@@ -110,9 +195,33 @@ export const memDocument = object({
   categories: array(category),
   modules: array(object({ path: string, rssBytes: count })),
   notes: array(string),
+  shmZones: optional(array(shmZone)),
 });
 
 /** A `leakscope.mem/1` document from untrusted JSON; throws `malformed` with the path of the first problem. */
 export function parseMem(doc: unknown): MemDocument {
   return parseWith(memDocument, doc);
+}
+
+/**
+ * One line for an nginx shm zone and its slab pages (mem and analyze, text and HTML):
+ * `"dict" (ngx_http_lua_module) 10.0 MiB: 2548 pages of 4 KiB, 12 used, 2536 free; chunks 64 B 40/64 used`.
+ */
+export function describeShmZone(
+  z: Pick<MemShmZoneEntry, 'name' | 'module' | 'size' | 'slab' | 'slabProblem'>,
+): string {
+  const head = `"${z.name}"${z.module ? ` (${z.module})` : ''} ${formatBytes(z.size)}`;
+  const s = z.slab;
+  if (!s) return `${head}: slab not read (${z.slabProblem ?? 'unknown'})`;
+  const slots = s.slots
+    .filter((x) => x.total > 0 || x.used > 0)
+    .map((x) => `${formatBytes(x.chunkBytes)} ${x.used}/${x.total}`);
+  const fails = s.slots.reduce((n, x) => n + x.fails, 0);
+  return (
+    `${head}: ${s.pages} slab pages of ${formatBytes(s.pageSize)}, ${s.usedPages} used, ${s.freePages} free` +
+    (s.freeListPages !== null && s.freeListPages !== s.freePages ? ` (free list ${s.freeListPages})` : '') +
+    (slots.length ? `; chunks used/total ${slots.join(', ')}` : '') +
+    (fails ? `; ${fails} failed allocations` : '') +
+    (s.problems.length ? `; ${s.problems.join('; ')}` : '')
+  );
 }

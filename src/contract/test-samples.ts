@@ -7,6 +7,7 @@ import type { ArenaCensus, ClassTotals, HeapCensus, HistogramBucket } from '../g
 import type { LeakTrace } from '../model/leaks.js';
 import type { MemBreakdown } from '../model/mem.js';
 import type { StackSample } from '../model/stacks.js';
+import { LIFECYCLE_OWNERS } from '../nginx/pools.js';
 import type { NginxPool, PoolAnalysis, PoolGroup } from '../nginx/pools.js';
 
 const MiB = 1 << 20;
@@ -161,6 +162,8 @@ export function samplePools(groups: GroupSpec[], opts: { census?: HeapCensus } =
           creator: g.creator ?? null,
           referencedFrom: null,
           references: [],
+          // the same bytes in every sample built alike: a pool unchanged between two reads
+          firstBytes: LIFECYCLE_OWNERS.has(g.owner) ? null : Uint8Array.from({ length: 8 + 512 - 80 }, (_, k) => (addr / 16 + k) & 0xff),
         });
       }
       return {

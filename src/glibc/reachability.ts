@@ -181,13 +181,32 @@ export interface ReachResult {
 
 /**
  * What stability needs of an earlier scan: its lost chunks (possibly / definitely / indirectly),
- * ascending: user pointer, chunk size / 16, and 1 when mmapped. Only those: a chunk not listed
- * was not lost then (the earlier scan's whole chunk table is not kept while the next one runs).
+ * ascending: user pointer, chunk size / 16, 1 when mmapped, and the hash of the chunk's first
+ * bytes (lostFingerprint; -1 unreadable). Only those: a chunk not listed was not lost then (the
+ * earlier scan's whole chunk table is not kept while the next one runs).
  */
 export interface PreviousScan {
   addr: Float64Array;
   size16: Uint32Array;
   mmapped: Uint8Array;
+  print: Float64Array;
+}
+
+/** Bytes of a lost chunk hashed to tell it from a new chunk at the same address. */
+const FINGERPRINT_BYTES = 64;
+
+/**
+ * FNV-1a of a lost chunk's first bytes as read now (-1 when unreadable). A chunk lost in two scans
+ * is the same chunk only if these did not change: glibc hands a freed chunk to the next malloc of
+ * its size at once, so a short-lived chunk caught "lost" (its pointer in a register) in two scans
+ * can be two allocations at one address; nothing writes a chunk nothing points to.
+ */
+function lostFingerprint(space: AddressSpace, addr: number, len: number, buf: Buffer): number {
+  const n = Math.min(len, FINGERPRINT_BYTES);
+  if (space.readInto(addr, buf, 0, n) !== n) return -1;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < n; i++) h = Math.imul(h ^ buf[i]!, 0x01000193) >>> 0;
+  return h;
 }
 
 /** In-use chunks of one census in address order, with an address -> chunk lookup. */
@@ -1148,6 +1167,7 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   // The previous scan's lost chunks (stability), ascending.
   let prev: PreviousScan | undefined = opts.previous;
   let scan: Scan | undefined;
+  const printBuf = Buffer.alloc(FINGERPRINT_BYTES);
   let bytesRead = 0;
   for (let s = 0; s < scans; s++) {
     if (s > 0) await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
@@ -1156,10 +1176,14 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
     bytesRead += scan.bytesRead;
     const t = scan.t,
       st = scan.state;
-    // Stability: lost now and lost before at the same address and size; else unknown (or reachable).
+    // Stability: lost now and lost before at the same address and size, with the same first bytes
+    // (the same chunk, not a new one in its place); else unknown (or reachable).
     let nLost = 0;
+    const prints = new Map<number, number>();
     for (let i = 0, k = 0; i < t.n; i++) {
       if (!LOST(st[i]!)) continue;
+      const print = lostFingerprint(space, t.addr[i]!, t.end(i) - t.addr[i]!, printBuf);
+      prints.set(i, print);
       if (prev) {
         const a = t.addr[i]!;
         while (k < prev.addr.length && prev.addr[k]! < a) k++;
@@ -1168,7 +1192,7 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
           prev.addr[k] === a &&
           prev.size16[k] === t.size16[i] &&
           prev.mmapped[k] === ((t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0);
-        if (!same) {
+        if (!same || print === -1 || prev.print[k] !== print) {
           st[i] = S_UNKNOWN;
           continue;
         }
@@ -1179,11 +1203,13 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
       addr: new Float64Array(nLost),
       size16: new Uint32Array(nLost),
       mmapped: new Uint8Array(nLost),
+      print: new Float64Array(nLost),
     };
     for (let i = 0, j = 0; i < t.n; i++) {
       if (!LOST(st[i]!)) continue;
       lost.addr[j] = t.addr[i]!;
       lost.size16[j] = t.size16[i]!;
+      lost.print[j] = prints.get(i) ?? -1;
       lost.mmapped[j++] = (t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0;
     }
     prev = lost;
@@ -1276,11 +1302,11 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   const confirmed = scans + (opts.previous ? 1 : 0);
   if (opts.previous)
     notes.push(
-      `confirmed against an earlier scan: a chunk counts as lost only when lost in ${confirmed} scans, at the same address and size`,
+      `confirmed against an earlier scan: a chunk counts as lost only when lost in ${confirmed} scans, at the same address and size, its first ${FINGERPRINT_BYTES} bytes unchanged`,
     );
   else if (scans > 1)
     notes.push(
-      `${scans} scans ${opts.intervalMs ?? 100} ms apart: a chunk counts as lost only when lost in each, at the same address and size`,
+      `${scans} scans ${opts.intervalMs ?? 100} ms apart: a chunk counts as lost only when lost in each, at the same address and size, its first ${FINGERPRINT_BYTES} bytes unchanged`,
     );
   else notes.push('one scan: lost chunks are not confirmed by a second scan');
   const reach: Reachability = {

@@ -139,27 +139,45 @@ export function findDirectChunks(space: AddressSpace, exclude: readonly AllocRan
 /**
  * Chunk walk of one segment over a HeapImage: in-use and free chunk bytes (the top chunk is
  * free). Stops at the top chunk, a fencepost, or the first malformed header (bounded by the
- * segment size).
+ * segment size). `inUse(p, size)` is called for every in-use chunk (header at p). Returns the
+ * address up to which the walk accounted for the segment (after the top chunk, or where it
+ * stopped).
  */
-export function walkSegment(img: HeapImage, seg: AllocSegment, top: number, topsize: number): void {
+export function walkSegment(
+  img: HeapImage,
+  seg: AllocSegment,
+  top: number,
+  topsize: number,
+  inUse?: (p: number, size: number) => void,
+): number {
   let p = seg.start,
     used = 0,
     free = 0,
     nu = 0,
     nf = 0;
+  // The segment's region, read through its DataView when the whole segment is in it and intact.
+  const ri = img.regionIndex(seg.start);
+  const st = ri >= 0 ? img.storage(ri) : undefined;
+  const dv = st && !st.gone && seg.end <= st.end ? st.dv : undefined,
+    at = st ? st.start : 0;
   while (p + 16 <= seg.end) {
     if (p === top) {
       free += topsize;
       nf++;
+      if (topsize > 0 && p + topsize <= seg.end) p += topsize;
       break;
     }
-    const head = img.u64(p + 8);
-    if (head === FENCEPOST_HEAD || !img.has(p, 16)) break;
+    let head: number;
+    if (dv) head = dv.getUint32(p + 12 - at, true) * 4294967296 + dv.getUint32(p + 8 - at, true);
+    else if (!img.has(p, 16)) break;
+    else head = img.u64(p + 8);
+    if (head === FENCEPOST_HEAD) break;
     const size = head - (head & 7);
     if (size < 16 || p + size > seg.end) break;
     if (head & CINUSE) {
       used += size;
       nu++;
+      inUse?.(p, size);
     } else {
       free += size;
       nf++;
@@ -170,4 +188,5 @@ export function walkSegment(img: HeapImage, seg: AllocSegment, top: number, tops
   seg.freeBytes = free;
   seg.usedChunks = nu;
   seg.freeChunks = nf;
+  return p;
 }

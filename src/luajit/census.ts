@@ -5,13 +5,17 @@
 // lj_udata.c; sizes from lj_str.h lj_str_size, lj_tab.c lj_tab_free, lj_state.c lj_state_free /
 // close_state, lj_func.c, lj_udata.c, lj_cdata.c lj_cdata_free, lj_trace.c trace_free /
 // lj_trace_freestate, lj_ctype.c lj_ctype_freestate, lib_buffer.c (string.buffer storage).
-// Objects are kept in parallel typed arrays (no per-object JS object); nothing read from the
+// Two passes: the lists are walked once to mark each object's address in an ObjectIndex (one
+// bit per 8 bytes of the image; a bit set twice is an object on two lists), then the objects
+// are typed and sized in address order (a sequential sweep over the image) into exactly sized
+// parallel typed arrays (no per-object JS object); nothing read from the
 // image is trusted: every object must lie inside the image, loops are bounded, and failures
 // become problems (the census is then `partial`), never exceptions.
 
 import type { HeapImage } from './image.js';
 import type { LuajitLayouts } from './layouts.js';
 import { GCT } from './state.js';
+import { ObjectIndex } from './object-index.js';
 
 export const TYPE_NAMES: Record<number, string> = {
   4: 'string',
@@ -25,50 +29,6 @@ export const TYPE_NAMES: Record<number, string> = {
   12: 'udata',
 };
 export const TYPE_ORDER = [4, 11, 8, 5, 6, 7, 10, 12, 9] as const;
-
-/** Open-addressing hash: object address -> index (addresses are 8-aligned, < 2^47). */
-export class AddressIndex {
-  private keys: Float64Array;
-  private vals: Int32Array;
-  private mask: number;
-  constructor(capacity: number) {
-    let n = 16;
-    while (n < capacity * 2) n *= 2;
-    this.keys = new Float64Array(n);
-    this.vals = new Int32Array(n);
-    this.mask = n - 1;
-  }
-  private slot(addr: number): number {
-    // addr >>> 0 is addr mod 2^32 (ToUint32) and the division is exact below 2^53: no float modulus.
-    const lo = addr >>> 0,
-      hi = (addr / 4294967296) | 0;
-    return (Math.imul((lo >>> 3) ^ Math.imul(hi, 0x27d4eb2d), 0x9e3779b1) >>> 0) & this.mask;
-  }
-  /** Inserts addr -> i; returns the existing index if addr was already there. */
-  insert(addr: number, i: number): number {
-    let s = this.slot(addr);
-    for (;;) {
-      const k = this.keys[s]!;
-      if (k === 0) {
-        this.keys[s] = addr;
-        this.vals[s] = i;
-        return -1;
-      }
-      if (k === addr) return this.vals[s]!;
-      s = (s + 1) & this.mask;
-    }
-  }
-  get(addr: number): number {
-    if (addr === 0) return -1;
-    let s = this.slot(addr);
-    for (;;) {
-      const k = this.keys[s]!;
-      if (k === 0) return -1;
-      if (k === addr) return this.vals[s]!;
-      s = (s + 1) & this.mask;
-    }
-  }
-}
 
 export interface TypeTotal {
   type: string;
@@ -99,13 +59,15 @@ export interface GcHeader {
 export interface LuaCensus {
   globalState: number;
   header: GcHeader;
-  /** Parallel arrays, `count` entries: address, gct, size (bytes), marked. */
+  /** Parallel arrays, `count` entries in address order (= `index` numbers): address, gct, size (bytes), marked. */
   count: number;
   addr: Float64Array;
   gct: Uint8Array;
   size: Float64Array;
   marked: Uint8Array;
-  index: AddressIndex;
+  index: ObjectIndex;
+  /** Offset of `gct` in an object header. */
+  gctOffset: number;
   types: TypeTotal[];
   nonObject: NonObjectPart[];
   objectBytes: number;
@@ -132,7 +94,25 @@ export function tvGcPtr(img: HeapImage, at: number): number {
   return (hi & 0x7fff) * 4294967296 + img.u32(at);
 }
 
-export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number, mainThread: number): LuaCensus {
+export interface CensusRelease {
+  /**
+   * Called once pass 2 is done with image region ri (objects are typed and sized in address
+   * order, region by region): heap.ts releases the region's string-only pages there, so the
+   * copy shrinks while the census arrays fill.
+   */
+  afterRegion?: (ri: number, index: ObjectIndex, strTab: number) => void;
+  /** Release the string hash table's pages as pass 1 leaves them behind (nothing reads them later). */
+  stringTable?: boolean;
+}
+
+export function luaCensus(
+  img: HeapImage,
+  L: LuajitLayouts,
+  globalState: number,
+  mainThread: number,
+  release: CensusRelease = {},
+): LuaCensus {
+  const { afterRegion } = release;
   const s = L.structs;
   const G = s.global_State!,
     H = s.GChead!,
@@ -156,23 +136,29 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
   if (!img.has(g, G.sizeof!)) problems.push('global_State is not inside the copied heap regions');
   // Upper bound on objects: every object is at least 16 bytes of gc.total.
   const maxObjects = Math.floor(header.total / 16) + 64;
-  const list = new ObjectList(Math.min(maxObjects, 1 << 16), maxObjects + 1);
-  const push = (a: number, t: number, sz: number, m: number) => list.push(a, t, sz, m);
+  const index = new ObjectIndex(img);
   let tooMany = false;
   const room = () => {
-    if (list.n >= maxObjects) {
+    if (index.count >= maxObjects) {
       if (!tooMany) problems.push(`more objects than gc.total allows (${maxObjects}): a list loops or the heap moved`);
       tooMany = true;
       return false;
     }
     return true;
   };
+  // An object on two lists (or a list that loops) means a list was read torn.
+  let twice = false;
+  const add = (p: number): boolean => {
+    if (index.add(p)) return true;
+    if (!twice) problems.push(`object 0x${p.toString(16)} is on two lists`);
+    twice = true;
+    return false;
+  };
 
-  const sz = objectSizer(img, L, g, problems);
   let stackBytesMain = 0;
   const threads: number[] = [];
 
-  // 1. g->gc.root: every non-string object (the main thread is the GG-embedded one).
+  // Pass 1: the lists. 1. g->gc.root: every non-string object (the main thread is the GG-embedded one).
   for (let p = header.root; p && room(); p = img.u64(p)) {
     if (!img.has(p, 16) || p % 8) {
       problems.push(`root list leads outside the heap at 0x${p.toString(16)}`);
@@ -188,9 +174,7 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
       stackBytesMain = 8 * img.u32(p + T.stacksize!);
       continue;
     }
-    const bytes = sz(p, t);
-    if (bytes < 0) break;
-    push(p, t, bytes, img.u8(p + H.marked!));
+    if (!add(p)) break;
   }
   // 2. string table chains (anchor bit 0 = secondary-hash flag).
   const tab = header.strTab,
@@ -201,23 +185,78 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
     let badChains = 0,
       firstBad = '';
     const GCT_OFF = H.gct!,
-      MARKED = H.marked!,
-      LEN = s.GCstr!.len!,
-      STR = GCT.str;
-    chains: for (let i = 0; i <= mask && !tooMany; i++) {
-      for (let p = clearBit0(img.u64(tab + 8 * i)); p; p = img.u64(p)) {
-        if (!img.has(p, 24) || img.u8(p + GCT_OFF) !== STR) {
-          if (!badChains++) firstBad = `string chain ${i} leads to 0x${p.toString(16)}, not a string`;
-          break;
+      STR = GCT.str,
+      maxStrings = Math.min(header.strNum + 1024, maxObjects);
+    // The hot loop (every string, random addresses): chains are walked BATCH at a time, one step
+    // per round, so the header loads of different chains are independent and overlap in the CPU
+    // (memory-level parallelism) instead of one cache miss after the other. Region by
+    // directory, header straight from the region's DataView; released pages take the slow path.
+    const BATCH = 512;
+    const cur = new Float64Array(BATCH),
+      curChain = new Int32Array(BATCH);
+    const hot = img.hot();
+    const { lo, granule, dir, starts, ends, u8s, dvs } = hot;
+    const fastOk = !!dir && !hot.anyGone,
+      nr = starts.length,
+      dirLen = dir ? dir.length : 0;
+    let nCur = 0,
+      next = 0;
+    walk: while ((next <= mask || nCur) && !tooMany) {
+      for (; nCur < BATCH && next <= mask; next++) {
+        const h = clearBit0(img.u64(tab + 8 * next));
+        if (h) {
+          cur[nCur] = h;
+          curChain[nCur++] = next;
         }
-        if (++strings > header.strNum + 1024) {
-          problems.push(`the string table holds more strings than str.num (${header.strNum}) allows`);
-          break chains;
-        }
-        if (!room()) break chains;
-        list.push(p, STR, 24 + ((img.u32(p + LEN) + 4) & ~3), img.u8(p + MARKED));
+        if (release.stringTable && (next & 0xfffff) === 0xfffff) img.releaseRange(tab, tab + 8 * (next + 1)); // every 8 MiB read
       }
+      let m = 0;
+      for (let j = 0; j < nCur; j++) {
+        const p = cur[j]!;
+        let ri = -1;
+        if (fastOk) {
+          const gi = Math.floor((p - lo) / granule);
+          if (gi >= 0 && gi < dirLen)
+            for (let k = dir![gi]!; k < nr; k++) {
+              if (p < starts[k]!) break;
+              if (p < ends[k]!) {
+                ri = k;
+                break;
+              }
+            }
+        }
+        let o = 0,
+          ok: boolean;
+        if (ri >= 0) {
+          o = p - starts[ri]!;
+          ok = p % 8 === 0 && p + 24 <= ends[ri]! && u8s[ri]![o + GCT_OFF] === STR;
+        } else ok = img.has(p, 24) && img.u8(p + GCT_OFF) === STR;
+        if (!ok) {
+          if (!badChains++) firstBad = `string chain ${curChain[j]} leads to 0x${p.toString(16)}, not a string`;
+          continue;
+        }
+        if (++strings > maxStrings) {
+          problems.push(`the string table holds more strings than str.num (${header.strNum}) allows`);
+          break walk;
+        }
+        if (ri >= 0 ? !index.addAt(ri, o) : !index.add(p)) {
+          add(p);
+          break walk;
+        }
+        if (index.count >= maxObjects && !room()) break walk;
+        let q: number;
+        if (ri >= 0) {
+          const dv = dvs[ri]!;
+          q = dv.getUint32(o + 4, true) * 4294967296 + dv.getUint32(o, true);
+        } else q = img.u64(p);
+        if (q) {
+          cur[m] = q;
+          curChain[m++] = curChain[j]!;
+        }
+      }
+      nCur = m;
     }
+    if (release.stringTable && !tooMany && next > mask) img.releaseRange(tab, tab + 8 * (mask + 1));
     if (badChains) problems.push(`${firstBad}${badChains > 1 ? ` (and ${badChains - 1} more malformed chains)` : ''}`);
   }
   if (strings !== header.strNum && !problems.length)
@@ -231,7 +270,7 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
         problems.push(`open upvalue list of thread 0x${th.toString(16)} is malformed`);
         break;
       }
-      push(p, GCT.upval, s.GCupval!.sizeof!, img.u8(p + H.marked!));
+      if (!add(p)) break;
     }
   }
   // 4. g->gc.mmudata: circular list of udata / cdata awaiting __gc.
@@ -244,28 +283,56 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
         break;
       }
       const t = img.u8(p + H.gct!);
-      const bytes = t === GCT.udata || t === GCT.cdata ? sz(p, t) : -1;
-      if (bytes < 0) {
+      if (t !== GCT.udata && t !== GCT.cdata) {
         problems.push(`mmudata object 0x${p.toString(16)} has type ${t}`);
         break;
       }
-      push(p, t, bytes, img.u8(p + H.marked!));
+      if (!add(p)) break;
       if (p === last) break;
     }
   }
+  index.finish();
 
-  const n = list.n,
-    addr = list.addr,
-    gct = list.gct,
-    size = list.size,
-    marked = list.marked;
-  // Index; a duplicate means a list was read torn.
-  const index = new AddressIndex(n);
-  for (let i = 0; i < n; i++)
-    if (index.insert(addr[i]!, i) >= 0) {
-      problems.push(`object 0x${addr[i]!.toString(16)} is on two lists`);
-      break;
+  // Pass 2: type, size and mark of every object, in address order.
+  const n = index.count;
+  const addr = new Float64Array(n),
+    gct = new Uint8Array(n),
+    size = new Float64Array(n),
+    marked = new Uint8Array(n);
+  const sz = objectSizer(img, L, g, problems);
+  {
+    const GCT_OFF = H.gct!,
+      MARKED = H.marked!,
+      LEN = s.GCstr!.len!,
+      STR = GCT.str;
+    // Address order: a sequential sweep of the bitmap and the image (strings inline, the rest by the sizer).
+    const bits = index.bits;
+    let i = 0;
+    for (let ri = 0; ri < img.regions.length; ri++) {
+      const r = img.storage(ri);
+      const u8 = r.u8,
+        dv = r.dv,
+        len = r.end - r.start;
+      const w0 = r.base / 256,
+        w1 = Math.ceil((r.base + len) / 256);
+      for (let w = w0; w < w1; w++) {
+        let x = bits[w]!;
+        while (x) {
+          const t1 = x & -x;
+          x ^= t1;
+          const o = 8 * ((w - w0) * 32 + 31 - Math.clz32(t1)),
+            p = r.start + o;
+          const t = u8[o + GCT_OFF]!;
+          addr[i] = p;
+          gct[i] = t;
+          marked[i] = u8[o + MARKED]!;
+          size[i] = t === STR && o + 24 <= len ? 24 + ((dv.getUint32(o + LEN, true) + 4) & ~3) : Math.max(0, sz(p, t));
+          i++;
+        }
+      }
+      afterRegion?.(ri, index, header.strTab);
     }
+  }
 
   // Non-object memory counted in gc.total.
   const nonObject: NonObjectPart[] = [];
@@ -335,11 +402,12 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
     globalState: g,
     header,
     count: n,
-    addr: addr.subarray(0, n),
-    gct: gct.subarray(0, n),
-    size: size.subarray(0, n),
-    marked: marked.subarray(0, n),
+    addr,
+    gct,
+    size,
+    marked,
     index,
+    gctOffset: H.gct!,
     types: [...byType.values()],
     nonObject,
     objectBytes,
@@ -351,47 +419,6 @@ export function luaCensus(img: HeapImage, L: LuajitLayouts, globalState: number,
     ctsMiscmap,
     lightudSegments,
   };
-}
-
-/** Parallel typed arrays of objects, grown by doubling up to `max`. */
-class ObjectList {
-  n = 0;
-  addr: Float64Array;
-  gct: Uint8Array;
-  size: Float64Array;
-  marked: Uint8Array;
-  constructor(
-    private cap: number,
-    private readonly max: number,
-  ) {
-    this.addr = new Float64Array(cap);
-    this.gct = new Uint8Array(cap);
-    this.size = new Float64Array(cap);
-    this.marked = new Uint8Array(cap);
-  }
-  push(a: number, t: number, sz: number, m: number): void {
-    if (this.n === this.cap) this.grow();
-    const i = this.n++;
-    this.addr[i] = a;
-    this.gct[i] = t;
-    this.size[i] = sz;
-    this.marked[i] = m;
-  }
-  private grow(): void {
-    this.cap = Math.min(this.cap * 2, this.max);
-    const a2 = new Float64Array(this.cap);
-    a2.set(this.addr);
-    this.addr = a2;
-    const t2 = new Uint8Array(this.cap);
-    t2.set(this.gct);
-    this.gct = t2;
-    const s2 = new Float64Array(this.cap);
-    s2.set(this.size);
-    this.size = s2;
-    const m2 = new Uint8Array(this.cap);
-    m2.set(this.marked);
-    this.marked = m2;
-  }
 }
 
 /** The size function of one VM: bytes an object's free function releases (-1 when malformed). */

@@ -13,7 +13,7 @@ import { sampleActivity, stayedIdle } from '../target/thread-activity.js';
 import { freezeInEventWait } from '../target/freeze.js';
 import type { Frozen } from '../target/freeze.js';
 import type { Symbolizer } from '../symbols/index.js';
-import { HeapImage } from './image.js';
+import { HeapImage, PAGE } from './image.js';
 import { findDirectChunks, readSegments, walkSegment } from './alloc.js';
 import type { AllocSegment, DirectChunk } from './alloc.js';
 import { locateVms, GCT, GC_STATES } from './state.js';
@@ -223,21 +223,66 @@ function luaHeapsOnce(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
     const allSweepFree = loc.vms.every((_, i) => sweepFree(marksBefore[i], marksAfter[i]));
     if (img.unreadableBytes) problems.push(`${img.unreadableBytes} bytes of the heap regions were unreadable`);
 
-    const vms: LuaVm[] = [];
-    for (let v = 0; v < loc.vms.length; v++) {
-      const vm = loc.vms[v]!;
-      const c = luaCensus(img, vm.layouts, vm.globalState, vm.mainThread);
-      const vp = [...c.problems];
+    // Census and chunk walk of every VM first; then (for reachability and paths) the pages of
+    // the copy that hold nothing but strings, free chunks and string tables are released.
+    const release = opts.paths !== false;
+    const censuses = loc.vms.map((vm) => {
       const segs = segsByVm.get(vm.globalState) ?? [];
       const ms = vm.layouts.structs.malloc_state!;
       const mstate = img.u64(vm.globalState + vm.layouts.structs.global_State!.allocd!);
-      for (const s of segs) walkSegment(img, s, img.u64(mstate + ms.top!), img.u64(mstate + ms.topsize!));
+      const top = img.u64(mstate + ms.top!),
+        topsize = img.u64(mstate + ms.topsize!);
+      const gctOff = vm.layouts.structs.GChead!.gct!;
+      // segments that are exactly one image region, by region index
+      const segOfRegion = new Map<number, AllocSegment>();
+      for (const s of segs) {
+        const ri = img.regionIndex(s.start);
+        if (ri >= 0 && img.regions[ri]!.start === s.start && img.regions[ri]!.end === s.end) segOfRegion.set(ri, s);
+      }
+      const walked = new Set<AllocSegment>();
+      const c = luaCensus(
+        img,
+        vm.layouts,
+        vm.globalState,
+        vm.mainThread,
+        release
+          ? {
+              stringTable: true,
+              afterRegion: (ri, index, strTab) => {
+                const s = segOfRegion.get(ri);
+                if (!s) return;
+                releaseSegmentStrings(img, ri, s, top, topsize, (user) =>
+                  user === strTab || (index.has(user) && img.u8(user + gctOff) === GCT.str),
+                );
+                walked.add(s);
+              },
+            }
+          : {},
+      );
+      for (const s of segs) if (!walked.has(s)) walkSegment(img, s, top, topsize);
+      return c;
+    });
+    if (release) releaseDirectStrings(img, censuses);
+
+    const vms: LuaVm[] = [];
+    for (let v = 0; v < loc.vms.length; v++) {
+      const vm = loc.vms[v]!;
+      const c = censuses[v]!;
+      const segs = segsByVm.get(vm.globalState) ?? [];
+      const vp = [...c.problems];
       let reach: Reach | undefined,
         tables: LuaTable[] = [],
         ctx: PathContext | undefined;
       if (opts.paths !== false) {
         reach = reachability(img, vm.layouts, c);
-        ctx = { img, layouts: vm.layouts, census: c, reach, symbolize: (a) => dataSymbol(opts.symbolizer, a) };
+        ctx = {
+          img,
+          layouts: vm.layouts,
+          census: c,
+          reach,
+          symbolize: (a) => dataSymbol(opts.symbolizer, a),
+          space,
+        };
         tables = topTables(ctx, opts.tables ?? 20);
       }
       const quiet = idle.idle || sweepFree(marksBefore[v], marksAfter[v]);
@@ -271,6 +316,7 @@ function luaHeapsOnce(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
         ...(opts.keep ? { census: c, reach, pathContext: ctx } : {}),
       });
     }
+    if (!opts.keep) img.dispose(); // unmapped now rather than at some later GC
     return {
       target: space.description,
       pid: space.pid,
@@ -293,6 +339,43 @@ function luaHeapsOnce(space: AddressSpace, opts: LuaHeapOptions): LuaHeaps {
   } finally {
     frozen?.release();
   }
+}
+
+/**
+ * Chunk walk of segment s (image region ri) that releases the pages in which every in-use chunk
+ * is `droppable` (a census string or the string hash table) or free: reachability never reads
+ * string bodies, and paths re-read the few key strings they print from the target (paths.ts).
+ * Pages the walk did not account for (after a malformed header) are kept.
+ */
+function releaseSegmentStrings(
+  img: HeapImage,
+  ri: number,
+  s: AllocSegment,
+  top: number,
+  topsize: number,
+  droppable: (user: number) => boolean,
+): void {
+  const need = new Uint8Array(Math.ceil((s.end - s.start) / PAGE));
+  const mark = (from: number, to: number) => {
+    if (to <= from) return;
+    const k1 = Math.min(need.length - 1, Math.floor((to - 1 - s.start) / PAGE));
+    for (let k = Math.floor((from - s.start) / PAGE); k <= k1; k++) need[k] = 1;
+  };
+  const end = walkSegment(img, s, top, topsize, (p, size) => {
+    if (!droppable(p + 16)) mark(p, p + size + 8); // + the next chunk's prev_foot: the last 8 user bytes
+  });
+  mark(end, s.end);
+  img.releasePages(ri, need);
+}
+
+/** Releases the direct chunks that hold a census string or a string hash table. */
+function releaseDirectStrings(img: HeapImage, cs: readonly LuaCensus[]): void {
+  img.regions.forEach((r, ri) => {
+    if (r.kind !== 'direct') return;
+    const user = r.start + 16;
+    if (cs.some((c) => user === c.header.strTab || (c.index.has(user) && img.u8(user + c.gctOffset) === GCT.str)))
+      img.releasePages(ri, new Uint8Array(Math.ceil((r.end - r.start) / PAGE)));
+  });
 }
 
 /** A data or function symbol covering addr, as "name (object)", else "object+0xOFFSET" inside a loaded object. */

@@ -4,12 +4,13 @@
 //   [_G].handlers<upvalue seen>
 // Keys read from the target are hostile: strings are cut to 60 characters and escaped as JSON.
 
+import type { AddressSpace } from '../target/address-space.js';
 import type { HeapImage } from './image.js';
 import type { LuajitLayouts } from './layouts.js';
 import type { LuaCensus } from './census.js';
 import { tvGcPtr, TYPE_NAMES } from './census.js';
 import type { Reach } from './reach.js';
-import { Edge, ROOT_NAMES } from './reach.js';
+import { Edge, OPEN_UPVALUE, ROOT_NAMES } from './reach.js';
 import { GCT } from './state.js';
 
 export interface PathContext {
@@ -19,6 +20,8 @@ export interface PathContext {
   reach: Reach;
   /** Names a lightuserdata pointer (an exported static of a loaded object), if it can. */
   symbolize?: (addr: number) => string | undefined;
+  /** The target, to re-read key strings whose image blocks were released (heap.ts). */
+  space?: AddressSpace;
 }
 
 const MAX_KEY = 60,
@@ -34,6 +37,27 @@ export function stringAt(img: HeapImage, L: LuajitLayouts, p: number, max = MAX_
   if (!b) return undefined;
   const t = b.toString('latin1');
   return len > max ? t + '…' : t;
+}
+
+/**
+ * stringAt, or for a census string whose image block was released, its text re-read from the
+ * target: accepted only when the header there still says string with the census's size.
+ */
+function textOf(ctx: PathContext, p: number, max = MAX_KEY): string | undefined {
+  const { img, layouts: L } = ctx;
+  if (!ctx.space || !img.released(p)) return stringAt(img, L, p, max);
+  const i = ctx.census.index.get(p);
+  if (i < 0 || ctx.census.gct[i] !== GCT.str) return undefined;
+  const S = L.structs.GCstr!;
+  try {
+    const h = ctx.space.read(p, S.sizeof!);
+    const len = h.readUInt32LE(S.len!);
+    if (h[L.structs.GChead!.gct!] !== GCT.str || S.sizeof! + ((len + 4) & ~3) !== ctx.census.size[i]) return undefined;
+    const t = len ? ctx.space.read(p + S.sizeof!, Math.min(len, max)).toString('latin1') : '';
+    return len > max ? t + '…' : t;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A key as a path step: `.name`, `["text"]`, `[42]`, `[true]`, `[lightud sym]`, `[table 0x…]`. */
@@ -59,7 +83,7 @@ export function keyLabel(ctx: PathContext, at: number): string {
   }
   const p = tvGcPtr(img, at);
   if (it === -5) {
-    const t = stringAt(img, ctx.layouts, p);
+    const t = textOf(ctx, p);
     if (t === undefined) return '[?]';
     return IDENT.test(t) ? `.${t}` : `[${JSON.stringify(t)}]`;
   }
@@ -96,7 +120,7 @@ export function functionLabel(ctx: PathContext, fn: number): string {
   }
   if (ffid > 1) return `builtin#${ffid}`;
   const pt = img.u64(fn + s.GCfuncL!.pc!) - s.GCproto!.sizeof!;
-  const name = stringAt(img, ctx.layouts, img.u64(pt + s.GCproto!.chunkname!), 80) ?? '?';
+  const name = textOf(ctx, img.u64(pt + s.GCproto!.chunkname!), 80) ?? '?';
   return `${name.replace(/^[@=]/, '')}:${img.u32(pt + s.GCproto!.firstline!)}`;
 }
 
@@ -108,6 +132,12 @@ function rootLabel(aux: number): string {
   if (kind === 1) return m === 65535 ? '[main thread open upvalue]' : `[main thread stack ${m}]`;
   if (kind === 3 || kind === 5) return `[${name} ${m}]`;
   return `[${name}]`;
+}
+
+/** Address of hash node k of the table at tab. */
+function nodeAt(ctx: PathContext, tab: number, k: number): number {
+  const s = ctx.layouts.structs;
+  return ctx.img.u64(tab + s.GCtab!.node!) + s.Node!.sizeof! * k;
 }
 
 /** The path of object i from its root, or "(unreached)" for pending garbage. */
@@ -130,10 +160,10 @@ export function objectPath(ctx: PathContext, i: number): string {
         steps.push(`[${a}]`);
         break;
       case Edge.HashValue:
-        steps.push(keyLabel(ctx, a + ctx.layouts.structs.Node!.key!));
+        steps.push(keyLabel(ctx, nodeAt(ctx, pAddr, a) + ctx.layouts.structs.Node!.key!));
         break;
       case Edge.HashKey:
-        steps.push(`{key ${keyLabel(ctx, a + ctx.layouts.structs.Node!.key!)}}`);
+        steps.push(`{key ${keyLabel(ctx, nodeAt(ctx, pAddr, a) + ctx.layouts.structs.Node!.key!)}}`);
         break;
       case Edge.Metatable:
         steps.push('<metatable>');
@@ -157,7 +187,7 @@ export function objectPath(ctx: PathContext, i: number): string {
         steps.push('<chunkname>');
         break;
       case Edge.Stack:
-        steps.push(a < 0 ? '<open upvalue>' : `<stack ${a}>`);
+        steps.push(a === OPEN_UPVALUE ? '<open upvalue>' : `<stack ${a}>`);
         break;
       case Edge.TraceConst:
         steps.push('<trace const>');

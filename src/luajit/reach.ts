@@ -34,6 +34,9 @@ export enum Edge {
   UdataEnv,
 }
 
+/** aux of an Edge.Stack edge to an open upvalue (not a stack slot). */
+export const OPEN_UPVALUE = 0xffffffff;
+
 export const ROOT_NAMES = [
   'registry',
   'main thread',
@@ -50,7 +53,7 @@ export const ROOT_NAMES = [
 export interface Reach {
   parent: Int32Array; // -1 unreached, -2 root
   edge: Uint8Array;
-  aux: Float64Array; // array index, node address, upvalue / slot number, root kind * 65536 + n
+  aux: Uint32Array; // array index, node index, upvalue / slot number (OPEN_UPVALUE: an open upvalue), root kind * 65536 + n
   order: Int32Array; // BFS order of reached objects
   reached: number;
   payload: Float64Array; // per object: Σ sizes of BFS children
@@ -89,7 +92,7 @@ export function reachability(img: HeapImage, L: LuajitLayouts, c: LuaCensus): Re
     const slots = Math.min(Math.max(0, (top - stack) / 8), img.u32(th + T.stacksize!));
     for (let k = 0; k < slots; k++) visitTv(stack + 8 * k, from, Edge.Stack, k);
     let m = 0;
-    for (let u = img.u64(th + T.openupval!); u && m < 1 << 20; u = img.u64(u), m++) visit(u, from, Edge.Stack, -1);
+    for (let u = img.u64(th + T.openupval!); u && m < 1 << 20; u = img.u64(u), m++) visit(u, from, Edge.Stack, OPEN_UPVALUE);
   };
   // Roots, in the order a user reads paths from: registry first.
   visitTv(g + G.registrytv!, -2, Edge.Root, root(0));
@@ -113,8 +116,8 @@ export function reachability(img: HeapImage, L: LuajitLayouts, c: LuaCensus): Re
             for (let k = 0; k <= hmask; k++) {
               const nd = node + ND.sizeof! * k;
               if (img.i32(nd + ND.val! + 4) === -1) continue; // nil value: empty or dead key
-              visitTv(nd + ND.key!, i, Edge.HashKey, nd);
-              visitTv(nd + ND.val!, i, Edge.HashValue, nd);
+              visitTv(nd + ND.key!, i, Edge.HashKey, k);
+              visitTv(nd + ND.val!, i, Edge.HashValue, k);
             }
           }
           break;
@@ -238,7 +241,7 @@ export function reachability(img: HeapImage, L: LuajitLayouts, c: LuaCensus): Re
 class BfsQueue {
   readonly parent: Int32Array;
   readonly edge: Uint8Array;
-  readonly aux: Float64Array;
+  readonly aux: Uint32Array;
   readonly order: Int32Array;
   tail = 0;
   constructor(
@@ -247,7 +250,7 @@ class BfsQueue {
   ) {
     this.parent = new Int32Array(n).fill(-1);
     this.edge = new Uint8Array(n);
-    this.aux = new Float64Array(n);
+    this.aux = new Uint32Array(n);
     this.order = new Int32Array(n);
   }
   visit(p: number, from: number, e: Edge, a: number): void {

@@ -4,3 +4,4 @@ export * from './stacks.js';
 export * from './mem.js';
 export * from './leaks.js';
 export * from './units.js';
+export * from './pools.js';

@@ -65,4 +65,32 @@ export interface LeakTrace {
   };
   /** Seconds into the window at which the target exited (the result covers up to then). */
   targetExitedAfterSeconds?: number;
+  /** Pool mode: which ngx_create_pool call sites were probed and which left alone (nginx's own pools). */
+  poolSites?: PoolSiteReport;
+}
+
+/** One call site of ngx_create_pool (an ELF vaddr in `module`). */
+export interface PoolSiteEntry {
+  /** Path of the object as the target maps it. */
+  module: string;
+  /** The calling function's name; for an unnamed (static) one `module+0xSTART`. */
+  function: string;
+  /** ELF vaddr of the call instruction. */
+  callVaddr: number;
+  via: 'direct' | 'plt' | 'got';
+  /** ELF vaddr probed (after the call, rax = the pool), and whether the kernel emulates the instruction there. */
+  probeVaddr: number;
+  emulated: boolean;
+  /** Skipped sites: who owns and destroys the pools (connection, request, upstream, http2, cycle) and the nginx source. */
+  owner?: string;
+  source?: string;
+}
+
+export interface PoolSiteReport {
+  /** `call-sites`: probes at the probed sites only; `body`: one probe inside ngx_create_pool (every pool). */
+  placement: 'call-sites' | 'body';
+  /** Why the body was probed (`--all-pool-sites`, or a reference to ngx_create_pool not proven a call site). */
+  reason?: string;
+  probed: PoolSiteEntry[];
+  skipped: PoolSiteEntry[];
 }

@@ -36,6 +36,32 @@ export interface MemCategory {
   freeBytes?: number;
 }
 
+/** One nginx shared memory zone with its slab allocator's pages (src/nginx/slab.ts). */
+export interface ShmZoneMem {
+  name: string;
+  address: number;
+  /** Zone bytes (shm.size). */
+  size: number;
+  module: string | null;
+  /** Resident bytes of the zone's mapping in this process. */
+  rssBytes: number;
+  /** The slab pool at the zone's start, or null (slabProblem says why). */
+  slab: {
+    pageSize: number;
+    /** Pages the slab manages; used = pages - free. */
+    pages: number;
+    /** pfree: nginx's free page count (ngx.shared.DICT:free_space() = freePages * pageSize). */
+    freePages: number;
+    usedPages: number;
+    /** Free pages by a walk of the free list, null when the walk broke (the pool changed while read). */
+    freeListPages: number | null;
+    /** Small-allocation slots with any chunk or request: chunk size, chunks total / used, requests, failures. */
+    slots: Array<{ chunkBytes: number; total: number; used: number; reqs: number; fails: number }>;
+    problems: string[];
+  } | null;
+  slabProblem?: string;
+}
+
 export interface MemBreakdown {
   target: string; // description of the address space
   pid: number;
@@ -48,4 +74,6 @@ export interface MemBreakdown {
   /** Per-module code/data RSS, largest first. */
   modules: Array<{ path: string; rssBytes: number }>;
   notes: string[];
+  /** nginx shm zones with their slab pages, when the nginx model read them. */
+  shmZones?: ShmZoneMem[];
 }

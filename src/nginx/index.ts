@@ -6,3 +6,4 @@ export * from './cycle.js';
 export * from './references.js';
 export * from './pools.js';
 export * from './shm.js';
+export * from './slab.js';

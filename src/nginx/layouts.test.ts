@@ -10,6 +10,7 @@ import { loadElf } from '../formats/elf/index.js';
 import { FIXTURES_DIR } from '../../test/helpers/build.js';
 import { LAYOUT_TABLE, layoutFeatures, nginxBuildInfo, tableLayouts, versionNumber } from './layouts.js';
 import { POOL } from './pool.js';
+import { SLAB_PAGE, SLAB_POOL_LAYOUTS, SLAB_STAT } from './slab.js';
 
 const NGINX = '/usr/sbin/nginx';
 
@@ -52,6 +53,13 @@ test('built-in layout table matches offsetof() against the installed nginx-dev h
   assert.equal(pool.cleanup, POOL.cleanup);
   assert.equal(pool.log, POOL.log);
   assert.equal(pool.sizeof, POOL.sizeof);
+  // and the slab pool of shm zones: Debian's build has POSIX semaphores (the 'posix-sem' layout)
+  const slab = derived.ngx_slab_pool_t as Record<string, number>;
+  const L = SLAB_POOL_LAYOUTS.find((l) => l.name === 'posix-sem')!;
+  for (const k of ['min_shift', 'pages', 'last', 'free', 'stats', 'pfree', 'start', 'end', 'data', 'addr', 'sizeof'] as const)
+    assert.equal(L[k], slab[k], `ngx_slab_pool_t.${k}`);
+  assert.deepEqual({ ...SLAB_PAGE }, derived.ngx_slab_page_t);
+  assert.deepEqual({ ...SLAB_STAT }, derived.ngx_slab_stat_t);
 });
 
 test('an unknown version falls back to the nearest table entry, marked as such', () => {

@@ -146,6 +146,12 @@ export interface PoolRead {
   cleanups: PoolCleanup[];
   /** Freed large slots (alloc == NULL) still in the list. */
   freedLargeSlots: number;
+  /**
+   * A copy of the first block's bytes [pool + 72, pool + min(d.last - pool, 80 + 4096)) as this
+   * read saw them (the log pointer, then the first allocations): the pool's incarnation
+   * fingerprint (NginxPool.firstBytes); null when not read whole.
+   */
+  firstBytes: Uint8Array | null;
 }
 
 const hex = (n: number) => '0x' + n.toString(16);
@@ -157,6 +163,8 @@ const LIST_FIELDS = ['chain', 'large', 'cleanup'] as const;
 const LIST_RECORD_BYTES = [16, POOL_LARGE.sizeof, POOL_CLEANUP.sizeof] as const;
 /** Largest used part of a first block read in one piece, bytes. */
 const MAX_FIRST_READ = 1 << 16;
+/** Bytes of first allocations kept per pool as its fingerprint (after the 8-byte log pointer). */
+export const FINGERPRINT_BYTES = 4096;
 
 /** Whether [p, p + len) lies inside one of the blocks. */
 function inBlocks(blocks: readonly PoolBlock[], p: number, len: number): boolean {
@@ -468,7 +476,23 @@ export class PoolReader {
       else cleanups.push(cln);
       c = rr.u64At(this.recOff + POOL_CLEANUP.next);
     }
-    return { address: addr, size, blocks, large: large ?? [], cleanups: cleanups ?? [], freedLargeSlots };
+    // The fingerprint: a copy of what `first` holds (no further read).
+    const fpEnd = Math.min(hLast - addr, POOL.sizeof + FINGERPRINT_BYTES);
+    let firstBytes: Uint8Array | null = null;
+    if (this.firstGot >= fpEnd && fpEnd >= POOL.log) {
+      const from = this.first.bytes.byteOffset + this.firstAt + POOL.log;
+      firstBytes = new Uint8Array(fpEnd - POOL.log);
+      firstBytes.set(new Uint8Array(this.first.bytes.buffer, from, fpEnd - POOL.log));
+    }
+    return {
+      address: addr,
+      size,
+      blocks,
+      large: large ?? [],
+      cleanups: cleanups ?? [],
+      freedLargeSlots,
+      firstBytes,
+    };
   }
 }
 

@@ -13,6 +13,7 @@
 import { basename } from 'node:path';
 import { ByteReader } from '../binary/byte-reader.js';
 import type { Module } from '../model/memory.js';
+import { LIFECYCLE_POOL_OWNERS } from '../model/pools.js';
 import { Symbolizer } from '../symbols/index.js';
 import type { AddressSpace } from '../target/index.js';
 import { bucketOf, CHUNK_HEADER, POOL_HINT, POOL_SCAN_BYTES } from './chunks.js';
@@ -38,6 +39,9 @@ export type PoolOwner =
 /** A pool cleanup with its handler's symbol, loaded object and nginx module. */
 export type PoolCleanupInfo = PoolCleanup;
 
+/** Owners whose pools live as long as their owner: never leak suspects (model/pools.ts). */
+export const LIFECYCLE_OWNERS = LIFECYCLE_POOL_OWNERS as ReadonlySet<PoolOwner>;
+
 export interface NginxPool {
   address: number;
   /** Block size (d.end - pool), bytes. */
@@ -59,6 +63,15 @@ export interface NginxPool {
   referencedFrom: string | null;
   /** Every reference found, most specific first ("ngx_cycle->connections[3].pool", "ngx_http_leak_module.so:ngx_http_leak_sessions+0x18", "heap chunk 0x..."). */
   references: string[];
+  /**
+   * Pools of suspect owners (not LIFECYCLE_OWNERS) only, else null: the first block's bytes
+   * [pool + 72, pool + min(d.last - pool, 80 + 4096)) as the pool's read saw them (its `log`
+   * pointer and first allocations: a request's ngx_http_request_t with its start time, a
+   * connection's peer sockaddr, a module's session). A new pool in the same chunk (glibc hands
+   * a freed chunk to the next malloc of its size at once) writes other values there; a leaked
+   * pool nobody touches keeps them (analysis/pool-suspects.ts). Not in JSON.
+   */
+  firstBytes: Uint8Array | null;
 }
 
 export interface PoolGroup {
@@ -806,6 +819,7 @@ function attributePools(
       creator,
       referencedFrom: null,
       references: none,
+      firstBytes: null,
     };
     const rr = pools.roots[p] ?? none;
     if (rr.length > 1) rr.sort((a, b) => a.rank - b.rank);
@@ -835,6 +849,7 @@ function attributePools(
       pool.referencedFrom = ref.symbol ?? ref.ref.replace(/\+0x[0-9a-f]+$/, '');
     } else if (hr.length) pool.owner = 'heap';
     if (withModule) pool.module = withModule.module;
+    if (!LIFECYCLE_OWNERS.has(pool.owner)) pool.firstBytes = read.firstBytes;
     out[j] = pool;
     outOf[p] = pool;
   }

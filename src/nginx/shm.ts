@@ -2,7 +2,8 @@
 // (src/core/ngx_cycle.h, src/core/ngx_list.h, src/os/unix/ngx_shmem.h). Each zone's
 // shm.addr/shm.size is the mapping nginx made with mmap(MAP_SHARED); its tag is the
 // address of the owning module's ngx_module_t (by convention; some modules tag with a
-// conf structure, then the module is found by the object the tag lies in).
+// conf structure, then the module is found by the object the tag lies in). Every zone's memory
+// starts with nginx's slab allocator (slab.ts), read here too.
 
 import { LeakscopeError } from '../model/errors.js';
 import type { Symbolizer } from '../symbols/index.js';
@@ -10,6 +11,8 @@ import type { AddressSpace } from '../target/index.js';
 import { findMapping } from '../target/index.js';
 import { objectAt, readRoots, TargetReader } from './cycle.js';
 import type { NginxLayouts } from './layouts.js';
+import { readSlabPool } from './slab.js';
+import type { SlabPool } from './slab.js';
 
 export interface NginxShmZone {
   name: string;
@@ -19,6 +22,10 @@ export interface NginxShmZone {
   size: number;
   /** Owning nginx module name (from the zone's tag), or null when the tag names none. */
   module: string | null;
+  /** The zone's slab allocator (slab.ts): pages, free / used pages, per-slot stats; null when unread. */
+  slab: SlabPool | null;
+  /** Why `slab` is null. */
+  slabProblem?: string;
 }
 
 const MAX_PARTS = 1024,
@@ -80,7 +87,12 @@ export function nginxShmZones(
         const mods = roots.cycle.modules.filter((x) => obj && x.object === obj.path);
         if (mods.length === 1) module = mods[0]!.name;
       }
-      out.push({ name, address: addr, size, module });
+      const slab = readSlabPool(space, addr, size);
+      out.push(
+        typeof slab === 'string'
+          ? { name, address: addr, size, module, slab: null, slabProblem: slab }
+          : { name, address: addr, size, module, slab },
+      );
     }
     partAddr = part.u64At(L.ngx_list_part_t.next);
   }

@@ -14,7 +14,9 @@ export function renderAnalyzeText(doc: AnalyzeDocument): string {
   const out: string[] = [`leakscope analysis of ${safeText(doc.target)} (${doc.durationSeconds.toFixed(1)} s)`, ''];
   doc.steps.forEach((s, i) => {
     out.push(`${i + 1}. [${MARK[s.status] ?? s.status}] ${safeText(s.title)}: ${safeText(s.finding)}`);
-    for (const e of s.evidence.slice(0, 4)) out.push(`      - ${safeText(e)}`);
+    // The first 4 lines of evidence, and every nginx shm zone's slab pages (memory step).
+    const shown = s.evidence.filter((e, k) => k < 4 || e.startsWith('nginx shm zone '));
+    for (const e of shown) out.push(`      - ${safeText(e)}`);
   });
   const c = doc.conclusion;
   out.push('');

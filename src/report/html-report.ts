@@ -61,6 +61,22 @@ interface MemView {
     top?: Array<{ label?: string; rssBytes?: number }>;
   }>;
   notes?: string[];
+  shmZones?: Array<{
+    name?: string;
+    module?: string | null;
+    size?: number;
+    rssBytes?: number;
+    slab?: {
+      pageSize?: number;
+      pages?: number;
+      freePages?: number;
+      usedPages?: number;
+      freeListPages?: number | null;
+      slots?: Array<{ chunkBytes?: number; total?: number; used?: number; fails?: number }>;
+      problems?: string[];
+    } | null;
+    slabProblem?: string;
+  }>;
 }
 interface HeapView {
   glibcVersion?: string;
@@ -316,6 +332,31 @@ function memoryVisual(doc: AnalyzeDocument): string {
   out.push(
     `<details class="more"><summary>Per-category details and largest regions</summary><div class="table-wrap"><table class="data"><thead><tr><th>category</th><th class="num">RSS</th><th class="num">PSS</th><th class="num">swap</th><th class="num">mappings</th><th>largest regions</th><th>source</th></tr></thead><tbody>${detailRows.join('')}</tbody></table></div></details>`,
   );
+  const zones = arr(m.shmZones);
+  if (zones.length) {
+    // nginx shm zones and their slab pages (used / free by nginx's own count, pfree).
+    const zrows = zones.map((z) => {
+      const s = z.slab;
+      const slots = s
+        ? arr(s.slots)
+            .filter((x) => num(x.total) > 0)
+            .map((x) => `${formatBytes(num(x.chunkBytes))} ${num(x.used)}/${num(x.total)}`)
+            .join(', ')
+        : '';
+      return (
+        `<tr><td class="mono">${h(str(z.name))}</td><td>${h(z.module ? str(z.module) : '–')}</td>` +
+        `<td class="num">${h(formatBytes(num(z.size)))}</td><td class="num">${h(formatBytes(num(z.rssBytes)))}</td>` +
+        (s
+          ? `<td class="num">${h(num(s.pages))}</td><td class="num">${h(num(s.usedPages))}</td><td class="num">${h(num(s.freePages))}</td>` +
+            `<td class="num">${h(formatBytes(num(s.freePages) * num(s.pageSize)))}</td><td class="small">${h(slots || '–')}${arr(s.problems).length ? `<div class="muted">${h(arr(s.problems).join('; '))}</div>` : ''}</td>`
+          : `<td colspan="5" class="muted">slab not read: ${h(str(z.slabProblem))}</td>`) +
+        `</tr>`
+      );
+    });
+    out.push(
+      `<details class="more" data-section="shm-zones"><summary>nginx shared memory zones: slab pages used / free</summary><div class="table-wrap"><table class="data"><thead><tr><th>zone</th><th>module</th><th class="num">size</th><th class="num">RSS</th><th class="num">pages</th><th class="num">used</th><th class="num">free</th><th class="num">free bytes</th><th>chunks used/total by size</th></tr></thead><tbody>${zrows.join('')}</tbody></table></div></details>`,
+    );
+  }
   const notes = arr(m.notes);
   if (notes.length) out.push(`<ul class="notes">${notes.map((n) => `<li>${h(n)}</li>`).join('')}</ul>`);
   return out.join('\n');

@@ -70,12 +70,30 @@ export function renderLeaksTable(t: LeaksDocument, opts: { top?: number } = {}):
     `cost: ${t.cost.totalProbeHits} probe hits (${Object.entries(t.cost.probeHits)
       .map(([k, v]) => `${k} ${v}`)
       .join(', ')}),` +
-      ` about ${(t.cost.estimatedCpuSeconds * 1000).toFixed(0)} ms of target CPU (~${t.cost.perHitMicros} µs per hit measured on a 2-core VM)` +
+      ` about ${(t.cost.estimatedCpuSeconds * 1000).toFixed(0)} ms of target CPU (~${t.cost.perHitMicros} µs per hit)` +
       (t.cost.dutyCycle < 0.999 ? `, probes attached ${(t.cost.dutyCycle * 100).toFixed(0)}% of the window` : '') +
       (t.cost.lostEvents ? `, ${t.cost.lostEvents} events lost` : ''),
   );
+  if (t.poolSites) out.push(...poolSitesText(t.poolSites));
   for (const n of t.notes) out.push(`note: ${safeText(n)}`);
   return out.join('\n');
+}
+
+/** Pool mode: where ngx_create_pool was probed, and which call sites were left alone. */
+function poolSitesText(p: NonNullable<LeaksDocument['poolSites']>): string[] {
+  if (p.placement === 'body') return [`pool probe: inside ngx_create_pool, every pool (${safeText(p.reason ?? '')})`];
+  const site = (e: (typeof p.probed)[number]) =>
+    `${safeText(e.function)} (${safeText(e.module.split('/').pop() ?? e.module)} 0x${e.callVaddr.toString(16)}${e.via === 'direct' ? '' : `, ${e.via}`})`;
+  const out = [
+    `pool probes at ${p.probed.length} ngx_create_pool call sites: ${p.probed.map(site).join(', ') || 'none'}`,
+  ];
+  if (p.skipped.length)
+    out.push(
+      `left alone (pools nginx owns and destroys; --all-pool-sites probes them): ${p.skipped
+        .map((e) => `${site(e)} ${safeText(e.owner ?? '')}`)
+        .join(', ')}`,
+    );
+  return out;
 }
 
 function reachCell(part: number, whole: number): string {

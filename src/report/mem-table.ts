@@ -1,4 +1,5 @@
 // `leakscope mem`: the terminal table of a `leakscope.mem/1` document.
+import { describeShmZone } from '../contract/mem.js';
 import type { MemDocument } from '../contract/mem.js';
 import { formatBytes, formatPercent, safeText, textTable } from './text-format.js';
 
@@ -21,6 +22,7 @@ export function renderMemTable(b: MemDocument): string {
   const shm = b.categories.find((c) => c.name === 'nginx-shm');
   if (shm?.top.length)
     out.push(`nginx shm zones: ${shm.top.map((r) => `${safeText(r.label)} ${formatBytes(r.rssBytes)}`).join(', ')}`);
+  for (const z of b.shmZones ?? []) out.push(`nginx shm zone ${safeText(describeShmZone(z))}`);
   const lj = b.categories.find((c) => c.name === 'luajit');
   if (lj && lj.usedBytes !== undefined)
     out.push(

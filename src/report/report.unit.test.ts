@@ -33,6 +33,23 @@ test('terminal tables render the documents', () => {
   assert.match(p, /nginx 1\.22\.1 \(layouts: table\)/);
   assert.match(p, /leak suspects: 3 pool\(s\) nothing refers to/);
   assert.match(renderLeaksTable(encodeLeaks(trace)), /1\.00 MiB +4 +malloc <- leaky <- main/);
+  const site = { callVaddr: 0x6c8ad, via: 'direct' as const, probeVaddr: 0x6c8b5, emulated: true };
+  const pool = renderLeaksTable(
+    encodeLeaks({
+      ...trace,
+      mode: 'pool',
+      poolSites: {
+        placement: 'call-sites',
+        probed: [{ ...site, module: '/m/ngx_http_leak_module.so', function: 'ngx_http_leak_create_session' }],
+        skipped: [{ ...site, module: '/usr/sbin/nginx', function: 'nginx+0x6c880', owner: 'request' }],
+      },
+    }),
+  );
+  assert.match(
+    pool,
+    /pool probes at 1 ngx_create_pool call sites: ngx_http_leak_create_session \(ngx_http_leak_module\.so 0x6c8ad\)/,
+  );
+  assert.match(pool, /left alone .*: nginx\+0x6c880 \(nginx 0x6c8ad\) request/);
 });
 
 test('HTML report: the CSP names exactly the hashes of its inline scripts, the page script as bundled', () => {

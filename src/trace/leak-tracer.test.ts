@@ -150,6 +150,13 @@ test("malloc mode without libc's debug file (memalign family probed at its entry
 
 test('malloc mode, default sampling (512 KiB): per-path estimates are unbiased', async () => {
   const { t: trace, report } = await traceFixtureBatch('go 60000', 512 * 1024, 40);
+  // Sampled mode with libc's debug file: the memalign family is probed where it allocates
+  // (_int_memalign; small alignments reach malloc's probe), one trap per posix_memalign(16) instead of two.
+  assert.ok(
+    trace.probes.some((p) => p.startsWith('libc:_int_memalign')),
+    `probes: ${trace.probes}`,
+  );
+  assert.ok(!trace.probes.some((p) => p.startsWith('libc:posix_memalign')), `probes: ${trace.probes}`);
   const got = byPath(trace);
   for (const p of report.paths) {
     // Bernoulli sampling with p = size/period, each sample weighted 1/p: the relative standard
@@ -243,6 +250,68 @@ test('nginx under load, pool mode: leaked pools carry the module function in the
       `${t.totals.completeStacks} of ${t.totals.sampledEvents} stacks reach main`,
     );
     assert.deepEqual(Object.keys(t.cost.probeHits), ['pool create']);
+  } finally {
+    await ngx.stop();
+  }
+});
+
+test('pool mode at call sites: requests nginx serves alone cost no probe hit, module pools one each; --all-pool-sites probes every pool', async () => {
+  const ngx = await startNginx({ workers: 1 });
+  try {
+    const [worker] = ngx.workerPids();
+    await driveRequests(ngx, '/ok', 10, 2);
+    const hits: Record<string, number> = {};
+    for (const all of [false, true]) {
+      const space = LiveProcess.open(worker!);
+      const trace = traceLeaks(space, {
+        mode: 'pool',
+        durationSeconds: 4,
+        allPoolSites: all,
+        livePools: () => livePoolBytes(space),
+      });
+      await new Promise((r) => setTimeout(r, 500));
+      // Ground truth: /static runs no module code (one request pool, nginx's own); /ok creates and
+      // destroys one module pool per request; /leak-drop leaks one.
+      assert.equal((await driveRequests(ngx, '/static', 300, 4)).ok, 300);
+      assert.equal((await driveRequests(ngx, '/ok', 40, 4)).ok, 40);
+      assert.equal((await driveRequests(ngx, '/leak-drop', 10, 2)).ok, 10);
+      const t = await trace;
+      space.close();
+      const n = t.cost.probeHits['pool create']!;
+      hits[all ? 'all' : 'sites'] = n;
+      const sites = t.poolSites!;
+      const leaked = t.stacks.filter((s) => names(s).includes('ngx_http_leak_drop_session'));
+      assert.equal(
+        leaked.reduce((a, s) => a + s.count, 0),
+        10,
+        `${all ? 'body' : 'call sites'}: the 10 leaked pools`,
+      );
+      for (const s of leaked) assert.equal(names(s)[0], 'ngx_create_pool');
+      if (all) {
+        assert.equal(sites.placement, 'body');
+        assert.equal(sites.reason, '--all-pool-sites');
+        // every request pool (350) and every module pool (50), plus a connection pool per keep-alive connection
+        assert.ok(n >= 400, `body probe: ${n} hits for 350 request pools + 50 module pools`);
+      } else {
+        assert.equal(sites.placement, 'call-sites', sites.reason);
+        assert.equal(n, 50, 'one hit per module pool (40 /ok + 10 /leak-drop), none for requests or connections');
+        // The module's site is probed; every skipped site is nginx's own (none in a module).
+        assert.ok(sites.probed.some((p) => p.module.endsWith('ngx_http_leak_module.so')));
+        assert.ok(sites.skipped.length > 0);
+        for (const p of sites.skipped) {
+          assert.ok(!p.module.endsWith('.so'), `${p.function} in ${p.module} skipped`);
+          assert.ok(['cycle', 'connection', 'request', 'upstream', 'http2'].includes(p.owner!), p.owner);
+        }
+        for (const o of ['request', 'connection'])
+          assert.ok(
+            sites.skipped.some((p) => p.owner === o),
+            `the ${o} pool site is among the skipped`,
+          );
+      }
+    }
+    console.log(
+      `# pool create hits: call sites ${hits.sites}, --all-pool-sites ${hits.all} (350 requests, 50 module pools)`,
+    );
   } finally {
     await ngx.stop();
   }

@@ -3,8 +3,11 @@
 //
 //   --mode malloc  probes libc's allocation functions (entry, sampled + return) and free; the
 //                  outstanding set lives in a BPF hash map; byte-weighted sampling decided in BPF.
-//   --mode pool    one probe per nginx pool creation, at the instruction after ngx_create_pool's
-//                  call to ngx_memalign (rax = pool): no uretprobe, no ngx_destroy_pool probe.
+//   --mode pool    one probe per pool creation at each call site of ngx_create_pool, after the
+//                  call (rax = pool), except the sites whose pools nginx owns and destroys itself
+//                  (pool-sites.ts); with --all-pool-sites (or when the sites are not all proven),
+//                  at the instruction after ngx_create_pool's call to ngx_memalign. No uretprobe,
+//                  no ngx_destroy_pool probe.
 //                  Which pools are still alive, and how many bytes each holds, is read from
 //                  memory at the end (the pool census), so the cost is one probe hit per pool.
 //                  Probes may run on a duty cycle (attached part of each second).
@@ -27,6 +30,9 @@ import { luajitLibrary } from '../luajit/index.js';
 import { luaPathFrames, luaPathRecord, walkableLuaVms } from './lua-growth.js';
 import type { LuaPathRecord } from './lua-growth.js';
 import { LuaFrameResolver } from './lua-stack.js';
+import { type PoolSitePlan, planPoolSites } from './pool-sites.js';
+import type { PoolSiteReport } from '../model/leaks.js';
+import { measureHitCost } from './hit-cost.js';
 
 /** tcmalloc's default sampling period (bytes). */
 export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
@@ -34,9 +40,13 @@ export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
  * Cost of one probe hit in the target, µs, measured on the 2-core VM (bench/README.md): a trap on
  * an emulated instruction (push / jcc, where leakscope puts its entry probes) plus the program
  * ~1.2; a return probe ~4. A single-stepped site costs ~10 (shared/reference/ebpf.md).
+ * Each trace measures the per-hit cost on its machine first (hit-cost.ts); these are the fallback,
+ * and a return hit is counted at RETURN_HIT_MICROS / DEFAULT_PER_HIT_MICROS entry hits.
  */
 export const DEFAULT_PER_HIT_MICROS = 1.2;
 export const RETURN_HIT_MICROS = 4;
+/** A 4 KiB stack capture's extra cost (µs), measured with the pool program on the same VM (bench/README.md: 2.2 - 1.2). */
+export const DEFAULT_COPY_MICROS = 1;
 /** Above this many sampled allocations outstanding, the per-second record stops (each read walks the map). */
 const SERIES_MAX_OUTSTANDING = 50_000;
 
@@ -83,6 +93,11 @@ export interface LeakTraceOptions {
   showInternal?: boolean;
   /** Malloc mode: read the Lua frames of allocations made inside a Lua VM (default true when libluajit is loaded). */
   luaFrames?: boolean;
+  /**
+   * Pool mode: probe ngx_create_pool itself (every pool, nginx's own included) instead of its call
+   * sites minus those whose pools nginx owns and destroys (trace/pool-sites.ts).
+   */
+  allPoolSites?: boolean;
 }
 
 /** Bytes above the outermost frame's sp still copied for a thread whose stack top is known (its CFA rules read up to ~CFA + 8). */
@@ -176,8 +191,6 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     throw new LeakscopeError('usage', `--sample-bytes must be in [0, 2^31) (got ${sampleBytes})`);
   const duty = Math.min(1, Math.max(0.01, opts.dutyCycle ?? 1));
   const minAgeNs = (opts.minAgeSeconds ?? 0) * 1e9;
-  // lua mode: ~3 hits (entry, return, the free's entry) per Lua allocation of LUA_ALLOC_HIT_MICROS.
-  const perHit = opts.perHitMicros ?? (opts.mode === 'lua' ? LUA_ALLOC_HIT_MICROS / 3 : DEFAULT_PER_HIT_MICROS);
   const notes: string[] = [];
 
   const resolver = new StackResolver(space);
@@ -189,6 +202,8 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   let luaEvents = 0;
   const eventRecord = (e: CapturedEvent): { rec: EventRecord; u: LuaPathRecord } => {
     const u = luaPathRecord(resolver, e);
+    // A pool-creation call site probed in its caller: the leaf is ngx_create_pool (pool-sites.ts).
+    if (callSitePcs.has(e.regs.rip)) u.pcs = withLeaf(u.pcs, poolLeafPc);
     const lua = u.capture ? u : undefined;
     if (lua) luaEvents++;
     const nativeFrames = lua ? luaPathFrames(resolver, undefined, u, undefined) : resolver.frames(u.pcs);
@@ -244,6 +259,10 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   // Inside a pid namespace (a container), filter on the target's tgid there, not on the initial namespace's.
   const pidns = space.kind === 'live' ? pidNamespaceFilter(space.pid) : undefined;
   const probes: string[] = [];
+  // Pool mode at call sites: the runtime pcs of those probes, and ngx_create_pool's pc put back as their leaf.
+  const callSitePcs = new Set<number>();
+  let poolLeafPc = 0;
+  let poolSiteReport: PoolSiteReport | undefined;
   try {
     if (opts.mode === 'malloc') {
       const libc = symbolizer.modulesNamed('libc.so')[0];
@@ -296,19 +315,52 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       const elf = loadElf(create.module.hostPath);
       const site = returnSiteOfCall(elf, 'ngx_create_pool', ['ngx_memalign', 'ngx_alloc']);
       // Prefer the (emulated) null-check jump after the call: rax still holds the pool there.
-      const probeVaddr = resultTestJumpVaddr(elf, site) ?? site.returnVaddr;
-      if (probeVaddr === site.returnVaddr)
-        notes.push('no null check after ngx_memalign found: probing the (single-stepped) return site');
-      session.add(
-        poolProbe(session.tracerMaps, {
-          pid: space.pid,
-          pidns,
-          binaryPath: create.module.hostPath,
-          returnSiteVaddr: probeVaddr,
-          stackBytes: opts.stackBytes ?? 4096,
-          label: `${basename(create.module.path)}:ngx_create_pool+0x${(probeVaddr - elf.findSymbol('ngx_create_pool')!.value).toString(16)}`,
-        }),
-      );
+      const bodyVaddr = resultTestJumpVaddr(elf, site) ?? site.returnVaddr;
+      const bodyLabel = `${basename(create.module.path)}:ngx_create_pool+0x${(bodyVaddr - elf.findSymbol('ngx_create_pool')!.value).toString(16)}`;
+      // Call-site probes see the caller's frame first: ngx_create_pool's frame (at the body probe's pc) is put
+      // back as the leaf, so stacks read as with the body probe.
+      poolLeafPc = create.module.loadBias + bodyVaddr;
+      const plan: PoolSitePlan = opts.allPoolSites
+        ? {
+            report: { placement: 'body', reason: '--all-pool-sites', probed: [], skipped: [] },
+            probes: [],
+          }
+        : planPoolSites(symbolizer, create.module);
+      poolSiteReport = plan.report;
+      if (plan.report.placement === 'body') {
+        if (bodyVaddr === site.returnVaddr)
+          notes.push('no null check after ngx_memalign found: probing the (single-stepped) return site');
+        if (!opts.allPoolSites) notes.push(`ngx_create_pool probed in its body: ${plan.report.reason}`);
+        session.add(
+          poolProbe(session.tracerMaps, {
+            pid: space.pid,
+            pidns,
+            binaryPath: create.module.hostPath,
+            returnSiteVaddr: bodyVaddr,
+            stackBytes: opts.stackBytes ?? 4096,
+            label: bodyLabel,
+          }),
+        );
+      } else {
+        for (const p of plan.probes) {
+          callSitePcs.add(p.mod.loadBias + p.probeVaddr);
+          session.add(
+            poolProbe(session.tracerMaps, {
+              pid: space.pid,
+              pidns,
+              binaryPath: p.mod.hostPath,
+              returnSiteVaddr: p.probeVaddr,
+              stackBytes: opts.stackBytes ?? 4096,
+              label: `${basename(p.module)}:ngx_create_pool call in ${p.function} (0x${p.probeVaddr.toString(16)})`,
+            }),
+          );
+        }
+        const single = plan.report.probed.filter((p) => !p.emulated).length;
+        notes.push(
+          `ngx_create_pool probed at ${plan.report.probed.length} call sites; ${plan.report.skipped.length} left alone (pools nginx owns and destroys: ${[...new Set(plan.report.skipped.map((p) => p.owner))].join(', ') || 'none'}); --all-pool-sites probes every pool` +
+            (single ? `; ${single} single-stepped (no emulated instruction after the call)` : ''),
+        );
+      }
     }
     session.start();
     resolver.refresh(); // the [uprobes] trampoline page exists once uretprobes are attached
@@ -398,6 +450,23 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     if (snapshots.length && snapshots[snapshots.length - 1]!.seconds < (endNs - t0Ns) / 1e9 - 0.2) snapshot();
     const elapsed = (Date.now() - t0) / 1000;
     const st = session.stats();
+    // The cost printed with the trace: hits x the per-hit cost measured on this machine now, once the
+    // probes are detached (hit-cost.ts; ~0.1-0.5 s, so it never delays the window).
+    const measured = opts.perHitMicros === undefined ? measureHitCost({ multi: true }) : undefined;
+    // lua mode: ~3 hits (entry, return, the free's entry) per Lua allocation of LUA_ALLOC_HIT_MICROS (bench).
+    const perHit =
+      opts.perHitMicros ??
+      (opts.mode === 'lua' ? LUA_ALLOC_HIT_MICROS / 3 : undefined) ??
+      measured?.perHitMicros ??
+      DEFAULT_PER_HIT_MICROS;
+    const returnHit = perHit * (RETURN_HIT_MICROS / DEFAULT_PER_HIT_MICROS);
+    // Each captured stack (pool creation, sampled allocation) also copies ~4 KiB of stack.
+    const copyMicros = measured?.copyMicrosPer4KiB ?? DEFAULT_COPY_MICROS;
+    notes.push(
+      measured
+        ? `cost per probe hit measured after the window: ${measured.perHitMicros} µs, +${measured.copyMicrosPer4KiB} µs per captured stack (${measured.hits} hits of a ${measured.kind} probe in leakscope's own process)`
+        : `cost per probe hit not measured here: ${perHit} µs assumed, +${copyMicros} µs per captured stack`,
+    );
     const attachedShare = elapsed > 0 ? Math.min(1, session.attachedNs / 1e9 / elapsed) : 1;
 
     // Outstanding at the end, by call path.
@@ -619,7 +688,8 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         totalProbeHits: totalHits,
         estimatedCpuSeconds:
           ((totalHits - (probeHits['alloc return'] ?? 0)) * perHit +
-            (probeHits['alloc return'] ?? 0) * RETURN_HIT_MICROS) /
+            (probeHits['alloc return'] ?? 0) * returnHit +
+            (opts.mode === 'malloc' ? st.sampled : st.poolHits) * copyMicros) /
           1e6,
         perHitMicros: perHit,
         dutyCycle: attachedShare,
@@ -637,6 +707,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         untracked: st.outstandingFull,
       },
       ...(exitedAfter !== undefined ? { targetExitedAfterSeconds: Math.round(exitedAfter * 10) / 10 } : {}),
+      ...(poolSiteReport ? { poolSites: poolSiteReport } : {}),
     };
   } finally {
     session.close();
@@ -647,6 +718,14 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
 export const LUA_ALLOC_HIT_MICROS = 33;
 /** Leaf of lua-mode paths (lj_alloc_f is not exported by a stripped libluajit). */
 const LJ_ALLOC_LEAF: Frame = { function: 'lj_alloc_f', module: '[lua]', offset: 0 };
+
+/** `pcs` with `leaf` in front; the same array for the same `pcs` (the resolver's caches key on identity). */
+const leafPrefixed = new WeakMap<number[], number[]>();
+function withLeaf(pcs: number[], leaf: number): number[] {
+  let out = leafPrefixed.get(pcs);
+  if (!out || out[0] !== leaf) leafPrefixed.set(pcs, (out = [leaf, ...pcs]));
+  return out;
+}
 
 /** The pcs key of the path holding allocations whose stack was lost (no real pc is 0). */
 const LOST_STACK_PC = 0;
