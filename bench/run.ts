@@ -9,6 +9,7 @@ import { REPO_ROOT } from '../test/helpers/build.js';
 import { benchEbpf } from './ebpf.js';
 import { benchHeap } from './heap.js';
 import { benchLua } from './lua.js';
+import { benchLuaFrames } from './lua-frames.js';
 import { benchOwnMemory } from './own-memory.js';
 import { benchPools } from './pools.js';
 import { benchReach } from './reach.js';
@@ -31,6 +32,12 @@ const BENCHES: Bench[] = [
     name: 'lua',
     title: 'LuaJIT heap: census and paths vs plain read of the lj_alloc regions (issue 15)',
     run: benchLua,
+    printsTable: false,
+  },
+  {
+    name: 'lua-frames',
+    title: 'Lua frame walk in malloc-mode probes: cost per probe hit (issue 15)',
+    run: benchLuaFrames,
     printsTable: false,
   },
   { name: 'pools', title: 'nginx pool analysis vs heap census', run: benchPools, printsTable: true },

@@ -71,6 +71,13 @@ test('analyze, Lua leak under traffic: the conclusion names the growing table by
   assert.equal(doc.conclusion.leak, true, doc.conclusion.summary);
   assert.ok(doc.conclusion.summary.includes(LUA_LEAK_TABLE), doc.conclusion.summary);
   assert.equal(doc.conclusion.module, 'Lua module acme_leak');
+  // The growth probe (mmap / mremap by lj_alloc during the pause) names the Lua code that grew the
+  // heap: a line of acme_leak.put (lines 8-19 of the fixture; the trace start when JIT-compiled).
+  const at = /acme_leak\.lua:(\d+)/.exec(doc.conclusion.function ?? '');
+  assert.ok(at, `the conclusion names the Lua location: ${doc.conclusion.function}; ${step.evidence.join(' | ')}`);
+  assert.ok(Number(at[1]) >= 8 && Number(at[1]) <= 19, `a line of acme_leak.put: ${at[0]}`);
+  assert.ok(doc.conclusion.summary.includes(at[0]), doc.conclusion.summary);
+  if (process.env.LEAKSCOPE_TEST_VERBOSE) console.log(doc.conclusion.summary, step.evidence);
   const ids = doc.steps.map((s) => s.id);
   assert.ok(
     ids.indexOf('luajit') > ids.indexOf('pools') && ids.indexOf('luajit') < ids.indexOf('buckets'),

@@ -10,6 +10,7 @@ import type { LuaHeaps } from '../luajit/heap.js';
 import type { TableGrowth } from '../luajit/compare.js';
 import { tableGrowth } from '../luajit/compare.js';
 import { formatBytes } from '../model/units.js';
+import type { LuaGrowthTrace } from '../trace/lua-growth.js';
 
 /** A table growing by at least this much (bytes) during the analysis is a leak. */
 export const MIN_LUA_TABLE_GROWTH = 64 * 1024;
@@ -21,6 +22,10 @@ export interface LuaObservation {
   label: string;
   /** Seconds between the snapshots (0: one snapshot only). */
   seconds: number;
+  /** Lua heap growth by call path between the snapshots (mmap / mremap from libluajit), when traced. */
+  growth?: LuaGrowthTrace | null;
+  /** Why the growth probes could not run. */
+  growthError?: string;
 }
 
 export interface LuaFinding {
@@ -32,6 +37,11 @@ export interface LuaFinding {
   label: string;
   seconds: number;
   partial: boolean;
+  /** Where Lua code grew the heap while traced: "chunk:line" by mapped bytes, largest first. */
+  growthSites: Array<{ location: string; bytes: number; count: number; path: string }>;
+  /** maps / bytes seen by the growth probes (null: not traced), and why not. */
+  growthTraced: { maps: number; bytes: number; seconds: number } | null;
+  growthError?: string;
 }
 
 export function luaFinding(o: LuaObservation | null): LuaFinding | null {
@@ -51,7 +61,33 @@ export function luaFinding(o: LuaObservation | null): LuaFinding | null {
     label: o.label,
     seconds: o.seconds,
     partial: o.after.vms.some((v) => v.partial) || o.before.vms.some((v) => v.partial),
+    growthSites: growthSites(o.growth),
+    growthTraced: o.growth ? { maps: o.growth.maps, bytes: o.growth.bytes, seconds: o.growth.seconds } : null,
+    ...(o.growthError ? { growthError: o.growthError } : {}),
   };
+}
+
+/** Growth sites merged by their innermost Lua location. */
+function growthSites(g: LuaGrowthTrace | null | undefined): LuaFinding['growthSites'] {
+  const by = new Map<string, { location: string; bytes: number; count: number; path: string }>();
+  for (const s of g?.sites ?? []) {
+    if (!s.luaLocation) continue;
+    const b = by.get(s.luaLocation);
+    if (b) {
+      b.bytes += s.bytes;
+      b.count += s.count;
+    } else
+      by.set(s.luaLocation, {
+        location: s.luaLocation,
+        bytes: s.bytes,
+        count: s.count,
+        path: s.frames
+          .slice(0, 8)
+          .map((f) => f.function ?? `${f.module}+0x${f.offset.toString(16)}`)
+          .join(' <- '),
+      });
+  }
+  return [...by.values()].sort((a, b) => b.bytes - a.bytes);
 }
 
 export function luaStep(f: LuaFinding, after: LuaHeaps): AnalyzeStep {
@@ -81,6 +117,20 @@ export function luaStep(f: LuaFinding, after: LuaHeaps): AnalyzeStep {
             `largest: ${t.path}: ${formatBytes(t.shallowBytes + t.payloadBytes)} own, ${formatBytes(t.retainedBytes)} retained`,
         ),
     ),
+    ...(f.growthTraced
+      ? [
+          `Lua heap growth traced for ${f.growthTraced.seconds.toFixed(1)} s (mmap / mremap by lj_alloc): ${f.growthTraced.maps} maps, ${formatBytes(f.growthTraced.bytes)}` +
+            (f.growthSites.length
+              ? `; by Lua code: ${f.growthSites
+                  .slice(0, 3)
+                  .map((g) => `${g.location} ${formatBytes(g.bytes)} (${g.count})`)
+                  .join(', ')}`
+              : ''),
+          ...f.growthSites.slice(0, 2).map((g) => `growth path: ${g.path}`),
+        ]
+      : f.growthError
+        ? [`Lua heap growth not traced: ${f.growthError}`]
+        : []),
     ...(f.partial
       ? ['a snapshot was taken while the worker ran and is marked partial (see `leakscope lua --freeze`)']
       : []),
@@ -104,15 +154,19 @@ export function luaVerdict(f: LuaFinding | null | undefined): AnalyzeConclusion 
   if (!f || !top || top.growthBytes < MIN_LUA_TABLE_GROWTH) return null;
   const mod = /^\[registry\]\._LOADED(?:\.([A-Za-z_][A-Za-z0-9_]*)|\["([^"]+)"\])/.exec(top.path);
   const module = mod ? (mod[1] ?? mod[2]!) : null;
+  const site = f.growthSites[0];
   return {
     verdict: 'leak',
     leak: true,
     module: module ? `Lua module ${module}` : 'Lua heap',
     bucket: null,
-    function: null,
+    function: site ? site.location : null,
     confidence: f.partial ? 'low' : 'medium',
     summary:
       `Leak in the Lua heap: the table ${top.path} grew by ${formatBytes(top.growthBytes)} in ${f.seconds} s ` +
-      `(array ${top.arraySizeBefore} -> ${top.arraySizeAfter}, hash ${top.hashSizeBefore} -> ${top.hashSizeAfter}); gc.total ${formatBytes(f.gcTotalBefore)} -> ${formatBytes(f.gcTotalAfter)}.`,
+      `(array ${top.arraySizeBefore} -> ${top.arraySizeAfter}, hash ${top.hashSizeBefore} -> ${top.hashSizeAfter}); gc.total ${formatBytes(f.gcTotalBefore)} -> ${formatBytes(f.gcTotalAfter)}.` +
+      (site
+        ? ` The Lua heap grew (lj_alloc mapped ${formatBytes(site.bytes)} in ${site.count} maps) in Lua code at ${site.location}.`
+        : ''),
   };
 }

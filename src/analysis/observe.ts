@@ -32,6 +32,8 @@ import type { HeapAndPools } from './pool-census.js';
 import { formatBytes } from '../model/units.js';
 import { luaHeaps, luajitLibrary } from '../luajit/index.js';
 import type { LuaObservation } from './lua-evidence.js';
+import { startLuaGrowthTrace } from '../trace/lua-growth.js';
+import type { LuaGrowthTrace } from '../trace/lua-growth.js';
 
 /** Tables compared between the two Lua snapshots. */
 const LUA_TABLES = 1000;
@@ -190,6 +192,24 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
   const pause = live ? Math.max(0, opts.pauseSeconds ?? 2) : 0;
   // The first reachability scan runs during the pause; the one at the end confirms it (stability).
   let firstReach: PreviousScan | undefined;
+  // Lua heap growth by call path during the pause: mmap / mremap from libluajit (rare, near-zero cost).
+  let luaGrowth: { stop: () => LuaGrowthTrace } | undefined;
+  let luaGrowthError: string | undefined;
+  if (pause > 0 && lua?.vms.length) {
+    try {
+      luaGrowth = startLuaGrowthTrace(space, symbolizer);
+    } catch (e) {
+      // Optional evidence: no eBPF (not root, old kernel) must not stop the analysis.
+      luaGrowthError = e instanceof Error ? e.message : String(e);
+    }
+  }
+  // The growth probes are detached on every way out (stop() closes the session).
+  const stopLuaGrowth = (): LuaGrowthTrace | null => {
+    const g = luaGrowth;
+    luaGrowth = undefined;
+    return g ? g.stop() : null;
+  };
+  try {
   if (pause > 0) {
     say(`observing for ${pause} s`);
     const pauseStart = Date.now();
@@ -217,8 +237,13 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
             after: luaHeaps(space, { symbolizer, tables: LUA_TABLES }),
             label: `the same process ${pause} s earlier`,
             seconds: pause,
+            growth: stopLuaGrowth(),
+            ...(luaGrowthError ? { growthError: luaGrowthError } : {}),
           }
         : { before: lua, after: lua, label: 'one snapshot', seconds: 0 };
+  }
+  } finally {
+    stopLuaGrowth();
   }
   obs.final = after;
   if (isNginx && pause > 0) obs.poolsConfirm = before.pools;

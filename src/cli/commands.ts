@@ -62,7 +62,7 @@ export function runPools(space: AddressSpace, opts: { largest: number }): Comman
 
 export interface LeaksCliOptions {
   duration: number;
-  mode: 'pool' | 'malloc';
+  mode: 'pool' | 'malloc' | 'lua';
   sampleBytes: number;
   minAge: number;
   duty: number;

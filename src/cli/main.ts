@@ -214,8 +214,11 @@ export function buildProgram(): Command {
   })
     .option('--duration <seconds>', 'trace window', number('--duration', 0.1, 86400), 10)
     .addOption(
-      new Option('--mode <mode>', 'pool: nginx pools (one probe per pool); malloc: libc allocations')
-        .choices(['pool', 'malloc'])
+      new Option(
+        '--mode <mode>',
+        "pool: nginx pools (one probe per pool); malloc: libc allocations; lua: LuaJIT's allocator lj_alloc_f, every Lua allocation with its Lua frames (opt-in: ~30 µs per Lua allocation + free, allocation-heavy Lua up to ~300x slower: keep the window short)",
+      )
+        .choices(['pool', 'malloc', 'lua'])
         .default('malloc'),
     )
     .option(

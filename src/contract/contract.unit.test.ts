@@ -62,6 +62,26 @@ test("every encoder's document reads back through its parser unchanged", () => {
     [encodeHeap(later, { comparison: compareCensus(census, later) }), parseHeap],
     [encodePools(pools, { largest: 2 }), parsePools],
     [encodeLeaks(trace), parseLeaks],
+    // Lua frames (module "[lua]", file = chunk name, line) and the lua mode (lj_alloc_f).
+    [
+      encodeLeaks(
+        sampleTrace(
+          [
+            {
+              frames: [
+                { function: 'lj_alloc_f', module: '[lua]', offset: 0 },
+                { function: '/srv/app/cache.lua:12', module: '[lua]', offset: 0, file: '/srv/app/cache.lua', line: 12 },
+                { function: 'ngx_http_lua_run_thread', module: 'ngx_http_lua_module.so', offset: 0x1234 },
+              ],
+              bytes: 4096,
+              count: 4,
+            },
+          ],
+          { mode: 'lua' },
+        ),
+      ),
+      parseLeaks,
+    ],
     [
       encodeLeaks({
         ...trace,

@@ -23,8 +23,12 @@ import {
 export const LEAKS_SCHEMA = 'leakscope.leaks/1';
 
 export interface LeakStackEntry {
-  /** Leaf first; file / line (DWARF), mangled (the raw symbol when `function` is demangled) when known;
-   *  inlined: true for a function inlined into the next frame (DWARF .debug_info) (additive in /1). */
+  /**
+   * Leaf first; file / line (DWARF), mangled (the raw symbol when `function` is demangled) when known;
+   * inlined: true for a function inlined into the next frame (DWARF .debug_info) (additive in /1).
+   * Lua frames (allocations made inside a LuaJIT VM) have module "[lua]", function "chunk:line"
+   * ("[trace N] chunk:line" for JIT code: the trace's start), file = the chunk name, line.
+   */
   frames: Array<
     Pick<Frame, 'function' | 'module' | 'offset'> & Partial<Pick<Frame, 'file' | 'line' | 'mangled' | 'inlined'>>
   >;
@@ -44,7 +48,7 @@ export interface LeaksDocument {
   schema: typeof LEAKS_SCHEMA;
   target: string;
   pid: number;
-  mode: 'pool' | 'malloc';
+  mode: 'pool' | 'malloc' | 'lua';
   durationSeconds: number;
   sampling: { sampleBytes: number; minAgeSeconds: number };
   totals: LeakTrace['totals'];
@@ -137,7 +141,7 @@ export const leaksDocument = object({
   schema: schema(LEAKS_SCHEMA),
   target: string,
   pid: count,
-  mode: literal('pool', 'malloc'),
+  mode: literal('pool', 'malloc', 'lua'),
   durationSeconds: amount,
   sampling: object({ sampleBytes: count, minAgeSeconds: amount }),
   totals: object({

@@ -269,7 +269,7 @@ export function sampleStack(
 /** A trace over `seconds` with the given outstanding stacks. */
 export function sampleTrace(
   stacks: StackSample[],
-  opts: { mode?: 'pool' | 'malloc'; seconds?: number } = {},
+  opts: { mode?: 'pool' | 'malloc' | 'lua'; seconds?: number } = {},
 ): LeakTrace {
   const bytes = stacks.reduce((a, s) => a + s.bytes, 0),
     count = stacks.reduce((a, s) => a + s.count, 0);

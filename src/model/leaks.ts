@@ -1,7 +1,8 @@
 // Plain types for a leak trace (step 5). No imports but model siblings.
 import type { StackSample } from './stacks.js';
 
-export type TraceMode = 'pool' | 'malloc';
+/** lua: LuaJIT's allocator lj_alloc_f (opt-in, short windows: every Lua allocation traps). */
+export type TraceMode = 'pool' | 'malloc' | 'lua';
 
 export interface TraceCost {
   /** Probe hits in the target during the window, per probe. */

@@ -2,7 +2,8 @@
 // written into one ring-buffer record (as `perf record --call-graph dwarf` does, offline unwinding).
 //
 // Record layout (little-endian, bytes; only header + stackLen bytes reach the ring):
-//   0  u32 kind            EventKind
+//   0  u16 kind            EventKind
+//   2  u16 luaBytes        bytes of the Lua block after the stack (lua-stack.ts), 0 = none
 //   4  u32 stackLen        bytes of stack copied (0..STACK_BYTES)
 //   8  u64 pidTgid         tgid << 32 | tid
 //  16  u64 timeNs          bpf_ktime_get_ns() (CLOCK_MONOTONIC)
@@ -15,16 +16,21 @@
 // probe_read_user is all-or-nothing, and a copy that crosses the end of the stack mapping (or
 // an absent page) fails (shared/reference/ebpf.md), so the copy keeps the longest readable
 // page-aligned prefix (asm.readUserPrefix). STACK_BYTES = 8 KiB as perf's default.
+// The Lua block, when the probe ran inside a Lua VM, follows the stack bytes at
+// HEADER_BYTES + stackLen (its length in the header, so only what was written reaches the ring).
 
 import * as A from '../ebpf/asm.js';
 import type { Body } from '../ebpf/asm.js';
 import type { RingRecord } from '../ebpf/ringbuf.js';
+import { LUA_BLOCK_BYTES } from './lua-stack.js';
 
-export const EventKind = { mallocSample: 1, poolCreate: 2 } as const;
+export const EventKind = { mallocSample: 1, poolCreate: 2, luaGrowth: 3 } as const;
 export const HEADER_BYTES = 112;
 export const STACK_BYTES = 8192;
 /** Scratch record size: header and the largest stack copy. */
 export const RECORD_BYTES = HEADER_BYTES + STACK_BYTES;
+/** The per-CPU scratch value (and the large stash value): a record with the largest Lua block. */
+export const SCRATCH_BYTES = RECORD_BYTES + LUA_BLOCK_BYTES;
 
 export const CAPTURED_REGS = ['rip', 'rsp', 'rbp', 'rbx', 'r12', 'r13', 'r14', 'r15'] as const;
 export type CapturedRegs = Record<(typeof CAPTURED_REGS)[number], number>;
@@ -89,6 +95,8 @@ export interface CapturedEvent {
   regs: CapturedRegs;
   /** Copy of the stack from regs.rsp. */
   stack: Uint8Array;
+  /** The Lua block (lua-stack.ts decodeLuaBlock), a copy; absent when the probe ran outside Lua. */
+  lua?: Uint8Array;
 }
 
 /**
@@ -101,8 +109,14 @@ export function decodeCapture(r: RingRecord, copy = false): CapturedEvent {
     regs[name] = r.u64n(48 + i * 8);
   });
   const stackLen = Math.min(r.u32(4), STACK_BYTES, Math.max(0, r.length - HEADER_BYTES));
+  const word0 = r.u32(0);
+  const luaBytes = Math.min(word0 >>> 16, LUA_BLOCK_BYTES);
+  const luaAt = r.offset + HEADER_BYTES + stackLen;
+  const lua =
+    luaBytes > 0 && HEADER_BYTES + stackLen + luaBytes <= r.length ? r.u8.slice(luaAt, luaAt + luaBytes) : undefined;
   return {
-    kind: r.u32(0),
+    kind: word0 & 0xffff,
+    ...(lua ? { lua } : {}),
     tgid: r.u32(12),
     tid: r.u32(8),
     timeNs: r.u64n(16),

@@ -21,11 +21,15 @@ import type { StackReach } from '../model/stacks.js';
 import { LeakscopeError } from '../model/errors.js';
 import { Symbolizer } from '../symbols/index.js';
 import { loadElf } from '../formats/elf/index.js';
-import { TraceSession, mallocProbes, poolProbe } from './session.js';
+import { TraceSession, luaAllocProbes, mallocProbes, poolProbe } from './session.js';
 import type { CapturedEvent } from './capture.js';
 import { decodeCapture } from './capture.js';
 import { StackResolver } from './stacks.js';
 import { entryProbeOffsetAt, resultTestJumpVaddr, returnSiteOfCall } from './call-sites.js';
+import { luajitLibrary } from '../luajit/index.js';
+import { luaPathFrames, luaPathRecord, walkableLuaVms } from './lua-growth.js';
+import type { LuaPathRecord } from './lua-growth.js';
+import { LuaFrameResolver } from './lua-stack.js';
 import { type PoolSitePlan, planPoolSites } from './pool-sites.js';
 import type { PoolSiteReport } from '../model/leaks.js';
 import { measureHitCost } from './hit-cost.js';
@@ -87,6 +91,8 @@ export interface LeakTraceOptions {
   stashEntries?: number;
   /** Keep the allocator's internal frames below the API the program called (default: the leaf is the API). */
   showInternal?: boolean;
+  /** Malloc mode: read the Lua frames of allocations made inside a Lua VM (default true when libluajit is loaded). */
+  luaFrames?: boolean;
   /**
    * Pool mode: probe ngx_create_pool itself (every pool, nginx's own included) instead of its call
    * sites minus those whose pools nginx owns and destroys (trace/pool-sites.ts).
@@ -181,12 +187,24 @@ interface EventRecord {
   size: number;
   timeNs: number;
   complete: boolean;
+  /** Made inside a Lua VM: its frames, where they go in the native path, the VM's native callers. */
+  lua?: EventLua;
 }
+
+/** A path with Lua frames (lua-growth.ts luaPathRecord). */
+type EventLua = LuaPathRecord;
+
+/** Aggregation key of an event's call path (native pcs, plus the Lua frames when it has them). */
+function pathKey(pcs: readonly number[], lua?: EventLua): string {
+  return lua ? lua.key : pcs.join(',');
+}
+
 
 export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): Promise<LeakTrace> {
   if (space.kind !== 'live') throw new LeakscopeError('usage', 'tracing needs a live process, not a core file');
   if (!(opts.durationSeconds > 0))
     throw new LeakscopeError('usage', `--duration must be positive (got ${opts.durationSeconds})`);
+  // lua mode is exact: its point is every Lua allocation's path (and its cost is the trap, sampled or not).
   const sampleBytes = opts.mode === 'malloc' ? Math.floor(opts.sampleBytes ?? DEFAULT_SAMPLE_BYTES) : 0;
   if (sampleBytes < 0 || sampleBytes >= 2 ** 31)
     throw new LeakscopeError('usage', `--sample-bytes must be in [0, 2^31) (got ${sampleBytes})`);
@@ -200,14 +218,29 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     complete = 0;
   // Threads whose stack top is known copy only down to it (capture.ts StackTopLookup).
   const stackTopKnown = new Set<number>();
+  let luaEvents = 0;
+  const eventRecord = (e: CapturedEvent): { rec: EventRecord; u: LuaPathRecord } => {
+    const u = luaPathRecord(resolver, e);
+    // A pool-creation call site probed in its caller: the leaf is ngx_create_pool (pool-sites.ts).
+    if (callSitePcs.has(e.regs.rip)) u.pcs = withLeaf(u.pcs, poolLeafPc);
+    const lua = u.capture ? u : undefined;
+    if (lua) luaEvents++;
+    const nativeFrames = lua ? luaPathFrames(resolver, undefined, u, undefined) : resolver.frames(u.pcs);
+    const rec: EventRecord = {
+      pcs: u.pcs,
+      size: e.size,
+      timeNs: e.timeNs,
+      complete: StackResolver.complete(nativeFrames),
+      ...(lua ? { lua } : {}),
+    };
+    return { rec, u };
+  };
   const onEvent = (e: CapturedEvent) => {
     sampledEvents++;
-    const u = resolver.unwind(e);
-    if (callSitePcs.has(e.regs.rip)) u.pcs = withLeaf(u.pcs, poolLeafPc);
+    const { rec, u } = eventRecord(e);
     const frames = resolver.frames(u.pcs);
-    const rec: EventRecord = { pcs: u.pcs, size: e.size, timeNs: e.timeNs, complete: StackResolver.complete(frames) };
     if (rec.complete) complete++;
-    if (opts.mode === 'malloc') {
+    if (opts.mode !== 'pool') {
       const key = e.tgid * 2 ** 32 + e.tid;
       const top =
         !stackTopKnown.has(e.tid) && rec.complete ? StackResolver.stackTopOffset(frames, u.spOffsets) : undefined;
@@ -231,7 +264,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   // Records are ~12 KiB (8 KiB of stack): unsampled tracing needs room for bursts.
   // Exact malloc mode keeps each outstanding allocation's record in the kernel (stash): the ring
   // only carries what the stash could not hold.
-  const stash = opts.mode === 'malloc' && sampleBytes === 0;
+  const stash = opts.mode !== 'pool' && sampleBytes === 0;
   const session = new TraceSession({
     pid: space.pid,
     onEvent,
@@ -240,6 +273,8 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     ringBytes: opts.ringBytes ?? (sampleBytes === 0 ? 64 << 20 : 16 << 20),
   });
   const symbolizer = new Symbolizer(space.modules());
+  const luaVms =
+    opts.mode === 'lua' || (opts.mode === 'malloc' && opts.luaFrames !== false) ? walkableLuaVms(space, symbolizer) : [];
   // Inside a pid namespace (a container), filter on the target's tgid there, not on the initial namespace's.
   const pidns = space.kind === 'live' ? pidNamespaceFilter(space.pid) : undefined;
   const probes: string[] = [];
@@ -267,8 +302,31 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         symbolVaddr,
         sizeRange: opts.sizeRange,
         loadBias: libc.loadBias,
+        lua: luaVms.map((v) => v.cfg),
       }))
         session.add(p);
+    } else if (opts.mode === 'lua') {
+      const lib = luajitLibrary(space);
+      if (!lib || !luaVms.length)
+        throw new LeakscopeError('not-found', `${space.description}: no Lua VM found: lua mode needs a LuaJIT process`);
+      // g->allocf: lj_alloc_f (not exported by a stripped library), the same for every VM.
+      const allocf = space.read(luaVms[0]!.cfg.globalState + (luaVms[0]!.layouts.structs.global_State!.allocf ?? 0), 8);
+      const addr = Number(allocf.readBigUInt64LE(0));
+      const libMod = space.modules().find((m) => m.path === lib.path);
+      if (!libMod || addr < lib.textStart || addr >= lib.textEnd)
+        throw new LeakscopeError('not-supported', `${space.description}: g->allocf 0x${addr.toString(16)} is not in ${lib.path}`);
+      for (const p of luaAllocProbes(session.tracerMaps, {
+        pid: space.pid,
+        pidns,
+        libPath: libMod.hostPath,
+        vaddr: addr - lib.loadBias,
+        loadBias: lib.loadBias,
+        lua: luaVms.map((v) => v.cfg),
+      }))
+        session.add(p);
+      notes.push(
+        `lua mode: every LuaJIT allocation and free traps into lj_alloc_f's probe (measured ~${LUA_ALLOC_HIT_MICROS} µs per Lua allocation + its free on the 2-core VM, against 0.1 µs untraced: bench/lua-frames.ts); allocation-heavy Lua runs up to ~300x slower during the window: keep it short. Outstanding = not freed yet, which includes garbage the GC has not swept`,
+      );
     } else {
       const create = symbolizer.lookup('ngx_create_pool');
       if (!create)
@@ -327,7 +385,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     resolver.refresh(); // the [uprobes] trampoline page exists once uretprobes are attached
     if (stash) resolver.preload();
     probes.push(...session.probeNames());
-    if (opts.mode === 'malloc')
+    if (opts.mode !== 'pool')
       notes.push(
         session.usesSessions
           ? 'uprobe sessions: return probes only for sampled calls'
@@ -341,7 +399,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const t0 = Date.now();
     const t0Ns = monotonicNs();
     const snapshots: Array<{ seconds: number; byKey: Map<string, number> }> = [];
-    let seriesOff = opts.mode !== 'malloc';
+    let seriesOff = opts.mode === 'pool';
     const snapshot = () => {
       if (seriesOff) return;
       const out = session.outstanding();
@@ -359,7 +417,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         seen.add(o.address);
         const ev = events.get(`${o.tid}:${o.timeNs}`);
         if (!ev) continue;
-        const k = ev.pcs.join(',');
+        const k = pathKey(ev.pcs, ev.lua);
         byKey.set(k, (byKey.get(k) ?? 0) + (sampleBytes > 0 && o.size < sampleBytes ? sampleBytes : o.size));
       }
       snapshots.push({ seconds: (monotonicNs() - t0Ns) / 1e9, byKey });
@@ -414,7 +472,12 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     // The cost printed with the trace: hits x the per-hit cost measured on this machine now, once the
     // probes are detached (hit-cost.ts; ~0.1-0.5 s, so it never delays the window).
     const measured = opts.perHitMicros === undefined ? measureHitCost({ multi: true }) : undefined;
-    const perHit = opts.perHitMicros ?? measured?.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
+    // lua mode: ~3 hits (entry, return, the free's entry) per Lua allocation of LUA_ALLOC_HIT_MICROS (bench).
+    const perHit =
+      opts.perHitMicros ??
+      (opts.mode === 'lua' ? LUA_ALLOC_HIT_MICROS / 3 : undefined) ??
+      measured?.perHitMicros ??
+      DEFAULT_PER_HIT_MICROS;
     const returnHit = perHit * (RETURN_HIT_MICROS / DEFAULT_PER_HIT_MICROS);
     // Each captured stack (pool creation, sampled allocation) also copies ~4 KiB of stack.
     const copyMicros = measured?.copyMicrosPer4KiB ?? DEFAULT_COPY_MICROS;
@@ -428,12 +491,21 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     // Outstanding at the end, by call path.
     const byStack = new Map<
       string,
-      { pcs: number[]; bytes: number; count: number; allocBytes: number; allocCount: number; reach?: StackReach }
+      {
+        pcs: number[];
+        lua?: EventLua;
+        key: string;
+        bytes: number;
+        count: number;
+        allocBytes: number;
+        allocCount: number;
+        reach?: StackReach;
+      }
     >();
-    const bucket = (pcs: number[]) => {
-      const k = pcs.join(',');
+    const bucket = (pcs: number[], lua?: EventLua) => {
+      const k = pathKey(pcs, lua);
       let b = byStack.get(k);
-      if (!b) byStack.set(k, (b = { pcs, bytes: 0, count: 0, allocBytes: 0, allocCount: 0 }));
+      if (!b) byStack.set(k, (b = { pcs, lua, key: k, bytes: 0, count: 0, allocBytes: 0, allocCount: 0 }));
       return b;
     };
     const classOf = opts.reachAtEnd ? await opts.reachAtEnd() : undefined;
@@ -480,14 +552,14 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         ? { bytes: sampleBytes * dutyScale, count: (sampleBytes / Math.max(1, size)) * dutyScale }
         : { bytes: size * dutyScale, count: dutyScale };
     const stashed = { count: 0, bytes: 0 };
-    if (opts.mode === 'malloc') {
+    if (opts.mode !== 'pool') {
       if (stash) {
         allocBytes = st.sampledBytes;
         allocCount = st.sampled;
       }
       for (const ev of events.values()) {
         const w = scale(ev.size);
-        const b = bucket(ev.pcs);
+        const b = bucket(ev.pcs, ev.lua);
         b.allocBytes += w.bytes;
         b.allocCount += w.count;
         if (!stash) {
@@ -519,17 +591,11 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
           if (r) {
             const e = decodeCapture(r);
             sampledEvents++;
-            const u = resolver.unwind(e);
-            ev = {
-              pcs: u.pcs,
-              size: e.size,
-              timeNs: e.timeNs,
-              complete: StackResolver.complete(resolver.frames(u.pcs)),
-            };
+            ev = eventRecord(e).rec;
             if (ev.complete) complete++;
             stashed.count++;
             stashed.bytes += o.size;
-            const b = bucket(ev.pcs);
+            const b = bucket(ev.pcs, ev.lua);
             b.allocBytes += o.size;
             b.allocCount += 1;
           }
@@ -539,7 +605,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
           lostOutstanding.bytes += o.size;
         }
         const w = scale(o.size);
-        const b = bucket(ev ? ev.pcs : lostPcs);
+        const b = ev ? bucket(ev.pcs, ev.lua) : bucket(lostPcs);
         b.bytes += w.bytes;
         b.count += w.count;
         outBytes += w.bytes;
@@ -576,31 +642,40 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       notes.push(
         `exact mode: records of allocations freed during the window stayed in the kernel (allocated per path counts only what is still outstanding); ${stashed.count} outstanding stacks read from the kernel at the end`,
       );
+    if (luaVms.length)
+      notes.push(
+        `Lua frames read in the probe for ${luaVms.length} Lua VM(s) (global_State ${luaVms.map((v) => '0x' + v.cfg.globalState.toString(16)).join(', ')}); ${luaEvents} sampled allocations were made inside Lua`,
+      );
     if (exitedAfter !== undefined) notes.push(`target exited after ${exitedAfter.toFixed(1)} s; results cover that`);
     const lossless = st.ringFull === 0 && st.outstandingFull === 0;
 
     resolver.withLines = true;
-    const framesOf = (pcs: number[]): Frame[] => {
+    // Lua frames resolve with the layouts only (the same library for every VM of a process).
+    const luaResolver = luaVms.length ? new LuaFrameResolver(space, luaVms[0]!.layouts, symbolizer) : undefined;
+    const luaModule = luajitLibrary(space)?.path;
+    const luaModuleBase = luaModule ? basename(luaModule) : undefined;
+    const framesOf = (pcs: number[], lua?: EventLua): Frame[] => {
       if (pcs === lostPcsOf(byStack)) return [LOST_STACK_FRAME];
-      const f = resolver.frames(pcs);
+      const f = lua
+        ? luaPathFrames(resolver, luaResolver, lua, luaModule ? basename(luaModule) : undefined, opts.showInternal)
+        : resolver.frames(pcs);
+      if (opts.mode === 'lua') return [LJ_ALLOC_LEAF, ...f.filter((x, i) => i > 0 || x.module !== luaModuleBase)];
       if (opts.mode !== 'malloc') return f;
       return apiLeaf(f, (api, caller) => resolver.calledApi(api, caller), { keepInternal: opts.showInternal });
     };
     const withSeries = snapshots.length >= 2;
     const stacks: StackSample[] = [...byStack.values()]
-      .filter(
-        (b) => b.bytes > 0 || b.count > 0 || (withSeries && snapshots.some((sn) => sn.byKey.has(b.pcs.join(',')))),
-      )
+      .filter((b) => b.bytes > 0 || b.count > 0 || (withSeries && snapshots.some((sn) => sn.byKey.has(b.key))))
       .map((b) => {
         const s: StackSample = {
-          frames: framesOf(b.pcs),
+          frames: framesOf(b.pcs, b.lua),
           bytes: Math.round(b.bytes),
           count: Math.round(b.count * 100) / 100,
           allocBytes: Math.round(b.allocBytes),
           allocCount: Math.round(b.allocCount * 100) / 100,
         };
         if (withSeries) {
-          const k = b.pcs.join(',');
+          const k = b.key;
           s.series = snapshots.map((sn) => Math.round((sn.byKey.get(k) ?? 0) * dutyScale));
         }
         if (b.reach) s.reach = roundReach(b.reach);
@@ -608,7 +683,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       })
       .sort((a, b) => b.bytes - a.bytes);
     const probeHits: Record<string, number> =
-      opts.mode === 'malloc'
+      opts.mode !== 'pool'
         ? { 'alloc entry': st.entryHits, 'alloc return': st.returnHits, free: st.freeHits }
         : { 'pool create': st.poolHits };
     const totalHits = Object.values(probeHits).reduce((a, b) => a + b, 0);
@@ -658,6 +733,11 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     session.close();
   }
 }
+
+/** Cost of one Lua allocation + free under lua mode, µs (bench/lua-frames.ts on the 2-core VM). */
+export const LUA_ALLOC_HIT_MICROS = 33;
+/** Leaf of lua-mode paths (lj_alloc_f is not exported by a stripped libluajit). */
+const LJ_ALLOC_LEAF: Frame = { function: 'lj_alloc_f', module: '[lua]', offset: 0 };
 
 /** `pcs` with `leaf` in front; the same array for the same `pcs` (the resolver's caches key on identity). */
 const leafPrefixed = new WeakMap<number[], number[]>();

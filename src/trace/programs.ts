@@ -6,7 +6,7 @@
 //   pending      hash  pid_tgid -> {timeNs, size, aux}: a sampled call between entry and return
 //   outstanding  hash  pointer  -> {timeNs, size, pidTgid}: sampled allocations not yet freed
 //   stats        per-CPU array of u64 counters (Stat)
-//   scratch      per-CPU array, one RECORD_BYTES value: the record is built there, then copied into
+//   scratch      per-CPU array, one SCRATCH_BYTES value: the record is built there, then copied into
 //                the ring with ringbuf_output at its real length (header + stack actually copied),
 //                so the ring holds ~3x more records than with a fixed-size reserve. (A task preempted
 //                mid-program on a PREEMPT kernel could see its scratch reused: one garbled record.)
@@ -19,6 +19,8 @@ import * as A from '../ebpf/asm.js';
 import type { Body, MapRef, Reg } from '../ebpf/asm.js';
 import { R0, R1, R2, R3, R6, R7, R9, FP } from '../ebpf/asm.js';
 import { EventKind, HEADER_BYTES, STACK_BYTES, captureRegsAndStack } from './capture.js';
+import { LUA_BLOCK_BYTES, luaFramesBody } from './lua-stack.js';
+import type { LuaWalkConfig } from './lua-stack.js';
 
 export const Stat = {
   entryHits: 0,
@@ -47,6 +49,7 @@ export type AllocConvention =
   | 'realloc' // realloc(old, size): old is freed
   | 'size1' // memalign(align, size), aligned_alloc(align, size)
   | 'posix_memalign' // posix_memalign(&ptr, align, size): result stored through arg 0, rax = 0 on success
+  | 'lj_alloc' // LuaJIT lj_alloc_f(msp, ptr, osize, nsize): nsize 0 frees ptr, ptr != 0 reallocates it
   | 'int_memalign'; // glibc-internal _int_memalign(arena, align, size): what every memalign-family call with alignment > 16 ends in
 
 export interface TracerMaps {
@@ -128,6 +131,12 @@ function outputRecord(m: TracerMaps, uniq: string, lostBytesSlot?: number): Body
     A.mov64(R3, STACK_BYTES),
     A.label(clamp),
     A.add64(R3, HEADER_BYTES),
+    // + the Lua block (header u16 at 2)
+    A.ldx('h', A.R4, R9, 2),
+    A.jle(A.R4, LUA_BLOCK_BYTES, `${clamp}_lua`),
+    A.mov64(A.R4, 0),
+    A.label(`${clamp}_lua`),
+    A.add64(R3, A.R4),
     // BPF_RB_NO_WAKEUP: no irq_work per record in the target; the reader drains on a timer.
     A.ldMap(R1, m.events),
     A.mov64(R2, R9),
@@ -151,6 +160,8 @@ function stashRecord(m: TracerMaps, uniq: string): Body {
     A.ldx('dw', R1, FP, V_TS),
     A.stx('dw', FP, K_STASH + 8, R1),
     A.ldx('w', R3, R9, 4),
+    A.ldx('h', R1, R9, 2),
+    A.add64(R3, R1),
     A.jgt(R3, STASH_SMALL_STACK, large),
     A.ldMap(R1, m.stashSmall!),
     A.mov64(R2, FP),
@@ -223,6 +234,8 @@ function sizeOf(conv: AllocConvention, ctx: Reg): Body {
       return [A.loadArg(R7, ctx, 2)];
     case 'int_memalign':
       return [A.loadArg(R7, ctx, 2)];
+    case 'lj_alloc':
+      return [A.loadArg(R7, ctx, 3)];
   }
 }
 
@@ -236,6 +249,7 @@ export function allocEntryProgram(
     sampleBytes: number;
     mayNest?: boolean;
     sizeRange?: { min: number; max: number };
+    lua?: LuaWalkConfig[];
   },
 ): Body {
   return [A.mov64(R6, R1), allocEntryBody(m, conv, { ...opts, skipReturns: 0 })];
@@ -258,6 +272,7 @@ function allocEntryBody(
     sizeRange?: { min: number; max: number };
     skipReturns: number;
     relay?: boolean;
+    lua?: LuaWalkConfig[];
   },
 ): Body {
   const ctx = R6;
@@ -278,6 +293,20 @@ function allocEntryBody(
           statInc(m, Stat.freeMatched, 'realloc'),
           A.label('no_old'),
           opts.relay ? [A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'out')] : [],
+        ]
+      : [],
+    // lj_alloc_f frees or reallocates its ptr argument (arg 1); nsize 0 is a free only.
+    conv === 'lj_alloc'
+      ? [
+          A.loadArg(R1, ctx, 1),
+          A.jeq(R1, 0, 'lj_no_old'),
+          A.stx('dw', FP, K_PTR, R1),
+          forgetPointer(m, 'lj_alloc'),
+          A.jne(R0, 0, 'lj_no_old'),
+          statInc(m, Stat.freeMatched, 'lj_alloc'),
+          A.label('lj_no_old'),
+          A.loadArg(R1, ctx, 3),
+          A.jeq(R1, 0, 'out'),
         ]
       : [],
     sizeOf(conv, ctx),
@@ -350,6 +379,10 @@ function allocEntryBody(
       STACK_BYTES,
       m.stackTops ? { map: m.stackTops, keyOffset: K_TID } : undefined,
     ),
+    // Inside a Lua VM: its frames after the stack (r8 = stack bytes copied; ctx is not used after).
+    opts.lua?.length
+      ? [A.jgt(A.R8, STACK_BYTES, 'lua_skip'), luaFramesBody(opts.lua, R9, A.R8, ctx, HEADER_BYTES, 'alloc'), A.label('lua_skip')]
+      : [],
     m.stashSmall && opts.sampleBytes === 0 ? stashRecord(m, 'alloc') : outputRecord(m, 'alloc', V_SIZE),
     // pending[pid_tgid] = {timeNs, size, aux}
     A.ldMap(R1, m.pending),
@@ -496,6 +529,7 @@ export function allocSessionProgram(
     sampleBytes: number;
     sizeRange?: { min: number; max: number };
     entryRuntimeAddr: number;
+    lua?: LuaWalkConfig[];
   },
 ): Body {
   return [
@@ -524,4 +558,63 @@ function prefixLabels(body: Body, prefix: string): Body {
   };
   walk(body);
   return out;
+}
+
+/**
+ * Lua heap growth: libc mmap (or mremap) called from libluajit's text (lj_alloc mapping a new
+ * segment or a direct chunk, or growing one). The return address at [rsp] decides before
+ * anything else (one read); then the native stack and the Lua frames. Rare by construction:
+ * lj_alloc maps memory only when no free chunk fits, so the cost is near zero.
+ * Record: size = bytes mapped (mremap: new - old size), address 0.
+ */
+export function luaGrowthProgram(
+  m: TracerMaps,
+  opts: {
+    tgid?: number;
+    pidns?: A.PidNamespace;
+    call: 'mmap' | 'mremap';
+    callerStart: number;
+    callerEnd: number;
+    lua: LuaWalkConfig[];
+  },
+): Body {
+  const ctx = R6;
+  return [
+    A.mov64(ctx, R1),
+    tgidOrExit(opts.tgid, opts.pidns),
+    A.loadReg(R3, ctx, 'rsp'),
+    A.mov64(R1, FP),
+    A.add64(R1, K_PTR),
+    A.mov64(R2, 8),
+    A.call('probe_read_user'),
+    A.jne(R0, 0, 'out'),
+    A.ldx('dw', R1, FP, K_PTR),
+    A.ldImm64(R2, opts.callerStart),
+    A.jlt(R1, R2, 'out'),
+    A.ldImm64(R2, opts.callerEnd),
+    A.jge(R1, R2, 'out'),
+    statInc(m, Stat.entryHits, 'grow'),
+    opts.call === 'mmap'
+      ? [A.loadArg(R7, ctx, 1)]
+      : [A.loadArg(R7, ctx, 2), A.loadArg(R1, ctx, 1), A.jle(R7, R1, 'out'), A.sub64(R7, R1)],
+    A.stx('dw', FP, V_SIZE, R7),
+    scratchRecord(m),
+    A.st('w', R9, 0, EventKind.luaGrowth),
+    A.call('get_current_pid_tgid'),
+    A.stx('dw', R9, 8, R0),
+    A.stx('dw', FP, K_TID, R0),
+    A.call('ktime_get_ns'),
+    A.stx('dw', R9, 16, R0),
+    A.ldx('dw', R1, FP, V_SIZE),
+    A.stx('dw', R9, 24, R1),
+    A.st('dw', R9, 32, 0),
+    A.st('dw', R9, 40, 0),
+    captureRegsAndStack(R9, ctx, 'grow', STACK_BYTES, m.stackTops ? { map: m.stackTops, keyOffset: K_TID } : undefined),
+    A.jgt(A.R8, STACK_BYTES, 'lua_skip'),
+    luaFramesBody(opts.lua, R9, A.R8, ctx, HEADER_BYTES, 'grow'),
+    A.label('lua_skip'),
+    outputRecord(m, 'grow'),
+    A.label('out'),
+    A.returnZero(),
+  ];
 }

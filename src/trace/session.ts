@@ -4,7 +4,7 @@
 
 import { basename } from 'node:path';
 import { BpfMap, PerCpuArrayMap, RingBufMap, bytes, u64, u64n, record } from '../ebpf/maps.js';
-import { RECORD_BYTES } from './capture.js';
+import { SCRATCH_BYTES } from './capture.js';
 import { AttachType, loadProgram } from '../ebpf/prog.js';
 import type { Program } from '../ebpf/prog.js';
 import { openRingBuffer } from '../ebpf/ringbuf.js';
@@ -27,6 +27,7 @@ import {
   poolCreateProgram,
 } from './programs.js';
 import type { AllocConvention, TracerMaps } from './programs.js';
+import type { LuaWalkConfig } from './lua-stack.js';
 
 /** A probe to attach: a file, where in it, and the program. */
 export interface ProbeSpec {
@@ -108,7 +109,7 @@ export class TraceSession {
       }),
       stats: new PerCpuArrayMap({ name: 'ls_stats', value: u64, maxEntries: STAT_COUNT }),
       stackTops: new BpfMap({ name: 'ls_stack_tops', type: 'lru-hash', key: u64n, value: u64n, maxEntries: 65536 }),
-      scratch: new PerCpuArrayMap({ name: 'ls_scratch', value: bytes(RECORD_BYTES), maxEntries: 1 }),
+      scratch: new PerCpuArrayMap({ name: 'ls_scratch', value: bytes(SCRATCH_BYTES), maxEntries: 1 }),
       // BPF_F_NO_PREALLOC (1): memory only for what is outstanding, not for maxEntries values.
       ...(opts.stash
         ? {
@@ -124,7 +125,7 @@ export class TraceSession {
               name: 'ls_stash_large',
               type: 'hash',
               key: stashKey,
-              value: bytes(RECORD_BYTES),
+              value: bytes(SCRATCH_BYTES),
               maxEntries: opts.stashEntries ?? 16384,
               flags: 1,
             }),
@@ -329,6 +330,8 @@ export interface MallocProbeOptions {
   pidns?: PidNamespace;
   /** libc's load bias in the target: enables uprobe sessions (the program compares rip with the probe's runtime address). */
   loadBias?: number;
+  /** Lua VMs of the target: sampled allocations made inside one carry its Lua frames (lua-stack.ts). */
+  lua?: LuaWalkConfig[];
 }
 
 /** The memalign family: every one of them goes through glibc 2.36's _mid_memalign (small alignments relay to malloc). */
@@ -376,6 +379,7 @@ export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] 
           sampleBytes: o.sampleBytes,
           mayNest,
           sizeRange: o.sizeRange,
+          lua: o.lua,
         }),
       },
       {
@@ -406,6 +410,7 @@ export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] 
         sampleBytes: o.sampleBytes,
         sizeRange: o.sizeRange,
         entryRuntimeAddr: vaddr + o.loadBias,
+        lua: o.lua,
       }),
     });
   }
@@ -444,4 +449,49 @@ export function poolProbe(
     retprobe: false,
     body: poolCreateProgram(m, { tgid: o.pid, pidns: o.pidns, stackBytes: o.stackBytes }),
   };
+}
+
+/**
+ * LuaJIT's allocator lj_alloc_f (every Lua heap allocation, reallocation and free goes through
+ * it: g->allocf), one session probe (entry + return for allocations), or entry + return probes
+ * on kernels without sessions. Each allocation carries the Lua frames.
+ */
+export function luaAllocProbes(
+  m: TracerMaps,
+  o: { pid: number; pidns?: PidNamespace; libPath: string; vaddr: number; loadBias: number; lua: LuaWalkConfig[] },
+): ProbeSpec[] {
+  const name = `${basename(o.libPath)}:lj_alloc_f`;
+  const fallback: ProbeSpec[] = [
+    {
+      name,
+      binaryPath: o.libPath,
+      vaddr: o.vaddr,
+      retprobe: false,
+      body: allocEntryProgram(m, 'lj_alloc', { tgid: o.pid, pidns: o.pidns, sampleBytes: 0, lua: o.lua }),
+    },
+    {
+      name,
+      binaryPath: o.libPath,
+      vaddr: o.vaddr,
+      retprobe: true,
+      body: allocReturnProgram(m, 'rax', { tgid: o.pid, pidns: o.pidns }),
+    },
+  ];
+  return [
+    {
+      name,
+      binaryPath: o.libPath,
+      vaddr: o.vaddr,
+      retprobe: false,
+      session: true,
+      fallback,
+      body: allocSessionProgram(m, 'lj_alloc', {
+        tgid: o.pid,
+        pidns: o.pidns,
+        sampleBytes: 0,
+        entryRuntimeAddr: o.vaddr + o.loadBias,
+        lua: o.lua,
+      }),
+    },
+  ];
 }

@@ -66,6 +66,7 @@ export class StackResolver {
   }
   private linesOn = false;
 
+  private remapped = new Set<number>();
   /** JIT symbols (/tmp/perf-PID.map), read once at the first frame in anonymous executable memory. */
   private perfMap?: PerfMapEntry[] | null;
 
@@ -74,7 +75,12 @@ export class StackResolver {
    * the target's perf map when it has one), else `[unknown]`.
    */
   private jitFrame(addr: number, f: Frame): Frame {
-    const m = this.space.mappings().find((x) => addr >= x.start && addr < x.end);
+    let m = this.space.mappings().find((x) => addr >= x.start && addr < x.end);
+    // Code mapped after the mappings were read (a JIT's new code area): read them again, once per address.
+    if (!m && this.space.kind === 'live' && !this.remapped.has(addr)) {
+      this.remapped.add(addr);
+      m = this.space.mappings({ refresh: true }).find((x) => addr >= x.start && addr < x.end);
+    }
     if (!m?.perms.includes('x') || (m.path !== '' && !m.path.startsWith('[anon') && !m.path.startsWith('/memfd:')))
       return f;
     if (this.perfMap === undefined)
@@ -146,6 +152,39 @@ export class StackResolver {
 
   private pathCache = new Map<number, CachedPath[]>();
   cacheHits = 0;
+
+  /** True when a module (an ELF object with unwind info) holds the address; false for JIT code and garbage. */
+  inModule(pc: number): boolean {
+    return this.moduleMap.moduleAt(pc) !== undefined;
+  }
+
+  /**
+   * The native callers of a LuaJIT VM frame whose sp is `cf` (lua_State.cframe), unwound from the
+   * registers the VM saved there: for a capture whose walk stopped inside the VM (JIT code has no
+   * unwind info). LuaJIT x64 SysV (vm_x64.dasc saveregs, not LJ_NO_UNWIND): CFA = cf + CFRAME_SIZE
+   * (80); return address at CFA-8, rbp -16, rbx -24, r15 -32, r14 -40; r12 / r13 untouched.
+   * Returns return addresses, outermost last; [] when the frame is not in the copy.
+   */
+  unwindFromVmFrame(e: CapturedEvent, cf: number): number[] {
+    const off = cf - e.regs.rsp;
+    if (off < 0 || off + 80 > e.stack.byteLength) return [];
+    const v = new DataView(e.stack.buffer, e.stack.byteOffset, e.stack.byteLength);
+    const q = (o: number) => v.getUint32(off + o + 4, true) * TWO32 + v.getUint32(off + o, true);
+    const regs = {
+      rip: q(72),
+      rsp: cf + 80,
+      rbp: q(64),
+      rbx: q(56),
+      r15: q(48),
+      r14: q(40),
+      r12: e.regs.r12,
+      r13: e.regs.r13,
+    };
+    const sub = e.stack.subarray(off + 80);
+    // The first pc is a return address: the walk treats it as the caller of a call.
+    const r = unwindStack(regs, sub, cf + 80, this.moduleMap, { trampolineRange: this.trampoline });
+    return r.pcs;
+  }
 
   /**
    * Symbolized frames, leaf first. Return addresses are looked up at pc - 1 (the call instruction).
