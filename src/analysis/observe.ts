@@ -210,38 +210,38 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
     return g ? g.stop() : null;
   };
   try {
-  if (pause > 0) {
-    say(`observing for ${pause} s`);
-    const pauseStart = Date.now();
-    if (opts.reach !== false) {
-      try {
-        firstReach = (await reachability(space, { symbolizer, scans: 1 })).lastScan;
-      } catch (e) {
-        if (!isLeakscopeError(e)) throw e;
+    if (pause > 0) {
+      say(`observing for ${pause} s`);
+      const pauseStart = Date.now();
+      if (opts.reach !== false) {
+        try {
+          firstReach = (await reachability(space, { symbolizer, scans: 1 })).lastScan;
+        } catch (e) {
+          if (!isLeakscopeError(e)) throw e;
+        }
       }
+      await sleep(Math.max(0, pause * 1000 - (Date.now() - pauseStart)), opts.signal);
+      after = heapAndPools(space, { symbolizer, pools: isNginx });
+      comparisons.push({
+        kind: 'pause',
+        label: `the same process ${pause} s earlier`,
+        cmp: compareCensus(before.census, after.census),
+      });
     }
-    await sleep(Math.max(0, pause * 1000 - (Date.now() - pauseStart)), opts.signal);
-    after = heapAndPools(space, { symbolizer, pools: isNginx });
-    comparisons.push({
-      kind: 'pause',
-      label: `the same process ${pause} s earlier`,
-      cmp: compareCensus(before.census, after.census),
-    });
-  }
-  if (lua?.vms.length) {
-    say('LuaJIT heap: objects by type, tables by path');
-    obs.lua =
-      pause > 0
-        ? {
-            before: lua,
-            after: luaHeaps(space, { symbolizer, tables: LUA_TABLES }),
-            label: `the same process ${pause} s earlier`,
-            seconds: pause,
-            growth: stopLuaGrowth(),
-            ...(luaGrowthError ? { growthError: luaGrowthError } : {}),
-          }
-        : { before: lua, after: lua, label: 'one snapshot', seconds: 0 };
-  }
+    if (lua?.vms.length) {
+      say('LuaJIT heap: objects by type, tables by path');
+      obs.lua =
+        pause > 0
+          ? {
+              before: lua,
+              after: luaHeaps(space, { symbolizer, tables: LUA_TABLES }),
+              label: `the same process ${pause} s earlier`,
+              seconds: pause,
+              growth: stopLuaGrowth(),
+              ...(luaGrowthError ? { growthError: luaGrowthError } : {}),
+            }
+          : { before: lua, after: lua, label: 'one snapshot', seconds: 0 };
+    }
   } finally {
     stopLuaGrowth();
   }

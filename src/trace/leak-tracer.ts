@@ -199,7 +199,6 @@ function pathKey(pcs: readonly number[], lua?: EventLua): string {
   return lua ? lua.key : pcs.join(',');
 }
 
-
 export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): Promise<LeakTrace> {
   if (space.kind !== 'live') throw new LeakscopeError('usage', 'tracing needs a live process, not a core file');
   if (!(opts.durationSeconds > 0))
@@ -274,7 +273,9 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   });
   const symbolizer = new Symbolizer(space.modules());
   const luaVms =
-    opts.mode === 'lua' || (opts.mode === 'malloc' && opts.luaFrames !== false) ? walkableLuaVms(space, symbolizer) : [];
+    opts.mode === 'lua' || (opts.mode === 'malloc' && opts.luaFrames !== false)
+      ? walkableLuaVms(space, symbolizer)
+      : [];
   // Inside a pid namespace (a container), filter on the target's tgid there, not on the initial namespace's.
   const pidns = space.kind === 'live' ? pidNamespaceFilter(space.pid) : undefined;
   const probes: string[] = [];
@@ -314,7 +315,10 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       const addr = Number(allocf.readBigUInt64LE(0));
       const libMod = space.modules().find((m) => m.path === lib.path);
       if (!libMod || addr < lib.textStart || addr >= lib.textEnd)
-        throw new LeakscopeError('not-supported', `${space.description}: g->allocf 0x${addr.toString(16)} is not in ${lib.path}`);
+        throw new LeakscopeError(
+          'not-supported',
+          `${space.description}: g->allocf 0x${addr.toString(16)} is not in ${lib.path}`,
+        );
       for (const p of luaAllocProbes(session.tracerMaps, {
         pid: space.pid,
         pidns,

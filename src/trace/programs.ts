@@ -381,7 +381,11 @@ function allocEntryBody(
     ),
     // Inside a Lua VM: its frames after the stack (r8 = stack bytes copied; ctx is not used after).
     opts.lua?.length
-      ? [A.jgt(A.R8, STACK_BYTES, 'lua_skip'), luaFramesBody(opts.lua, R9, A.R8, ctx, HEADER_BYTES, 'alloc'), A.label('lua_skip')]
+      ? [
+          A.jgt(A.R8, STACK_BYTES, 'lua_skip'),
+          luaFramesBody(opts.lua, R9, A.R8, ctx, HEADER_BYTES, 'alloc'),
+          A.label('lua_skip'),
+        ]
       : [],
     m.stashSmall && opts.sampleBytes === 0 ? stashRecord(m, 'alloc') : outputRecord(m, 'alloc', V_SIZE),
     // pending[pid_tgid] = {timeNs, size, aux}
