@@ -47,6 +47,8 @@ import { heapCensus } from './census.js';
 import { locateGlibc, type GlibcLocation } from './locate.js';
 
 const TWO32 = 4294967296;
+/** Candidate entry marking a pointer stored as its two words (not within 4 GiB above candBase). */
+const CAND_FAR = 0xffffffff;
 /** x86-64 System V red zone below sp that leaf code may use (valgrind's VG_STACK_REDZONE_SZB). */
 export const STACK_RED_ZONE = 128;
 const WINDOW = 4 << 20;
@@ -228,18 +230,20 @@ export class ChunkTable {
 
   /**
    * Candidate pointers (words whose value lies in [candMin, candMax)) of each chunk, as the census
-   * walk read them: cand[candStart[i] .. candStart[i] + candLen[i]). Resolved to edges once every
-   * chunk is known.
+   * walk read them: cand[candStart[i] .. candStart[i] + candLen[i]) (u32 entries). Resolved to
+   * edges once every chunk is known. Encoding: v - candBase as one entry when that is in
+   * [0, 2^32 - 1) (the brk heap: most pointers), else three entries: CAND_FAR, low, high word.
    */
   candStart: Uint32Array;
   candLen: Uint32Array;
-  cand = new Float64Array(1 << 12);
+  cand: Uint32Array;
   candN = 0;
   candFull = false;
   candMin = 0;
   candMax = 0;
   candMinHi = 0;
   candMaxHi = 0;
+  candBase = 0;
 
   constructor(
     capacity: number,
@@ -250,10 +254,14 @@ export class ChunkTable {
     this.flags = new Uint8Array(this.addr.length);
     this.candStart = new Uint32Array(this.addr.length);
     this.candLen = new Uint32Array(this.addr.length);
+    // Presized to the budget: zero-filled, so only the entries written cost RSS, and no growth
+    // step ever holds an old and a new copy at once (8 bytes per candidate).
+    this.cand = new Uint32Array(Math.max(1 << 12, maxCandidates));
   }
 
   /** Where chunk addresses can be (a coarse filter for candidates during the walk). */
-  setCandidateRange(min: number, max: number): void {
+  setCandidateRange(min: number, max: number, base = min): void {
+    this.candBase = base;
     this.candMin = min;
     this.candMax = max;
     this.candMinHi = Math.floor(min / TWO32);
@@ -302,31 +310,40 @@ export class ChunkTable {
     const minHi = this.candMinHi,
       maxHi = this.candMaxHi,
       min = this.candMin,
-      max = this.candMax;
+      max = this.candMax,
+      base = this.candBase,
+      cand = this.cand;
     let k = 0;
     for (let w = w0; w + 1 < w1; w += 2) {
       const h = words[w + 1]!;
       if (h < minHi || h > maxHi) continue;
       const v = h * TWO32 + words[w]!;
       if (v < min || v >= max) continue;
-      if (this.candN === this.cand.length) {
-        if (this.candN >= this.maxCandidates) {
+      const off = v - base;
+      if (off >= 0 && off < CAND_FAR) {
+        if (this.candN === cand.length) {
           this.candFull = true;
           return k;
         }
-        const c = new Float64Array(Math.min(this.maxCandidates, this.cand.length * 2));
-        c.set(this.cand);
-        this.cand = c;
+        cand[this.candN++] = off;
+        k++;
+      } else {
+        if (this.candN + 3 > cand.length) {
+          this.candFull = true;
+          return k;
+        }
+        cand[this.candN++] = CAND_FAR;
+        cand[this.candN++] = words[w]!;
+        cand[this.candN++] = h;
+        k += 3;
       }
-      this.cand[this.candN++] = v;
-      k++;
     }
     return k;
   }
 
   /** Frees the candidates (after they became edges). */
   dropCandidates(): void {
-    this.cand = new Float64Array(0);
+    this.cand = new Uint32Array(0);
     this.candN = 0;
   }
 
@@ -362,7 +379,7 @@ export class ChunkTable {
         s = new Uint32Array(n),
         f = new Uint8Array(n),
         cs = new Uint32Array(n),
-        cl = new Uint32Array(n);
+        cl = new Uint32Array(n + 1); // + 1: the edge offsets take this buffer over (buildEdges)
       if (disjoint) {
         // Runs in address order, each copied whole.
         let w = 0;
@@ -574,8 +591,9 @@ class Scan {
     const n = table.n;
     this.state = new Uint8Array(n);
     this.rootHit = new Uint8Array(n);
-    this.edgeStart = new Uint32Array(n + 1);
-    this.edges = new Uint32Array(Math.min(maxEdges, Math.max(1024, n >>> 3)));
+    this.edgeStart = new Uint32Array(0); // in buildEdges
+    // Presized to the budget (zero-filled: only the entries written cost RSS; no growth copies).
+    this.edges = new Uint32Array(maxEdges);
     this.scratch = new Int32Array(n).fill(-1);
     for (const a of allocator) {
       const i = table.indexOf(a);
@@ -589,12 +607,7 @@ class Scan {
       if (!interior) this.edges[p] = this.edges[p]! & ~1;
       return true;
     }
-    if (this.edgeLen === this.edges.length) {
-      if (this.edgeLen >= this.maxEdges) return false;
-      const e = new Uint32Array(Math.min(this.maxEdges, this.edges.length * 2));
-      e.set(this.edges);
-      this.edges = e;
-    }
+    if (this.edgeLen === this.edges.length) return false;
     this.scratch[j] = this.edgeLen;
     this.edges[this.edgeLen++] = j * 2 + (interior ? 1 : 0);
     return true;
@@ -730,17 +743,32 @@ class Scan {
       flags = t.flags,
       state = this.state,
       addr = t.addr,
-      cand = t.cand;
+      cand = t.cand,
+      base = t.candBase;
+    // Edge offsets overwrite the candidate lengths in place (entry i is read before it is
+    // written; i + 1 .. n are still to come): one u32 per chunk instead of two.
+    const candLen = t.candLen;
+    const lenBuf = candLen.buffer;
+    this.edgeStart =
+      candLen.byteOffset + (n + 1) * 4 <= lenBuf.byteLength
+        ? new Uint32Array(lenBuf, candLen.byteOffset, n + 1)
+        : new Uint32Array(n + 1);
     let full = false;
     for (let i = 0; i < n; i++) {
+      const cl = candLen[i]!;
       this.edgeStart[i] = this.edgeLen;
       if ((flags[i]! & F_NOEDGES) !== 0 || state[i] === S_ALLOCATOR || state[i] === S_UNKNOWN) continue;
       if (full) {
         flags[i] = flags[i]! | F_NOEDGES;
         continue;
       }
-      for (let c = t.candStart[i]!, ce = c + t.candLen[i]!; c < ce; c++) {
-        const v = cand[c]!;
+      for (let c = t.candStart[i]!, ce = c + cl; c < ce; c++) {
+        let v = cand[c]!;
+        if (v !== CAND_FAR) v += base;
+        else {
+          v = cand[c + 2]! * TWO32 + cand[c + 1]!;
+          c += 2;
+        }
         const tgt = t.find(v);
         if (tgt < 0 || tgt === i) continue;
         if (!this.addEdge(i, tgt, v !== addr[tgt])) {
@@ -1110,8 +1138,10 @@ function oneScan(
   // and mmapped chunks live there); zero-filled, so only the entries written cost RSS.
   let bound = capacity,
     lo = Infinity,
-    hi = 0;
+    hi = 0,
+    brk = -1;
   for (const m of space.mappings()) {
+    if (m.path === '[heap]' && brk < 0) brk = m.start;
     if (m.path === '[heap]' || (m.path === '' && m.perms.startsWith('rw'))) {
       bound += (m.end - m.start) / 32;
       lo = Math.min(lo, m.start);
@@ -1119,7 +1149,8 @@ function oneScan(
     }
   }
   const table = new ChunkTable(Math.min(MAX_PRESIZED, Math.ceil(bound)), maxEdges);
-  table.setCandidateRange(lo === Infinity ? 0 : lo, hi);
+  // Candidates are stored relative to the brk heap (the main arena: most chunks), else the lowest.
+  table.setCandidateRange(lo === Infinity ? 0 : lo, hi, brk >= 0 ? brk : lo === Infinity ? 0 : lo);
   const allocator: number[] = [];
   const census = heapCensus(space, {
     symbolizer,
