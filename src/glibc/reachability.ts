@@ -47,6 +47,21 @@ import { heapCensus } from './census.js';
 import { locateGlibc, type GlibcLocation } from './locate.js';
 
 const TWO32 = 4294967296;
+/**
+ * Bytes above glibc's largest dynamic mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX: 32 MiB on 64-bit,
+ * malloc/malloc.c): an array this big is always mmapped by node's calloc, so its pages go back to
+ * the system when it is freed. A smaller one may land in the brk heap once freed mmapped blocks
+ * raised the threshold, and stay resident after it is freed (only the top of the heap is trimmed).
+ */
+const ALWAYS_MMAPPED = 33 << 20;
+/** A zero-filled per-chunk array; large ones over-allocated virtually so they are mmapped (untouched pages cost no RSS). */
+function perChunk<T extends Uint8Array | Int32Array | Uint32Array>(
+  C: { new (n: number): T; BYTES_PER_ELEMENT: number },
+  n: number,
+): T {
+  if (n * C.BYTES_PER_ELEMENT < 1 << 20) return new C(n);
+  return new C(Math.max(n, Math.ceil(ALWAYS_MMAPPED / C.BYTES_PER_ELEMENT))).subarray(0, n) as T;
+}
 /** Candidate entry marking a pointer stored as its two words (not within 4 GiB above candBase). */
 const CAND_FAR = 0xffffffff;
 /** x86-64 System V red zone below sp that leaf code may use (valgrind's VG_STACK_REDZONE_SZB). */
@@ -251,7 +266,7 @@ export class ChunkTable {
   ) {
     this.addr = new Float64Array(Math.max(16, capacity));
     this.size16 = new Uint32Array(this.addr.length);
-    this.flags = new Uint8Array(this.addr.length);
+    this.flags = perChunk(Uint8Array, this.addr.length);
     this.candStart = new Uint32Array(this.addr.length);
     this.candLen = new Uint32Array(this.addr.length);
     // Presized to the budget: zero-filled, so only the entries written cost RSS, and no growth
@@ -376,10 +391,10 @@ export class ChunkTable {
       for (let k = 1; k < rs.length && disjoint; k++)
         if (this.addr[rs[k]!.s]! <= this.addr[rs[k - 1]!.e - 1]!) disjoint = false;
       const a = new Float64Array(n),
-        s = new Uint32Array(n),
-        f = new Uint8Array(n),
-        cs = new Uint32Array(n),
-        cl = new Uint32Array(n + 1); // + 1: the edge offsets take this buffer over (buildEdges)
+        s = perChunk(Uint32Array, n),
+        f = perChunk(Uint8Array, n),
+        cs = perChunk(Uint32Array, n),
+        cl = perChunk(Uint32Array, n + 1); // + 1: the edge offsets take this buffer over (buildEdges)
       if (disjoint) {
         // Runs in address order, each copied whole.
         let w = 0;
@@ -589,12 +604,12 @@ class Scan {
   ) {
     this.t = table;
     const n = table.n;
-    this.state = new Uint8Array(n);
-    this.rootHit = new Uint8Array(n);
+    this.state = perChunk(Uint8Array, n);
+    this.rootHit = perChunk(Uint8Array, n);
     this.edgeStart = new Uint32Array(0); // in buildEdges
     // Presized to the budget (zero-filled: only the entries written cost RSS; no growth copies).
     this.edges = new Uint32Array(maxEdges);
-    this.scratch = new Int32Array(n).fill(-1);
+    this.scratch = perChunk(Int32Array, n).fill(-1);
     for (const a of allocator) {
       const i = table.indexOf(a);
       if (i >= 0) this.state[i] = S_ALLOCATOR;
@@ -752,7 +767,7 @@ class Scan {
     this.edgeStart =
       candLen.byteOffset + (n + 1) * 4 <= lenBuf.byteLength
         ? new Uint32Array(lenBuf, candLen.byteOffset, n + 1)
-        : new Uint32Array(n + 1);
+        : perChunk(Uint32Array, n + 1);
     let full = false;
     for (let i = 0; i < n; i++) {
       const cl = candLen[i]!;
