@@ -94,6 +94,16 @@ test('reach-known: exact classes over three arenas, thread stacks, TLS and mmapp
     assert.match(r.largestLost[0]!.ascii, /^B{16}/);
     const stacks = r.roots.filter((x) => x.kind === 'stack');
     assert.equal(stacks.length, fx.truth.threads, "every blocked thread's stack is scanned from its sp");
+    // A tiny candidate / edge budget: most blocks' pointers are read again when the mark reaches
+    // them (the path a huge heap takes); the classes stay the fixture's.
+    const space2 = LiveProcess.open(fx.pid);
+    const small = (await reachability(space2, { maxEdges: 64 })).reachability;
+    space2.close();
+    assert.equal(small.stats.edgesStored, false, 'the budget was exceeded');
+    assert.deepEqual(small.definitelyLost, k.definitelyLost, 'definitely lost (small budget)');
+    assert.deepEqual(small.indirectlyLost, k.indirectlyLost, 'indirectly lost (small budget)');
+    assert.equal(small.possiblyLost.chunks, r.possiblyLost.chunks, 'possibly lost (small budget)');
+    assert.equal(small.unknown.chunks, 0);
   } finally {
     await fx.stop();
   }

@@ -33,10 +33,15 @@
 // reached it).
 //
 // Cost: one read of every in-use chunk's words per scan, in address order, windows of 4 MiB. Per
-// chunk: address (f64), size / 16 (u32), flags and state (u8), CSR edge offset (u32), a scratch
-// i32; a lookup table of ~1 i32 per 512 heap bytes; edges (pointers between blocks, de-duplicated
-// per source) as u32 (target index * 2 + interior). Past `maxEdges` the remaining blocks' edges are
-// not stored but read again when the mark reaches them.
+// chunk: address (f64), size / 16 (u32), flags, state and root hit (u8), candidate start and length
+// (u32; the lengths' buffer then holds the CSR edge offsets, the starts' the mark's stack), a
+// scratch i32; a lookup table of ~1 i32 per 512 heap bytes; candidate pointers as u32 offsets from
+// the brk heap (3 u32 for one outside 4 GiB of it); edges (pointers between blocks, de-duplicated
+// per source) as u32 (target index * 2 + interior): ~35 bytes per chunk holding one pointer. The
+// candidate and edge arrays are presized to their budgets and large per-chunk arrays made bigger
+// than glibc's mmap threshold: zero-filled virtual memory, resident only where written, no growth
+// copies, given back when freed. Past `maxEdges` the remaining blocks' edges are not stored but
+// read again when the mark reaches them.
 
 import type { AddressSpace } from '../target/address-space.js';
 import { findMapping } from '../target/address-space.js';
@@ -67,7 +72,7 @@ const CAND_FAR = 0xffffffff;
 /** x86-64 System V red zone below sp that leaf code may use (valgrind's VG_STACK_REDZONE_SZB). */
 export const STACK_RED_ZONE = 128;
 const WINDOW = 4 << 20;
-/** Default cap on stored edges (4 bytes each). */
+/** Default cap on stored edges (4 bytes each) and on candidate entries (4 bytes each). */
 export const DEFAULT_MAX_EDGES = 24 << 20;
 /** Most chunk-table entries allocated up front (13 bytes each, virtual until written). */
 const MAX_PRESIZED = 1 << 24;
