@@ -1,9 +1,6 @@
 // Command implementations: build the models for a target and hand back renderers.
 import type { AddressSpace } from '../target/address-space.js';
 import { Symbolizer } from '../symbols/index.js';
-import { memoryBreakdown } from '../analysis/memory-breakdown.js';
-import { breakdownInputsFor } from '../analysis/breakdown-inputs.js';
-import { renderMemTable } from '../report/mem-table.js';
 import {
   encodeHeap,
   encodeLeaks,
@@ -29,7 +26,11 @@ export interface CommandResult {
   json: () => object;
 }
 
-export function runMem(space: AddressSpace): CommandResult {
+export async function runMem(space: AddressSpace): Promise<CommandResult> {
+  // mem's analysis (nginx shm, Lua states) is loaded only when mem runs (start-up of heap).
+  const { memoryBreakdown } = await import('../analysis/memory-breakdown.js');
+  const { breakdownInputsFor } = await import('../analysis/breakdown-inputs.js');
+  const { renderMemTable } = await import('../report/mem-table.js');
   const symbolizer = new Symbolizer(space.modules());
   const b = memoryBreakdown(space, breakdownInputsFor(space, symbolizer));
   const doc = encodeMem(b);

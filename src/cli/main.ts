@@ -171,7 +171,7 @@ export function buildProgram(): Command {
   ).action((pid: string | undefined, opts: CommonOptions) =>
     withTarget(pid, opts, async (space, json) => {
       const { runMem } = await import('./commands.js');
-      const r = runMem(space);
+      const r = await runMem(space);
       emit(json, r.text, r.json);
     }),
   );
