@@ -1,9 +1,6 @@
 // Command implementations: build the models for a target and hand back renderers.
 import type { AddressSpace } from '../target/address-space.js';
 import { Symbolizer } from '../symbols/index.js';
-import { memoryBreakdown } from '../analysis/memory-breakdown.js';
-import { breakdownInputsFor } from '../analysis/breakdown-inputs.js';
-import { renderMemTable } from '../report/mem-table.js';
 import {
   encodeHeap,
   encodeLeaks,
@@ -21,13 +18,7 @@ import type { CensusComparison, HeapCensus } from '../glibc/index.js';
 import { renderHeapTable } from '../report/heap-table.js';
 import { renderPoolsTable } from '../report/pools-table.js';
 import { renderLeaksTable } from '../report/leaks-table.js';
-import { renderFlameGraphSvg } from '../report/flamegraph-svg.js';
-import { toFolded } from '../formats/folded/folded.js';
-import { toPprof } from '../formats/pprof/pprof.js';
-import { heapAndPools, livePoolBytes } from '../analysis/pool-census.js';
-import { traceLeaks } from '../trace/leak-tracer.js';
 import type { TraceProgress } from '../trace/leak-tracer.js';
-import { requireEbpf, interruptSignal } from '../ebpf/index.js';
 import { writeFile } from './output.js';
 
 export interface CommandResult {
@@ -35,7 +26,11 @@ export interface CommandResult {
   json: () => object;
 }
 
-export function runMem(space: AddressSpace): CommandResult {
+export async function runMem(space: AddressSpace): Promise<CommandResult> {
+  // mem's analysis (nginx shm, Lua states) is loaded only when mem runs (start-up of heap).
+  const { memoryBreakdown } = await import('../analysis/memory-breakdown.js');
+  const { breakdownInputsFor } = await import('../analysis/breakdown-inputs.js');
+  const { renderMemTable } = await import('../report/mem-table.js');
   const symbolizer = new Symbolizer(space.modules());
   const b = memoryBreakdown(space, breakdownInputsFor(space, symbolizer));
   const doc = encodeMem(b);
@@ -51,7 +46,8 @@ export function runHeap(space: AddressSpace, opts: { baseline?: string }): Comma
   return { text: () => renderHeapTable(doc), json: () => doc };
 }
 
-export function runPools(space: AddressSpace, opts: { largest: number }): CommandResult {
+export async function runPools(space: AddressSpace, opts: { largest: number }): Promise<CommandResult> {
+  const { heapAndPools } = await import('../analysis/pool-census.js');
   const symbolizer = new Symbolizer(space.modules());
   if (!symbolizer.lookup('ngx_cycle'))
     throw new LeakscopeError('not-found', `${space.description} is not nginx: no ngx_cycle symbol in its modules`);
@@ -77,6 +73,10 @@ export interface LeaksCliOptions {
 }
 
 export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise<CommandResult> {
+  // The eBPF and trace layers are loaded only by the commands that trace (start-up of mem / heap / pools).
+  const { requireEbpf, interruptSignal } = await import('../ebpf/index.js');
+  const { traceLeaks } = await import('../trace/leak-tracer.js');
+  const { livePoolBytes } = await import('../analysis/pool-census.js');
   requireEbpf();
   const interrupt = interruptSignal();
   const progress = process.stderr.isTTY
@@ -104,13 +104,19 @@ export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise
     interrupt.dispose();
     if (progress) process.stderr.write('\n');
   }
-  writeLeakOutputs(trace, o);
+  await writeLeakOutputs(trace, o);
   const doc = encodeLeaks(trace);
   return { text: () => renderLeaksTable(doc), json: () => doc };
 }
 
 /** --svg / --folded / --pprof files of a trace. */
-export function writeLeakOutputs(t: LeakTrace, o: { svg?: string; folded?: string; pprof?: string }): void {
+export async function writeLeakOutputs(
+  t: LeakTrace,
+  o: { svg?: string; folded?: string; pprof?: string },
+): Promise<void> {
+  const { renderFlameGraphSvg } = await import('../report/flamegraph-svg.js');
+  const { toFolded } = await import('../formats/folded/folded.js');
+  const { toPprof } = await import('../formats/pprof/pprof.js');
   if (o.svg)
     writeFile(
       o.svg,

@@ -6,15 +6,11 @@ import { checkTargetArgs, openTarget, parsePid } from './target.js';
 import type { TargetOptions } from './target.js';
 import { discardPending, emit, prepareOutputs, writeStdout } from './output.js';
 import type { InputRequest, JsonOption, OutputRequest } from './output.js';
-import { runHeap, runLeaks, runMem, runPools } from './commands.js';
+// A command's implementation is imported when that command runs (start-up: only the modules it uses
+// are loaded and compiled); the option definitions below stay eager, so --help lists everything.
 import type { LeaksCliOptions } from './commands.js';
-import { runAnalyze } from './analyze-command.js';
 import type { AnalyzeCliOptions } from './analyze-command.js';
-import { runDemo } from './demo.js';
-import { runLua } from './lua-command.js';
 import type { LuaCliOptions } from './lua-command.js';
-import { runHeapReach } from './reach-command.js';
-import { runWatch } from './watch-command.js';
 import type { WatchCliOptions } from './watch-command.js';
 import { parseTriggerThresholds } from '../analysis/watch-growth.js';
 
@@ -173,8 +169,9 @@ export function buildProgram(): Command {
     'mem',
     'step 1: where the RSS lives (glibc heap, arenas, mmapped chunks, nginx shm, code, stacks)',
   ).action((pid: string | undefined, opts: CommonOptions) =>
-    withTarget(pid, opts, (space, json) => {
-      const r = runMem(space);
+    withTarget(pid, opts, async (space, json) => {
+      const { runMem } = await import('./commands.js');
+      const r = await runMem(space);
       emit(json, r.text, r.json);
     }),
   );
@@ -191,10 +188,12 @@ export function buildProgram(): Command {
       withTarget(pid, opts, async (space, json) => {
         if (opts.reach) {
           if (opts.baseline) throw new LeakscopeError('usage', '--reach and --baseline cannot be combined');
+          const { runHeapReach } = await import('./reach-command.js');
           const rr = await runHeapReach(space, { scans: opts.scans });
           emit(json, rr.text, rr.json);
           return;
         }
+        const { runHeap } = await import('./commands.js');
         const r = runHeap(space, { baseline: opts.baseline });
         emit(json, r.text, r.json);
       }),
@@ -203,8 +202,9 @@ export function buildProgram(): Command {
   targetCommand(program, 'pools', 'step 3: nginx memory pools by owner and module; unreferenced pools')
     .option('--largest <n>', 'list the N largest pools', integer('--largest', 0, 10000), 10)
     .action((pid: string | undefined, opts: CommonOptions & { largest: number }) =>
-      withTarget(pid, opts, (space, json) => {
-        const r = runPools(space, { largest: opts.largest });
+      withTarget(pid, opts, async (space, json) => {
+        const { runPools } = await import('./commands.js');
+        const r = await runPools(space, { largest: opts.largest });
         emit(json, r.text, r.json);
       }),
     );
@@ -248,6 +248,7 @@ export function buildProgram(): Command {
     )
     .action((pid: string | undefined, opts: CommonOptions & LeaksCliOptions) =>
       withTarget(pid, opts, async (space, json) => {
+        const { runLeaks } = await import('./commands.js');
         const r = await runLeaks(space, opts);
         emit(json, r.text, r.json);
       }),
@@ -273,6 +274,7 @@ export function buildProgram(): Command {
     .option('--fail-on-leak', 'exit with status 1 when the verdict is `leak`')
     .action((pid: string | undefined, opts: CommonOptions & AnalyzeCliOptions & { failOnLeak?: boolean }) =>
       withTarget(pid, opts, async (space, json) => {
+        const { runAnalyze } = await import('./analyze-command.js');
         const r = await runAnalyze(space, { ...opts, siblings: true });
         emit(json, r.text, r.json);
         // --fail-on-leak: exit 1 on verdict `leak` (0 on `no-leak` and `cannot-tell`), for scripts and CI.
@@ -301,6 +303,7 @@ export function buildProgram(): Command {
     )
     .action((pid: string | undefined, opts: CommonOptions & LuaCliOptions) =>
       withTarget(pid, opts, async (space, json) => {
+        const { runLua } = await import('./lua-command.js');
         const r = await runLua(space, opts);
         emit(json, r.text, r.json);
       }),
@@ -361,7 +364,7 @@ export function buildProgram(): Command {
       0.25,
     )
     .option('--pause <seconds>', 'observation pause of a triggered analysis', number('--pause', 0, 3600), 2)
-    .action((pids: string[], opts: WatchCliOptions) => runWatch(pids, opts));
+    .action(async (pids: string[], opts: WatchCliOptions) => (await import('./watch-command.js')).runWatch(pids, opts));
 
   program
     .command('demo')
@@ -375,6 +378,7 @@ export function buildProgram(): Command {
       const { json } = jsonAndPid(undefined, opts, false);
       const io = outputsOf(json, { html: opts.html });
       prepareOutputs(io.outputs, io.inputs);
+      const { runDemo } = await import('./demo.js');
       const r = await runDemo(opts);
       emit(json, r.text, r.json);
     });
