@@ -211,6 +211,22 @@ function forgetPointer(m: TracerMaps, uniq: string): Body {
   ];
 }
 
+/**
+ * free's work on a pointer argument (free, realloc's old block, lj_alloc_f's ptr): argument `arg` of
+ * the pt_regs in `ctx`; NULL jumps to `done`; else forgets it (forgetPointer) and counts a match in
+ * freeMatched. Falls through (to the caller's `done` label) either way.
+ */
+function forgetArgPointer(m: TracerMaps, ctx: Reg, arg: number, uniq: string, done: string): Body {
+  return [
+    A.loadArg(R1, ctx, arg),
+    A.jeq(R1, 0, done),
+    A.stx('dw', FP, K_PTR, R1),
+    forgetPointer(m, uniq),
+    A.jne(R0, 0, done),
+    statInc(m, Stat.freeMatched, uniq),
+  ];
+}
+
 function tgidOrExit(tgid: number | undefined, pidns?: A.PidNamespace): Body {
   return tgid === undefined ? [] : A.tgidFilter(tgid, 'out', pidns);
 }
@@ -285,12 +301,7 @@ function allocEntryBody(
     // realloc frees its old block whether or not this call is sampled.
     conv === 'realloc'
       ? [
-          A.loadArg(R1, ctx, 0),
-          A.jeq(R1, 0, 'no_old'),
-          A.stx('dw', FP, K_PTR, R1),
-          forgetPointer(m, 'realloc'),
-          A.jne(R0, 0, 'no_old'),
-          statInc(m, Stat.freeMatched, 'realloc'),
+          forgetArgPointer(m, ctx, 0, 'realloc', 'no_old'),
           A.label('no_old'),
           opts.relay ? [A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'out')] : [],
         ]
@@ -298,12 +309,7 @@ function allocEntryBody(
     // lj_alloc_f frees or reallocates its ptr argument (arg 1); nsize 0 is a free only.
     conv === 'lj_alloc'
       ? [
-          A.loadArg(R1, ctx, 1),
-          A.jeq(R1, 0, 'lj_no_old'),
-          A.stx('dw', FP, K_PTR, R1),
-          forgetPointer(m, 'lj_alloc'),
-          A.jne(R0, 0, 'lj_no_old'),
-          statInc(m, Stat.freeMatched, 'lj_alloc'),
+          forgetArgPointer(m, ctx, 1, 'lj_alloc', 'lj_no_old'),
           A.label('lj_no_old'),
           A.loadArg(R1, ctx, 3),
           A.jeq(R1, 0, 'out'),
@@ -474,12 +480,7 @@ export function freeProgram(m: TracerMaps, opts: { tgid?: number; pidns?: A.PidN
     A.mov64(ctx, R1),
     tgidOrExit(opts.tgid, opts.pidns),
     statInc(m, Stat.freeHits, 'free'),
-    A.loadArg(R1, ctx, 0),
-    A.jeq(R1, 0, 'out'),
-    A.stx('dw', FP, K_PTR, R1),
-    forgetPointer(m, 'free'),
-    A.jne(R0, 0, 'out'),
-    statInc(m, Stat.freeMatched, 'freed'),
+    forgetArgPointer(m, ctx, 0, 'freed', 'out'),
     A.label('out'),
     A.returnZero(),
   ];
