@@ -5,36 +5,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { Profile } from 'pprof-format';
+import { FIXTURES_DIR } from '../../test/helpers/build.js';
 import { probesAttached, runLeakscope } from '../../test/helpers/leakscope-cli.js';
 
-const PROGRAM = `#include <stdlib.h>
-#include <unistd.h>
-volatile void *keep[8];
-static inline __attribute__((always_inline)) void *inner(size_t n) {
-  return malloc(n);
-}
-static inline __attribute__((always_inline)) void *middle(size_t n) {
-  void *p = inner(n * 2);
-  if (__builtin_expect(p == 0, 0)) abort();
-  return p;
-}
-__attribute__((noinline)) void outer(int i) {
-  keep[i] = middle(1000 + i);
-  keep[i + 1] = inner(3000 + i);
-  keep[i + 2] = middle(5000 + i);
-}
-int main(void) {
-  char c;
-  if (read(0, &c, 1) != 1) return 1;
-  outer(0);
-  return 0;
-}
-`;
+// test/fixtures/c/inlined-calls.c: nested forced inlining (inner in middle in outer), two call
+// sites of each, and a cold part.
+const PROGRAM_FILE = join(FIXTURES_DIR, 'c/inlined-calls.c');
 
 interface FrameJson {
   function: string | null;
@@ -47,9 +28,8 @@ interface FrameJson {
 test('inlined frames: JSON frames and pprof Line arrays as addr2line -i reads the call sites', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'leakscope-inlined-'));
   try {
-    writeFileSync(join(dir, 'inl.c'), PROGRAM);
     const bin = join(dir, 'inl');
-    execFileSync('gcc', ['-O2', '-g', '-o', bin, join(dir, 'inl.c')]);
+    execFileSync('gcc', ['-O2', '-g', '-o', bin, PROGRAM_FILE]);
     const pprofFile = join(dir, 'p.pb.gz');
     const app = spawn(bin, [], { stdio: ['pipe', 'ignore', 'inherit'] });
     const exited = new Promise((r) => app.on('close', r));

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,31 +13,8 @@ import { lineAt, parseDebugLine } from './line.js';
 import { inlinedAt, parseInlines } from './inlines.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../../test/fixtures/c/', import.meta.url));
-
 // Nested forced inlining (inner in middle in outer), two call sites of each, and a cold part.
-const PROGRAM = `#include <stdlib.h>
-#include <unistd.h>
-volatile void *keep[8];
-static inline __attribute__((always_inline)) void *inner(size_t n) {
-  return malloc(n);
-}
-static inline __attribute__((always_inline)) void *middle(size_t n) {
-  void *p = inner(n * 2);
-  if (__builtin_expect(p == 0, 0)) abort();
-  return p;
-}
-__attribute__((noinline)) void outer(int i) {
-  keep[i] = middle(100 + i);
-  keep[i + 1] = inner(200 + i);
-  keep[i + 2] = middle(300 + i);
-}
-int main(void) {
-  char c;
-  if (read(0, &c, 1) != 1) return 1;
-  outer(0);
-  return 0;
-}
-`;
+const PROGRAM_FILE = join(FIXTURES, 'inlined-calls.c');
 
 /** Return addresses - 1 of every call in the program (objdump -d). */
 function callSites(bin: string): number[] {
@@ -113,9 +90,8 @@ for (const dwarf of [4, 5]) {
   test(`inlined calls (DWARF ${dwarf}): every call site as addr2line -i reads it`, () => {
     const dir = mkdtempSync(join(tmpdir(), 'leakscope-inl-'));
     try {
-      writeFileSync(join(dir, 'inl.c'), PROGRAM);
       const bin = join(dir, 'inl');
-      execFileSync('gcc', ['-O2', `-gdwarf-${dwarf}`, '-o', bin, join(dir, 'inl.c')]);
+      execFileSync('gcc', ['-O2', `-gdwarf-${dwarf}`, '-o', bin, PROGRAM_FILE]);
       const r = compare(bin);
       console.log(`# DWARF ${dwarf}: ${r.sites} call sites, ${r.inlinedSites} in inlined code`);
       assert.ok(r.inlinedSites >= 3, 'the three malloc calls are inside inlined functions');
