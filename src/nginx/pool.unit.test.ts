@@ -3,70 +3,10 @@
 // (from inside the first one's memory read) gives both the same results as reads one after another.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Mapping, MappingWithUsage, Module, OpenedFile, TargetFileKind } from '../model/memory.js';
-import { LeakscopeError } from '../model/errors.js';
-import type { AddressSpace, ThreadState } from '../target/address-space.js';
+import { ImageSpace } from '../target/test-image-space.js';
 import { ChunkList } from './chunks.js';
 import { POOL, POOL_CLEANUP, POOL_LARGE, PoolReader, readPool, request2size } from './pool.js';
 import type { PoolInconsistency, PoolRead } from './pool.js';
-
-/** One region of memory at `base`, read like a core file's. */
-class ImageSpace implements AddressSpace {
-  readonly kind = 'core' as const;
-  readonly pid = 1;
-  readonly description = 'pool image';
-  readonly command = 'image';
-  /** Called once, right after the next read at this address has filled the caller's buffer. */
-  after: { addr: number; run: () => void } | null = null;
-  constructor(
-    readonly base: number,
-    readonly bytes: Buffer,
-  ) {}
-  mappings(): Mapping[] {
-    return [];
-  }
-  usage(): MappingWithUsage[] {
-    return [];
-  }
-  residentBytes(): { rss: number; swap: number } {
-    return { rss: 0, swap: 0 };
-  }
-  modules(): Module[] {
-    return [];
-  }
-  exeHostPath(): string {
-    return '';
-  }
-  openTargetFile(p: string, _kind: TargetFileKind): OpenedFile {
-    throw new LeakscopeError('not-found', `image: no file ${p}`);
-  }
-  threads(): ThreadState[] {
-    return [];
-  }
-  readInto(addr: number, buf: Uint8Array, off: number, len: number): number {
-    const at = addr - this.base;
-    if (at < 0 || at >= this.bytes.length) return 0;
-    const n = Math.min(len, this.bytes.length - at);
-    this.bytes.copy(buf, off, at, at + n);
-    const hook = this.after;
-    if (hook && hook.addr === addr) {
-      this.after = null;
-      hook.run();
-    }
-    return n;
-  }
-  read(addr: number, len: number): Buffer {
-    const b = Buffer.alloc(len);
-    if (this.readInto(addr, b, 0, len) !== len)
-      throw new LeakscopeError('unreadable', `image: ${len} bytes at 0x${addr.toString(16)}`);
-    return b;
-  }
-  readU64(addr: number): number {
-    const b = this.read(addr, 8);
-    return b.readUInt32LE(4) * 4294967296 + b.readUInt32LE(0);
-  }
-  close(): void {}
-}
 
 const BASE = 0x5555_0000_0000;
 const SIZE = 1024;
@@ -119,7 +59,7 @@ function image() {
       { userAddr: x.large[1], chunkSize: 2064 },
     ]),
   );
-  return { space: new ImageSpace(BASE, img), chunks, pools };
+  return { space: new ImageSpace(BASE, img, 'pool image'), chunks, pools };
 }
 
 function check(r: PoolRead | string, x: ReturnType<typeof image>['pools'][number]): void {

@@ -4,59 +4,9 @@
 // build; bytes that are no slab pool at all. Every answer is bounded and says what did not add up.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Mapping, MappingWithUsage, Module, OpenedFile, TargetFileKind } from '../model/memory.js';
-import { LeakscopeError } from '../model/errors.js';
-import type { AddressSpace, ThreadState } from '../target/address-space.js';
+import { ImageSpace } from '../target/test-image-space.js';
 import { readSlabPool, SLAB_PAGE, SLAB_POOL_LAYOUTS, SLAB_STAT } from './slab.js';
 import type { SlabPoolLayout } from './slab.js';
-
-class ImageSpace implements AddressSpace {
-  readonly kind = 'core' as const;
-  readonly pid = 1;
-  readonly description = 'zone image';
-  readonly command = 'image';
-  constructor(
-    readonly base: number,
-    readonly bytes: Buffer,
-  ) {}
-  mappings(): Mapping[] {
-    return [];
-  }
-  usage(): MappingWithUsage[] {
-    return [];
-  }
-  residentBytes(): { rss: number; swap: number } {
-    return { rss: 0, swap: 0 };
-  }
-  modules(): Module[] {
-    return [];
-  }
-  exeHostPath(): string {
-    return '';
-  }
-  openTargetFile(p: string, _kind: TargetFileKind): OpenedFile {
-    throw new LeakscopeError('not-found', `image: no file ${p}`);
-  }
-  threads(): ThreadState[] {
-    return [];
-  }
-  readInto(addr: number, buf: Uint8Array, off: number, len: number): number {
-    const at = addr - this.base;
-    if (at < 0 || at >= this.bytes.length) return 0;
-    const n = Math.min(len, this.bytes.length - at);
-    this.bytes.copy(buf, off, at, at + n);
-    return n;
-  }
-  read(addr: number, len: number): Buffer {
-    const b = Buffer.alloc(len);
-    if (this.readInto(addr, b, 0, len) !== len) throw new LeakscopeError('unreadable', 'image');
-    return b;
-  }
-  readU64(addr: number): number {
-    return Number(this.read(addr, 8).readBigUInt64LE(0));
-  }
-  close(): void {}
-}
 
 const BASE = 0x7f00_0000_0000;
 const PAGE = 4096;
@@ -86,7 +36,7 @@ function zone(size: number, L: SlabPoolLayout = SLAB_POOL_LAYOUTS[0]!) {
   put(pagesOff + SLAB_PAGE.slab, pages);
   put(pagesOff + SLAB_PAGE.next, BASE + L.free);
   const page = (i: number) => pagesOff + i * SLAB_PAGE.sizeof;
-  return { b, put, get, L, pages, page, pagesOff, stats, space: new ImageSpace(BASE, b) };
+  return { b, put, get, L, pages, page, pagesOff, stats, space: new ImageSpace(BASE, b, 'zone image') };
 }
 
 test('a fresh zone: every page free, one run, the free list agrees with pfree', () => {
@@ -177,5 +127,5 @@ test('not a slab pool: wrong sp->addr, sp->end, misplaced arrays, pfree above th
     edit(z);
     assert.equal(typeof readSlabPool(z.space, BASE, 1 << 20), 'string', what);
   }
-  assert.match(String(readSlabPool(new ImageSpace(BASE, Buffer.alloc(64)), BASE, 1 << 20)), /unreadable/);
+  assert.match(String(readSlabPool(new ImageSpace(BASE, Buffer.alloc(64), 'zone image'), BASE, 1 << 20)), /unreadable/);
 });
