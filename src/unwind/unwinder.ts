@@ -11,6 +11,7 @@ import { ByteReader } from '../binary/byte-reader.js';
 import { isLeakscopeError } from '../model/errors.js';
 import {
   DW_REG,
+  DW_REG_NAMES,
   evaluateExpression,
   ExpressionUnavailable,
   type ExpressionContext,
@@ -104,25 +105,7 @@ export interface UnwindResult {
 export const DEFAULT_MAX_DEPTH = 128;
 
 const NREGS = 17; // DWARF 0..16 (rax..r15, return address)
-const REG_NAMES: Array<keyof X86Registers> = [
-  'rax',
-  'rdx',
-  'rcx',
-  'rbx',
-  'rsi',
-  'rdi',
-  'rbp',
-  'rsp',
-  'r8',
-  'r9',
-  'r10',
-  'r11',
-  'r12',
-  'r13',
-  'r14',
-  'r15',
-  'rip',
-];
+const REG_NAMES: readonly (keyof X86Registers)[] = DW_REG_NAMES;
 const RSP = DW_REG.rsp,
   RBP = DW_REG.rbp,
   RA = DW_REG.ra;

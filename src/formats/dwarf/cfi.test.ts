@@ -14,6 +14,7 @@ import {
   type RegisterRule,
   type UnwindRow,
   DW_REG,
+  DW_REG_NAMES,
   parseCfiSection,
   parseFde,
   parseCie,
@@ -598,26 +599,7 @@ function readelfNotation(row: UnwindRow, reg: number): string {
 }
 function cfaNotation(row: UnwindRow): string {
   if (row.cfa.kind === 'expression') return 'exp';
-  const n =
-    [
-      'rax',
-      'rdx',
-      'rcx',
-      'rbx',
-      'rsi',
-      'rdi',
-      'rbp',
-      'rsp',
-      'r8',
-      'r9',
-      'r10',
-      'r11',
-      'r12',
-      'r13',
-      'r14',
-      'r15',
-      'rip',
-    ][row.cfa.register] ?? `r${row.cfa.register}`;
+  const n = DW_REG_NAMES[row.cfa.register] ?? `r${row.cfa.register}`;
   return `${n}${row.cfa.offset >= 0 ? '+' : ''}${row.cfa.offset}`;
 }
 

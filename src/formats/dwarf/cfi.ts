@@ -50,6 +50,27 @@ export const DW_REG = {
   ra: 16,
 } as const;
 
+/** DWARF register number (index) -> x86-64 register name; column 16, the return address, is rip. */
+export const DW_REG_NAMES = [
+  'rax',
+  'rdx',
+  'rcx',
+  'rbx',
+  'rsi',
+  'rdi',
+  'rbp',
+  'rsp',
+  'r8',
+  'r9',
+  'r10',
+  'r11',
+  'r12',
+  'r13',
+  'r14',
+  'r15',
+  'rip',
+] as const;
+
 /** Bases for relative pointer encodings; each is a vaddr. `pcrel` uses the field's own vaddr. */
 export interface PointerBases {
   /** vaddr of byte 0 of the bytes being read (pcrel base = this + field offset). */
