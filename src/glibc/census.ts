@@ -217,6 +217,7 @@ class Census {
   /** With a reader thread: its two windows (the walk parses one while the next is read into the other). */
   private ra: ReadAhead | undefined;
   private raFd = -1;
+  private raPid = 0;
   private raSlot = 0;
   private raU32: Uint32Array[] = [];
   /** Scratch for free-list reads (readSmall). */
@@ -232,11 +233,12 @@ class Census {
   }
 
   /** Walks with a reader thread reading ahead through `fd` (a live process's memory). */
-  useReadAhead(fd: number): void {
+  useReadAhead(fd: number, pid = 0): void {
     const ra = ReadAhead.get(this.buf.length);
     if (!ra) return;
     this.ra = ra;
     this.raFd = fd;
+    this.raPid = pid;
     this.raSlot = 0;
     this.raU32 = ra.slots.map((b) => new Uint32Array(b.buffer, b.byteOffset, b.byteLength >>> 2));
     this.buf = ra.slots[0];
@@ -334,7 +336,13 @@ class Census {
         if (ra && n === winCap && winEnd < Math.max(end, limit) + 16) {
           // The next window, into the other slot, while this one is parsed.
           aheadAt = winEnd - 4096;
-          ra.start(this.raFd, this.raSlot ^ 1, aheadAt, Math.min(winCap, Math.max(end, limit) + 16 - aheadAt));
+          ra.start(
+            this.raFd,
+            this.raSlot ^ 1,
+            aheadAt,
+            Math.min(winCap, Math.max(end, limit) + 16 - aheadAt),
+            this.raPid,
+          );
         }
       }
       const w = (p - winStart + 8) >>> 2;
@@ -739,7 +747,7 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
     memFd !== undefined &&
     raws.reduce((n, r) => n + r.heaps.reduce((m, h) => m + (h.end - h.start), 0), 0) >= READ_AHEAD_MIN
   )
-    c.useReadAhead(memFd);
+    c.useReadAhead(memFd, space.memoryPid?.() ?? 0);
   const arenas: ArenaCensus[] = [];
   const scratch: ArenaScratch[] = [];
   for (const raw of raws) {
