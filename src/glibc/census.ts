@@ -239,6 +239,7 @@ class Census {
     this.ra = ra;
     this.raFd = fd;
     this.raPid = pid;
+    ra.newTarget();
     this.raSlot = 0;
     this.raU32 = ra.slots.map((b) => new Uint32Array(b.buffer, b.byteOffset, b.byteLength >>> 2));
     this.buf = ra.slots[0];

@@ -17,21 +17,23 @@ const START_TIMEOUT_MS = 10_000;
 /** How long one window's read may take before the census fails (never a hang). */
 const READ_TIMEOUT_MS = 120_000;
 
-// control block (Int32Array): request sequence, answer sequence, slot, length, bytes read, fd, pid
+// control block (Int32Array): request sequence, answer sequence, slot, length, bytes read, fd, pid,
+// target generation (a new pidfd for the next read by pid)
 const C_REQ = 0,
   C_DONE = 1,
   C_SLOT = 2,
   C_LEN = 3,
   C_GOT = 4,
   C_FD = 5,
-  C_PID = 6;
+  C_PID = 6,
+  C_GEN = 7;
 
 // The reader reads a window with process_vm_readv(2) when it can (one call pins and copies the
 // pages in batches: ~25% less kernel time than pread on /proc/PID/mem, which copies page by page),
 // else, and from the first byte process_vm_readv could not read, with pread on the fd, whose
 // semantics decide (short at the first unreadable byte, as AddressSpace.readInto).
 // process_vm_readv goes by pid, the fd by the address space it was opened on: a pidfd, opened at
-// the pid's first request (when the census has just re-read /proc/PID/maps by pid), proves after
+// the first request after newTarget (a census that has just re-read /proc/PID/maps by pid), proves after
 // every window that the process had not exited (so its pid was not reused) while it was read;
 // else the window is read again through the fd (today's answer for a target that exits: its
 // memory is gone). x86-64 syscall numbers: pidfd_open 434; poll's POLLIN on a pidfd: exited.
@@ -50,24 +52,24 @@ try {
   slotAddr = slots.map((b) => Number(koffi.address(b)));
 } catch { pvr = undefined; }
 const liov = Buffer.alloc(16), riov = Buffer.alloc(16), pfd = Buffer.alloc(8);
-let pidfdPid = 0, pidfd = -1, pvrOff = false, missed = false;
+let pidfdPid = 0, pidfdGen = 0, pidfd = -1;
 function setU64(b, off, v) { b.writeUInt32LE(v % 4294967296, off); b.writeUInt32LE(Math.floor(v / 4294967296), off + 4); }
 /** True when the process behind pidfd has not exited (poll: no POLLIN). */
 function alive() { pfd.writeInt32LE(pidfd, 0); pfd.writeInt32LE(1, 4); return poll(pfd, 1, 0) === 0; }
 function viaPvr(pid, s, addr, len) {
   if (!pvr || pid <= 0) return 0;
-  if (pid !== pidfdPid) {
+  if (pid !== pidfdPid || ctl[${C_GEN}] !== pidfdGen) {
     if (pidfd >= 0) { try { closeSync(pidfd); } catch {} }
-    pidfdPid = pid; pvrOff = false;
+    pidfdPid = pid; pidfdGen = ctl[${C_GEN}];
     pidfd = Number(sys(434, pid, 0));
   }
-  if (pidfd < 0 || pvrOff) return 0;
+  if (pidfd < 0) return 0;
   let done = 0;
   while (done < len) {
     setU64(liov, 0, slotAddr[s] + done); setU64(liov, 8, len - done);
     setU64(riov, 0, addr + done); setU64(riov, 8, len - done);
     const n = Number(pvr(pid, liov, 1, riov, 1, 0));
-    if (n <= 0) { missed = done === 0; break; }
+    if (n <= 0) break;
     done += n;
   }
   return done > 0 && alive() ? done : 0;
@@ -79,17 +81,13 @@ for (;;) {
   if (seq === last) continue;
   last = seq;
   const s = ctl[${C_SLOT}], buf = slots[s], len = ctl[${C_LEN}], fd = ctl[${C_FD}], addr = pos[0];
-  missed = false;
   let done = len > 0 ? viaPvr(ctl[${C_PID}], s, addr, len) : 0;
-  const from = done;
   while (done < len) {
     let n = 0;
     try { n = readSync(fd, buf, done, len - done, addr + done); } catch { n = 0; }
     if (n <= 0) break;
     done += n;
   }
-  // process_vm_readv read nothing where pread could (EPERM under seccomp, PROT_NONE pages): pread from now on for this pid.
-  if (missed && done > from) pvrOff = true;
   ctl[${C_GOT}] = done;
   Atomics.store(ctl, ${C_DONE}, seq);
   Atomics.notify(ctl, ${C_DONE});
@@ -152,6 +150,15 @@ export class ReadAhead {
       ReadAhead.shared = ra;
     }
     return ReadAhead.shared;
+  }
+
+  /**
+   * The next reads by pid are of a process just looked up by pid (a census that re-read its maps):
+   * the reader opens a new pidfd for it (one opened earlier may be of an exited process whose pid was reused).
+   */
+  newTarget(): void {
+    if (this.pending) this.wait();
+    this.ctl[C_GEN] = (this.ctl[C_GEN]! + 1) | 0;
   }
 
   /** Waits up to `ms` for the request in flight; true when answered. */
