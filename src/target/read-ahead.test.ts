@@ -14,7 +14,7 @@ const SLOT = 64 << 10;
 function readBoth(space: LiveProcess, ra: ReadAhead, addr: number, len: number): { ra: Buffer; pread: Buffer } {
   ra.slots[0].fill(0xa5);
   ra.start(space.memoryFd()!, 0, addr, len, space.memoryPid()!);
-  const got = ra.wait();
+  const got = ra.wait(0);
   const ref = Buffer.alloc(len);
   const n = space.readInto(addr, ref, 0, len);
   return { ra: Buffer.from(ra.slots[0].subarray(0, got)), pread: ref.subarray(0, n) };

@@ -9,6 +9,7 @@
 // unreadable byte, as AddressSpace.readInto).
 
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { LeakscopeError } from '../model/errors.js';
 
@@ -41,7 +42,8 @@ const READER_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const { readSync, closeSync } = require('node:fs');
 const ctl = new Int32Array(workerData.ctl), pos = new Float64Array(workerData.pos);
-const slots = [Buffer.from(workerData.data, 0, workerData.slot), Buffer.from(workerData.data, workerData.slot, workerData.slot)];
+const slots = [];
+for (let i = 0; i < workerData.slots; i++) slots.push(Buffer.from(workerData.data, i * workerData.slot, workerData.slot));
 let pvr, sys, poll, slotAddr;
 try {
   const koffi = require(workerData.koffi);
@@ -103,105 +105,154 @@ function koffiPath(): string {
   }
 }
 
-export class ReadAhead {
-  /** The two windows (views of the shared buffer). */
-  readonly slots: [Buffer, Buffer];
-  private readonly ctl: Int32Array;
-  private readonly pos: Float64Array;
-  private readonly worker: Worker;
-  private seq = 0;
-  private pending = false;
+/** One reader thread and its control block. */
+interface Reader {
+  worker: Worker;
+  ctl: Int32Array;
+  pos: Float64Array;
+  seq: number;
+  /** The slot it is reading into (-1: idle). */
+  slot: number;
+}
 
-  private constructor(readonly slotBytes: number) {
-    const data = new SharedArrayBuffer(slotBytes * 2);
-    const ctlBuf = new SharedArrayBuffer(64),
-      posBuf = new SharedArrayBuffer(8);
-    this.ctl = new Int32Array(ctlBuf);
-    this.pos = new Float64Array(posBuf);
-    this.slots = [Buffer.from(data, 0, slotBytes), Buffer.from(data, slotBytes, slotBytes)];
-    this.worker = new Worker(READER_SOURCE, {
-      eval: true,
-      workerData: { ctl: ctlBuf, pos: posBuf, data, slot: slotBytes, koffi: koffiPath() },
-      resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 2 },
-    });
-    this.worker.unref();
+/** Reader threads: two where two cores run in parallel (the read is the kernel's copy, CPU-bound), else one. */
+function defaultReaders(): number {
+  return availableParallelism() >= 2 ? 2 : 1;
+}
+
+export class ReadAhead {
+  /** The windows (views of one shared buffer): readers + 1, the walk parses one while the readers fill others. */
+  readonly slots: Buffer[];
+  private readonly readers: Reader[] = [];
+
+  private constructor(
+    readonly slotBytes: number,
+    readerCount: number,
+  ) {
+    const slotCount = readerCount + 1;
+    const data = new SharedArrayBuffer(slotBytes * slotCount);
+    this.slots = [];
+    for (let i = 0; i < slotCount; i++) this.slots.push(Buffer.from(data, i * slotBytes, slotBytes));
+    const koffi = koffiPath();
+    for (let i = 0; i < readerCount; i++) {
+      const ctlBuf = new SharedArrayBuffer(64),
+        posBuf = new SharedArrayBuffer(8);
+      const worker = new Worker(READER_SOURCE, {
+        eval: true,
+        workerData: { ctl: ctlBuf, pos: posBuf, data, slot: slotBytes, slots: slotCount, koffi },
+        resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 2 },
+      });
+      worker.unref();
+      this.readers.push({ worker, ctl: new Int32Array(ctlBuf), pos: new Float64Array(posBuf), seq: 0, slot: -1 });
+    }
+  }
+
+  /** How many reads can be in flight at once (one per reader thread). */
+  get parallel(): number {
+    return this.readers.length;
+  }
+
+  private terminate(): void {
+    for (const r of this.readers) void r.worker.terminate();
   }
 
   private static shared: ReadAhead | undefined;
   private static unavailable = false;
+  /** The shared readers have answered their handshake. */
+  private running = false;
+
   /**
-   * The process's reader with windows of `slotBytes` (made, or remade for another size, here), or
-   * undefined when no reader thread can run here (it did not start within START_TIMEOUT_MS: the
+   * Starts the process's readers with windows of `slotBytes` (made, or remade for another size,
+   * here) without waiting for them: their start (a thread, koffi) overlaps the caller's work until get.
+   */
+  static prepare(slotBytes: number): void {
+    if (ReadAhead.unavailable || ReadAhead.shared?.slotBytes === slotBytes) return;
+    ReadAhead.shared?.terminate();
+    const ra = new ReadAhead(slotBytes, defaultReaders());
+    // Handshake: an empty read answered by every thread proves they run.
+    for (let i = 0; i < ra.readers.length; i++) ra.start(-1, i, 0, 0);
+    ReadAhead.shared = ra;
+  }
+
+  /**
+   * The process's readers with windows of `slotBytes` (started here unless prepare did), or
+   * undefined when no reader thread can run here (one did not start within START_TIMEOUT_MS: the
    * caller reads in turn).
    */
   static get(slotBytes: number): ReadAhead | undefined {
-    if (ReadAhead.unavailable) return undefined;
-    if (!ReadAhead.shared || ReadAhead.shared.slotBytes !== slotBytes) {
-      void ReadAhead.shared?.worker.terminate();
-      ReadAhead.shared = undefined;
-      const ra = new ReadAhead(slotBytes);
-      // Handshake: an empty read answered proves the thread runs.
-      ra.start(-1, 0, 0, 0);
-      if (!ra.answered(START_TIMEOUT_MS)) {
-        void ra.worker.terminate();
+    ReadAhead.prepare(slotBytes);
+    const ra = ReadAhead.shared;
+    if (!ra) return undefined;
+    if (!ra.running) {
+      if (!ra.readers.every((r) => ReadAhead.answered(r, START_TIMEOUT_MS))) {
+        ra.terminate();
+        ReadAhead.shared = undefined;
         ReadAhead.unavailable = true;
         return undefined;
       }
-      ReadAhead.shared = ra;
+      ra.running = true;
     }
-    return ReadAhead.shared;
+    return ra;
   }
 
   /**
    * The next reads by pid are of a process just looked up by pid (a census that re-read its maps):
-   * the reader opens a new pidfd for it (one opened earlier may be of an exited process whose pid was reused).
+   * the readers open a new pidfd for it (one opened earlier may be of an exited process whose pid was reused).
    */
   newTarget(): void {
-    if (this.pending) this.wait();
-    this.ctl[C_GEN] = (this.ctl[C_GEN]! + 1) | 0;
+    for (const r of this.readers) {
+      if (r.slot >= 0) this.wait(r.slot);
+      r.ctl[C_GEN] = (r.ctl[C_GEN]! + 1) | 0;
+    }
   }
 
-  /** Waits up to `ms` for the request in flight; true when answered. */
-  private answered(ms: number): boolean {
+  /** Waits up to `ms` for the reader's request in flight; true when answered. */
+  private static answered(r: Reader, ms: number): boolean {
     const deadline = Date.now() + ms;
     for (;;) {
-      const done = Atomics.load(this.ctl, C_DONE);
-      if (done === this.seq) {
-        this.pending = false;
+      const done = Atomics.load(r.ctl, C_DONE);
+      if (done === r.seq) {
+        r.slot = -1;
         return true;
       }
       const left = deadline - Date.now();
       if (left <= 0) return false;
-      Atomics.wait(this.ctl, C_DONE, done, Math.min(left, 1000));
+      Atomics.wait(r.ctl, C_DONE, done, Math.min(left, 1000));
     }
   }
 
   /**
-   * Starts reading `len` (<= slotBytes) bytes at `addr` into slot `slot`: through process_vm_readv of
-   * `pid` when it can (pid > 0, the process `fd` reads), else through `fd`; one request at a time.
+   * Starts reading `len` (<= slotBytes) bytes at `addr` into slot `slot` (not being read into): through
+   * process_vm_readv of `pid` when it can (pid > 0, the process `fd` reads), else through `fd`. Runs on
+   * an idle reader thread (waits for the oldest request when none is idle).
    */
   start(fd: number, slot: number, addr: number, len: number, pid = 0): void {
-    if (this.pending) this.wait();
-    this.ctl[C_SLOT] = slot;
-    this.ctl[C_LEN] = Math.min(len, this.slotBytes);
-    this.ctl[C_FD] = fd;
-    this.ctl[C_PID] = pid;
-    this.pos[0] = addr;
-    this.pending = true;
-    Atomics.store(this.ctl, C_REQ, ++this.seq);
-    Atomics.notify(this.ctl, C_REQ);
+    let r = this.readers.find((x) => x.slot < 0);
+    if (!r) {
+      r = this.readers[0]!;
+      this.wait(r.slot);
+    }
+    r.ctl[C_SLOT] = slot;
+    r.ctl[C_LEN] = Math.min(len, this.slotBytes);
+    r.ctl[C_FD] = fd;
+    r.ctl[C_PID] = pid;
+    r.pos[0] = addr;
+    r.slot = slot;
+    Atomics.store(r.ctl, C_REQ, ++r.seq);
+    Atomics.notify(r.ctl, C_REQ);
   }
 
-  /** Waits for the request in flight; the bytes it read (0 when none is in flight). */
-  wait(): number {
-    if (!this.pending) return 0;
-    if (!this.answered(READ_TIMEOUT_MS)) {
-      // The thread is gone or stuck: never use it (or its buffers) again.
-      void this.worker.terminate();
+  /** Waits for the read into `slot`; the bytes it read (0 when none is in flight). */
+  wait(slot: number): number {
+    const r = this.readers.find((x) => x.slot === slot);
+    if (!r) return 0;
+    if (!ReadAhead.answered(r, READ_TIMEOUT_MS)) {
+      // A thread is gone or stuck: never use the readers (or their buffers) again.
+      this.terminate();
       ReadAhead.shared = undefined;
       ReadAhead.unavailable = true;
       throw new LeakscopeError('io', `the census's reader thread did not answer within ${READ_TIMEOUT_MS / 1000} s`);
     }
-    return this.ctl[C_GOT]!;
+    return r.ctl[C_GOT]!;
   }
 }
