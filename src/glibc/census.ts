@@ -13,8 +13,9 @@
 //    its chains have the right length, sizes and key (tcache_key, 2.34+).
 //  - Memory is read in windows (1 MiB, one buffer reused, page-aligned starts); chunk headers are parsed
 //    with DataView reads from the window, numbers only, no per-chunk allocation. On a live process
-//    with big heaps a reader thread reads the next window (a page of overlap) into a second buffer
-//    while the walk parses the current one (target/read-ahead.ts): reading and parsing overlap.
+//    with big heaps reader threads read the next windows (a page of overlap each; process_vm_readv)
+//    into other buffers while the walk parses the current one (target/read-ahead.ts): reading and
+//    parsing overlap, and two readers read in parallel.
 //  - Every loop is bounded: a heap walk advances by >= 16 bytes per chunk and stops at
 //    the heap end; free-list walks are bounded by counts and detect cycles (Brent).
 //    Anything that does not validate becomes an inconsistency {address, kind, detail},

@@ -1,12 +1,13 @@
-// A reader thread for sequential reads of target memory: while the caller parses one window, the
-// next is read into the other half of a shared buffer (pread on /proc/PID/mem runs in the kernel
-// on the reader's thread, so reading and parsing overlap on two cores). Synchronous for the caller
-// (Atomics.wait): the census stays a plain function.
+// Reader threads for sequential reads of target memory: while the caller parses one window, the
+// next ones are read into other windows of a shared buffer (the read is the kernel's copy, on the
+// reader's thread, so reading and parsing overlap on two cores, and two readers read in parallel).
+// Synchronous for the caller (Atomics.wait): the census stays a plain function.
 //
-// One reader per process, started on first use (a worker thread: ~30 ms, a few MiB), unref'd
-// (never keeps the process alive), reused by every census. Requests go one at a time: slot, address,
-// length in a shared control block; the reader answers with the bytes read (short at the first
-// unreadable byte, as AddressSpace.readInto).
+// One set of readers per process (two threads where two cores run, else one; readers + 1 windows),
+// started on first use or ahead of it (prepare: a worker thread starts in ~30 ms and a few MiB),
+// unref'd (never keeps the process alive), reused by every census. Each thread takes one request at
+// a time: slot, address, length, fd, pid in its control block; it answers with the bytes read
+// (short at the first unreadable byte, as AddressSpace.readInto).
 
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
