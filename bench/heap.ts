@@ -8,7 +8,7 @@
 //           (also with 1 MiB windows, the census's own window size, for reference, and with
 //           process_vm_readv in 16 MiB windows, one thread: the census's readers use it).
 //   whole:  the whole `leakscope heap PID --json` process (node start-up, symbols, the census with
-//           its reader thread, the JSON), output discarded, wall time: what a user waits for;
+//           its reader threads, the JSON), output discarded, wall time: what a user waits for;
 //   census without read-ahead: heapCensus({ readAhead: false }), every window read in turn.
 // The census also reads libc data, free-list nodes and probes anonymous mappings for
 // mmapped chunks (censusBytesRead), all inside its time. Rounds interleave the four.
