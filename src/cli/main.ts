@@ -230,9 +230,13 @@ export function buildProgram(): Command {
     .option('--min-age <seconds>', 'ignore memory younger than this at the end', number('--min-age', 0), 0)
     .option(
       '--duty <ratio>',
-      'share of each second the sampling probes are attached (free stays attached)',
+      'share of each second the sampling probes are attached (free stays attached when probed)',
       number('--duty', 0.01, 1),
       1,
+    )
+    .option(
+      '--free-probe',
+      'sampled malloc mode: probe free (one trap per free, exact frees) instead of reading liveness from the heap (no trap; a freed chunk reused at a similar size can look alive)',
     )
     .option('--show-internal', "keep the allocator's internal frames below the API the program called")
     .option(

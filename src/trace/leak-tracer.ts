@@ -33,6 +33,8 @@ import { LuaFrameResolver } from './lua-stack.js';
 import { type PoolSitePlan, planPoolSites } from './pool-sites.js';
 import type { PoolSiteReport } from '../model/leaks.js';
 import { measureHitCost } from './hit-cost.js';
+import { HeapLiveness } from '../glibc/heap-liveness.js';
+import { isLeakscopeError } from '../model/errors.js';
 
 /** tcmalloc's default sampling period (bytes). */
 export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
@@ -98,6 +100,14 @@ export interface LeakTraceOptions {
    * sites minus those whose pools nginx owns and destroys (trace/pool-sites.ts).
    */
   allPoolSites?: boolean;
+  /**
+   * Sampled malloc mode: keep a probe on free (one trap per free) for the exact free stream. By
+   * default sampled mode does not probe free and reads each sampled allocation's liveness from the
+   * heap (glibc/heap-liveness.ts) before each per-second record and at the end: a freed chunk
+   * reallocated at a similar size (a "ghost") then looks alive, one per sampled address at most.
+   * Exact mode (sampleBytes 0) always probes free.
+   */
+  freeProbe?: boolean;
 }
 
 /** Bytes above the outermost frame's sp still copied for a thread whose stack top is known (its CFA rules read up to ~CFA + 8). */
@@ -283,7 +293,21 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   const callSitePcs = new Set<number>();
   let poolLeafPc = 0;
   let poolSiteReport: PoolSiteReport | undefined;
+  // Sampled malloc mode without a free probe: liveness read from the heap (heap-liveness.ts).
+  let heap: HeapLiveness | undefined;
+  const heapFreed = { count: 0, checks: 0, bytesRead: 0, by: {} as Record<string, number> };
   try {
+    if (opts.mode === 'malloc' && sampleBytes > 0 && opts.freeProbe !== true) {
+      try {
+        heap = HeapLiveness.open(space, symbolizer);
+        notes.push(
+          `liveness from the heap: free is not probed; each sampled allocation's chunk is read (header, tcache key from ${heap.keySource}, next chunk's PREV_INUSE, top, fastbins) before each per-second record and at the end; a freed chunk reallocated at a similar size ("ghost") looks alive, at most one per sampled address (--free-probe: exact frees, one trap per free)`,
+        );
+      } catch (e) {
+        if (!isLeakscopeError(e)) throw e;
+        notes.push(`free probed: liveness cannot be read from this heap (${e.message})`);
+      }
+    }
     if (opts.mode === 'malloc') {
       const libc = symbolizer.modulesNamed('libc.so')[0];
       if (!libc)
@@ -304,6 +328,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         sizeRange: opts.sizeRange,
         loadBias: libc.loadBias,
         lua: luaVms.map((v) => v.cfg),
+        freeProbe: heap === undefined,
       }))
         session.add(p);
     } else if (opts.mode === 'lua') {
@@ -404,9 +429,35 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const t0Ns = monotonicNs();
     const snapshots: Array<{ seconds: number; byKey: Map<string, number> }> = [];
     let seriesOff = opts.mode === 'pool';
+    // Without a free probe: drops the sampled allocations the heap shows freed from the outstanding
+    // map (leakscope's reads, not the target's time) and returns the rest. An entry rewritten since
+    // it was read (its address sampled again) is kept.
+    const sweep = (out: ReturnType<typeof session.outstanding>) => {
+      if (!heap || !out.length) return out;
+      const r = heap.check(out);
+      heapFreed.checks++;
+      heapFreed.bytesRead += r.bytesRead;
+      for (const [k, n] of Object.entries(r.freedBy)) heapFreed.by[k] = (heapFreed.by[k] ?? 0) + n;
+      const kept: typeof out = [];
+      out.forEach((o, i) => {
+        if (r.live[i]) return kept.push(o);
+        const now = session.maps.outstanding.lookup(o.address);
+        if (now && now.timeNs === o.timeNs) {
+          session.maps.outstanding.delete(o.address);
+          heapFreed.count++;
+        } else if (now)
+          kept.push({ ...o, timeNs: now.timeNs, size: now.size, tid: now.aux % 0x100000000, pidTgid: now.aux });
+      });
+      return kept;
+    };
     const snapshot = () => {
-      if (seriesOff) return;
-      const out = session.outstanding();
+      if (seriesOff && !heap) return;
+      const all = session.outstanding();
+      if (seriesOff) {
+        if (all.length <= SERIES_MAX_OUTSTANDING) sweep(all);
+        return;
+      }
+      const out = all.length > SERIES_MAX_OUTSTANDING ? all : sweep(all);
       if (out.length > SERIES_MAX_OUTSTANDING) {
         seriesOff = true;
         notes.push(`per-second outstanding record stopped: ${out.length} sampled allocations outstanding`);
@@ -586,7 +637,13 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
           }
         }
       }
-      for (const o of session.outstanding()) {
+      // Probes are detached: what the heap shows freed now is dropped for good.
+      const finalOut = heap ? sweep(session.outstanding()) : session.outstanding();
+      if (heap)
+        notes.push(
+          `liveness from the heap: ${heapFreed.count} sampled allocations found freed in ${heapFreed.checks} reads of the heap (${heapFreed.bytesRead} bytes read; by ${JSON.stringify(heapFreed.by)}); ${finalOut.length} still in use`,
+        );
+      for (const o of finalOut) {
         if (endNs - o.timeNs < minAgeNs) continue;
         let ev = events.get(`${o.tid}:${o.timeNs}`);
         if (!ev && stash) {

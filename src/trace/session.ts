@@ -332,6 +332,11 @@ export interface MallocProbeOptions {
   loadBias?: number;
   /** Lua VMs of the target: sampled allocations made inside one carry its Lua frames (lua-stack.ts). */
   lua?: LuaWalkConfig[];
+  /**
+   * Probe free (default true). Sampled mode without it (issue 18) tells liveness from the heap
+   * (glibc/heap-liveness.ts): one trap less per free, a freed chunk reused at its size may look alive.
+   */
+  freeProbe?: boolean;
 }
 
 /** The memalign family: every one of them goes through glibc 2.36's _mid_memalign (small alignments relay to malloc). */
@@ -414,6 +419,7 @@ export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] 
       }),
     });
   }
+  if (o.freeProbe === false) return out;
   const free = o.symbolVaddr('free');
   if (free === undefined) throw new LeakscopeError('not-found', `${o.libcPath}: no free symbol`);
   const freeSpec: ProbeSpec = {
