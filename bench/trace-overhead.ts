@@ -41,6 +41,8 @@ export type OverheadMode =
   | 'pool-all-sites' // pool mode with --all-pool-sites: the probe inside ngx_create_pool (every pool)
   | 'malloc'
   | 'malloc-exact'
+  | 'malloc-heap' // sampled malloc mode with --heap-liveness: no free probe, liveness read from the heap
+  | `malloc-heap-duty-${number}`
   | 'bpftrace'
   | `pool-duty-${number}`
   | `malloc-duty-${number}`;
@@ -364,6 +366,12 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
         if (mode === 'pool' || mode === 'malloc') tracer = startLeakscope(worker, mode, tmp, run);
         else if (mode === 'pool-all-sites')
           tracer = startLeakscope(worker, 'pool', tmp, run, undefined, ['--all-pool-sites']);
+        else if (mode === 'malloc-heap')
+          tracer = startLeakscope(worker, 'malloc', tmp, run, undefined, ['--heap-liveness']);
+        else if (mode.startsWith('malloc-heap-duty-'))
+          tracer = startLeakscope(worker, 'malloc', tmp, run, Number(mode.slice('malloc-heap-duty-'.length)), [
+            '--heap-liveness',
+          ]);
         else if (mode === 'malloc-exact')
           tracer = startLeakscope(worker, 'malloc', tmp, run, undefined, ['--sample-bytes', '0']);
         else if (mode.startsWith('pool-duty-'))

@@ -68,8 +68,8 @@ export interface LeaksCliOptions {
   showInternal?: boolean;
   /** Pool mode: probe ngx_create_pool itself (every pool) instead of its call sites minus nginx's own. */
   allPoolSites?: boolean;
-  /** Sampled malloc mode: probe free instead of reading liveness from the heap. */
-  freeProbe?: boolean;
+  /** Sampled malloc mode: no free probe; liveness read from the heap (ghosts possible). */
+  heapLiveness?: boolean;
   /** Split each path's outstanding memory by reachability at the end (heap scans after the window). */
   reach?: boolean;
 }
@@ -97,7 +97,7 @@ export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise
       dutyCycle: o.duty,
       showInternal: o.showInternal,
       allPoolSites: o.allPoolSites,
-      freeProbe: o.freeProbe,
+      heapLiveness: o.heapLiveness,
       livePools: o.mode === 'pool' ? () => livePoolBytes(space) : undefined,
       reachAtEnd: o.reach ? async () => (await reachability(space)).classOf : undefined,
       onProgress: progress,

@@ -235,8 +235,8 @@ export function buildProgram(): Command {
       1,
     )
     .option(
-      '--free-probe',
-      'sampled malloc mode: probe free (one trap per free, exact frees) instead of reading liveness from the heap (no trap; a freed chunk reused at a similar size can look alive)',
+      '--heap-liveness',
+      "sampled malloc mode: don't probe free (one trap less per free); read each sampled allocation's liveness from the heap. Biased: a chunk freed and reused at a similar size before a check (\"ghost\") still counts under the sampled path",
     )
     .option('--show-internal', "keep the allocator's internal frames below the API the program called")
     .option(

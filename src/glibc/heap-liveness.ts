@@ -1,16 +1,18 @@
 // Is an allocation still in use? Decided by reading the target's heap, without a probe on free
-// (issue 18: sampled malloc mode's liveness). Read-only; a read that fails (memory unmapped since)
-// is an answer, not an error. For a chunk at user address u, requested size n (request2size nb):
-//   freed if  u - 8 (the size field) is unreadable, or its size is not what malloc would have
-//             given n (heap: nb .. nb + MINSIZE, glibc 2.36 _int_malloc / _int_realloc /
-//             _int_memalign keep remainders < MINSIZE; mmapped: >= nb, page-rounded),
+// (issue 18: sampled malloc mode's --heap-liveness). Read-only; a read that fails (memory unmapped
+// since) is an answer, not an error. For a chunk at user address u, requested size n (request2size nb):
+//   freed if  u - 8 (the size field) is unreadable (munmapped),
+//             or the chunk lies inside an arena's top chunk (merged into top),
+//             or its size is not what malloc gives n (heap: nb .. nb + MINSIZE, glibc 2.36 _int_malloc /
+//             _int_realloc / _int_memalign keep remainders < MINSIZE; mmapped: >= nb) (consolidated),
 //             or u + 8 == tcache_key (tcache_entry.key, 2.34+: tcache_put),
-//             or the next chunk's PREV_INUSE is clear (bins; consolidated with a free neighbour),
-//             or the chunk lies inside an arena's top chunk (consolidated into top),
-//             or it is on a fastbin chain (fastbins keep PREV_INUSE set and write no key).
-// A chunk freed and given out again at a similar size (a "ghost"), or whose stale header survives
-// inside a larger chunk handed out since, looks in use: callers key their sampled allocations by
-// address, so ghosts stay bounded (one per sampled address) and cannot look like growth.
+//             or it is on a fastbin chain (fastbins keep PREV_INUSE set and write no key),
+//             or the next chunk's PREV_INUSE is clear (bins; consolidated into a free neighbour).
+// What it cannot tell: a chunk freed and handed out again at a similar size (a "ghost"), or whose
+// stale header survives inside a larger chunk handed out since, looks in use. A caller keyed by
+// address keeps at most one ghost per sampled address, but a ghost sits on someone's live chunk: in
+// a leak that reuses freed chunks (its own, or another path's of the same size) the sampled path
+// is over-counted or the leak misattributed (bench/README.md, issue 18).
 
 import { basename } from 'node:path';
 import type { AddressSpace } from '../target/address-space.js';
@@ -138,6 +140,11 @@ export class HeapLiveness {
         else freed('size');
         continue;
       }
+      const chunk = u - 16;
+      if (tops.some(([s, e]) => chunk >= s && chunk < e)) {
+        freed('top');
+        continue;
+      }
       if (csize < nb || csize > nb + MINSIZE) {
         freed('size');
         continue;
@@ -146,13 +153,8 @@ export class HeapLiveness {
         freed('tcache');
         continue;
       }
-      const chunk = u - 16;
       if (fast.has(chunk)) {
         freed('fastbin');
-        continue;
-      }
-      if (tops.some(([s, e]) => chunk >= s && chunk < e)) {
-        freed('top');
         continue;
       }
       const next = this.u64(chunk + csize + 8);

@@ -101,13 +101,14 @@ export interface LeakTraceOptions {
    */
   allPoolSites?: boolean;
   /**
-   * Sampled malloc mode: keep a probe on free (one trap per free) for the exact free stream. By
-   * default sampled mode does not probe free and reads each sampled allocation's liveness from the
-   * heap (glibc/heap-liveness.ts) before each per-second record and at the end: a freed chunk
-   * reallocated at a similar size (a "ghost") then looks alive, one per sampled address at most.
-   * Exact mode (sampleBytes 0) always probes free.
+   * Sampled malloc mode: no probe on free (one trap less per free); each sampled allocation's
+   * liveness is read from the heap instead (glibc/heap-liveness.ts), before each per-second record
+   * and at the end. Biased (bench/README.md, issue 18): a sampled chunk freed and given to another
+   * allocation of a similar size before a check ("ghost") still counts, under the sampled
+   * allocation's path, so leaks that reuse their own or other paths' freed chunks are over-counted
+   * or misattributed. Opt-in; exact mode (sampleBytes 0) always probes free.
    */
-  freeProbe?: boolean;
+  heapLiveness?: boolean;
 }
 
 /** Bytes above the outermost frame's sp still copied for a thread whose stack top is known (its CFA rules read up to ~CFA + 8). */
@@ -297,11 +298,11 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   let heap: HeapLiveness | undefined;
   const heapFreed = { count: 0, checks: 0, bytesRead: 0, by: {} as Record<string, number> };
   try {
-    if (opts.mode === 'malloc' && sampleBytes > 0 && opts.freeProbe !== true) {
+    if (opts.mode === 'malloc' && sampleBytes > 0 && opts.heapLiveness === true) {
       try {
         heap = HeapLiveness.open(space, symbolizer);
         notes.push(
-          `liveness from the heap: free is not probed; each sampled allocation's chunk is read (header, tcache key from ${heap.keySource}, next chunk's PREV_INUSE, top, fastbins) before each per-second record and at the end; a freed chunk reallocated at a similar size ("ghost") looks alive, at most one per sampled address (--free-probe: exact frees, one trap per free)`,
+          `liveness from the heap: free is not probed; each sampled allocation's chunk is read (header, tcache key from ${heap.keySource}, next chunk's PREV_INUSE, top, fastbins) before each per-second record and at the end; a chunk freed and reallocated at a similar size before a check ("ghost") still counts under the sampled path, at most one per sampled address: per-path figures may be over-counted or misattributed`,
         );
       } catch (e) {
         if (!isLeakscopeError(e)) throw e;
