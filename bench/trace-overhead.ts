@@ -43,6 +43,7 @@ export type OverheadMode =
   | 'malloc-exact'
   | 'malloc-heap' // sampled malloc mode with --heap-liveness: no free probe, liveness read from the heap
   | `malloc-heap-duty-${number}`
+  | `malloc-heap-budget-${number}` // --heap-liveness --max-overhead N
   | 'bpftrace'
   | `pool-duty-${number}`
   | `malloc-duty-${number}`;
@@ -368,6 +369,12 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
           tracer = startLeakscope(worker, 'pool', tmp, run, undefined, ['--all-pool-sites']);
         else if (mode === 'malloc-heap')
           tracer = startLeakscope(worker, 'malloc', tmp, run, undefined, ['--heap-liveness']);
+        else if (mode.startsWith('malloc-heap-budget-'))
+          tracer = startLeakscope(worker, 'malloc', tmp, run, undefined, [
+            '--heap-liveness',
+            '--max-overhead',
+            mode.slice('malloc-heap-budget-'.length),
+          ]);
         else if (mode.startsWith('malloc-heap-duty-'))
           tracer = startLeakscope(worker, 'malloc', tmp, run, Number(mode.slice('malloc-heap-duty-'.length)), [
             '--heap-liveness',

@@ -70,6 +70,8 @@ export interface LeaksCliOptions {
   allPoolSites?: boolean;
   /** Sampled malloc mode: no free probe; liveness read from the heap (ghosts possible). */
   heapLiveness?: boolean;
+  /** Cost budget: the duty adapts each second (share of the target's own CPU). */
+  maxOverhead?: number;
   /** Split each path's outstanding memory by reachability at the end (heap scans after the window). */
   reach?: boolean;
 }
@@ -98,6 +100,7 @@ export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise
       showInternal: o.showInternal,
       allPoolSites: o.allPoolSites,
       heapLiveness: o.heapLiveness,
+      maxOverhead: o.maxOverhead,
       livePools: o.mode === 'pool' ? () => livePoolBytes(space) : undefined,
       reachAtEnd: o.reach ? async () => (await reachability(space)).classOf : undefined,
       onProgress: progress,

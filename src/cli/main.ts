@@ -235,6 +235,11 @@ export function buildProgram(): Command {
       1,
     )
     .option(
+      '--max-overhead <ratio>',
+      "instead of a fixed --duty: set the sampling probes' duty each second so that their cost (measured per-hit cost x hits) stays under this share of the target's own CPU (e.g. 0.05)",
+      number('--max-overhead', 0.001, 0.999),
+    )
+    .option(
       '--heap-liveness',
       "sampled malloc mode: don't probe free (one trap less per free); read each sampled allocation's liveness from the heap. Biased: a chunk freed and reused at a similar size before a check (\"ghost\") still counts under the sampled path",
     )

@@ -109,6 +109,13 @@ export interface LeakTraceOptions {
    * or misattributed. Opt-in; exact mode (sampleBytes 0) always probes free.
    */
   heapLiveness?: boolean;
+  /**
+   * A cost budget instead of a fixed duty: each second the sampling probes' duty is set so that
+   * their estimated cost (the per-hit cost measured before the window x the hits of the last
+   * attached period, stack copies included; always-on probes such as free counted as fixed) stays
+   * under this share of the CPU the target used itself (/proc/PID/stat). 0 < maxOverhead < 1.
+   */
+  maxOverhead?: number;
 }
 
 /** Bytes above the outermost frame's sp still copied for a thread whose stack top is known (its CFA rules read up to ~CFA + 8). */
@@ -182,6 +189,18 @@ export function apiLeaf(
     : [named, ...frames.slice(leaf + 1)];
 }
 
+/** utime + stime of a process (all threads), seconds; undefined when /proc/PID/stat cannot be read. */
+export function processCpuSeconds(pid: number): number | undefined {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 (utime, stime; 1-based, counted from pid) are 11 and 12 after the state (field 3), in USER_HZ (100).
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
 /** True while the process exists and is not a zombie (/proc/PID/stat state after the last ')'). */
 export function processAlive(pid: number): boolean {
   try {
@@ -218,7 +237,10 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   const sampleBytes = opts.mode === 'malloc' ? Math.floor(opts.sampleBytes ?? DEFAULT_SAMPLE_BYTES) : 0;
   if (sampleBytes < 0 || sampleBytes >= 2 ** 31)
     throw new LeakscopeError('usage', `--sample-bytes must be in [0, 2^31) (got ${sampleBytes})`);
-  const duty = Math.min(1, Math.max(0.01, opts.dutyCycle ?? 1));
+  let duty = Math.min(1, Math.max(0.01, opts.dutyCycle ?? 1));
+  const budget = opts.maxOverhead;
+  if (budget !== undefined && !(budget > 0 && budget < 1))
+    throw new LeakscopeError('usage', `--max-overhead must be in (0, 1) (got ${budget})`);
   const minAgeNs = (opts.minAgeSeconds ?? 0) * 1e9;
   const notes: string[] = [];
 
@@ -411,6 +433,9 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         );
       }
     }
+    // A cost budget needs the per-hit cost before the window (hit-cost.ts, ~0.1-0.5 s).
+    const measuredBefore =
+      budget !== undefined && opts.perHitMicros === undefined ? measureHitCost({ multi: true }) : undefined;
     session.start();
     resolver.refresh(); // the [uprobes] trampoline page exists once uretprobes are attached
     if (stash) resolver.preload();
@@ -493,6 +518,33 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       }
     }, 100);
     const stop = exitWatch.signal;
+    // The budget's controller: the last period's costs (µs) against the target's own CPU.
+    const hitMicros = opts.perHitMicros ?? measuredBefore?.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
+    const copyBefore = measuredBefore?.copyMicrosPer4KiB ?? DEFAULT_COPY_MICROS;
+    let last = { st: session.stats(), attachedNs: session.attachedNsNow(), cpu: processCpuSeconds(space.pid), at: Date.now() };
+    const dutyHistory: number[] = [];
+    const adapt = () => {
+      const st = session.stats();
+      const attachedNs = session.attachedNsNow();
+      const cpu = processCpuSeconds(space.pid);
+      const now = Date.now();
+      const d = (k: keyof typeof st) => st[k] - last.st[k];
+      const sampling =
+        (d('entryHits') + d('poolHits')) * hitMicros +
+        d('returnHits') * hitMicros * (RETURN_HIT_MICROS / DEFAULT_PER_HIT_MICROS) +
+        (opts.mode === 'malloc' ? d('sampled') : d('poolHits')) * copyBefore;
+      const fixed = d('freeHits') * hitMicros;
+      const attachedSec = (attachedNs - last.attachedNs) / 1e9;
+      const wallSec = (now - last.at) / 1000;
+      if (cpu !== undefined && last.cpu !== undefined && attachedSec > 0.02 && wallSec > 0.1) {
+        const own = Math.max(0, cpu - last.cpu - (sampling + fixed) / 1e6) / wallSec; // target CPU-s per s
+        const perAttachedSec = sampling / 1e6 / attachedSec; // CPU-s of probe cost per attached s
+        const room = budget! * own - fixed / 1e6 / wallSec;
+        duty = perAttachedSec > 0 ? Math.min(1, Math.max(0.01, room / perAttachedSec)) : 1;
+      }
+      dutyHistory.push(duty);
+      last = { st, attachedNs, cpu, at: now };
+    };
     try {
       while (Date.now() < end && !stop.aborted) {
         const second = Math.min(1000, end - Date.now());
@@ -506,6 +558,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         }
         session.drain();
         snapshot();
+        if (budget !== undefined) adapt();
         const st = session.stats();
         opts.onProgress?.({
           elapsedSeconds: (Date.now() - t0) / 1000,
@@ -527,7 +580,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const st = session.stats();
     // The cost printed with the trace: hits x the per-hit cost measured on this machine now, once the
     // probes are detached (hit-cost.ts; ~0.1-0.5 s, so it never delays the window).
-    const measured = opts.perHitMicros === undefined ? measureHitCost({ multi: true }) : undefined;
+    const measured = measuredBefore ?? (opts.perHitMicros === undefined ? measureHitCost({ multi: true }) : undefined);
     // lua mode: ~3 hits (entry, return, the free's entry) per Lua allocation of LUA_ALLOC_HIT_MICROS (bench).
     const perHit =
       opts.perHitMicros ??
@@ -539,7 +592,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const copyMicros = measured?.copyMicrosPer4KiB ?? DEFAULT_COPY_MICROS;
     notes.push(
       measured
-        ? `cost per probe hit measured after the window: ${measured.perHitMicros} µs, +${measured.copyMicrosPer4KiB} µs per captured stack (${measured.hits} hits of a ${measured.kind} probe in leakscope's own process)`
+        ? `cost per probe hit measured ${measuredBefore ? 'before' : 'after'} the window: ${measured.perHitMicros} µs, +${measured.copyMicrosPer4KiB} µs per captured stack (${measured.hits} hits of a ${measured.kind} probe in leakscope's own process)`
         : `cost per probe hit not measured here: ${perHit} µs assumed, +${copyMicros} µs per captured stack`,
     );
     const attachedShare = elapsed > 0 ? Math.min(1, session.attachedNs / 1e9 / elapsed) : 1;
@@ -602,7 +655,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       allocCount = 0;
     const lostOutstanding = { count: 0, bytes: 0 };
     // Only a duty cycle samples in time; without one the probes were attached all along.
-    const dutyScale = duty < 1 ? 1 / Math.max(attachedShare, 0.01) : 1;
+    const dutyScale = duty < 1 || budget !== undefined ? 1 / Math.max(attachedShare, 0.01) : 1;
     const scale = (size: number) =>
       sampleBytes > 0 && size < sampleBytes
         ? { bytes: sampleBytes * dutyScale, count: (sampleBytes / Math.max(1, size)) * dutyScale }
@@ -692,7 +745,11 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       }
       if (!opts.livePools) notes.push('pool liveness not checked: no pool census');
     }
-    if (duty < 1)
+    if (budget !== undefined)
+      notes.push(
+        `cost budget ${(budget * 100).toFixed(1)}% of the target's own CPU: duty per second ${dutyHistory.map((x) => x.toFixed(2)).join(' ')}`,
+      );
+    if (duty < 1 || budget !== undefined)
       notes.push(
         `sampling probes attached ${(attachedShare * 100).toFixed(0)}% of the window; estimates scaled by ${dutyScale.toFixed(2)}`,
       );

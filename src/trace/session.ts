@@ -250,6 +250,11 @@ export class TraceSession {
     for (const k of this.maps.pending.keys()) this.maps.pending.delete(k);
   }
 
+  /** attachedNs including the attached period under way. */
+  attachedNsNow(): number {
+    return this.attachedNs + (this.attachedSince ? Number(process.hrtime.bigint()) - this.attachedSince : 0);
+  }
+
   get attached(): boolean {
     return this.links.length > 0;
   }
