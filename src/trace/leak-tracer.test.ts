@@ -12,7 +12,7 @@ import type { MallocLeakerReport } from '../../test/helpers/fixture.js';
 import { startNginx, driveRequests, runWrk } from '../../test/helpers/nginx.js';
 import { withBrowser, openFile } from '../../test/helpers/browser.js';
 import { LiveProcess } from '../target/index.js';
-import { traceLeaks } from './leak-tracer.js';
+import { processCpuSeconds, traceLeaks } from './leak-tracer.js';
 import { livePoolBytes } from '../analysis/pool-census.js';
 import { frameLabel } from '../model/index.js';
 import type { LeakTrace, StackSample } from '../model/index.js';
@@ -240,6 +240,43 @@ test('nginx under load, malloc mode: the heaviest leak runs malloc <- ngx_alloc 
     for (const s of t.stacks)
       assert.ok(!names(s).includes('ngx_http_leak_none_session'), 'the non-leaking location contributes nothing');
     console.log(`# heaviest: ${heaviest.join(' <- ')}; ${t.totals.completeStacks}/${t.totals.sampledEvents} complete`);
+  } finally {
+    await ngx.stop();
+  }
+});
+
+test('nginx under load, --heap-liveness --max-overhead: the duty keeps the estimated cost near the budget; the leak is still found with its module function', async () => {
+  const ngx = await startNginx({ workers: 1 });
+  try {
+    const [worker] = ngx.workerPids();
+    await driveRequests(ngx, '/ok', 10, 2);
+    const space = LiveProcess.open(worker!);
+    const budget = 0.03;
+    const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: 6, heapLiveness: true, maxOverhead: budget });
+    await new Promise((r) => setTimeout(r, 800));
+    const cpu0 = processCpuSeconds(worker!)!;
+    const load = runWrk(ngx.url('/ok'), 4, 8);
+    const leak = await driveRequests(ngx, '/leak-keep', 200, 2);
+    assert.equal(leak.ok, 200);
+    await load;
+    const t = await trace;
+    const cpu = processCpuSeconds(worker!)! - cpu0;
+    space.close();
+    const note = t.notes.find((n) => n.startsWith('cost budget'));
+    assert.ok(note, t.notes.join('\n'));
+    assert.ok(t.cost.dutyCycle < 0.95, `duty ${t.cost.dutyCycle} under load (${note})`);
+    assert.equal(t.cost.probeHits.free, 0);
+    // The estimate is what the controller steers: within 3x the budget of the worker's CPU (the first
+    // second runs at half duty before any figure is known; the duty follows the last second's load).
+    assert.ok(
+      t.cost.estimatedCpuSeconds <= 3 * budget * cpu + 0.05,
+      `estimated ${t.cost.estimatedCpuSeconds} s vs worker CPU ${cpu} s (${note})`,
+    );
+    const leakPaths = t.stacks.filter((s) => names(s).includes('ngx_http_leak_keep_session'));
+    assert.ok(leakPaths.length > 0, t.stacks.map((s) => names(s).slice(0, 6).join(' <- ')).join('\n'));
+    console.log(
+      `# ${note}; attached ${(t.cost.dutyCycle * 100).toFixed(0)}%, estimated ${t.cost.estimatedCpuSeconds.toFixed(3)} s of ${cpu.toFixed(2)} s worker CPU`,
+    );
   } finally {
     await ngx.stop();
   }

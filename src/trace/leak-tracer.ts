@@ -241,6 +241,8 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   const budget = opts.maxOverhead;
   if (budget !== undefined && !(budget > 0 && budget < 1))
     throw new LeakscopeError('usage', `--max-overhead must be in (0, 1) (got ${budget})`);
+  // With a budget the first second runs at half duty (its cost is not known yet), then adapts.
+  if (budget !== undefined) duty = Math.min(duty, 0.5);
   const minAgeNs = (opts.minAgeSeconds ?? 0) * 1e9;
   const notes: string[] = [];
 
