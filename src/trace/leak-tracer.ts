@@ -462,7 +462,12 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     // it was read (its address sampled again) is kept.
     const sweep = (out: ReturnType<typeof session.outstanding>) => {
       if (!heap || !out.length) return out;
-      const r = heap.check(out);
+      let r: ReturnType<HeapLiveness['check']>;
+      try {
+        r = heap.check(out);
+      } catch {
+        return out; // the arenas could not be read (the target exiting): nothing is dropped
+      }
       heapFreed.checks++;
       heapFreed.bytesRead += r.bytesRead;
       for (const [k, n] of Object.entries(r.freedBy)) heapFreed.by[k] = (heapFreed.by[k] ?? 0) + n;
@@ -540,9 +545,11 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       const wallSec = (now - last.at) / 1000;
       if (cpu !== undefined && last.cpu !== undefined && attachedSec > 0.02 && wallSec > 0.1) {
         const own = Math.max(0, cpu - last.cpu - (sampling + fixed) / 1e6) / wallSec; // target CPU-s per s
-        const perAttachedSec = sampling / 1e6 / attachedSec; // CPU-s of probe cost per attached s
-        const room = budget! * own - fixed / 1e6 / wallSec;
-        duty = perAttachedSec > 0 ? Math.min(1, Math.max(0.01, room / perAttachedSec)) : 1;
+        const room = budget! * own - fixed / 1e6 / wallSec; // CPU-s per s the sampling probes may cost
+        const spent = sampling / 1e6 / wallSec;
+        // Scaled by what the last period really cost per wall second (attaching and detaching take time
+        // on a loaded host, so the probes stay attached longer than the duty says); at most doubled per step.
+        duty = spent > 0 ? Math.min(1, 2 * duty, Math.max(0.01, (duty * room) / spent)) : Math.min(1, 2 * duty);
       }
       dutyHistory.push(duty);
       last = { st, attachedNs, cpu, at: now };
