@@ -172,13 +172,6 @@ export class ChunkList implements InUseChunks {
     this.finish();
   }
 
-  /** Bytes held by the bitmaps and lists (for the memory figures). */
-  get footprintBytes(): number {
-    let b = 0;
-    for (const p of this.pages.values()) b += p.start.byteLength + (p.end ? p.end.byteLength : 0);
-    return b + (this.mmapped.addr.length + this.candidates.addr.length) * 17;
-  }
-
   private setBit(addr: number, end: boolean): void {
     const n = Math.floor(addr / PAGE_BYTES),
       bit = (addr - n * PAGE_BYTES) >>> 4;
