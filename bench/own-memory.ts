@@ -39,11 +39,11 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 /** Max RSS (MiB) and wall time (s) of one `leakscope ARGS PID` run, output discarded. */
 function measure(cli: string, args: string[], pid: number): { maxRssMiB: number; seconds: number; status: number } {
   const t = performance.now();
-  const r = spawnSync(
-    '/usr/bin/time',
-    ['-f', '%M', process.execPath, cli, args[0]!, String(pid), ...args.slice(1)],
-    { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 24 },
-  );
+  const r = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, cli, args[0]!, String(pid), ...args.slice(1)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
   const seconds = (performance.now() - t) / 1000;
   const lines = (r.stderr ?? '').trim().split('\n');
   const kb = Number(lines[lines.length - 1]);
@@ -79,7 +79,10 @@ async function scenario(chunks: number, rounds: number): Promise<Record<string, 
       // Same results: the pools' totals and groups of both builds on this worker.
       const pools = (cli: string) => {
         const j = JSON.parse(
-          execFileSync(process.execPath, [cli, 'pools', String(pid!), '--json'], { maxBuffer: 1 << 28, encoding: 'utf8' }),
+          execFileSync(process.execPath, [cli, 'pools', String(pid!), '--json'], {
+            maxBuffer: 1 << 28,
+            encoding: 'utf8',
+          }),
         );
         return JSON.stringify({ totals: j.totals, groups: j.groups });
       };
@@ -116,10 +119,14 @@ export async function benchOwnMemory(opts: { chunks?: number; rounds?: number } 
   await ensureFixturesBuilt();
   const rounds = opts.rounds ?? ROUNDS;
   const base = await scenario(opts.chunks ?? 4_500_000, rounds);
-  const scales = (process.env.LEAKSCOPE_BENCH_SCALE ?? '').split(',').map(Number).filter((n) => n > 0);
+  const scales = (process.env.LEAKSCOPE_BENCH_SCALE ?? '')
+    .split(',')
+    .map(Number)
+    .filter((n) => n > 0);
   const result: Record<string, unknown> = { ...base, goalMiB: 150 };
   if (scales.length === 1) result.scaled = await scenario(scales[0]!, rounds);
-  for (let i = 0; scales.length > 1 && i < scales.length; i++) result[`scaled${i + 1}`] = await scenario(scales[i]!, rounds);
+  for (let i = 0; scales.length > 1 && i < scales.length; i++)
+    result[`scaled${i + 1}`] = await scenario(scales[i]!, rounds);
   return result;
 }
 

@@ -16,7 +16,7 @@ import type { Module } from '../model/memory.js';
 import { LIFECYCLE_POOL_OWNERS } from '../model/pools.js';
 import { Symbolizer } from '../symbols/index.js';
 import type { AddressSpace } from '../target/index.js';
-import { bucketOf, CHUNK_HEADER, POOL_HINT, POOL_SCAN_BYTES } from './chunks.js';
+import { bucketOf, CHUNK_HEADER, POOL_SCAN_BYTES } from './chunks.js';
 import type { InUseChunks } from './chunks.js';
 import { HTTP_REQUEST_SIGNATURE, objectAt, readRoots } from './cycle.js';
 import type { NginxModuleInfo, NginxRoots } from './cycle.js';
@@ -353,7 +353,8 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
   chunks.forEachCandidate((addr, chunkSize, mmapped, userBytes) => {
     if (chunkSize < MIN_POOL_CHUNK) return;
     candidates++;
-    if (userBytes && userBytes.byteLength === SCAN_BYTES) examine(addr, chunkSize, mmapped, userBytes, 0, SCAN_BYTES, true);
+    if (userBytes && userBytes.byteLength === SCAN_BYTES)
+      examine(addr, chunkSize, mmapped, userBytes, 0, SCAN_BYTES, true);
     else {
       if (nToRead === toRead.length) {
         const t2 = new Float64Array(nToRead * 2),
