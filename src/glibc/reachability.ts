@@ -46,6 +46,7 @@
 import type { AddressSpace } from '../target/address-space.js';
 import { findMapping } from '../target/address-space.js';
 import type { Mapping } from '../model/memory.js';
+import { memoryCheckpoint, releaseMemory } from '../model/release-memory.js';
 import { Symbolizer } from '../symbols/symbolizer.js';
 import type { HeapCensus } from './census-types.js';
 import { heapCensus } from './census.js';
@@ -60,15 +61,13 @@ const TWO32 = 4294967296;
  */
 const ALWAYS_MMAPPED = 33 << 20;
 /** A zero-filled per-chunk array; large ones over-allocated virtually so they are mmapped (untouched pages cost no RSS). */
-function perChunk<T extends Uint8Array | Int32Array | Uint32Array>(
+function perChunk<T extends Uint8Array | Int32Array | Uint32Array | Float64Array>(
   C: { new (n: number): T; BYTES_PER_ELEMENT: number },
   n: number,
 ): T {
   if (n * C.BYTES_PER_ELEMENT < 1 << 20) return new C(n);
   return new C(Math.max(n, Math.ceil(ALWAYS_MMAPPED / C.BYTES_PER_ELEMENT))).subarray(0, n) as T;
 }
-/** Candidate entry marking a pointer stored as its two words (not within 4 GiB above candBase). */
-const CAND_FAR = 0xffffffff;
 /** x86-64 System V red zone below sp that leaf code may use (valgrind's VG_STACK_REDZONE_SZB). */
 export const STACK_RED_ZONE = 128;
 const WINDOW = 4 << 20;
@@ -93,11 +92,15 @@ const S_UNREACHED = 0,
   S_DEFINITE = 3,
   S_INDIRECT = 4,
   S_UNKNOWN = 5,
-  S_ALLOCATOR = 6;
+  S_ALLOCATOR = 6,
+  /** During the mark only: unreached so far, an interior pointer from a root. */
+  S_ROOT_INTERIOR = 7;
+/** State bits: the S_* value; before the mark also the root hits. */
+const S_MASK = 0x3f,
+  H_START = 0x40,
+  H_INTERIOR = 0x80;
 const F_MMAPPED = 1;
-/** Words not scanned during the census walk (chunk across two of its windows, mmapped): read after it. */
-const F_READ = 2;
-/** Edges not stored (candidate or edge budget exhausted): read again whenever the mark reaches the block. */
+/** Edges not stored (edge budget exhausted): read again whenever the mark reaches the block. */
 const F_NOEDGES = 4;
 const M_REACH = 0,
   M_POSSIBLE = 1,
@@ -248,48 +251,14 @@ export class ChunkTable {
   minHi = 0;
   maxHi = 0;
 
-  /**
-   * Candidate pointers (words whose value lies in [candMin, candMax)) of each chunk, as the census
-   * walk read them: cand[candStart[i] .. candStart[i] + candLen[i]) (u32 entries). Resolved to
-   * edges once every chunk is known. Encoding: v - candBase as one entry when that is in
-   * [0, 2^32 - 1) (the brk heap: most pointers), else three entries: CAND_FAR, low, high word.
-   */
-  candStart: Uint32Array;
-  candLen: Uint32Array;
-  cand: Uint32Array;
-  candN = 0;
-  candFull = false;
-  candMin = 0;
-  candMax = 0;
-  candMinHi = 0;
-  candMaxHi = 0;
-  candBase = 0;
-
-  constructor(
-    capacity: number,
-    readonly maxCandidates = DEFAULT_MAX_EDGES,
-  ) {
-    this.addr = new Float64Array(Math.max(16, capacity));
-    this.size16 = new Uint32Array(this.addr.length);
+  constructor(capacity: number) {
+    this.addr = perChunk(Float64Array, Math.max(16, capacity));
+    this.size16 = perChunk(Uint32Array, this.addr.length);
     this.flags = perChunk(Uint8Array, this.addr.length);
-    this.candStart = new Uint32Array(this.addr.length);
-    this.candLen = new Uint32Array(this.addr.length);
-    // Presized to the budget: zero-filled, so only the entries written cost RSS, and no growth
-    // step ever holds an old and a new copy at once (8 bytes per candidate).
-    this.cand = new Uint32Array(Math.max(1 << 12, maxCandidates));
   }
 
-  /** Where chunk addresses can be (a coarse filter for candidates during the walk). */
-  setCandidateRange(min: number, max: number, base = min): void {
-    this.candBase = base;
-    this.candMin = min;
-    this.candMax = max;
-    this.candMinHi = Math.floor(min / TWO32);
-    this.candMaxHi = Math.floor(max / TWO32);
-  }
-
-  /** A chunk the census walk saw in use; with `words`, its user words are scanned for candidates now. */
-  push(userAddr: number, chunkSize: number, mmapped: boolean, words?: Uint32Array, userWord?: number): void {
+  /** A chunk the census walk saw in use (its words are read after the walk, once every chunk is known). */
+  push(userAddr: number, chunkSize: number, mmapped: boolean): void {
     const n = this.n;
     if (n === this.addr.length) {
       const a = new Float64Array(n * 2);
@@ -301,70 +270,11 @@ export class ChunkTable {
       const f = new Uint8Array(n * 2);
       f.set(this.flags);
       this.flags = f;
-      const c = new Uint32Array(n * 2);
-      c.set(this.candStart);
-      this.candStart = c;
-      const l = new Uint32Array(n * 2);
-      l.set(this.candLen);
-      this.candLen = l;
     }
     this.addr[n] = userAddr;
     this.size16[n] = Math.floor(chunkSize / 16);
-    this.n = n + 1;
-    if (words === undefined || userWord === undefined || this.candFull) {
-      this.flags[n] = (mmapped ? F_MMAPPED : 0) | F_READ;
-      return;
-    }
     this.flags[n] = mmapped ? F_MMAPPED : 0;
-    this.candStart[n] = this.candN;
-    this.candLen[n] = this.collect(words, userWord, userWord + ((chunkSize - (mmapped ? 16 : 8)) >>> 2));
-    if (this.candFull) {
-      this.candN = this.candStart[n]!;
-      this.candLen[n] = 0;
-      this.flags[n] |= F_READ;
-    }
-  }
-
-  /** Appends the 8-aligned words of words[w0 .. w1) (u32 indices, w0 even) that pass the range filter; returns how many. */
-  collect(words: Uint32Array, w0: number, w1: number): number {
-    const minHi = this.candMinHi,
-      maxHi = this.candMaxHi,
-      min = this.candMin,
-      max = this.candMax,
-      base = this.candBase,
-      cand = this.cand;
-    let k = 0;
-    for (let w = w0; w + 1 < w1; w += 2) {
-      const h = words[w + 1]!;
-      if (h < minHi || h > maxHi) continue;
-      const v = h * TWO32 + words[w]!;
-      if (v < min || v >= max) continue;
-      const off = v - base;
-      if (off >= 0 && off < CAND_FAR) {
-        if (this.candN === cand.length) {
-          this.candFull = true;
-          return k;
-        }
-        cand[this.candN++] = off;
-        k++;
-      } else {
-        if (this.candN + 3 > cand.length) {
-          this.candFull = true;
-          return k;
-        }
-        cand[this.candN++] = CAND_FAR;
-        cand[this.candN++] = words[w]!;
-        cand[this.candN++] = h;
-        k += 3;
-      }
-    }
-    return k;
-  }
-
-  /** Frees the candidates (after they became edges). */
-  dropCandidates(): void {
-    this.cand = new Uint32Array(0);
-    this.candN = 0;
+    this.n = n + 1;
   }
 
   size(i: number): number {
@@ -395,11 +305,9 @@ export class ChunkTable {
       let disjoint = true;
       for (let k = 1; k < rs.length && disjoint; k++)
         if (this.addr[rs[k]!.s]! <= this.addr[rs[k - 1]!.e - 1]!) disjoint = false;
-      const a = new Float64Array(n),
+      const a = perChunk(Float64Array, n),
         s = perChunk(Uint32Array, n),
-        f = perChunk(Uint8Array, n),
-        cs = perChunk(Uint32Array, n),
-        cl = perChunk(Uint32Array, n + 1); // + 1: the edge offsets take this buffer over (buildEdges)
+        f = perChunk(Uint8Array, n);
       if (disjoint) {
         // Runs in address order, each copied whole.
         let w = 0;
@@ -407,8 +315,6 @@ export class ChunkTable {
           a.set(this.addr.subarray(r.s, r.e), w);
           s.set(this.size16.subarray(r.s, r.e), w);
           f.set(this.flags.subarray(r.s, r.e), w);
-          cs.set(this.candStart.subarray(r.s, r.e), w);
-          cl.set(this.candLen.subarray(r.s, r.e), w);
           w += r.e - r.s;
         }
       } else {
@@ -420,15 +326,11 @@ export class ChunkTable {
           a[i] = this.addr[o]!;
           s[i] = this.size16[o]!;
           f[i] = this.flags[o]!;
-          cs[i] = this.candStart[o]!;
-          cl[i] = this.candLen[o]!;
         }
       }
       this.addr = a;
       this.size16 = s;
       this.flags = f;
-      this.candStart = cs;
-      this.candLen = cl;
     }
     if (this.freed.length) {
       // Compaction in place, merging with the sorted free-list chunks.
@@ -442,8 +344,6 @@ export class ChunkTable {
         this.addr[w] = v;
         this.size16[w] = this.size16[i]!;
         this.flags[w] = this.flags[i]!;
-        this.candStart[w] = this.candStart[i]!;
-        this.candLen[w] = this.candLen[i]!;
         w++;
       }
       this.n = n = w;
@@ -451,8 +351,6 @@ export class ChunkTable {
     this.addr = this.addr.subarray(0, n);
     this.size16 = this.size16.subarray(0, n);
     this.flags = this.flags.subarray(0, n);
-    this.candStart = this.candStart.subarray(0, n);
-    this.candLen = this.candLen.subarray(0, n);
     this.buildLookup();
   }
 
@@ -585,15 +483,17 @@ function window(): { buf: Buffer; u32: Uint32Array } {
 /** One scan: census, chunk table, roots, edges, mark. */
 class Scan {
   readonly t: ChunkTable;
+  /** Per chunk: S_* in the low bits; before the mark, root hits too (H_START, H_INTERIOR). */
   state: Uint8Array;
-  /** Root hits per chunk: bit 0 start pointer, bit 1 interior pointer. */
-  rootHit: Uint8Array;
   edgeStart: Uint32Array;
   edges: Uint32Array;
   edgeLen = 0;
   /** Blocks without stored edges (F_NOEDGES). */
   unstored = 0;
-  scratch: Int32Array;
+  /** Clique leaders of the lost blocks (mark's third step; zero-filled: resident only where written). */
+  leader = new Int32Array(0);
+  /** Work stack of the mark, grown as needed. */
+  private stack = new Int32Array(1 << 12);
   bytesRead = 0;
   rootBytes = 0;
   roots = new Map<string, ReachRoot>();
@@ -610,35 +510,81 @@ class Scan {
     this.t = table;
     const n = table.n;
     this.state = perChunk(Uint8Array, n);
-    this.rootHit = perChunk(Uint8Array, n);
-    this.edgeStart = new Uint32Array(0); // in buildEdges
+    this.edgeStart = perChunk(Uint32Array, n + 1);
     // Presized to the budget (zero-filled: only the entries written cost RSS; no growth copies).
-    this.edges = new Uint32Array(maxEdges);
-    this.scratch = perChunk(Int32Array, n).fill(-1);
+    this.edges = new Uint32Array(Math.max(16, maxEdges));
     for (const a of allocator) {
       const i = table.indexOf(a);
       if (i >= 0) this.state[i] = S_ALLOCATOR;
     }
   }
 
-  private addEdge(i: number, j: number, interior: boolean): boolean {
-    const p = this.scratch[j]!;
-    if (p >= 0 && p >= this.edgeStart[i]!) {
-      if (!interior) this.edges[p] = this.edges[p]! & ~1;
-      return true;
+  /**
+   * Sorts the edges of the block being read (edges[from .. edgeLen)) by target and keeps one per
+   * target: a start pointer's (even) before an interior one's (odd). Returns false when the budget
+   * is still exhausted afterwards.
+   */
+  private dedupe(from: number): boolean {
+    const e = this.edges,
+      len = this.edgeLen - from;
+    if (len > 1) {
+      if (len <= 16) {
+        for (let p = from + 1; p < this.edgeLen; p++) {
+          const v = e[p]!;
+          let q = p - 1;
+          while (q >= from && e[q]! > v) {
+            e[q + 1] = e[q]!;
+            q--;
+          }
+          e[q + 1] = v;
+        }
+      } else e.subarray(from, this.edgeLen).sort();
+      let w = from + 1;
+      for (let p = from + 1; p < this.edgeLen; p++) if (e[p]! >>> 1 !== e[w - 1]! >>> 1) e[w++] = e[p]!;
+      this.edgeLen = w;
     }
-    if (this.edgeLen === this.edges.length) return false;
-    this.scratch[j] = this.edgeLen;
-    this.edges[this.edgeLen++] = j * 2 + (interior ? 1 : 0);
+    return this.edgeLen < e.length;
+  }
+
+  /**
+   * Edges of the block whose words are u32[w0 .. w1) (pointers to other blocks, one per target).
+   * Returns false when the edge budget ran out (the block's edges are then dropped).
+   */
+  private blockEdges(k: number, u32: Uint32Array, w0: number, w1: number): boolean {
+    const t = this.t,
+      minHi = t.minHi,
+      maxHi = t.maxHi,
+      min = t.min,
+      max = t.max,
+      addr = t.addr,
+      edges = this.edges;
+    const from = this.edgeStart[k]!;
+    for (let w = w0; w + 1 < w1; w += 2) {
+      const h = u32[w + 1]!;
+      if (h < minHi || h > maxHi) continue;
+      const v = h * TWO32 + u32[w]!;
+      if (v < min || v >= max) continue;
+      const tgt = t.find(v);
+      if (tgt < 0 || tgt === k) continue;
+      const e = tgt * 2 + (v !== addr[tgt] ? 1 : 0);
+      if (this.edgeLen > from && edges[this.edgeLen - 1] === e) continue; // the same pointer again
+      if (this.edgeLen === edges.length && !this.dedupe(from)) {
+        this.edgeLen = from;
+        return false;
+      }
+      edges[this.edgeLen++] = e;
+    }
+    this.dedupe(from);
     return true;
   }
 
   /**
-   * Reads the blocks the census walk could not scan (F_READ: across two of its windows, mmapped,
-   * or past the candidate budget) in address order, 4 MiB windows, checking each header against
-   * the census (changed: unknown), and appends their candidates.
+   * Reads every block's words in address order, 4 MiB windows (chunks gaps < 64 KiB read through),
+   * checking each header against the census (changed or freed since: unknown), and stores the
+   * block's edges in CSR order (edgeStart[i] .. edgeStart[i + 1]), de-duplicated per source. Past
+   * the edge budget, blocks keep no edges (F_NOEDGES: read again when the mark reaches them).
    */
-  readPending(tcacheKey: number | null): void {
+  readEdges(tcacheKey: number | null): void {
     const t = this.t,
       n = t.n,
       space = this.space;
@@ -649,38 +595,37 @@ class Scan {
     const addr = t.addr,
       size16 = t.size16,
       flags = t.flags,
-      state = this.state;
+      state = this.state,
+      es = this.edgeStart;
     const endOf = (k: number) => addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
-    const pending: number[] = [];
-    for (let i = 0; i < n; i++) if ((flags[i]! & F_READ) !== 0 && state[i] !== S_ALLOCATOR) pending.push(i);
-    let pi = 0;
-    while (pi < pending.length) {
-      // A window from the page of the first pending chunk's header over the following pending
-      // chunks (gaps < 64 KiB read through); + 8: the next chunk's size field (PREV_INUSE).
-      const i = pending[pi]!;
+    let full = false;
+    let i = 0;
+    while (i < n) {
+      // A window from the page of the first chunk's header over the following chunks (gaps < 64 KiB
+      // read through); + 8: the next chunk's size field (PREV_INUSE).
       const winStart = Math.floor((addr[i]! - 16) / 4096) * 4096;
       const winLimit = winStart + WINDOW - 8;
-      let pj = pi + 1;
+      let j = i + 1;
       let winEnd = endOf(i);
-      while (pj < pending.length) {
-        const k = pending[pj]!,
-          e = endOf(k);
-        if (e > winLimit || addr[k]! - 16 - winEnd >= 64 << 10) break;
+      while (j < n) {
+        const e = endOf(j);
+        if (e > winLimit || addr[j]! - 16 - winEnd >= 64 << 10) break;
         winEnd = e;
-        pj++;
+        j++;
       }
       const big = winEnd > winLimit; // one chunk bigger than a window: read in pieces
       const got = big ? 0 : space.readInto(winStart, buf, 0, winEnd + 8 - winStart);
       this.bytesRead += got;
-      for (let q = pi; q < pj; q++) {
-        const k = pending[q]!;
-        flags[k] = flags[k]! & ~F_READ;
+      for (let k = i; k < j; k++) {
+        es[k] = this.edgeLen;
+        if ((state[k]! & S_MASK) === S_ALLOCATOR) continue;
         if (big) {
-          if (!this.checkHeaderDirect(k)) {
-            state[k] = S_UNKNOWN;
-            continue;
+          if (!this.checkHeaderDirect(k)) state[k] = S_UNKNOWN;
+          else if (full) flags[k] = flags[k]! | F_NOEDGES;
+          else if (!this.bigEdges(k)) {
+            flags[k] = flags[k]! | F_NOEDGES;
+            full = true;
           }
-          this.collectBig(k);
           continue;
         }
         const mm = (flags[k]! & F_MMAPPED) !== 0;
@@ -712,110 +657,39 @@ class Scan {
           state[k] = S_UNKNOWN;
           continue;
         }
-        if (t.candFull) {
+        if (full) flags[k] = flags[k]! | F_NOEDGES;
+        else if (!this.blockEdges(k, u32, w0, wEnd)) {
           flags[k] = flags[k]! | F_NOEDGES;
-          continue;
-        }
-        t.candStart[k] = t.candN;
-        t.candLen[k] = t.collect(u32, w0, wEnd);
-        if (t.candFull) {
-          t.candN = t.candStart[k]!;
-          t.candLen[k] = 0;
-          flags[k] = flags[k]! | F_NOEDGES;
-        }
-      }
-      pi = pj;
-    }
-  }
-
-  /** Candidates of a block bigger than a window, read piece by piece. */
-  private collectBig(k: number): void {
-    const t = this.t;
-    if (t.candFull) {
-      t.flags[k] = t.flags[k]! | F_NOEDGES;
-      return;
-    }
-    const { buf, u32 } = window();
-    const a = t.addr[k]!,
-      e = t.end(k);
-    t.candStart[k] = t.candN;
-    let len = 0;
-    for (let p = a; p < e; p += WINDOW) {
-      const want = Math.min(WINDOW, e - p);
-      const got = this.space.readInto(p, buf, 0, want);
-      this.bytesRead += got;
-      len += t.collect(u32, 0, got >>> 2);
-      if (t.candFull) {
-        t.candN = t.candStart[k]!;
-        t.candLen[k] = 0;
-        t.flags[k] = t.flags[k]! | F_NOEDGES;
-        return;
-      }
-      if (got < want) break;
-    }
-    t.candLen[k] = len;
-  }
-
-  /** Candidates -> edges between blocks, in address order (CSR), de-duplicated per source. */
-  buildEdges(): void {
-    const t = this.t,
-      n = t.n,
-      flags = t.flags,
-      state = this.state,
-      addr = t.addr,
-      cand = t.cand,
-      base = t.candBase;
-    // Edge offsets overwrite the candidate lengths in place (entry i is read before it is
-    // written; i + 1 .. n are still to come): one u32 per chunk instead of two.
-    const candLen = t.candLen;
-    const lenBuf = candLen.buffer;
-    this.edgeStart =
-      candLen.byteOffset + (n + 1) * 4 <= lenBuf.byteLength
-        ? new Uint32Array(lenBuf, candLen.byteOffset, n + 1)
-        : perChunk(Uint32Array, n + 1);
-    let full = false;
-    for (let i = 0; i < n; i++) {
-      const cl = candLen[i]!;
-      this.edgeStart[i] = this.edgeLen;
-      if ((flags[i]! & F_NOEDGES) !== 0 || state[i] === S_ALLOCATOR || state[i] === S_UNKNOWN) continue;
-      if (full) {
-        flags[i] = flags[i]! | F_NOEDGES;
-        continue;
-      }
-      for (let c = t.candStart[i]!, ce = c + cl; c < ce; c++) {
-        let v = cand[c]!;
-        if (v !== CAND_FAR) v += base;
-        else {
-          v = cand[c + 2]! * TWO32 + cand[c + 1]!;
-          c += 2;
-        }
-        const tgt = t.find(v);
-        if (tgt < 0 || tgt === i) continue;
-        if (!this.addEdge(i, tgt, v !== addr[tgt])) {
-          this.edgeLen = this.edgeStart[i]!;
-          flags[i] = flags[i]! | F_NOEDGES;
           full = true;
-          break;
         }
       }
+      i = j;
     }
-    this.edgeStart[n] = this.edgeLen;
+    es[n] = this.edgeLen;
     let unstored = 0;
-    for (let i = 0; i < n; i++) if ((flags[i]! & F_NOEDGES) !== 0) unstored++;
+    for (let k = 0; k < n; k++) if ((flags[k]! & F_NOEDGES) !== 0) unstored++;
     this.unstored = unstored;
     if (unstored)
       this.notes.push(
         `too many pointers between chunks to keep: the pointers of ${unstored} chunks were read again when reached`,
       );
-    t.dropCandidates();
-    // The candidates' per-chunk offsets are dead now: their buffer becomes the mark's stack.
-    this.stackMem = new Int32Array(t.candStart.buffer, t.candStart.byteOffset, n);
-    t.candStart = new Uint32Array(0);
-    t.candLen = new Uint32Array(0);
   }
 
-  /** Work stack of the mark (n entries), reusing the candidate offsets' memory when possible. */
-  private stackMem: Int32Array | undefined;
+  /** Edges of a block bigger than a window, read piece by piece; false when the budget ran out. */
+  private bigEdges(k: number): boolean {
+    const t = this.t;
+    const { buf, u32 } = window();
+    const a = t.addr[k]!,
+      e = t.end(k);
+    for (let p = a; p < e; p += WINDOW) {
+      const want = Math.min(WINDOW, e - p);
+      const got = this.space.readInto(p, buf, 0, want);
+      this.bytesRead += got;
+      if (!this.blockEdges(k, u32, 0, got >>> 2)) return false;
+      if (got < want) break;
+    }
+    return true;
+  }
 
   private checkHeaderDirect(k: number): boolean {
     const t = this.t;
@@ -886,10 +760,10 @@ class Scan {
         const tgt = t.find(v);
         if (tgt < 0) continue;
         if (v === t.addr[tgt]) {
-          this.rootHit[tgt] |= 1;
+          this.state[tgt] |= H_START;
           root.startPointers++;
         } else {
-          this.rootHit[tgt] |= 2;
+          this.state[tgt] |= H_INTERIOR;
           root.interiorPointers++;
         }
       }
@@ -912,10 +786,10 @@ class Scan {
     const tgt = this.t.find(v);
     if (tgt < 0) return;
     if (v === this.t.addr[tgt]) {
-      this.rootHit[tgt] |= 1;
+      this.state[tgt] |= H_START;
       root.startPointers++;
     } else {
-      this.rootHit[tgt] |= 2;
+      this.state[tgt] |= H_INTERIOR;
       root.interiorPointers++;
     }
   }
@@ -929,7 +803,7 @@ class Scan {
     const state = this.state;
     const s = state[j]!;
     if (mode === M_REACH) {
-      if (interior || s !== S_UNREACHED) return false;
+      if (interior || (s !== S_UNREACHED && s !== S_ROOT_INTERIOR)) return false;
       state[j] = S_REACHABLE;
       return true;
     }
@@ -941,91 +815,117 @@ class Scan {
     if (j === leader) return false;
     if (s === S_UNREACHED) {
       state[j] = S_INDIRECT;
-      this.scratch[j] = leader;
+      this.leader[j] = leader;
       return true;
     }
     if (s === S_DEFINITE) {
       state[j] = S_INDIRECT;
-      this.scratch[j] = leader;
+      this.leader[j] = leader;
     } // an earlier leader, absorbed
     return false;
+  }
+
+  private push(len: number, j: number): number {
+    if (len === this.stack.length) {
+      const s = new Int32Array(len * 2);
+      s.set(this.stack);
+      this.stack = s;
+    }
+    this.stack[len] = j;
+    return len + 1;
   }
 
   /**
    * Propagates from the blocks on `stack[0..len)` over their edges (see accept). Blocks without
    * stored edges are read again, in address order, once the stored ones are done.
    */
-  private propagate(stack: Int32Array, len: number, mode: number, leader: number): void {
+  private propagate(len: number, mode: number, leader: number): void {
     const edges = this.edges,
       es = this.edgeStart,
       flags = this.t.flags;
-    const pending: number[] = [];
+    let pending: number[] | undefined;
     for (;;) {
       while (len > 0) {
-        const i = stack[--len]!;
+        const i = this.stack[--len]!;
         if ((flags[i]! & F_NOEDGES) !== 0) {
-          pending.push(i);
+          (pending ??= []).push(i);
           continue;
         }
         for (let p = es[i]!, q = es[i + 1]!; p < q; p++) {
           const e = edges[p]!;
           const j = e >>> 1;
-          if (this.accept(mode, j, (e & 1) !== 0, leader)) stack[len++] = j;
+          if (this.accept(mode, j, (e & 1) !== 0, leader)) len = this.push(len, j);
         }
       }
-      if (pending.length === 0) return;
+      if (!pending?.length) return;
       pending.sort((x, y) => x - y);
       for (const i of pending.splice(0))
         this.wordsOf(i, (tgt, interior) => {
-          if (this.accept(mode, tgt, interior, leader)) stack[len++] = tgt;
+          if (this.accept(mode, tgt, interior, leader)) len = this.push(len, tgt);
           return true;
         });
     }
   }
 
-  /** Reachable, possibly lost, then cliques of the rest (leader per lost block in `scratch`). */
+  /** Reachable, possibly lost, then cliques of the rest (leader per lost block in `leader`). */
   mark(): void {
     const n = this.t.n,
-      state = this.state,
-      hit = this.rootHit;
-    const stack = this.stackMem && this.stackMem.length >= n ? this.stackMem : new Int32Array(n);
+      state = this.state;
     let len = 0;
-    // 1. Reachable: chains of start pointers from the roots.
-    for (let i = 0; i < n; i++)
-      if ((hit[i]! & 1) !== 0 && state[i] === S_UNREACHED) {
+    // 1. Reachable: chains of start pointers from the roots. The root hits leave the state bytes:
+    // an unreached block with only interior hits becomes S_ROOT_INTERIOR until step 2.
+    for (let i = 0; i < n; i++) {
+      const v = state[i]!;
+      const s = v & S_MASK;
+      if (s !== S_UNREACHED) state[i] = s;
+      else if ((v & H_START) !== 0) {
         state[i] = S_REACHABLE;
-        stack[len++] = i;
-      }
-    this.propagate(stack, len, M_REACH, -1);
+        len = this.push(len, i);
+      } else state[i] = (v & H_INTERIOR) !== 0 ? S_ROOT_INTERIOR : S_UNREACHED;
+    }
+    this.propagate(len, M_REACH, -1);
     // 2. Possibly lost: reached through some interior pointer (from a root or a reached block).
-    len = 0;
+    // Reachable blocks are taken one by one (their edges looked at here, not all pushed at once:
+    // the stack stays as small as what they newly reach).
+    const edges = this.edges,
+      es = this.edgeStart,
+      flags = this.t.flags;
     for (let i = 0; i < n; i++) {
       const s = state[i]!;
+      len = 0;
       if (s === S_REACHABLE) {
-        if ((this.t.flags[i]! & F_NOEDGES) !== 0 || this.edgeStart[i] !== this.edgeStart[i + 1]) stack[len++] = i;
-      } else if (s === S_UNREACHED && hit[i] !== 0) {
+        if ((flags[i]! & F_NOEDGES) !== 0) len = this.push(len, i);
+        else
+          for (let p = es[i]!, q = es[i + 1]!; p < q; p++) {
+            const j = edges[p]! >>> 1;
+            if (state[j] === S_UNREACHED) {
+              state[j] = S_POSSIBLE;
+              len = this.push(len, j);
+            }
+          }
+      } else if (s === S_ROOT_INTERIOR) {
         state[i] = S_POSSIBLE;
-        stack[len++] = i;
+        len = this.push(len, i);
       }
+      if (len > 0) this.propagate(len, M_POSSIBLE, -1);
     }
-    this.propagate(stack, len, M_POSSIBLE, -1);
     // 3. Cliques in address order (valgrind's lc_push_with_clique_if_a_chunk_ptr).
-    const clique = this.scratch;
-    clique.fill(-1);
+    this.leader = perChunk(Int32Array, n);
     for (let i = 0; i < n; i++) {
       if (state[i] !== S_UNREACHED) continue;
       state[i] = S_DEFINITE;
-      clique[i] = i;
-      stack[0] = i;
-      this.propagate(stack, 1, M_CLIQUE, i);
+      this.leader[i] = i;
+      this.stack[0] = i;
+      this.propagate(1, M_CLIQUE, i);
     }
   }
 
+  /** The definitely lost block leading lost block j's group. */
   leaderOf(j: number): number {
-    const c = this.scratch;
+    const c = this.leader;
     let k = j,
       steps = 0;
-    while (c[k]! >= 0 && c[k] !== k && steps++ < 1e6) k = c[k]!;
+    while (c[k] !== k && steps++ < 1e6) k = c[k]!;
     return k;
   }
 }
@@ -1156,39 +1056,32 @@ function oneScan(
   if (space.kind === 'live') space.mappings({ refresh: true });
   // Capacity: at most one chunk per 32 bytes of the brk heap and anonymous rw memory (thread heaps
   // and mmapped chunks live there); zero-filled, so only the entries written cost RSS.
-  let bound = capacity,
-    lo = Infinity,
-    hi = 0,
-    brk = -1;
-  for (const m of space.mappings()) {
-    if (m.path === '[heap]' && brk < 0) brk = m.start;
-    if (m.path === '[heap]' || (m.path === '' && m.perms.startsWith('rw'))) {
-      bound += (m.end - m.start) / 32;
-      lo = Math.min(lo, m.start);
-      hi = Math.max(hi, m.end);
-    }
-  }
-  const table = new ChunkTable(Math.min(MAX_PRESIZED, Math.ceil(bound)), maxEdges);
-  // Candidates are stored relative to the brk heap (the main arena: most chunks), else the lowest.
-  table.setCandidateRange(lo === Infinity ? 0 : lo, hi, brk >= 0 ? brk : lo === Infinity ? 0 : lo);
+  let bound = capacity;
+  for (const m of space.mappings())
+    if (m.path === '[heap]' || (m.path === '' && m.perms.startsWith('rw'))) bound += (m.end - m.start) / 32;
+  const table = new ChunkTable(Math.min(MAX_PRESIZED, Math.ceil(bound)));
   const allocator: number[] = [];
   const census = heapCensus(space, {
     symbolizer,
     location,
-    onWalkInUse: (u, size, mmapped, words, userWord) => table.push(u, size, mmapped, words, userWord),
+    onWalkInUse: (u, size, mmapped) => table.push(u, size, mmapped),
     onFreeListChunk: (u) => table.freed.push(u),
     onTcacheStruct: (u) => allocator.push(u),
   });
   const t1 = performance.now();
+  memoryCheckpoint('scan: after census walk');
   table.finish();
+  memoryCheckpoint('scan: after finish');
   const scan = new Scan(space, census, table, allocator, maxEdges);
   const t2 = performance.now();
   scanRoots(scan, space, census, location);
   const t3 = performance.now();
-  scan.readPending(location.tcacheKey);
-  scan.buildEdges();
+  memoryCheckpoint('scan: after roots');
+  scan.readEdges(location.tcacheKey);
   const t4 = performance.now();
+  memoryCheckpoint('scan: after edges');
   scan.mark();
+  memoryCheckpoint('scan: after mark');
   const t5 = performance.now();
   scan.phasesMs = { census: t1 - t0, table: t2 - t1, roots: t3 - t2, blocks: t4 - t3, mark: t5 - t4 };
   return scan;
@@ -1204,6 +1097,54 @@ const CLASS_OF: Record<number, ReachClass | 'allocator'> = {
   [S_ALLOCATOR]: 'allocator',
   [S_UNREACHED]: 'unknown',
 };
+
+/**
+ * Stability: a chunk lost in this scan stays lost only when it was lost in the previous one at the
+ * same address and size, with the same first bytes (the same chunk, not a new one in its place);
+ * else it becomes unknown. Returns this scan's lost chunks for the next. A function of its own so
+ * the caller's (async, suspended between scans) frame holds no reference into the scan's tables.
+ */
+function confirmLost(space: AddressSpace, scan: Scan, prev: PreviousScan | undefined, printBuf: Buffer): PreviousScan {
+  const t = scan.t,
+    st = scan.state;
+  // Stability: lost now and lost before at the same address and size, with the same first bytes
+  // (the same chunk, not a new one in its place); else unknown (or reachable).
+  let nLost = 0;
+  const prints = new Map<number, number>();
+  for (let i = 0, k = 0; i < t.n; i++) {
+    if (!LOST(st[i]!)) continue;
+    const print = lostFingerprint(space, t.addr[i]!, t.end(i) - t.addr[i]!, printBuf);
+    prints.set(i, print);
+    if (prev) {
+      const a = t.addr[i]!;
+      while (k < prev.addr.length && prev.addr[k]! < a) k++;
+      const same =
+        k < prev.addr.length &&
+        prev.addr[k] === a &&
+        prev.size16[k] === t.size16[i] &&
+        prev.mmapped[k] === ((t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0);
+      if (!same || print === -1 || prev.print[k] !== print) {
+        st[i] = S_UNKNOWN;
+        continue;
+      }
+    }
+    nLost++;
+  }
+  const lost: PreviousScan = {
+    addr: new Float64Array(nLost),
+    size16: new Uint32Array(nLost),
+    mmapped: new Uint8Array(nLost),
+    print: new Float64Array(nLost),
+  };
+  for (let i = 0, j = 0; i < t.n; i++) {
+    if (!LOST(st[i]!)) continue;
+    lost.addr[j] = t.addr[i]!;
+    lost.size16[j] = t.size16[i]!;
+    lost.print[j] = prints.get(i) ?? -1;
+    lost.mmapped[j++] = (t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0;
+  }
+  return lost;
+}
 
 /**
  * Reachability of every in-use chunk of a glibc process (live or core). Scans `opts.scans` times
@@ -1223,47 +1164,11 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   for (let s = 0; s < scans; s++) {
     if (s > 0) await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
     scan = undefined; // the previous scan's tables are garbage before the next scan allocates its own
+    releaseMemory(); // ... and freed now, as are the caller's dead arrays (census, pool analysis)
+    memoryCheckpoint('reach: before scan');
     scan = oneScan(space, symbolizer, location, maxEdges, 1024);
     bytesRead += scan.bytesRead;
-    const t = scan.t,
-      st = scan.state;
-    // Stability: lost now and lost before at the same address and size, with the same first bytes
-    // (the same chunk, not a new one in its place); else unknown (or reachable).
-    let nLost = 0;
-    const prints = new Map<number, number>();
-    for (let i = 0, k = 0; i < t.n; i++) {
-      if (!LOST(st[i]!)) continue;
-      const print = lostFingerprint(space, t.addr[i]!, t.end(i) - t.addr[i]!, printBuf);
-      prints.set(i, print);
-      if (prev) {
-        const a = t.addr[i]!;
-        while (k < prev.addr.length && prev.addr[k]! < a) k++;
-        const same =
-          k < prev.addr.length &&
-          prev.addr[k] === a &&
-          prev.size16[k] === t.size16[i] &&
-          prev.mmapped[k] === ((t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0);
-        if (!same || print === -1 || prev.print[k] !== print) {
-          st[i] = S_UNKNOWN;
-          continue;
-        }
-      }
-      nLost++;
-    }
-    const lost: PreviousScan = {
-      addr: new Float64Array(nLost),
-      size16: new Uint32Array(nLost),
-      mmapped: new Uint8Array(nLost),
-      print: new Float64Array(nLost),
-    };
-    for (let i = 0, j = 0; i < t.n; i++) {
-      if (!LOST(st[i]!)) continue;
-      lost.addr[j] = t.addr[i]!;
-      lost.size16[j] = t.size16[i]!;
-      lost.print[j] = prints.get(i) ?? -1;
-      lost.mmapped[j++] = (t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0;
-    }
-    prev = lost;
+    prev = confirmLost(space, scan, prev, printBuf);
   }
   if (!scan) throw new Error('reachability: no scan');
   const t = scan.t,
