@@ -100,6 +100,8 @@ const S_MASK = 0x3f,
   H_START = 0x40,
   H_INTERIOR = 0x80;
 const F_MMAPPED = 1;
+/** Chunks per edge-offset entry (Scan.edgeBlock). */
+const EDGE_BLOCK = 32;
 /** Edges not stored (edge budget exhausted): read again whenever the mark reaches the block. */
 const F_NOEDGES = 4;
 const M_REACH = 0,
@@ -234,10 +236,72 @@ function lostFingerprint(space: AddressSpace, addr: number, len: number, buf: Bu
   return h;
 }
 
+/** Largest offset of a chunk from its segment's base, in 16-byte units (u32). */
+const SEG_SPAN16 = TWO32;
+
+/**
+ * Chunk addresses as u32 offsets (16-byte units) from the base of their segment: a run of chunks
+ * in address order within 64 GiB of its first, 16-aligned relative to it (a heap, the mmapped
+ * chunks); a chunk that fits no open segment starts a new one. 4 bytes per chunk plus a few
+ * segments, instead of an f64 each.
+ */
+class Addresses {
+  off16: Uint32Array;
+  /** Segment s: base address, chunks [first[s], first[s + 1]); first has a sentinel (n) once sealed. */
+  base: number[] = [];
+  first: number[] = [];
+  cur = 0;
+  n = 0;
+  constructor(capacity: number) {
+    this.off16 = perChunk(Uint32Array, capacity);
+  }
+  push(a: number): void {
+    const n = this.n;
+    if (n === this.off16.length) {
+      const o = new Uint32Array(n * 2);
+      o.set(this.off16);
+      this.off16 = o;
+    }
+    const s = this.base.length - 1;
+    let d = s >= 0 ? (a - this.base[s]!) / 16 : -1;
+    if (!(d >= 0 && d < SEG_SPAN16 && Number.isInteger(d))) {
+      this.base.push(a);
+      this.first.push(n);
+      d = 0;
+    }
+    this.off16[n] = d;
+    this.n = n + 1;
+  }
+  /** Adds the sentinel; no push after. */
+  seal(): void {
+    this.first.push(this.n);
+  }
+  /** Segment of chunk i (the last one looked up first: callers go in address order). */
+  segOf(i: number): number {
+    const f = this.first;
+    let s = this.cur;
+    if (i >= f[s]! && i < f[s + 1]!) return s;
+    let lo = 0,
+      hi = this.base.length - 1;
+    s = 0;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (f[mid]! <= i) {
+        s = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return (this.cur = s);
+  }
+  at(i: number): number {
+    return this.base[this.segOf(i)]! + this.off16[i]! * 16;
+  }
+}
+
 /** In-use chunks of one census in address order, with an address -> chunk lookup. */
 export class ChunkTable {
   n = 0;
-  addr: Float64Array;
+  private a: Addresses;
   /** Chunk size / 16. */
   size16: Uint32Array;
   flags: Uint8Array;
@@ -245,25 +309,31 @@ export class ChunkTable {
   private regEnd = new Float64Array(0);
   private regGran = new Float64Array(0);
   private regTab = new Int32Array(0);
+  /** Region r's chunks: [regFirst[r], regFirst[r + 1]), all in segment regSeg[r]. */
+  private regFirst = new Int32Array(0);
+  private regBase = new Float64Array(0);
   private table = new Int32Array(0);
+  /** Where the chunk is that `find` returned: its user pointer. */
+  lastStart = 0;
   min = Infinity;
   max = -Infinity;
   minHi = 0;
   maxHi = 0;
+  /** Indices where the pushed addresses went down (a new run). */
+  private runs: number[] = [0];
+  private last = -Infinity;
 
   constructor(capacity: number) {
-    this.addr = perChunk(Float64Array, Math.max(16, capacity));
-    this.size16 = perChunk(Uint32Array, this.addr.length);
-    this.flags = perChunk(Uint8Array, this.addr.length);
+    const cap = Math.max(16, capacity);
+    this.a = new Addresses(cap);
+    this.size16 = perChunk(Uint32Array, cap);
+    this.flags = perChunk(Uint8Array, cap);
   }
 
   /** A chunk the census walk saw in use (its words are read after the walk, once every chunk is known). */
   push(userAddr: number, chunkSize: number, mmapped: boolean): void {
     const n = this.n;
-    if (n === this.addr.length) {
-      const a = new Float64Array(n * 2);
-      a.set(this.addr);
-      this.addr = a;
+    if (n === this.size16.length) {
       const s = new Uint32Array(n * 2);
       s.set(this.size16);
       this.size16 = s;
@@ -271,18 +341,24 @@ export class ChunkTable {
       f.set(this.flags);
       this.flags = f;
     }
-    this.addr[n] = userAddr;
+    if (n > 0 && userAddr < this.last) this.runs.push(n);
+    this.last = userAddr;
+    this.a.push(userAddr);
     this.size16[n] = Math.floor(chunkSize / 16);
     this.flags[n] = mmapped ? F_MMAPPED : 0;
     this.n = n + 1;
   }
 
+  /** User pointer of chunk i (after finish). */
+  address(i: number): number {
+    return this.a.at(i);
+  }
   size(i: number): number {
     return this.size16[i]! * 16;
   }
   /** End of block i's words (exclusive). */
   end(i: number): number {
-    return this.addr[i]! + this.size16[i]! * 16 - ((this.flags[i]! & F_MMAPPED) !== 0 ? 16 : 8);
+    return this.a.at(i) + this.size16[i]! * 16 - ((this.flags[i]! & F_MMAPPED) !== 0 ? 16 : 8);
   }
 
   /** User pointers of chunks reported in use by the walk and found on a free list afterwards. */
@@ -296,88 +372,114 @@ export class ChunkTable {
    */
   finish(): void {
     let n = this.n;
-    const runs: number[] = [0];
-    for (let i = 1; i < n; i++) if (this.addr[i]! < this.addr[i - 1]!) runs.push(i);
-    if (runs.length > 1) {
-      const rs = runs
-        .map((s, k) => ({ s, e: k + 1 < runs.length ? runs[k + 1]! : n }))
-        .sort((a, b) => this.addr[a.s]! - this.addr[b.s]!);
-      let disjoint = true;
-      for (let k = 1; k < rs.length && disjoint; k++)
-        if (this.addr[rs[k]!.s]! <= this.addr[rs[k - 1]!.e - 1]!) disjoint = false;
-      const a = perChunk(Float64Array, n),
-        s = perChunk(Uint32Array, n),
-        f = perChunk(Uint8Array, n);
-      if (disjoint) {
-        // Runs in address order, each copied whole.
-        let w = 0;
-        for (const r of rs) {
-          a.set(this.addr.subarray(r.s, r.e), w);
-          s.set(this.size16.subarray(r.s, r.e), w);
-          f.set(this.flags.subarray(r.s, r.e), w);
-          w += r.e - r.s;
-        }
-      } else {
-        const order = new Uint32Array(n);
-        for (let i = 0; i < n; i++) order[i] = i;
-        order.sort((x, y) => this.addr[x]! - this.addr[y]!);
-        for (let i = 0; i < n; i++) {
-          const o = order[i]!;
-          a[i] = this.addr[o]!;
-          s[i] = this.size16[o]!;
-          f[i] = this.flags[o]!;
-        }
-      }
-      this.addr = a;
-      this.size16 = s;
-      this.flags = f;
-    }
-    if (this.freed.length) {
-      // Compaction in place, merging with the sorted free-list chunks.
-      const fr = Float64Array.from(this.freed).sort();
+    const old = this.a;
+    old.seal();
+    const runs = this.runs;
+    const fr = Float64Array.from(this.freed).sort();
+    if (runs.length === 1 && fr.length > 0) {
+      // Compaction in place (the segments stay; their first indices move down).
+      const off16 = old.off16,
+        first = old.first,
+        was = first.slice(),
+        segs = old.base.length;
       let w = 0,
-        q = 0;
+        q = 0,
+        s = -1;
       for (let i = 0; i < n; i++) {
-        const v = this.addr[i]!;
+        while (s + 1 < segs && was[s + 1] === i) first[++s] = w;
+        const v = old.base[s]! + off16[i]! * 16;
         while (q < fr.length && fr[q]! < v) q++;
         if (q < fr.length && fr[q] === v) continue;
-        this.addr[w] = v;
+        off16[w] = off16[i]!;
         this.size16[w] = this.size16[i]!;
         this.flags[w] = this.flags[i]!;
         w++;
       }
+      first[segs] = w;
+      old.cur = 0;
       this.n = n = w;
+    } else if (runs.length > 1) {
+      // Rebuilt in address order without the freed chunks (segments follow the new order).
+      let order: ArrayLike<number> | undefined;
+      {
+        const rs = runs
+          .map((s, k) => ({ s, e: k + 1 < runs.length ? runs[k + 1]! : n }))
+          .sort((x, y) => old.at(x.s) - old.at(y.s));
+        let disjoint = true;
+        for (let k = 1; k < rs.length && disjoint; k++) if (old.at(rs[k]!.s) <= old.at(rs[k - 1]!.e - 1)) disjoint = false;
+        const o = perChunk(Uint32Array, n);
+        if (disjoint) {
+          let w = 0;
+          for (const r of rs) for (let i = r.s; i < r.e; i++) o[w++] = i;
+        } else {
+          for (let i = 0; i < n; i++) o[i] = i;
+          o.sort((x, y) => old.at(x) - old.at(y));
+        }
+        order = o;
+      }
+      const a = new Addresses(n),
+        s = perChunk(Uint32Array, n),
+        f = perChunk(Uint8Array, n);
+      let w = 0,
+        q = 0;
+      for (let k = 0; k < n; k++) {
+        const i = order ? order[k]! : k;
+        const v = old.at(i);
+        while (q < fr.length && fr[q]! < v) q++;
+        if (q < fr.length && fr[q] === v) continue;
+        a.push(v);
+        s[w] = this.size16[i]!;
+        f[w] = this.flags[i]!;
+        w++;
+      }
+      this.a = a;
+      this.size16 = s;
+      this.flags = f;
+      this.n = n = w;
+      a.seal();
     }
-    this.addr = this.addr.subarray(0, n);
+    this.a.off16 = this.a.off16.subarray(0, n);
     this.size16 = this.size16.subarray(0, n);
     this.flags = this.flags.subarray(0, n);
     this.buildLookup();
   }
 
-  /** Regions of chunks (a gap of more than 1 MiB starts a new one), each with a table: granule -> first chunk ending past it. */
+  /**
+   * Regions of chunks (a gap of more than 1 MiB or a new address segment starts a new one), each
+   * with a table: granule -> first chunk ending past it.
+   */
   private buildLookup(): void {
     const n = this.n;
     if (n === 0) return;
     const starts: number[] = [],
       ends: number[] = [],
-      firsts: number[] = [];
-    let rs = this.addr[0]!,
+      firsts: number[] = [],
+      bases: number[] = [];
+    const A = this.a;
+    let rs = A.at(0),
       re = this.end(0),
-      first = 0;
+      first = 0,
+      seg = A.segOf(0);
     for (let i = 1; i <= n; i++) {
-      if (i === n || this.addr[i]! - 16 - re > 1 << 20) {
+      const s = i < n ? A.segOf(i) : -1;
+      const ai = i < n ? A.at(i) : 0;
+      if (i === n || s !== seg || ai - 16 - re > 1 << 20) {
         starts.push(rs);
         ends.push(re);
         firsts.push(first);
+        bases.push(A.base[seg]!);
         if (i === n) break;
-        rs = this.addr[i]!;
+        rs = ai;
         first = i;
+        seg = s;
       }
       re = Math.max(re, this.end(i));
     }
     const R = starts.length;
     this.regStart = Float64Array.from(starts);
     this.regEnd = Float64Array.from(ends);
+    this.regBase = Float64Array.from(bases);
+    this.regFirst = Int32Array.from([...firsts, n]);
     this.regGran = new Float64Array(R);
     this.regTab = new Int32Array(R + 1);
     let total = 0;
@@ -391,8 +493,8 @@ export class ChunkTable {
       total += Math.ceil(bytes / gran) + 1;
     }
     this.regTab[R] = total;
-    this.table = new Int32Array(total);
-    const addr = this.addr,
+    this.table = perChunk(Int32Array, total); // mmapped when large: given back when the scan is dropped
+    const off16 = A.off16,
       size16 = this.size16,
       flags = this.flags,
       table = this.table;
@@ -400,15 +502,16 @@ export class ChunkTable {
       const gran = this.regGran[r]!,
         base = this.regTab[r]!,
         cnt = this.regTab[r + 1]! - base,
-        start = starts[r]!;
+        start = starts[r]!,
+        ab = bases[r]!;
       let k = firsts[r]!;
       const last = r + 1 < R ? firsts[r + 1]! : n;
-      let kEnd = addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
+      let kEnd = ab + off16[k]! * 16 + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
       for (let g = 0; g < cnt; g++) {
         const at = start + g * gran;
         while (k < last - 1 && kEnd <= at) {
           k++;
-          kEnd = addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
+          kEnd = ab + off16[k]! * 16 + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
         }
         table[base + g] = k;
       }
@@ -419,7 +522,7 @@ export class ChunkTable {
     this.maxHi = Math.floor(this.max / TWO32);
   }
 
-  /** Index of the block whose words [user, end) hold v, or -1. */
+  /** Index of the block whose words [user, end) hold v, or -1; its user pointer in lastStart. */
   find(v: number): number {
     if (v < this.min || v >= this.max) return -1;
     const rs = this.regStart;
@@ -435,14 +538,18 @@ export class ChunkTable {
     }
     if (r < 0 || v >= this.regEnd[r]!) return -1;
     let k = this.table[this.regTab[r]! + Math.floor((v - rs[r]!) / this.regGran[r]!)]!;
-    const n = this.n,
-      addr = this.addr,
+    const last = this.regFirst[r + 1]!,
+      base = this.regBase[r]!,
+      off16 = this.a.off16,
       size16 = this.size16,
       flags = this.flags;
-    while (k < n) {
-      const a = addr[k]!;
+    while (k < last) {
+      const a = base + off16[k]! * 16;
       if (a > v) return -1;
-      if (v < a + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8)) return k;
+      if (v < a + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8)) {
+        this.lastStart = a;
+        return k;
+      }
       k++;
     }
     return -1;
@@ -450,17 +557,8 @@ export class ChunkTable {
 
   /** Index of the chunk whose user pointer is exactly `userAddr`, or -1. */
   indexOf(userAddr: number): number {
-    const a = this.addr;
-    let lo = 0,
-      hi = this.n - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const v = a[mid]!;
-      if (v < userAddr) lo = mid + 1;
-      else if (v > userAddr) hi = mid - 1;
-      else return mid;
-    }
-    return -1;
+    const k = this.find(userAddr);
+    return k >= 0 && this.lastStart === userAddr ? k : -1;
   }
 }
 
@@ -485,7 +583,14 @@ class Scan {
   readonly t: ChunkTable;
   /** Per chunk: S_* in the low bits; before the mark, root hits too (H_START, H_INTERIOR). */
   state: Uint8Array;
-  edgeStart: Uint32Array;
+  /**
+   * Where each block's edges are: the blocks' edges lie in address order in `edges`; per block of
+   * EDGE_BLOCK chunks the offset of its first chunk's edges, per chunk its edge count (u8; 255: in
+   * bigCount). 1.125 bytes per chunk instead of a u32 offset each.
+   */
+  edgeBlock: Uint32Array;
+  edgeCount: Uint8Array;
+  bigCount = new Map<number, number>();
   edges: Uint32Array;
   edgeLen = 0;
   /** Blocks without stored edges (F_NOEDGES). */
@@ -510,13 +615,38 @@ class Scan {
     this.t = table;
     const n = table.n;
     this.state = perChunk(Uint8Array, n);
-    this.edgeStart = perChunk(Uint32Array, n + 1);
+    this.edgeBlock = new Uint32Array(Math.ceil(n / EDGE_BLOCK) + 1);
+    this.edgeCount = perChunk(Uint8Array, n);
     // Presized to the budget (zero-filled: only the entries written cost RSS; no growth copies).
     this.edges = new Uint32Array(Math.max(16, maxEdges));
     for (const a of allocator) {
       const i = table.indexOf(a);
       if (i >= 0) this.state[i] = S_ALLOCATOR;
     }
+  }
+
+  /** Offset in `edges` of the block being read's first edge. */
+  private from = 0;
+
+  private setCount(k: number, c: number): void {
+    if (c === 0) return;
+    if (c < 255) this.edgeCount[k] = c;
+    else {
+      this.edgeCount[k] = 255;
+      this.bigCount.set(k, c);
+    }
+  }
+
+  countOf(k: number): number {
+    const c = this.edgeCount[k]!;
+    return c < 255 ? c : this.bigCount.get(k)!;
+  }
+
+  /** Offset of block k's first edge: its EDGE_BLOCK block's offset plus the counts before it. */
+  firstEdge(k: number): number {
+    let p = this.edgeBlock[Math.floor(k / EDGE_BLOCK)]!;
+    for (let q = k - (k % EDGE_BLOCK); q < k; q++) p += this.countOf(q);
+    return p;
   }
 
   /**
@@ -556,9 +686,8 @@ class Scan {
       maxHi = t.maxHi,
       min = t.min,
       max = t.max,
-      addr = t.addr,
       edges = this.edges;
-    const from = this.edgeStart[k]!;
+    const from = this.from;
     for (let w = w0; w + 1 < w1; w += 2) {
       const h = u32[w + 1]!;
       if (h < minHi || h > maxHi) continue;
@@ -566,7 +695,7 @@ class Scan {
       if (v < min || v >= max) continue;
       const tgt = t.find(v);
       if (tgt < 0 || tgt === k) continue;
-      const e = tgt * 2 + (v !== addr[tgt] ? 1 : 0);
+      const e = tgt * 2 + (v !== t.lastStart ? 1 : 0);
       if (this.edgeLen > from && edges[this.edgeLen - 1] === e) continue; // the same pointer again
       if (this.edgeLen === edges.length && !this.dedupe(from)) {
         this.edgeLen = from;
@@ -581,7 +710,7 @@ class Scan {
   /**
    * Reads every block's words in address order, 4 MiB windows (chunks gaps < 64 KiB read through),
    * checking each header against the census (changed or freed since: unknown), and stores the
-   * block's edges in CSR order (edgeStart[i] .. edgeStart[i + 1]), de-duplicated per source. Past
+   * block's edges in address order (edgeBlock, edgeCount), de-duplicated per source. Past
    * the edge budget, blocks keep no edges (F_NOEDGES: read again when the mark reaches them).
    */
   readEdges(tcacheKey: number | null): void {
@@ -592,24 +721,23 @@ class Scan {
       keyLo = key === null ? 0 : key % TWO32,
       keyHi = key === null ? 0 : Math.floor(key / TWO32);
     const { buf, u32 } = window();
-    const addr = t.addr,
-      size16 = t.size16,
+    const size16 = t.size16,
       flags = t.flags,
-      state = this.state,
-      es = this.edgeStart;
-    const endOf = (k: number) => addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
+      state = this.state;
+    const addr = (k: number) => t.address(k);
+    const endOf = (k: number) => t.end(k);
     let full = false;
     let i = 0;
     while (i < n) {
       // A window from the page of the first chunk's header over the following chunks (gaps < 64 KiB
       // read through); + 8: the next chunk's size field (PREV_INUSE).
-      const winStart = Math.floor((addr[i]! - 16) / 4096) * 4096;
+      const winStart = Math.floor((addr(i) - 16) / 4096) * 4096;
       const winLimit = winStart + WINDOW - 8;
       let j = i + 1;
       let winEnd = endOf(i);
       while (j < n) {
         const e = endOf(j);
-        if (e > winLimit || addr[j]! - 16 - winEnd >= 64 << 10) break;
+        if (e > winLimit || addr(j) - 16 - winEnd >= 64 << 10) break;
         winEnd = e;
         j++;
       }
@@ -617,7 +745,9 @@ class Scan {
       const got = big ? 0 : space.readInto(winStart, buf, 0, winEnd + 8 - winStart);
       this.bytesRead += got;
       for (let k = i; k < j; k++) {
-        es[k] = this.edgeLen;
+        if (k > i) this.setCount(k - 1, this.edgeLen - this.from);
+        if (k % EDGE_BLOCK === 0) this.edgeBlock[k / EDGE_BLOCK] = this.edgeLen;
+        this.from = this.edgeLen;
         if ((state[k]! & S_MASK) === S_ALLOCATOR) continue;
         if (big) {
           if (!this.checkHeaderDirect(k)) state[k] = S_UNKNOWN;
@@ -629,7 +759,7 @@ class Scan {
           continue;
         }
         const mm = (flags[k]! & F_MMAPPED) !== 0;
-        const off = addr[k]! - winStart;
+        const off = addr(k) - winStart;
         const offEnd = off + size16[k]! * 16 - (mm ? 16 : 8);
         if (offEnd > got) {
           state[k] = S_UNKNOWN;
@@ -663,9 +793,10 @@ class Scan {
           full = true;
         }
       }
+      this.setCount(j - 1, this.edgeLen - this.from);
       i = j;
     }
-    es[n] = this.edgeLen;
+    this.edgeBlock[Math.ceil(n / EDGE_BLOCK)] = this.edgeLen;
     let unstored = 0;
     for (let k = 0; k < n; k++) if ((flags[k]! & F_NOEDGES) !== 0) unstored++;
     this.unstored = unstored;
@@ -679,7 +810,7 @@ class Scan {
   private bigEdges(k: number): boolean {
     const t = this.t;
     const { buf, u32 } = window();
-    const a = t.addr[k]!,
+    const a = t.address(k),
       e = t.end(k);
     for (let p = a; p < e; p += WINDOW) {
       const want = Math.min(WINDOW, e - p);
@@ -695,7 +826,7 @@ class Scan {
     const t = this.t;
     let sz: number;
     try {
-      sz = this.space.readU64(t.addr[k]! - 8);
+      sz = this.space.readU64(t.address(k) - 8);
     } catch {
       return false;
     }
@@ -708,7 +839,7 @@ class Scan {
   private wordsOf(k: number, visit: (tgt: number, interior: boolean) => boolean): void {
     const t = this.t;
     const { buf, u32 } = window();
-    const a = t.addr[k]!,
+    const a = t.address(k),
       e = t.end(k);
     for (let p = a; p < e; p += WINDOW) {
       const len = Math.min(WINDOW, e - p);
@@ -721,7 +852,7 @@ class Scan {
         const v = h * TWO32 + u32[w]!;
         const tgt = t.find(v);
         if (tgt < 0 || tgt === k) continue;
-        if (!visit(tgt, v !== t.addr[tgt])) return;
+        if (!visit(tgt, v !== t.lastStart)) return;
       }
       if (got < len) return;
     }
@@ -759,7 +890,7 @@ class Scan {
         if (v < min || v >= max) continue;
         const tgt = t.find(v);
         if (tgt < 0) continue;
-        if (v === t.addr[tgt]) {
+        if (v === t.lastStart) {
           this.state[tgt] |= H_START;
           root.startPointers++;
         } else {
@@ -785,7 +916,7 @@ class Scan {
     root.bytes += 8;
     const tgt = this.t.find(v);
     if (tgt < 0) return;
-    if (v === this.t.addr[tgt]) {
+    if (v === this.t.lastStart) {
       this.state[tgt] |= H_START;
       root.startPointers++;
     } else {
@@ -841,7 +972,6 @@ class Scan {
    */
   private propagate(len: number, mode: number, leader: number): void {
     const edges = this.edges,
-      es = this.edgeStart,
       flags = this.t.flags;
     let pending: number[] | undefined;
     for (;;) {
@@ -851,7 +981,8 @@ class Scan {
           (pending ??= []).push(i);
           continue;
         }
-        for (let p = es[i]!, q = es[i + 1]!; p < q; p++) {
+        const p0 = this.firstEdge(i);
+        for (let p = p0, q = p0 + this.countOf(i); p < q; p++) {
           const e = edges[p]!;
           const j = e >>> 1;
           if (this.accept(mode, j, (e & 1) !== 0, leader)) len = this.push(len, j);
@@ -888,15 +1019,16 @@ class Scan {
     // Reachable blocks are taken one by one (their edges looked at here, not all pushed at once:
     // the stack stays as small as what they newly reach).
     const edges = this.edges,
-      es = this.edgeStart,
       flags = this.t.flags;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0, p0 = 0; i < n; i++) {
       const s = state[i]!;
+      if (i % EDGE_BLOCK === 0) p0 = this.edgeBlock[i / EDGE_BLOCK]!;
+      const q0 = p0 + this.countOf(i);
       len = 0;
       if (s === S_REACHABLE) {
         if ((flags[i]! & F_NOEDGES) !== 0) len = this.push(len, i);
         else
-          for (let p = es[i]!, q = es[i + 1]!; p < q; p++) {
+          for (let p = p0; p < q0; p++) {
             const j = edges[p]! >>> 1;
             if (state[j] === S_UNREACHED) {
               state[j] = S_POSSIBLE;
@@ -907,6 +1039,7 @@ class Scan {
         state[i] = S_POSSIBLE;
         len = this.push(len, i);
       }
+      p0 = q0;
       if (len > 0) this.propagate(len, M_POSSIBLE, -1);
     }
     // 3. Cliques in address order (valgrind's lc_push_with_clique_if_a_chunk_ptr).
@@ -981,7 +1114,7 @@ function scanRoots(scan: Scan, space: AddressSpace, census: HeapCensus, loc: Gli
     }
   }
   for (let i = 0; i < t.n; i++)
-    if ((t.flags[i]! & F_MMAPPED) !== 0) ex.push({ start: t.addr[i]! - 16, end: t.addr[i]! - 16 + t.size(i) });
+    if ((t.flags[i]! & F_MMAPPED) !== 0) ex.push({ start: t.address(i) - 16, end: t.address(i) - 16 + t.size(i) });
   ex.sort((x, y) => x.start - y.start);
 
   // Thread stacks from sp.
@@ -1113,10 +1246,10 @@ function confirmLost(space: AddressSpace, scan: Scan, prev: PreviousScan | undef
   const prints = new Map<number, number>();
   for (let i = 0, k = 0; i < t.n; i++) {
     if (!LOST(st[i]!)) continue;
-    const print = lostFingerprint(space, t.addr[i]!, t.end(i) - t.addr[i]!, printBuf);
+    const print = lostFingerprint(space, t.address(i), t.end(i) - t.address(i), printBuf);
     prints.set(i, print);
     if (prev) {
-      const a = t.addr[i]!;
+      const a = t.address(i);
       while (k < prev.addr.length && prev.addr[k]! < a) k++;
       const same =
         k < prev.addr.length &&
@@ -1138,7 +1271,7 @@ function confirmLost(space: AddressSpace, scan: Scan, prev: PreviousScan | undef
   };
   for (let i = 0, j = 0; i < t.n; i++) {
     if (!LOST(st[i]!)) continue;
-    lost.addr[j] = t.addr[i]!;
+    lost.addr[j] = t.address(i);
     lost.size16[j] = t.size16[i]!;
     lost.print[j] = prints.get(i) ?? -1;
     lost.mmapped[j++] = (t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0;
@@ -1240,12 +1373,12 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   ];
   const pv = opts.previewBytes ?? 64;
   const largestLost: LostChunk[] = picked.map(({ i, g }) => {
-    const len = Math.min(pv, t.end(i) - t.addr[i]!);
+    const len = Math.min(pv, t.end(i) - t.address(i));
     const b = Buffer.alloc(len);
-    const got = space.readInto(t.addr[i]!, b, 0, len);
+    const got = space.readInto(t.address(i), b, 0, len);
     const bytes = b.subarray(0, got);
     return {
-      address: t.addr[i]!,
+      address: t.address(i),
       chunkSize: t.size(i),
       class: CLASS_OF[st[i]!] as ReachClass,
       groupChunks: g.chunks,
