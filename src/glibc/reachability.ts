@@ -32,16 +32,19 @@
 // both scans at the same address and size; otherwise unknown (reachable when the last scan
 // reached it).
 //
-// Cost: one read of every in-use chunk's words per scan, in address order, windows of 4 MiB. Per
-// chunk: address (f64), size / 16 (u32), flags, state and root hit (u8), candidate start and length
-// (u32; the lengths' buffer then holds the CSR edge offsets, the starts' the mark's stack), a
-// scratch i32; a lookup table of ~1 i32 per 512 heap bytes; candidate pointers as u32 offsets from
-// the brk heap (3 u32 for one outside 4 GiB of it); edges (pointers between blocks, de-duplicated
-// per source) as u32 (target index * 2 + interior): ~35 bytes per chunk holding one pointer. The
-// candidate and edge arrays are presized to their budgets and large per-chunk arrays made bigger
-// than glibc's mmap threshold: zero-filled virtual memory, resident only where written, no growth
-// copies, given back when freed. Past `maxEdges` the remaining blocks' edges are not stored but
-// read again when the mark reaches them.
+// Cost: per scan the census walk (which only records the chunks) and one more read of every
+// in-use chunk's words, in address order, windows of 4 MiB, once the chunk table is complete (so
+// each word is resolved to a block at once: no candidate pointers are stored). Per chunk: address
+// as a u32 offset (16-byte units) from its segment's base, size / 16 (u32), flags and state with
+// the root hits (u8 each), edge count (u8; offsets per 32 chunks); a lookup table of ~1 i32 per
+// 512 heap bytes; edges (pointers between blocks, de-duplicated per source by sorting) as u32
+// (target index * 2 + interior); clique leaders (i32) only where a block is lost, the mark's stack
+// as deep as it gets: ~18 bytes per chunk holding one pointer. The edge array is presized to its
+// budget and large per-chunk arrays made bigger than glibc's mmap threshold: zero-filled virtual
+// memory, resident only where written, no growth copies, given back when freed (releaseMemory
+// runs a collection between scans, so a dead scan's tables are gone before the next allocates).
+// Past `maxEdges` the remaining blocks' edges are not stored but read again when the mark reaches
+// them.
 
 import type { AddressSpace } from '../target/address-space.js';
 import { findMapping } from '../target/address-space.js';
@@ -71,9 +74,9 @@ function perChunk<T extends Uint8Array | Int32Array | Uint32Array | Float64Array
 /** x86-64 System V red zone below sp that leaf code may use (valgrind's VG_STACK_REDZONE_SZB). */
 export const STACK_RED_ZONE = 128;
 const WINDOW = 4 << 20;
-/** Default cap on stored edges (4 bytes each) and on candidate entries (4 bytes each). */
+/** Default cap on stored edges (4 bytes each). */
 export const DEFAULT_MAX_EDGES = 24 << 20;
-/** Most chunk-table entries allocated up front (13 bytes each, virtual until written). */
+/** Most chunk-table entries allocated up front (9 bytes each, virtual until written). */
 const MAX_PRESIZED = 1 << 24;
 
 export type ReachClass = 'definitelyLost' | 'indirectlyLost' | 'possiblyLost' | 'reachable' | 'unknown';
