@@ -64,7 +64,7 @@ const TWO32 = 4294967296;
  */
 const ALWAYS_MMAPPED = 33 << 20;
 /** A zero-filled per-chunk array; large ones over-allocated virtually so they are mmapped (untouched pages cost no RSS). */
-function perChunk<T extends Uint8Array | Int32Array | Uint32Array | Float64Array>(
+function perChunk<T extends Uint8Array | Uint16Array | Int32Array | Uint32Array | Float64Array>(
   C: { new (n: number): T; BYTES_PER_ELEMENT: number },
   n: number,
 ): T {
@@ -239,6 +239,8 @@ function lostFingerprint(space: AddressSpace, addr: number, len: number, buf: Bu
   return h;
 }
 
+/** ChunkTable.size16 entry of a chunk of 1 MiB or more (its size is in a map). */
+const BIG16 = 0xffff;
 /** Largest offset of a chunk from its segment's base, in 16-byte units (u32). */
 const SEG_SPAN16 = TWO32;
 
@@ -305,8 +307,9 @@ class Addresses {
 export class ChunkTable {
   n = 0;
   private a: Addresses;
-  /** Chunk size / 16. */
-  size16: Uint32Array;
+  /** Chunk size / 16 (u16; BIG16: in bigSize16 by user pointer, chunks of 1 MiB and more). */
+  private size16: Uint16Array;
+  private bigSize16 = new Map<number, number>();
   flags: Uint8Array;
   private regStart = new Float64Array(0);
   private regEnd = new Float64Array(0);
@@ -329,7 +332,7 @@ export class ChunkTable {
   constructor(capacity: number) {
     const cap = Math.max(16, capacity);
     this.a = new Addresses(cap);
-    this.size16 = perChunk(Uint32Array, cap);
+    this.size16 = perChunk(Uint16Array, cap);
     this.flags = perChunk(Uint8Array, cap);
   }
 
@@ -337,7 +340,7 @@ export class ChunkTable {
   push(userAddr: number, chunkSize: number, mmapped: boolean): void {
     const n = this.n;
     if (n === this.size16.length) {
-      const s = new Uint32Array(n * 2);
+      const s = new Uint16Array(n * 2);
       s.set(this.size16);
       this.size16 = s;
       const f = new Uint8Array(n * 2);
@@ -347,7 +350,12 @@ export class ChunkTable {
     if (n > 0 && userAddr < this.last) this.runs.push(n);
     this.last = userAddr;
     this.a.push(userAddr);
-    this.size16[n] = Math.floor(chunkSize / 16);
+    const z = Math.floor(chunkSize / 16);
+    if (z < BIG16) this.size16[n] = z;
+    else {
+      this.size16[n] = BIG16;
+      this.bigSize16.set(userAddr, z);
+    }
     this.flags[n] = mmapped ? F_MMAPPED : 0;
     this.n = n + 1;
   }
@@ -356,12 +364,17 @@ export class ChunkTable {
   address(i: number): number {
     return this.a.at(i);
   }
+  /** Chunk size / 16 of chunk i. */
+  s16(i: number): number {
+    const z = this.size16[i]!;
+    return z !== BIG16 ? z : this.bigSize16.get(this.a.at(i))!;
+  }
   size(i: number): number {
-    return this.size16[i]! * 16;
+    return this.s16(i) * 16;
   }
   /** End of block i's words (exclusive). */
   end(i: number): number {
-    return this.a.at(i) + this.size16[i]! * 16 - ((this.flags[i]! & F_MMAPPED) !== 0 ? 16 : 8);
+    return this.a.at(i) + this.s16(i) * 16 - ((this.flags[i]! & F_MMAPPED) !== 0 ? 16 : 8);
   }
 
   /** User pointers of chunks reported in use by the walk and found on a free list afterwards. */
@@ -421,7 +434,7 @@ export class ChunkTable {
         order = o;
       }
       const a = new Addresses(n),
-        s = perChunk(Uint32Array, n),
+        s = perChunk(Uint16Array, n),
         f = perChunk(Uint8Array, n);
       let w = 0,
         q = 0;
@@ -497,24 +510,20 @@ export class ChunkTable {
     }
     this.regTab[R] = total;
     this.table = perChunk(Int32Array, total); // mmapped when large: given back when the scan is dropped
-    const off16 = A.off16,
-      size16 = this.size16,
-      flags = this.flags,
-      table = this.table;
+    const table = this.table;
     for (let r = 0; r < R; r++) {
       const gran = this.regGran[r]!,
         base = this.regTab[r]!,
         cnt = this.regTab[r + 1]! - base,
-        start = starts[r]!,
-        ab = bases[r]!;
+        start = starts[r]!;
       let k = firsts[r]!;
       const last = r + 1 < R ? firsts[r + 1]! : n;
-      let kEnd = ab + off16[k]! * 16 + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
+      let kEnd = this.end(k);
       for (let g = 0; g < cnt; g++) {
         const at = start + g * gran;
         while (k < last - 1 && kEnd <= at) {
           k++;
-          kEnd = ab + off16[k]! * 16 + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
+          kEnd = this.end(k);
         }
         table[base + g] = k;
       }
@@ -549,7 +558,9 @@ export class ChunkTable {
     while (k < last) {
       const a = base + off16[k]! * 16;
       if (a > v) return -1;
-      if (v < a + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8)) {
+      let z = size16[k]!;
+      if (z === BIG16) z = this.bigSize16.get(a)!;
+      if (v < a + z * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8)) {
         this.lastStart = a;
         return k;
       }
@@ -724,8 +735,7 @@ class Scan {
       keyLo = key === null ? 0 : key % TWO32,
       keyHi = key === null ? 0 : Math.floor(key / TWO32);
     const { buf, u32 } = window();
-    const size16 = t.size16,
-      flags = t.flags,
+    const flags = t.flags,
       state = this.state;
     const addr = (k: number) => t.address(k);
     const endOf = (k: number) => t.end(k);
@@ -763,7 +773,8 @@ class Scan {
         }
         const mm = (flags[k]! & F_MMAPPED) !== 0;
         const off = addr(k) - winStart;
-        const offEnd = off + size16[k]! * 16 - (mm ? 16 : 8);
+        const z = t.s16(k);
+        const offEnd = off + z * 16 - (mm ? 16 : 8);
         if (offEnd > got) {
           state[k] = S_UNKNOWN;
           continue;
@@ -773,7 +784,7 @@ class Scan {
         const lo = u32[hw]!,
           hi = u32[hw + 1]!;
         if (
-          (hi !== 0 ? hi * TWO32 + (lo - (lo & 7)) !== size16[k]! * 16 : lo >>> 4 !== size16[k]) ||
+          (hi !== 0 ? hi * TWO32 + (lo - (lo & 7)) !== z * 16 : lo >>> 4 !== z) ||
           ((lo & 2) !== 0) !== mm
         ) {
           state[k] = S_UNKNOWN;
@@ -1257,7 +1268,7 @@ function confirmLost(space: AddressSpace, scan: Scan, prev: PreviousScan | undef
       const same =
         k < prev.addr.length &&
         prev.addr[k] === a &&
-        prev.size16[k] === t.size16[i] &&
+        prev.size16[k] === t.s16(i) &&
         prev.mmapped[k] === ((t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0);
       if (!same || print === -1 || prev.print[k] !== print) {
         st[i] = S_UNKNOWN;
@@ -1275,7 +1286,7 @@ function confirmLost(space: AddressSpace, scan: Scan, prev: PreviousScan | undef
   for (let i = 0, j = 0; i < t.n; i++) {
     if (!LOST(st[i]!)) continue;
     lost.addr[j] = t.address(i);
-    lost.size16[j] = t.size16[i]!;
+    lost.size16[j] = t.s16(i);
     lost.print[j] = prints.get(i) ?? -1;
     lost.mmapped[j++] = (t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0;
   }
@@ -1316,7 +1327,7 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   const groupBytes = new Map<number, { chunks: number; bytes: number }>();
   for (let i = 0; i < t.n; i++) {
     const s = st[i]!;
-    const size = t.size16[i]! * 16;
+    const size = t.s16(i) * 16;
     const k = size < TWO32 ? 31 - Math.clz32(size) : Math.floor(Math.log2(size));
     cnt[s * 64 + k]++;
     byt[s * 64 + k] += size;
