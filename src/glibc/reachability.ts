@@ -665,8 +665,9 @@ class Scan {
 
   /**
    * Sorts the edges of the block being read (edges[from .. edgeLen)) by target and keeps one per
-   * target: a start pointer's (even) before an interior one's (odd). Returns false when the budget
-   * is still exhausted afterwards.
+   * target: a start pointer's (even) before an interior one's (odd). Returns false when less than
+   * 1/8 of the budget is left afterwards. A block bigger than a window is sorted once, at its end
+   * (or when it fills the budget), not after each window.
    */
   private dedupe(from: number): boolean {
     const e = this.edges,
@@ -687,14 +688,16 @@ class Scan {
       for (let p = from + 1; p < this.edgeLen; p++) if (e[p]! >>> 1 !== e[w - 1]! >>> 1) e[w++] = e[p]!;
       this.edgeLen = w;
     }
-    return this.edgeLen < e.length;
+    // Room for at least 1/8 of the budget more: a block that fills it again and again is given up
+    // (its edges are read again when reached) rather than sorted over and over.
+    return this.edgeLen <= e.length - Math.max(1, e.length >>> 3);
   }
 
   /**
    * Edges of the block whose words are u32[w0 .. w1) (pointers to other blocks, one per target).
    * Returns false when the edge budget ran out (the block's edges are then dropped).
    */
-  private blockEdges(k: number, u32: Uint32Array, w0: number, w1: number): boolean {
+  private blockEdges(k: number, u32: Uint32Array, w0: number, w1: number, last = true): boolean {
     const t = this.t,
       minHi = t.minHi,
       maxHi = t.maxHi,
@@ -717,7 +720,7 @@ class Scan {
       }
       edges[this.edgeLen++] = e;
     }
-    this.dedupe(from);
+    if (last) this.dedupe(from);
     return true;
   }
 
@@ -830,7 +833,8 @@ class Scan {
       const want = Math.min(WINDOW, e - p);
       const got = this.space.readInto(p, buf, 0, want);
       this.bytesRead += got;
-      if (!this.blockEdges(k, u32, 0, got >>> 2)) return false;
+      const done = got < want || p + want >= e;
+      if (!this.blockEdges(k, u32, 0, got >>> 2, done)) return false;
       if (got < want) break;
     }
     return true;
