@@ -31,7 +31,7 @@ async function traceUnderWrk(ngx: NginxHandle): Promise<LeakTrace> {
   }
 }
 
-test("two malloc-mode traces at once, memalign family probed at its entry: every stack still reaches main", async () => {
+test('two malloc-mode traces at once, memalign family probed at its entry: every stack still reaches main', async () => {
   // Without libc's debug file sampled mode probes posix_memalign itself (no _int_memalign).
   const saved = debugRoots.splice(0, debugRoots.length);
   const a = await startNginx({ workers: 1 });

@@ -302,12 +302,7 @@ function allocEntryBody(
     tgidOrExit(opts.tgid, opts.pidns),
     statInc(m, Stat.entryHits, 'entry'),
     // realloc frees its old block whether or not this call is sampled.
-    conv === 'realloc'
-      ? [
-          forgetArgPointer(m, ctx, 0, 'realloc', 'no_old'),
-          A.label('no_old'),
-        ]
-      : [],
+    conv === 'realloc' ? [forgetArgPointer(m, ctx, 0, 'realloc', 'no_old'), A.label('no_old')] : [],
     // lj_alloc_f frees or reallocates its ptr argument (arg 1); nsize 0 is a free only.
     conv === 'lj_alloc'
       ? [
