@@ -8,7 +8,9 @@
 //   memory      step 1: the memory breakdown (maps, smaps, pagemap)
 //   census      step 2: glibc heap census and nginx pools (and sibling / baseline comparisons)
 //   pause       the observation pause: the first reachability scan inside it, then the second census
-//   trace       step 5: the trace window, its detach and cost measurement, pool liveness, final census
+//   trace       step 5 up to the window's last progress report (the window)
+//   after       from there to the reachability step: detach, cost measurement, the trace's result
+//               (symbols, source lines, inlined frames), pool liveness reads, the final census
 //   reach       reachability at the end, and the closing memory breakdown
 // own = the whole analysis minus the pause and the trace window (doc.leaks.durationSeconds): the
 // time leakscope's own reads add. Goal: whole <= pause + window + 10 s (it was a wall-clock
@@ -24,7 +26,7 @@ const ROUNDS = 3;
 const PAUSE = 2;
 const TRACE = 5;
 const GOAL_OWN_SECONDS = 10;
-const PHASES = ['memory', 'census', 'pause', 'trace', 'reach'] as const;
+const PHASES = ['memory', 'census', 'pause', 'trace', 'after', 'reach'] as const;
 type Phase = (typeof PHASES)[number];
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
@@ -56,6 +58,7 @@ async function oneRound(): Promise<AnalyzeRound> {
       await new Promise((r) => setTimeout(r, 1500));
       const space = LiveProcess.open(ngx.workerPids()[0]!);
       const marks: Array<{ phase: Phase; at: number }> = [];
+      let lastProgress: number | undefined;
       const t0 = performance.now();
       try {
         const doc = await analyze(space, {
@@ -65,8 +68,17 @@ async function oneRound(): Promise<AnalyzeRound> {
             const phase = phaseOf(line);
             if (phase) marks.push({ phase, at: performance.now() });
           },
+          onTraceProgress: () => {
+            lastProgress = performance.now();
+          },
         });
         const end = performance.now();
+        const reachAt = marks.find((m) => m.phase === 'reach')?.at;
+        if (lastProgress !== undefined)
+          marks.splice(reachAt === undefined ? marks.length : marks.findIndex((m) => m.at === reachAt), 0, {
+            phase: 'after',
+            at: lastProgress,
+          });
         const phases = Object.fromEntries(PHASES.map((p) => [p, 0])) as Record<Phase, number>;
         marks.forEach((m, i) => {
           phases[m.phase] += ((marks[i + 1]?.at ?? end) - m.at) / 1000;
