@@ -253,12 +253,25 @@ test('nginx under load, --heap-liveness --max-overhead: the duty keeps the estim
     await driveRequests(ngx, '/ok', 10, 2);
     const space = LiveProcess.open(worker!);
     const budget = 0.03;
-    const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: 6, heapLiveness: true, maxOverhead: budget });
-    await new Promise((r) => setTimeout(r, 800));
+    // The load and the leak start once the window runs (its first progress report, after the first
+    // second): then the duty is low (a few % of each second), so the leak is driven long enough
+    // (600 x 300 KiB, sampled with p ~ 0.59 when attached) to expect ~20 samples, not a lucky one.
+    let windowRuns!: () => void;
+    const running = new Promise<void>((r) => {
+      windowRuns = r;
+    });
+    const trace = traceLeaks(space, {
+      mode: 'malloc',
+      durationSeconds: 7,
+      heapLiveness: true,
+      maxOverhead: budget,
+      onProgress: () => windowRuns(),
+    });
+    await Promise.race([running, trace]);
     const cpu0 = processCpuSeconds(worker!)!;
     const load = runWrk(ngx.url('/ok'), 4, 8);
-    const leak = await driveRequests(ngx, '/leak-keep', 200, 2);
-    assert.equal(leak.ok, 200);
+    const leak = await driveRequests(ngx, '/leak-keep', 600, 2);
+    assert.equal(leak.ok, 600);
     await load;
     const t = await trace;
     const cpu = processCpuSeconds(worker!)! - cpu0;
