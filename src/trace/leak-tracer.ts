@@ -33,6 +33,7 @@ import { LuaFrameResolver } from './lua-stack.js';
 import { type PoolSitePlan, planPoolSites } from './pool-sites.js';
 import type { PoolSiteReport } from '../model/leaks.js';
 import { measureHitCost } from './hit-cost.js';
+import { watchExit } from './exit-watch.js';
 
 /** tcmalloc's default sampling period (bytes). */
 export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
@@ -270,7 +271,10 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     stash,
     stashEntries: opts.stashEntries,
     ringBytes: opts.ringBytes ?? (sampleBytes === 0 ? 64 << 20 : 16 << 20),
+    // Pool mode: records are rare (module pools); Node sleeps until the ring is a quarter full or the second ends.
+    drainOnFill: opts.mode === 'pool',
   });
+  const poolWakeBytes = session.maps.events.size / 4;
   const symbolizer = new Symbolizer(space.modules());
   const luaVms =
     opts.mode === 'lua' || (opts.mode === 'malloc' && opts.luaFrames !== false)
@@ -361,6 +365,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
             binaryPath: create.module.hostPath,
             returnSiteVaddr: bodyVaddr,
             stackBytes: opts.stackBytes ?? 4096,
+            wakeAtBytes: poolWakeBytes,
             label: bodyLabel,
           }),
         );
@@ -374,6 +379,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
               binaryPath: p.mod.hostPath,
               returnSiteVaddr: p.probeVaddr,
               stackBytes: opts.stackBytes ?? 4096,
+            wakeAtBytes: poolWakeBytes,
               label: `${basename(p.module)}:ngx_create_pool call in ${p.function} (0x${p.probeVaddr.toString(16)})`,
             }),
           );
@@ -429,17 +435,16 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
 
     // The window: progress each second; duty cycle; early end on abort.
     const end = t0 + opts.durationSeconds * 1000;
-    // The target may exit during the window: checked every 100 ms; the result covers up to then.
+    // The target may exit during the window: noticed through a pidfd (or checked every 100 ms); the
+    // result covers up to then.
     let exitedAfter: number | undefined;
     const exitWatch = new AbortController();
     const onAbort = () => exitWatch.abort();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    const watch = setInterval(() => {
-      if (exitedAfter === undefined && !processAlive(space.pid)) {
-        exitedAfter = (Date.now() - t0) / 1000;
-        exitWatch.abort();
-      }
-    }, 100);
+    const unwatch = watchExit(space.pid, processAlive, () => {
+      if (exitedAfter === undefined) exitedAfter = (Date.now() - t0) / 1000;
+      exitWatch.abort();
+    });
     const stop = exitWatch.signal;
     try {
       while (Date.now() < end && !stop.aborted) {
@@ -454,16 +459,18 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         }
         session.drain();
         snapshot();
-        const st = session.stats();
-        opts.onProgress?.({
-          elapsedSeconds: (Date.now() - t0) / 1000,
-          durationSeconds: opts.durationSeconds,
-          events: sampledEvents,
-          probeHits: st.entryHits + st.freeHits + st.returnHits + st.poolHits,
-        });
+        if (opts.onProgress) {
+          const st = session.stats();
+          opts.onProgress({
+            elapsedSeconds: (Date.now() - t0) / 1000,
+            durationSeconds: opts.durationSeconds,
+            events: sampledEvents,
+            probeHits: st.entryHits + st.freeHits + st.returnHits + st.poolHits,
+          });
+        }
       }
     } finally {
-      clearInterval(watch);
+      unwatch();
       opts.signal?.removeEventListener('abort', onAbort);
     }
     if (exitedAfter === undefined && !processAlive(space.pid)) exitedAfter = (Date.now() - t0) / 1000;
