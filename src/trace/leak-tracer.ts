@@ -286,6 +286,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   // Pool mode at call sites: the runtime pcs of those probes, and ngx_create_pool's pc put back as their leaf.
   const callSitePcs = new Set<number>();
   let poolLeafPc = 0;
+  const poolObjects = new Set<string>(); // the objects pool mode probes (their CFI is read before attaching)
   let poolSiteReport: PoolSiteReport | undefined;
   try {
     if (opts.mode === 'malloc') {
@@ -347,6 +348,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       // Call-site probes see the caller's frame first: ngx_create_pool's frame (at the body probe's pc) is put
       // back as the leaf, so stacks read as with the body probe.
       poolLeafPc = create.module.loadBias + bodyVaddr;
+      poolObjects.add(create.module.path);
       const plan: PoolSitePlan = opts.allPoolSites
         ? {
             report: { placement: 'body', reason: '--all-pool-sites', probed: [], skipped: [] },
@@ -372,6 +374,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       } else {
         for (const p of plan.probes) {
           callSitePcs.add(p.mod.loadBias + p.probeVaddr);
+          poolObjects.add(p.mod.path);
           session.add(
             poolProbe(session.tracerMaps, {
               pid: space.pid,
@@ -391,8 +394,12 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         );
       }
     }
+    // Pool mode: the CFI and symbols its stacks pass through (the probed objects, libc's start-up
+    // frames) are read before the probes attach, not by the window's first events.
+    if (opts.mode === 'pool') resolver.preload((m) => poolObjects.has(m.path) || /\/libc\.so/.test(m.path));
     session.start();
-    resolver.refresh(); // the [uprobes] trampoline page exists once uretprobes are attached
+    // The [uprobes] trampoline page exists once uretprobes are attached (pool mode has none: its preloaded symbols stay).
+    if (opts.mode !== 'pool') resolver.refresh();
     if (stash) resolver.preload();
     probes.push(...session.probeNames());
     if (opts.mode !== 'pool')
