@@ -17,7 +17,10 @@
 //   malloc-exact  `leakscope leaks PID --mode malloc --sample-bytes 0` (every allocation)
 //   bpftrace      `bpftrace -p PID bench/memleak.bt PID` (memleak-style, stacks on every allocation)
 // (Run alone: LEAKSCOPE_BENCH_MODES=untraced,pool-duty-0.5,malloc-duty-0.5,... picks other modes,
-// LEAKSCOPE_BENCH_ROUNDS and LEAKSCOPE_BENCH_SECONDS change the rounds (7) and run length (5 s).)
+// LEAKSCOPE_BENCH_ROUNDS and LEAKSCOPE_BENCH_SECONDS change the rounds (7) and run length (5 s);
+// mode pool-base runs the pool mode of another build, LEAKSCOPE_BENCH_BASE_CLI=/other/checkout/bin/leakscope.)
+// The verdict is the median over rounds of each round's ratio to that round's untraced run (paired);
+// beside it the ratio of the medians, each mode's min-max, and the worker's CPU per request.
 // Reported: median requests/s per mode, its ratio to the untraced median, probe hits (traps)
 // per request as leakscope's own stats count them (the JSON's cost.probeHits / wrk's request
 // count; bpftrace: its @hits count), the worker's CPU per request, the tracer's own CPU, and
@@ -42,6 +45,7 @@ export type OverheadMode =
   | 'malloc'
   | 'malloc-exact'
   | 'bpftrace'
+  | 'pool-base' // pool mode of another build (LEAKSCOPE_BENCH_BASE_CLI=/path/bin/leakscope): before / after in one run
   | `pool-duty-${number}`
   | `malloc-duty-${number}`;
 
@@ -78,6 +82,8 @@ interface RunResult {
   tracerWindowCpuByThread?: Record<string, number>;
   /** Share of all CPUs busy during the wrk run (/proc/stat), 0..1. */
   hostBusy: number;
+  /** The worker's context switches per request during the wrk run (a per-task perf event costs one each). */
+  workerSwitchesPerRequest: number;
   /** Worker CPU (user + sys) over the wrk run (s). */
   workerCpuSeconds: number;
   /** leakscope's own cost estimate for its whole window (cost.estimatedCpuSeconds; s). */
@@ -123,6 +129,16 @@ function threadTicks(pid: number): Map<string, number> {
     /* exited */
   }
   return out;
+}
+
+/** Context switches (voluntary + involuntary) of a process's main thread so far (0 when it is gone). */
+function contextSwitches(pid: number): number {
+  try {
+    const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(st)?.[1] ?? 0) + Number(/^nonvoluntary_ctxt_switches:\s*(\d+)/m.exec(st)?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
 }
 
 /** Busy and total jiffies of all CPUs (/proc/stat's first line; idle = idle + iowait). */
@@ -251,11 +267,12 @@ function startLeakscope(
   run: number,
   duty?: number,
   extra: string[] = [],
+  cli?: string,
 ): Tracer {
   const json = join(tmp, `leaks-${mode}-${run}.json`);
   // A long window, ended by SIGINT once wrk is done (the CLI then writes its JSON).
   const args = [
-    join(REPO_ROOT, 'bin', 'leakscope'),
+    cli ?? join(REPO_ROOT, 'bin', 'leakscope'),
     'leaks',
     String(worker),
     '--mode',
@@ -397,6 +414,11 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
         run++;
         let tracer: Tracer | undefined;
         if (mode === 'pool' || mode === 'malloc') tracer = startLeakscope(worker, mode, tmp, run);
+        else if (mode === 'pool-base') {
+          const cli = process.env.LEAKSCOPE_BENCH_BASE_CLI;
+          if (!cli) throw new Error('pool-base: set LEAKSCOPE_BENCH_BASE_CLI to another build\'s bin/leakscope');
+          tracer = startLeakscope(worker, 'pool', tmp, run, undefined, [], cli);
+        }
         else if (mode === 'pool-all-sites')
           tracer = startLeakscope(worker, 'pool', tmp, run, undefined, ['--all-pool-sites']);
         else if (mode === 'malloc-exact')
@@ -412,11 +434,13 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
           const t0 = tracer ? cpuTicks(tracer.pid) : 0;
           const th0 = tracer ? threadTicks(tracer.pid) : new Map<string, number>();
           const host0 = hostTicks();
+          const cs0 = contextSwitches(worker);
           const w = await runWrkMix(h, seconds, connections, leakEvery);
           const workerTicks = cpuTicks(worker) - w0;
           const tracerTicks = tracer ? cpuTicks(tracer.pid) : 0;
           const th1 = tracer ? threadTicks(tracer.pid) : new Map<string, number>();
           const host1 = hostTicks();
+          const switches = contextSwitches(worker) - cs0;
           const byThread: Record<string, number> = {};
           for (const [name, t] of th1) {
             const d = t - (th0.get(name) ?? 0);
@@ -440,6 +464,7 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
             tracerStartCpuSeconds: mode === 'untraced' ? null : t0 / 100,
             ...(tracer ? { tracerWindowCpuByThread: byThread } : {}),
             hostBusy: (host1.busy - host0.busy) / Math.max(1, host1.total - host0.total),
+            workerSwitchesPerRequest: switches / Math.max(1, w.totalRequests),
             workerCpuSeconds: workerTicks / 100,
             estimatedCpuSeconds: t?.estimatedCpuSeconds,
             tracedSeconds: t?.tracedSeconds,
@@ -448,7 +473,7 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
           });
           const r = runs[runs.length - 1]!;
           process.stderr.write(
-            `  round ${round + 1} ${mode.padEnd(10)} ${r.requestsPerSec.toFixed(0).padStart(7)} req/s, worker ${r.workerCpuMicrosPerRequest.toFixed(1)} µs/req, host ${(r.hostBusy * 100).toFixed(0)}% busy${r.probeHits !== null && mode !== 'untraced' ? `, ${(r.probeHits / Math.max(1, r.requests)).toFixed(2)} hits/req` : ''}${r.tracerWindowCpuSeconds !== null ? `, tracer ${r.tracerWindowCpuSeconds.toFixed(2)} s CPU in the run (${r.tracerStartCpuSeconds!.toFixed(2)} s before)` : ''}\n`,
+            `  round ${round + 1} ${mode.padEnd(10)} ${r.requestsPerSec.toFixed(0).padStart(7)} req/s, worker ${r.workerCpuMicrosPerRequest.toFixed(1)} µs/req, ${r.workerSwitchesPerRequest.toFixed(2)} switches/req, host ${(r.hostBusy * 100).toFixed(0)}% busy${r.probeHits !== null && mode !== 'untraced' ? `, ${(r.probeHits / Math.max(1, r.requests)).toFixed(2)} hits/req` : ''}${r.tracerWindowCpuSeconds !== null ? `, tracer ${r.tracerWindowCpuSeconds.toFixed(2)} s CPU in the run (${r.tracerStartCpuSeconds!.toFixed(2)} s before)` : ''}\n`,
           );
         } finally {
           if (tracer) {
@@ -506,6 +531,7 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
         tracerWindowCpuSeconds: windowCpu.length ? median(windowCpu) : null,
         tracerStartCpuSeconds: startCpu.length ? median(startCpu) : null,
         hostBusy: median(rs.map((r) => r.hostBusy)),
+        workerSwitchesPerRequest: median(rs.map((r) => r.workerSwitchesPerRequest)),
         estimatedMicrosPerRequest,
         runs: rs.map((r) => Math.round(r.requestsPerSec)),
         errors: rs.reduce((s, r) => s + r.errors, 0),
