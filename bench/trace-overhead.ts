@@ -135,7 +135,10 @@ function threadTicks(pid: number): Map<string, number> {
 function contextSwitches(pid: number): number {
   try {
     const st = readFileSync(`/proc/${pid}/status`, 'utf8');
-    return Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(st)?.[1] ?? 0) + Number(/^nonvoluntary_ctxt_switches:\s*(\d+)/m.exec(st)?.[1] ?? 0);
+    return (
+      Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(st)?.[1] ?? 0) +
+      Number(/^nonvoluntary_ctxt_switches:\s*(\d+)/m.exec(st)?.[1] ?? 0)
+    );
   } catch {
     return 0;
   }
@@ -416,10 +419,9 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
         if (mode === 'pool' || mode === 'malloc') tracer = startLeakscope(worker, mode, tmp, run);
         else if (mode === 'pool-base') {
           const cli = process.env.LEAKSCOPE_BENCH_BASE_CLI;
-          if (!cli) throw new Error('pool-base: set LEAKSCOPE_BENCH_BASE_CLI to another build\'s bin/leakscope');
+          if (!cli) throw new Error("pool-base: set LEAKSCOPE_BENCH_BASE_CLI to another build's bin/leakscope");
           tracer = startLeakscope(worker, 'pool', tmp, run, undefined, [], cli);
-        }
-        else if (mode === 'pool-all-sites')
+        } else if (mode === 'pool-all-sites')
           tracer = startLeakscope(worker, 'pool', tmp, run, undefined, ['--all-pool-sites']);
         else if (mode === 'malloc-exact')
           tracer = startLeakscope(worker, 'malloc', tmp, run, undefined, ['--sample-bytes', '0']);
@@ -557,7 +559,7 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
       runs,
       goal: 'pool >= 97% of untraced, malloc (default sampling) >= 90%; malloc exact reported',
       verdict:
-        'median over rounds of req/s / the same round\'s untraced req/s (pairedRatio); ratio of the medians and cpuRatio (untraced worker µs/req / mode worker µs/req) reported beside it',
+        "median over rounds of req/s / the same round's untraced req/s (pairedRatio); ratio of the medians and cpuRatio (untraced worker µs/req / mode worker µs/req) reported beside it",
     };
 
     const pct = (x: number) => `${(x * 100).toFixed(0)}%`;

@@ -382,7 +382,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
               binaryPath: p.mod.hostPath,
               returnSiteVaddr: p.probeVaddr,
               stackBytes: opts.stackBytes ?? 4096,
-            wakeAtBytes: poolWakeBytes,
+              wakeAtBytes: poolWakeBytes,
               label: `${basename(p.module)}:ngx_create_pool call in ${p.function} (0x${p.probeVaddr.toString(16)})`,
             }),
           );

@@ -137,9 +137,7 @@ function outputRecord(m: TracerMaps, uniq: string, lostBytesSlot?: number, wakeA
     quiet = `output_quiet_${uniq}`;
   return [
     // r0 = unread bytes (ringbuf_query); kept in r0 until the flags are chosen below (no call between).
-    wakeAtBytes !== undefined
-      ? [A.ldMap(R1, m.events), A.mov64(R2, BPF_RB_AVAIL_DATA), A.call('ringbuf_query')]
-      : [],
+    wakeAtBytes !== undefined ? [A.ldMap(R1, m.events), A.mov64(R2, BPF_RB_AVAIL_DATA), A.call('ringbuf_query')] : [],
     A.ldx('w', R3, R9, 4),
     A.jle(R3, STACK_BYTES, clamp),
     A.mov64(R3, STACK_BYTES),
@@ -153,7 +151,9 @@ function outputRecord(m: TracerMaps, uniq: string, lostBytesSlot?: number, wakeA
     A.add64(R3, A.R4),
     // BPF_RB_NO_WAKEUP: no irq_work per record in the target; the reader drains on a timer.
     A.mov64(A.R4, BPF_RB_NO_WAKEUP),
-    wakeAtBytes !== undefined ? [A.jlt(R0, wakeAtBytes, quiet), A.mov64(A.R4, BPF_RB_FORCE_WAKEUP), A.label(quiet)] : [],
+    wakeAtBytes !== undefined
+      ? [A.jlt(R0, wakeAtBytes, quiet), A.mov64(A.R4, BPF_RB_FORCE_WAKEUP), A.label(quiet)]
+      : [],
     A.ldMap(R1, m.events),
     A.mov64(R2, R9),
     A.call('ringbuf_output'),
