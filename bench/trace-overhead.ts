@@ -44,6 +44,9 @@ export type OverheadMode =
   | 'pool-all-sites' // pool mode with --all-pool-sites: the probe inside ngx_create_pool (every pool)
   | 'malloc'
   | 'malloc-exact'
+  | 'malloc-heap' // sampled malloc mode with --heap-liveness: no free probe, liveness read from the heap
+  | `malloc-heap-duty-${number}`
+  | `malloc-heap-budget-${number}` // --heap-liveness --max-overhead N
   | 'bpftrace'
   | 'pool-base' // pool mode of another build (LEAKSCOPE_BENCH_BASE_CLI=/path/bin/leakscope): before / after in one run
   | `pool-duty-${number}`
@@ -423,6 +426,18 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
           tracer = startLeakscope(worker, 'pool', tmp, run, undefined, [], cli);
         } else if (mode === 'pool-all-sites')
           tracer = startLeakscope(worker, 'pool', tmp, run, undefined, ['--all-pool-sites']);
+        else if (mode === 'malloc-heap')
+          tracer = startLeakscope(worker, 'malloc', tmp, run, undefined, ['--heap-liveness']);
+        else if (mode.startsWith('malloc-heap-budget-'))
+          tracer = startLeakscope(worker, 'malloc', tmp, run, undefined, [
+            '--heap-liveness',
+            '--max-overhead',
+            mode.slice('malloc-heap-budget-'.length),
+          ]);
+        else if (mode.startsWith('malloc-heap-duty-'))
+          tracer = startLeakscope(worker, 'malloc', tmp, run, Number(mode.slice('malloc-heap-duty-'.length)), [
+            '--heap-liveness',
+          ]);
         else if (mode === 'malloc-exact')
           tracer = startLeakscope(worker, 'malloc', tmp, run, undefined, ['--sample-bytes', '0']);
         else if (mode.startsWith('pool-duty-'))

@@ -68,6 +68,10 @@ export interface LeaksCliOptions {
   showInternal?: boolean;
   /** Pool mode: probe ngx_create_pool itself (every pool) instead of its call sites minus nginx's own. */
   allPoolSites?: boolean;
+  /** Sampled malloc mode: no free probe; liveness read from the heap (ghosts possible). */
+  heapLiveness?: boolean;
+  /** Cost budget: the duty adapts each second (share of the target's own CPU). */
+  maxOverhead?: number;
   /** Split each path's outstanding memory by reachability at the end (heap scans after the window). */
   reach?: boolean;
 }
@@ -95,6 +99,8 @@ export async function runLeaks(space: AddressSpace, o: LeaksCliOptions): Promise
       dutyCycle: o.duty,
       showInternal: o.showInternal,
       allPoolSites: o.allPoolSites,
+      heapLiveness: o.heapLiveness,
+      maxOverhead: o.maxOverhead,
       livePools: o.mode === 'pool' ? () => livePoolBytes(space) : undefined,
       reachAtEnd: o.reach ? async () => (await reachability(space)).classOf : undefined,
       onProgress: progress,

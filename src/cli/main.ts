@@ -230,9 +230,18 @@ export function buildProgram(): Command {
     .option('--min-age <seconds>', 'ignore memory younger than this at the end', number('--min-age', 0), 0)
     .option(
       '--duty <ratio>',
-      'share of each second the sampling probes are attached (free stays attached)',
+      'share of each second the sampling probes are attached (free stays attached when probed)',
       number('--duty', 0.01, 1),
       1,
+    )
+    .option(
+      '--max-overhead <ratio>',
+      "instead of a fixed --duty: set the sampling probes' duty each second so that their cost (measured per-hit cost x hits) stays under this share of the target's own CPU (e.g. 0.05)",
+      number('--max-overhead', 0.001, 0.999),
+    )
+    .option(
+      '--heap-liveness',
+      "sampled malloc mode: don't probe free (one trap less per free); read each sampled allocation's liveness from the heap. Biased: a chunk freed and reused at a similar size before a check (\"ghost\") still counts under the sampled path",
     )
     .option('--show-internal', "keep the allocator's internal frames below the API the program called")
     .option(

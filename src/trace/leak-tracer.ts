@@ -34,6 +34,8 @@ import { type PoolSitePlan, planPoolSites } from './pool-sites.js';
 import type { PoolSiteReport } from '../model/leaks.js';
 import { measureHitCost } from './hit-cost.js';
 import { watchExit } from './exit-watch.js';
+import { HeapLiveness } from '../glibc/heap-liveness.js';
+import { isLeakscopeError } from '../model/errors.js';
 
 /** tcmalloc's default sampling period (bytes). */
 export const DEFAULT_SAMPLE_BYTES = 512 * 1024;
@@ -99,6 +101,22 @@ export interface LeakTraceOptions {
    * sites minus those whose pools nginx owns and destroys (trace/pool-sites.ts).
    */
   allPoolSites?: boolean;
+  /**
+   * Sampled malloc mode: no probe on free (one trap less per free); each sampled allocation's
+   * liveness is read from the heap instead (glibc/heap-liveness.ts), before each per-second record
+   * and at the end. Biased (bench/README.md, issue 18): a sampled chunk freed and given to another
+   * allocation of a similar size before a check ("ghost") still counts, under the sampled
+   * allocation's path, so leaks that reuse their own or other paths' freed chunks are over-counted
+   * or misattributed. Opt-in; exact mode (sampleBytes 0) always probes free.
+   */
+  heapLiveness?: boolean;
+  /**
+   * A cost budget instead of a fixed duty: each second the sampling probes' duty is set so that
+   * their estimated cost (the per-hit cost measured before the window x the hits of the last
+   * attached period, stack copies included; always-on probes such as free counted as fixed) stays
+   * under this share of the CPU the target used itself (/proc/PID/stat). 0 < maxOverhead < 1.
+   */
+  maxOverhead?: number;
 }
 
 /** Bytes above the outermost frame's sp still copied for a thread whose stack top is known (its CFA rules read up to ~CFA + 8). */
@@ -172,6 +190,18 @@ export function apiLeaf(
     : [named, ...frames.slice(leaf + 1)];
 }
 
+/** utime + stime of a process (all threads), seconds; undefined when /proc/PID/stat cannot be read. */
+export function processCpuSeconds(pid: number): number | undefined {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 (utime, stime; 1-based, counted from pid) are 11 and 12 after the state (field 3), in USER_HZ (100).
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
 /** True while the process exists and is not a zombie (/proc/PID/stat state after the last ')'). */
 export function processAlive(pid: number): boolean {
   try {
@@ -208,7 +238,12 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   const sampleBytes = opts.mode === 'malloc' ? Math.floor(opts.sampleBytes ?? DEFAULT_SAMPLE_BYTES) : 0;
   if (sampleBytes < 0 || sampleBytes >= 2 ** 31)
     throw new LeakscopeError('usage', `--sample-bytes must be in [0, 2^31) (got ${sampleBytes})`);
-  const duty = Math.min(1, Math.max(0.01, opts.dutyCycle ?? 1));
+  let duty = Math.min(1, Math.max(0.01, opts.dutyCycle ?? 1));
+  const budget = opts.maxOverhead;
+  if (budget !== undefined && !(budget > 0 && budget < 1))
+    throw new LeakscopeError('usage', `--max-overhead must be in (0, 1) (got ${budget})`);
+  // With a budget the first second runs at half duty (its cost is not known yet), then adapts.
+  if (budget !== undefined) duty = Math.min(duty, 0.5);
   const minAgeNs = (opts.minAgeSeconds ?? 0) * 1e9;
   const notes: string[] = [];
 
@@ -288,7 +323,21 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   let poolLeafPc = 0;
   const poolObjects = new Set<string>(); // the objects pool mode probes (their CFI is read before attaching)
   let poolSiteReport: PoolSiteReport | undefined;
+  // Sampled malloc mode without a free probe: liveness read from the heap (heap-liveness.ts).
+  let heap: HeapLiveness | undefined;
+  const heapFreed = { count: 0, checks: 0, bytesRead: 0, by: {} as Record<string, number> };
   try {
+    if (opts.mode === 'malloc' && sampleBytes > 0 && opts.heapLiveness === true) {
+      try {
+        heap = HeapLiveness.open(space, symbolizer);
+        notes.push(
+          `liveness from the heap: free is not probed; each sampled allocation's chunk is read (header, tcache key from ${heap.keySource}, next chunk's PREV_INUSE, top, fastbins) before each per-second record and at the end; a chunk freed and reallocated at a similar size before a check ("ghost") still counts under the sampled path, at most one per sampled address: per-path figures may be over-counted or misattributed`,
+        );
+      } catch (e) {
+        if (!isLeakscopeError(e)) throw e;
+        notes.push(`free probed: liveness cannot be read from this heap (${e.message})`);
+      }
+    }
     if (opts.mode === 'malloc') {
       const libc = symbolizer.modulesNamed('libc.so')[0];
       if (!libc)
@@ -309,6 +358,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         sizeRange: opts.sizeRange,
         loadBias: libc.loadBias,
         lua: luaVms.map((v) => v.cfg),
+        freeProbe: heap === undefined,
       }))
         session.add(p);
     } else if (opts.mode === 'lua') {
@@ -397,6 +447,9 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     // Pool mode: the CFI and symbols its stacks pass through (the probed objects, libc's start-up
     // frames) are read before the probes attach, not by the window's first events.
     if (opts.mode === 'pool') resolver.preload((m) => poolObjects.has(m.path) || /\/libc\.so/.test(m.path));
+    // A cost budget needs the per-hit cost before the window (hit-cost.ts, ~0.1-0.5 s).
+    const measuredBefore =
+      budget !== undefined && opts.perHitMicros === undefined ? measureHitCost({ multi: true }) : undefined;
     session.start();
     // The [uprobes] trampoline page exists once uretprobes are attached (pool mode has none: its preloaded symbols stay).
     if (opts.mode !== 'pool') resolver.refresh();
@@ -417,9 +470,40 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const t0Ns = monotonicNs();
     const snapshots: Array<{ seconds: number; byKey: Map<string, number> }> = [];
     let seriesOff = opts.mode === 'pool';
+    // Without a free probe: drops the sampled allocations the heap shows freed from the outstanding
+    // map (leakscope's reads, not the target's time) and returns the rest. An entry rewritten since
+    // it was read (its address sampled again) is kept.
+    const sweep = (out: ReturnType<typeof session.outstanding>) => {
+      if (!heap || !out.length) return out;
+      let r: ReturnType<HeapLiveness['check']>;
+      try {
+        r = heap.check(out);
+      } catch {
+        return out; // the arenas could not be read (the target exiting): nothing is dropped
+      }
+      heapFreed.checks++;
+      heapFreed.bytesRead += r.bytesRead;
+      for (const [k, n] of Object.entries(r.freedBy)) heapFreed.by[k] = (heapFreed.by[k] ?? 0) + n;
+      const kept: typeof out = [];
+      out.forEach((o, i) => {
+        if (r.live[i]) return kept.push(o);
+        const now = session.maps.outstanding.lookup(o.address);
+        if (now && now.timeNs === o.timeNs) {
+          session.maps.outstanding.delete(o.address);
+          heapFreed.count++;
+        } else if (now)
+          kept.push({ ...o, timeNs: now.timeNs, size: now.size, tid: now.aux % 0x100000000, pidTgid: now.aux });
+      });
+      return kept;
+    };
     const snapshot = () => {
-      if (seriesOff) return;
-      const out = session.outstanding();
+      if (seriesOff && !heap) return;
+      const all = session.outstanding();
+      if (seriesOff) {
+        if (all.length <= SERIES_MAX_OUTSTANDING) sweep(all);
+        return;
+      }
+      const out = all.length > SERIES_MAX_OUTSTANDING ? all : sweep(all);
       if (out.length > SERIES_MAX_OUTSTANDING) {
         seriesOff = true;
         notes.push(`per-second outstanding record stopped: ${out.length} sampled allocations outstanding`);
@@ -453,6 +537,35 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       exitWatch.abort();
     });
     const stop = exitWatch.signal;
+    // The budget's controller: the last period's costs (µs) against the target's own CPU.
+    const hitMicros = opts.perHitMicros ?? measuredBefore?.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
+    const copyBefore = measuredBefore?.copyMicrosPer4KiB ?? DEFAULT_COPY_MICROS;
+    let last = { st: session.stats(), attachedNs: session.attachedNsNow(), cpu: processCpuSeconds(space.pid), at: Date.now() };
+    const dutyHistory: number[] = [];
+    const adapt = () => {
+      const st = session.stats();
+      const attachedNs = session.attachedNsNow();
+      const cpu = processCpuSeconds(space.pid);
+      const now = Date.now();
+      const d = (k: keyof typeof st) => st[k] - last.st[k];
+      const sampling =
+        (d('entryHits') + d('poolHits')) * hitMicros +
+        d('returnHits') * hitMicros * (RETURN_HIT_MICROS / DEFAULT_PER_HIT_MICROS) +
+        (opts.mode === 'malloc' ? d('sampled') : d('poolHits')) * copyBefore;
+      const fixed = d('freeHits') * hitMicros;
+      const attachedSec = (attachedNs - last.attachedNs) / 1e9;
+      const wallSec = (now - last.at) / 1000;
+      if (cpu !== undefined && last.cpu !== undefined && attachedSec > 0.02 && wallSec > 0.1) {
+        const own = Math.max(0, cpu - last.cpu - (sampling + fixed) / 1e6) / wallSec; // target CPU-s per s
+        const room = budget! * own - fixed / 1e6 / wallSec; // CPU-s per s the sampling probes may cost
+        const spent = sampling / 1e6 / wallSec;
+        // Scaled by what the last period really cost per wall second (attaching and detaching take time
+        // on a loaded host, so the probes stay attached longer than the duty says); at most doubled per step.
+        duty = spent > 0 ? Math.min(1, 2 * duty, Math.max(0.01, (duty * room) / spent)) : Math.min(1, 2 * duty);
+      }
+      dutyHistory.push(duty);
+      last = { st, attachedNs, cpu, at: now };
+    };
     try {
       while (Date.now() < end && !stop.aborted) {
         const second = Math.min(1000, end - Date.now());
@@ -466,6 +579,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         }
         session.drain();
         snapshot();
+        if (budget !== undefined) adapt();
         if (opts.onProgress) {
           const st = session.stats();
           opts.onProgress({
@@ -489,7 +603,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const st = session.stats();
     // The cost printed with the trace: hits x the per-hit cost measured on this machine now, once the
     // probes are detached (hit-cost.ts; ~0.1-0.5 s, so it never delays the window).
-    const measured = opts.perHitMicros === undefined ? measureHitCost({ multi: true }) : undefined;
+    const measured = measuredBefore ?? (opts.perHitMicros === undefined ? measureHitCost({ multi: true }) : undefined);
     // lua mode: ~3 hits (entry, return, the free's entry) per Lua allocation of LUA_ALLOC_HIT_MICROS (bench).
     const perHit =
       opts.perHitMicros ??
@@ -501,7 +615,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     const copyMicros = measured?.copyMicrosPer4KiB ?? DEFAULT_COPY_MICROS;
     notes.push(
       measured
-        ? `cost per probe hit measured after the window: ${measured.perHitMicros} µs, +${measured.copyMicrosPer4KiB} µs per captured stack (${measured.hits} hits of a ${measured.kind} probe in leakscope's own process)`
+        ? `cost per probe hit measured ${measuredBefore ? 'before' : 'after'} the window: ${measured.perHitMicros} µs, +${measured.copyMicrosPer4KiB} µs per captured stack (${measured.hits} hits of a ${measured.kind} probe in leakscope's own process)`
         : `cost per probe hit not measured here: ${perHit} µs assumed, +${copyMicros} µs per captured stack`,
     );
     const attachedShare = elapsed > 0 ? Math.min(1, session.attachedNs / 1e9 / elapsed) : 1;
@@ -564,7 +678,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       allocCount = 0;
     const lostOutstanding = { count: 0, bytes: 0 };
     // Only a duty cycle samples in time; without one the probes were attached all along.
-    const dutyScale = duty < 1 ? 1 / Math.max(attachedShare, 0.01) : 1;
+    const dutyScale = duty < 1 || budget !== undefined ? 1 / Math.max(attachedShare, 0.01) : 1;
     const scale = (size: number) =>
       sampleBytes > 0 && size < sampleBytes
         ? { bytes: sampleBytes * dutyScale, count: (sampleBytes / Math.max(1, size)) * dutyScale }
@@ -600,7 +714,13 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
           }
         }
       }
-      for (const o of session.outstanding()) {
+      // Probes are detached: what the heap shows freed now is dropped for good.
+      const finalOut = heap ? sweep(session.outstanding()) : session.outstanding();
+      if (heap)
+        notes.push(
+          `liveness from the heap: ${heapFreed.count} sampled allocations found freed in ${heapFreed.checks} reads of the heap (${heapFreed.bytesRead} bytes read; by ${JSON.stringify(heapFreed.by)}); ${finalOut.length} still in use`,
+        );
+      for (const o of finalOut) {
         if (endNs - o.timeNs < minAgeNs) continue;
         let ev = events.get(`${o.tid}:${o.timeNs}`);
         if (!ev && stash) {
@@ -648,7 +768,11 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       }
       if (!opts.livePools) notes.push('pool liveness not checked: no pool census');
     }
-    if (duty < 1)
+    if (budget !== undefined)
+      notes.push(
+        `cost budget ${(budget * 100).toFixed(1)}% of the target's own CPU: duty per second ${dutyHistory.map((x) => x.toFixed(2)).join(' ')}`,
+      );
+    if (duty < 1 || budget !== undefined)
       notes.push(
         `sampling probes attached ${(attachedShare * 100).toFixed(0)}% of the window; estimates scaled by ${dutyScale.toFixed(2)}`,
       );

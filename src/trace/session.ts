@@ -257,6 +257,11 @@ export class TraceSession {
     for (const k of this.maps.pending.keys()) this.maps.pending.delete(k);
   }
 
+  /** attachedNs including the attached period under way. */
+  attachedNsNow(): number {
+    return this.attachedNs + (this.attachedSince ? Number(process.hrtime.bigint()) - this.attachedSince : 0);
+  }
+
   get attached(): boolean {
     return this.links.length > 0;
   }
@@ -339,6 +344,11 @@ export interface MallocProbeOptions {
   loadBias?: number;
   /** Lua VMs of the target: sampled allocations made inside one carry its Lua frames (lua-stack.ts). */
   lua?: LuaWalkConfig[];
+  /**
+   * Probe free (default true). Sampled mode without it (issue 18) tells liveness from the heap
+   * (glibc/heap-liveness.ts): one trap less per free, a freed chunk reused at its size may look alive.
+   */
+  freeProbe?: boolean;
 }
 
 /** The memalign family: every one of them goes through glibc 2.36's _mid_memalign (small alignments relay to malloc). */
@@ -421,6 +431,7 @@ export function mallocProbes(m: TracerMaps, o: MallocProbeOptions): ProbeSpec[] 
       }),
     });
   }
+  if (o.freeProbe === false) return out;
   const free = o.symbolVaddr('free');
   if (free === undefined) throw new LeakscopeError('not-found', `${o.libcPath}: no free symbol`);
   const freeSpec: ProbeSpec = {
