@@ -4,15 +4,17 @@
 //   census: heapCensus() walk (glibc located once beforehand, as the CLI does per run;
 //           locating, i.e. parsing libc's debug file, is reported apart);
 //   read:   a plain read of the same memory ranges (every arena heap) through
-//           /proc/PID/mem in 16 MiB windows into one buffer: the floor for any walk
-//           (also with 1 MiB windows, the census's own window size, for reference).
+//           /proc/PID/mem in 16 MiB windows into one buffer: the issue's baseline
+//           (also with 1 MiB windows, the census's own window size, for reference, and with
+//           process_vm_readv in 16 MiB windows, one thread: the census's readers use it).
 //   whole:  the whole `leakscope heap PID --json` process (node start-up, symbols, the census with
-//           its reader thread, the JSON), output discarded, wall time: what a user waits for;
+//           its reader threads, the JSON), output discarded, wall time: what a user waits for;
 //   census without read-ahead: heapCensus({ readAhead: false }), every window read in turn.
 // The census also reads libc data, free-list nodes and probes anonymous mappings for
 // mmapped chunks (censusBytesRead), all inside its time. Rounds interleave the four.
 // Target (issue 18): whole process <= 1.25x read.
 import { spawnSync } from 'node:child_process';
+import koffi from 'koffi';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -58,6 +60,32 @@ function plainRead(pid: number, ranges: { start: number; end: number }[], buf: B
   return total;
 }
 
+/** The same ranges read with process_vm_readv(2) in windows of buf's size (one thread), as the census's readers do. */
+function pvrRead(pid: number, ranges: { start: number; end: number }[], buf: Buffer): number {
+  const pvr = koffi
+    .load('libc.so.6')
+    .func(
+      'long process_vm_readv(int pid, void *local, unsigned long nl, void *remote, unsigned long nr, unsigned long flags)',
+    );
+  const local = Buffer.alloc(16),
+    remote = Buffer.alloc(16);
+  local.writeBigUInt64LE(BigInt(koffi.address(buf)), 0);
+  let total = 0;
+  for (const r of ranges) {
+    for (let a = r.start; a < r.end; ) {
+      const len = Math.min(buf.length, r.end - a);
+      local.writeBigUInt64LE(BigInt(len), 8);
+      remote.writeBigUInt64LE(BigInt(a), 0);
+      remote.writeBigUInt64LE(BigInt(len), 8);
+      const n = Number(pvr(pid, local, 1, remote, 1, 0));
+      if (n <= 0) break;
+      total += n;
+      a += n;
+    }
+  }
+  return total;
+}
+
 export async function benchHeap(opts: { mainChunks?: number; threadChunks?: number } = {}): Promise<object> {
   await ensureFixturesBuilt();
   const args = [String(opts.mainChunks ?? 4_500_000), String(opts.threadChunks ?? 250_000)];
@@ -74,7 +102,8 @@ export async function benchHeap(opts: { mainChunks?: number; threadChunks?: numb
     const ranges = census.arenas.flatMap((a) => a.heaps.map((h) => ({ start: h.start, end: h.end })));
     const buf = Buffer.allocUnsafe(WINDOW);
     const buf1M = Buffer.allocUnsafe(1 << 20);
-    const read1MMs: number[] = [],
+    const pvrMs: number[] = [],
+      read1MMs: number[] = [],
       wholeMs: number[] = [],
       noAheadMs: number[] = [];
     const rssBefore = process.memoryUsage().rss;
@@ -86,6 +115,9 @@ export async function benchHeap(opts: { mainChunks?: number; threadChunks?: numb
       s = performance.now();
       plainRead(fx.pid, ranges, buf1M);
       read1MMs.push(performance.now() - s);
+      s = performance.now();
+      if (pvrRead(fx.pid, ranges, buf) !== readBytes) throw new Error('process_vm_readv read fewer bytes than pread');
+      pvrMs.push(performance.now() - s);
       s = performance.now();
       census = heapCensus(space, { symbolizer, location });
       censusMs.push(performance.now() - s);
@@ -116,6 +148,9 @@ export async function benchHeap(opts: { mainChunks?: number; threadChunks?: numb
       censusMs: censusMs.map((x) => Math.round(x)),
       readMs: readMs.map((x) => Math.round(x)),
       read1MiBWindowsMs: read1MMs.map((x) => Math.round(x)),
+      processVmReadvMs: pvrMs.map((x) => Math.round(x)),
+      processVmReadvMedianMs: Math.round(median(pvrMs)),
+      wholeProcessVsProcessVmReadv: Math.round((median(wholeMs) / median(pvrMs)) * 100) / 100,
       censusBytesRead: census.stats.bytesRead,
       censusMedianMs: Math.round(median(censusMs)),
       readMedianMs: Math.round(median(readMs)),

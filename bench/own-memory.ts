@@ -10,7 +10,10 @@
 // median per command. `analyze` runs with `--duration 0` (no trace window: the trace's own memory
 // is the tracer's business) and its default 2 s pause and reachability.
 // Goal: <= 150 MiB each on ~4.5M chunks, and sub-linear in chunks beyond that (SCALE: the same at
-// a second, larger heap when LEAKSCOPE_BENCH_SCALE is set, e.g. 9000000).
+// a second, larger heap when LEAKSCOPE_BENCH_SCALE is set, e.g. 9000000; a comma list: several).
+// LEAKSCOPE_BENCH_COMMANDS=heap,pools: only those commands. LEAKSCOPE_BENCH_BASELINE=DIR/bin/leakscope:
+// another build run interleaved with this one on the same worker (`<command>@baseline`), and its
+// `pools --json` totals and groups compared with this build's (`poolsJsonSame`).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -19,21 +22,28 @@ import { driveRequests, startNginx } from '../test/helpers/nginx.js';
 
 const ROUNDS = 3;
 const LEAKS = 300;
+const ONLY = process.env.LEAKSCOPE_BENCH_COMMANDS?.split(',');
 const COMMANDS: { name: string; args: string[] }[] = [
   { name: 'heap', args: ['heap', '--json'] },
   { name: 'pools', args: ['pools', '--json'] },
   { name: 'analyze', args: ['analyze', '--json', '--duration', '0'] },
+].filter((c) => !ONLY || ONLY.includes(c.name));
+const CLI = join(REPO_ROOT, 'bin', 'leakscope');
+const BASELINE = process.env.LEAKSCOPE_BENCH_BASELINE;
+const CLIS: { suffix: string; cli: string }[] = [
+  { suffix: '', cli: CLI },
+  ...(BASELINE ? [{ suffix: '@baseline', cli: BASELINE }] : []),
 ];
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Max RSS (MiB) and wall time (s) of one `leakscope ARGS PID` run, output discarded. */
-function measure(args: string[], pid: number): { maxRssMiB: number; seconds: number; status: number } {
+function measure(cli: string, args: string[], pid: number): { maxRssMiB: number; seconds: number; status: number } {
   const t = performance.now();
-  const r = spawnSync(
-    '/usr/bin/time',
-    ['-f', '%M', process.execPath, join(REPO_ROOT, 'bin', 'leakscope'), args[0]!, String(pid), ...args.slice(1)],
-    { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 24 },
-  );
+  const r = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, cli, args[0]!, String(pid), ...args.slice(1)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
   const seconds = (performance.now() - t) / 1000;
   const lines = (r.stderr ?? '').trim().split('\n');
   const kb = Number(lines[lines.length - 1]);
@@ -65,22 +75,40 @@ async function scenario(chunks: number, rounds: number): Promise<Record<string, 
       inUseChunks: t ? t.inUseChunks + t.mmappedChunks : null,
       heapMiB: t ? Math.round(t.systemBytes / 2 ** 20) : null,
     };
+    if (BASELINE) {
+      // Same results: the pools' totals and groups of both builds on this worker.
+      const pools = (cli: string) => {
+        const j = JSON.parse(
+          execFileSync(process.execPath, [cli, 'pools', String(pid!), '--json'], {
+            maxBuffer: 1 << 28,
+            encoding: 'utf8',
+          }),
+        );
+        return JSON.stringify({ totals: j.totals, groups: j.groups });
+      };
+      out.poolsJsonSame = pools(CLI) === pools(BASELINE);
+    }
     const rss: Record<string, number[]> = {},
       secs: Record<string, number[]> = {};
     for (let i = 0; i < rounds; i++) {
       for (const c of COMMANDS) {
-        const m = measure(c.args, pid!);
-        if (m.status !== 0 && !(c.name === 'analyze' && m.status === 1))
-          throw new Error(`leakscope ${c.args.join(' ')} ${pid}: exit ${m.status}`);
-        (rss[c.name] ??= []).push(m.maxRssMiB);
-        (secs[c.name] ??= []).push(m.seconds);
+        for (const { suffix, cli } of CLIS) {
+          const name = c.name + suffix;
+          const m = measure(cli, c.args, pid!);
+          if (m.status !== 0 && !(c.name === 'analyze' && m.status === 1))
+            throw new Error(`leakscope ${c.args.join(' ')} ${pid} (${cli}): exit ${m.status}`);
+          (rss[name] ??= []).push(m.maxRssMiB);
+          (secs[name] ??= []).push(m.seconds);
+        }
       }
     }
-    for (const c of COMMANDS) {
-      out[`${c.name}MaxRssMiB`] = rss[c.name];
-      out[`${c.name}MedianMaxRssMiB`] = median(rss[c.name]!);
-      out[`${c.name}Seconds`] = secs[c.name];
-    }
+    for (const c of COMMANDS)
+      for (const { suffix } of CLIS) {
+        const name = c.name + suffix;
+        out[`${name}MaxRssMiB`] = rss[name];
+        out[`${name}MedianMaxRssMiB`] = median(rss[name]!);
+        out[`${name}Seconds`] = secs[name];
+      }
     return out;
   } finally {
     await h.stop();
@@ -91,9 +119,14 @@ export async function benchOwnMemory(opts: { chunks?: number; rounds?: number } 
   await ensureFixturesBuilt();
   const rounds = opts.rounds ?? ROUNDS;
   const base = await scenario(opts.chunks ?? 4_500_000, rounds);
-  const scale = Number(process.env.LEAKSCOPE_BENCH_SCALE ?? 0);
+  const scales = (process.env.LEAKSCOPE_BENCH_SCALE ?? '')
+    .split(',')
+    .map(Number)
+    .filter((n) => n > 0);
   const result: Record<string, unknown> = { ...base, goalMiB: 150 };
-  if (scale > 0) result.scaled = await scenario(scale, rounds);
+  if (scales.length === 1) result.scaled = await scenario(scales[0]!, rounds);
+  for (let i = 0; scales.length > 1 && i < scales.length; i++)
+    result[`scaled${i + 1}`] = await scenario(scales[i]!, rounds);
   return result;
 }
 

@@ -15,11 +15,12 @@
 import type { ComparisonKind } from '../contract/analyze.js';
 import type { CensusComparison, HeapCensus } from '../glibc/index.js';
 import { compareCensus, reachability } from '../glibc/index.js';
-import type { PreviousScan } from '../glibc/index.js';
+import type { PreviousScan, Reachability } from '../glibc/index.js';
 import type { LeakTrace, MemBreakdown } from '../model/index.js';
 import type { PoolAnalysis } from '../nginx/index.js';
 import { stableSuspects } from './pool-suspects.js';
 import { isLeakscopeError } from '../model/errors.js';
+import { memoryCheckpoint } from '../model/release-memory.js';
 import { Symbolizer } from '../symbols/index.js';
 import type { AddressSpace } from '../target/address-space.js';
 import { sleep, traceLeaks } from '../trace/leak-tracer.js';
@@ -156,6 +157,7 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
   // ---- step 1: memory ----
   say('step 1/5: where the memory lives');
   obs.mem = memoryBreakdown(space, breakdownInputsFor(space, symbolizer));
+  memoryCheckpoint('observe: after breakdown');
 
   // ---- step 2: allocator (census), step 3: pools ----
   say('step 2/5: glibc heap census' + (isNginx ? ' and nginx pools' : ''));
@@ -170,6 +172,7 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
     return obs;
   }
   obs.before = before;
+  memoryCheckpoint('observe: after first heapAndPools');
   const lua = luajitLibrary(space) ? luaHeaps(space, { symbolizer, tables: LUA_TABLES }) : null;
 
   // Baselines: a file, sibling workers, and the growth over an observation pause.
@@ -215,13 +218,15 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
       const pauseStart = Date.now();
       if (opts.reach !== false) {
         try {
-          firstReach = (await reachability(space, { symbolizer, scans: 1 })).lastScan;
+          firstReach = await lostChunksOnly(space, symbolizer);
         } catch (e) {
           if (!isLeakscopeError(e)) throw e;
         }
       }
+      memoryCheckpoint('observe: after first reach');
       await sleep(Math.max(0, pause * 1000 - (Date.now() - pauseStart)), opts.signal);
       after = heapAndPools(space, { symbolizer, pools: isNginx });
+      memoryCheckpoint('observe: after second heapAndPools');
       comparisons.push({
         kind: 'pause',
         label: `the same process ${pause} s earlier`,
@@ -292,8 +297,8 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
   if (opts.reach !== false) {
     say('reachability: which in-use chunks nothing points to any more');
     try {
-      const r = (await reachability(space, { symbolizer, ...(firstReach ? { scans: 1, previous: firstReach } : {}) }))
-        .reachability;
+      const r = await reachabilityOnly(space, symbolizer, firstReach);
+      memoryCheckpoint('observe: after second reach');
       obs.reach = {
         lostChunks: r.definitelyLost.chunks + r.indirectlyLost.chunks,
         lostBytes: r.definitelyLost.bytes + r.indirectlyLost.bytes,
@@ -315,4 +320,22 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
     obs.memEnd = memoryBreakdown(space, breakdownInputsFor(space, symbolizer));
   }
   return obs;
+}
+
+// The scans' results are taken apart in functions of their own: a temporary held across an
+// `await` in observe's frame would keep the whole scan (its chunk table, ~60 MiB on 4.4M chunks)
+// alive through the pause and the next scan.
+
+/** A first reachability scan, keeping only its lost chunks (to confirm against later). */
+async function lostChunksOnly(space: AddressSpace, symbolizer: Symbolizer): Promise<PreviousScan> {
+  return (await reachability(space, { symbolizer, scans: 1 })).lastScan;
+}
+
+/** The reachability summary (the scan's tables are dropped). */
+async function reachabilityOnly(
+  space: AddressSpace,
+  symbolizer: Symbolizer,
+  previous: PreviousScan | undefined,
+): Promise<Reachability> {
+  return (await reachability(space, { symbolizer, ...(previous ? { scans: 1, previous } : {}) })).reachability;
 }

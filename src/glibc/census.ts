@@ -13,8 +13,9 @@
 //    its chains have the right length, sizes and key (tcache_key, 2.34+).
 //  - Memory is read in windows (1 MiB, one buffer reused, page-aligned starts); chunk headers are parsed
 //    with DataView reads from the window, numbers only, no per-chunk allocation. On a live process
-//    with big heaps a reader thread reads the next window (a page of overlap) into a second buffer
-//    while the walk parses the current one (target/read-ahead.ts): reading and parsing overlap.
+//    with big heaps reader threads read the next windows (a page of overlap each; process_vm_readv)
+//    into other buffers while the walk parses the current one (target/read-ahead.ts): reading and
+//    parsing overlap, and two readers read in parallel.
 //  - Every loop is bounded: a heap walk advances by >= 16 bytes per chunk and stops at
 //    the heap end; free-list walks are bounded by counts and detect cycles (Brent).
 //    Anything that does not validate becomes an inconsistency {address, kind, detail},
@@ -217,8 +218,13 @@ class Census {
   /** With a reader thread: its two windows (the walk parses one while the next is read into the other). */
   private ra: ReadAhead | undefined;
   private raFd = -1;
+  private raPid = 0;
   private raSlot = 0;
   private raU32: Uint32Array[] = [];
+  /** Windows being read ahead, in address order: slot, start, length asked. */
+  private aheadSlot: number[] = [];
+  private aheadAt: number[] = [];
+  private aheadLen: number[] = [];
   /** Scratch for free-list reads (readSmall). */
   readonly small = Buffer.alloc(64);
 
@@ -232,15 +238,25 @@ class Census {
   }
 
   /** Walks with a reader thread reading ahead through `fd` (a live process's memory). */
-  useReadAhead(fd: number): void {
+  useReadAhead(fd: number, pid = 0): void {
     const ra = ReadAhead.get(this.buf.length);
     if (!ra) return;
     this.ra = ra;
     this.raFd = fd;
+    this.raPid = pid;
+    ra.newTarget();
     this.raSlot = 0;
     this.raU32 = ra.slots.map((b) => new Uint32Array(b.buffer, b.byteOffset, b.byteLength >>> 2));
     this.buf = ra.slots[0];
     this.u32 = this.raU32[0]!;
+  }
+
+  /** Waits out the windows still being read ahead (not used); the bytes they read. */
+  private dropAhead(): number {
+    let n = 0;
+    for (const slot of this.aheadSlot) n += this.ra!.wait(slot);
+    this.aheadSlot.length = this.aheadAt.length = this.aheadLen.length = 0;
+    return n;
   }
 
   report(i: Inconsistency): void {
@@ -268,8 +284,6 @@ class Census {
       buf = this.buf;
     const space = this.space,
       ra = this.ra;
-    /** Start of the window the reader thread is reading ahead (-1: none in flight). */
-    let aheadAt = -1;
     const hFreeN = this.hFreeN,
       hFreeB = this.hFreeB,
       exactFlat = this.exactFlat;
@@ -301,19 +315,23 @@ class Census {
         // unaligned start makes every copy span two pages (about 2x slower).
         let at = p - (p % 4096);
         let n = -1;
-        if (aheadAt >= 0) {
-          // The window read ahead starts a page before the last one ended: it holds p unless a
-          // chunk larger than a window took the walk past it.
-          const got = ra!.wait();
+        while (n < 0 && this.aheadSlot.length > 0) {
+          // Windows read ahead start a page before the one before them ends: the first holds p
+          // unless a chunk larger than a window took the walk past it (then the next may).
+          const slot = this.aheadSlot.shift()!,
+            wAt = this.aheadAt.shift()!,
+            wLen = this.aheadLen.shift()!;
+          const got = ra!.wait(slot);
           bytesRead += got;
-          if (aheadAt <= p && aheadAt + got >= p + 16) {
-            this.raSlot ^= 1;
-            buf = this.buf = ra!.slots[this.raSlot]!;
-            u32 = this.u32 = this.raU32[this.raSlot]!;
-            at = aheadAt;
+          if (wAt <= p && wAt + got >= p + 16) {
+            this.raSlot = slot;
+            buf = this.buf = ra!.slots[slot]!;
+            u32 = this.u32 = this.raU32[slot]!;
+            at = wAt;
             n = got;
           }
-          aheadAt = -1;
+          // A short window: the ones after it were asked for past its end; the walk reads on itself.
+          if (got < wLen) bytesRead += this.dropAhead();
         }
         if (n < 0) {
           const want = Math.min(winCap, Math.max(end, limit) + 16 - at);
@@ -331,10 +349,24 @@ class Census {
         }
         winStart = at;
         winEnd = at + n;
-        if (ra && n === winCap && winEnd < Math.max(end, limit) + 16) {
-          // The next window, into the other slot, while this one is parsed.
-          aheadAt = winEnd - 4096;
-          ra.start(this.raFd, this.raSlot ^ 1, aheadAt, Math.min(winCap, Math.max(end, limit) + 16 - aheadAt));
+        if (ra && n === winCap) {
+          // The next windows, one per reader thread, into free slots while this one is parsed; each
+          // starts a page before the one before it ends (as a full read of it would).
+          const stop = Math.max(end, limit) + 16;
+          const q = this.aheadSlot.length;
+          let next = (q > 0 ? this.aheadAt[q - 1]! + this.aheadLen[q - 1]! : winEnd) - 4096;
+          if (q > 0 && this.aheadLen[q - 1]! < winCap) next = stop;
+          while (this.aheadSlot.length < ra.parallel && next + 4096 < stop) {
+            let slot = 0;
+            while (slot === this.raSlot || this.aheadSlot.includes(slot)) slot++;
+            const len = Math.min(winCap, stop - next);
+            ra.start(this.raFd, slot, next, len, this.raPid);
+            this.aheadSlot.push(slot);
+            this.aheadAt.push(next);
+            this.aheadLen.push(len);
+            if (len < winCap) break;
+            next += winCap - 4096;
+          }
         }
       }
       const w = (p - winStart + 8) >>> 2;
@@ -400,8 +432,8 @@ class Census {
       prevSize = sz;
       p += sz;
     }
-    // A window read ahead past where the walk stopped: wait for it (the reader is free again).
-    if (aheadAt >= 0) bytesRead += ra!.wait();
+    // Windows read ahead past where the walk stopped: wait for them (the readers are free again).
+    bytesRead += this.dropAhead();
     if (!stopped && heap.top >= 0) {
       // p == top: its header classifies the last chunk and gives the top size.
       if (p === heap.top && this.readSmall(p, 16)) {
@@ -712,7 +744,17 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
   const t0 = performance.now();
   // Fresh memory maps for every census: mmapped chunks (and thread heaps, brk growth) created
   // since the last read must be seen, or a census after a pause misses them.
-  space.mappings({ refresh: true });
+  const maps = space.mappings({ refresh: true });
+  // Reader threads for a big heap (below) start now: their start overlaps locating glibc.
+  if (
+    opts.readAhead !== false &&
+    space.memoryFd?.() !== undefined &&
+    maps.reduce(
+      (n, m) => n + (m.perms.startsWith('rw') && (m.path === '' || m.path === '[heap]') ? m.end - m.start : 0),
+      0,
+    ) >= READ_AHEAD_MIN
+  )
+    ReadAhead.prepare(windowBuffer(opts.windowBytes ?? DEFAULT_WINDOW).length);
   const symbolizer = opts.symbolizer ?? new Symbolizer(space.modules());
   const loc = opts.location ?? locateGlibc(space, symbolizer);
   const L = loc.layout;
@@ -739,7 +781,7 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
     memFd !== undefined &&
     raws.reduce((n, r) => n + r.heaps.reduce((m, h) => m + (h.end - h.start), 0), 0) >= READ_AHEAD_MIN
   )
-    c.useReadAhead(memFd);
+    c.useReadAhead(memFd, space.memoryPid?.() ?? 0);
   const arenas: ArenaCensus[] = [];
   const scratch: ArenaScratch[] = [];
   for (const raw of raws) {

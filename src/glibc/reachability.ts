@@ -32,20 +32,24 @@
 // both scans at the same address and size; otherwise unknown (reachable when the last scan
 // reached it).
 //
-// Cost: one read of every in-use chunk's words per scan, in address order, windows of 4 MiB. Per
-// chunk: address (f64), size / 16 (u32), flags, state and root hit (u8), candidate start and length
-// (u32; the lengths' buffer then holds the CSR edge offsets, the starts' the mark's stack), a
-// scratch i32; a lookup table of ~1 i32 per 512 heap bytes; candidate pointers as u32 offsets from
-// the brk heap (3 u32 for one outside 4 GiB of it); edges (pointers between blocks, de-duplicated
-// per source) as u32 (target index * 2 + interior): ~35 bytes per chunk holding one pointer. The
-// candidate and edge arrays are presized to their budgets and large per-chunk arrays made bigger
-// than glibc's mmap threshold: zero-filled virtual memory, resident only where written, no growth
-// copies, given back when freed. Past `maxEdges` the remaining blocks' edges are not stored but
-// read again when the mark reaches them.
+// Cost: per scan the census walk (which only records the chunks) and one more read of every
+// in-use chunk's words, in address order, windows of 4 MiB, once the chunk table is complete (so
+// each word is resolved to a block at once: no candidate pointers are stored). Per chunk: address
+// as a u32 offset (16-byte units) from its segment's base, size / 16 (u32), flags and state with
+// the root hits (u8 each), edge count (u8; offsets per 32 chunks); a lookup table of ~1 i32 per
+// 512 heap bytes; edges (pointers between blocks, de-duplicated per source by sorting) as u32
+// (target index * 2 + interior); clique leaders (i32) only where a block is lost, the mark's stack
+// as deep as it gets: ~18 bytes per chunk holding one pointer. The edge array is presized to its
+// budget and large per-chunk arrays made bigger than glibc's mmap threshold: zero-filled virtual
+// memory, resident only where written, no growth copies, given back when freed (releaseMemory
+// runs a collection between scans, so a dead scan's tables are gone before the next allocates).
+// Past `maxEdges` the remaining blocks' edges are not stored but read again when the mark reaches
+// them.
 
 import type { AddressSpace } from '../target/address-space.js';
 import { findMapping } from '../target/address-space.js';
 import type { Mapping } from '../model/memory.js';
+import { memoryCheckpoint, releaseMemory } from '../model/release-memory.js';
 import { Symbolizer } from '../symbols/symbolizer.js';
 import type { HeapCensus } from './census-types.js';
 import { heapCensus } from './census.js';
@@ -60,21 +64,19 @@ const TWO32 = 4294967296;
  */
 const ALWAYS_MMAPPED = 33 << 20;
 /** A zero-filled per-chunk array; large ones over-allocated virtually so they are mmapped (untouched pages cost no RSS). */
-function perChunk<T extends Uint8Array | Int32Array | Uint32Array>(
+function perChunk<T extends Uint8Array | Uint16Array | Int32Array | Uint32Array | Float64Array>(
   C: { new (n: number): T; BYTES_PER_ELEMENT: number },
   n: number,
 ): T {
   if (n * C.BYTES_PER_ELEMENT < 1 << 20) return new C(n);
   return new C(Math.max(n, Math.ceil(ALWAYS_MMAPPED / C.BYTES_PER_ELEMENT))).subarray(0, n) as T;
 }
-/** Candidate entry marking a pointer stored as its two words (not within 4 GiB above candBase). */
-const CAND_FAR = 0xffffffff;
 /** x86-64 System V red zone below sp that leaf code may use (valgrind's VG_STACK_REDZONE_SZB). */
 export const STACK_RED_ZONE = 128;
 const WINDOW = 4 << 20;
-/** Default cap on stored edges (4 bytes each) and on candidate entries (4 bytes each). */
+/** Default cap on stored edges (4 bytes each). */
 export const DEFAULT_MAX_EDGES = 24 << 20;
-/** Most chunk-table entries allocated up front (13 bytes each, virtual until written). */
+/** Most chunk-table entries allocated up front (9 bytes each, virtual until written). */
 const MAX_PRESIZED = 1 << 24;
 
 export type ReachClass = 'definitelyLost' | 'indirectlyLost' | 'possiblyLost' | 'reachable' | 'unknown';
@@ -93,11 +95,17 @@ const S_UNREACHED = 0,
   S_DEFINITE = 3,
   S_INDIRECT = 4,
   S_UNKNOWN = 5,
-  S_ALLOCATOR = 6;
+  S_ALLOCATOR = 6,
+  /** During the mark only: unreached so far, an interior pointer from a root. */
+  S_ROOT_INTERIOR = 7;
+/** State bits: the S_* value; before the mark also the root hits. */
+const S_MASK = 0x3f,
+  H_START = 0x40,
+  H_INTERIOR = 0x80;
 const F_MMAPPED = 1;
-/** Words not scanned during the census walk (chunk across two of its windows, mmapped): read after it. */
-const F_READ = 2;
-/** Edges not stored (candidate or edge budget exhausted): read again whenever the mark reaches the block. */
+/** Chunks per edge-offset entry (Scan.edgeBlock). */
+const EDGE_BLOCK = 32;
+/** Edges not stored (edge budget exhausted): read again whenever the mark reaches the block. */
 const F_NOEDGES = 4;
 const M_REACH = 0,
   M_POSSIBLE = 1,
@@ -231,148 +239,142 @@ function lostFingerprint(space: AddressSpace, addr: number, len: number, buf: Bu
   return h;
 }
 
+/** ChunkTable.size16 entry of a chunk of 1 MiB or more (its size is in a map). */
+const BIG16 = 0xffff;
+/** Largest offset of a chunk from its segment's base, in 16-byte units (u32). */
+const SEG_SPAN16 = TWO32;
+
+/**
+ * Chunk addresses as u32 offsets (16-byte units) from the base of their segment: a run of chunks
+ * in address order within 64 GiB of its first, 16-aligned relative to it (a heap, the mmapped
+ * chunks); a chunk that fits no open segment starts a new one. 4 bytes per chunk plus a few
+ * segments, instead of an f64 each.
+ */
+class Addresses {
+  off16: Uint32Array;
+  /** Segment s: base address, chunks [first[s], first[s + 1]); first has a sentinel (n) once sealed. */
+  base: number[] = [];
+  first: number[] = [];
+  cur = 0;
+  n = 0;
+  constructor(capacity: number) {
+    this.off16 = perChunk(Uint32Array, capacity);
+  }
+  push(a: number): void {
+    const n = this.n;
+    if (n === this.off16.length) {
+      const o = new Uint32Array(n * 2);
+      o.set(this.off16);
+      this.off16 = o;
+    }
+    const s = this.base.length - 1;
+    let d = s >= 0 ? (a - this.base[s]!) / 16 : -1;
+    if (!(d >= 0 && d < SEG_SPAN16 && Number.isInteger(d))) {
+      this.base.push(a);
+      this.first.push(n);
+      d = 0;
+    }
+    this.off16[n] = d;
+    this.n = n + 1;
+  }
+  /** Adds the sentinel; no push after. */
+  seal(): void {
+    this.first.push(this.n);
+  }
+  /** Segment of chunk i (the last one looked up first: callers go in address order). */
+  segOf(i: number): number {
+    const f = this.first;
+    let s = this.cur;
+    if (i >= f[s]! && i < f[s + 1]!) return s;
+    let lo = 0,
+      hi = this.base.length - 1;
+    s = 0;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (f[mid]! <= i) {
+        s = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return (this.cur = s);
+  }
+  at(i: number): number {
+    return this.base[this.segOf(i)]! + this.off16[i]! * 16;
+  }
+}
+
 /** In-use chunks of one census in address order, with an address -> chunk lookup. */
 export class ChunkTable {
   n = 0;
-  addr: Float64Array;
-  /** Chunk size / 16. */
-  size16: Uint32Array;
+  private a: Addresses;
+  /** Chunk size / 16 (u16; BIG16: in bigSize16 by user pointer, chunks of 1 MiB and more). */
+  private size16: Uint16Array;
+  private bigSize16 = new Map<number, number>();
   flags: Uint8Array;
   private regStart = new Float64Array(0);
   private regEnd = new Float64Array(0);
   private regGran = new Float64Array(0);
   private regTab = new Int32Array(0);
+  /** Region r's chunks: [regFirst[r], regFirst[r + 1]), all in segment regSeg[r]. */
+  private regFirst = new Int32Array(0);
+  private regBase = new Float64Array(0);
   private table = new Int32Array(0);
+  /** Where the chunk is that `find` returned: its user pointer. */
+  lastStart = 0;
   min = Infinity;
   max = -Infinity;
   minHi = 0;
   maxHi = 0;
+  /** Indices where the pushed addresses went down (a new run). */
+  private runs: number[] = [0];
+  private last = -Infinity;
 
-  /**
-   * Candidate pointers (words whose value lies in [candMin, candMax)) of each chunk, as the census
-   * walk read them: cand[candStart[i] .. candStart[i] + candLen[i]) (u32 entries). Resolved to
-   * edges once every chunk is known. Encoding: v - candBase as one entry when that is in
-   * [0, 2^32 - 1) (the brk heap: most pointers), else three entries: CAND_FAR, low, high word.
-   */
-  candStart: Uint32Array;
-  candLen: Uint32Array;
-  cand: Uint32Array;
-  candN = 0;
-  candFull = false;
-  candMin = 0;
-  candMax = 0;
-  candMinHi = 0;
-  candMaxHi = 0;
-  candBase = 0;
-
-  constructor(
-    capacity: number,
-    readonly maxCandidates = DEFAULT_MAX_EDGES,
-  ) {
-    this.addr = new Float64Array(Math.max(16, capacity));
-    this.size16 = new Uint32Array(this.addr.length);
-    this.flags = perChunk(Uint8Array, this.addr.length);
-    this.candStart = new Uint32Array(this.addr.length);
-    this.candLen = new Uint32Array(this.addr.length);
-    // Presized to the budget: zero-filled, so only the entries written cost RSS, and no growth
-    // step ever holds an old and a new copy at once (8 bytes per candidate).
-    this.cand = new Uint32Array(Math.max(1 << 12, maxCandidates));
+  constructor(capacity: number) {
+    const cap = Math.max(16, capacity);
+    this.a = new Addresses(cap);
+    this.size16 = perChunk(Uint16Array, cap);
+    this.flags = perChunk(Uint8Array, cap);
   }
 
-  /** Where chunk addresses can be (a coarse filter for candidates during the walk). */
-  setCandidateRange(min: number, max: number, base = min): void {
-    this.candBase = base;
-    this.candMin = min;
-    this.candMax = max;
-    this.candMinHi = Math.floor(min / TWO32);
-    this.candMaxHi = Math.floor(max / TWO32);
-  }
-
-  /** A chunk the census walk saw in use; with `words`, its user words are scanned for candidates now. */
-  push(userAddr: number, chunkSize: number, mmapped: boolean, words?: Uint32Array, userWord?: number): void {
+  /** A chunk the census walk saw in use (its words are read after the walk, once every chunk is known). */
+  push(userAddr: number, chunkSize: number, mmapped: boolean): void {
     const n = this.n;
-    if (n === this.addr.length) {
-      const a = new Float64Array(n * 2);
-      a.set(this.addr);
-      this.addr = a;
-      const s = new Uint32Array(n * 2);
+    if (n === this.size16.length) {
+      const s = new Uint16Array(n * 2);
       s.set(this.size16);
       this.size16 = s;
       const f = new Uint8Array(n * 2);
       f.set(this.flags);
       this.flags = f;
-      const c = new Uint32Array(n * 2);
-      c.set(this.candStart);
-      this.candStart = c;
-      const l = new Uint32Array(n * 2);
-      l.set(this.candLen);
-      this.candLen = l;
     }
-    this.addr[n] = userAddr;
-    this.size16[n] = Math.floor(chunkSize / 16);
-    this.n = n + 1;
-    if (words === undefined || userWord === undefined || this.candFull) {
-      this.flags[n] = (mmapped ? F_MMAPPED : 0) | F_READ;
-      return;
+    if (n > 0 && userAddr < this.last) this.runs.push(n);
+    this.last = userAddr;
+    this.a.push(userAddr);
+    const z = Math.floor(chunkSize / 16);
+    if (z < BIG16) this.size16[n] = z;
+    else {
+      this.size16[n] = BIG16;
+      this.bigSize16.set(userAddr, z);
     }
     this.flags[n] = mmapped ? F_MMAPPED : 0;
-    this.candStart[n] = this.candN;
-    this.candLen[n] = this.collect(words, userWord, userWord + ((chunkSize - (mmapped ? 16 : 8)) >>> 2));
-    if (this.candFull) {
-      this.candN = this.candStart[n]!;
-      this.candLen[n] = 0;
-      this.flags[n] |= F_READ;
-    }
+    this.n = n + 1;
   }
 
-  /** Appends the 8-aligned words of words[w0 .. w1) (u32 indices, w0 even) that pass the range filter; returns how many. */
-  collect(words: Uint32Array, w0: number, w1: number): number {
-    const minHi = this.candMinHi,
-      maxHi = this.candMaxHi,
-      min = this.candMin,
-      max = this.candMax,
-      base = this.candBase,
-      cand = this.cand;
-    let k = 0;
-    for (let w = w0; w + 1 < w1; w += 2) {
-      const h = words[w + 1]!;
-      if (h < minHi || h > maxHi) continue;
-      const v = h * TWO32 + words[w]!;
-      if (v < min || v >= max) continue;
-      const off = v - base;
-      if (off >= 0 && off < CAND_FAR) {
-        if (this.candN === cand.length) {
-          this.candFull = true;
-          return k;
-        }
-        cand[this.candN++] = off;
-        k++;
-      } else {
-        if (this.candN + 3 > cand.length) {
-          this.candFull = true;
-          return k;
-        }
-        cand[this.candN++] = CAND_FAR;
-        cand[this.candN++] = words[w]!;
-        cand[this.candN++] = h;
-        k += 3;
-      }
-    }
-    return k;
+  /** User pointer of chunk i (after finish). */
+  address(i: number): number {
+    return this.a.at(i);
   }
-
-  /** Frees the candidates (after they became edges). */
-  dropCandidates(): void {
-    this.cand = new Uint32Array(0);
-    this.candN = 0;
+  /** Chunk size / 16 of chunk i. */
+  s16(i: number): number {
+    const z = this.size16[i]!;
+    return z !== BIG16 ? z : this.bigSize16.get(this.a.at(i))!;
   }
-
   size(i: number): number {
-    return this.size16[i]! * 16;
+    return this.s16(i) * 16;
   }
   /** End of block i's words (exclusive). */
   end(i: number): number {
-    return this.addr[i]! + this.size16[i]! * 16 - ((this.flags[i]! & F_MMAPPED) !== 0 ? 16 : 8);
+    return this.a.at(i) + this.s16(i) * 16 - ((this.flags[i]! & F_MMAPPED) !== 0 ? 16 : 8);
   }
 
   /** User pointers of chunks reported in use by the walk and found on a free list afterwards. */
@@ -386,100 +388,114 @@ export class ChunkTable {
    */
   finish(): void {
     let n = this.n;
-    const runs: number[] = [0];
-    for (let i = 1; i < n; i++) if (this.addr[i]! < this.addr[i - 1]!) runs.push(i);
-    if (runs.length > 1) {
-      const rs = runs
-        .map((s, k) => ({ s, e: k + 1 < runs.length ? runs[k + 1]! : n }))
-        .sort((a, b) => this.addr[a.s]! - this.addr[b.s]!);
-      let disjoint = true;
-      for (let k = 1; k < rs.length && disjoint; k++)
-        if (this.addr[rs[k]!.s]! <= this.addr[rs[k - 1]!.e - 1]!) disjoint = false;
-      const a = new Float64Array(n),
-        s = perChunk(Uint32Array, n),
-        f = perChunk(Uint8Array, n),
-        cs = perChunk(Uint32Array, n),
-        cl = perChunk(Uint32Array, n + 1); // + 1: the edge offsets take this buffer over (buildEdges)
-      if (disjoint) {
-        // Runs in address order, each copied whole.
-        let w = 0;
-        for (const r of rs) {
-          a.set(this.addr.subarray(r.s, r.e), w);
-          s.set(this.size16.subarray(r.s, r.e), w);
-          f.set(this.flags.subarray(r.s, r.e), w);
-          cs.set(this.candStart.subarray(r.s, r.e), w);
-          cl.set(this.candLen.subarray(r.s, r.e), w);
-          w += r.e - r.s;
-        }
-      } else {
-        const order = new Uint32Array(n);
-        for (let i = 0; i < n; i++) order[i] = i;
-        order.sort((x, y) => this.addr[x]! - this.addr[y]!);
-        for (let i = 0; i < n; i++) {
-          const o = order[i]!;
-          a[i] = this.addr[o]!;
-          s[i] = this.size16[o]!;
-          f[i] = this.flags[o]!;
-          cs[i] = this.candStart[o]!;
-          cl[i] = this.candLen[o]!;
-        }
-      }
-      this.addr = a;
-      this.size16 = s;
-      this.flags = f;
-      this.candStart = cs;
-      this.candLen = cl;
-    }
-    if (this.freed.length) {
-      // Compaction in place, merging with the sorted free-list chunks.
-      const fr = Float64Array.from(this.freed).sort();
+    const old = this.a;
+    old.seal();
+    const runs = this.runs;
+    const fr = Float64Array.from(this.freed).sort();
+    if (runs.length === 1 && fr.length > 0) {
+      // Compaction in place (the segments stay; their first indices move down).
+      const off16 = old.off16,
+        first = old.first,
+        was = first.slice(),
+        segs = old.base.length;
       let w = 0,
-        q = 0;
+        q = 0,
+        s = -1;
       for (let i = 0; i < n; i++) {
-        const v = this.addr[i]!;
+        while (s + 1 < segs && was[s + 1] === i) first[++s] = w;
+        const v = old.base[s]! + off16[i]! * 16;
         while (q < fr.length && fr[q]! < v) q++;
         if (q < fr.length && fr[q] === v) continue;
-        this.addr[w] = v;
+        off16[w] = off16[i]!;
         this.size16[w] = this.size16[i]!;
         this.flags[w] = this.flags[i]!;
-        this.candStart[w] = this.candStart[i]!;
-        this.candLen[w] = this.candLen[i]!;
         w++;
       }
+      first[segs] = w;
+      old.cur = 0;
       this.n = n = w;
+    } else if (runs.length > 1) {
+      // Rebuilt in address order without the freed chunks (segments follow the new order).
+      let order: ArrayLike<number> | undefined;
+      {
+        const rs = runs
+          .map((s, k) => ({ s, e: k + 1 < runs.length ? runs[k + 1]! : n }))
+          .sort((x, y) => old.at(x.s) - old.at(y.s));
+        let disjoint = true;
+        for (let k = 1; k < rs.length && disjoint; k++) if (old.at(rs[k]!.s) <= old.at(rs[k - 1]!.e - 1)) disjoint = false;
+        const o = perChunk(Uint32Array, n);
+        if (disjoint) {
+          let w = 0;
+          for (const r of rs) for (let i = r.s; i < r.e; i++) o[w++] = i;
+        } else {
+          for (let i = 0; i < n; i++) o[i] = i;
+          o.sort((x, y) => old.at(x) - old.at(y));
+        }
+        order = o;
+      }
+      const a = new Addresses(n),
+        s = perChunk(Uint16Array, n),
+        f = perChunk(Uint8Array, n);
+      let w = 0,
+        q = 0;
+      for (let k = 0; k < n; k++) {
+        const i = order ? order[k]! : k;
+        const v = old.at(i);
+        while (q < fr.length && fr[q]! < v) q++;
+        if (q < fr.length && fr[q] === v) continue;
+        a.push(v);
+        s[w] = this.size16[i]!;
+        f[w] = this.flags[i]!;
+        w++;
+      }
+      this.a = a;
+      this.size16 = s;
+      this.flags = f;
+      this.n = n = w;
+      a.seal();
     }
-    this.addr = this.addr.subarray(0, n);
+    this.a.off16 = this.a.off16.subarray(0, n);
     this.size16 = this.size16.subarray(0, n);
     this.flags = this.flags.subarray(0, n);
-    this.candStart = this.candStart.subarray(0, n);
-    this.candLen = this.candLen.subarray(0, n);
     this.buildLookup();
   }
 
-  /** Regions of chunks (a gap of more than 1 MiB starts a new one), each with a table: granule -> first chunk ending past it. */
+  /**
+   * Regions of chunks (a gap of more than 1 MiB or a new address segment starts a new one), each
+   * with a table: granule -> first chunk ending past it.
+   */
   private buildLookup(): void {
     const n = this.n;
     if (n === 0) return;
     const starts: number[] = [],
       ends: number[] = [],
-      firsts: number[] = [];
-    let rs = this.addr[0]!,
+      firsts: number[] = [],
+      bases: number[] = [];
+    const A = this.a;
+    let rs = A.at(0),
       re = this.end(0),
-      first = 0;
+      first = 0,
+      seg = A.segOf(0);
     for (let i = 1; i <= n; i++) {
-      if (i === n || this.addr[i]! - 16 - re > 1 << 20) {
+      const s = i < n ? A.segOf(i) : -1;
+      const ai = i < n ? A.at(i) : 0;
+      if (i === n || s !== seg || ai - 16 - re > 1 << 20) {
         starts.push(rs);
         ends.push(re);
         firsts.push(first);
+        bases.push(A.base[seg]!);
         if (i === n) break;
-        rs = this.addr[i]!;
+        rs = ai;
         first = i;
+        seg = s;
       }
       re = Math.max(re, this.end(i));
     }
     const R = starts.length;
     this.regStart = Float64Array.from(starts);
     this.regEnd = Float64Array.from(ends);
+    this.regBase = Float64Array.from(bases);
+    this.regFirst = Int32Array.from([...firsts, n]);
     this.regGran = new Float64Array(R);
     this.regTab = new Int32Array(R + 1);
     let total = 0;
@@ -493,11 +509,8 @@ export class ChunkTable {
       total += Math.ceil(bytes / gran) + 1;
     }
     this.regTab[R] = total;
-    this.table = new Int32Array(total);
-    const addr = this.addr,
-      size16 = this.size16,
-      flags = this.flags,
-      table = this.table;
+    this.table = perChunk(Int32Array, total); // mmapped when large: given back when the scan is dropped
+    const table = this.table;
     for (let r = 0; r < R; r++) {
       const gran = this.regGran[r]!,
         base = this.regTab[r]!,
@@ -505,12 +518,12 @@ export class ChunkTable {
         start = starts[r]!;
       let k = firsts[r]!;
       const last = r + 1 < R ? firsts[r + 1]! : n;
-      let kEnd = addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
+      let kEnd = this.end(k);
       for (let g = 0; g < cnt; g++) {
         const at = start + g * gran;
         while (k < last - 1 && kEnd <= at) {
           k++;
-          kEnd = addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
+          kEnd = this.end(k);
         }
         table[base + g] = k;
       }
@@ -521,7 +534,7 @@ export class ChunkTable {
     this.maxHi = Math.floor(this.max / TWO32);
   }
 
-  /** Index of the block whose words [user, end) hold v, or -1. */
+  /** Index of the block whose words [user, end) hold v, or -1; its user pointer in lastStart. */
   find(v: number): number {
     if (v < this.min || v >= this.max) return -1;
     const rs = this.regStart;
@@ -537,14 +550,20 @@ export class ChunkTable {
     }
     if (r < 0 || v >= this.regEnd[r]!) return -1;
     let k = this.table[this.regTab[r]! + Math.floor((v - rs[r]!) / this.regGran[r]!)]!;
-    const n = this.n,
-      addr = this.addr,
+    const last = this.regFirst[r + 1]!,
+      base = this.regBase[r]!,
+      off16 = this.a.off16,
       size16 = this.size16,
       flags = this.flags;
-    while (k < n) {
-      const a = addr[k]!;
+    while (k < last) {
+      const a = base + off16[k]! * 16;
       if (a > v) return -1;
-      if (v < a + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8)) return k;
+      let z = size16[k]!;
+      if (z === BIG16) z = this.bigSize16.get(a)!;
+      if (v < a + z * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8)) {
+        this.lastStart = a;
+        return k;
+      }
       k++;
     }
     return -1;
@@ -552,17 +571,8 @@ export class ChunkTable {
 
   /** Index of the chunk whose user pointer is exactly `userAddr`, or -1. */
   indexOf(userAddr: number): number {
-    const a = this.addr;
-    let lo = 0,
-      hi = this.n - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const v = a[mid]!;
-      if (v < userAddr) lo = mid + 1;
-      else if (v > userAddr) hi = mid - 1;
-      else return mid;
-    }
-    return -1;
+    const k = this.find(userAddr);
+    return k >= 0 && this.lastStart === userAddr ? k : -1;
   }
 }
 
@@ -585,15 +595,24 @@ function window(): { buf: Buffer; u32: Uint32Array } {
 /** One scan: census, chunk table, roots, edges, mark. */
 class Scan {
   readonly t: ChunkTable;
+  /** Per chunk: S_* in the low bits; before the mark, root hits too (H_START, H_INTERIOR). */
   state: Uint8Array;
-  /** Root hits per chunk: bit 0 start pointer, bit 1 interior pointer. */
-  rootHit: Uint8Array;
-  edgeStart: Uint32Array;
+  /**
+   * Where each block's edges are: the blocks' edges lie in address order in `edges`; per block of
+   * EDGE_BLOCK chunks the offset of its first chunk's edges, per chunk its edge count (u8; 255: in
+   * bigCount). 1.125 bytes per chunk instead of a u32 offset each.
+   */
+  edgeBlock: Uint32Array;
+  edgeCount: Uint8Array;
+  bigCount = new Map<number, number>();
   edges: Uint32Array;
   edgeLen = 0;
   /** Blocks without stored edges (F_NOEDGES). */
   unstored = 0;
-  scratch: Int32Array;
+  /** Clique leaders of the lost blocks (mark's third step; zero-filled: resident only where written). */
+  leader = new Int32Array(0);
+  /** Work stack of the mark, grown as needed. */
+  private stack = new Int32Array(1 << 12);
   bytesRead = 0;
   rootBytes = 0;
   roots = new Map<string, ReachRoot>();
@@ -610,35 +629,108 @@ class Scan {
     this.t = table;
     const n = table.n;
     this.state = perChunk(Uint8Array, n);
-    this.rootHit = perChunk(Uint8Array, n);
-    this.edgeStart = new Uint32Array(0); // in buildEdges
+    this.edgeBlock = new Uint32Array(Math.ceil(n / EDGE_BLOCK) + 1);
+    this.edgeCount = perChunk(Uint8Array, n);
     // Presized to the budget (zero-filled: only the entries written cost RSS; no growth copies).
-    this.edges = new Uint32Array(maxEdges);
-    this.scratch = perChunk(Int32Array, n).fill(-1);
+    this.edges = new Uint32Array(Math.max(16, maxEdges));
     for (const a of allocator) {
       const i = table.indexOf(a);
       if (i >= 0) this.state[i] = S_ALLOCATOR;
     }
   }
 
-  private addEdge(i: number, j: number, interior: boolean): boolean {
-    const p = this.scratch[j]!;
-    if (p >= 0 && p >= this.edgeStart[i]!) {
-      if (!interior) this.edges[p] = this.edges[p]! & ~1;
-      return true;
+  /** Offset in `edges` of the block being read's first edge. */
+  private from = 0;
+
+  private setCount(k: number, c: number): void {
+    if (c === 0) return;
+    if (c < 255) this.edgeCount[k] = c;
+    else {
+      this.edgeCount[k] = 255;
+      this.bigCount.set(k, c);
     }
-    if (this.edgeLen === this.edges.length) return false;
-    this.scratch[j] = this.edgeLen;
-    this.edges[this.edgeLen++] = j * 2 + (interior ? 1 : 0);
+  }
+
+  countOf(k: number): number {
+    const c = this.edgeCount[k]!;
+    return c < 255 ? c : this.bigCount.get(k)!;
+  }
+
+  /** Offset of block k's first edge: its EDGE_BLOCK block's offset plus the counts before it. */
+  firstEdge(k: number): number {
+    let p = this.edgeBlock[Math.floor(k / EDGE_BLOCK)]!;
+    for (let q = k - (k % EDGE_BLOCK); q < k; q++) p += this.countOf(q);
+    return p;
+  }
+
+  /**
+   * Sorts the edges of the block being read (edges[from .. edgeLen)) by target and keeps one per
+   * target: a start pointer's (even) before an interior one's (odd). Returns false when less than
+   * 1/8 of the budget is left afterwards. A block bigger than a window is sorted once, at its end
+   * (or when it fills the budget), not after each window.
+   */
+  private dedupe(from: number): boolean {
+    const e = this.edges,
+      len = this.edgeLen - from;
+    if (len > 1) {
+      if (len <= 16) {
+        for (let p = from + 1; p < this.edgeLen; p++) {
+          const v = e[p]!;
+          let q = p - 1;
+          while (q >= from && e[q]! > v) {
+            e[q + 1] = e[q]!;
+            q--;
+          }
+          e[q + 1] = v;
+        }
+      } else e.subarray(from, this.edgeLen).sort();
+      let w = from + 1;
+      for (let p = from + 1; p < this.edgeLen; p++) if (e[p]! >>> 1 !== e[w - 1]! >>> 1) e[w++] = e[p]!;
+      this.edgeLen = w;
+    }
+    // Room for at least 1/8 of the budget more: a block that fills it again and again is given up
+    // (its edges are read again when reached) rather than sorted over and over.
+    return this.edgeLen <= e.length - Math.max(1, e.length >>> 3);
+  }
+
+  /**
+   * Edges of the block whose words are u32[w0 .. w1) (pointers to other blocks, one per target).
+   * Returns false when the edge budget ran out (the block's edges are then dropped).
+   */
+  private blockEdges(k: number, u32: Uint32Array, w0: number, w1: number, last = true): boolean {
+    const t = this.t,
+      minHi = t.minHi,
+      maxHi = t.maxHi,
+      min = t.min,
+      max = t.max,
+      edges = this.edges;
+    const from = this.from;
+    for (let w = w0; w + 1 < w1; w += 2) {
+      const h = u32[w + 1]!;
+      if (h < minHi || h > maxHi) continue;
+      const v = h * TWO32 + u32[w]!;
+      if (v < min || v >= max) continue;
+      const tgt = t.find(v);
+      if (tgt < 0 || tgt === k) continue;
+      const e = tgt * 2 + (v !== t.lastStart ? 1 : 0);
+      if (this.edgeLen > from && edges[this.edgeLen - 1] === e) continue; // the same pointer again
+      if (this.edgeLen === edges.length && !this.dedupe(from)) {
+        this.edgeLen = from;
+        return false;
+      }
+      edges[this.edgeLen++] = e;
+    }
+    if (last) this.dedupe(from);
     return true;
   }
 
   /**
-   * Reads the blocks the census walk could not scan (F_READ: across two of its windows, mmapped,
-   * or past the candidate budget) in address order, 4 MiB windows, checking each header against
-   * the census (changed: unknown), and appends their candidates.
+   * Reads every block's words in address order, 4 MiB windows (chunks gaps < 64 KiB read through),
+   * checking each header against the census (changed or freed since: unknown), and stores the
+   * block's edges in address order (edgeBlock, edgeCount), de-duplicated per source. Past
+   * the edge budget, blocks keep no edges (F_NOEDGES: read again when the mark reaches them).
    */
-  readPending(tcacheKey: number | null): void {
+  readEdges(tcacheKey: number | null): void {
     const t = this.t,
       n = t.n,
       space = this.space;
@@ -646,46 +738,46 @@ class Scan {
       keyLo = key === null ? 0 : key % TWO32,
       keyHi = key === null ? 0 : Math.floor(key / TWO32);
     const { buf, u32 } = window();
-    const addr = t.addr,
-      size16 = t.size16,
-      flags = t.flags,
+    const flags = t.flags,
       state = this.state;
-    const endOf = (k: number) => addr[k]! + size16[k]! * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8);
-    const pending: number[] = [];
-    for (let i = 0; i < n; i++) if ((flags[i]! & F_READ) !== 0 && state[i] !== S_ALLOCATOR) pending.push(i);
-    let pi = 0;
-    while (pi < pending.length) {
-      // A window from the page of the first pending chunk's header over the following pending
-      // chunks (gaps < 64 KiB read through); + 8: the next chunk's size field (PREV_INUSE).
-      const i = pending[pi]!;
-      const winStart = Math.floor((addr[i]! - 16) / 4096) * 4096;
+    const addr = (k: number) => t.address(k);
+    const endOf = (k: number) => t.end(k);
+    let full = false;
+    let i = 0;
+    while (i < n) {
+      // A window from the page of the first chunk's header over the following chunks (gaps < 64 KiB
+      // read through); + 8: the next chunk's size field (PREV_INUSE).
+      const winStart = Math.floor((addr(i) - 16) / 4096) * 4096;
       const winLimit = winStart + WINDOW - 8;
-      let pj = pi + 1;
+      let j = i + 1;
       let winEnd = endOf(i);
-      while (pj < pending.length) {
-        const k = pending[pj]!,
-          e = endOf(k);
-        if (e > winLimit || addr[k]! - 16 - winEnd >= 64 << 10) break;
+      while (j < n) {
+        const e = endOf(j);
+        if (e > winLimit || addr(j) - 16 - winEnd >= 64 << 10) break;
         winEnd = e;
-        pj++;
+        j++;
       }
       const big = winEnd > winLimit; // one chunk bigger than a window: read in pieces
       const got = big ? 0 : space.readInto(winStart, buf, 0, winEnd + 8 - winStart);
       this.bytesRead += got;
-      for (let q = pi; q < pj; q++) {
-        const k = pending[q]!;
-        flags[k] = flags[k]! & ~F_READ;
+      for (let k = i; k < j; k++) {
+        if (k > i) this.setCount(k - 1, this.edgeLen - this.from);
+        if (k % EDGE_BLOCK === 0) this.edgeBlock[k / EDGE_BLOCK] = this.edgeLen;
+        this.from = this.edgeLen;
+        if ((state[k]! & S_MASK) === S_ALLOCATOR) continue;
         if (big) {
-          if (!this.checkHeaderDirect(k)) {
-            state[k] = S_UNKNOWN;
-            continue;
+          if (!this.checkHeaderDirect(k)) state[k] = S_UNKNOWN;
+          else if (full) flags[k] = flags[k]! | F_NOEDGES;
+          else if (!this.bigEdges(k)) {
+            flags[k] = flags[k]! | F_NOEDGES;
+            full = true;
           }
-          this.collectBig(k);
           continue;
         }
         const mm = (flags[k]! & F_MMAPPED) !== 0;
-        const off = addr[k]! - winStart;
-        const offEnd = off + size16[k]! * 16 - (mm ? 16 : 8);
+        const off = addr(k) - winStart;
+        const z = t.s16(k);
+        const offEnd = off + z * 16 - (mm ? 16 : 8);
         if (offEnd > got) {
           state[k] = S_UNKNOWN;
           continue;
@@ -695,7 +787,7 @@ class Scan {
         const lo = u32[hw]!,
           hi = u32[hw + 1]!;
         if (
-          (hi !== 0 ? hi * TWO32 + (lo - (lo & 7)) !== size16[k]! * 16 : lo >>> 4 !== size16[k]) ||
+          (hi !== 0 ? hi * TWO32 + (lo - (lo & 7)) !== z * 16 : lo >>> 4 !== z) ||
           ((lo & 2) !== 0) !== mm
         ) {
           state[k] = S_UNKNOWN;
@@ -712,116 +804,47 @@ class Scan {
           state[k] = S_UNKNOWN;
           continue;
         }
-        if (t.candFull) {
+        if (full) flags[k] = flags[k]! | F_NOEDGES;
+        else if (!this.blockEdges(k, u32, w0, wEnd)) {
           flags[k] = flags[k]! | F_NOEDGES;
-          continue;
-        }
-        t.candStart[k] = t.candN;
-        t.candLen[k] = t.collect(u32, w0, wEnd);
-        if (t.candFull) {
-          t.candN = t.candStart[k]!;
-          t.candLen[k] = 0;
-          flags[k] = flags[k]! | F_NOEDGES;
-        }
-      }
-      pi = pj;
-    }
-  }
-
-  /** Candidates of a block bigger than a window, read piece by piece. */
-  private collectBig(k: number): void {
-    const t = this.t;
-    if (t.candFull) {
-      t.flags[k] = t.flags[k]! | F_NOEDGES;
-      return;
-    }
-    const { buf, u32 } = window();
-    const a = t.addr[k]!,
-      e = t.end(k);
-    t.candStart[k] = t.candN;
-    let len = 0;
-    for (let p = a; p < e; p += WINDOW) {
-      const want = Math.min(WINDOW, e - p);
-      const got = this.space.readInto(p, buf, 0, want);
-      this.bytesRead += got;
-      len += t.collect(u32, 0, got >>> 2);
-      if (t.candFull) {
-        t.candN = t.candStart[k]!;
-        t.candLen[k] = 0;
-        t.flags[k] = t.flags[k]! | F_NOEDGES;
-        return;
-      }
-      if (got < want) break;
-    }
-    t.candLen[k] = len;
-  }
-
-  /** Candidates -> edges between blocks, in address order (CSR), de-duplicated per source. */
-  buildEdges(): void {
-    const t = this.t,
-      n = t.n,
-      flags = t.flags,
-      state = this.state,
-      addr = t.addr,
-      cand = t.cand,
-      base = t.candBase;
-    // Edge offsets overwrite the candidate lengths in place (entry i is read before it is
-    // written; i + 1 .. n are still to come): one u32 per chunk instead of two.
-    const candLen = t.candLen;
-    const lenBuf = candLen.buffer;
-    this.edgeStart =
-      candLen.byteOffset + (n + 1) * 4 <= lenBuf.byteLength
-        ? new Uint32Array(lenBuf, candLen.byteOffset, n + 1)
-        : perChunk(Uint32Array, n + 1);
-    let full = false;
-    for (let i = 0; i < n; i++) {
-      const cl = candLen[i]!;
-      this.edgeStart[i] = this.edgeLen;
-      if ((flags[i]! & F_NOEDGES) !== 0 || state[i] === S_ALLOCATOR || state[i] === S_UNKNOWN) continue;
-      if (full) {
-        flags[i] = flags[i]! | F_NOEDGES;
-        continue;
-      }
-      for (let c = t.candStart[i]!, ce = c + cl; c < ce; c++) {
-        let v = cand[c]!;
-        if (v !== CAND_FAR) v += base;
-        else {
-          v = cand[c + 2]! * TWO32 + cand[c + 1]!;
-          c += 2;
-        }
-        const tgt = t.find(v);
-        if (tgt < 0 || tgt === i) continue;
-        if (!this.addEdge(i, tgt, v !== addr[tgt])) {
-          this.edgeLen = this.edgeStart[i]!;
-          flags[i] = flags[i]! | F_NOEDGES;
           full = true;
-          break;
         }
       }
+      this.setCount(j - 1, this.edgeLen - this.from);
+      i = j;
     }
-    this.edgeStart[n] = this.edgeLen;
+    this.edgeBlock[Math.ceil(n / EDGE_BLOCK)] = this.edgeLen;
     let unstored = 0;
-    for (let i = 0; i < n; i++) if ((flags[i]! & F_NOEDGES) !== 0) unstored++;
+    for (let k = 0; k < n; k++) if ((flags[k]! & F_NOEDGES) !== 0) unstored++;
     this.unstored = unstored;
     if (unstored)
       this.notes.push(
         `too many pointers between chunks to keep: the pointers of ${unstored} chunks were read again when reached`,
       );
-    t.dropCandidates();
-    // The candidates' per-chunk offsets are dead now: their buffer becomes the mark's stack.
-    this.stackMem = new Int32Array(t.candStart.buffer, t.candStart.byteOffset, n);
-    t.candStart = new Uint32Array(0);
-    t.candLen = new Uint32Array(0);
   }
 
-  /** Work stack of the mark (n entries), reusing the candidate offsets' memory when possible. */
-  private stackMem: Int32Array | undefined;
+  /** Edges of a block bigger than a window, read piece by piece; false when the budget ran out. */
+  private bigEdges(k: number): boolean {
+    const t = this.t;
+    const { buf, u32 } = window();
+    const a = t.address(k),
+      e = t.end(k);
+    for (let p = a; p < e; p += WINDOW) {
+      const want = Math.min(WINDOW, e - p);
+      const got = this.space.readInto(p, buf, 0, want);
+      this.bytesRead += got;
+      const done = got < want || p + want >= e;
+      if (!this.blockEdges(k, u32, 0, got >>> 2, done)) return false;
+      if (got < want) break;
+    }
+    return true;
+  }
 
   private checkHeaderDirect(k: number): boolean {
     const t = this.t;
     let sz: number;
     try {
-      sz = this.space.readU64(t.addr[k]! - 8);
+      sz = this.space.readU64(t.address(k) - 8);
     } catch {
       return false;
     }
@@ -834,7 +857,7 @@ class Scan {
   private wordsOf(k: number, visit: (tgt: number, interior: boolean) => boolean): void {
     const t = this.t;
     const { buf, u32 } = window();
-    const a = t.addr[k]!,
+    const a = t.address(k),
       e = t.end(k);
     for (let p = a; p < e; p += WINDOW) {
       const len = Math.min(WINDOW, e - p);
@@ -847,7 +870,7 @@ class Scan {
         const v = h * TWO32 + u32[w]!;
         const tgt = t.find(v);
         if (tgt < 0 || tgt === k) continue;
-        if (!visit(tgt, v !== t.addr[tgt])) return;
+        if (!visit(tgt, v !== t.lastStart)) return;
       }
       if (got < len) return;
     }
@@ -885,11 +908,11 @@ class Scan {
         if (v < min || v >= max) continue;
         const tgt = t.find(v);
         if (tgt < 0) continue;
-        if (v === t.addr[tgt]) {
-          this.rootHit[tgt] |= 1;
+        if (v === t.lastStart) {
+          this.state[tgt] |= H_START;
           root.startPointers++;
         } else {
-          this.rootHit[tgt] |= 2;
+          this.state[tgt] |= H_INTERIOR;
           root.interiorPointers++;
         }
       }
@@ -911,11 +934,11 @@ class Scan {
     root.bytes += 8;
     const tgt = this.t.find(v);
     if (tgt < 0) return;
-    if (v === this.t.addr[tgt]) {
-      this.rootHit[tgt] |= 1;
+    if (v === this.t.lastStart) {
+      this.state[tgt] |= H_START;
       root.startPointers++;
     } else {
-      this.rootHit[tgt] |= 2;
+      this.state[tgt] |= H_INTERIOR;
       root.interiorPointers++;
     }
   }
@@ -929,7 +952,7 @@ class Scan {
     const state = this.state;
     const s = state[j]!;
     if (mode === M_REACH) {
-      if (interior || s !== S_UNREACHED) return false;
+      if (interior || (s !== S_UNREACHED && s !== S_ROOT_INTERIOR)) return false;
       state[j] = S_REACHABLE;
       return true;
     }
@@ -941,91 +964,119 @@ class Scan {
     if (j === leader) return false;
     if (s === S_UNREACHED) {
       state[j] = S_INDIRECT;
-      this.scratch[j] = leader;
+      this.leader[j] = leader;
       return true;
     }
     if (s === S_DEFINITE) {
       state[j] = S_INDIRECT;
-      this.scratch[j] = leader;
+      this.leader[j] = leader;
     } // an earlier leader, absorbed
     return false;
+  }
+
+  private push(len: number, j: number): number {
+    if (len === this.stack.length) {
+      const s = new Int32Array(len * 2);
+      s.set(this.stack);
+      this.stack = s;
+    }
+    this.stack[len] = j;
+    return len + 1;
   }
 
   /**
    * Propagates from the blocks on `stack[0..len)` over their edges (see accept). Blocks without
    * stored edges are read again, in address order, once the stored ones are done.
    */
-  private propagate(stack: Int32Array, len: number, mode: number, leader: number): void {
+  private propagate(len: number, mode: number, leader: number): void {
     const edges = this.edges,
-      es = this.edgeStart,
       flags = this.t.flags;
-    const pending: number[] = [];
+    let pending: number[] | undefined;
     for (;;) {
       while (len > 0) {
-        const i = stack[--len]!;
+        const i = this.stack[--len]!;
         if ((flags[i]! & F_NOEDGES) !== 0) {
-          pending.push(i);
+          (pending ??= []).push(i);
           continue;
         }
-        for (let p = es[i]!, q = es[i + 1]!; p < q; p++) {
+        const p0 = this.firstEdge(i);
+        for (let p = p0, q = p0 + this.countOf(i); p < q; p++) {
           const e = edges[p]!;
           const j = e >>> 1;
-          if (this.accept(mode, j, (e & 1) !== 0, leader)) stack[len++] = j;
+          if (this.accept(mode, j, (e & 1) !== 0, leader)) len = this.push(len, j);
         }
       }
-      if (pending.length === 0) return;
+      if (!pending?.length) return;
       pending.sort((x, y) => x - y);
       for (const i of pending.splice(0))
         this.wordsOf(i, (tgt, interior) => {
-          if (this.accept(mode, tgt, interior, leader)) stack[len++] = tgt;
+          if (this.accept(mode, tgt, interior, leader)) len = this.push(len, tgt);
           return true;
         });
     }
   }
 
-  /** Reachable, possibly lost, then cliques of the rest (leader per lost block in `scratch`). */
+  /** Reachable, possibly lost, then cliques of the rest (leader per lost block in `leader`). */
   mark(): void {
     const n = this.t.n,
-      state = this.state,
-      hit = this.rootHit;
-    const stack = this.stackMem && this.stackMem.length >= n ? this.stackMem : new Int32Array(n);
+      state = this.state;
     let len = 0;
-    // 1. Reachable: chains of start pointers from the roots.
-    for (let i = 0; i < n; i++)
-      if ((hit[i]! & 1) !== 0 && state[i] === S_UNREACHED) {
-        state[i] = S_REACHABLE;
-        stack[len++] = i;
-      }
-    this.propagate(stack, len, M_REACH, -1);
-    // 2. Possibly lost: reached through some interior pointer (from a root or a reached block).
-    len = 0;
+    // 1. Reachable: chains of start pointers from the roots. The root hits leave the state bytes:
+    // an unreached block with only interior hits becomes S_ROOT_INTERIOR until step 2.
     for (let i = 0; i < n; i++) {
-      const s = state[i]!;
-      if (s === S_REACHABLE) {
-        if ((this.t.flags[i]! & F_NOEDGES) !== 0 || this.edgeStart[i] !== this.edgeStart[i + 1]) stack[len++] = i;
-      } else if (s === S_UNREACHED && hit[i] !== 0) {
-        state[i] = S_POSSIBLE;
-        stack[len++] = i;
-      }
+      const v = state[i]!;
+      const s = v & S_MASK;
+      if (s !== S_UNREACHED) state[i] = s;
+      else if ((v & H_START) !== 0) {
+        state[i] = S_REACHABLE;
+        len = this.push(len, i);
+      } else state[i] = (v & H_INTERIOR) !== 0 ? S_ROOT_INTERIOR : S_UNREACHED;
     }
-    this.propagate(stack, len, M_POSSIBLE, -1);
+    this.propagate(len, M_REACH, -1);
+    // 2. Possibly lost: reached through some interior pointer (from a root or a reached block).
+    // Reachable blocks are taken one by one (their edges looked at here, not all pushed at once:
+    // the stack stays as small as what they newly reach).
+    const edges = this.edges,
+      flags = this.t.flags;
+    for (let i = 0, p0 = 0; i < n; i++) {
+      const s = state[i]!;
+      if (i % EDGE_BLOCK === 0) p0 = this.edgeBlock[i / EDGE_BLOCK]!;
+      const q0 = p0 + this.countOf(i);
+      len = 0;
+      if (s === S_REACHABLE) {
+        if ((flags[i]! & F_NOEDGES) !== 0) len = this.push(len, i);
+        else
+          for (let p = p0; p < q0; p++) {
+            const j = edges[p]! >>> 1;
+            if (state[j] === S_UNREACHED) {
+              state[j] = S_POSSIBLE;
+              len = this.push(len, j);
+            }
+          }
+      } else if (s === S_ROOT_INTERIOR) {
+        state[i] = S_POSSIBLE;
+        len = this.push(len, i);
+      }
+      p0 = q0;
+      if (len > 0) this.propagate(len, M_POSSIBLE, -1);
+    }
     // 3. Cliques in address order (valgrind's lc_push_with_clique_if_a_chunk_ptr).
-    const clique = this.scratch;
-    clique.fill(-1);
+    this.leader = perChunk(Int32Array, n);
     for (let i = 0; i < n; i++) {
       if (state[i] !== S_UNREACHED) continue;
       state[i] = S_DEFINITE;
-      clique[i] = i;
-      stack[0] = i;
-      this.propagate(stack, 1, M_CLIQUE, i);
+      this.leader[i] = i;
+      this.stack[0] = i;
+      this.propagate(1, M_CLIQUE, i);
     }
   }
 
+  /** The definitely lost block leading lost block j's group. */
   leaderOf(j: number): number {
-    const c = this.scratch;
+    const c = this.leader;
     let k = j,
       steps = 0;
-    while (c[k]! >= 0 && c[k] !== k && steps++ < 1e6) k = c[k]!;
+    while (c[k] !== k && steps++ < 1e6) k = c[k]!;
     return k;
   }
 }
@@ -1081,7 +1132,7 @@ function scanRoots(scan: Scan, space: AddressSpace, census: HeapCensus, loc: Gli
     }
   }
   for (let i = 0; i < t.n; i++)
-    if ((t.flags[i]! & F_MMAPPED) !== 0) ex.push({ start: t.addr[i]! - 16, end: t.addr[i]! - 16 + t.size(i) });
+    if ((t.flags[i]! & F_MMAPPED) !== 0) ex.push({ start: t.address(i) - 16, end: t.address(i) - 16 + t.size(i) });
   ex.sort((x, y) => x.start - y.start);
 
   // Thread stacks from sp.
@@ -1156,39 +1207,32 @@ function oneScan(
   if (space.kind === 'live') space.mappings({ refresh: true });
   // Capacity: at most one chunk per 32 bytes of the brk heap and anonymous rw memory (thread heaps
   // and mmapped chunks live there); zero-filled, so only the entries written cost RSS.
-  let bound = capacity,
-    lo = Infinity,
-    hi = 0,
-    brk = -1;
-  for (const m of space.mappings()) {
-    if (m.path === '[heap]' && brk < 0) brk = m.start;
-    if (m.path === '[heap]' || (m.path === '' && m.perms.startsWith('rw'))) {
-      bound += (m.end - m.start) / 32;
-      lo = Math.min(lo, m.start);
-      hi = Math.max(hi, m.end);
-    }
-  }
-  const table = new ChunkTable(Math.min(MAX_PRESIZED, Math.ceil(bound)), maxEdges);
-  // Candidates are stored relative to the brk heap (the main arena: most chunks), else the lowest.
-  table.setCandidateRange(lo === Infinity ? 0 : lo, hi, brk >= 0 ? brk : lo === Infinity ? 0 : lo);
+  let bound = capacity;
+  for (const m of space.mappings())
+    if (m.path === '[heap]' || (m.path === '' && m.perms.startsWith('rw'))) bound += (m.end - m.start) / 32;
+  const table = new ChunkTable(Math.min(MAX_PRESIZED, Math.ceil(bound)));
   const allocator: number[] = [];
   const census = heapCensus(space, {
     symbolizer,
     location,
-    onWalkInUse: (u, size, mmapped, words, userWord) => table.push(u, size, mmapped, words, userWord),
+    onWalkInUse: (u, size, mmapped) => table.push(u, size, mmapped),
     onFreeListChunk: (u) => table.freed.push(u),
     onTcacheStruct: (u) => allocator.push(u),
   });
   const t1 = performance.now();
+  memoryCheckpoint('scan: after census walk');
   table.finish();
+  memoryCheckpoint('scan: after finish');
   const scan = new Scan(space, census, table, allocator, maxEdges);
   const t2 = performance.now();
   scanRoots(scan, space, census, location);
   const t3 = performance.now();
-  scan.readPending(location.tcacheKey);
-  scan.buildEdges();
+  memoryCheckpoint('scan: after roots');
+  scan.readEdges(location.tcacheKey);
   const t4 = performance.now();
+  memoryCheckpoint('scan: after edges');
   scan.mark();
+  memoryCheckpoint('scan: after mark');
   const t5 = performance.now();
   scan.phasesMs = { census: t1 - t0, table: t2 - t1, roots: t3 - t2, blocks: t4 - t3, mark: t5 - t4 };
   return scan;
@@ -1204,6 +1248,54 @@ const CLASS_OF: Record<number, ReachClass | 'allocator'> = {
   [S_ALLOCATOR]: 'allocator',
   [S_UNREACHED]: 'unknown',
 };
+
+/**
+ * Stability: a chunk lost in this scan stays lost only when it was lost in the previous one at the
+ * same address and size, with the same first bytes (the same chunk, not a new one in its place);
+ * else it becomes unknown. Returns this scan's lost chunks for the next. A function of its own so
+ * the caller's (async, suspended between scans) frame holds no reference into the scan's tables.
+ */
+function confirmLost(space: AddressSpace, scan: Scan, prev: PreviousScan | undefined, printBuf: Buffer): PreviousScan {
+  const t = scan.t,
+    st = scan.state;
+  // Stability: lost now and lost before at the same address and size, with the same first bytes
+  // (the same chunk, not a new one in its place); else unknown (or reachable).
+  let nLost = 0;
+  const prints = new Map<number, number>();
+  for (let i = 0, k = 0; i < t.n; i++) {
+    if (!LOST(st[i]!)) continue;
+    const print = lostFingerprint(space, t.address(i), t.end(i) - t.address(i), printBuf);
+    prints.set(i, print);
+    if (prev) {
+      const a = t.address(i);
+      while (k < prev.addr.length && prev.addr[k]! < a) k++;
+      const same =
+        k < prev.addr.length &&
+        prev.addr[k] === a &&
+        prev.size16[k] === t.s16(i) &&
+        prev.mmapped[k] === ((t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0);
+      if (!same || print === -1 || prev.print[k] !== print) {
+        st[i] = S_UNKNOWN;
+        continue;
+      }
+    }
+    nLost++;
+  }
+  const lost: PreviousScan = {
+    addr: new Float64Array(nLost),
+    size16: new Uint32Array(nLost),
+    mmapped: new Uint8Array(nLost),
+    print: new Float64Array(nLost),
+  };
+  for (let i = 0, j = 0; i < t.n; i++) {
+    if (!LOST(st[i]!)) continue;
+    lost.addr[j] = t.address(i);
+    lost.size16[j] = t.s16(i);
+    lost.print[j] = prints.get(i) ?? -1;
+    lost.mmapped[j++] = (t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0;
+  }
+  return lost;
+}
 
 /**
  * Reachability of every in-use chunk of a glibc process (live or core). Scans `opts.scans` times
@@ -1223,47 +1315,11 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   for (let s = 0; s < scans; s++) {
     if (s > 0) await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
     scan = undefined; // the previous scan's tables are garbage before the next scan allocates its own
+    releaseMemory(); // ... and freed now, as are the caller's dead arrays (census, pool analysis)
+    memoryCheckpoint('reach: before scan');
     scan = oneScan(space, symbolizer, location, maxEdges, 1024);
     bytesRead += scan.bytesRead;
-    const t = scan.t,
-      st = scan.state;
-    // Stability: lost now and lost before at the same address and size, with the same first bytes
-    // (the same chunk, not a new one in its place); else unknown (or reachable).
-    let nLost = 0;
-    const prints = new Map<number, number>();
-    for (let i = 0, k = 0; i < t.n; i++) {
-      if (!LOST(st[i]!)) continue;
-      const print = lostFingerprint(space, t.addr[i]!, t.end(i) - t.addr[i]!, printBuf);
-      prints.set(i, print);
-      if (prev) {
-        const a = t.addr[i]!;
-        while (k < prev.addr.length && prev.addr[k]! < a) k++;
-        const same =
-          k < prev.addr.length &&
-          prev.addr[k] === a &&
-          prev.size16[k] === t.size16[i] &&
-          prev.mmapped[k] === ((t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0);
-        if (!same || print === -1 || prev.print[k] !== print) {
-          st[i] = S_UNKNOWN;
-          continue;
-        }
-      }
-      nLost++;
-    }
-    const lost: PreviousScan = {
-      addr: new Float64Array(nLost),
-      size16: new Uint32Array(nLost),
-      mmapped: new Uint8Array(nLost),
-      print: new Float64Array(nLost),
-    };
-    for (let i = 0, j = 0; i < t.n; i++) {
-      if (!LOST(st[i]!)) continue;
-      lost.addr[j] = t.addr[i]!;
-      lost.size16[j] = t.size16[i]!;
-      lost.print[j] = prints.get(i) ?? -1;
-      lost.mmapped[j++] = (t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0;
-    }
-    prev = lost;
+    prev = confirmLost(space, scan, prev, printBuf);
   }
   if (!scan) throw new Error('reachability: no scan');
   const t = scan.t,
@@ -1275,7 +1331,7 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   const groupBytes = new Map<number, { chunks: number; bytes: number }>();
   for (let i = 0; i < t.n; i++) {
     const s = st[i]!;
-    const size = t.size16[i]! * 16;
+    const size = t.s16(i) * 16;
     const k = size < TWO32 ? 31 - Math.clz32(size) : Math.floor(Math.log2(size));
     cnt[s * 64 + k]++;
     byt[s * 64 + k] += size;
@@ -1335,12 +1391,12 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
   ];
   const pv = opts.previewBytes ?? 64;
   const largestLost: LostChunk[] = picked.map(({ i, g }) => {
-    const len = Math.min(pv, t.end(i) - t.addr[i]!);
+    const len = Math.min(pv, t.end(i) - t.address(i));
     const b = Buffer.alloc(len);
-    const got = space.readInto(t.addr[i]!, b, 0, len);
+    const got = space.readInto(t.address(i), b, 0, len);
     const bytes = b.subarray(0, got);
     return {
-      address: t.addr[i]!,
+      address: t.address(i),
       chunkSize: t.size(i),
       class: CLASS_OF[st[i]!] as ReachClass,
       groupChunks: g.chunks,

@@ -16,7 +16,7 @@ test('chunk table: runs sorted, freed chunks dropped, start / interior / header 
   t.freed.push(heapB + 16 + 3 * 48); // found in a tcache afterwards
   t.finish();
   assert.equal(t.n, 20);
-  for (let i = 1; i < t.n; i++) assert.ok(t.addr[i]! > t.addr[i - 1]!, 'ascending');
+  for (let i = 1; i < t.n; i++) assert.ok(t.address(i) > t.address(i - 1), 'ascending');
   assert.equal(t.indexOf(heapB + 16 + 3 * 48), -1, 'the freed chunk is gone');
   const b0 = t.indexOf(heapB + 16);
   assert.equal(b0, 0);

@@ -5,3 +5,4 @@ export * from './mem.js';
 export * from './leaks.js';
 export * from './units.js';
 export * from './pools.js';
+export * from './release-memory.js';

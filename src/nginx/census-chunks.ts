@@ -5,9 +5,8 @@
 // runs on those bytes, so the pool scan skips chunks whose bytes already rule a pool out, and the
 // first POOL_SCAN_BYTES of the others are kept (up to KEPT_BYTES_BUDGET).
 //
-// Memory: 9 bytes per in-use chunk (ChunkList: address and size as u32, flags u8), in arrays
-// presized from the heap's extent (zero-filled: only the entries written cost RSS; no copies as
-// the list grows), no object per chunk; the census itself keeps no list.
+// Memory: no record per in-use chunk (ChunkList: a bit per 16 bytes of heap, 1/128 of the heap's
+// bytes, and a list of the pool candidates and mmapped chunks only); the census itself keeps no list.
 
 import { LeakscopeError } from '../model/errors.js';
 import { heapCensus } from '../glibc/index.js';
@@ -22,8 +21,6 @@ export interface CensusWithChunks {
   elapsedMs: number;
 }
 
-/** Most entries allocated up front (9 bytes each, virtual until written); the list doubles beyond. */
-const MAX_PRESIZED = 1 << 24;
 /** Cap on the candidates' bytes kept from the walk (the scan reads the others itself). */
 const KEPT_BYTES_BUDGET = 16 << 20;
 /** Kept bytes live in slabs of this size (views stay valid: a slab never moves). */
@@ -49,18 +46,10 @@ class KeptBytes {
   }
 }
 
-/** At most one chunk per 32 bytes of the brk heap and anonymous rw memory (thread heaps and mmapped chunks live there). */
-function capacityBound(space: AddressSpace): number {
-  let bound = 0;
-  for (const m of space.mappings({ refresh: true }))
-    if (m.path === '[heap]' || (m.path === '' && m.perms.startsWith('rw'))) bound += (m.end - m.start) / 32;
-  return Math.min(MAX_PRESIZED, Math.ceil(bound));
-}
-
 /** Runs the heap census once and collects its in-use chunks. */
 export function censusWithChunks(space: AddressSpace, opts: CensusOptions = {}): CensusWithChunks {
   const t0 = performance.now();
-  const list = new ChunkList(undefined, capacityBound(space));
+  const list = new ChunkList();
   const kept = new KeptBytes();
   let freed = new Float64Array(256),
     nFreed = 0;

@@ -20,23 +20,16 @@ export const POOL_HINT = {
 } as const;
 
 /**
- * The in-use chunks in address order; a chunk is known by its index (0 .. length-1). Per chunk:
- * its user pointer (chunk address + 16), its chunk size (header included, flag bits masked, as
- * glibc counts it), whether it is mmapped, the census's pool-candidate hint (POOL_HINT: no, yes,
- * unknown), and for some candidates the first bytes at the user pointer when the census kept them
- * (POOL_SCAN_BYTES of them; candidates only, so they are few).
+/**
+ * The in-use chunks, in address order. Per chunk: its user pointer (chunk address + 16), its chunk
+ * size (header included, flag bits masked, as glibc counts it), whether it is mmapped, and the
+ * census's pool-candidate hint (POOL_HINT: no, yes, unknown). Chunks are known by their user
+ * pointer; the pool candidates (hint yes or unknown) are listed on their own with the first bytes
+ * the census kept of some of them (POOL_SCAN_BYTES; candidates only, so they are few).
  */
 export interface InUseChunks {
+  /** How many in-use chunks (mmapped included). */
   readonly length: number;
-  /** User pointer of chunk i. */
-  addrAt(i: number): number;
-  /** Chunk size of chunk i. */
-  sizeAt(i: number): number;
-  isMmapped(i: number): boolean;
-  /** The POOL_HINT value of chunk i. */
-  hintAt(i: number): number;
-  /** The bytes the census kept of chunk i (pool candidates only), else undefined. */
-  bytesOf(i: number): Uint8Array | undefined;
   /** Calls `cb` for every chunk in address order, with the facts above (the hint as a boolean, undefined when unknown). */
   forEach(
     cb: (
@@ -47,43 +40,119 @@ export interface InUseChunks {
       userBytes?: Uint8Array,
     ) => void,
   ): void;
-  /** The index of the in-use chunk whose user pointer is `userAddr`, else -1. */
-  indexOf(userAddr: number): number;
+  /** Calls `cb` for every chunk whose hint is not POOL_HINT.no, in address order, with the bytes the census kept of it (else undefined). */
+  forEachCandidate(cb: (userAddr: number, chunkSize: number, mmapped: boolean, userBytes?: Uint8Array) => void): void;
   /** The chunk size of the in-use chunk whose user pointer is `userAddr`, else undefined. */
   sizeOf(userAddr: number): number | undefined;
+  /** Whether `userAddr` is the user pointer of an in-use mmapped chunk. */
+  isMmapped(userAddr: number): boolean;
 }
 
-const TWO32 = 4294967296;
-/** A region's offsets are (address - base) / 16 in a u32: a region spans at most 64 GiB. */
-const REGION_SPAN = TWO32 * 16;
-// flags: the hint's code in bits 0-1, mmapped in bit 2
-const H_NO = 0,
-  H_YES = 1,
-  H_UNKNOWN = 2,
-  F_MMAPPED = 4;
-const hintCode = (hint: number): number => (hint === POOL_HINT.no ? H_NO : hint === POOL_HINT.yes ? H_YES : H_UNKNOWN);
-const HINT_OF = [POOL_HINT.no, POOL_HINT.yes, POOL_HINT.unknown, POOL_HINT.unknown];
+/** The bitmaps cover the address space in pages of 1 MiB: one bit per 16 bytes (a possible user pointer). */
+const PAGE_BYTES = 1 << 20;
+const PAGE_WORDS = PAGE_BYTES / 16 / 32;
+/** Candidate flags: the hint (0 unknown, 1 yes) in bit 0, mmapped in bit 1. */
+const C_YES = 1,
+  C_MMAPPED = 2;
+
+/** One 1 MiB page of address space: `start` bits at in-use heap chunks' user pointers, `end` bits where a chunk that is not in use follows one of them. */
+interface Page {
+  start: Uint32Array;
+  end: Uint32Array | null;
+}
+
+/** Growable parallel columns (address, size, flags, bytes) for the few chunks listed one by one. */
+class Column {
+  length = 0;
+  addr = new Float64Array(64);
+  size = new Float64Array(64);
+  flags = new Uint8Array(64);
+  bytes: Array<Uint8Array | undefined> = [];
+  push(addr: number, size: number, flags: number, bytes?: Uint8Array): void {
+    const n = this.length;
+    if (n === this.addr.length) {
+      const a = new Float64Array(n * 2),
+        s = new Float64Array(n * 2),
+        f = new Uint8Array(n * 2);
+      a.set(this.addr);
+      s.set(this.size);
+      f.set(this.flags);
+      this.addr = a;
+      this.size = s;
+      this.flags = f;
+    }
+    this.addr[n] = addr;
+    this.size[n] = size;
+    this.flags[n] = flags;
+    if (bytes) this.bytes[n] = bytes;
+    this.length = n + 1;
+  }
+  /** Address order (usually already: one heap after another, each walked upwards). */
+  sort(): void {
+    const n = this.length;
+    let sorted = true;
+    for (let i = 1; i < n && sorted; i++) if (this.addr[i]! < this.addr[i - 1]!) sorted = false;
+    if (sorted) return;
+    const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => this.addr[x]! - this.addr[y]!);
+    const a = new Float64Array(this.addr.length),
+      s = new Float64Array(this.addr.length),
+      f = new Uint8Array(this.addr.length),
+      b: Array<Uint8Array | undefined> = [];
+    order.forEach((k, i) => {
+      a[i] = this.addr[k]!;
+      s[i] = this.size[k]!;
+      f[i] = this.flags[k]!;
+      if (this.bytes[k]) b[i] = this.bytes[k];
+    });
+    this.addr = a;
+    this.size = s;
+    this.flags = f;
+    this.bytes = b;
+  }
+  /** Index of the entry at `addr` (binary search, once sorted), else -1. */
+  find(addr: number): number {
+    let lo = 0,
+      hi = this.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const v = this.addr[mid]!;
+      if (v < addr) lo = mid + 1;
+      else if (v > addr) hi = mid - 1;
+      else return mid;
+    }
+    return -1;
+  }
+  /** Drops entry i (rare: a candidate found on a free list afterwards). */
+  remove(i: number): void {
+    const n = this.length - 1;
+    this.addr.copyWithin(i, i + 1, n + 1);
+    this.size.copyWithin(i, i + 1, n + 1);
+    this.flags.copyWithin(i, i + 1, n + 1);
+    this.bytes.splice(i, 1);
+    this.length = n;
+  }
+}
 
 /**
- * The in-use chunks, columnar: 9 bytes per chunk. Addresses are u32 offsets / 16 from the base of
- * their region (a run of ascending addresses within 64 GiB: one per heap, one for the mmapped
- * chunks, typically), sizes u32 chunk size / 16 (a chunk of 64 GiB or more: in `bigSizes`),
- * flags u8 (hint, mmapped). Built by push() in any order, then finish() (address order); arrays
- * can be presized (zero-filled: only the entries written cost RSS).
+ * The in-use chunks without a record per chunk (issue 18: memory that does not grow with the
+ * number of chunks). Heap chunks are bitmaps over 1 MiB pages of the address space the heaps use
+ * (1 bit per 16 bytes: 1/128 of the heap's bytes): `start` marks every in-use chunk's user pointer;
+ * `end`, made only for pages that need it, the user pointer of a chunk that is not in use (free, the
+ * top) right after an in-use one. A chunk's size is the distance to the next bit of either (chunks
+ * do not overlap, so no bit lies inside an in-use chunk). Listed one by one: the mmapped chunks
+ * (few, large) and the pool candidates (the census's hint yes or unknown) with the bytes the
+ * census kept of them. Built by push() in walk order (each heap upwards; heaps and the mmapped
+ * chunks in any order), then finish().
  */
 export class ChunkList implements InUseChunks {
   length = 0;
-  private off16: Uint32Array;
-  private size16: Uint32Array;
-  private flags: Uint8Array;
-  private readonly bigSizes = new Map<number, number>();
-  /** Region r holds chunks regFirst[r] .. regFirst[r + 1] - 1 at regBase[r] + off16 * 16. */
-  private regBase: number[] = [];
-  private regFirst: number[] = [];
-  /** The region of the last lookup (sequential access stays in it). */
-  private r = 0;
-  private lastAddr = -1;
-  private bytes = new Map<number, Uint8Array>();
+  private readonly pages = new Map<number, Page>();
+  /** Page numbers in ascending order (after finish()). */
+  private keys: number[] = [];
+  private readonly mmapped = new Column();
+  private readonly candidates = new Column();
+  /** The user pointer right after the last heap chunk pushed (its end), -1 when none is pending. */
+  private pendingEnd = -1;
 
   constructor(
     chunks?: ReadonlyArray<{
@@ -93,12 +162,7 @@ export class ChunkList implements InUseChunks {
       poolCandidate?: boolean;
       userBytes?: Uint8Array;
     }>,
-    capacity = 1024,
   ) {
-    const n = Math.max(16, chunks ? chunks.length : capacity);
-    this.off16 = new Uint32Array(n);
-    this.size16 = new Uint32Array(n);
-    this.flags = new Uint8Array(n);
     if (!chunks) return;
     const sorted = [...chunks].sort((a, b) => a.userAddr - b.userAddr);
     for (const c of sorted) {
@@ -108,190 +172,119 @@ export class ChunkList implements InUseChunks {
     this.finish();
   }
 
-  private grow(): void {
-    const n = this.off16.length * 2;
-    const o = new Uint32Array(n);
-    o.set(this.off16);
-    this.off16 = o;
-    const s = new Uint32Array(n);
-    s.set(this.size16);
-    this.size16 = s;
-    const f = new Uint8Array(n);
-    f.set(this.flags);
-    this.flags = f;
+  private setBit(addr: number, end: boolean): void {
+    const n = Math.floor(addr / PAGE_BYTES),
+      bit = (addr - n * PAGE_BYTES) >>> 4;
+    let p = this.pages.get(n);
+    if (!p) this.pages.set(n, (p = { start: new Uint32Array(PAGE_WORDS), end: null }));
+    const words = end ? (p.end ??= new Uint32Array(PAGE_WORDS)) : p.start;
+    words[bit >>> 5] = words[bit >>> 5]! | (1 << (bit & 31));
   }
 
-  /** Appends a chunk (builder; then finish()). */
+  /** Appends a chunk (builder; then finish()). The heap chunks of one heap come in ascending order. */
   push(userAddr: number, chunkSize: number, mmapped: boolean, hint: number, userBytes?: Uint8Array): void {
-    const n = this.length;
-    if (n === this.off16.length) this.grow();
-    const R = this.regBase.length;
-    if (
-      R === 0 ||
-      userAddr <= this.lastAddr ||
-      userAddr - this.regBase[R - 1]! >= REGION_SPAN ||
-      (userAddr - this.regBase[R - 1]!) % 16 !== 0
-    ) {
-      this.regBase.push(userAddr);
-      this.regFirst.push(n);
+    this.length++;
+    if (hint !== POOL_HINT.no)
+      this.candidates.push(
+        userAddr,
+        chunkSize,
+        (hint === POOL_HINT.yes ? C_YES : 0) | (mmapped ? C_MMAPPED : 0),
+        userBytes,
+      );
+    if (mmapped) {
+      this.mmapped.push(userAddr, chunkSize, 0);
+      return;
     }
-    this.off16[n] = (userAddr - this.regBase[this.regBase.length - 1]!) / 16;
-    const s16 = Math.floor(chunkSize / 16);
-    if (s16 >= TWO32) this.bigSizes.set(n, chunkSize);
-    this.size16[n] = s16 >= TWO32 ? 0 : s16;
-    this.flags[n] = hintCode(hint) | (mmapped ? F_MMAPPED : 0);
-    if (userBytes) this.bytes.set(n, userBytes);
-    this.lastAddr = userAddr;
-    this.length = n + 1;
+    if (this.pendingEnd >= 0 && this.pendingEnd !== userAddr) this.setBit(this.pendingEnd, true);
+    this.setBit(userAddr, false);
+    this.pendingEnd = userAddr + chunkSize;
   }
 
   /**
-   * Drops the chunks whose user pointers are in `freed` (walked as in use, found on a free list
-   * afterwards; mmapped chunks are never dropped), then puts the chunks in address order.
+   * Drops the heap chunks whose user pointers are in `freed` (walked as in use, found on a free
+   * list afterwards; mmapped chunks are never dropped), then puts the lists in address order.
    */
   finish(freed?: Float64Array): void {
-    if (freed?.length) this.drop(freed.sort());
-    // Regions without chunks go; each region's base becomes its first chunk's address.
-    const base: number[] = [],
-      first: number[] = [];
-    for (let r = 0; r < this.regBase.length; r++) {
-      const from = this.regFirst[r]!,
-        to = r + 1 < this.regBase.length ? this.regFirst[r + 1]! : this.length;
-      if (from >= to) continue;
-      const d = this.off16[from]!;
-      if (d !== 0) for (let i = from; i < to; i++) this.off16[i] = this.off16[i]! - d;
-      base.push(this.regBase[r]! + d * 16);
-      first.push(from);
-    }
-    this.regBase = base;
-    this.regFirst = first;
-    this.r = 0;
-    this.lastAddr = -1;
-    // Regions in address order and disjoint: nothing moves (the usual case: one arena's heap, then
-    // the mmapped chunks); else a full sort.
-    for (let r = 1; r < base.length; r++) {
-      const lastOfPrev = base[r - 1]! + this.off16[first[r]! - 1]! * 16;
-      if (base[r]! <= lastOfPrev) {
-        this.sort();
-        return;
+    if (this.pendingEnd >= 0) this.setBit(this.pendingEnd, true);
+    this.pendingEnd = -1;
+    this.candidates.sort();
+    this.mmapped.sort();
+    if (freed)
+      for (let i = 0; i < freed.length; i++) {
+        const a = freed[i]!;
+        if (!this.hasStart(a)) continue;
+        // Now a free chunk: the end of the in-use chunk before it.
+        const n = Math.floor(a / PAGE_BYTES),
+          bit = (a - n * PAGE_BYTES) >>> 4;
+        const p = this.pages.get(n)!;
+        p.start[bit >>> 5] = p.start[bit >>> 5]! & ~(1 << (bit & 31));
+        this.setBit(a, true);
+        this.length--;
+        const c = this.candidates.find(a);
+        if (c >= 0 && !(this.candidates.flags[c]! & C_MMAPPED)) this.candidates.remove(c);
       }
-    }
+    this.keys = [...this.pages.keys()].sort((x, y) => x - y);
   }
 
-  private drop(freed: Float64Array): void {
-    const n = this.length;
-    const R = this.regBase.length;
-    let w = 0;
-    for (let r = 0; r < R; r++) {
-      const from = this.regFirst[r]!,
-        to = r + 1 < R ? this.regFirst[r + 1]! : n,
-        base = this.regBase[r]!;
-      this.regFirst[r] = w;
-      for (let i = from; i < to; i++) {
-        const a = base + this.off16[i]! * 16;
-        if ((this.flags[i]! & F_MMAPPED) === 0 && has(freed, a)) {
-          this.bytes.delete(i);
-          this.bigSizes.delete(i);
-          continue;
+  /** Whether `addr` is an in-use heap chunk's user pointer. */
+  private hasStart(addr: number): boolean {
+    if (!(addr >= 0) || addr % 16 !== 0) return false;
+    const n = Math.floor(addr / PAGE_BYTES);
+    const p = this.pages.get(n);
+    if (!p) return false;
+    const bit = (addr - n * PAGE_BYTES) >>> 4;
+    return (p.start[bit >>> 5]! & (1 << (bit & 31))) !== 0;
+  }
+
+  /** The address of the first start or end bit after `addr` (a heap chunk's user pointer), else -1. */
+  private nextBoundary(addr: number): number {
+    let n = Math.floor(addr / PAGE_BYTES);
+    let bit = ((addr - n * PAGE_BYTES) >>> 4) + 1;
+    let p: Page | undefined = this.pages.get(n);
+    let ki = -1;
+    for (;;) {
+      if (p && bit < PAGE_WORDS * 32) {
+        const s = p.start,
+          e = p.end,
+          w0 = bit >>> 5;
+        for (let w = w0; w < PAGE_WORDS; w++) {
+          let v = s[w]! | (e ? e[w]! : 0);
+          if (w === w0) v &= ~((1 << (bit & 31)) - 1);
+          if (v !== 0) return n * PAGE_BYTES + (w * 32 + (31 - Math.clz32(v & -v))) * 16;
         }
-        if (w !== i) {
-          this.off16[w] = this.off16[i]!;
-          this.size16[w] = this.size16[i]!;
-          this.flags[w] = this.flags[i]!;
-          const b = this.bytes.get(i);
-          if (b) {
-            this.bytes.delete(i);
-            this.bytes.set(w, b);
-          }
-          const big = this.bigSizes.get(i);
-          if (big !== undefined) {
-            this.bigSizes.delete(i);
-            this.bigSizes.set(w, big);
-          }
+      }
+      // the next page that exists
+      if (ki < 0) {
+        let lo = 0,
+          hi = this.keys.length;
+        while (lo < hi) {
+          const mid = (lo + hi) >> 1;
+          if (this.keys[mid]! <= n) lo = mid + 1;
+          else hi = mid;
         }
-        w++;
-      }
+        ki = lo;
+      } else ki++;
+      if (ki >= this.keys.length) return -1;
+      n = this.keys[ki]!;
+      p = this.pages.get(n);
+      bit = 0;
     }
-    this.length = w;
   }
 
-  /** Full sort by address (regions out of order or overlapping: several arenas, a changing heap). */
-  private sort(): void {
-    const n = this.length;
-    const addr = new Float64Array(n);
-    for (let i = 0; i < n; i++) addr[i] = this.addrAt(i);
-    const order = new Uint32Array(n);
-    for (let i = 0; i < n; i++) order[i] = i;
-    order.sort((a, b) => addr[a]! - addr[b]!);
-    const size16 = new Uint32Array(n),
-      flags = new Uint8Array(n),
-      off16 = new Uint32Array(n);
-    const bytes = new Map<number, Uint8Array>(),
-      big = new Map<number, number>();
-    const regBase: number[] = [],
-      regFirst: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const k = order[i]!,
-        a = addr[k]!;
-      const R = regBase.length;
-      if (R === 0 || a - regBase[R - 1]! >= REGION_SPAN || (a - regBase[R - 1]!) % 16 !== 0) {
-        regBase.push(a);
-        regFirst.push(i);
-      }
-      off16[i] = (a - regBase[regBase.length - 1]!) / 16;
-      size16[i] = this.size16[k]!;
-      flags[i] = this.flags[k]!;
-      const b = this.bytes.get(k);
-      if (b) bytes.set(i, b);
-      const s = this.bigSizes.get(k);
-      if (s !== undefined) big.set(i, s);
+  sizeOf(userAddr: number): number | undefined {
+    if (this.hasStart(userAddr)) {
+      const b = this.nextBoundary(userAddr);
+      return b < 0 ? undefined : b - userAddr;
     }
-    this.off16 = off16;
-    this.size16 = size16;
-    this.flags = flags;
-    this.bytes = bytes;
-    this.bigSizes.clear();
-    for (const [k, v] of big) this.bigSizes.set(k, v);
-    this.regBase = regBase;
-    this.regFirst = regFirst;
-    this.r = 0;
+    const m = this.mmapped.find(userAddr);
+    return m >= 0 ? this.mmapped.size[m]! : undefined;
   }
-
-  /** The region holding chunk i. */
-  private regionOf(i: number): number {
-    const first = this.regFirst,
-      R = first.length;
-    let r = this.r;
-    if (r < R && first[r]! <= i && (r + 1 === R || i < first[r + 1]!)) return r;
-    let lo = 0,
-      hi = R - 1;
-    r = 0;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (first[mid]! <= i) {
-        r = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    this.r = r;
-    return r;
+  isMmapped(userAddr: number): boolean {
+    return this.mmapped.find(userAddr) >= 0;
   }
-
-  addrAt(i: number): number {
-    return this.regBase[this.regionOf(i)]! + this.off16[i]! * 16;
-  }
-  sizeAt(i: number): number {
-    const s = this.size16[i]!;
-    return s === 0 && this.bigSizes.size ? (this.bigSizes.get(i) ?? 0) : s * 16;
-  }
-  isMmapped(i: number): boolean {
-    return (this.flags[i]! & F_MMAPPED) !== 0;
-  }
-  hintAt(i: number): number {
-    return HINT_OF[this.flags[i]! & 3]!;
-  }
-  bytesOf(i: number): Uint8Array | undefined {
-    return this.bytes.get(i);
+  forEachCandidate(cb: (userAddr: number, chunkSize: number, mmapped: boolean, userBytes?: Uint8Array) => void): void {
+    const c = this.candidates;
+    for (let i = 0; i < c.length; i++) cb(c.addr[i]!, c.size[i]!, (c.flags[i]! & C_MMAPPED) !== 0, c.bytes[i]);
   }
   forEach(
     cb: (
@@ -302,69 +295,39 @@ export class ChunkList implements InUseChunks {
       userBytes?: Uint8Array,
     ) => void,
   ): void {
-    for (let i = 0; i < this.length; i++) {
-      const h = this.hintAt(i);
-      cb(
-        this.addrAt(i),
-        this.sizeAt(i),
-        this.isMmapped(i),
-        h === POOL_HINT.unknown ? undefined : h === POOL_HINT.yes,
-        this.bytes.get(i),
-      );
+    const cand = this.candidates,
+      mm = this.mmapped;
+    let ci = 0,
+      mi = 0;
+    const emit = (a: number, size: number, mmapped: boolean) => {
+      while (ci < cand.length && cand.addr[ci]! < a) ci++;
+      if (ci < cand.length && cand.addr[ci] === a)
+        cb(a, size, mmapped, (cand.flags[ci]! & C_YES) !== 0 ? true : undefined, cand.bytes[ci]);
+      else cb(a, size, mmapped, false);
+    };
+    // Heap chunks: every bit in address order; a start bit's chunk ends at the next bit.
+    let pending = -1;
+    for (const n of this.keys) {
+      const p = this.pages.get(n)!,
+        s = p.start,
+        e = p.end,
+        base = n * PAGE_BYTES;
+      for (let w = 0; w < PAGE_WORDS; w++) {
+        let v = s[w]! | (e ? e[w]! : 0);
+        while (v !== 0) {
+          const low = v & -v;
+          v ^= low;
+          const a = base + (w * 32 + (31 - Math.clz32(low))) * 16;
+          if (pending >= 0) {
+            while (mi < mm.length && mm.addr[mi]! < pending) emit(mm.addr[mi]!, mm.size[mi++]!, true);
+            emit(pending, a - pending, false);
+          }
+          pending = (s[w]! & low) !== 0 ? a : -1;
+        }
+      }
     }
+    while (mi < mm.length) emit(mm.addr[mi]!, mm.size[mi++]!, true);
   }
-  /** Index of the last chunk whose user pointer is <= addr, or -1 (binary searches: the region, then the chunk in it). */
-  floor(addr: number): number {
-    const base = this.regBase,
-      R = base.length;
-    let lo = 0,
-      hi = R - 1,
-      r = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (base[mid]! <= addr) {
-        r = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    if (r < 0) return -1;
-    const rel = (addr - base[r]!) / 16;
-    const o = this.off16;
-    let a = this.regFirst[r]!,
-      b = (r + 1 < R ? this.regFirst[r + 1]! : this.length) - 1,
-      best = this.regFirst[r]! - 1;
-    while (a <= b) {
-      const mid = (a + b) >> 1;
-      if (o[mid]! <= rel) {
-        best = mid;
-        a = mid + 1;
-      } else b = mid - 1;
-    }
-    return best;
-  }
-  indexOf(userAddr: number): number {
-    const i = this.floor(userAddr);
-    return i >= 0 && this.addrAt(i) === userAddr ? i : -1;
-  }
-  sizeOf(userAddr: number): number | undefined {
-    const i = this.indexOf(userAddr);
-    return i >= 0 ? this.sizeAt(i) : undefined;
-  }
-}
-
-/** Whether the ascending `sorted` holds v (binary search). */
-function has(sorted: Float64Array, v: number): boolean {
-  let lo = 0,
-    hi = sorted.length - 1;
-  if (hi < 0 || v < sorted[0]! || v > sorted[hi]!) return false;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    const f = sorted[mid]!;
-    if (f < v) lo = mid + 1;
-    else if (f > v) hi = mid - 1;
-    else return true;
-  }
-  return false;
 }
 
 /** Power-of-two bucket of a chunk size, as the census histogram: [2^k, 2^(k+1)). */

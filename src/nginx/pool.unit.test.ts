@@ -45,7 +45,7 @@ function writePool(img: Buffer, p: number, b2: number, large: [number, number], 
 
 function image() {
   const img = Buffer.alloc(64 * 1024);
-  const at = (k: number) => BASE + 16 + k * 0x1000;
+  const at = (k: number) => BASE + 16 + k * 0x2000; // chunks do not overlap (the largest is 4112 bytes)
   const pools = [
     { p: at(0), b2: at(1), large: [at(2), at(3)] as [number, number], handler: 0x5555_0000_9000 },
     { p: at(4), b2: at(5), large: [at(6), at(7)] as [number, number], handler: 0x5555_0000_9100 },

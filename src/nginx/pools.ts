@@ -16,7 +16,7 @@ import type { Module } from '../model/memory.js';
 import { LIFECYCLE_POOL_OWNERS } from '../model/pools.js';
 import { Symbolizer } from '../symbols/index.js';
 import type { AddressSpace } from '../target/index.js';
-import { bucketOf, CHUNK_HEADER, POOL_HINT, POOL_SCAN_BYTES } from './chunks.js';
+import { bucketOf, CHUNK_HEADER, POOL_SCAN_BYTES } from './chunks.js';
 import type { InUseChunks } from './chunks.js';
 import { HTTP_REQUEST_SIGNATURE, objectAt, readRoots } from './cycle.js';
 import type { NginxModuleInfo, NginxRoots } from './cycle.js';
@@ -254,8 +254,8 @@ function rootReferences(roots: NginxRoots): {
 
 /** Chunks whose first bytes carry the pool signature, in address order. */
 interface SignatureMatches {
-  /** Chunk indices. */
-  chunk: Int32Array;
+  /** User pointers of the matching chunks. */
+  addr: Float64Array;
   /** The bytes read at each match (its first SCAN_BYTES, or fewer where the read stopped). */
   prefix: Uint8Array[];
   chunksSeen: number;
@@ -266,24 +266,37 @@ interface SignatureMatches {
 }
 
 /**
- * Scans every in-use chunk for the pool signature: the census's bytes where it kept them
- * (pool-candidate chunks), one batched read of SCAN_BYTES per other candidate. Each candidate's
- * first SCAN_BYTES hold the header and, for most pools, the whole used part of the first block
- * with its large / cleanup records (a read costs about the same either way).
+ * Scans the census's pool candidates (chunks its look at the bytes did not rule out) for the pool
+ * signature: the census's bytes where it kept them, one batched read of SCAN_BYTES per other
+ * candidate. Each candidate's first SCAN_BYTES hold the header and, for most pools, the whole used
+ * part of the first block with its large / cleanup records (a read costs about the same either way).
  */
 function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: boolean): SignatureMatches {
-  const nChunks = chunks.length;
-  const bucketTotals = countBuckets ? new Map<number, { chunks: number; bytes: number }>() : null;
+  let bucketTotals: Map<number, { chunks: number; bytes: number }> | null = null;
+  if (countBuckets) {
+    const totals = new Map<number, { chunks: number; bytes: number }>();
+    chunks.forEach((_a, chunkSize) => {
+      const b = bucketOf(chunkSize).minBytes;
+      const e = totals.get(b);
+      if (e) {
+        e.chunks++;
+        e.bytes += chunkSize;
+      } else totals.set(b, { chunks: 1, bytes: chunkSize });
+    });
+    bucketTotals = totals;
+  }
   let candidates = 0,
     bytesRead = 0;
-  // Candidates the census gave no bytes for (chunk indices), read after the loop.
-  let toRead = new Int32Array(1024);
+  // Candidates the census gave no bytes for (user pointer, chunk size, mmapped), read after the loop.
+  let toRead = new Float64Array(1024),
+    toReadSize = new Float64Array(1024),
+    toReadMm = new Uint8Array(1024);
   let nToRead = 0;
-  // Matches: chunk index and bytes. The census's bytes are kept as they are (views of its own
+  // Matches: user pointer and bytes. The census's bytes are kept as they are (views of its own
   // copy; arenaOff -1); bytes read here are copied into one arena (views made once the scan is
   // done: the arena may still grow).
   let m = 0;
-  let mChunk = new Int32Array(1 << 10),
+  let mAddr = new Float64Array(1 << 10),
     mArenaOff = new Float64Array(1 << 10),
     mLen = new Int32Array(1 << 10);
   const mPrefix: Array<Uint8Array | undefined> = [];
@@ -291,21 +304,28 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
     arenaLen = 0;
   // One reader per underlying ArrayBuffer (the census's copy, the read window), not one per candidate.
   let reader: ByteReader | undefined;
-  const examine = (k: number, buf: Uint8Array, off: number, got: number, keep: boolean) => {
+  const examine = (
+    addr: number,
+    chunkSize: number,
+    mmapped: boolean,
+    buf: Uint8Array,
+    off: number,
+    got: number,
+    keep: boolean,
+  ) => {
     if (got < POOL.sizeof) return;
     if (!reader || reader.bytes.buffer !== buf.buffer)
       reader = new ByteReader(new Uint8Array(buf.buffer), { label: 'chunk' });
     const r = reader,
-      at = buf.byteOffset + off,
-      addr = chunks.addrAt(k);
+      at = buf.byteOffset + off;
     // Cheap pre-check on d.end before the signature: d.end - addr must fit the chunk.
     const size = r.u64At(at + POOL.end) - addr;
-    if (!(size > POOL.sizeof) || !chunkFitsBlock(size, chunks.sizeAt(k), chunks.isMmapped(k))) return;
+    if (!(size > POOL.sizeof) || !chunkFitsBlock(size, chunkSize, mmapped)) return;
     if (!poolSignatureAt(r, at, addr)) return;
-    if (m === mChunk.length) {
-      const c2 = new Int32Array(m * 2);
-      c2.set(mChunk);
-      mChunk = c2;
+    if (m === mAddr.length) {
+      const c2 = new Float64Array(m * 2);
+      c2.set(mAddr);
+      mAddr = c2;
       const o2 = new Float64Array(m * 2);
       o2.set(mArenaOff);
       mArenaOff = o2;
@@ -313,7 +333,7 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
       l2.set(mLen);
       mLen = l2;
     }
-    mChunk[m] = k;
+    mAddr[m] = addr;
     mLen[m] = got;
     if (keep) {
       mPrefix.push(buf.byteLength === got && off === 0 ? buf : buf.subarray(off, off + got));
@@ -330,57 +350,53 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
     mArenaOff[m++] = arenaLen;
     arenaLen += (got + 7) & ~7; // copies stay 8-aligned, as the pointer search reads them
   };
-  for (let k = 0; k < nChunks; k++) {
-    const chunkSize = chunks.sizeAt(k);
-    if (bucketTotals) {
-      const b = bucketOf(chunkSize).minBytes;
-      const e = bucketTotals.get(b);
-      if (e) {
-        e.chunks++;
-        e.bytes += chunkSize;
-      } else bucketTotals.set(b, { chunks: 1, bytes: chunkSize });
-    }
-    // The census saw a d.end that fails the pre-check in examine.
-    if (chunkSize < MIN_POOL_CHUNK || chunks.hintAt(k) === POOL_HINT.no) continue;
+  chunks.forEachCandidate((addr, chunkSize, mmapped, userBytes) => {
+    if (chunkSize < MIN_POOL_CHUNK) return;
     candidates++;
-    const userBytes = chunks.bytesOf(k);
-    if (userBytes && userBytes.byteLength === SCAN_BYTES) examine(k, userBytes, 0, SCAN_BYTES, true);
+    if (userBytes && userBytes.byteLength === SCAN_BYTES)
+      examine(addr, chunkSize, mmapped, userBytes, 0, SCAN_BYTES, true);
     else {
       if (nToRead === toRead.length) {
-        const t2 = new Int32Array(nToRead * 2);
+        const t2 = new Float64Array(nToRead * 2),
+          s2 = new Float64Array(nToRead * 2),
+          f2 = new Uint8Array(nToRead * 2);
         t2.set(toRead);
+        s2.set(toReadSize);
+        f2.set(toReadMm);
         toRead = t2;
+        toReadSize = s2;
+        toReadMm = f2;
       }
-      toRead[nToRead++] = k;
+      toRead[nToRead] = addr;
+      toReadSize[nToRead] = chunkSize;
+      toReadMm[nToRead++] = mmapped ? 1 : 0;
     }
-  }
+  });
   const fromCensus = m;
-  const readAddrs = new Float64Array(nToRead);
-  for (let i = 0; i < nToRead; i++) readAddrs[i] = chunks.addrAt(toRead[i]!);
   readBatched(
     space,
-    readAddrs,
+    toRead.subarray(0, nToRead),
     SCAN_BYTES,
     (i, buf, off, got) => {
       bytesRead += got;
-      examine(toRead[i]!, buf, off, got, false);
+      examine(toRead[i]!, toReadSize[i]!, toReadMm[i] === 1, buf, off, got, false);
     },
     { gap: 4096, maxWindow: 4 << 20 },
   );
-  // Address order = chunk index order: merge the two runs, each already in order (matches on
-  // the census's bytes, in the loop's order; then those read, in readBatched's address order).
+  // Address order: merge the two runs, each already in order (matches on the census's bytes, in
+  // the loop's order; then those read, in readBatched's address order).
   const order = new Uint32Array(m);
   for (let i = 0, a = 0, b = fromCensus; i < m; i++)
-    order[i] = b >= m || (a < fromCensus && mChunk[a]! < mChunk[b]!) ? a++ : b++;
-  const chunk = new Int32Array(m),
+    order[i] = b >= m || (a < fromCensus && mAddr[a]! < mAddr[b]!) ? a++ : b++;
+  const addr = new Float64Array(m),
     prefix: Uint8Array[] = new Array(m);
   for (let j = 0; j < m; j++) {
     const i = order[j]!,
       off = mArenaOff[i]!;
-    chunk[j] = mChunk[i]!;
+    addr[j] = mAddr[i]!;
     prefix[j] = off >= 0 ? arena.subarray(off, off + mLen[i]!) : mPrefix[i]!;
   }
-  return { chunk, prefix, chunksSeen: nChunks, candidates, bytesRead, bucketTotals };
+  return { addr, prefix, chunksSeen: chunks.length, candidates, bytesRead, bucketTotals };
 }
 
 /**
@@ -389,9 +405,8 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
  */
 class PoolSet {
   length = 0;
+  /** The pool's address: the user pointer of its first block's chunk. */
   readonly addr: Float64Array;
-  /** Chunk index of the first block. */
-  readonly chunk: Int32Array;
   /** 0 once dropped (a pool that is another pool's block). */
   readonly alive: Uint8Array;
   readonly read: PoolRead[];
@@ -399,15 +414,14 @@ class PoolSet {
   /** The scan's bytes at the pool (its first SCAN_BYTES, as read), when it was found by the scan. */
   readonly prefix: Array<Uint8Array | undefined>;
   readonly roots: Array<RootRef[] | undefined>;
-  /** chunk index -> pool whose first block it is (absent: none). Maps: pools' chunks are few, the heap's many. */
+  /** chunk (user pointer) -> pool whose first block it is (absent: none). Maps: pools' chunks are few, the heap's many. */
   readonly firstOf = new Map<number, number>();
-  /** chunk index -> live pool that has it as a block or large allocation (absent: none); set once validated. */
+  /** chunk (user pointer) -> live pool that has it as a block or large allocation (absent: none); set once validated. */
   readonly ownerOf = new Map<number, number>();
-  /** chunk index -> bytes handed out (d.last - block) when it is a live pool's block (absent: not one). */
+  /** chunk (user pointer) -> bytes handed out (d.last - block) when it is a live pool's block (absent: not one). */
   readonly usedOf = new Map<number, number>();
   constructor(capacity: number) {
     this.addr = new Float64Array(capacity);
-    this.chunk = new Int32Array(capacity);
     this.alive = new Uint8Array(capacity);
     this.read = new Array(capacity);
     this.foundBy = new Array(capacity);
@@ -415,7 +429,6 @@ class PoolSet {
     this.roots = new Array(capacity);
   }
   add(
-    chunk: number,
     addr: number,
     read: PoolRead,
     foundBy: NginxPool['foundBy'],
@@ -423,9 +436,8 @@ class PoolSet {
     roots: RootRef[] | undefined,
   ): void {
     const p = this.length++;
-    this.firstOf.set(chunk, p);
+    this.firstOf.set(addr, p);
     this.addr[p] = addr;
-    this.chunk[p] = chunk;
     this.alive[p] = 1;
     this.read[p] = read;
     this.foundBy[p] = foundBy;
@@ -453,31 +465,30 @@ function validatePools(
   rootRefs: Map<number, RootRef[]>,
   log: ProblemLog,
 ): PoolSet {
-  const pools = new PoolSet(matches.chunk.length + rootRefs.size);
+  const pools = new PoolSet(matches.addr.length + rootRefs.size);
   const readProblems: PoolInconsistency[] = [];
   const reader = new PoolReader();
-  for (let j = 0; j < matches.chunk.length; j++) {
-    const chunk = matches.chunk[j]!,
-      addr = chunks.addrAt(chunk),
+  for (let j = 0; j < matches.addr.length; j++) {
+    const addr = matches.addr[j]!,
       prefix = matches.prefix[j]!;
     const res = reader.read(space, addr, chunks, readProblems, prefix, true);
     if (typeof res === 'string') continue; // signature-alike data, or a pool that changed under us
-    pools.add(chunk, addr, res, 'scan', prefix, undefined);
+    pools.add(addr, res, 'scan', prefix, undefined);
   }
   rootRefs.forEach((refs, addr) => {
-    const chunk = chunks.indexOf(addr);
-    const have = chunk >= 0 ? (pools.firstOf.get(chunk) ?? -1) : -1;
+    const inUse = chunks.sizeOf(addr) !== undefined;
+    const have = inUse ? (pools.firstOf.get(addr) ?? -1) : -1;
     if (have >= 0) {
       pools.foundBy[have] = 'both';
       pools.roots[have] = refs;
       return;
     }
-    const res = chunk >= 0 ? reader.read(space, addr, chunks, readProblems) : `${hex(addr)} is not an in-use chunk`;
+    const res = inUse ? reader.read(space, addr, chunks, readProblems) : `${hex(addr)} is not an in-use chunk`;
     if (typeof res === 'string') {
       log.add({ kind: 'root-pool-invalid', address: addr, detail: `${refs[0]!.ref} = ${hex(addr)}: ${res}` });
       return;
     }
-    pools.add(chunk, addr, res, 'root', undefined, refs);
+    pools.add(addr, res, 'root', undefined, refs);
   });
   for (let i = 0; i < readProblems.length; i++) log.add(readProblems[i]!);
 
@@ -486,11 +497,11 @@ function validatePools(
   const laterBlockOf = new Map<number, number>();
   for (let p = 0; p < n; p++) {
     const bl = pools.read[p]!.blocks;
-    for (let i = 1; i < bl.length; i++) laterBlockOf.set(chunks.indexOf(bl[i]!.address), p);
+    for (let i = 1; i < bl.length; i++) laterBlockOf.set(bl[i]!.address, p);
   }
   if (laterBlockOf.size) {
     for (let p = 0; p < n; p++) {
-      const other = laterBlockOf.get(pools.chunk[p]!);
+      const other = laterBlockOf.get(pools.addr[p]!);
       if (other === undefined) continue;
       log.add({
         kind: 'pool-overlap',
@@ -509,7 +520,7 @@ function validatePools(
     let kept: PoolLargeAlloc[] | null = null; // copy made at the first shared allocation
     for (let i = 0; i < large.length; i++) {
       const l = large[i]!;
-      const k = chunks.indexOf(l.address);
+      const k = l.address;
       const other = largeOf.get(k);
       if (other !== undefined) {
         log.add({
@@ -526,11 +537,11 @@ function validatePools(
     }
     if (kept) read.large = kept;
     const bl = read.blocks;
-    const first = pools.chunk[p]!;
+    const first = pools.addr[p]!;
     pools.ownerOf.set(first, p);
     pools.usedOf.set(first, bl[0]!.used);
     for (let i = 1; i < bl.length; i++) {
-      const k = chunks.indexOf(bl[i]!.address);
+      const k = bl[i]!.address;
       pools.ownerOf.set(k, p);
       pools.usedOf.set(k, bl[i]!.used);
     }
@@ -660,64 +671,58 @@ function heapReferences(
 ): { refs: Array<string[] | undefined>; via: Int32Array; bytesRead: number } {
   const refs: Array<string[] | undefined> = new Array(pools.length);
   const via = new Int32Array(pools.length).fill(-1);
-  const nChunks = chunks.length;
   // A pool's references to itself (from its own blocks or large allocations) are ignored; a block
-  // is searched only up to d.last (the rest was never handed out: stale bytes).
-  const owner = pools.ownerOf,
-    used = pools.usedOf;
+  // is searched only up to d.last (the rest was never handed out: stale bytes). The pools' chunks
+  // in address order (the chunks come in address order: one cursor, no lookup per chunk).
+  const ownAddr = Float64Array.from(pools.ownerOf.keys()).sort();
+  const ownPool = new Int32Array(ownAddr.length),
+    ownUsed = new Float64Array(ownAddr.length);
+  for (let i = 0; i < ownAddr.length; i++) {
+    ownPool[i] = pools.ownerOf.get(ownAddr[i]!)!;
+    ownUsed[i] = pools.usedOf.get(ownAddr[i]!) ?? -1;
+  }
+  let oc = 0;
   const targets = new PointerTargets(orphans.map((p) => pools.addr[p]!));
-  /** End (exclusive) of chunk k's searched range: its user area (plus the next chunk's prev_size field for heap chunks), a block's used part, nothing for a large allocation unless searchLarge. */
-  const searchEnd = (k: number): number => {
-    const o = owner.get(k);
-    if (o !== undefined) {
-      const u = used.get(k);
-      if (u !== undefined) return chunks.addrAt(k) + u;
-      if (!searchLarge) return chunks.addrAt(k);
-    }
-    return chunks.addrAt(k) + chunks.sizeAt(k) - CHUNK_HEADER + (chunks.isMmapped(k) ? 0 : 8);
-  };
-  // Hits in any order (sorted by slot below).
+  // The run being gathered: chunks' user pointers, ends (exclusive) of their searched ranges (their
+  // user area plus the next chunk's prev_size field for heap chunks, a block's used part, nothing
+  // for a large allocation unless searchLarge) and owning pools (-1: none); read as [start, end).
+  let cap = 1 << 14;
+  let runAddr = new Float64Array(cap),
+    runEnd = new Float64Array(cap),
+    runOwner = new Int32Array(cap);
+  let n = 0,
+    start = 0,
+    end = 0;
+  // Hits in any order (sorted by slot below): the chunk holding the slot, its owner, the slot, the pool.
   const hitChunk: number[] = [],
+    hitHolder: number[] = [],
     hitSlot: number[] = [],
     hitPool: number[] = [];
   // The window's hits, checked against the chunk holding the slot.
-  let k0 = 0,
-    k1 = 0;
   const onWindowHit = (_tag: number, slot: number, t: number) => {
-    // last chunk of the run k0 .. k1-1 whose user pointer is <= slot
-    let lo = k0,
-      hi = k1 - 1,
+    // last chunk of the run whose user pointer is <= slot
+    let lo = 0,
+      hi = n - 1,
       k = -1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      if (chunks.addrAt(mid) <= slot) {
+      if (runAddr[mid]! <= slot) {
         k = mid;
         lo = mid + 1;
       } else hi = mid - 1;
     }
-    if (k < 0 || slot + 8 > searchEnd(k)) return; // a header, a free chunk, a block's unused tail, a large allocation
+    if (k < 0 || slot + 8 > runEnd[k]!) return; // a header, a free chunk, a block's unused tail, a large allocation
     const p = orphans[t]!;
-    if (owner.get(k) === p) return; // referenced from inside its own blocks / large allocations
-    hitChunk.push(k);
+    if (runOwner[k] === p) return; // referenced from inside its own blocks / large allocations
+    hitChunk.push(runAddr[k]!);
+    hitHolder.push(runOwner[k]!);
     hitSlot.push(slot);
     hitPool.push(p);
   };
   let bytesRead = 0;
   const buf = searchBuffer ?? (searchBuffer = Buffer.from(new ArrayBuffer(SEARCH_WINDOW)));
-  for (let k = 0; k < nChunks; ) {
-    // A run: chunks k .. j-1, read as [start, end).
-    const start = chunks.addrAt(k);
-    let end = Math.max(start, searchEnd(k));
-    let j = k + 1;
-    while (j < nChunks) {
-      const a = chunks.addrAt(j);
-      const e = searchEnd(j);
-      if (a > end + SEARCH_GAP || Math.max(end, e) - start > SEARCH_WINDOW) break;
-      if (e > end) end = e;
-      j++;
-    }
-    k0 = k;
-    k1 = j;
+  const flush = () => {
+    if (n === 0) return;
     if (end - start > buf.length) {
       // One chunk larger than the window (a big mmapped chunk): its own pieces.
       bytesRead += searchRanges(space, [start], [end - start], targets, onWindowHit);
@@ -729,30 +734,59 @@ function heapReferences(
         // Partly unreadable run: each chunk on its own, so each gets what exists.
         const s: number[] = [],
           l: number[] = [];
-        for (let i = k; i < j; i++) {
-          const e = searchEnd(i);
-          if (e > chunks.addrAt(i)) {
-            s.push(chunks.addrAt(i));
-            l.push(e - chunks.addrAt(i));
+        for (let i = 0; i < n; i++) {
+          if (runEnd[i]! > runAddr[i]!) {
+            s.push(runAddr[i]!);
+            l.push(runEnd[i]! - runAddr[i]!);
           }
         }
         bytesRead += searchRanges(space, s, l, targets, onWindowHit);
       }
     }
-    k = j;
-  }
+    n = 0;
+  };
+  chunks.forEach((a, size, mmapped) => {
+    while (oc < ownAddr.length && ownAddr[oc]! < a) oc++;
+    let e: number,
+      own = -1;
+    if (oc < ownAddr.length && ownAddr[oc] === a) {
+      own = ownPool[oc]!;
+      const u = ownUsed[oc]!;
+      e = u >= 0 ? a + u : searchLarge ? a + size - CHUNK_HEADER + (mmapped ? 0 : 8) : a;
+    } else e = a + size - CHUNK_HEADER + (mmapped ? 0 : 8);
+    // A run: chunks at most SEARCH_GAP apart, spanning at most SEARCH_WINDOW.
+    if (n > 0 && (a > end + SEARCH_GAP || Math.max(end, e) - start > SEARCH_WINDOW)) flush();
+    if (n === 0) {
+      start = a;
+      end = Math.max(a, e);
+    } else if (e > end) end = e;
+    if (n === cap) {
+      cap *= 2;
+      const a2 = new Float64Array(cap),
+        e2 = new Float64Array(cap),
+        o2 = new Int32Array(cap);
+      a2.set(runAddr);
+      e2.set(runEnd);
+      o2.set(runOwner);
+      runAddr = a2;
+      runEnd = e2;
+      runOwner = o2;
+    }
+    runAddr[n] = a;
+    runEnd[n] = e;
+    runOwner[n++] = own;
+  });
+  flush();
   const order = new Uint32Array(hitSlot.length);
   for (let i = 0; i < order.length; i++) order[i] = i;
   order.sort((a, b) => hitSlot[a]! - hitSlot[b]!);
   for (let j = 0; j < order.length; j++) {
     const i = order[j]!,
-      chunk = hitChunk[i]!,
+      holder = hitHolder[i]!,
       p = hitPool[i]!;
-    const holder = owner.get(chunk) ?? -1;
     if (holder >= 0 && via[p]! < 0) via[p] = holder;
     const l = (refs[p] ??= []);
-    if (l.length < 8)
-      l.push(holder >= 0 ? `pool ${hex(pools.addr[holder]!)}` : `heap chunk ${hex(chunks.addrAt(chunk))}`);
+    if (l.length < 8) l.push(holder >= 0 ? `pool ${hex(pools.addr[holder]!)}` : `heap chunk ${hex(hitChunk[i]!)}`);
   }
   return { refs, via, bytesRead };
 }
@@ -1104,7 +1138,7 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
       elapsedMs: tEnd - t0,
       chunksSeen: matches.chunksSeen,
       candidates: matches.candidates,
-      signatureMatches: matches.chunk.length,
+      signatureMatches: matches.addr.length,
       bytesRead: matches.bytesRead + statics.bytesRead + heap.bytesRead,
       phasesMs: {
         roots: tRoots - t0,

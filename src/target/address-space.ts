@@ -51,6 +51,8 @@ export interface AddressSpace extends TargetFiles {
    * (a live process's /proc/PID/mem), for a reader thread (target/read-ahead.ts); undefined otherwise.
    */
   memoryFd?(): number | undefined;
+  /** The process whose memory memoryFd reads, for process_vm_readv by the reader thread; undefined otherwise. */
+  memoryPid?(): number | undefined;
   /** Exactly `len` bytes at `addr`, or LeakscopeError('unreadable'). */
   read(addr: number, len: number): Buffer;
   /** A u64 at addr (number, exact below 2^53), or 'unreadable'. */

@@ -258,6 +258,10 @@ export class LiveProcess implements AddressSpace {
     return this.fd >= 0 ? this.fd : undefined;
   }
 
+  memoryPid(): number | undefined {
+    return this.fd >= 0 ? this.pid : undefined;
+  }
+
   read(addr: number, len: number): Buffer {
     return readExactly(this, addr, len);
   }
