@@ -387,12 +387,12 @@ test('pool mode: the ring wakes its reader when a quarter full (no drain timer),
     const [worker] = ngx.workerPids();
     await driveRequests(ngx, '/ok', 10, 2);
     const space = LiveProcess.open(worker!);
-    // 64 KiB holds ~20-30 pool records (header + the request's stack, ~2-3 KiB): 200 leaked pools
-    // within the window's first second overflow it unless the program wakes the reader at 16 KiB.
+    // 128 KiB holds ~40-60 pool records (header + the request's stack, ~2-3 KiB): 200 leaked pools
+    // within the window's first second overflow it unless the program wakes the reader at 32 KiB.
     const trace = traceLeaks(space, {
       mode: 'pool',
       durationSeconds: 3,
-      ringBytes: 64 * 1024,
+      ringBytes: 128 * 1024,
       livePools: () => livePoolBytes(space),
     });
     await new Promise((r) => setTimeout(r, 300));
@@ -408,7 +408,7 @@ test('pool mode: the ring wakes its reader when a quarter full (no drain timer),
       200,
       'the 200 leaked pools, each with its stack',
     );
-    console.log(`# 200 pools in ${burstMs} ms through a 64 KiB ring: ${t.totals.sampledEvents} records, 0 lost`);
+    console.log(`# 200 pools in ${burstMs} ms through a 128 KiB ring: ${t.totals.sampledEvents} records, 0 lost`);
   } finally {
     await ngx.stop();
   }
