@@ -6,6 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../test/helpers/build.js';
+import { benchAnalyze } from './analyze.js';
 import { benchEbpf } from './ebpf.js';
 import { benchHeap } from './heap.js';
 import { benchLua } from './lua.js';
@@ -26,6 +27,12 @@ interface Bench {
 }
 
 const BENCHES: Bench[] = [
+  {
+    name: 'analyze',
+    title: 'leakscope analyze on the leak scenario: wall time by phase vs its pause + trace window',
+    run: benchAnalyze,
+    printsTable: true,
+  },
   { name: 'ebpf', title: 'eBPF runtime: ring buffer and cost per probe hit', run: benchEbpf, printsTable: true },
   { name: 'heap', title: 'heap census vs plain /proc/PID/mem read', run: benchHeap, printsTable: false },
   {

@@ -3,49 +3,20 @@
 // path with its growth; the healthy location under the same traffic gives no leak.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { LiveProcess } from '../target/index.js';
 import { ensureFixturesBuilt } from '../../test/helpers/build.js';
 import { startLuaNginx, LUA_LEAK_TABLE } from '../../test/helpers/lua-nginx.js';
-import type { NginxHandle } from '../../test/helpers/nginx.js';
+import { steadyTraffic } from '../../test/helpers/nginx.js';
 import { analyze } from './analyze.js';
 import { memoryBreakdown } from './memory-breakdown.js';
 import { breakdownInputsFor } from './breakdown-inputs.js';
 import { Symbolizer } from '../symbols/index.js';
 import type { AnalyzeDocument } from '../contract/analyze.js';
 
-function traffic(ngx: NginxHandle, path: string, pauseMs: number): () => Promise<number> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
-  let stop = false,
-    n = 0;
-  const get = () =>
-    new Promise<void>((res) => {
-      http
-        .get(ngx.url(path), { agent }, (r) => {
-          r.resume();
-          r.on('end', () => res());
-        })
-        .on('error', () => res());
-    });
-  const loop = (async () => {
-    while (!stop) {
-      await get();
-      n++;
-      await new Promise((r) => setTimeout(r, pauseMs));
-    }
-  })();
-  return async () => {
-    stop = true;
-    await loop;
-    agent.destroy();
-    return n;
-  };
-}
-
 async function analyzeLua(path: string): Promise<{ doc: AnalyzeDocument; requests: number }> {
   const ngx = await startLuaNginx();
   try {
-    const stop = traffic(ngx, path, 5);
+    const stop = steadyTraffic(ngx, [path], 5);
     await new Promise((r) => setTimeout(r, 1000));
     const space = LiveProcess.open(ngx.workerPids()[0]!);
     try {

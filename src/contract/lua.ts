@@ -120,7 +120,7 @@ export function encodeLua(h: LuaHeaps, growth?: LuaGrowth): LuaDocument {
         objectBytes: v.objectBytes,
         nonObjectBytes: v.nonObjectBytes,
         censusDelta: v.delta,
-        tables: v.tables.map((t) => ({ ...t })),
+        tables: v.tables.map(({ gcOrder: _, ...t }) => t),
         reachedObjects: v.reachedObjects,
         pendingGarbage: { ...v.pendingGarbage },
         alloc: {

@@ -5,73 +5,13 @@
 // a census, partial ones naming the bad address, each in bounded time.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { AddressSpace, ThreadState } from '../target/address-space.js';
 import { LiveProcess, hostRoot } from '../target/index.js';
-import type { Mapping, MappingWithUsage, Module, OpenedFile, TargetFileKind } from '../model/memory.js';
-import { isLeakscopeError, LeakscopeError } from '../model/errors.js';
+import { ImageSpace } from '../target/test-image-space.js';
+import { isLeakscopeError } from '../model/errors.js';
 import { Symbolizer } from '../symbols/index.js';
 import { ensureFixturesBuilt } from '../../test/helpers/build.js';
 import { startFixture } from '../../test/helpers/fixture.js';
 import { heapCensus, locateGlibc, type GlibcLocation } from './index.js';
-
-class ImageSpace implements AddressSpace {
-  readonly kind = 'core' as const;
-  readonly description: string;
-  readonly command = 'image';
-  constructor(
-    readonly pid: number,
-    private readonly maps: Mapping[],
-    private readonly mods: Module[],
-    readonly regions: { start: number; bytes: Buffer }[],
-  ) {
-    this.description = `image of pid ${pid}`;
-  }
-  mappings(): Mapping[] {
-    return this.maps;
-  }
-  usage(): MappingWithUsage[] {
-    return this.maps;
-  }
-  residentBytes(start: number, end: number): { rss: number; swap: number } {
-    return { rss: end - start, swap: 0 };
-  }
-  modules(): Module[] {
-    return this.mods;
-  }
-  exeHostPath(): string {
-    return this.mods[0]?.hostPath ?? '';
-  }
-  openTargetFile(p: string, kind: TargetFileKind): OpenedFile {
-    return hostRoot().openTargetFile(p, kind);
-  }
-  threads(): ThreadState[] {
-    return [];
-  }
-  readInto(addr: number, buf: Uint8Array, off: number, len: number): number {
-    if (!Number.isSafeInteger(addr) || addr < 0) return 0;
-    let done = 0;
-    while (done < len) {
-      const a = addr + done;
-      const r = this.regions.find((x) => a >= x.start && a < x.start + x.bytes.length);
-      if (!r) break;
-      const n = Math.min(len - done, r.start + r.bytes.length - a);
-      r.bytes.copy(buf, off + done, a - r.start, a - r.start + n);
-      done += n;
-    }
-    return done;
-  }
-  read(addr: number, len: number): Buffer {
-    const b = Buffer.alloc(len);
-    if (this.readInto(addr, b, 0, len) !== len)
-      throw new LeakscopeError('unreadable', `image: cannot read ${len} bytes at 0x${addr.toString(16)}`);
-    return b;
-  }
-  readU64(addr: number): number {
-    const b = this.read(addr, 8);
-    return b.readUInt32LE(4) * 4294967296 + b.readUInt32LE(0);
-  }
-  close(): void {}
-}
 
 /** xorshift32: reproducible mutations (the seed is printed on failure). */
 function rng(seed: number): () => number {
@@ -103,7 +43,13 @@ test('fuzzed heap images: every walk ends in a typed error or a (partial) census
       regions.push({ start: m.start, bytes: bytes.subarray(0, n) });
     }
     const mods = live.modules().map((m) => ({ ...m, hostPath: m.path }));
-    space = new ImageSpace(fx.pid, maps, mods, regions);
+    space = ImageSpace.ofRegions(regions, {
+      pid: fx.pid,
+      description: `image of pid ${fx.pid}`,
+      mappings: maps,
+      modules: mods,
+      openTargetFile: (p, kind) => hostRoot().openTargetFile(p, kind),
+    });
     loc = locateGlibc(space, new Symbolizer(mods));
     live.close();
   } finally {

@@ -75,6 +75,34 @@ test('plain LuaJIT program: both VMs found, census == gc.total exactly, the stor
   }
 });
 
+test('listed tables carry their allocation order (g->gc.root), kept across a growth: the grown store is matched as itself', async () => {
+  await ensureFixturesBuilt();
+  const h = await startFixture<HarnessTruth>('luajit-harness', ['100', '1000']);
+  try {
+    const space = LiveProcess.open(h.pid);
+    const read = () =>
+      vmOf(luaHeaps(space, { symbolizer: new Symbolizer(space.modules()), tables: 1000 }).vms, h.truth.a.L);
+    const STORE = '[registry]._LOADED.harness.store',
+      INDEX = '[registry]._LOADED.harness.index';
+    const a = read();
+    await h.command<HarnessTruth>('grow 50');
+    space.mappings({ refresh: true });
+    const a2 = read();
+    for (const v of [a, a2]) {
+      const store = v.tables.find((t) => t.path === STORE)!,
+        index = v.tables.find((t) => t.path === INDEX)!;
+      assert.ok(store.gcOrder !== undefined && index.gcOrder !== undefined, 'positions in the root list known');
+      // harness.index was allocated after the store (luajit-harness.c): nearer the list's head.
+      assert.ok(index.gcOrder! < store.gcOrder!, `index ${index.gcOrder} before store ${store.gcOrder}`);
+    }
+    const g = tableGrowth(a.tables, a2.tables, 1000).find((x) => x.path === STORE)!;
+    assert.equal(g.isNew, false, JSON.stringify(g));
+    space.close();
+  } finally {
+    await h.stop();
+  }
+});
+
 test('leakscope lua --json on the plain LuaJIT program: leakscope.lua/1 with exact totals', async () => {
   await ensureFixturesBuilt();
   const h = await startFixture<HarnessTruth>('luajit-harness', ['50', '1000']);

@@ -34,6 +34,13 @@ export interface LuaTable {
   retainedBytes: number;
   arraySize: number;
   hashSize: number;
+  /**
+   * Position in g->gc.root at this read, 0 = the newest object. LuaJIT prepends every new
+   * object to that list (lj_gc.h lj_mem_newgco) and the sweep only unlinks dead ones, so two
+   * live tables keep their order for life: compare.ts uses it to tell a new table at a reused
+   * address from the same table. Absent when unknown (a saved document); not in the JSON.
+   */
+  gcOrder?: number;
 }
 
 export interface LuaVm {
@@ -403,9 +410,12 @@ export function topTables(ctx: PathContext, limit: number): LuaTable[] {
   for (let i = 0; i < c.count; i++) if (c.gct[i] === GCT.tab) cand.push(i);
   const own = (i: number) => c.size[i]! + reach.payload[i]!;
   cand.sort((a, b) => own(b) - own(a) || reach.retained[b]! - reach.retained[a]!);
-  return cand.slice(0, limit).map((i) => {
+  const chosen = cand.slice(0, limit);
+  const order = rootListOrder(img, c.header.root, new Set(chosen.map((i) => c.addr[i]!)), c.count);
+  return chosen.map((i) => {
     const p = c.addr[i]!;
     const hmask = img.u32(p + TB.hmask!);
+    const gcOrder = order.get(p);
     return {
       path: objectPath(ctx, i),
       address: p,
@@ -414,6 +424,22 @@ export function topTables(ctx: PathContext, limit: number): LuaTable[] {
       retainedBytes: reach.retained[i]!,
       arraySize: img.u32(p + TB.asize!),
       hashSize: hmask ? hmask + 1 : 0,
+      ...(gcOrder === undefined ? {} : { gcOrder }),
     };
   });
+}
+
+/**
+ * Positions of `wanted` objects in the root list (nextgc at offset 0 of every GCHeader), newest
+ * first. At most `count` + 1 steps (the census's object count: a loop or a list leading outside
+ * the copy ends the walk, and what was not reached stays unknown).
+ */
+function rootListOrder(img: PathContext['img'], root: number, wanted: Set<number>, count: number): Map<number, number> {
+  const out = new Map<number, number>();
+  let n = 0;
+  for (let p = root; p && n <= count && out.size < wanted.size; p = img.u64(p), n++) {
+    if (!img.has(p, 16) || p % 8) break;
+    if (wanted.has(p)) out.set(p, n);
+  }
+  return out;
 }

@@ -233,8 +233,9 @@ test('nginx under load, malloc mode: the heaviest leak runs malloc <- ngx_alloc 
       `the module's function follows ngx_palloc_large or its caller: ${heaviest.join(' <- ')}`,
     );
     assert.ok(heaviest.includes('main'), 'reaches main');
+    // Was 0.95: fell to ~0.92 while other traces ran on the machine (foreign-return-probes.test.ts).
     assert.ok(
-      t.totals.completeStacks >= 0.95 * t.totals.sampledEvents,
+      t.totals.completeStacks >= 0.99 * t.totals.sampledEvents,
       `${t.totals.completeStacks} of ${t.totals.sampledEvents} stacks reach main`,
     );
     for (const s of t.stacks)

@@ -289,8 +289,13 @@ export function allocEntryProgram(
 /**
  * The entry logic on the pt_regs in r6. Exits with 0 after a sampled call (its return must be
  * seen) and with `skipReturns` otherwise (1 in a session: the kernel then skips the return probe).
- * `relay`: a call that glibc relays to malloc (memalign family with alignment <= 16,
- * realloc(NULL, n)) is left to the inner malloc probe.
+ * `relay` (sessions): a call that glibc relays to malloc (relaysToMalloc) is decided and its stack
+ * captured here, at its own entry, and its inner malloc call is left alone (nested). Captured at the
+ * inner malloc instead, the stack would hold this call's return address as the kernel left it: the
+ * [uprobes] trampoline whenever any other uprobe_multi return probe or session on this function
+ * exists, even one filtered to another process (kernel/events/uprobes.c handler_chain prepares the
+ * return for every consumer with a return handler whose entry handler did not decline; BPF's
+ * uprobe_multi handler returns 0 for a task outside its link), and the walk ends there.
  */
 function allocEntryBody(
   m: TracerMaps,
@@ -307,20 +312,12 @@ function allocEntryBody(
   },
 ): Body {
   const ctx = R6;
+  const relayCheck = opts.relay ? relaysToMalloc(conv, ctx, 'out') : undefined;
   return [
     tgidOrExit(opts.tgid, opts.pidns),
     statInc(m, Stat.entryHits, 'entry'),
-    // glibc 2.36 _mid_memalign: "If we need less alignment than we give anyway, just relay to malloc".
-    opts.relay && conv === 'posix_memalign' ? [A.loadArg(R1, ctx, 1), A.jle(R1, 16, 'out')] : [],
-    opts.relay && conv === 'size1' ? [A.loadArg(R1, ctx, 0), A.jle(R1, 16, 'out')] : [],
     // realloc frees its old block whether or not this call is sampled.
-    conv === 'realloc'
-      ? [
-          forgetArgPointer(m, ctx, 0, 'realloc', 'no_old'),
-          A.label('no_old'),
-          opts.relay ? [A.loadArg(R1, ctx, 0), A.jeq(R1, 0, 'out')] : [],
-        ]
-      : [],
+    conv === 'realloc' ? [forgetArgPointer(m, ctx, 0, 'realloc', 'no_old'), A.label('no_old')] : [],
     // lj_alloc_f frees or reallocates its ptr argument (arg 1); nsize 0 is a free only.
     conv === 'lj_alloc'
       ? [
@@ -341,6 +338,11 @@ function allocEntryBody(
     A.add64(R2, K_TID),
     A.call('map_lookup_elem'),
     A.jeq(R0, 0, 'not_nested'),
+    // An unsampled relaying call's marker (timeNs 0) is used up by its inner call: no return probe needed.
+    A.ldx('dw', R1, R0, 0),
+    A.jne(R1, 0, 'nested_sampled'),
+    mapDelete(m.pending, K_TID),
+    A.label('nested_sampled'),
     statInc(m, Stat.nested, 'nested'),
     A.ja('out'),
     A.label('not_nested'),
@@ -355,8 +357,10 @@ function allocEntryBody(
           // Functions that call malloc internally (posix_memalign with small alignment, realloc(NULL, n))
           // leave a marker (timeNs 0) so the inner call is not sampled on its own: the decision is the
           // outer call's, and the inner stack would pass through the outer's uretprobe trampoline.
-          opts.mayNest
+          // In a session only a call that relays leaves one (its inner call uses it up).
+          opts.mayNest || relayCheck
             ? [
+                relayCheck ?? [],
                 A.st('dw', FP, V_TS, 0),
                 A.st('dw', FP, V_SIZE, 0),
                 A.st('dw', FP, V_AUX, 0),
@@ -422,6 +426,25 @@ function allocEntryBody(
     A.mov64(R0, opts.skipReturns),
     A.exit(),
   ];
+}
+
+/**
+ * Jumps to `out` unless this call relays to malloc (glibc 2.36 malloc.c): posix_memalign with
+ * alignment 8 or 16 (other alignments <= 16 fail with EINVAL before), memalign / aligned_alloc with
+ * alignment <= 16 (_mid_memalign: "If we need less alignment than we give anyway, just relay to
+ * malloc"), realloc(NULL, n). undefined for functions that never relay. Uses r1.
+ */
+function relaysToMalloc(conv: AllocConvention, ctx: Reg, out: string): Body | undefined {
+  switch (conv) {
+    case 'posix_memalign':
+      return [A.loadArg(R1, ctx, 1), A.jeq(R1, 8, 'relays'), A.jne(R1, 16, out), A.label('relays')];
+    case 'size1':
+      return [A.loadArg(R1, ctx, 0), A.jgt(R1, 16, out)];
+    case 'realloc':
+      return [A.loadArg(R1, ctx, 0), A.jne(R1, 0, out)];
+    default:
+      return undefined;
+  }
 }
 
 /** Return of an allocation function: a pending sampled call becomes an outstanding allocation. */

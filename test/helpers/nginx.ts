@@ -542,6 +542,43 @@ export async function driveRequests(
   return { ok, failed: n - ok, statuses, lastBody, elapsedMs: Date.now() - start };
 }
 
+/**
+ * Keeps requests going until the returned function is called: each round sends one GET per path
+ * at once (one keep-alive connection each), then pauses `pauseMs`. The stop function waits for
+ * the round in flight and resolves to the number of requests sent.
+ */
+export function steadyTraffic(
+  handle: Pick<NginxHandle, 'url'>,
+  paths: readonly string[],
+  pauseMs: number,
+): () => Promise<number> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(1, paths.length) });
+  let stop = false,
+    n = 0;
+  const get = (p: string) =>
+    new Promise<void>((res) => {
+      http
+        .get(handle.url(p), { agent }, (r) => {
+          r.resume();
+          r.on('end', () => res());
+        })
+        .on('error', () => res());
+    });
+  const loop = (async () => {
+    while (!stop) {
+      await Promise.all(paths.map((p) => get(p)));
+      n += paths.length;
+      await new Promise((r) => setTimeout(r, pauseMs));
+    }
+  })();
+  return async () => {
+    stop = true;
+    await loop;
+    agent.destroy();
+    return n;
+  };
+}
+
 export interface WrkResult {
   requestsPerSec: number;
   totalRequests: number;
