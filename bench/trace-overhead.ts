@@ -17,7 +17,10 @@
 //   malloc-exact  `leakscope leaks PID --mode malloc --sample-bytes 0` (every allocation)
 //   bpftrace      `bpftrace -p PID bench/memleak.bt PID` (memleak-style, stacks on every allocation)
 // (Run alone: LEAKSCOPE_BENCH_MODES=untraced,pool-duty-0.5,malloc-duty-0.5,... picks other modes,
-// LEAKSCOPE_BENCH_ROUNDS and LEAKSCOPE_BENCH_SECONDS change the rounds (3) and run length (9 s).)
+// LEAKSCOPE_BENCH_ROUNDS and LEAKSCOPE_BENCH_SECONDS change the rounds (7) and run length (5 s);
+// mode pool-base runs the pool mode of another build, LEAKSCOPE_BENCH_BASE_CLI=/other/checkout/bin/leakscope.)
+// The verdict is the median over rounds of each round's ratio to that round's untraced run (paired);
+// beside it the ratio of the medians, each mode's min-max, and the worker's CPU per request.
 // Reported: median requests/s per mode, its ratio to the untraced median, probe hits (traps)
 // per request as leakscope's own stats count them (the JSON's cost.probeHits / wrk's request
 // count; bpftrace: its @hits count), the worker's CPU per request, the tracer's own CPU, and
@@ -45,6 +48,7 @@ export type OverheadMode =
   | `malloc-heap-duty-${number}`
   | `malloc-heap-budget-${number}` // --heap-liveness --max-overhead N
   | 'bpftrace'
+  | 'pool-base' // pool mode of another build (LEAKSCOPE_BENCH_BASE_CLI=/path/bin/leakscope): before / after in one run
   | `pool-duty-${number}`
   | `malloc-duty-${number}`;
 
@@ -73,6 +77,16 @@ interface RunResult {
   workerCpuMicrosPerRequest: number;
   /** The tracer process's CPU (user + sys) from start to the end of the wrk run (s). */
   tracerCpuSeconds: number | null;
+  /** The tracer's CPU during the wrk run only (s): what it took from the machine while measured. */
+  tracerWindowCpuSeconds: number | null;
+  /** The tracer's CPU before wrk started (s): start-up, the probe plan, attaching. */
+  tracerStartCpuSeconds: number | null;
+  /** The tracer's CPU during the wrk run by thread name (s), e.g. node's main thread vs V8's GC workers. */
+  tracerWindowCpuByThread?: Record<string, number>;
+  /** Share of all CPUs busy during the wrk run (/proc/stat), 0..1. */
+  hostBusy: number;
+  /** The worker's context switches per request during the wrk run (a per-task perf event costs one each). */
+  workerSwitchesPerRequest: number;
   /** Worker CPU (user + sys) over the wrk run (s). */
   workerCpuSeconds: number;
   /** leakscope's own cost estimate for its whole window (cost.estimatedCpuSeconds; s). */
@@ -98,6 +112,46 @@ function cpuTicks(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** utime + stime per thread name of a process, in clock ticks (empty when it is gone). */
+function threadTicks(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const name = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
+        const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+        out.set(name, (out.get(name) ?? 0) + Number(f[11]) + Number(f[12]));
+      } catch {
+        /* exited meanwhile */
+      }
+    }
+  } catch {
+    /* exited */
+  }
+  return out;
+}
+
+/** Context switches (voluntary + involuntary) of a process's main thread so far (0 when it is gone). */
+function contextSwitches(pid: number): number {
+  try {
+    const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return (
+      Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(st)?.[1] ?? 0) +
+      Number(/^nonvoluntary_ctxt_switches:\s*(\d+)/m.exec(st)?.[1] ?? 0)
+    );
+  } catch {
+    return 0;
+  }
+}
+
+/** Busy and total jiffies of all CPUs (/proc/stat's first line; idle = idle + iowait). */
+function hostTicks(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total };
 }
 
 /** Open perf_event and bpf_link fds of a process (one or two per attached uprobe; uprobe
@@ -219,11 +273,12 @@ function startLeakscope(
   run: number,
   duty?: number,
   extra: string[] = [],
+  cli?: string,
 ): Tracer {
   const json = join(tmp, `leaks-${mode}-${run}.json`);
   // A long window, ended by SIGINT once wrk is done (the CLI then writes its JSON).
   const args = [
-    join(REPO_ROOT, 'bin', 'leakscope'),
+    cli ?? join(REPO_ROOT, 'bin', 'leakscope'),
     'leaks',
     String(worker),
     '--mode',
@@ -334,8 +389,8 @@ async function callsPerRequest(
 }
 
 export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<object> {
-  const rounds = opts.rounds ?? 3;
-  const seconds = opts.seconds ?? 9;
+  const rounds = opts.rounds ?? 7;
+  const seconds = opts.seconds ?? 5;
   const connections = opts.connections ?? 16;
   const leakEvery = opts.leakEvery ?? 100;
   const leakSize = opts.leakSize ?? '1k';
@@ -365,7 +420,11 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
         run++;
         let tracer: Tracer | undefined;
         if (mode === 'pool' || mode === 'malloc') tracer = startLeakscope(worker, mode, tmp, run);
-        else if (mode === 'pool-all-sites')
+        else if (mode === 'pool-base') {
+          const cli = process.env.LEAKSCOPE_BENCH_BASE_CLI;
+          if (!cli) throw new Error("pool-base: set LEAKSCOPE_BENCH_BASE_CLI to another build's bin/leakscope");
+          tracer = startLeakscope(worker, 'pool', tmp, run, undefined, [], cli);
+        } else if (mode === 'pool-all-sites')
           tracer = startLeakscope(worker, 'pool', tmp, run, undefined, ['--all-pool-sites']);
         else if (mode === 'malloc-heap')
           tracer = startLeakscope(worker, 'malloc', tmp, run, undefined, ['--heap-liveness']);
@@ -389,9 +448,21 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
         try {
           await tracer?.ready;
           const w0 = cpuTicks(worker);
+          const t0 = tracer ? cpuTicks(tracer.pid) : 0;
+          const th0 = tracer ? threadTicks(tracer.pid) : new Map<string, number>();
+          const host0 = hostTicks();
+          const cs0 = contextSwitches(worker);
           const w = await runWrkMix(h, seconds, connections, leakEvery);
           const workerTicks = cpuTicks(worker) - w0;
           const tracerTicks = tracer ? cpuTicks(tracer.pid) : 0;
+          const th1 = tracer ? threadTicks(tracer.pid) : new Map<string, number>();
+          const host1 = hostTicks();
+          const switches = contextSwitches(worker) - cs0;
+          const byThread: Record<string, number> = {};
+          for (const [name, t] of th1) {
+            const d = t - (th0.get(name) ?? 0);
+            if (d > 0) byThread[name] = d / 100;
+          }
           const t = tracer ? await tracer.stop() : undefined;
           tracer = undefined;
           const errors =
@@ -406,6 +477,11 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
             probeHitsByKind: t?.byKind,
             workerCpuMicrosPerRequest: (workerTicks * TICK_MICROS) / Math.max(1, w.totalRequests),
             tracerCpuSeconds: mode === 'untraced' ? null : tracerTicks / 100,
+            tracerWindowCpuSeconds: mode === 'untraced' ? null : (tracerTicks - t0) / 100,
+            tracerStartCpuSeconds: mode === 'untraced' ? null : t0 / 100,
+            ...(tracer ? { tracerWindowCpuByThread: byThread } : {}),
+            hostBusy: (host1.busy - host0.busy) / Math.max(1, host1.total - host0.total),
+            workerSwitchesPerRequest: switches / Math.max(1, w.totalRequests),
             workerCpuSeconds: workerTicks / 100,
             estimatedCpuSeconds: t?.estimatedCpuSeconds,
             tracedSeconds: t?.tracedSeconds,
@@ -414,7 +490,7 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
           });
           const r = runs[runs.length - 1]!;
           process.stderr.write(
-            `  round ${round + 1} ${mode.padEnd(10)} ${r.requestsPerSec.toFixed(0).padStart(7)} req/s${r.probeHits !== null && mode !== 'untraced' ? `, ${(r.probeHits / Math.max(1, r.requests)).toFixed(2)} hits/req` : ''}\n`,
+            `  round ${round + 1} ${mode.padEnd(10)} ${r.requestsPerSec.toFixed(0).padStart(7)} req/s, worker ${r.workerCpuMicrosPerRequest.toFixed(1)} µs/req, ${r.workerSwitchesPerRequest.toFixed(2)} switches/req, host ${(r.hostBusy * 100).toFixed(0)}% busy${r.probeHits !== null && mode !== 'untraced' ? `, ${(r.probeHits / Math.max(1, r.requests)).toFixed(2)} hits/req` : ''}${r.tracerWindowCpuSeconds !== null ? `, tracer ${r.tracerWindowCpuSeconds.toFixed(2)} s CPU in the run (${r.tracerStartCpuSeconds!.toFixed(2)} s before)` : ''}\n`,
           );
         } finally {
           if (tracer) {
@@ -443,16 +519,36 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
       const estimatedMicrosPerRequest = est.length
         ? median(est.map((r) => (r.estimatedCpuSeconds! * 1e6) / Math.max(1, r.requests)))
         : null;
+      // Per round: this mode's req/s over the same round's untraced req/s (the runs are next to each
+      // other in time, so slow drifts of the shared machine cancel); the verdict is their median.
+      const paired = rs.flatMap((r) => {
+        const u = runs.find((x) => x.mode === 'untraced' && x.round === r.round);
+        return u && u.requestsPerSec > 0 ? [r.requestsPerSec / u.requestsPerSec] : [];
+      });
+      const pairedRatio = paired.length ? median(paired) : base > 0 ? rps / base : 0;
+      const cpus = rs.map((r) => r.workerCpuMicrosPerRequest);
+      const windowCpu = rs.flatMap((r) => (r.tracerWindowCpuSeconds === null ? [] : [r.tracerWindowCpuSeconds]));
+      const startCpu = rs.flatMap((r) => (r.tracerStartCpuSeconds === null ? [] : [r.tracerStartCpuSeconds]));
       return {
         mode,
         medianRequestsPerSec: rps,
+        minRequestsPerSec: Math.min(...rs.map((r) => r.requestsPerSec)),
+        maxRequestsPerSec: Math.max(...rs.map((r) => r.requestsPerSec)),
         ratio: base > 0 ? rps / base : 0,
+        pairedRatio,
+        pairedRatios: paired.map((x) => Math.round(x * 1000) / 1000),
         target,
-        met: target === null ? null : rps / base >= target,
+        met: target === null ? null : pairedRatio >= target,
         probeHitsPerRequest: hitsPerReq,
         probeHitsPerRequestByKind: Object.keys(byKind).length ? byKind : undefined,
-        workerCpuMicrosPerRequest: median(rs.map((r) => r.workerCpuMicrosPerRequest)),
+        workerCpuMicrosPerRequest: median(cpus),
+        minWorkerCpuMicrosPerRequest: Math.min(...cpus),
+        maxWorkerCpuMicrosPerRequest: Math.max(...cpus),
         tracerCpuSeconds: mode === 'untraced' ? null : median(rs.map((r) => r.tracerCpuSeconds ?? 0)),
+        tracerWindowCpuSeconds: windowCpu.length ? median(windowCpu) : null,
+        tracerStartCpuSeconds: startCpu.length ? median(startCpu) : null,
+        hostBusy: median(rs.map((r) => r.hostBusy)),
+        workerSwitchesPerRequest: median(rs.map((r) => r.workerSwitchesPerRequest)),
         estimatedMicrosPerRequest,
         runs: rs.map((r) => Math.round(r.requestsPerSec)),
         errors: rs.reduce((s, r) => s + r.errors, 0),
@@ -467,29 +563,39 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
       connections,
       leakEvery,
       cpus: os.cpus().length,
-      summary: summary.map((s) => ({ ...s, extraWorkerMicrosPerRequest: s.workerCpuMicrosPerRequest - untracedCpu })),
+      summary: summary.map((s) => ({
+        ...s,
+        extraWorkerMicrosPerRequest: s.workerCpuMicrosPerRequest - untracedCpu,
+        // The throughput ratio the worker's own CPU per request implies when the worker alone is the
+        // bottleneck (untraced µs/req over this mode's): steadier than req/s on a shared machine.
+        cpuRatio: s.workerCpuMicrosPerRequest > 0 ? untracedCpu / s.workerCpuMicrosPerRequest : 0,
+      })),
       callsPerRequest: calls,
       runs,
       goal: 'pool >= 97% of untraced, malloc (default sampling) >= 90%; malloc exact reported',
+      verdict:
+        "median over rounds of req/s / the same round's untraced req/s (pairedRatio); ratio of the medians and cpuRatio (untraced worker µs/req / mode worker µs/req) reported beside it",
     };
 
     const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
     const rows = [
       [
         'mode',
-        'req/s (median)',
-        'ratio',
-        'target',
+        'req/s median (min-max)',
+        'ratio: paired / of medians',
+        'target (paired)',
         'probe hits/req',
-        'worker µs/req',
+        'worker µs/req (min-max)',
+        'CPU ratio',
         'added µs/req: measured / printed',
-        'tracer CPU s',
+        'tracer CPU s: in run / before',
+        'host busy',
         'runs (req/s)',
       ],
       ...result.summary.map((s) => [
         s.mode,
-        s.medianRequestsPerSec.toFixed(0),
-        pct(s.ratio),
+        `${s.medianRequestsPerSec.toFixed(0)} (${s.minRequestsPerSec.toFixed(0)}-${s.maxRequestsPerSec.toFixed(0)})`,
+        `${pct(s.pairedRatio)} / ${pct(s.ratio)}`,
         s.target === null ? '' : `>= ${pct(s.target)} ${s.met ? 'met' : 'NOT met'}`,
         s.probeHitsPerRequest === null
           ? '?'
@@ -500,11 +606,15 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
                     .join(', ')})`
                 : ''
             }`,
-        s.workerCpuMicrosPerRequest.toFixed(1),
+        `${s.workerCpuMicrosPerRequest.toFixed(1)} (${s.minWorkerCpuMicrosPerRequest.toFixed(1)}-${s.maxWorkerCpuMicrosPerRequest.toFixed(1)})`,
+        pct(s.cpuRatio),
         s.mode === 'untraced'
           ? ''
           : `${s.extraWorkerMicrosPerRequest.toFixed(1)} / ${s.estimatedMicrosPerRequest === null ? '?' : s.estimatedMicrosPerRequest.toFixed(1)}`,
-        s.tracerCpuSeconds === null ? '' : s.tracerCpuSeconds.toFixed(2),
+        s.tracerWindowCpuSeconds === null
+          ? ''
+          : `${s.tracerWindowCpuSeconds.toFixed(2)} / ${s.tracerStartCpuSeconds!.toFixed(2)}`,
+        pct(s.hostBusy),
         s.runs.join(' '),
       ]),
     ];

@@ -502,7 +502,8 @@ test('watch: SIGTERM during a triggered trace exits 0 and leaves no BPF program 
     const ours = await eventually('the triggered trace attached', 60_000, async () => {
       if (!/leakscope_analysis_running 1/.test(await w.metrics())) return null;
       const held = bpfObjectsHeldBy(w.child.pid!);
-      return held.progs.length && held.perfEvents > 0 ? held : null;
+      // Probes are perf-event uprobes or uprobe_multi links (pool mode's, since issue 18).
+      return held.progs.length && (held.perfEvents > 0 || held.links.length > 0) ? held : null;
     });
     const code = await w.stop('SIGTERM');
     watch = undefined;

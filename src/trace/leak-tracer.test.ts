@@ -394,3 +394,36 @@ test('pool mode at call sites: requests nginx serves alone cost no probe hit, mo
     await ngx.stop();
   }
 });
+
+test('pool mode: the ring wakes its reader when a quarter full (no drain timer), so a burst into a small ring loses nothing', async () => {
+  const ngx = await startNginx({ workers: 1 });
+  try {
+    const [worker] = ngx.workerPids();
+    await driveRequests(ngx, '/ok', 10, 2);
+    const space = LiveProcess.open(worker!);
+    // 128 KiB holds ~40-60 pool records (header + the request's stack, ~2-3 KiB): 200 leaked pools
+    // within the window's first second overflow it unless the program wakes the reader at 32 KiB.
+    const trace = traceLeaks(space, {
+      mode: 'pool',
+      durationSeconds: 3,
+      ringBytes: 128 * 1024,
+      livePools: () => livePoolBytes(space),
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    assert.equal((await driveRequests(ngx, '/leak-drop', 200, 4)).ok, 200);
+    const burstMs = Date.now() - t0;
+    const t = await trace;
+    space.close();
+    assert.equal(t.lost?.events, 0, `no record lost (burst of 200 pools in ${burstMs} ms)`);
+    const leaked = t.stacks.filter((s) => names(s).includes('ngx_http_leak_drop_session'));
+    assert.equal(
+      leaked.reduce((a, s) => a + s.count, 0),
+      200,
+      'the 200 leaked pools, each with its stack',
+    );
+    console.log(`# 200 pools in ${burstMs} ms through a 128 KiB ring: ${t.totals.sampledEvents} records, 0 lost`);
+  } finally {
+    await ngx.stop();
+  }
+});

@@ -33,6 +33,7 @@ import { LuaFrameResolver } from './lua-stack.js';
 import { type PoolSitePlan, planPoolSites } from './pool-sites.js';
 import type { PoolSiteReport } from '../model/leaks.js';
 import { measureHitCost } from './hit-cost.js';
+import { watchExit } from './exit-watch.js';
 import { HeapLiveness } from '../glibc/heap-liveness.js';
 import { isLeakscopeError } from '../model/errors.js';
 
@@ -305,7 +306,10 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     stash,
     stashEntries: opts.stashEntries,
     ringBytes: opts.ringBytes ?? (sampleBytes === 0 ? 64 << 20 : 16 << 20),
+    // Pool mode: records are rare (module pools); Node sleeps until the ring is a quarter full or the second ends.
+    drainOnFill: opts.mode === 'pool',
   });
+  const poolWakeBytes = session.maps.events.size / 4;
   const symbolizer = new Symbolizer(space.modules());
   const luaVms =
     opts.mode === 'lua' || (opts.mode === 'malloc' && opts.luaFrames !== false)
@@ -317,6 +321,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
   // Pool mode at call sites: the runtime pcs of those probes, and ngx_create_pool's pc put back as their leaf.
   const callSitePcs = new Set<number>();
   let poolLeafPc = 0;
+  const poolObjects = new Set<string>(); // the objects pool mode probes (their CFI is read before attaching)
   let poolSiteReport: PoolSiteReport | undefined;
   // Sampled malloc mode without a free probe: liveness read from the heap (heap-liveness.ts).
   let heap: HeapLiveness | undefined;
@@ -393,6 +398,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       // Call-site probes see the caller's frame first: ngx_create_pool's frame (at the body probe's pc) is put
       // back as the leaf, so stacks read as with the body probe.
       poolLeafPc = create.module.loadBias + bodyVaddr;
+      poolObjects.add(create.module.path);
       const plan: PoolSitePlan = opts.allPoolSites
         ? {
             report: { placement: 'body', reason: '--all-pool-sites', probed: [], skipped: [] },
@@ -411,12 +417,14 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
             binaryPath: create.module.hostPath,
             returnSiteVaddr: bodyVaddr,
             stackBytes: opts.stackBytes ?? 4096,
+            wakeAtBytes: poolWakeBytes,
             label: bodyLabel,
           }),
         );
       } else {
         for (const p of plan.probes) {
           callSitePcs.add(p.mod.loadBias + p.probeVaddr);
+          poolObjects.add(p.mod.path);
           session.add(
             poolProbe(session.tracerMaps, {
               pid: space.pid,
@@ -424,6 +432,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
               binaryPath: p.mod.hostPath,
               returnSiteVaddr: p.probeVaddr,
               stackBytes: opts.stackBytes ?? 4096,
+              wakeAtBytes: poolWakeBytes,
               label: `${basename(p.module)}:ngx_create_pool call in ${p.function} (0x${p.probeVaddr.toString(16)})`,
             }),
           );
@@ -435,11 +444,15 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         );
       }
     }
+    // Pool mode: the CFI and symbols its stacks pass through (the probed objects, libc's start-up
+    // frames) are read before the probes attach, not by the window's first events.
+    if (opts.mode === 'pool') resolver.preload((m) => poolObjects.has(m.path) || /\/libc\.so/.test(m.path));
     // A cost budget needs the per-hit cost before the window (hit-cost.ts, ~0.1-0.5 s).
     const measuredBefore =
       budget !== undefined && opts.perHitMicros === undefined ? measureHitCost({ multi: true }) : undefined;
     session.start();
-    resolver.refresh(); // the [uprobes] trampoline page exists once uretprobes are attached
+    // The [uprobes] trampoline page exists once uretprobes are attached (pool mode has none: its preloaded symbols stay).
+    if (opts.mode !== 'pool') resolver.refresh();
     if (stash) resolver.preload();
     probes.push(...session.probeNames());
     if (opts.mode !== 'pool')
@@ -513,17 +526,16 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
 
     // The window: progress each second; duty cycle; early end on abort.
     const end = t0 + opts.durationSeconds * 1000;
-    // The target may exit during the window: checked every 100 ms; the result covers up to then.
+    // The target may exit during the window: noticed through a pidfd (or checked every 100 ms); the
+    // result covers up to then.
     let exitedAfter: number | undefined;
     const exitWatch = new AbortController();
     const onAbort = () => exitWatch.abort();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    const watch = setInterval(() => {
-      if (exitedAfter === undefined && !processAlive(space.pid)) {
-        exitedAfter = (Date.now() - t0) / 1000;
-        exitWatch.abort();
-      }
-    }, 100);
+    const unwatch = watchExit(space.pid, processAlive, () => {
+      if (exitedAfter === undefined) exitedAfter = (Date.now() - t0) / 1000;
+      exitWatch.abort();
+    });
     const stop = exitWatch.signal;
     // The budget's controller: the last period's costs (µs) against the target's own CPU.
     const hitMicros = opts.perHitMicros ?? measuredBefore?.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
@@ -568,16 +580,18 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         session.drain();
         snapshot();
         if (budget !== undefined) adapt();
-        const st = session.stats();
-        opts.onProgress?.({
-          elapsedSeconds: (Date.now() - t0) / 1000,
-          durationSeconds: opts.durationSeconds,
-          events: sampledEvents,
-          probeHits: st.entryHits + st.freeHits + st.returnHits + st.poolHits,
-        });
+        if (opts.onProgress) {
+          const st = session.stats();
+          opts.onProgress({
+            elapsedSeconds: (Date.now() - t0) / 1000,
+            durationSeconds: opts.durationSeconds,
+            events: sampledEvents,
+            probeHits: st.entryHits + st.freeHits + st.returnHits + st.poolHits,
+          });
+        }
       }
     } finally {
-      clearInterval(watch);
+      unwatch();
       opts.signal?.removeEventListener('abort', onAbort);
     }
     if (exitedAfter === undefined && !processAlive(space.pid)) exitedAfter = (Date.now() - t0) / 1000;

@@ -41,6 +41,10 @@ export const Stat = {
 export const STAT_COUNT = 12;
 /** ringbuf_output flag (uapi bpf.h BPF_RB_NO_WAKEUP). */
 const BPF_RB_NO_WAKEUP = 1;
+/** ringbuf_output flag (uapi bpf.h BPF_RB_FORCE_WAKEUP). */
+const BPF_RB_FORCE_WAKEUP = 2;
+/** ringbuf_query flag (uapi bpf.h BPF_RB_AVAIL_DATA): bytes committed and not yet consumed. */
+const BPF_RB_AVAIL_DATA = 0;
 
 /** How an allocation function takes its size, and where its result comes from. */
 export type AllocConvention =
@@ -121,11 +125,19 @@ function scratchRecord(m: TracerMaps): Body {
   ];
 }
 
-/** ringbuf_output(events, r9, HEADER_BYTES + stackLen): only the bytes captured. Counts a full ring. */
-function outputRecord(m: TracerMaps, uniq: string, lostBytesSlot?: number): Body {
+/**
+ * ringbuf_output(events, r9, HEADER_BYTES + stackLen): only the bytes captured. Counts a full ring.
+ * `wakeAtBytes`: no wakeup unless the ring already holds that many unread bytes (BPF_RB_AVAIL_DATA),
+ * then BPF_RB_FORCE_WAKEUP: the reader sleeps in epoll until the ring fills instead of draining on a
+ * timer (pool mode: records are rare). Without it, never a wakeup (the reader drains on a timer).
+ */
+function outputRecord(m: TracerMaps, uniq: string, lostBytesSlot?: number, wakeAtBytes?: number): Body {
   const ok = `output_ok_${uniq}`,
-    clamp = `output_len_${uniq}`;
+    clamp = `output_len_${uniq}`,
+    quiet = `output_quiet_${uniq}`;
   return [
+    // r0 = unread bytes (ringbuf_query); kept in r0 until the flags are chosen below (no call between).
+    wakeAtBytes !== undefined ? [A.ldMap(R1, m.events), A.mov64(R2, BPF_RB_AVAIL_DATA), A.call('ringbuf_query')] : [],
     A.ldx('w', R3, R9, 4),
     A.jle(R3, STACK_BYTES, clamp),
     A.mov64(R3, STACK_BYTES),
@@ -138,9 +150,12 @@ function outputRecord(m: TracerMaps, uniq: string, lostBytesSlot?: number): Body
     A.label(`${clamp}_lua`),
     A.add64(R3, A.R4),
     // BPF_RB_NO_WAKEUP: no irq_work per record in the target; the reader drains on a timer.
+    A.mov64(A.R4, BPF_RB_NO_WAKEUP),
+    wakeAtBytes !== undefined
+      ? [A.jlt(R0, wakeAtBytes, quiet), A.mov64(A.R4, BPF_RB_FORCE_WAKEUP), A.label(quiet)]
+      : [],
     A.ldMap(R1, m.events),
     A.mov64(R2, R9),
-    A.mov64(A.R4, BPF_RB_NO_WAKEUP),
     A.call('ringbuf_output'),
     A.jeq(R0, 0, ok),
     statInc(m, Stat.ringFull, `ringfull_${uniq}`),
@@ -516,7 +531,7 @@ export function freeProgram(m: TracerMaps, opts: { tgid?: number; pidns?: A.PidN
  */
 export function poolCreateProgram(
   m: TracerMaps,
-  opts: { tgid?: number; pidns?: A.PidNamespace; stackBytes?: 4096 | 8192 },
+  opts: { tgid?: number; pidns?: A.PidNamespace; stackBytes?: 4096 | 8192; wakeAtBytes?: number },
 ): Body {
   const ctx = R6;
   return [
@@ -537,7 +552,7 @@ export function poolCreateProgram(
     A.stx('dw', R9, 32, R1),
     A.st('dw', R9, 40, 0),
     captureRegsAndStack(R9, ctx, 'pool', opts.stackBytes),
-    outputRecord(m, 'pool'),
+    outputRecord(m, 'pool', undefined, opts.wakeAtBytes),
     A.label('out'),
     A.returnZero(),
   ];

@@ -73,6 +73,12 @@ export interface SessionOptions {
   stashEntries?: number;
   /** Called on Node's thread for each record; `e.stack` is valid only during the call. */
   onEvent: (e: CapturedEvent) => void;
+  /**
+   * The programs wake the reader only when the ring is filling (pool mode: poolProbe's
+   * `wakeAtBytes`): the reader waits in epoll, no drain timer; the caller drains when it needs
+   * the records (`drain()`). Default: drained every 10 ms, programs never wake it.
+   */
+  drainOnFill?: boolean;
 }
 
 const stashKey = record<{ pidTgid: number; timeNs: number }>({ pidTgid: u64n, timeNs: u64n });
@@ -149,10 +155,11 @@ export class TraceSession {
   start(): void {
     // Records are written without wakeups (BPF_RB_NO_WAKEUP): drain every 10 ms. The ring holds
     // 10 ms of ~4-12 KiB records at well over 100k events/s.
-    this.reader = openRingBuffer(this.maps.events, (r) => this.opts.onEvent(decodeCapture(r)), {
-      wakeup: 'timer',
-      intervalMs: 10,
-    });
+    this.reader = openRingBuffer(
+      this.maps.events,
+      (r) => this.opts.onEvent(decodeCapture(r)),
+      this.opts.drainOnFill ? { wakeup: 'poll', intervalMs: 0 } : { wakeup: 'timer', intervalMs: 10 },
+    );
     const sessions = this.specs.some((s) => s.session || s.multi);
     try {
       this.loadAll(this.specs);
@@ -450,16 +457,25 @@ export function poolProbe(
     returnSiteVaddr: number;
     label: string;
     stackBytes?: 4096 | 8192;
+    /** Wake the ring's reader once this many bytes are unread (sessions with `drainOnFill`). */
+    wakeAtBytes?: number;
   },
 ): ProbeSpec {
-  return {
+  const spec: ProbeSpec = {
     name: o.label,
     programKey: 'pool create',
     binaryPath: o.binaryPath,
     vaddr: o.returnSiteVaddr,
     retprobe: false,
-    body: poolCreateProgram(m, { tgid: o.pid, pidns: o.pidns, stackBytes: o.stackBytes }),
+    body: poolCreateProgram(m, { tgid: o.pid, pidns: o.pidns, stackBytes: o.stackBytes, wakeAtBytes: o.wakeAtBytes }),
   };
+  // A uprobe_multi link (kernel >= 6.6), not a perf-event uprobe: a perf event opened on the target
+  // (pid N, cpu -1) sits in its task context, which the kernel schedules in and out at every context
+  // switch of the target whether the probe is hit or not. Measured (bench/README.md, issue 18): +1.0
+  // µs per pipe round trip of a process with one such probe never hit, +2.3 µs with 7 (pool mode's
+  // call sites); a uprobe_multi link with the same pid filter adds nothing. An nginx worker switches
+  // at every epoll_wait that blocks.
+  return { ...spec, multi: true, fallback: [spec] };
 }
 
 /**

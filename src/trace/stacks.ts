@@ -93,8 +93,9 @@ export class StackResolver {
    * Loads every module's CFI and symbols now, while the target's files can still be opened (a
    * target that exits takes /proc/PID/root with it): for records unwound only at the end (exact mode).
    */
-  preload(): void {
+  preload(only?: (m: Module) => boolean): void {
     for (const m of this.modules) {
+      if (only && !only(m)) continue;
       const start = m.mappings[0]?.start;
       if (start === undefined) continue;
       try {
