@@ -241,7 +241,7 @@ export function buildProgram(): Command {
     )
     .option(
       '--heap-liveness',
-      "sampled malloc mode: don't probe free (one trap less per free); read each sampled allocation's liveness from the heap. Biased: a chunk freed and reused at a similar size before a check (\"ghost\") still counts under the sampled path",
+      'sampled malloc mode: don\'t probe free (one trap less per free); read each sampled allocation\'s liveness from the heap. Biased: a chunk freed and reused at a similar size before a check ("ghost") still counts under the sampled path',
     )
     .option('--show-internal', "keep the allocator's internal frames below the API the program called")
     .option(

@@ -25,11 +25,13 @@ async function checkAll(withDebugFile: boolean): Promise<void> {
       const h = HeapLiveness.open(space, new Symbolizer(space.modules()));
       assert.match(h.keySource, withDebugFile ? /debug-file/ : /tcache entries/);
       const r = h.check(truth.chunks);
-      truth.chunks.forEach((c, i) =>
-        assert.equal(r.live[i], c.live, `${c.name} at 0x${c.address.toString(16)}: ${r.live[i] ? 'live' : 'freed'}`),
-      );
+      for (const [i, c] of truth.chunks.entries())
+        assert.equal(r.live[i], c.live, `${c.name} at 0x${c.address.toString(16)}: ${r.live[i] ? 'live' : 'freed'}`);
       const freed = truth.chunks.filter((c) => !c.live).length;
-      assert.equal(Object.values(r.freedBy).reduce((a, b) => a + b, 0), freed);
+      assert.equal(
+        Object.values(r.freedBy).reduce((a, b) => a + b, 0),
+        freed,
+      );
       // Each way of telling is exercised by the fixture.
       for (const why of ['tcache', 'fastbin', 'top', 'unreadable', 'size', 'prev-inuse'])
         assert.ok((r.freedBy[why] ?? 0) > 0, `${why}: ${JSON.stringify(r.freedBy)}`);

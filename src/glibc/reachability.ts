@@ -422,7 +422,8 @@ export class ChunkTable {
           .map((s, k) => ({ s, e: k + 1 < runs.length ? runs[k + 1]! : n }))
           .sort((x, y) => old.at(x.s) - old.at(y.s));
         let disjoint = true;
-        for (let k = 1; k < rs.length && disjoint; k++) if (old.at(rs[k]!.s) <= old.at(rs[k - 1]!.e - 1)) disjoint = false;
+        for (let k = 1; k < rs.length && disjoint; k++)
+          if (old.at(rs[k]!.s) <= old.at(rs[k - 1]!.e - 1)) disjoint = false;
         const o = perChunk(Uint32Array, n);
         if (disjoint) {
           let w = 0;
@@ -786,10 +787,7 @@ class Scan {
         const hw = (off - 8) >>> 2;
         const lo = u32[hw]!,
           hi = u32[hw + 1]!;
-        if (
-          (hi !== 0 ? hi * TWO32 + (lo - (lo & 7)) !== z * 16 : lo >>> 4 !== z) ||
-          ((lo & 2) !== 0) !== mm
-        ) {
+        if ((hi !== 0 ? hi * TWO32 + (lo - (lo & 7)) !== z * 16 : lo >>> 4 !== z) || ((lo & 2) !== 0) !== mm) {
           state[k] = S_UNKNOWN;
           continue;
         }

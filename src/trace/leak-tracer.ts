@@ -485,15 +485,18 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
       heapFreed.bytesRead += r.bytesRead;
       for (const [k, n] of Object.entries(r.freedBy)) heapFreed.by[k] = (heapFreed.by[k] ?? 0) + n;
       const kept: typeof out = [];
-      out.forEach((o, i) => {
-        if (r.live[i]) return kept.push(o);
+      for (const [i, o] of out.entries()) {
+        if (r.live[i]) {
+          kept.push(o);
+          continue;
+        }
         const now = session.maps.outstanding.lookup(o.address);
         if (now && now.timeNs === o.timeNs) {
           session.maps.outstanding.delete(o.address);
           heapFreed.count++;
         } else if (now)
           kept.push({ ...o, timeNs: now.timeNs, size: now.size, tid: now.aux % 0x100000000, pidTgid: now.aux });
-      });
+      }
       return kept;
     };
     const snapshot = () => {
@@ -540,7 +543,12 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
     // The budget's controller: the last period's costs (µs) against the target's own CPU.
     const hitMicros = opts.perHitMicros ?? measuredBefore?.perHitMicros ?? DEFAULT_PER_HIT_MICROS;
     const copyBefore = measuredBefore?.copyMicrosPer4KiB ?? DEFAULT_COPY_MICROS;
-    let last = { st: session.stats(), attachedNs: session.attachedNsNow(), cpu: processCpuSeconds(space.pid), at: Date.now() };
+    let last = {
+      st: session.stats(),
+      attachedNs: session.attachedNsNow(),
+      cpu: processCpuSeconds(space.pid),
+      at: Date.now(),
+    };
     const dutyHistory: number[] = [];
     const adapt = () => {
       const st = session.stats();
