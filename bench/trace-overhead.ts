@@ -445,6 +445,9 @@ export async function benchTraceOverhead(opts: OverheadOptions = {}): Promise<ob
         else if (mode.startsWith('malloc-duty-'))
           tracer = startLeakscope(worker, 'malloc', tmp, run, Number(mode.slice('malloc-duty-'.length)));
         else if (mode === 'bpftrace') tracer = startBpftrace(worker);
+        else if (mode !== 'untraced')
+          // An unknown name would otherwise run untraced and be reported as a traced mode.
+          throw new Error(`trace-overhead: unknown mode ${JSON.stringify(mode)} (see OverheadMode)`);
         try {
           await tracer?.ready;
           const w0 = cpuTicks(worker);
