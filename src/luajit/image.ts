@@ -216,22 +216,7 @@ export class HeapImage {
     return this.rs[ri]!;
   }
 
-  private findRegionBinary(addr: number): Region | undefined {
-    const rs = this.rs;
-    let lo = 0,
-      hi = rs.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const r = rs[mid]!;
-      if (addr < r.start) hi = mid - 1;
-      else if (addr >= r.end) lo = mid + 1;
-      else return r;
-    }
-    return undefined;
-  }
-
   private findRegion(addr: number): Region | undefined {
-    if (!this.dir) return this.findRegionBinary(addr);
     const i = this.regionIndex(addr);
     return i < 0 ? undefined : this.rs[i];
   }

@@ -51,18 +51,16 @@ export class ObjectIndex {
   /** Marks an object at addr; false when addr is not indexable or was marked before. */
   add(addr: number): boolean {
     const b = this.bitOf(addr);
-    if (b < 0) return false;
-    const w = b >>> 5,
-      m = 1 << (b & 31);
-    if (this.bits[w]! & m) return false;
-    this.bits[w]! |= m;
-    this.count++;
-    return true;
+    return b >= 0 && this.setBit(b);
   }
 
   /** add() for the object at byte offset o of region ri (o 8-aligned and inside: the caller checked). */
   addAt(ri: number, o: number): boolean {
-    const b = (this.img.regions[ri]!.base + o) / 8;
+    return this.setBit((this.img.regions[ri]!.base + o) / 8);
+  }
+
+  /** Sets bit b; false when it was set before. */
+  private setBit(b: number): boolean {
     const w = b >>> 5,
       m = 1 << (b & 31);
     if (this.bits[w]! & m) return false;

@@ -357,15 +357,9 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
       examine(addr, chunkSize, mmapped, userBytes, 0, SCAN_BYTES, true);
     else {
       if (nToRead === toRead.length) {
-        const t2 = new Float64Array(nToRead * 2),
-          s2 = new Float64Array(nToRead * 2),
-          f2 = new Uint8Array(nToRead * 2);
-        t2.set(toRead);
-        s2.set(toReadSize);
-        f2.set(toReadMm);
-        toRead = t2;
-        toReadSize = s2;
-        toReadMm = f2;
+        toRead = doubled(toRead);
+        toReadSize = doubled(toReadSize);
+        toReadMm = doubled(toReadMm);
       }
       toRead[nToRead] = addr;
       toReadSize[nToRead] = chunkSize;
@@ -762,15 +756,9 @@ function heapReferences(
     } else if (e > end) end = e;
     if (n === cap) {
       cap *= 2;
-      const a2 = new Float64Array(cap),
-        e2 = new Float64Array(cap),
-        o2 = new Int32Array(cap);
-      a2.set(runAddr);
-      e2.set(runEnd);
-      o2.set(runOwner);
-      runAddr = a2;
-      runEnd = e2;
-      runOwner = o2;
+      runAddr = doubled(runAddr);
+      runEnd = doubled(runEnd);
+      runOwner = doubled(runOwner);
     }
     runAddr[n] = a;
     runEnd[n] = e;
@@ -1151,4 +1139,11 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
       },
     },
   };
+}
+
+/** A typed array twice as long holding a's elements first (a growable column). */
+function doubled<T extends Float64Array | Int32Array | Uint8Array>(a: T): T {
+  const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+  b.set(a);
+  return b;
 }
