@@ -22,19 +22,10 @@ import { LiveProcess } from '../src/target/index.js';
 import { Symbolizer } from '../src/symbols/index.js';
 import { heapCensus, locateGlibc } from '../src/glibc/index.js';
 import { ensureFixturesBuilt, REPO_ROOT } from '../test/helpers/build.js';
-import { startFixture } from '../test/helpers/fixture.js';
+import { type BigheapTruth, startFixture } from '../test/helpers/fixture.js';
 
 const RUNS = 5;
 const WINDOW = 16 << 20;
-
-interface BigheapTruth {
-  pid: number;
-  mainChunks: number;
-  threadChunks: number;
-  chunkSize: number;
-  freed: number;
-  mallinfo2: { arena: number; uordblks: number };
-}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -14,17 +14,9 @@ import { LiveProcess } from '../src/target/index.js';
 import { Symbolizer } from '../src/symbols/index.js';
 import { heapCensus, locateGlibc, reachability } from '../src/glibc/index.js';
 import { ensureFixturesBuilt } from '../test/helpers/build.js';
-import { startFixture } from '../test/helpers/fixture.js';
+import { type BigheapTruth, startFixture } from '../test/helpers/fixture.js';
 
 const RUNS = 5;
-
-interface BigheapTruth {
-  pid: number;
-  mainChunks: number;
-  threadChunks: number;
-  chunkSize: number;
-  freed: number;
-}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -6,16 +6,7 @@ import assert from 'node:assert/strict';
 import { LiveProcess } from '../target/index.js';
 import { heapCensus, READ_AHEAD_MIN } from './census.js';
 import { ensureFixturesBuilt } from '../../test/helpers/build.js';
-import { startFixture } from '../../test/helpers/fixture.js';
-
-interface BigheapTruth {
-  pid: number;
-  mainChunks: number;
-  threadChunks: number;
-  chunkSize: number;
-  freed: number;
-  mallinfo2: { arena: number; uordblks: number };
-}
+import { type BigheapTruth, startFixture } from '../../test/helpers/fixture.js';
 
 test('census with reader threads of glibc-bigheap (~110 MiB) agrees with its mallinfo2() and with the census read in turn', async () => {
   await ensureFixturesBuilt();

@@ -98,6 +98,16 @@ export interface MemKnownTruth {
   mallinfo2: Mallinfo2;
 }
 
+/** glibc-bigheap's report: chunks of chunkSize in the main arena and two thread arenas, `freed` of them freed. */
+export interface BigheapTruth {
+  pid: number;
+  mainChunks: number;
+  threadChunks: number;
+  chunkSize: number;
+  freed: number;
+  mallinfo2: Mallinfo2;
+}
+
 export interface ChurnTruth {
   fixture: 'churn';
   pid: number;

@@ -528,25 +528,8 @@ function readelfRows(
   const r = spawnSync('readelf', ['-wF', path], { encoding: 'utf8', maxBuffer: 1 << 28 });
   // readelf exits 1 on warnings it prints for some files (libc.so.6); the table is still complete.
   if (r.error || !r.stdout.includes('Contents of the .eh_frame section')) return undefined;
-  const names = [
-    'rax',
-    'rdx',
-    'rcx',
-    'rbx',
-    'rsi',
-    'rdi',
-    'rbp',
-    'rsp',
-    'r8',
-    'r9',
-    'r10',
-    'r11',
-    'r12',
-    'r13',
-    'r14',
-    'r15',
-    'ra',
-  ];
+  // readelf's column names: the registers', and `ra` for column 16 (the return address).
+  const names: string[] = DW_REG_NAMES.map((n) => (n === 'rip' ? 'ra' : n));
   const out = new Map<number, Array<{ loc: number; cfa: string; regs: Map<number, string> }>>();
   let cur: Array<{ loc: number; cfa: string; regs: Map<number, string> }> | undefined;
   let cols: string[] = [];
