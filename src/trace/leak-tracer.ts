@@ -21,7 +21,7 @@ import type { StackReach } from '../model/stacks.js';
 import { LeakscopeError } from '../model/errors.js';
 import { Symbolizer } from '../symbols/index.js';
 import { loadElf } from '../formats/elf/index.js';
-import { TraceSession, luaAllocProbes, mallocProbes, poolProbe } from './session.js';
+import { TraceSession, luaAllocProbes, mallocProbes, outstandingEntry, poolProbe } from './session.js';
 import type { CapturedEvent } from './capture.js';
 import { decodeCapture } from './capture.js';
 import { StackResolver } from './stacks.js';
@@ -494,8 +494,7 @@ export async function traceLeaks(space: AddressSpace, opts: LeakTraceOptions): P
         if (now && now.timeNs === o.timeNs) {
           session.maps.outstanding.delete(o.address);
           heapFreed.count++;
-        } else if (now)
-          kept.push({ ...o, timeNs: now.timeNs, size: now.size, tid: now.aux % 0x100000000, pidTgid: now.aux });
+        } else if (now) kept.push(outstandingEntry(o.address, now));
       }
       return kept;
     };

@@ -61,6 +61,11 @@ export interface OutstandingEntry {
   pidTgid: number;
 }
 
+/** An outstanding map entry (value: time, size, pid_tgid in `aux`) as an OutstandingEntry. */
+export function outstandingEntry(address: number, v: { timeNs: number; size: number; aux: number }): OutstandingEntry {
+  return { address, timeNs: v.timeNs, size: v.size, tid: v.aux % 0x100000000, pidTgid: v.aux };
+}
+
 export interface SessionOptions {
   pid: number;
   /** Ring buffer data size in bytes (power of two). Default 16 MiB. */
@@ -280,9 +285,7 @@ export class TraceSession {
   }
 
   outstanding(): OutstandingEntry[] {
-    return this.maps.outstanding
-      .entries()
-      .map(([address, v]) => ({ address, timeNs: v.timeNs, size: v.size, tid: v.aux % 0x100000000, pidTgid: v.aux }));
+    return this.maps.outstanding.entries().map(([address, v]) => outstandingEntry(address, v));
   }
 
   /** Exact mode: the capture record stashed for an outstanding allocation, as a ring record, or undefined. */
