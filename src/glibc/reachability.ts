@@ -71,6 +71,24 @@ function perChunk<T extends Uint8Array | Uint16Array | Int32Array | Uint32Array 
   if (n * C.BYTES_PER_ELEMENT < 1 << 20) return new C(n);
   return new C(Math.max(n, Math.ceil(ALWAYS_MMAPPED / C.BYTES_PER_ELEMENT))).subarray(0, n) as T;
 }
+/** Sorts edges a[0 .. len) (target * 2 + interior) and keeps one per target; returns how many are left. */
+function uniqueTargets(a: Uint32Array, len: number): number {
+  if (len <= 1) return len;
+  if (len <= 16)
+    for (let p = 1; p < len; p++) {
+      const v = a[p]!;
+      let q = p - 1;
+      while (q >= 0 && a[q]! > v) {
+        a[q + 1] = a[q]!;
+        q--;
+      }
+      a[q + 1] = v;
+    }
+  else a.subarray(0, len).sort();
+  let w = 1;
+  for (let p = 1; p < len; p++) if (a[p]! >>> 1 !== a[w - 1]! >>> 1) a[w++] = a[p]!;
+  return w;
+}
 /** x86-64 System V red zone below sp that leaf code may use (valgrind's VG_STACK_REDZONE_SZB). */
 export const STACK_RED_ZONE = 128;
 const WINDOW = 4 << 20;
@@ -98,17 +116,21 @@ const S_UNREACHED = 0,
   S_ALLOCATOR = 6,
   /** During the mark only: unreached so far, an interior pointer from a root. */
   S_ROOT_INTERIOR = 7;
-/** State bits: the S_* value; before the mark also the root hits. */
-const S_MASK = 0x3f,
+/**
+ * State bits: the S_* value; before the reach walk also the root hits; during it PEND on a
+ * reachable block whose words are still to be read (on the walk's stack).
+ */
+const S_MASK = 0x1f,
+  PEND = 0x20,
   H_START = 0x40,
   H_INTERIOR = 0x80;
+
 const F_MMAPPED = 1;
 /** Chunks per edge-offset entry (Scan.edgeBlock). */
 const EDGE_BLOCK = 32;
 /** Edges not stored (edge budget exhausted): read again whenever the mark reaches the block. */
 const F_NOEDGES = 4;
-const M_REACH = 0,
-  M_POSSIBLE = 1,
+const M_POSSIBLE = 1,
   M_CLIQUE = 2;
 
 export interface ClassCount {
@@ -570,6 +592,19 @@ export class ChunkTable {
     return -1;
   }
 
+  /** The bytes of chunk k's region (chunks less than 1 MiB apart in one segment): its first user pointer and last block end. */
+  regionAround(k: number): { start: number; end: number } {
+    const f = this.regFirst;
+    let lo = 0,
+      hi = f.length - 2;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (f[mid]! <= k) lo = mid;
+      else hi = mid - 1;
+    }
+    return { start: this.regStart[lo]!, end: this.regEnd[lo]! };
+  }
+
   /** Index of the chunk whose user pointer is exactly `userAddr`, or -1. */
   indexOf(userAddr: number): number {
     const k = this.find(userAddr);
@@ -725,91 +760,147 @@ class Scan {
     return true;
   }
 
+  /** Set by checkInWindow: block k's words are u32[cw0 .. cwEnd). */
+  private cw0 = 0;
+  private cwEnd = 0;
+
   /**
-   * Reads every block's words in address order, 4 MiB windows (chunks gaps < 64 KiB read through),
-   * checking each header against the census (changed or freed since: unknown), and stores the
-   * block's edges in address order (edgeBlock, edgeCount), de-duplicated per source. Past
-   * the edge budget, blocks keep no edges (F_NOEDGES: read again when the mark reaches them).
+   * Checks block k, whose header page starts at winStart in a window holding `got` bytes: readable,
+   * the size field (user - 8) still the census's size and kind, not freed since (the next chunk's
+   * PREV_INUSE clear: bins; tcache_key at user + 8: tcache, 2.34+). False: the block is unknown.
+   * Else its words are u32[cw0 .. cwEnd).
    */
-  readEdges(tcacheKey: number | null): void {
+  private checkInWindow(k: number, u32: Uint32Array, winStart: number, got: number): boolean {
+    const t = this.t;
+    const mm = (t.flags[k]! & F_MMAPPED) !== 0;
+    const off = t.address(k) - winStart;
+    const z = t.s16(k);
+    const offEnd = off + z * 16 - (mm ? 16 : 8);
+    if (offEnd > got) return false;
+    const hw = (off - 8) >>> 2;
+    const lo = u32[hw]!,
+      hi = u32[hw + 1]!;
+    if ((hi !== 0 ? hi * TWO32 + (lo - (lo & 7)) !== z * 16 : lo >>> 4 !== z) || ((lo & 2) !== 0) !== mm) return false;
+    const w0 = off >>> 2,
+      wEnd = offEnd >>> 2;
+    if (!mm && offEnd + 8 <= got && (u32[wEnd]! & 1) === 0) return false;
+    if (this.keyOn && wEnd - w0 >= 4 && u32[w0 + 2] === this.keyLo && u32[w0 + 3] === this.keyHi) return false;
+    this.cw0 = w0;
+    this.cwEnd = wEnd;
+    return true;
+  }
+  private keyOn = false;
+  private keyLo = 0;
+  private keyHi = 0;
+  private setKey(key: number | null): void {
+    this.keyOn = key !== null;
+    this.keyLo = key === null ? 0 : key % TWO32;
+    this.keyHi = key === null ? 0 : Math.floor(key / TWO32);
+  }
+
+  /**
+   * Reads the words of the blocks `only` accepts (all when absent) in address order, windows of
+   * 4 MiB (gaps < 64 KiB read through), checking each (checkInWindow; unknown when it fails), and
+   * calls `visit` with each good block's words u32[w0 .. wEnd) (`big` for a block larger than a
+   * window, whose header was checked directly: read its words piece by piece).
+   */
+  private checkedBlocks(
+    tcacheKey: number | null,
+    only: ((k: number) => boolean) | null,
+    visit: (k: number, u32: Uint32Array, w0: number, wEnd: number) => void,
+    big: (k: number) => void,
+  ): void {
     const t = this.t,
       n = t.n,
-      space = this.space;
-    const key = tcacheKey,
-      keyLo = key === null ? 0 : key % TWO32,
-      keyHi = key === null ? 0 : Math.floor(key / TWO32);
-    const { buf, u32 } = window();
-    const flags = t.flags,
+      space = this.space,
       state = this.state;
+    this.setKey(tcacheKey);
+    const { buf, u32 } = window();
     const addr = (k: number) => t.address(k);
     const endOf = (k: number) => t.end(k);
-    let full = false;
+    const wanted = (k: number) => (state[k]! & S_MASK) !== S_ALLOCATOR && (!only || only(k));
     let i = 0;
     while (i < n) {
+      if (!wanted(i)) {
+        i++;
+        continue;
+      }
       // A window from the page of the first chunk's header over the following chunks (gaps < 64 KiB
       // read through); + 8: the next chunk's size field (PREV_INUSE).
       const winStart = Math.floor((addr(i) - 16) / 4096) * 4096;
       const winLimit = winStart + WINDOW - 8;
-      let j = i + 1;
       let winEnd = endOf(i);
+      let j = i + 1,
+        jEnd = i + 1;
       while (j < n) {
-        const e = endOf(j);
-        if (e > winLimit || addr(j) - 16 - winEnd >= 64 << 10) break;
-        winEnd = e;
+        if (addr(j) - 16 - winEnd >= 64 << 10) break;
+        if (wanted(j)) {
+          const e = endOf(j);
+          if (e > winLimit) break;
+          winEnd = e;
+          jEnd = j + 1;
+        }
         j++;
       }
-      const big = winEnd > winLimit; // one chunk bigger than a window: read in pieces
-      const got = big ? 0 : space.readInto(winStart, buf, 0, winEnd + 8 - winStart);
+      j = jEnd;
+      const isBig = winEnd > winLimit; // one chunk bigger than a window: read in pieces
+      const got = isBig ? 0 : space.readInto(winStart, buf, 0, winEnd + 8 - winStart);
       this.bytesRead += got;
       for (let k = i; k < j; k++) {
-        if (k > i) this.setCount(k - 1, this.edgeLen - this.from);
-        if (k % EDGE_BLOCK === 0) this.edgeBlock[k / EDGE_BLOCK] = this.edgeLen;
+        if (!wanted(k)) continue;
+        if (isBig) {
+          if (!this.checkHeaderDirect(k)) this.setUnknown(k);
+          else big(k);
+        } else if (!this.checkInWindow(k, u32, winStart, got)) this.setUnknown(k);
+        else visit(k, u32, this.cw0, this.cwEnd);
+      }
+      i = j;
+    }
+  }
+
+  /** Block k is not classified (changed, freed or unreadable since the census). */
+  private setUnknown(k: number): void {
+    this.state[k] = S_UNKNOWN;
+  }
+
+  /**
+   * Stores the edges of the blocks `only` accepts (the blocks no chain of start pointers reached:
+   * what the possibly-lost and clique steps walk) in address order (edgeBlock, edgeCount),
+   * de-duplicated per source, checked as the reach walk checks the blocks it reads. Past the edge budget, blocks keep no
+   * edges (F_NOEDGES: read again when the mark reaches them).
+   */
+  readEdges(tcacheKey: number | null, only: ((k: number) => boolean) | null = null): void {
+    const t = this.t,
+      n = t.n,
+      flags = t.flags;
+    let full = false;
+    this.checkedBlocks(
+      tcacheKey,
+      only,
+      (k, u32, w0, wEnd) => {
         this.from = this.edgeLen;
-        if ((state[k]! & S_MASK) === S_ALLOCATOR) continue;
-        if (big) {
-          if (!this.checkHeaderDirect(k)) state[k] = S_UNKNOWN;
-          else if (full) flags[k] = flags[k]! | F_NOEDGES;
-          else if (!this.bigEdges(k)) {
-            flags[k] = flags[k]! | F_NOEDGES;
-            full = true;
-          }
-          continue;
-        }
-        const mm = (flags[k]! & F_MMAPPED) !== 0;
-        const off = addr(k) - winStart;
-        const z = t.s16(k);
-        const offEnd = off + z * 16 - (mm ? 16 : 8);
-        if (offEnd > got) {
-          state[k] = S_UNKNOWN;
-          continue;
-        }
-        // Header: the size field (user - 8) must still be the census's size and kind.
-        const hw = (off - 8) >>> 2;
-        const lo = u32[hw]!,
-          hi = u32[hw + 1]!;
-        if ((hi !== 0 ? hi * TWO32 + (lo - (lo & 7)) !== z * 16 : lo >>> 4 !== z) || ((lo & 2) !== 0) !== mm) {
-          state[k] = S_UNKNOWN;
-          continue;
-        }
-        // Freed since the census: the next chunk's PREV_INUSE clear (bins), or tcache_key at user + 8 (tcache, 2.34+).
-        const w0 = off >>> 2,
-          wEnd = offEnd >>> 2;
-        if (!mm && offEnd + 8 <= got && (u32[wEnd]! & 1) === 0) {
-          state[k] = S_UNKNOWN;
-          continue;
-        }
-        if (key !== null && wEnd - w0 >= 4 && u32[w0 + 2] === keyLo && u32[w0 + 3] === keyHi) {
-          state[k] = S_UNKNOWN;
-          continue;
-        }
         if (full) flags[k] = flags[k]! | F_NOEDGES;
         else if (!this.blockEdges(k, u32, w0, wEnd)) {
           flags[k] = flags[k]! | F_NOEDGES;
           full = true;
         }
-      }
-      this.setCount(j - 1, this.edgeLen - this.from);
-      i = j;
+        this.setCount(k, this.edgeLen - this.from);
+      },
+      (k) => {
+        this.from = this.edgeLen;
+        if (full) flags[k] = flags[k]! | F_NOEDGES;
+        else if (!this.bigEdges(k)) {
+          flags[k] = flags[k]! | F_NOEDGES;
+          full = true;
+        }
+        this.setCount(k, this.edgeLen - this.from);
+      },
+    );
+    // Offsets per EDGE_BLOCK chunks from the counts (blocks not read have none).
+    let p = 0;
+    for (let b = 0; b * EDGE_BLOCK < n; b++) {
+      this.edgeBlock[b] = p;
+      for (let k = b * EDGE_BLOCK, e = Math.min(n, k + EDGE_BLOCK); k < e; k++) if (this.edgeCount[k]) p += this.countOf(k);
     }
     this.edgeBlock[Math.ceil(n / EDGE_BLOCK)] = this.edgeLen;
     let unstored = 0;
@@ -819,6 +910,151 @@ class Scan {
       this.notes.push(
         `too many pointers between chunks to keep: the pointers of ${unstored} chunks were read again when reached`,
       );
+  }
+
+  // ---- Reach without a stored graph: a walk that reads the reached blocks again ----
+
+  /** Pointers between blocks found from reachable blocks (de-duplicated per source). */
+  reachEdges = 0;
+  private distinct = new Uint32Array(1 << 10);
+  private distinctLen = 0;
+  /** Work stack of the reach walk: reachable blocks whose words are still to be read (state PEND). */
+  private pendLen = 0;
+
+  /** Block j reached from a reachable block or a root: a start pointer makes it reachable (its words pending), an interior one possibly lost unless reached later. */
+  private touch(j: number, interior: boolean): void {
+    const state = this.state;
+    const s = state[j]!;
+    if (interior) {
+      if (s === S_UNREACHED) state[j] = S_ROOT_INTERIOR;
+      return;
+    }
+    if (s !== S_UNREACHED && s !== S_ROOT_INTERIOR) return;
+    state[j] = S_REACHABLE | PEND;
+    this.pendLen = this.push(this.pendLen, j);
+  }
+
+  /** A pointer of the block being read (edge: target * 2 + interior; counted once per target: stats.edges). */
+  private noteEdge(e: number): void {
+    if (this.distinctLen > 0 && this.distinct[this.distinctLen - 1] === e) return;
+    if (this.distinctLen === this.distinct.length) {
+      this.distinctLen = uniqueTargets(this.distinct, this.distinctLen);
+      if (this.distinctLen > this.distinct.length >>> 1) {
+        const d = new Uint32Array(this.distinct.length * 2);
+        d.set(this.distinct);
+        this.distinct = d;
+      }
+    }
+    this.distinct[this.distinctLen++] = e;
+  }
+  private endBlock(): void {
+    this.reachEdges += uniqueTargets(this.distinct, this.distinctLen);
+    this.distinctLen = 0;
+  }
+
+  /** Reachable block k's words u32[w0 .. w1): every pointer to another block touches it. */
+  private reachFrom(k: number, u32: Uint32Array, w0: number, w1: number): void {
+    const t = this.t,
+      minHi = t.minHi,
+      maxHi = t.maxHi,
+      min = t.min,
+      max = t.max;
+    for (let w = w0; w + 1 < w1; w += 2) {
+      const h = u32[w + 1]!;
+      if (h < minHi || h > maxHi) continue;
+      const v = h * TWO32 + u32[w]!;
+      if (v < min || v >= max) continue;
+      const tgt = t.find(v);
+      if (tgt < 0 || tgt === k) continue;
+      const interior = v !== t.lastStart;
+      this.touch(tgt, interior);
+      this.noteEdge(tgt * 2 + (interior ? 1 : 0));
+    }
+    this.endBlock();
+  }
+
+  /**
+   * Reachable: chains of start pointers from the roots, marked without storing the graph. The root
+   * hits become states (H_START: reachable, its words pending; H_INTERIOR only: S_ROOT_INTERIOR).
+   * Then a depth-first walk: each pending block is checked (checkInWindow, as readEdges checks the
+   * blocks it reads: unknown when changed or freed) and its words read from a window of the heap
+   * around it, read when the block is not in the current one: placed on the side the walk is
+   * moving to (a linked list is followed window by window, either way), grown while the walk stays
+   * in its windows and shrunk while it jumps about (down to the block's own bytes). Each reachable
+   * block's words are read once; an interior pointer from a reachable block leaves an unreached
+   * target S_ROOT_INTERIOR, so the possibly-lost step needs no edges of reachable blocks.
+   */
+  reachWalk(tcacheKey: number | null): void {
+    const t = this.t,
+      n = t.n,
+      state = this.state,
+      space = this.space;
+    this.setKey(tcacheKey);
+    this.pendLen = 0;
+    for (let i = n - 1; i >= 0; i--) {
+      // pushed downwards: popped in address order
+      const v = state[i]!;
+      const s = v & S_MASK;
+      if (s !== S_UNREACHED) state[i] = s;
+      else if ((v & H_START) !== 0) {
+        state[i] = S_REACHABLE | PEND;
+        this.pendLen = this.push(this.pendLen, i);
+      } else state[i] = (v & H_INTERIOR) !== 0 ? S_ROOT_INTERIOR : S_UNREACHED;
+    }
+    const { buf, u32 } = window();
+    let winStart = 0,
+      got = 0,
+      size = 64 << 10,
+      served = 0;
+    while (this.pendLen > 0) {
+      const k = this.stack[--this.pendLen]!;
+      state[k] = state[k]! & ~PEND;
+      const a = t.address(k),
+        e = t.end(k);
+      const hdrPage = Math.floor((a - 16) / 4096) * 4096;
+      if (e + 8 - hdrPage > WINDOW) {
+        // Bigger than a window (as readEdges): header read directly, words piece by piece.
+        if (!this.checkHeaderDirect(k)) state[k] = S_UNKNOWN;
+        else {
+          this.wordsOf(k, (tgt, interior) => {
+            this.touch(tgt, interior);
+            this.noteEdge(tgt * 2 + (interior ? 1 : 0));
+            return true;
+          });
+          this.endBlock();
+        }
+        continue;
+      }
+      if (!(a - 16 >= winStart && e + 8 <= winStart + got)) {
+        // A new window: grown when the last one served a good part of its bytes, else shrunk.
+        const was = got;
+        if (was > 0) size = served * 4 >= was ? Math.min(WINDOW, size * 2) : Math.max(8192, size >>> 1);
+        served = 0;
+        const down = was > 0 && a < winStart;
+        const reg = t.regionAround(k);
+        const margin = Math.min(64 << 10, size >>> 2);
+        // Moving down: the window ends a margin above the block; else it starts a margin below it.
+        let s0 = down ? e + 8 + margin - size : a - 16 - margin;
+        s0 = Math.max(s0, reg.start - 16, e + 8 + 4096 - WINDOW);
+        s0 = Math.min(Math.floor(s0 / 4096) * 4096, hdrPage);
+        const s1 = Math.max(e + 8, Math.min(s0 + size, reg.end + 8, s0 + WINDOW));
+        winStart = s0;
+        got = space.readInto(s0, buf, 0, s1 - s0);
+        this.bytesRead += got;
+        if (a - 16 < winStart || e > winStart + got) {
+          // Came short before the block (an unreadable page in front): from its header's page, as readEdges.
+          winStart = hdrPage;
+          got = space.readInto(hdrPage, buf, 0, Math.min(e + 8 - hdrPage + size, WINDOW));
+          this.bytesRead += got;
+        }
+      }
+      served += e - a;
+      if (!this.checkInWindow(k, u32, winStart, got)) {
+        state[k] = S_UNKNOWN;
+        continue;
+      }
+      this.reachFrom(k, u32, this.cw0, this.cwEnd);
+    }
   }
 
   /** Edges of a block bigger than a window, read piece by piece; false when the budget ran out. */
@@ -942,18 +1178,12 @@ class Scan {
   }
 
   /**
-   * Marks one target `j` reached over an edge in `mode` (M_REACH: start pointers make unreached
-   * blocks reachable; M_POSSIBLE: any pointer makes them possibly lost; M_CLIQUE: unreached blocks
+   * Marks one target `j` reached over an edge in `mode` (M_POSSIBLE: any pointer makes them possibly lost; M_CLIQUE: unreached blocks
    * join the clique of `leader`, an earlier leader is absorbed). Returns true when j is to be scanned.
    */
   private accept(mode: number, j: number, interior: boolean, leader: number): boolean {
     const state = this.state;
     const s = state[j]!;
-    if (mode === M_REACH) {
-      if (interior || (s !== S_UNREACHED && s !== S_ROOT_INTERIOR)) return false;
-      state[j] = S_REACHABLE;
-      return true;
-    }
     if (mode === M_POSSIBLE) {
       if (s !== S_UNREACHED) return false;
       state[j] = S_POSSIBLE;
@@ -1018,45 +1248,15 @@ class Scan {
   mark(): void {
     const n = this.t.n,
       state = this.state;
-    let len = 0;
-    // 1. Reachable: chains of start pointers from the roots. The root hits leave the state bytes:
-    // an unreached block with only interior hits becomes S_ROOT_INTERIOR until step 2.
+    // 1. Reachable: done by reachSweeps (states: reachable, S_ROOT_INTERIOR when an interior
+    // pointer from a root or a reachable block hit it, unreached, unknown, allocator).
+    // 2. Possibly lost: reached through some interior pointer (from a root or a reachable block:
+    // S_ROOT_INTERIOR), then whatever those reach. Only unreached blocks' edges are walked.
     for (let i = 0; i < n; i++) {
-      const v = state[i]!;
-      const s = v & S_MASK;
-      if (s !== S_UNREACHED) state[i] = s;
-      else if ((v & H_START) !== 0) {
-        state[i] = S_REACHABLE;
-        len = this.push(len, i);
-      } else state[i] = (v & H_INTERIOR) !== 0 ? S_ROOT_INTERIOR : S_UNREACHED;
-    }
-    this.propagate(len, M_REACH, -1);
-    // 2. Possibly lost: reached through some interior pointer (from a root or a reached block).
-    // Reachable blocks are taken one by one (their edges looked at here, not all pushed at once:
-    // the stack stays as small as what they newly reach).
-    const edges = this.edges,
-      flags = this.t.flags;
-    for (let i = 0, p0 = 0; i < n; i++) {
-      const s = state[i]!;
-      if (i % EDGE_BLOCK === 0) p0 = this.edgeBlock[i / EDGE_BLOCK]!;
-      const q0 = p0 + this.countOf(i);
-      len = 0;
-      if (s === S_REACHABLE) {
-        if ((flags[i]! & F_NOEDGES) !== 0) len = this.push(len, i);
-        else
-          for (let p = p0; p < q0; p++) {
-            const j = edges[p]! >>> 1;
-            if (state[j] === S_UNREACHED) {
-              state[j] = S_POSSIBLE;
-              len = this.push(len, j);
-            }
-          }
-      } else if (s === S_ROOT_INTERIOR) {
-        state[i] = S_POSSIBLE;
-        len = this.push(len, i);
-      }
-      p0 = q0;
-      if (len > 0) this.propagate(len, M_POSSIBLE, -1);
+      if (state[i] !== S_ROOT_INTERIOR) continue;
+      state[i] = S_POSSIBLE;
+      this.stack[0] = i;
+      this.propagate(1, M_POSSIBLE, -1);
     }
     // 3. Cliques in address order (valgrind's lc_push_with_clique_if_a_chunk_ptr).
     this.leader = perChunk(Int32Array, n);
@@ -1226,13 +1426,18 @@ function oneScan(
   scanRoots(scan, space, census, location);
   const t3 = performance.now();
   memoryCheckpoint('scan: after roots');
-  scan.readEdges(location.tcacheKey);
+  scan.reachWalk(location.tcacheKey);
+  const t4a = performance.now();
+  memoryCheckpoint('scan: after reach walk');
+  // The edges of the blocks left unreached only (what the possibly-lost and clique steps walk).
+  const st = scan.state;
+  scan.readEdges(location.tcacheKey, (k) => st[k] === S_UNREACHED || st[k] === S_ROOT_INTERIOR);
   const t4 = performance.now();
   memoryCheckpoint('scan: after edges');
   scan.mark();
   memoryCheckpoint('scan: after mark');
   const t5 = performance.now();
-  scan.phasesMs = { census: t1 - t0, table: t2 - t1, roots: t3 - t2, blocks: t4 - t3, mark: t5 - t4 };
+  scan.phasesMs = { census: t1 - t0, table: t2 - t1, roots: t3 - t2, reach: t4a - t3, blocks: t4 - t4a, mark: t5 - t4 };
   return scan;
 }
 
@@ -1430,7 +1635,7 @@ export async function reachability(space: AddressSpace, opts: ReachOptions = {})
       elapsedMs: Math.round((performance.now() - t0) * 10) / 10,
       bytesRead,
       chunks: t.n,
-      edges: scan.edgeLen,
+      edges: scan.reachEdges + scan.edgeLen,
       edgesStored: scan.unstored === 0,
       rootBytes: scan.rootBytes,
       phasesMs: Object.fromEntries(Object.entries(scan.phasesMs).map(([k, v]) => [k, Math.round(v)])),
