@@ -20,7 +20,7 @@ import type { LeakTrace, MemBreakdown } from '../model/index.js';
 import type { PoolAnalysis } from '../nginx/index.js';
 import { stableSuspects } from './pool-suspects.js';
 import { isLeakscopeError } from '../model/errors.js';
-import { memoryCheckpoint } from '../model/release-memory.js';
+import { memoryCheckpoint, releaseMemory } from '../model/release-memory.js';
 import { Symbolizer } from '../symbols/index.js';
 import type { AddressSpace } from '../target/address-space.js';
 import { sleep, traceLeaks } from '../trace/leak-tracer.js';
@@ -225,6 +225,7 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
       }
       memoryCheckpoint('observe: after first reach');
       await sleep(Math.max(0, pause * 1000 - (Date.now() - pauseStart)), opts.signal);
+      releaseMemory(); // the first scan's tables are garbage: freed before the census and pool analysis allocate theirs
       after = heapAndPools(space, { symbolizer, pools: isNginx });
       memoryCheckpoint('observe: after second heapAndPools');
       comparisons.push({
@@ -298,6 +299,7 @@ export async function observe(space: AddressSpace, opts: AnalyzeOptions): Promis
     say('reachability: which in-use chunks nothing points to any more');
     try {
       const r = await reachabilityOnly(space, symbolizer, firstReach);
+      releaseMemory(); // the scan's tables are garbage: freed before the breakdown and the report
       memoryCheckpoint('observe: after second reach');
       obs.reach = {
         lostChunks: r.definitelyLost.chunks + r.indirectlyLost.chunks,

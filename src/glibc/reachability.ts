@@ -125,11 +125,8 @@ const S_MASK = 0x1f,
   H_START = 0x40,
   H_INTERIOR = 0x80;
 
-const F_MMAPPED = 1;
 /** Chunks per edge-offset entry (Scan.edgeBlock). */
 const EDGE_BLOCK = 32;
-/** Edges not stored (edge budget exhausted): read again whenever the mark reaches the block. */
-const F_NOEDGES = 4;
 const M_POSSIBLE = 1,
   M_CLIQUE = 2;
 
@@ -261,86 +258,57 @@ function lostFingerprint(space: AddressSpace, addr: number, len: number, buf: Bu
   return h;
 }
 
-/** ChunkTable.size16 entry of a chunk of 1 MiB or more (its size is in a map). */
-const BIG16 = 0xffff;
-/** Largest offset of a chunk from its segment's base, in 16-byte units (u32). */
-const SEG_SPAN16 = TWO32;
+/** ChunkTable.code of a chunk listed among the exceptions (size 4080 bytes or more, mmapped, or followed by a gap). */
+const EXC = 255;
+/** Chunks per address anchor. */
+const ANCHOR = 32;
+/** Lookup-table entries per absolute base (the entries themselves are u16 offsets from it). */
+const TAB_BLOCK = 64;
 
-/**
- * Chunk addresses as u32 offsets (16-byte units) from the base of their segment: a run of chunks
- * in address order within 64 GiB of its first, 16-aligned relative to it (a heap, the mmapped
- * chunks); a chunk that fits no open segment starts a new one. 4 bytes per chunk plus a few
- * segments, instead of an f64 each.
- */
-class Addresses {
-  off16: Uint32Array;
-  /** Segment s: base address, chunks [first[s], first[s + 1]); first has a sentinel (n) once sealed. */
-  base: number[] = [];
-  first: number[] = [];
-  cur = 0;
-  n = 0;
-  constructor(capacity: number) {
-    this.off16 = perChunk(Uint32Array, capacity);
-  }
-  push(a: number): void {
-    const n = this.n;
-    if (n === this.off16.length) {
-      const o = new Uint32Array(n * 2);
-      o.set(this.off16);
-      this.off16 = o;
-    }
-    const s = this.base.length - 1;
-    let d = s >= 0 ? (a - this.base[s]!) / 16 : -1;
-    if (!(d >= 0 && d < SEG_SPAN16 && Number.isInteger(d))) {
-      this.base.push(a);
-      this.first.push(n);
-      d = 0;
-    }
-    this.off16[n] = d;
-    this.n = n + 1;
-  }
-  /** Adds the sentinel; no push after. */
-  seal(): void {
-    this.first.push(this.n);
-  }
-  /** Segment of chunk i (the last one looked up first: callers go in address order). */
-  segOf(i: number): number {
-    const f = this.first;
-    let s = this.cur;
-    if (i >= f[s]! && i < f[s + 1]!) return s;
-    let lo = 0,
-      hi = this.base.length - 1;
-    s = 0;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (f[mid]! <= i) {
-        s = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    return (this.cur = s);
-  }
-  at(i: number): number {
-    return this.base[this.segOf(i)]! + this.off16[i]! * 16;
-  }
+/** Growable f64 column. */
+function grown(a: Float64Array, n: number): Float64Array {
+  if (n < a.length) return a;
+  const b = new Float64Array(Math.max(64, a.length * 2));
+  b.set(a);
+  return b;
 }
 
-/** In-use chunks of one census in address order, with an address -> chunk lookup. */
+/**
+ * In-use chunks of one census in address order, with an address -> chunk lookup; ~1.3 bytes per
+ * chunk. A chunk's address is not stored: chunks tile the heap, so chunk i + 1 starts where chunk
+ * i ends, plus a gap where free chunks (or another heap) lie between; one absolute address per
+ * ANCHOR chunks, the rest summed from there. Per chunk one byte: size / 16 when below EXC and the
+ * chunk is a heap chunk followed by the next without a gap; else EXC and the chunk is among the
+ * exceptions (sorted by index: size / 16, gap to the next chunk's user pointer, mmapped), which are
+ * few: the large chunks, the mmapped ones and one per free run.
+ */
 export class ChunkTable {
   n = 0;
-  private a: Addresses;
-  /** Chunk size / 16 (u16; BIG16: in bigSize16 by user pointer, chunks of 1 MiB and more). */
-  private size16: Uint16Array;
-  private bigSize16 = new Map<number, number>();
-  flags: Uint8Array;
+  private code: Uint8Array;
+  private anchor: Float64Array;
+  private excIdx: Float64Array = new Float64Array(64);
+  private excSize16: Float64Array = new Float64Array(64);
+  private excGap: Float64Array = new Float64Array(64);
+  private excMm: Uint8Array = new Uint8Array(64);
+  private excN = 0;
+  /** Last exception found (sequential lookups). */
+  private excCur = 0;
+  /** Last address computed: chunk lastI at lastA. */
+  private lastI = -1;
+  private lastA = 0;
+  /** Builder state: the previous chunk pushed. */
+  private prevAddr = 0;
+  private prevSize = 0;
   private regStart = new Float64Array(0);
   private regEnd = new Float64Array(0);
   private regGran = new Float64Array(0);
   private regTab = new Int32Array(0);
-  /** Region r's chunks: [regFirst[r], regFirst[r + 1]), all in segment regSeg[r]. */
+  /** Region r's chunks: [regFirst[r], regFirst[r + 1]). */
   private regFirst = new Int32Array(0);
-  private regBase = new Float64Array(0);
-  private table = new Int32Array(0);
+  /** Lookup table: entry e = tabBase[e / TAB_BLOCK] + tabRel[e] (0xffff: in tabWide). */
+  private tabBase = new Int32Array(0);
+  private tabRel = new Uint16Array(0);
+  private tabWide = new Map<number, number>();
   /** Where the chunk is that `find` returned: its user pointer. */
   lastStart = 0;
   min = Infinity;
@@ -349,175 +317,251 @@ export class ChunkTable {
   maxHi = 0;
   /** Indices where the pushed addresses went down (a new run). */
   private runs: number[] = [0];
-  private last = -Infinity;
 
   constructor(capacity: number) {
     const cap = Math.max(16, capacity);
-    this.a = new Addresses(cap);
-    this.size16 = perChunk(Uint16Array, cap);
-    this.flags = perChunk(Uint8Array, cap);
+    this.code = perChunk(Uint8Array, cap);
+    this.anchor = new Float64Array(Math.ceil(cap / ANCHOR) + 1);
+  }
+
+  private addExc(i: number, size16: number, gap: number, mm: boolean): void {
+    const k = this.excN;
+    if (k === this.excIdx.length) {
+      this.excIdx = grown(this.excIdx, k);
+      this.excSize16 = grown(this.excSize16, k);
+      this.excGap = grown(this.excGap, k);
+      const m = new Uint8Array(this.excIdx.length);
+      m.set(this.excMm);
+      this.excMm = m;
+    }
+    this.excIdx[k] = i;
+    this.excSize16[k] = size16;
+    this.excGap[k] = gap;
+    this.excMm[k] = mm ? 1 : 0;
+    this.excN = k + 1;
   }
 
   /** A chunk the census walk saw in use (its words are read after the walk, once every chunk is known). */
   push(userAddr: number, chunkSize: number, mmapped: boolean): void {
     const n = this.n;
-    if (n === this.size16.length) {
-      const s = new Uint16Array(n * 2);
-      s.set(this.size16);
-      this.size16 = s;
-      const f = new Uint8Array(n * 2);
-      f.set(this.flags);
-      this.flags = f;
+    if (n === this.code.length) {
+      const c = new Uint8Array(n * 2);
+      c.set(this.code);
+      this.code = c;
     }
-    if (n > 0 && userAddr < this.last) this.runs.push(n);
-    this.last = userAddr;
-    this.a.push(userAddr);
+    if (n % ANCHOR === 0) {
+      if (n / ANCHOR >= this.anchor.length) this.anchor = grown(this.anchor, n / ANCHOR);
+      this.anchor[n / ANCHOR] = userAddr;
+    }
+    if (n > 0) {
+      if (userAddr < this.prevAddr) this.runs.push(n);
+      const gap = userAddr - (this.prevAddr + this.prevSize);
+      if (gap !== 0) {
+        // The previous chunk is followed by a gap: an exception (it is the last one when it already is).
+        const last = this.excN - 1;
+        if (last >= 0 && this.excIdx[last] === n - 1) this.excGap[last] = gap;
+        else {
+          this.addExc(n - 1, this.code[n - 1]!, gap, false);
+          this.code[n - 1] = EXC;
+        }
+      }
+    }
     const z = Math.floor(chunkSize / 16);
-    if (z < BIG16) this.size16[n] = z;
+    if (!mmapped && z < EXC) this.code[n] = z;
     else {
-      this.size16[n] = BIG16;
-      this.bigSize16.set(userAddr, z);
+      this.code[n] = EXC;
+      this.addExc(n, z, 0, mmapped);
     }
-    this.flags[n] = mmapped ? F_MMAPPED : 0;
+    this.prevAddr = userAddr;
+    this.prevSize = z * 16;
     this.n = n + 1;
   }
 
-  /** User pointer of chunk i (after finish). */
+  /** Position of chunk i among the exceptions (it is one). */
+  private exc(i: number): number {
+    let c = this.excCur;
+    const idx = this.excIdx;
+    if (idx[c] === i) return c;
+    if (idx[c + 1] === i) return (this.excCur = c + 1);
+    let lo = 0,
+      hi = this.excN - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const v = idx[mid]!;
+      if (v < i) lo = mid + 1;
+      else if (v > i) hi = mid - 1;
+      else return (this.excCur = mid);
+    }
+    throw new Error(`chunk table: no exception for chunk ${i}`);
+  }
+
+  /** Bytes from chunk i's user pointer to chunk i + 1's. */
+  private step(i: number): number {
+    const c = this.code[i]!;
+    if (c !== EXC) return c * 16;
+    const e = this.exc(i);
+    return this.excSize16[e]! * 16 + this.excGap[e]!;
+  }
+
+  /** User pointer of chunk i (after finish; in push order before). */
   address(i: number): number {
-    return this.a.at(i);
+    const l = this.lastI;
+    let a: number;
+    if (l >= 0 && i >= l && i - l < ANCHOR) {
+      a = this.lastA;
+      for (let q = l; q < i; q++) a += this.step(q);
+    } else if (l >= 0 && i < l && l - i < ANCHOR) {
+      a = this.lastA;
+      for (let q = l - 1; q >= i; q--) a -= this.step(q);
+    } else {
+      const b = Math.floor(i / ANCHOR);
+      a = this.anchor[b]!;
+      for (let q = b * ANCHOR; q < i; q++) a += this.step(q);
+    }
+    this.lastI = i;
+    this.lastA = a;
+    return a;
   }
   /** Chunk size / 16 of chunk i. */
   s16(i: number): number {
-    const z = this.size16[i]!;
-    return z !== BIG16 ? z : this.bigSize16.get(this.a.at(i))!;
+    const c = this.code[i]!;
+    return c !== EXC ? c : this.excSize16[this.exc(i)]!;
   }
   size(i: number): number {
     return this.s16(i) * 16;
   }
+  isMmapped(i: number): boolean {
+    return this.code[i] === EXC && this.excMm[this.exc(i)] === 1;
+  }
   /** End of block i's words (exclusive). */
   end(i: number): number {
-    return this.a.at(i) + this.s16(i) * 16 - ((this.flags[i]! & F_MMAPPED) !== 0 ? 16 : 8);
+    const c = this.code[i]!;
+    if (c !== EXC) return this.address(i) + c * 16 - 8;
+    const e = this.exc(i);
+    return this.address(i) + this.excSize16[e]! * 16 - (this.excMm[e] === 1 ? 16 : 8);
+  }
+  /** Calls cb for every mmapped chunk (user pointer, chunk size). */
+  forEachMmapped(cb: (userAddr: number, chunkSize: number) => void): void {
+    for (let e = 0; e < this.excN; e++)
+      if (this.excMm[e] === 1) {
+        const z = this.excSize16[e]!;
+        cb(this.address(this.excIdx[e]!), z * 16);
+      }
   }
 
   /** User pointers of chunks reported in use by the walk and found on a free list afterwards. */
   readonly freed: number[] = [];
 
   /**
-   * Sorts by address (the census reports ascending runs: one per heap, then mmapped chunks; runs
-   * are ordered by their first address, a full sort only if they overlap), drops the chunks found
-   * on a free list, and builds the lookup table. Arrays keep their (possibly larger) buffers when
-   * nothing moves: untouched pages of a zero-filled typed array cost no RSS.
+   * Puts the chunks in address order (the census reports ascending runs: one per heap, then mmapped
+   * chunks; runs are ordered by their first address, a full sort only if they overlap) without the
+   * chunks found on a free list, and builds the lookup table. Rebuilt into new columns only when
+   * something moves (~1.3 bytes per chunk while both exist).
    */
   finish(): void {
-    let n = this.n;
-    const old = this.a;
-    old.seal();
+    const n = this.n;
     const runs = this.runs;
     const fr = Float64Array.from(this.freed).sort();
     if (runs.length === 1 && fr.length > 0) {
-      // Compaction in place (the segments stay; their first indices move down).
-      const off16 = old.off16,
-        first = old.first,
-        was = first.slice(),
-        segs = old.base.length;
-      let w = 0,
-        q = 0,
-        s = -1;
-      for (let i = 0; i < n; i++) {
-        while (s + 1 < segs && was[s + 1] === i) first[++s] = w;
-        const v = old.base[s]! + off16[i]! * 16;
-        while (q < fr.length && fr[q]! < v) q++;
-        if (q < fr.length && fr[q] === v) continue;
-        off16[w] = off16[i]!;
-        this.size16[w] = this.size16[i]!;
-        this.flags[w] = this.flags[i]!;
-        w++;
-      }
-      first[segs] = w;
-      old.cur = 0;
-      this.n = n = w;
-    } else if (runs.length > 1) {
-      // Rebuilt in address order without the freed chunks (segments follow the new order).
-      let order: ArrayLike<number> | undefined;
-      {
-        const rs = runs
-          .map((s, k) => ({ s, e: k + 1 < runs.length ? runs[k + 1]! : n }))
-          .sort((x, y) => old.at(x.s) - old.at(y.s));
-        let disjoint = true;
-        for (let k = 1; k < rs.length && disjoint; k++)
-          if (old.at(rs[k]!.s) <= old.at(rs[k - 1]!.e - 1)) disjoint = false;
-        const o = perChunk(Uint32Array, n);
-        if (disjoint) {
-          let w = 0;
-          for (const r of rs) for (let i = r.s; i < r.e; i++) o[w++] = i;
-        } else {
-          for (let i = 0; i < n; i++) o[i] = i;
-          o.sort((x, y) => old.at(x) - old.at(y));
-        }
-        order = o;
-      }
-      const a = new Addresses(n),
-        s = perChunk(Uint16Array, n),
-        f = perChunk(Uint8Array, n);
-      let w = 0,
+      // One run: compacted in place (a chunk is written at or below where it was read; the
+      // exceptions into new columns), walking the old chunks' addresses along.
+      const next = new ChunkTable(0);
+      next.code = this.code;
+      next.anchor = this.anchor;
+      let a = this.anchor[0]!,
+        x = 0,
         q = 0;
-      for (let k = 0; k < n; k++) {
-        const i = order ? order[k]! : k;
-        const v = old.at(i);
+      for (let i = 0; i < n; i++) {
+        const c = this.code[i]!;
+        let z = c,
+          gap = 0,
+          mm = false;
+        if (c === EXC) {
+          z = this.excSize16[x]!;
+          gap = this.excGap[x]!;
+          mm = this.excMm[x++] === 1;
+        }
+        const v = a;
+        a += z * 16 + gap;
         while (q < fr.length && fr[q]! < v) q++;
         if (q < fr.length && fr[q] === v) continue;
-        a.push(v);
-        s[w] = this.size16[i]!;
-        f[w] = this.flags[i]!;
-        w++;
+        next.push(v, z * 16, mm);
       }
-      this.a = a;
-      this.size16 = s;
-      this.flags = f;
-      this.n = n = w;
-      a.seal();
+      this.adopt(next);
+    } else if (runs.length > 1) {
+      const next = new ChunkTable(n);
+      let q = 0;
+      const put = (i: number) => {
+        const v = this.address(i);
+        while (q < fr.length && fr[q]! < v) q++;
+        if (q < fr.length && fr[q] === v) return;
+        next.push(v, this.s16(i) * 16, this.isMmapped(i));
+      };
+      const rs = runs
+        .map((s, k) => ({ s, e: k + 1 < runs.length ? runs[k + 1]! : n }))
+        .sort((x, y) => this.address(x.s) - this.address(y.s));
+      let disjoint = true;
+      for (let k = 1; k < rs.length && disjoint; k++)
+        if (this.address(rs[k]!.s) <= this.end(rs[k - 1]!.e - 1)) disjoint = false;
+      if (disjoint) {
+        for (const r of rs) for (let i = r.s; i < r.e; i++) put(i);
+      } else {
+        // Overlapping runs (not seen from glibc's walk): a full sort by address.
+        const addrs = new Float64Array(n);
+        for (let i = 0; i < n; i++) addrs[i] = this.address(i);
+        const o = new Uint32Array(n);
+        for (let i = 0; i < n; i++) o[i] = i;
+        o.sort((x, y) => addrs[x]! - addrs[y]!);
+        for (let k = 0; k < n; k++) put(o[k]!);
+      }
+      this.adopt(next);
     }
-    this.a.off16 = this.a.off16.subarray(0, n);
-    this.size16 = this.size16.subarray(0, n);
-    this.flags = this.flags.subarray(0, n);
+    this.code = this.code.subarray(0, this.n);
     this.buildLookup();
   }
 
+  /** Takes over another table's chunks (finish). */
+  private adopt(next: ChunkTable): void {
+    this.n = next.n;
+    this.code = next.code;
+    this.anchor = next.anchor;
+    this.excIdx = next.excIdx;
+    this.excSize16 = next.excSize16;
+    this.excGap = next.excGap;
+    this.excMm = next.excMm;
+    this.excN = next.excN;
+    this.excCur = 0;
+    this.lastI = -1;
+  }
+
   /**
-   * Regions of chunks (a gap of more than 1 MiB or a new address segment starts a new one), each
-   * with a table: granule -> first chunk ending past it.
+   * Regions of chunks (a gap of more than 1 MiB starts a new one), each with a table: granule ->
+   * first chunk ending past it.
    */
   private buildLookup(): void {
     const n = this.n;
     if (n === 0) return;
     const starts: number[] = [],
       ends: number[] = [],
-      firsts: number[] = [],
-      bases: number[] = [];
-    const A = this.a;
-    let rs = A.at(0),
+      firsts: number[] = [];
+    let rs = this.address(0),
       re = this.end(0),
-      first = 0,
-      seg = A.segOf(0);
+      first = 0;
     for (let i = 1; i <= n; i++) {
-      const s = i < n ? A.segOf(i) : -1;
-      const ai = i < n ? A.at(i) : 0;
-      if (i === n || s !== seg || ai - 16 - re > 1 << 20) {
+      const ai = i < n ? this.address(i) : 0;
+      if (i === n || ai - 16 - re > 1 << 20) {
         starts.push(rs);
         ends.push(re);
         firsts.push(first);
-        bases.push(A.base[seg]!);
         if (i === n) break;
         rs = ai;
         first = i;
-        seg = s;
       }
       re = Math.max(re, this.end(i));
     }
     const R = starts.length;
     this.regStart = Float64Array.from(starts);
     this.regEnd = Float64Array.from(ends);
-    this.regBase = Float64Array.from(bases);
     this.regFirst = Int32Array.from([...firsts, n]);
     this.regGran = new Float64Array(R);
     this.regTab = new Int32Array(R + 1);
@@ -532,12 +576,15 @@ export class ChunkTable {
       total += Math.ceil(bytes / gran) + 1;
     }
     this.regTab[R] = total;
-    this.table = perChunk(Int32Array, total); // mmapped when large: given back when the scan is dropped
-    const table = this.table;
+    this.tabBase = new Int32Array(Math.ceil(total / TAB_BLOCK) + 1);
+    this.tabRel = perChunk(Uint16Array, total); // mmapped when large: given back when the scan is dropped
+    this.tabWide = new Map();
+    const base = this.tabBase,
+      rel = this.tabRel;
     for (let r = 0; r < R; r++) {
       const gran = this.regGran[r]!,
-        base = this.regTab[r]!,
-        cnt = this.regTab[r + 1]! - base,
+        t0 = this.regTab[r]!,
+        cnt = this.regTab[r + 1]! - t0,
         start = starts[r]!;
       let k = firsts[r]!;
       const last = r + 1 < R ? firsts[r + 1]! : n;
@@ -548,13 +595,33 @@ export class ChunkTable {
           k++;
           kEnd = this.end(k);
         }
-        table[base + g] = k;
+        const e = t0 + g;
+        if (e % TAB_BLOCK === 0) base[e / TAB_BLOCK] = k;
+        const d = k - base[Math.floor(e / TAB_BLOCK)]!;
+        if (d < 0xffff) rel[e] = d;
+        else {
+          rel[e] = 0xffff;
+          this.tabWide.set(e, k);
+        }
       }
     }
     this.min = starts[0]!;
     this.max = ends[R - 1]!;
     this.minHi = Math.floor(this.min / TWO32);
     this.maxHi = Math.floor(this.max / TWO32);
+  }
+
+  /** The bytes of chunk k's region (chunks less than 1 MiB apart): its first user pointer and last block end. */
+  regionAround(k: number): { start: number; end: number } {
+    const f = this.regFirst;
+    let lo = 0,
+      hi = f.length - 2;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (f[mid]! <= k) lo = mid;
+      else hi = mid - 1;
+    }
+    return { start: this.regStart[lo]!, end: this.regEnd[lo]! };
   }
 
   /** Index of the block whose words [user, end) hold v, or -1; its user pointer in lastStart. */
@@ -572,37 +639,35 @@ export class ChunkTable {
       } else hi = mid - 1;
     }
     if (r < 0 || v >= this.regEnd[r]!) return -1;
-    let k = this.table[this.regTab[r]! + Math.floor((v - rs[r]!) / this.regGran[r]!)]!;
+    const e = this.regTab[r]! + Math.floor((v - rs[r]!) / this.regGran[r]!);
+    const d = this.tabRel[e]!;
+    let k = d !== 0xffff ? this.tabBase[Math.floor(e / TAB_BLOCK)]! + d : this.tabWide.get(e)!;
     const last = this.regFirst[r + 1]!,
-      base = this.regBase[r]!,
-      off16 = this.a.off16,
-      size16 = this.size16,
-      flags = this.flags;
+      code = this.code;
+    let a = this.address(k);
     while (k < last) {
-      const a = base + off16[k]! * 16;
       if (a > v) return -1;
-      let z = size16[k]!;
-      if (z === BIG16) z = this.bigSize16.get(a)!;
-      if (v < a + z * 16 - ((flags[k]! & F_MMAPPED) !== 0 ? 16 : 8)) {
+      const c = code[k]!;
+      let blockEnd: number, next: number;
+      if (c !== EXC) {
+        blockEnd = a + c * 16 - 8;
+        next = a + c * 16;
+      } else {
+        const x = this.exc(k);
+        const z = this.excSize16[x]! * 16;
+        blockEnd = a + z - (this.excMm[x] === 1 ? 16 : 8);
+        next = a + z + this.excGap[x]!;
+      }
+      if (v < blockEnd) {
+        this.lastI = k;
+        this.lastA = a;
         this.lastStart = a;
         return k;
       }
       k++;
+      a = next;
     }
     return -1;
-  }
-
-  /** The bytes of chunk k's region (chunks less than 1 MiB apart in one segment): its first user pointer and last block end. */
-  regionAround(k: number): { start: number; end: number } {
-    const f = this.regFirst;
-    let lo = 0,
-      hi = f.length - 2;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (f[mid]! <= k) lo = mid;
-      else hi = mid - 1;
-    }
-    return { start: this.regStart[lo]!, end: this.regEnd[lo]! };
   }
 
   /** Index of the chunk whose user pointer is exactly `userAddr`, or -1. */
@@ -643,7 +708,17 @@ class Scan {
   bigCount = new Map<number, number>();
   edges: Uint32Array;
   edgeLen = 0;
-  /** Blocks without stored edges (F_NOEDGES). */
+  /** Blocks without stored edges (edge budget exhausted: read again whenever the mark reaches them), a bit each; allocated when needed. */
+  private noEdges: Uint8Array | null = null;
+  private setNoEdges(k: number): void {
+    const b = (this.noEdges ??= new Uint8Array((this.t.n >>> 3) + 1));
+    b[k >>> 3] = b[k >>> 3]! | (1 << (k & 7));
+  }
+  private hasNoEdges(k: number): boolean {
+    const b = this.noEdges;
+    return b !== null && (b[k >>> 3]! & (1 << (k & 7))) !== 0;
+  }
+  /** How many blocks have no stored edges. */
   unstored = 0;
   /** Clique leaders of the lost blocks (mark's third step; zero-filled: resident only where written). */
   leader = new Int32Array(0);
@@ -772,7 +847,7 @@ class Scan {
    */
   private checkInWindow(k: number, u32: Uint32Array, winStart: number, got: number): boolean {
     const t = this.t;
-    const mm = (t.flags[k]! & F_MMAPPED) !== 0;
+    const mm = t.isMmapped(k);
     const off = t.address(k) - winStart;
     const z = t.s16(k);
     const offEnd = off + z * 16 - (mm ? 16 : 8);
@@ -866,31 +941,29 @@ class Scan {
   /**
    * Stores the edges of the blocks `only` accepts (the blocks no chain of start pointers reached:
    * what the possibly-lost and clique steps walk) in address order (edgeBlock, edgeCount),
-   * de-duplicated per source, checked as the reach walk checks the blocks it reads. Past the edge budget, blocks keep no
-   * edges (F_NOEDGES: read again when the mark reaches them).
+   * de-duplicated per source, checked as the reach walk checks the blocks it reads. Past the edge
+   * budget, blocks keep no edges (noEdges: read again when the mark reaches them).
    */
   readEdges(tcacheKey: number | null, only: ((k: number) => boolean) | null = null): void {
-    const t = this.t,
-      n = t.n,
-      flags = t.flags;
+    const n = this.t.n;
     let full = false;
     this.checkedBlocks(
       tcacheKey,
       only,
       (k, u32, w0, wEnd) => {
         this.from = this.edgeLen;
-        if (full) flags[k] = flags[k]! | F_NOEDGES;
+        if (full) this.setNoEdges(k);
         else if (!this.blockEdges(k, u32, w0, wEnd)) {
-          flags[k] = flags[k]! | F_NOEDGES;
+          this.setNoEdges(k);
           full = true;
         }
         this.setCount(k, this.edgeLen - this.from);
       },
       (k) => {
         this.from = this.edgeLen;
-        if (full) flags[k] = flags[k]! | F_NOEDGES;
+        if (full) this.setNoEdges(k);
         else if (!this.bigEdges(k)) {
-          flags[k] = flags[k]! | F_NOEDGES;
+          this.setNoEdges(k);
           full = true;
         }
         this.setCount(k, this.edgeLen - this.from);
@@ -904,7 +977,7 @@ class Scan {
     }
     this.edgeBlock[Math.ceil(n / EDGE_BLOCK)] = this.edgeLen;
     let unstored = 0;
-    for (let k = 0; k < n; k++) if ((flags[k]! & F_NOEDGES) !== 0) unstored++;
+    for (let k = 0; this.noEdges && k < n; k++) if (this.hasNoEdges(k)) unstored++;
     this.unstored = unstored;
     if (unstored)
       this.notes.push(
@@ -1084,7 +1157,7 @@ class Scan {
     }
     this.bytesRead += 8;
     const flags = sz % 8;
-    return sz - flags === t.size(k) && ((flags & 2) !== 0) === ((t.flags[k]! & F_MMAPPED) !== 0);
+    return sz - flags === t.size(k) && ((flags & 2) !== 0) === t.isMmapped(k);
   }
 
   /** Words of block k read piece by piece; calls visit(target, interior) per pointer to another block. */
@@ -1217,13 +1290,12 @@ class Scan {
    * stored edges are read again, in address order, once the stored ones are done.
    */
   private propagate(len: number, mode: number, leader: number): void {
-    const edges = this.edges,
-      flags = this.t.flags;
+    const edges = this.edges;
     let pending: number[] | undefined;
     for (;;) {
       while (len > 0) {
         const i = this.stack[--len]!;
-        if ((flags[i]! & F_NOEDGES) !== 0) {
+        if (this.hasNoEdges(i)) {
           (pending ??= []).push(i);
           continue;
         }
@@ -1329,8 +1401,7 @@ function scanRoots(scan: Scan, space: AddressSpace, census: HeapCensus, loc: Gli
       } else ex.push({ start: h.start, end: h.end });
     }
   }
-  for (let i = 0; i < t.n; i++)
-    if ((t.flags[i]! & F_MMAPPED) !== 0) ex.push({ start: t.address(i) - 16, end: t.address(i) - 16 + t.size(i) });
+  t.forEachMmapped((a, size) => ex.push({ start: a - 16, end: a - 16 + size }));
   ex.sort((x, y) => x.start - y.start);
 
   // Thread stacks from sp.
@@ -1476,7 +1547,7 @@ function confirmLost(space: AddressSpace, scan: Scan, prev: PreviousScan | undef
         k < prev.addr.length &&
         prev.addr[k] === a &&
         prev.size16[k] === t.s16(i) &&
-        prev.mmapped[k] === ((t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0);
+        prev.mmapped[k] === (t.isMmapped(i) ? 1 : 0);
       if (!same || print === -1 || prev.print[k] !== print) {
         st[i] = S_UNKNOWN;
         continue;
@@ -1495,7 +1566,7 @@ function confirmLost(space: AddressSpace, scan: Scan, prev: PreviousScan | undef
     lost.addr[j] = t.address(i);
     lost.size16[j] = t.s16(i);
     lost.print[j] = prints.get(i) ?? -1;
-    lost.mmapped[j++] = (t.flags[i]! & F_MMAPPED) !== 0 ? 1 : 0;
+    lost.mmapped[j++] = t.isMmapped(i) ? 1 : 0;
   }
   return lost;
 }

@@ -35,6 +35,6 @@ export function memoryCheckpoint(phase: string): void {
   const m = process.memoryUsage();
   const mib = (x: number) => Math.round(x / 1048576);
   process.stderr.write(
-    `memory ${phase}: rss ${mib(m.rss)} MiB, V8 heap ${mib(m.heapUsed)} MiB, array buffers ${mib(m.arrayBuffers)} MiB\n`,
+    `memory ${phase}: rss ${mib(m.rss)} MiB (peak so far ${mib(process.resourceUsage().maxRSS * 1024)}), V8 heap ${mib(m.heapUsed)} MiB, array buffers ${mib(m.arrayBuffers)} MiB\n`,
   );
 }
