@@ -381,8 +381,8 @@ export class ChunkTable {
   private exc(i: number): number {
     let c = this.excCur;
     const idx = this.excIdx;
-    if (idx[c] === i) return c;
-    if (idx[c + 1] === i) return (this.excCur = c + 1);
+    if (c < this.excN && idx[c] === i) return c;
+    if (c + 1 < this.excN && idx[c + 1] === i) return (this.excCur = c + 1);
     let lo = 0,
       hi = this.excN - 1;
     while (lo <= hi) {

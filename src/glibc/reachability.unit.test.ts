@@ -31,3 +31,37 @@ test('chunk table: runs sorted, freed chunks dropped, start / interior / header 
   assert.equal(t.find(0x1000), -1);
   assert.equal(t.end(0), heapB + 16 + 40);
 });
+
+test('chunk table: addresses summed from sizes and gaps (large chunks, free runs, freed chunks in one run)', () => {
+  // One heap walked upwards: sizes from 32 bytes to 64 KiB (4080 and up are listed apart), free
+  // gaps between some chunks, three chunks found on a free list afterwards (compacted in place).
+  const heap = 0x55aa00000000;
+  const chunks: { user: number; size: number }[] = [];
+  let p = heap + 16;
+  for (let i = 0; i < 500; i++) {
+    const size = i % 37 === 5 ? 65536 : i % 11 === 3 ? 4080 : 32 + 16 * ((i * 7) % 40);
+    chunks.push({ user: p, size });
+    p += size + (i % 13 === 0 ? 48 * ((i % 5) + 1) : 0); // a free chunk after some
+  }
+  const t = new ChunkTable(8);
+  for (const c of chunks) t.push(c.user, c.size, false);
+  const freed = [chunks[0]!, chunks[77]!, chunks[499]!];
+  for (const f of freed) t.freed.push(f.user);
+  t.finish();
+  const kept = chunks.filter((c) => !freed.includes(c));
+  assert.equal(t.n, kept.length);
+  // In order, backwards, and at random: the same addresses and sizes.
+  for (let i = 0; i < kept.length; i++) assert.equal(t.address(i), kept[i]!.user, `address ${i}`);
+  for (let i = kept.length - 1; i >= 0; i--) assert.equal(t.size(i), kept[i]!.size, `size ${i}`);
+  for (const i of [400, 3, 250, 251, 249, 0, 496, 64, 31, 32, 33]) {
+    assert.equal(t.address(i), kept[i]!.user, `address ${i} (random)`);
+    assert.equal(t.end(i), kept[i]!.user + kept[i]!.size - 8, `end ${i}`);
+  }
+  for (let i = 0; i < kept.length; i += 7) {
+    const c = kept[i]!;
+    assert.equal(t.indexOf(c.user), i, `start ${i}`);
+    assert.equal(t.find(c.user + c.size - 9), i, `last usable byte ${i}`);
+  }
+  for (const f of freed) assert.equal(t.find(f.user), -1, 'a freed chunk is no block');
+  assert.equal(t.find(chunks[13]!.user + chunks[13]!.size + 8), -1, 'inside a free gap');
+});

@@ -51,6 +51,8 @@ export interface InUseChunks {
 /** The bitmaps cover the address space in pages of 1 MiB: one bit per 16 bytes (a possible user pointer). */
 const PAGE_BYTES = 1 << 20;
 const PAGE_WORDS = PAGE_BYTES / 16 / 32;
+/** Words per slab of bitmap pages: 33 MiB, above glibc's largest dynamic mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX, malloc/malloc.c). */
+const SLAB_WORDS = (33 << 20) / 4;
 /** Candidate flags: the hint (0 unknown, 1 yes) in bit 0, mmapped in bit 1. */
 const C_YES = 1,
   C_MMAPPED = 2;
@@ -172,12 +174,29 @@ export class ChunkList implements InUseChunks {
     this.finish();
   }
 
+  /**
+   * Bitmap pages are cut from slabs bigger than glibc's largest mmap threshold (32 MiB): zero-filled
+   * virtual memory, resident only where written, given back to the system when the list is dropped.
+   * (A 32 KiB array each would be malloc'd from the brk heap and stay resident there after: +8-12
+   * MiB per census left behind on a 1 GiB heap.)
+   */
+  private slab = new Uint32Array(0);
+  private slabUsed = 0;
+  private newPage(): Uint32Array {
+    if (this.slabUsed + PAGE_WORDS > this.slab.length) {
+      this.slab = new Uint32Array(SLAB_WORDS);
+      this.slabUsed = 0;
+    }
+    this.slabUsed += PAGE_WORDS;
+    return this.slab.subarray(this.slabUsed - PAGE_WORDS, this.slabUsed);
+  }
+
   private setBit(addr: number, end: boolean): void {
     const n = Math.floor(addr / PAGE_BYTES),
       bit = (addr - n * PAGE_BYTES) >>> 4;
     let p = this.pages.get(n);
-    if (!p) this.pages.set(n, (p = { start: new Uint32Array(PAGE_WORDS), end: null }));
-    const words = end ? (p.end ??= new Uint32Array(PAGE_WORDS)) : p.start;
+    if (!p) this.pages.set(n, (p = { start: this.newPage(), end: null }));
+    const words = end ? (p.end ??= this.newPage()) : p.start;
     words[bit >>> 5] = words[bit >>> 5]! | (1 << (bit & 31));
   }
 
