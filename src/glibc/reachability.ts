@@ -32,19 +32,25 @@
 // both scans at the same address and size; otherwise unknown (reachable when the last scan
 // reached it).
 //
-// Cost: per scan the census walk (which only records the chunks) and one more read of every
-// in-use chunk's words, in address order, windows of 4 MiB, once the chunk table is complete (so
-// each word is resolved to a block at once: no candidate pointers are stored). Per chunk: address
-// as a u32 offset (16-byte units) from its segment's base, size / 16 (u32), flags and state with
-// the root hits (u8 each), edge count (u8; offsets per 32 chunks); a lookup table of ~1 i32 per
-// 512 heap bytes; edges (pointers between blocks, de-duplicated per source by sorting) as u32
-// (target index * 2 + interior); clique leaders (i32) only where a block is lost, the mark's stack
-// as deep as it gets: ~18 bytes per chunk holding one pointer. The edge array is presized to its
-// budget and large per-chunk arrays made bigger than glibc's mmap threshold: zero-filled virtual
-// memory, resident only where written, no growth copies, given back when freed (releaseMemory
-// runs a collection between scans, so a dead scan's tables are gone before the next allocates).
-// Past `maxEdges` the remaining blocks' edges are not stored but read again when the mark reaches
-// them.
+// How, without storing the graph between blocks (issue 18: leakscope's own memory): the census
+// walk records the chunks (ChunkTable); the roots are scanned (hits in the state bytes); the
+// reachable blocks are found by a depth-first walk from the roots' start pointers that reads each
+// block it reaches from the target (a window of the heap around the walk, on the side it moves to,
+// grown while the walk stays in it: a linked list is followed window by window, in either
+// direction), checking its header as it goes; an interior pointer from a reachable block marks its
+// target (S_ROOT_INTERIOR), so the possibly-lost step needs nothing of the reachable blocks. Then
+// only the blocks left unreached are read again in address order, and their edges stored (u32:
+// target index * 2 + interior, de-duplicated per source) for the possibly-lost step and the
+// cliques. Past `maxEdges` the remaining blocks' edges are not stored but read again when reached.
+//
+// Cost: per scan the census walk and about one more read of the in-use chunks' words (the reached
+// blocks once each; the unreached ones again). Per chunk ~2.3 bytes: a size byte (ChunkTable: no
+// addresses stored, one per 32 chunks), the state byte, the lookup table (2 bytes per 512 heap
+// bytes); plus the exceptions (the large, mmapped and gap-followed chunks, ~25 bytes each), the
+// walk's stack (as deep as it gets) and the unreached blocks' edges. Large per-chunk arrays are
+// made bigger than glibc's mmap threshold: zero-filled virtual memory, resident only where
+// written, given back when freed (releaseMemory runs a collection between scans, so a dead scan's
+// tables are gone before the next allocates).
 
 import type { AddressSpace } from '../target/address-space.js';
 import { findMapping } from '../target/address-space.js';
@@ -439,6 +445,22 @@ export class ChunkTable {
     if (c !== EXC) return this.address(i) + c * 16 - 8;
     const e = this.exc(i);
     return this.address(i) + this.excSize16[e]! * 16 - (this.excMm[e] === 1 ? 16 : 8);
+  }
+  /** Chunk k's user pointer, size / 16 and kind at once (into la, lz, lm). */
+  la = 0;
+  lz = 0;
+  lm = false;
+  load(k: number): void {
+    this.la = this.address(k);
+    const c = this.code[k]!;
+    if (c !== EXC) {
+      this.lz = c;
+      this.lm = false;
+    } else {
+      const e = this.exc(k);
+      this.lz = this.excSize16[e]!;
+      this.lm = this.excMm[e] === 1;
+    }
   }
   /** Calls cb for every mmapped chunk (user pointer, chunk size). */
   forEachMmapped(cb: (userAddr: number, chunkSize: number) => void): void {
@@ -847,9 +869,15 @@ class Scan {
    */
   private checkInWindow(k: number, u32: Uint32Array, winStart: number, got: number): boolean {
     const t = this.t;
-    const mm = t.isMmapped(k);
-    const off = t.address(k) - winStart;
-    const z = t.s16(k);
+    t.load(k);
+    return this.checkLoaded(u32, winStart, got);
+  }
+  /** checkInWindow for the chunk last loaded (ChunkTable.load). */
+  private checkLoaded(u32: Uint32Array, winStart: number, got: number): boolean {
+    const t = this.t;
+    const mm = t.lm;
+    const off = t.la - winStart;
+    const z = t.lz;
     const offEnd = off + z * 16 - (mm ? 16 : 8);
     if (offEnd > got) return false;
     const hw = (off - 8) >>> 2;
@@ -1082,8 +1110,9 @@ class Scan {
     while (this.pendLen > 0) {
       const k = this.stack[--this.pendLen]!;
       state[k] = state[k]! & ~PEND;
-      const a = t.address(k),
-        e = t.end(k);
+      t.load(k);
+      const a = t.la,
+        e = a + t.lz * 16 - (t.lm ? 16 : 8);
       const hdrPage = Math.floor((a - 16) / 4096) * 4096;
       if (e + 8 - hdrPage > WINDOW) {
         // Bigger than a window (as readEdges): header read directly, words piece by piece.
@@ -1122,7 +1151,7 @@ class Scan {
         }
       }
       served += e - a;
-      if (!this.checkInWindow(k, u32, winStart, got)) {
+      if (!this.checkLoaded(u32, winStart, got)) {
         state[k] = S_UNKNOWN;
         continue;
       }
