@@ -120,10 +120,11 @@ test('npm pack + npm install -g of the tarball with no compiler on PATH; heap an
       );
     }
 
-    // leaks: every allocation (--sample-bytes 0) of one batch run inside the trace window.
+    // leaks: every allocation (--sample-bytes 0) of one batch run inside the trace window, which
+    // SIGINT ends once the batch is done (a fixed window can end before the batch on a loaded host).
     const leaks = spawn(
       bin,
-      ['leaks', String(leaker.pid), '--mode', 'malloc', '--sample-bytes', '0', '--duration', '12', '--json'],
+      ['leaks', String(leaker.pid), '--mode', 'malloc', '--sample-bytes', '0', '--duration', '300', '--json'],
       { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     onExit(() => killQuietly(leaks.pid!, 'SIGKILL'));
@@ -136,6 +137,7 @@ test('npm pack + npm install -g of the tarball with no compiler on PATH; heap an
     const before = await leaker.command<MallocLeakerReport>('free', 60_000);
     assert.equal(before.totalLeakedBytes, 0);
     const batch = await leaker.command<MallocLeakerReport>('go 300 1000', 120_000);
+    leaks.kill('SIGINT');
     assert.equal(await done, 0, err);
     const got = new Map<string, { bytes: number; count: number }>();
     for (const s of JSON.parse(out).stacks as JsonStack[]) {

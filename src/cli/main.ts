@@ -124,6 +124,12 @@ function withTarget<O extends CommonOptions>(
   return Promise.resolve(run(space, json)).finally(() => space.close());
 }
 
+/** Starts the heap census's reader threads before the command's modules load (their start overlaps it). */
+async function startCensusReaders(space: ReturnType<typeof openTarget>): Promise<void> {
+  const { prepareCensusReadAhead } = await import('../glibc/census.js');
+  prepareCensusReadAhead(space);
+}
+
 /** A numeric option: a plain number, or bytes with a binary suffix (512Ki, 4Mi); `integer`: whole numbers only. */
 function number(name: string, min: number, max = Infinity, integer = false): (v: string) => number {
   return (v: string) => {
@@ -186,6 +192,7 @@ export function buildProgram(): Command {
     )
     .action((pid: string | undefined, opts: CommonOptions & { baseline?: string; reach?: boolean; scans?: number }) =>
       withTarget(pid, opts, async (space, json) => {
+        await startCensusReaders(space);
         if (opts.reach) {
           if (opts.baseline) throw new LeakscopeError('usage', '--reach and --baseline cannot be combined');
           const { runHeapReach } = await import('./reach-command.js');
@@ -203,6 +210,7 @@ export function buildProgram(): Command {
     .option('--largest <n>', 'list the N largest pools', integer('--largest', 0, 10000), 10)
     .action((pid: string | undefined, opts: CommonOptions & { largest: number }) =>
       withTarget(pid, opts, async (space, json) => {
+        await startCensusReaders(space);
         const { runPools } = await import('./commands.js');
         const r = await runPools(space, { largest: opts.largest });
         emit(json, r.text, r.json);

@@ -37,6 +37,7 @@ import { readArenas, readMallocParams, type RawArena, type RawHeap } from './are
 import { mmapCandidateRanges, scanMmappedChunks } from './mmapped.js';
 import { fastbinChunkSize, MIN_LARGE_SIZE, tcacheBinChunkSize } from './layout.js';
 import { ReadAhead } from '../target/read-ahead.js';
+import { pageAlignedBuffer } from '../target/aligned-buffer.js';
 
 export interface CensusOptions {
   /** Window size for streaming reads (default 1 MiB). */
@@ -121,7 +122,7 @@ let sharedWindow: Buffer | undefined;
 /** One window buffer per process, reused by every census (bounded RSS), on its own ArrayBuffer (4-aligned). */
 function windowBuffer(bytes: number): Buffer {
   const len = Math.max(4096, bytes - (bytes % 4096));
-  if (!sharedWindow || sharedWindow.length !== len) sharedWindow = Buffer.from(new ArrayBuffer(len));
+  if (!sharedWindow || sharedWindow.length !== len) sharedWindow = pageAlignedBuffer(len);
   return sharedWindow;
 }
 
@@ -737,6 +738,23 @@ function reveal(storedLo: number, storedHi: number, pos: number): number {
 }
 
 /**
+ * Starts the census's reader threads (ReadAhead.prepare) when `space` is a live process whose
+ * writable anonymous memory is at least READ_AHEAD_MIN bytes: a thread takes ~30-90 ms to start,
+ * so a command that will take a census calls this first, and the start overlaps its own start-up
+ * (loading modules and symbols). Idempotent; heapCensus calls it too.
+ */
+export function prepareCensusReadAhead(
+  space: AddressSpace,
+  opts: { windowBytes?: number } = {},
+  maps = space.mappings(),
+): void {
+  if (space.memoryFd?.() === undefined) return;
+  let anon = 0;
+  for (const m of maps) if (m.perms.startsWith('rw') && (m.path === '' || m.path === '[heap]')) anon += m.end - m.start;
+  if (anon >= READ_AHEAD_MIN) ReadAhead.prepare(windowBuffer(opts.windowBytes ?? DEFAULT_WINDOW).length);
+}
+
+/**
  * Census of a glibc heap. Throws LeakscopeError when glibc's state cannot be found or is
  * unsupported; damage found while walking becomes `inconsistencies` (partial census).
  */
@@ -745,16 +763,8 @@ export function heapCensus(space: AddressSpace, opts: CensusOptions = {}): HeapC
   // Fresh memory maps for every census: mmapped chunks (and thread heaps, brk growth) created
   // since the last read must be seen, or a census after a pause misses them.
   const maps = space.mappings({ refresh: true });
-  // Reader threads for a big heap (below) start now: their start overlaps locating glibc.
-  if (
-    opts.readAhead !== false &&
-    space.memoryFd?.() !== undefined &&
-    maps.reduce(
-      (n, m) => n + (m.perms.startsWith('rw') && (m.path === '' || m.path === '[heap]') ? m.end - m.start : 0),
-      0,
-    ) >= READ_AHEAD_MIN
-  )
-    ReadAhead.prepare(windowBuffer(opts.windowBytes ?? DEFAULT_WINDOW).length);
+  // Reader threads for a big heap (below) start now (unless started earlier): their start overlaps locating glibc.
+  if (opts.readAhead !== false) prepareCensusReadAhead(space, opts, maps);
   const symbolizer = opts.symbolizer ?? new Symbolizer(space.modules());
   const loc = opts.location ?? locateGlibc(space, symbolizer);
   const L = loc.layout;

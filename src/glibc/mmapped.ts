@@ -9,6 +9,7 @@
 
 import type { AddressSpace } from '../target/address-space.js';
 import type { Mapping } from '../model/memory.js';
+import { pageAlignedBuffer } from '../target/aligned-buffer.js';
 
 export const PAGE_SIZE = 4096;
 /** Pages probed per census at most (1 TiB of anonymous memory at 4 KiB pages). */
@@ -60,7 +61,7 @@ export function scanMmappedChunks(
   ranges: readonly { start: number; end: number }[],
   sink: (c: MmappedChunk) => void,
 ): number {
-  const win = Buffer.from(new ArrayBuffer(PROBE_WINDOW));
+  const win = pageAlignedBuffer(PROBE_WINDOW);
   let bytesRead = 0,
     probes = 0;
   for (const r of ranges) {

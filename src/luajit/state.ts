@@ -17,6 +17,7 @@ import { basename } from 'node:path';
 import { layoutCandidates } from './layouts.js';
 import type { LuajitLayouts } from './layouts.js';
 import { anonymousRw } from './alloc.js';
+import { pageAlignedBuffer } from '../target/aligned-buffer.js';
 
 /** gct values (~LJ_T*), lj_obj.h. */
 export const GCT = { str: 4, upval: 5, thread: 6, proto: 7, func: 8, trace: 9, cdata: 10, tab: 11, udata: 12 } as const;
@@ -139,7 +140,7 @@ export function vmsFromScan(space: AddressSpace, layouts: LuajitLayouts): VmCand
     mainth = s.global_State!.mainthref!;
   const out: VmCandidate[] = [];
   const WINDOW = 4 << 20;
-  const buf = Buffer.alloc(WINDOW);
+  const buf = pageAlignedBuffer(WINDOW);
   for (const m of anonymousRw(space)) {
     for (let base = m.start; base < m.end; base += WINDOW) {
       const n = space.readInto(base, buf, 0, Math.min(WINDOW, m.end - base));

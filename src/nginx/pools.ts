@@ -25,6 +25,7 @@ import { chunkFitsBlock, POOL, poolSignatureAt, PoolReader } from './pool.js';
 import type { PoolBlock, PoolCleanup, PoolInconsistency, PoolLargeAlloc, PoolRead } from './pool.js';
 import { readBatched } from './read-batch.js';
 import { PointerTargets, scanForPointers, searchRanges, writableRegions } from './references.js';
+import { pageAlignedBuffer } from '../target/aligned-buffer.js';
 
 export type PoolOwner =
   | 'cycle'
@@ -714,7 +715,7 @@ function heapReferences(
     hitPool.push(p);
   };
   let bytesRead = 0;
-  const buf = searchBuffer ?? (searchBuffer = Buffer.from(new ArrayBuffer(SEARCH_WINDOW)));
+  const buf = searchBuffer ?? (searchBuffer = pageAlignedBuffer(SEARCH_WINDOW));
   const flush = () => {
     if (n === 0) return;
     if (end - start > buf.length) {

@@ -3,6 +3,7 @@
 // windows are capped at `maxWindow` bytes so leakscope's own memory stays bounded.
 
 import type { AddressSpace } from '../target/index.js';
+import { pageAlignedBuffer } from '../target/aligned-buffer.js';
 
 export interface BatchOptions {
   gap?: number;
@@ -36,7 +37,7 @@ export function readBatched(
   for (let i = 0; i < n; i++) order[i] = i;
   order.sort((a, b) => addrs[a]! - addrs[b]!);
   const lenOf = typeof lens === 'number' ? () => lens : (i: number) => lens[i]!;
-  let buf = sharedWindow ?? (sharedWindow = Buffer.allocUnsafe(1 << 16));
+  let buf = sharedWindow ?? (sharedWindow = pageAlignedBuffer(1 << 16));
   let calls = 0;
   let i = 0;
   while (i < n) {
@@ -53,7 +54,7 @@ export function readBatched(
       j++;
     }
     const size = end - start;
-    if (buf.length < size) buf = sharedWindow = Buffer.allocUnsafe(Math.max(size, Math.min(maxWindow, buf.length * 2)));
+    if (buf.length < size) buf = sharedWindow = pageAlignedBuffer(Math.max(size, Math.min(maxWindow, buf.length * 2)));
     let got = space.readInto(start, buf, 0, size);
     calls++;
     if (got < size && j - i > 1) {

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFixture } from '../../test/helpers/fixture.js';
 import { startNginx, driveRequests } from '../../test/helpers/nginx.js';
+import { workloadWindow } from '../../test/helpers/trace-window.js';
 import { toPprof } from '../formats/pprof/pprof.js';
 import { LiveProcess } from '../target/index.js';
 import { traceLeaks, LOST_STACK_FRAME } from './leak-tracer.js';
@@ -164,9 +165,15 @@ test('go tool pprof reads the nginx pprof: function names, no symbolization warn
     const [worker] = ngx.workerPids();
     await driveRequests(ngx, '/ok', 10, 2);
     const space = LiveProcess.open(worker!);
-    const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: 3, sampleBytes: 0 });
-    await new Promise((r) => setTimeout(r, 500));
+    const window = workloadWindow();
+    const trace = traceLeaks(space, {
+      mode: 'malloc',
+      durationSeconds: window.durationSeconds,
+      signal: window.signal,
+      sampleBytes: 0,
+    });
     assert.equal((await driveRequests(ngx, '/leak-keep', 20, 2)).ok, 20);
+    window.done();
     const t = await trace;
     space.close();
     const dir = mkdtempSync(join(tmpdir(), 'leakscope-pprof-'));

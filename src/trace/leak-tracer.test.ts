@@ -11,6 +11,7 @@ import { startFixture } from '../../test/helpers/fixture.js';
 import type { MallocLeakerReport } from '../../test/helpers/fixture.js';
 import { startNginx, driveRequests, runWrk } from '../../test/helpers/nginx.js';
 import { withBrowser, openFile } from '../../test/helpers/browser.js';
+import { workloadWindow } from '../../test/helpers/trace-window.js';
 import { LiveProcess } from '../target/index.js';
 import { processCpuSeconds, traceLeaks } from './leak-tracer.js';
 import { livePoolBytes } from '../analysis/pool-census.js';
@@ -43,9 +44,12 @@ async function traceFixtureBatch(command: string, sampleBytes: number, seconds: 
     const ready = new Promise<void>((r) => {
       attached = r;
     });
+    // The window ends when the batch is done, so it covers every allocation of it (seconds: the most).
+    const window = workloadWindow(seconds);
     const trace = traceLeaks(space, {
       mode: 'malloc',
-      durationSeconds: seconds,
+      durationSeconds: window.durationSeconds,
+      signal: window.signal,
       sampleBytes,
       heapLiveness,
       onProgress: () => attached(),
@@ -53,6 +57,7 @@ async function traceFixtureBatch(command: string, sampleBytes: number, seconds: 
     setTimeout(() => attached(), 300);
     await ready;
     const report = await fx.command<MallocLeakerReport>(command, 120_000);
+    window.done();
     const t = await trace;
     space.close();
     return { t, report };
@@ -217,12 +222,13 @@ test('nginx under load, malloc mode: the heaviest leak runs malloc <- ngx_alloc 
     const [worker] = ngx.workerPids();
     await driveRequests(ngx, '/ok', 10, 2);
     const space = LiveProcess.open(worker!);
-    const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: 5 });
-    await new Promise((r) => setTimeout(r, 500));
+    const window = workloadWindow();
+    const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: window.durationSeconds, signal: window.signal });
     const load = runWrk(ngx.url('/ok'), 3, 8);
     const leak = await driveRequests(ngx, '/leak-keep', 40, 2);
     assert.equal(leak.ok, 40);
     await load;
+    window.done();
     const t = await trace;
     space.close();
     const heaviest = names(t.stacks[0]!);
@@ -260,9 +266,11 @@ test('nginx under load, --heap-liveness --max-overhead: the duty keeps the estim
     const running = new Promise<void>((r) => {
       windowRuns = r;
     });
+    const window = workloadWindow();
     const trace = traceLeaks(space, {
       mode: 'malloc',
-      durationSeconds: 7,
+      durationSeconds: window.durationSeconds,
+      signal: window.signal,
       heapLiveness: true,
       maxOverhead: budget,
       onProgress: () => windowRuns(),
@@ -273,6 +281,7 @@ test('nginx under load, --heap-liveness --max-overhead: the duty keeps the estim
     const leak = await driveRequests(ngx, '/leak-keep', 600, 2);
     assert.equal(leak.ok, 600);
     await load;
+    window.done();
     const t = await trace;
     const cpu = processCpuSeconds(worker!)! - cpu0;
     space.close();
@@ -303,12 +312,18 @@ test('nginx under load, pool mode: leaked pools carry the module function in the
     const [worker] = ngx.workerPids();
     await driveRequests(ngx, '/ok', 10, 2);
     const space = LiveProcess.open(worker!);
-    const trace = traceLeaks(space, { mode: 'pool', durationSeconds: 5, livePools: () => livePoolBytes(space) });
-    await new Promise((r) => setTimeout(r, 500));
+    const window = workloadWindow();
+    const trace = traceLeaks(space, {
+      mode: 'pool',
+      durationSeconds: window.durationSeconds,
+      signal: window.signal,
+      livePools: () => livePoolBytes(space),
+    });
     const load = runWrk(ngx.url('/ok'), 3, 8);
     assert.equal((await driveRequests(ngx, '/leak-keep', 30, 2)).ok, 30);
     assert.equal((await driveRequests(ngx, '/leak-drop', 20, 2)).ok, 20);
     await load;
+    window.done();
     const t = await trace;
     space.close();
     const leaking = t.stacks.filter((s) => names(s).includes('ngx_http_leak_create_session'));
@@ -341,18 +356,20 @@ test('pool mode at call sites: requests nginx serves alone cost no probe hit, mo
     const hits: Record<string, number> = {};
     for (const all of [false, true]) {
       const space = LiveProcess.open(worker!);
+      const window = workloadWindow();
       const trace = traceLeaks(space, {
         mode: 'pool',
-        durationSeconds: 4,
+        durationSeconds: window.durationSeconds,
+        signal: window.signal,
         allPoolSites: all,
         livePools: () => livePoolBytes(space),
       });
-      await new Promise((r) => setTimeout(r, 500));
       // Ground truth: /static runs no module code (one request pool, nginx's own); /ok creates and
       // destroys one module pool per request; /leak-drop leaks one.
       assert.equal((await driveRequests(ngx, '/static', 300, 4)).ok, 300);
       assert.equal((await driveRequests(ngx, '/ok', 40, 4)).ok, 40);
       assert.equal((await driveRequests(ngx, '/leak-drop', 10, 2)).ok, 10);
+      window.done();
       const t = await trace;
       space.close();
       const n = t.cost.probeHits['pool create']!;
