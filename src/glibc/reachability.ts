@@ -386,7 +386,7 @@ export class ChunkTable {
 
   /** Position of chunk i among the exceptions (it is one). */
   private exc(i: number): number {
-    let c = this.excCur;
+    const c = this.excCur;
     const idx = this.excIdx;
     if (c < this.excN && idx[c] === i) return c;
     if (c + 1 < this.excN && idx[c + 1] === i) return (this.excCur = c + 1);
@@ -1002,7 +1002,8 @@ class Scan {
     let p = 0;
     for (let b = 0; b * EDGE_BLOCK < n; b++) {
       this.edgeBlock[b] = p;
-      for (let k = b * EDGE_BLOCK, e = Math.min(n, k + EDGE_BLOCK); k < e; k++) if (this.edgeCount[k]) p += this.countOf(k);
+      for (let k = b * EDGE_BLOCK, e = Math.min(n, k + EDGE_BLOCK); k < e; k++)
+        if (this.edgeCount[k]) p += this.countOf(k);
     }
     this.edgeBlock[Math.ceil(n / EDGE_BLOCK)] = this.edgeLen;
     let unstored = 0;
@@ -1284,7 +1285,7 @@ class Scan {
    * Marks one target `j` reached over an edge in `mode` (M_POSSIBLE: any pointer makes them possibly lost; M_CLIQUE: unreached blocks
    * join the clique of `leader`, an earlier leader is absorbed). Returns true when j is to be scanned.
    */
-  private accept(mode: number, j: number, interior: boolean, leader: number): boolean {
+  private accept(mode: number, j: number, leader: number): boolean {
     const state = this.state;
     const s = state[j]!;
     if (mode === M_POSSIBLE) {
@@ -1333,14 +1334,14 @@ class Scan {
         for (let p = p0, q = p0 + this.countOf(i); p < q; p++) {
           const e = edges[p]!;
           const j = e >>> 1;
-          if (this.accept(mode, j, (e & 1) !== 0, leader)) len = this.push(len, j);
+          if (this.accept(mode, j, leader)) len = this.push(len, j);
         }
       }
       if (!pending?.length) return;
       pending.sort((x, y) => x - y);
       for (const i of pending.splice(0))
-        this.wordsOf(i, (tgt, interior) => {
-          if (this.accept(mode, tgt, interior, leader)) len = this.push(len, tgt);
+        this.wordsOf(i, (tgt) => {
+          if (this.accept(mode, tgt, leader)) len = this.push(len, tgt);
           return true;
         });
     }
