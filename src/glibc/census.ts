@@ -276,19 +276,79 @@ class Census {
     return this.small.readUInt32LE(off + 4) * TWO32 + this.small.readUInt32LE(off);
   }
 
+  /** Where the window (this.buf) starts in the target: set by fill. */
+  private winAt = 0;
+
+  /**
+   * Makes the window hold the chunk header at p (a heap ending at max(end, limit) + 16): the next
+   * window read ahead when it holds p, else p's page read in turn; then the windows after it are
+   * asked of the reader threads. Sets this.buf / this.u32 / this.winAt; returns the bytes in the
+   * window (fewer than p + 16 - winAt when unreadable). Apart from walkHeap's loop so that the
+   * loop stays small for the JIT (this runs once per window, the loop once per chunk).
+   */
+  private fill(p: number, end: number, limit: number): number {
+    const ra = this.ra;
+    const winCap = this.buf.length;
+    // Windows start on a page boundary: /proc/PID/mem copies page by page, and an
+    // unaligned start makes every copy span two pages (about 2x slower).
+    let at = p - (p % 4096);
+    let n = -1;
+    while (n < 0 && this.aheadSlot.length > 0) {
+      // Windows read ahead start a page before the one before them ends: the first holds p
+      // unless a chunk larger than a window took the walk past it (then the next may).
+      const slot = this.aheadSlot.shift()!,
+        wAt = this.aheadAt.shift()!,
+        wLen = this.aheadLen.shift()!;
+      const got = ra!.wait(slot);
+      this.bytesRead += got;
+      if (wAt <= p && wAt + got >= p + 16) {
+        this.raSlot = slot;
+        this.buf = ra!.slots[slot]!;
+        this.u32 = this.raU32[slot]!;
+        at = wAt;
+        n = got;
+      }
+      // A short window: the ones after it were asked for past its end; the walk reads on itself.
+      if (got < wLen) this.bytesRead += this.dropAhead();
+    }
+    if (n < 0) {
+      const want = Math.min(winCap, Math.max(end, limit) + 16 - at);
+      n = this.space.readInto(at, this.buf, 0, want);
+      this.bytesRead += n;
+    }
+    this.winAt = at;
+    if (at + n < p + 16) return n;
+    if (ra && n === winCap) {
+      // The next windows, one per reader thread, into free slots while this one is parsed; each
+      // starts a page before the one before it ends (as a full read of it would).
+      const stop = Math.max(end, limit) + 16;
+      const q = this.aheadSlot.length;
+      let next = (q > 0 ? this.aheadAt[q - 1]! + this.aheadLen[q - 1]! : at + n) - 4096;
+      if (q > 0 && this.aheadLen[q - 1]! < winCap) next = stop;
+      while (this.aheadSlot.length < ra.parallel && next + 4096 < stop) {
+        let slot = 0;
+        while (slot === this.raSlot || this.aheadSlot.includes(slot)) slot++;
+        const len = Math.min(winCap, stop - next);
+        ra.start(this.raFd, slot, next, len, this.raPid);
+        this.aheadSlot.push(slot);
+        this.aheadAt.push(next);
+        this.aheadLen.push(len);
+        if (len < winCap) break;
+        next += winCap - 4096;
+      }
+    }
+    return n;
+  }
+
   /**
    * Walks one heap from heap.firstChunk. Counts in-use and bin chunks into `a`, the top
    * chunk when the heap holds it. Returns the address where the walk stopped.
    */
   walkHeap(heap: RawHeap, a: ArenaCensus, s: ArenaScratch, tcacheStructSize: number): number {
-    let u32 = this.u32,
-      buf = this.buf;
-    const space = this.space,
-      ra = this.ra;
+    let u32 = this.u32;
     const hFreeN = this.hFreeN,
       hFreeB = this.hFreeB,
       exactFlat = this.exactFlat;
-    const winCap = buf.length;
     const collect = this.collect,
       peek = this.peek,
       copyTag = this.copyTag;
@@ -312,34 +372,8 @@ class Census {
     const free0 = this.freeLen;
     while (p < limit) {
       if (p + 16 > winEnd) {
-        // Windows start on a page boundary: /proc/PID/mem copies page by page, and an
-        // unaligned start makes every copy span two pages (about 2x slower).
-        let at = p - (p % 4096);
-        let n = -1;
-        while (n < 0 && this.aheadSlot.length > 0) {
-          // Windows read ahead start a page before the one before them ends: the first holds p
-          // unless a chunk larger than a window took the walk past it (then the next may).
-          const slot = this.aheadSlot.shift()!,
-            wAt = this.aheadAt.shift()!,
-            wLen = this.aheadLen.shift()!;
-          const got = ra!.wait(slot);
-          bytesRead += got;
-          if (wAt <= p && wAt + got >= p + 16) {
-            this.raSlot = slot;
-            buf = this.buf = ra!.slots[slot]!;
-            u32 = this.u32 = this.raU32[slot]!;
-            at = wAt;
-            n = got;
-          }
-          // A short window: the ones after it were asked for past its end; the walk reads on itself.
-          if (got < wLen) bytesRead += this.dropAhead();
-        }
-        if (n < 0) {
-          const want = Math.min(winCap, Math.max(end, limit) + 16 - at);
-          n = space.readInto(at, buf, 0, want);
-          bytesRead += n;
-        }
-        if (at + n < p + 16) {
+        const n = this.fill(p, end, limit);
+        if (this.winAt + n < p + 16) {
           this.report({
             address: p,
             kind: 'unreadable',
@@ -348,27 +382,9 @@ class Census {
           stopped = true;
           break;
         }
-        winStart = at;
-        winEnd = at + n;
-        if (ra && n === winCap) {
-          // The next windows, one per reader thread, into free slots while this one is parsed; each
-          // starts a page before the one before it ends (as a full read of it would).
-          const stop = Math.max(end, limit) + 16;
-          const q = this.aheadSlot.length;
-          let next = (q > 0 ? this.aheadAt[q - 1]! + this.aheadLen[q - 1]! : winEnd) - 4096;
-          if (q > 0 && this.aheadLen[q - 1]! < winCap) next = stop;
-          while (this.aheadSlot.length < ra.parallel && next + 4096 < stop) {
-            let slot = 0;
-            while (slot === this.raSlot || this.aheadSlot.includes(slot)) slot++;
-            const len = Math.min(winCap, stop - next);
-            ra.start(this.raFd, slot, next, len, this.raPid);
-            this.aheadSlot.push(slot);
-            this.aheadAt.push(next);
-            this.aheadLen.push(len);
-            if (len < winCap) break;
-            next += winCap - 4096;
-          }
-        }
+        u32 = this.u32;
+        winStart = this.winAt;
+        winEnd = winStart + n;
       }
       const w = (p - winStart + 8) >>> 2;
       const lo = u32[w]!;
