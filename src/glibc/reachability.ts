@@ -1161,21 +1161,26 @@ class Scan {
     }
   }
 
-  /** Edges of a block bigger than a window, read piece by piece; false when the budget ran out. */
-  private bigEdges(k: number): boolean {
-    const t = this.t;
+  /**
+   * Block k's words read a window at a time: fn(u32, wordEnd, last) per window (last: the block's
+   * end, or a short read). Stops at a short read; false as soon as fn returns false.
+   */
+  private windowsOf(k: number, fn: (u32: Uint32Array, wordEnd: number, last: boolean) => boolean): boolean {
     const { buf, u32 } = window();
-    const a = t.address(k),
-      e = t.end(k);
-    for (let p = a; p < e; p += WINDOW) {
+    const e = this.t.end(k);
+    for (let p = this.t.address(k); p < e; p += WINDOW) {
       const want = Math.min(WINDOW, e - p);
       const got = this.space.readInto(p, buf, 0, want);
       this.bytesRead += got;
-      const done = got < want || p + want >= e;
-      if (!this.blockEdges(k, u32, 0, got >>> 2, done)) return false;
+      if (!fn(u32, got >>> 2, got < want || p + want >= e)) return false;
       if (got < want) break;
     }
     return true;
+  }
+
+  /** Edges of a block bigger than a window, read piece by piece; false when the budget ran out. */
+  private bigEdges(k: number): boolean {
+    return this.windowsOf(k, (u32, wordEnd, last) => this.blockEdges(k, u32, 0, wordEnd, last));
   }
 
   private checkHeaderDirect(k: number): boolean {
@@ -1194,24 +1199,17 @@ class Scan {
   /** Words of block k read piece by piece; calls visit(target, interior) per pointer to another block. */
   private wordsOf(k: number, visit: (tgt: number, interior: boolean) => boolean): void {
     const t = this.t;
-    const { buf, u32 } = window();
-    const a = t.address(k),
-      e = t.end(k);
-    for (let p = a; p < e; p += WINDOW) {
-      const len = Math.min(WINDOW, e - p);
-      const got = this.space.readInto(p, buf, 0, len);
-      this.bytesRead += got;
-      const wEnd = got >>> 2;
-      for (let w = 0; w + 1 < wEnd; w += 2) {
+    this.windowsOf(k, (u32, wordEnd) => {
+      for (let w = 0; w + 1 < wordEnd; w += 2) {
         const h = u32[w + 1]!;
         if (h < t.minHi || h > t.maxHi) continue;
         const v = h * TWO32 + u32[w]!;
         const tgt = t.find(v);
         if (tgt < 0 || tgt === k) continue;
-        if (!visit(tgt, v !== t.lastStart)) return;
+        if (!visit(tgt, v !== t.lastStart)) return false;
       }
-      if (got < len) return;
-    }
+      return true;
+    });
   }
 
   /** Scans one root range; marks root hits. */
