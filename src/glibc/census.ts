@@ -38,6 +38,7 @@ import { mmapCandidateRanges, scanMmappedChunks } from './mmapped.js';
 import { fastbinChunkSize, MIN_LARGE_SIZE, tcacheBinChunkSize } from './layout.js';
 import { ReadAhead } from '../target/read-ahead.js';
 import { pageAlignedBuffer } from '../target/aligned-buffer.js';
+import { grownTo } from '../model/typed-arrays.js';
 
 export interface CensusOptions {
   /** Window size for streaming reads (default 1 MiB). */
@@ -526,16 +527,10 @@ class Census {
   collectInUse(addr: number, size: number, tag: number): void {
     const n = this.usedLen;
     if (n === this.usedAddr.length) {
-      const grow = (a: Float64Array) => {
-        const b = new Float64Array(Math.max(1024, a.length * 2));
-        b.set(a);
-        return b;
-      };
-      this.usedAddr = grow(this.usedAddr);
-      this.usedSize = grow(this.usedSize);
-      const h = new Uint8Array(this.usedAddr.length);
-      h.set(this.usedTag);
-      this.usedTag = h;
+      const len = Math.max(1024, n * 2);
+      this.usedAddr = grownTo(this.usedAddr, len);
+      this.usedSize = grownTo(this.usedSize, len);
+      this.usedTag = grownTo(this.usedTag, len);
     }
     this.usedAddr[n] = addr;
     this.usedSize[n] = size;
@@ -569,14 +564,10 @@ class Census {
     const n = this.freeLen;
     if (n >= FREE_INDEX_MAX) return;
     if (n === this.freeAddr.length) {
-      const grow = (a: Float64Array) => {
-        const b = new Float64Array(Math.min(FREE_INDEX_MAX, a.length * 2));
-        b.set(a);
-        return b;
-      };
-      this.freeAddr = grow(this.freeAddr);
-      this.freeSize = grow(this.freeSize);
-      this.freeBk = grow(this.freeBk);
+      const len = Math.min(FREE_INDEX_MAX, n * 2);
+      this.freeAddr = grownTo(this.freeAddr, len);
+      this.freeSize = grownTo(this.freeSize, len);
+      this.freeBk = grownTo(this.freeBk, len);
     }
     this.freeAddr[n] = addr;
     this.freeSize[n] = size;

@@ -61,6 +61,7 @@ import { Symbolizer } from '../symbols/symbolizer.js';
 import type { HeapCensus } from './census-types.js';
 import { heapCensus } from './census.js';
 import { locateGlibc, type GlibcLocation } from './locate.js';
+import { grownTo } from '../model/typed-arrays.js';
 
 const TWO32 = 4294967296;
 /**
@@ -272,14 +273,6 @@ const ANCHOR = 32;
 /** Lookup-table entries per absolute base (the entries themselves are u16 offsets from it). */
 const TAB_BLOCK = 64;
 
-/** Growable f64 column. */
-function grown(a: Float64Array, n: number): Float64Array {
-  if (n < a.length) return a;
-  const b = new Float64Array(Math.max(64, a.length * 2));
-  b.set(a);
-  return b;
-}
-
 /**
  * In-use chunks of one census in address order, with an address -> chunk lookup; ~1.3 bytes per
  * chunk. A chunk's address is not stored: chunks tile the heap, so chunk i + 1 starts where chunk
@@ -334,12 +327,11 @@ export class ChunkTable {
   private addExc(i: number, size16: number, gap: number, mm: boolean): void {
     const k = this.excN;
     if (k === this.excIdx.length) {
-      this.excIdx = grown(this.excIdx, k);
-      this.excSize16 = grown(this.excSize16, k);
-      this.excGap = grown(this.excGap, k);
-      const m = new Uint8Array(this.excIdx.length);
-      m.set(this.excMm);
-      this.excMm = m;
+      const len = Math.max(64, k * 2);
+      this.excIdx = grownTo(this.excIdx, len);
+      this.excSize16 = grownTo(this.excSize16, len);
+      this.excGap = grownTo(this.excGap, len);
+      this.excMm = grownTo(this.excMm, len);
     }
     this.excIdx[k] = i;
     this.excSize16[k] = size16;
@@ -351,13 +343,9 @@ export class ChunkTable {
   /** A chunk the census walk saw in use (its words are read after the walk, once every chunk is known). */
   push(userAddr: number, chunkSize: number, mmapped: boolean): void {
     const n = this.n;
-    if (n === this.code.length) {
-      const c = new Uint8Array(n * 2);
-      c.set(this.code);
-      this.code = c;
-    }
+    if (n === this.code.length) this.code = grownTo(this.code, n * 2);
     if (n % ANCHOR === 0) {
-      if (n / ANCHOR >= this.anchor.length) this.anchor = grown(this.anchor, n / ANCHOR);
+      if (n / ANCHOR >= this.anchor.length) this.anchor = grownTo(this.anchor, Math.max(64, this.anchor.length * 2));
       this.anchor[n / ANCHOR] = userAddr;
     }
     if (n > 0) {

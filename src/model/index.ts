@@ -6,3 +6,4 @@ export * from './leaks.js';
 export * from './units.js';
 export * from './pools.js';
 export * from './release-memory.js';
+export * from './typed-arrays.js';

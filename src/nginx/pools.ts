@@ -26,6 +26,7 @@ import type { PoolBlock, PoolCleanup, PoolInconsistency, PoolLargeAlloc, PoolRea
 import { readBatched } from './read-batch.js';
 import { PointerTargets, scanForPointers, searchRanges, writableRegions } from './references.js';
 import { pageAlignedBuffer } from '../target/aligned-buffer.js';
+import { grownTo } from '../model/typed-arrays.js';
 
 export type PoolOwner =
   | 'cycle'
@@ -358,9 +359,9 @@ function scanChunks(space: AddressSpace, chunks: InUseChunks, countBuckets: bool
       examine(addr, chunkSize, mmapped, userBytes, 0, SCAN_BYTES, true);
     else {
       if (nToRead === toRead.length) {
-        toRead = doubled(toRead);
-        toReadSize = doubled(toReadSize);
-        toReadMm = doubled(toReadMm);
+        toRead = grownTo(toRead, toRead.length * 2);
+        toReadSize = grownTo(toReadSize, toRead.length);
+        toReadMm = grownTo(toReadMm, toRead.length);
       }
       toRead[nToRead] = addr;
       toReadSize[nToRead] = chunkSize;
@@ -757,9 +758,9 @@ function heapReferences(
     } else if (e > end) end = e;
     if (n === cap) {
       cap *= 2;
-      runAddr = doubled(runAddr);
-      runEnd = doubled(runEnd);
-      runOwner = doubled(runOwner);
+      runAddr = grownTo(runAddr, runAddr.length * 2);
+      runEnd = grownTo(runEnd, runAddr.length);
+      runOwner = grownTo(runOwner, runAddr.length);
     }
     runAddr[n] = a;
     runEnd[n] = e;
@@ -1140,11 +1141,4 @@ export function analyzePools(space: AddressSpace, opts: AnalyzePoolsOptions): Po
       },
     },
   };
-}
-
-/** A typed array twice as long holding a's elements first (a growable column). */
-function doubled<T extends Float64Array | Int32Array | Uint8Array>(a: T): T {
-  const b = new (a.constructor as new (n: number) => T)(a.length * 2);
-  b.set(a);
-  return b;
 }
