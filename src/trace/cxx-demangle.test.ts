@@ -17,6 +17,7 @@ import { encodeLeaks } from '../contract/leaks.js';
 import { toFolded } from '../formats/folded/folded.js';
 import { toPprof } from '../formats/pprof/pprof.js';
 import { renderFlameGraphSvg } from '../report/flamegraph-svg.js';
+import { workloadWindow } from '../../test/helpers/trace-window.js';
 
 const ADD = 'leakfx::Cache::add(unsigned long)';
 const MAKE = 'leakfx::Widget* leakfx::make_leak<leakfx::Widget>()';
@@ -28,11 +29,11 @@ test('C++ fixture: demangled names in text, JSON, folded, pprof and SVG', async 
   const fx = await startFixture<{ pid: number }>('cxx-leaker');
   try {
     const space = LiveProcess.open(fx.pid);
-    const done = new AbortController();
-    const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: 30, sampleBytes: 0, signal: done.signal });
+    const window = workloadWindow(30);
+    const trace = traceLeaks(space, { mode: 'malloc', ...window.options, sampleBytes: 0 });
     await new Promise((r) => setTimeout(r, 500));
     await fx.command('go 300', 30_000);
-    done.abort();
+    window.done();
     const t = await trace;
     space.close();
     const text = renderLeaksTable(encodeLeaks(t), { top: 20 });

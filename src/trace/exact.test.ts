@@ -39,14 +39,13 @@ async function traceThreaded(command: string, seconds: number, extra: Partial<Le
     const ready = new Promise<void>((r) => {
       attached = r;
     });
-    // The window ends when the batch is done (the signal), so it covers every allocation of it.
-    const done = new AbortController();
+    // The window ends when the batch is done, so it covers every allocation of it (seconds: the most).
+    const window = workloadWindow(seconds);
     const trace = traceLeaks(space, {
       mode: 'malloc',
-      durationSeconds: seconds,
+      ...window.options,
       sampleBytes: 0,
       onProgress: () => attached(),
-      signal: done.signal,
       ...extra,
     });
     setTimeout(() => attached(), 300);
@@ -54,7 +53,7 @@ async function traceThreaded(command: string, seconds: number, extra: Partial<Le
     const t0 = Date.now();
     const report = await fx.command<ThreadedReport>(command, 120_000);
     const batchSeconds = (Date.now() - t0) / 1000;
-    done.abort();
+    window.done();
     const t = await trace;
     space.close();
     return { t, report, batchSeconds };
@@ -168,8 +167,7 @@ test('go tool pprof reads the nginx pprof: function names, no symbolization warn
     const window = workloadWindow();
     const trace = traceLeaks(space, {
       mode: 'malloc',
-      durationSeconds: window.durationSeconds,
-      signal: window.signal,
+      ...window.options,
       sampleBytes: 0,
     });
     assert.equal((await driveRequests(ngx, '/leak-keep', 20, 2)).ok, 20);

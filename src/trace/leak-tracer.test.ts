@@ -48,8 +48,7 @@ async function traceFixtureBatch(command: string, sampleBytes: number, seconds: 
     const window = workloadWindow(seconds);
     const trace = traceLeaks(space, {
       mode: 'malloc',
-      durationSeconds: window.durationSeconds,
-      signal: window.signal,
+      ...window.options,
       sampleBytes,
       heapLiveness,
       onProgress: () => attached(),
@@ -223,7 +222,7 @@ test('nginx under load, malloc mode: the heaviest leak runs malloc <- ngx_alloc 
     await driveRequests(ngx, '/ok', 10, 2);
     const space = LiveProcess.open(worker!);
     const window = workloadWindow();
-    const trace = traceLeaks(space, { mode: 'malloc', durationSeconds: window.durationSeconds, signal: window.signal });
+    const trace = traceLeaks(space, { mode: 'malloc', ...window.options });
     const load = runWrk(ngx.url('/ok'), 3, 8);
     const leak = await driveRequests(ngx, '/leak-keep', 40, 2);
     assert.equal(leak.ok, 40);
@@ -269,8 +268,7 @@ test('nginx under load, --heap-liveness --max-overhead: the duty keeps the estim
     const window = workloadWindow();
     const trace = traceLeaks(space, {
       mode: 'malloc',
-      durationSeconds: window.durationSeconds,
-      signal: window.signal,
+      ...window.options,
       heapLiveness: true,
       maxOverhead: budget,
       onProgress: () => windowRuns(),
@@ -315,8 +313,7 @@ test('nginx under load, pool mode: leaked pools carry the module function in the
     const window = workloadWindow();
     const trace = traceLeaks(space, {
       mode: 'pool',
-      durationSeconds: window.durationSeconds,
-      signal: window.signal,
+      ...window.options,
       livePools: () => livePoolBytes(space),
     });
     const load = runWrk(ngx.url('/ok'), 3, 8);
@@ -359,8 +356,7 @@ test('pool mode at call sites: requests nginx serves alone cost no probe hit, mo
       const window = workloadWindow();
       const trace = traceLeaks(space, {
         mode: 'pool',
-        durationSeconds: window.durationSeconds,
-        signal: window.signal,
+        ...window.options,
         allPoolSites: all,
         livePools: () => livePoolBytes(space),
       });
